@@ -1,9 +1,111 @@
 //! The runtime linked into programs instrumented by `cargo lprobe`.
+//!
+//! Generated code sees only this file's items: the site tables ([`Table`], [`Site`]), the
+//! capture wrappers ([`W`], [`Val`], [`ViaDebug`], [`ViaOpaque`]), [`register`] (called before
+//! `main` by each package's generated sites crate) and [`hit`] (called, out of line, when an armed
+//! site is passed). The dormant check itself (`on(id)`: one relaxed byte load) is generated into
+//! the sites crate so it inlines into the user's code.
+//!
+//! **Invariant:** nothing here panics into the program: every entry point catches unwinding,
+//! and a probe that re-enters the runtime from inside a capture (a `Debug` impl calling
+//! instrumented code) is ignored and counted.
+
+use std::fmt;
+use std::sync::atomic::AtomicU8;
 
 pub mod args;
+mod control;
 pub mod expr;
 pub mod json;
+pub mod location;
 pub mod path;
+pub mod probe;
+mod registry;
+mod sink;
+mod stack;
 pub mod template;
 pub mod time;
 pub mod value;
+
+/// One probe site, as the rewriter saw it.
+#[derive(Debug)]
+pub struct Site {
+    /// Path of the source file relative to the workspace root.
+    pub path: &'static str,
+    pub line: u32,
+    pub col: u32,
+    /// Function path, e.g. `demo_app::billing::Invoice::total`.
+    pub func: &'static str,
+    /// `"entry"` (function entry) or `"line"` (before a statement).
+    pub kind: &'static str,
+    /// Names of the captured bindings, in the order `hit` receives their values.
+    pub names: &'static [&'static str],
+}
+
+/// The sites of one instrumented package.
+#[derive(Debug)]
+pub struct Table {
+    pub package: &'static str,
+    /// Package directory relative to the workspace root (`""` for the root package).
+    pub dir: &'static str,
+    /// One armed flag per site: non-zero means at least one probe is armed there.
+    pub flags: &'static [AtomicU8],
+    pub sites: &'static [Site],
+    /// (path, content hash) of each rewritten file.
+    pub files: &'static [(&'static str, &'static str)],
+}
+
+/// A captured binding, borrowed for the duration of one hit.
+#[derive(Clone, Copy)]
+pub struct Val<'a> {
+    pub(crate) dbg: Option<&'a dyn fmt::Debug>,
+    pub(crate) ty: fn() -> &'static str,
+}
+
+/// Capture wrapper: `(&&W(&x)).lp()` picks [`ViaDebug`] when `x: Debug`, else [`ViaOpaque`]
+/// (autoref specialization: the `Debug` impl sits one reference deeper, so method lookup
+/// tries it first).
+pub struct W<'a, T>(pub &'a T);
+
+/// Captures a `Debug` value: it is formatted when a probe needs it.
+pub trait ViaDebug<'a> {
+    fn lp(&self) -> Val<'a>;
+}
+
+impl<'a, T: fmt::Debug> ViaDebug<'a> for &W<'a, T> {
+    #[inline(always)]
+    fn lp(&self) -> Val<'a> {
+        Val {
+            dbg: Some(self.0),
+            ty: std::any::type_name::<T>,
+        }
+    }
+}
+
+/// Captures a value without `Debug`: only its type name is recorded.
+pub trait ViaOpaque<'a> {
+    fn lp(&self) -> Val<'a>;
+}
+
+impl<'a, T> ViaOpaque<'a> for W<'a, T> {
+    #[inline(always)]
+    fn lp(&self) -> Val<'a> {
+        Val {
+            dbg: None,
+            ty: std::any::type_name::<T>,
+        }
+    }
+}
+
+/// Registers a package's site table and starts the control thread (once per process).
+/// Called from the sites crate's constructor, before `main`.
+pub fn register(table: &'static Table) {
+    let _ = std::panic::catch_unwind(|| registry::register(table));
+}
+
+/// Runs the probes armed at site `id` of `table`. Called only when the site's flag is set.
+#[cold]
+#[inline(never)]
+pub fn hit(table: &'static Table, id: u32, vals: &[Val<'_>]) {
+    probe::hit(table, id, vals);
+}

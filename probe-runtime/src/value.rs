@@ -1,1 +1,1122 @@
-//! (being written)
+//! Structured values parsed from `{:?}` text, with bounded JSON output, accessors and redaction.
+
+use crate::json;
+use std::fmt::Write as _;
+
+/// A value recovered from compact `Debug` output.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    /// `None`.
+    Null,
+    /// `true` / `false`.
+    Bool(bool),
+    /// Any integer in `i128` range.
+    Int(i128),
+    /// A float, including `NaN` and `inf`.
+    Float(f64),
+    /// A string literal, unescaped.
+    Str(String),
+    /// A char literal, unescaped.
+    Char(char),
+    /// A `Vec`, slice, array, set or tuple.
+    Seq(Vec<Value>),
+    /// A map `{k: v, ...}`.
+    Map(Vec<(Value, Value)>),
+    /// A struct with named fields `Name { f: v }` (the type name is dropped in JSON).
+    Struct {
+        /// The type name as printed.
+        name: String,
+        /// Fields in print order.
+        fields: Vec<(String, Value)>,
+    },
+    /// A tuple struct or tuple variant such as `Ok(3)` or `UserId(5)`.
+    Variant {
+        /// The type or variant name as printed.
+        name: String,
+        /// The positional items.
+        items: Vec<Value>,
+    },
+    /// A unit struct or unit variant such as `Red` or `Ordering::Less`.
+    Unit(String),
+    /// Text that did not parse, kept verbatim.
+    Text(String),
+    /// A marker written by the producer when it cut a value short; written as the string.
+    Truncated(String),
+}
+
+/// Bounds applied by [`write_json`]; every cut is visible in the output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Maximum characters of a string before it is cut.
+    pub max_str: usize,
+    /// Maximum items of a collection (or fields of a struct) before the rest are summarized.
+    pub max_items: usize,
+    /// Maximum nesting of collections before `"<depth limit>"` is written instead.
+    pub max_depth: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_str: 256,
+            max_items: 25,
+            max_depth: 5,
+        }
+    }
+}
+
+/// Nesting beyond this many levels is kept as raw text rather than parsed.
+const MAX_PARSE_DEPTH: usize = 64;
+
+/// Parses compact `{:?}` output; anything that does not parse becomes `Value::Text(text)`.
+///
+/// Inside collections and structs, an element that does not parse (for example a
+/// `SocketAddr` printed as `127.0.0.1:80`) is kept as `Value::Text` of its raw text.
+pub fn parse_debug(text: &str) -> Value {
+    let mut p = Parser { s: text, pos: 0 };
+    p.skip_ws();
+    match p.value(0) {
+        Ok(v) => {
+            p.skip_ws();
+            if p.at_end() {
+                v
+            } else {
+                Value::Text(text.to_string())
+            }
+        }
+        Err(()) => Value::Text(text.to_string()),
+    }
+}
+
+/// Case-insensitive check of a field or key name against common secret-bearing names.
+pub fn default_is_secret(name: &str) -> bool {
+    const WORDS: [&str; 11] = [
+        "password",
+        "passwd",
+        "secret",
+        "token",
+        "api_key",
+        "apikey",
+        "authorization",
+        "cookie",
+        "credential",
+        "private_key",
+        "session",
+    ];
+    let lower = name.to_lowercase();
+    WORDS.iter().any(|w| lower.contains(w))
+}
+
+impl Value {
+    /// A short human name of this value's kind, used in error messages.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Value::Null => "None",
+            Value::Bool(_) => "bool",
+            Value::Int(_) => "integer",
+            Value::Float(_) => "float",
+            Value::Str(_) => "string",
+            Value::Char(_) => "char",
+            Value::Seq(_) => "sequence",
+            Value::Map(_) => "map",
+            Value::Struct { .. } => "struct",
+            Value::Variant { .. } => "tuple variant",
+            Value::Unit(_) => "unit variant",
+            Value::Text(_) => "text",
+            Value::Truncated(_) => "truncated value",
+        }
+    }
+
+    /// A struct field, a map entry with a string-like key, or a positional item (`"0"`, `"1"`…).
+    pub fn field(&self, name: &str) -> Option<&Value> {
+        match self {
+            Value::Struct { fields, .. } => fields.iter().find(|(k, _)| k == name).map(|(_, v)| v),
+            Value::Map(entries) => entries
+                .iter()
+                .find(|(k, _)| {
+                    matches!(k, Value::Str(s) | Value::Unit(s) | Value::Text(s) if s == name)
+                })
+                .map(|(_, v)| v),
+            Value::Variant { items, .. } | Value::Seq(items) => {
+                if name.is_empty() || !name.bytes().all(|b| b.is_ascii_digit()) {
+                    return None;
+                }
+                name.parse::<usize>().ok().and_then(|i| items.get(i))
+            }
+            _ => None,
+        }
+    }
+
+    /// The `i`-th item of a sequence or tuple variant, or a map entry whose key is the integer `i`.
+    pub fn index(&self, i: usize) -> Option<&Value> {
+        match self {
+            Value::Seq(items) | Value::Variant { items, .. } => items.get(i),
+            Value::Map(entries) => entries
+                .iter()
+                .find(|(k, _)| matches!(k, Value::Int(n) if usize::try_from(*n) == Ok(i)))
+                .map(|(_, v)| v),
+            _ => None,
+        }
+    }
+
+    /// Items of a sequence/map/tuple variant, chars of a string, fields of a struct.
+    pub fn len(&self) -> Option<usize> {
+        match self {
+            Value::Seq(items) | Value::Variant { items, .. } => Some(items.len()),
+            Value::Map(entries) => Some(entries.len()),
+            Value::Str(s) => Some(s.chars().count()),
+            Value::Struct { fields, .. } => Some(fields.len()),
+            _ => None,
+        }
+    }
+
+    /// Whether [`Value::len`] is zero (`None` when this value has no length).
+    pub fn is_empty(&self) -> Option<bool> {
+        self.len().map(|n| n == 0)
+    }
+
+    /// Names usable with [`Value::field`]: struct fields or string-like map keys.
+    pub fn field_names(&self) -> Vec<&str> {
+        match self {
+            Value::Struct { fields, .. } => fields.iter().map(|(k, _)| k.as_str()).collect(),
+            Value::Map(entries) => entries
+                .iter()
+                .filter_map(|(k, _)| match k {
+                    Value::Str(s) | Value::Unit(s) | Value::Text(s) => Some(s.as_str()),
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Replaces, recursively, every struct field or string-keyed map value whose name is secret.
+    pub fn redact(&mut self, is_secret: &dyn Fn(&str) -> bool) {
+        match self {
+            Value::Struct { fields, .. } => {
+                for (k, v) in fields {
+                    if is_secret(k) {
+                        *v = redacted();
+                    } else {
+                        v.redact(is_secret);
+                    }
+                }
+            }
+            Value::Map(entries) => {
+                for (k, v) in entries {
+                    let secret = match k {
+                        Value::Str(s) | Value::Unit(s) | Value::Text(s) => is_secret(s),
+                        _ => false,
+                    };
+                    if secret {
+                        *v = redacted();
+                    } else {
+                        k.redact(is_secret);
+                        v.redact(is_secret);
+                    }
+                }
+            }
+            Value::Seq(items) | Value::Variant { items, .. } => {
+                for v in items {
+                    v.redact(is_secret);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn redacted() -> Value {
+    Value::Str("<redacted>".into())
+}
+
+/// Writes `v` as JSON, cutting strings, collections and nesting at `limits` (visibly).
+pub fn write_json(v: &Value, out: &mut String, limits: &Limits) {
+    write_at(v, out, limits, 0);
+}
+
+fn write_at(v: &Value, out: &mut String, limits: &Limits, depth: usize) {
+    match v {
+        Value::Null => out.push_str("null"),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Int(i) => {
+            let _ = write!(out, "{i}");
+        }
+        Value::Float(f) => json::push_f64(out, *f),
+        Value::Str(s) | Value::Unit(s) | Value::Text(s) => push_limited(out, s, limits.max_str),
+        Value::Char(c) => json::push_str(out, c.encode_utf8(&mut [0; 4])),
+        Value::Truncated(s) => json::push_str(out, s),
+        _ if depth >= limits.max_depth => json::push_str(out, "<depth limit>"),
+        Value::Seq(items) => write_array(items, out, limits, depth + 1),
+        Value::Struct { fields, .. } => {
+            out.push('{');
+            for (i, (k, v)) in fields.iter().take(limits.max_items).enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                push_limited(out, k, limits.max_str);
+                out.push(':');
+                write_at(v, out, limits, depth + 1);
+            }
+            push_more_key(out, fields.len(), limits.max_items);
+            out.push('}');
+        }
+        Value::Variant { name, items } => {
+            out.push('{');
+            push_limited(out, name, limits.max_str);
+            out.push(':');
+            match items.as_slice() {
+                [one] => write_at(one, out, limits, depth + 1),
+                _ => write_array(items, out, limits, depth + 1),
+            }
+            out.push('}');
+        }
+        Value::Map(entries) => {
+            if entries.iter().all(|(k, _)| key_text(k).is_some()) {
+                out.push('{');
+                for (i, (k, v)) in entries.iter().take(limits.max_items).enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    let key = key_text(k).unwrap_or_default();
+                    push_limited(out, &key, limits.max_str);
+                    out.push(':');
+                    write_at(v, out, limits, depth + 1);
+                }
+                push_more_key(out, entries.len(), limits.max_items);
+                out.push('}');
+            } else {
+                out.push('[');
+                for (i, (k, v)) in entries.iter().take(limits.max_items).enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push('[');
+                    write_at(k, out, limits, depth + 1);
+                    out.push(',');
+                    write_at(v, out, limits, depth + 1);
+                    out.push(']');
+                }
+                push_more_item(out, entries.len(), limits.max_items);
+                out.push(']');
+            }
+        }
+    }
+}
+
+/// Writes `[items]` (children at `depth`), summarizing items past the limit.
+fn write_array(items: &[Value], out: &mut String, limits: &Limits, depth: usize) {
+    out.push('[');
+    for (i, item) in items.iter().take(limits.max_items).enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        write_at(item, out, limits, depth);
+    }
+    push_more_item(out, items.len(), limits.max_items);
+    out.push(']');
+}
+
+fn push_more_item(out: &mut String, len: usize, max: usize) {
+    if len > max {
+        if max > 0 {
+            out.push(',');
+        }
+        json::push_str(out, &format!("<+{} more>", len - max));
+    }
+}
+
+fn push_more_key(out: &mut String, len: usize, max: usize) {
+    if len > max {
+        if max > 0 {
+            out.push(',');
+        }
+        json::push_str(out, "<truncated>");
+        out.push(':');
+        json::push_str(out, &format!("+{} more", len - max));
+    }
+}
+
+/// The JSON object key for a map key, if it is a scalar that reads naturally as a key.
+fn key_text(k: &Value) -> Option<String> {
+    match k {
+        Value::Str(s) | Value::Unit(s) | Value::Text(s) => Some(s.clone()),
+        Value::Int(i) => Some(i.to_string()),
+        Value::Char(c) => Some(c.to_string()),
+        _ => None,
+    }
+}
+
+/// Writes `s` as a JSON string, cut to `max` chars with a visible `…<+N chars>` suffix.
+fn push_limited(out: &mut String, s: &str, max: usize) {
+    match s.char_indices().nth(max) {
+        None => json::push_str(out, s),
+        Some((cut, _)) => {
+            let (head, tail) = s.split_at_checked(cut).unwrap_or((s, ""));
+            let mut t = String::with_capacity(cut + 16);
+            t.push_str(head);
+            let _ = write!(t, "…<+{} chars>", tail.chars().count());
+            json::push_str(out, &t);
+        }
+    }
+}
+
+/// Recursive-descent parser over `Debug` text; `Err(())` means "not parseable here".
+struct Parser<'a> {
+    s: &'a str,
+    pos: usize,
+}
+
+type PResult<T> = Result<T, ()>;
+
+fn is_ident_start(c: char) -> bool {
+    c.is_alphabetic() || c == '_'
+}
+
+fn is_ident_char(c: char) -> bool {
+    c.is_alphanumeric() || c == '_'
+}
+
+impl<'a> Parser<'a> {
+    fn rest(&self) -> &'a str {
+        self.s.get(self.pos..).unwrap_or("")
+    }
+
+    fn slice(&self, start: usize) -> &'a str {
+        self.s.get(start..self.pos).unwrap_or("")
+    }
+
+    fn peek(&self) -> Option<char> {
+        self.rest().chars().next()
+    }
+
+    fn peek2(&self) -> Option<char> {
+        self.rest().chars().nth(1)
+    }
+
+    fn bump(&mut self) -> Option<char> {
+        let c = self.peek()?;
+        self.pos += c.len_utf8();
+        Some(c)
+    }
+
+    fn eat(&mut self, c: char) -> bool {
+        if self.peek() == Some(c) {
+            self.pos += c.len_utf8();
+            true
+        } else {
+            false
+        }
+    }
+
+    fn skip_ws(&mut self) {
+        while let Some(c) = self.peek() {
+            if !c.is_whitespace() {
+                break;
+            }
+            self.pos += c.len_utf8();
+        }
+    }
+
+    fn at_end(&self) -> bool {
+        self.pos >= self.s.len()
+    }
+
+    fn value(&mut self, depth: usize) -> PResult<Value> {
+        if depth > MAX_PARSE_DEPTH {
+            return Err(());
+        }
+        match self.peek().ok_or(())? {
+            '"' => self.string().map(Value::Str),
+            '\'' => self.char_lit().map(Value::Char),
+            '[' => {
+                self.pos += 1;
+                self.items(']', depth).map(Value::Seq)
+            }
+            '(' => {
+                self.pos += 1;
+                self.items(')', depth).map(Value::Seq)
+            }
+            '{' => {
+                self.pos += 1;
+                self.braces(depth)
+            }
+            c if c == '-' || c.is_ascii_digit() => self.number(),
+            c if is_ident_start(c) => self.named(depth),
+            _ => Err(()),
+        }
+    }
+
+    /// Comma-separated items up to `close` (the opener is already consumed).
+    fn items(&mut self, close: char, depth: usize) -> PResult<Vec<Value>> {
+        let mut out = Vec::new();
+        self.skip_ws();
+        if self.eat(close) {
+            return Ok(out);
+        }
+        loop {
+            out.push(self.item(depth + 1, close, false)?);
+            self.skip_ws();
+            if self.eat(close) {
+                return Ok(out);
+            }
+            if !self.eat(',') {
+                return Err(());
+            }
+            self.skip_ws();
+            if self.eat(close) {
+                return Ok(out); // trailing comma, as in `(1,)`
+            }
+        }
+    }
+
+    /// One element: a parsed value if it ends cleanly, else its raw text.
+    fn item(&mut self, depth: usize, close: char, key: bool) -> PResult<Value> {
+        let start = self.pos;
+        if let Ok(v) = self.value(depth) {
+            let save = self.pos;
+            self.skip_ws();
+            let clean = match self.peek() {
+                Some(',') => true,
+                Some(':') => key,
+                Some(c) => c == close,
+                None => false,
+            };
+            self.pos = save;
+            if clean {
+                return Ok(v);
+            }
+        }
+        self.pos = start;
+        self.raw(close, key)
+    }
+
+    /// Raw text up to a top-level `,`, `close` (or `: ` for keys), balancing brackets.
+    fn raw(&mut self, close: char, key: bool) -> PResult<Value> {
+        let start = self.pos;
+        let mut depth = 0usize;
+        loop {
+            let c = self.peek().ok_or(())?;
+            if depth == 0
+                && (c == ',' || c == close || (key && c == ':' && self.peek2() == Some(' ')))
+            {
+                break;
+            }
+            match c {
+                '"' => {
+                    self.string()?;
+                    continue;
+                }
+                '(' | '[' | '{' => depth += 1,
+                ')' | ']' | '}' => depth = depth.checked_sub(1).ok_or(())?,
+                _ => {}
+            }
+            self.pos += c.len_utf8();
+        }
+        let text = self.slice(start).trim_end();
+        if text.is_empty() {
+            return Err(());
+        }
+        Ok(Value::Text(text.to_string()))
+    }
+
+    /// After `{`: a map `{k: v}`, a set `{a, b}` or the empty map `{}`.
+    fn braces(&mut self, depth: usize) -> PResult<Value> {
+        self.skip_ws();
+        if self.eat('}') {
+            return Ok(Value::Map(Vec::new()));
+        }
+        let first = self.item(depth + 1, '}', true)?;
+        self.skip_ws();
+        if self.peek() == Some(':') {
+            let mut entries = Vec::new();
+            let mut key = first;
+            loop {
+                if !self.eat(':') {
+                    return Err(());
+                }
+                self.skip_ws();
+                let v = self.item(depth + 1, '}', false)?;
+                entries.push((key, v));
+                self.skip_ws();
+                if self.eat('}') {
+                    return Ok(Value::Map(entries));
+                }
+                if !self.eat(',') {
+                    return Err(());
+                }
+                self.skip_ws();
+                if self.eat('}') {
+                    return Ok(Value::Map(entries));
+                }
+                key = self.item(depth + 1, '}', true)?;
+                self.skip_ws();
+            }
+        }
+        let mut items = vec![first];
+        loop {
+            if self.eat('}') {
+                return Ok(Value::Seq(items));
+            }
+            if !self.eat(',') {
+                return Err(());
+            }
+            self.skip_ws();
+            if self.eat('}') {
+                return Ok(Value::Seq(items));
+            }
+            items.push(self.item(depth + 1, '}', false)?);
+            self.skip_ws();
+        }
+    }
+
+    fn ident(&mut self) -> PResult<&'a str> {
+        let start = self.pos;
+        match self.peek() {
+            Some(c) if is_ident_start(c) => self.pos += c.len_utf8(),
+            _ => return Err(()),
+        }
+        while let Some(c) = self.peek() {
+            if !is_ident_char(c) {
+                break;
+            }
+            self.pos += c.len_utf8();
+        }
+        Ok(self.slice(start))
+    }
+
+    /// `a::b::C` plus an optional balanced `<...>` suffix (as in `PhantomData<u8>`).
+    fn path_name(&mut self) -> PResult<&'a str> {
+        let start = self.pos;
+        self.ident()?;
+        while self.rest().starts_with("::") {
+            let save = self.pos;
+            self.pos += 2;
+            if self.ident().is_err() {
+                self.pos = save;
+                break;
+            }
+        }
+        if self.peek() == Some('<') {
+            let save = self.pos;
+            let mut depth = 0usize;
+            loop {
+                match self.bump() {
+                    Some('<') => depth += 1,
+                    Some('>') => {
+                        depth -= 1; // ok: depth >= 1 here, the first char seen was '<'
+                        if depth == 0 {
+                            break;
+                        }
+                    }
+                    Some(_) => {}
+                    None => {
+                        self.pos = save;
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(self.slice(start))
+    }
+
+    /// A keyword, a unit, a tuple variant `Name(..)` or a struct `Name { .. }`.
+    fn named(&mut self, depth: usize) -> PResult<Value> {
+        let name = self.path_name()?;
+        match name {
+            "true" => return Ok(Value::Bool(true)),
+            "false" => return Ok(Value::Bool(false)),
+            "None" => return Ok(Value::Null),
+            "NaN" => return Ok(Value::Float(f64::NAN)),
+            "inf" => return Ok(Value::Float(f64::INFINITY)),
+            _ => {}
+        }
+        if self.eat('(') {
+            let mut items = self.items(')', depth)?;
+            if name == "Some" && items.len() == 1 {
+                return items.pop().ok_or(());
+            }
+            return Ok(Value::Variant {
+                name: name.to_string(),
+                items,
+            });
+        }
+        let save = self.pos;
+        self.skip_ws();
+        if self.eat('{') {
+            return self.struct_body(name, depth);
+        }
+        self.pos = save;
+        Ok(Value::Unit(name.to_string()))
+    }
+
+    /// After `Name {`: `f: v, g: w }`, possibly ending in `.. }`.
+    fn struct_body(&mut self, name: &str, depth: usize) -> PResult<Value> {
+        let mut fields = Vec::new();
+        loop {
+            self.skip_ws();
+            if self.eat('}') {
+                break;
+            }
+            if self.rest().starts_with("..") {
+                self.pos += 2;
+                self.skip_ws();
+                if self.eat('}') {
+                    break;
+                }
+                return Err(());
+            }
+            let field = self.ident()?;
+            self.skip_ws();
+            if !self.eat(':') {
+                return Err(());
+            }
+            self.skip_ws();
+            let v = self.item(depth + 1, '}', false)?;
+            fields.push((field.to_string(), v));
+            self.skip_ws();
+            if self.eat('}') {
+                break;
+            }
+            if !self.eat(',') {
+                return Err(());
+            }
+        }
+        Ok(Value::Struct {
+            name: name.to_string(),
+            fields,
+        })
+    }
+
+    fn digits(&mut self) -> usize {
+        let start = self.pos;
+        while self.peek().is_some_and(|c| c.is_ascii_digit()) {
+            self.pos += 1;
+        }
+        self.pos - start
+    }
+
+    /// An integer, a float, `-inf`, or a number with a unit suffix (`1.5s`, `10ms`) as text.
+    fn number(&mut self) -> PResult<Value> {
+        let start = self.pos;
+        self.eat('-');
+        if self.rest().starts_with("inf") {
+            self.pos += 3;
+            if self.peek().is_some_and(is_ident_char) {
+                return Err(());
+            }
+            return Ok(Value::Float(f64::NEG_INFINITY));
+        }
+        if self.digits() == 0 {
+            return Err(());
+        }
+        let mut is_float = false;
+        if self.peek() == Some('.') && self.peek2().is_some_and(|c| c.is_ascii_digit()) {
+            self.pos += 1;
+            self.digits();
+            is_float = true;
+        }
+        if matches!(self.peek(), Some('e' | 'E')) {
+            let save = self.pos;
+            self.pos += 1;
+            if !self.eat('-') {
+                self.eat('+');
+            }
+            if self.digits() > 0 {
+                is_float = true;
+            } else {
+                self.pos = save;
+            }
+        }
+        if self.peek().is_some_and(|c| c.is_alphabetic()) {
+            while self.peek().is_some_and(is_ident_char) {
+                self.bump();
+            }
+            return Ok(Value::Text(self.slice(start).to_string()));
+        }
+        let text = self.slice(start);
+        if !is_float {
+            if let Ok(i) = text.parse::<i128>() {
+                return Ok(Value::Int(i));
+            }
+        }
+        match text.parse::<f64>() {
+            Ok(f) if f.is_finite() => Ok(Value::Float(f)),
+            _ => Ok(Value::Text(text.to_string())),
+        }
+    }
+
+    fn string(&mut self) -> PResult<String> {
+        if !self.eat('"') {
+            return Err(());
+        }
+        let mut out = String::new();
+        loop {
+            match self.bump().ok_or(())? {
+                '"' => return Ok(out),
+                '\\' => out.push(self.escape()?),
+                c => out.push(c),
+            }
+        }
+    }
+
+    fn char_lit(&mut self) -> PResult<char> {
+        if !self.eat('\'') {
+            return Err(());
+        }
+        let c = match self.bump().ok_or(())? {
+            '\\' => self.escape()?,
+            '\'' => return Err(()),
+            c => c,
+        };
+        if !self.eat('\'') {
+            return Err(());
+        }
+        Ok(c)
+    }
+
+    /// The char after a backslash in a string or char literal.
+    fn escape(&mut self) -> PResult<char> {
+        Ok(match self.bump().ok_or(())? {
+            'n' => '\n',
+            't' => '\t',
+            'r' => '\r',
+            '0' => '\0',
+            '\\' => '\\',
+            '"' => '"',
+            '\'' => '\'',
+            'x' => {
+                let hi = self.bump().and_then(|c| c.to_digit(16)).ok_or(())?;
+                let lo = self.bump().and_then(|c| c.to_digit(16)).ok_or(())?;
+                char::from_u32(hi * 16 + lo).ok_or(())?
+            }
+            'u' => {
+                if !self.eat('{') {
+                    return Err(());
+                }
+                let mut n: u32 = 0;
+                let mut count = 0;
+                loop {
+                    let c = self.bump().ok_or(())?;
+                    if c == '}' {
+                        break;
+                    }
+                    count += 1;
+                    if count > 6 {
+                        return Err(());
+                    }
+                    n = n * 16 + c.to_digit(16).ok_or(())?;
+                }
+                if count == 0 {
+                    return Err(());
+                }
+                char::from_u32(n).ok_or(())?
+            }
+            _ => return Err(()),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+    fn p(s: &str) -> Value {
+        parse_debug(s)
+    }
+
+    fn dbg<T: std::fmt::Debug>(t: T) -> Value {
+        parse_debug(&format!("{t:?}"))
+    }
+
+    fn js(v: &Value) -> String {
+        let mut o = String::new();
+        write_json(v, &mut o, &Limits::default());
+        o
+    }
+
+    fn jl(v: &Value, max_str: usize, max_items: usize, max_depth: usize) -> String {
+        let mut o = String::new();
+        let l = Limits {
+            max_str,
+            max_items,
+            max_depth,
+        };
+        write_json(v, &mut o, &l);
+        o
+    }
+
+    fn s(x: &str) -> Value {
+        Value::Str(x.into())
+    }
+
+    #[derive(Debug)]
+    #[allow(dead_code)]
+    struct Order {
+        id: u64,
+        customer: String,
+        items: Vec<Item>,
+        state: State,
+        note: Option<String>,
+        paid: bool,
+    }
+
+    #[derive(Debug)]
+    #[allow(dead_code)]
+    struct Item {
+        sku: &'static str,
+        qty: i32,
+        price: f64,
+    }
+
+    #[derive(Debug)]
+    #[allow(dead_code)]
+    enum State {
+        Ready,
+        Held(u8, char),
+        Moved { to: (i8, i8) },
+    }
+
+    #[derive(Debug)]
+    struct UserId(#[allow(dead_code)] u32);
+
+    #[test]
+    fn scalars() {
+        assert_eq!(p("42"), Value::Int(42));
+        assert_eq!(p("-7"), Value::Int(-7));
+        assert_eq!(dbg(u128::MAX), Value::Float(u128::MAX as f64));
+        assert_eq!(dbg(i128::MIN), Value::Int(i128::MIN));
+        assert_eq!(p("1.5"), Value::Float(1.5));
+        assert_eq!(p("1e-7"), Value::Float(1e-7));
+        assert_eq!(p("-2.5E3"), Value::Float(-2500.0));
+        assert!(matches!(p("NaN"), Value::Float(f) if f.is_nan()));
+        assert_eq!(p("inf"), Value::Float(f64::INFINITY));
+        assert_eq!(p("-inf"), Value::Float(f64::NEG_INFINITY));
+        assert_eq!(p("true"), Value::Bool(true));
+        assert_eq!(p("false"), Value::Bool(false));
+        assert_eq!(p("None"), Value::Null);
+        assert_eq!(p("Some(3)"), Value::Int(3));
+        assert_eq!(p("()"), Value::Seq(vec![]));
+        assert_eq!(p("  5  "), Value::Int(5));
+    }
+
+    #[test]
+    fn strings_and_chars() {
+        assert_eq!(dbg("a\"b\\c\n\t\r\0'"), s("a\"b\\c\n\t\r\0'"));
+        assert_eq!(p(r#""\u{1F600}""#), s("😀"));
+        assert_eq!(dbg("e\u{301}"), s("e\u{301}"));
+        assert_eq!(dbg('a'), Value::Char('a'));
+        assert_eq!(dbg('\n'), Value::Char('\n'));
+        assert_eq!(dbg('\''), Value::Char('\''));
+        assert_eq!(p(r"'\u{301}'"), Value::Char('\u{301}'));
+        assert_eq!(
+            p(r#""unterminated"#),
+            Value::Text(r#""unterminated"#.into())
+        );
+        assert_eq!(p(r#""\q""#), Value::Text(r#""\q""#.into()));
+        assert_eq!(p(r#""\u{110000}""#), Value::Text(r#""\u{110000}""#.into()));
+    }
+
+    #[test]
+    fn collections() {
+        assert_eq!(
+            dbg(vec![1, 2, 3]),
+            Value::Seq(vec![Value::Int(1), Value::Int(2), Value::Int(3)])
+        );
+        assert_eq!(
+            dbg((1, "x", 'c')),
+            Value::Seq(vec![Value::Int(1), s("x"), Value::Char('c')])
+        );
+        assert_eq!(dbg((5,)), Value::Seq(vec![Value::Int(5)]));
+        let m: BTreeMap<&str, i32> = [("a", 1), ("b", 2)].into();
+        assert_eq!(
+            dbg(&m),
+            Value::Map(vec![(s("a"), Value::Int(1)), (s("b"), Value::Int(2))])
+        );
+        let set: BTreeSet<i32> = [3, 4].into();
+        assert_eq!(dbg(&set), Value::Seq(vec![Value::Int(3), Value::Int(4)]));
+        assert_eq!(dbg(HashMap::<u8, u8>::new()), Value::Map(vec![]));
+        assert_eq!(p("[]"), Value::Seq(vec![]));
+        let nested: Vec<Vec<Option<i32>>> = vec![vec![Some(1), None], vec![]];
+        assert_eq!(js(&dbg(nested)), "[[1,null],[]]");
+    }
+
+    #[test]
+    fn structs_and_enums() {
+        let o = Order {
+            id: 7,
+            customer: "Ann".into(),
+            items: vec![Item {
+                sku: "A-1",
+                qty: 2,
+                price: 9.5,
+            }],
+            state: State::Held(3, 'x'),
+            note: None,
+            paid: false,
+        };
+        let v = dbg(&o);
+        assert_eq!(
+            js(&v),
+            r#"{"id":7,"customer":"Ann","items":[{"sku":"A-1","qty":2,"price":9.5}],"state":{"Held":[3,"x"]},"note":null,"paid":false}"#
+        );
+        match &v {
+            Value::Struct { name, fields } => {
+                assert_eq!(name, "Order");
+                assert_eq!(fields.len(), 6);
+            }
+            other => panic!("not a struct: {other:?}"),
+        }
+        assert_eq!(dbg(State::Ready), Value::Unit("Ready".into()));
+        assert_eq!(js(&dbg(State::Moved { to: (-1, 2) })), r#"{"to":[-1,2]}"#);
+        assert_eq!(
+            dbg(UserId(5)),
+            Value::Variant {
+                name: "UserId".into(),
+                items: vec![Value::Int(5)]
+            }
+        );
+        let ok: Result<u8, String> = Ok(3);
+        assert_eq!(js(&dbg(ok)), r#"{"Ok":3}"#);
+        assert_eq!(dbg(std::cmp::Ordering::Less), Value::Unit("Less".into()));
+        assert_eq!(p("Ordering::Less"), Value::Unit("Ordering::Less".into()));
+        assert_eq!(
+            p("Name { f: 1, .. }"),
+            Value::Struct {
+                name: "Name".into(),
+                fields: vec![("f".into(), Value::Int(1))]
+            }
+        );
+        assert_eq!(
+            p("Name { .. }"),
+            Value::Struct {
+                name: "Name".into(),
+                fields: vec![]
+            }
+        );
+        assert_eq!(
+            dbg(std::marker::PhantomData::<u8>),
+            Value::Unit("PhantomData<u8>".into())
+        );
+    }
+
+    #[test]
+    fn durations_and_unparseable_parts() {
+        assert_eq!(
+            dbg(std::time::Duration::from_millis(1500)),
+            Value::Text("1.5s".into())
+        );
+        assert_eq!(p("10ms"), Value::Text("10ms".into()));
+        assert_eq!(p("3µs"), Value::Text("3µs".into()));
+        let addr: std::net::SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        assert_eq!(
+            p(&format!("Conn {{ peer: {addr:?}, up: true }}")),
+            Value::Struct {
+                name: "Conn".into(),
+                fields: vec![
+                    ("peer".into(), Value::Text("127.0.0.1:8080".into())),
+                    ("up".into(), Value::Bool(true)),
+                ]
+            }
+        );
+        let m: BTreeMap<std::net::SocketAddr, u8> = [(addr, 1)].into();
+        assert_eq!(
+            dbg(&m),
+            Value::Map(vec![(Value::Text("127.0.0.1:8080".into()), Value::Int(1))])
+        );
+        for bad in [
+            "",
+            "hello world",
+            "[1, 2",
+            "{a: }",
+            "Foo(",
+            "1 2",
+            "\"a\" x",
+            ")",
+            "-",
+            "'ab'",
+        ] {
+            assert_eq!(p(bad), Value::Text(bad.into()), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn hostile_input_does_not_overflow_or_hang() {
+        let deep = format!("{}1{}", "[".repeat(100_000), "]".repeat(100_000));
+        let v = p(&deep);
+        // Past the parse depth the rest is kept as text, and JSON output is depth-limited.
+        assert_eq!(js(&v), r#"[[[[["<depth limit>"]]]]]"#);
+        let open = "([{".repeat(50_000);
+        assert_eq!(p(&open), Value::Text(open.clone()));
+        let junk = "\"\\".repeat(10_000);
+        assert_eq!(p(&junk), Value::Text(junk.clone()));
+    }
+
+    #[test]
+    fn json_truncation_is_visible() {
+        assert_eq!(jl(&s("héllo"), 2, 25, 5), r#""hé…<+3 chars>""#);
+        assert_eq!(jl(&s("abc"), 3, 25, 5), r#""abc""#);
+        let seq = Value::Seq((0..5).map(Value::Int).collect());
+        assert_eq!(jl(&seq, 256, 2, 5), r#"[0,1,"<+3 more>"]"#);
+        assert_eq!(jl(&seq, 256, 0, 5), r#"["<+5 more>"]"#);
+        let st = p("S { a: 1, b: 2, c: 3 }");
+        assert_eq!(jl(&st, 256, 1, 5), r#"{"a":1,"<truncated>":"+2 more"}"#);
+        assert_eq!(jl(&st, 256, 25, 0), r#""<depth limit>""#);
+        let nested = p("[[1], 2]");
+        assert_eq!(jl(&nested, 256, 25, 1), r#"["<depth limit>",2]"#);
+        assert_eq!(js(&Value::Truncated("<cut>".into())), r#""<cut>""#);
+        assert_eq!(js(&Value::Float(f64::NAN)), r#""NaN""#);
+        assert_eq!(js(&Value::Char('"')), r#""\"""#);
+    }
+
+    #[test]
+    fn json_maps_and_variants() {
+        assert_eq!(js(&p("{1: 2, 'c': 3, Red: 4}")), r#"{"1":2,"c":3,"Red":4}"#);
+        assert_eq!(js(&p("{(1, 2): 3}")), "[[[1,2],3]]");
+        assert_eq!(js(&p("Pair(1, \"a\")")), r#"{"Pair":[1,"a"]}"#);
+        assert_eq!(js(&p("Empty()")), r#"{"Empty":[]}"#);
+        assert_eq!(js(&p("Ordering::Less")), r#""Ordering::Less""#);
+    }
+
+    #[test]
+    fn accessors() {
+        let v =
+            p(r#"Order { id: 7, items: [Item { qty: 2 }], tag: Tag(9, "x"), m: {"k": 1, 3: 4} }"#);
+        assert_eq!(v.field("id"), Some(&Value::Int(7)));
+        assert_eq!(v.field("nope"), None);
+        let items = v.field("items").unwrap();
+        assert_eq!(items.len(), Some(1));
+        assert_eq!(items.index(0).unwrap().field("qty"), Some(&Value::Int(2)));
+        assert_eq!(items.index(1), None);
+        let tag = v.field("tag").unwrap();
+        assert_eq!(tag.field("1"), Some(&s("x")));
+        assert_eq!(tag.field("+1"), None);
+        assert_eq!(tag.index(0), Some(&Value::Int(9)));
+        let m = v.field("m").unwrap();
+        assert_eq!(m.field("k"), Some(&Value::Int(1)));
+        assert_eq!(m.index(3), Some(&Value::Int(4)));
+        assert_eq!(m.field_names(), vec!["k"]);
+        assert_eq!(v.field_names(), vec!["id", "items", "tag", "m"]);
+        assert_eq!(v.len(), Some(4));
+        assert_eq!(s("héllo").len(), Some(5));
+        assert_eq!(s("").is_empty(), Some(true));
+        assert_eq!(Value::Int(1).len(), None);
+        assert_eq!(p("(1, 2)").field("1"), Some(&Value::Int(2)));
+    }
+
+    #[test]
+    fn redaction() {
+        let mut v = p(
+            r#"Login { user: "ann", Password: "hunter2", inner: Cfg { api_key: Key("k") }, h: {"Authorization": "Bearer x", "x": 1} }"#,
+        );
+        v.redact(&default_is_secret);
+        assert_eq!(
+            js(&v),
+            r#"{"user":"ann","Password":"<redacted>","inner":{"api_key":"<redacted>"},"h":{"Authorization":"<redacted>","x":1}}"#
+        );
+        assert!(default_is_secret("SESSION_ID"));
+        assert!(default_is_secret("db_passwd"));
+        assert!(!default_is_secret("username"));
+    }
+}

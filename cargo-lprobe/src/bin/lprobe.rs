@@ -1,1 +1,5 @@
-fn main(){}
+//! `lprobe`: the client of instrumented programs' control sockets. See `lprobe --help`.
+
+fn main() {
+    std::process::exit(cargo_lprobe::lprobe_cli::main());
+}

@@ -1,0 +1,1146 @@
+//! The `lprobe` command line: finds instrumented processes and arms, lists, disarms and watches
+//! their probes through [`crate::client`].
+//!
+//! [`main`] is what `src/bin/lprobe.rs` calls; [`run_with`] is the same with the process list,
+//! output streams and cancel flag injected (tests use it with fake servers).
+
+pub mod format;
+
+use std::ffi::OsString;
+use std::fs::OpenOptions;
+use std::io::{self, IsTerminal, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+use serde_json::{json, Value};
+
+use crate::client::{self, Discovery, Hello, Next, Reach, Searched};
+use format::RecordStyle;
+
+const AFTER_HELP: &str = "\
+Examples:
+  lprobe ps                                   instrumented processes of this user
+  lprobe list process                         sites whose location or function matches 'process'
+  lprobe arm src/main.rs:42 --log 'order {order} total={total}'
+  lprobe tail                                 stream every record (Ctrl-C to stop)
+  lprobe snapshot src/main.rs:42 --if 'total > 1000'
+  lprobe status                               armed probes and their counters
+  lprobe disarm p1                            (or a location, or --all)
+
+Finding processes:
+  Programs built with 'cargo lprobe build' serve a Unix socket named <pid>.sock in
+  $XDG_RUNTIME_DIR/lprobe/ or /tmp/lprobe-<uid>/; $LPROBE_SOCKET names one socket to use
+  instead. Commands talk to the only running instrumented process unless given --pid PID
+  or --all.";
+
+/// Talk to programs instrumented by `cargo lprobe build`: list their probe sites, arm and disarm
+/// probes while they run, and stream what the probes record.
+#[derive(Parser, Debug)]
+#[command(
+    name = "lprobe",
+    version,
+    arg_required_else_help = true,
+    after_help = AFTER_HELP
+)]
+pub struct Cli {
+    /// Process selection and output options shared by all commands.
+    #[command(flatten)]
+    pub global: Global,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options accepted by every command.
+#[derive(Args, Debug, Clone, Default, PartialEq, Eq)]
+pub struct Global {
+    /// Talk to the instrumented process with this pid (default: the only one running)
+    #[arg(long, global = true, value_name = "PID")]
+    pub pid: Option<u32>,
+    /// Talk to every running instrumented process (with `disarm` and no PROBE: disarm every
+    /// probe)
+    #[arg(long, global = true)]
+    pub all: bool,
+    /// Print JSON instead of tables and text
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+/// The subcommands.
+#[derive(Subcommand, Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// List running instrumented processes (and remove sockets left by dead ones)
+    #[command(
+        long_about = "List running instrumented processes: PID, PROGRAM, number of probe \
+        SITES and of ARMED probes. Sockets left behind by processes that are gone are removed.\n\n\
+        With --json: an array of the processes' `hello` answers."
+    )]
+    Ps,
+    /// List the probe sites of a process
+    #[command(
+        long_about = "List the probe sites compiled into a process: LOCATION (path:line), \
+        KIND (entry of a function, or a line), FN and the variables a probe there CAPTURES.\n\n\
+        With --json: the array of site objects."
+    )]
+    List(ListArgs),
+    /// Arm a probe at a site, in the running process or in a control file
+    Arm(ArmArgs),
+    /// Disarm probes by id, by location, or all of them
+    Disarm(DisarmArgs),
+    /// Show armed probes, their counters and control-file errors
+    #[command(
+        long_about = "Show the probes armed in a process: ID, LOCATION, ACTIONS, STATE \
+        (armed, exhausted, expired, error), HITS, records EMITTED and DROPPED, and TTL left; then \
+        the total of dropped records and errors from the control file.\n\n\
+        With --json: an array with one status object per process."
+    )]
+    Status,
+    /// Stream the records of all probes until the process exits (Ctrl-C to stop)
+    #[command(
+        long_about = "Stream every record the process's probes produce, one per line, \
+        until the process exits or Ctrl-C:\n\n  \
+        01:37:18.123 p1 src/main.rs:42 demo_app::process  log  order 3 total=1234\n\n\
+        Snapshots continue on the following lines with their variables and stack.\n\n\
+        With --json: the records exactly as the process sends them (one JSON object per line)."
+    )]
+    Tail,
+    /// Wait for one hit at a location and print the variables and stack there
+    Snapshot(SnapshotArgs),
+}
+
+/// `lprobe list`.
+#[derive(Args, Debug, Clone, PartialEq, Eq)]
+pub struct ListArgs {
+    /// Only sites matching this (passed to the process, which matches it against locations
+    /// and function names)
+    #[arg(value_name = "FILTER")]
+    pub filter: Option<String>,
+}
+
+/// `lprobe arm`.
+#[derive(Args, Debug, Clone, PartialEq, Eq, Default)]
+#[command(
+    long_about = "Arm a probe at LOCATION in the running process. The action flags are sent to \
+        the process in the order given; it checks them and answers with the probe's id. Without \
+        an action flag the process applies its default action.\n\n\
+        With --control FILE nothing is sent: the probe is appended as one line to FILE, a control \
+        file that instrumented programs watch.",
+    after_help = "Examples:\n  \
+        lprobe arm src/main.rs:42 --log 'order {order} total={total}'\n  \
+        lprobe arm src/billing.rs:10 --count --every 10s --ttl 1h\n  \
+        lprobe arm src/main.rs:42 --snapshot --if 'total > 1000' --max-hits 3\n  \
+        lprobe arm src/main.rs:42 --log '{order}' --control /etc/demo/lprobe.control"
+)]
+pub struct ArmArgs {
+    /// Where to arm: `path:line` as shown by `lprobe list` (e.g. src/main.rs:42)
+    #[arg(value_name = "LOCATION")]
+    pub location: String,
+    /// Log a message on each hit; `{name}` is replaced by the captured variable `name`
+    #[arg(long, value_name = "TEMPLATE", allow_hyphen_values = true)]
+    pub log: Option<String>,
+    /// Record all captured variables and the stack on each hit
+    #[arg(long)]
+    pub snapshot: bool,
+    /// Count hits (reported periodically with --every)
+    #[arg(long)]
+    pub count: bool,
+    /// Measure how long the enclosing function takes (entry sites)
+    #[arg(long)]
+    pub duration: bool,
+    /// Emit aggregated records (count, duration) at this interval, e.g. 10s, 500ms, 1m
+    #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
+    pub every: Option<String>,
+    /// Fire only when this condition on captured variables holds, e.g. 'total > 1000'
+    #[arg(
+        long = "if",
+        id = "if",
+        value_name = "EXPR",
+        allow_hyphen_values = true
+    )]
+    pub if_expr: Option<String>,
+    /// Stop (exhaust the probe) after N hits
+    #[arg(long, value_name = "N")]
+    pub max_hits: Option<u64>,
+    /// Disarm automatically after this long, e.g. 30m, 1h
+    #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
+    pub ttl: Option<String>,
+    /// Emit at most N records per second, e.g. 100/s
+    #[arg(long, value_name = "N/s", value_parser = rate_arg)]
+    pub rate: Option<String>,
+    /// Append the probe as a line to this control file instead of arming it in a process
+    #[arg(long, value_name = "FILE")]
+    pub control: Option<PathBuf>,
+}
+
+/// `lprobe disarm`.
+#[derive(Args, Debug, Clone, PartialEq, Eq)]
+#[command(
+    long_about = "Disarm probes: one by id (p1), every probe at a location (src/main.rs:42), or \
+        with --all and no PROBE every probe. Without --pid, `--all` applies to every process.",
+    after_help = "Examples:\n  lprobe disarm p1\n  lprobe disarm src/main.rs:42\n  \
+        lprobe disarm --all\n  lprobe disarm --all --pid 1234"
+)]
+pub struct DisarmArgs {
+    /// A probe id (see `lprobe status`) or a location
+    #[arg(value_name = "PROBE_ID|LOCATION")]
+    pub target: Option<String>,
+}
+
+/// `lprobe snapshot`.
+#[derive(Args, Debug, Clone, PartialEq, Eq)]
+#[command(
+    long_about = "Arm a one-shot snapshot probe at LOCATION, wait for the first hit, and print \
+        the captured variables and the stack. If nothing hits within --timeout, the probe is \
+        disarmed again.\n\nWith --json: the snapshot record as the process sent it.",
+    after_help = "Examples:\n  lprobe snapshot src/main.rs:42\n  \
+        lprobe snapshot src/billing.rs:10 --if 'total > 1000' --timeout 2m"
+)]
+pub struct SnapshotArgs {
+    /// Where: `path:line` as shown by `lprobe list`
+    #[arg(value_name = "LOCATION")]
+    pub location: String,
+    /// How long to wait for a hit, e.g. 30s, 5m (a bare number is seconds)
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = timeout_arg)]
+    pub timeout: String,
+    /// Only a hit where this condition holds counts, e.g. 'total > 1000'
+    #[arg(
+        long = "if",
+        id = "if",
+        value_name = "EXPR",
+        allow_hyphen_values = true
+    )]
+    pub if_expr: Option<String>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Argument validation
+// ---------------------------------------------------------------------------------------------
+
+/// Parses `10s`, `500ms`, `1.5m`, `2h`, `1d`, `250us`, `100ns`; with `bare_secs`, also `30`.
+pub fn parse_duration(s: &str, bare_secs: bool) -> Result<Duration, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("invalid duration {s:?} (expected e.g. 10s, 500ms, 5m, 1h)"))?;
+    let secs = match unit {
+        "" if bare_secs => n,
+        "" => return Err(format!("duration {s:?} needs a unit, e.g. {s}s or {s}ms")),
+        "ns" => n / 1e9,
+        "us" | "µs" => n / 1e6,
+        "ms" => n / 1e3,
+        "s" => n,
+        "m" | "min" => n * 60.0,
+        "h" => n * 3600.0,
+        "d" => n * 86_400.0,
+        _ => {
+            return Err(format!(
+                "invalid duration unit in {s:?} (use ns, us, ms, s, m, h or d)"
+            ))
+        }
+    };
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("duration {s:?} is out of range"))
+}
+
+fn duration_arg(s: &str) -> Result<String, String> {
+    parse_duration(s, false).map(|_| s.trim().to_string())
+}
+
+fn timeout_arg(s: &str) -> Result<String, String> {
+    match parse_duration(s, true) {
+        Ok(d) if d.is_zero() => Err("the timeout must be longer than 0".to_string()),
+        Ok(_) => Ok(s.trim().to_string()),
+        Err(e) => Err(e),
+    }
+}
+
+fn rate_arg(s: &str) -> Result<String, String> {
+    let t = s.trim();
+    match t.strip_suffix("/s") {
+        Some(n) if !n.is_empty() && n.parse::<u64>().is_ok_and(|n| n > 0) => Ok(t.to_string()),
+        _ => Err(format!(
+            "invalid rate {s:?} (expected N/s with N > 0, e.g. 100/s)"
+        )),
+    }
+}
+
+/// The arguments of an `arm`/`watch` request: LOCATION, then the action flags in the order
+/// they were given on the command line (taken from `matches`, the `arm` subcommand's matches;
+/// without it, in declaration order). `--control` is not part of them.
+pub fn arm_argv(a: &ArmArgs, matches: Option<&ArgMatches>) -> Vec<String> {
+    let mut items: Vec<(usize, Vec<String>)> = Vec::new();
+    let mut add = |id: &str, fallback: usize, words: Vec<String>| {
+        let idx = matches
+            .and_then(|m| m.index_of(id))
+            .unwrap_or(usize::MAX / 2 + fallback);
+        items.push((idx, words));
+    };
+    if let Some(t) = &a.log {
+        add("log", 0, vec!["--log".into(), t.clone()]);
+    }
+    if a.snapshot {
+        add("snapshot", 1, vec!["--snapshot".into()]);
+    }
+    if a.count {
+        add("count", 2, vec!["--count".into()]);
+    }
+    if a.duration {
+        add("duration", 3, vec!["--duration".into()]);
+    }
+    if let Some(d) = &a.every {
+        add("every", 4, vec!["--every".into(), d.clone()]);
+    }
+    if let Some(e) = &a.if_expr {
+        add("if", 5, vec!["--if".into(), e.clone()]);
+    }
+    if let Some(n) = a.max_hits {
+        add("max_hits", 6, vec!["--max-hits".into(), n.to_string()]);
+    }
+    if let Some(d) = &a.ttl {
+        add("ttl", 7, vec!["--ttl".into(), d.clone()]);
+    }
+    if let Some(r) = &a.rate {
+        add("rate", 8, vec!["--rate".into(), r.clone()]);
+    }
+    items.sort_by_key(|(i, _)| *i);
+    std::iter::once(a.location.clone())
+        .chain(items.into_iter().flat_map(|(_, w)| w))
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Entry points
+// ---------------------------------------------------------------------------------------------
+
+/// Raised by the Ctrl-C handler; streaming commands check it.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// Runs `lprobe` with the process's arguments and returns the exit code.
+pub fn main() -> i32 {
+    run(std::env::args_os())
+}
+
+/// Runs `lprobe` with `argv` (program name first) against the real sockets, stdout and stderr;
+/// returns the exit code (0 ok, 1 failure).
+pub fn run<I, T>(argv: I) -> i32
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let (cli, matches) = match parse(argv) {
+        Ok(x) => x,
+        Err(e) => {
+            let _ = e.print();
+            return if e.exit_code() == 0 { 0 } else { 1 };
+        }
+    };
+    if matches!(cli.command, Command::Tail | Command::Snapshot(_)) {
+        // If this fails, Ctrl-C simply kills lprobe, which is acceptable.
+        let _ = ctrlc::try_set_handler(|| INTERRUPTED.store(true, Ordering::SeqCst));
+    }
+    let stdout = io::stdout();
+    let stderr = io::stderr();
+    let interactive = stderr.is_terminal();
+    let mut out = stdout.lock();
+    let mut err = stderr.lock();
+    let mut ctx = Ctx {
+        discovery: client::discover(),
+        out: &mut out,
+        err: &mut err,
+        cancel: &INTERRUPTED,
+        interactive,
+    };
+    run_with(&cli, &matches, &mut ctx)
+}
+
+/// Parses `argv` into the typed [`Cli`] and the raw matches (which keep the order of flags).
+pub fn parse<I, T>(argv: I) -> Result<(Cli, ArgMatches), clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let matches = Cli::command().try_get_matches_from(argv)?;
+    let cli = Cli::from_arg_matches(&matches)?;
+    Ok((cli, matches))
+}
+
+/// What a command runs against: the candidate sockets, where to print, and when to stop.
+pub struct Ctx<'a> {
+    /// The sockets to consider (normally [`client::discover`]).
+    pub discovery: Discovery,
+    /// Standard output.
+    pub out: &'a mut dyn Write,
+    /// Standard error (messages, warnings, errors).
+    pub err: &'a mut dyn Write,
+    /// Streaming commands stop when this becomes true (Ctrl-C).
+    pub cancel: &'a AtomicBool,
+    /// Whether stderr is a terminal (enables hints like "Ctrl-C to stop").
+    pub interactive: bool,
+}
+
+/// The output went away (e.g. `lprobe tail | head`): stop quietly.
+#[derive(Debug)]
+struct OutputClosed;
+
+impl std::fmt::Display for OutputClosed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("output closed")
+    }
+}
+
+impl std::error::Error for OutputClosed {}
+
+impl Ctx<'_> {
+    /// Writes `s` to stdout and flushes.
+    fn put(&mut self, s: &str) -> Result<()> {
+        self.out
+            .write_all(s.as_bytes())
+            .and_then(|()| self.out.flush())
+            .map_err(|e| {
+                if e.kind() == io::ErrorKind::BrokenPipe {
+                    anyhow::Error::new(OutputClosed)
+                } else {
+                    anyhow::Error::new(e).context("cannot write to standard output")
+                }
+            })
+    }
+
+    fn line(&mut self, s: &str) -> Result<()> {
+        let mut l = String::with_capacity(s.len() + 1);
+        l.push_str(s);
+        l.push('\n');
+        self.put(&l)
+    }
+
+    /// A line on stderr; failures to write there are ignored.
+    fn note(&mut self, s: &str) {
+        let _ = writeln!(self.err, "{s}");
+        let _ = self.err.flush();
+    }
+}
+
+/// Runs a parsed command line; returns the exit code. Errors are printed as `error: …`.
+pub fn run_with(cli: &Cli, matches: &ArgMatches, ctx: &mut Ctx<'_>) -> i32 {
+    let g = &cli.global;
+    let result = match &cli.command {
+        Command::Ps => cmd_ps(g, ctx),
+        Command::List(a) => cmd_list(g, a, ctx),
+        Command::Arm(a) => cmd_arm(g, a, matches.subcommand_matches("arm"), ctx),
+        Command::Disarm(a) => cmd_disarm(g, a, ctx),
+        Command::Status => cmd_status(g, ctx),
+        Command::Tail => cmd_tail(g, ctx),
+        Command::Snapshot(a) => cmd_snapshot(g, a, ctx),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) if e.downcast_ref::<OutputClosed>().is_some() => 0,
+        Err(e) => {
+            ctx.note(&format!("error: {e:#}"));
+            1
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Process selection
+// ---------------------------------------------------------------------------------------------
+
+/// A process that answered `hello`.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Its socket.
+    pub socket: PathBuf,
+    /// Its `hello` answer.
+    pub hello: Hello,
+}
+
+fn none_found(searched: &Searched) -> anyhow::Error {
+    anyhow!(
+        "no instrumented process found (looked in {searched}); start a program built with \
+         'cargo lprobe build'"
+    )
+}
+
+/// Picks the processes a command talks to: the one with `pid`, every reachable one (`all`), or
+/// the only reachable one.
+pub fn select(
+    d: &Discovery,
+    pid: Option<u32>,
+    all: bool,
+    err: &mut dyn Write,
+) -> Result<Vec<Target>> {
+    if let Some(pid) = pid {
+        let mut problem: Option<anyhow::Error> = None;
+        for e in d
+            .sockets
+            .iter()
+            .filter(|e| e.pid.is_none() || e.pid == Some(pid))
+        {
+            match client::reach(e) {
+                Reach::Alive { hello, .. } if hello.pid == pid => {
+                    return Ok(vec![Target {
+                        socket: e.path.clone(),
+                        hello,
+                    }]);
+                }
+                Reach::Alive { .. } => {}
+                Reach::Stale(why) if e.pid == Some(pid) => {
+                    problem = Some(anyhow!(
+                        "process {pid} is gone ({why}); 'lprobe ps' removes its stale socket {}",
+                        e.path.display()
+                    ));
+                }
+                Reach::Stale(_) => {}
+                Reach::Unreachable(x) if e.pid == Some(pid) => {
+                    problem = Some(x.context(format!("cannot talk to process {pid}")));
+                }
+                Reach::Unreachable(_) => {}
+            }
+        }
+        return Err(problem.unwrap_or_else(|| {
+            anyhow!(
+                "no instrumented process with pid {pid} (looked in {})",
+                d.searched
+            )
+        }));
+    }
+    let mut alive: Vec<Target> = Vec::new();
+    for e in &d.sockets {
+        match client::reach(e) {
+            Reach::Alive { hello, .. } => {
+                if !alive.iter().any(|t| t.hello.pid == hello.pid) {
+                    alive.push(Target {
+                        socket: e.path.clone(),
+                        hello,
+                    });
+                }
+            }
+            Reach::Stale(_) => {}
+            Reach::Unreachable(x) => {
+                let _ = writeln!(err, "warning: skipping {}: {x:#}", e.path.display());
+            }
+        }
+    }
+    if alive.is_empty() {
+        return Err(none_found(&d.searched));
+    }
+    if all || alive.len() == 1 {
+        return Ok(alive);
+    }
+    let mut msg = String::from(
+        "several instrumented processes are running; pass --pid PID to pick one or --all for \
+         every one:",
+    );
+    for t in &alive {
+        msg.push_str(&format!("\n  {:>7}  {}", t.hello.pid, t.hello.program));
+    }
+    Err(anyhow!(msg))
+}
+
+fn select_for(g: &Global, ctx: &mut Ctx<'_>) -> Result<Vec<Target>> {
+    if g.pid.is_some() && g.all {
+        bail!("--pid and --all cannot be used together");
+    }
+    select(&ctx.discovery, g.pid, g.all, ctx.err)
+}
+
+/// Runs `f` for each target; with several targets, a failure is reported (prefixed with the
+/// pid) and the others still run. Returns the successes (fewer than `targets` if some failed).
+fn for_each_target<T>(
+    targets: &[Target],
+    ctx: &mut Ctx<'_>,
+    mut f: impl FnMut(&Target, &mut Ctx<'_>) -> Result<T>,
+) -> Result<Vec<(Target, T)>> {
+    let mut done = Vec::new();
+    let mut failed = false;
+    for t in targets {
+        match f(t, ctx) {
+            Ok(v) => done.push((t.clone(), v)),
+            Err(e) if targets.len() == 1 => return Err(e),
+            Err(e) if e.downcast_ref::<OutputClosed>().is_some() => return Err(e),
+            Err(e) => {
+                failed = true;
+                ctx.note(&format!("error: pid {}: {e:#}", t.hello.pid));
+            }
+        }
+    }
+    if failed && done.is_empty() {
+        bail!("every process failed");
+    }
+    // With a partial failure the caller prints what worked and compares lengths for the exit
+    // code.
+    Ok(done)
+}
+
+fn header(t: &Target) -> String {
+    format!("pid {}  {}", t.hello.pid, t.hello.program)
+}
+
+fn field_str(v: &Value, k: &str) -> String {
+    format::cell(v.get(k))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Commands
+// ---------------------------------------------------------------------------------------------
+
+fn cmd_ps(g: &Global, ctx: &mut Ctx<'_>) -> Result<i32> {
+    let mut rows = Vec::new();
+    let mut raws = Vec::new();
+    let mut seen: Vec<u32> = Vec::new();
+    let sockets = ctx.discovery.sockets.clone();
+    for e in &sockets {
+        if let (Some(want), Some(p)) = (g.pid, e.pid) {
+            if want != p {
+                continue;
+            }
+        }
+        match client::reach(e) {
+            Reach::Alive { hello, raw } => {
+                if g.pid.is_some_and(|w| w != hello.pid) || seen.contains(&hello.pid) {
+                    continue;
+                }
+                seen.push(hello.pid);
+                rows.push(vec![
+                    hello.pid.to_string(),
+                    hello.program.clone(),
+                    hello.sites.to_string(),
+                    hello.armed.to_string(),
+                ]);
+                raws.push(raw);
+            }
+            Reach::Stale(why) => match client::remove_stale(&e.path) {
+                Ok(()) => ctx.note(&format!(
+                    "removed stale socket {} ({why})",
+                    e.path.display()
+                )),
+                Err(x) => ctx.note(&format!(
+                    "warning: stale socket {} ({why}) could not be removed: {x}",
+                    e.path.display()
+                )),
+            },
+            Reach::Unreachable(x) => ctx.note(&format!(
+                "warning: cannot talk to {}: {x:#}",
+                e.path.display()
+            )),
+        }
+    }
+    if g.json {
+        ctx.line(&Value::Array(raws).to_string())?;
+    } else if rows.is_empty() {
+        let msg = match g.pid {
+            Some(p) => format!(
+                "no instrumented process with pid {p} (looked in {})",
+                ctx.discovery.searched
+            ),
+            None => none_found(&ctx.discovery.searched).to_string(),
+        };
+        ctx.note(&msg);
+    } else {
+        ctx.put(&format::table(&["PID", "PROGRAM", "SITES", "ARMED"], &rows))?;
+    }
+    Ok(0)
+}
+
+fn cmd_list(g: &Global, a: &ListArgs, ctx: &mut Ctx<'_>) -> Result<i32> {
+    let targets = select_for(g, ctx)?;
+    let args: Vec<String> = a.filter.iter().cloned().collect();
+    let results = for_each_target(&targets, ctx, |t, _| {
+        let v = client::request(&t.socket, "sites", &args)?;
+        match v.get("sites") {
+            Some(Value::Array(s)) => Ok(s.clone()),
+            _ => bail!("malformed answer to 'sites' (no \"sites\" array)"),
+        }
+    })?;
+    let ok = results.len() == targets.len();
+    let multi = targets.len() > 1;
+    if g.json {
+        let mut all = Vec::new();
+        for (t, sites) in results {
+            for mut s in sites {
+                if multi {
+                    if let Value::Object(m) = &mut s {
+                        m.insert("pid".into(), json!(t.hello.pid));
+                    }
+                }
+                all.push(s);
+            }
+        }
+        ctx.line(&Value::Array(all).to_string())?;
+        return Ok(if ok { 0 } else { 1 });
+    }
+    for (i, (t, sites)) in results.iter().enumerate() {
+        if multi {
+            if i > 0 {
+                ctx.line("")?;
+            }
+            ctx.line(&header(t))?;
+        }
+        if sites.is_empty() {
+            match &a.filter {
+                Some(f) => ctx.note(&format!("no sites match {f:?}")),
+                None => ctx.note("this process has no probe sites"),
+            }
+            continue;
+        }
+        let rows: Vec<Vec<String>> = sites
+            .iter()
+            .map(|s| {
+                let names = match s.get("names") {
+                    Some(Value::Array(n)) if !n.is_empty() => n
+                        .iter()
+                        .map(|x| format::cell(Some(x)))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    _ => "-".to_string(),
+                };
+                vec![
+                    format!("{}:{}", field_str(s, "path"), field_str(s, "line")),
+                    field_str(s, "kind"),
+                    field_str(s, "fn"),
+                    names,
+                ]
+            })
+            .collect();
+        ctx.put(&format::table(
+            &["LOCATION", "KIND", "FN", "CAPTURES"],
+            &rows,
+        ))?;
+    }
+    Ok(if ok { 0 } else { 1 })
+}
+
+/// Appends `line` to the control file `path` (created if missing), on a line of its own.
+pub fn append_control_line(path: &Path, line: &str) -> Result<()> {
+    let mut f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .read(true)
+        .open(path)
+        .with_context(|| format!("cannot open control file {}", path.display()))?;
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let mut text = String::new();
+    if len > 0 {
+        let mut last = [0u8; 1];
+        f.seek(SeekFrom::End(-1))
+            .and_then(|_| f.read_exact(&mut last))
+            .with_context(|| format!("cannot read control file {}", path.display()))?;
+        if last[0] != b'\n' {
+            text.push('\n');
+        }
+    }
+    text.push_str(line);
+    text.push('\n');
+    f.write_all(text.as_bytes())
+        .with_context(|| format!("cannot write control file {}", path.display()))
+}
+
+fn cmd_arm(
+    g: &Global,
+    a: &ArmArgs,
+    matches: Option<&ArgMatches>,
+    ctx: &mut Ctx<'_>,
+) -> Result<i32> {
+    let argv = arm_argv(a, matches);
+    if let Some(file) = &a.control {
+        let line = client::join_args(&argv)?;
+        append_control_line(file, &line)?;
+        if g.json {
+            ctx.line(&json!({"control": file.display().to_string(), "line": line}).to_string())?;
+        } else {
+            ctx.line(&format!("appended to {}: {line}", file.display()))?;
+        }
+        return Ok(0);
+    }
+    let targets = select_for(g, ctx)?;
+    let json_out = g.json;
+    let results = for_each_target(&targets, ctx, |t, ctx| {
+        let v = client::request(&t.socket, "arm", &argv)?;
+        let probe = field_str(&v, "probe");
+        let sites: Vec<String> = match v.get("sites") {
+            Some(Value::Array(s)) => s.iter().map(|x| format::cell(Some(x))).collect(),
+            _ => Vec::new(),
+        };
+        let first = sites.first().cloned().unwrap_or_else(|| a.location.clone());
+        if json_out {
+            // Keys in this order: pid, probe, site, sites.
+            let line = format!(
+                "{{\"pid\":{},\"probe\":{},\"site\":{},\"sites\":{}}}",
+                t.hello.pid,
+                Value::String(probe),
+                Value::String(first),
+                Value::from(sites)
+            );
+            ctx.line(&line)?;
+        } else {
+            let at = if sites.is_empty() {
+                first
+            } else {
+                sites.join(", ")
+            };
+            ctx.line(&format!("armed {probe} at {at} (pid {})", t.hello.pid))?;
+        }
+        Ok(())
+    })?;
+    Ok(if results.len() == targets.len() { 0 } else { 1 })
+}
+
+fn cmd_disarm(g: &Global, a: &DisarmArgs, ctx: &mut Ctx<'_>) -> Result<i32> {
+    let arg = match (&a.target, g.all) {
+        (Some(t), _) => t.clone(),
+        (None, true) => "--all".to_string(),
+        (None, false) => {
+            bail!("say what to disarm: a probe id (see 'lprobe status'), a location, or --all")
+        }
+    };
+    // `--all` selects every process only when no --pid narrows it down.
+    let targets = select(&ctx.discovery, g.pid, g.all && g.pid.is_none(), ctx.err)?;
+    let json_out = g.json;
+    let mut total = 0usize;
+    let results = for_each_target(&targets, ctx, |t, ctx| {
+        let v = client::request(&t.socket, "disarm", std::slice::from_ref(&arg))?;
+        let ids: Vec<String> = match v.get("disarmed") {
+            Some(Value::Array(s)) => s.iter().map(|x| format::cell(Some(x))).collect(),
+            _ => bail!("malformed answer to 'disarm' (no \"disarmed\" array)"),
+        };
+        total += ids.len();
+        if json_out {
+            let line = format!(
+                "{{\"pid\":{},\"disarmed\":{}}}",
+                t.hello.pid,
+                Value::from(ids)
+            );
+            ctx.line(&line)?;
+        } else if ids.is_empty() {
+            ctx.line(&format!("nothing to disarm (pid {})", t.hello.pid))?;
+        } else {
+            ctx.line(&format!(
+                "disarmed {} (pid {})",
+                ids.join(", "),
+                t.hello.pid
+            ))?;
+        }
+        Ok(())
+    })?;
+    if a.target.is_some() && total == 0 && results.len() == targets.len() {
+        bail!("no armed probe matches {arg:?} (see 'lprobe status')");
+    }
+    Ok(if results.len() == targets.len() { 0 } else { 1 })
+}
+
+fn cmd_status(g: &Global, ctx: &mut Ctx<'_>) -> Result<i32> {
+    let targets = select_for(g, ctx)?;
+    let results = for_each_target(&targets, ctx, |t, _| {
+        client::request(&t.socket, "status", &[] as &[&str]).map(client::strip_ok)
+    })?;
+    let code = if results.len() == targets.len() { 0 } else { 1 };
+    if g.json {
+        let arr: Vec<Value> = results.into_iter().map(|(_, v)| v).collect();
+        ctx.line(&Value::Array(arr).to_string())?;
+        return Ok(code);
+    }
+    for (i, (t, v)) in results.iter().enumerate() {
+        if i > 0 {
+            ctx.line("")?;
+        }
+        ctx.put(&render_status(t, v))?;
+    }
+    Ok(code)
+}
+
+/// The readable form of one `status` answer.
+pub fn render_status(t: &Target, v: &Value) -> String {
+    let mut out = String::new();
+    let pid = v
+        .get("pid")
+        .map(|p| format::cell(Some(p)))
+        .unwrap_or_else(|| t.hello.pid.to_string());
+    let program = v
+        .get("program")
+        .map(|p| format::cell(Some(p)))
+        .unwrap_or_else(|| t.hello.program.clone());
+    out.push_str(&format!("pid {pid}  {program}\n"));
+    let probes = match v.get("probes") {
+        Some(Value::Array(p)) => p.as_slice(),
+        _ => &[],
+    };
+    if probes.is_empty() {
+        out.push_str("no probes armed\n");
+    } else {
+        let rows: Vec<Vec<String>> = probes
+            .iter()
+            .map(|p| {
+                let location = field_str(p, "location");
+                let site = p.get("site").filter(|s| !s.is_null());
+                let loc = match site.map(|s| format::cell(Some(s))) {
+                    Some(s) if s != location => format!("{location} ({s})"),
+                    _ => location,
+                };
+                let actions = match p.get("actions") {
+                    Some(Value::Array(a)) if !a.is_empty() => a
+                        .iter()
+                        .map(|x| format::cell(Some(x)))
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    _ => "-".to_string(),
+                };
+                let mut state = field_str(p, "state");
+                if let Some(n) = p.get("errors").and_then(Value::as_u64).filter(|n| *n > 0) {
+                    state.push_str(&format!(" ({n} error{})", if n == 1 { "" } else { "s" }));
+                }
+                let ttl = match p.get("ttl_left_s").and_then(Value::as_f64) {
+                    Some(s) => format::human_secs(s),
+                    None => "-".to_string(),
+                };
+                vec![
+                    field_str(p, "id"),
+                    loc,
+                    actions,
+                    state,
+                    field_str(p, "hits"),
+                    field_str(p, "emitted"),
+                    field_str(p, "dropped"),
+                    ttl,
+                ]
+            })
+            .collect();
+        out.push_str(&format::table(
+            &[
+                "ID", "LOCATION", "ACTIONS", "STATE", "HITS", "EMITTED", "DROPPED", "TTL",
+            ],
+            &rows,
+        ));
+        for p in probes {
+            if let Some(Value::Object(d)) = p.get("duration") {
+                let parts: Vec<String> = d
+                    .iter()
+                    .map(|(k, x)| match (k.ends_with("ns"), x.as_f64()) {
+                        (true, Some(n)) => format!("{k}={}", format::human_ns(n)),
+                        _ => format!("{k}={}", format::cell(Some(x))),
+                    })
+                    .collect();
+                out.push_str(&format!(
+                    "{} duration: {}\n",
+                    field_str(p, "id"),
+                    parts.join(" ")
+                ));
+            }
+        }
+    }
+    out.push_str(&format!(
+        "dropped records (all probes): {}\n",
+        field_str(v, "dropped_total")
+    ));
+    if let Some(c) = v.get("control").filter(|c| c.is_object()) {
+        match c.get("path").filter(|p| !p.is_null()) {
+            Some(p) => out.push_str(&format!("control file: {}\n", format::cell(Some(p)))),
+            None => out.push_str("control file: none\n"),
+        }
+        if let Some(Value::Array(errs)) = c.get("errors") {
+            if !errs.is_empty() {
+                out.push_str("control file errors:\n");
+                for e in errs {
+                    out.push_str(&format!("  {}\n", format::cell(Some(e))));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A message from a `tail` reader thread.
+enum TailMsg {
+    Line(String),
+    End(u32, Result<Next>),
+}
+
+fn cmd_tail(g: &Global, ctx: &mut Ctx<'_>) -> Result<i32> {
+    let targets = select_for(g, ctx)?;
+    let opened = for_each_target(&targets, ctx, |t, _| {
+        client::open_stream(&t.socket, "tail", &[] as &[&str])
+    })?;
+    let mut code = if opened.len() == targets.len() { 0 } else { 1 };
+    if ctx.interactive && !g.json {
+        let who: Vec<String> = opened
+            .iter()
+            .map(|(t, _)| format!("pid {} ({})", t.hello.pid, t.hello.program))
+            .collect();
+        ctx.note(&format!("tailing {}; Ctrl-C to stop", who.join(", ")));
+    }
+    let style = RecordStyle {
+        show_pid: opened.len() > 1,
+    };
+    // The readers stop on `stop`, raised on Ctrl-C or when the output goes away.
+    let stop = AtomicBool::new(false);
+    let stop = &stop;
+    let result = std::thread::scope(|scope| -> Result<()> {
+        let (tx, rx) = mpsc::channel::<TailMsg>();
+        let mut running = 0usize;
+        for (t, mut stream) in opened {
+            let tx = tx.clone();
+            let pid = t.hello.pid;
+            running += 1;
+            scope.spawn(move || loop {
+                match stream.next_line(None, stop) {
+                    Ok(Next::Line(l)) => {
+                        if tx.send(TailMsg::Line(l)).is_err() {
+                            return;
+                        }
+                    }
+                    other => {
+                        let _ = tx.send(TailMsg::End(pid, other));
+                        return;
+                    }
+                }
+            });
+        }
+        drop(tx);
+        let r = tail_loop(g, ctx, &rx, running, style, stop, &mut code);
+        stop.store(true, Ordering::SeqCst);
+        r
+    });
+    result?;
+    Ok(code)
+}
+
+/// Prints what the `tail` readers send until all of them ended.
+fn tail_loop(
+    g: &Global,
+    ctx: &mut Ctx<'_>,
+    rx: &mpsc::Receiver<TailMsg>,
+    mut running: usize,
+    style: RecordStyle,
+    stop: &AtomicBool,
+    code: &mut i32,
+) -> Result<()> {
+    while running > 0 {
+        if ctx.cancel.load(Ordering::SeqCst) {
+            stop.store(true, Ordering::SeqCst);
+        }
+        let msg = match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(m) => m,
+            Err(mpsc::RecvTimeoutError::Timeout) => continue,
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        };
+        match msg {
+            TailMsg::Line(l) if g.json => ctx.line(&l)?,
+            TailMsg::Line(l) => match serde_json::from_str::<Value>(&l) {
+                Ok(rec) => ctx.line(&format::record(&rec, style))?,
+                Err(_) => ctx.line(&l)?,
+            },
+            TailMsg::End(pid, r) => {
+                running -= 1;
+                match r {
+                    Ok(Next::Closed) if !g.json => {
+                        ctx.note(&format!("pid {pid} closed the stream (process exited?)"))
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        *code = 1;
+                        ctx.note(&format!("error: pid {pid}: {e:#}"));
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn cmd_snapshot(g: &Global, a: &SnapshotArgs, ctx: &mut Ctx<'_>) -> Result<i32> {
+    if g.all && g.pid.is_none() {
+        bail!("snapshot works on one process; pick it with --pid PID");
+    }
+    let targets = select(&ctx.discovery, g.pid, false, ctx.err)?;
+    let Some(t) = targets.into_iter().next() else {
+        return Err(none_found(&ctx.discovery.searched));
+    };
+    let timeout = parse_duration(&a.timeout, true).map_err(|e| anyhow!(e))?;
+    let mut args = vec![
+        a.location.clone(),
+        "--snapshot".to_string(),
+        "--max-hits".to_string(),
+        "1".to_string(),
+    ];
+    if let Some(e) = &a.if_expr {
+        args.push("--if".into());
+        args.push(e.clone());
+    }
+    let mut stream = client::open_stream(&t.socket, "watch", &args)?;
+    let probe = match stream.first.get("probe") {
+        Some(Value::String(p)) => p.clone(),
+        _ => bail!("malformed answer to 'watch' (no \"probe\" id)"),
+    };
+    let deadline = Instant::now() + timeout;
+    if ctx.interactive && !g.json {
+        ctx.note(&format!(
+            "armed {probe} at {} (pid {}); waiting up to {} for a hit…",
+            a.location,
+            t.hello.pid,
+            a.timeout.trim()
+        ));
+    }
+    let disarm = |why: &str| -> anyhow::Error {
+        match client::request(&t.socket, "disarm", std::slice::from_ref(&probe)) {
+            Ok(_) => anyhow!("{why}; disarmed {probe}"),
+            Err(e) => anyhow!(
+                "{why}; the probe stays armed as {probe} (disarming failed: {e:#}) — disarm it \
+                 with 'lprobe disarm {probe} --pid {}'",
+                t.hello.pid
+            ),
+        }
+    };
+    loop {
+        match stream.next_line(Some(deadline), ctx.cancel)? {
+            Next::Line(l) => {
+                let rec: Value = match serde_json::from_str(&l) {
+                    Ok(v) => v,
+                    Err(_) => {
+                        ctx.note(&format!("warning: ignoring malformed record: {l}"));
+                        continue;
+                    }
+                };
+                match rec.get("kind").and_then(Value::as_str) {
+                    Some("snapshot") => {
+                        if g.json {
+                            ctx.line(&l)?;
+                        } else {
+                            ctx.line(&format::record(&rec, RecordStyle::default()))?;
+                        }
+                        return Ok(0);
+                    }
+                    Some("error") => ctx.note(&format!(
+                        "warning: {probe}: {}",
+                        format::cell(rec.get("error"))
+                    )),
+                    _ => {}
+                }
+            }
+            Next::Closed => bail!(
+                "probe {probe} ended without a snapshot (the process exited or the probe was \
+                 disarmed)"
+            ),
+            Next::TimedOut => {
+                drop(stream);
+                return Err(disarm(&format!(
+                    "no hit at {} within {}",
+                    a.location,
+                    a.timeout.trim()
+                )));
+            }
+            Next::Cancelled => {
+                drop(stream);
+                return Err(disarm("interrupted"));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,401 @@
+//! Human-readable rendering for `lprobe`: records, tables, durations.
+//!
+//! Everything here is lenient about the shape of what it is given: a missing or oddly typed
+//! field is shown as `?` or as compact JSON rather than rejected.
+
+use serde_json::{Map, Value};
+
+/// Renders a table: headers, then rows, columns separated by two spaces, the last column not
+/// padded. Every line ends with `\n`.
+pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let n = headers.len();
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate().take(n) {
+            widths[i] = widths[i].max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: &mut dyn Iterator<Item = &str>| {
+        let mut l = String::new();
+        for (i, cell) in cells.enumerate().take(n) {
+            if i + 1 < n {
+                l.push_str(cell);
+                let pad = widths[i].saturating_sub(cell.chars().count()) + 2;
+                l.extend(std::iter::repeat_n(' ', pad));
+            } else {
+                l.push_str(cell);
+            }
+        }
+        out.push_str(l.trim_end());
+        out.push('\n');
+    };
+    line(&mut headers.iter().copied());
+    for row in rows {
+        line(&mut row.iter().map(String::as_str));
+    }
+    out
+}
+
+/// A JSON value as text for a table cell or a one-line message: strings bare, null as `-`,
+/// everything else as compact JSON.
+pub fn cell(v: Option<&Value>) -> String {
+    match v {
+        None | Some(Value::Null) => "-".to_string(),
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+    }
+}
+
+/// The time of day of an RFC 3339 timestamp, to milliseconds: `2024-05-01T01:37:18.123456Z` →
+/// `01:37:18.123`. Anything else is returned as text unchanged.
+pub fn time_of_day(ts: &Value) -> String {
+    let s = match ts {
+        Value::String(s) => s.as_str(),
+        Value::Null => return "--:--:--.---".to_string(),
+        other => return other.to_string(),
+    };
+    let Some((_, rest)) = s.split_once(['T', 't', ' ']) else {
+        return s.to_string();
+    };
+    // Cut the zone: `Z`, `+hh:mm` or `-hh:mm`.
+    let end = rest.find(['Z', 'z', '+', '-']).unwrap_or(rest.len());
+    let clock = &rest[..end];
+    let (hms, frac) = match clock.split_once('.') {
+        Some((h, f)) => (h, f),
+        None => (clock, ""),
+    };
+    if hms.len() != 8 || !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return s.to_string();
+    }
+    let mut ms: String = frac.chars().take(3).collect();
+    while ms.len() < 3 {
+        ms.push('0');
+    }
+    format!("{hms}.{ms}")
+}
+
+/// A nanosecond count in the most readable unit: `850ns`, `12.5µs`, `3.21ms`, `1.500s`.
+pub fn human_ns(ns: f64) -> String {
+    let a = ns.abs();
+    if a < 1e3 {
+        format!("{ns}ns")
+    } else if a < 1e6 {
+        format!("{}µs", round3(ns / 1e3))
+    } else if a < 1e9 {
+        format!("{}ms", round3(ns / 1e6))
+    } else {
+        format!("{:.3}s", ns / 1e9)
+    }
+}
+
+fn round3(x: f64) -> String {
+    let s = format!("{x:.3}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    s.to_string()
+}
+
+/// Seconds as a short duration: `45s`, `59m50s`, `2h05m`, `3d04h`.
+pub fn human_secs(secs: f64) -> String {
+    if !secs.is_finite() {
+        return "-".to_string();
+    }
+    if secs < 0.0 {
+        return "0s".to_string();
+    }
+    let s = secs.round() as u64;
+    let (d, h, m, sec) = (s / 86_400, (s / 3600) % 24, (s / 60) % 60, s % 60);
+    if d > 0 {
+        format!("{d}d{h:02}h")
+    } else if h > 0 {
+        format!("{h}h{m:02}m")
+    } else if m > 0 {
+        format!("{m}m{sec:02}s")
+    } else {
+        format!("{sec}s")
+    }
+}
+
+/// Options for [`record`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RecordStyle {
+    /// Prefix each record with `[pid]` (when records of several processes are interleaved).
+    pub show_pid: bool,
+}
+
+/// The keys every record has; the rest is the kind's payload.
+const COMMON: &[&str] = &["ts", "pid", "probe", "site", "fn", "kind", "thread"];
+
+/// Renders one record for `lprobe tail` / `lprobe snapshot`. One line, except snapshots, which
+/// list their variables and stack frames on the following lines. No trailing newline.
+///
+/// `01:37:18.123 p1 src/main.rs:42 demo_app::process  log  order 3 total=1234`
+pub fn record(rec: &Value, style: RecordStyle) -> String {
+    let Some(obj) = rec.as_object() else {
+        return rec.to_string();
+    };
+    let field = |k: &str| cell(obj.get(k));
+    let kind = field("kind");
+    let mut head = String::new();
+    if style.show_pid {
+        head.push_str(&format!("[{}] ", field("pid")));
+    }
+    head.push_str(&format!(
+        "{} {} {} {}  {}",
+        time_of_day(obj.get("ts").unwrap_or(&Value::Null)),
+        field("probe"),
+        field("site"),
+        field("fn"),
+        kind
+    ));
+    match kind.as_str() {
+        "log" => format!("{head}  {}", field("msg")),
+        "count" => format!("{head}  count={}", field("count")),
+        "duration" => {
+            let ns = obj.get("ns");
+            match ns.and_then(Value::as_f64) {
+                Some(n) => format!("{head}  ns={} ({})", field("ns"), human_ns(n)),
+                None => format!("{head}  ns={}", cell(ns)),
+            }
+        }
+        "error" => format!("{head}  error: {}", field("error")),
+        "snapshot" => {
+            let mut out = head;
+            if let Some(t) = obj.get("thread").filter(|t| !t.is_null()) {
+                out.push_str(&format!("  thread {}", cell(Some(t))));
+            }
+            out.push_str(&snapshot_body(obj));
+            out
+        }
+        _ => {
+            let rest: Vec<String> = obj
+                .iter()
+                .filter(|(k, _)| !COMMON.contains(&k.as_str()))
+                .map(|(k, v)| format!("{k}={}", cell(Some(v))))
+                .collect();
+            if rest.is_empty() {
+                head
+            } else {
+                format!("{head}  {}", rest.join(" "))
+            }
+        }
+    }
+}
+
+/// The lines after a snapshot's header: `  name = value` per variable, then `  stack:` and one
+/// frame per line. Each line starts with `\n`.
+fn snapshot_body(obj: &Map<String, Value>) -> String {
+    let mut out = String::new();
+    let vars = vars_list(obj.get("vars"));
+    if vars.is_empty() {
+        out.push_str("\n  (no variables captured)");
+    }
+    for (name, value) in vars {
+        let prefix = format!("  {name} = ");
+        let text = pretty_value(&value);
+        let indent = " ".repeat(prefix.chars().count());
+        out.push('\n');
+        out.push_str(&prefix);
+        for (i, l) in text.lines().enumerate() {
+            if i > 0 {
+                out.push('\n');
+                out.push_str(&indent);
+            }
+            out.push_str(l);
+        }
+    }
+    if let Some(Value::Array(frames)) = obj.get("stack") {
+        if !frames.is_empty() {
+            out.push_str("\n  stack:");
+            for (i, f) in frames.iter().enumerate() {
+                out.push_str(&format!("\n    {i:>2}: {}", frame(f)));
+            }
+        }
+    } else if let Some(other) = obj.get("stack").filter(|v| !v.is_null()) {
+        out.push_str(&format!("\n  stack: {}", cell(Some(other))));
+    }
+    out
+}
+
+/// The variables of a snapshot as `(name, value)`, accepting an object `{name: value}`, an array
+/// of `{name, value}` objects or an array of `[name, value]` pairs.
+fn vars_list(v: Option<&Value>) -> Vec<(String, Value)> {
+    match v {
+        Some(Value::Object(m)) => m.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| match item {
+                Value::Object(m) if m.contains_key("name") => (
+                    cell(m.get("name")),
+                    m.get("value").cloned().unwrap_or(Value::Null),
+                ),
+                Value::Array(pair) if pair.len() == 2 => (cell(pair.first()), pair[1].clone()),
+                other => (format!("#{i}"), other.clone()),
+            })
+            .collect(),
+        Some(Value::Null) | None => Vec::new(),
+        Some(other) => vec![("vars".to_string(), other.clone())],
+    }
+}
+
+/// A captured value for display: strings as they are (they are `{:?}` text already), scalars
+/// bare, structures as indented JSON.
+pub fn pretty_value(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "null".to_string(),
+        Value::Bool(_) | Value::Number(_) => v.to_string(),
+        _ => serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string()),
+    }
+}
+
+/// One stack frame: a string as it is, or `fn at file:line:col` from an object.
+pub fn frame(f: &Value) -> String {
+    let Some(m) = f.as_object() else {
+        return cell(Some(f));
+    };
+    let pick = |keys: &[&str]| {
+        keys.iter()
+            .find_map(|k| m.get(*k).filter(|v| !v.is_null()))
+            .map(|v| cell(Some(v)))
+    };
+    let func = pick(&["fn", "function", "name", "symbol"]);
+    let file = pick(&["file", "path", "filename"]);
+    let line = pick(&["line", "lineno"]);
+    let col = pick(&["col", "column", "colno"]);
+    let mut loc = file.unwrap_or_default();
+    if !loc.is_empty() {
+        if let Some(l) = line {
+            loc.push(':');
+            loc.push_str(&l);
+            if let Some(c) = col {
+                loc.push(':');
+                loc.push_str(&c);
+            }
+        }
+    }
+    match (func, loc.is_empty()) {
+        (Some(f), false) => format!("{f} at {loc}"),
+        (Some(f), true) => f,
+        (None, false) => loc,
+        (None, true) => f.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn plain(v: Value) -> String {
+        record(&v, RecordStyle::default())
+    }
+
+    #[test]
+    fn log_record() {
+        let r = json!({"ts":"2024-05-01T01:37:18.123456789Z","pid":123,"probe":"p1",
+            "site":"src/main.rs:42","fn":"demo_app::process","kind":"log","thread":"main",
+            "msg":"order 3 total=1234"});
+        assert_eq!(
+            plain(r.clone()),
+            "01:37:18.123 p1 src/main.rs:42 demo_app::process  log  order 3 total=1234"
+        );
+        assert_eq!(
+            record(&r, RecordStyle { show_pid: true }),
+            "[123] 01:37:18.123 p1 src/main.rs:42 demo_app::process  log  order 3 total=1234"
+        );
+    }
+
+    #[test]
+    fn count_duration_error_records() {
+        let base = |kind: &str, k: &str, v: Value| {
+            let mut r = json!({"ts":"2024-05-01T01:37:18Z","pid":1,"probe":"p2",
+                "site":"src/a.rs:7","fn":"a::f","kind":kind,"thread":"worker"});
+            r[k] = v;
+            plain(r)
+        };
+        assert_eq!(
+            base("count", "count", json!(5)),
+            "01:37:18.000 p2 src/a.rs:7 a::f  count  count=5"
+        );
+        assert_eq!(
+            base("duration", "ns", json!(1234567)),
+            "01:37:18.000 p2 src/a.rs:7 a::f  duration  ns=1234567 (1.235ms)"
+        );
+        assert_eq!(
+            base("error", "error", json!("unknown variable `x` in --if")),
+            "01:37:18.000 p2 src/a.rs:7 a::f  error  error: unknown variable `x` in --if"
+        );
+        assert_eq!(
+            base("weird", "extra", json!([1])),
+            "01:37:18.000 p2 src/a.rs:7 a::f  weird  extra=[1]"
+        );
+    }
+
+    #[test]
+    fn snapshot_record() {
+        let r = json!({"ts":"2024-05-01T01:37:18.1+02:00","pid":1,"probe":"p3",
+            "site":"src/main.rs:42","fn":"demo_app::process","kind":"snapshot","thread":"main",
+            "vars":{"order":"Order { id: 3 }","total":1234,"tags":["a","b"]},
+            "stack":[{"fn":"demo_app::process","file":"src/main.rs","line":42},
+                     "demo_app::main"]});
+        assert_eq!(
+            plain(r),
+            "01:37:18.100 p3 src/main.rs:42 demo_app::process  snapshot  thread main\n\
+             \x20 order = Order { id: 3 }\n\
+             \x20 tags = [\n\
+             \x20          \"a\",\n\
+             \x20          \"b\"\n\
+             \x20        ]\n\
+             \x20 total = 1234\n\
+             \x20 stack:\n\
+             \x20    0: demo_app::process at src/main.rs:42\n\
+             \x20    1: demo_app::main"
+        );
+        let r = json!({"kind":"snapshot","vars":[{"name":"x","value":1},["y","2"]]});
+        assert_eq!(plain(r), "--:--:--.--- - - -  snapshot\n  x = 1\n  y = 2");
+    }
+
+    #[test]
+    fn non_object_record_is_shown_raw() {
+        assert_eq!(plain(json!([1, 2])), "[1,2]");
+    }
+
+    #[test]
+    fn times_and_durations() {
+        assert_eq!(
+            time_of_day(&json!("2024-05-01T01:37:18.123456Z")),
+            "01:37:18.123"
+        );
+        assert_eq!(
+            time_of_day(&json!("2024-05-01T23:59:59-05:00")),
+            "23:59:59.000"
+        );
+        assert_eq!(time_of_day(&json!("yesterday")), "yesterday");
+        assert_eq!(time_of_day(&json!(17)), "17");
+        assert_eq!(human_ns(850.0), "850ns");
+        assert_eq!(human_ns(12_500.0), "12.5µs");
+        assert_eq!(human_ns(2_000_000_000.0), "2.000s");
+        assert_eq!(human_secs(45.0), "45s");
+        assert_eq!(human_secs(3590.0), "59m50s");
+        assert_eq!(human_secs(7500.0), "2h05m");
+        assert_eq!(human_secs(90_000.0), "1d01h");
+        assert_eq!(human_secs(-1.0), "0s");
+    }
+
+    #[test]
+    fn table_layout() {
+        let t = table(
+            &["PID", "PROGRAM", "SITES"],
+            &[
+                vec!["123".into(), "/a/demo-app".into(), "42".into()],
+                vec!["7".into(), "/b".into(), "".into()],
+            ],
+        );
+        assert_eq!(
+            t,
+            "PID  PROGRAM      SITES\n123  /a/demo-app  42\n7    /b\n"
+        );
+    }
+}

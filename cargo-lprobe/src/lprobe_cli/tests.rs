@@ -1,0 +1,586 @@
+//! Tests for the `lprobe` commands, against fake servers on temporary sockets.
+
+use super::*;
+use crate::client::tests::fake_server;
+use crate::client::SocketEntry;
+use std::os::unix::net::UnixListener;
+
+fn hello_json(pid: u32) -> String {
+    format!(
+        "{{\"ok\":true,\"pid\":{pid},\"program\":\"/abs/demo-app\",\"version\":\"0.1.0\",\
+         \"sites\":42,\"armed\":1,\"socket\":\"/tmp/x.sock\"}}\n"
+    )
+}
+
+fn me() -> u32 {
+    std::process::id()
+}
+
+/// Runs `lprobe ARGS` against `sockets`; returns (exit code, stdout, stderr).
+fn run_cmd(args: &[&str], sockets: Vec<PathBuf>) -> (i32, String, String) {
+    run_cmd_cancel(args, sockets, &AtomicBool::new(false))
+}
+
+fn run_cmd_cancel(
+    args: &[&str],
+    sockets: Vec<PathBuf>,
+    cancel: &AtomicBool,
+) -> (i32, String, String) {
+    let argv: Vec<&str> = std::iter::once("lprobe")
+        .chain(args.iter().copied())
+        .collect();
+    let (cli, matches) = parse(argv).expect("parse");
+    let mut out = Vec::new();
+    let mut err = Vec::new();
+    let code = {
+        let mut ctx = Ctx {
+            discovery: Discovery {
+                sockets: sockets.into_iter().map(SocketEntry::new).collect(),
+                searched: Searched::Dirs(vec![PathBuf::from("/nowhere")]),
+            },
+            out: &mut out,
+            err: &mut err,
+            cancel,
+            interactive: false,
+        };
+        run_with(&cli, &matches, &mut ctx)
+    };
+    (
+        code,
+        String::from_utf8(out).unwrap(),
+        String::from_utf8(err).unwrap(),
+    )
+}
+
+fn my_socket(dir: &tempfile::TempDir) -> PathBuf {
+    dir.path().join(format!("{}.sock", me()))
+}
+
+#[test]
+fn clap_definition_is_valid_and_helpful() {
+    Cli::command().debug_assert();
+    let help = Cli::command().render_long_help().to_string();
+    for word in [
+        "ps", "list", "arm", "disarm", "status", "tail", "snapshot", "--pid", "--all",
+    ] {
+        assert!(help.contains(word), "{word} missing from help:\n{help}");
+    }
+    let mut cmd = Cli::command();
+    let arm = cmd.find_subcommand_mut("arm").unwrap();
+    let help = arm.render_long_help().to_string();
+    for flag in [
+        "--log",
+        "--snapshot",
+        "--count",
+        "--duration",
+        "--every",
+        "--if",
+        "--max-hits",
+        "--ttl",
+        "--rate",
+        "--control",
+    ] {
+        assert!(help.contains(flag), "{flag} missing from arm help:\n{help}");
+    }
+}
+
+#[test]
+fn arm_flags_keep_their_order() {
+    let (cli, m) = parse([
+        "lprobe",
+        "arm",
+        "src/main.rs:42",
+        "--ttl",
+        "1h",
+        "--log",
+        "order {order} total={total}",
+        "--count",
+        "--if",
+        "-x > 3",
+        "--max-hits",
+        "5",
+        "--rate",
+        "100/s",
+    ])
+    .unwrap();
+    let Command::Arm(a) = &cli.command else {
+        panic!("not arm")
+    };
+    assert_eq!(
+        arm_argv(a, m.subcommand_matches("arm")),
+        [
+            "src/main.rs:42",
+            "--ttl",
+            "1h",
+            "--log",
+            "order {order} total={total}",
+            "--count",
+            "--if",
+            "-x > 3",
+            "--max-hits",
+            "5",
+            "--rate",
+            "100/s"
+        ]
+    );
+    // Without matches: declaration order.
+    assert_eq!(
+        arm_argv(a, None)[1..5],
+        ["--log", "order {order} total={total}", "--count", "--if"]
+    );
+}
+
+#[test]
+fn arm_flag_validation() {
+    assert!(parse(["lprobe", "arm", "x", "--rate", "100"]).is_err());
+    assert!(parse(["lprobe", "arm", "x", "--rate", "0/s"]).is_err());
+    assert!(parse(["lprobe", "arm", "x", "--every", "10"]).is_err());
+    assert!(parse(["lprobe", "arm", "x", "--every", "10parsecs"]).is_err());
+    assert!(parse(["lprobe", "arm", "x", "--ttl", "1.5h"]).is_ok());
+    assert!(parse(["lprobe", "arm", "x", "--max-hits", "-1"]).is_err());
+    assert!(parse(["lprobe", "arm"]).is_err());
+    assert!(parse(["lprobe", "snapshot", "x", "--timeout", "0"]).is_err());
+    assert!(parse(["lprobe", "snapshot", "x", "--timeout", "45"]).is_ok());
+    assert_eq!(
+        parse_duration("500ms", false),
+        Ok(Duration::from_millis(500))
+    );
+    assert_eq!(parse_duration("2m", false), Ok(Duration::from_secs(120)));
+    assert_eq!(parse_duration("30", true), Ok(Duration::from_secs(30)));
+}
+
+#[test]
+fn no_process_found() {
+    let (code, out, err) = run_cmd(&["status"], vec![]);
+    assert_eq!(code, 1);
+    assert_eq!(out, "");
+    assert_eq!(
+        err,
+        "error: no instrumented process found (looked in /nowhere/*.sock); start a program \
+         built with 'cargo lprobe build'\n"
+    );
+}
+
+#[test]
+fn several_processes_need_pid_or_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.sock");
+    let b = dir.path().join("b.sock");
+    let sa = fake_server(&a, vec![hello_json(1001), hello_json(1001)]);
+    let sb = fake_server(
+        &b,
+        vec![
+            hello_json(1002),
+            hello_json(1002),
+            "{\"ok\":true,\"disarmed\":[\"p4\"]}\n".into(),
+        ],
+    );
+    let (code, _, err) = run_cmd(&["disarm", "p4"], vec![a.clone(), b.clone()]);
+    assert_eq!(code, 1);
+    assert!(err.contains("several instrumented processes"), "{err}");
+    assert!(err.contains("1001  /abs/demo-app"), "{err}");
+    assert!(err.contains("--pid"), "{err}");
+    // --pid picks by the hello answer when the socket name is not a pid.
+    let (code, out, err) = run_cmd(&["disarm", "p4", "--pid", "1002"], vec![a, b]);
+    assert_eq!((code, err.as_str()), (0, ""));
+    assert_eq!(out, "disarmed p4 (pid 1002)\n");
+    sa.join().unwrap();
+    let got = sb.join().unwrap();
+    assert_eq!(got[2], "lprobe/1 disarm p4\n");
+}
+
+#[test]
+fn unknown_pid() {
+    let (code, _, err) = run_cmd(&["list", "--pid", "4242"], vec![]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("no instrumented process with pid 4242"),
+        "{err}"
+    );
+}
+
+#[test]
+fn arm_prints_and_sends_exact_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = my_socket(&dir);
+    let server = fake_server(
+        &sock,
+        vec![
+            hello_json(me()),
+            "{\"ok\":true,\"probe\":\"p1\",\"sites\":[\"src/main.rs:42\"]}\n".into(),
+            hello_json(me()),
+            "{\"ok\":true,\"probe\":\"p2\",\"sites\":[\"src/main.rs:42\",\"src/main.rs:43\"]}\n"
+                .into(),
+        ],
+    );
+    let (code, out, err) = run_cmd(
+        &[
+            "arm",
+            "src/main.rs:42",
+            "--log",
+            "order {order} total={total}",
+            "--count",
+        ],
+        vec![sock.clone()],
+    );
+    assert_eq!((code, err.as_str()), (0, ""));
+    assert_eq!(out, format!("armed p1 at src/main.rs:42 (pid {})\n", me()));
+    let (code, out, _) = run_cmd(&["arm", "src/main.rs:42", "--json"], vec![sock]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        out,
+        format!(
+            "{{\"pid\":{},\"probe\":\"p2\",\"site\":\"src/main.rs:42\",\
+             \"sites\":[\"src/main.rs:42\",\"src/main.rs:43\"]}}\n",
+            me()
+        )
+    );
+    let got = server.join().unwrap();
+    assert_eq!(
+        got[1],
+        "lprobe/1 arm src/main.rs:42 --log 'order {order} total={total}' --count\n"
+    );
+    assert_eq!(got[3], "lprobe/1 arm src/main.rs:42\n");
+}
+
+#[test]
+fn arm_error_from_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = my_socket(&dir);
+    let server = fake_server(
+        &sock,
+        vec![
+            hello_json(me()),
+            "{\"ok\":false,\"error\":\"no site at src/main.rs:999\"}\n".into(),
+        ],
+    );
+    let (code, out, err) = run_cmd(&["arm", "src/main.rs:999", "--snapshot"], vec![sock]);
+    assert_eq!(code, 1);
+    assert_eq!(out, "");
+    assert_eq!(err, "error: no site at src/main.rs:999\n");
+    server.join().unwrap();
+}
+
+#[test]
+fn arm_control_file_appends() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("probes.control");
+    std::fs::write(&file, "src/a.rs:1 --count").unwrap();
+    let f = file.to_str().unwrap();
+    let (code, out, err) = run_cmd(
+        &["arm", "src/main.rs:42", "--log", "it's {x}", "--control", f],
+        vec![],
+    );
+    assert_eq!((code, err.as_str()), (0, ""));
+    let text = std::fs::read_to_string(&file).unwrap();
+    let line = text.lines().nth(1).unwrap();
+    assert_eq!(out, format!("appended to {f}: {line}\n"));
+    assert_eq!(
+        shlex::split(line).unwrap(),
+        ["src/main.rs:42", "--log", "it's {x}"]
+    );
+    assert!(text.starts_with("src/a.rs:1 --count\n"));
+    assert!(text.ends_with('\n'));
+    // A missing file is created.
+    let new = dir.path().join("new.control");
+    let (code, _, _) = run_cmd(
+        &[
+            "arm",
+            "x.rs:1",
+            "--count",
+            "--control",
+            new.to_str().unwrap(),
+        ],
+        vec![],
+    );
+    assert_eq!(code, 0);
+    assert_eq!(std::fs::read_to_string(&new).unwrap(), "x.rs:1 --count\n");
+}
+
+#[test]
+fn list_table_and_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = my_socket(&dir);
+    let sites = "{\"ok\":true,\"sites\":[\
+        {\"id\":\"demo-app#3\",\"package\":\"demo-app\",\"path\":\"src/main.rs\",\"line\":42,\
+         \"col\":5,\"fn\":\"demo_app::process\",\"kind\":\"line\",\"names\":[\"order\",\"total\"]},\
+        {\"id\":\"demo-app#4\",\"package\":\"demo-app\",\"path\":\"src/billing.rs\",\"line\":7,\
+         \"col\":1,\"fn\":\"demo_app::billing::charge\",\"kind\":\"entry\",\"names\":[]}]}\n";
+    let server = fake_server(
+        &sock,
+        vec![
+            hello_json(me()),
+            sites.into(),
+            hello_json(me()),
+            sites.into(),
+        ],
+    );
+    let (code, out, err) = run_cmd(&["list", "process"], vec![sock.clone()]);
+    assert_eq!((code, err.as_str()), (0, ""));
+    assert_eq!(
+        out,
+        "LOCATION          KIND   FN                         CAPTURES\n\
+         src/main.rs:42    line   demo_app::process          order, total\n\
+         src/billing.rs:7  entry  demo_app::billing::charge  -\n"
+    );
+    let (code, out, _) = run_cmd(&["list", "--json"], vec![sock]);
+    assert_eq!(code, 0);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 2);
+    assert_eq!(v[0]["id"], "demo-app#3");
+    let got = server.join().unwrap();
+    assert_eq!(got[1], "lprobe/1 sites process\n");
+    assert_eq!(got[3], "lprobe/1 sites\n");
+}
+
+#[test]
+fn status_table_and_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = my_socket(&dir);
+    let status = format!(
+        "{{\"ok\":true,\"pid\":{},\"program\":\"/abs/demo-app\",\"probes\":[\
+         {{\"id\":\"p1\",\"location\":\"src/main.rs:42\",\"site\":\"src/main.rs:42\",\
+           \"actions\":[\"log\"],\"state\":\"armed\",\"hits\":3,\"emitted\":3,\"dropped\":0,\
+           \"errors\":0,\"ttl_left_s\":3590}},\
+         {{\"id\":\"p2\",\"location\":\"process\",\"site\":\"src/main.rs:40\",\
+           \"actions\":[\"count\",\"duration\"],\"state\":\"error\",\"hits\":9,\"emitted\":1,\
+           \"dropped\":2,\"errors\":1,\"ttl_left_s\":null,\"duration\":{{\"count\":9,\"max_ns\":1500}}}}],\
+         \"dropped_total\":2,\"control\":{{\"path\":\"/etc/x\",\"errors\":[\"line 3: bad flag\"]}}}}\n",
+        me()
+    );
+    let server = fake_server(
+        &sock,
+        vec![hello_json(me()), status.clone(), hello_json(me()), status],
+    );
+    let (code, out, err) = run_cmd(&["status"], vec![sock.clone()]);
+    assert_eq!((code, err.as_str()), (0, ""));
+    assert_eq!(
+        out,
+        format!(
+            "pid {}  /abs/demo-app\n\
+             ID  LOCATION                  ACTIONS         STATE            HITS  EMITTED  DROPPED  TTL\n\
+             p1  src/main.rs:42            log             armed            3     3        0        59m50s\n\
+             p2  process (src/main.rs:40)  count,duration  error (1 error)  9     1        2        -\n\
+             p2 duration: count=9 max_ns=1.5µs\n\
+             dropped records (all probes): 2\n\
+             control file: /etc/x\n\
+             control file errors:\n  line 3: bad flag\n",
+            me()
+        )
+    );
+    let (code, out, _) = run_cmd(&["status", "--json"], vec![sock]);
+    assert_eq!(code, 0);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 1);
+    assert!(v[0].get("ok").is_none());
+    assert_eq!(v[0]["dropped_total"], 2);
+    let got = server.join().unwrap();
+    assert_eq!(got[1], "lprobe/1 status\n");
+}
+
+#[test]
+fn disarm_needs_a_target_and_reports_misses() {
+    let (code, _, err) = run_cmd(&["disarm"], vec![]);
+    assert_eq!(code, 1);
+    assert!(err.contains("say what to disarm"), "{err}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let sock = my_socket(&dir);
+    let server = fake_server(
+        &sock,
+        vec![
+            hello_json(me()),
+            "{\"ok\":true,\"disarmed\":[]}\n".into(),
+            hello_json(me()),
+            "{\"ok\":true,\"disarmed\":[\"p1\",\"p2\"]}\n".into(),
+        ],
+    );
+    let (code, _, err) = run_cmd(&["disarm", "p9"], vec![sock.clone()]);
+    assert_eq!(code, 1);
+    assert!(err.contains("no armed probe matches \"p9\""), "{err}");
+    let (code, out, _) = run_cmd(&["disarm", "--all", "--json"], vec![sock]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        out,
+        format!("{{\"pid\":{},\"disarmed\":[\"p1\",\"p2\"]}}\n", me())
+    );
+    let got = server.join().unwrap();
+    assert_eq!(got[1], "lprobe/1 disarm p9\n");
+    assert_eq!(got[3], "lprobe/1 disarm --all\n");
+}
+
+#[test]
+fn ps_lists_and_removes_stale_sockets() {
+    let dir = tempfile::tempdir().unwrap();
+    let live = my_socket(&dir);
+    let server = fake_server(&live, vec![hello_json(me())]);
+    // Bound then closed: connecting is refused.
+    let refused = dir.path().join("refused.sock");
+    drop(UnixListener::bind(&refused).unwrap());
+    // A pid that does not exist.
+    let gone = dir.path().join("4294967294.sock");
+    drop(UnixListener::bind(&gone).unwrap());
+    let (code, out, err) = run_cmd(&["ps"], vec![live, refused.clone(), gone.clone()]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        out,
+        format!(
+            "PID{pad}  PROGRAM        SITES  ARMED\n{}  /abs/demo-app  42     1\n",
+            me(),
+            pad = " ".repeat(me().to_string().len().saturating_sub(3))
+        )
+    );
+    assert!(err.contains("removed stale socket"), "{err}");
+    assert!(!refused.exists());
+    assert!(!gone.exists());
+    server.join().unwrap();
+
+    let (code, out, err) = run_cmd(&["ps", "--json"], vec![]);
+    assert_eq!((code, out.as_str(), err.as_str()), (0, "[]\n", ""));
+}
+
+#[test]
+fn tail_formats_records_and_ends_when_process_exits() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = my_socket(&dir);
+    let records = "{\"ok\":true}\n\
+        {\"ts\":\"2024-05-01T01:37:18.123Z\",\"pid\":1,\"probe\":\"p1\",\"site\":\"src/main.rs:42\",\
+         \"fn\":\"demo_app::process\",\"kind\":\"log\",\"thread\":\"main\",\"msg\":\"order 3\"}\n\
+        {\"ts\":\"2024-05-01T01:37:19Z\",\"pid\":1,\"probe\":\"p2\",\"site\":\"src/a.rs:1\",\
+         \"fn\":\"a::f\",\"kind\":\"count\",\"thread\":\"main\",\"count\":5}\n";
+    let server = fake_server(
+        &sock,
+        vec![
+            hello_json(me()),
+            records.into(),
+            hello_json(me()),
+            records.into(),
+        ],
+    );
+    let (code, out, err) = run_cmd(&["tail"], vec![sock.clone()]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out,
+        "01:37:18.123 p1 src/main.rs:42 demo_app::process  log  order 3\n\
+         01:37:19.000 p2 src/a.rs:1 a::f  count  count=5\n"
+    );
+    assert!(err.contains("closed the stream"), "{err}");
+    let (code, out, err) = run_cmd(&["tail", "--json"], vec![sock]);
+    assert_eq!((code, err.as_str()), (0, ""));
+    assert_eq!(out.lines().count(), 2);
+    assert!(out.starts_with("{\"ts\":\"2024-05-01T01:37:18.123Z\""));
+    let got = server.join().unwrap();
+    assert_eq!(got[1], "lprobe/1 tail\n");
+}
+
+#[test]
+fn tail_stops_on_cancel() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = my_socket(&dir);
+    let listener = UnixListener::bind(&sock).unwrap();
+    let server = std::thread::spawn(move || {
+        use std::io::{BufRead, BufReader};
+        let mut held = Vec::new();
+        for answer in [hello_json(me()), "{\"ok\":true}\n".to_string()] {
+            let (s, _) = listener.accept().unwrap();
+            let mut r = BufReader::new(s);
+            let mut line = String::new();
+            r.read_line(&mut line).unwrap();
+            let mut s = r.into_inner();
+            s.write_all(answer.as_bytes()).unwrap();
+            held.push(s); // keep the tail connection open
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    });
+    let cancel = AtomicBool::new(false);
+    let t0 = Instant::now();
+    let (code, out, _) = std::thread::scope(|s| {
+        s.spawn(|| {
+            std::thread::sleep(Duration::from_millis(300));
+            cancel.store(true, Ordering::SeqCst);
+        });
+        run_cmd_cancel(&["tail"], vec![sock], &cancel)
+    });
+    assert_eq!((code, out.as_str()), (0, ""));
+    assert!(t0.elapsed() < Duration::from_secs(2));
+    server.join().unwrap();
+}
+
+#[test]
+fn snapshot_prints_first_hit() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = my_socket(&dir);
+    let watch = "{\"ok\":true,\"probe\":\"p3\",\"sites\":[\"src/main.rs:42\"]}\n\
+        {\"ts\":\"2024-05-01T01:37:18.123Z\",\"pid\":1,\"probe\":\"p3\",\"site\":\"src/main.rs:42\",\
+         \"fn\":\"demo_app::process\",\"kind\":\"snapshot\",\"thread\":\"main\",\
+         \"vars\":{\"total\":1234},\"stack\":[\"demo_app::process\",\"demo_app::main\"]}\n";
+    let server = fake_server(&sock, vec![hello_json(me()), watch.into()]);
+    let (code, out, err) = run_cmd(
+        &["snapshot", "src/main.rs:42", "--if", "total > 1000"],
+        vec![sock],
+    );
+    assert_eq!((code, err.as_str()), (0, ""));
+    assert_eq!(
+        out,
+        "01:37:18.123 p3 src/main.rs:42 demo_app::process  snapshot  thread main\n\
+         \x20 total = 1234\n\
+         \x20 stack:\n\
+         \x20    0: demo_app::process\n\
+         \x20    1: demo_app::main\n"
+    );
+    let got = server.join().unwrap();
+    assert_eq!(
+        got[1],
+        "lprobe/1 watch src/main.rs:42 --snapshot --max-hits 1 --if 'total > 1000'\n"
+    );
+}
+
+#[test]
+fn snapshot_timeout_disarms() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = my_socket(&dir);
+    let listener = UnixListener::bind(&sock).unwrap();
+    let server = std::thread::spawn(move || {
+        use std::io::{BufRead, BufReader};
+        let mut got = Vec::new();
+        let mut held = Vec::new();
+        for answer in [
+            hello_json(me()),
+            "{\"ok\":true,\"probe\":\"p3\",\"sites\":[\"src/main.rs:42\"]}\n".to_string(),
+            "{\"ok\":true,\"disarmed\":[\"p3\"]}\n".to_string(),
+        ] {
+            let (s, _) = listener.accept().unwrap();
+            let mut r = BufReader::new(s);
+            let mut line = String::new();
+            r.read_line(&mut line).unwrap();
+            got.push(line);
+            let mut s = r.into_inner();
+            s.write_all(answer.as_bytes()).unwrap();
+            held.push(s);
+        }
+        got
+    });
+    let (code, out, err) = run_cmd(
+        &["snapshot", "src/main.rs:42", "--timeout", "300ms"],
+        vec![sock],
+    );
+    assert_eq!((code, out.as_str()), (1, ""));
+    assert_eq!(
+        err,
+        "error: no hit at src/main.rs:42 within 300ms; disarmed p3\n"
+    );
+    let got = server.join().unwrap();
+    assert_eq!(got[2], "lprobe/1 disarm p3\n");
+}
+
+#[test]
+fn control_line_gets_its_own_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("c");
+    append_control_line(&f, "a --count").unwrap();
+    append_control_line(&f, "b --count").unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&f).unwrap(),
+        "a --count\nb --count\n"
+    );
+}

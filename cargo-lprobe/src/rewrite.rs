@@ -1,0 +1,223 @@
+//! Splices probe code into a file's original text at the sites `visit` found.
+//!
+//! Probe code never contains a newline, so every line keeps its number: `line!()`, panics,
+//! backtraces and compiler errors point at the user's lines. The output also records where each
+//! probe and capture landed, so that `repair` can map a compiler error back to what caused it.
+
+use std::collections::BTreeSet;
+use std::ops::Range;
+
+use serde::{Deserialize, Serialize};
+
+use crate::visit::FileSites;
+
+/// What the repair loop has taken out of a file. Site and context indices are those of
+/// `visit::FileSites`, stable across rounds.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Exclusions {
+    /// Leave the whole file as written.
+    pub file_original: bool,
+    /// Contexts whose functions get no probes at all.
+    pub fn_no_probes: BTreeSet<usize>,
+    /// Contexts whose probes capture nothing.
+    pub fn_no_captures: BTreeSet<usize>,
+    /// Sites dropped entirely.
+    pub drop_site: BTreeSet<usize>,
+    /// (site, name): one capture dropped.
+    pub drop_capture: BTreeSet<(usize, String)>,
+    /// (context, name, site): the name is not captured from that site onward in the context.
+    pub drop_var_from: BTreeSet<(usize, String, usize)>,
+}
+
+impl Exclusions {
+    pub fn is_empty(&self) -> bool {
+        *self == Exclusions::default()
+    }
+
+    /// Whether site `i` (in `context`) is placed at all.
+    pub fn keeps_site(&self, i: usize, context: usize) -> bool {
+        !self.file_original && !self.fn_no_probes.contains(&context) && !self.drop_site.contains(&i)
+    }
+
+    /// Whether site `i` (in `context`) captures `name`.
+    pub fn keeps_capture(&self, i: usize, context: usize, name: &str) -> bool {
+        !self.fn_no_captures.contains(&context)
+            && !self.drop_capture.contains(&(i, name.to_owned()))
+            && !self
+                .drop_var_from
+                .iter()
+                .any(|(c, n, from)| *c == context && n == name && *from <= i)
+    }
+}
+
+/// Where one probe landed in the output.
+#[derive(Clone, Debug)]
+pub struct Placed {
+    /// Index into `FileSites::sites`.
+    pub site: usize,
+    /// Id of the site in its package's table.
+    pub id: u32,
+    /// Output byte range of the whole probe.
+    pub range: Range<usize>,
+    /// Captured names (what the site table lists) with their output byte ranges.
+    pub captures: Vec<(String, Range<usize>)>,
+}
+
+/// A rewritten file.
+#[derive(Clone, Debug)]
+pub struct Rewritten {
+    pub text: String,
+    pub placed: Vec<Placed>,
+    /// Sorted (original offset, bytes inserted there), to map offsets to the output.
+    inserts: Vec<(usize, usize)>,
+}
+
+impl Rewritten {
+    /// Maps a byte offset of the original text to the output text.
+    pub fn map_offset(&self, orig: usize) -> usize {
+        orig + self
+            .inserts
+            .iter()
+            .take_while(|(at, _)| *at <= orig)
+            .map(|(_, n)| n)
+            .sum::<usize>()
+    }
+}
+
+/// The runtime crate's name as seen from instrumented code.
+pub const SITES_CRATE: &str = "lprobe_sites";
+
+/// Rewrites `text`. Site `i` of `sites` gets id `first_id + i`. `extern_crate` is the offset
+/// where an `extern crate` item must be inserted (edition 2015 crate roots), if any.
+pub fn rewrite(
+    text: &str,
+    sites: &FileSites,
+    first_id: u32,
+    ex: &Exclusions,
+    extern_crate: Option<usize>,
+) -> Rewritten {
+    let mut pieces: Vec<(usize, String, Option<usize>, Vec<(String, Range<usize>)>)> = Vec::new();
+    if ex.file_original {
+        return Rewritten {
+            text: text.to_owned(),
+            placed: Vec::new(),
+            inserts: Vec::new(),
+        };
+    }
+    if let Some(at) = extern_crate {
+        pieces.push((
+            at,
+            format!(" #[allow(unused_extern_crates)] extern crate {SITES_CRATE};"),
+            None,
+            Vec::new(),
+        ));
+    }
+    for (i, site) in sites.sites.iter().enumerate() {
+        if !ex.keeps_site(i, site.context) {
+            continue;
+        }
+        let id = first_id + i as u32;
+        let mut code = format!(
+            " #[allow(unreachable_code)] if ::{SITES_CRATE}::on({id}) {{ use ::{SITES_CRATE}::{{ViaDebug as _, ViaOpaque as _}}; ::{SITES_CRATE}::hit({id}, &["
+        );
+        let mut caps = Vec::new();
+        for name in &site.names {
+            if !ex.keeps_capture(i, site.context, name) {
+                continue;
+            }
+            if !caps.is_empty() {
+                code.push_str(", ");
+            }
+            let start = code.len();
+            code.push_str(&format!("(&&::{SITES_CRATE}::W(&{name})).lp()"));
+            caps.push((name.clone(), start..code.len()));
+        }
+        code.push_str("]) } ");
+        pieces.push((site.offset, code, Some(i), caps));
+    }
+    pieces.sort_by_key(|p| p.0);
+
+    let mut out =
+        String::with_capacity(text.len() + pieces.iter().map(|p| p.1.len()).sum::<usize>());
+    let mut placed = Vec::new();
+    let mut inserts = Vec::new();
+    let mut last = 0;
+    for (at, code, site, caps) in pieces {
+        let at = at.min(text.len());
+        out.push_str(&text[last..at]);
+        let base = out.len();
+        out.push_str(&code);
+        last = at;
+        inserts.push((at, code.len()));
+        if let Some(i) = site {
+            placed.push(Placed {
+                site: i,
+                id: first_id + i as u32,
+                range: base..out.len(),
+                captures: caps
+                    .into_iter()
+                    .map(|(n, r)| (n, base + r.start..base + r.end))
+                    .collect(),
+            });
+        }
+    }
+    out.push_str(&text[last..]);
+    Rewritten {
+        text: out,
+        placed,
+        inserts,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::visit::{find_sites, LineSel};
+
+    fn go(src: &str, ex: &Exclusions) -> (FileSites, Rewritten) {
+        let file = syn::parse_file(src).expect("parses");
+        let fs = find_sites(src, &file, "k", &LineSel::All);
+        let rw = rewrite(src, &fs, 10, ex, None);
+        (fs, rw)
+    }
+
+    #[test]
+    fn keeps_every_line_number_and_records_capture_ranges() {
+        let src = "fn f(a: u8) -> u8 {\n    let b = a;\n    b\n}\n";
+        let (_, rw) = go(src, &Exclusions::default());
+        assert_eq!(rw.text.lines().count(), src.lines().count());
+        assert_eq!(rw.placed.len(), 3);
+        let (name, r) = &rw.placed[2].captures[1];
+        assert_eq!(name, "b");
+        assert_eq!(&rw.text[r.clone()], "(&&::lprobe_sites::W(&b)).lp()");
+        assert!(rw.text.contains("::lprobe_sites::on(12)"));
+        assert!(syn::parse_file(&rw.text).is_ok());
+    }
+
+    #[test]
+    fn exclusions_drop_captures_sites_and_functions() {
+        let src = "fn f(a: u8) -> u8 {\n    let b = a;\n    b\n}\n";
+        let mut ex = Exclusions::default();
+        ex.drop_var_from.insert((0, "a".into(), 1));
+        ex.drop_site.insert(0);
+        let (_, rw) = go(src, &ex);
+        assert_eq!(rw.placed.len(), 2);
+        assert!(rw
+            .placed
+            .iter()
+            .all(|p| p.captures.iter().all(|(n, _)| n != "a")));
+        ex.fn_no_probes.insert(0);
+        let (_, rw) = go(src, &ex);
+        assert_eq!(rw.text, src);
+    }
+
+    #[test]
+    fn maps_original_offsets_past_insertions() {
+        let src = "fn f() {\n    let b = 1;\n}\n";
+        let (fs, rw) = go(src, &Exclusions::default());
+        let orig = src.find("let").expect("has let");
+        let mapped = rw.map_offset(orig);
+        assert_eq!(&rw.text[mapped..mapped + 3], "let");
+        assert_eq!(fs.sites.len(), 2);
+    }
+}

@@ -1,0 +1,646 @@
+//! The only syn visitor: finds probe sites in one source file and the bindings in scope at each.
+//!
+//! A *site* is a byte offset in the original text where probe code is spliced in: right after
+//! the opening brace of a function body (an *entry* site) or right before a statement or a
+//! block's tail expression (a *line* site). Sites are numbered in source order, independent of
+//! any exclusion, so that cached repair outcomes stay valid across rounds and builds.
+//!
+//! The *context* of a site is the nearest enclosing function item (nested `fn` items are their
+//! own context; closures and async blocks belong to the item that contains them). Repair falls
+//! back per context.
+
+use std::collections::HashSet;
+
+use proc_macro2::{LineColumn, Span};
+use syn::spanned::Spanned;
+use syn::visit::Visit;
+
+/// Which statement lines of a file get line sites.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LineSel {
+    All,
+    None,
+    Some(HashSet<u32>),
+}
+
+impl LineSel {
+    fn wants(&self, line: u32) -> bool {
+        match self {
+            LineSel::All => true,
+            LineSel::None => false,
+            LineSel::Some(set) => set.contains(&line),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SiteKind {
+    Entry,
+    Line,
+}
+
+impl SiteKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SiteKind::Entry => "entry",
+            SiteKind::Line => "line",
+        }
+    }
+}
+
+/// One probe site found in a file.
+#[derive(Clone, Debug)]
+pub struct Site {
+    /// Byte offset in the original text where the probe is inserted.
+    pub offset: usize,
+    pub line: u32,
+    /// 1-based column (in characters) of the statement or body the site stands for.
+    pub col: u32,
+    pub kind: SiteKind,
+    /// Function path, e.g. `demo_app::billing::Invoice::total`.
+    pub func: String,
+    /// Index of the function context (see module docs).
+    pub context: usize,
+    /// Names of the bindings in scope, outermost first, each once.
+    pub names: Vec<String>,
+}
+
+/// A function item with a body, whether instrumented or not.
+#[derive(Clone, Debug)]
+pub struct FnContext {
+    pub func: String,
+    /// Byte range of the whole item in the original text.
+    pub start: usize,
+    pub end: usize,
+    pub line: u32,
+    /// Why the function gets no sites, if it gets none.
+    pub skipped: Option<&'static str>,
+}
+
+/// Everything found in one file.
+#[derive(Clone, Debug, Default)]
+pub struct FileSites {
+    pub sites: Vec<Site>,
+    pub contexts: Vec<FnContext>,
+}
+
+/// Finds the sites of `file` (parsed from `text`); `module` is the file's module path
+/// (`demo_app::billing`).
+pub fn find_sites(text: &str, file: &syn::File, module: &str, lines: &LineSel) -> FileSites {
+    let mut v = Visitor {
+        index: LineIndex::new(text),
+        lines,
+        module: module.split("::").map(str::to_owned).collect(),
+        self_ty: None,
+        ctx: None,
+        scopes: Vec::new(),
+        barrier: 0,
+        out: FileSites::default(),
+        used_lines: HashSet::new(),
+        in_closure: 0,
+    };
+    v.visit_file(file);
+    v.out
+}
+
+/// Converts proc-macro2 line/column (column counted in chars) to byte offsets.
+struct LineIndex<'a> {
+    text: &'a str,
+    starts: Vec<usize>,
+}
+
+impl<'a> LineIndex<'a> {
+    fn new(text: &'a str) -> Self {
+        let mut starts = vec![0];
+        starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+        LineIndex { text, starts }
+    }
+
+    fn offset(&self, lc: LineColumn) -> usize {
+        let Some(&start) = self.starts.get(lc.line.saturating_sub(1)) else {
+            return self.text.len();
+        };
+        let rest = &self.text[start..];
+        match rest.char_indices().nth(lc.column) {
+            Some((i, _)) => start + i,
+            None => self.text.len(),
+        }
+    }
+}
+
+struct Visitor<'a> {
+    index: LineIndex<'a>,
+    lines: &'a LineSel,
+    module: Vec<String>,
+    self_ty: Option<String>,
+    /// Current function context: (index into `out.contexts`, function path).
+    ctx: Option<(usize, String)>,
+    /// Binding frames; names visible at a site are those in `scopes[barrier..]`.
+    scopes: Vec<Vec<String>>,
+    barrier: usize,
+    out: FileSites,
+    /// (context, line) pairs that already have a site: one site per line per function.
+    used_lines: HashSet<(usize, u32)>,
+    in_closure: usize,
+}
+
+fn start_of(span: Span) -> LineColumn {
+    span.start()
+}
+
+/// Whether an attribute list disables the item for every configuration we could build.
+fn has_attr(attrs: &[syn::Attribute], name: &str) -> bool {
+    attrs.iter().any(|a| {
+        let p = a.path();
+        p.is_ident(name) || (p.is_ident("unsafe") && a.meta.to_token_stream_string().contains(name))
+    })
+}
+
+trait MetaText {
+    fn to_token_stream_string(&self) -> String;
+}
+
+impl MetaText for syn::Meta {
+    fn to_token_stream_string(&self) -> String {
+        quote::ToTokens::to_token_stream(self).to_string()
+    }
+}
+
+fn is_cfg_gated(attrs: &[syn::Attribute]) -> bool {
+    attrs.iter().any(|a| a.path().is_ident("cfg"))
+}
+
+/// Collects the identifiers a pattern binds, in order.
+fn pat_bindings(pat: &syn::Pat, out: &mut Vec<String>) {
+    struct B<'o>(&'o mut Vec<String>);
+    impl<'ast> Visit<'ast> for B<'_> {
+        fn visit_pat_ident(&mut self, p: &'ast syn::PatIdent) {
+            let name = p.ident.to_string();
+            let first = name.chars().next().unwrap_or('_');
+            // Upper-case identifiers in patterns are unit structs, variants and constants
+            // by convention; `_`-only names bind nothing.
+            if !first.is_uppercase() && name != "_" && name != "self" {
+                self.0.push(name);
+            }
+            if let Some((_, sub)) = &p.subpat {
+                self.visit_pat(sub);
+            }
+        }
+        // Paths, types and literals inside patterns bind nothing.
+        fn visit_expr(&mut self, _: &'ast syn::Expr) {}
+        fn visit_type(&mut self, _: &'ast syn::Type) {}
+        fn visit_path(&mut self, _: &'ast syn::Path) {}
+    }
+    B(out).visit_pat(pat);
+}
+
+/// Bindings introduced by the `let` parts of an `if`/`while` condition (`a && let x = …`).
+fn cond_bindings(cond: &syn::Expr, out: &mut Vec<String>) {
+    match cond {
+        syn::Expr::Let(l) => pat_bindings(&l.pat, out),
+        syn::Expr::Binary(b) if matches!(b.op, syn::BinOp::And(_)) => {
+            cond_bindings(&b.left, out);
+            cond_bindings(&b.right, out);
+        }
+        syn::Expr::Paren(p) => cond_bindings(&p.expr, out),
+        _ => {}
+    }
+}
+
+fn type_name(ty: &syn::Type) -> String {
+    match ty {
+        syn::Type::Path(p) => p
+            .path
+            .segments
+            .last()
+            .map(|s| s.ident.to_string())
+            .unwrap_or_else(|| "_".into()),
+        syn::Type::Reference(r) => type_name(&r.elem),
+        _ => "_".into(),
+    }
+}
+
+impl<'a> Visitor<'a> {
+    fn visible_names(&self) -> Vec<String> {
+        let mut seen = HashSet::new();
+        let mut names: Vec<String> = Vec::new();
+        // Innermost wins: walk from the top, keep the first sighting, then reverse.
+        for frame in self.scopes[self.barrier.min(self.scopes.len())..]
+            .iter()
+            .rev()
+        {
+            for name in frame.iter().rev() {
+                if seen.insert(name.clone()) {
+                    names.push(name.clone());
+                }
+            }
+        }
+        names.reverse();
+        names
+    }
+
+    fn push_site(&mut self, offset: usize, at: LineColumn, kind: SiteKind) {
+        let Some((ctx, func)) = self.ctx.clone() else {
+            return;
+        };
+        let line = at.line as u32;
+        if !self.used_lines.insert((ctx, line)) {
+            return;
+        }
+        let func = if self.in_closure > 0 {
+            format!("{func}::{{closure}}")
+        } else {
+            func
+        };
+        self.out.sites.push(Site {
+            offset,
+            line,
+            col: at.column as u32 + 1,
+            kind,
+            func,
+            context: ctx,
+            names: self.visible_names(),
+        });
+    }
+
+    /// Visits a function item: `sig` and `block`, with `span` covering the whole item.
+    fn visit_function(
+        &mut self,
+        attrs: &[syn::Attribute],
+        sig: &syn::Signature,
+        block: &syn::Block,
+        span: Span,
+    ) {
+        let func = match (&self.ctx, &self.self_ty) {
+            (Some((_, outer)), _) => format!("{outer}::{}", sig.ident),
+            (None, Some(ty)) => format!("{}::{ty}::{}", self.module.join("::"), sig.ident),
+            (None, None) => format!("{}::{}", self.module.join("::"), sig.ident),
+        };
+        let skipped = if sig.constness.is_some() {
+            Some("const fn")
+        } else if sig.abi.is_some() {
+            Some("extern fn")
+        } else if has_attr(attrs, "naked") {
+            Some("naked fn")
+        } else {
+            None
+        };
+        let (start, end) = (
+            self.index.offset(span.start()),
+            self.index.offset(span.end()),
+        );
+        self.out.contexts.push(FnContext {
+            func: func.clone(),
+            start,
+            end,
+            line: span.start().line as u32,
+            skipped,
+        });
+        let ctx_index = self.out.contexts.len() - 1;
+        if skipped.is_some() {
+            // Still look inside for nested items, which are their own functions.
+            let saved = self.ctx.take();
+            self.visit_nested_items(block);
+            self.ctx = saved;
+            return;
+        }
+
+        let saved_ctx = self.ctx.replace((ctx_index, func));
+        let saved_scopes = std::mem::take(&mut self.scopes);
+        let saved_barrier = std::mem::replace(&mut self.barrier, 0);
+        let saved_closure = std::mem::replace(&mut self.in_closure, 0);
+        let saved_self = self.self_ty.take();
+
+        let mut params = Vec::new();
+        for input in &sig.inputs {
+            match input {
+                syn::FnArg::Receiver(_) => params.push("self".to_owned()),
+                syn::FnArg::Typed(t) => pat_bindings(&t.pat, &mut params),
+            }
+        }
+        self.scopes.push(params);
+
+        // Entry site: after the opening brace and any inner attributes.
+        let mut after = block.brace_token.span.open().end();
+        for attr in attrs {
+            if matches!(attr.style, syn::AttrStyle::Inner(_)) {
+                let end = attr.span().end();
+                if (end.line, end.column) > (after.line, after.column) {
+                    after = end;
+                }
+            }
+        }
+        let entry_at = sig.fn_token.span.start();
+        let offset = self.index.offset(after);
+        self.push_site(offset, entry_at, SiteKind::Entry);
+        self.visit_block_stmts(block);
+
+        self.self_ty = saved_self;
+        self.in_closure = saved_closure;
+        self.barrier = saved_barrier;
+        self.scopes = saved_scopes;
+        self.ctx = saved_ctx;
+    }
+
+    /// Visits only the items nested in a block (used for skipped functions).
+    fn visit_nested_items(&mut self, block: &syn::Block) {
+        struct Items<'v, 'a>(&'v mut Visitor<'a>);
+        impl<'ast> Visit<'ast> for Items<'_, '_> {
+            fn visit_item(&mut self, i: &'ast syn::Item) {
+                self.0.visit_item(i);
+            }
+        }
+        Items(self).visit_block(block);
+    }
+
+    /// Visits a block's statements, adding line sites and tracking `let` bindings.
+    fn visit_block_stmts(&mut self, block: &syn::Block) {
+        self.scopes.push(Vec::new());
+        for stmt in &block.stmts {
+            let attrs: &[syn::Attribute] = match stmt {
+                syn::Stmt::Local(l) => &l.attrs,
+                syn::Stmt::Expr(e, _) => expr_attrs(e),
+                syn::Stmt::Macro(m) => &m.attrs,
+                syn::Stmt::Item(_) => &[],
+            };
+            if !matches!(stmt, syn::Stmt::Item(_)) {
+                let at = start_of(stmt.span());
+                if self.lines.wants(at.line as u32) && !is_cfg_gated(attrs) {
+                    let offset = self.index.offset(at);
+                    self.push_site(offset, at, SiteKind::Line);
+                }
+            }
+            match stmt {
+                syn::Stmt::Local(local) => {
+                    if let Some(init) = &local.init {
+                        self.visit_expr(&init.expr);
+                        if let Some((_, diverge)) = &init.diverge {
+                            self.visit_expr(diverge);
+                        }
+                    }
+                    if !is_cfg_gated(&local.attrs) {
+                        let mut names = Vec::new();
+                        pat_bindings(&local.pat, &mut names);
+                        if let Some(frame) = self.scopes.last_mut() {
+                            frame.extend(names);
+                        }
+                    }
+                }
+                syn::Stmt::Expr(e, _) => self.visit_expr(e),
+                syn::Stmt::Item(item) => self.visit_item(item),
+                syn::Stmt::Macro(_) => {}
+            }
+        }
+        self.scopes.pop();
+    }
+
+    fn with_frame(&mut self, names: Vec<String>, f: impl FnOnce(&mut Self)) {
+        self.scopes.push(names);
+        f(self);
+        self.scopes.pop();
+    }
+
+    /// Runs `f` with only `names` visible (closures and async blocks see their own bindings).
+    fn with_barrier(&mut self, names: Vec<String>, f: impl FnOnce(&mut Self)) {
+        let saved = std::mem::replace(&mut self.barrier, self.scopes.len());
+        self.in_closure += 1;
+        self.with_frame(names, f);
+        self.in_closure -= 1;
+        self.barrier = saved;
+    }
+}
+
+fn expr_attrs(e: &syn::Expr) -> &[syn::Attribute] {
+    match e {
+        syn::Expr::Array(x) => &x.attrs,
+        syn::Expr::Assign(x) => &x.attrs,
+        syn::Expr::Async(x) => &x.attrs,
+        syn::Expr::Await(x) => &x.attrs,
+        syn::Expr::Binary(x) => &x.attrs,
+        syn::Expr::Block(x) => &x.attrs,
+        syn::Expr::Break(x) => &x.attrs,
+        syn::Expr::Call(x) => &x.attrs,
+        syn::Expr::Closure(x) => &x.attrs,
+        syn::Expr::ForLoop(x) => &x.attrs,
+        syn::Expr::If(x) => &x.attrs,
+        syn::Expr::Loop(x) => &x.attrs,
+        syn::Expr::Macro(x) => &x.attrs,
+        syn::Expr::Match(x) => &x.attrs,
+        syn::Expr::MethodCall(x) => &x.attrs,
+        syn::Expr::Return(x) => &x.attrs,
+        syn::Expr::Unsafe(x) => &x.attrs,
+        syn::Expr::While(x) => &x.attrs,
+        _ => &[],
+    }
+}
+
+impl<'ast> Visit<'ast> for Visitor<'_> {
+    fn visit_item_fn(&mut self, f: &'ast syn::ItemFn) {
+        self.visit_function(&f.attrs, &f.sig, &f.block, f.span());
+    }
+
+    fn visit_impl_item_fn(&mut self, f: &'ast syn::ImplItemFn) {
+        self.visit_function(&f.attrs, &f.sig, &f.block, f.span());
+    }
+
+    fn visit_trait_item_fn(&mut self, f: &'ast syn::TraitItemFn) {
+        if let Some(block) = &f.default {
+            self.visit_function(&f.attrs, &f.sig, block, f.span());
+        }
+    }
+
+    fn visit_item_impl(&mut self, i: &'ast syn::ItemImpl) {
+        let saved = self.self_ty.replace(type_name(&i.self_ty));
+        for item in &i.items {
+            self.visit_impl_item(item);
+        }
+        self.self_ty = saved;
+    }
+
+    fn visit_item_trait(&mut self, t: &'ast syn::ItemTrait) {
+        let saved = self.self_ty.replace(t.ident.to_string());
+        for item in &t.items {
+            self.visit_trait_item(item);
+        }
+        self.self_ty = saved;
+    }
+
+    fn visit_item_mod(&mut self, m: &'ast syn::ItemMod) {
+        if let Some((_, items)) = &m.content {
+            self.module.push(m.ident.to_string());
+            let saved = self.self_ty.take();
+            for item in items {
+                self.visit_item(item);
+            }
+            self.self_ty = saved;
+            self.module.pop();
+        }
+    }
+
+    // Const contexts, foreign items and macro definitions get no sites.
+    fn visit_item_const(&mut self, _: &'ast syn::ItemConst) {}
+    fn visit_item_static(&mut self, _: &'ast syn::ItemStatic) {}
+    fn visit_item_foreign_mod(&mut self, _: &'ast syn::ItemForeignMod) {}
+    fn visit_item_macro(&mut self, _: &'ast syn::ItemMacro) {}
+    fn visit_impl_item_const(&mut self, _: &'ast syn::ImplItemConst) {}
+    fn visit_trait_item_const(&mut self, _: &'ast syn::TraitItemConst) {}
+    fn visit_expr_const(&mut self, _: &'ast syn::ExprConst) {}
+    fn visit_type(&mut self, _: &'ast syn::Type) {}
+    fn visit_generic_argument(&mut self, _: &'ast syn::GenericArgument) {}
+    fn visit_item_enum(&mut self, _: &'ast syn::ItemEnum) {}
+    fn visit_item_struct(&mut self, _: &'ast syn::ItemStruct) {}
+    fn visit_item_union(&mut self, _: &'ast syn::ItemUnion) {}
+    fn visit_item_type(&mut self, _: &'ast syn::ItemType) {}
+
+    fn visit_expr_repeat(&mut self, r: &'ast syn::ExprRepeat) {
+        self.visit_expr(&r.expr);
+    }
+
+    fn visit_block(&mut self, b: &'ast syn::Block) {
+        if self.ctx.is_some() {
+            self.visit_block_stmts(b);
+        } else {
+            self.visit_nested_items(b);
+        }
+    }
+
+    fn visit_expr_closure(&mut self, c: &'ast syn::ExprClosure) {
+        let mut names = Vec::new();
+        for p in &c.inputs {
+            pat_bindings(p, &mut names);
+        }
+        self.with_barrier(names, |v| v.visit_expr(&c.body));
+    }
+
+    fn visit_expr_async(&mut self, a: &'ast syn::ExprAsync) {
+        self.with_barrier(Vec::new(), |v| v.visit_block(&a.block));
+    }
+
+    fn visit_expr_if(&mut self, i: &'ast syn::ExprIf) {
+        self.visit_expr(&i.cond);
+        let mut names = Vec::new();
+        cond_bindings(&i.cond, &mut names);
+        self.with_frame(names, |v| v.visit_block(&i.then_branch));
+        if let Some((_, e)) = &i.else_branch {
+            self.visit_expr(e);
+        }
+    }
+
+    fn visit_expr_while(&mut self, w: &'ast syn::ExprWhile) {
+        self.visit_expr(&w.cond);
+        let mut names = Vec::new();
+        cond_bindings(&w.cond, &mut names);
+        self.with_frame(names, |v| v.visit_block(&w.body));
+    }
+
+    fn visit_expr_for_loop(&mut self, f: &'ast syn::ExprForLoop) {
+        self.visit_expr(&f.expr);
+        let mut names = Vec::new();
+        pat_bindings(&f.pat, &mut names);
+        self.with_frame(names, |v| v.visit_block(&f.body));
+    }
+
+    fn visit_arm(&mut self, arm: &'ast syn::Arm) {
+        let mut names = Vec::new();
+        pat_bindings(&arm.pat, &mut names);
+        self.with_frame(names, |v| {
+            if let Some((_, g)) = &arm.guard {
+                v.visit_expr(g);
+            }
+            v.visit_expr(&arm.body);
+        });
+    }
+
+    // Macro invocations are token streams: nothing inside them is rewritten.
+    fn visit_macro(&mut self, _: &'ast syn::Macro) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sites(src: &str, lines: LineSel) -> FileSites {
+        let file = syn::parse_file(src).expect("test source parses");
+        find_sites(src, &file, "k", &lines)
+    }
+
+    fn summary(fs: &FileSites) -> Vec<String> {
+        fs.sites
+            .iter()
+            .map(|s| {
+                format!(
+                    "{}:{} {} {} [{}]",
+                    s.line,
+                    s.col,
+                    s.kind.as_str(),
+                    s.func,
+                    s.names.join(",")
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn entry_sites_capture_arguments_and_self() {
+        let src = "struct S;\nimpl S {\n    fn m(&self, (a, b): (u8, u8), mut c: u8) -> u8 {\n        a + b + c\n    }\n}\n";
+        let fs = sites(src, LineSel::None);
+        assert_eq!(summary(&fs), vec!["3:5 entry k::S::m [self,a,b,c]"]);
+        assert_eq!(&src[fs.sites[0].offset - 1..fs.sites[0].offset], "{");
+    }
+
+    #[test]
+    fn line_sites_see_earlier_lets_and_pattern_bindings() {
+        let src = "fn f(x: Option<u8>) -> u8 {\n    let y = 1;\n    if let Some(z) = x {\n        return z + y;\n    }\n    match x {\n        Some(w) => { w }\n        None => 0,\n    }\n}\n";
+        let fs = sites(src, LineSel::All);
+        assert_eq!(
+            summary(&fs),
+            vec![
+                "1:1 entry k::f [x]",
+                "2:5 line k::f [x]",
+                "3:5 line k::f [x,y]",
+                "4:9 line k::f [x,y,z]",
+                "6:5 line k::f [x,y]",
+                "7:22 line k::f [x,y,w]",
+            ]
+        );
+    }
+
+    #[test]
+    fn closures_see_only_their_own_bindings() {
+        let src = "fn f(v: Vec<u8>) {\n    let n = 1;\n    let g = |a: u8| {\n        let b = a;\n        b\n    };\n}\n";
+        let fs = sites(src, LineSel::All);
+        let s = summary(&fs);
+        assert!(
+            s.contains(&"4:9 line k::f::{closure} [a]".to_owned()),
+            "{s:?}"
+        );
+        assert!(
+            s.contains(&"5:9 line k::f::{closure} [a,b]".to_owned()),
+            "{s:?}"
+        );
+    }
+
+    #[test]
+    fn const_fn_consts_and_macros_are_left_alone() {
+        let src = "const fn c() -> u8 { let a = 1; a }\nconst K: u8 = { let q = 2; q };\nmacro_rules! m { () => { fn h() {} } }\nfn g() { let a = [0u8; { 3 }]; println!(\"{}\", a.len()); }\n";
+        let fs = sites(src, LineSel::All);
+        assert_eq!(summary(&fs), vec!["4:1 entry k::g []"]);
+        assert_eq!(fs.contexts[0].skipped, Some("const fn"));
+    }
+
+    #[test]
+    fn shadowing_keeps_one_name_and_nested_fns_start_fresh() {
+        let src = "fn f() {\n    let x = 1;\n    let x = x + 1;\n    fn inner(q: u8) {\n        let r = q;\n    }\n    x;\n}\n";
+        let fs = sites(src, LineSel::All);
+        let s = summary(&fs);
+        assert!(s.contains(&"7:5 line k::f [x]".to_owned()), "{s:?}");
+        assert!(s.contains(&"5:9 line k::f::inner [q]".to_owned()), "{s:?}");
+    }
+
+    #[test]
+    fn inner_attributes_stay_first() {
+        let src = "fn f() {\n    #![allow(unused)]\n    let a = 1;\n}\n";
+        let fs = sites(src, LineSel::None);
+        assert!(src[..fs.sites[0].offset].ends_with("#![allow(unused)]"));
+    }
+}

@@ -1,0 +1,256 @@
+//! The workspace as cargo sees it (via `cargo metadata`) and the module tree of each target.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+/// One target (lib, bin, test, example, bench) of a package.
+#[derive(Clone, Debug)]
+pub struct Target {
+    pub name: String,
+    pub kinds: Vec<String>,
+    pub src_path: PathBuf,
+    pub edition: String,
+}
+
+/// A workspace member.
+#[derive(Clone, Debug)]
+pub struct Package {
+    pub name: String,
+    /// Absolute directory of the package.
+    pub dir: PathBuf,
+    pub manifest: PathBuf,
+    pub targets: Vec<Target>,
+    pub is_proc_macro: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct Workspace {
+    pub root: PathBuf,
+    pub target_dir: PathBuf,
+    pub members: Vec<Package>,
+}
+
+/// Reads the workspace containing `manifest_path` (or the current directory).
+pub fn load(manifest_path: Option<&Path>) -> Result<Workspace> {
+    let mut cmd = cargo_metadata::MetadataCommand::new();
+    cmd.no_deps();
+    if let Some(p) = manifest_path {
+        cmd.manifest_path(p);
+    }
+    let meta = cmd.exec().context("running 'cargo metadata' to find the workspace")?;
+    let members = meta
+        .workspace_packages()
+        .into_iter()
+        .map(|p| {
+            let manifest = PathBuf::from(p.manifest_path.as_std_path());
+            let dir = manifest
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_default();
+            let targets: Vec<Target> = p
+                .targets
+                .iter()
+                .map(|t| Target {
+                    name: t.name.clone(),
+                    kinds: t.kind.iter().map(|k| k.to_string()).collect(),
+                    src_path: PathBuf::from(t.src_path.as_std_path()),
+                    edition: t.edition.as_str().to_owned(),
+                })
+                .collect();
+            let is_proc_macro = targets
+                .iter()
+                .any(|t| t.kinds.iter().any(|k| k == "proc-macro"));
+            Package {
+                name: p.name.to_string(),
+                dir,
+                manifest,
+                targets,
+                is_proc_macro,
+            }
+        })
+        .collect();
+    Ok(Workspace {
+        root: PathBuf::from(meta.workspace_root.as_std_path()),
+        target_dir: PathBuf::from(meta.target_directory.as_std_path()),
+        members,
+    })
+}
+
+/// A source file of a target's module tree.
+#[derive(Clone, Debug)]
+pub struct SourceFile {
+    /// Absolute path in the user's workspace.
+    pub path: PathBuf,
+    /// Module path, e.g. `demo_app::billing`.
+    pub module: String,
+    /// Whether this is a crate root (lib.rs, main.rs, a test file…).
+    pub crate_root: bool,
+    pub edition: String,
+}
+
+/// The files of every instrumentable target of `pkg` (not build scripts, not proc-macros),
+/// found by following `mod` declarations from each crate root. A file reached from two
+/// targets is listed once.
+pub fn module_files(pkg: &Package) -> Vec<SourceFile> {
+    let mut found: BTreeMap<PathBuf, SourceFile> = BTreeMap::new();
+    for t in &pkg.targets {
+        if t.kinds.iter().any(|k| k == "custom-build" || k == "proc-macro") {
+            continue;
+        }
+        let crate_name = t.name.replace('-', "_");
+        walk(&t.src_path, &crate_name, true, &t.edition, &mut found, 0);
+    }
+    found.into_values().collect()
+}
+
+fn walk(
+    path: &Path,
+    module: &str,
+    root: bool,
+    edition: &str,
+    found: &mut BTreeMap<PathBuf, SourceFile>,
+    depth: usize,
+) {
+    if depth > 64 || found.contains_key(path) {
+        return;
+    }
+    found.insert(
+        path.to_path_buf(),
+        SourceFile {
+            path: path.to_path_buf(),
+            module: module.to_owned(),
+            crate_root: root,
+            edition: edition.to_owned(),
+        },
+    );
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return;
+    };
+    let Ok(file) = syn::parse_file(&text) else {
+        return;
+    };
+    let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+    let dir = path.parent().unwrap_or(Path::new("."));
+    // Where child modules of this file live: next to a mod-rs file, else in a folder named
+    // after the file.
+    let child_dir = if root || name == "mod" {
+        dir.to_path_buf()
+    } else {
+        dir.join(name)
+    };
+    walk_items(&file.items, &child_dir, dir, module, edition, found, depth);
+}
+
+fn path_attr(attrs: &[syn::Attribute]) -> Option<String> {
+    attrs.iter().find_map(|a| {
+        if !a.path().is_ident("path") {
+            return None;
+        }
+        match &a.meta {
+            syn::Meta::NameValue(nv) => match &nv.value {
+                syn::Expr::Lit(syn::ExprLit {
+                    lit: syn::Lit::Str(s),
+                    ..
+                }) => Some(s.value()),
+                _ => None,
+            },
+            _ => None,
+        }
+    })
+}
+
+fn walk_items(
+    items: &[syn::Item],
+    child_dir: &Path,
+    file_dir: &Path,
+    module: &str,
+    edition: &str,
+    found: &mut BTreeMap<PathBuf, SourceFile>,
+    depth: usize,
+) {
+    for item in items {
+        let syn::Item::Mod(m) = item else {
+            continue;
+        };
+        let name = m.ident.to_string();
+        let sub = format!("{module}::{name}");
+        match &m.content {
+            Some((_, inner)) => {
+                let dir = match path_attr(&m.attrs) {
+                    Some(p) => file_dir.join(p),
+                    None => child_dir.join(&name),
+                };
+                walk_items(inner, &dir, &dir, &sub, edition, found, depth + 1);
+            }
+            None => {
+                let candidates = match path_attr(&m.attrs) {
+                    Some(p) => vec![file_dir.join(p)],
+                    None => vec![
+                        child_dir.join(format!("{name}.rs")),
+                        child_dir.join(&name).join("mod.rs"),
+                    ],
+                };
+                if let Some(p) = candidates.into_iter().find(|p| p.is_file()) {
+                    walk_files_module(&p, &sub, edition, found, depth + 1);
+                }
+            }
+        }
+    }
+}
+
+fn walk_files_module(
+    path: &Path,
+    module: &str,
+    edition: &str,
+    found: &mut BTreeMap<PathBuf, SourceFile>,
+    depth: usize,
+) {
+    walk(path, module, false, edition, found, depth);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn follows_mod_declarations_and_path_attributes() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let src = d.path().join("src");
+        std::fs::create_dir_all(src.join("a")).expect("mkdir");
+        std::fs::write(src.join("lib.rs"), "mod a; #[path = \"x.rs\"] mod renamed; mod inline { mod deep; }").expect("w");
+        std::fs::write(src.join("a.rs"), "mod b;").expect("w");
+        std::fs::write(src.join("a/b.rs"), "").expect("w");
+        std::fs::write(src.join("x.rs"), "").expect("w");
+        std::fs::create_dir_all(src.join("inline")).expect("mkdir");
+        std::fs::write(src.join("inline/deep.rs"), "").expect("w");
+        let pkg = Package {
+            name: "k".into(),
+            dir: d.path().to_path_buf(),
+            manifest: d.path().join("Cargo.toml"),
+            targets: vec![Target {
+                name: "k".into(),
+                kinds: vec!["lib".into()],
+                src_path: src.join("lib.rs"),
+                edition: "2021".into(),
+            }],
+            is_proc_macro: false,
+        };
+        let mut mods: Vec<String> = module_files(&pkg)
+            .into_iter()
+            .map(|f| format!("{} {}", f.path.strip_prefix(&src).expect("under src").display(), f.module))
+            .collect();
+        mods.sort();
+        assert_eq!(
+            mods,
+            vec![
+                "a.rs k::a",
+                "a/b.rs k::a::b",
+                "inline/deep.rs k::inline::deep",
+                "lib.rs k",
+                "x.rs k::renamed"
+            ]
+        );
+    }
+}

@@ -1,0 +1,637 @@
+//! The control plane: the Unix socket server, the control-file watcher, and the ticker that
+//! expires probes and reports counts. Everything here runs on the runtime's own threads.
+//!
+//! The socket protocol (documented in ARCHITECTURE.md) is one request line
+//! `lprobe/1 VERB ARGS…` and JSON lines back. This module is its only server-side code.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::io::AsRawFd;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use crate::json;
+use crate::probe::{self, Origin, Probe, NEEDS_REBUILD};
+use crate::registry::{self, State, DROPPED_TOTAL};
+use crate::sink::{self, Subscriber};
+
+/// The protocol version this runtime speaks.
+pub(crate) const PROTOCOL: &str = "lprobe/1";
+/// Longest request line accepted.
+const MAX_REQUEST: u64 = 64 * 1024;
+/// Most connections served at once; more are refused with an error.
+const MAX_CONNECTIONS: usize = 16;
+/// Probes kept for `status` after they stop firing (exhausted, expired).
+const MAX_DEAD: usize = 100;
+/// How often the control file is checked and counts are reported.
+const TICK: Duration = Duration::from_millis(200);
+
+static SOCKET: OnceLock<PathBuf> = OnceLock::new();
+static START_PID: OnceLock<u32> = OnceLock::new();
+static ACTIVE: AtomicUsize = AtomicUsize::new(0);
+
+extern "C" {
+    fn atexit(cb: extern "C" fn()) -> i32;
+    fn getuid() -> u32;
+}
+
+/// Starts the output thread, the socket server and the ticker. Runs once, before `main`.
+pub(crate) fn start() {
+    if std::env::var_os("LPROBE_DISABLE").is_some_and(|v| v == "1") {
+        return;
+    }
+    let _ = START_PID.set(std::process::id());
+    install_panic_hook();
+    if let Err(e) = sink::start() {
+        warn(&format!("cannot start the output thread: {e}"));
+        return;
+    }
+    match bind() {
+        Ok((listener, path)) => {
+            let _ = SOCKET.set(path);
+            let spawned = std::thread::Builder::new()
+                .name("lprobe-socket".into())
+                .spawn(move || serve(listener));
+            if let Err(e) = spawned {
+                warn(&format!("cannot start the socket thread: {e}"));
+            }
+        }
+        Err(e) => warn(&e),
+    }
+    let _ = std::thread::Builder::new()
+        .name("lprobe-control".into())
+        .spawn(ticker);
+    // SAFETY: `at_exit` is an `extern "C" fn` with no arguments, as atexit requires.
+    unsafe {
+        atexit(at_exit);
+    }
+}
+
+fn warn(msg: &str) {
+    let _ = writeln!(std::io::stderr(), "lprobe: {msg}");
+}
+
+extern "C" fn at_exit() {
+    let _ = std::panic::catch_unwind(|| {
+        sink::drain(Duration::from_millis(500));
+        // A forked child exiting must not remove its parent's socket.
+        if START_PID.get() == Some(&std::process::id()) {
+            if let Some(p) = SOCKET.get() {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+    });
+}
+
+/// Panics raised while the runtime formats a capture become a `<panicked: …>` marker in the
+/// record; they are not printed. Every other panic goes to the previous hook.
+fn install_panic_hook() {
+    let prev = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if probe::in_runtime() {
+            let msg = info
+                .payload()
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| info.payload().downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "non-string panic".into());
+            probe::note_panic(msg);
+        } else {
+            prev(info);
+        }
+    }));
+}
+
+/// The socket path: `$LPROBE_SOCKET`, else `$XDG_RUNTIME_DIR/lprobe/<pid>.sock`, else
+/// `/tmp/lprobe-<uid>/<pid>.sock`.
+fn socket_path() -> Result<PathBuf, String> {
+    if let Some(p) = std::env::var_os("LPROBE_SOCKET").filter(|p| !p.is_empty()) {
+        return Ok(PathBuf::from(p));
+    }
+    // SAFETY: getuid has no preconditions and cannot fail.
+    let uid = unsafe { getuid() };
+    let dir = match std::env::var_os("XDG_RUNTIME_DIR").filter(|p| !p.is_empty()) {
+        Some(d) => PathBuf::from(d).join("lprobe"),
+        None => PathBuf::from(format!("/tmp/lprobe-{uid}")),
+    };
+    if let Err(e) = std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+    {
+        return Err(format!("cannot create socket directory {}: {e}", dir.display()));
+    }
+    let meta = std::fs::symlink_metadata(&dir)
+        .map_err(|e| format!("cannot inspect socket directory {}: {e}", dir.display()))?;
+    if !meta.is_dir() || meta.uid() != uid {
+        return Err(format!(
+            "socket directory {} is not a directory owned by uid {uid}; not serving the control socket",
+            dir.display()
+        ));
+    }
+    if meta.mode() & 0o077 != 0 {
+        let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700));
+    }
+    Ok(dir.join(format!("{}.sock", std::process::id())))
+}
+
+fn bind() -> Result<(UnixListener, PathBuf), String> {
+    let path = socket_path()?;
+    if let Ok(meta) = std::fs::symlink_metadata(&path) {
+        if meta.file_type().is_socket() && UnixStream::connect(&path).is_err() {
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+    let listener = UnixListener::bind(&path)
+        .map_err(|e| format!("cannot listen on {}: {e}; set LPROBE_SOCKET to another path", path.display()))?;
+    let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
+    Ok((listener, path))
+}
+
+fn serve(listener: UnixListener) {
+    for conn in listener.incoming() {
+        let Ok(stream) = conn else {
+            std::thread::sleep(Duration::from_millis(10));
+            continue;
+        };
+        if ACTIVE.fetch_add(1, Ordering::Relaxed) >= MAX_CONNECTIONS {
+            ACTIVE.fetch_sub(1, Ordering::Relaxed);
+            let mut s = stream;
+            let _ = s.write_all(err_line("too many connections; try again").as_bytes());
+            continue;
+        }
+        let spawned = std::thread::Builder::new()
+            .name("lprobe-conn".into())
+            .spawn(move || {
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handle(stream)));
+                ACTIVE.fetch_sub(1, Ordering::Relaxed);
+            });
+        if spawned.is_err() {
+            ACTIVE.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn peer_uid(s: &UnixStream) -> Option<u32> {
+    #[repr(C)]
+    struct Ucred {
+        pid: i32,
+        uid: u32,
+        gid: u32,
+    }
+    extern "C" {
+        fn getsockopt(fd: i32, level: i32, name: i32, val: *mut Ucred, len: *mut u32) -> i32;
+    }
+    const SOL_SOCKET: i32 = 1;
+    const SO_PEERCRED: i32 = 17;
+    let mut cred = Ucred { pid: 0, uid: u32::MAX, gid: 0 };
+    let mut len = std::mem::size_of::<Ucred>() as u32;
+    // SAFETY: `cred` and `len` are valid for writes and `len` holds `cred`'s size.
+    let rc = unsafe { getsockopt(s.as_raw_fd(), SOL_SOCKET, SO_PEERCRED, &mut cred, &mut len) };
+    (rc == 0).then_some(cred.uid)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn peer_uid(s: &UnixStream) -> Option<u32> {
+    extern "C" {
+        fn getpeereid(fd: i32, uid: *mut u32, gid: *mut u32) -> i32;
+    }
+    let (mut uid, mut gid) = (u32::MAX, u32::MAX);
+    // SAFETY: both pointers are valid for writes.
+    let rc = unsafe { getpeereid(s.as_raw_fd(), &mut uid, &mut gid) };
+    (rc == 0).then_some(uid)
+}
+
+fn err_line(msg: &str) -> String {
+    let mut s = String::from("{\"ok\":false,\"error\":");
+    json::push_str(&mut s, msg);
+    s.push_str("}\n");
+    s
+}
+
+fn handle(mut stream: UnixStream) {
+    // SAFETY: getuid has no preconditions.
+    let me = unsafe { getuid() };
+    match peer_uid(&stream) {
+        Some(uid) if uid == me || uid == 0 => {}
+        _ => {
+            let _ = stream.write_all(err_line("permission denied: the peer is neither this process's user nor root").as_bytes());
+            return;
+        }
+    }
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(2)));
+    let Ok(reader_stream) = stream.try_clone() else {
+        return;
+    };
+    let mut line = Vec::new();
+    let mut reader = BufReader::new(reader_stream.take(MAX_REQUEST));
+    if reader.read_until(b'\n', &mut line).is_err() || !line.ends_with(b"\n") {
+        let _ = stream.write_all(err_line("bad request: expected one line 'lprobe/1 VERB ARGS…' of at most 64 KiB").as_bytes());
+        return;
+    }
+    let Ok(text) = std::str::from_utf8(&line) else {
+        let _ = stream.write_all(err_line("bad request: not UTF-8").as_bytes());
+        return;
+    };
+    let text = text.trim();
+    let (version, rest) = text.split_once(' ').unwrap_or((text, ""));
+    if version != PROTOCOL {
+        let _ = stream.write_all(
+            err_line(&format!("unsupported protocol '{version}': this runtime speaks {PROTOCOL} (version {})", env!("CARGO_PKG_VERSION"))).as_bytes(),
+        );
+        return;
+    }
+    let rest = rest.trim_start();
+    let (verb, args) = rest.split_once(' ').unwrap_or((rest, ""));
+    let words = match crate::args::split(args) {
+        Ok(w) => w,
+        Err(e) => {
+            let _ = stream.write_all(err_line(&format!("bad arguments: {e}")).as_bytes());
+            return;
+        }
+    };
+    let reply = match verb {
+        "hello" => Ok(hello()),
+        "sites" => Ok(sites(words.first().map(String::as_str))),
+        "arm" => arm(&words, Origin::Socket, None).map(|p| armed_reply(&p)),
+        "watch" => {
+            // Subscribe before the sites go live so the first record cannot be missed.
+            let Ok(sub) = stream.try_clone() else {
+                return;
+            };
+            let mut sub = Some(sub);
+            let mut first = String::new();
+            let res = arm(&words, Origin::Socket, Some(&mut |p: &Arc<Probe>| {
+                first = armed_reply(p);
+                let _ = stream.write_all(first.as_bytes());
+                if let Some(s) = sub.take() {
+                    sink::subscribe(Subscriber {
+                        stream: s,
+                        probe: Some(p.id.clone()),
+                        remaining: p.spec.max_hits,
+                    });
+                }
+            }));
+            match res {
+                Ok(_) => return,
+                Err(e) => Err(e),
+            }
+        }
+        "disarm" => disarm(&words),
+        "status" => Ok(status()),
+        "tail" => {
+            if stream.write_all(b"{\"ok\":true}\n").is_ok() {
+                sink::subscribe(Subscriber {
+                    stream,
+                    probe: None,
+                    remaining: None,
+                });
+            }
+            return;
+        }
+        other => Err(format!(
+            "unknown request '{other}' (expected hello, sites, arm, watch, disarm, status or tail)"
+        )),
+    };
+    let line = match reply {
+        Ok(s) => s,
+        Err(e) => err_line(&e),
+    };
+    let _ = stream.write_all(line.as_bytes());
+}
+
+fn program() -> String {
+    std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "?".into())
+}
+
+fn hello() -> String {
+    let st = registry::lock();
+    let sites: usize = st.tables.iter().map(|t| t.sites.len()).sum();
+    let armed = st.probes.iter().filter(|p| p.is_live()).count();
+    let mut s = format!(
+        "{{\"ok\":true,\"pid\":{},\"version\":\"{}\",\"sites\":{sites},\"armed\":{armed},\"program\":",
+        std::process::id(),
+        env!("CARGO_PKG_VERSION")
+    );
+    json::push_str(&mut s, &program());
+    s.push_str(",\"socket\":");
+    match SOCKET.get() {
+        Some(p) => json::push_str(&mut s, &p.display().to_string()),
+        None => s.push_str("null"),
+    }
+    s.push_str("}\n");
+    s
+}
+
+fn sites(filter: Option<&str>) -> String {
+    let st = registry::lock();
+    let mut s = String::from("{\"ok\":true,\"sites\":[");
+    let mut first = true;
+    for (t, id, site) in registry::all_sites(&st) {
+        let loc = format!("{}:{}", site.path, site.line);
+        if let Some(f) = filter {
+            if !loc.contains(f) && !site.func.contains(f) {
+                continue;
+            }
+        }
+        if !first {
+            s.push(',');
+        }
+        first = false;
+        s.push_str("{\"id\":");
+        json::push_str(&mut s, &format!("{}#{id}", t.package));
+        s.push_str(",\"package\":");
+        json::push_str(&mut s, t.package);
+        s.push_str(",\"path\":");
+        json::push_str(&mut s, site.path);
+        s.push_str(&format!(",\"line\":{},\"col\":{},\"fn\":", site.line, site.col));
+        json::push_str(&mut s, site.func);
+        s.push_str(",\"kind\":");
+        json::push_str(&mut s, site.kind);
+        s.push_str(",\"names\":[");
+        for (i, n) in site.names.iter().enumerate() {
+            if i > 0 {
+                s.push(',');
+            }
+            json::push_str(&mut s, n);
+        }
+        s.push_str("]}");
+    }
+    s.push_str("]}\n");
+    s
+}
+
+fn site_list(p: &Probe) -> Vec<String> {
+    p.sites
+        .iter()
+        .filter_map(|(t, id)| t.sites.get(*id as usize))
+        .map(|s| format!("{}:{}", s.path, s.line))
+        .collect()
+}
+
+fn push_str_array(s: &mut String, items: &[String]) {
+    s.push('[');
+    for (i, x) in items.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        json::push_str(s, x);
+    }
+    s.push(']');
+}
+
+fn armed_reply(p: &Probe) -> String {
+    let mut s = String::from("{\"ok\":true,\"probe\":");
+    json::push_str(&mut s, &p.id);
+    s.push_str(",\"sites\":");
+    push_str_array(&mut s, &site_list(p));
+    s.push_str("}\n");
+    s
+}
+
+type BeforeLive<'a> = &'a mut dyn FnMut(&Arc<Probe>);
+
+/// Arms a probe from `lprobe arm` arguments. `before_live` runs after the probe exists and
+/// before its sites' flags are set.
+fn arm(words: &[String], origin: Origin, before_live: Option<BeforeLive<'_>>) -> Result<Arc<Probe>, String> {
+    let mut st = registry::lock();
+    let p = new_probe(&mut st, words, origin)?;
+    if let Some(f) = before_live {
+        f(&p);
+    }
+    registry::rebuild(&mut st);
+    Ok(p)
+}
+
+/// Validates and registers a probe (not yet live in the flags).
+fn new_probe(st: &mut State, words: &[String], origin: Origin) -> Result<Arc<Probe>, String> {
+    let spec = probe::parse_spec(words)?;
+    let all = registry::all_sites(st);
+    let sites = crate::location::resolve(&all, &spec.location)?;
+    for root in spec.roots() {
+        for (t, id) in &sites {
+            let Some(site) = t.sites.get(*id as usize) else {
+                continue;
+            };
+            if !site.names.contains(&root) {
+                return Err(format!(
+                    "'{root}' is not captured at {}:{} (captured there: {})",
+                    site.path,
+                    site.line,
+                    if site.names.is_empty() { "nothing".to_owned() } else { site.names.join(", ") }
+                ));
+            }
+        }
+    }
+    let id = format!("p{}", st.next_probe);
+    st.next_probe += 1;
+    let p = Arc::new(Probe::new(id, spec, sites, origin));
+    st.probes.push(p.clone());
+    prune(st);
+    Ok(p)
+}
+
+/// Forgets the oldest probes that no longer fire, past `MAX_DEAD`.
+fn prune(st: &mut State) {
+    let dead = st.probes.iter().filter(|p| !p.is_live()).count();
+    if dead > MAX_DEAD {
+        let mut extra = dead - MAX_DEAD;
+        st.probes.retain(|p| {
+            if extra > 0 && !p.is_live() {
+                extra -= 1;
+                false
+            } else {
+                true
+            }
+        });
+    }
+}
+
+fn disarm(words: &[String]) -> Result<String, String> {
+    let Some(what) = words.first() else {
+        return Err("disarm needs a probe id, a location, or --all".into());
+    };
+    let mut st = registry::lock();
+    let targets: Vec<Arc<Probe>> = if what == "--all" {
+        st.probes.clone()
+    } else if st.probes.iter().any(|p| &p.id == what) {
+        st.probes.iter().filter(|p| &p.id == what).cloned().collect()
+    } else {
+        let all = registry::all_sites(&st);
+        let sites = crate::location::resolve(&all, what).map_err(|e| {
+            format!("'{what}' is neither a probe id (see 'lprobe status') nor a location: {e}")
+        })?;
+        st.probes
+            .iter()
+            .filter(|p| {
+                p.sites
+                    .iter()
+                    .any(|(t, id)| sites.iter().any(|(t2, id2)| std::ptr::eq(*t, *t2) && id == id2))
+            })
+            .cloned()
+            .collect()
+    };
+    for p in &targets {
+        probe::report_counts(p, true);
+        p.disarm();
+    }
+    st.probes.retain(|p| !targets.iter().any(|t| Arc::ptr_eq(p, t)));
+    registry::rebuild(&mut st);
+    let ids: Vec<String> = targets.iter().map(|p| p.id.clone()).collect();
+    let mut s = String::from("{\"ok\":true,\"disarmed\":");
+    push_str_array(&mut s, &ids);
+    s.push_str("}\n");
+    Ok(s)
+}
+
+fn status() -> String {
+    let st = registry::lock();
+    let mut s = format!("{{\"ok\":true,\"pid\":{},\"program\":", std::process::id());
+    json::push_str(&mut s, &program());
+    s.push_str(",\"probes\":[");
+    for (i, p) in st.probes.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        s.push_str("{\"id\":");
+        json::push_str(&mut s, &p.id);
+        s.push_str(",\"location\":");
+        json::push_str(&mut s, &p.spec.location);
+        s.push_str(",\"site\":");
+        json::push_str(&mut s, &site_list(p).join(","));
+        s.push_str(",\"sites\":");
+        push_str_array(&mut s, &site_list(p));
+        s.push_str(",\"actions\":");
+        let actions: Vec<String> = p.spec.action_names().iter().map(|a| a.to_string()).collect();
+        push_str_array(&mut s, &actions);
+        s.push_str(",\"origin\":");
+        json::push_str(&mut s, if p.origin == Origin::Control { "control" } else { "socket" });
+        s.push_str(",\"args\":");
+        json::push_str(&mut s, &p.spec.text);
+        s.push_str(",\"state\":");
+        json::push_str(&mut s, p.state_name());
+        s.push_str(&format!(
+            ",\"hits\":{},\"emitted\":{},\"dropped\":{},\"errors\":{},\"ttl_left_s\":{}}}",
+            p.hits.load(Ordering::Relaxed),
+            p.emitted.load(Ordering::Relaxed),
+            p.dropped.load(Ordering::Relaxed),
+            p.errors.load(Ordering::Relaxed),
+            p.ttl_left()
+        ));
+    }
+    s.push_str(&format!(
+        "],\"dropped_total\":{},\"control\":{{\"path\":",
+        DROPPED_TOTAL.load(Ordering::Relaxed)
+    ));
+    match &st.control_path {
+        Some(p) => json::push_str(&mut s, p),
+        None => s.push_str("null"),
+    }
+    s.push_str(",\"errors\":");
+    push_str_array(&mut s, &st.control_errors);
+    s.push_str("}}\n");
+    s
+}
+
+/// The control file: its last content, to notice changes however they are made (in place,
+/// atomic rename, symlink swap): the file is re-read by path at every tick.
+struct ControlFile {
+    path: PathBuf,
+    last: Option<Vec<u8>>,
+}
+
+fn ticker() {
+    let mut control = std::env::var_os("LPROBE_CONTROL")
+        .filter(|p| !p.is_empty())
+        .map(|p| ControlFile {
+            path: PathBuf::from(p),
+            last: None,
+        });
+    if let Some(c) = &control {
+        registry::lock().control_path = Some(c.path.display().to_string());
+    }
+    loop {
+        if let Some(c) = &mut control {
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check_control(c)));
+        }
+        let probes: Vec<Arc<Probe>> = registry::lock().probes.clone();
+        for p in &probes {
+            p.check_ttl();
+            probe::report_counts(p, false);
+        }
+        if NEEDS_REBUILD.swap(false, Ordering::Relaxed) {
+            let mut st = registry::lock();
+            for p in st.probes.iter().filter(|p| !p.is_live()) {
+                probe::report_counts(p, true);
+            }
+            registry::rebuild(&mut st);
+        }
+        std::thread::sleep(TICK);
+    }
+}
+
+fn check_control(c: &mut ControlFile) {
+    // A missing file means no probes from it (a ConfigMap can be emptied or removed).
+    let content = std::fs::read(&c.path).unwrap_or_default();
+    if c.last.as_deref() == Some(&content[..]) {
+        return;
+    }
+    c.last = Some(content.clone());
+    apply_control(&c.path, &String::from_utf8_lossy(&content));
+}
+
+/// Makes the control-file probes exactly the file's valid lines. A probe whose line is
+/// unchanged keeps running (its counters and hit limits carry over).
+fn apply_control(path: &Path, text: &str) {
+    let mut st = registry::lock();
+    let mut errors = Vec::new();
+    let mut wanted: Vec<(usize, Vec<String>, String)> = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let words = match crate::args::split(line) {
+            Ok(w) => w,
+            Err(e) => {
+                errors.push(format!("{}:{}: {e}", path.display(), n + 1));
+                continue;
+            }
+        };
+        let refs: Vec<&str> = words.iter().map(String::as_str).collect();
+        wanted.push((n + 1, words.clone(), crate::args::join(&refs)));
+    }
+    // Drop control probes that are no longer wanted.
+    let keep: Vec<&str> = wanted.iter().map(|(_, _, t)| t.as_str()).collect();
+    st.probes.retain(|p| {
+        let stays = p.origin != Origin::Control || keep.contains(&p.spec.text.as_str());
+        if !stays {
+            p.disarm();
+        }
+        stays
+    });
+    for (n, words, text) in &wanted {
+        if st
+            .probes
+            .iter()
+            .any(|p| p.origin == Origin::Control && &p.spec.text == text)
+        {
+            continue;
+        }
+        if let Err(e) = new_probe(&mut st, words, Origin::Control) {
+            errors.push(format!("{}:{n}: {e}", path.display()));
+        }
+    }
+    registry::rebuild(&mut st);
+    for e in &errors {
+        sink::emit(sink::error_record(&format!("control file: {e}")));
+    }
+    st.control_errors = errors;
+}

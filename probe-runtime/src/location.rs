@@ -1,0 +1,188 @@
+//! Resolves a probe location (`FILE:LINE` or `fn:PATTERN`) to the sites it names.
+//!
+//! `FILE` is a path from the workspace root or the package root, or any unambiguous suffix of
+//! one (`main.rs`); `PATTERN` is a function path where `*` matches anything, matched against
+//! the whole path or any suffix starting at a `::` (`fn:billing::*`).
+
+use crate::{Site, Table};
+
+/// A resolved site.
+pub type SiteRef = (&'static Table, u32);
+
+/// Finds the sites `loc` names among `sites`.
+pub fn resolve(sites: &[(&'static Table, u32, &'static Site)], loc: &str) -> Result<Vec<SiteRef>, String> {
+    if sites.is_empty() {
+        return Err("this process has no probe sites".into());
+    }
+    if let Some(pat) = loc.strip_prefix("fn:") {
+        let found: Vec<SiteRef> = sites
+            .iter()
+            .filter(|(_, _, s)| s.kind == "entry" && fn_matches(pat, s.func))
+            .map(|(t, i, _)| (*t, *i))
+            .collect();
+        if found.is_empty() {
+            let mut examples: Vec<&str> = sites
+                .iter()
+                .filter(|(_, _, s)| s.kind == "entry")
+                .map(|(_, _, s)| s.func)
+                .take(5)
+                .collect();
+            examples.dedup();
+            return Err(format!(
+                "no function matches '{pat}' (functions look like: {}); use '*' as a wildcard",
+                examples.join(", ")
+            ));
+        }
+        return Ok(found);
+    }
+    let Some((file, line)) = loc.rsplit_once(':') else {
+        return Err(format!(
+            "invalid location '{loc}': use FILE:LINE (e.g. src/main.rs:42) or fn:PATH (e.g. 'fn:my_crate::handler')"
+        ));
+    };
+    let Ok(line) = line.trim().parse::<u32>() else {
+        return Err(format!(
+            "invalid line '{line}' in location '{loc}': use FILE:LINE (e.g. src/main.rs:42)"
+        ));
+    };
+    let mut files: Vec<&'static str> = sites
+        .iter()
+        .filter(|(t, _, s)| file_matches(file, t.dir, s.path))
+        .map(|(_, _, s)| s.path)
+        .collect();
+    files.sort_unstable();
+    files.dedup();
+    let path = match files.as_slice() {
+        [one] => *one,
+        [] => {
+            let mut all: Vec<&str> = sites.iter().map(|(_, _, s)| s.path).collect();
+            all.sort_unstable();
+            all.dedup();
+            let shown: Vec<&str> = all.iter().take(10).copied().collect();
+            return Err(format!(
+                "no instrumented file matches '{file}' (files with sites: {}{})",
+                shown.join(", "),
+                if all.len() > shown.len() { ", …" } else { "" }
+            ));
+        }
+        many => {
+            return Err(format!(
+                "'{file}' is ambiguous: it matches {}; give more of the path",
+                many.join(", ")
+            ))
+        }
+    };
+    let found: Vec<SiteRef> = sites
+        .iter()
+        .filter(|(_, _, s)| s.path == path && s.line == line)
+        .map(|(t, i, _)| (*t, *i))
+        .collect();
+    if !found.is_empty() {
+        return Ok(found);
+    }
+    let before = sites
+        .iter()
+        .filter(|(_, _, s)| s.path == path && s.line < line)
+        .max_by_key(|(_, _, s)| s.line);
+    let after = sites
+        .iter()
+        .filter(|(_, _, s)| s.path == path && s.line > line)
+        .min_by_key(|(_, _, s)| s.line);
+    let near: Vec<String> = before
+        .into_iter()
+        .chain(after)
+        .map(|(_, _, s)| format!("{}:{} ({} of {})", s.path, s.line, s.kind, s.func))
+        .collect();
+    Err(format!(
+        "no probe site at {path}:{line}; nearest: {}. To probe this line, rebuild with 'cargo lprobe build --lines {path}:{line}' (or --lines all)",
+        if near.is_empty() { "none".to_owned() } else { near.join(", ") }
+    ))
+}
+
+fn file_matches(given: &str, dir: &str, path: &'static str) -> bool {
+    let given = given.trim_start_matches("./");
+    if given == path || path.ends_with(&format!("/{given}")) || given.ends_with(&format!("/{path}")) {
+        return true;
+    }
+    if !dir.is_empty() {
+        if let Some(rel) = path.strip_prefix(dir).and_then(|p| p.strip_prefix('/')) {
+            return given == rel;
+        }
+    }
+    false
+}
+
+/// Whether `func` matches `pat` as a whole or from a `::` boundary on.
+pub fn fn_matches(pat: &str, func: &str) -> bool {
+    if glob(pat, func) {
+        return true;
+    }
+    func.match_indices("::")
+        .any(|(i, _)| glob(pat, &func[i + 2..]))
+}
+
+/// `*` matches any run of characters (including `::`); everything else matches itself.
+fn glob(pat: &str, s: &str) -> bool {
+    let parts: Vec<&str> = pat.split('*').collect();
+    let [first, middle @ .., last] = parts.as_slice() else {
+        return pat == s;
+    };
+    if parts.len() == 1 {
+        return pat == s;
+    }
+    let Some(mut rest) = s.strip_prefix(first) else {
+        return false;
+    };
+    for m in middle {
+        match rest.find(m) {
+            Some(i) => rest = &rest[i + m.len()..],
+            None => return false,
+        }
+    }
+    rest.len() >= last.len() && rest.ends_with(last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicU8;
+
+    static FLAGS: [AtomicU8; 3] = [AtomicU8::new(0), AtomicU8::new(0), AtomicU8::new(0)];
+    static SITES: [Site; 3] = [
+        Site { path: "app/src/main.rs", line: 10, col: 1, func: "app::main", kind: "entry", names: &[] },
+        Site { path: "app/src/main.rs", line: 12, col: 5, func: "app::main", kind: "line", names: &["x"] },
+        Site { path: "app/src/billing.rs", line: 3, col: 1, func: "app::billing::total", kind: "entry", names: &[] },
+    ];
+    static TABLE: Table = Table { package: "app", dir: "app", flags: &FLAGS, sites: &SITES, files: &[] };
+
+    fn all() -> Vec<(&'static Table, u32, &'static Site)> {
+        SITES.iter().enumerate().map(|(i, s)| (&TABLE, i as u32, s)).collect()
+    }
+
+    #[test]
+    fn file_line_by_workspace_path_package_path_and_suffix() {
+        for loc in ["app/src/main.rs:12", "src/main.rs:12", "main.rs:12", "/home/u/ws/app/src/main.rs:12"] {
+            let r = resolve(&all(), loc).expect(loc);
+            assert_eq!(r.iter().map(|s| s.1).collect::<Vec<_>>(), vec![1], "{loc}");
+        }
+    }
+
+    #[test]
+    fn a_line_without_a_site_names_the_nearest_ones_and_the_rebuild() {
+        let e = resolve(&all(), "main.rs:11").unwrap_err();
+        assert!(e.contains("app/src/main.rs:10 (entry of app::main)"), "{e}");
+        assert!(e.contains("app/src/main.rs:12 (line of app::main)"), "{e}");
+        assert!(e.contains("--lines app/src/main.rs:11"), "{e}");
+    }
+
+    #[test]
+    fn fn_patterns_match_entries_with_wildcards_and_suffixes() {
+        let ids = |p: &str| resolve(&all(), p).map(|r| r.iter().map(|s| s.1).collect::<Vec<_>>());
+        assert_eq!(ids("fn:app::billing::*"), Ok(vec![2]));
+        assert_eq!(ids("fn:billing::total"), Ok(vec![2]));
+        assert_eq!(ids("fn:*"), Ok(vec![0, 2]));
+        assert!(ids("fn:nothing::*").is_err());
+        assert!(resolve(&all(), "main.rs:x").unwrap_err().contains("invalid line"));
+        assert!(resolve(&all(), "nope.rs:1").unwrap_err().contains("no instrumented file"));
+    }
+}

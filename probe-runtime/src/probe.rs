@@ -1,0 +1,577 @@
+//! Armed probes: the `arm` argument language, each probe's state and limits, and what a hit does.
+//!
+//! A probe is armed at one or more sites (a `FILE:LINE` or a `fn:` pattern). When an armed site
+//! is passed, [`hit`] runs every probe armed there on the application thread: it checks the
+//! probe's limits and condition, formats what the action needs, and hands a record to the sink.
+//! Symbolizing stacks and writing happen on the sink's thread.
+
+use std::backtrace::Backtrace;
+use std::cell::{Cell, RefCell};
+use std::fmt::Write as _;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::expr::Expr;
+use crate::registry::{self, DROPPED_TOTAL};
+use crate::sink::{self, Record};
+use crate::template::Template;
+use crate::value::{self, Limits, Value};
+use crate::{json, Table, Val};
+
+/// What to do at each hit.
+#[derive(Debug, Default)]
+pub struct Actions {
+    pub log: Option<Template>,
+    pub snapshot: bool,
+    pub count: bool,
+}
+
+/// A parsed `arm` request: `LOCATION [--log T] [--snapshot] [--count] [--every D] [--if E]
+/// [--max-hits N] [--ttl D] [--rate N/s]`.
+#[derive(Debug)]
+pub struct Spec {
+    pub location: String,
+    pub actions: Actions,
+    pub cond: Option<Expr>,
+    pub every: Duration,
+    pub max_hits: Option<u64>,
+    pub ttl: Duration,
+    /// Records per second (logs and snapshots; counting is never rate-limited).
+    pub rate: u64,
+    /// The arguments as given, re-joined: identifies control-file probes across re-reads.
+    pub text: String,
+}
+
+const OPTIONS: &str =
+    "--log TEMPLATE, --snapshot, --count, --every DURATION, --if EXPR, --max-hits N, --ttl DURATION, --rate N/s";
+
+/// Parses the arguments of `lprobe arm` (also one control-file line, already split).
+pub fn parse_spec(words: &[String]) -> Result<Spec, String> {
+    let mut it = words.iter();
+    let location = match it.next() {
+        Some(l) if !l.starts_with("--") => l.clone(),
+        Some(l) => return Err(format!("expected a location first, got '{l}' (e.g. src/main.rs:42 or 'fn:my_crate::*')")),
+        None => return Err("missing location (e.g. src/main.rs:42 or 'fn:my_crate::*')".into()),
+    };
+    let mut actions = Actions::default();
+    let (mut cond, mut every, mut max_hits, mut ttl, mut rate) = (None, None, None, None, None);
+    while let Some(flag) = it.next() {
+        let mut value = |what: &str| {
+            it.next()
+                .cloned()
+                .ok_or_else(|| format!("{flag} needs a value ({what})"))
+        };
+        match flag.as_str() {
+            "--log" => {
+                let t = value("a template like \"user={user.id}\"")?;
+                actions.log = Some(crate::template::parse(&t).map_err(|e| format!("--log: {e}"))?);
+            }
+            "--snapshot" => actions.snapshot = true,
+            "--count" => actions.count = true,
+            "--every" => every = Some(parse_duration(&value("e.g. 10s")?, "--every")?),
+            "--ttl" => ttl = Some(parse_duration(&value("e.g. 1h")?, "--ttl")?),
+            "--if" => {
+                let e = value("a condition like \"order.total > 100\"")?;
+                cond = Some(crate::expr::parse(&e).map_err(|e| format!("--if: {e}"))?);
+            }
+            "--max-hits" => {
+                let v = value("a positive number")?;
+                max_hits = Some(
+                    v.parse::<u64>()
+                        .ok()
+                        .filter(|n| *n > 0)
+                        .ok_or_else(|| format!("--max-hits: '{v}' is not a positive number"))?,
+                );
+            }
+            "--rate" => {
+                let v = value("e.g. 10/s")?;
+                let n = v.strip_suffix("/s").unwrap_or(&v);
+                rate = Some(
+                    n.parse::<u64>()
+                        .ok()
+                        .filter(|n| *n > 0)
+                        .ok_or_else(|| format!("--rate: '{v}' is not a rate like 10/s"))?,
+                );
+            }
+            other => return Err(format!("unknown option '{other}' (expected {OPTIONS})")),
+        }
+    }
+    if actions.log.is_none() && !actions.count {
+        actions.snapshot = true;
+    }
+    let max_hits = max_hits.or(if actions.snapshot && actions.log.is_none() && !actions.count {
+        Some(1)
+    } else {
+        None
+    });
+    let rate = rate.unwrap_or(if actions.snapshot { 10 } else { 100 });
+    let words: Vec<&str> = words.iter().map(String::as_str).collect();
+    Ok(Spec {
+        location,
+        actions,
+        cond,
+        every: every.unwrap_or(Duration::from_secs(10)),
+        max_hits,
+        ttl: ttl.unwrap_or(Duration::from_secs(3600)),
+        rate,
+        text: crate::args::join(&words),
+    })
+}
+
+fn parse_duration(s: &str, flag: &str) -> Result<Duration, String> {
+    crate::args::parse_duration(s).map_err(|e| format!("{flag}: {e}"))
+}
+
+impl Spec {
+    /// Names the template and condition read, for checking against the sites' captures.
+    pub fn roots(&self) -> Vec<&str> {
+        let mut names = Vec::new();
+        if let Some(t) = &self.actions.log {
+            names.extend(t.roots());
+        }
+        if let Some(c) = &self.cond {
+            names.extend(c.roots());
+        }
+        names.sort_unstable();
+        names.dedup();
+        names
+    }
+
+    pub fn action_names(&self) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        if self.actions.log.is_some() {
+            v.push("log");
+        }
+        if self.actions.snapshot {
+            v.push("snapshot");
+        }
+        if self.actions.count {
+            v.push("count");
+        }
+        v
+    }
+}
+
+/// Where a probe came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    Socket,
+    Control,
+}
+
+const ARMED: u8 = 0;
+const EXHAUSTED: u8 = 1;
+const EXPIRED: u8 = 2;
+const DISARMED: u8 = 3;
+
+/// An armed probe and its counters.
+#[derive(Debug)]
+pub struct Probe {
+    pub id: String,
+    pub spec: Spec,
+    pub sites: Vec<(&'static Table, u32)>,
+    pub origin: Origin,
+    created: Instant,
+    state: AtomicU8,
+    pub hits: AtomicU64,
+    pub emitted: AtomicU64,
+    pub dropped: AtomicU64,
+    pub errors: AtomicU64,
+    error_reported: AtomicBool,
+    /// Hits per site, for `--count`.
+    pub counts: Vec<AtomicU64>,
+    /// Counts already reported, and when (ticker thread only).
+    pub reported: Mutex<(Vec<u64>, Instant)>,
+    rate_window: AtomicU64,
+    rate_used: AtomicU64,
+}
+
+/// Set when a probe leaves the armed state on an application thread; the control thread
+/// then rebuilds the flags so its sites go dormant again.
+pub(crate) static NEEDS_REBUILD: AtomicBool = AtomicBool::new(false);
+
+impl Probe {
+    pub(crate) fn new(id: String, spec: Spec, sites: Vec<(&'static Table, u32)>, origin: Origin) -> Self {
+        let n = sites.len();
+        Probe {
+            id,
+            spec,
+            sites,
+            origin,
+            created: Instant::now(),
+            state: AtomicU8::new(ARMED),
+            hits: AtomicU64::new(0),
+            emitted: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            error_reported: AtomicBool::new(false),
+            counts: (0..n).map(|_| AtomicU64::new(0)).collect(),
+            reported: Mutex::new((vec![0; n], Instant::now())),
+            rate_window: AtomicU64::new(0),
+            rate_used: AtomicU64::new(0),
+        }
+    }
+
+    pub fn is_live(&self) -> bool {
+        self.state.load(Ordering::Relaxed) == ARMED
+    }
+
+    pub fn state_name(&self) -> &'static str {
+        match self.state.load(Ordering::Relaxed) {
+            ARMED => "armed",
+            EXHAUSTED => "exhausted",
+            EXPIRED => "expired",
+            _ => "disarmed",
+        }
+    }
+
+    pub(crate) fn disarm(&self) {
+        self.state.store(DISARMED, Ordering::Relaxed);
+    }
+
+    fn leave(&self, state: u8) {
+        if self
+            .state
+            .compare_exchange(ARMED, state, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+        {
+            NEEDS_REBUILD.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Seconds of life left.
+    pub fn ttl_left(&self) -> u64 {
+        self.spec.ttl.saturating_sub(self.created.elapsed()).as_secs()
+    }
+
+    /// Expires the probe if its TTL has passed; true if it did now.
+    pub(crate) fn check_ttl(&self) -> bool {
+        if self.is_live() && self.created.elapsed() >= self.spec.ttl {
+            self.leave(EXPIRED);
+            return true;
+        }
+        false
+    }
+
+    /// Whether one more record fits in this second's rate.
+    fn take_rate(&self) -> bool {
+        let second = self.created.elapsed().as_secs() + 1;
+        if self.rate_window.swap(second, Ordering::Relaxed) != second {
+            self.rate_used.store(0, Ordering::Relaxed);
+        }
+        self.rate_used.fetch_add(1, Ordering::Relaxed) < self.spec.rate
+    }
+
+    fn fire(&self, table: &'static Table, id: u32, idx: usize, vals: &[Val<'_>]) {
+        if !self.is_live() || self.check_ttl() {
+            return;
+        }
+        let Some(site) = table.sites.get(id as usize) else {
+            return;
+        };
+        let hit = Hit::new(site.names, vals);
+        if let Some(cond) = &self.spec.cond {
+            match cond.eval(&|name| hit.value(name)) {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(e) => {
+                    self.errors.fetch_add(1, Ordering::Relaxed);
+                    if !self.error_reported.swap(true, Ordering::Relaxed) {
+                        self.emit_error(table, id, &format!("condition failed: {e} (reported once; the probe stays armed)"));
+                    }
+                    return;
+                }
+            }
+        }
+        let n = self.hits.fetch_add(1, Ordering::Relaxed) + 1;
+        if let Some(max) = self.spec.max_hits {
+            if n > max {
+                self.leave(EXHAUSTED);
+                return;
+            }
+        }
+        if self.spec.actions.count {
+            if let Some(c) = self.counts.get(idx) {
+                c.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        if self.spec.actions.log.is_some() || self.spec.actions.snapshot {
+            if !self.take_rate() {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+            } else {
+                if let Some(t) = &self.spec.actions.log {
+                    let mut msg = String::new();
+                    t.render(&|name| hit.value(name), &mut msg);
+                    let mut r = self.record(table, id, "log");
+                    r.json.push_str(",\"msg\":");
+                    json::push_str(&mut r.json, &msg);
+                    self.send(r);
+                }
+                if self.spec.actions.snapshot {
+                    let mut r = self.record(table, id, "snapshot");
+                    r.json.push_str(",\"vars\":");
+                    hit.write_vars(&mut r.json);
+                    r.stack = Some(Backtrace::force_capture());
+                    self.send(r);
+                }
+            }
+        }
+        if self.spec.max_hits == Some(n) {
+            self.leave(EXHAUSTED);
+        }
+    }
+
+    fn send(&self, r: Record) {
+        if sink::emit(r) {
+            self.emitted.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Starts a record of `kind` at site `id`: every field but the kind-specific ones.
+    pub(crate) fn record(&self, table: &'static Table, id: u32, kind: &str) -> Record {
+        let mut s = String::with_capacity(256);
+        s.push_str("{\"ts\":");
+        json::push_str(&mut s, &crate::time::rfc3339(SystemTime::now()));
+        let _ = write!(s, ",\"pid\":{},\"probe\":", std::process::id());
+        json::push_str(&mut s, &self.id);
+        s.push_str(",\"site\":");
+        match table.sites.get(id as usize) {
+            Some(site) => {
+                json::push_str(&mut s, &format!("{}:{}", site.path, site.line));
+                s.push_str(",\"fn\":");
+                json::push_str(&mut s, site.func);
+            }
+            None => s.push_str("null,\"fn\":null"),
+        }
+        s.push_str(",\"kind\":");
+        json::push_str(&mut s, kind);
+        s.push_str(",\"thread\":");
+        let t = std::thread::current();
+        match t.name() {
+            Some(n) => json::push_str(&mut s, n),
+            None => json::push_str(&mut s, &format!("{:?}", t.id())),
+        }
+        Record {
+            probe: self.id.clone(),
+            json: s,
+            stack: None,
+        }
+    }
+
+    pub(crate) fn emit_error(&self, table: &'static Table, id: u32, msg: &str) {
+        let mut r = self.record(table, id, "error");
+        r.json.push_str(",\"error\":");
+        json::push_str(&mut r.json, msg);
+        self.send(r);
+    }
+}
+
+thread_local! {
+    /// Set while this thread is inside the runtime: a probe hit from inside a capture
+    /// (a `Debug` impl calling instrumented code) returns at once instead of recursing.
+    static IN_HIT: Cell<bool> = const { Cell::new(false) };
+    /// The message of a panic raised while capturing, for the `<panicked: …>` marker.
+    static PANIC_MSG: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Whether the current thread is inside the runtime (the panic hook stays quiet then).
+pub(crate) fn in_runtime() -> bool {
+    IN_HIT.try_with(Cell::get).unwrap_or(true)
+}
+
+/// Keeps a panic message raised inside the runtime.
+pub(crate) fn note_panic(msg: String) {
+    let _ = PANIC_MSG.try_with(|m| *m.borrow_mut() = Some(msg));
+}
+
+/// Entry point from generated code (through `crate::hit`).
+pub(crate) fn hit(table: &'static Table, id: u32, vals: &[Val<'_>]) {
+    let Ok(false) = IN_HIT.try_with(|c| c.replace(true)) else {
+        // Re-entered from inside a capture, or the thread is shutting down.
+        DROPPED_TOTAL.fetch_add(1, Ordering::Relaxed);
+        return;
+    };
+    let _ = catch_unwind(AssertUnwindSafe(|| match registry::armed_at((registry::table_key(table), id)) {
+        Ok(Some(probes)) => {
+            for (p, idx) in probes {
+                let _ = catch_unwind(AssertUnwindSafe(|| p.fire(table, id, idx, vals)));
+            }
+        }
+        Ok(None) => {}
+        Err(()) => {
+            DROPPED_TOTAL.fetch_add(1, Ordering::Relaxed);
+        }
+    }));
+    let _ = IN_HIT.try_with(|c| c.set(false));
+}
+
+/// Largest `{:?}` text kept for one value, and for a whole snapshot.
+const MAX_VALUE_TEXT: usize = 64 * 1024;
+const MAX_SNAPSHOT: usize = 64 * 1024;
+
+/// The captured values of one hit, formatted on demand (once each).
+struct Hit<'v, 'a> {
+    names: &'static [&'static str],
+    vals: &'v [Val<'a>],
+    cache: RefCell<Vec<Option<Value>>>,
+}
+
+impl<'v, 'a> Hit<'v, 'a> {
+    fn new(names: &'static [&'static str], vals: &'v [Val<'a>]) -> Self {
+        Hit {
+            names,
+            vals,
+            cache: RefCell::new(Vec::new()),
+        }
+    }
+
+    fn value(&self, name: &str) -> Option<Value> {
+        let i = self.names.iter().position(|n| *n == name)?;
+        let val = self.vals.get(i)?;
+        if let Some(Some(v)) = self.cache.borrow().get(i) {
+            return Some(v.clone());
+        }
+        // Formatting runs user code (`Debug`), so no borrow of the cache is held across it.
+        let v = capture(name, val);
+        let mut cache = self.cache.borrow_mut();
+        if cache.len() < self.vals.len() {
+            cache.resize(self.vals.len(), None);
+        }
+        if let Some(slot) = cache.get_mut(i) {
+            *slot = Some(v.clone());
+        }
+        Some(v)
+    }
+
+    fn write_vars(&self, out: &mut String) {
+        let start = out.len();
+        out.push('{');
+        let limits = Limits::default();
+        for (i, name) in self.names.iter().enumerate().take(self.vals.len()) {
+            if i > 0 {
+                out.push(',');
+            }
+            json::push_str(out, name);
+            out.push(':');
+            if out.len() - start > MAX_SNAPSHOT {
+                json::push_str(out, "<snapshot size limit>");
+                continue;
+            }
+            match self.value(name) {
+                Some(v) => value::write_json(&v, out, &limits),
+                None => out.push_str("null"),
+            }
+        }
+        out.push('}');
+    }
+}
+
+/// A `fmt::Write` that stops (with an error) past a byte budget.
+struct Bounded {
+    buf: String,
+    cut: bool,
+}
+
+impl std::fmt::Write for Bounded {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let room = MAX_VALUE_TEXT.saturating_sub(self.buf.len());
+        if s.len() <= room {
+            self.buf.push_str(s);
+            return Ok(());
+        }
+        let mut end = room;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        self.buf.push_str(&s[..end]);
+        self.cut = true;
+        Err(std::fmt::Error)
+    }
+}
+
+/// Formats one captured value into a structured value, never letting a panic out.
+fn capture(name: &str, val: &Val<'_>) -> Value {
+    if is_secret(name) {
+        return Value::Str("<redacted>".into());
+    }
+    let Some(dbg) = val.dbg else {
+        return Value::Text(format!("<{}: no Debug>", (val.ty)()));
+    };
+    let mut w = Bounded {
+        buf: String::new(),
+        cut: false,
+    };
+    match catch_unwind(AssertUnwindSafe(|| write!(w, "{dbg:?}"))) {
+        Ok(res) => {
+            if w.cut {
+                let n = w.buf.chars().count();
+                return Value::Truncated(format!("{}…<truncated at {n} chars>", w.buf));
+            }
+            if res.is_err() {
+                return Value::Text(format!("<Debug of {} failed>", (val.ty)()));
+            }
+            let mut v = value::parse_debug(&w.buf);
+            v.redact(&is_secret);
+            v
+        }
+        Err(_) => {
+            let msg = PANIC_MSG
+                .try_with(|m| m.borrow_mut().take())
+                .ok()
+                .flatten()
+                .unwrap_or_else(|| "unknown".into());
+            Value::Text(format!("<panicked: {msg}>"))
+        }
+    }
+}
+
+/// Emits `count` records for probes whose `--every` interval has passed (ticker thread).
+pub(crate) fn report_counts(p: &Probe, force: bool) {
+    if !p.spec.actions.count {
+        return;
+    }
+    let Ok(mut rep) = p.reported.lock() else {
+        return;
+    };
+    if !force && rep.1.elapsed() < p.spec.every {
+        return;
+    }
+    rep.1 = Instant::now();
+    for (i, (t, id)) in p.sites.iter().enumerate() {
+        let now = p.counts.get(i).map_or(0, |c| c.load(Ordering::Relaxed));
+        let before = rep.0.get(i).copied().unwrap_or(0);
+        if now == before && !(force && now > 0) {
+            continue;
+        }
+        if let Some(slot) = rep.0.get_mut(i) {
+            *slot = now;
+        }
+        let mut r = p.record(t, *id, "count");
+        let _ = write!(r.json, ",\"count\":{now},\"delta\":{}", now - before.min(now));
+        p.send(r);
+    }
+}
+
+/// Whether a variable or field name is redacted: the built-in list, plus the `|`-separated,
+/// case-insensitive substrings of `LPROBE_REDACT` (only the program's environment can change
+/// redaction, never a client).
+pub(crate) fn is_secret(name: &str) -> bool {
+    static EXTRA: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    if value::default_is_secret(name) {
+        return true;
+    }
+    let extra = EXTRA.get_or_init(|| {
+        std::env::var("LPROBE_REDACT")
+            .unwrap_or_default()
+            .split('|')
+            .map(|p| p.trim().to_lowercase())
+            .filter(|p| !p.is_empty())
+            .collect()
+    });
+    let lower = name.to_lowercase();
+    extra.iter().any(|p| lower.contains(p.as_str()))
+}

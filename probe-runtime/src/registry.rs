@@ -1,0 +1,101 @@
+//! The process-wide state: registered site tables, armed probes, and the armed map hits read.
+//!
+//! Writers (arming, disarming, expiry) hold `STATE`'s mutex, rebuild the armed map and swap it
+//! in; hits only `try_read` the current map, so an application thread never waits on a writer
+//! (a hit that meets a swap in progress is dropped and counted).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Once, RwLock};
+
+use crate::probe::Probe;
+use crate::{Site, Table};
+
+/// Key of a site in the armed map: (table address, site id).
+pub(crate) type SiteKey = (usize, u32);
+
+/// Probes armed at each site, with the site's index in each probe's site list.
+pub(crate) type ArmedMap = HashMap<SiteKey, Vec<(Arc<Probe>, usize)>>;
+
+pub(crate) struct State {
+    pub tables: Vec<&'static Table>,
+    pub probes: Vec<Arc<Probe>>,
+    pub next_probe: u64,
+    /// Errors of the last control-file read, for `status`.
+    pub control_errors: Vec<String>,
+    pub control_path: Option<String>,
+}
+
+static STATE: Mutex<State> = Mutex::new(State {
+    tables: Vec::new(),
+    probes: Vec::new(),
+    next_probe: 1,
+    control_errors: Vec::new(),
+    control_path: None,
+});
+
+static ARMED: RwLock<Option<Arc<ArmedMap>>> = RwLock::new(None);
+
+/// Records lost anywhere (queue full, contention, re-entrancy), reported in `status`.
+pub(crate) static DROPPED_TOTAL: AtomicU64 = AtomicU64::new(0);
+
+static START: Once = Once::new();
+
+pub(crate) fn register(table: &'static Table) {
+    lock().tables.push(table);
+    START.call_once(crate::control::start);
+}
+
+/// Locks the state, recovering from a poisoned lock (the state stays consistent: every
+/// writer rebuilds the armed map from scratch).
+pub(crate) fn lock() -> MutexGuard<'static, State> {
+    STATE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The probes armed at a site, if the armed map can be read without waiting.
+pub(crate) fn armed_at(key: SiteKey) -> Result<Option<Vec<(Arc<Probe>, usize)>>, ()> {
+    let guard = ARMED.try_read().map_err(|_| ())?;
+    Ok(guard.as_ref().and_then(|m| m.get(&key).cloned()))
+}
+
+pub(crate) fn table_key(t: &'static Table) -> usize {
+    t as *const Table as usize
+}
+
+/// Rebuilds the armed map and every site flag from the probes that are still armed.
+pub(crate) fn rebuild(state: &mut State) {
+    let mut map: ArmedMap = HashMap::new();
+    for p in &state.probes {
+        if !p.is_live() {
+            continue;
+        }
+        for (i, (t, id)) in p.sites.iter().enumerate() {
+            map.entry((table_key(t), *id))
+                .or_default()
+                .push((p.clone(), i));
+        }
+    }
+    {
+        let mut w = ARMED.write().unwrap_or_else(|e| e.into_inner());
+        *w = Some(Arc::new(map.clone()));
+    }
+    for t in &state.tables {
+        for (id, flag) in t.flags.iter().enumerate() {
+            let on = u8::from(map.contains_key(&(table_key(t), id as u32)));
+            if flag.load(Ordering::Relaxed) != on {
+                flag.store(on, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// Every site of every table, with its table.
+pub(crate) fn all_sites(state: &State) -> Vec<(&'static Table, u32, &'static Site)> {
+    let mut out = Vec::new();
+    for t in &state.tables {
+        for (i, s) in t.sites.iter().enumerate() {
+            out.push((*t, i as u32, s));
+        }
+    }
+    out
+}

@@ -1,0 +1,215 @@
+//! The output thread: takes records from a bounded queue, finishes them (stack symbolization),
+//! writes them to `$LPROBE_OUTPUT` and to the sockets of `tail`/`watch` clients.
+//!
+//! **Invariant:** application threads only `try_send`: a full queue drops the record and
+//! counts it, it never blocks. The queue holds at most `$LPROBE_QUEUE` records (default 4096).
+
+use std::backtrace::Backtrace;
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use crate::registry::DROPPED_TOTAL;
+
+/// A record on its way out: the JSON object without its closing brace, plus a stack to
+/// symbolize off the application thread.
+pub(crate) struct Record {
+    pub probe: String,
+    pub json: String,
+    pub stack: Option<Backtrace>,
+}
+
+static QUEUE: OnceLock<SyncSender<Record>> = OnceLock::new();
+/// Records queued and not yet written (lets exit wait for the queue to drain).
+static PENDING: AtomicUsize = AtomicUsize::new(0);
+/// Records dropped because the queue was full.
+pub(crate) static QUEUE_DROPS: AtomicU64 = AtomicU64::new(0);
+
+/// A client streaming records: every record (`tail`) or one probe's (`watch`).
+pub(crate) struct Subscriber {
+    pub stream: UnixStream,
+    pub probe: Option<String>,
+    /// For `watch`: records still expected before the stream closes.
+    pub remaining: Option<u64>,
+}
+
+static SUBSCRIBERS: Mutex<Vec<Subscriber>> = Mutex::new(Vec::new());
+
+pub(crate) fn subscribe(s: Subscriber) {
+    let _ = s.stream.set_write_timeout(Some(Duration::from_millis(200)));
+    SUBSCRIBERS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(s);
+}
+
+/// Queues a record; false if it was dropped (queue full or no writer).
+pub(crate) fn emit(r: Record) -> bool {
+    let Some(q) = QUEUE.get() else {
+        DROPPED_TOTAL.fetch_add(1, Ordering::Relaxed);
+        return false;
+    };
+    PENDING.fetch_add(1, Ordering::Relaxed);
+    match q.try_send(r) {
+        Ok(()) => true,
+        Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+            PENDING.fetch_sub(1, Ordering::Relaxed);
+            QUEUE_DROPS.fetch_add(1, Ordering::Relaxed);
+            DROPPED_TOTAL.fetch_add(1, Ordering::Relaxed);
+            false
+        }
+    }
+}
+
+enum Out {
+    Stderr,
+    Stdout,
+    File(std::fs::File),
+    Broken,
+}
+
+impl Out {
+    fn from_env() -> Out {
+        match std::env::var("LPROBE_OUTPUT").as_deref() {
+            Err(_) | Ok("") | Ok("stderr") => Out::Stderr,
+            Ok("stdout") => Out::Stdout,
+            Ok(path) => match OpenOptions::new().create(true).append(true).open(path) {
+                Ok(f) => Out::File(f),
+                Err(e) => {
+                    let _ = writeln!(
+                        std::io::stderr(),
+                        "lprobe: cannot open LPROBE_OUTPUT file {path}: {e}; writing records to stderr"
+                    );
+                    Out::Stderr
+                }
+            },
+        }
+    }
+
+    fn write(&mut self, line: &[u8]) {
+        let res = match self {
+            Out::Stderr => std::io::stderr().lock().write_all(line),
+            Out::Stdout => {
+                let mut o = std::io::stdout().lock();
+                o.write_all(line).and_then(|_| o.flush())
+            }
+            Out::File(f) => f.write_all(line),
+            Out::Broken => Ok(()),
+        };
+        if res.is_err() {
+            *self = Out::Broken;
+        }
+    }
+}
+
+/// Starts the output thread.
+pub(crate) fn start() -> std::io::Result<()> {
+    let cap = std::env::var("LPROBE_QUEUE")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(4096);
+    let (tx, rx) = sync_channel(cap);
+    if QUEUE.set(tx).is_err() {
+        return Ok(());
+    }
+    std::thread::Builder::new()
+        .name("lprobe-output".into())
+        .spawn(move || writer(rx))
+        .map(|_| ())
+}
+
+fn writer(rx: Receiver<Record>) {
+    let mut out = Out::from_env();
+    let mut reported_drops = 0;
+    while let Ok(r) = rx.recv() {
+        let line = finish(r.json, r.stack);
+        out.write(line.as_bytes());
+        publish(&r.probe, line.as_bytes());
+        PENDING.fetch_sub(1, Ordering::Relaxed);
+        let drops = QUEUE_DROPS.load(Ordering::Relaxed);
+        if drops != reported_drops && PENDING.load(Ordering::Relaxed) == 0 {
+            let line = drop_report(drops - reported_drops);
+            out.write(line.as_bytes());
+            publish("", line.as_bytes());
+            reported_drops = drops;
+        }
+    }
+}
+
+fn drop_report(n: u64) -> String {
+    let r = error_record(&format!(
+        "output queue full: dropped {n} records (raise LPROBE_QUEUE or lower probe rates)"
+    ));
+    finish(r.json, None)
+}
+
+/// An `error` record that belongs to no probe (control-file errors, drops).
+pub(crate) fn error_record(msg: &str) -> Record {
+    let mut s = String::from("{\"ts\":");
+    crate::json::push_str(&mut s, &crate::time::rfc3339(std::time::SystemTime::now()));
+    s.push_str(&format!(
+        ",\"pid\":{},\"probe\":null,\"site\":null,\"fn\":null,\"kind\":\"error\",\"thread\":",
+        std::process::id()
+    ));
+    let t = std::thread::current();
+    crate::json::push_str(&mut s, t.name().unwrap_or("?"));
+    s.push_str(",\"error\":");
+    crate::json::push_str(&mut s, msg);
+    Record {
+        probe: String::new(),
+        json: s,
+        stack: None,
+    }
+}
+
+/// Closes a record: symbolizes its stack and appends `}` and a newline.
+fn finish(mut json: String, stack: Option<Backtrace>) -> String {
+    if let Some(bt) = stack {
+        json.push_str(",\"stack\":[");
+        let frames = crate::stack::frames(&bt.to_string());
+        for (i, f) in frames.iter().enumerate() {
+            if i > 0 {
+                json.push(',');
+            }
+            crate::json::push_str(&mut json, f);
+        }
+        json.push(']');
+    }
+    json.push_str("}\n");
+    json
+}
+
+/// Sends a finished line to subscribers; drops the ones that are gone, slow, or done.
+fn publish(probe: &str, line: &[u8]) {
+    let mut subs = SUBSCRIBERS.lock().unwrap_or_else(|e| e.into_inner());
+    subs.retain_mut(|s| {
+        if let Some(p) = &s.probe {
+            if p != probe {
+                return true;
+            }
+        }
+        if s.stream.write_all(line).is_err() {
+            return false;
+        }
+        match &mut s.remaining {
+            Some(n) => {
+                *n = n.saturating_sub(1);
+                *n > 0
+            }
+            None => true,
+        }
+    });
+}
+
+/// Waits (at most `limit`) for queued records to be written; used at exit.
+pub(crate) fn drain(limit: Duration) {
+    let start = Instant::now();
+    while PENDING.load(Ordering::Relaxed) > 0 && start.elapsed() < limit {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}

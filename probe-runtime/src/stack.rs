@@ -1,0 +1,97 @@
+//! Turns a symbolized `std::backtrace::Backtrace` into frames `"fn (file:line)"`, innermost
+//! first, starting at the instrumented function (the runtime's own frames are cut off).
+
+/// Most frames kept in a snapshot.
+pub(crate) const MAX_FRAMES: usize = 32;
+
+/// Parses the `Display` text of a backtrace. Inlined functions appear as their own frames.
+pub(crate) fn frames(text: &str) -> Vec<String> {
+    let mut raw: Vec<(String, Option<String>)> = Vec::new();
+    for line in text.lines() {
+        let t = line.trim_start();
+        if let Some(loc) = t.strip_prefix("at ") {
+            if let Some(last) = raw.last_mut() {
+                if last.1.is_none() {
+                    last.1 = Some(short_location(loc));
+                }
+            }
+            continue;
+        }
+        let name = match t.split_once(": ") {
+            Some((n, rest)) if n.chars().all(|c| c.is_ascii_digit()) && !n.is_empty() => rest,
+            _ => t,
+        };
+        if !name.is_empty() {
+            raw.push((strip_hash(name).to_owned(), None));
+        }
+    }
+    // Start after the last runtime frame (`lprobe_sites::hit` and below it).
+    let start = raw
+        .iter()
+        .rposition(|(n, _)| {
+            n.starts_with("lprobe_sites::") || n.starts_with("probe_runtime::")
+        })
+        .map_or(0, |i| i + 1);
+    raw.into_iter()
+        .skip(start)
+        .take_while(|(n, _)| !n.starts_with("std::rt::lang_start") && !n.starts_with("__libc_start"))
+        .filter(|(n, _)| !n.starts_with("core::ops::function::FnOnce::call_once") && !n.starts_with("std::sys::backtrace::__rust_begin_short_backtrace"))
+        .take(MAX_FRAMES)
+        .map(|(n, loc)| match loc {
+            Some(l) => format!("{n} ({l})"),
+            None => n,
+        })
+        .collect()
+}
+
+/// `./src/main.rs:42:9` → `src/main.rs:42`.
+fn short_location(loc: &str) -> String {
+    let loc = loc.trim().trim_start_matches("./");
+    match loc.rsplit_once(':') {
+        Some((rest, col)) if col.chars().all(|c| c.is_ascii_digit()) && rest.contains(':') => {
+            rest.to_owned()
+        }
+        _ => loc.to_owned(),
+    }
+}
+
+/// `demo_app::main::h0123456789abcdef` → `demo_app::main`.
+fn strip_hash(name: &str) -> &str {
+    match name.rsplit_once("::h") {
+        Some((head, hash)) if hash.len() == 16 && hash.chars().all(|c| c.is_ascii_hexdigit()) => head,
+        _ => name,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cuts_runtime_frames_and_keeps_inlined_ones() {
+        let text = "   0: std::backtrace::Backtrace::force_capture
+             at /rustc/abc/library/std/src/backtrace.rs:312:13
+   1: probe_runtime::probe::hit
+             at /x/probe-runtime/src/probe.rs:10:5
+   2: lprobe_sites::hit::h0123456789abcdef
+             at /x/sites/lib.rs:3:1
+   3: demo_app::billing::total
+             at ./src/billing.rs:42:9
+      demo_app::process
+             at ./src/main.rs:57:13
+   4: demo_app::main
+             at ./src/main.rs:80:5
+   5: core::ops::function::FnOnce::call_once
+             at /rustc/abc/library/core/src/ops/function.rs:250:5
+   6: std::rt::lang_start::{{closure}}
+";
+        assert_eq!(
+            frames(text),
+            vec![
+                "demo_app::billing::total (src/billing.rs:42)",
+                "demo_app::process (src/main.rs:57)",
+                "demo_app::main (src/main.rs:80)",
+            ]
+        );
+    }
+}
