@@ -260,7 +260,7 @@ pub fn reach(entry: &SocketEntry) -> Reach {
                 entry.path.display()
             )),
         },
-        Err(e) if is_dead_socket_error(&e) => Reach::Stale(format!("{e:#}")),
+        Err(e) if is_dead_socket_error(&e) => Reach::Stale("nobody listens on it".to_string()),
         Err(e) => Reach::Unreachable(e),
     }
 }

@@ -65,7 +65,10 @@ pub fn mirror(
     }
     // Remove what the source no longer has.
     if dest.exists() {
-        for entry in walkdir::WalkDir::new(dest).into_iter().filter_map(|e| e.ok()) {
+        for entry in walkdir::WalkDir::new(dest)
+            .into_iter()
+            .filter_map(|e| e.ok())
+        {
             if !entry.file_type().is_file() {
                 continue;
             }
@@ -102,6 +105,8 @@ mod tests {
         assert!(dest.path().join("src/main.rs").exists());
         assert!(!dest.path().join("target/debug/big").exists());
         assert!(!dest.path().join("stale.rs").exists());
-        assert!(!write_if_changed(&dest.path().join("src/main.rs"), b"fn main() { }").expect("write"));
+        assert!(
+            !write_if_changed(&dest.path().join("src/main.rs"), b"fn main() { }").expect("write")
+        );
     }
 }

@@ -55,18 +55,20 @@ pub struct Cli {
     pub command: Command,
 }
 
+const GLOBAL: &str = "Global options";
+
 /// Options accepted by every command.
 #[derive(Args, Debug, Clone, Default, PartialEq, Eq)]
 pub struct Global {
     /// Talk to the instrumented process with this pid (default: the only one running)
-    #[arg(long, global = true, value_name = "PID")]
+    #[arg(long, global = true, value_name = "PID", help_heading = GLOBAL)]
     pub pid: Option<u32>,
     /// Talk to every running instrumented process (with `disarm` and no PROBE: disarm every
     /// probe)
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = GLOBAL)]
     pub all: bool,
     /// Print JSON instead of tables and text
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = GLOBAL)]
     pub json: bool,
 }
 
@@ -125,8 +127,9 @@ pub struct ListArgs {
 #[derive(Args, Debug, Clone, PartialEq, Eq, Default)]
 #[command(
     long_about = "Arm a probe at LOCATION in the running process. The action flags are sent to \
-        the process in the order given; it checks them and answers with the probe's id. Without \
-        an action flag the process applies its default action.\n\n\
+        the process in the order given; it checks them and answers with the probe's id. With \
+        neither --log nor --count the probe takes a snapshot (of the first hit only, unless \
+        --max-hits says otherwise). Defaults: --every 10s, --ttl 1h.\n\n\
         With --control FILE nothing is sent: the probe is appended as one line to FILE, a control \
         file that instrumented programs watch.",
     after_help = "Examples:\n  \
@@ -136,7 +139,8 @@ pub struct ListArgs {
         lprobe arm src/main.rs:42 --log '{order}' --control /etc/demo/lprobe.control"
 )]
 pub struct ArmArgs {
-    /// Where to arm: `path:line` as shown by `lprobe list` (e.g. src/main.rs:42)
+    /// Where to arm: FILE:LINE (e.g. src/main.rs:42; any unambiguous path suffix works) or
+    /// fn:PATTERN for function entries (e.g. 'fn:demo_app::billing::*')
     #[arg(value_name = "LOCATION")]
     pub location: String,
     /// Log a message on each hit; `{name}` is replaced by the captured variable `name`
@@ -145,13 +149,13 @@ pub struct ArmArgs {
     /// Record all captured variables and the stack on each hit
     #[arg(long)]
     pub snapshot: bool,
-    /// Count hits (reported periodically with --every)
+    /// Count hits (reported every --every interval and when disarmed)
     #[arg(long)]
     pub count: bool,
     /// Measure how long the enclosing function takes (entry sites)
     #[arg(long)]
     pub duration: bool,
-    /// Emit aggregated records (count, duration) at this interval, e.g. 10s, 500ms, 1m
+    /// Report aggregated counts at this interval, e.g. 10s, 500ms, 1m (default 10s)
     #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
     pub every: Option<String>,
     /// Fire only when this condition on captured variables holds, e.g. 'total > 1000'
@@ -163,12 +167,12 @@ pub struct ArmArgs {
     )]
     pub if_expr: Option<String>,
     /// Stop (exhaust the probe) after N hits
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = positive_arg)]
     pub max_hits: Option<u64>,
-    /// Disarm automatically after this long, e.g. 30m, 1h
+    /// Disarm automatically after this long, e.g. 30m, 1h (default 1h)
     #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
     pub ttl: Option<String>,
-    /// Emit at most N records per second, e.g. 100/s
+    /// Emit at most N records per second, e.g. 100/s (logs and snapshots)
     #[arg(long, value_name = "N/s", value_parser = rate_arg)]
     pub rate: Option<String>,
     /// Append the probe as a line to this control file instead of arming it in a process
@@ -200,7 +204,7 @@ pub struct DisarmArgs {
         lprobe snapshot src/billing.rs:10 --if 'total > 1000' --timeout 2m"
 )]
 pub struct SnapshotArgs {
-    /// Where: `path:line` as shown by `lprobe list`
+    /// Where: FILE:LINE (e.g. src/main.rs:42) or fn:PATTERN, as for `lprobe arm`
     #[arg(value_name = "LOCATION")]
     pub location: String,
     /// How long to wait for a hit, e.g. 30s, 5m (a bare number is seconds)
@@ -237,7 +241,7 @@ pub fn parse_duration(s: &str, bare_secs: bool) -> Result<Duration, String> {
         "us" | "µs" => n / 1e6,
         "ms" => n / 1e3,
         "s" => n,
-        "m" | "min" => n * 60.0,
+        "m" => n * 60.0,
         "h" => n * 3600.0,
         "d" => n * 86_400.0,
         _ => {
@@ -250,7 +254,14 @@ pub fn parse_duration(s: &str, bare_secs: bool) -> Result<Duration, String> {
 }
 
 fn duration_arg(s: &str) -> Result<String, String> {
-    parse_duration(s, false).map(|_| s.trim().to_string())
+    parse_duration(s, true).map(|_| s.trim().to_string())
+}
+
+fn positive_arg(s: &str) -> Result<u64, String> {
+    match s.trim().parse::<u64>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("{s:?} is not a positive number")),
+    }
 }
 
 fn timeout_arg(s: &str) -> Result<String, String> {
@@ -263,11 +274,13 @@ fn timeout_arg(s: &str) -> Result<String, String> {
 
 fn rate_arg(s: &str) -> Result<String, String> {
     let t = s.trim();
-    match t.strip_suffix("/s") {
-        Some(n) if !n.is_empty() && n.parse::<u64>().is_ok_and(|n| n > 0) => Ok(t.to_string()),
-        _ => Err(format!(
+    let n = t.strip_suffix("/s").unwrap_or(t);
+    if n.parse::<u64>().is_ok_and(|n| n > 0) {
+        Ok(t.to_string())
+    } else {
+        Err(format!(
             "invalid rate {s:?} (expected N/s with N > 0, e.g. 100/s)"
-        )),
+        ))
     }
 }
 

@@ -114,7 +114,13 @@ mod tests {
 
     #[test]
     fn profile_debug_detection() {
-        assert!(profile_sets_debug("[profile.release]\ndebug = 1\n", "release"));
-        assert!(!profile_sets_debug("[profile.release]\nlto = true\n", "release"));
+        assert!(profile_sets_debug(
+            "[profile.release]\ndebug = 1\n",
+            "release"
+        ));
+        assert!(!profile_sets_debug(
+            "[profile.release]\nlto = true\n",
+            "release"
+        ));
     }
 }

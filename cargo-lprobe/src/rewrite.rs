@@ -84,6 +84,9 @@ impl Rewritten {
     }
 }
 
+/// Text to insert: (original offset, code, site index, capture ranges within the code).
+type Piece = (usize, String, Option<usize>, Vec<(String, Range<usize>)>);
+
 /// The runtime crate's name as seen from instrumented code.
 pub const SITES_CRATE: &str = "lprobe_sites";
 
@@ -96,7 +99,7 @@ pub fn rewrite(
     ex: &Exclusions,
     extern_crate: Option<usize>,
 ) -> Rewritten {
-    let mut pieces: Vec<(usize, String, Option<usize>, Vec<(String, Range<usize>)>)> = Vec::new();
+    let mut pieces: Vec<Piece> = Vec::new();
     if ex.file_original {
         return Rewritten {
             text: text.to_owned(),
@@ -118,7 +121,7 @@ pub fn rewrite(
         }
         let id = first_id + i as u32;
         let mut code = format!(
-            " #[allow(unreachable_code)] if ::{SITES_CRATE}::on({id}) {{ use ::{SITES_CRATE}::{{ViaDebug as _, ViaOpaque as _}}; ::{SITES_CRATE}::hit({id}, &["
+            " #[allow(unreachable_code, unused_imports)] if ::{SITES_CRATE}::on({id}) {{ use ::{SITES_CRATE}::{{ViaDebug as _, ViaOpaque as _}}; ::{SITES_CRATE}::hit({id}, &["
         );
         let mut caps = Vec::new();
         for name in &site.names {

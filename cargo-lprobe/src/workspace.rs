@@ -23,6 +23,8 @@ pub struct Package {
     pub manifest: PathBuf,
     pub targets: Vec<Target>,
     pub is_proc_macro: bool,
+    /// `lines` under `[package.metadata.lprobe]`, comma-joined.
+    pub lines: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -30,6 +32,22 @@ pub struct Workspace {
     pub root: PathBuf,
     pub target_dir: PathBuf,
     pub members: Vec<Package>,
+    /// `lines` under `[workspace.metadata.lprobe]`, comma-joined.
+    pub lines: Option<String>,
+}
+
+/// Reads `lines` from a `metadata` value: `{"lprobe": {"lines": "…" | ["…", …]}}`.
+fn metadata_lines(meta: &serde_json::Value) -> Option<String> {
+    match meta.get("lprobe")?.get("lines")? {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Array(a) => Some(
+            a.iter()
+                .filter_map(|v| v.as_str())
+                .collect::<Vec<_>>()
+                .join(","),
+        ),
+        _ => None,
+    }
 }
 
 /// Reads the workspace containing `manifest_path` (or the current directory).
@@ -39,16 +57,15 @@ pub fn load(manifest_path: Option<&Path>) -> Result<Workspace> {
     if let Some(p) = manifest_path {
         cmd.manifest_path(p);
     }
-    let meta = cmd.exec().context("running 'cargo metadata' to find the workspace")?;
+    let meta = cmd
+        .exec()
+        .context("running 'cargo metadata' to find the workspace")?;
     let members = meta
         .workspace_packages()
         .into_iter()
         .map(|p| {
             let manifest = PathBuf::from(p.manifest_path.as_std_path());
-            let dir = manifest
-                .parent()
-                .map(Path::to_path_buf)
-                .unwrap_or_default();
+            let dir = manifest.parent().map(Path::to_path_buf).unwrap_or_default();
             let targets: Vec<Target> = p
                 .targets
                 .iter()
@@ -68,6 +85,7 @@ pub fn load(manifest_path: Option<&Path>) -> Result<Workspace> {
                 manifest,
                 targets,
                 is_proc_macro,
+                lines: metadata_lines(&p.metadata),
             }
         })
         .collect();
@@ -75,6 +93,7 @@ pub fn load(manifest_path: Option<&Path>) -> Result<Workspace> {
         root: PathBuf::from(meta.workspace_root.as_std_path()),
         target_dir: PathBuf::from(meta.target_directory.as_std_path()),
         members,
+        lines: metadata_lines(&meta.workspace_metadata),
     })
 }
 
@@ -96,7 +115,10 @@ pub struct SourceFile {
 pub fn module_files(pkg: &Package) -> Vec<SourceFile> {
     let mut found: BTreeMap<PathBuf, SourceFile> = BTreeMap::new();
     for t in &pkg.targets {
-        if t.kinds.iter().any(|k| k == "custom-build" || k == "proc-macro") {
+        if t.kinds
+            .iter()
+            .any(|k| k == "custom-build" || k == "proc-macro")
+        {
             continue;
         }
         let crate_name = t.name.replace('-', "_");
@@ -219,7 +241,11 @@ mod tests {
         let d = tempfile::tempdir().expect("tempdir");
         let src = d.path().join("src");
         std::fs::create_dir_all(src.join("a")).expect("mkdir");
-        std::fs::write(src.join("lib.rs"), "mod a; #[path = \"x.rs\"] mod renamed; mod inline { mod deep; }").expect("w");
+        std::fs::write(
+            src.join("lib.rs"),
+            "mod a; #[path = \"x.rs\"] mod renamed; mod inline { mod deep; }",
+        )
+        .expect("w");
         std::fs::write(src.join("a.rs"), "mod b;").expect("w");
         std::fs::write(src.join("a/b.rs"), "").expect("w");
         std::fs::write(src.join("x.rs"), "").expect("w");
@@ -236,10 +262,17 @@ mod tests {
                 edition: "2021".into(),
             }],
             is_proc_macro: false,
+            lines: None,
         };
         let mut mods: Vec<String> = module_files(&pkg)
             .into_iter()
-            .map(|f| format!("{} {}", f.path.strip_prefix(&src).expect("under src").display(), f.module))
+            .map(|f| {
+                format!(
+                    "{} {}",
+                    f.path.strip_prefix(&src).expect("under src").display(),
+                    f.module
+                )
+            })
             .collect();
         mods.sort();
         assert_eq!(

@@ -122,7 +122,10 @@ fn socket_path() -> Result<PathBuf, String> {
         .mode(0o700)
         .create(&dir)
     {
-        return Err(format!("cannot create socket directory {}: {e}", dir.display()));
+        return Err(format!(
+            "cannot create socket directory {}: {e}",
+            dir.display()
+        ));
     }
     let meta = std::fs::symlink_metadata(&dir)
         .map_err(|e| format!("cannot inspect socket directory {}: {e}", dir.display()))?;
@@ -145,8 +148,12 @@ fn bind() -> Result<(UnixListener, PathBuf), String> {
             let _ = std::fs::remove_file(&path);
         }
     }
-    let listener = UnixListener::bind(&path)
-        .map_err(|e| format!("cannot listen on {}: {e}; set LPROBE_SOCKET to another path", path.display()))?;
+    let listener = UnixListener::bind(&path).map_err(|e| {
+        format!(
+            "cannot listen on {}: {e}; set LPROBE_SOCKET to another path",
+            path.display()
+        )
+    })?;
     let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
     Ok((listener, path))
 }
@@ -188,7 +195,11 @@ fn peer_uid(s: &UnixStream) -> Option<u32> {
     }
     const SOL_SOCKET: i32 = 1;
     const SO_PEERCRED: i32 = 17;
-    let mut cred = Ucred { pid: 0, uid: u32::MAX, gid: 0 };
+    let mut cred = Ucred {
+        pid: 0,
+        uid: u32::MAX,
+        gid: 0,
+    };
     let mut len = std::mem::size_of::<Ucred>() as u32;
     // SAFETY: `cred` and `len` are valid for writes and `len` holds `cred`'s size.
     let rc = unsafe { getsockopt(s.as_raw_fd(), SOL_SOCKET, SO_PEERCRED, &mut cred, &mut len) };
@@ -219,7 +230,10 @@ fn handle(mut stream: UnixStream) {
     match peer_uid(&stream) {
         Some(uid) if uid == me || uid == 0 => {}
         _ => {
-            let _ = stream.write_all(err_line("permission denied: the peer is neither this process's user nor root").as_bytes());
+            let _ = stream.write_all(
+                err_line("permission denied: the peer is neither this process's user nor root")
+                    .as_bytes(),
+            );
             return;
         }
     }
@@ -231,7 +245,10 @@ fn handle(mut stream: UnixStream) {
     let mut line = Vec::new();
     let mut reader = BufReader::new(reader_stream.take(MAX_REQUEST));
     if reader.read_until(b'\n', &mut line).is_err() || !line.ends_with(b"\n") {
-        let _ = stream.write_all(err_line("bad request: expected one line 'lprobe/1 VERB ARGS…' of at most 64 KiB").as_bytes());
+        let _ = stream.write_all(
+            err_line("bad request: expected one line 'lprobe/1 VERB ARGS…' of at most 64 KiB")
+                .as_bytes(),
+        );
         return;
     }
     let Ok(text) = std::str::from_utf8(&line) else {
@@ -242,7 +259,11 @@ fn handle(mut stream: UnixStream) {
     let (version, rest) = text.split_once(' ').unwrap_or((text, ""));
     if version != PROTOCOL {
         let _ = stream.write_all(
-            err_line(&format!("unsupported protocol '{version}': this runtime speaks {PROTOCOL} (version {})", env!("CARGO_PKG_VERSION"))).as_bytes(),
+            err_line(&format!(
+                "unsupported protocol '{version}': this runtime speaks {PROTOCOL} (version {})",
+                env!("CARGO_PKG_VERSION")
+            ))
+            .as_bytes(),
         );
         return;
     }
@@ -266,17 +287,21 @@ fn handle(mut stream: UnixStream) {
             };
             let mut sub = Some(sub);
             let mut first = String::new();
-            let res = arm(&words, Origin::Socket, Some(&mut |p: &Arc<Probe>| {
-                first = armed_reply(p);
-                let _ = stream.write_all(first.as_bytes());
-                if let Some(s) = sub.take() {
-                    sink::subscribe(Subscriber {
-                        stream: s,
-                        probe: Some(p.id.clone()),
-                        remaining: p.spec.max_hits,
-                    });
-                }
-            }));
+            let res = arm(
+                &words,
+                Origin::Socket,
+                Some(&mut |p: &Arc<Probe>| {
+                    first = armed_reply(p);
+                    let _ = stream.write_all(first.as_bytes());
+                    if let Some(s) = sub.take() {
+                        sink::subscribe(Subscriber {
+                            stream: s,
+                            probe: Some(p.id.clone()),
+                            remaining: p.spec.max_hits,
+                        });
+                    }
+                }),
+            );
             match res {
                 Ok(_) => return,
                 Err(e) => Err(e),
@@ -351,7 +376,10 @@ fn sites(filter: Option<&str>) -> String {
         json::push_str(&mut s, t.package);
         s.push_str(",\"path\":");
         json::push_str(&mut s, site.path);
-        s.push_str(&format!(",\"line\":{},\"col\":{},\"fn\":", site.line, site.col));
+        s.push_str(&format!(
+            ",\"line\":{},\"col\":{},\"fn\":",
+            site.line, site.col
+        ));
         json::push_str(&mut s, site.func);
         s.push_str(",\"kind\":");
         json::push_str(&mut s, site.kind);
@@ -400,7 +428,11 @@ type BeforeLive<'a> = &'a mut dyn FnMut(&Arc<Probe>);
 
 /// Arms a probe from `lprobe arm` arguments. `before_live` runs after the probe exists and
 /// before its sites' flags are set.
-fn arm(words: &[String], origin: Origin, before_live: Option<BeforeLive<'_>>) -> Result<Arc<Probe>, String> {
+fn arm(
+    words: &[String],
+    origin: Origin,
+    before_live: Option<BeforeLive<'_>>,
+) -> Result<Arc<Probe>, String> {
     let mut st = registry::lock();
     let p = new_probe(&mut st, words, origin)?;
     if let Some(f) = before_live {
@@ -425,7 +457,11 @@ fn new_probe(st: &mut State, words: &[String], origin: Origin) -> Result<Arc<Pro
                     "'{root}' is not captured at {}:{} (captured there: {})",
                     site.path,
                     site.line,
-                    if site.names.is_empty() { "nothing".to_owned() } else { site.names.join(", ") }
+                    if site.names.is_empty() {
+                        "nothing".to_owned()
+                    } else {
+                        site.names.join(", ")
+                    }
                 ));
             }
         }
@@ -462,7 +498,11 @@ fn disarm(words: &[String]) -> Result<String, String> {
     let targets: Vec<Arc<Probe>> = if what == "--all" {
         st.probes.clone()
     } else if st.probes.iter().any(|p| &p.id == what) {
-        st.probes.iter().filter(|p| &p.id == what).cloned().collect()
+        st.probes
+            .iter()
+            .filter(|p| &p.id == what)
+            .cloned()
+            .collect()
     } else {
         let all = registry::all_sites(&st);
         let sites = crate::location::resolve(&all, what).map_err(|e| {
@@ -471,9 +511,11 @@ fn disarm(words: &[String]) -> Result<String, String> {
         st.probes
             .iter()
             .filter(|p| {
-                p.sites
-                    .iter()
-                    .any(|(t, id)| sites.iter().any(|(t2, id2)| std::ptr::eq(*t, *t2) && id == id2))
+                p.sites.iter().any(|(t, id)| {
+                    sites
+                        .iter()
+                        .any(|(t2, id2)| std::ptr::eq(*t, *t2) && id == id2)
+                })
             })
             .cloned()
             .collect()
@@ -482,7 +524,8 @@ fn disarm(words: &[String]) -> Result<String, String> {
         probe::report_counts(p, true);
         p.disarm();
     }
-    st.probes.retain(|p| !targets.iter().any(|t| Arc::ptr_eq(p, t)));
+    st.probes
+        .retain(|p| !targets.iter().any(|t| Arc::ptr_eq(p, t)));
     registry::rebuild(&mut st);
     let ids: Vec<String> = targets.iter().map(|p| p.id.clone()).collect();
     let mut s = String::from("{\"ok\":true,\"disarmed\":");
@@ -509,10 +552,22 @@ fn status() -> String {
         s.push_str(",\"sites\":");
         push_str_array(&mut s, &site_list(p));
         s.push_str(",\"actions\":");
-        let actions: Vec<String> = p.spec.action_names().iter().map(|a| a.to_string()).collect();
+        let actions: Vec<String> = p
+            .spec
+            .action_names()
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
         push_str_array(&mut s, &actions);
         s.push_str(",\"origin\":");
-        json::push_str(&mut s, if p.origin == Origin::Control { "control" } else { "socket" });
+        json::push_str(
+            &mut s,
+            if p.origin == Origin::Control {
+                "control"
+            } else {
+                "socket"
+            },
+        );
         s.push_str(",\"args\":");
         json::push_str(&mut s, &p.spec.text);
         s.push_str(",\"state\":");

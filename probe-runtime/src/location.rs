@@ -10,7 +10,10 @@ use crate::{Site, Table};
 pub type SiteRef = (&'static Table, u32);
 
 /// Finds the sites `loc` names among `sites`.
-pub fn resolve(sites: &[(&'static Table, u32, &'static Site)], loc: &str) -> Result<Vec<SiteRef>, String> {
+pub fn resolve(
+    sites: &[(&'static Table, u32, &'static Site)],
+    loc: &str,
+) -> Result<Vec<SiteRef>, String> {
     if sites.is_empty() {
         return Err("this process has no probe sites".into());
     }
@@ -101,7 +104,8 @@ pub fn resolve(sites: &[(&'static Table, u32, &'static Site)], loc: &str) -> Res
 
 fn file_matches(given: &str, dir: &str, path: &'static str) -> bool {
     let given = given.trim_start_matches("./");
-    if given == path || path.ends_with(&format!("/{given}")) || given.ends_with(&format!("/{path}")) {
+    if given == path || path.ends_with(&format!("/{given}")) || given.ends_with(&format!("/{path}"))
+    {
         return true;
     }
     if !dir.is_empty() {
@@ -149,19 +153,55 @@ mod tests {
 
     static FLAGS: [AtomicU8; 3] = [AtomicU8::new(0), AtomicU8::new(0), AtomicU8::new(0)];
     static SITES: [Site; 3] = [
-        Site { path: "app/src/main.rs", line: 10, col: 1, func: "app::main", kind: "entry", names: &[] },
-        Site { path: "app/src/main.rs", line: 12, col: 5, func: "app::main", kind: "line", names: &["x"] },
-        Site { path: "app/src/billing.rs", line: 3, col: 1, func: "app::billing::total", kind: "entry", names: &[] },
+        Site {
+            path: "app/src/main.rs",
+            line: 10,
+            col: 1,
+            func: "app::main",
+            kind: "entry",
+            names: &[],
+        },
+        Site {
+            path: "app/src/main.rs",
+            line: 12,
+            col: 5,
+            func: "app::main",
+            kind: "line",
+            names: &["x"],
+        },
+        Site {
+            path: "app/src/billing.rs",
+            line: 3,
+            col: 1,
+            func: "app::billing::total",
+            kind: "entry",
+            names: &[],
+        },
     ];
-    static TABLE: Table = Table { package: "app", dir: "app", flags: &FLAGS, sites: &SITES, files: &[] };
+    static TABLE: Table = Table {
+        package: "app",
+        dir: "app",
+        flags: &FLAGS,
+        sites: &SITES,
+        files: &[],
+    };
 
     fn all() -> Vec<(&'static Table, u32, &'static Site)> {
-        SITES.iter().enumerate().map(|(i, s)| (&TABLE, i as u32, s)).collect()
+        SITES
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (&TABLE, i as u32, s))
+            .collect()
     }
 
     #[test]
     fn file_line_by_workspace_path_package_path_and_suffix() {
-        for loc in ["app/src/main.rs:12", "src/main.rs:12", "main.rs:12", "/home/u/ws/app/src/main.rs:12"] {
+        for loc in [
+            "app/src/main.rs:12",
+            "src/main.rs:12",
+            "main.rs:12",
+            "/home/u/ws/app/src/main.rs:12",
+        ] {
             let r = resolve(&all(), loc).expect(loc);
             assert_eq!(r.iter().map(|s| s.1).collect::<Vec<_>>(), vec![1], "{loc}");
         }
@@ -182,7 +222,11 @@ mod tests {
         assert_eq!(ids("fn:billing::total"), Ok(vec![2]));
         assert_eq!(ids("fn:*"), Ok(vec![0, 2]));
         assert!(ids("fn:nothing::*").is_err());
-        assert!(resolve(&all(), "main.rs:x").unwrap_err().contains("invalid line"));
-        assert!(resolve(&all(), "nope.rs:1").unwrap_err().contains("no instrumented file"));
+        assert!(resolve(&all(), "main.rs:x")
+            .unwrap_err()
+            .contains("invalid line"));
+        assert!(resolve(&all(), "nope.rs:1")
+            .unwrap_err()
+            .contains("no instrumented file"));
     }
 }

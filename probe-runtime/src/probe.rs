@@ -50,11 +50,14 @@ const OPTIONS: &str =
 /// Parses the arguments of `lprobe arm` (also one control-file line, already split).
 pub fn parse_spec(words: &[String]) -> Result<Spec, String> {
     let mut it = words.iter();
-    let location = match it.next() {
-        Some(l) if !l.starts_with("--") => l.clone(),
-        Some(l) => return Err(format!("expected a location first, got '{l}' (e.g. src/main.rs:42 or 'fn:my_crate::*')")),
-        None => return Err("missing location (e.g. src/main.rs:42 or 'fn:my_crate::*')".into()),
-    };
+    let location =
+        match it.next() {
+            Some(l) if !l.starts_with("--") => l.clone(),
+            Some(l) => return Err(format!(
+                "expected a location first, got '{l}' (e.g. src/main.rs:42 or 'fn:my_crate::*')"
+            )),
+            None => return Err("missing location (e.g. src/main.rs:42 or 'fn:my_crate::*')".into()),
+        };
     let mut actions = Actions::default();
     let (mut cond, mut every, mut max_hits, mut ttl, mut rate) = (None, None, None, None, None);
     while let Some(flag) = it.next() {
@@ -101,11 +104,13 @@ pub fn parse_spec(words: &[String]) -> Result<Spec, String> {
     if actions.log.is_none() && !actions.count {
         actions.snapshot = true;
     }
-    let max_hits = max_hits.or(if actions.snapshot && actions.log.is_none() && !actions.count {
-        Some(1)
-    } else {
-        None
-    });
+    let max_hits = max_hits.or(
+        if actions.snapshot && actions.log.is_none() && !actions.count {
+            Some(1)
+        } else {
+            None
+        },
+    );
     let rate = rate.unwrap_or(if actions.snapshot { 10 } else { 100 });
     let words: Vec<&str> = words.iter().map(String::as_str).collect();
     Ok(Spec {
@@ -193,7 +198,12 @@ pub struct Probe {
 pub(crate) static NEEDS_REBUILD: AtomicBool = AtomicBool::new(false);
 
 impl Probe {
-    pub(crate) fn new(id: String, spec: Spec, sites: Vec<(&'static Table, u32)>, origin: Origin) -> Self {
+    pub(crate) fn new(
+        id: String,
+        spec: Spec,
+        sites: Vec<(&'static Table, u32)>,
+        origin: Origin,
+    ) -> Self {
         let n = sites.len();
         Probe {
             id,
@@ -243,7 +253,10 @@ impl Probe {
 
     /// Seconds of life left.
     pub fn ttl_left(&self) -> u64 {
-        self.spec.ttl.saturating_sub(self.created.elapsed()).as_secs()
+        self.spec
+            .ttl
+            .saturating_sub(self.created.elapsed())
+            .as_secs()
     }
 
     /// Expires the probe if its TTL has passed; true if it did now.
@@ -279,7 +292,13 @@ impl Probe {
                 Err(e) => {
                     self.errors.fetch_add(1, Ordering::Relaxed);
                     if !self.error_reported.swap(true, Ordering::Relaxed) {
-                        self.emit_error(table, id, &format!("condition failed: {e} (reported once; the probe stays armed)"));
+                        self.emit_error(
+                            table,
+                            id,
+                            &format!(
+                                "condition failed: {e} (reported once; the probe stays armed)"
+                            ),
+                        );
                     }
                     return;
                 }
@@ -313,7 +332,7 @@ impl Probe {
                     let mut r = self.record(table, id, "snapshot");
                     r.json.push_str(",\"vars\":");
                     hit.write_vars(&mut r.json);
-                    r.stack = Some(Backtrace::force_capture());
+                    r.stack = Some((Backtrace::force_capture(), site.func));
                     self.send(r);
                 }
             }
@@ -395,15 +414,17 @@ pub(crate) fn hit(table: &'static Table, id: u32, vals: &[Val<'_>]) {
         DROPPED_TOTAL.fetch_add(1, Ordering::Relaxed);
         return;
     };
-    let _ = catch_unwind(AssertUnwindSafe(|| match registry::armed_at((registry::table_key(table), id)) {
-        Ok(Some(probes)) => {
-            for (p, idx) in probes {
-                let _ = catch_unwind(AssertUnwindSafe(|| p.fire(table, id, idx, vals)));
+    let _ = catch_unwind(AssertUnwindSafe(|| {
+        match registry::armed_at((registry::table_key(table), id)) {
+            Ok(Some(probes)) => {
+                for (p, idx) in probes {
+                    let _ = catch_unwind(AssertUnwindSafe(|| p.fire(table, id, idx, vals)));
+                }
             }
-        }
-        Ok(None) => {}
-        Err(()) => {
-            DROPPED_TOTAL.fetch_add(1, Ordering::Relaxed);
+            Ok(None) => {}
+            Err(()) => {
+                DROPPED_TOTAL.fetch_add(1, Ordering::Relaxed);
+            }
         }
     }));
     let _ = IN_HIT.try_with(|c| c.set(false));
@@ -551,7 +572,11 @@ pub(crate) fn report_counts(p: &Probe, force: bool) {
             *slot = now;
         }
         let mut r = p.record(t, *id, "count");
-        let _ = write!(r.json, ",\"count\":{now},\"delta\":{}", now - before.min(now));
+        let _ = write!(
+            r.json,
+            ",\"count\":{now},\"delta\":{}",
+            now - before.min(now)
+        );
         p.send(r);
     }
 }

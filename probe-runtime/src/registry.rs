@@ -89,12 +89,15 @@ pub(crate) fn rebuild(state: &mut State) {
     }
 }
 
-/// Every site of every table, with its table.
+/// Every live site of every table, with its table (sites the build's repair loop removed,
+/// kind `"none"`, are left out).
 pub(crate) fn all_sites(state: &State) -> Vec<(&'static Table, u32, &'static Site)> {
     let mut out = Vec::new();
     for t in &state.tables {
         for (i, s) in t.sites.iter().enumerate() {
-            out.push((*t, i as u32, s));
+            if s.kind != "none" {
+                out.push((*t, i as u32, s));
+            }
         }
     }
     out

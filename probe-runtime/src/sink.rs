@@ -20,7 +20,8 @@ use crate::registry::DROPPED_TOTAL;
 pub(crate) struct Record {
     pub probe: String,
     pub json: String,
-    pub stack: Option<Backtrace>,
+    /// A stack to symbolize, and the probed function's path (names the innermost frame).
+    pub stack: Option<(Backtrace, &'static str)>,
 }
 
 static QUEUE: OnceLock<SyncSender<Record>> = OnceLock::new();
@@ -168,10 +169,11 @@ pub(crate) fn error_record(msg: &str) -> Record {
 }
 
 /// Closes a record: symbolizes its stack and appends `}` and a newline.
-fn finish(mut json: String, stack: Option<Backtrace>) -> String {
-    if let Some(bt) = stack {
+fn finish(mut json: String, stack: Option<(Backtrace, &'static str)>) -> String {
+    if let Some((bt, func)) = stack {
         json.push_str(",\"stack\":[");
-        let frames = crate::stack::frames(&bt.to_string());
+        let mut frames = crate::stack::frames(&bt.to_string());
+        crate::stack::name_innermost(&mut frames, func);
         for (i, f) in frames.iter().enumerate() {
             if i > 0 {
                 json.push(',');

@@ -25,23 +25,53 @@ pub(crate) fn frames(text: &str) -> Vec<String> {
             raw.push((strip_hash(name).to_owned(), None));
         }
     }
-    // Start after the last runtime frame (`lprobe_sites::hit` and below it).
+    // Start after the last runtime frame (`lprobe_sites::hit` and below it). Inlined frames
+    // carry short names only (line-tables-only debuginfo), so the file tells them apart too.
     let start = raw
         .iter()
-        .rposition(|(n, _)| {
-            n.starts_with("lprobe_sites::") || n.starts_with("probe_runtime::")
+        .rposition(|(n, loc)| {
+            n.starts_with("lprobe_sites::")
+                || n.starts_with("probe_runtime::")
+                || loc.as_deref().is_some_and(|l| {
+                    l.contains("lprobe/runtime/src/") || l.contains("lprobe/sites/")
+                })
         })
         .map_or(0, |i| i + 1);
-    raw.into_iter()
+    let mut out: Vec<String> = raw
+        .into_iter()
         .skip(start)
-        .take_while(|(n, _)| !n.starts_with("std::rt::lang_start") && !n.starts_with("__libc_start"))
-        .filter(|(n, _)| !n.starts_with("core::ops::function::FnOnce::call_once") && !n.starts_with("std::sys::backtrace::__rust_begin_short_backtrace"))
+        .take_while(|(n, _)| {
+            !n.starts_with("std::rt::lang_start")
+                && !n.contains("__rust_begin_short_backtrace")
+                && !n.starts_with("__libc_start")
+        })
         .take(MAX_FRAMES)
         .map(|(n, loc)| match loc {
             Some(l) => format!("{n} ({l})"),
             None => n,
         })
-        .collect()
+        .collect();
+    // `fn main` is reached through `FnOnce::call_once` from the runtime's start-up.
+    while out.last().is_some_and(|f| {
+        f.starts_with("core::ops::function::FnOnce::call_once") || f.starts_with("call_once<fn()")
+    }) {
+        out.pop();
+    }
+    out
+}
+
+/// Names the innermost frame (the probed function, often inlined under a short name) with the
+/// site's full function path.
+pub(crate) fn name_innermost(frames: &mut [String], func: &str) {
+    if let Some(first) = frames.first_mut() {
+        if let Some(i) = first.find(" (") {
+            let short = &first[..i];
+            let tail = func.rsplit("::").next().unwrap_or(func);
+            if short == func || short.starts_with(tail) || func.ends_with(short) {
+                *first = format!("{func}{}", &first[i..]);
+            }
+        }
+    }
 }
 
 /// `./src/main.rs:42:9` → `src/main.rs:42`.
@@ -58,7 +88,9 @@ fn short_location(loc: &str) -> String {
 /// `demo_app::main::h0123456789abcdef` → `demo_app::main`.
 fn strip_hash(name: &str) -> &str {
     match name.rsplit_once("::h") {
-        Some((head, hash)) if hash.len() == 16 && hash.chars().all(|c| c.is_ascii_hexdigit()) => head,
+        Some((head, hash)) if hash.len() == 16 && hash.chars().all(|c| c.is_ascii_hexdigit()) => {
+            head
+        }
         _ => name,
     }
 }
@@ -83,7 +115,8 @@ mod tests {
              at ./src/main.rs:80:5
    5: core::ops::function::FnOnce::call_once
              at /rustc/abc/library/core/src/ops/function.rs:250:5
-   6: std::rt::lang_start::{{closure}}
+   6: std::sys::backtrace::__rust_begin_short_backtrace
+   7: std::rt::lang_start::{{closure}}
 ";
         assert_eq!(
             frames(text),
@@ -91,6 +124,28 @@ mod tests {
                 "demo_app::billing::total (src/billing.rs:42)",
                 "demo_app::process (src/main.rs:57)",
                 "demo_app::main (src/main.rs:80)",
+            ]
+        );
+    }
+
+    #[test]
+    fn inlined_short_names_are_cut_by_file_and_named_from_the_site() {
+        let text = "   0: fire
+             at target/lprobe/runtime/src/probe.rs:316:9
+      hit
+             at target/lprobe/runtime/src/probe.rs:398:5
+      run<std::io::stdio::StdoutLock>
+             at ./src/main.rs:57:13
+   1: demo_app::main
+             at ./src/main.rs:133:5
+";
+        let mut f = frames(text);
+        name_innermost(&mut f, "demo_app::run");
+        assert_eq!(
+            f,
+            vec![
+                "demo_app::run (src/main.rs:57)",
+                "demo_app::main (src/main.rs:133)"
             ]
         );
     }

@@ -148,14 +148,22 @@ pub fn record(rec: &Value, style: RecordStyle) -> String {
         field("fn"),
         kind
     ));
+    // Fields beyond the common ones and the kind's own, shown as `k=v` (e.g. a count's delta).
+    let extras = |own: &[&str]| -> String {
+        obj.iter()
+            .filter(|(k, _)| !COMMON.contains(&k.as_str()) && !own.contains(&k.as_str()))
+            .map(|(k, v)| format!(" {k}={}", cell(Some(v))))
+            .collect()
+    };
     match kind.as_str() {
-        "log" => format!("{head}  {}", field("msg")),
-        "count" => format!("{head}  count={}", field("count")),
+        "log" => format!("{head}  {}{}", field("msg"), extras(&["msg"])),
+        "count" => format!("{head}  count={}{}", field("count"), extras(&["count"])),
         "duration" => {
             let ns = obj.get("ns");
+            let more = extras(&["ns"]);
             match ns.and_then(Value::as_f64) {
-                Some(n) => format!("{head}  ns={} ({})", field("ns"), human_ns(n)),
-                None => format!("{head}  ns={}", cell(ns)),
+                Some(n) => format!("{head}  ns={} ({}){more}", field("ns"), human_ns(n)),
+                None => format!("{head}  ns={}{more}", cell(ns)),
             }
         }
         "error" => format!("{head}  error: {}", field("error")),
@@ -164,19 +172,16 @@ pub fn record(rec: &Value, style: RecordStyle) -> String {
             if let Some(t) = obj.get("thread").filter(|t| !t.is_null()) {
                 out.push_str(&format!("  thread {}", cell(Some(t))));
             }
+            out.push_str(&extras(&["vars", "stack"]));
             out.push_str(&snapshot_body(obj));
             out
         }
         _ => {
-            let rest: Vec<String> = obj
-                .iter()
-                .filter(|(k, _)| !COMMON.contains(&k.as_str()))
-                .map(|(k, v)| format!("{k}={}", cell(Some(v))))
-                .collect();
+            let rest = extras(&[]);
             if rest.is_empty() {
                 head
             } else {
-                format!("{head}  {}", rest.join(" "))
+                format!("{head} {rest}")
             }
         }
     }
@@ -239,14 +244,14 @@ fn vars_list(v: Option<&Value>) -> Vec<(String, Value)> {
     }
 }
 
-/// A captured value for display: strings as they are (they are `{:?}` text already), scalars
-/// bare, structures as indented JSON.
+/// A captured value for display: JSON, indented when it is a structure (strings stay quoted, so
+/// `"3"` and `3` differ).
 pub fn pretty_value(v: &Value) -> String {
     match v {
-        Value::String(s) => s.clone(),
-        Value::Null => "null".to_string(),
-        Value::Bool(_) | Value::Number(_) => v.to_string(),
-        _ => serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string()),
+        Value::Array(_) | Value::Object(_) => {
+            serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
+        }
+        _ => v.to_string(),
     }
 }
 
@@ -319,6 +324,15 @@ mod tests {
             base("count", "count", json!(5)),
             "01:37:18.000 p2 src/a.rs:7 a::f  count  count=5"
         );
+        let mut r = json!({"ts":"2024-05-01T01:37:18Z","probe":"p2","site":"s:1","fn":"f",
+            "kind":"count","count":7,"delta":3});
+        assert_eq!(
+            plain(r.clone()),
+            "01:37:18.000 p2 s:1 f  count  count=7 delta=3"
+        );
+        r["kind"] = json!("log");
+        r["msg"] = json!("hi");
+        assert_eq!(plain(r), "01:37:18.000 p2 s:1 f  log  hi count=7 delta=3");
         assert_eq!(
             base("duration", "ns", json!(1234567)),
             "01:37:18.000 p2 src/a.rs:7 a::f  duration  ns=1234567 (1.235ms)"
@@ -337,13 +351,15 @@ mod tests {
     fn snapshot_record() {
         let r = json!({"ts":"2024-05-01T01:37:18.1+02:00","pid":1,"probe":"p3",
             "site":"src/main.rs:42","fn":"demo_app::process","kind":"snapshot","thread":"main",
-            "vars":{"order":"Order { id: 3 }","total":1234,"tags":["a","b"]},
+            "vars":{"order":{"id":3},"total":1234,"tags":["a","b"]},
             "stack":[{"fn":"demo_app::process","file":"src/main.rs","line":42},
                      "demo_app::main"]});
         assert_eq!(
             plain(r),
             "01:37:18.100 p3 src/main.rs:42 demo_app::process  snapshot  thread main\n\
-             \x20 order = Order { id: 3 }\n\
+             \x20 order = {\n\
+             \x20           \"id\": 3\n\
+             \x20         }\n\
              \x20 tags = [\n\
              \x20          \"a\",\n\
              \x20          \"b\"\n\
@@ -354,7 +370,10 @@ mod tests {
              \x20    1: demo_app::main"
         );
         let r = json!({"kind":"snapshot","vars":[{"name":"x","value":1},["y","2"]]});
-        assert_eq!(plain(r), "--:--:--.--- - - -  snapshot\n  x = 1\n  y = 2");
+        assert_eq!(
+            plain(r),
+            "--:--:--.--- - - -  snapshot\n  x = 1\n  y = \"2\""
+        );
     }
 
     #[test]

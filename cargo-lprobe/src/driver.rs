@@ -1,0 +1,883 @@
+//! `cargo lprobe build|check|run|test|bench`: the stages from the user's workspace to an
+//! instrumented build.
+//!
+//! 1. read the workspace (`workspace`) and each member's module tree;
+//! 2. find sites (`visit`) and splice probes into the text (`rewrite`), applying cached repair
+//!    outcomes;
+//! 3. mirror the workspace into `target/lprobe/src/` with the rewritten files and manifests
+//!    (`copy_tree`, `manifest`), and write the runtime and the sites crates;
+//! 4. build with JSON diagnostics; on errors in rewritten code, take out what caused them
+//!    (`repair`) and go back to 2;
+//! 5. for `run`, `test` and `bench`, hand over to cargo in the copy.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{BufRead, BufReader, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+
+use crate::cargo::{Invocation, Report, Sub};
+use crate::copy_tree::{mirror, write_if_changed};
+use crate::repair::{self, Action, Cache, FileError};
+use crate::rewrite::{self, Exclusions, Rewritten};
+use crate::sites_crate::{self, SiteRow};
+use crate::visit::{self, FileSites, LineSel};
+use crate::workspace::{self, Package, Workspace};
+
+/// Most build rounds before giving up on repair.
+const MAX_ROUNDS: usize = 12;
+
+/// One source file being instrumented.
+struct FileWork {
+    /// Path relative to the workspace root, with `/` separators.
+    rel: String,
+    pkg: usize,
+    text: String,
+    hash: String,
+    lines_key: String,
+    sites: FileSites,
+    first_id: u32,
+    extern_at: Option<usize>,
+    ex: Exclusions,
+    rewritten: Option<Rewritten>,
+    notes: Vec<String>,
+}
+
+/// Per-package totals for the summary and `--report json`.
+#[derive(Default, Serialize)]
+struct PkgReport {
+    package: String,
+    files: usize,
+    files_left_original: Vec<String>,
+    fns_with_body: usize,
+    fns_instrumented: usize,
+    fns_skipped: Vec<String>,
+    sites: usize,
+    sites_placed: usize,
+    captures: usize,
+    captures_kept: usize,
+}
+
+pub fn main(args: &[String]) -> i32 {
+    let inv = match crate::cargo::parse(args) {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return 2;
+        }
+    };
+    match run(&inv) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            1
+        }
+    }
+}
+
+fn rel_string(p: &Path) -> String {
+    p.components()
+        .map(|c| c.as_os_str().to_string_lossy())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// Parses a `--lines` value into per-file selections. Returns the default (for files not
+/// named) and the explicit ones keyed by workspace-relative path.
+fn line_selection(
+    spec: &str,
+    files: &[(String, String)],
+) -> Result<(LineSel, HashMap<String, LineSel>)> {
+    let spec = spec.trim();
+    match spec {
+        "all" => return Ok((LineSel::All, HashMap::new())),
+        "none" | "" => return Ok((LineSel::None, HashMap::new())),
+        _ => {}
+    }
+    let mut map: HashMap<String, LineSel> = HashMap::new();
+    for item in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let Some((file, range)) = item.rsplit_once(':') else {
+            bail!("invalid --lines item '{item}': use FILE:LINE or FILE:FIRST-LAST (e.g. src/main.rs:42,src/db.rs:10-80), 'all' or 'none'");
+        };
+        let (a, b) = match range.split_once('-') {
+            Some((a, b)) => (a.trim(), b.trim()),
+            None => (range.trim(), range.trim()),
+        };
+        let (Ok(a), Ok(b)) = (a.parse::<u32>(), b.parse::<u32>()) else {
+            bail!("invalid line range '{range}' in --lines item '{item}': use LINE or FIRST-LAST");
+        };
+        if a > b {
+            bail!("invalid line range '{range}' in --lines item '{item}': {a} is after {b}");
+        }
+        let file = file.trim_start_matches("./");
+        let matches: Vec<&String> = files
+            .iter()
+            .filter(|(ws_rel, pkg_rel)| {
+                ws_rel == file || pkg_rel == file || ws_rel.ends_with(&format!("/{file}"))
+            })
+            .map(|(w, _)| w)
+            .collect();
+        let target = match matches.as_slice() {
+            [one] => (*one).clone(),
+            [] => bail!("--lines: no instrumented source file matches '{file}'"),
+            many => bail!(
+                "--lines: '{file}' is ambiguous, it matches {}",
+                many.iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
+        let entry = map
+            .entry(target)
+            .or_insert_with(|| LineSel::Some(Default::default()));
+        if let LineSel::Some(set) = entry {
+            set.extend(a..=b);
+        }
+    }
+    Ok((LineSel::None, map))
+}
+
+fn lines_key(sel: &LineSel) -> String {
+    match sel {
+        LineSel::All => "all".into(),
+        LineSel::None => "none".into(),
+        LineSel::Some(set) => {
+            let mut v: Vec<u32> = set.iter().copied().collect();
+            v.sort_unstable();
+            v.iter().map(u32::to_string).collect::<Vec<_>>().join(",")
+        }
+    }
+}
+
+/// Offset just after a file's inner attributes (where an `extern crate` may go).
+fn after_inner_attrs(text: &str, file: &syn::File) -> usize {
+    use syn::spanned::Spanned;
+    let mut end = None;
+    for a in &file.attrs {
+        if matches!(a.style, syn::AttrStyle::Inner(_)) {
+            let e = a.span().end();
+            end = Some(end.map_or(e, |p: proc_macro2::LineColumn| {
+                if (e.line, e.column) > (p.line, p.column) {
+                    e
+                } else {
+                    p
+                }
+            }));
+        }
+    }
+    let Some(lc) = end else {
+        return 0;
+    };
+    let line_start: usize = text
+        .split_inclusive('\n')
+        .take(lc.line.saturating_sub(1))
+        .map(str::len)
+        .sum();
+    let rest = &text[line_start..];
+    line_start
+        + rest
+            .char_indices()
+            .nth(lc.column)
+            .map_or(rest.len(), |(i, _)| i)
+}
+
+fn thousands(n: usize) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+pub fn run(inv: &Invocation) -> Result<i32> {
+    let t0 = Instant::now();
+    let cwd = std::env::current_dir().context("reading the current directory")?;
+    let manifest = inv.manifest_path.as_ref().map(|p| cwd.join(p));
+    let ws = workspace::load(manifest.as_deref())?;
+    let lp = ws.target_dir.join("lprobe");
+    let copy = lp.join("src");
+    let packages: Vec<&Package> = ws.members.iter().filter(|p| !p.is_proc_macro).collect();
+    for p in ws.members.iter().filter(|p| p.is_proc_macro) {
+        if inv.verbose {
+            eprintln!("lprobe: not instrumenting proc-macro crate {}", p.name);
+        }
+    }
+
+    // Stage 1-2: find the files and their sites.
+    let mut files: Vec<FileWork> = Vec::new();
+    let mut parse_failures = Vec::new();
+    let mut next_ids = vec![0u32; packages.len()];
+    let cache_path = lp.join("repair-cache.json");
+    let cache = Cache::load(&cache_path);
+    let mut total_lines = 0usize;
+    for (pi, pkg) in packages.iter().enumerate() {
+        let sources = workspace::module_files(pkg);
+        let names: Vec<(String, String)> = sources
+            .iter()
+            .filter_map(|f| {
+                let ws_rel = rel_string(f.path.strip_prefix(&ws.root).ok()?);
+                let pkg_rel = rel_string(f.path.strip_prefix(&pkg.dir).ok()?);
+                Some((ws_rel, pkg_rel))
+            })
+            .collect();
+        let spec = inv
+            .lines
+            .clone()
+            .or_else(|| pkg.lines.clone())
+            .or_else(|| ws.lines.clone())
+            .unwrap_or_else(|| "none".into());
+        let (default_sel, explicit) = if inv.lines.is_some() || pkg.lines.is_some() {
+            line_selection(&spec, &names)?
+        } else {
+            // Workspace-level lines may name files of other packages.
+            line_selection(&spec, &names).unwrap_or((LineSel::None, HashMap::new()))
+        };
+        for src in sources {
+            let Ok(rel) = src.path.strip_prefix(&ws.root) else {
+                continue;
+            };
+            let rel = rel_string(rel);
+            let text = std::fs::read_to_string(&src.path)
+                .with_context(|| format!("reading {}", src.path.display()))?;
+            total_lines += text.lines().count();
+            let file = match syn::parse_file(&text) {
+                Ok(f) => f,
+                Err(e) => {
+                    let at = e.span().start();
+                    parse_failures.push(format!("{rel}:{}: {e} (left as written)", at.line));
+                    continue;
+                }
+            };
+            let sel = explicit
+                .get(&rel)
+                .cloned()
+                .unwrap_or_else(|| default_sel.clone());
+            let sites = visit::find_sites(&text, &file, &src.module, &sel);
+            let first_id = next_ids[pi];
+            next_ids[pi] += sites.sites.len() as u32;
+            let extern_at =
+                (src.crate_root && src.edition == "2015").then(|| after_inner_attrs(&text, &file));
+            let hash = repair::content_hash(text.as_bytes());
+            let lines_key = lines_key(&sel);
+            let ex = cache
+                .get(&rel, &hash, &lines_key)
+                .cloned()
+                .unwrap_or_default();
+            files.push(FileWork {
+                rel,
+                pkg: pi,
+                text,
+                hash,
+                lines_key,
+                sites,
+                first_id,
+                extern_at,
+                ex,
+                rewritten: None,
+                notes: Vec::new(),
+            });
+        }
+    }
+    let t_parse = t0.elapsed();
+    for f in &parse_failures {
+        eprintln!("lprobe: warning: cannot parse {f}");
+    }
+
+    // Stages 3-4: write the copy and build until it compiles.
+    let runtime_dir = lp.join("runtime");
+    let mut round = 0;
+    let mut repair_rounds = 0;
+    let build_start = Instant::now();
+    let outcome = loop {
+        round += 1;
+        for f in files.iter_mut() {
+            f.rewritten = Some(rewrite::rewrite(
+                &f.text,
+                &f.sites,
+                f.first_id,
+                &f.ex,
+                f.extern_at,
+            ));
+        }
+        write_copy(&ws, &packages, &files, &lp, &copy, &runtime_dir)?;
+        let out = build_round(inv, &ws, &cwd, &copy, &lp)?;
+        if out.success {
+            break out;
+        }
+        // Judge every error located in a rewritten file.
+        let mut progress = false;
+        let by_rel: HashMap<String, usize> = files
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (f.rel.clone(), i))
+            .collect();
+        for (file, err) in &out.errors {
+            let Some(&i) = by_rel.get(file) else {
+                continue;
+            };
+            let f = &mut files[i];
+            let Some(rw) = &f.rewritten else { continue };
+            let action = repair::judge(err, &f.sites, rw, &mut f.ex);
+            if action != Action::None {
+                progress = true;
+                let what = describe(&action, &f.sites);
+                f.notes.push(format!(
+                    "{}: {} ({}{})",
+                    f.rel,
+                    what,
+                    err.code
+                        .as_deref()
+                        .map(|c| format!("{c}: "))
+                        .unwrap_or_default(),
+                    err.message
+                ));
+            }
+        }
+        if !progress || round >= MAX_ROUNDS {
+            for r in &out.rendered_errors {
+                eprint!("{r}");
+            }
+            if progress {
+                bail!("the instrumented build still fails after {MAX_ROUNDS} repair rounds; the errors above are from the rewritten copy in {}", copy.display());
+            }
+            eprintln!("error: the build failed; the errors above are in your code (lprobe's probes were not the cause)");
+            return Ok(101);
+        }
+        repair_rounds += 1;
+        if inv.verbose {
+            eprintln!(
+                "lprobe: repair round {repair_rounds}: {} errors in rewritten code, rebuilding",
+                out.errors.len()
+            );
+        }
+    };
+    let t_build = build_start.elapsed();
+
+    // Remember what each file needed.
+    let mut new_cache = Cache::default();
+    for f in &files {
+        new_cache.files.insert(
+            f.rel.clone(),
+            repair::CacheEntry {
+                hash: f.hash.clone(),
+                lines: f.lines_key.clone(),
+                exclusions: f.ex.clone(),
+            },
+        );
+    }
+    new_cache.save(&cache_path)?;
+
+    // Print what the build said (warnings), then the summary.
+    let json_out = inv
+        .message_format
+        .as_deref()
+        .is_some_and(|m| m.starts_with("json"));
+    if json_out {
+        let mut so = std::io::stdout().lock();
+        for l in &outcome.stdout_lines {
+            let _ = writeln!(so, "{l}");
+        }
+    } else {
+        for r in &outcome.rendered_warnings {
+            eprint!("{r}");
+        }
+    }
+    let reports = reports(&packages, &files);
+    print_summary(&reports, &files, inv.verbose);
+    if inv.verbose {
+        eprintln!(
+            "lprobe: phases: parse+find {:.2}s ({} lines, {:.0} lines/s), build {:.2}s ({} rounds, {} repair), total {:.2}s",
+            t_parse.as_secs_f64(),
+            total_lines,
+            total_lines as f64 / t_parse.as_secs_f64().max(1e-9),
+            t_build.as_secs_f64(),
+            round,
+            repair_rounds,
+            t0.elapsed().as_secs_f64()
+        );
+    }
+    if inv.report == Report::Json {
+        let text = serde_json::to_string_pretty(&reports)?;
+        write_if_changed(&lp.join("report.json"), text.as_bytes())?;
+        println!("{text}");
+    }
+
+    // Stage 5.
+    match inv.sub {
+        Sub::Build | Sub::Check => {
+            if !json_out {
+                eprintln!("lprobe: artifacts in {}", lp.join(&inv.profile).display());
+            }
+            Ok(0)
+        }
+        Sub::Run | Sub::Test | Sub::Bench => {
+            let mut cmd = cargo_command(inv, &ws, &cwd, &copy, &lp, inv.sub.name());
+            if let Some(m) = &inv.message_format {
+                cmd.arg(format!("--message-format={m}"));
+            }
+            if !inv.trailing.is_empty() {
+                cmd.arg("--").args(&inv.trailing);
+            }
+            let status = cmd.status().context("running cargo")?;
+            Ok(status.code().unwrap_or(101))
+        }
+    }
+}
+
+fn describe(a: &Action, sites: &FileSites) -> String {
+    let at = |i: &usize| {
+        sites
+            .sites
+            .get(*i)
+            .map(|s| format!("line {}", s.line))
+            .unwrap_or_default()
+    };
+    let func = |c: &usize| {
+        sites
+            .contexts
+            .get(*c)
+            .map(|c| c.func.clone())
+            .unwrap_or_default()
+    };
+    match a {
+        Action::DropCapture { site, name } => format!("{}: dropped capture '{name}'", at(site)),
+        Action::DropVarFrom { site, name } => {
+            format!("{}: dropped capture '{name}' from here on", at(site))
+        }
+        Action::DropSite { site } => format!("{}: dropped the probe", at(site)),
+        Action::FnNoCaptures { context } => format!("{}: no captures", func(context)),
+        Action::FnNoProbes { context } => format!("{}: no probes", func(context)),
+        Action::FileOriginal => "file left as written".into(),
+        Action::None => "nothing".into(),
+    }
+}
+
+/// Writes the mirror, the runtime and the sites crates.
+fn write_copy(
+    ws: &Workspace,
+    packages: &[&Package],
+    files: &[FileWork],
+    lp: &Path,
+    copy: &Path,
+    runtime_dir: &Path,
+) -> Result<()> {
+    let mut overrides: HashMap<PathBuf, Vec<u8>> = HashMap::new();
+    for f in files {
+        if let Some(rw) = &f.rewritten {
+            overrides.insert(PathBuf::from(&f.rel), rw.text.clone().into_bytes());
+        }
+    }
+    // Manifests: every member's (paths), and the root's.
+    let mut manifests: Vec<(PathBuf, Option<usize>)> = ws
+        .members
+        .iter()
+        .map(|m| {
+            let pi = packages.iter().position(|p| p.manifest == m.manifest);
+            (m.manifest.clone(), pi)
+        })
+        .collect();
+    let root_manifest = ws.root.join("Cargo.toml");
+    if !manifests.iter().any(|(m, _)| *m == root_manifest) && root_manifest.exists() {
+        manifests.push((root_manifest, None));
+    }
+    for (m, pi) in manifests {
+        let text =
+            std::fs::read_to_string(&m).with_context(|| format!("reading {}", m.display()))?;
+        let dir = m.parent().unwrap_or(&ws.root);
+        let sites = pi.map(|pi| {
+            let name = sites_crate::package_name(&packages[pi].name);
+            (name, lp.join("sites").join(&packages[pi].name))
+        });
+        let edited = crate::manifest::edit(
+            &text,
+            dir,
+            &ws.root,
+            sites.as_ref().map(|(n, p)| (n.as_str(), p.as_path())),
+        )?;
+        if let Ok(rel) = m.strip_prefix(&ws.root) {
+            overrides.insert(rel.to_path_buf(), edited.into_bytes());
+        }
+    }
+    mirror(
+        &ws.root,
+        copy,
+        &[ws.target_dir.clone(), lp.to_path_buf()],
+        &overrides,
+    )?;
+
+    // The runtime.
+    for (name, content) in crate::runtime_src::FILES {
+        write_if_changed(&runtime_dir.join("src").join(name), content.as_bytes())?;
+    }
+    write_if_changed(
+        &runtime_dir.join("Cargo.toml"),
+        crate::runtime_src::manifest().as_bytes(),
+    )?;
+
+    // The sites crates.
+    for (pi, pkg) in packages.iter().enumerate() {
+        let mut rows: Vec<SiteRow> = Vec::new();
+        let mut hashes = Vec::new();
+        for f in files.iter().filter(|f| f.pkg == pi) {
+            hashes.push((f.rel.clone(), f.hash.clone()));
+            let placed: BTreeMap<usize, &rewrite::Placed> = f
+                .rewritten
+                .iter()
+                .flat_map(|rw| rw.placed.iter())
+                .map(|p| (p.site, p))
+                .collect();
+            for (i, s) in f.sites.sites.iter().enumerate() {
+                let (kind, names) = match placed.get(&i) {
+                    Some(p) => (
+                        s.kind.as_str(),
+                        p.captures.iter().map(|(n, _)| n.clone()).collect(),
+                    ),
+                    None => ("none", Vec::new()),
+                };
+                rows.push(SiteRow {
+                    path: f.rel.clone(),
+                    line: s.line,
+                    col: s.col,
+                    func: s.func.clone(),
+                    kind,
+                    names,
+                });
+            }
+        }
+        let dir = lp.join("sites").join(&pkg.name);
+        let pkg_dir = pkg
+            .dir
+            .strip_prefix(&ws.root)
+            .map(rel_string)
+            .unwrap_or_default();
+        write_if_changed(
+            &dir.join("Cargo.toml"),
+            sites_crate::manifest(&pkg.name, &runtime_dir.display().to_string()).as_bytes(),
+        )?;
+        write_if_changed(
+            &dir.join("lib.rs"),
+            sites_crate::source(&pkg.name, &pkg_dir, &rows, &hashes).as_bytes(),
+        )?;
+    }
+    Ok(())
+}
+
+/// What one build round produced.
+struct Outcome {
+    success: bool,
+    /// (workspace-relative file, error) for errors with a primary span.
+    errors: Vec<(String, FileError)>,
+    rendered_errors: Vec<String>,
+    rendered_warnings: Vec<String>,
+    stdout_lines: Vec<String>,
+}
+
+/// The cargo command for `sub`, run in the copy.
+fn cargo_command(
+    inv: &Invocation,
+    ws: &Workspace,
+    cwd: &Path,
+    copy: &Path,
+    lp: &Path,
+    sub: &str,
+) -> Command {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.arg(sub);
+    cmd.args(&inv.cargo_args);
+    match cwd.strip_prefix(&ws.root) {
+        Ok(rel) if inv.manifest_path.is_none() => {
+            cmd.current_dir(copy.join(rel));
+        }
+        _ => {
+            cmd.current_dir(copy);
+            if let Some(m) = &inv.manifest_path {
+                let abs = cwd.join(m);
+                let rel = abs
+                    .strip_prefix(&ws.root)
+                    .unwrap_or(Path::new("Cargo.toml"));
+                cmd.arg("--manifest-path").arg(copy.join(rel));
+            }
+        }
+    }
+    cmd.arg("--target-dir").arg(lp);
+    // Debuginfo and diagnostics point at the user's files, not the copy.
+    let remap = format!(
+        "--remap-path-prefix={}={}",
+        copy.display(),
+        ws.root.display()
+    );
+    match std::env::var("RUSTFLAGS") {
+        Ok(flags) => {
+            cmd.env("RUSTFLAGS", format!("{flags} {remap}"));
+        }
+        Err(_) => match std::env::var("CARGO_ENCODED_RUSTFLAGS") {
+            Ok(flags) if !flags.is_empty() => {
+                cmd.env("CARGO_ENCODED_RUSTFLAGS", format!("{flags}\x1f{remap}"));
+            }
+            _ => {
+                cmd.arg("--config")
+                    .arg(format!("build.rustflags=[{:?}]", remap));
+            }
+        },
+    }
+    // Stacks need line tables: keep them in optimized profiles unless the user chose.
+    let root_manifest = std::fs::read_to_string(ws.root.join("Cargo.toml")).unwrap_or_default();
+    for profile in ["release", "bench", inv.profile_name()] {
+        if profile == "dev" || profile == "test" {
+            continue;
+        }
+        let var = format!(
+            "CARGO_PROFILE_{}_DEBUG",
+            profile.to_uppercase().replace('-', "_")
+        );
+        if std::env::var_os(&var).is_none()
+            && !crate::manifest::profile_sets_debug(&root_manifest, profile)
+        {
+            cmd.env(var, "line-tables-only");
+        }
+    }
+    cmd
+}
+
+/// Runs one build with JSON diagnostics and collects what it said.
+fn build_round(
+    inv: &Invocation,
+    ws: &Workspace,
+    cwd: &Path,
+    copy: &Path,
+    lp: &Path,
+) -> Result<Outcome> {
+    let (sub, extra): (&str, &[&str]) = match inv.sub {
+        Sub::Build | Sub::Run => ("build", &[]),
+        Sub::Check => ("check", &[]),
+        Sub::Test => ("test", &["--no-run"]),
+        Sub::Bench => ("bench", &["--no-run"]),
+    };
+    let mut cmd = cargo_command(inv, ws, cwd, copy, lp, sub);
+    cmd.args(extra);
+    let fmt = if std::io::stderr().is_terminal() {
+        "json-diagnostic-rendered-ansi"
+    } else {
+        "json"
+    };
+    cmd.arg(format!("--message-format={fmt}"));
+    cmd.stdout(Stdio::piped());
+    let mut child = cmd.spawn().context("running cargo")?;
+    let stdout = child.stdout.take().context("capturing cargo's output")?;
+    let mut out = Outcome {
+        success: false,
+        errors: Vec::new(),
+        rendered_errors: Vec::new(),
+        rendered_warnings: Vec::new(),
+        stdout_lines: Vec::new(),
+    };
+    let copy_str = copy.display().to_string();
+    let root_str = ws.root.display().to_string();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.context("reading cargo's output")?;
+        let Ok(msg) = serde_json::from_str::<serde_json::Value>(&line) else {
+            out.stdout_lines.push(line);
+            continue;
+        };
+        match msg.get("reason").and_then(|r| r.as_str()) {
+            Some("compiler-message") => {
+                let Some(m) = msg.get("message") else {
+                    continue;
+                };
+                let level = m.get("level").and_then(|l| l.as_str()).unwrap_or("");
+                let rendered = m
+                    .get("rendered")
+                    .and_then(|r| r.as_str())
+                    .unwrap_or("")
+                    .to_owned();
+                if level == "error" {
+                    out.rendered_errors.push(rendered);
+                    if let Some(e) = locate(m, &copy_str, &root_str) {
+                        out.errors.push(e);
+                    }
+                } else if level == "warning" && !rendered.is_empty() {
+                    out.rendered_warnings.push(rendered);
+                }
+            }
+            Some("build-finished") => {
+                out.success = msg
+                    .get("success")
+                    .and_then(|s| s.as_bool())
+                    .unwrap_or(false);
+            }
+            _ => {}
+        }
+        out.stdout_lines.push(line);
+    }
+    let status = child.wait().context("waiting for cargo")?;
+    out.success &= status.success();
+    Ok(out)
+}
+
+/// The rewritten file and byte offset a compiler error points at (following macro
+/// expansions back to the user's file).
+fn locate(m: &serde_json::Value, copy: &str, root: &str) -> Option<(String, FileError)> {
+    let spans = m.get("spans")?.as_array()?;
+    let mut span = spans
+        .iter()
+        .find(|s| s.get("is_primary").and_then(|p| p.as_bool()) == Some(true))?;
+    for _ in 0..16 {
+        let file = span.get("file_name")?.as_str()?;
+        if !file.starts_with('<') && !file.contains("/lprobe/sites/") {
+            break;
+        }
+        span = span.get("expansion")?.get("span")?;
+    }
+    let file = span.get("file_name")?.as_str()?;
+    let rel = file
+        .strip_prefix(copy)
+        .or_else(|| file.strip_prefix(root))
+        .map(|r| r.trim_start_matches('/'))
+        .unwrap_or(file)
+        .trim_start_matches("./")
+        .to_owned();
+    let byte = span.get("byte_start")?.as_u64()? as usize;
+    Some((
+        rel,
+        FileError {
+            code: m
+                .get("code")
+                .and_then(|c| c.get("code"))
+                .and_then(|c| c.as_str())
+                .map(str::to_owned),
+            message: m
+                .get("message")
+                .and_then(|s| s.as_str())
+                .unwrap_or("")
+                .to_owned(),
+            byte,
+        },
+    ))
+}
+
+fn reports(packages: &[&Package], files: &[FileWork]) -> Vec<PkgReport> {
+    let mut out: Vec<PkgReport> = packages
+        .iter()
+        .map(|p| PkgReport {
+            package: p.name.clone(),
+            ..Default::default()
+        })
+        .collect();
+    for f in files {
+        let r = &mut out[f.pkg];
+        r.files += 1;
+        if f.ex.file_original {
+            r.files_left_original.push(f.rel.clone());
+        }
+        let placed: HashMap<usize, usize> = f
+            .rewritten
+            .iter()
+            .flat_map(|rw| rw.placed.iter())
+            .map(|p| (p.site, p.captures.len()))
+            .collect();
+        for (ci, c) in f.sites.contexts.iter().enumerate() {
+            r.fns_with_body += 1;
+            let has_entry = f.sites.sites.iter().enumerate().any(|(i, s)| {
+                s.context == ci && s.kind == visit::SiteKind::Entry && placed.contains_key(&i)
+            });
+            if has_entry {
+                r.fns_instrumented += 1;
+            } else {
+                let why = c.skipped.unwrap_or(if f.ex.file_original {
+                    "file left as written"
+                } else {
+                    "probes removed by repair"
+                });
+                r.fns_skipped
+                    .push(format!("{} ({}:{}): {why}", c.func, f.rel, c.line));
+            }
+        }
+        for (i, s) in f.sites.sites.iter().enumerate() {
+            r.sites += 1;
+            r.captures += s.names.len();
+            if let Some(kept) = placed.get(&i) {
+                r.sites_placed += 1;
+                r.captures_kept += kept;
+            }
+        }
+    }
+    out
+}
+
+fn print_summary(reports: &[PkgReport], files: &[FileWork], verbose: bool) {
+    let crates = reports.len();
+    let sites: usize = reports.iter().map(|r| r.sites_placed).sum();
+    let caps: usize = reports.iter().map(|r| r.captures_kept).sum();
+    let dropped: usize = reports.iter().map(|r| r.captures - r.captures_kept).sum();
+    let skipped: usize = reports.iter().map(|r| r.fns_skipped.len()).sum();
+    eprintln!(
+        "lprobe: instrumented {} crate{}: {} sites, {} captures ({} dropped), {} fn{} skipped",
+        crates,
+        if crates == 1 { "" } else { "s" },
+        thousands(sites),
+        thousands(caps),
+        thousands(dropped),
+        thousands(skipped),
+        if skipped == 1 { "" } else { "s" },
+    );
+    if verbose {
+        for r in reports {
+            eprintln!(
+                "lprobe:   {}: {} files, {}/{} fns, {} sites, {}/{} captures",
+                r.package,
+                r.files,
+                r.fns_instrumented,
+                r.fns_with_body,
+                r.sites_placed,
+                r.captures_kept,
+                r.captures
+            );
+            for s in &r.fns_skipped {
+                eprintln!("lprobe:     skipped {s}");
+            }
+        }
+        for f in files {
+            for n in &f.notes {
+                eprintln!("lprobe:   repair: {n}");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_selection_by_workspace_or_package_path_and_ranges() {
+        let files = vec![
+            ("app/src/main.rs".to_owned(), "src/main.rs".to_owned()),
+            ("app/src/db.rs".to_owned(), "src/db.rs".to_owned()),
+        ];
+        let (def, map) = line_selection("src/main.rs:42, db.rs:10-12", &files).expect("parses");
+        assert_eq!(def, LineSel::None);
+        assert_eq!(lines_key(&map["app/src/main.rs"]), "42");
+        assert_eq!(lines_key(&map["app/src/db.rs"]), "10,11,12");
+        assert!(line_selection("nope.rs:1", &files).is_err());
+        assert!(line_selection("main.rs:x", &files).is_err());
+        assert_eq!(line_selection("all", &files).expect("all").0, LineSel::All);
+    }
+
+    #[test]
+    fn extern_crate_goes_after_inner_attributes() {
+        let text = "//! docs\n#![allow(dead_code)]\nfn main() {}\n";
+        let file = syn::parse_file(text).expect("parses");
+        let at = after_inner_attrs(text, &file);
+        assert_eq!(&text[..at], "//! docs\n#![allow(dead_code)]");
+        assert_eq!(thousands(1904), "1,904");
+    }
+}

@@ -1,0 +1,245 @@
+//! The repair loop's judgement: maps each compiler error in a rewritten file to the probe code
+//! that caused it and decides what to take out, so that an instrumented crate compiles
+//! whenever the original does. Also the on-disk cache of those decisions.
+//!
+//! Escalation, per error: the capture it points at (a borrow-check error drops the variable from
+//! that site onward in the function); else the probe it points at; else the enclosing
+//! function's captures, then its probes; else the whole file. Every round must add an
+//! exclusion, so the loop ends; an error that no exclusion can explain is the user's own.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::Result;
+use serde::{Deserialize, Serialize};
+
+use crate::rewrite::{Exclusions, Rewritten};
+use crate::visit::FileSites;
+
+/// Borrow-check codes: rustc reports these once per variable, so the variable is dropped from
+/// the failing site onward rather than at that site only.
+const BORROW_CODES: &[&str] = &[
+    "E0381", "E0382", "E0499", "E0502", "E0503", "E0505", "E0506", "E0597", "E0716",
+];
+
+/// A compiler error located in a rewritten file.
+#[derive(Clone, Debug)]
+pub struct FileError {
+    pub code: Option<String>,
+    pub message: String,
+    /// Byte offset in the rewritten text.
+    pub byte: usize,
+}
+
+/// What one error led to, for `-v`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    DropCapture {
+        site: usize,
+        name: String,
+    },
+    DropVarFrom {
+        site: usize,
+        name: String,
+    },
+    DropSite {
+        site: usize,
+    },
+    FnNoCaptures {
+        context: usize,
+    },
+    FnNoProbes {
+        context: usize,
+    },
+    FileOriginal,
+    /// Nothing left to take out: the error is the user's.
+    None,
+}
+
+/// Decides the exclusion for one error; applies it to `ex` and says what it was.
+pub fn judge(err: &FileError, sites: &FileSites, rw: &Rewritten, ex: &mut Exclusions) -> Action {
+    if ex.file_original {
+        return Action::None;
+    }
+    for p in &rw.placed {
+        if !p.range.contains(&err.byte) {
+            continue;
+        }
+        let ctx = sites.sites.get(p.site).map_or(0, |s| s.context);
+        for (name, r) in &p.captures {
+            if r.contains(&err.byte) {
+                let borrow = err
+                    .code
+                    .as_deref()
+                    .is_some_and(|c| BORROW_CODES.contains(&c));
+                return if borrow {
+                    ex.drop_var_from.insert((ctx, name.clone(), p.site));
+                    Action::DropVarFrom {
+                        site: p.site,
+                        name: name.clone(),
+                    }
+                } else {
+                    ex.drop_capture.insert((p.site, name.clone()));
+                    Action::DropCapture {
+                        site: p.site,
+                        name: name.clone(),
+                    }
+                };
+            }
+        }
+        ex.drop_site.insert(p.site);
+        return Action::DropSite { site: p.site };
+    }
+    // Innermost function containing the error.
+    let ctx = sites
+        .contexts
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| {
+            let (s, e) = (rw.map_offset(c.start), rw.map_offset(c.end));
+            s <= err.byte && err.byte < e
+        })
+        .min_by_key(|(_, c)| c.end - c.start)
+        .map(|(i, _)| i);
+    if let Some(ctx) = ctx {
+        let has_probes =
+            sites.sites.iter().any(|s| s.context == ctx) && !ex.fn_no_probes.contains(&ctx);
+        if has_probes {
+            if ex.fn_no_captures.insert(ctx) {
+                return Action::FnNoCaptures { context: ctx };
+            }
+            ex.fn_no_probes.insert(ctx);
+            return Action::FnNoProbes { context: ctx };
+        }
+    }
+    if rw.placed.is_empty() && !has_extern_crate(rw) {
+        return Action::None;
+    }
+    ex.file_original = true;
+    Action::FileOriginal
+}
+
+fn has_extern_crate(rw: &Rewritten) -> bool {
+    rw.text.contains(" extern crate lprobe_sites;")
+}
+
+/// One cached outcome: the exclusions a file needed, valid while its content and its line
+/// selection are unchanged.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CacheEntry {
+    pub hash: String,
+    pub lines: String,
+    pub exclusions: Exclusions,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Cache {
+    pub version: u32,
+    pub files: BTreeMap<String, CacheEntry>,
+}
+
+const CACHE_VERSION: u32 = 1;
+
+impl Cache {
+    pub fn load(path: &Path) -> Cache {
+        std::fs::read(path)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Cache>(&b).ok())
+            .filter(|c| c.version == CACHE_VERSION)
+            .unwrap_or_default()
+    }
+
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let mut c = self.clone();
+        c.version = CACHE_VERSION;
+        let text = serde_json::to_vec_pretty(&c)?;
+        crate::copy_tree::write_if_changed(path, &text)?;
+        Ok(())
+    }
+
+    pub fn get(&self, file: &str, hash: &str, lines: &str) -> Option<&Exclusions> {
+        self.files
+            .get(file)
+            .filter(|e| e.hash == hash && e.lines == lines)
+            .map(|e| &e.exclusions)
+    }
+}
+
+/// A stable content hash (FNV-1a, 64 bits, hex), also linked into the site table.
+pub fn content_hash(bytes: &[u8]) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rewrite::rewrite;
+    use crate::visit::{find_sites, LineSel};
+
+    fn setup(src: &str) -> (FileSites, Rewritten) {
+        let file = syn::parse_file(src).expect("parses");
+        let fs = find_sites(src, &file, "k", &LineSel::All);
+        let rw = rewrite(src, &fs, 0, &Exclusions::default(), None);
+        (fs, rw)
+    }
+
+    #[test]
+    fn a_moved_value_is_dropped_from_that_site_onward() {
+        let src = "fn f(s: String) {\n    drop(s);\n    let t = 1;\n}\n";
+        let (fs, rw) = setup(src);
+        let p = &rw.placed[2];
+        let (_, r) = p
+            .captures
+            .iter()
+            .find(|(n, _)| n == "s")
+            .expect("captures s");
+        let err = FileError {
+            code: Some("E0382".into()),
+            message: "borrow of moved value".into(),
+            byte: r.start + 3,
+        };
+        let mut ex = Exclusions::default();
+        assert_eq!(
+            judge(&err, &fs, &rw, &mut ex),
+            Action::DropVarFrom {
+                site: 2,
+                name: "s".into()
+            }
+        );
+        assert!(!ex.keeps_capture(2, 0, "s"));
+        assert!(ex.keeps_capture(1, 0, "s"));
+    }
+
+    #[test]
+    fn errors_elsewhere_escalate_from_function_to_file() {
+        let src = "fn f(a: u8) -> u8 {\n    a + 1\n}\n";
+        let (fs, rw) = setup(src);
+        let byte = rw.text.find("+ 1").expect("has body");
+        let err = FileError {
+            code: Some("E0308".into()),
+            message: "mismatched".into(),
+            byte,
+        };
+        let mut ex = Exclusions::default();
+        assert_eq!(
+            judge(&err, &fs, &rw, &mut ex),
+            Action::FnNoCaptures { context: 0 }
+        );
+        assert_eq!(
+            judge(&err, &fs, &rw, &mut ex),
+            Action::FnNoProbes { context: 0 }
+        );
+        let rw2 = rewrite(src, &fs, 0, &ex, None);
+        assert_eq!(judge(&err, &fs, &rw2, &mut ex), Action::None);
+    }
+
+    #[test]
+    fn hash_is_stable() {
+        assert_eq!(content_hash(b"abc"), "e71fa2190541574b");
+    }
+}
