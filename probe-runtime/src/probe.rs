@@ -50,14 +50,15 @@ const OPTIONS: &str =
 /// Parses the arguments of `lprobe arm` (also one control-file line, already split).
 pub fn parse_spec(words: &[String]) -> Result<Spec, String> {
     let mut it = words.iter();
-    let location =
-        match it.next() {
-            Some(l) if !l.starts_with("--") => l.clone(),
-            Some(l) => return Err(format!(
+    let location = match it.next() {
+        Some(l) if !l.starts_with("--") => l.clone(),
+        Some(l) => {
+            return Err(format!(
                 "expected a location first, got '{l}' (e.g. src/main.rs:42 or 'fn:my_crate::*')"
-            )),
-            None => return Err("missing location (e.g. src/main.rs:42 or 'fn:my_crate::*')".into()),
-        };
+            ))
+        }
+        None => return Err("missing location (e.g. src/main.rs:42 or 'fn:my_crate::*')".into()),
+    };
     let mut actions = Actions::default();
     let (mut cond, mut every, mut max_hits, mut ttl, mut rate) = (None, None, None, None, None);
     while let Some(flag) = it.next() {
