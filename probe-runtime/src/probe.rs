@@ -416,15 +416,14 @@ pub(crate) fn hit(table: &'static Table, id: u32, vals: &[Val<'_>]) {
         return;
     };
     let _ = catch_unwind(AssertUnwindSafe(|| {
-        match registry::armed_at((registry::table_key(table), id)) {
-            Ok(Some(probes)) => {
-                for (p, idx) in probes {
-                    let _ = catch_unwind(AssertUnwindSafe(|| p.fire(table, id, idx, vals)));
-                }
-            }
-            Ok(None) => {}
-            Err(()) => {
-                DROPPED_TOTAL.fetch_add(1, Ordering::Relaxed);
+        let Some(map) = registry::armed_map() else {
+            // A writer is swapping the map in: drop this hit rather than wait.
+            DROPPED_TOTAL.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        if let Some(probes) = map.get(&(registry::table_key(table), id)) {
+            for (p, idx) in probes {
+                let _ = catch_unwind(AssertUnwindSafe(|| p.fire(table, id, *idx, vals)));
             }
         }
     }));
