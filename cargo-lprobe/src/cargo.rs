@@ -51,6 +51,9 @@ pub struct Invocation {
     pub profile: String,
     /// `--message-format` as given by the user, if any.
     pub message_format: Option<String>,
+    /// `--locked` or `--frozen`: the user's Cargo.lock must already be complete. (The copy's
+    /// lock gains the runtime and sites crates, so the flag itself is not passed on.)
+    pub locked: bool,
 }
 
 pub const USAGE: &str = "usage: cargo lprobe <build|check|run|test|bench> [--lines all|none|FILE:LINE[-LINE],…] [--report json] [-v] [cargo options…] [-- args…]";
@@ -83,6 +86,7 @@ pub fn parse(args: &[String]) -> Result<Invocation> {
             _ => "debug".into(),
         },
         message_format: None,
+        locked: false,
     };
     let mut explicit_profile = None;
     while let Some(a) = it.next() {
@@ -120,6 +124,11 @@ pub fn parse(args: &[String]) -> Result<Invocation> {
                 inv.manifest_path = Some(PathBuf::from(value("--manifest-path")?));
             }
             "--message-format" => inv.message_format = Some(value("--message-format")?),
+            "--locked" => inv.locked = true,
+            "--frozen" => {
+                inv.locked = true;
+                inv.cargo_args.push("--offline".into());
+            }
             "--release" | "-r" => {
                 explicit_profile.get_or_insert_with(|| "release".to_owned());
                 inv.cargo_args.push(a.clone());
@@ -177,7 +186,8 @@ mod tests {
 
     #[test]
     fn splits_trailing_arguments_and_custom_profiles() {
-        let inv = p("test --profile bench2 --lines=src/a.rs:3 -- --nocapture x");
+        let inv = p("test --locked --profile bench2 --lines=src/a.rs:3 -- --nocapture x");
+        assert!(inv.locked);
         assert_eq!(inv.trailing, vec!["--nocapture", "x"]);
         assert_eq!(inv.profile, "bench2");
         assert_eq!(inv.lines.as_deref(), Some("src/a.rs:3"));

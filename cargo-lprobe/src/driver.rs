@@ -202,6 +202,9 @@ pub fn run(inv: &Invocation) -> Result<i32> {
     let cwd = std::env::current_dir().context("reading the current directory")?;
     let manifest = inv.manifest_path.as_ref().map(|p| cwd.join(p));
     let ws = workspace::load(manifest.as_deref())?;
+    if inv.locked {
+        check_locked(&ws, inv)?;
+    }
     let lp = ws.target_dir.join("lprobe");
     let copy = lp.join("src");
     let packages: Vec<&Package> = ws.members.iter().filter(|p| !p.is_proc_macro).collect();
@@ -345,6 +348,9 @@ pub fn run(inv: &Invocation) -> Result<i32> {
             for r in &out.rendered_errors {
                 eprint!("{r}");
             }
+            for l in &out.stderr {
+                eprintln!("{l}");
+            }
             if progress {
                 bail!("the instrumented build still fails after {MAX_ROUNDS} repair rounds; the errors above are from the rewritten copy in {}", copy.display());
             }
@@ -430,6 +436,27 @@ pub fn run(inv: &Invocation) -> Result<i32> {
             Ok(status.code().unwrap_or(101))
         }
     }
+}
+
+/// `--locked`/`--frozen`: fails if the user's Cargo.lock would need an update.
+fn check_locked(ws: &Workspace, inv: &Invocation) -> Result<()> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.args(["metadata", "--format-version", "1", "--locked"])
+        .arg("--manifest-path")
+        .arg(ws.root.join("Cargo.toml"))
+        .stdout(Stdio::null());
+    if inv.cargo_args.iter().any(|a| a == "--offline") {
+        cmd.arg("--offline");
+    }
+    let status = cmd.status().context("running 'cargo metadata --locked'")?;
+    if !status.success() {
+        bail!(
+            "Cargo.lock of {} needs an update but --locked was given (see cargo's message above)",
+            ws.root.display()
+        );
+    }
+    Ok(())
 }
 
 fn describe(a: &Action, sites: &FileSites) -> String {
@@ -578,6 +605,8 @@ struct Outcome {
     rendered_errors: Vec<String>,
     rendered_warnings: Vec<String>,
     stdout_lines: Vec<String>,
+    /// Cargo's stderr, minus progress lines.
+    stderr: Vec<String>,
 }
 
 /// The cargo command for `sub`, run in the copy.
@@ -670,15 +699,46 @@ fn build_round(
         "json"
     };
     cmd.arg(format!("--message-format={fmt}"));
-    cmd.stdout(Stdio::piped());
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = cmd.spawn().context("running cargo")?;
     let stdout = child.stdout.take().context("capturing cargo's output")?;
+    let stderr = child.stderr.take().context("capturing cargo's output")?;
+    // Progress lines go through as they come; the rest is kept until the round's outcome
+    // is known (a round that only fails in probe code is not the user's failure).
+    let err_thread = std::thread::spawn(move || {
+        let mut kept = Vec::new();
+        let mut o = std::io::stderr();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let word = line.split_whitespace().next().unwrap_or("");
+            let progress = matches!(
+                word,
+                "Compiling"
+                    | "Checking"
+                    | "Finished"
+                    | "Downloading"
+                    | "Downloaded"
+                    | "Updating"
+                    | "Blocking"
+                    | "Fresh"
+                    | "Dirty"
+                    | "Running"
+                    | "Building"
+            );
+            if progress {
+                let _ = writeln!(o, "{line}");
+            } else if word != "Locking" && word != "Adding" {
+                kept.push(line);
+            }
+        }
+        kept
+    });
     let mut out = Outcome {
         success: false,
         errors: Vec::new(),
         rendered_errors: Vec::new(),
         rendered_warnings: Vec::new(),
         stdout_lines: Vec::new(),
+        stderr: Vec::new(),
     };
     let copy_str = copy.display().to_string();
     let root_str = ws.root.display().to_string();
@@ -720,6 +780,10 @@ fn build_round(
     }
     let status = child.wait().context("waiting for cargo")?;
     out.success &= status.success();
+    out.stderr = err_thread.join().unwrap_or_default();
+    let mut seen = std::collections::HashSet::new();
+    out.errors
+        .retain(|(f, e)| seen.insert((f.clone(), e.byte, e.code.clone())));
     Ok(out)
 }
 
