@@ -101,3 +101,12 @@ pub(crate) fn all_sites(state: &State) -> Vec<(&'static Table, u32, &'static Sit
     }
     out
 }
+
+/// Workspace-relative paths of every instrumented source file.
+pub(crate) fn source_files() -> Vec<&'static str> {
+    lock()
+        .tables
+        .iter()
+        .flat_map(|t| t.files.iter().map(|(p, _)| *p))
+        .collect()
+}

@@ -172,7 +172,8 @@ pub(crate) fn error_record(msg: &str) -> Record {
 fn finish(mut json: String, stack: Option<(Backtrace, &'static str)>) -> String {
     if let Some((bt, func)) = stack {
         json.push_str(",\"stack\":[");
-        let mut frames = crate::stack::frames(&bt.to_string());
+        let known = crate::registry::source_files();
+        let mut frames = crate::stack::frames(&bt.to_string(), &known);
         crate::stack::name_innermost(&mut frames, func);
         for (i, f) in frames.iter().enumerate() {
             if i > 0 {

@@ -5,14 +5,15 @@
 pub(crate) const MAX_FRAMES: usize = 32;
 
 /// Parses the `Display` text of a backtrace. Inlined functions appear as their own frames.
-pub(crate) fn frames(text: &str) -> Vec<String> {
+/// A location ending in one of `known` (workspace-relative source paths) is shortened to it.
+pub(crate) fn frames(text: &str, known: &[&str]) -> Vec<String> {
     let mut raw: Vec<(String, Option<String>)> = Vec::new();
     for line in text.lines() {
         let t = line.trim_start();
         if let Some(loc) = t.strip_prefix("at ") {
             if let Some(last) = raw.last_mut() {
                 if last.1.is_none() {
-                    last.1 = Some(short_location(loc));
+                    last.1 = Some(relative(short_location(loc), known));
                 }
             }
             continue;
@@ -85,6 +86,18 @@ fn short_location(loc: &str) -> String {
     }
 }
 
+/// `/home/u/ws/src/main.rs:42` → `src/main.rs:42` when `src/main.rs` is a known source file.
+fn relative(loc: String, known: &[&str]) -> String {
+    let file = loc.rsplit_once(':').map_or(loc.as_str(), |(f, _)| f);
+    for k in known {
+        if file.len() > k.len() && file.ends_with(k) && file[..file.len() - k.len()].ends_with('/')
+        {
+            return loc[file.len() - k.len()..].to_owned();
+        }
+    }
+    loc
+}
+
 /// `demo_app::main::h0123456789abcdef` → `demo_app::main`.
 fn strip_hash(name: &str) -> &str {
     match name.rsplit_once("::h") {
@@ -119,7 +132,7 @@ mod tests {
    7: std::rt::lang_start::{{closure}}
 ";
         assert_eq!(
-            frames(text),
+            frames(text, &[]),
             vec![
                 "demo_app::billing::total (src/billing.rs:42)",
                 "demo_app::process (src/main.rs:57)",
@@ -130,6 +143,7 @@ mod tests {
 
     #[test]
     fn inlined_short_names_are_cut_by_file_and_named_from_the_site() {
+        let known = ["src/main.rs"];
         let text = "   0: fire
              at target/lprobe/runtime/src/probe.rs:316:9
       hit
@@ -137,9 +151,9 @@ mod tests {
       run<std::io::stdio::StdoutLock>
              at ./src/main.rs:57:13
    1: demo_app::main
-             at ./src/main.rs:133:5
+             at /home/u/ws/src/main.rs:133:5
 ";
-        let mut f = frames(text);
+        let mut f = frames(text, &known);
         name_innermost(&mut f, "demo_app::run");
         assert_eq!(
             f,

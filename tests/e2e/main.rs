@@ -1,1 +1,11 @@
+//! End-to-end tests: build the fixtures with `cargo lprobe`, run them, arm probes through the
+//! real socket and the real control file, and check the records they write.
+//!
+//! Each fixture is copied to `target/e2e/src/<name>` and built with its own target directory
+//! `target/e2e/target/<name>`, so runs are incremental and never touch `fixtures/`.
 
+mod harness;
+
+mod build;
+mod control_file;
+mod socket;

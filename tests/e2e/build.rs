@@ -1,0 +1,110 @@
+//! The build side: instrumented fixtures compile, pass their own tests, and behave like the
+//! plain build when no probe is armed.
+
+use std::process::Command;
+
+use crate::harness::*;
+
+/// "test result: ok. N passed" lines summed.
+fn passed(out: &str) -> usize {
+    out.lines()
+        .filter_map(|l| l.strip_prefix("test result: ok. "))
+        .filter_map(|l| l.split_whitespace().next()?.parse::<usize>().ok())
+        .sum()
+}
+
+#[test]
+fn edge_cases_pass_their_own_tests_instrumented_at_every_line() {
+    let plain = cargo("edge-cases", true, &["test"]);
+    assert!(plain.status.success());
+    let inst = cargo("edge-cases", false, &["test", "--lines", "all"]);
+    assert!(inst.status.success());
+    let (p, i) = (passed(&stdout(&plain)), passed(&stdout(&inst)));
+    assert!(p >= 25, "plain run passed {p} tests");
+    assert_eq!(p, i, "instrumented run passed a different number of tests");
+    let err = stderr(&inst);
+    assert!(err.contains("lprobe: instrumented 1 crate:"), "{err}");
+    assert!(err.contains("fns skipped"), "{err}");
+}
+
+#[test]
+fn workspace_members_are_instrumented_and_pass_their_tests() {
+    let plain = cargo("workspace", true, &["test", "--workspace"]);
+    assert!(plain.status.success());
+    let inst = cargo(
+        "workspace",
+        false,
+        &["test", "--workspace", "--lines", "all"],
+    );
+    assert!(inst.status.success());
+    assert_eq!(passed(&stdout(&plain)), passed(&stdout(&inst)));
+    assert!(
+        stderr(&inst).contains("instrumented 2 crates"),
+        "{}",
+        stderr(&inst)
+    );
+}
+
+#[test]
+fn a_probe_in_a_library_crate_fires_in_the_binary() {
+    let t = build_once("workspace", &["--lines", "all"]);
+    let r = start(&t.join("lprobe/debug/app"), &[("APP_LOOP", "1")]);
+    let out = lprobe(
+        &r,
+        &["arm", "fn:core_lib::parse_kv", "--log", "parsing {line}"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let logs = wait_records(&r, 2, "logs from core-lib", |v| v["kind"] == "log");
+    assert!(
+        logs[0]["site"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("core-lib/src/lib.rs:")),
+        "{}",
+        logs[0]
+    );
+    assert!(
+        logs[0]["msg"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("parsing ")),
+        "{}",
+        logs[0]
+    );
+}
+
+#[test]
+fn dormant_instrumented_output_is_byte_identical_to_plain() {
+    let plain = cargo("demo-app", true, &["build", "--release"]);
+    assert!(plain.status.success());
+    let t = build_once("demo-app", &["--release", "--lines", "all"]);
+    let run = |exe: &std::path::Path| {
+        Command::new(exe)
+            .env("DEMO_ITERATIONS", "40")
+            .env("DEMO_INTERVAL_MS", "0")
+            .output()
+            .expect("run demo")
+    };
+    let a = run(&t.join("release/demo-app"));
+    let b = run(&t.join("lprobe/release/demo-app"));
+    assert!(a.status.success() && b.status.success());
+    assert_eq!(a.stdout.len(), b.stdout.len());
+    assert!(a.stdout == b.stdout, "stdout differs");
+    assert!(
+        b.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&b.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&a.stdout).lines().count(), 40);
+}
+
+#[test]
+fn line_numbers_are_preserved_in_panics() {
+    // The rewritten copy keeps every line where it was.
+    let dir = fixture("demo-app");
+    let t = build_once("demo-app", &["--release", "--lines", "all"]);
+    let orig = std::fs::read_to_string(dir.join("src/main.rs")).expect("read");
+    let copy = std::fs::read_to_string(t.join("lprobe/src/src/main.rs")).expect("read copy");
+    assert_eq!(orig.lines().count(), copy.lines().count());
+    assert!(copy.contains("::lprobe_sites::on("));
+    // And the user's files are untouched.
+    assert!(!orig.contains("lprobe_sites"));
+}

@@ -1,0 +1,70 @@
+//! Arming from a control file: valid lines arm, bad lines are reported, changes apply.
+
+use serde_json::Value;
+
+use crate::harness::*;
+
+#[test]
+fn control_file_lines_arm_and_bad_lines_are_reported() {
+    let t = build_once("demo-app", &["--release", "--lines", "all"]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let control = dir.path().join("probes.conf");
+    std::fs::write(
+        &control,
+        "# probes for the demo\nsrc/main.rs:42 --log \"id={order.id}\"\nsrc/main.rs:42 --log \"{missing}\"\nsrc/main.rs:42 --bogus\n",
+    )
+    .expect("write control file");
+    let r = start(
+        &t.join("lprobe/release/demo-app"),
+        &[
+            ("DEMO_INTERVAL_MS", "20"),
+            ("LPROBE_CONTROL", control.to_str().expect("utf-8 path")),
+        ],
+    );
+    let logs = wait_records(&r, 2, "logs from the control file", |v| v["kind"] == "log");
+    assert!(logs
+        .iter()
+        .all(|v| v["msg"].as_str().is_some_and(|m| m.starts_with("id="))));
+    let errors = wait_records(&r, 2, "control file errors", |v| v["kind"] == "error");
+    let texts: Vec<&str> = errors.iter().filter_map(|v| v["error"].as_str()).collect();
+    assert!(
+        texts
+            .iter()
+            .any(|e| e.contains(":3:") && e.contains("'missing' is not captured")),
+        "{texts:?}"
+    );
+    assert!(
+        texts
+            .iter()
+            .any(|e| e.contains(":4:") && e.contains("unknown option '--bogus'")),
+        "{texts:?}"
+    );
+    let st: Value =
+        serde_json::from_str(&stdout(&lprobe(&r, &["status", "--json"]))).expect("status");
+    assert_eq!(
+        st[0]["control"]["errors"].as_array().map(Vec::len),
+        Some(2),
+        "{st}"
+    );
+    assert_eq!(st[0]["probes"].as_array().map(Vec::len), Some(1), "{st}");
+
+    // Replace the file atomically (as a ConfigMap update does): the old probe goes, the new
+    // one comes.
+    let tmp = dir.path().join("probes.conf.new");
+    std::fs::write(&tmp, "fn:demo_app::billing::price_of --count --every 1s\n").expect("write");
+    std::fs::rename(&tmp, &control).expect("rename");
+    wait_for(
+        std::time::Duration::from_secs(5),
+        "the new control file to apply",
+        || {
+            let st: Value =
+                serde_json::from_str(&stdout(&lprobe(&r, &["status", "--json"]))).ok()?;
+            let probes = st[0]["probes"].as_array()?;
+            (probes.len() == 1
+                && probes[0]["location"] == "fn:demo_app::billing::price_of"
+                && st[0]["control"]["errors"].as_array()?.is_empty())
+            .then_some(())
+        },
+    );
+    wait_records(&r, 1, "count records", |v| v["kind"] == "count");
+}

@@ -1,0 +1,193 @@
+//! Shared helpers: fixture copies, builds, running programs, waiting for records.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const LPROBE: &str = env!("CARGO_BIN_EXE_lprobe");
+pub const CARGO_LPROBE: &str = env!("CARGO_BIN_EXE_cargo-lprobe");
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("cargo-lprobe has a parent")
+        .to_path_buf()
+}
+
+fn e2e_dir() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("target"));
+    target.join("e2e")
+}
+
+/// Copies `fixtures/<name>` to a private place (only changed files) and returns it.
+pub fn fixture(name: &str) -> PathBuf {
+    let src = repo().join("fixtures").join(name);
+    let dest = e2e_dir().join("src").join(name);
+    for entry in walkdir::WalkDir::new(&src)
+        .into_iter()
+        .filter_entry(|e| e.file_name() != "target")
+    {
+        let entry = entry.expect("walk fixture");
+        if !entry.file_type().is_file() {
+            continue;
+        }
+        let rel = entry.path().strip_prefix(&src).expect("under fixture");
+        let content = std::fs::read(entry.path()).expect("read fixture file");
+        cargo_lprobe::copy_tree::write_if_changed(&dest.join(rel), &content).expect("copy");
+    }
+    dest
+}
+
+pub fn target_dir(name: &str) -> PathBuf {
+    e2e_dir().join("target").join(name)
+}
+
+/// Builds run one at a time: they share cargo's caches and two cores.
+static BUILD_LOCK: Mutex<()> = Mutex::new(());
+
+/// Runs `cargo lprobe ARGS` (or plain `cargo ARGS` when `plain`) in a fixture copy.
+pub fn cargo(name: &str, plain: bool, args: &[&str]) -> Output {
+    let _g = BUILD_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = fixture(name);
+    let mut cmd = if plain {
+        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+    } else {
+        let mut c = Command::new(CARGO_LPROBE);
+        c.arg("lprobe");
+        c
+    };
+    cmd.args(args)
+        .current_dir(&dir)
+        .env("CARGO_TARGET_DIR", target_dir(name))
+        .env_remove("RUSTFLAGS");
+    let out = cmd.output().expect("run cargo");
+    if !out.status.success() {
+        eprintln!(
+            "--- cargo {args:?} in {name} failed ---\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    out
+}
+
+/// Builds a fixture once per test run with `cargo lprobe build ARGS`; returns its target dir.
+pub fn build_once(name: &str, args: &[&str]) -> PathBuf {
+    static BUILT: OnceLock<Mutex<HashMap<String, bool>>> = OnceLock::new();
+    let key = format!("{name} {args:?}");
+    let map = BUILT.get_or_init(|| Mutex::new(HashMap::new()));
+    let mut done = map.lock().unwrap_or_else(|e| e.into_inner());
+    if !done.contains_key(&key) {
+        let mut full = vec!["build"];
+        full.extend_from_slice(args);
+        let out = cargo(name, false, &full);
+        assert!(out.status.success(), "cargo lprobe build failed for {name}");
+        done.insert(key, true);
+    }
+    target_dir(name)
+}
+
+/// A running instrumented program, killed on drop.
+pub struct Running {
+    pub child: Child,
+    pub dir: tempfile::TempDir,
+    pub socket: PathBuf,
+    pub output: PathBuf,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `exe` with its own socket and output file; `env` adds variables. Waits until the
+/// control socket answers.
+pub fn start(exe: &Path, env: &[(&str, &str)]) -> Running {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let socket = dir.path().join("p.sock");
+    let output = dir.path().join("out.jsonl");
+    let mut cmd = Command::new(exe);
+    cmd.env("LPROBE_SOCKET", &socket)
+        .env("LPROBE_OUTPUT", &output)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let child = cmd.spawn().expect("start program");
+    let r = Running {
+        child,
+        dir,
+        socket,
+        output,
+    };
+    wait_for(Duration::from_secs(20), "the control socket", || {
+        lprobe(&r, &["status", "--json"])
+            .status
+            .success()
+            .then_some(())
+    });
+    r
+}
+
+/// Runs `lprobe ARGS` against one program.
+pub fn lprobe(r: &Running, args: &[&str]) -> Output {
+    Command::new(LPROBE)
+        .args(args)
+        .env("LPROBE_SOCKET", &r.socket)
+        .output()
+        .expect("run lprobe")
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Polls `f` until it gives a value or `limit` passes (then fails the test naming `what`).
+pub fn wait_for<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The records written so far.
+pub fn records(r: &Running) -> Vec<Value> {
+    std::fs::read_to_string(&r.output)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// Waits for records matching `pred`, at least `n` of them.
+pub fn wait_records(
+    r: &Running,
+    n: usize,
+    what: &str,
+    pred: impl Fn(&Value) -> bool,
+) -> Vec<Value> {
+    wait_for(Duration::from_secs(20), what, || {
+        let found: Vec<Value> = records(r).into_iter().filter(|v| pred(v)).collect();
+        (found.len() >= n).then_some(found)
+    })
+}
