@@ -1,6 +1,6 @@
 //! Shared helpers: fixture copies, builds, running programs, waiting for records.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Mutex, OnceLock};
@@ -79,16 +79,16 @@ pub fn cargo(name: &str, plain: bool, args: &[&str]) -> Output {
 
 /// Builds a fixture once per test run with `cargo lprobe build ARGS`; returns its target dir.
 pub fn build_once(name: &str, args: &[&str]) -> PathBuf {
-    static BUILT: OnceLock<Mutex<HashMap<String, bool>>> = OnceLock::new();
+    static BUILT: OnceLock<Mutex<HashSet<String>>> = OnceLock::new();
     let key = format!("{name} {args:?}");
-    let map = BUILT.get_or_init(|| Mutex::new(HashMap::new()));
-    let mut done = map.lock().unwrap_or_else(|e| e.into_inner());
-    if !done.contains_key(&key) {
+    let set = BUILT.get_or_init(|| Mutex::new(HashSet::new()));
+    let mut done = set.lock().unwrap_or_else(|e| e.into_inner());
+    if !done.contains(&key) {
         let mut full = vec!["build"];
         full.extend_from_slice(args);
         let out = cargo(name, false, &full);
         assert!(out.status.success(), "cargo lprobe build failed for {name}");
-        done.insert(key, true);
+        done.insert(key);
     }
     target_dir(name)
 }
@@ -96,7 +96,8 @@ pub fn build_once(name: &str, args: &[&str]) -> PathBuf {
 /// A running instrumented program, killed on drop.
 pub struct Running {
     pub child: Child,
-    pub dir: tempfile::TempDir,
+    /// Holds the socket and output file; removed on drop.
+    _dir: tempfile::TempDir,
     pub socket: PathBuf,
     pub output: PathBuf,
 }
@@ -125,7 +126,7 @@ pub fn start(exe: &Path, env: &[(&str, &str)]) -> Running {
     let child = cmd.spawn().expect("start program");
     let r = Running {
         child,
-        dir,
+        _dir: dir,
         socket,
         output,
     };
