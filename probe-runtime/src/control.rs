@@ -76,6 +76,14 @@ fn warn(msg: &str) {
 
 extern "C" fn at_exit() {
     let _ = std::panic::catch_unwind(|| {
+        // Final counts, unless another thread holds the state (never wait at exit).
+        if let Some(st) = registry::try_lock() {
+            let probes = st.probes.clone();
+            drop(st);
+            for p in &probes {
+                probe::report_counts(p, true);
+            }
+        }
         sink::drain(Duration::from_millis(500));
         // A forked child exiting must not remove its parent's socket.
         if START_PID.get() == Some(&std::process::id()) {
@@ -630,6 +638,43 @@ fn ticker() {
         }
         std::thread::sleep(TICK);
     }
+}
+
+/// Test mode (`LPROBE_ARM_ALL=snapshot|log|count`): arms every site of the program with one
+/// probe each, with the action's usual limits. Used to check that armed probes do not change
+/// what a program computes.
+pub(crate) fn arm_all(table: &'static crate::Table, action: &str) {
+    let mut st = registry::lock();
+    for (id, site) in table.sites.iter().enumerate() {
+        if site.kind == "none" {
+            continue;
+        }
+        let (t, id) = (table, id as u32);
+        let loc = format!("{}:{}", site.path, site.line);
+        let mut words = vec![loc];
+        match action {
+            "log" => {
+                let template: Vec<String> = site.names.iter().map(|n| format!("{n}={{{n}}}")).collect();
+                words.push("--log".into());
+                words.push(if template.is_empty() { "hit".into() } else { template.join(" ") });
+            }
+            "count" => words.push("--count".into()),
+            "snapshot" => words.push("--snapshot".into()),
+            other => {
+                sink::emit(sink::error_record(&format!(
+                    "LPROBE_ARM_ALL: unknown action '{other}' (expected snapshot, log or count)"
+                )));
+                return;
+            }
+        }
+        let Ok(spec) = probe::parse_spec(&words) else {
+            continue;
+        };
+        let pid = format!("p{}", st.next_probe);
+        st.next_probe += 1;
+        st.probes.push(Arc::new(Probe::new(pid, spec, vec![(t, id)], Origin::Socket)));
+    }
+    registry::rebuild(&mut st);
 }
 
 fn check_control(c: &mut ControlFile) {

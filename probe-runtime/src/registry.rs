@@ -44,12 +44,25 @@ static START: Once = Once::new();
 pub(crate) fn register(table: &'static Table) {
     lock().tables.push(table);
     START.call_once(crate::control::start);
+    // Test mode: every site armed from the start (see `control::arm_all`).
+    if let Ok(action) = std::env::var("LPROBE_ARM_ALL") {
+        crate::control::arm_all(table, &action);
+    }
 }
 
 /// Locks the state, recovering from a poisoned lock (the state stays consistent: every
 /// writer rebuilds the armed map from scratch).
 pub(crate) fn lock() -> MutexGuard<'static, State> {
     STATE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The state, if no other thread holds it.
+pub(crate) fn try_lock() -> Option<MutexGuard<'static, State>> {
+    match STATE.try_lock() {
+        Ok(g) => Some(g),
+        Err(std::sync::TryLockError::Poisoned(e)) => Some(e.into_inner()),
+        Err(std::sync::TryLockError::WouldBlock) => None,
+    }
 }
 
 /// The current armed map, if it can be read without waiting (no allocation: an `Arc` clone).
