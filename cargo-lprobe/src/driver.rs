@@ -351,6 +351,9 @@ pub fn run(inv: &Invocation) -> Result<i32> {
             for l in &out.stderr {
                 eprintln!("{l}");
             }
+            if out.internal {
+                bail!("lprobe's generated runtime or site table failed to compile (a bug in lprobe {}, please report it with the errors above)", env!("CARGO_PKG_VERSION"));
+            }
             if progress {
                 bail!("the instrumented build still fails after {MAX_ROUNDS} repair rounds; the errors above are from the rewritten copy in {}", copy.display());
             }
@@ -607,6 +610,8 @@ struct Outcome {
     stdout_lines: Vec<String>,
     /// Cargo's stderr, minus progress lines.
     stderr: Vec<String>,
+    /// An error in lprobe's own generated crates (a bug in lprobe, not in the user's code).
+    internal: bool,
 }
 
 /// The cargo command for `sub`, run in the copy.
@@ -739,6 +744,7 @@ fn build_round(
         rendered_warnings: Vec::new(),
         stdout_lines: Vec::new(),
         stderr: Vec::new(),
+        internal: false,
     };
     let copy_str = copy.display().to_string();
     let root_str = ws.root.display().to_string();
@@ -753,6 +759,9 @@ fn build_round(
                 let Some(m) = msg.get("message") else {
                     continue;
                 };
+                let pkg = msg.get("package_id").and_then(|p| p.as_str()).unwrap_or("");
+                let ours =
+                    pkg.contains(crate::runtime_src::PACKAGE) || pkg.contains("lprobe-sites-");
                 let level = m.get("level").and_then(|l| l.as_str()).unwrap_or("");
                 let rendered = m
                     .get("rendered")
@@ -760,6 +769,7 @@ fn build_round(
                     .unwrap_or("")
                     .to_owned();
                 if level == "error" {
+                    out.internal |= ours;
                     out.rendered_errors.push(rendered);
                     if let Some(e) = locate(m, &copy_str, &root_str) {
                         out.errors.push(e);

@@ -9,7 +9,7 @@ use std::ops::Range;
 
 use serde::{Deserialize, Serialize};
 
-use crate::visit::FileSites;
+use crate::visit::{FileSites, SiteKind};
 
 /// What the repair loop has taken out of a file. Site and context indices are those of
 /// `visit::FileSites`, stable across rounds.
@@ -120,9 +120,18 @@ pub fn rewrite(
             continue;
         }
         let id = first_id + i as u32;
-        let mut code = format!(
-            " #[allow(unreachable_code, unused_imports)] if ::{SITES_CRATE}::on({id}) {{ use ::{SITES_CRATE}::{{ViaDebug as _, ViaOpaque as _}}; ::{SITES_CRATE}::hit({id}, &["
-        );
+        let entry = site.kind == SiteKind::Entry;
+        // An entry site keeps a guard for the whole call (it times the call when a
+        // `--duration` probe is armed); a line site is a plain check.
+        let mut code = if entry {
+            format!(
+                " #[allow(unused_mut, unused_variables)] let mut __lprobe_guard = ::{SITES_CRATE}::entry({id}); #[allow(unreachable_code, unused_imports)] if __lprobe_guard.on() {{ use ::{SITES_CRATE}::{{ViaDebug as _, ViaOpaque as _}}; ::{SITES_CRATE}::hit_entry({id}, &mut __lprobe_guard, &["
+            )
+        } else {
+            format!(
+                " #[allow(unreachable_code, unused_imports)] if ::{SITES_CRATE}::on({id}) {{ use ::{SITES_CRATE}::{{ViaDebug as _, ViaOpaque as _}}; ::{SITES_CRATE}::hit({id}, &["
+            )
+        };
         let mut caps = Vec::new();
         for name in &site.names {
             if !ex.keeps_capture(i, site.context, name) {

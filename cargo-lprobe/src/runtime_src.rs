@@ -28,6 +28,10 @@ pub const FILES: &[(&str, &str)] = &[
         include_str!("../../probe-runtime/src/template.rs"),
     ),
     ("time.rs", include_str!("../../probe-runtime/src/time.rs")),
+    (
+        "timing.rs",
+        include_str!("../../probe-runtime/src/timing.rs"),
+    ),
     ("value.rs", include_str!("../../probe-runtime/src/value.rs")),
 ];
 

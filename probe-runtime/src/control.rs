@@ -454,9 +454,27 @@ fn arm(
 fn new_probe(st: &mut State, words: &[String], origin: Origin) -> Result<Arc<Probe>, String> {
     let spec = probe::parse_spec(words)?;
     let all = registry::all_sites(st);
-    let sites = crate::location::resolve(&all, &spec.location)?;
+    let mut sites = crate::location::resolve(&all, &spec.location)?;
+    if spec.actions.duration {
+        if let Some(s) = sites
+            .iter()
+            .filter_map(|(t, id)| t.sites.get(*id as usize))
+            .find(|s| s.kind != "entry")
+        {
+            return Err(format!(
+                "--duration needs function sites, but {}:{} is a statement in {}: use 'fn:{}' or the line of its `fn`",
+                s.path, s.line, s.func, s.func
+            ));
+        }
+    }
+    let split = sites.len();
+    if let Some(end) = &spec.actions.tictoc {
+        let ends = crate::location::resolve(&all, end)
+            .map_err(|e| format!("--tictoc end '{end}': {e}"))?;
+        sites.extend(ends);
+    }
     for root in spec.roots() {
-        for (t, id) in &sites {
+        for (t, id) in &sites[..split] {
             let Some(site) = t.sites.get(*id as usize) else {
                 continue;
             };
@@ -476,7 +494,7 @@ fn new_probe(st: &mut State, words: &[String], origin: Origin) -> Result<Arc<Pro
     }
     let id = format!("p{}", st.next_probe);
     st.next_probe += 1;
-    let p = Arc::new(Probe::new(id, spec, sites, origin));
+    let p = Arc::new(Probe::with_split(id, spec, sites, origin, split));
     st.probes.push(p.clone());
     prune(st);
     Ok(p)
@@ -581,13 +599,23 @@ fn status() -> String {
         s.push_str(",\"state\":");
         json::push_str(&mut s, p.state_name());
         s.push_str(&format!(
-            ",\"hits\":{},\"emitted\":{},\"dropped\":{},\"errors\":{},\"ttl_left_s\":{}}}",
+            ",\"hits\":{},\"emitted\":{},\"dropped\":{},\"errors\":{},\"ttl_left_s\":{}",
             p.hits.load(Ordering::Relaxed),
             p.emitted.load(Ordering::Relaxed),
             p.dropped.load(Ordering::Relaxed),
             p.errors.load(Ordering::Relaxed),
             p.ttl_left()
         ));
+        s.push_str(",\"limit\":");
+        match p.limit_name() {
+            "" => s.push_str("null"),
+            l => json::push_str(&mut s, l),
+        }
+        if let Some(h) = &p.hist {
+            s.push_str(",\"duration\":");
+            h.stats().write_json(&mut s);
+        }
+        s.push('}');
     }
     s.push_str(&format!(
         "],\"dropped_total\":{},\"control\":{{\"path\":",
@@ -654,14 +682,19 @@ pub(crate) fn arm_all(table: &'static crate::Table, action: &str) {
         let mut words = vec![loc];
         match action {
             "log" => {
-                let template: Vec<String> = site.names.iter().map(|n| format!("{n}={{{n}}}")).collect();
+                let template: Vec<String> =
+                    site.names.iter().map(|n| format!("{n}={{{n}}}")).collect();
                 words.push("--log".into());
-                words.push(if template.is_empty() { "hit".into() } else { template.join(" ") });
+                words.push(if template.is_empty() {
+                    "hit".into()
+                } else {
+                    template.join(" ")
+                });
             }
             "count" => words.push("--count".into()),
             "snapshot" => words.push("--snapshot".into()),
             other => {
-                sink::emit(sink::error_record(&format!(
+                let _ = sink::emit(sink::error_record(&format!(
                     "LPROBE_ARM_ALL: unknown action '{other}' (expected snapshot, log or count)"
                 )));
                 return;
@@ -672,7 +705,12 @@ pub(crate) fn arm_all(table: &'static crate::Table, action: &str) {
         };
         let pid = format!("p{}", st.next_probe);
         st.next_probe += 1;
-        st.probes.push(Arc::new(Probe::new(pid, spec, vec![(t, id)], Origin::Socket)));
+        st.probes.push(Arc::new(Probe::new(
+            pid,
+            spec,
+            vec![(t, id)],
+            Origin::Socket,
+        )));
     }
     registry::rebuild(&mut st);
 }
@@ -731,7 +769,7 @@ fn apply_control(path: &Path, text: &str) {
     }
     registry::rebuild(&mut st);
     for e in &errors {
-        sink::emit(sink::error_record(&format!("control file: {e}")));
+        let _ = sink::emit(sink::error_record(&format!("control file: {e}")));
     }
     st.control_errors = errors;
 }

@@ -25,6 +25,7 @@ mod sink;
 mod stack;
 pub mod template;
 pub mod time;
+pub mod timing;
 pub mod value;
 
 /// One probe site, as the rewriter saw it.
@@ -108,4 +109,57 @@ pub fn register(table: &'static Table) {
 #[inline(never)]
 pub fn hit(table: &'static Table, id: u32, vals: &[Val<'_>]) {
     probe::hit(table, id, vals);
+}
+
+/// Lives for one call of an instrumented function (created at its entry site). Dormant, it is
+/// two words and its drop is one compare; when a `--duration` probe is armed at the entry, it
+/// carries the start time and its drop records the call's duration, on every return path and
+/// when unwinding.
+pub struct Guard {
+    table: &'static Table,
+    id: u32,
+    /// 0: site dormant; 1: armed, not timed; otherwise the start (`timing::now_ns`).
+    t: u64,
+}
+
+impl Guard {
+    #[inline(always)]
+    pub fn new(table: &'static Table, id: u32, flag: u8) -> Guard {
+        Guard {
+            table,
+            id,
+            t: u64::from(flag != 0),
+        }
+    }
+
+    /// Whether the entry site is armed.
+    #[inline(always)]
+    pub fn on(&self) -> bool {
+        self.t != 0
+    }
+}
+
+impl Drop for Guard {
+    #[inline(always)]
+    fn drop(&mut self) {
+        if self.t > 1 {
+            guard_exit(self.table, self.id, self.t);
+        }
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn guard_exit(table: &'static Table, id: u32, start: u64) {
+    probe::exit(table, id, start);
+}
+
+/// Runs the probes armed at entry site `id`, and starts timing the call if a `--duration`
+/// probe wants it.
+#[cold]
+#[inline(never)]
+pub fn hit_entry(table: &'static Table, id: u32, guard: &mut Guard, vals: &[Val<'_>]) {
+    if probe::hit(table, id, vals) {
+        guard.t = timing::now_ns();
+    }
 }

@@ -17,6 +17,7 @@ use crate::expr::Expr;
 use crate::registry::{self, DROPPED_TOTAL};
 use crate::sink::{self, Record};
 use crate::template::Template;
+use crate::timing::Hist;
 use crate::value::{self, Limits, Value};
 use crate::{json, Table, Val};
 
@@ -26,6 +27,10 @@ pub struct Actions {
     pub log: Option<Template>,
     pub snapshot: bool,
     pub count: bool,
+    /// Time from function entry to return (entry sites only).
+    pub duration: bool,
+    /// Time from passing this probe's location to passing this second location, per thread.
+    pub tictoc: Option<String>,
 }
 
 /// A parsed `arm` request: `LOCATION [--log T] [--snapshot] [--count] [--every D] [--if E]
@@ -41,11 +46,39 @@ pub struct Spec {
     /// Records per second (logs and snapshots; counting is never rate-limited).
     pub rate: u64,
     /// The arguments as given, re-joined: identifies control-file probes across re-reads.
+    /// Capture limits for this probe's values.
+    pub limits: Limits,
+    /// The arguments as given, re-joined: identifies control-file probes across re-reads.
     pub text: String,
 }
 
+/// Capture limits from the environment (`LPROBE_MAX_STRING`, `LPROBE_MAX_ITEMS`,
+/// `LPROBE_MAX_DEPTH`), else the defaults.
+pub fn env_limits() -> Limits {
+    let get = |k: &str, d: usize| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .filter(|n| *n > 0)
+            .unwrap_or(d)
+    };
+    let d = Limits::default();
+    Limits {
+        max_str: get("LPROBE_MAX_STRING", d.max_str),
+        max_items: get("LPROBE_MAX_ITEMS", d.max_items),
+        max_depth: get("LPROBE_MAX_DEPTH", d.max_depth),
+    }
+}
+
+fn positive(flag: &str, v: &str) -> Result<u64, String> {
+    v.parse::<u64>()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("{flag}: '{v}' is not a positive number"))
+}
+
 const OPTIONS: &str =
-    "--log TEMPLATE, --snapshot, --count, --every DURATION, --if EXPR, --max-hits N, --ttl DURATION, --rate N/s";
+    "--log TEMPLATE, --snapshot, --count, --duration, --tictoc LOCATION, --every DURATION, --if EXPR, --max-hits N, --ttl DURATION, --rate N/s, --max-string N, --max-items N, --max-depth N";
 
 /// Parses the arguments of `lprobe arm` (also one control-file line, already split).
 pub fn parse_spec(words: &[String]) -> Result<Spec, String> {
@@ -60,6 +93,7 @@ pub fn parse_spec(words: &[String]) -> Result<Spec, String> {
         None => return Err("missing location (e.g. src/main.rs:42 or 'fn:my_crate::*')".into()),
     };
     let mut actions = Actions::default();
+    let mut limits = env_limits();
     let (mut cond, mut every, mut max_hits, mut ttl, mut rate) = (None, None, None, None, None);
     while let Some(flag) = it.next() {
         let mut value = |what: &str| {
@@ -74,21 +108,24 @@ pub fn parse_spec(words: &[String]) -> Result<Spec, String> {
             }
             "--snapshot" => actions.snapshot = true,
             "--count" => actions.count = true,
+            "--duration" => actions.duration = true,
+            "--tictoc" => actions.tictoc = Some(value("the location where timing ends")?),
+            "--max-string" => {
+                limits.max_str = positive(flag, &value("a number of characters")?)? as usize
+            }
+            "--max-items" => {
+                limits.max_items = positive(flag, &value("a number of items")?)? as usize
+            }
+            "--max-depth" => {
+                limits.max_depth = positive(flag, &value("a nesting depth")?)? as usize
+            }
             "--every" => every = Some(parse_duration(&value("e.g. 10s")?, "--every")?),
             "--ttl" => ttl = Some(parse_duration(&value("e.g. 1h")?, "--ttl")?),
             "--if" => {
                 let e = value("a condition like \"order.total > 100\"")?;
                 cond = Some(crate::expr::parse(&e).map_err(|e| format!("--if: {e}"))?);
             }
-            "--max-hits" => {
-                let v = value("a positive number")?;
-                max_hits = Some(
-                    v.parse::<u64>()
-                        .ok()
-                        .filter(|n| *n > 0)
-                        .ok_or_else(|| format!("--max-hits: '{v}' is not a positive number"))?,
-                );
-            }
+            "--max-hits" => max_hits = Some(positive(flag, &value("a positive number")?)?),
             "--rate" => {
                 let v = value("e.g. 10/s")?;
                 let n = v.strip_suffix("/s").unwrap_or(&v);
@@ -102,7 +139,14 @@ pub fn parse_spec(words: &[String]) -> Result<Spec, String> {
             other => return Err(format!("unknown option '{other}' (expected {OPTIONS})")),
         }
     }
-    if actions.log.is_none() && !actions.count {
+    let timing = actions.duration || actions.tictoc.is_some();
+    if timing && (actions.log.is_some() || actions.snapshot || actions.count) {
+        return Err("--duration and --tictoc cannot be combined with --log, --snapshot or --count: arm them as separate probes".into());
+    }
+    if actions.duration && actions.tictoc.is_some() {
+        return Err("--duration and --tictoc are different probes: choose one".into());
+    }
+    if actions.log.is_none() && !actions.count && !timing {
         actions.snapshot = true;
     }
     let max_hits = max_hits.or(
@@ -122,6 +166,7 @@ pub fn parse_spec(words: &[String]) -> Result<Spec, String> {
         max_hits,
         ttl: ttl.unwrap_or(Duration::from_secs(3600)),
         rate,
+        limits,
         text: crate::args::join(&words),
     })
 }
@@ -155,6 +200,12 @@ impl Spec {
         }
         if self.actions.count {
             v.push("count");
+        }
+        if self.actions.duration {
+            v.push("duration");
+        }
+        if self.actions.tictoc.is_some() {
+            v.push("tictoc");
         }
         v
     }
@@ -192,7 +243,22 @@ pub struct Probe {
     pub reported: Mutex<(Vec<u64>, Instant)>,
     rate_window: AtomicU64,
     rate_used: AtomicU64,
+    /// Durations, for `--duration` and `--tictoc` probes.
+    pub hist: Option<Hist>,
+    /// Durations already reported (ticker thread only).
+    reported_hist: AtomicU64,
+    /// For tictoc: `sites[..split]` start the timing, the rest end it.
+    pub split: usize,
+    /// The last limit this probe ran into, for `status`.
+    limit: AtomicU8,
 }
+
+/// Limits a probe can run into, as `status` names them.
+const LIMITS: [&str; 5] = ["", "rate", "budget", "queue", "max-hits"];
+pub(crate) const LIMIT_RATE: u8 = 1;
+pub(crate) const LIMIT_BUDGET: u8 = 2;
+pub(crate) const LIMIT_QUEUE: u8 = 3;
+const LIMIT_MAX_HITS: u8 = 4;
 
 /// Set when a probe leaves the armed state on an application thread; the control thread
 /// then rebuilds the flags so its sites go dormant again.
@@ -205,7 +271,19 @@ impl Probe {
         sites: Vec<(&'static Table, u32)>,
         origin: Origin,
     ) -> Self {
+        Self::with_split(id, spec, sites, origin, usize::MAX)
+    }
+
+    /// A probe whose first `split` sites start a tictoc and the rest end it.
+    pub(crate) fn with_split(
+        id: String,
+        spec: Spec,
+        sites: Vec<(&'static Table, u32)>,
+        origin: Origin,
+        split: usize,
+    ) -> Self {
         let n = sites.len();
+        let timing = spec.actions.duration || spec.actions.tictoc.is_some();
         Probe {
             id,
             spec,
@@ -222,7 +300,23 @@ impl Probe {
             reported: Mutex::new((vec![0; n], Instant::now())),
             rate_window: AtomicU64::new(0),
             rate_used: AtomicU64::new(0),
+            hist: timing.then(Hist::default),
+            reported_hist: AtomicU64::new(0),
+            split: split.min(n),
+            limit: AtomicU8::new(0),
         }
+    }
+
+    /// The last limit the probe ran into, if any.
+    pub fn limit_name(&self) -> &'static str {
+        LIMITS
+            .get(self.limit.load(Ordering::Relaxed) as usize)
+            .copied()
+            .unwrap_or("")
+    }
+
+    pub(crate) fn note_limit(&self, which: u8) {
+        self.limit.store(which, Ordering::Relaxed);
     }
 
     pub fn is_live(&self) -> bool {
@@ -278,18 +372,27 @@ impl Probe {
         self.rate_used.fetch_add(1, Ordering::Relaxed) < self.spec.rate
     }
 
-    fn fire(&self, table: &'static Table, id: u32, idx: usize, vals: &[Val<'_>]) {
+    /// Runs the probe for one hit at its `idx`-th site. True if the probe wants this call timed
+    /// (a live `--duration` probe whose condition held).
+    fn fire(&self, table: &'static Table, id: u32, idx: usize, vals: &[Val<'_>]) -> bool {
         if !self.is_live() || self.check_ttl() {
-            return;
+            return false;
         }
         let Some(site) = table.sites.get(id as usize) else {
-            return;
+            return false;
         };
-        let hit = Hit::new(site.names, vals);
+        let key = self as *const Probe as usize;
+        if self.spec.actions.tictoc.is_some() && idx >= self.split {
+            if let (Some(ns), Some(h)) = (crate::timing::toc(key), &self.hist) {
+                h.record(ns);
+            }
+            return false;
+        }
+        let hit = Hit::new(site.names, vals, &self.spec.limits);
         if let Some(cond) = &self.spec.cond {
             match cond.eval(&|name| hit.value(name)) {
                 Ok(true) => {}
-                Ok(false) => return,
+                Ok(false) => return false,
                 Err(e) => {
                     self.errors.fetch_add(1, Ordering::Relaxed);
                     if !self.error_reported.swap(true, Ordering::Relaxed) {
@@ -301,16 +404,24 @@ impl Probe {
                             ),
                         );
                     }
-                    return;
+                    return false;
                 }
             }
         }
         let n = self.hits.fetch_add(1, Ordering::Relaxed) + 1;
         if let Some(max) = self.spec.max_hits {
             if n > max {
+                self.note_limit(LIMIT_MAX_HITS);
                 self.leave(EXHAUSTED);
-                return;
+                return false;
             }
+        }
+        if self.spec.actions.tictoc.is_some() {
+            crate::timing::tic(key);
+            return false;
+        }
+        if self.spec.actions.duration {
+            return true;
         }
         if self.spec.actions.count {
             if let Some(c) = self.counts.get(idx) {
@@ -320,6 +431,7 @@ impl Probe {
         if self.spec.actions.log.is_some() || self.spec.actions.snapshot {
             if !self.take_rate() {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
+                self.note_limit(LIMIT_RATE);
             } else {
                 if let Some(t) = &self.spec.actions.log {
                     let mut msg = String::new();
@@ -339,15 +451,21 @@ impl Probe {
             }
         }
         if self.spec.max_hits == Some(n) {
+            self.note_limit(LIMIT_MAX_HITS);
             self.leave(EXHAUSTED);
         }
+        false
     }
 
     fn send(&self, r: Record) {
-        if sink::emit(r) {
-            self.emitted.fetch_add(1, Ordering::Relaxed);
-        } else {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
+        match sink::emit(r) {
+            Ok(()) => {
+                self.emitted.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(limit) => {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                self.note_limit(limit);
+            }
         }
     }
 
@@ -408,22 +526,55 @@ pub(crate) fn note_panic(msg: String) {
     let _ = PANIC_MSG.try_with(|m| *m.borrow_mut() = Some(msg));
 }
 
-/// Entry point from generated code (through `crate::hit`).
-pub(crate) fn hit(table: &'static Table, id: u32, vals: &[Val<'_>]) {
+/// Entry point from generated code (through `crate::hit`). True if a `--duration` probe at
+/// this site wants the call timed.
+pub(crate) fn hit(table: &'static Table, id: u32, vals: &[Val<'_>]) -> bool {
     let Ok(false) = IN_HIT.try_with(|c| c.replace(true)) else {
         // Re-entered from inside a capture, or the thread is shutting down.
         DROPPED_TOTAL.fetch_add(1, Ordering::Relaxed);
+        return false;
+    };
+    let timed = catch_unwind(AssertUnwindSafe(|| {
+        let Some(map) = registry::armed_map() else {
+            // A writer is swapping the map in: drop this hit rather than wait.
+            DROPPED_TOTAL.fetch_add(1, Ordering::Relaxed);
+            return false;
+        };
+        let mut timed = false;
+        if let Some(probes) = map.get(&(registry::table_key(table), id)) {
+            for (p, idx) in probes {
+                timed |= catch_unwind(AssertUnwindSafe(|| p.fire(table, id, *idx, vals)))
+                    .unwrap_or(false);
+            }
+        }
+        timed
+    }))
+    .unwrap_or(false);
+    let _ = IN_HIT.try_with(|c| c.set(false));
+    timed
+}
+
+/// A timed call returned (or unwound): records its duration into the site's live
+/// `--duration` probes.
+pub(crate) fn exit(table: &'static Table, id: u32, start: u64) {
+    let ns = crate::timing::now_ns().saturating_sub(start);
+    let Ok(false) = IN_HIT.try_with(|c| c.replace(true)) else {
         return;
     };
     let _ = catch_unwind(AssertUnwindSafe(|| {
         let Some(map) = registry::armed_map() else {
-            // A writer is swapping the map in: drop this hit rather than wait.
             DROPPED_TOTAL.fetch_add(1, Ordering::Relaxed);
             return;
         };
-        if let Some(probes) = map.get(&(registry::table_key(table), id)) {
-            for (p, idx) in probes {
-                let _ = catch_unwind(AssertUnwindSafe(|| p.fire(table, id, *idx, vals)));
+        for (p, _) in map
+            .get(&(registry::table_key(table), id))
+            .into_iter()
+            .flatten()
+        {
+            if p.spec.actions.duration && p.is_live() {
+                if let Some(h) = &p.hist {
+                    h.record(ns);
+                }
             }
         }
     }));
@@ -438,14 +589,16 @@ const MAX_SNAPSHOT: usize = 64 * 1024;
 struct Hit<'v, 'a> {
     names: &'static [&'static str],
     vals: &'v [Val<'a>],
+    limits: &'v Limits,
     cache: RefCell<Vec<Option<Value>>>,
 }
 
 impl<'v, 'a> Hit<'v, 'a> {
-    fn new(names: &'static [&'static str], vals: &'v [Val<'a>]) -> Self {
+    fn new(names: &'static [&'static str], vals: &'v [Val<'a>], limits: &'v Limits) -> Self {
         Hit {
             names,
             vals,
+            limits,
             cache: RefCell::new(Vec::new()),
         }
     }
@@ -471,7 +624,7 @@ impl<'v, 'a> Hit<'v, 'a> {
     fn write_vars(&self, out: &mut String) {
         let start = out.len();
         out.push('{');
-        let limits = Limits::default();
+        let limits = self.limits;
         for (i, name) in self.names.iter().enumerate().take(self.vals.len()) {
             if i > 0 {
                 out.push(',');
@@ -483,7 +636,7 @@ impl<'v, 'a> Hit<'v, 'a> {
                 continue;
             }
             match self.value(name) {
-                Some(v) => value::write_json(&v, out, &limits),
+                Some(v) => value::write_json(&v, out, limits),
                 None => out.push_str("null"),
             }
         }
@@ -552,9 +705,6 @@ fn capture(name: &str, val: &Val<'_>) -> Value {
 
 /// Emits `count` records for probes whose `--every` interval has passed (ticker thread).
 pub(crate) fn report_counts(p: &Probe, force: bool) {
-    if !p.spec.actions.count {
-        return;
-    }
     let Ok(mut rep) = p.reported.lock() else {
         return;
     };
@@ -562,6 +712,21 @@ pub(crate) fn report_counts(p: &Probe, force: bool) {
         return;
     }
     rep.1 = Instant::now();
+    if let Some(h) = &p.hist {
+        let n = h.count();
+        if n != p.reported_hist.swap(n, Ordering::Relaxed) {
+            let stats = h.stats();
+            if let Some((t, id)) = p.sites.first() {
+                let mut r = p.record(t, *id, "duration");
+                let _ = write!(r.json, ",\"ns\":{},\"duration\":", stats.p50);
+                stats.write_json(&mut r.json);
+                p.send(r);
+            }
+        }
+    }
+    if !p.spec.actions.count {
+        return;
+    }
     for (i, (t, id)) in p.sites.iter().enumerate() {
         let now = p.counts.get(i).map_or(0, |c| c.load(Ordering::Relaxed));
         let before = rep.0.get(i).copied().unwrap_or(0);

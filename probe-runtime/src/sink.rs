@@ -48,20 +48,53 @@ pub(crate) fn subscribe(s: Subscriber) {
         .push(s);
 }
 
-/// Queues a record; false if it was dropped (queue full or no writer).
-pub(crate) fn emit(r: Record) -> bool {
+/// Output budget: bytes per second across all probes (`LPROBE_BUDGET`, default 1 MiB/s).
+fn budget() -> u64 {
+    static B: OnceLock<u64> = OnceLock::new();
+    *B.get_or_init(|| {
+        std::env::var("LPROBE_BUDGET")
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .filter(|n| *n > 0)
+            .unwrap_or(1 << 20)
+    })
+}
+
+static BUDGET_SECOND: AtomicU64 = AtomicU64::new(0);
+static BUDGET_USED: AtomicU64 = AtomicU64::new(0);
+/// Records dropped because the output budget was spent.
+pub(crate) static BUDGET_DROPS: AtomicU64 = AtomicU64::new(0);
+
+/// Takes `n` bytes from this second's budget.
+fn take_budget(n: u64) -> bool {
+    let second = crate::timing::now_ns() / 1_000_000_000 + 1;
+    if BUDGET_SECOND.swap(second, Ordering::Relaxed) != second {
+        BUDGET_USED.store(0, Ordering::Relaxed);
+    }
+    BUDGET_USED.fetch_add(n, Ordering::Relaxed) + n <= budget()
+}
+
+/// Queues a record, or says which limit dropped it (`probe::LIMIT_*`).
+pub(crate) fn emit(r: Record) -> Result<(), u8> {
     let Some(q) = QUEUE.get() else {
         DROPPED_TOTAL.fetch_add(1, Ordering::Relaxed);
-        return false;
+        return Err(crate::probe::LIMIT_QUEUE);
     };
+    // A stack is not formatted yet: count it at a typical size.
+    let size = r.json.len() as u64 + if r.stack.is_some() { 1024 } else { 0 };
+    if !take_budget(size) {
+        BUDGET_DROPS.fetch_add(1, Ordering::Relaxed);
+        DROPPED_TOTAL.fetch_add(1, Ordering::Relaxed);
+        return Err(crate::probe::LIMIT_BUDGET);
+    }
     PENDING.fetch_add(1, Ordering::Relaxed);
     match q.try_send(r) {
-        Ok(()) => true,
+        Ok(()) => Ok(()),
         Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
             PENDING.fetch_sub(1, Ordering::Relaxed);
             QUEUE_DROPS.fetch_add(1, Ordering::Relaxed);
             DROPPED_TOTAL.fetch_add(1, Ordering::Relaxed);
-            false
+            Err(crate::probe::LIMIT_QUEUE)
         }
     }
 }
@@ -132,7 +165,7 @@ fn writer(rx: Receiver<Record>) {
         out.write(line.as_bytes());
         publish(&r.probe, line.as_bytes());
         PENDING.fetch_sub(1, Ordering::Relaxed);
-        let drops = QUEUE_DROPS.load(Ordering::Relaxed);
+        let drops = QUEUE_DROPS.load(Ordering::Relaxed) + BUDGET_DROPS.load(Ordering::Relaxed);
         if drops != reported_drops && PENDING.load(Ordering::Relaxed) == 0 {
             let line = drop_report(drops - reported_drops);
             out.write(line.as_bytes());

@@ -1,0 +1,225 @@
+//! Durations: a lock-free log-linear histogram (count, min, max, p50/p90/p99 within ~6%), the
+//! process's monotonic clock, and the per-thread start times of `tictoc` probes.
+
+use std::cell::RefCell;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+use std::time::Instant;
+
+/// Sub-buckets per power of two: 16 gives a relative error under 1/16.
+const SUB: u64 = 16;
+const BUCKETS: usize = (SUB as usize) + 60 * SUB as usize;
+
+/// Nanoseconds since the runtime started, plus 2 (0 and 1 mean "no start" in a guard).
+pub(crate) fn now_ns() -> u64 {
+    static T0: OnceLock<Instant> = OnceLock::new();
+    let t0 = T0.get_or_init(Instant::now);
+    (t0.elapsed().as_nanos() as u64).saturating_add(2)
+}
+
+fn bucket(ns: u64) -> usize {
+    if ns < SUB {
+        return ns as usize;
+    }
+    let e = 63 - u64::from(ns.leading_zeros()); // >= 4
+    let sub = (ns >> (e - 4)) & (SUB - 1);
+    ((SUB + (e - 4) * SUB + sub) as usize).min(BUCKETS - 1)
+}
+
+/// Upper bound of a bucket (the value reported for a quantile falling in it).
+fn bucket_high(i: usize) -> u64 {
+    let i = i as u64;
+    if i < SUB {
+        return i;
+    }
+    let e = (i - SUB) / SUB + 4;
+    let sub = (i - SUB) % SUB;
+    let low = (SUB + sub) << (e - 4);
+    low.saturating_add((1u64 << (e - 4)) - 1)
+}
+
+/// A histogram of durations in nanoseconds.
+#[derive(Debug)]
+pub struct Hist {
+    buckets: Box<[AtomicU64]>,
+    count: AtomicU64,
+    min: AtomicU64,
+    max: AtomicU64,
+}
+
+/// A summary of a histogram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stats {
+    pub count: u64,
+    pub min: u64,
+    pub p50: u64,
+    pub p90: u64,
+    pub p99: u64,
+    pub max: u64,
+}
+
+impl Default for Hist {
+    fn default() -> Self {
+        Hist {
+            buckets: (0..BUCKETS).map(|_| AtomicU64::new(0)).collect(),
+            count: AtomicU64::new(0),
+            min: AtomicU64::new(u64::MAX),
+            max: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Hist {
+    pub fn record(&self, ns: u64) {
+        if let Some(b) = self.buckets.get(bucket(ns)) {
+            b.fetch_add(1, Ordering::Relaxed);
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.min.fetch_min(ns, Ordering::Relaxed);
+        self.max.fetch_max(ns, Ordering::Relaxed);
+    }
+
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    pub fn stats(&self) -> Stats {
+        let counts: Vec<u64> = self
+            .buckets
+            .iter()
+            .map(|b| b.load(Ordering::Relaxed))
+            .collect();
+        let total: u64 = counts.iter().sum();
+        let (min, max) = (
+            self.min.load(Ordering::Relaxed),
+            self.max.load(Ordering::Relaxed),
+        );
+        let q = |f: f64| -> u64 {
+            if total == 0 {
+                return 0;
+            }
+            let want = ((total as f64) * f).ceil().max(1.0) as u64;
+            let mut seen = 0;
+            for (i, c) in counts.iter().enumerate() {
+                seen += c;
+                if seen >= want {
+                    return bucket_high(i).clamp(min, max);
+                }
+            }
+            max
+        };
+        Stats {
+            count: total,
+            min: if total == 0 { 0 } else { min },
+            p50: q(0.50),
+            p90: q(0.90),
+            p99: q(0.99),
+            max,
+        }
+    }
+}
+
+impl Stats {
+    /// `{"count":…,"min_ns":…,"p50_ns":…,"p90_ns":…,"p99_ns":…,"max_ns":…}`
+    pub fn write_json(&self, out: &mut String) {
+        let _ = write!(
+            out,
+            "{{\"count\":{},\"min_ns\":{},\"p50_ns\":{},\"p90_ns\":{},\"p99_ns\":{},\"max_ns\":{}}}",
+            self.count, self.min, self.p50, self.p90, self.p99, self.max
+        );
+    }
+}
+
+thread_local! {
+    /// Start times of tictoc probes on this thread: (probe address, start).
+    static TICS: RefCell<Vec<(usize, u64)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Most tictoc starts remembered per thread.
+const MAX_TICS: usize = 64;
+
+/// Remembers that this thread passed the start of tictoc probe `key`.
+pub(crate) fn tic(key: usize) {
+    let now = now_ns();
+    let _ = TICS.try_with(|t| {
+        let mut t = t.borrow_mut();
+        if let Some(e) = t.iter_mut().find(|e| e.0 == key) {
+            e.1 = now;
+        } else {
+            if t.len() >= MAX_TICS {
+                t.remove(0);
+            }
+            t.push((key, now));
+        }
+    });
+}
+
+/// Time since this thread passed the start of `key`, consuming the start.
+pub(crate) fn toc(key: usize) -> Option<u64> {
+    let now = now_ns();
+    TICS.try_with(|t| {
+        let mut t = t.borrow_mut();
+        let i = t.iter().position(|e| e.0 == key)?;
+        let (_, start) = t.swap_remove(i);
+        Some(now.saturating_sub(start))
+    })
+    .ok()
+    .flatten()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_are_monotonic_and_tight() {
+        let mut last = 0;
+        for ns in [
+            0u64,
+            1,
+            15,
+            16,
+            17,
+            31,
+            32,
+            100,
+            1_000,
+            123_456,
+            10_000_000_000,
+            u64::MAX,
+        ] {
+            let b = bucket(ns);
+            assert!(b >= last, "{ns}");
+            last = b;
+            assert!(bucket_high(b) >= ns, "{ns} -> {}", bucket_high(b));
+            assert!(
+                bucket_high(b) - ns <= ns / 16 + 1,
+                "{ns} -> {}",
+                bucket_high(b)
+            );
+            let _ = b;
+        }
+    }
+
+    #[test]
+    fn quantiles_of_a_uniform_spread() {
+        let h = Hist::default();
+        for ns in 1..=1000u64 {
+            h.record(ns * 1000);
+        }
+        let s = h.stats();
+        assert_eq!((s.count, s.min, s.max), (1000, 1000, 1_000_000));
+        for (got, want) in [(s.p50, 500_000u64), (s.p90, 900_000), (s.p99, 990_000)] {
+            assert!(got >= want && got <= want + want / 16, "{got} vs {want}");
+        }
+    }
+
+    #[test]
+    fn tic_toc_pairs_per_thread() {
+        tic(7);
+        assert!(toc(7).is_some());
+        assert!(toc(7).is_none());
+        assert!(toc(8).is_none());
+    }
+}
