@@ -28,6 +28,8 @@ Examples:
   lprobe arm src/main.rs:42 --log 'order {order} total={total}'
   lprobe tail                                 stream every record (Ctrl-C to stop)
   lprobe snapshot src/main.rs:42 --if 'total > 1000'
+  lprobe arm 'fn:demo_app::billing::total' --duration   call durations: p50/p90/p99/max
+  lprobe tictoc src/main.rs:42 src/main.rs:47  time between two lines
   lprobe status                               armed probes and their counters
   lprobe disarm p1                            (or a location, or --all)
 
@@ -91,6 +93,8 @@ pub enum Command {
     List(ListArgs),
     /// Arm a probe at a site, in the running process or in a control file
     Arm(ArmArgs),
+    /// Time how long a thread takes from one location to another
+    Tictoc(TictocArgs),
     /// Disarm probes by id, by location, or all of them
     Disarm(DisarmArgs),
     /// Show armed probes, their counters and control-file errors
@@ -128,14 +132,17 @@ pub struct ListArgs {
 #[command(
     long_about = "Arm a probe at LOCATION in the running process. The action flags are sent to \
         the process in the order given; it checks them and answers with the probe's id. With \
-        neither --log nor --count the probe takes a snapshot (of the first hit only, unless \
-        --max-hits says otherwise). Defaults: --every 10s, --ttl 1h.\n\n\
+        none of --log, --count, --duration or --tictoc the probe takes a snapshot (of the first \
+        hit only, unless --max-hits says otherwise). --duration and --tictoc probes aggregate \
+        their timings and report them every --every. Defaults: --every 10s, --ttl 1h.\n\n\
         With --control FILE nothing is sent: the probe is appended as one line to FILE, a control \
         file that instrumented programs watch.",
     after_help = "Examples:\n  \
         lprobe arm src/main.rs:42 --log 'order {order} total={total}'\n  \
         lprobe arm src/billing.rs:10 --count --every 10s --ttl 1h\n  \
         lprobe arm src/main.rs:42 --snapshot --if 'total > 1000' --max-hits 3\n  \
+        lprobe arm 'fn:demo_app::billing::total' --duration --every 30s\n  \
+        lprobe arm src/main.rs:42 --snapshot --max-string 200 --max-items 20 --max-depth 4\n  \
         lprobe arm src/main.rs:42 --log '{order}' --control /etc/demo/lprobe.control"
 )]
 pub struct ArmArgs {
@@ -152,9 +159,15 @@ pub struct ArmArgs {
     /// Count hits (reported every --every interval and when disarmed)
     #[arg(long)]
     pub count: bool,
-    /// Measure how long the enclosing function takes (entry sites)
+    /// Time each call of the function from entry to return, on every return path and when
+    /// unwinding; reports count/min/p50/p90/p99/max every --every (entry sites only; not with
+    /// --log, --snapshot or --count)
     #[arg(long)]
     pub duration: bool,
+    /// Time from passing LOCATION to passing this second location on the same thread; reports
+    /// count/min/p50/p90/p99/max every --every (see also `lprobe tictoc`)
+    #[arg(long, value_name = "LOCATION_B")]
+    pub tictoc: Option<String>,
     /// Report aggregated counts at this interval, e.g. 10s, 500ms, 1m (default 10s)
     #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
     pub every: Option<String>,
@@ -175,6 +188,55 @@ pub struct ArmArgs {
     /// Emit at most N records per second, e.g. 100/s (logs and snapshots)
     #[arg(long, value_name = "N/s", value_parser = rate_arg)]
     pub rate: Option<String>,
+    /// Capture at most N characters of each string value (longer ones are cut)
+    #[arg(long, value_name = "N", value_parser = positive_arg)]
+    pub max_string: Option<u64>,
+    /// Capture at most N items of each list or map value
+    #[arg(long, value_name = "N", value_parser = positive_arg)]
+    pub max_items: Option<u64>,
+    /// Capture nested values at most N levels deep
+    #[arg(long, value_name = "N", value_parser = positive_arg)]
+    pub max_depth: Option<u64>,
+    /// Append the probe as a line to this control file instead of arming it in a process
+    #[arg(long, value_name = "FILE")]
+    pub control: Option<PathBuf>,
+}
+
+/// `lprobe tictoc`.
+#[derive(Args, Debug, Clone, PartialEq, Eq)]
+#[command(
+    long_about = "Arm a probe that times how long a thread takes from passing LOC_A to passing \
+        LOC_B (the same thread; a pass of LOC_B without an earlier LOC_A is ignored). It reports \
+        count/min/p50/p90/p99/max every --every. This is `lprobe arm LOC_A --tictoc LOC_B`.\n\n\
+        With --control FILE nothing is sent: the probe is appended as one line to FILE.\n\n\
+        With --json: {\"pid\",\"probe\",\"site\",\"sites\"} as for `lprobe arm`.",
+    after_help = "Examples:\n  lprobe tictoc src/main.rs:42 src/main.rs:47\n  \
+        lprobe tictoc src/db.rs:10 src/db.rs:31 --every 1m --if 'rows > 100'"
+)]
+pub struct TictocArgs {
+    /// Where timing starts: FILE:LINE or fn:PATTERN, as for `lprobe arm`
+    #[arg(value_name = "LOC_A")]
+    pub from: String,
+    /// Where timing ends: FILE:LINE or fn:PATTERN
+    #[arg(value_name = "LOC_B")]
+    pub to: String,
+    /// Report the timings at this interval, e.g. 10s, 500ms, 1m (default 10s)
+    #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
+    pub every: Option<String>,
+    /// Start timing only when this condition on the variables captured at LOC_A holds
+    #[arg(
+        long = "if",
+        id = "if",
+        value_name = "EXPR",
+        allow_hyphen_values = true
+    )]
+    pub if_expr: Option<String>,
+    /// Stop (exhaust the probe) after N hits
+    #[arg(long, value_name = "N", value_parser = positive_arg)]
+    pub max_hits: Option<u64>,
+    /// Disarm automatically after this long, e.g. 30m, 1h (default 1h)
+    #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
+    pub ttl: Option<String>,
     /// Append the probe as a line to this control file instead of arming it in a process
     #[arg(long, value_name = "FILE")]
     pub control: Option<PathBuf>,
@@ -307,6 +369,9 @@ pub fn arm_argv(a: &ArmArgs, matches: Option<&ArgMatches>) -> Vec<String> {
     if a.duration {
         add("duration", 3, vec!["--duration".into()]);
     }
+    if let Some(b) = &a.tictoc {
+        add("tictoc", 3, vec!["--tictoc".into(), b.clone()]);
+    }
     if let Some(d) = &a.every {
         add("every", 4, vec!["--every".into(), d.clone()]);
     }
@@ -321,6 +386,15 @@ pub fn arm_argv(a: &ArmArgs, matches: Option<&ArgMatches>) -> Vec<String> {
     }
     if let Some(r) = &a.rate {
         add("rate", 8, vec!["--rate".into(), r.clone()]);
+    }
+    if let Some(n) = a.max_string {
+        add("max_string", 9, vec!["--max-string".into(), n.to_string()]);
+    }
+    if let Some(n) = a.max_items {
+        add("max_items", 10, vec!["--max-items".into(), n.to_string()]);
+    }
+    if let Some(n) = a.max_depth {
+        add("max_depth", 11, vec!["--max-depth".into(), n.to_string()]);
     }
     items.sort_by_key(|(i, _)| *i);
     std::iter::once(a.location.clone())
@@ -446,6 +520,7 @@ pub fn run_with(cli: &Cli, matches: &ArgMatches, ctx: &mut Ctx<'_>) -> i32 {
         Command::Ps => cmd_ps(g, ctx),
         Command::List(a) => cmd_list(g, a, ctx),
         Command::Arm(a) => cmd_arm(g, a, matches.subcommand_matches("arm"), ctx),
+        Command::Tictoc(a) => cmd_tictoc(g, a, matches.subcommand_matches("tictoc"), ctx),
         Command::Disarm(a) => cmd_disarm(g, a, ctx),
         Command::Status => cmd_status(g, ctx),
         Command::Tail => cmd_tail(g, ctx),
@@ -762,8 +837,62 @@ fn cmd_arm(
     ctx: &mut Ctx<'_>,
 ) -> Result<i32> {
     let argv = arm_argv(a, matches);
-    if let Some(file) = &a.control {
-        let line = client::join_args(&argv)?;
+    arm_and_report(g, &argv, a.control.as_deref(), ctx, |probe, sites, pid| {
+        let at = if sites.is_empty() {
+            a.location.clone()
+        } else {
+            sites.join(", ")
+        };
+        format!("armed {probe} at {at} (pid {pid})")
+    })
+}
+
+/// The arguments of the `arm` request for `lprobe tictoc`: `LOC_A --tictoc LOC_B`, then the
+/// other flags in the order given.
+pub fn tictoc_argv(a: &TictocArgs, matches: Option<&ArgMatches>) -> Vec<String> {
+    let arm = ArmArgs {
+        location: a.from.clone(),
+        every: a.every.clone(),
+        if_expr: a.if_expr.clone(),
+        max_hits: a.max_hits,
+        ttl: a.ttl.clone(),
+        ..ArmArgs::default()
+    };
+    let mut argv = arm_argv(&arm, matches);
+    argv.splice(1..1, ["--tictoc".to_string(), a.to.clone()]);
+    argv
+}
+
+fn cmd_tictoc(
+    g: &Global,
+    a: &TictocArgs,
+    matches: Option<&ArgMatches>,
+    ctx: &mut Ctx<'_>,
+) -> Result<i32> {
+    let argv = tictoc_argv(a, matches);
+    arm_and_report(g, &argv, a.control.as_deref(), ctx, |probe, sites, pid| {
+        // The answer lists the start sites, then the end sites: with one of each, show them
+        // resolved; otherwise as typed.
+        let (from, to) = match sites {
+            [from, to] => (from.as_str(), to.as_str()),
+            _ => (a.from.as_str(), a.to.as_str()),
+        };
+        format!("armed {probe}: time from {from} to {to} (pid {pid})")
+    })
+}
+
+/// Sends `arm ARGV` to the selected processes, or with `control` appends ARGV to that control
+/// file. Prints per process `{"pid","probe","site","sites"}` with --json, else
+/// `text(probe, sites, pid)`.
+fn arm_and_report(
+    g: &Global,
+    argv: &[String],
+    control: Option<&Path>,
+    ctx: &mut Ctx<'_>,
+    text: impl Fn(&str, &[String], u32) -> String,
+) -> Result<i32> {
+    if let Some(file) = control {
+        let line = client::join_args(argv)?;
         append_control_line(file, &line)?;
         if g.json {
             ctx.line(&json!({"control": file.display().to_string(), "line": line}).to_string())?;
@@ -775,14 +904,14 @@ fn cmd_arm(
     let targets = select_for(g, ctx)?;
     let json_out = g.json;
     let results = for_each_target(&targets, ctx, |t, ctx| {
-        let v = client::request(&t.socket, "arm", &argv)?;
+        let v = client::request(&t.socket, "arm", argv)?;
         let probe = field_str(&v, "probe");
         let sites: Vec<String> = match v.get("sites") {
             Some(Value::Array(s)) => s.iter().map(|x| format::cell(Some(x))).collect(),
             _ => Vec::new(),
         };
-        let first = sites.first().cloned().unwrap_or_else(|| a.location.clone());
         if json_out {
+            let first = sites.first().cloned().unwrap_or_else(|| argv[0].clone());
             // Keys in this order: pid, probe, site, sites.
             let line = format!(
                 "{{\"pid\":{},\"probe\":{},\"site\":{},\"sites\":{}}}",
@@ -793,12 +922,7 @@ fn cmd_arm(
             );
             ctx.line(&line)?;
         } else {
-            let at = if sites.is_empty() {
-                first
-            } else {
-                sites.join(", ")
-            };
-            ctx.line(&format!("armed {probe} at {at} (pid {})", t.hello.pid))?;
+            ctx.line(&text(&probe, &sites, t.hello.pid))?;
         }
         Ok(())
     })?;
@@ -890,12 +1014,7 @@ pub fn render_status(t: &Target, v: &Value) -> String {
         let rows: Vec<Vec<String>> = probes
             .iter()
             .map(|p| {
-                let location = field_str(p, "location");
-                let site = p.get("site").filter(|s| !s.is_null());
-                let loc = match site.map(|s| format::cell(Some(s))) {
-                    Some(s) if s != location => format!("{location} ({s})"),
-                    _ => location,
-                };
+                let loc = status_location(p);
                 let actions = match p.get("actions") {
                     Some(Value::Array(a)) if !a.is_empty() => a
                         .iter()
@@ -912,6 +1031,11 @@ pub fn render_status(t: &Target, v: &Value) -> String {
                     Some(s) => format::human_secs(s),
                     None => "-".to_string(),
                 };
+                let limit = match p.get("limit") {
+                    None | Some(Value::Null) => "-".to_string(),
+                    Some(Value::String(l)) if l.is_empty() => "-".to_string(),
+                    l => format::cell(l),
+                };
                 vec![
                     field_str(p, "id"),
                     loc,
@@ -920,30 +1044,28 @@ pub fn render_status(t: &Target, v: &Value) -> String {
                     field_str(p, "hits"),
                     field_str(p, "emitted"),
                     field_str(p, "dropped"),
+                    limit,
                     ttl,
                 ]
             })
             .collect();
-        out.push_str(&format::table(
+        let table = format::table(
             &[
-                "ID", "LOCATION", "ACTIONS", "STATE", "HITS", "EMITTED", "DROPPED", "TTL",
+                "ID", "LOCATION", "ACTIONS", "STATE", "HITS", "EMITTED", "DROPPED", "LIMIT", "TTL",
             ],
             &rows,
-        ));
-        for p in probes {
-            if let Some(Value::Object(d)) = p.get("duration") {
-                let parts: Vec<String> = d
-                    .iter()
-                    .map(|(k, x)| match (k.ends_with("ns"), x.as_f64()) {
-                        (true, Some(n)) => format!("{k}={}", format::human_ns(n)),
-                        _ => format!("{k}={}", format::cell(Some(x))),
-                    })
-                    .collect();
-                out.push_str(&format!(
-                    "{} duration: {}\n",
-                    field_str(p, "id"),
-                    parts.join(" ")
-                ));
+        );
+        // Under each timing probe's row, its statistics on an indented line of their own.
+        let mut lines = table.lines();
+        if let Some(h) = lines.next() {
+            out.push_str(h);
+            out.push('\n');
+        }
+        for (row, p) in lines.zip(probes) {
+            out.push_str(row);
+            out.push('\n');
+            if let Some(d) = p.get("duration").filter(|d| d.is_object()) {
+                out.push_str(&format!("    {}\n", format::duration_stats(d, true)));
             }
         }
     }
@@ -966,6 +1088,30 @@ pub fn render_status(t: &Target, v: &Value) -> String {
         }
     }
     out
+}
+
+/// The LOCATION cell of a probe in `status`: its location as armed, followed by the sites it
+/// resolved to when they differ (`process (src/main.rs:40)`); with more than 2 sites, just how
+/// many (`fn:demo_app::billing::* (14 sites)`).
+fn status_location(p: &Value) -> String {
+    let location = field_str(p, "location");
+    let sites: Vec<String> = match p.get("sites") {
+        Some(Value::Array(s)) => s.iter().map(|x| format::cell(Some(x))).collect(),
+        _ => match p.get("site") {
+            Some(Value::String(s)) if !s.is_empty() => s.split(',').map(str::to_string).collect(),
+            Some(Value::Null) | None => Vec::new(),
+            Some(other) => vec![format::cell(Some(other))],
+        },
+    };
+    if sites.len() > 2 {
+        return format!("{location} ({} sites)", sites.len());
+    }
+    let joined = sites.join(", ");
+    if sites.is_empty() || joined == location {
+        location
+    } else {
+        format!("{location} ({joined})")
+    }
 }
 
 /// A message from a `tail` reader thread.

@@ -8,4 +8,5 @@ mod harness;
 
 mod build;
 mod control_file;
+mod lang;
 mod socket;

@@ -75,24 +75,63 @@ pub fn time_of_day(ts: &Value) -> String {
     format!("{hms}.{ms}")
 }
 
-/// A nanosecond count in the most readable unit: `850ns`, `12.5µs`, `3.21ms`, `1.500s`.
+/// A nanosecond count in the most readable unit, to 3 significant digits: `850ns`, `12.5µs`,
+/// `3.21ms`, `1.50s` (whole nanoseconds below 1µs; whole seconds from 1000s).
 pub fn human_ns(ns: f64) -> String {
-    let a = ns.abs();
-    if a < 1e3 {
-        format!("{ns}ns")
-    } else if a < 1e6 {
-        format!("{}µs", round3(ns / 1e3))
-    } else if a < 1e9 {
-        format!("{}ms", round3(ns / 1e6))
-    } else {
-        format!("{:.3}s", ns / 1e9)
+    if !ns.is_finite() {
+        return format!("{ns}ns");
     }
+    let sign = if ns < 0.0 { "-" } else { "" };
+    let a = ns.abs();
+    if a.round() < 1e3 {
+        return format!("{sign}{}ns", a.round());
+    }
+    for (scale, unit) in [(1e3, "µs"), (1e6, "ms"), (1e9, "s")] {
+        let x = a / scale;
+        let decimals = if x < 10.0 {
+            2
+        } else if x < 100.0 {
+            1
+        } else {
+            0
+        };
+        let text = format!("{x:.decimals$}");
+        // Rounding may carry into the next unit (999.6µs → 1.00ms).
+        if unit == "s" || text.parse::<f64>().is_ok_and(|r| r < 1e3) {
+            return format!("{sign}{text}{unit}");
+        }
+    }
+    unreachable!("the seconds unit always returns")
 }
 
-fn round3(x: f64) -> String {
-    let s = format!("{x:.3}");
-    let s = s.trim_end_matches('0').trim_end_matches('.');
-    s.to_string()
+/// The statistics of a `duration` object (`{"count","min_ns","p50_ns",…}`) as
+/// `n=99 min=70ns p50=431ns p90=671ns p99=872ns max=872ns`; without `with_min`, `min` is left
+/// out. With no sample yet: just `n=0`. Missing fields are skipped; a value that is not a number
+/// is shown as it is.
+pub fn duration_stats(d: &Value, with_min: bool) -> String {
+    let mut parts = vec![format!("n={}", cell(d.get("count")))];
+    if d.get("count").and_then(Value::as_u64) == Some(0) {
+        return parts.remove(0);
+    }
+    for (key, label) in [
+        ("min_ns", "min"),
+        ("p50_ns", "p50"),
+        ("p90_ns", "p90"),
+        ("p99_ns", "p99"),
+        ("max_ns", "max"),
+    ] {
+        if key == "min_ns" && !with_min {
+            continue;
+        }
+        match d.get(key) {
+            None | Some(Value::Null) => {}
+            Some(v) => match v.as_f64() {
+                Some(n) => parts.push(format!("{label}={}", human_ns(n))),
+                None => parts.push(format!("{label}={}", cell(Some(v)))),
+            },
+        }
+    }
+    parts.join(" ")
 }
 
 /// Seconds as a short duration: `45s`, `59m50s`, `2h05m`, `3d04h`.
@@ -159,6 +198,11 @@ pub fn record(rec: &Value, style: RecordStyle) -> String {
         "log" => format!("{head}  {}{}", field("msg"), extras(&["msg"])),
         "count" => format!("{head}  count={}{}", field("count"), extras(&["count"])),
         "duration" => {
+            // The aggregate when there is one (its p50 is `ns`), else the single measurement.
+            if let Some(d) = obj.get("duration").filter(|d| d.is_object()) {
+                let more = extras(&["ns", "duration"]);
+                return format!("{head}  {}{more}", duration_stats(d, false));
+            }
             let ns = obj.get("ns");
             let more = extras(&["ns"]);
             match ns.and_then(Value::as_f64) {
@@ -335,7 +379,7 @@ mod tests {
         assert_eq!(plain(r), "01:37:18.000 p2 s:1 f  log  hi count=7 delta=3");
         assert_eq!(
             base("duration", "ns", json!(1234567)),
-            "01:37:18.000 p2 src/a.rs:7 a::f  duration  ns=1234567 (1.235ms)"
+            "01:37:18.000 p2 src/a.rs:7 a::f  duration  ns=1234567 (1.23ms)"
         );
         assert_eq!(
             base("error", "error", json!("unknown variable `x` in --if")),
@@ -345,6 +389,40 @@ mod tests {
             base("weird", "extra", json!([1])),
             "01:37:18.000 p2 src/a.rs:7 a::f  weird  extra=[1]"
         );
+    }
+
+    #[test]
+    fn duration_record_shows_the_aggregate() {
+        let r = json!({"ts":"2024-05-01T01:37:18Z","probe":"p1","site":"src/billing.rs:98",
+            "fn":"demo_app::billing::Invoice::total","kind":"duration","thread":"lprobe-control",
+            "ns":431,"duration":{"count":99,"min_ns":70,"p50_ns":431,"p90_ns":671,"p99_ns":872,
+            "max_ns":872}});
+        assert_eq!(
+            plain(r),
+            "01:37:18.000 p1 src/billing.rs:98 demo_app::billing::Invoice::total  duration  \
+             n=99 p50=431ns p90=671ns p99=872ns max=872ns"
+        );
+        let r = json!({"kind":"duration","ns":5,"duration":{"count":3,"p50_ns":12500,
+            "p90_ns":2500000,"p99_ns":"?","max_ns":3.2e9},"extra":1});
+        assert_eq!(
+            plain(r),
+            "--:--:--.--- - - -  duration  n=3 p50=12.5µs p90=2.50ms p99=? max=3.20s extra=1"
+        );
+    }
+
+    #[test]
+    fn duration_stats_line() {
+        let d = json!({"count":99,"min_ns":70,"p50_ns":431,"p90_ns":671,"p99_ns":872,
+            "max_ns":1_234_567});
+        assert_eq!(
+            duration_stats(&d, true),
+            "n=99 min=70ns p50=431ns p90=671ns p99=872ns max=1.23ms"
+        );
+        assert_eq!(
+            duration_stats(&d, false),
+            "n=99 p50=431ns p90=671ns p99=872ns max=1.23ms"
+        );
+        assert_eq!(duration_stats(&json!({"count":0,"min_ns":0}), true), "n=0");
     }
 
     #[test]
@@ -393,9 +471,19 @@ mod tests {
         );
         assert_eq!(time_of_day(&json!("yesterday")), "yesterday");
         assert_eq!(time_of_day(&json!(17)), "17");
+        assert_eq!(human_ns(0.0), "0ns");
         assert_eq!(human_ns(850.0), "850ns");
+        assert_eq!(human_ns(999.4), "999ns");
+        assert_eq!(human_ns(999.6), "1.00µs");
+        assert_eq!(human_ns(1_500.0), "1.50µs");
         assert_eq!(human_ns(12_500.0), "12.5µs");
-        assert_eq!(human_ns(2_000_000_000.0), "2.000s");
+        assert_eq!(human_ns(123_456.0), "123µs");
+        assert_eq!(human_ns(999_999.0), "1.00ms");
+        assert_eq!(human_ns(3_214_000.0), "3.21ms");
+        assert_eq!(human_ns(2_000_000_000.0), "2.00s");
+        assert_eq!(human_ns(42e9), "42.0s");
+        assert_eq!(human_ns(1234e9), "1234s");
+        assert_eq!(human_ns(-1_500.0), "-1.50µs");
         assert_eq!(human_secs(45.0), "45s");
         assert_eq!(human_secs(3590.0), "59m50s");
         assert_eq!(human_secs(7500.0), "2h05m");

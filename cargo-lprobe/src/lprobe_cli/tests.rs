@@ -61,7 +61,7 @@ fn clap_definition_is_valid_and_helpful() {
     Cli::command().debug_assert();
     let help = Cli::command().render_long_help().to_string();
     for word in [
-        "ps", "list", "arm", "disarm", "status", "tail", "snapshot", "--pid", "--all",
+        "ps", "list", "arm", "tictoc", "disarm", "status", "tail", "snapshot", "--pid", "--all",
     ] {
         assert!(help.contains(word), "{word} missing from help:\n{help}");
     }
@@ -73,14 +73,38 @@ fn clap_definition_is_valid_and_helpful() {
         "--snapshot",
         "--count",
         "--duration",
+        "--tictoc",
         "--every",
         "--if",
         "--max-hits",
         "--ttl",
         "--rate",
+        "--max-string",
+        "--max-items",
+        "--max-depth",
         "--control",
     ] {
         assert!(help.contains(flag), "{flag} missing from arm help:\n{help}");
+    }
+    assert!(help.contains("on every return path"), "{help}");
+    let help = cmd
+        .find_subcommand_mut("tictoc")
+        .unwrap()
+        .render_long_help()
+        .to_string();
+    for word in [
+        "LOC_A",
+        "LOC_B",
+        "--every",
+        "--if",
+        "--max-hits",
+        "--ttl",
+        "--control",
+    ] {
+        assert!(
+            help.contains(word),
+            "{word} missing from tictoc help:\n{help}"
+        );
     }
 }
 
@@ -101,6 +125,14 @@ fn arm_flags_keep_their_order() {
         "5",
         "--rate",
         "100/s",
+        "--max-depth",
+        "4",
+        "--tictoc",
+        "src/main.rs:47",
+        "--max-string",
+        "200",
+        "--max-items",
+        "20",
     ])
     .unwrap();
     let Command::Arm(a) = &cli.command else {
@@ -120,7 +152,15 @@ fn arm_flags_keep_their_order() {
             "--max-hits",
             "5",
             "--rate",
-            "100/s"
+            "100/s",
+            "--max-depth",
+            "4",
+            "--tictoc",
+            "src/main.rs:47",
+            "--max-string",
+            "200",
+            "--max-items",
+            "20"
         ]
     );
     // Without matches: declaration order.
@@ -140,6 +180,21 @@ fn arm_flag_validation() {
     assert!(parse(["lprobe", "arm", "x", "--every", "10parsecs"]).is_err());
     assert!(parse(["lprobe", "arm", "x", "--ttl", "1.5h"]).is_ok());
     assert!(parse(["lprobe", "arm", "x", "--max-hits", "-1"]).is_err());
+    for flag in ["--max-string", "--max-items", "--max-depth"] {
+        assert!(parse(["lprobe", "arm", "x", flag, "64"]).is_ok(), "{flag}");
+        assert!(parse(["lprobe", "arm", "x", flag, "0"]).is_err(), "{flag}");
+        assert!(parse(["lprobe", "arm", "x", flag, "-3"]).is_err(), "{flag}");
+        assert!(
+            parse(["lprobe", "arm", "x", flag, "lots"]).is_err(),
+            "{flag}"
+        );
+        assert!(parse(["lprobe", "arm", "x", flag]).is_err(), "{flag}");
+    }
+    assert!(parse(["lprobe", "arm", "x", "--tictoc"]).is_err());
+    assert!(parse(["lprobe", "tictoc", "a.rs:1"]).is_err());
+    assert!(parse(["lprobe", "tictoc", "a.rs:1", "a.rs:2", "--every", "soon"]).is_err());
+    assert!(parse(["lprobe", "tictoc", "a.rs:1", "a.rs:2", "--max-hits", "0"]).is_err());
+    assert!(parse(["lprobe", "tictoc", "a.rs:1", "a.rs:2", "--count"]).is_err());
     assert!(parse(["lprobe", "arm"]).is_err());
     assert!(parse(["lprobe", "snapshot", "x", "--timeout", "0"]).is_err());
     assert!(parse(["lprobe", "snapshot", "x", "--timeout", "45"]).is_ok());
@@ -346,7 +401,7 @@ fn status_table_and_json() {
            \"errors\":0,\"ttl_left_s\":3590}},\
          {{\"id\":\"p2\",\"location\":\"process\",\"site\":\"src/main.rs:40\",\
            \"actions\":[\"count\",\"duration\"],\"state\":\"error\",\"hits\":9,\"emitted\":1,\
-           \"dropped\":2,\"errors\":1,\"ttl_left_s\":null,\"duration\":{{\"count\":9,\"max_ns\":1500}}}}],\
+           \"dropped\":2,\"errors\":1,\"ttl_left_s\":null,\"limit\":\"rate\",\"duration\":{{\"count\":9,\"max_ns\":1500}}}}],\
          \"dropped_total\":2,\"control\":{{\"path\":\"/etc/x\",\"errors\":[\"line 3: bad flag\"]}}}}\n",
         me()
     );
@@ -360,10 +415,10 @@ fn status_table_and_json() {
         out,
         format!(
             "pid {}  /abs/demo-app\n\
-             ID  LOCATION                  ACTIONS         STATE            HITS  EMITTED  DROPPED  TTL\n\
-             p1  src/main.rs:42            log             armed            3     3        0        59m50s\n\
-             p2  process (src/main.rs:40)  count,duration  error (1 error)  9     1        2        -\n\
-             p2 duration: count=9 max_ns=1.5µs\n\
+             ID  LOCATION                  ACTIONS         STATE            HITS  EMITTED  DROPPED  LIMIT  TTL\n\
+             p1  src/main.rs:42            log             armed            3     3        0        -      59m50s\n\
+             p2  process (src/main.rs:40)  count,duration  error (1 error)  9     1        2        rate   -\n\
+             \x20   n=9 max=1.50µs\n\
              dropped records (all probes): 2\n\
              control file: /etc/x\n\
              control file errors:\n  line 3: bad flag\n",

@@ -1,0 +1,305 @@
+//! The probe language and its guard rails, on `fixtures/lang-app`: conditions, templates,
+//! structured values, truncation, panicking and re-entrant `Debug`, durations, tictoc, limits,
+//! the output budget and redaction.
+
+use serde_json::Value;
+
+use crate::harness::*;
+
+/// `src/main.rs:N` for the line marked `@site:NAME` in the fixture.
+fn site(name: &str) -> String {
+    let src = std::fs::read_to_string(repo().join("fixtures/lang-app/src/main.rs"))
+        .expect("read fixture");
+    let marker = format!("@site:{name}");
+    let n = src
+        .lines()
+        .position(|l| l.contains(&marker))
+        .unwrap_or_else(|| panic!("no {marker} in the fixture"));
+    format!("src/main.rs:{}", n + 1)
+}
+
+fn app(env: &[(&str, &str)]) -> Running {
+    let t = build_once("lang-app", &["--release", "--lines", "all"]);
+    start(&t.join("lprobe/release/lang-app"), env)
+}
+
+fn arm(r: &Running, args: &[&str]) -> String {
+    let mut full = vec!["arm"];
+    full.extend_from_slice(args);
+    full.push("--json");
+    let out = lprobe(r, &full);
+    assert!(out.status.success(), "arm {args:?}: {}", stderr(&out));
+    let v: Value = serde_json::from_str(stdout(&out).trim()).expect("arm --json");
+    v["probe"].as_str().expect("probe id").to_owned()
+}
+
+fn probe_status(r: &Running, id: &str) -> Value {
+    let st: Value =
+        serde_json::from_str(&stdout(&lprobe(r, &["status", "--json"]))).expect("status json");
+    st[0]["probes"]
+        .as_array()
+        .and_then(|ps| ps.iter().find(|p| p["id"] == id).cloned())
+        .unwrap_or(Value::Null)
+}
+
+fn of(recs: &[Value], probe: &str) -> Vec<Value> {
+    recs.iter()
+        .filter(|v| v["probe"] == probe)
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn conditional_log_with_paths_indexes_and_len() {
+    let r = app(&[]);
+    let p = arm(
+        &r,
+        &[
+            &site("served"),
+            "--log",
+            "{user.name} #{order.id} tags={user.tags.len()} first={order.items[0].sku} qty0={order.items[0].qty} {{literal}}",
+            "--if",
+            "order.id > 3 && user.name != \"bob\" && order.items.len() >= 2",
+        ],
+    );
+    let logs = wait_records(&r, 5, "conditional logs", |v| v["probe"] == p.as_str());
+    for rec in &logs {
+        let msg = rec["msg"].as_str().expect("msg");
+        let id: u64 = msg
+            .split('#')
+            .nth(1)
+            .and_then(|s| s.split_whitespace().next())
+            .and_then(|s| s.parse().ok())
+            .expect("id");
+        // The fixture's values are a function of the order id.
+        let name = ["alice", "bob", "carol", "dave"][(id % 4) as usize];
+        assert!(id > 3 && name != "bob" && id % 4 + 1 >= 2, "{msg}");
+        assert_eq!(
+            msg,
+            format!(
+                "{name} #{id} tags={} first=sku-0 qty0=1 {{literal}}",
+                id % 3 + 1
+            )
+        );
+    }
+}
+
+#[test]
+fn snapshot_values_are_structured_truncated_and_survive_bad_debug() {
+    let r = app(&[]);
+    let out = lprobe(
+        &r,
+        &["snapshot", &site("served"), "--json", "--timeout", "20s"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let snap: Value = serde_json::from_str(stdout(&out).trim()).expect("snapshot json");
+    let vars = &snap["vars"];
+    let id = vars["n"].as_u64().expect("n");
+    let order = &vars["order"];
+    assert_eq!(order["id"].as_u64(), Some(id));
+    assert_eq!(
+        order["items"][0],
+        serde_json::json!({"sku": "sku-0", "qty": 1})
+    );
+    assert_eq!(
+        order["items"].as_array().map(Vec::len),
+        Some((id % 4 + 1) as usize)
+    );
+    assert_eq!(
+        order["note"],
+        if id % 2 == 0 {
+            Value::from("gift")
+        } else {
+            Value::Null
+        }
+    );
+    // Truncation is marked, never silent.
+    let big = vars["big"].as_array().expect("big is an array");
+    assert_eq!(big.len(), 26, "{big:?}");
+    assert_eq!(big[24], 24);
+    assert_eq!(big[25], "<+75 more>");
+    let long = vars["long"].as_str().expect("long is a string");
+    assert!(
+        long.starts_with(&"x".repeat(256)) && long.ends_with("…<+744 chars>"),
+        "{long}"
+    );
+    // A panicking Debug becomes a marker; the rest of the record stands.
+    assert_eq!(vars["grumpy"], format!("<panicked: grumpy debug {id}>"));
+    // A Debug that calls instrumented code works (and does not recurse into probes).
+    assert_eq!(vars["chatty"], serde_json::json!({"Chatty": id * 2}));
+    // A mutex the thread holds is shown as locked, without blocking.
+    assert!(
+        vars["lock"].to_string().contains("locked"),
+        "{}",
+        vars["lock"]
+    );
+    // The program keeps running.
+    let again = lprobe(
+        &r,
+        &["snapshot", &site("served"), "--json", "--timeout", "20s"],
+    );
+    assert!(again.status.success());
+}
+
+#[test]
+fn secrets_never_leave_the_process() {
+    let r = app(&[("LPROBE_REDACT", "tags")]);
+    let snap = arm(&r, &[&site("served"), "--snapshot", "--max-hits", "2"]);
+    let log = arm(
+        &r,
+        &[
+            &site("served"),
+            "--log",
+            "pw={user.password} tok={order.user.api_token}",
+            "--max-hits",
+            "3",
+        ],
+    );
+    let cond = arm(
+        &r,
+        &[
+            &site("served"),
+            "--log",
+            "matched",
+            "--if",
+            "user.password != \"<redacted>\"",
+        ],
+    );
+    wait_records(&r, 2, "snapshots", |v| v["probe"] == snap.as_str());
+    let logs = wait_records(&r, 3, "logs", |v| v["probe"] == log.as_str());
+    for l in &logs {
+        assert_eq!(l["msg"], "pw=<redacted> tok=<redacted>");
+    }
+    let recs = records(&r);
+    let s = of(&recs, &snap);
+    assert_eq!(s[0]["vars"]["user"]["password"], "<redacted>");
+    assert_eq!(s[0]["vars"]["user"]["api_token"], "<redacted>");
+    assert_eq!(
+        s[0]["vars"]["user"]["tags"], "<redacted>",
+        "LPROBE_REDACT adds patterns"
+    );
+    assert!(
+        of(&recs, &cond).is_empty(),
+        "conditions see the redacted value"
+    );
+    let raw = std::fs::read_to_string(&r.output).expect("output");
+    assert!(
+        !raw.contains("s3cr3t") && !raw.contains("-zzz"),
+        "a secret reached the output"
+    );
+}
+
+#[test]
+fn duration_and_tictoc_report_stats() {
+    let r = app(&[]);
+    let d = arm(&r, &["fn:lang_app::handle", "--duration", "--every", "1s"]);
+    let t = arm(
+        &r,
+        &[&site("tic"), "--tictoc", &site("toc"), "--every", "1s"],
+    );
+    let recs = wait_records(&r, 1, "duration records", |v| {
+        v["probe"] == d.as_str() && v["kind"] == "duration"
+    });
+    let st = &recs[0]["duration"];
+    let n = |k: &str| st[k].as_u64().unwrap_or_else(|| panic!("{k} in {st}"));
+    assert!(n("count") > 0);
+    assert!(n("min_ns") <= n("p50_ns") && n("p50_ns") <= n("p90_ns"));
+    assert!(n("p90_ns") <= n("p99_ns") && n("p99_ns") <= n("max_ns"));
+    // handle() spins 200-400 µs.
+    assert!(n("min_ns") >= 200_000, "{st}");
+    let recs = wait_records(&r, 1, "tictoc records", |v| {
+        v["probe"] == t.as_str() && v["kind"] == "duration"
+    });
+    let tt = &recs[0]["duration"];
+    // stage_one + stage_two spin 200 µs in all.
+    assert!(tt["min_ns"].as_u64().is_some_and(|m| m >= 200_000), "{tt}");
+    let status = probe_status(&r, &d);
+    assert!(
+        status["duration"]["count"].as_u64().is_some_and(|c| c > 0),
+        "{status}"
+    );
+    // A statement is not a function site.
+    let bad = lprobe(&r, &["arm", &site("served"), "--duration"]);
+    assert!(!bad.status.success());
+    assert!(
+        stderr(&bad).contains("--duration needs function sites"),
+        "{}",
+        stderr(&bad)
+    );
+}
+
+#[test]
+fn limits_max_hits_rate_and_ttl() {
+    let r = app(&[("LANG_INTERVAL_MS", "1")]);
+    let max = arm(&r, &[&site("served"), "--log", "m", "--max-hits", "3"]);
+    let rate = arm(&r, &[&site("mid"), "--log", "r", "--rate", "5/s"]);
+    let ttl = arm(&r, &[&site("toc"), "--log", "t", "--ttl", "1s"]);
+    wait_for(
+        std::time::Duration::from_secs(10),
+        "the ttl to expire",
+        || (probe_status(&r, &ttl)["state"] == "expired").then_some(()),
+    );
+    std::thread::sleep(std::time::Duration::from_millis(1200)); // let the rate window fill
+    let recs = records(&r);
+    assert_eq!(of(&recs, &max).len(), 3);
+    let m = probe_status(&r, &max);
+    assert_eq!(m["state"], "exhausted");
+    assert_eq!(m["limit"], "max-hits");
+    let rs = probe_status(&r, &rate);
+    assert!(rs["dropped"].as_u64().is_some_and(|d| d > 0), "{rs}");
+    assert_eq!(rs["limit"], "rate");
+    let secs = 2.5; // generous bound on how long the rate probe has run
+    assert!(
+        (of(&recs, &rate).len() as f64) <= 5.0 * (secs + 1.0),
+        "{}",
+        of(&recs, &rate).len()
+    );
+    let before = of(&recs, &ttl).len();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(
+        of(&records(&r), &ttl).len(),
+        before,
+        "an expired probe stopped writing"
+    );
+}
+
+#[test]
+fn the_output_budget_caps_bytes_per_second() {
+    let r = app(&[("LANG_INTERVAL_MS", "0"), ("LPROBE_BUDGET", "4000")]);
+    let p = arm(
+        &r,
+        &[&site("mid"), "--log", "{a} {n}", "--rate", "100000/s"],
+    );
+    wait_for(std::time::Duration::from_secs(10), "budget drops", || {
+        let s = probe_status(&r, &p);
+        (s["limit"] == "budget" && s["dropped"].as_u64()? > 0).then_some(())
+    });
+    let st: Value =
+        serde_json::from_str(&stdout(&lprobe(&r, &["status", "--json"]))).expect("status");
+    assert!(st[0]["dropped_total"].as_u64().is_some_and(|d| d > 0));
+}
+
+#[test]
+fn a_condition_that_cannot_be_evaluated_reports_once() {
+    let r = app(&[]);
+    let p = arm(
+        &r,
+        &[&site("served"), "--log", "x", "--if", "user.name > 3"],
+    );
+    wait_for(std::time::Duration::from_secs(10), "errors", || {
+        (probe_status(&r, &p)["errors"].as_u64()? >= 3).then_some(())
+    });
+    let errs: Vec<Value> = of(&records(&r), &p)
+        .into_iter()
+        .filter(|v| v["kind"] == "error")
+        .collect();
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(
+        errs[0]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("cannot compare")),
+        "{}",
+        errs[0]
+    );
+    assert_eq!(probe_status(&r, &p)["state"], "armed");
+}
