@@ -107,7 +107,7 @@ fn snapshot_values_are_structured_truncated_and_survive_bad_debug() {
     );
     assert_eq!(
         order["note"],
-        if id % 2 == 0 {
+        if id.is_multiple_of(2) {
             Value::from("gift")
         } else {
             Value::Null

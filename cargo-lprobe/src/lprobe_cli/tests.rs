@@ -642,3 +642,220 @@ fn control_line_gets_its_own_line() {
         "a --count\nb --count\n"
     );
 }
+
+#[test]
+fn tictoc_sends_arm_with_tictoc_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = my_socket(&dir);
+    let server = fake_server(
+        &sock,
+        vec![
+            hello_json(me()),
+            "{\"ok\":true,\"probe\":\"p3\",\"sites\":[\"src/main.rs:42\",\"src/main.rs:47\"]}\n"
+                .into(),
+            hello_json(me()),
+            "{\"ok\":true,\"probe\":\"p4\",\"sites\":[\"src/a.rs:1\",\"src/a.rs:9\",\
+             \"src/b.rs:2\"]}\n"
+                .into(),
+            hello_json(me()),
+            "{\"ok\":true,\"probe\":\"p5\",\"sites\":[\"src/main.rs:42\",\"src/main.rs:47\"]}\n"
+                .into(),
+        ],
+    );
+    // Flags typed before LOC_B still come after `--tictoc LOC_B`, in the order typed.
+    let (code, out, err) = run_cmd(
+        &[
+            "tictoc",
+            "main.rs:42",
+            "--ttl",
+            "30m",
+            "main.rs:47",
+            "--if",
+            "n > 3",
+            "--every",
+            "5s",
+            "--max-hits",
+            "100",
+        ],
+        vec![sock.clone()],
+    );
+    assert_eq!((code, err.as_str()), (0, ""));
+    assert_eq!(
+        out,
+        format!(
+            "armed p3: time from src/main.rs:42 to src/main.rs:47 (pid {})\n",
+            me()
+        )
+    );
+    // Several start or end sites: the locations as typed.
+    let (code, out, _) = run_cmd(&["tictoc", "fn:a::*", "b.rs:2"], vec![sock.clone()]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        out,
+        format!("armed p4: time from fn:a::* to b.rs:2 (pid {})\n", me())
+    );
+    let (code, out, _) = run_cmd(
+        &["tictoc", "src/main.rs:42", "src/main.rs:47", "--json"],
+        vec![sock],
+    );
+    assert_eq!(code, 0);
+    assert_eq!(
+        out,
+        format!(
+            "{{\"pid\":{},\"probe\":\"p5\",\"site\":\"src/main.rs:42\",\
+             \"sites\":[\"src/main.rs:42\",\"src/main.rs:47\"]}}\n",
+            me()
+        )
+    );
+    let got = server.join().unwrap();
+    assert_eq!(
+        got[1],
+        "lprobe/1 arm main.rs:42 --tictoc main.rs:47 --ttl 30m --if 'n > 3' --every 5s \
+         --max-hits 100\n"
+    );
+    assert_eq!(got[3], "lprobe/1 arm fn:a::* --tictoc b.rs:2\n");
+    assert_eq!(
+        got[5],
+        "lprobe/1 arm src/main.rs:42 --tictoc src/main.rs:47\n"
+    );
+}
+
+#[test]
+fn tictoc_control_file_and_arm_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("probes.control");
+    let f = file.to_str().unwrap();
+    let (code, out, err) = run_cmd(
+        &["tictoc", "src/a.rs:1", "src/a.rs:9", "--every", "1m", "--control", f],
+        vec![],
+    );
+    assert_eq!((code, err.as_str()), (0, ""));
+    assert_eq!(
+        out,
+        format!("appended to {f}: src/a.rs:1 --tictoc src/a.rs:9 --every 1m\n")
+    );
+    let (code, out, _) = run_cmd(
+        &[
+            "arm",
+            "src/b.rs:3",
+            "--max-items",
+            "5",
+            "--snapshot",
+            "--max-string",
+            "80",
+            "--control",
+            f,
+            "--json",
+        ],
+        vec![],
+    );
+    assert_eq!(code, 0);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        v["line"],
+        "src/b.rs:3 --max-items 5 --snapshot --max-string 80"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        "src/a.rs:1 --tictoc src/a.rs:9 --every 1m\n\
+         src/b.rs:3 --max-items 5 --snapshot --max-string 80\n"
+    );
+}
+
+#[test]
+fn arm_sends_duration_and_capture_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = my_socket(&dir);
+    let server = fake_server(
+        &sock,
+        vec![
+            hello_json(me()),
+            "{\"ok\":true,\"probe\":\"p1\",\"sites\":[\"src/billing.rs:98\"]}\n".into(),
+        ],
+    );
+    let (code, out, err) = run_cmd(
+        &[
+            "arm",
+            "fn:demo_app::billing::Invoice::total",
+            "--duration",
+            "--every",
+            "30s",
+            "--max-depth",
+            "3",
+        ],
+        vec![sock],
+    );
+    assert_eq!((code, err.as_str()), (0, ""));
+    assert_eq!(out, format!("armed p1 at src/billing.rs:98 (pid {})\n", me()));
+    let got = server.join().unwrap();
+    assert_eq!(
+        got[1],
+        "lprobe/1 arm fn:demo_app::billing::Invoice::total --duration --every 30s --max-depth 3\n"
+    );
+}
+
+#[test]
+fn status_shortens_many_sites_and_shows_timings() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = my_socket(&dir);
+    let sites: Vec<String> = (1..=14).map(|i| format!("src/billing.rs:{i}")).collect();
+    let status = json!({"ok":true,"pid":me(),"program":"/abs/demo-app","probes":[
+        {"id":"p1","location":"fn:demo_app::billing::*","site":sites.join(","),"sites":sites,
+         "actions":["count"],"state":"armed","hits":120,"emitted":2,"dropped":0,"errors":0,
+         "ttl_left_s":60,"limit":null},
+        {"id":"p2","location":"fn:demo_app::billing::Invoice::total",
+         "site":"src/billing.rs:98","sites":["src/billing.rs:98"],"actions":["duration"],
+         "state":"armed","hits":99,"emitted":1,"dropped":0,"errors":0,"ttl_left_s":60,
+         "limit":"budget","duration":{"count":99,"min_ns":70,"p50_ns":431,"p90_ns":671,
+         "p99_ns":872,"max_ns":872}},
+        {"id":"p3","location":"main.rs:42","site":"src/main.rs:42,src/main.rs:47",
+         "actions":["tictoc"],"state":"exhausted","hits":5,"emitted":1,"dropped":0,
+         "errors":0,"ttl_left_s":60,"limit":"max-hits","duration":{"count":5,"min_ns":1200,
+         "p50_ns":15000,"p90_ns":2_500_000,"p99_ns":2_500_000,"max_ns":1_500_000_000u64}},
+        {"id":"p4","location":"src/a.rs:1","sites":["src/a.rs:1","src/a.rs:2"],
+         "actions":["tictoc"],"state":"armed","hits":0,"emitted":0,"dropped":0,"errors":0,
+         "ttl_left_s":60,"limit":null,"duration":{"count":0,"min_ns":0,"p50_ns":0,"p90_ns":0,
+         "p99_ns":0,"max_ns":0}}],
+        "dropped_total":0,"control":{"path":null,"errors":[]}});
+    let server = fake_server(&sock, vec![hello_json(me()), format!("{status}\n")]);
+    let (code, out, err) = run_cmd(&["status"], vec![sock]);
+    assert_eq!((code, err.as_str()), (0, ""));
+    assert_eq!(
+        out,
+        format!(
+            "pid {}  /abs/demo-app\n\
+             ID  LOCATION                                                   ACTIONS   STATE      HITS  EMITTED  DROPPED  LIMIT     TTL\n\
+             p1  fn:demo_app::billing::* (14 sites)                         count     armed      120   2        0        -         1m00s\n\
+             p2  fn:demo_app::billing::Invoice::total (src/billing.rs:98)  duration  armed      99    1        0        budget    1m00s\n\
+             \x20   n=99 min=70ns p50=431ns p90=671ns p99=872ns max=872ns\n\
+             p3  main.rs:42 (src/main.rs:42, src/main.rs:47)                tictoc    exhausted  5     1        0        max-hits  1m00s\n\
+             \x20   n=5 min=1.20µs p50=15.0µs p90=2.50ms p99=2.50ms max=1.50s\n\
+             p4  src/a.rs:1 (src/a.rs:1, src/a.rs:2)                        tictoc    armed      0     0        0        -         1m00s\n\
+             \x20   n=0\n\
+             dropped records (all probes): 0\n\
+             control file: none\n",
+            me()
+        )
+    );
+    server.join().unwrap();
+}
+
+#[test]
+fn tail_formats_duration_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = my_socket(&dir);
+    let records = "{\"ok\":true}\n\
+        {\"ts\":\"2024-05-01T01:37:18.123Z\",\"probe\":\"p1\",\"site\":\"src/billing.rs:98\",\
+         \"fn\":\"demo_app::billing::Invoice::total\",\"kind\":\"duration\",\
+         \"thread\":\"lprobe-control\",\"ns\":431,\"duration\":{\"count\":99,\"min_ns\":70,\
+         \"p50_ns\":431,\"p90_ns\":671,\"p99_ns\":872,\"max_ns\":872}}\n";
+    let server = fake_server(&sock, vec![hello_json(me()), records.into()]);
+    let (code, out, err) = run_cmd(&["tail"], vec![sock]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out,
+        "01:37:18.123 p1 src/billing.rs:98 demo_app::billing::Invoice::total  duration  \
+         n=99 p50=431ns p90=671ns p99=872ns max=872ns\n"
+    );
+    server.join().unwrap();
+}
