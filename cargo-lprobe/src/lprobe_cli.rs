@@ -100,8 +100,10 @@ pub enum Command {
     /// Show armed probes, their counters and control-file errors
     #[command(
         long_about = "Show the probes armed in a process: ID, LOCATION, ACTIONS, STATE \
-        (armed, exhausted, expired, error), HITS, records EMITTED and DROPPED, and TTL left; then \
-        the total of dropped records and errors from the control file.\n\n\
+        (armed, exhausted, expired, error), HITS, records EMITTED and DROPPED, the last LIMIT the \
+        probe ran into (rate, budget, queue, max-hits) and TTL left; a --duration or --tictoc \
+        probe has its timings on a second line (n, min, p50, p90, p99, max). Then the total of \
+        dropped records and errors from the control file.\n\n\
         With --json: an array with one status object per process."
     )]
     Status,

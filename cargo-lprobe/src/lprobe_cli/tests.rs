@@ -166,7 +166,12 @@ fn arm_flags_keep_their_order() {
     // Without matches: declaration order.
     assert_eq!(
         arm_argv(a, None)[1..5],
-        ["--log", "order {order} total={total}", "--count", "--if"]
+        [
+            "--log",
+            "order {order} total={total}",
+            "--count",
+            "--tictoc"
+        ]
     );
 }
 
@@ -713,7 +718,7 @@ fn tictoc_sends_arm_with_tictoc_first() {
         "lprobe/1 arm main.rs:42 --tictoc main.rs:47 --ttl 30m --if 'n > 3' --every 5s \
          --max-hits 100\n"
     );
-    assert_eq!(got[3], "lprobe/1 arm fn:a::* --tictoc b.rs:2\n");
+    assert_eq!(got[3], "lprobe/1 arm 'fn:a::*' --tictoc b.rs:2\n");
     assert_eq!(
         got[5],
         "lprobe/1 arm src/main.rs:42 --tictoc src/main.rs:47\n"
@@ -726,7 +731,15 @@ fn tictoc_control_file_and_arm_limits() {
     let file = dir.path().join("probes.control");
     let f = file.to_str().unwrap();
     let (code, out, err) = run_cmd(
-        &["tictoc", "src/a.rs:1", "src/a.rs:9", "--every", "1m", "--control", f],
+        &[
+            "tictoc",
+            "src/a.rs:1",
+            "src/a.rs:9",
+            "--every",
+            "1m",
+            "--control",
+            f,
+        ],
         vec![],
     );
     assert_eq!((code, err.as_str()), (0, ""));
@@ -786,7 +799,10 @@ fn arm_sends_duration_and_capture_limits() {
         vec![sock],
     );
     assert_eq!((code, err.as_str()), (0, ""));
-    assert_eq!(out, format!("armed p1 at src/billing.rs:98 (pid {})\n", me()));
+    assert_eq!(
+        out,
+        format!("armed p1 at src/billing.rs:98 (pid {})\n", me())
+    );
     let got = server.join().unwrap();
     assert_eq!(
         got[1],
@@ -824,13 +840,13 @@ fn status_shortens_many_sites_and_shows_timings() {
         out,
         format!(
             "pid {}  /abs/demo-app\n\
-             ID  LOCATION                                                   ACTIONS   STATE      HITS  EMITTED  DROPPED  LIMIT     TTL\n\
-             p1  fn:demo_app::billing::* (14 sites)                         count     armed      120   2        0        -         1m00s\n\
+             ID  LOCATION                                                  ACTIONS   STATE      HITS  EMITTED  DROPPED  LIMIT     TTL\n\
+             p1  fn:demo_app::billing::* (14 sites)                        count     armed      120   2        0        -         1m00s\n\
              p2  fn:demo_app::billing::Invoice::total (src/billing.rs:98)  duration  armed      99    1        0        budget    1m00s\n\
              \x20   n=99 min=70ns p50=431ns p90=671ns p99=872ns max=872ns\n\
-             p3  main.rs:42 (src/main.rs:42, src/main.rs:47)                tictoc    exhausted  5     1        0        max-hits  1m00s\n\
+             p3  main.rs:42 (src/main.rs:42, src/main.rs:47)               tictoc    exhausted  5     1        0        max-hits  1m00s\n\
              \x20   n=5 min=1.20µs p50=15.0µs p90=2.50ms p99=2.50ms max=1.50s\n\
-             p4  src/a.rs:1 (src/a.rs:1, src/a.rs:2)                        tictoc    armed      0     0        0        -         1m00s\n\
+             p4  src/a.rs:1 (src/a.rs:1, src/a.rs:2)                       tictoc    armed      0     0        0        -         1m00s\n\
              \x20   n=0\n\
              dropped records (all probes): 0\n\
              control file: none\n",
