@@ -39,7 +39,7 @@ struct FileWork {
     hash: String,
     lines_key: String,
     sites: FileSites,
-    first_id: u32,
+    first: rewrite::FirstIds,
     extern_at: Option<usize>,
     ex: Exclusions,
     rewritten: Option<Rewritten>,
@@ -218,6 +218,7 @@ pub fn run(inv: &Invocation) -> Result<i32> {
     let mut files: Vec<FileWork> = Vec::new();
     let mut parse_failures = Vec::new();
     let mut next_ids = vec![0u32; packages.len()];
+    let mut next_fns = vec![0u32; packages.len()];
     let cache_path = lp.join("repair-cache.json");
     let cache = Cache::load(&cache_path);
     let mut total_lines = 0usize;
@@ -264,7 +265,11 @@ pub fn run(inv: &Invocation) -> Result<i32> {
                 .cloned()
                 .unwrap_or_else(|| default_sel.clone());
             let sites = visit::find_sites(&text, &file, &src.module, &sel);
-            let first_id = next_ids[pi];
+            let first = rewrite::FirstIds {
+                site: next_ids[pi],
+                func: next_fns[pi],
+            };
+            next_fns[pi] += sites.contexts.len() as u32;
             next_ids[pi] += sites.sites.len() as u32;
             let extern_at =
                 (src.crate_root && src.edition == "2015").then(|| after_inner_attrs(&text, &file));
@@ -281,7 +286,7 @@ pub fn run(inv: &Invocation) -> Result<i32> {
                 hash,
                 lines_key,
                 sites,
-                first_id,
+                first,
                 extern_at,
                 ex,
                 rewritten: None,
@@ -305,7 +310,7 @@ pub fn run(inv: &Invocation) -> Result<i32> {
             f.rewritten = Some(rewrite::rewrite(
                 &f.text,
                 &f.sites,
-                f.first_id,
+                f.first,
                 &f.ex,
                 f.extern_at,
             ));
@@ -555,9 +560,11 @@ fn write_copy(
     // The sites crates.
     for (pi, pkg) in packages.iter().enumerate() {
         let mut rows: Vec<SiteRow> = Vec::new();
+        let mut fns = 0;
         let mut hashes = Vec::new();
         for f in files.iter().filter(|f| f.pkg == pi) {
             hashes.push((f.rel.clone(), f.hash.clone()));
+            fns = fns.max(f.first.func as usize + f.sites.contexts.len());
             let placed: BTreeMap<usize, &rewrite::Placed> = f
                 .rewritten
                 .iter()
@@ -579,6 +586,7 @@ fn write_copy(
                     func: s.func.clone(),
                     kind,
                     names,
+                    fn_slot: f.first.func + s.context as u32,
                 });
             }
         }
@@ -594,7 +602,7 @@ fn write_copy(
         )?;
         write_if_changed(
             &dir.join("lib.rs"),
-            sites_crate::source(&pkg.name, &pkg_dir, &rows, &hashes).as_bytes(),
+            sites_crate::source(&pkg.name, &pkg_dir, &rows, fns, &hashes).as_bytes(),
         )?;
     }
     Ok(())

@@ -170,7 +170,7 @@ pub struct ArmArgs {
     /// count/min/p50/p90/p99/max every --every (see also `lprobe tictoc`)
     #[arg(long, value_name = "LOCATION_B")]
     pub tictoc: Option<String>,
-    /// Report aggregated counts at this interval, e.g. 10s, 500ms, 1m (default 10s)
+    /// Report aggregated counts and timings at this interval, e.g. 10s, 500ms, 1m (default 10s)
     #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
     pub every: Option<String>,
     /// Fire only when this condition on captured variables holds, e.g. 'total > 1000'

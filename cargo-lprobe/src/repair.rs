@@ -184,7 +184,7 @@ mod tests {
     fn setup(src: &str) -> (FileSites, Rewritten) {
         let file = syn::parse_file(src).expect("parses");
         let fs = find_sites(src, &file, "k", &LineSel::All);
-        let rw = rewrite(src, &fs, 0, &Exclusions::default(), None);
+        let rw = rewrite(src, &fs, Default::default(), &Exclusions::default(), None);
         (fs, rw)
     }
 
@@ -234,7 +234,7 @@ mod tests {
             judge(&err, &fs, &rw, &mut ex),
             Action::FnNoProbes { context: 0 }
         );
-        let rw2 = rewrite(src, &fs, 0, &ex, None);
+        let rw2 = rewrite(src, &fs, Default::default(), &ex, None);
         assert_eq!(judge(&err, &fs, &rw2, &mut ex), Action::None);
     }
 

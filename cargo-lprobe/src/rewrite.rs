@@ -87,6 +87,13 @@ impl Rewritten {
 /// Text to insert: (original offset, code, site index, capture ranges within the code).
 type Piece = (usize, String, Option<usize>, Vec<(String, Range<usize>)>);
 
+/// Where a file's ids start in its package's table: sites, and functions (contexts).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FirstIds {
+    pub site: u32,
+    pub func: u32,
+}
+
 /// The runtime crate's name as seen from instrumented code.
 pub const SITES_CRATE: &str = "lprobe_sites";
 
@@ -95,10 +102,14 @@ pub const SITES_CRATE: &str = "lprobe_sites";
 pub fn rewrite(
     text: &str,
     sites: &FileSites,
-    first_id: u32,
+    first: FirstIds,
     ex: &Exclusions,
     extern_crate: Option<usize>,
 ) -> Rewritten {
+    let FirstIds {
+        site: first_id,
+        func: first_fn,
+    } = first;
     let mut pieces: Vec<Piece> = Vec::new();
     if ex.file_original {
         return Rewritten {
@@ -115,17 +126,44 @@ pub fn rewrite(
             Vec::new(),
         ));
     }
+    // A function whose entry probe is placed reads its function flag into a local at entry;
+    // its line sites (outside closures) test that local first, so a loop whose body has no
+    // call keeps no load and stays vectorizable. Loop heads re-read it.
+    let local: Vec<bool> =
+        (0..sites.contexts.len())
+            .map(|c| {
+                sites.sites.iter().enumerate().any(|(i, s)| {
+                    s.context == c && s.kind == SiteKind::Entry && ex.keeps_site(i, c)
+                })
+            })
+            .collect();
+    for head in &sites.loops {
+        if local.get(head.context).copied().unwrap_or(false) {
+            let k = first_fn + head.context as u32;
+            pieces.push((
+                head.offset,
+                format!(" ::{SITES_CRATE}::refresh(&mut __lprobe_fn, {k}); "),
+                None,
+                Vec::new(),
+            ));
+        }
+    }
     for (i, site) in sites.sites.iter().enumerate() {
         if !ex.keeps_site(i, site.context) {
             continue;
         }
         let id = first_id + i as u32;
-        let entry = site.kind == SiteKind::Entry;
+        let k = first_fn + site.context as u32;
+        let uses_local = !site.in_closure && local.get(site.context).copied().unwrap_or(false);
         // An entry site keeps a guard for the whole call (it times the call when a
         // `--duration` probe is armed); a line site is a plain check.
-        let mut code = if entry {
+        let mut code = if site.kind == SiteKind::Entry {
             format!(
-                " #[allow(unused_mut, unused_variables)] let mut __lprobe_guard = ::{SITES_CRATE}::entry({id}); #[allow(unreachable_code, unused_imports)] if __lprobe_guard.on() {{ use ::{SITES_CRATE}::{{ViaDebug as _, ViaOpaque as _}}; ::{SITES_CRATE}::hit_entry({id}, &mut __lprobe_guard, &["
+                " #[allow(unused_mut, unused_variables)] let mut __lprobe_fn = ::{SITES_CRATE}::fn_on({k}); #[allow(unused_mut, unused_variables)] let mut __lprobe_guard = ::{SITES_CRATE}::entry({id}, __lprobe_fn); #[allow(unreachable_code, unused_imports)] if __lprobe_guard.on() {{ use ::{SITES_CRATE}::{{ViaDebug as _, ViaOpaque as _}}; ::{SITES_CRATE}::hit_entry({id}, &mut __lprobe_guard, &["
+            )
+        } else if uses_local {
+            format!(
+                " #[allow(unreachable_code, unused_imports)] if __lprobe_fn && ::{SITES_CRATE}::on({id}) {{ use ::{SITES_CRATE}::{{ViaDebug as _, ViaOpaque as _}}; ::{SITES_CRATE}::hit({id}, &["
             )
         } else {
             format!(
@@ -147,6 +185,7 @@ pub fn rewrite(
         code.push_str("]) } ");
         pieces.push((site.offset, code, Some(i), caps));
     }
+    // Stable: at one offset, a loop head (pushed first) precedes a probe.
     pieces.sort_by_key(|p| p.0);
 
     let mut out =
@@ -189,7 +228,7 @@ mod tests {
     fn go(src: &str, ex: &Exclusions) -> (FileSites, Rewritten) {
         let file = syn::parse_file(src).expect("parses");
         let fs = find_sites(src, &file, "k", &LineSel::All);
-        let rw = rewrite(src, &fs, 10, ex, None);
+        let rw = rewrite(src, &fs, FirstIds { site: 10, func: 0 }, ex, None);
         (fs, rw)
     }
 

@@ -63,6 +63,17 @@ pub struct Site {
     pub context: usize,
     /// Names of the bindings in scope, outermost first, each once.
     pub names: Vec<String>,
+    /// Inside a closure or async block (cannot use the function's local armed flag).
+    pub in_closure: bool,
+}
+
+/// The start of a loop body where a function's local armed flag is re-read, so that a loop
+/// that never returns sees a probe armed while it runs.
+#[derive(Clone, Debug)]
+pub struct LoopHead {
+    /// Byte offset just inside the body's `{`.
+    pub offset: usize,
+    pub context: usize,
 }
 
 /// A function item with a body, whether instrumented or not.
@@ -82,6 +93,7 @@ pub struct FnContext {
 pub struct FileSites {
     pub sites: Vec<Site>,
     pub contexts: Vec<FnContext>,
+    pub loops: Vec<LoopHead>,
 }
 
 /// Finds the sites of `file` (parsed from `text`); `module` is the file's module path
@@ -260,6 +272,7 @@ impl<'a> Visitor<'a> {
             func,
             context: ctx,
             names: self.visible_names(),
+            in_closure: self.in_closure > 0,
         });
     }
 
@@ -394,6 +407,30 @@ impl<'a> Visitor<'a> {
         self.scopes.pop();
     }
 
+    /// Records a loop head (in a function body, outside closures) if `wanted`.
+    fn loop_head(&mut self, attrs: &[syn::Attribute], body: &syn::Block, wanted: bool) {
+        let Some((ctx, _)) = &self.ctx else {
+            return;
+        };
+        if !wanted || self.in_closure > 0 {
+            return;
+        }
+        let mut after = body.brace_token.span.open().end();
+        for attr in attrs {
+            if matches!(attr.style, syn::AttrStyle::Inner(_)) {
+                let end = attr.span().end();
+                if (end.line, end.column) > (after.line, after.column) {
+                    after = end;
+                }
+            }
+        }
+        let offset = self.index.offset(after);
+        self.out.loops.push(LoopHead {
+            offset,
+            context: *ctx,
+        });
+    }
+
     fn with_frame(&mut self, names: Vec<String>, f: impl FnOnce(&mut Self)) {
         self.scopes.push(names);
         f(self);
@@ -408,6 +445,45 @@ impl<'a> Visitor<'a> {
         self.in_closure -= 1;
         self.barrier = saved;
     }
+}
+
+/// Whether a loop body may block or run for long: it calls a function (other than an
+/// associated function of a primitive type such as `u64::from`), a macro, or awaits. Method
+/// calls do not count: numeric loops are full of them (`x.wrapping_mul(3)`), and a loop that
+/// waits for work almost always calls a function or awaits.
+fn has_calls(b: &syn::Block) -> bool {
+    const PRIMITIVES: &[&str] = &[
+        "u8", "u16", "u32", "u64", "u128", "usize", "i8", "i16", "i32", "i64", "i128", "isize",
+        "f32", "f64", "bool", "char",
+    ];
+    struct Calls(bool);
+    impl<'ast> Visit<'ast> for Calls {
+        fn visit_expr_call(&mut self, c: &'ast syn::ExprCall) {
+            let primitive = match &*c.func {
+                syn::Expr::Path(p) => {
+                    p.path.segments.len() >= 2
+                        && p.path
+                            .segments
+                            .first()
+                            .is_some_and(|s| PRIMITIVES.iter().any(|t| s.ident == t))
+                }
+                _ => false,
+            };
+            if !primitive {
+                self.0 = true;
+            }
+            syn::visit::visit_expr_call(self, c);
+        }
+        fn visit_expr_await(&mut self, _: &'ast syn::ExprAwait) {
+            self.0 = true;
+        }
+        fn visit_macro(&mut self, _: &'ast syn::Macro) {
+            self.0 = true;
+        }
+    }
+    let mut c = Calls(false);
+    c.visit_block(b);
+    c.0
 }
 
 fn expr_attrs(e: &syn::Expr) -> &[syn::Attribute] {
@@ -526,7 +602,13 @@ impl<'ast> Visit<'ast> for Visitor<'_> {
         }
     }
 
+    fn visit_expr_loop(&mut self, l: &'ast syn::ExprLoop) {
+        self.loop_head(&l.attrs, &l.body, true);
+        self.visit_block(&l.body);
+    }
+
     fn visit_expr_while(&mut self, w: &'ast syn::ExprWhile) {
+        self.loop_head(&w.attrs, &w.body, true);
         self.visit_expr(&w.cond);
         let mut names = Vec::new();
         cond_bindings(&w.cond, &mut names);
@@ -534,6 +616,9 @@ impl<'ast> Visit<'ast> for Visitor<'_> {
     }
 
     fn visit_expr_for_loop(&mut self, f: &'ast syn::ExprForLoop) {
+        // A `for` loop without calls is a data loop: keep it free of loads so it can be
+        // vectorized (its sites still see the flag read at function entry).
+        self.loop_head(&f.attrs, &f.body, has_calls(&f.body));
         self.visit_expr(&f.expr);
         let mut names = Vec::new();
         pat_bindings(&f.pat, &mut names);

@@ -41,6 +41,8 @@ pub struct Site {
     pub kind: &'static str,
     /// Names of the captured bindings, in the order `hit` receives their values.
     pub names: &'static [&'static str],
+    /// Index of the site's function in `Table::fn_flags`.
+    pub fn_slot: u32,
 }
 
 /// The sites of one instrumented package.
@@ -51,6 +53,9 @@ pub struct Table {
     pub dir: &'static str,
     /// One armed flag per site: non-zero means at least one probe is armed there.
     pub flags: &'static [AtomicU8],
+    /// One flag per function: non-zero when any of its sites is armed. Instrumented code reads
+    /// it at function entry (and loop heads) before looking at a site's own flag.
+    pub fn_flags: &'static [AtomicU8],
     pub sites: &'static [Site],
     /// (path, content hash) of each rewritten file.
     pub files: &'static [(&'static str, &'static str)],

@@ -160,6 +160,7 @@ mod tests {
             func: "app::main",
             kind: "entry",
             names: &[],
+            fn_slot: 0,
         },
         Site {
             path: "app/src/main.rs",
@@ -168,6 +169,7 @@ mod tests {
             func: "app::main",
             kind: "line",
             names: &["x"],
+            fn_slot: 0,
         },
         Site {
             path: "app/src/billing.rs",
@@ -176,12 +178,14 @@ mod tests {
             func: "app::billing::total",
             kind: "entry",
             names: &[],
+            fn_slot: 0,
         },
     ];
     static TABLE: Table = Table {
         package: "app",
         dir: "app",
         flags: &FLAGS,
+        fn_flags: &[],
         sites: &SITES,
         files: &[],
     };

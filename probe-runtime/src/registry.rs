@@ -92,8 +92,25 @@ pub(crate) fn rebuild(state: &mut State) {
         *w = Some(Arc::new(map.clone()));
     }
     for t in &state.tables {
+        let mut fns = vec![0u8; t.fn_flags.len()];
         for (id, flag) in t.flags.iter().enumerate() {
             let on = u8::from(map.contains_key(&(table_key(t), id as u32)));
+            if on != 0 {
+                if let Some(f) = t
+                    .sites
+                    .get(id)
+                    .and_then(|s| fns.get_mut(s.fn_slot as usize))
+                {
+                    *f = 1;
+                }
+            }
+            if flag.load(Ordering::Relaxed) != on {
+                flag.store(on, Ordering::Relaxed);
+            }
+        }
+        // Site flags first, then function flags: a function that sees its flag set finds
+        // its sites' flags already set.
+        for (flag, on) in t.fn_flags.iter().zip(fns) {
             if flag.load(Ordering::Relaxed) != on {
                 flag.store(on, Ordering::Relaxed);
             }
