@@ -334,17 +334,8 @@ impl<'a> Visitor<'a> {
         self.scopes.push(params);
 
         // Entry site: after the opening brace and any inner attributes.
-        let mut after = block.brace_token.span.open().end();
-        for attr in attrs {
-            if matches!(attr.style, syn::AttrStyle::Inner(_)) {
-                let end = attr.span().end();
-                if (end.line, end.column) > (after.line, after.column) {
-                    after = end;
-                }
-            }
-        }
         let entry_at = sig.fn_token.span.start();
-        let offset = self.index.offset(after);
+        let offset = self.index.offset(inside_block(attrs, block));
         self.push_site(offset, entry_at, SiteKind::Entry);
         self.visit_block_stmts(block);
 
@@ -415,16 +406,7 @@ impl<'a> Visitor<'a> {
         if !wanted || self.in_closure > 0 {
             return;
         }
-        let mut after = body.brace_token.span.open().end();
-        for attr in attrs {
-            if matches!(attr.style, syn::AttrStyle::Inner(_)) {
-                let end = attr.span().end();
-                if (end.line, end.column) > (after.line, after.column) {
-                    after = end;
-                }
-            }
-        }
-        let offset = self.index.offset(after);
+        let offset = self.index.offset(inside_block(attrs, body));
         self.out.loops.push(LoopHead {
             offset,
             context: *ctx,
@@ -445,6 +427,21 @@ impl<'a> Visitor<'a> {
         self.in_closure -= 1;
         self.barrier = saved;
     }
+}
+
+/// Where code may go at the start of a block: after its `{` and any inner attributes (which
+/// syn keeps with the item or expression that owns the block).
+fn inside_block(attrs: &[syn::Attribute], block: &syn::Block) -> LineColumn {
+    let mut after = block.brace_token.span.open().end();
+    for attr in attrs {
+        if matches!(attr.style, syn::AttrStyle::Inner(_)) {
+            let end = attr.span().end();
+            if (end.line, end.column) > (after.line, after.column) {
+                after = end;
+            }
+        }
+    }
+    after
 }
 
 /// Whether a loop body may block or run for long: it calls a function (other than an
