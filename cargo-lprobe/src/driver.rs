@@ -215,6 +215,7 @@ pub fn run(inv: &Invocation) -> Result<i32> {
     }
 
     // Stage 1-2: find the files and their sites.
+    let t_find = Instant::now();
     let mut files: Vec<FileWork> = Vec::new();
     let mut parse_failures = Vec::new();
     let mut next_ids = vec![0u32; packages.len()];
@@ -294,7 +295,8 @@ pub fn run(inv: &Invocation) -> Result<i32> {
             });
         }
     }
-    let t_parse = t0.elapsed();
+    let t_metadata = t_find.duration_since(t0);
+    let t_parse = t_find.elapsed();
     for f in &parse_failures {
         eprintln!("lprobe: warning: cannot parse {f}");
     }
@@ -408,7 +410,8 @@ pub fn run(inv: &Invocation) -> Result<i32> {
     print_summary(&reports, &files, inv.verbose);
     if inv.verbose {
         eprintln!(
-            "lprobe: phases: parse+find {:.2}s ({} lines, {:.0} lines/s), build {:.2}s ({} rounds, {} repair), total {:.2}s",
+            "lprobe: phases: metadata {:.2}s, parse+find {:.2}s ({} lines, {:.0} lines/s), build {:.2}s ({} rounds, {} repair), total {:.2}s",
+            t_metadata.as_secs_f64(),
             t_parse.as_secs_f64(),
             total_lines,
             total_lines as f64 / t_parse.as_secs_f64().max(1e-9),
@@ -828,6 +831,15 @@ fn locate(m: &serde_json::Value, copy: &str, root: &str) -> Option<(String, File
         .trim_start_matches("./")
         .to_owned();
     let byte = span.get("byte_start")?.as_u64()? as usize;
+    // Secondary spans in the same file ("borrow later used here"): a capture that extends a
+    // borrow is often only named there.
+    let also = spans
+        .iter()
+        .filter(|s| s.get("is_primary").and_then(|p| p.as_bool()) != Some(true))
+        .filter(|s| s.get("file_name").and_then(|f| f.as_str()) == Some(file))
+        .filter_map(|s| s.get("byte_start")?.as_u64())
+        .map(|b| b as usize)
+        .collect();
     Some((
         rel,
         FileError {
@@ -842,6 +854,7 @@ fn locate(m: &serde_json::Value, copy: &str, root: &str) -> Option<(String, File
                 .unwrap_or("")
                 .to_owned(),
             byte,
+            also,
         },
     ))
 }

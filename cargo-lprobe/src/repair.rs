@@ -27,8 +27,10 @@ const BORROW_CODES: &[&str] = &[
 pub struct FileError {
     pub code: Option<String>,
     pub message: String,
-    /// Byte offset in the rewritten text.
+    /// Byte offset of the primary span in the rewritten text.
     pub byte: usize,
+    /// Byte offsets of the other spans in the same file.
+    pub also: Vec<usize>,
 }
 
 /// What one error led to, for `-v`.
@@ -60,6 +62,18 @@ pub enum Action {
 pub fn judge(err: &FileError, sites: &FileSites, rw: &Rewritten, ex: &mut Exclusions) -> Action {
     if ex.file_original {
         return Action::None;
+    }
+    // A capture named by a secondary span (e.g. "immutable borrow later used here") is the
+    // culprit of a borrow error reported elsewhere.
+    for &b in &err.also {
+        if let Some((p, name)) = capture_at(rw, b) {
+            let ctx = sites.sites.get(p.site).map_or(0, |s| s.context);
+            ex.drop_var_from.insert((ctx, name.clone(), p.site));
+            return Action::DropVarFrom {
+                site: p.site,
+                name: name.clone(),
+            };
+        }
     }
     for p in &rw.placed {
         if !p.range.contains(&err.byte) {
@@ -117,6 +131,19 @@ pub fn judge(err: &FileError, sites: &FileSites, rw: &Rewritten, ex: &mut Exclus
     }
     ex.file_original = true;
     Action::FileOriginal
+}
+
+/// The capture whose text contains byte `b`, with its probe.
+fn capture_at(rw: &Rewritten, b: usize) -> Option<(&crate::rewrite::Placed, &String)> {
+    rw.placed
+        .iter()
+        .filter(|p| p.range.contains(&b))
+        .find_map(|p| {
+            p.captures
+                .iter()
+                .find(|(_, r)| r.contains(&b))
+                .map(|(n, _)| (p, n))
+        })
 }
 
 fn has_extern_crate(rw: &Rewritten) -> bool {
@@ -202,6 +229,7 @@ mod tests {
             code: Some("E0382".into()),
             message: "borrow of moved value".into(),
             byte: r.start + 3,
+            also: vec![],
         };
         let mut ex = Exclusions::default();
         assert_eq!(
@@ -224,6 +252,7 @@ mod tests {
             code: Some("E0308".into()),
             message: "mismatched".into(),
             byte,
+            also: vec![],
         };
         let mut ex = Exclusions::default();
         assert_eq!(
@@ -236,6 +265,32 @@ mod tests {
         );
         let rw2 = rewrite(src, &fs, Default::default(), &ex, None);
         assert_eq!(judge(&err, &fs, &rw2, &mut ex), Action::None);
+    }
+
+    #[test]
+    fn a_capture_named_only_by_a_secondary_span_is_the_one_dropped() {
+        let src = "fn f(v: &mut Vec<u8>) {\n    let first = &v[0];\n    v.push(1);\n}\n";
+        let (fs, rw) = setup(src);
+        let p = &rw.placed[2];
+        let (_, r) = p
+            .captures
+            .iter()
+            .find(|(n, _)| n == "first")
+            .expect("captures first");
+        let err = FileError {
+            code: Some("E0502".into()),
+            message: "cannot borrow `*v` as mutable".into(),
+            byte: rw.text.find("v.push").expect("push"),
+            also: vec![r.start + 2],
+        };
+        let mut ex = Exclusions::default();
+        assert_eq!(
+            judge(&err, &fs, &rw, &mut ex),
+            Action::DropVarFrom {
+                site: 2,
+                name: "first".into()
+            }
+        );
     }
 
     #[test]

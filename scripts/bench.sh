@@ -1,0 +1,244 @@
+#!/usr/bin/env bash
+# lprobe benchmarks. Usage: scripts/bench.sh [dormant|disarm|armed|build|arming|memory|all]...
+#
+#   dormant  bench-mix: plain vs `cargo lprobe build` (entry sites) vs `--lines all`: callgrind Ir
+#            per round (Ir at 2N rounds minus Ir at N, collected only inside the workload function),
+#            thread-CPU time per round (median of alternating runs), checksums, vectorization.
+#   disarm   bench-mix `phases`: dormant -> log probe armed on a hot site -> disarmed; Ir and CPU
+#            time per round of each phase (after disarm must equal before arm).
+#   armed    bench-armed: ns per armed hit on the application thread (count, log, snapshot, false
+#            condition, count with 2 threads) = (armed - dormant) thread-CPU ns per call.
+#   build    clean and no-op build time and binary size, plain vs entry vs every-line, on
+#            bench-mix, demo-app and (if the corpus tool is there) two corpus crates.
+#   arming   latency from `lprobe arm` (socket) / a control-file write to the first record.
+#   memory   VmRSS of demo-app after start-up: plain vs instrumented (both densities).
+#
+# Results (markdown) go to stdout and to $BENCH_DIR/results/<name>.md. Builds go to $BENCH_DIR
+# (default /tmp/bench-lprobe), never into the repository. Binaries: $LPROBE_BIN_DIR (default
+# target/release of this repo; built with `cargo build --release -p cargo-lprobe` if missing).
+# Knobs: BENCH_REPS (alternating runs, default 7), BENCH_CORPUS (corpus dir, default
+# $BENCH_DIR/corpus), BENCH_CORPUS_CRATES (default "either humantime").
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+W=${BENCH_DIR:-/tmp/bench-lprobe}
+REPS=${BENCH_REPS:-7}
+mkdir -p "$W/results"
+bin=${LPROBE_BIN_DIR:-$root/target/release}
+if [[ ! -x $bin/cargo-lprobe || ! -x $bin/lprobe ]]; then
+    (cd "$root" && cargo build --release -p cargo-lprobe)
+fi
+# Snapshot the binaries so a concurrent rebuild of target/release cannot change them mid-run.
+mkdir -p "$W/bin"
+cp "$bin/cargo-lprobe" "$bin/lprobe" "$W/bin/"
+export PATH="$W/bin:$PATH"
+LPROBE="$W/bin/lprobe"
+
+log() { echo "bench: $*" >&2; }
+median() { sort -g | awk '{a[NR]=$1} END {if (NR == 0) print "nan"; else if (NR % 2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (b == 0) print "nan"; else printf "%.3f", a / b}'; }
+now_ns() { date +%s%N; }
+machine() {
+    echo "Machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(rustc --version), load average at start $(cut -d' ' -f1-3 /proc/loadavg)."
+}
+
+# build_variant FIXTURE_DIR NAME MODE [extra cargo args]: MODE plain|entry|all; prints the binary path.
+build_variant() {
+    local dir=$1 name=$2 mode=$3
+    shift 3
+    local td="$W/t/$name-$mode"
+    case $mode in
+    plain) (cd "$dir" && CARGO_TARGET_DIR=$td cargo build --release --quiet "$@") >&2
+        echo "$td/release/$name" ;;
+    entry) (cd "$dir" && CARGO_TARGET_DIR=$td cargo-lprobe lprobe build --release --quiet "$@") >&2
+        echo "$td/lprobe/release/$name" ;;
+    all) (cd "$dir" && CARGO_TARGET_DIR=$td cargo-lprobe lprobe build --release --lines all --quiet "$@") >&2
+        echo "$td/lprobe/release/$name" ;;
+    esac
+}
+
+# callgrind_ir TOGGLE_FN BINARY ARGS...: instructions executed inside TOGGLE_FN (inclusive).
+callgrind_ir() {
+    local fn=$1
+    shift
+    LPROBE_OUTPUT=/dev/null valgrind --tool=callgrind --callgrind-out-file=/dev/null \
+        --toggle-collect="$fn" "$@" 2>&1 >/dev/null | sed -n 's/.*Collected : \([0-9]*\).*/\1/p' | tail -1
+}
+
+# wait_socket PID: until the process's control socket answers.
+wait_socket() {
+    for _ in $(seq 200); do
+        "$LPROBE" status --pid "$1" >/dev/null 2>&1 && return 0
+        sleep 0.05
+    done
+    log "no socket for pid $1"
+    return 1
+}
+
+# wait_file PATH [TIMEOUT_S]
+wait_file() {
+    local deadline=$((SECONDS + ${2:-600}))
+    while [[ ! -e $1 ]]; do
+        ((SECONDS < deadline)) || { log "timeout waiting for $1"; return 1; }
+        sleep 0.02
+    done
+}
+
+# ---------------------------------------------------------------------------------------------
+bench_dormant() {
+    local fx="$root/fixtures/bench-mix" v b
+    declare -A BIN
+    for v in plain entry all; do
+        log "building bench-mix ($v)"
+        BIN[$v]=$(build_variant "$fx" bench-mix $v)
+    done
+    # Checksums must be identical.
+    local ref same=yes
+    ref=$("${BIN[plain]}" all 3 2>/dev/null)
+    for v in entry all; do
+        [[ $(LPROBE_OUTPUT=/dev/null "${BIN[$v]}" all 3 2>/dev/null) == "$ref" ]] || same=no
+    done
+    # Callgrind: Ir per round with fixed costs removed.
+    declare -A IR
+    local w n1 n2 a c
+    for w in mix vector; do
+        case $w in mix) n1=10 n2=20 ;; vector) n1=4 n2=8 ;; esac
+        for v in plain entry all; do
+            log "callgrind $w $v"
+            a=$(callgrind_ir "bench_mix::workload_$w" "${BIN[$v]}" "$w" $n1)
+            c=$(callgrind_ir "bench_mix::workload_$w" "${BIN[$v]}" "$w" $n2)
+            IR[$w-$v]=$(((c - a) / (n2 - n1)))
+        done
+    done
+    # Thread-CPU time per round, alternating builds, median of REPS.
+    declare -A CPU
+    local r rounds
+    for w in mix vector; do
+        case $w in mix) rounds=400 ;; vector) rounds=100 ;; esac
+        for v in plain entry all; do : >"$W/cpu-$w-$v"; done
+        for r in $(seq "$REPS"); do
+            for v in plain entry all; do
+                LPROBE_OUTPUT=/dev/null "${BIN[$v]}" "$w" $rounds 2>&1 >/dev/null |
+                    sed -n 's/.*cpu_ns_per_round=\([0-9]*\).*/\1/p' >>"$W/cpu-$w-$v"
+            done
+        done
+        for v in plain entry all; do CPU[$w-$v]=$(median <"$W/cpu-$w-$v"); done
+    done
+    # Vectorization: SIMD instructions in the vector workload (transform_sum is inlined into it).
+    declare -A SIMD
+    for v in plain entry all; do
+        SIMD[$v]=$(objdump -d -C --no-show-raw-insn "${BIN[$v]}" |
+            awk '/^[0-9a-f]+ <.*(workload_vector|transform_sum).*>:$/ {on=1; next} /^$/ {on=0} on' |
+            grep -cE '\b(v?pmulld|v?paddq|v?pmuludq|v?pxor|v?psrld|v?pand|v?pmovzx[a-z]*)\b' || true)
+    done
+    {
+        echo "## Dormant overhead (bench-mix)"
+        echo
+        machine
+        echo
+        echo "Checksums identical across plain / entry / every-line builds: **$same**."
+        echo
+        echo "| workload | plain Ir/round | entry Ir/round | every-line Ir/round | entry Ir ratio | every-line Ir ratio | plain CPU ns/round | entry CPU ratio | every-line CPU ratio |"
+        echo "|---|---|---|---|---|---|---|---|---|"
+        for w in mix vector; do
+            echo "| $w | ${IR[$w-plain]} | ${IR[$w-entry]} | ${IR[$w-all]} | $(ratio "${IR[$w-entry]}" "${IR[$w-plain]}") | $(ratio "${IR[$w-all]}" "${IR[$w-plain]}") | ${CPU[$w-plain]} | $(ratio "${CPU[$w-entry]}" "${CPU[$w-plain]}") | $(ratio "${CPU[$w-all]}" "${CPU[$w-plain]}") |"
+        done
+        echo
+        echo "SIMD instructions (pmulld/paddq/pmuludq/pxor/psrld/pand/pmovzx, SSE or AVX forms) in workload_vector/transform_sum: plain ${SIMD[plain]}, entry ${SIMD[entry]}, every-line ${SIMD[all]}."
+        echo
+        echo "Ir: callgrind \`--toggle-collect=bench_mix::workload_<w>\` (only instructions inside the workload, inclusive), (Ir(2N) - Ir(N)) / N with N = 10 (mix) / 4 (vector). CPU: per-thread CPU time (/proc/thread-self/schedstat) per round, median of $REPS alternating runs of 400 (mix) / 100 (vector) rounds."
+    } | tee "$W/results/dormant.md"
+}
+
+# ---------------------------------------------------------------------------------------------
+# One `phases` run: warm-up (phase 0) -> dormant (1) -> armed (2) -> disarmed (3).
+# $1: "callgrind" (prints "PHASE IR") or "native" (prints "PHASE CPU_NS_PER_ROUND").
+phases_run() {
+    local how=$1 exe=$2 site=$3 rounds=$4 d="$W/phases-$1"
+    rm -rf "$d"
+    mkdir -p "$d"
+    local pid
+    if [[ $how == callgrind ]]; then
+        LPROBE_OUTPUT=/dev/null valgrind --tool=callgrind --callgrind-out-file="$d/cg.out" \
+            --toggle-collect=bench_mix::workload_mix "$exe" phases "$rounds" "$d" >/dev/null 2>"$d/err" &
+    else
+        LPROBE_OUTPUT=/dev/null "$exe" phases "$rounds" "$d" >/dev/null 2>"$d/err" &
+    fi
+    pid=$!
+    dump() { [[ $how == callgrind ]] && callgrind_control --dump="phase$1" "$pid" >/dev/null || true; }
+    wait_file "$d/done0"
+    wait_socket "$pid"
+    dump 0
+    touch "$d/go1"
+    wait_file "$d/done1"
+    dump 1
+    "$LPROBE" arm --pid "$pid" "$site" --log 'hot {a} {b}' >/dev/null
+    touch "$d/go2"
+    wait_file "$d/done2"
+    dump 2
+    "$LPROBE" status --pid "$pid" --json >"$d/status.json"
+    "$LPROBE" disarm --pid "$pid" --all >/dev/null
+    touch "$d/go3"
+    wait "$pid"
+    if [[ $how == callgrind ]]; then
+        local f
+        for f in "$d"/cg.out*; do
+            echo "$(sed -n 's/^desc: Trigger: dump phase\([0-9]\)/\1/p;s/^desc: Trigger: Program termination/3/p' "$f") $(sed -n 's/^summary: //p' "$f")"
+        done
+    else
+        sed -n 's/^phase\([0-9]\) .*cpu_ns_per_round=\([0-9]*\).*/\1 \2/p' "$d/err"
+    fi
+}
+
+bench_disarm() {
+    local fx="$root/fixtures/bench-mix" exe line site
+    exe=$(build_variant "$fx" bench-mix all)
+    line=$(grep -n 'wrapping_mul(0x9E37_79B9_7F4A_7C15)' "$fx/src/main.rs" | cut -d: -f1)
+    site="src/main.rs:$line"
+    log "disarm: callgrind phases (site $site, in mix(): ~2,400 hits per round)"
+    local cg n=10
+    cg=$(phases_run callgrind "$exe" "$site" $n)
+    echo "$cg" >"$W/disarm-callgrind.txt"
+    local ir1 ir2 ir3 hits
+    ir1=$(awk '$1==1 {print $2}' <<<"$cg")
+    ir2=$(awk '$1==2 {print $2}' <<<"$cg")
+    ir3=$(awk '$1==3 {print $2}' <<<"$cg")
+    hits=$(jq '.[0].probes[0].hits' "$W/phases-callgrind/status.json")
+    log "disarm: native phases x$REPS"
+    local r out p1=() p2=() p3=()
+    for r in $(seq "$REPS"); do
+        out=$(phases_run native "$exe" "$site" 300)
+        p1+=("$(awk '$1==1 {print $2}' <<<"$out")")
+        p2+=("$(awk '$1==2 {print $2}' <<<"$out")")
+        p3+=("$(awk '$1==3 {print $2}' <<<"$out")")
+    done
+    local m1 m2 m3
+    m1=$(printf '%s\n' "${p1[@]}" | median)
+    m2=$(printf '%s\n' "${p2[@]}" | median)
+    m3=$(printf '%s\n' "${p3[@]}" | median)
+    {
+        echo "## After disarm, the cost returns to dormant (bench-mix \`phases\`, every-line build)"
+        echo
+        echo "A log probe (\`--log 'hot {a} {b}'\`, default rate 100/s: most hits are rate-limited) is armed through the socket on \`$site\` (inside \`mix()\`, ~2,400 hits per round) after the dormant phase and disarmed (\`lprobe disarm --all\`) after the armed phase. A warm-up phase runs first."
+        echo
+        echo "| | dormant | armed | after disarm | after disarm / dormant |"
+        echo "|---|---|---|---|---|"
+        echo "| callgrind Ir per round ($n rounds per phase; $hits hits while armed) | $((ir1 / n)) | $((ir2 / n)) | $((ir3 / n)) | $(ratio "$ir3" "$ir1") |"
+        echo "| thread CPU ns per round (300 rounds per phase, median of $REPS runs) | $m1 | $m2 | $m3 | $(ratio "$m3" "$m1") |"
+        echo
+        echo "Callgrind counts only inside \`workload_mix\` (\`--toggle-collect\`) and is dumped (\`callgrind_control --dump\`) between phases; between phases the program waits for the driver outside the collected function."
+    } | tee "$W/results/disarm.md"
+}
+
+main() {
+    local cmds=("$@")
+    ((${#cmds[@]})) || cmds=(all)
+    local c
+    for c in "${cmds[@]}"; do
+        case $c in
+        dormant | disarm | armed | build | arming | memory) "bench_$c" ;;
+        all) bench_dormant; bench_disarm; bench_armed; bench_arming; bench_memory; bench_build ;;
+        *) echo "usage: $0 [dormant|disarm|armed|build|arming|memory|all]..." >&2; exit 2 ;;
+        esac
+    done
+}
+main "$@"
