@@ -164,7 +164,7 @@ phases_run() {
         LPROBE_OUTPUT=/dev/null "$exe" phases "$rounds" "$d" >/dev/null 2>"$d/err" &
     fi
     pid=$!
-    dump() { [[ $how == callgrind ]] && callgrind_control --dump="phase$1" "$pid" >/dev/null || true; }
+    dump() { [[ $how == callgrind ]] && callgrind_control --dump="phase$1" "$pid" >/dev/null 2>&1 || true; }
     wait_file "$d/done0"
     wait_socket "$pid"
     dump 0
@@ -182,7 +182,13 @@ phases_run() {
     if [[ $how == callgrind ]]; then
         local f
         for f in "$d"/cg.out*; do
-            echo "$(sed -n 's/^desc: Trigger: dump phase\([0-9]\)/\1/p;s/^desc: Trigger: Program termination/3/p' "$f") $(sed -n 's/^summary: //p' "$f")"
+            # PHASE TOTAL_IR WORKLOAD_MIX_SELF_IR MALLOC_FAMILY_SELF_IR
+            echo "$(sed -n 's/^desc: Trigger: dump phase\([0-9]\)/\1/p;s/^desc: Trigger: Program termination/3/p' "$f") $(sed -n 's/^summary: //p' "$f") $(
+                callgrind_annotate --inclusive=no --auto=no --threshold=100 "$f" 2>/dev/null | awk '
+                    /^ *[0-9,]+ / && !/100\.0%/ { n = $1; gsub(",", "", n)
+                        if ($0 ~ /:bench_mix::workload_mix /) own += n
+                        if ($0 ~ /malloc\.c:/) m += n }
+                    END { print own + 0, m + 0 }')"
         done
     else
         sed -n 's/^phase\([0-9]\) .*cpu_ns_per_round=\([0-9]*\).*/\1 \2/p' "$d/err"
@@ -202,6 +208,9 @@ bench_disarm() {
     ir1=$(awk '$1==1 {print $2}' <<<"$cg")
     ir2=$(awk '$1==2 {print $2}' <<<"$cg")
     ir3=$(awk '$1==3 {print $2}' <<<"$cg")
+    local own1 own3 mal1 mal3
+    read -r own1 mal1 < <(awk '$1==1 {print $3, $4}' <<<"$cg")
+    read -r own3 mal3 < <(awk '$1==3 {print $3, $4}' <<<"$cg")
     hits=$(jq '.[0].probes[0].hits' "$W/phases-callgrind/status.json")
     log "disarm: native phases x$REPS"
     local r out p1=() p2=() p3=()
@@ -225,8 +234,100 @@ bench_disarm() {
         echo "| callgrind Ir per round ($n rounds per phase; $hits hits while armed) | $((ir1 / n)) | $((ir2 / n)) | $((ir3 / n)) | $(ratio "$ir3" "$ir1") |"
         echo "| thread CPU ns per round (300 rounds per phase, median of $REPS runs) | $m1 | $m2 | $m3 | $(ratio "$m3" "$m1") |"
         echo
+        echo "Of the callgrind totals (per phase, $n rounds): the self cost of \`workload_mix\`'s own code (where the sites of \`mix()\` are inlined) is $own1 Ir dormant and $own3 Ir after disarm; glibc malloc.c functions cost $mal1 vs $mal3 Ir (the allocator's state after the armed phase differs, not lprobe code)."
+        echo
         echo "Callgrind counts only inside \`workload_mix\` (\`--toggle-collect\`) and is dumped (\`callgrind_control --dump\`) between phases; between phases the program waits for the driver outside the collected function."
     } | tee "$W/results/disarm.md"
+}
+
+# ---------------------------------------------------------------------------------------------
+# armed_run HOW EXE CALLS THREADS [ARM ARGS...]: HOW native|callgrind. Starts bench-armed, arms
+# `fn:bench_armed::target` with ARM ARGS through the socket (none: stays dormant), checks that
+# `lprobe status` shows it armed, lets the timed loop start, then reads the probe's counters.
+# Prints "VALUE HITS EMITTED DROPPED": VALUE is the mean thread-CPU ns per call (native) or the
+# Ir collected inside bench_armed::run (callgrind).
+armed_run() {
+    local how=$1 exe=$2 calls=$3 threads=$4 d="$W/armed-run"
+    shift 4
+    rm -rf "$d"
+    mkdir -p "$d"
+    local pre=()
+    [[ $how == callgrind ]] && pre=(valgrind --tool=callgrind --callgrind-out-file="$d/cg.out" --toggle-collect=bench_armed::run)
+    LPROBE_OUTPUT=/dev/null LPROBE_BUDGET=1000000000000 "${pre[@]}" "$exe" "$calls" "$threads" "$d" >/dev/null 2>"$d/err" &
+    local pid=$! hits=0 emitted=0 dropped=0
+    wait_socket "$pid"
+    if (($#)); then
+        "$LPROBE" arm --pid "$pid" fn:bench_armed::target "$@" >/dev/null
+        [[ $("$LPROBE" status --pid "$pid" --json | jq -r '.[0].probes[0].state') == armed ]] || { log "probe not armed"; return 1; }
+    fi
+    touch "$d/go"
+    wait_file "$d/done"
+    if (($#)); then
+        read -r hits emitted dropped < <("$LPROBE" status --pid "$pid" --json | jq -r '.[0].probes[0] | "\(.hits) \(.emitted) \(.dropped)"')
+    fi
+    touch "$d/end"
+    wait "$pid"
+    local v
+    if [[ $how == callgrind ]]; then
+        v=$(sed -n 's/.*Collected : \([0-9]*\).*/\1/p' "$d/err" | tail -1)
+    else
+        v=$(sed -n 's/.*cpu_ns_per_call=\([0-9.]*\).*/\1/p' "$d/err" | awk '{s += $1} END {printf "%.2f", s / NR}')
+    fi
+    echo "$v $hits $emitted $dropped"
+}
+
+bench_armed() {
+    local fx="$root/fixtures/bench-armed" exe plain
+    plain=$(build_variant "$fx" bench-armed plain)
+    exe=$(build_variant "$fx" bench-armed entry)
+    local big=(--rate 1000000/s --max-hits 1000000000)
+    # name | calls (native) | calls (callgrind) | threads | arm arguments
+    local cases=(
+        "count|20000000|200000|1|--count"
+        "count, 2 threads|10000000||2|--count"
+        "false condition|5000000|100000|1|--log x={x} --if 'x > 1000000000'"
+        "log, 2 values|200000|20000|1|--log 'x={x} label={label}' ${big[*]}"
+        "snapshot, 3 values + stack|20000|2000|1|--snapshot ${big[*]}"
+    )
+    local plain_ns
+    plain_ns=$(for r in $(seq "$REPS"); do "$plain" 20000000 1 2>&1 >/dev/null | sed -n 's/.*cpu_ns_per_call=\([0-9.]*\).*/\1/p'; done | median)
+    local out="$W/results/armed.md" c name calls cgcalls threads args r
+    {
+        echo "## Armed cost per hit on the application thread (bench-armed)"
+        echo
+        machine
+        echo
+        echo "| probe on \`fn:bench_armed::target\` | calls | dormant CPU ns/call | armed CPU ns/call | **ns per hit** | Ir per hit (callgrind) | hits / emitted / dropped (last run) |"
+        echo "|---|---|---|---|---|---|---|"
+    } | tee "$out"
+    for c in "${cases[@]}"; do
+        IFS='|' read -r name calls cgcalls threads args <<<"$c"
+        eval "local argv=($args)"
+        log "armed: $name"
+        local dn=() an=() last=""
+        for r in $(seq "$REPS"); do
+            dn+=("$(armed_run native "$exe" "$calls" "$threads" | cut -d' ' -f1)")
+            last=$(armed_run native "$exe" "$calls" "$threads" "${argv[@]}")
+            an+=("${last%% *}")
+        done
+        local dm am irph="-"
+        dm=$(printf '%s\n' "${dn[@]}" | median)
+        am=$(printf '%s\n' "${an[@]}" | median)
+        if [[ -n $cgcalls ]]; then
+            local i0 i1
+            i0=$(armed_run callgrind "$exe" "$cgcalls" 1 | cut -d' ' -f1)
+            i1=$(armed_run callgrind "$exe" "$cgcalls" 1 "${argv[@]}" | cut -d' ' -f1)
+            cp "$W/armed-run/cg.out" "$W/results/armed-${name%%,*}.callgrind" 2>/dev/null || true
+            irph=$(awk -v a="$i1" -v b="$i0" -v n="$cgcalls" 'BEGIN {printf "%.0f", (a - b) / n}')
+        fi
+        local h e dr
+        read -r _ h e dr <<<"$last"
+        echo "| $name: \`$args\` | $calls x $threads | $dm | $am | **$(awk -v a="$am" -v b="$dm" 'BEGIN {printf "%.1f", a - b}')** | $irph | $h / $e / $dr |" | tee -a "$out"
+    done
+    {
+        echo
+        echo "Plain (uninstrumented) build: $plain_ns CPU ns/call. ns per hit = armed − dormant thread-CPU ns per call (same instrumented binary, medians of $REPS alternating runs; CPU time of each calling thread from /proc/thread-self/schedstat, averaged over threads). The program waits for a go-file; the driver creates it after \`lprobe arm\` returned and \`lprobe status --json\` shows the probe \`armed\`. Environment: LPROBE_OUTPUT=/dev/null, LPROBE_BUDGET=10^12. Ir per hit: callgrind, (armed − dormant) Ir inside \`run\` / calls (single thread; per-function profiles in \`\$BENCH_DIR/results/armed-*.callgrind\`)."
+    } | tee -a "$out"
 }
 
 main() {

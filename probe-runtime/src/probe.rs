@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Mutex;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use crate::expr::Expr;
 use crate::registry::{self, DROPPED_TOTAL};
@@ -471,33 +471,39 @@ impl Probe {
 
     /// Starts a record of `kind` at site `id`: every field but the kind-specific ones.
     pub(crate) fn record(&self, table: &'static Table, id: u32, kind: &str) -> Record {
-        let mut s = String::with_capacity(256);
-        s.push_str("{\"ts\":");
-        json::push_str(&mut s, &crate::time::rfc3339(SystemTime::now()));
-        let _ = write!(s, ",\"pid\":{},\"probe\":", std::process::id());
-        json::push_str(&mut s, &self.id);
+        let mut r = Record::new(self.id.clone());
+        let s = &mut r.json;
+        s.push_str(",\"probe\":");
+        json::push_str(s, &self.id);
         s.push_str(",\"site\":");
         match table.sites.get(id as usize) {
+            Some(site)
+                if !site
+                    .path
+                    .bytes()
+                    .any(|b| b < 0x20 || b == b'"' || b == b'\\') =>
+            {
+                s.push('"');
+                s.push_str(site.path);
+                let _ = write!(s, ":{}\",\"fn\":", site.line);
+                json::push_str(s, site.func);
+            }
             Some(site) => {
-                json::push_str(&mut s, &format!("{}:{}", site.path, site.line));
+                json::push_str(s, &format!("{}:{}", site.path, site.line));
                 s.push_str(",\"fn\":");
-                json::push_str(&mut s, site.func);
+                json::push_str(s, site.func);
             }
             None => s.push_str("null,\"fn\":null"),
         }
         s.push_str(",\"kind\":");
-        json::push_str(&mut s, kind);
+        json::push_str(s, kind);
         s.push_str(",\"thread\":");
         let t = std::thread::current();
         match t.name() {
-            Some(n) => json::push_str(&mut s, n),
-            None => json::push_str(&mut s, &format!("{:?}", t.id())),
+            Some(n) => json::push_str(s, n),
+            None => json::push_str(s, &format!("{:?}", t.id())),
         }
-        Record {
-            probe: self.id.clone(),
-            json: s,
-            stack: None,
-        }
+        r
     }
 
     pub(crate) fn emit_error(&self, table: &'static Table, id: u32, msg: &str) {

@@ -11,17 +11,33 @@ use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::registry::DROPPED_TOTAL;
 
-/// A record on its way out: the JSON object without its closing brace, plus a stack to
-/// symbolize off the application thread.
+/// A record on its way out. The application thread fills `json` with the fields after `ts`
+/// (`,"pid":…`); the output thread formats the timestamp, symbolizes the stack and closes it.
 pub(crate) struct Record {
     pub probe: String,
+    pub ts: SystemTime,
     pub json: String,
     /// A stack to symbolize, and the probed function's path (names the innermost frame).
     pub stack: Option<(Backtrace, &'static str)>,
+}
+
+impl Record {
+    /// A record of `probe` stamped now, its JSON started with `,"pid":…`.
+    pub(crate) fn new(probe: String) -> Record {
+        let mut json = String::with_capacity(256);
+        json.push_str(",\"pid\":");
+        json.push_str(&std::process::id().to_string());
+        Record {
+            probe,
+            ts: SystemTime::now(),
+            json,
+            stack: None,
+        }
+    }
 }
 
 static QUEUE: OnceLock<SyncSender<Record>> = OnceLock::new();
@@ -81,7 +97,7 @@ pub(crate) fn emit(r: Record) -> Result<(), u8> {
         return Err(crate::probe::LIMIT_QUEUE);
     };
     // A stack is not formatted yet: count it at a typical size.
-    let size = r.json.len() as u64 + if r.stack.is_some() { 1024 } else { 0 };
+    let size = r.json.len() as u64 + 40 + if r.stack.is_some() { 1024 } else { 0 };
     if !take_budget(size) {
         BUDGET_DROPS.fetch_add(1, Ordering::Relaxed);
         DROPPED_TOTAL.fetch_add(1, Ordering::Relaxed);
@@ -161,9 +177,10 @@ fn writer(rx: Receiver<Record>) {
     let mut out = Out::from_env();
     let mut reported_drops = 0;
     while let Ok(r) = rx.recv() {
-        let line = finish(r.json, r.stack);
+        let probe = r.probe.clone();
+        let line = finish(r);
         out.write(line.as_bytes());
-        publish(&r.probe, line.as_bytes());
+        publish(&probe, line.as_bytes());
         PENDING.fetch_sub(1, Ordering::Relaxed);
         let drops = QUEUE_DROPS.load(Ordering::Relaxed) + BUDGET_DROPS.load(Ordering::Relaxed);
         if drops != reported_drops && PENDING.load(Ordering::Relaxed) == 0 {
@@ -176,34 +193,30 @@ fn writer(rx: Receiver<Record>) {
 }
 
 fn drop_report(n: u64) -> String {
-    let r = error_record(&format!(
-        "output queue full: dropped {n} records (raise LPROBE_QUEUE or lower probe rates)"
-    ));
-    finish(r.json, None)
+    finish(error_record(&format!(
+        "dropped {n} records: output queue full or output budget spent (raise LPROBE_QUEUE or LPROBE_BUDGET, or lower probe rates)"
+    )))
 }
 
 /// An `error` record that belongs to no probe (control-file errors, drops).
 pub(crate) fn error_record(msg: &str) -> Record {
-    let mut s = String::from("{\"ts\":");
-    crate::json::push_str(&mut s, &crate::time::rfc3339(std::time::SystemTime::now()));
-    s.push_str(&format!(
-        ",\"pid\":{},\"probe\":null,\"site\":null,\"fn\":null,\"kind\":\"error\",\"thread\":",
-        std::process::id()
-    ));
+    let mut r = Record::new(String::new());
+    r.json
+        .push_str(",\"probe\":null,\"site\":null,\"fn\":null,\"kind\":\"error\",\"thread\":");
     let t = std::thread::current();
-    crate::json::push_str(&mut s, t.name().unwrap_or("?"));
-    s.push_str(",\"error\":");
-    crate::json::push_str(&mut s, msg);
-    Record {
-        probe: String::new(),
-        json: s,
-        stack: None,
-    }
+    crate::json::push_str(&mut r.json, t.name().unwrap_or("?"));
+    r.json.push_str(",\"error\":");
+    crate::json::push_str(&mut r.json, msg);
+    r
 }
 
 /// Closes a record: symbolizes its stack and appends `}` and a newline.
-fn finish(mut json: String, stack: Option<(Backtrace, &'static str)>) -> String {
-    if let Some((bt, func)) = stack {
+fn finish(r: Record) -> String {
+    let mut json = String::with_capacity(r.json.len() + 64);
+    json.push_str("{\"ts\":");
+    crate::json::push_str(&mut json, &crate::time::rfc3339(r.ts));
+    json.push_str(&r.json);
+    if let Some((bt, func)) = r.stack {
         json.push_str(",\"stack\":[");
         let known = crate::registry::source_files();
         let mut frames = crate::stack::frames(&bt.to_string(), &known);
