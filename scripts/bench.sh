@@ -19,7 +19,7 @@
 # Knobs: BENCH_REPS (alternating runs, default 7), BENCH_CORPUS (corpus dir, default
 # $BENCH_DIR/corpus), BENCH_CORPUS_CRATES (default "either humantime").
 set -euo pipefail
-root=$(cd "$(dirname "$0")/.." && pwd)
+root=${BENCH_ROOT:-$(cd "$(dirname "$0")/.." && pwd)}
 W=${BENCH_DIR:-/tmp/bench-lprobe}
 REPS=${BENCH_REPS:-7}
 mkdir -p "$W/results"
@@ -107,6 +107,11 @@ bench_dormant() {
             a=$(callgrind_ir "bench_mix::workload_$w" "${BIN[$v]}" "$w" $n1)
             c=$(callgrind_ir "bench_mix::workload_$w" "${BIN[$v]}" "$w" $n2)
             IR[$w-$v]=$(((c - a) / (n2 - n1)))
+            if [[ $v != plain ]]; then # the same without the runtime's threads: generated code only
+                a=$(LPROBE_DISABLE=1 callgrind_ir "bench_mix::workload_$w" "${BIN[$v]}" "$w" $n1)
+                c=$(LPROBE_DISABLE=1 callgrind_ir "bench_mix::workload_$w" "${BIN[$v]}" "$w" $n2)
+                IR[$w-$v-dis]=$(((c - a) / (n2 - n1)))
+            fi
         done
     done
     # Thread-CPU time per round, alternating builds, median of REPS.
@@ -137,11 +142,13 @@ bench_dormant() {
         echo
         echo "Checksums identical across plain / entry / every-line builds: **$same**."
         echo
-        echo "| workload | plain Ir/round | entry Ir/round | every-line Ir/round | entry Ir ratio | every-line Ir ratio | plain CPU ns/round | entry CPU ratio | every-line CPU ratio |"
-        echo "|---|---|---|---|---|---|---|---|---|"
+        echo "| workload | plain Ir/round | entry Ir/round | every-line Ir/round | **entry Ir ratio** | **every-line Ir ratio** | entry / every-line Ir ratio with LPROBE_DISABLE=1 | plain CPU ns/round | entry CPU ratio | every-line CPU ratio |"
+        echo "|---|---|---|---|---|---|---|---|---|---|"
         for w in mix vector; do
-            echo "| $w | ${IR[$w-plain]} | ${IR[$w-entry]} | ${IR[$w-all]} | $(ratio "${IR[$w-entry]}" "${IR[$w-plain]}") | $(ratio "${IR[$w-all]}" "${IR[$w-plain]}") | ${CPU[$w-plain]} | $(ratio "${CPU[$w-entry]}" "${CPU[$w-plain]}") | $(ratio "${CPU[$w-all]}" "${CPU[$w-plain]}") |"
+            echo "| $w | ${IR[$w-plain]} | ${IR[$w-entry]} | ${IR[$w-all]} | **$(ratio "${IR[$w-entry]}" "${IR[$w-plain]}")** | **$(ratio "${IR[$w-all]}" "${IR[$w-plain]}")** | $(ratio "${IR[$w-entry-dis]}" "${IR[$w-plain]}") / $(ratio "${IR[$w-all-dis]}" "${IR[$w-plain]}") | ${CPU[$w-plain]} | $(ratio "${CPU[$w-entry]}" "${CPU[$w-plain]}") | $(ratio "${CPU[$w-all]}" "${CPU[$w-plain]}") |"
         done
+        echo
+        echo "LPROBE_DISABLE=1 starts no runtime thread: the program stays single-threaded, so glibc malloc keeps its single-thread fast path. The difference between the two columns is what the runtime's threads cost the program's own allocations (see the analysis in BENCHMARKS.md)."
         echo
         echo "SIMD instructions (pmulld/paddq/pmuludq/pxor/psrld/pand/pmovzx, SSE or AVX forms) in workload_vector/transform_sum: plain ${SIMD[plain]}, entry ${SIMD[entry]}, every-line ${SIMD[all]}."
         echo
@@ -327,6 +334,180 @@ bench_armed() {
     {
         echo
         echo "Plain (uninstrumented) build: $plain_ns CPU ns/call. ns per hit = armed − dormant thread-CPU ns per call (same instrumented binary, medians of $REPS alternating runs; CPU time of each calling thread from /proc/thread-self/schedstat, averaged over threads). The program waits for a go-file; the driver creates it after \`lprobe arm\` returned and \`lprobe status --json\` shows the probe \`armed\`. Environment: LPROBE_OUTPUT=/dev/null, LPROBE_BUDGET=10^12. Ir per hit: callgrind, (armed − dormant) Ir inside \`run\` / calls (single thread; per-function profiles in \`\$BENCH_DIR/results/armed-*.callgrind\`)."
+    } | tee -a "$out"
+}
+
+# ---------------------------------------------------------------------------------------------
+# first_record_ns FILE PATTERN: waits for a line matching PATTERN, prints its `ts` in ns.
+first_record_ns() {
+    local line deadline=$((SECONDS + 10))
+    while ! line=$(grep -m1 -- "$2" "$1" 2>/dev/null); do
+        ((SECONDS < deadline)) || { echo nan; return; }
+        sleep 0.001
+    done
+    date -d "$(jq -r .ts <<<"$line")" +%s%N
+}
+
+bench_arming() {
+    local exe d="$W/arming" r
+    exe=$(build_variant "$root/fixtures/bench-armed" bench-armed entry)
+    rm -rf "$d"
+    mkdir -p "$d"
+    : >"$d/control"
+    LPROBE_OUTPUT="$d/out.jsonl" LPROBE_CONTROL="$d/control" "$exe" serve &
+    local pid=$!
+    wait_socket "$pid"
+    local sock=() cli=() ctl=() t0 t1 ts
+    for r in $(seq "$REPS"); do
+        log "arming: socket $r"
+        t0=$(now_ns)
+        "$LPROBE" arm --pid "$pid" fn:bench_armed::target --log "sock$r x={x}" >/dev/null
+        t1=$(now_ns)
+        ts=$(first_record_ns "$d/out.jsonl" "\"sock$r x=")
+        sock+=("$(awk -v a="$ts" -v b="$t0" 'BEGIN {printf "%.2f", (a - b) / 1e6}')")
+        cli+=("$(awk -v a="$t1" -v b="$t0" 'BEGIN {printf "%.2f", (a - b) / 1e6}')")
+        "$LPROBE" disarm --pid "$pid" --all >/dev/null
+        sleep 0.2
+    done
+    for r in $(seq "$REPS"); do
+        log "arming: control file $r"
+        echo "fn:bench_armed::target --log \"ctl$r x={x}\"" >"$d/control.tmp"
+        t0=$(now_ns)
+        mv "$d/control.tmp" "$d/control"
+        ts=$(first_record_ns "$d/out.jsonl" "\"ctl$r x=")
+        ctl+=("$(awk -v a="$ts" -v b="$t0" 'BEGIN {printf "%.1f", (a - b) / 1e6}')")
+        : >"$d/control.tmp"
+        mv "$d/control.tmp" "$d/control"
+        # wait until the control file's probe is gone
+        for _ in $(seq 200); do
+            [[ $("$LPROBE" status --pid "$pid" --json | jq '[.[0].probes[] | select(.state == "armed")] | length') == 0 ]] && break
+            sleep 0.05
+        done
+        sleep 0.3
+    done
+    kill "$pid"
+    wait "$pid" 2>/dev/null || true
+    {
+        echo "## Arming latency (bench-armed \`serve\`: the site is hit ~every µs in bursts, at most ~0.1 ms apart)"
+        echo
+        echo "| path | median (ms) | max (ms) | runs (ms) |"
+        echo "|---|---|---|---|"
+        echo "| \`lprobe arm\` (socket) → first record's \`ts\` | $(printf '%s\n' "${sock[@]}" | median) | $(printf '%s\n' "${sock[@]}" | sort -g | tail -1) | ${sock[*]} |"
+        echo "| … of which the \`lprobe arm\` command itself (process start, connect, reply) | $(printf '%s\n' "${cli[@]}" | median) | $(printf '%s\n' "${cli[@]}" | sort -g | tail -1) | ${cli[*]} |"
+        echo "| control file replaced (\`mv\`) → first record's \`ts\` | $(printf '%s\n' "${ctl[@]}" | median) | $(printf '%s\n' "${ctl[@]}" | sort -g | tail -1) | ${ctl[*]} |"
+        echo
+        echo "t0 is taken just before starting \`lprobe arm\` / the \`mv\`; the end is the \`ts\` field of the first record of that probe (stamped on the application thread at the hit)."
+    } | tee "$W/results/arming.md"
+}
+
+# ---------------------------------------------------------------------------------------------
+bench_memory() {
+    local fx="$root/fixtures/demo-app" v r pid
+    declare -A BIN RSS
+    for v in plain entry all; do BIN[$v]=$(build_variant "$fx" demo-app $v); done
+    for v in plain entry all; do : >"$W/rss-$v"; done
+    for r in $(seq "$REPS"); do
+        for v in plain entry all; do
+            LPROBE_OUTPUT=/dev/null "${BIN[$v]}" >/dev/null &
+            pid=$!
+            sleep 1
+            awk '/^VmRSS/ {print $2}' "/proc/$pid/status" >>"$W/rss-$v"
+            kill "$pid"
+            wait "$pid" 2>/dev/null || true
+        done
+    done
+    for v in plain entry all; do RSS[$v]=$(median <"$W/rss-$v"); done
+    {
+        echo "## Resident memory, dormant (demo-app, 1 s after start)"
+        echo
+        echo "| build | VmRSS (KiB, median of $REPS) | extra vs plain |"
+        echo "|---|---|---|"
+        for v in plain entry all; do
+            echo "| $v | ${RSS[$v]} | $(awk -v a="${RSS[$v]}" -v b="${RSS[plain]}" 'BEGIN {printf "%+d KiB (%.2f MiB)", a - b, (a - b) / 1024}') |"
+        done
+    } | tee "$W/results/memory.md"
+}
+
+# ---------------------------------------------------------------------------------------------
+# timed CMD...: runs CMD (output discarded), prints "WALL_S CPU_S" (user+sys, children included).
+timed() {
+    /usr/bin/time -o "$W/time.txt" -f '%e %U %S' "$@" >/dev/null 2>&1 || { log "build failed: $*"; echo "nan nan"; return 0; }
+    awk '{printf "%.2f %.2f\n", $1, $2 + $3}' "$W/time.txt"
+}
+
+build_cmd() { # MODE: the build command for that variant
+    case $1 in
+    plain) echo "cargo build --release" ;;
+    entry) echo "cargo-lprobe lprobe build --release" ;;
+    all) echo "cargo-lprobe lprobe build --release --lines all" ;;
+    esac
+}
+
+# build_project DIR NAME BIN(or -): one table row group.
+build_project() {
+    local dir=$1 name=$2 binname=$3 v r td
+    declare -A CW CC NW SZ SS
+    local nreps=${BENCH_BUILD_REPS:-3}
+    for v in plain entry all; do : >"$W/bw-$v"; : >"$W/bc-$v"; : >"$W/nw-$v"; done
+    for r in $(seq "$nreps"); do
+        for v in plain entry all; do
+            log "build: $name $v clean #$r"
+            td="$W/t/build-$name-$v"
+            rm -rf "$td"
+            read -r wall cpu < <(cd "$dir" && CARGO_TARGET_DIR=$td timed $(build_cmd $v))
+            echo "$wall" >>"$W/bw-$v"
+            echo "$cpu" >>"$W/bc-$v"
+            read -r wall cpu < <(cd "$dir" && CARGO_TARGET_DIR=$td timed $(build_cmd $v))
+            echo "$wall" >>"$W/nw-$v"
+        done
+    done
+    for v in plain entry all; do
+        CW[$v]=$(median <"$W/bw-$v")
+        CC[$v]=$(median <"$W/bc-$v")
+        NW[$v]=$(median <"$W/nw-$v")
+        SZ[$v]="-"
+        SS[$v]="-"
+        if [[ $binname != - ]]; then
+            local b="$W/t/build-$name-$v/release/$binname"
+            [[ $v == plain ]] || b="$W/t/build-$name-$v/lprobe/release/$binname"
+            SZ[$v]=$(stat -c %s "$b")
+            strip -o "$W/stripped" "$b"
+            SS[$v]=$(stat -c %s "$W/stripped")
+        fi
+    done
+    for v in plain entry all; do
+        local rs="-" rss="-"
+        [[ ${SZ[$v]} == - ]] || rs=$(ratio "${SZ[$v]}" "${SZ[plain]}")
+        [[ ${SS[$v]} == - ]] || rss=$(ratio "${SS[$v]}" "${SS[plain]}")
+        echo "| $name | $v | ${CW[$v]} | **$(ratio "${CW[$v]}" "${CW[plain]}")** | ${CC[$v]} | $(ratio "${CC[$v]}" "${CC[plain]}") | ${NW[$v]} | $(awk -v a="${NW[$v]}" -v b="${NW[plain]}" 'BEGIN {printf "%+.2f", a - b}') | ${SZ[$v]} | $rs | ${SS[$v]} | $rss |"
+    done
+}
+
+bench_build() {
+    local out="$W/results/build.md"
+    {
+        echo "## Build cost (clean = empty CARGO_TARGET_DIR, dependencies included; no-op = the same command again)"
+        echo
+        machine
+        echo
+        echo "| crate | build | clean wall s | clean ratio | clean CPU s (user+sys) | CPU ratio | no-op wall s | no-op over plain (s) | binary bytes | size ratio | stripped bytes | stripped ratio |"
+        echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
+    } | tee "$out"
+    build_project "$root/fixtures/bench-mix" bench-mix bench-mix | tee -a "$out"
+    build_project "$root/fixtures/demo-app" demo-app demo-app | tee -a "$out"
+    local corpus=${BENCH_CORPUS:-$W/corpus} c
+    if [[ -x /work/shared/corpus/corpus-fetch ]]; then
+        local list="$W/corpus-list.tsv"
+        awk -v want=" ${BENCH_CORPUS_CRATES:-either humantime} " 'NR == 1 || index(want, " " $1 " ")' /work/shared/corpus/crates.tsv >"$list"
+        CORPUS_LIST="$list" CORPUS_LOCKS=/work/shared/corpus/locks /work/shared/corpus/corpus-fetch "$corpus" >&2 || true
+        for c in "$corpus"/*/; do
+            [[ -f $c/Cargo.toml ]] || continue
+            BENCH_BUILD_REPS=${BENCH_BUILD_REPS:-3} build_project "$c" "$(basename "$c")" - | tee -a "$out"
+        done
+    fi
+    {
+        echo
+        echo "Medians of ${BENCH_BUILD_REPS:-3} alternating runs (wall and CPU from /usr/bin/time). Instrumented clean builds include lprobe's own work (cargo metadata, parse + rewrite, mirror) and compiling the embedded runtime and the sites crate. Corpus crates are libraries: \`cargo build --release\` of the lib only, no binary."
     } | tee -a "$out"
 }
 
