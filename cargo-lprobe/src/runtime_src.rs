@@ -5,6 +5,10 @@
 pub const FILES: &[(&str, &str)] = &[
     ("args.rs", include_str!("../../probe-runtime/src/args.rs")),
     (
+        "capture.rs",
+        include_str!("../../probe-runtime/src/capture.rs"),
+    ),
+    (
         "control.rs",
         include_str!("../../probe-runtime/src/control.rs"),
     ),

@@ -14,6 +14,7 @@ use std::fmt;
 use std::sync::atomic::AtomicU8;
 
 pub mod args;
+mod capture;
 mod control;
 pub mod expr;
 pub mod json;

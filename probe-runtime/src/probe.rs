@@ -10,21 +10,24 @@ use std::cell::{Cell, RefCell};
 use std::fmt::Write as _;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::capture::{Body, Captured};
 use crate::expr::Expr;
 use crate::registry::{self, DROPPED_TOTAL};
 use crate::sink::{self, Record};
 use crate::template::Template;
 use crate::timing::Hist;
-use crate::value::{self, Limits, Value};
+use crate::value::{Limits, Value};
 use crate::{json, Table, Val};
+
+pub(crate) use crate::capture::note_panic;
 
 /// What to do at each hit.
 #[derive(Debug, Default)]
 pub struct Actions {
-    pub log: Option<Template>,
+    pub log: Option<Arc<Template>>,
     pub snapshot: bool,
     pub count: bool,
     /// Time from function entry to return (entry sites only).
@@ -104,7 +107,9 @@ pub fn parse_spec(words: &[String]) -> Result<Spec, String> {
         match flag.as_str() {
             "--log" => {
                 let t = value("a template like \"user={user.id}\"")?;
-                actions.log = Some(crate::template::parse(&t).map_err(|e| format!("--log: {e}"))?);
+                actions.log = Some(Arc::new(
+                    crate::template::parse(&t).map_err(|e| format!("--log: {e}"))?,
+                ));
             }
             "--snapshot" => actions.snapshot = true,
             "--count" => actions.count = true,
@@ -251,6 +256,8 @@ pub struct Probe {
     pub split: usize,
     /// The last limit this probe ran into, for `status`.
     limit: AtomicU8,
+    /// Names the log template reads (only those are captured for a log record).
+    log_roots: Vec<String>,
 }
 
 /// Limits a probe can run into, as `status` names them.
@@ -284,6 +291,12 @@ impl Probe {
     ) -> Self {
         let n = sites.len();
         let timing = spec.actions.duration || spec.actions.tictoc.is_some();
+        let log_roots = spec
+            .actions
+            .log
+            .as_ref()
+            .map(|t| t.roots().into_iter().map(str::to_owned).collect())
+            .unwrap_or_default();
         Probe {
             id,
             spec,
@@ -304,6 +317,7 @@ impl Probe {
             reported_hist: AtomicU64::new(0),
             split: split.min(n),
             limit: AtomicU8::new(0),
+            log_roots,
         }
     }
 
@@ -375,7 +389,8 @@ impl Probe {
     /// Runs the probe for one hit at its `idx`-th site. True if the probe wants this call timed
     /// (a live `--duration` probe whose condition held).
     fn fire(&self, table: &'static Table, id: u32, idx: usize, vals: &[Val<'_>]) -> bool {
-        if !self.is_live() || self.check_ttl() {
+        // TTLs are enforced by the control thread (within a tick): no clock read per hit.
+        if !self.is_live() {
             return false;
         }
         let Some(site) = table.sites.get(id as usize) else {
@@ -388,7 +403,7 @@ impl Probe {
             }
             return false;
         }
-        let hit = Hit::new(site.names, vals, &self.spec.limits);
+        let hit = Hit::new(site.names, vals);
         if let Some(cond) = &self.spec.cond {
             match cond.eval(&|name| hit.value(name)) {
                 Ok(true) => {}
@@ -434,17 +449,19 @@ impl Probe {
                 self.note_limit(LIMIT_RATE);
             } else {
                 if let Some(t) = &self.spec.actions.log {
-                    let mut msg = String::new();
-                    t.render(&|name| hit.value(name), &mut msg);
                     let mut r = self.record(table, id, "log");
-                    r.json.push_str(",\"msg\":");
-                    json::push_str(&mut r.json, &msg);
+                    r.body = Body::Log {
+                        template: t.clone(),
+                        vals: hit.take(Some(&self.log_roots)),
+                    };
                     self.send(r);
                 }
                 if self.spec.actions.snapshot {
                     let mut r = self.record(table, id, "snapshot");
-                    r.json.push_str(",\"vars\":");
-                    hit.write_vars(&mut r.json);
+                    r.body = Body::Vars {
+                        vals: hit.take(None),
+                        limits: self.spec.limits,
+                    };
                     r.stack = Some((Backtrace::force_capture(), site.func));
                     self.send(r);
                 }
@@ -518,18 +535,11 @@ thread_local! {
     /// Set while this thread is inside the runtime: a probe hit from inside a capture
     /// (a `Debug` impl calling instrumented code) returns at once instead of recursing.
     static IN_HIT: Cell<bool> = const { Cell::new(false) };
-    /// The message of a panic raised while capturing, for the `<panicked: …>` marker.
-    static PANIC_MSG: RefCell<Option<String>> = const { RefCell::new(None) };
 }
 
 /// Whether the current thread is inside the runtime (the panic hook stays quiet then).
 pub(crate) fn in_runtime() -> bool {
-    IN_HIT.try_with(Cell::get).unwrap_or(true)
-}
-
-/// Keeps a panic message raised inside the runtime.
-pub(crate) fn note_panic(msg: String) {
-    let _ = PANIC_MSG.try_with(|m| *m.borrow_mut() = Some(msg));
+    IN_HIT.try_with(Cell::get).unwrap_or(false)
 }
 
 /// Entry point from generated code (through `crate::hit`). True if a `--duration` probe at
@@ -547,7 +557,7 @@ pub(crate) fn hit(table: &'static Table, id: u32, vals: &[Val<'_>]) -> bool {
             return false;
         };
         let mut timed = false;
-        if let Some(probes) = map.get(&(registry::table_key(table), id)) {
+        if let Some(probes) = map.get((registry::table_key(table), id)) {
             for (p, idx) in probes {
                 timed |= catch_unwind(AssertUnwindSafe(|| p.fire(table, id, *idx, vals)))
                     .unwrap_or(false);
@@ -573,7 +583,7 @@ pub(crate) fn exit(table: &'static Table, id: u32, start: u64) {
             return;
         };
         for (p, _) in map
-            .get(&(registry::table_key(table), id))
+            .get((registry::table_key(table), id))
             .into_iter()
             .flatten()
         {
@@ -587,125 +597,56 @@ pub(crate) fn exit(table: &'static Table, id: u32, start: u64) {
     let _ = IN_HIT.try_with(|c| c.set(false));
 }
 
-/// Largest `{:?}` text kept for one value, and for a whole snapshot.
-const MAX_VALUE_TEXT: usize = 64 * 1024;
-const MAX_SNAPSHOT: usize = 64 * 1024;
-
-/// The captured values of one hit, formatted on demand (once each).
+/// The captured values of one hit, each formatted at most once, on demand.
 struct Hit<'v, 'a> {
     names: &'static [&'static str],
     vals: &'v [Val<'a>],
-    limits: &'v Limits,
-    cache: RefCell<Vec<Option<Value>>>,
+    cache: RefCell<Vec<Option<Captured>>>,
 }
 
 impl<'v, 'a> Hit<'v, 'a> {
-    fn new(names: &'static [&'static str], vals: &'v [Val<'a>], limits: &'v Limits) -> Self {
+    fn new(names: &'static [&'static str], vals: &'v [Val<'a>]) -> Self {
         Hit {
             names,
             vals,
-            limits,
             cache: RefCell::new(Vec::new()),
         }
     }
 
-    fn value(&self, name: &str) -> Option<Value> {
-        let i = self.names.iter().position(|n| *n == name)?;
+    /// The capture at index `i`, formatted now or taken from the cache.
+    fn captured(&self, i: usize) -> Option<Captured> {
+        let name = self.names.get(i)?;
         let val = self.vals.get(i)?;
-        if let Some(Some(v)) = self.cache.borrow().get(i) {
-            return Some(v.clone());
+        if let Some(Some(c)) = self.cache.borrow().get(i) {
+            return Some(c.clone());
         }
         // Formatting runs user code (`Debug`), so no borrow of the cache is held across it.
-        let v = capture(name, val);
+        let c = Captured::take(name, val);
         let mut cache = self.cache.borrow_mut();
         if cache.len() < self.vals.len() {
             cache.resize(self.vals.len(), None);
         }
         if let Some(slot) = cache.get_mut(i) {
-            *slot = Some(v.clone());
+            *slot = Some(c.clone());
         }
-        Some(v)
+        Some(c)
     }
 
-    fn write_vars(&self, out: &mut String) {
-        let start = out.len();
-        out.push('{');
-        let limits = self.limits;
-        for (i, name) in self.names.iter().enumerate().take(self.vals.len()) {
-            if i > 0 {
-                out.push(',');
-            }
-            json::push_str(out, name);
-            out.push(':');
-            if out.len() - start > MAX_SNAPSHOT {
-                json::push_str(out, "<snapshot size limit>");
-                continue;
-            }
-            match self.value(name) {
-                Some(v) => value::write_json(&v, out, limits),
-                None => out.push_str("null"),
-            }
-        }
-        out.push('}');
+    /// A value by name, structured (for conditions, which are decided on the spot).
+    fn value(&self, name: &str) -> Option<Value> {
+        let i = self.names.iter().position(|n| *n == name)?;
+        self.captured(i).map(|c| c.to_value())
     }
-}
 
-/// A `fmt::Write` that stops (with an error) past a byte budget.
-struct Bounded {
-    buf: String,
-    cut: bool,
-}
-
-impl std::fmt::Write for Bounded {
-    fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        let room = MAX_VALUE_TEXT.saturating_sub(self.buf.len());
-        if s.len() <= room {
-            self.buf.push_str(s);
-            return Ok(());
-        }
-        let mut end = room;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        self.buf.push_str(&s[..end]);
-        self.cut = true;
-        Err(std::fmt::Error)
-    }
-}
-
-/// Formats one captured value into a structured value, never letting a panic out.
-fn capture(name: &str, val: &Val<'_>) -> Value {
-    if is_secret(name) {
-        return Value::Str("<redacted>".into());
-    }
-    let Some(dbg) = val.dbg else {
-        return Value::Text(format!("<{}: no Debug>", (val.ty)()));
-    };
-    let mut w = Bounded {
-        buf: String::new(),
-        cut: false,
-    };
-    match catch_unwind(AssertUnwindSafe(|| write!(w, "{dbg:?}"))) {
-        Ok(res) => {
-            if w.cut {
-                let n = w.buf.chars().count();
-                return Value::Truncated(format!("{}…<truncated at {n} chars>", w.buf));
-            }
-            if res.is_err() {
-                return Value::Text(format!("<Debug of {} failed>", (val.ty)()));
-            }
-            let mut v = value::parse_debug(&w.buf);
-            v.redact(&is_secret);
-            v
-        }
-        Err(_) => {
-            let msg = PANIC_MSG
-                .try_with(|m| m.borrow_mut().take())
-                .ok()
-                .flatten()
-                .unwrap_or_else(|| "unknown".into());
-            Value::Text(format!("<panicked: {msg}>"))
-        }
+    /// The captures named by `wanted` (all when `None`), for the output thread.
+    fn take(&self, wanted: Option<&[String]>) -> Vec<(&'static str, Captured)> {
+        let n = self.names.len().min(self.vals.len());
+        (0..n)
+            .filter(|i| {
+                wanted.is_none_or(|w| self.names.get(*i).is_some_and(|n| w.iter().any(|x| x == n)))
+            })
+            .filter_map(|i| Some((*self.names.get(i)?, self.captured(i)?)))
+            .collect()
     }
 }
 
@@ -750,24 +691,4 @@ pub(crate) fn report_counts(p: &Probe, force: bool) {
         );
         p.send(r);
     }
-}
-
-/// Whether a variable or field name is redacted: the built-in list, plus the `|`-separated,
-/// case-insensitive substrings of `LPROBE_REDACT` (only the program's environment can change
-/// redaction, never a client).
-pub(crate) fn is_secret(name: &str) -> bool {
-    static EXTRA: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
-    if value::default_is_secret(name) {
-        return true;
-    }
-    let extra = EXTRA.get_or_init(|| {
-        std::env::var("LPROBE_REDACT")
-            .unwrap_or_default()
-            .split('|')
-            .map(|p| p.trim().to_lowercase())
-            .filter(|p| !p.is_empty())
-            .collect()
-    });
-    let lower = name.to_lowercase();
-    extra.iter().any(|p| lower.contains(p.as_str()))
 }

@@ -4,7 +4,6 @@
 //! in; hits only `try_read` the current map, so an application thread never waits on a writer
 //! (a hit that meets a swap in progress is dropped and counted).
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Once, RwLock};
 
@@ -14,8 +13,39 @@ use crate::{Site, Table};
 /// Key of a site in the armed map: (table address, site id).
 pub(crate) type SiteKey = (usize, u32);
 
-/// Probes armed at each site, with the site's index in each probe's site list.
-pub(crate) type ArmedMap = HashMap<SiteKey, Vec<(Arc<Probe>, usize)>>;
+/// Probes armed at one site, with the site's index in each probe's site list.
+pub(crate) type Armed = Vec<(Arc<Probe>, usize)>;
+
+/// Probes armed at each site: per table (found by address; programs have a handful), a
+/// vector indexed by site id. A hit does no hashing.
+#[derive(Default)]
+pub(crate) struct ArmedMap {
+    tables: Vec<(usize, Vec<Armed>)>,
+}
+
+impl ArmedMap {
+    pub(crate) fn get(&self, (table, id): SiteKey) -> Option<&Armed> {
+        let (_, sites) = self.tables.iter().find(|(t, _)| *t == table)?;
+        sites.get(id as usize).filter(|a| !a.is_empty())
+    }
+
+    fn insert(&mut self, (table, id): SiteKey, sites: usize, entry: (Arc<Probe>, usize)) {
+        let i = match self.tables.iter().position(|(t, _)| *t == table) {
+            Some(i) => i,
+            None => {
+                self.tables.push((table, vec![Vec::new(); sites]));
+                self.tables.len() - 1
+            }
+        };
+        if let Some(slot) = self.tables[i].1.get_mut(id as usize) {
+            slot.push(entry);
+        }
+    }
+
+    fn contains(&self, key: SiteKey) -> bool {
+        self.get(key).is_some()
+    }
+}
 
 pub(crate) struct State {
     pub tables: Vec<&'static Table>,
@@ -76,25 +106,24 @@ pub(crate) fn table_key(t: &'static Table) -> usize {
 
 /// Rebuilds the armed map and every site flag from the probes that are still armed.
 pub(crate) fn rebuild(state: &mut State) {
-    let mut map: ArmedMap = HashMap::new();
+    let mut map = ArmedMap::default();
     for p in &state.probes {
         if !p.is_live() {
             continue;
         }
         for (i, (t, id)) in p.sites.iter().enumerate() {
-            map.entry((table_key(t), *id))
-                .or_default()
-                .push((p.clone(), i));
+            map.insert((table_key(t), *id), t.sites.len(), (p.clone(), i));
         }
     }
+    let map = Arc::new(map);
     {
         let mut w = ARMED.write().unwrap_or_else(|e| e.into_inner());
-        *w = Some(Arc::new(map.clone()));
+        *w = Some(map.clone());
     }
     for t in &state.tables {
         let mut fns = vec![0u8; t.fn_flags.len()];
         for (id, flag) in t.flags.iter().enumerate() {
-            let on = u8::from(map.contains_key(&(table_key(t), id as u32)));
+            let on = u8::from(map.contains((table_key(t), id as u32)));
             if on != 0 {
                 if let Some(f) = t
                     .sites

@@ -13,6 +13,7 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::capture::Body;
 use crate::registry::DROPPED_TOTAL;
 
 /// A record on its way out. The application thread fills `json` with the fields after `ts`
@@ -21,6 +22,8 @@ pub(crate) struct Record {
     pub probe: String,
     pub ts: SystemTime,
     pub json: String,
+    /// The kind-specific part the output thread writes (message, values).
+    pub body: Body,
     /// A stack to symbolize, and the probed function's path (names the innermost frame).
     pub stack: Option<(Backtrace, &'static str)>,
 }
@@ -35,6 +38,7 @@ impl Record {
             probe,
             ts: SystemTime::now(),
             json,
+            body: Body::None,
             stack: None,
         }
     }
@@ -97,7 +101,8 @@ pub(crate) fn emit(r: Record) -> Result<(), u8> {
         return Err(crate::probe::LIMIT_QUEUE);
     };
     // A stack is not formatted yet: count it at a typical size.
-    let size = r.json.len() as u64 + 40 + if r.stack.is_some() { 1024 } else { 0 };
+    let size =
+        (r.json.len() + r.body.size()) as u64 + 40 + if r.stack.is_some() { 1024 } else { 0 };
     if !take_budget(size) {
         BUDGET_DROPS.fetch_add(1, Ordering::Relaxed);
         DROPPED_TOTAL.fetch_add(1, Ordering::Relaxed);
@@ -216,6 +221,7 @@ fn finish(r: Record) -> String {
     json.push_str("{\"ts\":");
     crate::json::push_str(&mut json, &crate::time::rfc3339(r.ts));
     json.push_str(&r.json);
+    r.body.write(&mut json);
     if let Some((bt, func)) = r.stack {
         json.push_str(",\"stack\":[");
         let known = crate::registry::source_files();

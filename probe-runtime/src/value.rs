@@ -103,8 +103,13 @@ pub fn default_is_secret(name: &str) -> bool {
         "private_key",
         "session",
     ];
-    let lower = name.to_lowercase();
-    WORDS.iter().any(|w| lower.contains(w))
+    WORDS.iter().any(|w| contains_ignore_case(name, w))
+}
+
+/// Whether `hay` contains `needle` (lowercase ASCII), ignoring ASCII case, without allocating.
+pub fn contains_ignore_case(hay: &str, needle: &str) -> bool {
+    let (h, n) = (hay.as_bytes(), needle.as_bytes());
+    n.is_empty() || h.windows(n.len()).any(|w| w.eq_ignore_ascii_case(n))
 }
 
 impl Value {

@@ -1,0 +1,271 @@
+//! What a hit takes from the application thread ([`Captured`]: the `{:?}` text of a value, or
+//! why there is none) and how the output thread turns it into JSON ([`Body`]).
+//!
+//! The split keeps the application thread's work to what needs the borrowed value: running
+//! its `Debug` impl into a bounded buffer. Parsing that text into a structured value,
+//! redacting fields, rendering templates and escaping JSON happen on `lprobe-output`, except
+//! for the values a condition reads (a condition must be decided on the spot).
+
+use std::cell::RefCell;
+use std::fmt::Write as _;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+
+use crate::template::Template;
+use crate::value::{self, Limits, Value};
+use crate::{json, Val};
+
+/// Largest `{:?}` text kept for one value, and JSON written for a whole snapshot.
+const MAX_VALUE_TEXT: usize = 64 * 1024;
+pub(crate) const MAX_SNAPSHOT: usize = 64 * 1024;
+
+/// One captured value, as taken on the application thread.
+#[derive(Clone, Debug)]
+pub(crate) enum Captured {
+    /// Complete `{:?}` text.
+    Text(String),
+    /// `{:?}` text cut at `MAX_VALUE_TEXT`.
+    Cut(String),
+    /// The type has no `Debug`: its name.
+    Opaque(&'static str),
+    /// `Debug` panicked: the message.
+    Panicked(String),
+    /// `Debug` returned an error.
+    Failed(&'static str),
+    /// The name is secret: nothing was formatted.
+    Redacted,
+}
+
+thread_local! {
+    /// The message of a panic raised while capturing, for the `<panicked: …>` marker.
+    static PANIC_MSG: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Keeps a panic message raised inside the runtime.
+pub(crate) fn note_panic(msg: String) {
+    let _ = PANIC_MSG.try_with(|m| *m.borrow_mut() = Some(msg));
+}
+
+/// A `fmt::Write` that stops (with an error) past a byte budget.
+struct Bounded {
+    buf: String,
+    cut: bool,
+}
+
+impl std::fmt::Write for Bounded {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let room = MAX_VALUE_TEXT.saturating_sub(self.buf.len());
+        if s.len() <= room {
+            self.buf.push_str(s);
+            return Ok(());
+        }
+        let mut end = room;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        self.buf.push_str(&s[..end]);
+        self.cut = true;
+        Err(std::fmt::Error)
+    }
+}
+
+impl Captured {
+    /// Runs the value's `Debug` impl (never letting a panic out), unless `name` is secret.
+    pub(crate) fn take(name: &str, val: &Val<'_>) -> Captured {
+        if is_secret(name) {
+            return Captured::Redacted;
+        }
+        let Some(dbg) = val.dbg else {
+            return Captured::Opaque((val.ty)());
+        };
+        let mut w = Bounded {
+            buf: String::new(),
+            cut: false,
+        };
+        match catch_unwind(AssertUnwindSafe(|| write!(w, "{dbg:?}"))) {
+            Ok(_) if w.cut => Captured::Cut(w.buf),
+            Ok(Ok(())) => Captured::Text(w.buf),
+            Ok(Err(_)) => Captured::Failed((val.ty)()),
+            Err(_) => Captured::Panicked(
+                PANIC_MSG
+                    .try_with(|m| m.borrow_mut().take())
+                    .ok()
+                    .flatten()
+                    .unwrap_or_else(|| "unknown".into()),
+            ),
+        }
+    }
+
+    /// The structured value, with secret fields redacted.
+    pub(crate) fn to_value(&self) -> Value {
+        match self {
+            Captured::Text(t) => {
+                let mut v = value::parse_debug(t);
+                v.redact(&is_secret);
+                v
+            }
+            Captured::Cut(t) => {
+                Value::Truncated(format!("{t}…<truncated at {} chars>", t.chars().count()))
+            }
+            Captured::Opaque(ty) => Value::Text(format!("<{ty}: no Debug>")),
+            Captured::Panicked(msg) => Value::Text(format!("<panicked: {msg}>")),
+            Captured::Failed(ty) => Value::Text(format!("<Debug of {ty} failed>")),
+            Captured::Redacted => Value::Str("<redacted>".into()),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Captured::Text(t) | Captured::Cut(t) | Captured::Panicked(t) => t.len(),
+            _ => 16,
+        }
+    }
+}
+
+/// The kind-specific part of a record that the output thread writes.
+pub(crate) enum Body {
+    /// Nothing more (the record's JSON is complete).
+    None,
+    /// `"msg"`: the template rendered over the values.
+    Log {
+        template: Arc<Template>,
+        vals: Vec<(&'static str, Captured)>,
+    },
+    /// `"vars"`: every value, structured, within the limits.
+    Vars {
+        vals: Vec<(&'static str, Captured)>,
+        limits: Limits,
+    },
+}
+
+impl Body {
+    /// Bytes this body will take, roughly (for the output budget).
+    pub(crate) fn size(&self) -> usize {
+        match self {
+            Body::None => 0,
+            Body::Log { vals, .. } | Body::Vars { vals, .. } => {
+                vals.iter().map(|(n, c)| n.len() + c.len() + 4).sum()
+            }
+        }
+    }
+
+    /// Appends the body's fields (`,"msg":…` or `,"vars":{…}`) to a record.
+    pub(crate) fn write(self, out: &mut String) {
+        match self {
+            Body::None => {}
+            Body::Log { template, vals } => {
+                let values: Vec<(&str, Value)> =
+                    vals.iter().map(|(n, c)| (*n, c.to_value())).collect();
+                let mut msg = String::new();
+                template.render(
+                    &|name| {
+                        values
+                            .iter()
+                            .find(|(n, _)| *n == name)
+                            .map(|(_, v)| v.clone())
+                    },
+                    &mut msg,
+                );
+                out.push_str(",\"msg\":");
+                json::push_str(out, &msg);
+            }
+            Body::Vars { vals, limits } => {
+                out.push_str(",\"vars\":{");
+                let start = out.len();
+                for (i, (name, c)) in vals.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    json::push_str(out, name);
+                    out.push(':');
+                    if out.len() - start > MAX_SNAPSHOT {
+                        json::push_str(out, "<snapshot size limit>");
+                        continue;
+                    }
+                    value::write_json(&c.to_value(), out, &limits);
+                }
+                out.push('}');
+            }
+        }
+    }
+}
+
+/// Whether a variable or field name is redacted: the built-in fragments, plus the
+/// `|`-separated, case-insensitive fragments of `LPROBE_REDACT` (only the program's
+/// environment can change redaction, never a client).
+pub(crate) fn is_secret(name: &str) -> bool {
+    static EXTRA: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    if value::default_is_secret(name) {
+        return true;
+    }
+    let extra = EXTRA.get_or_init(|| {
+        std::env::var("LPROBE_REDACT")
+            .unwrap_or_default()
+            .split('|')
+            .map(|p| p.trim().to_ascii_lowercase())
+            .filter(|p| !p.is_empty())
+            .collect()
+    });
+    extra.iter().any(|p| value::contains_ignore_case(name, p))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_match_fragments_in_any_case() {
+        for n in [
+            "password",
+            "userPassword",
+            "API_KEY",
+            "x_session_id",
+            "Cookie",
+        ] {
+            assert!(is_secret(n), "{n}");
+        }
+        for n in ["name", "id", "tok", "pass"] {
+            assert!(!is_secret(n), "{n}");
+        }
+    }
+
+    #[test]
+    fn values_are_captured_and_bodies_written_off_thread() {
+        let order = (7u32, "bob");
+        let password = "hunter2";
+        let vals = [
+            Captured::take(
+                "order",
+                &Val {
+                    dbg: Some(&order),
+                    ty: std::any::type_name::<(u32, &str)>,
+                },
+            ),
+            Captured::take(
+                "password",
+                &Val {
+                    dbg: Some(&password),
+                    ty: std::any::type_name::<&str>,
+                },
+            ),
+        ];
+        let mut out = String::new();
+        Body::Vars {
+            vals: vec![("order", vals[0].clone()), ("password", vals[1].clone())],
+            limits: Limits::default(),
+        }
+        .write(&mut out);
+        assert_eq!(
+            out,
+            r#","vars":{"order":[7,"bob"],"password":"<redacted>"}"#
+        );
+        let t = Arc::new(crate::template::parse("id={order.0}").expect("template"));
+        let mut out = String::new();
+        Body::Log {
+            template: t,
+            vals: vec![("order", vals[0].clone())],
+        }
+        .write(&mut out);
+        assert_eq!(out, r#","msg":"id=7""#);
+    }
+}
