@@ -63,7 +63,9 @@ modes=${CORPUS_MODES-snapshot log count}
 echo "corpus.sh: building cargo-lprobe (release)" >&2
 cargo build --release -q -p cargo-lprobe --manifest-path "$repo/Cargo.toml" || exit 2
 mkdir -p "$dest/_bin" "$dest/_logs"
-cp "$repo/target/release/cargo-lprobe" "$repo/target/release/lprobe" "$dest/_bin/" || exit 2
+for b in cargo-lprobe lprobe; do  # copy + rename: works while an older copy is running
+    cp "$repo/target/release/$b" "$dest/_bin/.$b.new" && mv -f "$dest/_bin/.$b.new" "$dest/_bin/$b" || exit 2
+done
 export PATH=$dest/_bin:$PATH
 
 # --- the crates

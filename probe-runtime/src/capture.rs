@@ -22,6 +22,8 @@ pub(crate) const MAX_SNAPSHOT: usize = 64 * 1024;
 /// One captured value, as taken on the application thread.
 #[derive(Clone, Debug)]
 pub(crate) enum Captured {
+    /// A primitive read directly (no `Debug` formatting, no parsing).
+    Prim(Value),
     /// Complete `{:?}` text.
     Text(String),
     /// `{:?}` text cut at `MAX_VALUE_TEXT`.
@@ -78,6 +80,9 @@ impl Captured {
         let Some(dbg) = val.dbg else {
             return Captured::Opaque((val.ty)());
         };
+        if let Some(v) = primitive(dbg, (val.ty)()) {
+            return Captured::Prim(v);
+        }
         let mut w = Bounded {
             buf: String::new(),
             cut: false,
@@ -99,6 +104,7 @@ impl Captured {
     /// The structured value, with secret fields redacted.
     pub(crate) fn to_value(&self) -> Value {
         match self {
+            Captured::Prim(v) => v.clone(),
             Captured::Text(t) => {
                 let mut v = value::parse_debug(t);
                 v.redact(&is_secret);
@@ -117,8 +123,53 @@ impl Captured {
     fn len(&self) -> usize {
         match self {
             Captured::Text(t) | Captured::Cut(t) | Captured::Panicked(t) => t.len(),
+            Captured::Prim(Value::Str(t)) => t.len() + 2,
             _ => 16,
         }
+    }
+}
+
+/// Reads a value of a primitive type (or `&str`, `String`, or references to them) directly,
+/// without running `Debug` and parsing its text. `ty` is `type_name` of the value's type.
+fn primitive(dbg: &dyn std::fmt::Debug, ty: &str) -> Option<Value> {
+    let mut p = dbg as *const dyn std::fmt::Debug as *const ();
+    let mut ty = ty;
+    // Follow references: `&&u64` is a pointer to a pointer to a `u64`.
+    for _ in 0..4 {
+        let Some(rest) = ty.strip_prefix("&mut ").or_else(|| ty.strip_prefix('&')) else {
+            break;
+        };
+        if rest == "str" {
+            break;
+        }
+        // SAFETY: `ty` is the type name of the pointee of `p`, which starts with `&`: `p`
+        // points at a valid, live reference (the capture borrows it for this hit).
+        p = unsafe { *(p as *const *const ()) };
+        ty = rest;
+    }
+    // SAFETY: `type_name` of a primitive is exactly its name (a user type of the same name
+    // has a path), so `p` points at a live value of the matched type.
+    unsafe {
+        Some(match ty {
+            "u8" => Value::Int((*(p as *const u8)).into()),
+            "u16" => Value::Int((*(p as *const u16)).into()),
+            "u32" => Value::Int((*(p as *const u32)).into()),
+            "u64" => Value::Int((*(p as *const u64)).into()),
+            "usize" => Value::Int((*(p as *const usize)) as i128),
+            "i8" => Value::Int((*(p as *const i8)).into()),
+            "i16" => Value::Int((*(p as *const i16)).into()),
+            "i32" => Value::Int((*(p as *const i32)).into()),
+            "i64" => Value::Int((*(p as *const i64)).into()),
+            "isize" => Value::Int((*(p as *const isize)) as i128),
+            "i128" => Value::Int(*(p as *const i128)),
+            "f32" => Value::Float((*(p as *const f32)).into()),
+            "f64" => Value::Float(*(p as *const f64)),
+            "bool" => Value::Bool(*(p as *const bool)),
+            "char" => Value::Char(*(p as *const char)),
+            "&str" => Value::Str((*(p as *const &str)).to_owned()),
+            "alloc::string::String" => Value::Str((*(p as *const String)).clone()),
+            _ => return None,
+        })
     }
 }
 
@@ -227,6 +278,41 @@ mod tests {
         for n in ["name", "id", "tok", "pass"] {
             assert!(!is_secret(n), "{n}");
         }
+    }
+
+    fn cap<T: std::fmt::Debug>(x: &T) -> Value {
+        Captured::take(
+            "x",
+            &Val {
+                dbg: Some(x),
+                ty: std::any::type_name::<T>,
+            },
+        )
+        .to_value()
+    }
+
+    #[test]
+    fn primitives_and_references_to_them_are_read_directly() {
+        let n = 42u64;
+        let r = &n;
+        let s = String::from("hi \"there\"");
+        let t: &str = "yo";
+        assert_eq!(cap(&n), Value::Int(42));
+        assert_eq!(cap(&r), Value::Int(42));
+        assert_eq!(cap(&&r), Value::Int(42));
+        assert_eq!(cap(&-7i8), Value::Int(-7));
+        assert_eq!(cap(&i128::MIN), Value::Int(i128::MIN));
+        assert_eq!(cap(&1.5f32), Value::Float(1.5));
+        assert_eq!(cap(&true), Value::Bool(true));
+        assert_eq!(cap(&'c'), Value::Char('c'));
+        assert_eq!(cap(&s), Value::Str("hi \"there\"".into()));
+        assert_eq!(cap(&t), Value::Str("yo".into()));
+        assert_eq!(cap(&&s), Value::Str("hi \"there\"".into()));
+        assert_eq!(
+            cap(&Some(3u8)),
+            Value::Int(3),
+            "non-primitives go through Debug"
+        );
     }
 
     #[test]
