@@ -597,11 +597,15 @@ pub(crate) fn exit(table: &'static Table, id: u32, start: u64) {
     let _ = IN_HIT.try_with(|c| c.set(false));
 }
 
+/// Captures cached inline per hit (more spill to the heap).
+const INLINE_CAPTURES: usize = 8;
+
 /// The captured values of one hit, each formatted at most once, on demand.
 struct Hit<'v, 'a> {
     names: &'static [&'static str],
     vals: &'v [Val<'a>],
-    cache: RefCell<Vec<Option<Captured>>>,
+    cache: RefCell<[Option<Captured>; INLINE_CAPTURES]>,
+    spill: RefCell<Vec<Option<Captured>>>,
 }
 
 impl<'v, 'a> Hit<'v, 'a> {
@@ -609,7 +613,37 @@ impl<'v, 'a> Hit<'v, 'a> {
         Hit {
             names,
             vals,
-            cache: RefCell::new(Vec::new()),
+            cache: RefCell::new(Default::default()),
+            spill: RefCell::new(Vec::new()),
+        }
+    }
+
+    fn cached(&self, i: usize) -> Option<Captured> {
+        if i < INLINE_CAPTURES {
+            self.cache.borrow().get(i).cloned().flatten()
+        } else {
+            self.spill
+                .borrow()
+                .get(i - INLINE_CAPTURES)
+                .cloned()
+                .flatten()
+        }
+    }
+
+    fn store(&self, i: usize, c: Captured) {
+        if i < INLINE_CAPTURES {
+            if let Some(slot) = self.cache.borrow_mut().get_mut(i) {
+                *slot = Some(c);
+            }
+        } else {
+            let mut spill = self.spill.borrow_mut();
+            let j = i - INLINE_CAPTURES;
+            if spill.len() <= j {
+                spill.resize(j + 1, None);
+            }
+            if let Some(slot) = spill.get_mut(j) {
+                *slot = Some(c);
+            }
         }
     }
 
@@ -617,18 +651,12 @@ impl<'v, 'a> Hit<'v, 'a> {
     fn captured(&self, i: usize) -> Option<Captured> {
         let name = self.names.get(i)?;
         let val = self.vals.get(i)?;
-        if let Some(Some(c)) = self.cache.borrow().get(i) {
-            return Some(c.clone());
+        if let Some(c) = self.cached(i) {
+            return Some(c);
         }
         // Formatting runs user code (`Debug`), so no borrow of the cache is held across it.
         let c = Captured::take(name, val);
-        let mut cache = self.cache.borrow_mut();
-        if cache.len() < self.vals.len() {
-            cache.resize(self.vals.len(), None);
-        }
-        if let Some(slot) = cache.get_mut(i) {
-            *slot = Some(c.clone());
-        }
+        self.store(i, c.clone());
         Some(c)
     }
 
