@@ -8,6 +8,7 @@
 
 use std::cell::RefCell;
 use std::fmt::Write as _;
+use std::io::Write as _;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
@@ -241,23 +242,43 @@ impl Body {
     }
 }
 
-/// Whether a variable or field name is redacted: the built-in fragments, plus the
-/// `|`-separated, case-insensitive fragments of `LPROBE_REDACT` (only the program's
-/// environment can change redaction, never a client).
+/// The user's redaction pattern, `LPROBE_REDACT` (a regex, matched case-insensitively
+/// anywhere in the name). Only the program's environment can set it, never a client. A pattern
+/// that does not parse is reported once on stderr and then redacts every value (fail closed).
+enum Extra {
+    None,
+    Pattern(crate::regex::Regex),
+    Invalid,
+}
+
+fn extra() -> &'static Extra {
+    static EXTRA: std::sync::OnceLock<Extra> = std::sync::OnceLock::new();
+    EXTRA.get_or_init(|| match std::env::var("LPROBE_REDACT") {
+        Ok(p) if !p.trim().is_empty() => match crate::regex::Regex::new(p.trim()) {
+            Ok(r) => Extra::Pattern(r),
+            Err(e) => {
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "lprobe: {e}; redacting every captured value until LPROBE_REDACT is fixed"
+                );
+                Extra::Invalid
+            }
+        },
+        _ => Extra::None,
+    })
+}
+
+/// Whether a variable or field name is redacted: the built-in fragments (`password`,
+/// `token`, …, any case), or a match of `LPROBE_REDACT`.
 pub(crate) fn is_secret(name: &str) -> bool {
-    static EXTRA: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
     if value::default_is_secret(name) {
         return true;
     }
-    let extra = EXTRA.get_or_init(|| {
-        std::env::var("LPROBE_REDACT")
-            .unwrap_or_default()
-            .split('|')
-            .map(|p| p.trim().to_ascii_lowercase())
-            .filter(|p| !p.is_empty())
-            .collect()
-    });
-    extra.iter().any(|p| value::contains_ignore_case(name, p))
+    match extra() {
+        Extra::None => false,
+        Extra::Pattern(r) => r.is_match(name),
+        Extra::Invalid => true,
+    }
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@ pub mod json;
 pub mod location;
 pub mod path;
 pub mod probe;
+mod regex;
 mod registry;
 mod sink;
 mod stack;
