@@ -21,6 +21,7 @@ pub const FILES: &[(&str, &str)] = &[
     ),
     ("path.rs", include_str!("../../probe-runtime/src/path.rs")),
     ("probe.rs", include_str!("../../probe-runtime/src/probe.rs")),
+    ("regex.rs", include_str!("../../probe-runtime/src/regex.rs")),
     (
         "registry.rs",
         include_str!("../../probe-runtime/src/registry.rs"),
