@@ -22,7 +22,7 @@
 #            `cargo lprobe test --no-run` passes --no-run to cargo twice)
 #   lprobe   cargo lprobe test --lines all --report json --locked
 #   snapshot / log / count:  the same with LPROBE_ARM_ALL=<mode>, records to
-#            LPROBE_OUTPUT=DEST/_logs/ID.<mode>.jsonl
+#            LPROBE_OUTPUT=DEST/_logs/ID.<mode>.jsonl (kept only when the step failed)
 #
 # Logs: DEST/_logs/ID.<step>.log. A crate PASSes when every step exits 0 and every test step
 # passed as many tests as `plain`. Per crate one line:
@@ -124,6 +124,7 @@ for id in "${ids[@]}"; do
             e=$(grep -c '"kind":"error"' "$out")
         fi
         if [ "$e" = 0 ]; then recs+=("$n"); else recs+=("$n(${e}err)"); fi
+        [ "$st" != PASS ] || rm -f "$out"   # records of a passing run can be hundreds of MB
     done
     for s in build plain lbuild lprobe snapshot log count; do
         [ "${S[$s]}" = PASS ] || [ "${S[$s]}" = - ] || bad+=("$s:${S[$s],,}")
