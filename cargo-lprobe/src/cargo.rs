@@ -153,6 +153,11 @@ pub fn parse(args: &[String]) -> Result<Invocation> {
 }
 
 impl Invocation {
+    /// Whether the user asked `test`/`bench` to only build (`--no-run`).
+    pub fn no_run(&self) -> bool {
+        self.cargo_args.iter().any(|a| a == "--no-run")
+    }
+
     /// The cargo profile name (`dev`, `release`, …) the build uses.
     pub fn profile_name(&self) -> &str {
         match self.profile.as_str() {

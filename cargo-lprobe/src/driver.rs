@@ -27,8 +27,9 @@ use crate::sites_crate::{self, SiteRow};
 use crate::visit::{self, FileSites, LineSel};
 use crate::workspace::{self, Package, Workspace};
 
-/// Most build rounds before giving up on repair.
-const MAX_ROUNDS: usize = 12;
+/// Most build rounds before giving up on repair. Every round must take something out, so
+/// the loop ends anyway; this bounds pathological cases.
+const MAX_ROUNDS: usize = 60;
 
 /// One source file being instrumented.
 struct FileWork {
@@ -352,6 +353,8 @@ pub fn run(inv: &Invocation) -> Result<i32> {
             }
         }
         if !progress || round >= MAX_ROUNDS {
+            // Keep what was learned: the next build starts from it.
+            save_cache(&files, &cache_path)?;
             for r in &out.rendered_errors {
                 eprint!("{r}");
             }
@@ -364,7 +367,11 @@ pub fn run(inv: &Invocation) -> Result<i32> {
             if progress {
                 bail!("the instrumented build still fails after {MAX_ROUNDS} repair rounds; the errors above are from the rewritten copy in {}", copy.display());
             }
-            eprintln!("error: the build failed; the errors above are in your code (lprobe's probes were not the cause)");
+            if out.rendered_errors.is_empty() {
+                eprintln!("error: cargo failed before compiling (see its message above)");
+            } else {
+                eprintln!("error: the build failed; the errors above are in your code (lprobe's probes were not the cause)");
+            }
             return Ok(101);
         }
         repair_rounds += 1;
@@ -378,18 +385,7 @@ pub fn run(inv: &Invocation) -> Result<i32> {
     let t_build = build_start.elapsed();
 
     // Remember what each file needed.
-    let mut new_cache = Cache::default();
-    for f in &files {
-        new_cache.files.insert(
-            f.rel.clone(),
-            repair::CacheEntry {
-                hash: f.hash.clone(),
-                lines: f.lines_key.clone(),
-                exclusions: f.ex.clone(),
-            },
-        );
-    }
-    new_cache.save(&cache_path)?;
+    save_cache(&files, &cache_path)?;
 
     // Print what the build said (warnings), then the summary.
     let json_out = inv
@@ -435,6 +431,7 @@ pub fn run(inv: &Invocation) -> Result<i32> {
             }
             Ok(0)
         }
+        Sub::Test | Sub::Bench if inv.no_run() => Ok(0),
         Sub::Run | Sub::Test | Sub::Bench => {
             let mut cmd = cargo_command(inv, &ws, &cwd, &copy, &lp, inv.sub.name());
             if let Some(m) = &inv.message_format {
@@ -468,6 +465,22 @@ fn check_locked(ws: &Workspace, inv: &Invocation) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Writes the repair outcome of every file (keyed by its content and line selection).
+fn save_cache(files: &[FileWork], path: &Path) -> Result<()> {
+    let mut cache = Cache::default();
+    for f in files {
+        cache.files.insert(
+            f.rel.clone(),
+            repair::CacheEntry {
+                hash: f.hash.clone(),
+                lines: f.lines_key.clone(),
+                exclusions: f.ex.clone(),
+            },
+        );
+    }
+    cache.save(path)
 }
 
 fn describe(a: &Action, sites: &FileSites) -> String {
@@ -539,6 +552,7 @@ fn write_copy(
             dir,
             &ws.root,
             sites.as_ref().map(|(n, p)| (n.as_str(), p.as_path())),
+            m == ws.root.join("Cargo.toml"),
         )?;
         if let Ok(rel) = m.strip_prefix(&ws.root) {
             overrides.insert(rel.to_path_buf(), edited.into_bytes());
@@ -701,14 +715,22 @@ fn build_round(
     copy: &Path,
     lp: &Path,
 ) -> Result<Outcome> {
-    let (sub, extra): (&str, &[&str]) = match inv.sub {
-        Sub::Build | Sub::Run => ("build", &[]),
-        Sub::Check => ("check", &[]),
-        Sub::Test => ("test", &["--no-run"]),
-        Sub::Bench => ("bench", &["--no-run"]),
+    let (sub, no_run) = match inv.sub {
+        Sub::Build | Sub::Run => ("build", false),
+        Sub::Check => ("check", false),
+        Sub::Test => ("test", true),
+        Sub::Bench => ("bench", true),
     };
     let mut cmd = cargo_command(inv, ws, cwd, copy, lp, sub);
-    cmd.args(extra);
+    if no_run && !inv.no_run() {
+        cmd.arg("--no-run");
+    }
+    // Every target that fails is reported in the same round, so one round repairs them all.
+    // (`cargo test`/`bench` have no --keep-going: each round then repairs the targets that
+    // failed first, and the loop goes on while rounds make progress.)
+    if !no_run {
+        cmd.arg("--keep-going");
+    }
     let fmt = if std::io::stderr().is_terminal() {
         "json-diagnostic-rendered-ansi"
     } else {

@@ -17,6 +17,7 @@ pub fn edit(
     manifest_dir: &Path,
     root: &Path,
     sites: Option<(&str, &Path)>,
+    workspace_root: bool,
 ) -> Result<String> {
     let mut doc: DocumentMut = text
         .parse()
@@ -37,7 +38,57 @@ pub fn edit(
         dep.insert("path", Value::from(path.display().to_string()));
         deps.insert(SITES_DEP, Item::Value(Value::InlineTable(dep)));
     }
+    if workspace_root {
+        optimize_runtime_in_dev(&mut doc);
+    }
     Ok(doc.to_string())
+}
+
+/// Debug builds compile the runtime optimized, without debug assertions: an armed hit in a
+/// test run then costs what it costs in release (about 50x less than unoptimized), for a few
+/// seconds more of one-time compilation. The user's own code keeps its profile.
+fn optimize_runtime_in_dev(doc: &mut DocumentMut) {
+    let Some(profile) = doc
+        .entry("profile")
+        .or_insert_with(|| {
+            let mut t = toml_edit::Table::new();
+            t.set_implicit(true);
+            Item::Table(t)
+        })
+        .as_table_like_mut()
+    else {
+        return;
+    };
+    let Some(dev) = profile
+        .entry("dev")
+        .or_insert(Item::Table({
+            let mut t = toml_edit::Table::new();
+            t.set_implicit(true);
+            t
+        }))
+        .as_table_like_mut()
+    else {
+        return;
+    };
+    let Some(packages) = dev
+        .entry("package")
+        .or_insert(Item::Table({
+            let mut t = toml_edit::Table::new();
+            t.set_implicit(true);
+            t
+        }))
+        .as_table_like_mut()
+    else {
+        return;
+    };
+    if packages.contains_key(crate::runtime_src::PACKAGE) {
+        return;
+    }
+    let mut t = toml_edit::Table::new();
+    t.insert("opt-level", toml_edit::value(1));
+    t.insert("debug-assertions", toml_edit::value(false));
+    t.insert("overflow-checks", toml_edit::value(false));
+    packages.insert(crate::runtime_src::PACKAGE, Item::Table(t));
 }
 
 /// Lexically normalizes `a/b/../c` to `a/c`.
@@ -104,12 +155,38 @@ mod tests {
             Path::new("/ws/app"),
             Path::new("/ws"),
             Some(("lprobe-sites-app", Path::new("/ws/target/lprobe/sites/app"))),
+            false,
         )
         .expect("edits");
         assert!(out.contains("inside = { path = \"../lib\" }"), "{out}");
         assert!(out.contains("outside = { path = \"/other\" }"), "{out}");
         assert!(out.contains("x = { path = \"/x\" }"), "{out}");
         assert!(out.contains("lprobe_sites = { package = \"lprobe-sites-app\", path = \"/ws/target/lprobe/sites/app\" }"), "{out}");
+    }
+
+    #[test]
+    fn the_workspace_root_gets_an_optimized_runtime_in_dev() {
+        let out = edit(
+            "[workspace]\nmembers = [\"a\"]\n",
+            Path::new("/ws"),
+            Path::new("/ws"),
+            None,
+            true,
+        )
+        .expect("edits");
+        let doc: DocumentMut = out.parse().expect("valid toml");
+        assert_eq!(
+            doc["profile"]["dev"]["package"]["lprobe-runtime"]["opt-level"].as_integer(),
+            Some(1),
+            "{out}"
+        );
+        // A user's own setting for it wins.
+        let own = "[profile.dev.package.lprobe-runtime]\nopt-level = 0\n";
+        let out = edit(own, Path::new("/ws"), Path::new("/ws"), None, true).expect("edits");
+        assert!(
+            out.contains("opt-level = 0") && !out.contains("opt-level = 1"),
+            "{out}"
+        );
     }
 
     #[test]

@@ -49,14 +49,55 @@ pub(crate) fn note_panic(msg: String) {
     let _ = PANIC_MSG.try_with(|m| *m.borrow_mut() = Some(msg));
 }
 
-/// A `fmt::Write` that stops (with an error) past a byte budget.
+/// Deepest bracket nesting formatted: a derived `Debug` of a deep structure recurses once per
+/// level on the application thread's stack, so formatting stops there (the value is then
+/// marked truncated). Deeper than JSON's depth limit anyway.
+const MAX_NESTING: usize = 24;
+
+/// A `fmt::Write` that stops (with an error) past a byte budget or a nesting depth.
 struct Bounded {
     buf: String,
     cut: bool,
+    depth: usize,
+    in_str: bool,
+    escaped: bool,
+}
+
+impl Bounded {
+    /// Tracks bracket nesting outside string literals; false once too deep.
+    fn nesting_ok(&mut self, s: &str) -> bool {
+        for b in s.bytes() {
+            if self.in_str {
+                match (self.escaped, b) {
+                    (true, _) => self.escaped = false,
+                    (false, b'\\') => self.escaped = true,
+                    (false, b'"') => self.in_str = false,
+                    _ => {}
+                }
+                continue;
+            }
+            match b {
+                b'"' => self.in_str = true,
+                b'(' | b'[' | b'{' => {
+                    self.depth += 1;
+                    if self.depth > MAX_NESTING {
+                        return false;
+                    }
+                }
+                b')' | b']' | b'}' => self.depth = self.depth.saturating_sub(1),
+                _ => {}
+            }
+        }
+        true
+    }
 }
 
 impl std::fmt::Write for Bounded {
     fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        if !self.nesting_ok(s) {
+            self.cut = true;
+            return Err(std::fmt::Error);
+        }
         let room = MAX_VALUE_TEXT.saturating_sub(self.buf.len());
         if s.len() <= room {
             self.buf.push_str(s);
@@ -87,6 +128,9 @@ impl Captured {
         let mut w = Bounded {
             buf: String::new(),
             cut: false,
+            depth: 0,
+            in_str: false,
+            escaped: false,
         };
         match catch_unwind(AssertUnwindSafe(|| write!(w, "{dbg:?}"))) {
             Ok(_) if w.cut => Captured::Cut(w.buf),
@@ -334,6 +378,39 @@ mod tests {
             Value::Int(3),
             "non-primitives go through Debug"
         );
+    }
+
+    #[test]
+    fn deep_values_stop_formatting_at_the_nesting_limit() {
+        #[derive(Debug)]
+        enum T {
+            Leaf,
+            Node(Box<T>),
+        }
+        let mut t = T::Leaf;
+        for _ in 0..1000 {
+            t = T::Node(Box::new(t));
+        }
+        let c = Captured::take(
+            "t",
+            &Val {
+                dbg: Some(&t),
+                ty: std::any::type_name::<T>,
+            },
+        );
+        assert!(
+            matches!(&c, Captured::Cut(s) if s.matches('(').count() == MAX_NESTING),
+            "{c:?}"
+        );
+        let s = "([{\"((((((((((((((((((((((((((((\"}])".to_string();
+        assert!(
+            matches!(cap(&vec![s]), Value::Seq(_)),
+            "brackets inside strings do not count"
+        );
+        // Dropping a 1000-deep chain recursively would itself be deep: unwind it by hand.
+        while let T::Node(next) = t {
+            t = *next;
+        }
     }
 
     #[test]

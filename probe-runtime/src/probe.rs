@@ -261,11 +261,16 @@ pub struct Probe {
 }
 
 /// Limits a probe can run into, as `status` names them.
-const LIMITS: [&str; 5] = ["", "rate", "budget", "queue", "max-hits"];
+const LIMITS: [&str; 6] = ["", "rate", "budget", "queue", "max-hits", "stack"];
 pub(crate) const LIMIT_RATE: u8 = 1;
 pub(crate) const LIMIT_BUDGET: u8 = 2;
 pub(crate) const LIMIT_QUEUE: u8 = 3;
 const LIMIT_MAX_HITS: u8 = 4;
+/// Too little stack left on the thread to run `Debug` impls safely.
+const LIMIT_STACK: u8 = 5;
+/// Stack a hit must find free to run at all, and to format values.
+const MIN_STACK: usize = 8 * 1024;
+const MIN_STACK_VALUES: usize = 64 * 1024;
 
 /// Set when a probe leaves the armed state on an application thread; the control thread
 /// then rebuilds the flags so its sites go dormant again.
@@ -388,7 +393,14 @@ impl Probe {
 
     /// Runs the probe for one hit at its `idx`-th site. True if the probe wants this call timed
     /// (a live `--duration` probe whose condition held).
-    fn fire(&self, table: &'static Table, id: u32, idx: usize, vals: &[Val<'_>]) -> bool {
+    fn fire(
+        &self,
+        table: &'static Table,
+        id: u32,
+        idx: usize,
+        vals: &[Val<'_>],
+        low_stack: bool,
+    ) -> bool {
         // TTLs are enforced by the control thread (within a tick): no clock read per hit.
         if !self.is_live() {
             return false;
@@ -403,8 +415,18 @@ impl Probe {
             }
             return false;
         }
-        let hit = Hit::new(site.names, vals);
-        if let Some(cond) = &self.spec.cond {
+        // Only conditions, logs and snapshots look at values (and run `Debug` impls, which
+        // need stack): counters and timers do not pay for it.
+        let needs_values = self.spec.cond.is_some()
+            || self.spec.actions.log.is_some()
+            || self.spec.actions.snapshot;
+        if needs_values && low_stack {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            self.note_limit(LIMIT_STACK);
+            return false;
+        }
+        let hit = needs_values.then(|| Hit::new(site.names, vals));
+        if let (Some(cond), Some(hit)) = (&self.spec.cond, &hit) {
             match cond.eval(&|name| hit.value(name)) {
                 Ok(true) => {}
                 Ok(false) => return false,
@@ -443,8 +465,15 @@ impl Probe {
                 c.fetch_add(1, Ordering::Relaxed);
             }
         }
-        if self.spec.actions.log.is_some() || self.spec.actions.snapshot {
-            if !self.take_rate() {
+        if let Some(hit) = hit
+            .as_ref()
+            .filter(|_| self.spec.actions.log.is_some() || self.spec.actions.snapshot)
+        {
+            if sink::budget_spent() {
+                // Spent for this second: drop before doing any work.
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                self.note_limit(LIMIT_BUDGET);
+            } else if !self.take_rate() {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
                 self.note_limit(LIMIT_RATE);
             } else {
@@ -557,9 +586,15 @@ pub(crate) fn hit(table: &'static Table, id: u32, vals: &[Val<'_>]) -> bool {
             return false;
         };
         let mut timed = false;
+        let left = crate::timing::stack_left();
+        if left.is_some_and(|l| l < MIN_STACK) {
+            DROPPED_TOTAL.fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
+        let low = left.is_some_and(|l| l < MIN_STACK_VALUES);
         if let Some(probes) = map.get((registry::table_key(table), id)) {
             for (p, idx) in probes {
-                timed |= catch_unwind(AssertUnwindSafe(|| p.fire(table, id, *idx, vals)))
+                timed |= catch_unwind(AssertUnwindSafe(|| p.fire(table, id, *idx, vals, low)))
                     .unwrap_or(false);
             }
         }

@@ -85,6 +85,13 @@ static BUDGET_USED: AtomicU64 = AtomicU64::new(0);
 /// Records dropped because the output budget was spent.
 pub(crate) static BUDGET_DROPS: AtomicU64 = AtomicU64::new(0);
 
+/// Whether this second's budget is already spent (a cheap check before building a record).
+pub(crate) fn budget_spent() -> bool {
+    let second = crate::timing::now_ns() / 1_000_000_000 + 1;
+    BUDGET_SECOND.load(Ordering::Relaxed) == second
+        && BUDGET_USED.load(Ordering::Relaxed) >= budget()
+}
+
 /// Takes `n` bytes from this second's budget.
 fn take_budget(n: u64) -> bool {
     let second = crate::timing::now_ns() / 1_000_000_000 + 1;

@@ -168,6 +168,54 @@ pub(crate) fn toc(key: usize) -> Option<u64> {
     .flatten()
 }
 
+/// Bytes of stack left below the current frame on this thread, if known.
+pub(crate) fn stack_left() -> Option<usize> {
+    let marker = 0u8;
+    let here = std::hint::black_box(&marker) as *const u8 as usize;
+    let low = stack_low()?;
+    Some(here.saturating_sub(low))
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn stack_low() -> Option<usize> {
+    use std::cell::Cell;
+    thread_local! {
+        /// The lowest address of this thread's stack: 0 unknown yet, 1 unavailable.
+        static LOW: Cell<usize> = const { Cell::new(0) };
+    }
+    #[repr(C, align(16))]
+    struct Attr([u8; 128]);
+    extern "C" {
+        fn pthread_self() -> usize;
+        fn pthread_getattr_np(thread: usize, attr: *mut Attr) -> i32;
+        fn pthread_attr_getstack(attr: *const Attr, addr: *mut usize, size: *mut usize) -> i32;
+        fn pthread_attr_destroy(attr: *mut Attr) -> i32;
+    }
+    let low = LOW.try_with(|l| {
+        if l.get() == 0 {
+            let mut attr = Attr([0; 128]);
+            let (mut addr, mut size) = (0usize, 0usize);
+            // SAFETY: `attr` is large enough and aligned for glibc's pthread_attr_t (56 or
+            // 64 bytes); it is initialised by pthread_getattr_np and destroyed after use.
+            let got = unsafe {
+                pthread_getattr_np(pthread_self(), &mut attr) == 0 && {
+                    let ok = pthread_attr_getstack(&attr, &mut addr, &mut size) == 0;
+                    pthread_attr_destroy(&mut attr);
+                    ok
+                }
+            };
+            l.set(if got && addr > 1 { addr } else { 1 });
+        }
+        l.get()
+    });
+    low.ok().filter(|l| *l > 1)
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn stack_low() -> Option<usize> {
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -212,6 +260,32 @@ mod tests {
         assert_eq!((s.count, s.min, s.max), (1000, 1000, 1_000_000));
         for (got, want) in [(s.p50, 500_000u64), (s.p90, 900_000), (s.p99, 990_000)] {
             assert!(got >= want && got <= want + want / 16, "{got} vs {want}");
+        }
+    }
+
+    #[test]
+    fn stack_left_is_known_and_shrinks_with_depth() {
+        fn deeper(n: u32) -> Option<usize> {
+            let pad = [0u8; 1024];
+            std::hint::black_box(&pad);
+            if n == 0 {
+                stack_left()
+            } else {
+                deeper(n - 1)
+            }
+        }
+        if let (Some(top), Some(deep)) = (stack_left(), deeper(8)) {
+            assert!(top > deep, "{top} vs {deep}");
+            assert!(top < 64 << 20, "{top}");
+        }
+        let small = std::thread::Builder::new()
+            .stack_size(64 * 1024)
+            .spawn(|| stack_left())
+            .expect("spawn")
+            .join()
+            .expect("join");
+        if let Some(left) = small {
+            assert!(left < 64 * 1024, "{left}");
         }
     }
 
