@@ -280,7 +280,7 @@ mod tests {
         }
         let small = std::thread::Builder::new()
             .stack_size(64 * 1024)
-            .spawn(|| stack_left())
+            .spawn(stack_left)
             .expect("spawn")
             .join()
             .expect("join");
