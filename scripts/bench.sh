@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# lprobe benchmarks. Usage: scripts/bench.sh [dormant|disarm|armed|build|arming|memory|all]...
+# lprobe benchmarks. Usage: scripts/bench.sh [dormant|disarm|armed|build|arming|memory|http|all]...
 #
 #   dormant  bench-mix: plain vs `cargo lprobe build` (entry sites) vs `--lines all`: callgrind Ir
 #            per round (Ir at 2N rounds minus Ir at N, collected only inside the workload function),
@@ -12,6 +12,12 @@
 #            bench-mix, demo-app and (if the corpus tool is there) two corpus crates.
 #   arming   latency from `lprobe arm` (socket) / a control-file write to the first record.
 #   memory   VmRSS of demo-app after start-up: plain vs instrumented (both densities).
+#   http     under load: fixtures/http-service (tokio + axum) driven by wrk over loopback, plain
+#            vs every-line dormant vs armed (a log and a count probe in the request path):
+#            requests/s, p99 latency, server CPU per request, failed requests (medians of
+#            alternating runs), and callgrind instructions per request. Needs wrk. Not part of
+#            `all`. Knobs: BENCH_HTTP_REPS (default 5), BENCH_HTTP_DURATION (s, default 10),
+#            BENCH_HTTP_WARMUP (s, default 2), BENCH_HTTP_CG_DURATION (s, default 5).
 #
 # Results (markdown) go to stdout and to $BENCH_DIR/results/<name>.md. Builds go to $BENCH_DIR
 # (default /tmp/bench-lprobe), never into the repository. Binaries: $LPROBE_BIN_DIR (default
@@ -511,15 +517,178 @@ bench_build() {
     } | tee -a "$out"
 }
 
+# ---------------------------------------------------------------------------------------------
+# wrk_ms VALUE: a wrk latency ("812.00us", "8.97ms", "1.02s") in milliseconds.
+wrk_ms() {
+    awk -v v="$1" 'BEGIN {
+        n = v + 0; u = v; sub(/^[0-9.]+/, "", u)
+        if (u == "us") n /= 1000; else if (u == "s") n *= 1000; else if (u == "m") n *= 60000
+        printf "%.3f", n }'
+}
+
+# proc_cpu_ticks PID: utime + stime of the whole process (all threads), in clock ticks.
+proc_cpu_ticks() { awk '{sub(/^.*\) /, ""); print $12 + $13}' "/proc/$1/stat"; }
+
+# http_run VARIANT EXE: one server process under wrk. VARIANT plain|dormant|armed. Prints
+# "REQ_PER_S P99_MS FAILED REQUESTS SERVER_CPU_US_PER_REQ WRK_CPU_S LOG_HITS LOG_EMITTED LOG_DROPPED COUNT_HITS".
+http_run() {
+    local variant=$1 exe=$2 d="$W/http/run"
+    rm -rf "$d"
+    mkdir -p "$d"
+    LPROBE_SOCKET="$d/sock" LPROBE_OUTPUT="$d/records.jsonl" PORT=0 "$exe" >"$d/stdout" 2>"$d/stderr" &
+    local pid=$! port="" i
+    for i in $(seq 400); do # readiness: "listening on 127.0.0.1:PORT"
+        port=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$d/stdout")
+        [[ -n $port ]] && break
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.025
+    done
+    [[ -n $port ]] || { log "http-service did not start"; kill "$pid" 2>/dev/null; return 1; }
+    local url="http://127.0.0.1:$port/orders/42"
+    if [[ $variant == armed ]]; then
+        LPROBE_SOCKET="$d/sock" "$LPROBE" arm "$HTTP_LOG_SITE" --log 'order {id} subtotal={subtotal}' >/dev/null
+        LPROBE_SOCKET="$d/sock" "$LPROBE" arm 'fn:http_service::get_order' --count >/dev/null
+        [[ $(LPROBE_SOCKET="$d/sock" "$LPROBE" status --json | jq '[.[0].probes[] | select(.state == "armed")] | length') == 2 ]] ||
+            { log "probes not armed"; kill "$pid"; return 1; }
+    fi
+    wrk -t1 -c16 -d"${BENCH_HTTP_WARMUP:-2}s" "$url" >/dev/null
+    local c0 c1
+    c0=$(proc_cpu_ticks "$pid")
+    /usr/bin/time -o "$d/wrk-time" -f '%U %S' wrk -t1 -c16 -d"${BENCH_HTTP_DURATION:-10}s" --latency "$url" >"$d/wrk.txt"
+    c1=$(proc_cpu_ticks "$pid")
+    local lh=- le=- ld=- ch=-
+    if [[ $variant == armed ]]; then
+        LPROBE_SOCKET="$d/sock" "$LPROBE" status --json >"$d/status.json"
+        read -r lh le ld ch < <(jq -r '.[0].probes | "\(.[0].hits) \(.[0].emitted) \(.[0].dropped) \(.[1].hits)"' "$d/status.json")
+        LPROBE_SOCKET="$d/sock" "$LPROBE" disarm --all >/dev/null
+    fi
+    kill "$pid"
+    wait "$pid" 2>/dev/null || true
+    cp "$d/wrk.txt" "$W/http/wrk-$variant-$HTTP_REP.txt"
+    local rps p99 reqs sock non2xx
+    rps=$(sed -n 's/^Requests\/sec: *\([0-9.]*\).*/\1/p' "$d/wrk.txt")
+    p99=$(wrk_ms "$(awk '$1 == "99%" {print $2}' "$d/wrk.txt")")
+    reqs=$(sed -n 's/^ *\([0-9]*\) requests in .*/\1/p' "$d/wrk.txt")
+    sock=$(sed -n 's/^ *Socket errors: connect \([0-9]*\), read \([0-9]*\), write \([0-9]*\), timeout \([0-9]*\).*/\1 \2 \3 \4/p' "$d/wrk.txt" | awk '{print $1 + $2 + $3 + $4}')
+    non2xx=$(sed -n 's/^ *Non-2xx or 3xx responses: *\([0-9]*\).*/\1/p' "$d/wrk.txt")
+    echo "$rps $p99 $((${sock:-0} + ${non2xx:-0})) $reqs" \
+        "$(awk -v t="$((c1 - c0))" -v hz="$(getconf CLK_TCK)" -v n="$reqs" 'BEGIN {printf "%.1f", t / hz * 1e6 / n}')" \
+        "$(awk '{printf "%.2f", $1 + $2}' "$d/wrk-time")" "$lh $le $ld $ch"
+}
+
+# http_callgrind VARIANT EXE: the server under callgrind, instrumentation switched on only while
+# `wrk -t1 -c4` runs for BENCH_HTTP_CG_DURATION s. Prints "IR_PER_REQUEST REQUESTS FAILED".
+http_callgrind() {
+    local variant=$1 exe=$2 d="$W/http/cg-$1"
+    rm -rf "$d"
+    mkdir -p "$d"
+    LPROBE_SOCKET="$d/sock" LPROBE_OUTPUT="$d/records.jsonl" PORT=0 valgrind --tool=callgrind \
+        --instr-atstart=no --callgrind-out-file="$d/cg.out" "$exe" >"$d/stdout" 2>"$d/stderr" &
+    local pid=$! port="" i
+    for i in $(seq 1200); do
+        port=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$d/stdout")
+        [[ -n $port ]] && break
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.05
+    done
+    [[ -n $port ]] || { log "http-service did not start under callgrind"; kill "$pid" 2>/dev/null; return 1; }
+    local url="http://127.0.0.1:$port/orders/42"
+    if [[ $variant == armed ]]; then
+        LPROBE_SOCKET="$d/sock" "$LPROBE" arm "$HTTP_LOG_SITE" --log 'order {id} subtotal={subtotal}' >/dev/null
+        LPROBE_SOCKET="$d/sock" "$LPROBE" arm 'fn:http_service::get_order' --count >/dev/null
+    fi
+    wrk -t1 -c4 -d1s "$url" >/dev/null
+    callgrind_control -i on "$pid" >/dev/null
+    wrk -t1 -c4 -d"${BENCH_HTTP_CG_DURATION:-5}s" "$url" >"$d/wrk.txt"
+    callgrind_control -i off "$pid" >/dev/null
+    callgrind_control --dump=measured "$pid" >/dev/null
+    kill "$pid"
+    wait "$pid" 2>/dev/null || true
+    local f ir="" reqs fail
+    for f in "$d"/cg.out*; do
+        # the dump's `totals:` line (its `summary:` line reads 0 with --instr-atstart=no)
+        grep -q '^desc: Trigger: dump measured' "$f" && ir=$(sed -n 's/^totals: *\([0-9]*\).*/\1/p' "$f")
+    done
+    reqs=$(sed -n 's/^ *\([0-9]*\) requests in .*/\1/p' "$d/wrk.txt")
+    fail=$(sed -n 's/^ *Non-2xx or 3xx responses: *\([0-9]*\).*/\1/p; s/^ *Socket errors: connect \([0-9]*\), read \([0-9]*\), write \([0-9]*\), timeout \([0-9]*\).*/\1 \2 \3 \4/p' "$d/wrk.txt" | awk '{for (i = 1; i <= NF; i++) s += $i} END {print s + 0}')
+    echo "$(awk -v a="${ir:-0}" -v n="$reqs" 'BEGIN {printf "%.0f", a / n}') $reqs $fail"
+}
+
+bench_http() {
+    command -v wrk >/dev/null || { log "http: needs wrk (apt-get install -y wrk)"; return 1; }
+    local fx="$root/fixtures/http-service" v r
+    declare -A BIN
+    log "building http-service (plain, every line)"
+    BIN[plain]=$(build_variant "$fx" http-service plain)
+    BIN[dormant]=$(build_variant "$fx" http-service all)
+    BIN[armed]=${BIN[dormant]}
+    local line
+    line=$(grep -n 'let body = render_order(&order' "$fx/src/main.rs" | cut -d: -f1)
+    HTTP_LOG_SITE="src/main.rs:$line"
+    local reps=${BENCH_HTTP_REPS:-5} loadavg
+    loadavg=$(cut -d' ' -f1-3 /proc/loadavg)
+    mkdir -p "$W/http"
+    for v in plain dormant armed; do : >"$W/http/runs-$v"; done
+    for r in $(seq "$reps"); do
+        for v in plain dormant armed; do
+            log "http: $v #$r"
+            HTTP_REP=$r http_run "$v" "${BIN[$v]}" >>"$W/http/runs-$v"
+        done
+    done
+    declare -A IRQ
+    for v in plain dormant armed; do
+        log "http: callgrind $v"
+        IRQ[$v]=$(http_callgrind "$v" "${BIN[$v]}")
+    done
+    declare -A RPS P99 CPU FAIL
+    for v in plain dormant armed; do
+        RPS[$v]=$(awk '{print $1}' "$W/http/runs-$v" | median)
+        P99[$v]=$(awk '{print $2}' "$W/http/runs-$v" | median)
+        CPU[$v]=$(awk '{print $5}' "$W/http/runs-$v" | median)
+        FAIL[$v]=$(awk '{s += $3} END {print s + 0}' "$W/http/runs-$v")
+    done
+    local dur=${BENCH_HTTP_DURATION:-10}
+    {
+        echo "## Under load: HTTP service (fixtures/http-service, tokio 2 workers + axum, driven by wrk)"
+        echo
+        echo "Machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(rustc --version), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2), load average at start $loadavg."
+        echo
+        echo "| run | requests/s (median) | **ratio vs plain** | p99 latency ms (median) | **p99 ratio vs dormant** | p99 ratio vs plain | server CPU µs/request (median) | CPU/request ratio vs plain | failed requests (socket errors + non-2xx, all runs) |"
+        echo "|---|---|---|---|---|---|---|---|---|"
+        for v in plain dormant armed; do
+            echo "| $v | ${RPS[$v]} | **$(ratio "${RPS[$v]}" "${RPS[plain]}")** | ${P99[$v]} | **$(ratio "${P99[$v]}" "${P99[dormant]}")** | $(ratio "${P99[$v]}" "${P99[plain]}") | ${CPU[$v]} | $(ratio "${CPU[$v]}" "${CPU[plain]}") | ${FAIL[$v]} |"
+        done
+        echo
+        echo "Per run, in order (requests/s, p99 ms, server CPU µs/request, wrk CPU s):"
+        echo
+        for v in plain dormant armed; do
+            echo "- $v: $(awk '{printf "%s%s / %s / %s / %s", (NR > 1 ? "; " : ""), $1, $2, $5, $6}' "$W/http/runs-$v")"
+        done
+        echo
+        echo "Instructions per request (callgrind, the whole server process, all threads, instrumentation on only during \`wrk -t1 -c4 -d${BENCH_HTTP_CG_DURATION:-5}s\`; stable where the wall-clock numbers are not):"
+        echo
+        echo "| run | Ir per request | **ratio vs plain** | requests | failed |"
+        echo "|---|---|---|---|---|"
+        for v in plain dormant armed; do
+            read -r irq n f <<<"${IRQ[$v]}"
+            echo "| $v | $irq | **$(ratio "$irq" "${IRQ[plain]%% *}")** | $n | $f |"
+        done
+        echo
+        echo "Armed probes (per run: log hits / emitted / dropped, count hits): $(awk '{printf "%s%s / %s / %s, %s", (NR > 1 ? "; " : ""), $7, $8, $9, $10}' "$W/http/runs-armed")."
+        echo
+        echo "Each run starts a fresh server (\`PORT=0\`, readiness = its \`listening on\` line), warms up with \`wrk -t1 -c16 -d${BENCH_HTTP_WARMUP:-2}s\`, then measures \`wrk -t1 -c16 -d${dur}s --latency http://127.0.0.1:PORT/orders/42\`; the three runs alternate (plain, dormant, armed) $reps times. plain: \`cargo build --release\`; dormant: \`cargo lprobe build --release --lines all\`, nothing armed; armed: the same binary with \`lprobe arm $HTTP_LOG_SITE --log 'order {id} subtotal={subtotal}'\` (default rate 100/s: hits over it are counted as dropped) and \`lprobe arm 'fn:http_service::get_order' --count\` armed through \`LPROBE_SOCKET\` before the warm-up. LPROBE_OUTPUT is a file. Server CPU = utime + stime of the server process over the measured run (/proc/PID/stat) / requests. wrk and the server share the $(nproc) cores."
+    } | tee "$W/results/http.md"
+}
+
 main() {
     local cmds=("$@")
     ((${#cmds[@]})) || cmds=(all)
     local c
     for c in "${cmds[@]}"; do
         case $c in
-        dormant | disarm | armed | build | arming | memory) "bench_$c" ;;
+        dormant | disarm | armed | build | arming | memory | http) "bench_$c" ;;
         all) bench_dormant; bench_disarm; bench_armed; bench_arming; bench_memory; bench_build ;;
-        *) echo "usage: $0 [dormant|disarm|armed|build|arming|memory|all]..." >&2; exit 2 ;;
+        *) echo "usage: $0 [dormant|disarm|armed|build|arming|memory|http|all]..." >&2; exit 2 ;;
         esac
     done
 }
