@@ -48,36 +48,22 @@ pub fn edit(
 /// test run then costs what it costs in release (about 50x less than unoptimized), for a few
 /// seconds more of one-time compilation. The user's own code keeps its profile.
 fn optimize_runtime_in_dev(doc: &mut DocumentMut) {
-    let Some(profile) = doc
+    /// A table that prints only through its children (`[profile.dev.package.x]`).
+    fn implicit() -> Item {
+        let mut t = toml_edit::Table::new();
+        t.set_implicit(true);
+        Item::Table(t)
+    }
+    let Some(packages) = doc
         .entry("profile")
-        .or_insert_with(|| {
-            let mut t = toml_edit::Table::new();
-            t.set_implicit(true);
-            Item::Table(t)
+        .or_insert_with(implicit)
+        .as_table_like_mut()
+        .and_then(|p| p.entry("dev").or_insert_with(implicit).as_table_like_mut())
+        .and_then(|d| {
+            d.entry("package")
+                .or_insert_with(implicit)
+                .as_table_like_mut()
         })
-        .as_table_like_mut()
-    else {
-        return;
-    };
-    let Some(dev) = profile
-        .entry("dev")
-        .or_insert(Item::Table({
-            let mut t = toml_edit::Table::new();
-            t.set_implicit(true);
-            t
-        }))
-        .as_table_like_mut()
-    else {
-        return;
-    };
-    let Some(packages) = dev
-        .entry("package")
-        .or_insert(Item::Table({
-            let mut t = toml_edit::Table::new();
-            t.set_implicit(true);
-            t
-        }))
-        .as_table_like_mut()
     else {
         return;
     };
