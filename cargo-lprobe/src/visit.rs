@@ -523,6 +523,32 @@ impl<'ast> Visit<'ast> for Visitor<'_> {
     }
 
     fn visit_item_impl(&mut self, i: &'ast syn::ItemImpl) {
+        // A probe in an allocator would allocate while the allocator runs.
+        let allocator = i.trait_.as_ref().is_some_and(|(_, path, _)| {
+            path.segments
+                .last()
+                .is_some_and(|s| s.ident == "GlobalAlloc" || s.ident == "Allocator")
+        });
+        if allocator {
+            for item in &i.items {
+                if let syn::ImplItem::Fn(f) = item {
+                    let span = f.span();
+                    self.out.contexts.push(FnContext {
+                        func: format!(
+                            "{}::{}::{}",
+                            self.module.join("::"),
+                            type_name(&i.self_ty),
+                            f.sig.ident
+                        ),
+                        start: self.index.offset(span.start()),
+                        end: self.index.offset(span.end()),
+                        line: span.start().line as u32,
+                        skipped: Some("allocator method"),
+                    });
+                }
+            }
+            return;
+        }
         let saved = self.self_ty.replace(type_name(&i.self_ty));
         for item in &i.items {
             self.visit_impl_item(item);
@@ -717,6 +743,14 @@ mod tests {
         let s = summary(&fs);
         assert!(s.contains(&"7:5 line k::f [x]".to_owned()), "{s:?}");
         assert!(s.contains(&"5:9 line k::f::inner [q]".to_owned()), "{s:?}");
+    }
+
+    #[test]
+    fn allocator_methods_are_left_alone() {
+        let src = "struct A;\nunsafe impl GlobalAlloc for A {\n    unsafe fn alloc(&self, l: Layout) -> *mut u8 { let p = 0; p as _ }\n}\n";
+        let fs = sites(src, LineSel::All);
+        assert!(fs.sites.is_empty());
+        assert_eq!(fs.contexts[0].skipped, Some("allocator method"));
     }
 
     #[test]
