@@ -690,6 +690,10 @@ pub(crate) fn arm_all(table: &'static crate::Table, action: &str) {
                 } else {
                     template.join(" ")
                 });
+                // Bounded output: every site logs, but a test run's record volume (and the
+                // allocations that come with it) stays proportional to its sites.
+                words.push("--max-hits".into());
+                words.push("10".into());
             }
             "count" => words.push("--count".into()),
             "snapshot" => words.push("--snapshot".into()),
