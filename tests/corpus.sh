@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # tests/corpus.sh [DEST] [--only "name …"] [--quick] [--clean]
 #
-# Checks lprobe against the real-world corpus (/work/shared/corpus, see its README): every
+# Checks lprobe against the real-world corpus (../shared/corpus, see its README): every
 # crate must build and pass its own test suite instrumented (`--lines all`) and with every site
 # armed, with exactly as many tests passed as a plain `cargo test`.
 #
@@ -35,13 +35,15 @@
 # (Σ captures_kept / Σ captures), and as the LAST line `corpus: P passed, F failed of N`.
 # Exit status 0 only if every crate passed.
 #
-# Environment: CORPUS_DIR (default /work/shared/corpus), CORPUS_TIMEOUT (s per step, default
+# Environment: CORPUS_DIR (default ../shared/corpus beside the checkout), CORPUS_TIMEOUT (s per step, default
 # 900), CORPUS_MODES (armed modes to run, default "snapshot log count"; a mode left out shows
 # as "-"), CARGO_NET_OFFLINE (passed on to corpus-run).
 set -uo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-corpus=${CORPUS_DIR:-/work/shared/corpus}
+# shared/ sits beside the checkout (also in CI's fresh clone).
+corpus=${CORPUS_DIR:-$repo/../shared/corpus}
+[ -d "$corpus" ] || corpus=/work/shared/corpus
 dest= only= clean=0
 while [ $# -gt 0 ]; do
     case $1 in
