@@ -46,6 +46,45 @@ fn workspace_members_are_instrumented_and_pass_their_tests() {
 }
 
 #[test]
+fn crate_shapes_pass_their_tests_instrumented_and_armed() {
+    // Editions 2015 and 2024, no_std, a build script with generated code and cfg_attr, a
+    // [patch]ed path dependency, a proc-macro and the code it generates.
+    let plain = cargo("shapes", true, &["test", "--workspace"]);
+    assert!(plain.status.success());
+    let p = passed(&stdout(&plain));
+    assert_eq!(p, 5);
+    let inst = cargo("shapes", false, &["test", "--workspace", "--lines", "all"]);
+    assert!(inst.status.success());
+    assert_eq!(passed(&stdout(&inst)), p);
+    let err = stderr(&inst);
+    assert!(
+        err.contains("instrumented 5 crates"),
+        "the proc-macro is not instrumented: {err}"
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("records.jsonl");
+    let armed = cargo_env(
+        "shapes",
+        false,
+        &["test", "--workspace", "--lines", "all"],
+        &[
+            ("LPROBE_ARM_ALL", "snapshot"),
+            ("LPROBE_OUTPUT", out.to_str().expect("utf-8")),
+        ],
+    );
+    assert!(armed.status.success());
+    assert_eq!(passed(&stdout(&armed)), p);
+    let recs = std::fs::read_to_string(&out).expect("records");
+    assert!(
+        recs.lines()
+            .filter(|l| l.contains("\"kind\":\"snapshot\""))
+            .count()
+            >= 10,
+        "{recs}"
+    );
+}
+
+#[test]
 fn a_probe_in_a_library_crate_fires_in_the_binary() {
     let t = build_once("workspace", &["--lines", "all"]);
     let r = start(&t.join("lprobe/debug/app"), &[("APP_LOOP", "1")]);

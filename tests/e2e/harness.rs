@@ -53,6 +53,11 @@ static BUILD_LOCK: Mutex<()> = Mutex::new(());
 
 /// Runs `cargo lprobe ARGS` (or plain `cargo ARGS` when `plain`) in a fixture copy.
 pub fn cargo(name: &str, plain: bool, args: &[&str]) -> Output {
+    cargo_env(name, plain, args, &[])
+}
+
+/// Like [`cargo`], with extra environment variables.
+pub fn cargo_env(name: &str, plain: bool, args: &[&str], env: &[(&str, &str)]) -> Output {
     let _g = BUILD_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let dir = fixture(name);
     let mut cmd = if plain {
@@ -65,7 +70,8 @@ pub fn cargo(name: &str, plain: bool, args: &[&str]) -> Output {
     cmd.args(args)
         .current_dir(&dir)
         .env("CARGO_TARGET_DIR", target_dir(name))
-        .env_remove("RUSTFLAGS");
+        .env_remove("RUSTFLAGS")
+        .envs(env.iter().copied());
     let out = cmd.output().expect("run cargo");
     if !out.status.success() {
         eprintln!(
