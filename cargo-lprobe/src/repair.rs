@@ -239,8 +239,8 @@ mod tests {
                 name: "s".into()
             }
         );
-        assert!(!ex.keeps_capture(2, 0, "s"));
-        assert!(ex.keeps_capture(1, 0, "s"));
+        assert!(!ex.keeps_capture(&fs, 2, "s"));
+        assert!(ex.keeps_capture(&fs, 1, "s"));
     }
 
     #[test]

@@ -25,7 +25,8 @@ pub struct Exclusions {
     pub drop_site: BTreeSet<usize>,
     /// (site, name): one capture dropped.
     pub drop_capture: BTreeSet<(usize, String)>,
-    /// (context, name, site): the name is not captured from that site onward in the context.
+    /// (context, name, site): the binding `name` refers to at that site is not captured from
+    /// there onward (a later `let` of the same name is a new binding and is captured again).
     pub drop_var_from: BTreeSet<(usize, String, usize)>,
 }
 
@@ -39,15 +40,27 @@ impl Exclusions {
         !self.file_original && !self.fn_no_probes.contains(&context) && !self.drop_site.contains(&i)
     }
 
-    /// Whether site `i` (in `context`) captures `name`.
-    pub fn keeps_capture(&self, i: usize, context: usize, name: &str) -> bool {
-        !self.fn_no_captures.contains(&context)
+    /// Whether site `i` of `sites` captures `name`.
+    pub fn keeps_capture(&self, sites: &FileSites, i: usize, name: &str) -> bool {
+        let Some(site) = sites.sites.get(i) else {
+            return false;
+        };
+        !self.fn_no_captures.contains(&site.context)
             && !self.drop_capture.contains(&(i, name.to_owned()))
-            && !self
-                .drop_var_from
-                .iter()
-                .any(|(c, n, from)| *c == context && n == name && *from <= i)
+            && !self.drop_var_from.iter().any(|(c, n, from)| {
+                *c == site.context
+                    && n == name
+                    && *from <= i
+                    && binding_of(sites, *from, name) == binding_of(sites, i, name)
+            })
     }
+}
+
+/// The binding `name` refers to at site `i`.
+fn binding_of(sites: &FileSites, i: usize, name: &str) -> Option<u32> {
+    let s = sites.sites.get(i)?;
+    let k = s.names.iter().position(|n| n == name)?;
+    s.bindings.get(k).copied()
 }
 
 /// Where one probe landed in the output.
@@ -172,7 +185,7 @@ pub fn rewrite(
         };
         let mut caps = Vec::new();
         for name in &site.names {
-            if !ex.keeps_capture(i, site.context, name) {
+            if !ex.keeps_capture(sites, i, name) {
                 continue;
             }
             if !caps.is_empty() {
@@ -260,6 +273,18 @@ mod tests {
         ex.fn_no_probes.insert(0);
         let (_, rw) = go(src, &ex);
         assert_eq!(rw.text, src);
+    }
+
+    #[test]
+    fn a_dropped_binding_does_not_drop_a_later_shadowing_one() {
+        let src = "fn f() {\n    let v = vec![1u8];\n    drop(v);\n    let v = vec![2u8];\n    let n = v.len();\n}\n";
+        let mut ex = Exclusions::default();
+        // `v` moved at line 3: drop it from the site of line 4 on.
+        ex.drop_var_from.insert((0, "v".into(), 3));
+        let (fs, rw) = go(src, &ex);
+        assert!(!ex.keeps_capture(&fs, 3, "v"), "the moved v");
+        assert!(ex.keeps_capture(&fs, 4, "v"), "the new v");
+        assert!(rw.placed[4].captures.iter().any(|(n, _)| n == "v"));
     }
 
     #[test]

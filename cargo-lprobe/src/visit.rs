@@ -63,6 +63,9 @@ pub struct Site {
     pub context: usize,
     /// Names of the bindings in scope, outermost first, each once.
     pub names: Vec<String>,
+    /// The binding (declaration) each name refers to here, parallel to `names`: a shadowing
+    /// `let` is a new binding.
+    pub bindings: Vec<u32>,
     /// Inside a closure or async block (cannot use the function's local armed flag).
     pub in_closure: bool,
 }
@@ -106,6 +109,7 @@ pub fn find_sites(text: &str, file: &syn::File, module: &str, lines: &LineSel) -
         self_ty: None,
         ctx: None,
         scopes: Vec::new(),
+        next_binding: 0,
         barrier: 0,
         out: FileSites::default(),
         used_lines: HashSet::new(),
@@ -147,8 +151,11 @@ struct Visitor<'a> {
     self_ty: Option<String>,
     /// Current function context: (index into `out.contexts`, function path).
     ctx: Option<(usize, String)>,
-    /// Binding frames; names visible at a site are those in `scopes[barrier..]`.
-    scopes: Vec<Vec<String>>,
+    /// Binding frames (name, binding id); names visible at a site are those in
+    /// `scopes[barrier..]`.
+    scopes: Vec<Vec<(String, u32)>>,
+    /// Next binding id: every `let`, parameter or pattern binding gets its own.
+    next_binding: u32,
     barrier: usize,
     out: FileSites,
     /// (context, line) pairs that already have a site: one site per line per function.
@@ -233,17 +240,18 @@ fn type_name(ty: &syn::Type) -> String {
 }
 
 impl<'a> Visitor<'a> {
-    fn visible_names(&self) -> Vec<String> {
+    /// The bindings visible here (innermost wins), outermost first.
+    fn visible(&self) -> Vec<(String, u32)> {
         let mut seen = HashSet::new();
-        let mut names: Vec<String> = Vec::new();
+        let mut names = Vec::new();
         // Innermost wins: walk from the top, keep the first sighting, then reverse.
         for frame in self.scopes[self.barrier.min(self.scopes.len())..]
             .iter()
             .rev()
         {
-            for name in frame.iter().rev() {
+            for (name, id) in frame.iter().rev() {
                 if seen.insert(name.clone()) {
-                    names.push(name.clone());
+                    names.push((name.clone(), *id));
                 }
             }
         }
@@ -251,10 +259,22 @@ impl<'a> Visitor<'a> {
         names
     }
 
+    /// Gives each name a fresh binding id.
+    fn bind(&mut self, names: Vec<String>) -> Vec<(String, u32)> {
+        names
+            .into_iter()
+            .map(|n| {
+                self.next_binding += 1;
+                (n, self.next_binding)
+            })
+            .collect()
+    }
+
     fn push_site(&mut self, offset: usize, at: LineColumn, kind: SiteKind) {
         let Some((ctx, func)) = self.ctx.clone() else {
             return;
         };
+        let visible = self.visible();
         let line = at.line as u32;
         if !self.used_lines.insert((ctx, line)) {
             return;
@@ -271,7 +291,8 @@ impl<'a> Visitor<'a> {
             kind,
             func,
             context: ctx,
-            names: self.visible_names(),
+            names: visible.iter().map(|(n, _)| n.clone()).collect(),
+            bindings: visible.iter().map(|(_, b)| *b).collect(),
             in_closure: self.in_closure > 0,
         });
     }
@@ -331,6 +352,7 @@ impl<'a> Visitor<'a> {
                 syn::FnArg::Typed(t) => pat_bindings(&t.pat, &mut params),
             }
         }
+        let params = self.bind(params);
         self.scopes.push(params);
 
         // Entry site: after the opening brace and any inner attributes.
@@ -385,6 +407,7 @@ impl<'a> Visitor<'a> {
                     if !is_cfg_gated(&local.attrs) {
                         let mut names = Vec::new();
                         pat_bindings(&local.pat, &mut names);
+                        let names = self.bind(names);
                         if let Some(frame) = self.scopes.last_mut() {
                             frame.extend(names);
                         }
@@ -414,6 +437,7 @@ impl<'a> Visitor<'a> {
     }
 
     fn with_frame(&mut self, names: Vec<String>, f: impl FnOnce(&mut Self)) {
+        let names = self.bind(names);
         self.scopes.push(names);
         f(self);
         self.scopes.pop();
