@@ -26,6 +26,8 @@ const MAX_REQUEST: u64 = 64 * 1024;
 const MAX_CONNECTIONS: usize = 16;
 /// Probes kept for `status` after they stop firing (exhausted, expired).
 const MAX_DEAD: usize = 100;
+/// The most time the exit handler spends on final counts and draining the queue.
+const EXIT_BUDGET: Duration = Duration::from_millis(500);
 /// How often the control file is checked and counts are reported.
 const TICK: Duration = Duration::from_millis(200);
 
@@ -76,15 +78,25 @@ fn warn(msg: &str) {
 
 extern "C" fn at_exit() {
     let _ = std::panic::catch_unwind(|| {
-        // Final counts, unless another thread holds the state (never wait at exit).
+        // Final counts, unless another thread holds the state (never wait at exit), and
+        // within a time budget: exit must not wait long on lprobe, however many probes.
+        let start = std::time::Instant::now();
         if let Some(st) = registry::try_lock() {
-            let probes = st.probes.clone();
+            let probes: Vec<Arc<Probe>> =
+                st.probes.iter().filter(|p| p.is_live()).cloned().collect();
             drop(st);
             for p in &probes {
+                if start.elapsed() > EXIT_BUDGET {
+                    break;
+                }
                 probe::report_counts(p, true);
             }
         }
-        sink::drain(Duration::from_millis(500));
+        sink::drain(
+            EXIT_BUDGET
+                .saturating_sub(start.elapsed())
+                .max(Duration::from_millis(100)),
+        );
         // A forked child exiting must not remove its parent's socket.
         if START_PID.get() == Some(&std::process::id()) {
             if let Some(p) = SOCKET.get() {
