@@ -31,10 +31,6 @@ pub struct Exclusions {
 }
 
 impl Exclusions {
-    pub fn is_empty(&self) -> bool {
-        *self == Exclusions::default()
-    }
-
     /// Whether site `i` (in `context`) is placed at all.
     pub fn keeps_site(&self, i: usize, context: usize) -> bool {
         !self.file_original && !self.fn_no_probes.contains(&context) && !self.drop_site.contains(&i)
