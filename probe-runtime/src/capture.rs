@@ -253,15 +253,19 @@ impl Body {
                 let values: Vec<(&str, Value)> =
                     vals.iter().map(|(n, c)| (*n, c.to_value())).collect();
                 let mut msg = String::new();
-                template.render(
-                    &|name| {
-                        values
-                            .iter()
-                            .find(|(n, _)| *n == name)
-                            .map(|(_, v)| v.clone())
-                    },
-                    &mut msg,
-                );
+                if template.is_every_capture() {
+                    crate::template::render_every(&values, &mut msg);
+                } else {
+                    template.render(
+                        &|name| {
+                            values
+                                .iter()
+                                .find(|(n, _)| *n == name)
+                                .map(|(_, v)| v.clone())
+                        },
+                        &mut msg,
+                    );
+                }
                 out.push_str(",\"msg\":");
                 json::push_str(out, &msg);
             }

@@ -77,6 +77,9 @@ fn warn(msg: &str) {
 }
 
 extern "C" fn at_exit() {
+    // Whatever runs after this (other exit handlers) would find the output closed: the exiting
+    // thread fires no more probes.
+    probe::runtime_thread();
     let _ = std::panic::catch_unwind(|| {
         // Final counts, unless another thread holds the state (never wait at exit), and
         // within a time budget: exit must not wait long on lprobe, however many probes.
@@ -179,6 +182,7 @@ fn bind() -> Result<(UnixListener, PathBuf), String> {
 }
 
 fn serve(listener: UnixListener) {
+    probe::runtime_thread();
     for conn in listener.incoming() {
         let Ok(stream) = conn else {
             std::thread::sleep(Duration::from_millis(10));
@@ -193,6 +197,7 @@ fn serve(listener: UnixListener) {
         let spawned = std::thread::Builder::new()
             .name("lprobe-conn".into())
             .spawn(move || {
+                probe::runtime_thread();
                 let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handle(stream)));
                 ACTIVE.fetch_sub(1, Ordering::Relaxed);
             });
@@ -316,7 +321,7 @@ fn handle(mut stream: UnixStream) {
                     if let Some(s) = sub.take() {
                         sink::subscribe(Subscriber {
                             stream: s,
-                            probe: Some(p.id.clone()),
+                            probe: Some(p.id.to_string()),
                             remaining: p.spec.max_hits,
                         });
                     }
@@ -506,7 +511,7 @@ fn new_probe(st: &mut State, words: &[String], origin: Origin) -> Result<Arc<Pro
     }
     let id = format!("p{}", st.next_probe);
     st.next_probe += 1;
-    let p = Arc::new(Probe::with_split(id, spec, sites, origin, split));
+    let p = Arc::new(Probe::with_split(id.into(), spec, sites, origin, split));
     st.probes.push(p.clone());
     prune(st);
     Ok(p)
@@ -535,10 +540,10 @@ fn disarm(words: &[String]) -> Result<String, String> {
     let mut st = registry::lock();
     let targets: Vec<Arc<Probe>> = if what == "--all" {
         st.probes.clone()
-    } else if st.probes.iter().any(|p| &p.id == what) {
+    } else if st.probes.iter().any(|p| *p.id == **what) {
         st.probes
             .iter()
-            .filter(|p| &p.id == what)
+            .filter(|p| *p.id == **what)
             .cloned()
             .collect()
     } else {
@@ -565,7 +570,7 @@ fn disarm(words: &[String]) -> Result<String, String> {
     st.probes
         .retain(|p| !targets.iter().any(|t| Arc::ptr_eq(p, t)));
     registry::rebuild(&mut st);
-    let ids: Vec<String> = targets.iter().map(|p| p.id.clone()).collect();
+    let ids: Vec<String> = targets.iter().map(|p| p.id.to_string()).collect();
     let mut s = String::from("{\"ok\":true,\"disarmed\":");
     push_str_array(&mut s, &ids);
     s.push_str("}\n");
@@ -651,6 +656,7 @@ struct ControlFile {
 }
 
 fn ticker() {
+    probe::runtime_thread();
     let mut control = std::env::var_os("LPROBE_CONTROL")
         .filter(|p| !p.is_empty())
         .map(|p| ControlFile {
@@ -660,11 +666,14 @@ fn ticker() {
     if let Some(c) = &control {
         registry::lock().control_path = Some(c.path.display().to_string());
     }
+    let mut probes: Vec<Arc<Probe>> = Vec::new();
     loop {
         if let Some(c) = &mut control {
             let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check_control(c)));
         }
-        let probes: Vec<Arc<Probe>> = registry::lock().probes.clone();
+        // One buffer for the whole life of the thread: a tick allocates nothing when there is
+        // nothing to report.
+        probes.extend(registry::lock().probes.iter().cloned());
         for p in &probes {
             p.check_ttl();
             probe::report_counts(p, false);
@@ -676,58 +685,79 @@ fn ticker() {
             }
             registry::rebuild(&mut st);
         }
+        probes.clear();
         std::thread::sleep(TICK);
     }
 }
 
-/// Test mode (`LPROBE_ARM_ALL=snapshot|log|count`): arms every site of the program with one
-/// probe each, with the action's usual limits. Used to check that armed probes do not change
-/// what a program computes.
+/// Test mode (`LPROBE_ARM_ALL=snapshot|log|count`): arms every site of the table, to check
+/// that armed probes do not change what a program computes. One probe per table covers all
+/// its sites, so arming costs a few allocations whatever the number of sites (a program's
+/// own allocator may be slow, even quadratic). Each site keeps the action's usual volume: a
+/// log line logs every capture, up to 10 hits per site; a snapshot is taken once per site;
+/// counts are reported like any count probe's.
 pub(crate) fn arm_all(table: &'static crate::Table, action: &str) {
-    let mut st = registry::lock();
-    for (id, site) in table.sites.iter().enumerate() {
-        if site.kind == "none" {
-            continue;
+    let (actions, per_site) = match action {
+        "log" => (
+            probe::Actions {
+                log: Some(Arc::new(crate::template::Template::every_capture())),
+                ..Default::default()
+            },
+            Some(10),
+        ),
+        "snapshot" => (
+            probe::Actions {
+                snapshot: true,
+                ..Default::default()
+            },
+            Some(1),
+        ),
+        "count" => (
+            probe::Actions {
+                count: true,
+                ..Default::default()
+            },
+            None,
+        ),
+        other => {
+            let _ = sink::emit(sink::error_record(&format!(
+                "LPROBE_ARM_ALL: unknown action '{other}' (expected snapshot, log or count)"
+            )));
+            return;
         }
-        let (t, id) = (table, id as u32);
-        let loc = format!("{}:{}", site.path, site.line);
-        let mut words = vec![loc];
-        match action {
-            "log" => {
-                let template: Vec<String> =
-                    site.names.iter().map(|n| format!("{n}={{{n}}}")).collect();
-                words.push("--log".into());
-                words.push(if template.is_empty() {
-                    "hit".into()
-                } else {
-                    template.join(" ")
-                });
-                // Bounded output: every site logs, but a test run's record volume (and the
-                // allocations that come with it) stays proportional to its sites.
-                words.push("--max-hits".into());
-                words.push("10".into());
-            }
-            "count" => words.push("--count".into()),
-            "snapshot" => words.push("--snapshot".into()),
-            other => {
-                let _ = sink::emit(sink::error_record(&format!(
-                    "LPROBE_ARM_ALL: unknown action '{other}' (expected snapshot, log or count)"
-                )));
-                return;
-            }
-        }
-        let Ok(spec) = probe::parse_spec(&words) else {
-            continue;
-        };
-        let pid = format!("p{}", st.next_probe);
-        st.next_probe += 1;
-        st.probes.push(Arc::new(Probe::new(
-            pid,
-            spec,
-            vec![(t, id)],
-            Origin::Socket,
-        )));
+    };
+    let sites: Vec<(&'static crate::Table, u32)> = (0..table.sites.len() as u32)
+        .filter(|&id| {
+            table
+                .sites
+                .get(id as usize)
+                .is_some_and(|s| s.kind != "none")
+        })
+        .map(|id| (table, id))
+        .collect();
+    if sites.is_empty() {
+        return;
     }
+    let spec = probe::Spec {
+        location: format!("LPROBE_ARM_ALL (every site of {})", table.package),
+        actions,
+        cond: None,
+        every: Duration::from_secs(10),
+        max_hits: None,
+        // A whole test suite's lifetime; the per-site limits bound the volume.
+        ttl: Duration::from_secs(7 * 24 * 3600),
+        rate: u64::MAX,
+        limits: probe::env_limits(),
+        text: format!("LPROBE_ARM_ALL={action}"),
+    };
+    let mut st = registry::lock();
+    let id = format!("p{}", st.next_probe);
+    st.next_probe += 1;
+    let mut p = Probe::new(id.into(), spec, sites, Origin::Socket);
+    if let Some(max) = per_site {
+        p = p.with_per_site_max(max);
+    }
+    st.probes.push(Arc::new(p));
     registry::rebuild(&mut st);
 }
 

@@ -5,7 +5,6 @@
 //! probe's limits and condition, formats what the action needs, and hands a record to the sink.
 //! Symbolizing stacks and writing happen on the sink's thread.
 
-use std::backtrace::Backtrace;
 use std::cell::{Cell, RefCell};
 use std::fmt::Write as _;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -231,7 +230,7 @@ const DISARMED: u8 = 3;
 /// An armed probe and its counters.
 #[derive(Debug)]
 pub struct Probe {
-    pub id: String,
+    pub id: Arc<str>,
     pub spec: Spec,
     pub sites: Vec<(&'static Table, u32)>,
     pub origin: Origin,
@@ -256,8 +255,14 @@ pub struct Probe {
     pub split: usize,
     /// The last limit this probe ran into, for `status`.
     limit: AtomicU8,
-    /// Names the log template reads (only those are captured for a log record).
-    log_roots: Vec<String>,
+    /// Names the log template reads (only those are captured for a log record); `None`
+    /// for a template that logs every capture.
+    log_roots: Option<Vec<String>>,
+    /// Hits each site may record (the `LPROBE_ARM_ALL` probes, one per table, limit each site
+    /// rather than the probe); a spent site leaves the armed map at the next rebuild.
+    per_site_max: Option<u64>,
+    /// Hits per site, when `per_site_max` is set (else empty).
+    site_hits: Vec<AtomicU64>,
 }
 
 /// Limits a probe can run into, as `status` names them.
@@ -278,7 +283,7 @@ pub(crate) static NEEDS_REBUILD: AtomicBool = AtomicBool::new(false);
 
 impl Probe {
     pub(crate) fn new(
-        id: String,
+        id: Arc<str>,
         spec: Spec,
         sites: Vec<(&'static Table, u32)>,
         origin: Origin,
@@ -288,7 +293,7 @@ impl Probe {
 
     /// A probe whose first `split` sites start a tictoc and the rest end it.
     pub(crate) fn with_split(
-        id: String,
+        id: Arc<str>,
         spec: Spec,
         sites: Vec<(&'static Table, u32)>,
         origin: Origin,
@@ -296,12 +301,9 @@ impl Probe {
     ) -> Self {
         let n = sites.len();
         let timing = spec.actions.duration || spec.actions.tictoc.is_some();
-        let log_roots = spec
-            .actions
-            .log
-            .as_ref()
-            .map(|t| t.roots().into_iter().map(str::to_owned).collect())
-            .unwrap_or_default();
+        let log_roots = spec.actions.log.as_ref().map_or(Some(Vec::new()), |t| {
+            (!t.is_every_capture()).then(|| t.roots().into_iter().map(str::to_owned).collect())
+        });
         Probe {
             id,
             spec,
@@ -323,6 +325,23 @@ impl Probe {
             split: split.min(n),
             limit: AtomicU8::new(0),
             log_roots,
+            per_site_max: None,
+            site_hits: Vec::new(),
+        }
+    }
+
+    /// Limits every site to `max` hits of its own (the probe stays armed at the others).
+    pub(crate) fn with_per_site_max(mut self, max: u64) -> Self {
+        self.per_site_max = Some(max);
+        self.site_hits = (0..self.sites.len()).map(|_| AtomicU64::new(0)).collect();
+        self
+    }
+
+    /// Whether the `i`-th site has used up its own hits (see [`Probe::with_per_site_max`]).
+    pub(crate) fn site_spent(&self, i: usize) -> bool {
+        match (self.per_site_max, self.site_hits.get(i)) {
+            (Some(max), Some(h)) => h.load(Ordering::Relaxed) >= max,
+            _ => false,
         }
     }
 
@@ -445,6 +464,16 @@ impl Probe {
                 }
             }
         }
+        if let (Some(max), Some(h)) = (self.per_site_max, self.site_hits.get(idx)) {
+            let n = h.fetch_add(1, Ordering::Relaxed) + 1;
+            if n > max {
+                return false;
+            }
+            if n == max {
+                // This site is spent: the control thread takes it out of the armed map.
+                NEEDS_REBUILD.store(true, Ordering::Relaxed);
+            }
+        }
         let n = self.hits.fetch_add(1, Ordering::Relaxed) + 1;
         if let Some(max) = self.spec.max_hits {
             if n > max {
@@ -481,7 +510,7 @@ impl Probe {
                     let mut r = self.record(table, id, "log");
                     r.body = Body::Log {
                         template: t.clone(),
-                        vals: hit.take(Some(&self.log_roots)),
+                        vals: hit.take(self.log_roots.as_deref()),
                     };
                     self.send(r);
                 }
@@ -491,7 +520,7 @@ impl Probe {
                         vals: hit.take(None),
                         limits: self.spec.limits,
                     };
-                    r.stack = Some((Backtrace::force_capture(), site.func));
+                    r.stack = Some((crate::stack::capture(), site.func));
                     self.send(r);
                 }
             }
@@ -547,7 +576,10 @@ impl Probe {
         let t = std::thread::current();
         match t.name() {
             Some(n) => json::push_str(s, n),
-            None => json::push_str(s, &format!("{:?}", t.id())),
+            // `ThreadId(N)`: nothing to escape.
+            None => {
+                let _ = write!(s, "\"{:?}\"", t.id());
+            }
         }
         r
     }
@@ -566,9 +598,24 @@ thread_local! {
     static IN_HIT: Cell<bool> = const { Cell::new(false) };
 }
 
-/// Whether the current thread is inside the runtime (the panic hook stays quiet then).
+thread_local! {
+    /// Set on the runtime's own threads (output, control, socket).
+    static RUNTIME_THREAD: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Marks the current thread as one of the runtime's: probes never fire on it. Instrumented
+/// code can run there (a user's `#[global_allocator]` serving the runtime's allocations, say),
+/// and a record made from the output thread's own work would feed itself.
+pub(crate) fn runtime_thread() {
+    let _ = RUNTIME_THREAD.try_with(|c| c.set(true));
+    let _ = IN_HIT.try_with(|c| c.set(true));
+}
+
+/// Whether the current thread is inside a hit on an application thread (the panic hook stays
+/// quiet then: the panic is a capture's, reported in its record).
 pub(crate) fn in_runtime() -> bool {
     IN_HIT.try_with(Cell::get).unwrap_or(false)
+        && !RUNTIME_THREAD.try_with(Cell::get).unwrap_or(false)
 }
 
 /// Entry point from generated code (through `crate::hit`). True if a `--duration` probe at
@@ -592,11 +639,9 @@ pub(crate) fn hit(table: &'static Table, id: u32, vals: &[Val<'_>]) -> bool {
             return false;
         }
         let low = left.is_some_and(|l| l < MIN_STACK_VALUES);
-        if let Some(probes) = map.get((registry::table_key(table), id)) {
-            for (p, idx) in probes {
-                timed |= catch_unwind(AssertUnwindSafe(|| p.fire(table, id, *idx, vals, low)))
-                    .unwrap_or(false);
-            }
+        for (p, idx) in map.get((registry::table_key(table), id)) {
+            timed |= catch_unwind(AssertUnwindSafe(|| p.fire(table, id, *idx, vals, low)))
+                .unwrap_or(false);
         }
         timed
     }))
@@ -617,11 +662,7 @@ pub(crate) fn exit(table: &'static Table, id: u32, start: u64) {
             DROPPED_TOTAL.fetch_add(1, Ordering::Relaxed);
             return;
         };
-        for (p, _) in map
-            .get((registry::table_key(table), id))
-            .into_iter()
-            .flatten()
-        {
+        for (p, _) in map.get((registry::table_key(table), id)) {
             if p.spec.actions.duration && p.is_live() {
                 if let Some(h) = &p.hist {
                     h.record(ns);

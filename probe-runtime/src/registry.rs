@@ -13,37 +13,73 @@ use crate::{Site, Table};
 /// Key of a site in the armed map: (table address, site id).
 pub(crate) type SiteKey = (usize, u32);
 
-/// Probes armed at one site, with the site's index in each probe's site list.
-pub(crate) type Armed = Vec<(Arc<Probe>, usize)>;
+/// One probe armed at a site, with the site's index in that probe's site list.
+pub(crate) type Armed = (Arc<Probe>, usize);
 
-/// Probes armed at each site: per table (found by address; programs have a handful), a
-/// vector indexed by site id. A hit does no hashing.
+/// Probes armed at each site: per table (found by address; programs have a handful), the
+/// entries of all its sites in one vector, site `id`'s at `entries[starts[id]..starts[id + 1]]`.
+/// A hit does no hashing, and a rebuild allocates per table, never per site (a program whose
+/// allocator is slow must not pay per site when thousands are armed).
 #[derive(Default)]
 pub(crate) struct ArmedMap {
-    tables: Vec<(usize, Vec<Armed>)>,
+    tables: Vec<ArmedTable>,
+}
+
+struct ArmedTable {
+    key: usize,
+    starts: Vec<u32>,
+    entries: Vec<Armed>,
 }
 
 impl ArmedMap {
-    pub(crate) fn get(&self, (table, id): SiteKey) -> Option<&Armed> {
-        let (_, sites) = self.tables.iter().find(|(t, _)| *t == table)?;
-        sites.get(id as usize).filter(|a| !a.is_empty())
-    }
-
-    fn insert(&mut self, (table, id): SiteKey, sites: usize, entry: (Arc<Probe>, usize)) {
-        let i = match self.tables.iter().position(|(t, _)| *t == table) {
-            Some(i) => i,
-            None => {
-                self.tables.push((table, vec![Vec::new(); sites]));
-                self.tables.len() - 1
-            }
+    /// The probes armed at a site (empty if none).
+    pub(crate) fn get(&self, (table, id): SiteKey) -> &[Armed] {
+        let Some(t) = self.tables.iter().find(|t| t.key == table) else {
+            return &[];
         };
-        if let Some(slot) = self.tables[i].1.get_mut(id as usize) {
-            slot.push(entry);
+        let id = id as usize;
+        match (t.starts.get(id), t.starts.get(id + 1)) {
+            (Some(&a), Some(&b)) => t.entries.get(a as usize..b as usize).unwrap_or(&[]),
+            _ => &[],
         }
     }
 
+    /// Builds the map from `(site key, entry)` pairs, in any order (entries of one site keep
+    /// their order).
+    fn build(tables: &[&'static Table], mut armed: Vec<(SiteKey, Armed)>) -> ArmedMap {
+        armed.sort_by_key(|(k, _)| *k);
+        let mut map = ArmedMap::default();
+        let mut it = armed.into_iter().peekable();
+        while let Some(&((key, _), _)) = it.peek() {
+            let n = tables
+                .iter()
+                .find(|t| table_key(t) == key)
+                .map_or(0, |t| t.sites.len());
+            let mut starts = vec![0u32; n + 1];
+            let mut entries = Vec::new();
+            while let Some(((_, id), e)) = it.next_if(|((k, _), _)| *k == key) {
+                if let Some(s) = starts
+                    .get_mut(id as usize + 1)
+                    .filter(|_| (id as usize) < n)
+                {
+                    *s += 1;
+                    entries.push(e);
+                }
+            }
+            for i in 0..n {
+                starts[i + 1] += starts[i];
+            }
+            map.tables.push(ArmedTable {
+                key,
+                starts,
+                entries,
+            });
+        }
+        map
+    }
+
     fn contains(&self, key: SiteKey) -> bool {
-        self.get(key).is_some()
+        !self.get(key).is_empty()
     }
 }
 
@@ -106,15 +142,18 @@ pub(crate) fn table_key(t: &'static Table) -> usize {
 
 /// Rebuilds the armed map and every site flag from the probes that are still armed.
 pub(crate) fn rebuild(state: &mut State) {
-    let mut map = ArmedMap::default();
+    let mut armed = Vec::new();
     for p in &state.probes {
         if !p.is_live() {
             continue;
         }
         for (i, (t, id)) in p.sites.iter().enumerate() {
-            map.insert((table_key(t), *id), t.sites.len(), (p.clone(), i));
+            if !p.site_spent(i) {
+                armed.push(((table_key(t), *id), (p.clone(), i)));
+            }
         }
     }
+    let map = ArmedMap::build(&state.tables, armed);
     let map = Arc::new(map);
     {
         let mut w = ARMED.write().unwrap_or_else(|e| e.into_inner());
@@ -168,4 +207,93 @@ pub(crate) fn source_files() -> Vec<&'static str> {
         .iter()
         .flat_map(|t| t.files.iter().map(|(p, _)| *p))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicU8;
+
+    use super::*;
+    use crate::probe::{parse_spec, Origin};
+
+    fn table(n: usize) -> &'static Table {
+        let sites: Vec<Site> = (0..n)
+            .map(|i| Site {
+                path: "src/lib.rs",
+                line: i as u32 + 1,
+                col: 1,
+                func: "t::f",
+                kind: "line",
+                names: &[],
+                fn_slot: 0,
+            })
+            .collect();
+        let flags: Vec<AtomicU8> = (0..n).map(|_| AtomicU8::new(0)).collect();
+        Box::leak(Box::new(Table {
+            package: "t",
+            dir: "",
+            flags: Box::leak(flags.into_boxed_slice()),
+            fn_flags: Box::leak(vec![AtomicU8::new(0)].into_boxed_slice()),
+            sites: Box::leak(sites.into_boxed_slice()),
+            files: &[],
+        }))
+    }
+
+    fn probe(id: &str, sites: Vec<(&'static Table, u32)>) -> Arc<Probe> {
+        let spec = parse_spec(&["x".to_string(), "--count".to_string()]).expect("spec");
+        Arc::new(Probe::new(id.into(), spec, sites, Origin::Socket))
+    }
+
+    #[test]
+    fn the_map_finds_each_sites_probes_in_arming_order() {
+        let (a, b) = (table(5), table(3));
+        let p1 = probe("p1", vec![(a, 4), (a, 1), (b, 2)]);
+        let p2 = probe("p2", vec![(a, 1)]);
+        let mut armed = Vec::new();
+        for p in [&p1, &p2] {
+            for (i, (t, id)) in p.sites.iter().enumerate() {
+                armed.push(((table_key(t), *id), (p.clone(), i)));
+            }
+        }
+        let map = ArmedMap::build(&[a, b], armed);
+        let ids = |t, id| -> Vec<(String, usize)> {
+            map.get((table_key(t), id))
+                .iter()
+                .map(|(p, i)| (p.id.to_string(), *i))
+                .collect()
+        };
+        assert_eq!(ids(a, 1), [("p1".into(), 1), ("p2".into(), 0)]);
+        assert_eq!(ids(a, 4), [("p1".into(), 0)]);
+        assert_eq!(ids(b, 2), [("p1".into(), 2)]);
+        assert!(ids(a, 0).is_empty() && ids(a, 2).is_empty() && ids(b, 0).is_empty());
+        // Out of range: nothing, no panic.
+        assert!(ids(a, 99).is_empty() && ids(b, 3).is_empty());
+    }
+
+    #[test]
+    fn a_spent_site_leaves_the_map_and_the_others_stay() {
+        let t = table(3);
+        let spec = parse_spec(&["x".to_string(), "--log".to_string(), "hi".to_string()])
+            .expect("spec");
+        let p = Arc::new(
+            Probe::new("p".into(), spec, vec![(t, 0), (t, 1), (t, 2)], Origin::Socket)
+                .with_per_site_max(2),
+        );
+        assert!(!p.site_spent(1));
+        let mut state = State {
+            tables: vec![t],
+            probes: vec![p.clone()],
+            next_probe: 2,
+            control_errors: Vec::new(),
+            control_path: None,
+        };
+        rebuild(&mut state);
+        // Two hits at site 1 spend it (the probe itself stays armed).
+        crate::probe::hit(t, 1, &[]);
+        crate::probe::hit(t, 1, &[]);
+        assert!(p.site_spent(1) && !p.site_spent(0) && p.is_live());
+        rebuild(&mut state);
+        let on: Vec<u8> = t.flags.iter().map(|f| f.load(Ordering::Relaxed)).collect();
+        assert_eq!(on, [1, 0, 1]);
+    }
 }

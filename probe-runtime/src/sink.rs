@@ -5,12 +5,13 @@
 //! counts it, it never blocks. The queue holds at most `$LPROBE_QUEUE` records (default 4096).
 
 use std::backtrace::Backtrace;
+use std::fmt::Write as _;
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::capture::Body;
@@ -19,21 +20,21 @@ use crate::registry::DROPPED_TOTAL;
 /// A record on its way out. The application thread fills `json` with the fields after `ts`
 /// (`,"pid":…`); the output thread formats the timestamp, symbolizes the stack and closes it.
 pub(crate) struct Record {
-    pub probe: String,
+    pub probe: Arc<str>,
     pub ts: SystemTime,
     pub json: String,
     /// The kind-specific part the output thread writes (message, values).
     pub body: Body,
-    /// A stack to symbolize, and the probed function's path (names the innermost frame).
-    pub stack: Option<(Backtrace, &'static str)>,
+    /// A stack to symbolize (`None` inside: it could not be captured without waiting), and
+    /// the probed function's path (names the innermost frame).
+    pub stack: Option<(Option<Backtrace>, &'static str)>,
 }
 
 impl Record {
     /// A record of `probe` stamped now, its JSON started with `,"pid":…`.
-    pub(crate) fn new(probe: String) -> Record {
+    pub(crate) fn new(probe: Arc<str>) -> Record {
         let mut json = String::with_capacity(256);
-        json.push_str(",\"pid\":");
-        json.push_str(&std::process::id().to_string());
+        let _ = write!(json, ",\"pid\":{}", std::process::id());
         Record {
             probe,
             ts: SystemTime::now(),
@@ -186,6 +187,7 @@ pub(crate) fn start() -> std::io::Result<()> {
 }
 
 fn writer(rx: Receiver<Record>) {
+    crate::probe::runtime_thread();
     let mut out = Out::from_env();
     let mut reported_drops = 0;
     while let Ok(r) = rx.recv() {
@@ -212,7 +214,7 @@ fn drop_report(n: u64) -> String {
 
 /// An `error` record that belongs to no probe (control-file errors, drops).
 pub(crate) fn error_record(msg: &str) -> Record {
-    let mut r = Record::new(String::new());
+    let mut r = Record::new(Arc::from(""));
     r.json
         .push_str(",\"probe\":null,\"site\":null,\"fn\":null,\"kind\":\"error\",\"thread\":");
     let t = std::thread::current();
@@ -231,9 +233,15 @@ fn finish(r: Record) -> String {
     r.body.write(&mut json);
     if let Some((bt, func)) = r.stack {
         json.push_str(",\"stack\":[");
-        let known = crate::registry::source_files();
-        let mut frames = crate::stack::frames(&bt.to_string(), &known);
-        crate::stack::name_innermost(&mut frames, func);
+        let frames = match bt {
+            Some(bt) => {
+                let known = crate::registry::source_files();
+                let mut frames = crate::stack::frames(&crate::stack::symbolize(&bt), &known);
+                crate::stack::name_innermost(&mut frames, func);
+                frames
+            }
+            None => vec![crate::stack::NOT_CAPTURED.to_owned()],
+        };
         for (i, f) in frames.iter().enumerate() {
             if i > 0 {
                 json.push(',');

@@ -1,6 +1,50 @@
 //! Turns a symbolized `std::backtrace::Backtrace` into frames `"fn (file:line)"`, innermost
 //! first, starting at the instrumented function (the runtime's own frames are cut off).
 
+use std::backtrace::Backtrace;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+
+/// Captures in progress on application threads.
+static CAPTURING: AtomicUsize = AtomicUsize::new(0);
+/// Set while the output thread symbolizes.
+static SYMBOLIZING: AtomicBool = AtomicBool::new(false);
+
+/// What a snapshot's stack shows when it could not be captured without waiting.
+pub(crate) const NOT_CAPTURED: &str =
+    "<stack not captured: the output thread was symbolizing another snapshot's stack>";
+
+/// Captures the current stack (unsymbolized), unless the output thread is symbolizing.
+///
+/// std's `Backtrace` takes one process-wide lock both to capture and to symbolize, and the
+/// first symbolization of a program (loading its debug info) can hold it for a long time. An
+/// application thread must not wait on that, so the two sides shake hands (Dekker-style, on
+/// sequentially consistent atomics): a capture announces itself and then looks for a
+/// symbolization; a symbolization announces itself and then waits for announced captures
+/// to finish. Either the capture sees the symbolization and skips (`None`), or the
+/// symbolization sees the capture and waits for it — never the other way round.
+pub(crate) fn capture() -> Option<Backtrace> {
+    CAPTURING.fetch_add(1, SeqCst);
+    let bt = (!SYMBOLIZING.load(SeqCst)).then(Backtrace::force_capture);
+    CAPTURING.fetch_sub(1, SeqCst);
+    bt
+}
+
+/// Symbolizes a captured stack into its `Display` text (output thread only).
+pub(crate) fn symbolize(bt: &Backtrace) -> String {
+    struct Done;
+    impl Drop for Done {
+        fn drop(&mut self) {
+            SYMBOLIZING.store(false, SeqCst);
+        }
+    }
+    SYMBOLIZING.store(true, SeqCst);
+    let _done = Done;
+    while CAPTURING.load(SeqCst) != 0 {
+        std::thread::yield_now();
+    }
+    bt.to_string()
+}
+
 /// Most frames kept in a snapshot.
 pub(crate) const MAX_FRAMES: usize = 32;
 

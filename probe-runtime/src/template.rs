@@ -9,6 +9,9 @@ use std::fmt::Write as _;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Template {
     parts: Vec<Part>,
+    /// Renders every captured value as `name=value` (the `LPROBE_ARM_ALL=log` test mode,
+    /// where each site has different names); `parts` is empty then.
+    every: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -86,10 +89,27 @@ pub fn parse(s: &str) -> Result<Template, String> {
     if !lit.is_empty() {
         parts.push(Part::Lit(lit));
     }
-    Ok(Template { parts })
+    Ok(Template {
+        parts,
+        every: false,
+    })
 }
 
 impl Template {
+    /// The template that logs every value captured at the site, `name=value` each (`hit` at
+    /// a site that captures nothing).
+    pub fn every_capture() -> Template {
+        Template {
+            parts: Vec::new(),
+            every: true,
+        }
+    }
+
+    /// Whether this is [`Template::every_capture`]: it reads every name, not `roots()`.
+    pub fn is_every_capture(&self) -> bool {
+        self.every
+    }
+
     /// Distinct root variable names used by the holes, in order of first use.
     pub fn roots(&self) -> Vec<&str> {
         let mut out: Vec<&str> = Vec::new();
@@ -109,6 +129,8 @@ impl Template {
     }
 
     /// Renders into `out`; each root is looked up once, and failing holes render `<error: …>`.
+    /// (An [`every_capture`](Template::every_capture) template has no parts: its caller
+    /// renders the values with [`render_every`].)
     pub fn render(&self, lookup: &dyn Fn(&str) -> Option<Value>, out: &mut String) {
         let mut cache: Vec<(&str, Option<Value>)> = Vec::new();
         for p in &self.parts {
@@ -137,6 +159,22 @@ impl Template {
                 }
             }
         }
+    }
+}
+
+/// Renders the values of an [`every_capture`](Template::every_capture) template:
+/// `name=value` separated by spaces, or `hit` when the site captures nothing.
+pub fn render_every(values: &[(&str, Value)], out: &mut String) {
+    if values.is_empty() {
+        out.push_str("hit");
+    }
+    for (i, (name, v)) in values.iter().enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        out.push_str(name);
+        out.push('=');
+        push_text(out, v);
     }
 }
 

@@ -147,3 +147,59 @@ fn line_numbers_are_preserved_in_panics() {
     // And the user's files are untouched.
     assert!(!orig.contains("lprobe_sites"));
 }
+
+/// The allocation count `fixtures/alloc-ledger` prints ("ledger: N allocations").
+fn ledger_allocations(out: &str) -> usize {
+    out.lines()
+        .find_map(|l| {
+            let (_, rest) = l.split_once("ledger: ")?;
+            rest.split_whitespace().next()?.parse().ok()
+        })
+        .unwrap_or_else(|| panic!("no ledger line in:\n{out}"))
+}
+
+#[test]
+fn arming_every_site_stays_cheap_under_a_slow_global_allocator() {
+    // The shape of bytes' tests/test_bytes_vec_alloc.rs: an instrumented #[global_allocator]
+    // that scans a never-reclaimed ledger, so every allocation the runtime makes costs a scan
+    // of all earlier ones. Arming must allocate per table (not per site), ticks nothing, and
+    // the runtime's own threads must not fire the allocator's probes.
+    let args = ["test", "--", "--test-threads", "1", "--nocapture"];
+    let plain = cargo("alloc-ledger", true, &args);
+    assert!(plain.status.success());
+    let (p, base) = (passed(&stdout(&plain)), ledger_allocations(&stdout(&plain)));
+    assert_eq!(p, 5);
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (mode, extra) in [("count", 300), ("log", 10_000), ("snapshot", 10_000)] {
+        let out = dir.path().join(format!("{mode}.jsonl"));
+        let armed = cargo_env(
+            "alloc-ledger",
+            false,
+            &[
+                "test",
+                "--lines",
+                "all",
+                "--",
+                "--test-threads",
+                "1",
+                "--nocapture",
+            ],
+            &[
+                ("LPROBE_ARM_ALL", mode),
+                ("LPROBE_OUTPUT", out.to_str().expect("utf-8")),
+            ],
+        );
+        assert!(armed.status.success(), "{mode}: {}", stderr(&armed));
+        assert_eq!(passed(&stdout(&armed)), p, "{mode}");
+        let n = ledger_allocations(&stdout(&armed));
+        assert!(
+            n <= base + extra,
+            "{mode}: {n} allocations armed, {base} plain: more than {extra} by the runtime"
+        );
+        let recs = std::fs::read_to_string(&out).expect("records");
+        assert!(
+            recs.contains(&format!("\"kind\":\"{mode}\"")),
+            "{mode}: no {mode} records:\n{recs}"
+        );
+    }
+}
