@@ -273,11 +273,16 @@ mod tests {
     #[test]
     fn a_spent_site_leaves_the_map_and_the_others_stay() {
         let t = table(3);
-        let spec = parse_spec(&["x".to_string(), "--log".to_string(), "hi".to_string()])
-            .expect("spec");
+        let spec =
+            parse_spec(&["x".to_string(), "--log".to_string(), "hi".to_string()]).expect("spec");
         let p = Arc::new(
-            Probe::new("p".into(), spec, vec![(t, 0), (t, 1), (t, 2)], Origin::Socket)
-                .with_per_site_max(2),
+            Probe::new(
+                "p".into(),
+                spec,
+                vec![(t, 0), (t, 1), (t, 2)],
+                Origin::Socket,
+            )
+            .with_per_site_max(2),
         );
         assert!(!p.site_spent(1));
         let mut state = State {
