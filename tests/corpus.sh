@@ -100,7 +100,9 @@ step() {
     st=${st:-FAIL} np=${np:-0} nf=${nf:-0} secs=${secs:-0}
 }
 
-lp=(cargo lprobe test --lines all --report json --locked)
+# The binary itself, not `cargo lprobe`: cargo looks in $CARGO_HOME/bin before PATH, where an
+# older `cargo install`ed cargo-lprobe may sit.
+lp=("$dest/_bin/cargo-lprobe" lprobe test --lines all --report json --locked)
 npass=0 nfail=0
 t_fns=0 t_inst=0 t_caps=0 t_kept=0 t_sites=0 t_placed=0 t_skipped=0
 for id in "${ids[@]}"; do
@@ -109,7 +111,7 @@ for id in "${ids[@]}"; do
     declare -A P=() S=()
     step "$id" build cargo build --tests;                 S[build]=$st; bplain=$secs
     step "$id" plain cargo test;                          S[plain]=$st; P[plain]=$np
-    step "$id" lbuild cargo lprobe build --tests --lines all --report json --locked
+    step "$id" lbuild "$dest/_bin/cargo-lprobe" lprobe build --tests --lines all --report json --locked
     S[lbuild]=$st; blp=$secs
     step "$id" lprobe "${lp[@]}";                         S[lprobe]=$st; P[lprobe]=$np
     recs=()

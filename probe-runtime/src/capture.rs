@@ -114,9 +114,9 @@ impl std::fmt::Write for Bounded {
 }
 
 impl Captured {
-    /// Runs the value's `Debug` impl (never letting a panic out), unless `name` is secret.
-    pub(crate) fn take(name: &str, val: &Val<'_>) -> Captured {
-        if is_secret(name) {
+    /// Runs the value's `Debug` impl (never letting a panic out), unless its name is secret.
+    pub(crate) fn take(secret: bool, val: &Val<'_>) -> Captured {
+        if secret {
             return Captured::Redacted;
         }
         let Some(dbg) = val.dbg else {
@@ -177,6 +177,33 @@ impl Captured {
 /// Reads a value of a primitive type (or `&str`, `String`, or references to them) directly,
 /// without running `Debug` and parsing its text. `ty` is `type_name` of the value's type.
 fn primitive(dbg: &dyn std::fmt::Debug, ty: &str) -> Option<Value> {
+    Some(match scalar(dbg, ty)? {
+        Scalar::Int(i) => Value::Int(i),
+        Scalar::Float(f) => Value::Float(f),
+        Scalar::Bool(b) => Value::Bool(b),
+        Scalar::Char(c) => Value::Char(c),
+        Scalar::Str(s) => Value::Str(s.to_owned()),
+    })
+}
+
+/// A captured primitive read in place (see [`scalar_of`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum Scalar<'a> {
+    Int(i128),
+    Float(f64),
+    Bool(bool),
+    Char(char),
+    Str(&'a str),
+}
+
+/// Reads a captured value in place if it is a primitive (no `Debug`, no allocation); `None`
+/// for any other type, and for a secret name (see [`is_secret`]: callers that read names
+/// checked at arm time may skip that).
+pub(crate) fn scalar_of<'a>(val: &Val<'a>) -> Option<Scalar<'a>> {
+    scalar(val.dbg?, (val.ty)())
+}
+
+fn scalar<'a>(dbg: &'a dyn std::fmt::Debug, ty: &str) -> Option<Scalar<'a>> {
     let mut p = dbg as *const dyn std::fmt::Debug as *const ();
     let mut ty = ty;
     // Follow references: `&&u64` is a pointer to a pointer to a `u64`.
@@ -193,26 +220,26 @@ fn primitive(dbg: &dyn std::fmt::Debug, ty: &str) -> Option<Value> {
         ty = rest;
     }
     // SAFETY: `type_name` of a primitive is exactly its name (a user type of the same name
-    // has a path), so `p` points at a live value of the matched type.
+    // has a path), so `p` points at a live value of the matched type, borrowed for `'a`.
     unsafe {
         Some(match ty {
-            "u8" => Value::Int((*(p as *const u8)).into()),
-            "u16" => Value::Int((*(p as *const u16)).into()),
-            "u32" => Value::Int((*(p as *const u32)).into()),
-            "u64" => Value::Int((*(p as *const u64)).into()),
-            "usize" => Value::Int((*(p as *const usize)) as i128),
-            "i8" => Value::Int((*(p as *const i8)).into()),
-            "i16" => Value::Int((*(p as *const i16)).into()),
-            "i32" => Value::Int((*(p as *const i32)).into()),
-            "i64" => Value::Int((*(p as *const i64)).into()),
-            "isize" => Value::Int((*(p as *const isize)) as i128),
-            "i128" => Value::Int(*(p as *const i128)),
-            "f32" => Value::Float((*(p as *const f32)).into()),
-            "f64" => Value::Float(*(p as *const f64)),
-            "bool" => Value::Bool(*(p as *const bool)),
-            "char" => Value::Char(*(p as *const char)),
-            "&str" => Value::Str((*(p as *const &str)).to_owned()),
-            "alloc::string::String" => Value::Str((*(p as *const String)).clone()),
+            "u8" => Scalar::Int((*(p as *const u8)).into()),
+            "u16" => Scalar::Int((*(p as *const u16)).into()),
+            "u32" => Scalar::Int((*(p as *const u32)).into()),
+            "u64" => Scalar::Int((*(p as *const u64)).into()),
+            "usize" => Scalar::Int((*(p as *const usize)) as i128),
+            "i8" => Scalar::Int((*(p as *const i8)).into()),
+            "i16" => Scalar::Int((*(p as *const i16)).into()),
+            "i32" => Scalar::Int((*(p as *const i32)).into()),
+            "i64" => Scalar::Int((*(p as *const i64)).into()),
+            "isize" => Scalar::Int((*(p as *const isize)) as i128),
+            "i128" => Scalar::Int(*(p as *const i128)),
+            "f32" => Scalar::Float((*(p as *const f32)).into()),
+            "f64" => Scalar::Float(*(p as *const f64)),
+            "bool" => Scalar::Bool(*(p as *const bool)),
+            "char" => Scalar::Char(*(p as *const char)),
+            "&str" => Scalar::Str(*(p as *const &'a str)),
+            "alloc::string::String" => Scalar::Str((*(p as *const String)).as_str()),
             _ => return None,
         })
     }
@@ -351,7 +378,7 @@ mod tests {
 
     fn cap<T: std::fmt::Debug>(x: &T) -> Value {
         Captured::take(
-            "x",
+            is_secret("x"),
             &Val {
                 dbg: Some(x),
                 ty: std::any::type_name::<T>,
@@ -396,7 +423,7 @@ mod tests {
             t = T::Node(Box::new(t));
         }
         let c = Captured::take(
-            "t",
+            is_secret("t"),
             &Val {
                 dbg: Some(&t),
                 ty: std::any::type_name::<T>,
@@ -423,14 +450,14 @@ mod tests {
         let password = "hunter2";
         let vals = [
             Captured::take(
-                "order",
+                is_secret("order"),
                 &Val {
                     dbg: Some(&order),
                     ty: std::any::type_name::<(u32, &str)>,
                 },
             ),
             Captured::take(
-                "password",
+                is_secret("password"),
                 &Val {
                     dbg: Some(&password),
                     ty: std::any::type_name::<&str>,

@@ -92,7 +92,7 @@ extern "C" fn at_exit() {
                 if start.elapsed() > EXIT_BUDGET {
                     break;
                 }
-                probe::report_counts(p, true);
+                probe::report_final(p);
             }
         }
         sink::drain(
@@ -564,12 +564,15 @@ fn disarm(words: &[String]) -> Result<String, String> {
             .collect()
     };
     for p in &targets {
-        probe::report_counts(p, true);
         p.disarm();
     }
     st.probes
         .retain(|p| !targets.iter().any(|t| Arc::ptr_eq(p, t)));
     registry::rebuild(&mut st);
+    // Final counts once the sites stopped counting.
+    for p in &targets {
+        probe::report_final(p);
+    }
     let ids: Vec<String> = targets.iter().map(|p| p.id.to_string()).collect();
     let mut s = String::from("{\"ok\":true,\"disarmed\":");
     push_str_array(&mut s, &ids);
@@ -617,7 +620,7 @@ fn status() -> String {
         json::push_str(&mut s, p.state_name());
         s.push_str(&format!(
             ",\"hits\":{},\"emitted\":{},\"dropped\":{},\"errors\":{},\"ttl_left_s\":{}",
-            p.hits.load(Ordering::Relaxed),
+            p.hits(),
             p.emitted.load(Ordering::Relaxed),
             p.dropped.load(Ordering::Relaxed),
             p.errors.load(Ordering::Relaxed),
@@ -680,10 +683,10 @@ fn ticker() {
         }
         if NEEDS_REBUILD.swap(false, Ordering::Relaxed) {
             let mut st = registry::lock();
-            for p in st.probes.iter().filter(|p| !p.is_live()) {
-                probe::report_counts(p, true);
-            }
             registry::rebuild(&mut st);
+            for p in st.probes.iter().filter(|p| !p.is_live()) {
+                probe::report_final(p);
+            }
         }
         probes.clear();
         std::thread::sleep(TICK);
@@ -794,10 +797,12 @@ fn apply_control(path: &Path, text: &str) {
     }
     // Drop control probes that are no longer wanted.
     let keep: Vec<&str> = wanted.iter().map(|(_, _, t)| t.as_str()).collect();
+    let mut gone = Vec::new();
     st.probes.retain(|p| {
         let stays = p.origin != Origin::Control || keep.contains(&p.spec.text.as_str());
         if !stays {
             p.disarm();
+            gone.push(p.clone());
         }
         stays
     });
@@ -814,6 +819,10 @@ fn apply_control(path: &Path, text: &str) {
         }
     }
     registry::rebuild(&mut st);
+    // A probe removed from the file reports its final counts, as `disarm` does.
+    for p in &gone {
+        probe::report_final(p);
+    }
     for e in &errors {
         let _ = sink::emit(sink::error_record(&format!("control file: {e}")));
     }

@@ -1,5 +1,6 @@
 //! Side-effect-free conditions such as `order.total > 100 && !order.paid`, parsed once and evaluated per hit.
 
+use crate::capture::Scalar;
 use crate::path::{self, a, Path};
 use crate::value::Value;
 use std::borrow::Cow;
@@ -541,6 +542,14 @@ impl Expr {
         out
     }
 
+    /// Decides the condition without allocating, when every operand is a literal, a whole
+    /// captured primitive (`load` reads it in place), or a comparison of those, combined with
+    /// `&&`, `||` and `!`: `x > 5`, `name == "a" && !done`. `None` when it takes the general
+    /// evaluator ([`Expr::eval`]: fields, other values, errors), which then decides alike.
+    pub(crate) fn quick<'a>(&self, load: &dyn Fn(&str) -> Option<Scalar<'a>>) -> Option<bool> {
+        quick(&self.node, load)
+    }
+
     /// Evaluates the condition; each root is looked up at most once.
     pub fn eval(&self, lookup: &dyn Fn(&str) -> Option<Value>) -> Result<bool, String> {
         let mut env = Env {
@@ -613,6 +622,94 @@ fn truth<'e>(n: &'e Node, env: &mut Env<'e, '_>) -> Result<bool, String> {
             })
         }
     }
+}
+
+/// One operand of a quick comparison, read in place.
+#[derive(Clone, Copy)]
+enum Operand<'a> {
+    Str(&'a str),
+    Int(i128),
+    Float(f64),
+    Bool(bool),
+    Null,
+}
+
+fn quick<'a>(n: &Node, load: &dyn Fn(&str) -> Option<Scalar<'a>>) -> Option<bool> {
+    match n {
+        Node::Lit(Value::Bool(b)) => Some(*b),
+        Node::Path(p) if p.steps.is_empty() => match load(&p.root)? {
+            Scalar::Bool(b) => Some(b),
+            _ => None,
+        },
+        Node::Not(n) => quick(n, load).map(|b| !b),
+        // Left to right with short circuits, like `truth`: an operand the quick path cannot
+        // decide hands the whole condition to the general evaluator.
+        Node::And(t) => {
+            for n in t {
+                if !quick(n, load)? {
+                    return Some(false);
+                }
+            }
+            Some(true)
+        }
+        Node::Or(t) => {
+            for n in t {
+                if quick(n, load)? {
+                    return Some(true);
+                }
+            }
+            Some(false)
+        }
+        Node::Cmp(op, l, r) => quick_compare(*op, operand(l, load)?, operand(r, load)?),
+        _ => None,
+    }
+}
+
+/// `compare` on operands of the same kind; other pairs are left to it (`None`).
+fn quick_compare(op: CmpOp, l: Operand<'_>, r: Operand<'_>) -> Option<bool> {
+    use Operand::*;
+    let float = |o: Operand<'_>| match o {
+        Int(i) => i as f64,
+        Float(f) => f,
+        _ => f64::NAN,
+    };
+    let ord = match (l, r) {
+        (Int(x), Int(y)) => x.cmp(&y),
+        (Int(_) | Float(_), Int(_) | Float(_)) => match float(l).partial_cmp(&float(r)) {
+            Some(o) => o,
+            // NaN: equal to nothing, ordered against nothing.
+            None => return Some(op == CmpOp::Ne),
+        },
+        (Bool(x), Bool(y)) => x.cmp(&y),
+        (Str(x), Str(y)) => x.cmp(y),
+        (Null, Null) if matches!(op, CmpOp::Eq | CmpOp::Ne) => Ordering::Equal,
+        _ => return None,
+    };
+    Some(op.holds(ord))
+}
+
+fn operand<'o, 'n: 'o, 'a: 'o>(
+    n: &'n Node,
+    load: &dyn Fn(&str) -> Option<Scalar<'a>>,
+) -> Option<Operand<'o>> {
+    Some(match n {
+        Node::Lit(Value::Str(s)) => Operand::Str(s),
+        Node::Lit(Value::Int(i)) => Operand::Int(*i),
+        Node::Lit(Value::Float(f)) => Operand::Float(*f),
+        Node::Lit(Value::Bool(b)) => Operand::Bool(*b),
+        Node::Lit(Value::Null) => Operand::Null,
+        Node::Lit(_) => return None,
+        Node::Path(p) if p.steps.is_empty() => match load(&p.root)? {
+            Scalar::Str(s) => Operand::Str(s),
+            Scalar::Int(i) => Operand::Int(i),
+            Scalar::Float(f) => Operand::Float(f),
+            Scalar::Bool(b) => Operand::Bool(b),
+            // Chars compare as text in `compare`; leave them to it.
+            Scalar::Char(_) => return None,
+        },
+        Node::Path(_) => return None,
+        other => Operand::Bool(quick(other, load)?),
+    })
 }
 
 fn suggestion(p: &Path, v: &Value) -> String {
@@ -858,5 +955,60 @@ mod tests {
             e.source(),
             "order.id == 7 && order.total > 1 && order.who == order.who"
         );
+    }
+
+    #[test]
+    fn the_quick_path_decides_like_the_general_evaluator_or_defers() {
+        let vars: &[(&str, Scalar<'static>)] = &[
+            ("n", Scalar::Int(7)),
+            ("big", Scalar::Int(1 << 40)),
+            ("f", Scalar::Float(2.5)),
+            ("nan", Scalar::Float(f64::NAN)),
+            ("ok", Scalar::Bool(true)),
+            ("s", Scalar::Str("Ready")),
+            ("c", Scalar::Char('x')),
+        ];
+        let load = |name: &str| vars.iter().find(|(n, _)| *n == name).map(|(_, v)| *v);
+        let lookup = |name: &str| {
+            load(name).map(|v| match v {
+                Scalar::Int(i) => Value::Int(i),
+                Scalar::Float(f) => Value::Float(f),
+                Scalar::Bool(b) => Value::Bool(b),
+                Scalar::Char(c) => Value::Char(c),
+                Scalar::Str(s) => Value::Str(s.to_owned()),
+            })
+        };
+        let decided = [
+            ("n > 5", true),
+            ("n == 7 && f < 3", true),
+            ("n >= 8 || s == \"Ready\"", true),
+            ("!ok", false),
+            ("ok && n != 7", false),
+            ("big > n", true),
+            ("f == 2.5", true),
+            ("nan == nan", false),
+            ("nan != 1", true),
+            ("s < \"S\"", true),
+            ("(n > 1) == ok", true),
+            // Short circuit: the undecidable right side is never looked at.
+            ("n < 0 && s.len() > 2", false),
+        ];
+        for (src, want) in decided {
+            let e = parse(src).unwrap();
+            assert_eq!(e.quick(&load), Some(want), "{src}");
+            assert_eq!(e.eval(&lookup), Ok(want), "{src}");
+        }
+        // Deferred: fields, chars, unknown names, kind mismatches (the general evaluator
+        // decides or reports them).
+        for src in [
+            "s.len() > 2",
+            "c == \"x\"",
+            "missing > 1",
+            "n < \"a\"",
+            "n == \"a\"",
+        ] {
+            let e = parse(src).unwrap();
+            assert_eq!(e.quick(&load), None, "{src}");
+        }
     }
 }

@@ -11,7 +11,7 @@
 //! instrumented code) is ignored and counted.
 
 use std::fmt;
-use std::sync::atomic::AtomicU8;
+use std::sync::atomic::{AtomicU64, AtomicU8};
 
 pub mod args;
 mod capture;
@@ -58,6 +58,10 @@ pub struct Table {
     /// One flag per function: non-zero when any of its sites is armed. Instrumented code reads
     /// it at function entry (and loop heads) before looking at a site's own flag.
     pub fn_flags: &'static [AtomicU8],
+    /// Passes through each site while it is armed (not from inside the runtime): what
+    /// plain `--count` probes count, so that a site armed only by them (flag
+    /// [`FLAG_COUNT`]) costs one atomic add per hit.
+    pub counts: &'static [AtomicU64],
     pub sites: &'static [Site],
     /// (path, content hash) of each rewritten file.
     pub files: &'static [(&'static str, &'static str)],
@@ -111,11 +115,17 @@ pub fn register(table: &'static Table) {
     let _ = std::panic::catch_unwind(|| registry::register(table));
 }
 
+/// Flag of a site armed only by plain counters: a hit adds one to the site's count and
+/// returns (any other armed site's flag is 1).
+pub const FLAG_COUNT: u8 = 2;
+
 /// Runs the probes armed at site `id` of `table`. Called only when the site's flag is set.
 #[cold]
 #[inline(never)]
 pub fn hit(table: &'static Table, id: u32, vals: &[Val<'_>]) {
-    probe::hit(table, id, vals);
+    if !probe::count_fast(table, id) {
+        probe::hit(table, id, vals);
+    }
 }
 
 /// Lives for one call of an instrumented function (created at its entry site). Dormant, it is
@@ -166,7 +176,7 @@ fn guard_exit(table: &'static Table, id: u32, start: u64) {
 #[cold]
 #[inline(never)]
 pub fn hit_entry(table: &'static Table, id: u32, guard: &mut Guard, vals: &[Val<'_>]) {
-    if probe::hit(table, id, vals) {
+    if !probe::count_fast(table, id) && probe::hit(table, id, vals) {
         guard.t = timing::now_ns();
     }
 }

@@ -186,6 +186,7 @@ mod tests {
         dir: "app",
         flags: &FLAGS,
         fn_flags: &[],
+        counts: &[],
         sites: &SITES,
         files: &[],
     };

@@ -236,11 +236,24 @@ pub struct Probe {
     pub origin: Origin,
     created: Instant,
     state: AtomicU8,
-    pub hits: AtomicU64,
+    hits: AtomicU64,
+    /// A plain counter (`--count`, no condition or hit limit): it counts with its sites'
+    /// shared counters (`Table::counts`, less `base`), so a hit costs one atomic add.
+    count_only: bool,
+    /// The condition may take the quick path ([`Expr::quick`]): none of its names is secret
+    /// (the quick path reads values in place, without the redaction a capture applies).
+    quick_cond: bool,
+    /// Per site, bit `i` set when capture `i` has a secret name (decided at arm time, so a
+    /// hit does not match names against the redaction patterns).
+    secret: Vec<u64>,
+    /// For `count_only`: each site's shared counter when the probe was armed.
+    base: Vec<u64>,
     pub emitted: AtomicU64,
     pub dropped: AtomicU64,
     pub errors: AtomicU64,
     error_reported: AtomicBool,
+    /// Its final counts were reported ([`report_final`]): it reports no more.
+    finished: AtomicBool,
     /// Hits per site, for `--count`.
     pub counts: Vec<AtomicU64>,
     /// Counts already reported, and when (ticker thread only).
@@ -301,6 +314,36 @@ impl Probe {
     ) -> Self {
         let n = sites.len();
         let timing = spec.actions.duration || spec.actions.tictoc.is_some();
+        let count_only = spec.actions.count
+            && spec.actions.log.is_none()
+            && !spec.actions.snapshot
+            && spec.cond.is_none()
+            && spec.max_hits.is_none();
+        let quick_cond = spec
+            .cond
+            .as_ref()
+            .is_some_and(|c| !c.roots().iter().any(|r| crate::capture::is_secret(r)));
+        let secret = if spec.cond.is_some() || spec.actions.log.is_some() || spec.actions.snapshot {
+            sites
+                .iter()
+                .map(|(t, id)| {
+                    let names = t.sites.get(*id as usize).map_or(&[][..], |s| s.names);
+                    names
+                        .iter()
+                        .take(64)
+                        .enumerate()
+                        .filter(|(_, n)| crate::capture::is_secret(n))
+                        .fold(0u64, |m, (i, _)| m | 1 << i)
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let base = if count_only {
+            sites.iter().map(|(t, id)| site_count(t, *id)).collect()
+        } else {
+            Vec::new()
+        };
         let log_roots = spec.actions.log.as_ref().map_or(Some(Vec::new()), |t| {
             (!t.is_every_capture()).then(|| t.roots().into_iter().map(str::to_owned).collect())
         });
@@ -312,10 +355,15 @@ impl Probe {
             created: Instant::now(),
             state: AtomicU8::new(ARMED),
             hits: AtomicU64::new(0),
+            count_only,
+            quick_cond,
+            secret,
+            base,
             emitted: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             error_reported: AtomicBool::new(false),
+            finished: AtomicBool::new(false),
             counts: (0..n).map(|_| AtomicU64::new(0)).collect(),
             reported: Mutex::new((vec![0; n], Instant::now())),
             rate_window: AtomicU64::new(0),
@@ -342,6 +390,32 @@ impl Probe {
         match (self.per_site_max, self.site_hits.get(i)) {
             (Some(max), Some(h)) => h.load(Ordering::Relaxed) >= max,
             _ => false,
+        }
+    }
+
+    /// Hits so far (conditions that held, and hits past a limit).
+    pub fn hits(&self) -> u64 {
+        if !self.count_only {
+            return self.hits.load(Ordering::Relaxed);
+        }
+        if !self.is_live() {
+            // Its final counts were reported when it stopped (its sites may count on).
+            return self.reported.lock().map_or(0, |r| r.0.iter().sum());
+        }
+        (0..self.sites.len()).map(|i| self.count_at(i)).sum()
+    }
+
+    /// Whether this probe is a plain counter (see `count_only`).
+    pub(crate) fn is_count_only(&self) -> bool {
+        self.count_only
+    }
+
+    /// Hits counted at the probe's `i`-th site.
+    fn count_at(&self, i: usize) -> u64 {
+        match (self.sites.get(i), self.base.get(i)) {
+            (Some((t, id)), Some(b)) => site_count(t, *id).wrapping_sub(*b),
+            (Some(_), None) => self.counts.get(i).map_or(0, |c| c.load(Ordering::Relaxed)),
+            _ => 0,
         }
     }
 
@@ -402,8 +476,8 @@ impl Probe {
     }
 
     /// Whether one more record fits in this second's rate.
-    fn take_rate(&self) -> bool {
-        let second = self.created.elapsed().as_secs() + 1;
+    fn take_rate(&self, now: u64) -> bool {
+        let second = now / 1_000_000_000 + 1;
         if self.rate_window.swap(second, Ordering::Relaxed) != second {
             self.rate_used.store(0, Ordering::Relaxed);
         }
@@ -424,6 +498,10 @@ impl Probe {
         if !self.is_live() {
             return false;
         }
+        if self.count_only {
+            // Counted by `hit` in the site's shared counter.
+            return false;
+        }
         let Some(site) = table.sites.get(id as usize) else {
             return false;
         };
@@ -433,6 +511,19 @@ impl Probe {
                 h.record(ns);
             }
             return false;
+        }
+        // A condition over whole primitives is decided here, without formatting or allocating.
+        let mut cond_held = false;
+        if let (Some(cond), true) = (&self.spec.cond, self.quick_cond) {
+            let load = |name: &str| {
+                let i = site.names.iter().position(|n| *n == name)?;
+                crate::capture::scalar_of(vals.get(i)?)
+            };
+            match cond.quick(&load) {
+                Some(false) => return false,
+                Some(true) => cond_held = true,
+                None => {}
+            }
         }
         // Only conditions, logs and snapshots look at values (and run `Debug` impls, which
         // need stack): counters and timers do not pay for it.
@@ -444,8 +535,9 @@ impl Probe {
             self.note_limit(LIMIT_STACK);
             return false;
         }
-        let hit = needs_values.then(|| Hit::new(site.names, vals));
-        if let (Some(cond), Some(hit)) = (&self.spec.cond, &hit) {
+        let secret = self.secret.get(idx).copied().unwrap_or(0);
+        let hit = needs_values.then(|| Hit::new(site.names, vals, secret));
+        if let (Some(cond), Some(hit), false) = (&self.spec.cond, &hit, cond_held) {
             match cond.eval(&|name| hit.value(name)) {
                 Ok(true) => {}
                 Ok(false) => return false,
@@ -498,26 +590,27 @@ impl Probe {
             .as_ref()
             .filter(|_| self.spec.actions.log.is_some() || self.spec.actions.snapshot)
         {
-            if sink::budget_spent() {
+            let now = crate::timing::now_ns();
+            if sink::budget_spent(now) {
                 // Spent for this second: drop before doing any work.
                 self.dropped.fetch_add(1, Ordering::Relaxed);
                 self.note_limit(LIMIT_BUDGET);
-            } else if !self.take_rate() {
+            } else if !self.take_rate(now) {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
                 self.note_limit(LIMIT_RATE);
             } else {
                 if let Some(t) = &self.spec.actions.log {
-                    let mut r = self.record(table, id, "log");
+                    let mut r = self.record(table, id, "log", now);
                     r.body = Body::Log {
                         template: t.clone(),
-                        vals: hit.take(self.log_roots.as_deref()),
+                        vals: hit.take(self.log_roots.as_deref(), self.spec.actions.snapshot),
                     };
                     self.send(r);
                 }
                 if self.spec.actions.snapshot {
-                    let mut r = self.record(table, id, "snapshot");
+                    let mut r = self.record(table, id, "snapshot", now);
                     r.body = Body::Vars {
-                        vals: hit.take(None),
+                        vals: hit.take(None, false),
                         limits: self.spec.limits,
                     };
                     r.stack = Some((crate::stack::capture(), site.func));
@@ -545,47 +638,27 @@ impl Probe {
     }
 
     /// Starts a record of `kind` at site `id`: every field but the kind-specific ones.
-    pub(crate) fn record(&self, table: &'static Table, id: u32, kind: &str) -> Record {
-        let mut r = Record::new(self.id.clone());
-        let s = &mut r.json;
-        s.push_str(",\"probe\":");
-        json::push_str(s, &self.id);
-        s.push_str(",\"site\":");
-        match table.sites.get(id as usize) {
-            Some(site)
-                if !site
-                    .path
-                    .bytes()
-                    .any(|b| b < 0x20 || b == b'"' || b == b'\\') =>
-            {
-                s.push('"');
-                s.push_str(site.path);
-                let _ = write!(s, ":{}\",\"fn\":", site.line);
-                json::push_str(s, site.func);
-            }
-            Some(site) => {
-                json::push_str(s, &format!("{}:{}", site.path, site.line));
-                s.push_str(",\"fn\":");
-                json::push_str(s, site.func);
-            }
-            None => s.push_str("null,\"fn\":null"),
-        }
-        s.push_str(",\"kind\":");
-        json::push_str(s, kind);
-        s.push_str(",\"thread\":");
-        let t = std::thread::current();
-        match t.name() {
-            Some(n) => json::push_str(s, n),
-            // `ThreadId(N)`: nothing to escape.
-            None => {
-                let _ = write!(s, "\"{:?}\"", t.id());
-            }
-        }
-        r
+    /// (The output thread writes the fields; the application thread only takes references.)
+    pub(crate) fn record(
+        &self,
+        table: &'static Table,
+        id: u32,
+        kind: &'static str,
+        ns: u64,
+    ) -> Record {
+        Record::new(
+            self.id.clone(),
+            Some(sink::Head {
+                site: table.sites.get(id as usize),
+                kind,
+                thread: std::thread::current(),
+            }),
+            ns,
+        )
     }
 
     pub(crate) fn emit_error(&self, table: &'static Table, id: u32, msg: &str) {
-        let mut r = self.record(table, id, "error");
+        let mut r = self.record(table, id, "error", crate::timing::now_ns());
         r.json.push_str(",\"error\":");
         json::push_str(&mut r.json, msg);
         self.send(r);
@@ -618,6 +691,30 @@ pub(crate) fn in_runtime() -> bool {
         && !RUNTIME_THREAD.try_with(Cell::get).unwrap_or(false)
 }
 
+/// A site's shared pass counter (see `Table::counts`).
+fn site_count(table: &Table, id: u32) -> u64 {
+    table
+        .counts
+        .get(id as usize)
+        .map_or(0, |c| c.load(Ordering::Relaxed))
+}
+
+/// The fast path of a hit at a site armed only by plain counters ([`crate::FLAG_COUNT`]): one
+/// atomic add (none from inside the runtime), and true. False for any other site.
+#[inline]
+pub(crate) fn count_fast(table: &Table, id: u32) -> bool {
+    let i = id as usize;
+    if table.flags.get(i).map(|f| f.load(Ordering::Relaxed)) != Some(crate::FLAG_COUNT) {
+        return false;
+    }
+    if IN_HIT.try_with(Cell::get) == Ok(false) {
+        if let Some(c) = table.counts.get(i) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    true
+}
+
 /// Entry point from generated code (through `crate::hit`). True if a `--duration` probe at
 /// this site wants the call timed.
 pub(crate) fn hit(table: &'static Table, id: u32, vals: &[Val<'_>]) -> bool {
@@ -626,24 +723,29 @@ pub(crate) fn hit(table: &'static Table, id: u32, vals: &[Val<'_>]) -> bool {
         DROPPED_TOTAL.fetch_add(1, Ordering::Relaxed);
         return false;
     };
+    if let Some(c) = table.counts.get(id as usize) {
+        c.fetch_add(1, Ordering::Relaxed);
+    }
     let timed = catch_unwind(AssertUnwindSafe(|| {
-        let Some(map) = registry::armed_map() else {
-            // A writer is swapping the map in: drop this hit rather than wait.
-            DROPPED_TOTAL.fetch_add(1, Ordering::Relaxed);
-            return false;
-        };
-        let mut timed = false;
         let left = crate::timing::stack_left();
         if left.is_some_and(|l| l < MIN_STACK) {
             DROPPED_TOTAL.fetch_add(1, Ordering::Relaxed);
             return false;
         }
         let low = left.is_some_and(|l| l < MIN_STACK_VALUES);
-        for (p, idx) in map.get((registry::table_key(table), id)) {
-            timed |= catch_unwind(AssertUnwindSafe(|| p.fire(table, id, *idx, vals, low)))
-                .unwrap_or(false);
-        }
-        timed
+        let timed = registry::with_armed_map(|map| {
+            let mut timed = false;
+            for (p, idx) in map.get((registry::table_key(table), id)) {
+                timed |= catch_unwind(AssertUnwindSafe(|| p.fire(table, id, *idx, vals, low)))
+                    .unwrap_or(false);
+            }
+            timed
+        });
+        // `None`: a writer is swapping the map in; drop this hit rather than wait.
+        timed.unwrap_or_else(|| {
+            DROPPED_TOTAL.fetch_add(1, Ordering::Relaxed);
+            false
+        })
     }))
     .unwrap_or(false);
     let _ = IN_HIT.try_with(|c| c.set(false));
@@ -658,16 +760,17 @@ pub(crate) fn exit(table: &'static Table, id: u32, start: u64) {
         return;
     };
     let _ = catch_unwind(AssertUnwindSafe(|| {
-        let Some(map) = registry::armed_map() else {
-            DROPPED_TOTAL.fetch_add(1, Ordering::Relaxed);
-            return;
-        };
-        for (p, _) in map.get((registry::table_key(table), id)) {
-            if p.spec.actions.duration && p.is_live() {
-                if let Some(h) = &p.hist {
-                    h.record(ns);
+        let done = registry::with_armed_map(|map| {
+            for (p, _) in map.get((registry::table_key(table), id)) {
+                if p.spec.actions.duration && p.is_live() {
+                    if let Some(h) = &p.hist {
+                        h.record(ns);
+                    }
                 }
             }
+        });
+        if done.is_none() {
+            DROPPED_TOTAL.fetch_add(1, Ordering::Relaxed);
         }
     }));
     let _ = IN_HIT.try_with(|c| c.set(false));
@@ -680,15 +783,18 @@ const INLINE_CAPTURES: usize = 8;
 struct Hit<'v, 'a> {
     names: &'static [&'static str],
     vals: &'v [Val<'a>],
+    /// Bit `i` set: capture `i` is secret (names past 64 are checked at the hit).
+    secret: u64,
     cache: RefCell<[Option<Captured>; INLINE_CAPTURES]>,
     spill: RefCell<Vec<Option<Captured>>>,
 }
 
 impl<'v, 'a> Hit<'v, 'a> {
-    fn new(names: &'static [&'static str], vals: &'v [Val<'a>]) -> Self {
+    fn new(names: &'static [&'static str], vals: &'v [Val<'a>], secret: u64) -> Self {
         Hit {
             names,
             vals,
+            secret,
             cache: RefCell::new(Default::default()),
             spill: RefCell::new(Vec::new()),
         }
@@ -723,39 +829,61 @@ impl<'v, 'a> Hit<'v, 'a> {
         }
     }
 
-    /// The capture at index `i`, formatted now or taken from the cache.
-    fn captured(&self, i: usize) -> Option<Captured> {
+    /// The capture at index `i`, taken from the cache, or formatted now (and cached when
+    /// `keep`: another consumer of this hit will read it).
+    fn captured(&self, i: usize, keep: bool) -> Option<Captured> {
         let name = self.names.get(i)?;
         let val = self.vals.get(i)?;
         if let Some(c) = self.cached(i) {
             return Some(c);
         }
+        let secret = match 1u64.checked_shl(i as u32) {
+            Some(bit) if i < 64 => self.secret & bit != 0,
+            _ => crate::capture::is_secret(name),
+        };
         // Formatting runs user code (`Debug`), so no borrow of the cache is held across it.
-        let c = Captured::take(name, val);
-        self.store(i, c.clone());
+        let c = Captured::take(secret, val);
+        if keep {
+            self.store(i, c.clone());
+        }
         Some(c)
     }
 
     /// A value by name, structured (for conditions, which are decided on the spot).
     fn value(&self, name: &str) -> Option<Value> {
         let i = self.names.iter().position(|n| *n == name)?;
-        self.captured(i).map(|c| c.to_value())
+        self.captured(i, true).map(|c| c.to_value())
     }
 
-    /// The captures named by `wanted` (all when `None`), for the output thread.
-    fn take(&self, wanted: Option<&[String]>) -> Vec<(&'static str, Captured)> {
+    /// The captures named by `wanted` (all when `None`), for the output thread; `keep` when
+    /// another record of this hit will take them too.
+    fn take(&self, wanted: Option<&[String]>, keep: bool) -> Vec<(&'static str, Captured)> {
         let n = self.names.len().min(self.vals.len());
         (0..n)
             .filter(|i| {
                 wanted.is_none_or(|w| self.names.get(*i).is_some_and(|n| w.iter().any(|x| x == n)))
             })
-            .filter_map(|i| Some((*self.names.get(i)?, self.captured(i)?)))
+            .filter_map(|i| Some((*self.names.get(i)?, self.captured(i, keep)?)))
             .collect()
+    }
+}
+
+/// Emits a probe's last `count` and `duration` records, once (when it stops: disarmed,
+/// removed from the control file, expired, exhausted, or at exit).
+pub(crate) fn report_final(p: &Probe) {
+    if !p.finished.swap(true, Ordering::Relaxed) {
+        report(p, true);
     }
 }
 
 /// Emits `count` records for probes whose `--every` interval has passed (ticker thread).
 pub(crate) fn report_counts(p: &Probe, force: bool) {
+    if !p.finished.load(Ordering::Relaxed) {
+        report(p, force);
+    }
+}
+
+fn report(p: &Probe, force: bool) {
     let Ok(mut rep) = p.reported.lock() else {
         return;
     };
@@ -768,7 +896,7 @@ pub(crate) fn report_counts(p: &Probe, force: bool) {
         if n != p.reported_hist.swap(n, Ordering::Relaxed) {
             let stats = h.stats();
             if let Some((t, id)) = p.sites.first() {
-                let mut r = p.record(t, *id, "duration");
+                let mut r = p.record(t, *id, "duration", crate::timing::now_ns());
                 let _ = write!(r.json, ",\"ns\":{},\"duration\":", stats.p50);
                 stats.write_json(&mut r.json);
                 p.send(r);
@@ -779,7 +907,7 @@ pub(crate) fn report_counts(p: &Probe, force: bool) {
         return;
     }
     for (i, (t, id)) in p.sites.iter().enumerate() {
-        let now = p.counts.get(i).map_or(0, |c| c.load(Ordering::Relaxed));
+        let now = p.count_at(i);
         let before = rep.0.get(i).copied().unwrap_or(0);
         if now == before && !(force && now > 0) {
             continue;
@@ -787,7 +915,7 @@ pub(crate) fn report_counts(p: &Probe, force: bool) {
         if let Some(slot) = rep.0.get_mut(i) {
             *slot = now;
         }
-        let mut r = p.record(t, *id, "count");
+        let mut r = p.record(t, *id, "count", crate::timing::now_ns());
         let _ = write!(
             r.json,
             ",\"count\":{now},\"delta\":{}",

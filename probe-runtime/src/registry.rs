@@ -4,6 +4,7 @@
 //! in; hits only `try_read` the current map, so an application thread never waits on a writer
 //! (a hit that meets a swap in progress is dropped and counted).
 
+use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Once, RwLock};
 
@@ -77,10 +78,6 @@ impl ArmedMap {
         }
         map
     }
-
-    fn contains(&self, key: SiteKey) -> bool {
-        !self.get(key).is_empty()
-    }
 }
 
 pub(crate) struct State {
@@ -131,9 +128,34 @@ pub(crate) fn try_lock() -> Option<MutexGuard<'static, State>> {
     }
 }
 
-/// The current armed map, if it can be read without waiting (no allocation: an `Arc` clone).
-pub(crate) fn armed_map() -> Option<Arc<ArmedMap>> {
-    ARMED.try_read().ok().and_then(|g| g.clone())
+/// Generation of the armed map: bumped after each rebuild has published its map.
+static GENERATION: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    /// The last armed map this thread used, with its generation.
+    static CACHED: RefCell<Option<(u64, Arc<ArmedMap>)>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` on the current armed map; `None` if it cannot be had without waiting (a writer
+/// is swapping it in) or the thread is shutting down.
+///
+/// A hit touches no shared reference count and takes no lock: each thread keeps the map it
+/// last used, with its generation, and goes to the shared lock only when a rebuild has
+/// published a newer one (once per thread per rebuild). An idle thread keeps its old map
+/// alive until its next hit or its exit: at most one map per thread.
+pub(crate) fn with_armed_map<R>(f: impl FnOnce(&ArmedMap) -> R) -> Option<R> {
+    let generation = GENERATION.load(Ordering::Acquire);
+    CACHED
+        .try_with(|c| {
+            let mut c = c.try_borrow_mut().ok()?;
+            if c.as_ref().map(|(g, _)| *g) != Some(generation) {
+                let map = ARMED.try_read().ok()?.clone()?;
+                *c = Some((generation, map));
+            }
+            c.as_ref().map(|(_, m)| f(m))
+        })
+        .ok()
+        .flatten()
 }
 
 pub(crate) fn table_key(t: &'static Table) -> usize {
@@ -159,10 +181,19 @@ pub(crate) fn rebuild(state: &mut State) {
         let mut w = ARMED.write().unwrap_or_else(|e| e.into_inner());
         *w = Some(map.clone());
     }
+    // After the map: a thread that sees the new generation finds the new map.
+    GENERATION.fetch_add(1, Ordering::Release);
     for t in &state.tables {
         let mut fns = vec![0u8; t.fn_flags.len()];
         for (id, flag) in t.flags.iter().enumerate() {
-            let on = u8::from(map.contains((table_key(t), id as u32)));
+            let armed = map.get((table_key(t), id as u32));
+            let on = if armed.is_empty() {
+                0
+            } else if armed.iter().all(|(p, _)| p.is_count_only()) {
+                crate::FLAG_COUNT
+            } else {
+                1
+            };
             if on != 0 {
                 if let Some(f) = t
                     .sites
@@ -234,6 +265,12 @@ mod tests {
             dir: "",
             flags: Box::leak(flags.into_boxed_slice()),
             fn_flags: Box::leak(vec![AtomicU8::new(0)].into_boxed_slice()),
+            counts: Box::leak(
+                (0..n)
+                    .map(|_| AtomicU64::new(0))
+                    .collect::<Vec<_>>()
+                    .into_boxed_slice(),
+            ),
             sites: Box::leak(sites.into_boxed_slice()),
             files: &[],
         }))

@@ -12,16 +12,21 @@ use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use crate::capture::Body;
 use crate::registry::DROPPED_TOTAL;
 
-/// A record on its way out. The application thread fills `json` with the fields after `ts`
-/// (`,"pid":…`); the output thread formats the timestamp, symbolizes the stack and closes it.
+/// A record on its way out. The application thread stores what it must (the time, the
+/// site, its thread, the values); the output thread writes the JSON: the timestamp, the
+/// header (`pid`, `probe`, `site`, `fn`, `kind`, `thread`), `json`, the body, the stack.
 pub(crate) struct Record {
     pub probe: Arc<str>,
-    pub ts: SystemTime,
+    /// When it was made ([`crate::timing::now_ns`]).
+    pub ns: u64,
+    /// The probe's header fields, or `None` when `json` starts with its own.
+    pub head: Option<Head>,
+    /// More fields, each `,"name":value` (empty for most records: no allocation).
     pub json: String,
     /// The kind-specific part the output thread writes (message, values).
     pub body: Body,
@@ -30,18 +35,48 @@ pub(crate) struct Record {
     pub stack: Option<(Option<Backtrace>, &'static str)>,
 }
 
+/// Where and on which thread a probe's record was made.
+pub(crate) struct Head {
+    /// `None`: the site id was out of range (written as `null`).
+    pub site: Option<&'static crate::Site>,
+    pub kind: &'static str,
+    pub thread: std::thread::Thread,
+}
+
 impl Record {
-    /// A record of `probe` stamped now, its JSON started with `,"pid":…`.
-    pub(crate) fn new(probe: Arc<str>) -> Record {
-        let mut json = String::with_capacity(256);
-        let _ = write!(json, ",\"pid\":{}", std::process::id());
+    /// A record of `probe` made at `ns` ([`crate::timing::now_ns`]).
+    pub(crate) fn new(probe: Arc<str>, head: Option<Head>, ns: u64) -> Record {
         Record {
             probe,
-            ts: SystemTime::now(),
-            json,
+            ns,
+            head,
+            json: String::new(),
             body: Body::None,
             stack: None,
         }
+    }
+}
+
+/// Writes a probe record's header fields.
+fn write_head(out: &mut String, probe: &str, h: &Head) {
+    use crate::json::push_str;
+    out.push_str(",\"probe\":");
+    push_str(out, probe);
+    out.push_str(",\"site\":");
+    match h.site {
+        Some(site) => {
+            push_str(out, &format!("{}:{}", site.path, site.line));
+            out.push_str(",\"fn\":");
+            push_str(out, site.func);
+        }
+        None => out.push_str("null,\"fn\":null"),
+    }
+    out.push_str(",\"kind\":");
+    push_str(out, h.kind);
+    out.push_str(",\"thread\":");
+    match h.thread.name() {
+        Some(n) => push_str(out, n),
+        None => push_str(out, &format!("{:?}", h.thread.id())),
     }
 }
 
@@ -87,15 +122,15 @@ static BUDGET_USED: AtomicU64 = AtomicU64::new(0);
 pub(crate) static BUDGET_DROPS: AtomicU64 = AtomicU64::new(0);
 
 /// Whether this second's budget is already spent (a cheap check before building a record).
-pub(crate) fn budget_spent() -> bool {
-    let second = crate::timing::now_ns() / 1_000_000_000 + 1;
+pub(crate) fn budget_spent(now: u64) -> bool {
+    let second = now / 1_000_000_000 + 1;
     BUDGET_SECOND.load(Ordering::Relaxed) == second
         && BUDGET_USED.load(Ordering::Relaxed) >= budget()
 }
 
 /// Takes `n` bytes from this second's budget.
-fn take_budget(n: u64) -> bool {
-    let second = crate::timing::now_ns() / 1_000_000_000 + 1;
+fn take_budget(n: u64, now: u64) -> bool {
+    let second = now / 1_000_000_000 + 1;
     if BUDGET_SECOND.swap(second, Ordering::Relaxed) != second {
         BUDGET_USED.store(0, Ordering::Relaxed);
     }
@@ -109,9 +144,10 @@ pub(crate) fn emit(r: Record) -> Result<(), u8> {
         return Err(crate::probe::LIMIT_QUEUE);
     };
     // A stack is not formatted yet: count it at a typical size.
-    let size =
-        (r.json.len() + r.body.size()) as u64 + 40 + if r.stack.is_some() { 1024 } else { 0 };
-    if !take_budget(size) {
+    let size = (r.json.len() + r.body.size()) as u64
+        + if r.head.is_some() { 160 } else { 40 }
+        + if r.stack.is_some() { 1024 } else { 0 };
+    if !take_budget(size, r.ns) {
         BUDGET_DROPS.fetch_add(1, Ordering::Relaxed);
         DROPPED_TOTAL.fetch_add(1, Ordering::Relaxed);
         return Err(crate::probe::LIMIT_BUDGET);
@@ -214,7 +250,7 @@ fn drop_report(n: u64) -> String {
 
 /// An `error` record that belongs to no probe (control-file errors, drops).
 pub(crate) fn error_record(msg: &str) -> Record {
-    let mut r = Record::new(Arc::from(""));
+    let mut r = Record::new(Arc::from(""), None, crate::timing::now_ns());
     r.json
         .push_str(",\"probe\":null,\"site\":null,\"fn\":null,\"kind\":\"error\",\"thread\":");
     let t = std::thread::current();
@@ -226,9 +262,13 @@ pub(crate) fn error_record(msg: &str) -> Record {
 
 /// Closes a record: symbolizes its stack and appends `}` and a newline.
 fn finish(r: Record) -> String {
-    let mut json = String::with_capacity(r.json.len() + 64);
+    let mut json = String::with_capacity(r.json.len() + 256);
     json.push_str("{\"ts\":");
-    crate::json::push_str(&mut json, &crate::time::rfc3339(r.ts));
+    crate::json::push_str(&mut json, &crate::time::rfc3339(crate::timing::wall(r.ns)));
+    let _ = write!(json, ",\"pid\":{}", std::process::id());
+    if let Some(h) = &r.head {
+        write_head(&mut json, &r.probe, h);
+    }
     json.push_str(&r.json);
     r.body.write(&mut json);
     if let Some((bt, func)) = r.stack {

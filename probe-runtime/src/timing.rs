@@ -5,7 +5,7 @@ use std::cell::RefCell;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime};
 
 /// Sub-buckets per power of two: 16 gives a relative error under 1/16.
 const SUB: u64 = 16;
@@ -13,9 +13,19 @@ const BUCKETS: usize = (SUB as usize) + 60 * SUB as usize;
 
 /// Nanoseconds since the runtime started, plus 2 (0 and 1 mean "no start" in a guard).
 pub(crate) fn now_ns() -> u64 {
-    static T0: OnceLock<Instant> = OnceLock::new();
-    let t0 = T0.get_or_init(Instant::now);
-    (t0.elapsed().as_nanos() as u64).saturating_add(2)
+    (start().0.elapsed().as_nanos() as u64).saturating_add(2)
+}
+
+/// The runtime's start, on the monotonic clock and on the wall clock.
+fn start() -> &'static (Instant, SystemTime) {
+    static T0: OnceLock<(Instant, SystemTime)> = OnceLock::new();
+    T0.get_or_init(|| (Instant::now(), SystemTime::now()))
+}
+
+/// The wall-clock time of a [`now_ns`] reading (for record timestamps: one clock read per
+/// hit serves the rate limit, the budget and the timestamp).
+pub(crate) fn wall(ns: u64) -> SystemTime {
+    start().1 + Duration::from_nanos(ns.saturating_sub(2))
 }
 
 fn bucket(ns: u64) -> usize {
