@@ -221,25 +221,26 @@ fn scalar<'a>(dbg: &'a dyn std::fmt::Debug, ty: &str) -> Option<Scalar<'a>> {
     }
     // SAFETY: `type_name` of a primitive is exactly its name (a user type of the same name
     // has a path), so `p` points at a live value of the matched type, borrowed for `'a`.
+    // (Byte patterns: compared inline, where string patterns call memcmp per candidate.)
     unsafe {
-        Some(match ty {
-            "u8" => Scalar::Int((*(p as *const u8)).into()),
-            "u16" => Scalar::Int((*(p as *const u16)).into()),
-            "u32" => Scalar::Int((*(p as *const u32)).into()),
-            "u64" => Scalar::Int((*(p as *const u64)).into()),
-            "usize" => Scalar::Int((*(p as *const usize)) as i128),
-            "i8" => Scalar::Int((*(p as *const i8)).into()),
-            "i16" => Scalar::Int((*(p as *const i16)).into()),
-            "i32" => Scalar::Int((*(p as *const i32)).into()),
-            "i64" => Scalar::Int((*(p as *const i64)).into()),
-            "isize" => Scalar::Int((*(p as *const isize)) as i128),
-            "i128" => Scalar::Int(*(p as *const i128)),
-            "f32" => Scalar::Float((*(p as *const f32)).into()),
-            "f64" => Scalar::Float(*(p as *const f64)),
-            "bool" => Scalar::Bool(*(p as *const bool)),
-            "char" => Scalar::Char(*(p as *const char)),
-            "&str" => Scalar::Str(*(p as *const &'a str)),
-            "alloc::string::String" => Scalar::Str((*(p as *const String)).as_str()),
+        Some(match ty.as_bytes() {
+            b"u8" => Scalar::Int((*(p as *const u8)).into()),
+            b"u16" => Scalar::Int((*(p as *const u16)).into()),
+            b"u32" => Scalar::Int((*(p as *const u32)).into()),
+            b"u64" => Scalar::Int((*(p as *const u64)).into()),
+            b"usize" => Scalar::Int((*(p as *const usize)) as i128),
+            b"i8" => Scalar::Int((*(p as *const i8)).into()),
+            b"i16" => Scalar::Int((*(p as *const i16)).into()),
+            b"i32" => Scalar::Int((*(p as *const i32)).into()),
+            b"i64" => Scalar::Int((*(p as *const i64)).into()),
+            b"isize" => Scalar::Int((*(p as *const isize)) as i128),
+            b"i128" => Scalar::Int(*(p as *const i128)),
+            b"f32" => Scalar::Float((*(p as *const f32)).into()),
+            b"f64" => Scalar::Float(*(p as *const f64)),
+            b"bool" => Scalar::Bool(*(p as *const bool)),
+            b"char" => Scalar::Char(*(p as *const char)),
+            b"&str" => Scalar::Str(*(p as *const &'a str)),
+            b"alloc::string::String" => Scalar::Str((*(p as *const String)).as_str()),
             _ => return None,
         })
     }

@@ -723,9 +723,6 @@ pub(crate) fn hit(table: &'static Table, id: u32, vals: &[Val<'_>]) -> bool {
         DROPPED_TOTAL.fetch_add(1, Ordering::Relaxed);
         return false;
     };
-    if let Some(c) = table.counts.get(id as usize) {
-        c.fetch_add(1, Ordering::Relaxed);
-    }
     let timed = catch_unwind(AssertUnwindSafe(|| {
         let left = crate::timing::stack_left();
         if left.is_some_and(|l| l < MIN_STACK) {
@@ -735,7 +732,15 @@ pub(crate) fn hit(table: &'static Table, id: u32, vals: &[Val<'_>]) -> bool {
         let low = left.is_some_and(|l| l < MIN_STACK_VALUES);
         let timed = registry::with_armed_map(|map| {
             let mut timed = false;
+            let mut counted = false;
             for (p, idx) in map.get((registry::table_key(table), id)) {
+                // Plain counters read the site's counter: one add per pass, however many.
+                if p.is_count_only() && !counted {
+                    counted = true;
+                    if let Some(c) = table.counts.get(id as usize) {
+                        c.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
                 timed |= catch_unwind(AssertUnwindSafe(|| p.fire(table, id, *idx, vals, low)))
                     .unwrap_or(false);
             }
