@@ -168,15 +168,15 @@ pub fn rewrite(
         // `--duration` probe is armed); a line site is a plain check.
         let mut code = if site.kind == SiteKind::Entry {
             format!(
-                " #[allow(unused_mut, unused_variables)] let mut __lprobe_fn = ::{SITES_CRATE}::fn_on({k}); #[allow(unused_mut, unused_variables)] let mut __lprobe_guard = ::{SITES_CRATE}::entry({id}, __lprobe_fn); #[allow(unreachable_code, unused_imports)] if __lprobe_guard.on() {{ use ::{SITES_CRATE}::{{ViaDebug as _, ViaOpaque as _}}; ::{SITES_CRATE}::hit_entry({id}, &mut __lprobe_guard, &["
+                " #[allow(unused_mut, unused_variables)] let mut __lprobe_fn = ::{SITES_CRATE}::fn_on({k}); #[allow(unused_mut, unused_variables)] let mut __lprobe_guard = ::{SITES_CRATE}::entry({id}, __lprobe_fn); #[allow(unreachable_code, unused_imports)] if __lprobe_guard.on() {{ use ::{SITES_CRATE}::{{ViaCopy as _, ViaDebug as _, ViaOpaque as _}}; ::{SITES_CRATE}::hit_entry({id}, &mut __lprobe_guard, &["
             )
         } else if uses_local {
             format!(
-                " #[allow(unreachable_code, unused_imports)] if __lprobe_fn && ::{SITES_CRATE}::on({id}) {{ use ::{SITES_CRATE}::{{ViaDebug as _, ViaOpaque as _}}; ::{SITES_CRATE}::hit({id}, &["
+                " #[allow(unreachable_code, unused_imports)] if __lprobe_fn && ::{SITES_CRATE}::on({id}) {{ use ::{SITES_CRATE}::{{ViaCopy as _, ViaDebug as _, ViaOpaque as _}}; ::{SITES_CRATE}::hit({id}, &["
             )
         } else {
             format!(
-                " #[allow(unreachable_code, unused_imports)] if ::{SITES_CRATE}::on({id}) {{ use ::{SITES_CRATE}::{{ViaDebug as _, ViaOpaque as _}}; ::{SITES_CRATE}::hit({id}, &["
+                " #[allow(unreachable_code, unused_imports)] if ::{SITES_CRATE}::on({id}) {{ use ::{SITES_CRATE}::{{ViaCopy as _, ViaDebug as _, ViaOpaque as _}}; ::{SITES_CRATE}::hit({id}, &["
             )
         };
         let mut caps = Vec::new();
@@ -188,7 +188,7 @@ pub fn rewrite(
                 code.push_str(", ");
             }
             let start = code.len();
-            code.push_str(&format!("(&&::{SITES_CRATE}::W(&{name})).lp()"));
+            code.push_str(&format!("(&&&::{SITES_CRATE}::W(&{name})).lp().v()"));
             caps.push((name.clone(), start..code.len()));
         }
         code.push_str("]) } ");
@@ -249,7 +249,7 @@ mod tests {
         assert_eq!(rw.placed.len(), 3);
         let (name, r) = &rw.placed[2].captures[1];
         assert_eq!(name, "b");
-        assert_eq!(&rw.text[r.clone()], "(&&::lprobe_sites::W(&b)).lp()");
+        assert_eq!(&rw.text[r.clone()], "(&&&::lprobe_sites::W(&b)).lp().v()");
         assert!(rw.text.contains("::lprobe_sites::on(12)"));
         assert!(syn::parse_file(&rw.text).is_ok());
     }

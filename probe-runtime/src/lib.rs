@@ -74,10 +74,57 @@ pub struct Val<'a> {
     pub(crate) ty: fn() -> &'static str,
 }
 
-/// Capture wrapper: `(&&W(&x)).lp()` picks [`ViaDebug`] when `x: Debug`, else [`ViaOpaque`]
-/// (autoref specialization: the `Debug` impl sits one reference deeper, so method lookup
-/// tries it first).
+/// Capture wrapper: `(&&&W(&x)).lp().v()` picks [`ViaCopy`] when `x: Copy + Debug`, else
+/// [`ViaDebug`] when `x: Debug`, else [`ViaOpaque`] (autoref specialization: each impl sits
+/// one reference deeper than the next, so method lookup tries them in that order).
 pub struct W<'a, T>(pub &'a T);
+
+/// A `Copy` value copied in the armed branch. Capturing a copy keeps the variable's address
+/// from escaping the instrumented function, so the optimizer can keep it in a register on
+/// the dormant path (a reference would pin it to the stack: a store per call).
+pub struct Copied<T>(pub T);
+
+impl<T: fmt::Debug> Copied<T> {
+    #[inline(always)]
+    pub fn v(&self) -> Val<'_> {
+        Val {
+            dbg: Some(&self.0),
+            ty: std::any::type_name::<T>,
+        }
+    }
+}
+
+impl<'a> Val<'a> {
+    /// The value itself (the same last step as [`Copied::v`]).
+    #[inline(always)]
+    pub fn v(&self) -> Val<'a> {
+        *self
+    }
+}
+
+/// Types captured by copy: scalars and shared references (small, so a copy costs nothing
+/// and cannot strain the stack, unlike a large `Copy` array).
+pub trait SmallCopy: Copy {}
+
+macro_rules! small_copy {
+    ($($t:ty)*) => { $(impl SmallCopy for $t {})* };
+}
+small_copy!(u8 u16 u32 u64 u128 usize i8 i16 i32 i64 i128 isize f32 f64 bool char);
+impl<U: ?Sized> SmallCopy for &U {}
+
+/// Captures a small `Copy + Debug` value by copying it (see [`Copied`]).
+pub trait ViaCopy {
+    type Out;
+    fn lp(&self) -> Self::Out;
+}
+
+impl<T: fmt::Debug + SmallCopy> ViaCopy for &&W<'_, T> {
+    type Out = Copied<T>;
+    #[inline(always)]
+    fn lp(&self) -> Copied<T> {
+        Copied(*self.0)
+    }
+}
 
 /// Captures a `Debug` value: it is formatted when a probe needs it.
 pub trait ViaDebug<'a> {
@@ -165,9 +212,10 @@ impl Drop for Guard {
     }
 }
 
+/// Never unwinds (`probe::exit` catches), so a guard's drop adds no unwinding path.
 #[cold]
 #[inline(never)]
-fn guard_exit(table: &'static Table, id: u32, start: u64) {
+extern "C" fn guard_exit(table: &'static Table, id: u32, start: u64) {
     probe::exit(table, id, start);
 }
 
@@ -178,5 +226,39 @@ fn guard_exit(table: &'static Table, id: u32, start: u64) {
 pub fn hit_entry(table: &'static Table, id: u32, guard: &mut Guard, vals: &[Val<'_>]) {
     if !probe::count_fast(table, id) && probe::hit(table, id, vals) {
         guard.t = timing::now_ns();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn captures_pick_copy_then_debug_then_opaque() {
+        struct NoDebug;
+        let (n, s, text, nd) = (7u64, String::from("hi"), "yo", NoDebug);
+        fn show(vals: &[Val<'_>]) -> Vec<(String, &'static str)> {
+            vals.iter()
+                .map(|v| {
+                    (
+                        v.dbg.map(|d| format!("{d:?}")).unwrap_or_default(),
+                        (v.ty)(),
+                    )
+                })
+                .collect()
+        }
+        // As generated: the copies live until the end of the statement that passes them.
+        let shown = show(&[
+            (&&&W(&n)).lp().v(),
+            (&&&W(&s)).lp().v(),
+            (&&&W(&text)).lp().v(),
+            (&&&W(&nd)).lp().v(),
+        ]);
+        assert_eq!(shown[0], ("7".into(), "u64"));
+        assert_eq!(shown[1], ("\"hi\"".into(), "alloc::string::String"));
+        assert_eq!(shown[2], ("\"yo\"".into(), "&str"));
+        assert_eq!(shown[3].0, "");
+        assert!(shown[3].1.ends_with("NoDebug"));
+        let _ = nd;
     }
 }

@@ -271,6 +271,8 @@ pub struct Probe {
     /// Names the log template reads (only those are captured for a log record); `None`
     /// for a template that logs every capture.
     log_roots: Option<Vec<String>>,
+    /// Per site, bit `i` set when capture `i` is one of `log_roots` (decided at arm time).
+    log_masks: Vec<u64>,
     /// Hits each site may record (the `LPROBE_ARM_ALL` probes, one per table, limit each site
     /// rather than the probe); a spent site leaves the armed map at the next rebuild.
     per_site_max: Option<u64>,
@@ -347,6 +349,21 @@ impl Probe {
         let log_roots = spec.actions.log.as_ref().map_or(Some(Vec::new()), |t| {
             (!t.is_every_capture()).then(|| t.roots().into_iter().map(str::to_owned).collect())
         });
+        let log_masks = match &log_roots {
+            Some(roots) if spec.actions.log.is_some() => sites
+                .iter()
+                .map(|(t, id)| {
+                    let names = t.sites.get(*id as usize).map_or(&[][..], |s| s.names);
+                    names
+                        .iter()
+                        .take(64)
+                        .enumerate()
+                        .filter(|(_, n)| roots.iter().any(|r| r == *n))
+                        .fold(0u64, |m, (i, _)| m | 1 << i)
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
         Probe {
             id,
             spec,
@@ -373,6 +390,7 @@ impl Probe {
             split: split.min(n),
             limit: AtomicU8::new(0),
             log_roots,
+            log_masks,
             per_site_max: None,
             site_hits: Vec::new(),
         }
@@ -473,6 +491,15 @@ impl Probe {
             return true;
         }
         false
+    }
+
+    /// Whether a log record at the probe's `idx`-th site takes capture `i` (`name`).
+    fn logs(&self, idx: usize, i: usize, name: &str) -> bool {
+        match (&self.log_roots, self.log_masks.get(idx)) {
+            (None, _) => true,
+            (Some(_), Some(mask)) if i < 64 => mask >> i & 1 == 1,
+            (Some(roots), _) => roots.iter().any(|r| r == name),
+        }
     }
 
     /// Whether one more record fits in this second's rate.
@@ -603,14 +630,17 @@ impl Probe {
                     let mut r = self.record(table, id, "log", now);
                     r.body = Body::Log {
                         template: t.clone(),
-                        vals: hit.take(self.log_roots.as_deref(), self.spec.actions.snapshot),
+                        vals: hit.take(
+                            |i, name| self.logs(idx, i, name),
+                            self.spec.actions.snapshot,
+                        ),
                     };
                     self.send(r);
                 }
                 if self.spec.actions.snapshot {
                     let mut r = self.record(table, id, "snapshot", now);
                     r.body = Body::Vars {
-                        vals: hit.take(None, false),
+                        vals: hit.take(|_, _| true, false),
                         limits: self.spec.limits,
                     };
                     r.stack = Some((crate::stack::capture(), site.func));
@@ -860,16 +890,23 @@ impl<'v, 'a> Hit<'v, 'a> {
         self.captured(i, true).map(|c| c.to_value())
     }
 
-    /// The captures named by `wanted` (all when `None`), for the output thread; `keep` when
+    /// The captures `wanted(index, name)` selects, for the output thread; `keep` when
     /// another record of this hit will take them too.
-    fn take(&self, wanted: Option<&[String]>, keep: bool) -> Vec<(&'static str, Captured)> {
+    fn take(
+        &self,
+        wanted: impl Fn(usize, &str) -> bool,
+        keep: bool,
+    ) -> Vec<(&'static str, Captured)> {
         let n = self.names.len().min(self.vals.len());
-        (0..n)
-            .filter(|i| {
-                wanted.is_none_or(|w| self.names.get(*i).is_some_and(|n| w.iter().any(|x| x == n)))
-            })
-            .filter_map(|i| Some((*self.names.get(i)?, self.captured(i, keep)?)))
-            .collect()
+        let mut out = Vec::new();
+        for (i, name) in self.names.iter().enumerate().take(n) {
+            if wanted(i, name) {
+                if let Some(c) = self.captured(i, keep) {
+                    out.push((*name, c));
+                }
+            }
+        }
+        out
     }
 }
 
