@@ -234,6 +234,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[allow(clippy::needless_borrow)] // the generated form, on purpose
     fn captures_pick_copy_then_debug_then_opaque() {
         struct NoDebug;
         let (n, s, text, nd) = (7u64, String::from("hi"), "yo", NoDebug);
