@@ -207,6 +207,8 @@ pub fn run(inv: &Invocation) -> Result<i32> {
         check_locked(&ws, inv)?;
     }
     let lp = ws.target_dir.join("lprobe");
+    // Per build: what the compiler wrapper did with the runtime (see runtime_cache).
+    let _ = std::fs::remove_file(lp.join("runtime-cache.log"));
     let copy = lp.join("src");
     let packages: Vec<&Package> = ws.members.iter().filter(|p| !p.is_proc_macro).collect();
     for p in ws.members.iter().filter(|p| p.is_proc_macro) {
@@ -416,6 +418,13 @@ pub fn run(inv: &Invocation) -> Result<i32> {
             repair_rounds,
             t0.elapsed().as_secs_f64()
         );
+        // What the compiler wrapper did with the runtime in this build.
+        let log = std::fs::read_to_string(lp.join("runtime-cache.log")).unwrap_or_default();
+        match log.lines().last() {
+            Some("hit") => eprintln!("lprobe: runtime: taken from the cache"),
+            Some("miss") => eprintln!("lprobe: runtime: compiled, and cached for later builds"),
+            _ => {}
+        }
     }
     if inv.report == Report::Json {
         let text = serde_json::to_string_pretty(&reports)?;
@@ -687,6 +696,12 @@ fn cargo_command(
                     .arg(format!("build.rustflags=[{:?}]", remap));
             }
         },
+    }
+    // The embedded runtime is compiled once per machine (see runtime_cache).
+    if std::env::var_os("LPROBE_CACHE_DIR").is_none_or(|d| d != "off") {
+        cmd.envs(crate::runtime_cache::wrapper_env(
+            &lp.join("runtime-cache.log"),
+        ));
     }
     // Stacks need line tables: keep them in optimized profiles unless the user chose.
     let root_manifest = std::fs::read_to_string(ws.root.join("Cargo.toml")).unwrap_or_default();

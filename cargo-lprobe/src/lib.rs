@@ -8,6 +8,7 @@ pub mod lprobe_cli;
 pub mod manifest;
 pub mod repair;
 pub mod rewrite;
+pub mod runtime_cache;
 pub mod runtime_src;
 pub mod sites_crate;
 pub mod visit;

@@ -203,3 +203,54 @@ fn arming_every_site_stays_cheap_under_a_slow_global_allocator() {
         );
     }
 }
+
+#[test]
+fn the_runtime_is_compiled_once_and_reused_by_a_fresh_target_dir() {
+    // Two clean builds (empty target directories) sharing one runtime cache: the first
+    // compiles the runtime, the second copies it, and the program it links works.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cache = dir.path().join("cache");
+    let build = |target: &str| {
+        let out = cargo_env(
+            "demo-app",
+            false,
+            &["build", "--release", "-v"],
+            &[
+                ("LPROBE_CACHE_DIR", cache.to_str().expect("utf-8")),
+                (
+                    "CARGO_TARGET_DIR",
+                    dir.path().join(target).to_str().expect("utf-8"),
+                ),
+            ],
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        stderr(&out)
+    };
+    let first = build("t1");
+    assert!(
+        first.contains("lprobe: runtime: compiled, and cached"),
+        "{first}"
+    );
+    let second = build("t2");
+    assert!(
+        second.contains("lprobe: runtime: taken from the cache"),
+        "{second}"
+    );
+    let r = start(
+        &dir.path().join("t2/lprobe/release/demo-app"),
+        &[("DEMO_INTERVAL_MS", "10")],
+    );
+    let out = lprobe(
+        &r,
+        &[
+            "arm",
+            "fn:demo_app::billing::price_of",
+            "--log",
+            "qty={item.qty}",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    wait_records(&r, 2, "logs from the cached runtime", |v| {
+        v["kind"] == "log"
+    });
+}

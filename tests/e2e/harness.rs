@@ -70,6 +70,8 @@ pub fn cargo_env(name: &str, plain: bool, args: &[&str], env: &[(&str, &str)]) -
     cmd.args(args)
         .current_dir(&dir)
         .env("CARGO_TARGET_DIR", target_dir(name))
+        // The tests' own runtime cache, not the user's.
+        .env("LPROBE_CACHE_DIR", e2e_dir().join("runtime-cache"))
         .env_remove("RUSTFLAGS")
         .envs(env.iter().copied());
     let out = cmd.output().expect("run cargo");

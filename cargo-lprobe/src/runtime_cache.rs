@@ -1,0 +1,419 @@
+//! Compiles the embedded runtime once per machine, not once per target directory.
+//!
+//! The instrumented build runs cargo with `RUSTC_WRAPPER` pointing at cargo-lprobe itself
+//! ([`WRAPPER_ENV`] set). For every crate but the runtime, the wrapper runs the compiler (or
+//! the user's own `RUSTC_WRAPPER`, kept in [`INNER_ENV`]) unchanged. For the runtime, it looks
+//! its outputs up in a cache keyed by the compiler's version, the runtime's source and the
+//! compile arguments with the paths that name one workspace left out; on a hit it copies the
+//! `.rlib`, `.rmeta` and dep-info where cargo expects them (paths inside rewritten) and
+//! replays what the compiler printed; on a miss it compiles and stores the outputs.
+//!
+//! The runtime is the same code for every instrumented crate and costs ~13 s of CPU to
+//! compile optimized: without the cache, that is the fixed cost of every clean build.
+//!
+//! Cache directory: `$LPROBE_CACHE_DIR`, else `$XDG_CACHE_HOME/lprobe`, else
+//! `~/.cache/lprobe`; `LPROBE_CACHE_DIR=off` turns it off. The newest [`KEEP`] entries are
+//! kept.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// Set (to `1`) in the environment of the instrumented cargo: cargo-lprobe is the wrapper.
+pub const WRAPPER_ENV: &str = "LPROBE_RUSTC_WRAPPER";
+/// The user's own `RUSTC_WRAPPER`, which the wrapper runs in turn.
+pub const INNER_ENV: &str = "LPROBE_INNER_WRAPPER";
+/// When set, the wrapper appends `hit` or `miss` for the runtime to this file (the driver
+/// reports it with `-v`).
+pub const LOG_ENV: &str = "LPROBE_WRAPPER_LOG";
+/// The runtime's crate name.
+const CRATE: &str = "probe_runtime";
+/// Cache entries kept (one per compiler, runtime version and profile).
+const KEEP: usize = 8;
+
+/// Whether this process was started by cargo as the compiler wrapper.
+pub fn is_wrapper_call(args: &[String]) -> bool {
+    std::env::var_os(WRAPPER_ENV).is_some() && args.first().is_some_and(|a| a != "lprobe")
+}
+
+/// The environment the instrumented cargo gets so that cargo-lprobe wraps the compiler.
+pub fn wrapper_env(log: &Path) -> Vec<(String, String)> {
+    let Ok(me) = std::env::current_exe() else {
+        return Vec::new();
+    };
+    let mut env = vec![
+        ("RUSTC_WRAPPER".to_owned(), me.display().to_string()),
+        (WRAPPER_ENV.to_owned(), "1".to_owned()),
+        (LOG_ENV.to_owned(), log.display().to_string()),
+    ];
+    let inner = std::env::var("RUSTC_WRAPPER")
+        .or_else(|_| std::env::var("CARGO_BUILD_RUSTC_WRAPPER"))
+        .unwrap_or_default();
+    if !inner.is_empty() {
+        env.push((INNER_ENV.to_owned(), inner));
+    }
+    env
+}
+
+/// The wrapper: `args` is the compiler followed by its arguments.
+pub fn main(args: &[String]) -> i32 {
+    let Some((rustc, rest)) = args.split_first() else {
+        eprintln!("cargo-lprobe: called as a compiler wrapper without a compiler");
+        return 101;
+    };
+    let call = Call::parse(rest);
+    let cache = cache_dir();
+    match (&call, cache) {
+        (Some(call), Some(dir)) => cached(rustc, rest, call, &dir),
+        _ => passthrough(rustc, rest),
+    }
+}
+
+/// Runs the compiler (through the user's wrapper, if any) with inherited output.
+fn passthrough(rustc: &str, args: &[String]) -> i32 {
+    match compiler(rustc, args).status() {
+        Ok(s) => s.code().unwrap_or(101),
+        Err(e) => {
+            eprintln!("cargo-lprobe: cannot run {rustc}: {e}");
+            101
+        }
+    }
+}
+
+fn compiler(rustc: &str, args: &[String]) -> Command {
+    match std::env::var(INNER_ENV).ok().filter(|w| !w.is_empty()) {
+        Some(w) => {
+            let mut c = Command::new(w);
+            c.arg(rustc).args(args);
+            c
+        }
+        None => {
+            let mut c = Command::new(rustc);
+            c.args(args);
+            c
+        }
+    }
+}
+
+fn cache_dir() -> Option<PathBuf> {
+    match std::env::var_os("LPROBE_CACHE_DIR") {
+        Some(d) if d == "off" => None,
+        Some(d) if !d.is_empty() => Some(PathBuf::from(d)),
+        _ => std::env::var_os("XDG_CACHE_HOME")
+            .filter(|d| !d.is_empty())
+            .map(|d| PathBuf::from(d).join("lprobe"))
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/lprobe"))),
+    }
+}
+
+/// What the wrapper needs from one compile of the runtime.
+#[derive(Debug, PartialEq)]
+struct Call {
+    out_dir: String,
+    /// `-C extra-filename` (may be empty).
+    extra: String,
+    /// The crate's source directory (the root file's directory).
+    src_dir: String,
+}
+
+impl Call {
+    /// The runtime compile's details; `None` for any other invocation.
+    fn parse(args: &[String]) -> Option<Call> {
+        let mut name = None;
+        let (mut out_dir, mut extra, mut src) = (None, String::new(), None);
+        let mut it = args.iter().peekable();
+        while let Some(a) = it.next() {
+            match a.as_str() {
+                "--crate-name" => name = it.next().cloned(),
+                "--out-dir" => out_dir = it.next().cloned(),
+                "-C" => {
+                    if let Some(v) = it.next().and_then(|v| v.strip_prefix("extra-filename=")) {
+                        extra = v.to_owned();
+                    }
+                }
+                a if a.starts_with("-Cextra-filename=") => {
+                    extra = a["-Cextra-filename=".len()..].to_owned();
+                }
+                a if !a.starts_with('-') && a.ends_with(".rs") => src = Some(a.to_owned()),
+                _ => {}
+            }
+        }
+        if name.as_deref() != Some(CRATE) {
+            return None;
+        }
+        let src_dir = Path::new(&src?).parent()?.display().to_string();
+        Some(Call {
+            out_dir: out_dir?,
+            extra,
+            src_dir,
+        })
+    }
+
+    fn outputs(&self) -> [String; 3] {
+        let e = &self.extra;
+        [
+            format!("lib{CRATE}{e}.rlib"),
+            format!("lib{CRATE}{e}.rmeta"),
+            format!("{CRATE}{e}.d"),
+        ]
+    }
+}
+
+/// The arguments with what names one workspace (output directory, file name suffix, crate
+/// hash, path remapping, search paths, the source path) left out.
+fn key_args(args: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--out-dir" | "-L" => {
+                it.next();
+            }
+            "-C" => match it.next() {
+                Some(v) if v.starts_with("extra-filename=") || v.starts_with("metadata=") => {}
+                Some(v) => {
+                    out.push(a.clone());
+                    out.push(v.clone());
+                }
+                None => out.push(a.clone()),
+            },
+            a if a.starts_with("--remap-path-prefix")
+                || a.starts_with("-Cextra-filename=")
+                || a.starts_with("-Cmetadata=")
+                || a.starts_with("-Ldependency=") => {}
+            a if !a.starts_with('-') && a.ends_with(".rs") => out.push("<src>".into()),
+            a => out.push(a.to_owned()),
+        }
+    }
+    out
+}
+
+/// The cache key: compiler version, normalized arguments, and every file of the source.
+fn key(rustc: &str, args: &[String], call: &Call) -> Option<String> {
+    let version = compiler(rustc, &["-vV".to_owned()]).output().ok()?;
+    if !version.status.success() {
+        return None;
+    }
+    let mut text = Vec::new();
+    text.extend_from_slice(&version.stdout);
+    for a in key_args(args) {
+        text.extend_from_slice(a.as_bytes());
+        text.push(0);
+    }
+    let mut files: Vec<PathBuf> = walkdir::WalkDir::new(&call.src_dir)
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_file())
+        .map(|e| e.into_path())
+        .collect();
+    files.sort();
+    for f in files {
+        let rel = f.strip_prefix(&call.src_dir).unwrap_or(&f);
+        text.extend_from_slice(rel.display().to_string().as_bytes());
+        text.push(0);
+        text.extend_from_slice(&std::fs::read(&f).ok()?);
+    }
+    let manifest = Path::new(&call.src_dir).parent()?.join("Cargo.toml");
+    text.extend_from_slice(&std::fs::read(manifest).unwrap_or_default());
+    Some(crate::repair::content_hash(&text))
+}
+
+/// Where one compile's outputs were, to rewrite paths that mention them.
+#[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Origin {
+    out_dir: String,
+    extra: String,
+    src_dir: String,
+}
+
+fn cached(rustc: &str, args: &[String], call: &Call, dir: &Path) -> i32 {
+    let Some(key) = key(rustc, args, call) else {
+        return passthrough(rustc, args);
+    };
+    let entry = dir.join(format!("runtime-{key}"));
+    if let Some(code) = replay(&entry, call) {
+        note("hit");
+        return code;
+    }
+    // Miss: compile, passing on what the compiler says, and keep the outputs.
+    let out = compiler(rustc, args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::inherit())
+        .stderr(Stdio::piped())
+        .output();
+    let out = match out {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("cargo-lprobe: cannot run {rustc}: {e}");
+            return 101;
+        }
+    };
+    let _ = std::io::stderr().write_all(&out.stderr);
+    let code = out.status.code().unwrap_or(101);
+    if code == 0 {
+        store(dir, &entry, call, &out.stderr);
+        note("miss");
+    }
+    code
+}
+
+fn note(what: &str) {
+    if let Some(log) = std::env::var_os(LOG_ENV) {
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+        {
+            let _ = writeln!(f, "{what}");
+        }
+    }
+}
+
+/// Saves a successful compile's outputs (best effort: a failure only means no cache).
+fn store(dir: &Path, entry: &Path, call: &Call, stderr: &[u8]) {
+    let tmp = dir.join(format!(".tmp-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let saved = (|| -> std::io::Result<()> {
+        std::fs::create_dir_all(&tmp)?;
+        for f in call.outputs() {
+            std::fs::copy(Path::new(&call.out_dir).join(&f), tmp.join(&f))?;
+        }
+        std::fs::write(tmp.join("stderr"), stderr)?;
+        let origin = Origin {
+            out_dir: call.out_dir.clone(),
+            extra: call.extra.clone(),
+            src_dir: call.src_dir.clone(),
+        };
+        std::fs::write(tmp.join("origin.json"), serde_json::to_vec(&origin)?)?;
+        std::fs::rename(&tmp, entry)
+    })();
+    if saved.is_err() {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return;
+    }
+    prune(dir);
+}
+
+/// Keeps the newest [`KEEP`] entries.
+fn prune(dir: &Path) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut entries: Vec<(std::time::SystemTime, PathBuf)> = rd
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("runtime-"))
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .collect();
+    entries.sort_by_key(|e| std::cmp::Reverse(e.0));
+    for (_, p) in entries.into_iter().skip(KEEP) {
+        let _ = std::fs::remove_dir_all(p);
+    }
+}
+
+/// Puts a cached compile's outputs in place for `call`; `None` if there is no usable entry.
+fn replay(entry: &Path, call: &Call) -> Option<i32> {
+    let origin: Origin =
+        serde_json::from_slice(&std::fs::read(entry.join("origin.json")).ok()?).ok()?;
+    let stderr = std::fs::read_to_string(entry.join("stderr")).ok()?;
+    let from = Call {
+        out_dir: origin.out_dir,
+        extra: origin.extra,
+        src_dir: origin.src_dir,
+    };
+    std::fs::create_dir_all(&call.out_dir).ok()?;
+    for (old, new) in from.outputs().iter().zip(call.outputs()) {
+        let dest = Path::new(&call.out_dir).join(&new);
+        if new.ends_with(".d") {
+            let text = std::fs::read_to_string(entry.join(old)).ok()?;
+            std::fs::write(&dest, rewrite_paths(&text, &from, call)).ok()?;
+        } else {
+            // Copy, then rename: a concurrent reader never sees half a file.
+            let tmp = dest.with_extension(format!("lprobe-{}", std::process::id()));
+            std::fs::copy(entry.join(old), &tmp).ok()?;
+            std::fs::rename(&tmp, &dest).ok()?;
+        }
+    }
+    // Touch the entry: pruning keeps the most recently used.
+    let _ = std::fs::File::open(entry).and_then(|f| f.set_modified(std::time::SystemTime::now()));
+    let _ = std::io::stderr().write_all(rewrite_paths(&stderr, &from, call).as_bytes());
+    Some(0)
+}
+
+/// Rewrites paths of one compile (`from`) into another's (`to`): output files (directory and
+/// suffix) and source directory, in dep-info and in the compiler's JSON messages.
+fn rewrite_paths(text: &str, from: &Call, to: &Call) -> String {
+    let mut out = String::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        let mut l = line.to_owned();
+        for (a, b) in from.outputs().iter().zip(to.outputs()) {
+            l = l.replace(
+                &format!("{}/{a}", from.out_dir),
+                &format!("{}/{b}", to.out_dir),
+            );
+        }
+        l = l.replace(&format!("{}/", from.src_dir), &format!("{}/", to.src_dir));
+        out.push_str(&l);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn only_the_runtime_compile_is_recognized() {
+        let a = args("--crate-name probe_runtime --edition=2021 /w/target/lprobe/runtime/src/lib.rs --crate-type lib -C opt-level=3 -C metadata=abc -C extra-filename=-abc --out-dir /w/target/lprobe/release/deps -L dependency=/w/target/lprobe/release/deps");
+        assert_eq!(
+            Call::parse(&a),
+            Some(Call {
+                out_dir: "/w/target/lprobe/release/deps".into(),
+                extra: "-abc".into(),
+                src_dir: "/w/target/lprobe/runtime/src".into(),
+            })
+        );
+        assert_eq!(
+            Call::parse(&args("--crate-name serde src/lib.rs --out-dir /x")),
+            None
+        );
+        assert_eq!(Call::parse(&args("-vV")), None);
+    }
+
+    #[test]
+    fn the_key_ignores_what_names_one_workspace() {
+        let one = args("--crate-name probe_runtime /a/rt/src/lib.rs -C opt-level=3 -C metadata=1 -C extra-filename=-1 --out-dir /a/deps -L dependency=/a/deps --remap-path-prefix=/a/copy=/a");
+        let two = args("--crate-name probe_runtime /b/rt/src/lib.rs -C opt-level=3 -C metadata=2 -C extra-filename=-2 --out-dir /b/deps -L dependency=/b/deps --remap-path-prefix=/b/copy=/b");
+        assert_eq!(key_args(&one), key_args(&two));
+        let debug =
+            args("--crate-name probe_runtime /a/rt/src/lib.rs -C opt-level=1 --out-dir /a/deps");
+        assert_ne!(key_args(&one), key_args(&debug));
+    }
+
+    #[test]
+    fn paths_of_one_compile_are_rewritten_into_another() {
+        let from = Call {
+            out_dir: "/a/deps".into(),
+            extra: "-1".into(),
+            src_dir: "/a/rt/src".into(),
+        };
+        let to = Call {
+            out_dir: "/b/deps".into(),
+            extra: "-2".into(),
+            src_dir: "/b/rt/src".into(),
+        };
+        let dep = "/a/deps/probe_runtime-1.d: /a/rt/src/lib.rs /a/rt/src/probe.rs\n\n/a/deps/libprobe_runtime-1.rlib: /a/rt/src/lib.rs\n";
+        assert_eq!(
+            rewrite_paths(dep, &from, &to),
+            "/b/deps/probe_runtime-2.d: /b/rt/src/lib.rs /b/rt/src/probe.rs\n\n/b/deps/libprobe_runtime-2.rlib: /b/rt/src/lib.rs\n"
+        );
+        let msg = r#"{"$message_type":"artifact","artifact":"/a/deps/libprobe_runtime-1.rmeta","emit":"metadata"}"#;
+        assert_eq!(
+            rewrite_paths(msg, &from, &to),
+            r#"{"$message_type":"artifact","artifact":"/b/deps/libprobe_runtime-2.rmeta","emit":"metadata"}"#
+        );
+    }
+}
