@@ -219,7 +219,7 @@ mod tests {
     fn a_moved_value_is_dropped_from_that_site_onward() {
         let src = "fn f(s: String) {\n    drop(s);\n    let t = 1;\n}\n";
         let (fs, rw) = setup(src);
-        let p = &rw.placed[2];
+        let p = rw.placed.iter().find(|p| p.site == 2).expect("placed");
         let (_, r) = p
             .captures
             .iter()
@@ -271,7 +271,7 @@ mod tests {
     fn a_capture_named_only_by_a_secondary_span_is_the_one_dropped() {
         let src = "fn f(v: &mut Vec<u8>) {\n    let first = &v[0];\n    v.push(1);\n}\n";
         let (fs, rw) = setup(src);
-        let p = &rw.placed[2];
+        let p = rw.placed.iter().find(|p| p.site == 2).expect("placed");
         let (_, r) = p
             .captures
             .iter()

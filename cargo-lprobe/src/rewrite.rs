@@ -4,7 +4,7 @@
 //! backtraces and compiler errors point at the user's lines. The output also records where each
 //! probe and capture landed, so that `repair` can map a compiler error back to what caused it.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::ops::Range;
 
 use serde::{Deserialize, Serialize};
@@ -157,8 +157,34 @@ pub fn rewrite(
             ));
         }
     }
+    // The site before a function's first statement is checked in the entry site's cold call
+    // when both capture the same names (they see the same bindings, and nothing runs between
+    // them): one call in the function body instead of two keeps small functions inlinable.
+    let kept = |i: usize| -> Vec<&String> {
+        sites.sites[i]
+            .names
+            .iter()
+            .filter(|n| ex.keeps_capture(sites, i, n))
+            .collect()
+    };
+    let merged: HashMap<usize, usize> = sites
+        .sites
+        .iter()
+        .enumerate()
+        .filter(|(j, s)| s.first_stmt && ex.keeps_site(*j, s.context))
+        .filter_map(|(j, s)| {
+            let i = j.checked_sub(1)?;
+            let e = sites.sites.get(i)?;
+            (e.kind == SiteKind::Entry
+                && e.context == s.context
+                && ex.keeps_site(i, e.context)
+                && kept(i) == kept(j))
+            .then_some((i, j))
+        })
+        .collect();
+    let merged_lines: HashSet<usize> = merged.values().copied().collect();
     for (i, site) in sites.sites.iter().enumerate() {
-        if !ex.keeps_site(i, site.context) {
+        if !ex.keeps_site(i, site.context) || merged_lines.contains(&i) {
             continue;
         }
         let id = first_id + i as u32;
@@ -166,7 +192,12 @@ pub fn rewrite(
         let uses_local = !site.in_closure && local.get(site.context).copied().unwrap_or(false);
         // An entry site keeps a guard for the whole call (it times the call when a
         // `--duration` probe is armed); a line site is a plain check.
-        let mut code = if site.kind == SiteKind::Entry {
+        let mut code = if let (SiteKind::Entry, Some(j)) = (site.kind, merged.get(&i)) {
+            let line = first_id + *j as u32;
+            format!(
+                " #[allow(unused_mut, unused_variables)] let mut __lprobe_fn = ::{SITES_CRATE}::fn_on({k}); #[allow(unused_mut, unused_variables)] let mut __lprobe_guard = ::{SITES_CRATE}::entry({id}, __lprobe_fn); #[allow(unreachable_code, unused_imports)] if __lprobe_fn {{ use ::{SITES_CRATE}::{{ViaCopy as _, ViaDebug as _, ViaOpaque as _}}; ::{SITES_CRATE}::hit_first({id}, {line}, &mut __lprobe_guard, &["
+            )
+        } else if site.kind == SiteKind::Entry {
             format!(
                 " #[allow(unused_mut, unused_variables)] let mut __lprobe_fn = ::{SITES_CRATE}::fn_on({k}); #[allow(unused_mut, unused_variables)] let mut __lprobe_guard = ::{SITES_CRATE}::entry({id}, __lprobe_fn); #[allow(unreachable_code, unused_imports)] if __lprobe_guard.on() {{ use ::{SITES_CRATE}::{{ViaCopy as _, ViaDebug as _, ViaOpaque as _}}; ::{SITES_CRATE}::hit_entry({id}, &mut __lprobe_guard, &["
             )
@@ -222,6 +253,19 @@ pub fn rewrite(
         }
     }
     out.push_str(&text[last..]);
+    // A merged line site is placed where its entry site is, with the same captures.
+    let twins: Vec<Placed> = placed
+        .iter()
+        .filter_map(|p: &Placed| {
+            let j = *merged.get(&p.site)?;
+            Some(Placed {
+                site: j,
+                id: first_id + j as u32,
+                ..p.clone()
+            })
+        })
+        .collect();
+    placed.extend(twins);
     Rewritten {
         text: out,
         placed,
@@ -247,11 +291,29 @@ mod tests {
         let (_, rw) = go(src, &Exclusions::default());
         assert_eq!(rw.text.lines().count(), src.lines().count());
         assert_eq!(rw.placed.len(), 3);
-        let (name, r) = &rw.placed[2].captures[1];
+        let at = |site: usize| rw.placed.iter().find(|p| p.site == site).expect("placed");
+        let (name, r) = &at(2).captures[1];
         assert_eq!(name, "b");
         assert_eq!(&rw.text[r.clone()], "(&&&::lprobe_sites::W(&b)).lp().v()");
         assert!(rw.text.contains("::lprobe_sites::on(12)"));
         assert!(syn::parse_file(&rw.text).is_ok());
+        // The first statement's site is checked in the entry's call (same captures), and
+        // placed where the entry is.
+        assert!(rw
+            .text
+            .contains("if __lprobe_fn { use ::lprobe_sites::{ViaCopy as _, ViaDebug as _, ViaOpaque as _}; ::lprobe_sites::hit_first(10, 11, &mut __lprobe_guard, &[(&&&::lprobe_sites::W(&a)).lp().v()]) }"));
+        assert!(!rw.text.contains("on(11)"));
+        assert_eq!(at(1).range, at(0).range);
+    }
+
+    #[test]
+    fn the_first_statement_keeps_its_own_check_when_its_captures_differ() {
+        let src = "fn f(a: u8) -> u8 {\n    let b = a;\n    b\n}\n";
+        let mut ex = Exclusions::default();
+        ex.drop_capture.insert((1, "a".into()));
+        let (_, rw) = go(src, &ex);
+        assert!(!rw.text.contains("hit_first"));
+        assert!(rw.text.contains("::lprobe_sites::on(11)"));
     }
 
     #[test]
@@ -280,7 +342,8 @@ mod tests {
         let (fs, rw) = go(src, &ex);
         assert!(!ex.keeps_capture(&fs, 3, "v"), "the moved v");
         assert!(ex.keeps_capture(&fs, 4, "v"), "the new v");
-        assert!(rw.placed[4].captures.iter().any(|(n, _)| n == "v"));
+        let fourth = rw.placed.iter().find(|p| p.site == 4).expect("placed");
+        assert!(fourth.captures.iter().any(|(n, _)| n == "v"));
     }
 
     #[test]

@@ -131,6 +131,20 @@ pub extern "C" fn hit_entry(i: u32, g: &mut Guard, v: &[Val<'_>]) {
     ::probe_runtime::hit_entry(&T, i, g, v)
 }
 
+/// An armed function whose entry site and first statement's site are checked together (the
+/// rewrite merges them when they capture the same names): the entry's probes, then the line's.
+#[cold]
+#[inline(never)]
+#[allow(improper_ctypes_definitions)]
+pub extern "C" fn hit_first(e: u32, l: u32, g: &mut Guard, v: &[Val<'_>]) {
+    if g.on() {
+        ::probe_runtime::hit_entry(&T, e, g, v)
+    }
+    if on(l as usize) {
+        ::probe_runtime::hit(&T, l, v)
+    }
+}
+
 #[used]
 #[cfg_attr(any(target_os = "linux", target_os = "android", target_os = "freebsd"), link_section = ".init_array")]
 #[cfg_attr(any(target_os = "macos", target_os = "ios"), link_section = "__DATA,__mod_init_func")]

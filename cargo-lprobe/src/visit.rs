@@ -68,6 +68,9 @@ pub struct Site {
     pub bindings: Vec<u32>,
     /// Inside a closure or async block (cannot use the function's local armed flag).
     pub in_closure: bool,
+    /// A line site before the first statement of a function body: nothing runs between the
+    /// entry site and it, so the rewrite may check both in one out-of-line call.
+    pub first_stmt: bool,
 }
 
 /// The start of a loop body where a function's local armed flag is re-read, so that a loop
@@ -294,6 +297,7 @@ impl<'a> Visitor<'a> {
             names: visible.iter().map(|(n, _)| n.clone()).collect(),
             bindings: visible.iter().map(|(_, b)| *b).collect(),
             in_closure: self.in_closure > 0,
+            first_stmt: false,
         });
     }
 
@@ -359,7 +363,21 @@ impl<'a> Visitor<'a> {
         let entry_at = sig.fn_token.span.start();
         let offset = self.index.offset(inside_block(attrs, block));
         self.push_site(offset, entry_at, SiteKind::Entry);
+        let first = self.out.sites.len();
+        let first_stmt = block
+            .stmts
+            .iter()
+            .find(|s| !matches!(s, syn::Stmt::Item(_)))
+            .map(|s| self.index.offset(start_of(s.span())));
         self.visit_block_stmts(block);
+        if let Some(site) = self.out.sites.get_mut(first).filter(|s| {
+            s.kind == SiteKind::Line
+                && s.context == ctx_index
+                && !s.in_closure
+                && Some(s.offset) == first_stmt
+        }) {
+            site.first_stmt = true;
+        }
 
         self.self_ty = saved_self;
         self.in_closure = saved_closure;

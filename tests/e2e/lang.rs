@@ -396,3 +396,27 @@ fn counters_are_exact_on_the_fast_and_the_general_path() {
     let d = final_counts(&r, &ids);
     assert!(d[0] >= 10 && d[0].abs_diff(d[1]) <= 1, "{d:?}");
 }
+
+#[test]
+fn a_first_statement_and_its_function_entry_are_separate_probes() {
+    // The rewrite checks both sites in one call; each still fires as itself.
+    let r = app(&[("LANG_INTERVAL_MS", "1")]);
+    let line = arm(&r, &[&site("first"), "--log", "line n={n}"]);
+    let entry = arm(&r, &["fn:lang_app::stage_one", "--log", "entry n={n}"]);
+    let recs = wait_records(&r, 6, "logs of both", |v| v["kind"] == "log");
+    let at_line = of(&recs, &line);
+    let at_entry = of(&recs, &entry);
+    assert!(!at_line.is_empty() && !at_entry.is_empty(), "{recs:?}");
+    assert!(at_line.iter().all(|v| v["site"] == site("first")
+        && v["msg"].as_str().is_some_and(|m| m.starts_with("line n="))));
+    assert!(at_entry.iter().all(|v| v["site"] != site("first")
+        && v["msg"].as_str().is_some_and(|m| m.starts_with("entry n="))));
+    // Disarming the entry leaves the line armed.
+    let out = lprobe(&r, &["disarm", &entry]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(probe_status(&r, &line)["state"], "armed");
+    let before = of(&records(&r), &line).len();
+    wait_for(std::time::Duration::from_secs(10), "more line logs", || {
+        (of(&records(&r), &line).len() > before + 2).then_some(())
+    });
+}
