@@ -224,7 +224,18 @@ pub fn run(inv: &Invocation) -> Result<i32> {
     let mut next_ids = vec![0u32; packages.len()];
     let mut next_fns = vec![0u32; packages.len()];
     let cache_path = lp.join("repair-cache.json");
-    let cache = Cache::load(&cache_path);
+    // Also kept machine-wide per workspace, so that a build in a fresh target directory
+    // (a clean CI build, `cargo clean`) runs no repair round either.
+    let shared_cache = crate::runtime_cache::cache_dir().map(|d| {
+        d.join("repairs").join(format!(
+            "{}.json",
+            repair::content_hash(ws.root.display().to_string().as_bytes())
+        ))
+    });
+    let cache = match &shared_cache {
+        Some(s) => Cache::load(&[&cache_path, s]),
+        None => Cache::load(&[&cache_path]),
+    };
     let mut total_lines = 0usize;
     for (pi, pkg) in packages.iter().enumerate() {
         let sources = workspace::module_files(pkg);
@@ -356,7 +367,7 @@ pub fn run(inv: &Invocation) -> Result<i32> {
         }
         if !progress || round >= MAX_ROUNDS {
             // Keep what was learned: the next build starts from it.
-            save_cache(&files, &cache_path)?;
+            save_cache(&files, &cache_path, shared_cache.as_deref())?;
             for r in &out.rendered_errors {
                 eprint!("{r}");
             }
@@ -387,7 +398,7 @@ pub fn run(inv: &Invocation) -> Result<i32> {
     let t_build = build_start.elapsed();
 
     // Remember what each file needed.
-    save_cache(&files, &cache_path)?;
+    save_cache(&files, &cache_path, shared_cache.as_deref())?;
 
     // Print what the build said (warnings), then the summary.
     let json_out = inv
@@ -477,7 +488,7 @@ fn check_locked(ws: &Workspace, inv: &Invocation) -> Result<()> {
 }
 
 /// Writes the repair outcome of every file (keyed by its content and line selection).
-fn save_cache(files: &[FileWork], path: &Path) -> Result<()> {
+fn save_cache(files: &[FileWork], path: &Path, shared: Option<&Path>) -> Result<()> {
     let mut cache = Cache::default();
     for f in files {
         cache.files.insert(
@@ -488,6 +499,10 @@ fn save_cache(files: &[FileWork], path: &Path) -> Result<()> {
                 exclusions: f.ex.clone(),
             },
         );
+    }
+    if let Some(s) = shared {
+        // Best effort: the machine-wide copy only saves time.
+        let _ = cache.save(s);
     }
     cache.save(path)
 }

@@ -162,23 +162,45 @@ pub struct CacheEntry {
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Cache {
     pub version: u32,
+    /// The rewriter that made these decisions ([`tool_hash`]): another one may place probes
+    /// differently, so its outcomes are not reused.
+    #[serde(default)]
+    pub tool: String,
     pub files: BTreeMap<String, CacheEntry>,
 }
 
 const CACHE_VERSION: u32 = 1;
 
+/// A hash of the code that decides what a rewritten file looks like.
+pub fn tool_hash() -> String {
+    let mut text = String::new();
+    for part in [
+        include_str!("visit.rs"),
+        include_str!("rewrite.rs"),
+        include_str!("repair.rs"),
+        include_str!("../../probe-runtime/src/lib.rs"),
+    ] {
+        text.push_str(part);
+    }
+    content_hash(text.as_bytes())
+}
+
 impl Cache {
-    pub fn load(path: &Path) -> Cache {
-        std::fs::read(path)
-            .ok()
-            .and_then(|b| serde_json::from_slice::<Cache>(&b).ok())
-            .filter(|c| c.version == CACHE_VERSION)
+    /// The cache at the first of `paths` that holds one from this rewriter (else empty).
+    pub fn load(paths: &[&Path]) -> Cache {
+        let tool = tool_hash();
+        paths
+            .iter()
+            .filter_map(|p| std::fs::read(p).ok())
+            .filter_map(|b| serde_json::from_slice::<Cache>(&b).ok())
+            .find(|c| c.version == CACHE_VERSION && c.tool == tool)
             .unwrap_or_default()
     }
 
     pub fn save(&self, path: &Path) -> Result<()> {
         let mut c = self.clone();
         c.version = CACHE_VERSION;
+        c.tool = tool_hash();
         let text = serde_json::to_vec_pretty(&c)?;
         crate::copy_tree::write_if_changed(path, &text)?;
         Ok(())
@@ -296,5 +318,32 @@ mod tests {
     #[test]
     fn hash_is_stable() {
         assert_eq!(content_hash(b"abc"), "e71fa2190541574b");
+    }
+
+    #[test]
+    fn the_cache_is_found_in_the_first_place_that_has_one_from_this_rewriter() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (own, shared) = (dir.path().join("own.json"), dir.path().join("shared.json"));
+        let mut c = Cache::default();
+        c.files.insert(
+            "src/lib.rs".into(),
+            CacheEntry {
+                hash: "h".into(),
+                lines: "all".into(),
+                exclusions: Exclusions::default(),
+            },
+        );
+        c.save(&shared).expect("save");
+        // Missing own cache: the shared one is used.
+        let got = Cache::load(&[&own, &shared]);
+        assert!(got.get("src/lib.rs", "h", "all").is_some());
+        assert!(got.get("src/lib.rs", "other", "all").is_none());
+        // A cache from another rewriter is ignored.
+        let mut old: Cache =
+            serde_json::from_slice(&std::fs::read(&shared).expect("read")).expect("parse");
+        old.tool = "another".into();
+        std::fs::write(&own, serde_json::to_vec(&old).expect("json")).expect("write");
+        assert!(Cache::load(&[&own]).files.is_empty());
+        assert!(!Cache::load(&[&own, &shared]).files.is_empty());
     }
 }

@@ -95,7 +95,8 @@ fn compiler(rustc: &str, args: &[String]) -> Command {
     }
 }
 
-fn cache_dir() -> Option<PathBuf> {
+/// The machine-wide cache directory, if any (see the module docs).
+pub fn cache_dir() -> Option<PathBuf> {
     match std::env::var_os("LPROBE_CACHE_DIR") {
         Some(d) if d == "off" => None,
         Some(d) if !d.is_empty() => Some(PathBuf::from(d)),

@@ -403,10 +403,11 @@ fn a_first_statement_and_its_function_entry_are_separate_probes() {
     let r = app(&[("LANG_INTERVAL_MS", "1")]);
     let line = arm(&r, &[&site("first"), "--log", "line n={n}"]);
     let entry = arm(&r, &["fn:lang_app::stage_one", "--log", "entry n={n}"]);
-    let recs = wait_records(&r, 6, "logs of both", |v| v["kind"] == "log");
-    let at_line = of(&recs, &line);
-    let at_entry = of(&recs, &entry);
-    assert!(!at_line.is_empty() && !at_entry.is_empty(), "{recs:?}");
+    let (at_line, at_entry) = wait_for(std::time::Duration::from_secs(20), "logs of both", || {
+        let recs = records(&r);
+        let (l, e) = (of(&recs, &line), of(&recs, &entry));
+        (l.len() >= 2 && e.len() >= 2).then_some((l, e))
+    });
     assert!(at_line.iter().all(|v| v["site"] == site("first")
         && v["msg"].as_str().is_some_and(|m| m.starts_with("line n="))));
     assert!(at_entry.iter().all(|v| v["site"] != site("first")
