@@ -54,6 +54,9 @@ struct PkgReport {
     files: usize,
     files_left_original: Vec<String>,
     fns_with_body: usize,
+    /// `const fn`s: their bodies also run at compile time, where no probe can run (stable
+    /// Rust cannot tell the two apart), so they never get sites. Counted in `fns_with_body`.
+    fns_const: usize,
     fns_instrumented: usize,
     fns_skipped: Vec<String>,
     sites: usize,
@@ -933,6 +936,9 @@ fn reports(packages: &[&Package], files: &[FileWork]) -> Vec<PkgReport> {
             .collect();
         for (ci, c) in f.sites.contexts.iter().enumerate() {
             r.fns_with_body += 1;
+            if c.skipped == Some("const fn") {
+                r.fns_const += 1;
+            }
             let has_entry = f.sites.sites.iter().enumerate().any(|(i, s)| {
                 s.context == ci && s.kind == visit::SiteKind::Entry && placed.contains_key(&i)
             });
