@@ -171,7 +171,10 @@ fn key_args(args: &[String]) -> Vec<String> {
                 it.next();
             }
             "-C" => match it.next() {
-                Some(v) if v.starts_with("extra-filename=") || v.starts_with("metadata=") => {}
+                Some(v)
+                    if v.starts_with("extra-filename=")
+                        || v.starts_with("metadata=")
+                        || v.starts_with("incremental=") => {}
                 Some(v) => {
                     out.push(a.clone());
                     out.push(v.clone());
@@ -181,6 +184,7 @@ fn key_args(args: &[String]) -> Vec<String> {
             a if a.starts_with("--remap-path-prefix")
                 || a.starts_with("-Cextra-filename=")
                 || a.starts_with("-Cmetadata=")
+                || a.starts_with("-Cincremental=")
                 || a.starts_with("-Ldependency=") => {}
             a if !a.starts_with('-') && a.ends_with(".rs") => out.push("<src>".into()),
             a => out.push(a.to_owned()),
@@ -276,8 +280,17 @@ fn store(dir: &Path, entry: &Path, call: &Call, stderr: &[u8]) {
     let _ = std::fs::remove_dir_all(&tmp);
     let saved = (|| -> std::io::Result<()> {
         std::fs::create_dir_all(&tmp)?;
+        // What `--emit` asked for (`cargo check` makes no `.rlib`); at least the metadata.
+        let mut saved = 0;
         for f in call.outputs() {
-            std::fs::copy(Path::new(&call.out_dir).join(&f), tmp.join(&f))?;
+            let from = Path::new(&call.out_dir).join(&f);
+            if from.exists() {
+                std::fs::copy(from, tmp.join(&f))?;
+                saved += 1;
+            }
+        }
+        if saved == 0 {
+            return Err(std::io::Error::other("no outputs"));
         }
         std::fs::write(tmp.join("stderr"), stderr)?;
         let origin = Origin {
@@ -323,6 +336,9 @@ fn replay(entry: &Path, call: &Call) -> Option<i32> {
     };
     std::fs::create_dir_all(&call.out_dir).ok()?;
     for (old, new) in from.outputs().iter().zip(call.outputs()) {
+        if !entry.join(old).exists() {
+            continue;
+        }
         let dest = Path::new(&call.out_dir).join(&new);
         if new.ends_with(".d") {
             let text = std::fs::read_to_string(entry.join(old)).ok()?;
@@ -386,8 +402,8 @@ mod tests {
 
     #[test]
     fn the_key_ignores_what_names_one_workspace() {
-        let one = args("--crate-name probe_runtime /a/rt/src/lib.rs -C opt-level=3 -C metadata=1 -C extra-filename=-1 --out-dir /a/deps -L dependency=/a/deps --remap-path-prefix=/a/copy=/a");
-        let two = args("--crate-name probe_runtime /b/rt/src/lib.rs -C opt-level=3 -C metadata=2 -C extra-filename=-2 --out-dir /b/deps -L dependency=/b/deps --remap-path-prefix=/b/copy=/b");
+        let one = args("--crate-name probe_runtime /a/rt/src/lib.rs -C opt-level=3 -C metadata=1 -C extra-filename=-1 --out-dir /a/deps -C incremental=/a/inc -L dependency=/a/deps --remap-path-prefix=/a/copy=/a");
+        let two = args("--crate-name probe_runtime /b/rt/src/lib.rs -C opt-level=3 -C metadata=2 -C extra-filename=-2 --out-dir /b/deps -C incremental=/b/inc -L dependency=/b/deps --remap-path-prefix=/b/copy=/b");
         assert_eq!(key_args(&one), key_args(&two));
         let debug =
             args("--crate-name probe_runtime /a/rt/src/lib.rs -C opt-level=1 --out-dir /a/deps");
