@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# lprobe benchmarks. Usage: scripts/bench.sh [dormant|disarm|armed|build|arming|memory|http|all]...
+# lprobe benchmarks. Usage: scripts/bench.sh [dormant|disarm|armed|build|arming|memory|http|corpus|all]...
 #
 #   dormant  bench-mix: plain vs `cargo lprobe build` (entry sites) vs `--lines all`: callgrind Ir
 #            per round (Ir at 2N rounds minus Ir at N, collected only inside the workload function),
@@ -685,15 +685,86 @@ bench_http() {
     } | tee "$W/results/http.md"
 }
 
+# ---------------------------------------------------------------------------------------------
+# corpus_bench_run DIR MODE ARGS...: one `cargo bench` (MODE plain) or `cargo lprobe bench`
+# (MODE entry|all) of a corpus crate; prints "NAME NS" per benchmark (libtest / bencher format;
+# criterion is asked for the same with --output-format bencher).
+corpus_bench_run() {
+    local dir=$1 mode=$2
+    shift 2
+    local td="$W/t/cbench-$(basename "$dir")-$mode" cmd
+    case $mode in
+    plain) cmd=(cargo bench) ;;
+    entry) cmd=(cargo-lprobe lprobe bench) ;;
+    all) cmd=(cargo-lprobe lprobe bench --lines all) ;;
+    esac
+    (cd "$dir" && CARGO_TARGET_DIR=$td RUSTC_BOOTSTRAP=1 LPROBE_OUTPUT=/dev/null "${cmd[@]}" "$@" 2>/dev/null) |
+        sed -n 's/^test \(.*\) \.\.\. bench: *\([0-9,.]*\) ns\/iter.*/\1 \2/p' | tr -d ','
+}
+
+# Real code: the benchmarks that corpus crates ship, plain `cargo bench` vs `cargo lprobe bench`
+# (entry sites, the default, and every line). humantime (bencher) and ryu (criterion) run on
+# stable; regex-syntax and indexmap's `faststring` use `#![feature(test)]` and run with
+# RUSTC_BOOTSTRAP=1 (this machine has no nightly toolchain).
+bench_corpus() {
+    local corpus=${BENCH_CORPUS:-$W/corpus} reps=${BENCH_CORPUS_REPS:-2}
+    local list="$W/corpus-bench-list.tsv" shared=${BENCH_SHARED:-$root/../shared}
+    awk 'NR == 1 || index(" humantime ryu regex-syntax indexmap ", " " $1 " ")' "$shared/corpus/crates.tsv" >"$list"
+    CORPUS_LIST="$list" CORPUS_LOCKS="$shared/corpus/locks" "$shared/corpus/corpus-fetch" "$corpus" >&2 || true
+    local out="$W/results/corpus-bench.md"
+    {
+        echo "## Real code: corpus crates' own benchmarks, \`cargo bench\` vs \`cargo lprobe bench\`"
+        echo
+        machine
+        echo
+        echo "| crate | benchmarks | entry sites: geomean time ratio | min / max | every line: geomean time ratio | min / max |"
+        echo "|---|---|---|---|---|---|"
+    } | tee "$out"
+    local c name args d r v all_e=() all_a=()
+    for c in ${BENCH_CORPUS_BENCH:-humantime ryu regex-syntax indexmap}; do
+        d=$(ls -d "$corpus/$c"-[0-9]* 2>/dev/null | head -1)
+        [[ -n $d ]] || { log "corpus bench: $c not fetched"; continue; }
+        case $c in
+        ryu) args=(-- --warm-up-time 0.5 --measurement-time 1 --output-format bencher) ;;
+        indexmap) args=(--bench faststring) ;;
+        *) args=() ;;
+        esac
+        for v in plain entry all; do : >"$W/cb-$c-$v"; done
+        for r in $(seq "$reps"); do
+            for v in plain entry all; do
+                log "corpus bench: $c $v #$r"
+                corpus_bench_run "$d" "$v" "${args[@]}" >>"$W/cb-$c-$v"
+            done
+        done
+        # Per benchmark: the fastest of the runs (the least disturbed by other jobs).
+        local stats
+        stats=$({ sed 's/^/1 /' "$W/cb-$c-plain"; sed 's/^/2 /' "$W/cb-$c-entry"; sed 's/^/3 /' "$W/cb-$c-all"; } | awk '
+            { f = $1; k = $2; for (i = 3; i < NF; i++) k = k " " $i; x = $NF + 0
+              if (!((f, k) in m) || x < m[f, k]) m[f, k] = x; if (f == 1) names[k] = 1 }
+            END {
+              for (v = 2; v <= 3; v++) { n = 0; s = 0; lo = 1e9; hi = 0
+                for (k in names) if (((v, k) in m) && m[1, k] > 0 && m[v, k] > 0) {
+                  q = m[v, k] / m[1, k]; s += log(q); n++; if (q < lo) lo = q; if (q > hi) hi = q }
+                if (n) printf "%d %.3f %.3f %.3f ", n, exp(s / n), lo, hi; else printf "0 nan nan nan " }
+            }')
+        read -r ne ge le he na ga la ha <<<"$stats"
+        echo "| $(basename "$d") | $ne | **$ge** | $le / $he | **$ga** | $la / $ha |" | tee -a "$out"
+    done
+    {
+        echo
+        echo "Each crate's \`cargo bench\` (plain), \`cargo lprobe bench\` (entry sites) and \`cargo lprobe bench --lines all\`, alternating, $reps runs each; per benchmark the fastest run's ns/iter, then the ratio instrumented / plain and its geometric mean over the crate's benchmarks. Nothing armed (LPROBE_OUTPUT=/dev/null). ryu: criterion with \`--warm-up-time 0.5 --measurement-time 1 --output-format bencher\`; indexmap: its \`faststring\` bench target. Wall-clock timings by the crates' own harnesses, on a shared 2-core machine: treat differences under ~5% as noise."
+    } | tee -a "$out"
+}
+
 main() {
     local cmds=("$@")
     ((${#cmds[@]})) || cmds=(all)
     local c
     for c in "${cmds[@]}"; do
         case $c in
-        dormant | disarm | armed | build | arming | memory | http) "bench_$c" ;;
+        dormant | disarm | armed | build | arming | memory | http | corpus) "bench_$c" ;;
         all) bench_dormant; bench_disarm; bench_armed; bench_arming; bench_memory; bench_build ;;
-        *) echo "usage: $0 [dormant|disarm|armed|build|arming|memory|http|all]..." >&2; exit 2 ;;
+        *) echo "usage: $0 [dormant|disarm|armed|build|arming|memory|http|corpus|all]..." >&2; exit 2 ;;
         esac
     done
 }
