@@ -118,7 +118,7 @@ step() {
 # older `cargo install`ed cargo-lprobe may sit.
 lp=("$dest/_bin/cargo-lprobe" lprobe test --lines all --report json --locked)
 npass=0 nfail=0
-t_fns=0 t_inst=0 t_caps=0 t_kept=0 t_sites=0 t_placed=0 t_skipped=0
+t_fns=0 t_inst=0 t_caps=0 t_kept=0 t_sites=0 t_placed=0 t_skipped=0 t_const=0
 for id in "${ids[@]}"; do
     [ $clean = 1 ] && rm -rf "$dest/_target/$id"
     bad=() retried=()
@@ -152,15 +152,16 @@ for id in "${ids[@]}"; do
     done
     # coverage from the report
     rep=$dest/_target/$id/lprobe/report.json
-    fns=0 inst=0 caps=0 kept=0 sites=0 placed=0 skipped=0
+    fns=0 inst=0 caps=0 kept=0 sites=0 placed=0 skipped=0 const=0
     if [ -f "$rep" ] && { [ "${S[lbuild]}" = PASS ] || [ "${S[lprobe]}" = PASS ]; }; then
-        read -r fns inst caps kept sites placed skipped < <(jq -r \
+        read -r fns inst caps kept sites placed skipped const < <(jq -r \
             '[ (map(.fns_with_body)|add), (map(.fns_instrumented)|add), (map(.captures)|add),
                (map(.captures_kept)|add), (map(.sites)|add), (map(.sites_placed)|add),
-               (map(.fns_skipped|length)|add) ] | map(. // 0) | @tsv' "$rep")
+               (map(.fns_skipped|length)|add), (map(.fns_const // 0)|add) ] | map(. // 0) | @tsv' "$rep")
     fi
     t_fns=$((t_fns+fns)) t_inst=$((t_inst+inst)) t_caps=$((t_caps+caps)) t_kept=$((t_kept+kept))
     t_sites=$((t_sites+sites)) t_placed=$((t_placed+placed)) t_skipped=$((t_skipped+skipped))
+    t_const=$((t_const+const))
     if [ ${#bad[@]} -eq 0 ]; then
         status=PASS; npass=$((npass+1))
     else
@@ -175,6 +176,6 @@ for id in "${ids[@]}"; do
 done
 
 pct() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.1f%%", 100*a/b; else printf "n/a" }'; }
-echo "totals: fn-entry coverage $(pct $t_inst $t_fns) ($t_inst/$t_fns fns, $t_skipped skipped), capture coverage $(pct $t_kept $t_caps) ($t_kept/$t_caps), sites $t_placed/$t_sites"
+echo "totals: fn-entry coverage $(pct $t_inst $t_fns) ($t_inst/$t_fns fns, $t_skipped skipped, $t_const of them const fn), $(pct $t_inst $((t_fns-t_const))) of the fns that can hold a probe (not const fn), capture coverage $(pct $t_kept $t_caps) ($t_kept/$t_caps), sites $t_placed/$t_sites"
 echo "corpus: $npass passed, $nfail failed of ${#ids[@]}"
 [ $nfail -eq 0 ]
