@@ -195,11 +195,11 @@ pub fn rewrite(
         let mut code = if let (SiteKind::Entry, Some(j)) = (site.kind, merged.get(&i)) {
             let line = first_id + *j as u32;
             format!(
-                " #[allow(unused_mut, unused_variables)] let mut __lprobe_fn = ::{SITES_CRATE}::fn_on({k}); #[allow(unused_mut, unused_variables)] let mut __lprobe_guard = ::{SITES_CRATE}::entry({id}, __lprobe_fn); #[allow(unreachable_code, unused_imports)] if __lprobe_fn {{ use ::{SITES_CRATE}::{{ViaCopy as _, ViaDebug as _, ViaOpaque as _}}; ::{SITES_CRATE}::hit_first({id}, {line}, &mut __lprobe_guard, &["
+                " #[allow(unused_mut, unused_variables)] let mut __lprobe_fn = ::{SITES_CRATE}::fn_on({k}); #[allow(unused_mut, unused_variables)] let mut __lprobe_guard = ::{SITES_CRATE}::entry({id}, __lprobe_fn); #[allow(unreachable_code, unused_imports)] if __lprobe_fn {{ use ::{SITES_CRATE}::{{ViaCopy as _, ViaDebug as _, ViaOpaque as _}}; __lprobe_guard.timed(::{SITES_CRATE}::hit_first({id}, {line}, __lprobe_guard.on(), &["
             )
         } else if site.kind == SiteKind::Entry {
             format!(
-                " #[allow(unused_mut, unused_variables)] let mut __lprobe_fn = ::{SITES_CRATE}::fn_on({k}); #[allow(unused_mut, unused_variables)] let mut __lprobe_guard = ::{SITES_CRATE}::entry({id}, __lprobe_fn); #[allow(unreachable_code, unused_imports)] if __lprobe_guard.on() {{ use ::{SITES_CRATE}::{{ViaCopy as _, ViaDebug as _, ViaOpaque as _}}; ::{SITES_CRATE}::hit_entry({id}, &mut __lprobe_guard, &["
+                " #[allow(unused_mut, unused_variables)] let mut __lprobe_fn = ::{SITES_CRATE}::fn_on({k}); #[allow(unused_mut, unused_variables)] let mut __lprobe_guard = ::{SITES_CRATE}::entry({id}, __lprobe_fn); #[allow(unreachable_code, unused_imports)] if __lprobe_guard.on() {{ use ::{SITES_CRATE}::{{ViaCopy as _, ViaDebug as _, ViaOpaque as _}}; __lprobe_guard.timed(::{SITES_CRATE}::hit_entry({id}, &["
             )
         } else if uses_local {
             format!(
@@ -222,7 +222,12 @@ pub fn rewrite(
             code.push_str(&format!("(&&&::{SITES_CRATE}::W(&{name})).lp().v()"));
             caps.push((name.clone(), start..code.len()));
         }
-        code.push_str("]) } ");
+        // Entry sites pass the call's start time (0: not timed) back to the guard.
+        code.push_str(if site.kind == SiteKind::Entry {
+            "])) } "
+        } else {
+            "]) } "
+        });
         pieces.push((site.offset, code, Some(i), caps));
     }
     // Stable: at one offset, a loop head (pushed first) precedes a probe.
@@ -301,7 +306,7 @@ mod tests {
         // placed where the entry is.
         assert!(rw
             .text
-            .contains("if __lprobe_fn { use ::lprobe_sites::{ViaCopy as _, ViaDebug as _, ViaOpaque as _}; ::lprobe_sites::hit_first(10, 11, &mut __lprobe_guard, &[(&&&::lprobe_sites::W(&a)).lp().v()]) }"));
+            .contains("if __lprobe_fn { use ::lprobe_sites::{ViaCopy as _, ViaDebug as _, ViaOpaque as _}; __lprobe_guard.timed(::lprobe_sites::hit_first(10, 11, __lprobe_guard.on(), &[(&&&::lprobe_sites::W(&a)).lp().v()])) }"));
         assert!(!rw.text.contains("on(11)"));
         assert_eq!(at(1).range, at(0).range);
     }

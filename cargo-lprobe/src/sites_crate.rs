@@ -127,8 +127,8 @@ pub fn entry(i: u32, fn_on: bool) -> Guard {
 #[cold]
 #[inline(never)]
 #[allow(improper_ctypes_definitions)]
-pub extern "C" fn hit_entry(i: u32, g: &mut Guard, v: &[Val<'_>]) {
-    ::probe_runtime::hit_entry(&T, i, g, v)
+pub extern "C" fn hit_entry(i: u32, v: &[Val<'_>]) -> u64 {
+    ::probe_runtime::hit_entry(&T, i, v)
 }
 
 /// An armed function whose entry site and first statement's site are checked together (the
@@ -136,13 +136,16 @@ pub extern "C" fn hit_entry(i: u32, g: &mut Guard, v: &[Val<'_>]) {
 #[cold]
 #[inline(never)]
 #[allow(improper_ctypes_definitions)]
-pub extern "C" fn hit_first(e: u32, l: u32, g: &mut Guard, v: &[Val<'_>]) {
-    if g.on() {
-        ::probe_runtime::hit_entry(&T, e, g, v)
-    }
+pub extern "C" fn hit_first(e: u32, l: u32, entry_on: bool, v: &[Val<'_>]) -> u64 {
+    let t = if entry_on {
+        ::probe_runtime::hit_entry(&T, e, v)
+    } else {
+        0
+    };
     if on(l as usize) {
         ::probe_runtime::hit(&T, l, v)
     }
+    t
 }
 
 #[used]

@@ -201,6 +201,14 @@ impl Guard {
     pub fn on(&self) -> bool {
         self.t != 0
     }
+
+    /// Starts timing the call at `start` (from `hit_entry`; 0: not timed).
+    #[inline(always)]
+    pub fn timed(&mut self, start: u64) {
+        if start != 0 {
+            self.t = start;
+        }
+    }
 }
 
 impl Drop for Guard {
@@ -223,9 +231,13 @@ extern "C" fn guard_exit(table: &'static Table, id: u32, start: u64) {
 /// probe wants it.
 #[cold]
 #[inline(never)]
-pub fn hit_entry(table: &'static Table, id: u32, guard: &mut Guard, vals: &[Val<'_>]) {
+/// Returns the call's start time when it is to be timed, else 0 (see [`Guard::timed`]): the
+/// guard is not passed by reference, so it stays in registers on the dormant path.
+pub fn hit_entry(table: &'static Table, id: u32, vals: &[Val<'_>]) -> u64 {
     if !probe::count_fast(table, id) && probe::hit(table, id, vals) {
-        guard.t = timing::now_ns();
+        timing::now_ns()
+    } else {
+        0
     }
 }
 
