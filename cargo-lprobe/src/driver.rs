@@ -631,6 +631,7 @@ fn write_copy(
                     kind,
                     names,
                     fn_slot: f.first.func + s.context as u32,
+                    timed: s.kind == visit::SiteKind::Entry && s.timed,
                 });
             }
         }

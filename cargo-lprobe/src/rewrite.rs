@@ -192,7 +192,18 @@ pub fn rewrite(
         let uses_local = !site.in_closure && local.get(site.context).copied().unwrap_or(false);
         // An entry site keeps a guard for the whole call (it times the call when a
         // `--duration` probe is armed); a line site is a plain check.
-        let mut code = if let (SiteKind::Entry, Some(j)) = (site.kind, merged.get(&i)) {
+        let timed = site.kind == SiteKind::Entry && site.timed;
+        let mut code = if let (SiteKind::Entry, false, Some(j)) = (site.kind, timed, merged.get(&i))
+        {
+            let line = first_id + *j as u32;
+            format!(
+                " #[allow(unused_mut, unused_variables)] let mut __lprobe_fn = ::{SITES_CRATE}::fn_on({k}); #[allow(unreachable_code, unused_imports)] if __lprobe_fn {{ use ::{SITES_CRATE}::{{ViaCopy as _, ViaDebug as _, ViaOpaque as _}}; ::{SITES_CRATE}::hit_pair({id}, {line}, &["
+            )
+        } else if let (SiteKind::Entry, false) = (site.kind, timed) {
+            format!(
+                " #[allow(unused_mut, unused_variables)] let mut __lprobe_fn = ::{SITES_CRATE}::fn_on({k}); #[allow(unreachable_code, unused_imports)] if __lprobe_fn && ::{SITES_CRATE}::on({id}) {{ use ::{SITES_CRATE}::{{ViaCopy as _, ViaDebug as _, ViaOpaque as _}}; ::{SITES_CRATE}::hit({id}, &["
+            )
+        } else if let (SiteKind::Entry, Some(j)) = (site.kind, merged.get(&i)) {
             let line = first_id + *j as u32;
             format!(
                 " #[allow(unused_mut, unused_variables)] let mut __lprobe_fn = ::{SITES_CRATE}::fn_on({k}); #[allow(unused_mut, unused_variables)] let mut __lprobe_guard = ::{SITES_CRATE}::entry({id}, __lprobe_fn); #[allow(unreachable_code, unused_imports)] if __lprobe_fn {{ use ::{SITES_CRATE}::{{ViaCopy as _, ViaDebug as _, ViaOpaque as _}}; __lprobe_guard.timed(::{SITES_CRATE}::hit_first({id}, {line}, __lprobe_guard.on(), &["
@@ -223,11 +234,7 @@ pub fn rewrite(
             caps.push((name.clone(), start..code.len()));
         }
         // Entry sites pass the call's start time (0: not timed) back to the guard.
-        code.push_str(if site.kind == SiteKind::Entry {
-            "])) } "
-        } else {
-            "]) } "
-        });
+        code.push_str(if timed { "])) } " } else { "]) } " });
         pieces.push((site.offset, code, Some(i), caps));
     }
     // Stable: at one offset, a loop head (pushed first) precedes a probe.
@@ -359,5 +366,19 @@ mod tests {
         let mapped = rw.map_offset(orig);
         assert_eq!(&rw.text[mapped..mapped + 3], "let");
         assert_eq!(fs.sites.len(), 2);
+    }
+
+    #[test]
+    fn an_inline_function_gets_an_entry_check_without_a_guard() {
+        let src = "#[inline]\nfn f(a: u8) -> u8 {\n    a + 1\n}\n";
+        let (fs, rw) = go(src, &Exclusions::default());
+        assert!(!fs.sites[0].timed);
+        assert!(!rw.text.contains("__lprobe_guard"), "{}", rw.text);
+        assert!(
+            rw.text.contains("::lprobe_sites::hit_pair(10, 11, &["),
+            "{}",
+            rw.text
+        );
+        assert!(syn::parse_file(&rw.text).is_ok());
     }
 }

@@ -19,6 +19,8 @@ pub struct SiteRow {
     pub names: Vec<String>,
     /// The site's function (its index in the function flags).
     pub fn_slot: u32,
+    /// An entry site with a guard (`--duration` can time the call).
+    pub timed: bool,
 }
 
 /// The sites crate's package name for `package`.
@@ -68,14 +70,15 @@ pub fn source(
         let names: Vec<String> = r.names.iter().map(|n| format!("{n:?}")).collect();
         let _ = writeln!(
             s,
-            "    Site {{ path: {:?}, line: {}, col: {}, func: {:?}, kind: {:?}, names: &[{}], fn_slot: {} }},",
+            "    Site {{ path: {:?}, line: {}, col: {}, func: {:?}, kind: {:?}, names: &[{}], fn_slot: {}, timed: {} }},",
             r.path,
             r.line,
             r.col,
             r.func,
             r.kind,
             names.join(", "),
-            r.fn_slot
+            r.fn_slot,
+            r.timed
         );
     }
     s.push_str("];\n\n");
@@ -148,6 +151,20 @@ pub extern "C" fn hit_first(e: u32, l: u32, entry_on: bool, v: &[Val<'_>]) -> u6
     t
 }
 
+/// An armed function without an entry guard (`#[inline]`) whose entry site and first
+/// statement's site are checked together: the entry's probes, then the line's.
+#[cold]
+#[inline(never)]
+#[allow(improper_ctypes_definitions)]
+pub extern "C" fn hit_pair(e: u32, l: u32, v: &[Val<'_>]) {
+    if on(e as usize) {
+        ::probe_runtime::hit(&T, e, v)
+    }
+    if on(l as usize) {
+        ::probe_runtime::hit(&T, l, v)
+    }
+}
+
 #[used]
 #[cfg_attr(any(target_os = "linux", target_os = "android", target_os = "freebsd"), link_section = ".init_array")]
 #[cfg_attr(any(target_os = "macos", target_os = "ios"), link_section = "__DATA,__mod_init_func")]
@@ -175,6 +192,7 @@ mod tests {
             kind: "line",
             names: vec!["order".into(), "total".into()],
             fn_slot: 0,
+            timed: false,
         }];
         let src = source(
             "demo-app",
@@ -184,7 +202,7 @@ mod tests {
             &[("src/main.rs".into(), "abc".into())],
         );
         assert!(src.contains("pub static F: [AtomicU8; 1]"));
-        assert!(src.contains("Site { path: \"src/main.rs\", line: 42, col: 5, func: \"demo_app::process\", kind: \"line\", names: &[\"order\", \"total\"], fn_slot: 0 },"));
+        assert!(src.contains("Site { path: \"src/main.rs\", line: 42, col: 5, func: \"demo_app::process\", kind: \"line\", names: &[\"order\", \"total\"], fn_slot: 0, timed: false },"));
         assert!(syn::parse_file(&src).is_ok());
     }
 }

@@ -71,6 +71,10 @@ pub struct Site {
     /// A line site before the first statement of a function body: nothing runs between the
     /// entry site and it, so the rewrite may check both in one out-of-line call.
     pub first_stmt: bool,
+    /// An entry site with a guard that can time the call (`--duration`). Functions the author
+    /// marked `#[inline]` get a plain check instead: the guard's drop on every return path
+    /// would keep them from being inlined.
+    pub timed: bool,
 }
 
 /// The start of a loop body where a function's local armed flag is re-read, so that a loop
@@ -298,6 +302,7 @@ impl<'a> Visitor<'a> {
             bindings: visible.iter().map(|(_, b)| *b).collect(),
             in_closure: self.in_closure > 0,
             first_stmt: false,
+            timed: false,
         });
     }
 
@@ -362,7 +367,11 @@ impl<'a> Visitor<'a> {
         // Entry site: after the opening brace and any inner attributes.
         let entry_at = sig.fn_token.span.start();
         let offset = self.index.offset(inside_block(attrs, block));
+        let entry = self.out.sites.len();
         self.push_site(offset, entry_at, SiteKind::Entry);
+        if let Some(s) = self.out.sites.get_mut(entry) {
+            s.timed = !has_attr(attrs, "inline");
+        }
         let first = self.out.sites.len();
         let first_stmt = block
             .stmts

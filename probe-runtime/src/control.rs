@@ -483,6 +483,16 @@ fn new_probe(st: &mut State, words: &[String], origin: Origin) -> Result<Arc<Pro
                 s.path, s.line, s.func, s.func
             ));
         }
+        if let Some(s) = sites
+            .iter()
+            .filter_map(|(t, id)| t.sites.get(*id as usize))
+            .find(|s| !s.timed)
+        {
+            return Err(format!(
+                "--duration cannot time {}: it is marked #[inline], and its entry has no timing guard (one would keep it from being inlined). Time a caller, or use --tictoc between two of its lines",
+                s.func
+            ));
+        }
     }
     let split = sites.len();
     if let Some(end) = &spec.actions.tictoc {

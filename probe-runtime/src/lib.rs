@@ -45,6 +45,9 @@ pub struct Site {
     pub names: &'static [&'static str],
     /// Index of the site's function in `Table::fn_flags`.
     pub fn_slot: u32,
+    /// An entry site whose function keeps a guard, so `--duration` can time its calls
+    /// (functions marked `#[inline]` have none: it would keep them from being inlined).
+    pub timed: bool,
 }
 
 /// The sites of one instrumented package.

@@ -161,6 +161,7 @@ mod tests {
             kind: "entry",
             names: &[],
             fn_slot: 0,
+            timed: false,
         },
         Site {
             path: "app/src/main.rs",
@@ -170,6 +171,7 @@ mod tests {
             kind: "line",
             names: &["x"],
             fn_slot: 0,
+            timed: false,
         },
         Site {
             path: "app/src/billing.rs",
@@ -179,6 +181,7 @@ mod tests {
             kind: "entry",
             names: &[],
             fn_slot: 0,
+            timed: false,
         },
     ];
     static TABLE: Table = Table {

@@ -257,6 +257,7 @@ mod tests {
                 kind: "line",
                 names: &[],
                 fn_slot: 0,
+                timed: false,
             })
             .collect();
         let flags: Vec<AtomicU8> = (0..n).map(|_| AtomicU8::new(0)).collect();

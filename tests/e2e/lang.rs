@@ -421,3 +421,21 @@ fn a_first_statement_and_its_function_entry_are_separate_probes() {
         (of(&records(&r), &line).len() > before + 2).then_some(())
     });
 }
+
+#[test]
+fn an_inline_function_logs_but_refuses_duration() {
+    // `#[inline]` functions get an entry check without the timing guard (it would keep them
+    // from being inlined): probes work, `--duration` is refused with the reason.
+    let r = app(&[("LANG_INTERVAL_MS", "1")]);
+    let out = lprobe(&r, &["arm", "fn:lang_app::double", "--duration"]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("#[inline]") && err.contains("lang_app::double"),
+        "{err}"
+    );
+    let p = arm(&r, &["fn:lang_app::stage_one", "--duration"]);
+    wait_for(std::time::Duration::from_secs(10), "durations", || {
+        (probe_status(&r, &p)["hits"].as_u64()? > 0).then_some(())
+    });
+}
