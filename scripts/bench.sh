@@ -698,7 +698,7 @@ corpus_bench_run() {
     entry) cmd=(cargo-lprobe lprobe bench) ;;
     all) cmd=(cargo-lprobe lprobe bench --lines all) ;;
     esac
-    (cd "$dir" && CARGO_TARGET_DIR=$td RUSTC_BOOTSTRAP=1 LPROBE_OUTPUT=/dev/null "${cmd[@]}" "$@" 2>/dev/null) |
+    { (cd "$dir" && CARGO_TARGET_DIR=$td RUSTC_BOOTSTRAP=1 LPROBE_OUTPUT=/dev/null "${cmd[@]}" "$@" 2>/dev/null) || log "corpus bench: $mode run of $(basename "$dir") failed"; } |
         sed -n 's/^test \(.*\) \.\.\. bench: *\([0-9,.]*\) ns\/iter.*/\1 \2/p' | tr -d ','
 }
 
@@ -725,7 +725,7 @@ bench_corpus() {
         d=$(ls -d "$corpus/$c"-[0-9]* 2>/dev/null | head -1)
         [[ -n $d ]] || { log "corpus bench: $c not fetched"; continue; }
         case $c in
-        ryu) args=(-- --warm-up-time 0.5 --measurement-time 1 --output-format bencher) ;;
+        ryu) args=(--bench bench -- --warm-up-time 0.5 --measurement-time 1 --output-format bencher) ;;
         indexmap) args=(--bench faststring) ;;
         *) args=() ;;
         esac
@@ -752,7 +752,7 @@ bench_corpus() {
     done
     {
         echo
-        echo "Each crate's \`cargo bench\` (plain), \`cargo lprobe bench\` (entry sites) and \`cargo lprobe bench --lines all\`, alternating, $reps runs each; per benchmark the fastest run's ns/iter, then the ratio instrumented / plain and its geometric mean over the crate's benchmarks. Nothing armed (LPROBE_OUTPUT=/dev/null). ryu: criterion with \`--warm-up-time 0.5 --measurement-time 1 --output-format bencher\`; indexmap: its \`faststring\` bench target. Wall-clock timings by the crates' own harnesses, on a shared 2-core machine: treat differences under ~5% as noise."
+        echo "Each crate's \`cargo bench\` (plain), \`cargo lprobe bench\` (entry sites) and \`cargo lprobe bench --lines all\`, alternating, $reps runs each; per benchmark the fastest run's ns/iter, then the ratio instrumented / plain and its geometric mean over the crate's benchmarks. Nothing armed (LPROBE_OUTPUT=/dev/null). ryu: criterion (\`--bench bench -- --warm-up-time 0.5 --measurement-time 1 --output-format bencher\`); indexmap: its \`faststring\` bench target. Wall-clock timings by the crates' own harnesses, on a shared 2-core machine: treat differences under ~5% as noise."
     } | tee -a "$out"
 }
 
