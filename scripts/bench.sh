@@ -254,19 +254,21 @@ bench_disarm() {
 }
 
 # ---------------------------------------------------------------------------------------------
-# armed_run HOW EXE CALLS THREADS [ARM ARGS...]: HOW native|callgrind. Starts bench-armed, arms
-# `fn:bench_armed::target` with ARM ARGS through the socket (none: stays dormant), checks that
-# `lprobe status` shows it armed, lets the timed loop start, then reads the probe's counters.
-# Prints "VALUE HITS EMITTED DROPPED": VALUE is the mean thread-CPU ns per call (native) or the
-# Ir collected inside bench_armed::run (callgrind).
+# armed_run HOW EXE CALLS THREADS PACE [ARM ARGS...]: HOW native|callgrind. Starts bench-armed
+# (PACE: µs to wait after each call, empty: none), arms `fn:bench_armed::target` with ARM ARGS
+# through the socket (none: stays dormant), checks that `lprobe status` shows it armed, lets the
+# timed loop start, then reads the probe's counters. Prints "VALUE HITS EMITTED DROPPED": VALUE
+# is the mean thread-CPU ns per call (native; paced: the time inside the calls) or the Ir
+# collected inside bench_armed::run (callgrind; paced: inside bench_armed::target).
 armed_run() {
-    local how=$1 exe=$2 calls=$3 threads=$4 d="$W/armed-run"
-    shift 4
+    local how=$1 exe=$2 calls=$3 threads=$4 pace=$5 d="$W/armed-run"
+    shift 5
     rm -rf "$d"
     mkdir -p "$d"
-    local pre=()
-    [[ $how == callgrind ]] && pre=(valgrind --tool=callgrind --callgrind-out-file="$d/cg.out" --toggle-collect=bench_armed::run)
-    LPROBE_OUTPUT=/dev/null LPROBE_BUDGET=1000000000000 "${pre[@]}" "$exe" "$calls" "$threads" "$d" >/dev/null 2>"$d/err" &
+    local pre=() toggle=bench_armed::run field=cpu_ns_per_call
+    [[ -n $pace ]] && toggle=bench_armed::target field=in_call_ns
+    [[ $how == callgrind ]] && pre=(valgrind --tool=callgrind --callgrind-out-file="$d/cg.out" --toggle-collect=$toggle)
+    BENCH_PACE_US=$pace LPROBE_OUTPUT=/dev/null LPROBE_BUDGET=1000000000000 "${pre[@]}" "$exe" "$calls" "$threads" "$d" >/dev/null 2>"$d/err" &
     local pid=$! hits=0 emitted=0 dropped=0
     wait_socket "$pid"
     if (($#)); then
@@ -284,7 +286,7 @@ armed_run() {
     if [[ $how == callgrind ]]; then
         v=$(sed -n 's/.*Collected : \([0-9]*\).*/\1/p' "$d/err" | tail -1)
     else
-        v=$(sed -n 's/.*cpu_ns_per_call=\([0-9.]*\).*/\1/p' "$d/err" | awk '{s += $1} END {printf "%.2f", s / NR}')
+        v=$(sed -n "s/.*$field=\([0-9.]*\).*/\1/p" "$d/err" | awk '{s += $1} END {printf "%.2f", s / NR}')
     fi
     echo "$v $hits $emitted $dropped"
 }
@@ -294,13 +296,17 @@ bench_armed() {
     plain=$(build_variant "$fx" bench-armed plain)
     exe=$(build_variant "$fx" bench-armed entry)
     local big=(--rate 1000000/s --max-hits 1000000000)
-    # name | calls (native) | calls (callgrind) | threads | arm arguments
+    # name | calls (native) | calls (callgrind) | threads | pace (µs) | arm arguments
+    # Paced cases wait after each call so the output thread keeps up (the steady state of a
+    # rate-limited probe); the others call back to back (the queue fills: a burst).
     local cases=(
-        "count|20000000|200000|1|--count"
-        "count, 2 threads|10000000||2|--count"
-        "false condition|5000000|100000|1|--log x={x} --if 'x > 1000000000'"
-        "log, 2 values|200000|20000|1|--log 'x={x} label={label}' ${big[*]}"
-        "snapshot, 3 values + stack|20000|2000|1|--snapshot ${big[*]}"
+        "count|20000000|200000|1||--count"
+        "count, 2 threads|10000000||2||--count"
+        "false condition|5000000|100000|1||--log x={x} --if 'x > 1000000000'"
+        "log, 2 values, steady|50000|5000|1|10|--log 'x={x} label={label}' ${big[*]}"
+        "log, 2 values, burst|200000|20000|1||--log 'x={x} label={label}' ${big[*]}"
+        "snapshot, 3 values + stack, steady|5000|1000|1|50|--snapshot ${big[*]}"
+        "snapshot, 3 values + stack, burst|20000|2000|1||--snapshot ${big[*]}"
     )
     local plain_ns
     plain_ns=$(for r in $(seq "$REPS"); do "$plain" 20000000 1 2>&1 >/dev/null | sed -n 's/.*cpu_ns_per_call=\([0-9.]*\).*/\1/p'; done | median)
@@ -314,13 +320,13 @@ bench_armed() {
         echo "|---|---|---|---|---|---|---|"
     } | tee "$out"
     for c in "${cases[@]}"; do
-        IFS='|' read -r name calls cgcalls threads args <<<"$c"
+        IFS='|' read -r name calls cgcalls threads pace args <<<"$c"
         eval "local argv=($args)"
         log "armed: $name"
         local dn=() an=() last=""
         for r in $(seq "$REPS"); do
-            dn+=("$(armed_run native "$exe" "$calls" "$threads" | cut -d' ' -f1)")
-            last=$(armed_run native "$exe" "$calls" "$threads" "${argv[@]}")
+            dn+=("$(armed_run native "$exe" "$calls" "$threads" "$pace" | cut -d' ' -f1)")
+            last=$(armed_run native "$exe" "$calls" "$threads" "$pace" "${argv[@]}")
             an+=("${last%% *}")
         done
         local dm am irph="-"
@@ -328,9 +334,10 @@ bench_armed() {
         am=$(printf '%s\n' "${an[@]}" | median)
         if [[ -n $cgcalls ]]; then
             local i0 i1
-            i0=$(armed_run callgrind "$exe" "$cgcalls" 1 | cut -d' ' -f1)
-            i1=$(armed_run callgrind "$exe" "$cgcalls" 1 "${argv[@]}" | cut -d' ' -f1)
-            cp "$W/armed-run/cg.out" "$W/results/armed-${name%%,*}.callgrind" 2>/dev/null || true
+            i0=$(armed_run callgrind "$exe" "$cgcalls" 1 "$pace" | cut -d' ' -f1)
+            i1=$(armed_run callgrind "$exe" "$cgcalls" 1 "$pace" "${argv[@]}" | cut -d' ' -f1)
+            local file=${name//, /-}
+            cp "$W/armed-run/cg.out" "$W/results/armed-${file// /-}.callgrind" 2>/dev/null || true
             irph=$(awk -v a="$i1" -v b="$i0" -v n="$cgcalls" 'BEGIN {printf "%.0f", (a - b) / n}')
         fi
         local h e dr
@@ -339,7 +346,7 @@ bench_armed() {
     done
     {
         echo
-        echo "Plain (uninstrumented) build: $plain_ns CPU ns/call. ns per hit = armed − dormant thread-CPU ns per call (same instrumented binary, medians of $REPS alternating runs; CPU time of each calling thread from /proc/thread-self/schedstat, averaged over threads). The program waits for a go-file; the driver creates it after \`lprobe arm\` returned and \`lprobe status --json\` shows the probe \`armed\`. Environment: LPROBE_OUTPUT=/dev/null, LPROBE_BUDGET=10^12. Ir per hit: callgrind, (armed − dormant) Ir inside \`run\` / calls (single thread; per-function profiles in \`\$BENCH_DIR/results/armed-*.callgrind\`)."
+        echo "Plain (uninstrumented) build: $plain_ns CPU ns/call. ns per hit = armed − dormant thread-CPU ns per call (same instrumented binary, medians of $REPS alternating runs; CPU time of each calling thread from /proc/thread-self/schedstat, averaged over threads). The program waits for a go-file; the driver creates it after \`lprobe arm\` returned and \`lprobe status --json\` shows the probe \`armed\`. Environment: LPROBE_OUTPUT=/dev/null, LPROBE_BUDGET=10^12. Ir per hit: callgrind, (armed − dormant) Ir inside \`run\` / calls (single thread; per-function profiles in \`\$BENCH_DIR/results/armed-*.callgrind\`). *steady* rows: \`BENCH_PACE_US\` (the pace column) makes each call wait that long after returning (yielding the CPU), so the output thread keeps up and records are reused, as under a probe's rate limit; their ns are the time inside the calls alone (\`in_call_ns\`: two clock reads around each call, the same dormant and armed) and their Ir are counted inside \`target\` only. *burst* rows call back to back: the queue fills and most records are refused (dropped before any capturing), so their per-hit figure mixes emitted and refused hits."
     } | tee -a "$out"
 }
 

@@ -25,6 +25,8 @@ pub(crate) const MAX_SNAPSHOT: usize = 64 * 1024;
 pub(crate) enum Captured {
     /// A primitive read directly (no `Debug` formatting, no parsing).
     Prim(Value),
+    /// A short string read directly, kept inline (no allocation on the application thread).
+    Short(ShortStr),
     /// Complete `{:?}` text.
     Text(String),
     /// `{:?}` text cut at `MAX_VALUE_TEXT`.
@@ -122,8 +124,15 @@ impl Captured {
         let Some(dbg) = val.dbg else {
             return Captured::Opaque((val.ty)());
         };
-        if let Some(v) = primitive(dbg, (val.ty)()) {
-            return Captured::Prim(v);
+        match scalar(dbg, (val.ty)()) {
+            Some(Scalar::Str(s)) => {
+                return match ShortStr::new(s) {
+                    Some(short) => Captured::Short(short),
+                    None => Captured::Prim(Value::Str(s.to_owned())),
+                }
+            }
+            Some(s) => return Captured::Prim(s.to_value()),
+            None => {}
         }
         let mut w = Bounded {
             buf: String::new(),
@@ -150,6 +159,7 @@ impl Captured {
     pub(crate) fn to_value(&self) -> Value {
         match self {
             Captured::Prim(v) => v.clone(),
+            Captured::Short(s) => Value::Str(s.as_str().to_owned()),
             Captured::Text(t) => {
                 let mut v = value::parse_debug(t);
                 v.redact(&is_secret);
@@ -169,22 +179,48 @@ impl Captured {
         match self {
             Captured::Text(t) | Captured::Cut(t) | Captured::Panicked(t) => t.len(),
             Captured::Prim(Value::Str(t)) => t.len() + 2,
+            Captured::Short(s) => usize::from(s.len) + 2,
             _ => 16,
         }
     }
 }
 
-/// Reads a value of a primitive type (or `&str`, `String`, or references to them) directly,
-/// without running `Debug` and parsing its text. `ty` is `type_name` of the value's type.
-fn primitive(dbg: &dyn std::fmt::Debug, ty: &str) -> Option<Value> {
-    Some(match scalar(dbg, ty)? {
-        Scalar::Int(i) => Value::Int(i),
-        Scalar::Float(f) => Value::Float(f),
-        Scalar::Bool(b) => Value::Bool(b),
-        Scalar::Char(c) => Value::Char(c),
-        Scalar::Str(s) => Value::Str(s.to_owned()),
-    })
+/// Longest string kept inline in a [`Captured::Short`] (the size of `Captured` is set by
+/// its `Value`, so this costs no space).
+const SHORT: usize = 30;
+
+/// A string of at most [`SHORT`] bytes, stored inline.
+#[derive(Clone, Copy)]
+pub(crate) struct ShortStr {
+    len: u8,
+    buf: [u8; SHORT],
 }
+
+impl ShortStr {
+    fn new(s: &str) -> Option<ShortStr> {
+        let mut buf = [0; SHORT];
+        buf.get_mut(..s.len())?.copy_from_slice(s.as_bytes());
+        Some(ShortStr {
+            len: s.len() as u8,
+            buf,
+        })
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        // Always a whole `&str` copied in `new`; the fallback is never taken.
+        std::str::from_utf8(self.buf.get(..usize::from(self.len)).unwrap_or_default())
+            .unwrap_or_default()
+    }
+}
+
+impl std::fmt::Debug for ShortStr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+/// The values a record carries to the output thread, in capture order.
+pub(crate) type Vals = Vec<(&'static str, Captured)>;
 
 /// A captured primitive read in place (see [`scalar_of`]).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -194,6 +230,18 @@ pub(crate) enum Scalar<'a> {
     Bool(bool),
     Char(char),
     Str(&'a str),
+}
+
+impl Scalar<'_> {
+    pub(crate) fn to_value(self) -> Value {
+        match self {
+            Scalar::Int(i) => Value::Int(i),
+            Scalar::Float(f) => Value::Float(f),
+            Scalar::Bool(b) => Value::Bool(b),
+            Scalar::Char(c) => Value::Char(c),
+            Scalar::Str(s) => Value::Str(s.to_owned()),
+        }
+    }
 }
 
 /// Reads a captured value in place if it is a primitive (no `Debug`, no allocation); `None`
@@ -246,38 +294,35 @@ fn scalar<'a>(dbg: &'a dyn std::fmt::Debug, ty: &str) -> Option<Scalar<'a>> {
     }
 }
 
-/// The kind-specific part of a record that the output thread writes.
+/// The kind-specific part of a record that the output thread writes (over the record's
+/// values).
+#[derive(Default)]
 pub(crate) enum Body {
     /// Nothing more (the record's JSON is complete).
+    #[default]
     None,
     /// `"msg"`: the template rendered over the values.
-    Log {
-        template: Arc<Template>,
-        vals: Vec<(&'static str, Captured)>,
-    },
+    Log { template: Arc<Template> },
     /// `"vars"`: every value, structured, within the limits.
-    Vars {
-        vals: Vec<(&'static str, Captured)>,
-        limits: Limits,
-    },
+    Vars { limits: Limits },
 }
 
 impl Body {
     /// Bytes this body will take, roughly (for the output budget).
-    pub(crate) fn size(&self) -> usize {
+    pub(crate) fn size(&self, vals: &[(&str, Captured)]) -> usize {
         match self {
             Body::None => 0,
-            Body::Log { vals, .. } | Body::Vars { vals, .. } => {
+            Body::Log { .. } | Body::Vars { .. } => {
                 vals.iter().map(|(n, c)| n.len() + c.len() + 4).sum()
             }
         }
     }
 
     /// Appends the body's fields (`,"msg":…` or `,"vars":{…}`) to a record.
-    pub(crate) fn write(self, out: &mut String) {
+    pub(crate) fn write(self, vals: &[(&str, Captured)], out: &mut String) {
         match self {
             Body::None => {}
-            Body::Log { template, vals } => {
+            Body::Log { template } => {
                 let values: Vec<(&str, Value)> =
                     vals.iter().map(|(n, c)| (*n, c.to_value())).collect();
                 let mut msg = String::new();
@@ -297,7 +342,7 @@ impl Body {
                 out.push_str(",\"msg\":");
                 json::push_str(out, &msg);
             }
-            Body::Vars { vals, limits } => {
+            Body::Vars { limits } => {
                 out.push_str(",\"vars\":{");
                 let start = out.len();
                 for (i, (name, c)) in vals.iter().enumerate() {
@@ -360,6 +405,33 @@ pub(crate) fn is_secret(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn take_str(s: &str) -> Captured {
+        Captured::take(
+            false,
+            &Val {
+                dbg: Some(&s),
+                ty: std::any::type_name::<&str>,
+            },
+        )
+    }
+
+    #[test]
+    fn short_strings_are_kept_inline_and_long_ones_allocated() {
+        let at_limit = "é".repeat(SHORT / 2);
+        assert!(matches!(take_str(&at_limit), Captured::Short(s) if s.as_str() == at_limit));
+        let over = format!("{at_limit}x");
+        assert!(matches!(take_str(&over), Captured::Prim(Value::Str(s)) if s == over));
+        assert!(matches!(take_str(""), Captured::Short(s) if s.as_str().is_empty()));
+        let c = take_str("a\"b");
+        assert_eq!(c.to_value(), Value::Str("a\"b".into()));
+        assert_eq!(c.len(), 5);
+        // Inline text costs the capture no size: `Value` sets it.
+        assert_eq!(
+            std::mem::size_of::<Captured>(),
+            std::mem::size_of::<Value>()
+        );
+    }
 
     #[test]
     fn secrets_match_fragments_in_any_case() {
@@ -467,21 +539,19 @@ mod tests {
         ];
         let mut out = String::new();
         Body::Vars {
-            vals: vec![("order", vals[0].clone()), ("password", vals[1].clone())],
             limits: Limits::default(),
         }
-        .write(&mut out);
+        .write(
+            &[("order", vals[0].clone()), ("password", vals[1].clone())],
+            &mut out,
+        );
         assert_eq!(
             out,
             r#","vars":{"order":[7,"bob"],"password":"<redacted>"}"#
         );
         let t = Arc::new(crate::template::parse("id={order.0}").expect("template"));
         let mut out = String::new();
-        Body::Log {
-            template: t,
-            vals: vec![("order", vals[0].clone())],
-        }
-        .write(&mut out);
+        Body::Log { template: t }.write(&[("order", vals[0].clone())], &mut out);
         assert_eq!(out, r#","msg":"id=7""#);
     }
 }

@@ -505,7 +505,10 @@ impl Probe {
     /// Whether one more record fits in this second's rate.
     fn take_rate(&self, now: u64) -> bool {
         let second = now / 1_000_000_000 + 1;
-        if self.rate_window.swap(second, Ordering::Relaxed) != second {
+        // A plain load first: the read-modify-write only once per second.
+        if self.rate_window.load(Ordering::Relaxed) != second
+            && self.rate_window.swap(second, Ordering::Relaxed) != second
+        {
             self.rate_used.store(0, Ordering::Relaxed);
         }
         self.rate_used.fetch_add(1, Ordering::Relaxed) < self.spec.rate
@@ -625,24 +628,31 @@ impl Probe {
             } else if !self.take_rate(now) {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
                 self.note_limit(LIMIT_RATE);
+            } else if sink::refuse_full() {
+                // Both records of a log-and-snapshot probe would have been refused.
+                let n = u64::from(self.spec.actions.log.is_some())
+                    + u64::from(self.spec.actions.snapshot);
+                self.dropped.fetch_add(n, Ordering::Relaxed);
+                self.note_limit(LIMIT_QUEUE);
             } else {
                 if let Some(t) = &self.spec.actions.log {
                     let mut r = self.record(table, id, "log", now);
                     r.body = Body::Log {
                         template: t.clone(),
-                        vals: hit.take(
-                            |i, name| self.logs(idx, i, name),
-                            self.spec.actions.snapshot,
-                        ),
                     };
+                    hit.take(
+                        |i, name| self.logs(idx, i, name),
+                        self.spec.actions.snapshot,
+                        &mut r.vals,
+                    );
                     self.send(r);
                 }
                 if self.spec.actions.snapshot {
                     let mut r = self.record(table, id, "snapshot", now);
                     r.body = Body::Vars {
-                        vals: hit.take(|_, _| true, false),
                         limits: self.spec.limits,
                     };
+                    hit.take(|_, _| true, false, &mut r.vals);
                     r.stack = Some((crate::stack::capture(), site.func));
                     self.send(r);
                 }
@@ -655,7 +665,7 @@ impl Probe {
         false
     }
 
-    fn send(&self, r: Record) {
+    fn send(&self, r: Box<Record>) {
         match sink::emit(r) {
             Ok(()) => {
                 self.emitted.fetch_add(1, Ordering::Relaxed);
@@ -675,7 +685,7 @@ impl Probe {
         id: u32,
         kind: &'static str,
         ns: u64,
-    ) -> Record {
+    ) -> Box<Record> {
         Record::new(
             self.id.clone(),
             Some(sink::Head {
@@ -811,17 +821,15 @@ pub(crate) fn exit(table: &'static Table, id: u32, start: u64) {
     let _ = IN_HIT.try_with(|c| c.set(false));
 }
 
-/// Captures cached inline per hit (more spill to the heap).
-const INLINE_CAPTURES: usize = 8;
-
-/// The captured values of one hit, each formatted at most once, on demand.
+/// One hit's captured values, formatted at most once each. The cache is only filled when a
+/// second consumer will read a value (a condition and a log, or a log and a snapshot): a plain
+/// log hit allocates nothing here.
 struct Hit<'v, 'a> {
     names: &'static [&'static str],
     vals: &'v [Val<'a>],
     /// Bit `i` set: capture `i` is secret (names past 64 are checked at the hit).
     secret: u64,
-    cache: RefCell<[Option<Captured>; INLINE_CAPTURES]>,
-    spill: RefCell<Vec<Option<Captured>>>,
+    cache: RefCell<Vec<Option<Captured>>>,
 }
 
 impl<'v, 'a> Hit<'v, 'a> {
@@ -830,37 +838,21 @@ impl<'v, 'a> Hit<'v, 'a> {
             names,
             vals,
             secret,
-            cache: RefCell::new(Default::default()),
-            spill: RefCell::new(Vec::new()),
+            cache: RefCell::new(Vec::new()),
         }
     }
 
     fn cached(&self, i: usize) -> Option<Captured> {
-        if i < INLINE_CAPTURES {
-            self.cache.borrow().get(i).cloned().flatten()
-        } else {
-            self.spill
-                .borrow()
-                .get(i - INLINE_CAPTURES)
-                .cloned()
-                .flatten()
-        }
+        self.cache.borrow().get(i).cloned().flatten()
     }
 
     fn store(&self, i: usize, c: Captured) {
-        if i < INLINE_CAPTURES {
-            if let Some(slot) = self.cache.borrow_mut().get_mut(i) {
-                *slot = Some(c);
-            }
-        } else {
-            let mut spill = self.spill.borrow_mut();
-            let j = i - INLINE_CAPTURES;
-            if spill.len() <= j {
-                spill.resize(j + 1, None);
-            }
-            if let Some(slot) = spill.get_mut(j) {
-                *slot = Some(c);
-            }
+        let mut cache = self.cache.borrow_mut();
+        if cache.len() <= i {
+            cache.resize(i + 1, None);
+        }
+        if let Some(slot) = cache.get_mut(i) {
+            *slot = Some(c);
         }
     }
 
@@ -890,15 +882,15 @@ impl<'v, 'a> Hit<'v, 'a> {
         self.captured(i, true).map(|c| c.to_value())
     }
 
-    /// The captures `wanted(index, name)` selects, for the output thread; `keep` when
-    /// another record of this hit will take them too.
+    /// Appends the captures `wanted(index, name)` selects to `out`, for the output thread;
+    /// `keep` when another record of this hit will take them too.
     fn take(
         &self,
         wanted: impl Fn(usize, &str) -> bool,
         keep: bool,
-    ) -> Vec<(&'static str, Captured)> {
+        out: &mut crate::capture::Vals,
+    ) {
         let n = self.names.len().min(self.vals.len());
-        let mut out = Vec::new();
         for (i, name) in self.names.iter().enumerate().take(n) {
             if wanted(i, name) {
                 if let Some(c) = self.captured(i, keep) {
@@ -906,7 +898,6 @@ impl<'v, 'a> Hit<'v, 'a> {
                 }
             }
         }
-        out
     }
 }
 

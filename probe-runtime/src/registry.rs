@@ -5,7 +5,7 @@
 //! (a hit that meets a swap in progress is dropped and counted).
 
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Once, RwLock};
 
 use crate::probe::Probe;
@@ -128,6 +128,13 @@ pub(crate) fn try_lock() -> Option<MutexGuard<'static, State>> {
     }
 }
 
+/// Whether the armed map has any site (the output thread polls only then).
+static ANY_ARMED: AtomicBool = AtomicBool::new(false);
+
+pub(crate) fn any_armed() -> bool {
+    ANY_ARMED.load(Ordering::Relaxed)
+}
+
 /// Generation of the armed map: bumped after each rebuild has published its map.
 static GENERATION: AtomicU64 = AtomicU64::new(0);
 
@@ -175,6 +182,7 @@ pub(crate) fn rebuild(state: &mut State) {
             }
         }
     }
+    ANY_ARMED.store(!armed.is_empty(), Ordering::Relaxed);
     let map = ArmedMap::build(&state.tables, armed);
     let map = Arc::new(map);
     {

@@ -3,6 +3,10 @@
 //!
 //! **Invariant:** application threads only `try_send`: a full queue drops the record and
 //! counts it, it never blocks. The queue holds at most `$LPROBE_QUEUE` records (default 4096).
+//! Records are boxed and reused: the output thread hands a written record (and its values'
+//! buffer) back to a bounded pool, so in the steady state an application thread allocates
+//! nothing per record (an allocation here would be freed on the output thread, which glibc's
+//! per-thread caches do not serve).
 
 use std::backtrace::Backtrace;
 use std::fmt::Write as _;
@@ -10,11 +14,11 @@ use std::fs::OpenOptions;
 use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError, TrySendError};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use crate::capture::Body;
+use crate::capture::{Body, Vals};
 use crate::registry::DROPPED_TOTAL;
 
 /// A record on its way out. The application thread stores what it must (the time, the
@@ -30,6 +34,8 @@ pub(crate) struct Record {
     pub json: String,
     /// The kind-specific part the output thread writes (message, values).
     pub body: Body,
+    /// The captured values `body` writes (kept with its capacity when the record is reused).
+    pub vals: Vals,
     /// A stack to symbolize (`None` inside: it could not be captured without waiting), and
     /// the probed function's path (names the innermost frame).
     pub stack: Option<(Option<Backtrace>, &'static str)>,
@@ -43,16 +49,47 @@ pub(crate) struct Head {
     pub thread: std::thread::Thread,
 }
 
+/// Written records kept for reuse (see the module docs). Bounded: at most `POOL_MAX` records,
+/// whose value buffers hold at most `POOL_VALS` values.
+static POOL: Mutex<Vec<Box<Record>>> = Mutex::new(Vec::new());
+const POOL_MAX: usize = 256;
+const POOL_VALS: usize = 32;
+
 impl Record {
-    /// A record of `probe` made at `ns` ([`crate::timing::now_ns`]).
-    pub(crate) fn new(probe: Arc<str>, head: Option<Head>, ns: u64) -> Record {
-        Record {
+    /// A record of `probe` made at `ns` ([`crate::timing::now_ns`]): a reused one when the
+    /// pool has one and its lock is free (an application thread never waits for it).
+    pub(crate) fn new(probe: Arc<str>, head: Option<Head>, ns: u64) -> Box<Record> {
+        if let Some(mut r) = POOL.try_lock().ok().and_then(|mut pool| pool.pop()) {
+            r.probe = probe;
+            r.ns = ns;
+            r.head = head;
+            return r;
+        }
+        Box::new(Record {
             probe,
             ns,
             head,
             json: String::new(),
             body: Body::None,
+            vals: Vals::new(),
             stack: None,
+        })
+    }
+
+    /// Empties a written record and keeps it for reuse (the output thread).
+    fn recycle(mut self: Box<Record>) {
+        if self.vals.capacity() > POOL_VALS || self.json.capacity() > 1024 {
+            return;
+        }
+        self.head = None;
+        self.json.clear();
+        self.body = Body::None;
+        self.vals.clear();
+        self.stack = None;
+        if let Ok(mut pool) = POOL.lock() {
+            if pool.len() < POOL_MAX {
+                pool.push(self);
+            }
         }
     }
 }
@@ -80,9 +117,11 @@ fn write_head(out: &mut String, probe: &str, h: &Head) {
     }
 }
 
-static QUEUE: OnceLock<SyncSender<Record>> = OnceLock::new();
+static QUEUE: OnceLock<SyncSender<Box<Record>>> = OnceLock::new();
 /// Records queued and not yet written (lets exit wait for the queue to drain).
 static PENDING: AtomicUsize = AtomicUsize::new(0);
+/// The queue's capacity (0 until the output thread starts).
+static CAPACITY: AtomicUsize = AtomicUsize::new(0);
 /// Records dropped because the queue was full.
 pub(crate) static QUEUE_DROPS: AtomicU64 = AtomicU64::new(0);
 
@@ -131,20 +170,35 @@ pub(crate) fn budget_spent(now: u64) -> bool {
 /// Takes `n` bytes from this second's budget.
 fn take_budget(n: u64, now: u64) -> bool {
     let second = now / 1_000_000_000 + 1;
-    if BUDGET_SECOND.swap(second, Ordering::Relaxed) != second {
+    // A plain load first: the read-modify-write only once per second.
+    if BUDGET_SECOND.load(Ordering::Relaxed) != second
+        && BUDGET_SECOND.swap(second, Ordering::Relaxed) != second
+    {
         BUDGET_USED.store(0, Ordering::Relaxed);
     }
     BUDGET_USED.fetch_add(n, Ordering::Relaxed) + n <= budget()
 }
 
 /// Queues a record, or says which limit dropped it (`probe::LIMIT_*`).
-pub(crate) fn emit(r: Record) -> Result<(), u8> {
+/// True (and the drop counted) when the queue is full, so a record made now would be refused:
+/// checked before a record is built, so a saturated queue costs the application thread no
+/// capturing. (`PENDING` also counts the record being written: one more than the channel holds.)
+pub(crate) fn refuse_full() -> bool {
+    let full = PENDING.load(Ordering::Relaxed) > CAPACITY.load(Ordering::Relaxed);
+    if full {
+        QUEUE_DROPS.fetch_add(1, Ordering::Relaxed);
+        DROPPED_TOTAL.fetch_add(1, Ordering::Relaxed);
+    }
+    full
+}
+
+pub(crate) fn emit(r: Box<Record>) -> Result<(), u8> {
     let Some(q) = QUEUE.get() else {
         DROPPED_TOTAL.fetch_add(1, Ordering::Relaxed);
         return Err(crate::probe::LIMIT_QUEUE);
     };
     // A stack is not formatted yet: count it at a typical size.
-    let size = (r.json.len() + r.body.size()) as u64
+    let size = (r.json.len() + r.body.size(&r.vals)) as u64
         + if r.head.is_some() { 160 } else { 40 }
         + if r.stack.is_some() { 1024 } else { 0 };
     if !take_budget(size, r.ns) {
@@ -216,21 +270,50 @@ pub(crate) fn start() -> std::io::Result<()> {
     if QUEUE.set(tx).is_err() {
         return Ok(());
     }
+    CAPACITY.store(cap, Ordering::Relaxed);
     std::thread::Builder::new()
         .name("lprobe-output".into())
         .spawn(move || writer(rx))
         .map(|_| ())
 }
 
-fn writer(rx: Receiver<Record>) {
+/// The writer's pause when the queue is empty and probes are armed: short after a record,
+/// doubling up to `POLL_MAX` while nothing comes.
+const POLL_MIN: Duration = Duration::from_micros(500);
+const POLL_MAX: Duration = Duration::from_millis(10);
+
+/// The next record. While probes are armed the writer polls (sleeping between empty polls)
+/// instead of blocking in `recv`: a blocked receiver must be woken by the sender, which would
+/// cost the application thread a `futex` system call for every record. While nothing is armed
+/// it blocks (no wake-ups in a dormant program); the first record after an arming wakes it
+/// once.
+fn next(rx: &Receiver<Box<Record>>, pause: &mut Duration) -> Option<Box<Record>> {
+    loop {
+        match rx.try_recv() {
+            Ok(r) => {
+                *pause = POLL_MIN;
+                return Some(r);
+            }
+            Err(TryRecvError::Disconnected) => return None,
+            Err(TryRecvError::Empty) if !crate::registry::any_armed() => return rx.recv().ok(),
+            Err(TryRecvError::Empty) => {
+                std::thread::sleep(*pause);
+                *pause = (*pause * 2).min(POLL_MAX);
+            }
+        }
+    }
+}
+
+fn writer(rx: Receiver<Box<Record>>) {
     crate::probe::runtime_thread();
     let mut out = Out::from_env();
     let mut reported_drops = 0;
-    while let Ok(r) = rx.recv() {
-        let probe = r.probe.clone();
-        let line = finish(r);
+    let mut pause = POLL_MIN;
+    while let Some(mut r) = next(&rx, &mut pause) {
+        let line = finish(&mut r);
         out.write(line.as_bytes());
-        publish(&probe, line.as_bytes());
+        publish(&r.probe, line.as_bytes());
+        r.recycle();
         PENDING.fetch_sub(1, Ordering::Relaxed);
         let drops = QUEUE_DROPS.load(Ordering::Relaxed) + BUDGET_DROPS.load(Ordering::Relaxed);
         if drops != reported_drops && PENDING.load(Ordering::Relaxed) == 0 {
@@ -243,13 +326,13 @@ fn writer(rx: Receiver<Record>) {
 }
 
 fn drop_report(n: u64) -> String {
-    finish(error_record(&format!(
+    finish(&mut error_record(&format!(
         "dropped {n} records: output queue full or output budget spent (raise LPROBE_QUEUE or LPROBE_BUDGET, or lower probe rates)"
     )))
 }
 
 /// An `error` record that belongs to no probe (control-file errors, drops).
-pub(crate) fn error_record(msg: &str) -> Record {
+pub(crate) fn error_record(msg: &str) -> Box<Record> {
     let mut r = Record::new(Arc::from(""), None, crate::timing::now_ns());
     r.json
         .push_str(",\"probe\":null,\"site\":null,\"fn\":null,\"kind\":\"error\",\"thread\":");
@@ -261,7 +344,7 @@ pub(crate) fn error_record(msg: &str) -> Record {
 }
 
 /// Closes a record: symbolizes its stack and appends `}` and a newline.
-fn finish(r: Record) -> String {
+fn finish(r: &mut Record) -> String {
     let mut json = String::with_capacity(r.json.len() + 256);
     json.push_str("{\"ts\":");
     crate::json::push_str(&mut json, &crate::time::rfc3339(crate::timing::wall(r.ns)));
@@ -270,8 +353,8 @@ fn finish(r: Record) -> String {
         write_head(&mut json, &r.probe, h);
     }
     json.push_str(&r.json);
-    r.body.write(&mut json);
-    if let Some((bt, func)) = r.stack {
+    std::mem::take(&mut r.body).write(&r.vals, &mut json);
+    if let Some((bt, func)) = r.stack.take() {
         json.push_str(",\"stack\":[");
         let frames = match bt {
             Some(bt) => {
