@@ -201,7 +201,7 @@ pub fn rewrite(
             )
         } else if let (SiteKind::Entry, false) = (site.kind, timed) {
             format!(
-                " #[allow(unused_mut, unused_variables)] let mut __lprobe_fn = ::{SITES_CRATE}::fn_on({k}); #[allow(unreachable_code, unused_imports)] if __lprobe_fn && ::{SITES_CRATE}::on({id}) {{ use ::{SITES_CRATE}::{{ViaCopy as _, ViaDebug as _, ViaOpaque as _}}; ::{SITES_CRATE}::hit({id}, &["
+                " #[allow(unused_mut, unused_variables)] let mut __lprobe_fn = ::{SITES_CRATE}::fn_on({k}); #[allow(unreachable_code, unused_imports)] if __lprobe_fn {{ use ::{SITES_CRATE}::{{ViaCopy as _, ViaDebug as _, ViaOpaque as _}}; ::{SITES_CRATE}::hit_if({id}, &["
             )
         } else if let (SiteKind::Entry, Some(j)) = (site.kind, merged.get(&i)) {
             let line = first_id + *j as u32;
@@ -311,9 +311,10 @@ mod tests {
         assert!(syn::parse_file(&rw.text).is_ok());
         // The first statement's site is checked in the entry's call (same captures), and
         // placed where the entry is.
+        // (A small function: its entry has no timing guard.)
         assert!(rw
             .text
-            .contains("if __lprobe_fn { use ::lprobe_sites::{ViaCopy as _, ViaDebug as _, ViaOpaque as _}; __lprobe_guard.timed(::lprobe_sites::hit_first(10, 11, __lprobe_guard.on(), &[(&&&::lprobe_sites::W(&a)).lp().v()])) }"));
+            .contains("if __lprobe_fn { use ::lprobe_sites::{ViaCopy as _, ViaDebug as _, ViaOpaque as _}; ::lprobe_sites::hit_pair(10, 11, &[(&&&::lprobe_sites::W(&a)).lp().v()]) }"));
         assert!(!rw.text.contains("on(11)"));
         assert_eq!(at(1).range, at(0).range);
     }

@@ -108,6 +108,18 @@ pub extern "C" fn hit(i: u32, v: &[Val<'_>]) {
     ::probe_runtime::hit(&T, i, v)
 }
 
+/// An untimed entry site of a function with an armed site: hands its captures to the runtime
+/// if the entry itself is armed. Its own flag is read here, out of line: the caller's check is
+/// one load and branch, which keeps small functions small enough to inline.
+#[cold]
+#[inline(never)]
+#[allow(improper_ctypes_definitions)]
+pub extern "C" fn hit_if(i: u32, v: &[Val<'_>]) {
+    if on(i as usize) {
+        ::probe_runtime::hit(&T, i, v)
+    }
+}
+
 /// Whether any site of function `k` is armed (read once at its entry, and at loop heads).
 #[inline(always)]
 pub fn fn_on(k: u32) -> bool {

@@ -72,8 +72,8 @@ pub struct Site {
     /// entry site and it, so the rewrite may check both in one out-of-line call.
     pub first_stmt: bool,
     /// An entry site with a guard that can time the call (`--duration`). Functions the author
-    /// marked `#[inline]` get a plain check instead: the guard's drop on every return path
-    /// would keep them from being inlined.
+    /// marked `#[inline]`, and small ones ([`is_small`]), get a plain check instead: the
+    /// guard's drop on every return path would keep them from being inlined.
     pub timed: bool,
 }
 
@@ -175,6 +175,52 @@ fn start_of(span: Span) -> LineColumn {
 }
 
 /// Whether an attribute list disables the item for every configuration we could build.
+/// Bodies of at most this many tokens can be "small" (see [`is_small`]).
+pub const SMALL_FN_TOKENS: usize = 24;
+
+/// An accessor-like body the optimizer would inline: a few tokens, no loop, and no call but
+/// method calls (`self.offset() == self.pattern().len()`). Such functions get an entry site
+/// without the timing guard (like `#[inline]` ones): the guard's check on every return path
+/// tips the inliner's cost model, and on real code (parsers full of one-line accessors) losing
+/// their inlining costs far more than the checks. `--duration` is refused there, with the
+/// reason. A short function that calls a free function or a macro (`fn handle(r: &Req) { work(r) }`)
+/// is where the time goes, so it keeps its guard.
+fn is_small(block: &syn::Block) -> bool {
+    use proc_macro2::{Delimiter, TokenTree};
+    fn scan(ts: proc_macro2::TokenStream, budget: &mut usize) -> bool {
+        let mut prev: Option<TokenTree> = None;
+        let mut before: Option<TokenTree> = None;
+        for tt in ts {
+            if *budget == 0 {
+                return false;
+            }
+            *budget -= 1;
+            match &tt {
+                TokenTree::Group(g) => {
+                    // `name(…)` not after a `.`: a call of a function; `name!(…)`: a macro.
+                    let called = g.delimiter() == Delimiter::Parenthesis
+                        && matches!(&prev, Some(TokenTree::Ident(_)))
+                        && !matches!(&before, Some(TokenTree::Punct(p)) if p.as_char() == '.');
+                    let macro_call =
+                        matches!(&prev, Some(TokenTree::Punct(p)) if p.as_char() == '!');
+                    if called || macro_call || !scan(g.stream(), budget) {
+                        return false;
+                    }
+                }
+                TokenTree::Ident(i) if i == "loop" || i == "while" || i == "for" => return false,
+                _ => {}
+            }
+            before = prev.replace(tt);
+        }
+        true
+    }
+    let mut budget = SMALL_FN_TOKENS;
+    block
+        .stmts
+        .iter()
+        .all(|s| scan(quote::ToTokens::to_token_stream(s), &mut budget))
+}
+
 fn has_attr(attrs: &[syn::Attribute], name: &str) -> bool {
     attrs.iter().any(|a| {
         let p = a.path();
@@ -370,7 +416,7 @@ impl<'a> Visitor<'a> {
         let entry = self.out.sites.len();
         self.push_site(offset, entry_at, SiteKind::Entry);
         if let Some(s) = self.out.sites.get_mut(entry) {
-            s.timed = !has_attr(attrs, "inline");
+            s.timed = !has_attr(attrs, "inline") && !is_small(block);
         }
         let first = self.out.sites.len();
         let first_stmt = block
@@ -721,6 +767,42 @@ mod tests {
     fn sites(src: &str, lines: LineSel) -> FileSites {
         let file = syn::parse_file(src).expect("test source parses");
         find_sites(src, &file, "k", &lines)
+    }
+
+    #[test]
+    fn small_and_inline_functions_get_untimed_entries() {
+        let long = format!("    let s = [{}];\n    s.len()\n", "1, ".repeat(30));
+        let src = format!(
+            "fn get(&self) -> u8 {{ self.0 }}\n\
+             fn eof(&self) -> bool {{ self.offset() == self.pattern().len() }}\n\
+             fn early(b: u8) -> Result<u8, ()> {{ if b > 9 {{ return Err(()); }} Ok(b) }}\n\
+             fn delegates(n: u64) -> u64 {{ spin(50) + n }}\n\
+             fn path_call() -> u64 {{ u64::from(2u8) }}\n\
+             fn formats(n: u64) -> String {{ format!(\"{{n}}\") }}\n\
+             fn looping(n: u8) {{ for _ in 0..n {{}} }}\n\
+             #[inline]\nfn big_inline() -> usize {{\n{long}}}\n\
+             fn big() -> usize {{\n{long}}}\n"
+        );
+        let found = sites(&src, LineSel::None);
+        let timed: Vec<(String, bool)> = found
+            .sites
+            .iter()
+            .map(|s| (s.func.clone(), s.timed))
+            .collect();
+        assert_eq!(
+            timed,
+            [
+                ("k::get".to_owned(), false),
+                ("k::eof".to_owned(), false),
+                ("k::early".to_owned(), true),
+                ("k::delegates".to_owned(), true),
+                ("k::path_call".to_owned(), true),
+                ("k::formats".to_owned(), true),
+                ("k::looping".to_owned(), true),
+                ("k::big_inline".to_owned(), false),
+                ("k::big".to_owned(), true),
+            ]
+        );
     }
 
     fn summary(fs: &FileSites) -> Vec<String> {
