@@ -51,6 +51,8 @@ pub(crate) struct Head {
 
 /// Written records kept for reuse (see the module docs). Bounded: at most `POOL_MAX` records,
 /// whose value buffers hold at most `POOL_VALS` values.
+// The boxes themselves are what is reused (the queue carries boxes), so `Vec<Box<_>>` it is.
+#[allow(clippy::vec_box)]
 static POOL: Mutex<Vec<Box<Record>>> = Mutex::new(Vec::new());
 const POOL_MAX: usize = 256;
 const POOL_VALS: usize = 32;
