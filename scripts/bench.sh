@@ -729,7 +729,7 @@ bench_corpus() {
     } | tee "$out"
     local c name args d r v all_e=() all_a=()
     for c in ${BENCH_CORPUS_BENCH:-humantime ryu regex-syntax indexmap}; do
-        d=$(ls -d "$corpus/$c"-[0-9]* 2>/dev/null | head -1)
+        d=$(ls -d "$corpus/$c"-[0-9]* 2>/dev/null | head -1 || true)
         [[ -n $d ]] || { log "corpus bench: $c not fetched"; continue; }
         case $c in
         ryu) args=(--bench bench -- --warm-up-time 0.5 --measurement-time 1 --output-format bencher) ;;
