@@ -221,6 +221,14 @@ fn is_small(block: &syn::Block) -> bool {
         .all(|s| scan(quote::ToTokens::to_token_stream(s), &mut budget))
 }
 
+/// `#[inline]` or `#[inline(always)]` (not `#[inline(never)]`).
+fn asks_inlining(attrs: &[syn::Attribute]) -> bool {
+    attrs.iter().any(|a| {
+        a.path().is_ident("inline")
+            && !matches!(&a.meta, syn::Meta::List(l) if l.tokens.to_string().trim() == "never")
+    })
+}
+
 fn has_attr(attrs: &[syn::Attribute], name: &str) -> bool {
     attrs.iter().any(|a| {
         let p = a.path();
@@ -416,7 +424,7 @@ impl<'a> Visitor<'a> {
         let entry = self.out.sites.len();
         self.push_site(offset, entry_at, SiteKind::Entry);
         if let Some(s) = self.out.sites.get_mut(entry) {
-            s.timed = !has_attr(attrs, "inline") && !is_small(block);
+            s.timed = !asks_inlining(attrs) && !is_small(block);
         }
         let first = self.out.sites.len();
         let first_stmt = block
@@ -781,6 +789,7 @@ mod tests {
              fn formats(n: u64) -> String {{ format!(\"{{n}}\") }}\n\
              fn looping(n: u8) {{ for _ in 0..n {{}} }}\n\
              #[inline]\nfn big_inline() -> usize {{\n{long}}}\n\
+             #[inline(never)]\nfn big_never() -> usize {{\n{long}}}\n\
              fn big() -> usize {{\n{long}}}\n"
         );
         let found = sites(&src, LineSel::None);
@@ -800,6 +809,7 @@ mod tests {
                 ("k::formats".to_owned(), true),
                 ("k::looping".to_owned(), true),
                 ("k::big_inline".to_owned(), false),
+                ("k::big_never".to_owned(), true),
                 ("k::big".to_owned(), true),
             ]
         );
