@@ -174,7 +174,6 @@ fn start_of(span: Span) -> LineColumn {
     span.start()
 }
 
-/// Whether an attribute list disables the item for every configuration we could build.
 /// Bodies of at most this many tokens can be "small" (see [`is_small`]).
 pub const SMALL_FN_TOKENS: usize = 24;
 
@@ -229,6 +228,7 @@ fn asks_inlining(attrs: &[syn::Attribute]) -> bool {
     })
 }
 
+/// Whether an attribute `name` is present, bare or inside `#[unsafe(…)]`.
 fn has_attr(attrs: &[syn::Attribute], name: &str) -> bool {
     attrs.iter().any(|a| {
         let p = a.path();

@@ -181,19 +181,23 @@ fn take_budget(n: u64, now: u64) -> bool {
     BUDGET_USED.fetch_add(n, Ordering::Relaxed) + n <= budget()
 }
 
-/// Queues a record, or says which limit dropped it (`probe::LIMIT_*`).
 /// True (and the drop counted) when the queue is full, so a record made now would be refused:
 /// checked before a record is built, so a saturated queue costs the application thread no
 /// capturing. (`PENDING` also counts the record being written: one more than the channel holds.)
 pub(crate) fn refuse_full() -> bool {
     let full = PENDING.load(Ordering::Relaxed) > CAPACITY.load(Ordering::Relaxed);
     if full {
-        QUEUE_DROPS.fetch_add(1, Ordering::Relaxed);
-        DROPPED_TOTAL.fetch_add(1, Ordering::Relaxed);
+        count_queue_drop();
     }
     full
 }
 
+fn count_queue_drop() {
+    QUEUE_DROPS.fetch_add(1, Ordering::Relaxed);
+    DROPPED_TOTAL.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Queues a record, or says which limit dropped it (`probe::LIMIT_*`).
 pub(crate) fn emit(r: Box<Record>) -> Result<(), u8> {
     let Some(q) = QUEUE.get() else {
         DROPPED_TOTAL.fetch_add(1, Ordering::Relaxed);
@@ -213,8 +217,7 @@ pub(crate) fn emit(r: Box<Record>) -> Result<(), u8> {
         Ok(()) => Ok(()),
         Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
             PENDING.fetch_sub(1, Ordering::Relaxed);
-            QUEUE_DROPS.fetch_add(1, Ordering::Relaxed);
-            DROPPED_TOTAL.fetch_add(1, Ordering::Relaxed);
+            count_queue_drop();
             Err(crate::probe::LIMIT_QUEUE)
         }
     }
