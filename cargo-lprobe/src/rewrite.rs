@@ -146,8 +146,22 @@ pub fn rewrite(
                 })
             })
             .collect();
+    // Loop heads re-read the local only where a line site reads it: with entry sites alone
+    // (the default density) nothing in the body does, and a relaxed atomic load is never
+    // removed by the optimizer even when its value is unused.
+    let reads_local: Vec<bool> = (0..sites.contexts.len())
+        .map(|c| {
+            local[c]
+                && sites.sites.iter().enumerate().any(|(i, s)| {
+                    s.context == c
+                        && s.kind == SiteKind::Line
+                        && !s.in_closure
+                        && ex.keeps_site(i, c)
+                })
+        })
+        .collect();
     for head in &sites.loops {
-        if local.get(head.context).copied().unwrap_or(false) {
+        if reads_local.get(head.context).copied().unwrap_or(false) {
             let k = first_fn + head.context as u32;
             pieces.push((
                 head.offset,
@@ -357,6 +371,21 @@ mod tests {
         assert!(ex.keeps_capture(&fs, 4, "v"), "the new v");
         let fourth = rw.placed.iter().find(|p| p.site == 4).expect("placed");
         assert!(fourth.captures.iter().any(|(n, _)| n == "v"));
+    }
+
+    #[test]
+    fn loop_heads_refresh_the_function_flag_only_for_line_sites() {
+        let src = "fn f(n: u64) -> u64 {\n    let mut h = 0;\n    loop {\n        h = g(h);\n        if h > n { return h; }\n    }\n}\n";
+        let (_, every) = go(src, &Exclusions::default());
+        assert!(every
+            .text
+            .contains("::lprobe_sites::refresh(&mut __lprobe_fn, 0)"));
+        // Entry sites alone: nothing in the loop reads the local, so no load at its head.
+        let file = syn::parse_file(src).expect("parses");
+        let fs = find_sites(src, &file, "k", &LineSel::None);
+        let entry = rewrite(src, &fs, FirstIds::default(), &Exclusions::default(), None);
+        assert!(entry.text.contains("fn_on(0)"));
+        assert!(!entry.text.contains("refresh"));
     }
 
     #[test]
