@@ -744,7 +744,7 @@ bench_corpus() {
             done
         done
         # Per benchmark: the fastest of the runs (the least disturbed by other jobs).
-        local stats
+        local stats=""
         stats=$({ sed 's/^/1 /' "$W/cb-$c-plain"; sed 's/^/2 /' "$W/cb-$c-entry"; sed 's/^/3 /' "$W/cb-$c-all"; } | awk '
             { f = $1; k = $2; for (i = 3; i < NF; i++) k = k " " $i; x = $NF + 0
               if (!((f, k) in m) || x < m[f, k]) m[f, k] = x; if (f == 1) names[k] = 1 }
