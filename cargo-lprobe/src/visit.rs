@@ -175,10 +175,11 @@ fn start_of(span: Span) -> LineColumn {
 }
 
 /// Bodies of at most this many tokens can be "small" (see [`is_small`]).
-pub const SMALL_FN_TOKENS: usize = 24;
+pub const SMALL_FN_TOKENS: usize = 32;
 
 /// An accessor-like body the optimizer would inline: a few tokens, no loop, and no call but
-/// method calls (`self.offset() == self.pattern().len()`). Such functions get an entry site
+/// method calls (`self.offset() == self.pattern().len()`) and constructors (`Some(x)`,
+/// `Err(e)`, `Point(x, y)`: a capitalized name). Such functions get an entry site
 /// without the timing guard (like `#[inline]` ones): the guard's check on every return path
 /// tips the inliner's cost model, and on real code (parsers full of one-line accessors) losing
 /// their inlining costs far more than the checks. `--duration` is refused there, with the
@@ -196,9 +197,11 @@ fn is_small(block: &syn::Block) -> bool {
             *budget -= 1;
             match &tt {
                 TokenTree::Group(g) => {
-                    // `name(…)` not after a `.`: a call of a function; `name!(…)`: a macro.
+                    // `name(…)` not after a `.`: a call of a function (a capitalized name is a
+                    // tuple struct or variant: a constructor); `name!(…)`: a macro.
                     let called = g.delimiter() == Delimiter::Parenthesis
-                        && matches!(&prev, Some(TokenTree::Ident(_)))
+                        && matches!(&prev, Some(TokenTree::Ident(i))
+                            if !i.to_string().starts_with(|c: char| c.is_ascii_uppercase()))
                         && !matches!(&before, Some(TokenTree::Punct(p)) if p.as_char() == '.');
                     let macro_call =
                         matches!(&prev, Some(TokenTree::Punct(p)) if p.as_char() == '!');
@@ -784,6 +787,7 @@ mod tests {
             "fn get(&self) -> u8 {{ self.0 }}\n\
              fn eof(&self) -> bool {{ self.offset() == self.pattern().len() }}\n\
              fn early(b: u8) -> Result<u8, ()> {{ if b > 9 {{ return Err(()); }} Ok(b) }}\n\
+             fn digits(a: char, b: char) -> Option<u64> {{ let a = a.to_digit(10)?; let b = b.to_digit(10)?; Some((a * 10 + b) as u64) }}\n\
              fn delegates(n: u64) -> u64 {{ spin(50) + n }}\n\
              fn path_call() -> u64 {{ u64::from(2u8) }}\n\
              fn formats(n: u64) -> String {{ format!(\"{{n}}\") }}\n\
@@ -803,7 +807,8 @@ mod tests {
             [
                 ("k::get".to_owned(), false),
                 ("k::eof".to_owned(), false),
-                ("k::early".to_owned(), true),
+                ("k::early".to_owned(), false),
+                ("k::digits".to_owned(), false),
                 ("k::delegates".to_owned(), true),
                 ("k::path_call".to_owned(), true),
                 ("k::formats".to_owned(), true),
