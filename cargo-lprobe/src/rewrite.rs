@@ -137,28 +137,25 @@ pub fn rewrite(
     }
     // A function whose entry probe is placed reads its function flag into a local at entry;
     // its line sites (outside closures) test that local first, so a loop whose body has no
-    // call keeps no load and stays vectorizable. Loop heads re-read it.
-    let local: Vec<bool> =
-        (0..sites.contexts.len())
-            .map(|c| {
-                sites.sites.iter().enumerate().any(|(i, s)| {
-                    s.context == c && s.kind == SiteKind::Entry && ex.keeps_site(i, c)
-                })
-            })
-            .collect();
-    // Loop heads re-read the local only where a line site reads it: with entry sites alone
-    // (the default density) nothing in the body does, and a relaxed atomic load is never
-    // removed by the optimizer even when its value is unused.
-    let reads_local: Vec<bool> = (0..sites.contexts.len())
-        .map(|c| {
-            local[c]
-                && sites.sites.iter().enumerate().any(|(i, s)| {
-                    s.context == c
-                        && s.kind == SiteKind::Line
-                        && !s.in_closure
-                        && ex.keeps_site(i, c)
-                })
-        })
+    // call keeps no load and stays vectorizable. Loop heads re-read the local only where such
+    // a line site reads it: with entry sites alone (the default density) nothing does, and a
+    // relaxed atomic load is never removed by the optimizer even when its value is unused.
+    let mut local = vec![false; sites.contexts.len()];
+    let mut line_reader = vec![false; sites.contexts.len()];
+    for (i, s) in sites.sites.iter().enumerate() {
+        if s.context >= local.len() || !ex.keeps_site(i, s.context) {
+            continue;
+        }
+        match s.kind {
+            SiteKind::Entry => local[s.context] = true,
+            SiteKind::Line if !s.in_closure => line_reader[s.context] = true,
+            SiteKind::Line => {}
+        }
+    }
+    let reads_local: Vec<bool> = local
+        .iter()
+        .zip(&line_reader)
+        .map(|(a, b)| *a && *b)
         .collect();
     for head in &sites.loops {
         if reads_local.get(head.context).copied().unwrap_or(false) {

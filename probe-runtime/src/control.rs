@@ -489,7 +489,7 @@ fn new_probe(st: &mut State, words: &[String], origin: Origin) -> Result<Arc<Pro
             .find(|s| !s.timed)
         {
             return Err(format!(
-                "--duration cannot time {}: it is marked #[inline] or is a small accessor (at most 32 tokens, no loop, no call but method calls and constructors), so it was built without a timing guard (one would keep it from being inlined). Time a caller, or use --tictoc between two of its lines",
+                "--duration cannot time {}: it is marked #[inline] or is a small accessor (a short body with no loop and no call but method calls and constructors), so it was built without a timing guard (one would keep it from being inlined). Time a caller, or use --tictoc between two of its lines",
                 s.func
             ));
         }
