@@ -10,7 +10,7 @@
 //!    (`repair`) and go back to 2;
 //! 5. for `run`, `test` and `bench`, hand over to cargo in the copy.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{BufRead, BufReader, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -42,6 +42,8 @@ struct FileWork {
     sites: FileSites,
     first: rewrite::FirstIds,
     extern_at: Option<usize>,
+    /// A crate root whose own attributes forbid `unsafe_code` (see `rewrite::FlagsHome`).
+    root_forbids_unsafe: Option<bool>,
     ex: Exclusions,
     rewritten: Option<Rewritten>,
     notes: Vec<String>,
@@ -158,6 +160,33 @@ fn lines_key(sel: &LineSel) -> String {
 }
 
 /// Offset just after a file's inner attributes (where an `extern crate` may go).
+/// Per package: whether its checks can read flags defined in its own crates
+/// (`rewrite::FlagsHome::Crate`). Every crate root must carry the flags module: none may
+/// forbid `unsafe_code` (the module's constructor needs `link_section`), have failed to parse,
+/// be left as written, or have had the module fail to build.
+fn crate_flags_ok(files: &[FileWork], unparsed_root: &[bool]) -> Vec<bool> {
+    let mut ok: Vec<bool> = unparsed_root.iter().map(|u| !u).collect();
+    for f in files {
+        if let Some(forbids) = f.root_forbids_unsafe {
+            if forbids || f.ex.file_original || f.ex.no_crate_flags {
+                ok[f.pkg] = false;
+            }
+        }
+    }
+    ok
+}
+
+/// Whether a crate root's inner attributes forbid `unsafe_code` (also under `cfg_attr`).
+fn forbids_unsafe(file: &syn::File) -> bool {
+    use quote::ToTokens;
+    file.attrs.iter().any(|a| {
+        matches!(a.style, syn::AttrStyle::Inner(_)) && {
+            let t = a.meta.to_token_stream().to_string();
+            t.contains("forbid") && t.contains("unsafe_code")
+        }
+    })
+}
+
 fn after_inner_attrs(text: &str, file: &syn::File) -> usize {
     use syn::spanned::Spanned;
     let mut end = None;
@@ -226,6 +255,7 @@ pub fn run(inv: &Invocation) -> Result<i32> {
     let mut parse_failures = Vec::new();
     let mut next_ids = vec![0u32; packages.len()];
     let mut next_fns = vec![0u32; packages.len()];
+    let mut unparsed_root = vec![false; packages.len()];
     let cache_path = lp.join("repair-cache.json");
     // Also kept machine-wide per workspace, so that a build in a fresh target directory
     // (a clean CI build, `cargo clean`) runs no repair round either.
@@ -235,7 +265,7 @@ pub fn run(inv: &Invocation) -> Result<i32> {
             repair::content_hash(ws.root.display().to_string().as_bytes())
         ))
     });
-    let cache = match &shared_cache {
+    let mut cache = match &shared_cache {
         Some(s) => Cache::load(&[&cache_path, s]),
         None => Cache::load(&[&cache_path]),
     };
@@ -275,6 +305,9 @@ pub fn run(inv: &Invocation) -> Result<i32> {
                 Err(e) => {
                     let at = e.span().start();
                     parse_failures.push(format!("{rel}:{}: {e} (left as written)", at.line));
+                    if src.crate_root {
+                        unparsed_root[pi] = true;
+                    }
                     continue;
                 }
             };
@@ -306,6 +339,7 @@ pub fn run(inv: &Invocation) -> Result<i32> {
                 sites,
                 first,
                 extern_at,
+                root_forbids_unsafe: src.crate_root.then(|| forbids_unsafe(&file)),
                 ex,
                 rewritten: None,
                 notes: Vec::new(),
@@ -325,13 +359,25 @@ pub fn run(inv: &Invocation) -> Result<i32> {
     let build_start = Instant::now();
     let outcome = loop {
         round += 1;
+        let crate_flags = crate_flags_ok(&files, &unparsed_root);
         for f in files.iter_mut() {
+            let flags = if crate_flags[f.pkg] {
+                rewrite::FlagsHome::Crate {
+                    define: f
+                        .root_forbids_unsafe
+                        .is_some()
+                        .then(|| (next_ids[f.pkg], next_fns[f.pkg])),
+                }
+            } else {
+                rewrite::FlagsHome::SitesCrate
+            };
             f.rewritten = Some(rewrite::rewrite(
                 &f.text,
                 &f.sites,
                 f.first,
                 &f.ex,
                 f.extern_at,
+                flags,
             ));
         }
         write_copy(&ws, &packages, &files, &lp, &copy, &runtime_dir)?;
@@ -346,17 +392,39 @@ pub fn run(inv: &Invocation) -> Result<i32> {
             .enumerate()
             .map(|(i, f)| (f.rel.clone(), i))
             .collect();
+        // An error in a crate flags module changes how every file of its package is
+        // rewritten: that package's other errors wait for the next round.
+        let module_failed: HashSet<usize> = out
+            .errors
+            .iter()
+            .filter_map(|(file, err)| {
+                let f = &files[*by_rel.get(file)?];
+                let r = f.rewritten.as_ref()?.crate_module.as_ref()?;
+                r.contains(&err.byte).then_some(f.pkg)
+            })
+            .collect();
         for (file, err) in &out.errors {
             let Some(&i) = by_rel.get(file) else {
                 continue;
             };
+            let in_module = files[i]
+                .rewritten
+                .as_ref()
+                .and_then(|r| r.crate_module.as_ref())
+                .is_some_and(|r| r.contains(&err.byte));
+            if module_failed.contains(&files[i].pkg) && !in_module {
+                continue;
+            }
             let f = &mut files[i];
             let Some(rw) = &f.rewritten else { continue };
             let action = repair::judge(err, &f.sites, rw, &mut f.ex);
-            if action != Action::None {
+            if let Action::Demote { .. } = action {
+                // Not a loss: the binding is still captured (see `rewrite::Form`).
+                progress = true;
+            } else if action != Action::None {
                 progress = true;
                 let what = describe(&action, &f.sites);
-                f.notes.push(format!(
+                let note = format!(
                     "{}: {} ({}{})",
                     f.rel,
                     what,
@@ -365,12 +433,15 @@ pub fn run(inv: &Invocation) -> Result<i32> {
                         .map(|c| format!("{c}: "))
                         .unwrap_or_default(),
                     err.message
-                ));
+                );
+                if !f.notes.contains(&note) {
+                    f.notes.push(note);
+                }
             }
         }
         if !progress || round >= MAX_ROUNDS {
             // Keep what was learned: the next build starts from it.
-            save_cache(&files, &cache_path, shared_cache.as_deref())?;
+            save_cache(&mut cache, &files, &cache_path, shared_cache.as_deref())?;
             for r in &out.rendered_errors {
                 eprint!("{r}");
             }
@@ -401,7 +472,7 @@ pub fn run(inv: &Invocation) -> Result<i32> {
     let t_build = build_start.elapsed();
 
     // Remember what each file needed.
-    save_cache(&files, &cache_path, shared_cache.as_deref())?;
+    save_cache(&mut cache, &files, &cache_path, shared_cache.as_deref())?;
 
     // Print what the build said (warnings), then the summary.
     let json_out = inv
@@ -491,11 +562,15 @@ fn check_locked(ws: &Workspace, inv: &Invocation) -> Result<()> {
 }
 
 /// Writes the repair outcome of every file (keyed by its content and line selection).
-fn save_cache(files: &[FileWork], path: &Path, shared: Option<&Path>) -> Result<()> {
-    let mut cache = Cache::default();
+fn save_cache(
+    cache: &mut Cache,
+    files: &[FileWork],
+    path: &Path,
+    shared: Option<&Path>,
+) -> Result<()> {
     for f in files {
-        cache.files.insert(
-            f.rel.clone(),
+        cache.put(
+            &f.rel,
             repair::CacheEntry {
                 hash: f.hash.clone(),
                 lines: f.lines_key.clone(),
@@ -533,6 +608,10 @@ fn describe(a: &Action, sites: &FileSites) -> String {
         Action::DropSite { site } => format!("{}: dropped the probe", at(site)),
         Action::FnNoCaptures { context } => format!("{}: no captures", func(context)),
         Action::FnNoProbes { context } => format!("{}: no probes", func(context)),
+        Action::Demote { site, name, to } => {
+            format!("{}: '{name}' captured as {to:?}", at(site))
+        }
+        Action::NoCrateFlags => "flags read from the sites crate".into(),
         Action::FileOriginal => "file left as written".into(),
         Action::None => "nothing".into(),
     }

@@ -13,7 +13,7 @@ use std::path::Path;
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
-use crate::rewrite::{Exclusions, Rewritten};
+use crate::rewrite::{binding_of, Exclusions, Form, Rewritten};
 use crate::visit::FileSites;
 
 /// Borrow-check codes: rustc reports these once per variable, so the variable is dropped from
@@ -54,6 +54,15 @@ pub enum Action {
         context: usize,
     },
     FileOriginal,
+    /// A binding's captures step down a form (not a loss: the value is still captured, or its
+    /// type name when it has no `Debug`).
+    Demote {
+        site: usize,
+        name: String,
+        to: Form,
+    },
+    /// The crate flags module failed to build: the package reads the sites crate's flags.
+    NoCrateFlags,
     /// Nothing left to take out: the error is the user's.
     None,
 }
@@ -62,6 +71,28 @@ pub enum Action {
 pub fn judge(err: &FileError, sites: &FileSites, rw: &Rewritten, ex: &mut Exclusions) -> Action {
     if ex.file_original {
         return Action::None;
+    }
+    // (Several errors of one round may point there: each gets the same answer.)
+    if rw
+        .crate_module
+        .as_ref()
+        .is_some_and(|r| r.contains(&err.byte))
+    {
+        ex.no_crate_flags = true;
+        return Action::NoCrateFlags;
+    }
+    // An unsatisfied bound at a capture: its type is not small and `Copy`, or not `Debug`.
+    if err.code.as_deref() == Some("E0277") {
+        if let Some(a) = capture_at(rw, err.byte).and_then(|(p, name)| {
+            let rendered = p
+                .captures
+                .iter()
+                .find(|(n, _)| n == name)
+                .map_or(Form::Opaque, |(_, r)| form_of_text(&rw.text[r.clone()]));
+            demote(err, sites, p.site, (name, rendered), ex)
+        }) {
+            return a;
+        }
     }
     // A capture named by a secondary span (e.g. "immutable borrow later used here") is the
     // culprit of a borrow error reported elsewhere.
@@ -133,6 +164,53 @@ pub fn judge(err: &FileError, sites: &FileSites, rw: &Rewritten, ex: &mut Exclus
     Action::FileOriginal
 }
 
+/// Steps the binding captured as `name` at `site` down to the form the error asks for; `None`
+/// when it is already there (the capture is then dropped like any other).
+fn demote(
+    err: &FileError,
+    sites: &FileSites,
+    site: usize,
+    (name, rendered): (&str, Form),
+    ex: &mut Exclusions,
+) -> Option<Action> {
+    let b = binding_of(sites, site, name)?;
+    let m = &err.message;
+    let to = if m.contains("`Debug`") || m.contains("fmt::Debug`") || m.contains(": Debug`") {
+        Form::Opaque
+    } else {
+        Form::Ref
+    };
+    // Compared with the form this round's text has (an earlier error of the same round may
+    // already have stepped the binding down).
+    let stepped = match (rendered, to) {
+        (Form::Copy, Form::Ref) => {
+            ex.by_ref.insert(b);
+            true
+        }
+        (Form::Copy | Form::Ref, Form::Opaque) => {
+            ex.opaque.insert(b);
+            true
+        }
+        _ => false,
+    };
+    stepped.then(|| Action::Demote {
+        site,
+        name: name.to_owned(),
+        to,
+    })
+}
+
+/// The form a capture's generated text has.
+fn form_of_text(t: &str) -> Form {
+    if t.contains("::ByCopy(") {
+        Form::Copy
+    } else if t.contains("::ByRef(") {
+        Form::Ref
+    } else {
+        Form::Opaque
+    }
+}
+
 /// The capture whose text contains byte `b`, with its probe.
 fn capture_at(rw: &Rewritten, b: usize) -> Option<(&crate::rewrite::Placed, &String)> {
     rw.placed
@@ -166,10 +244,15 @@ pub struct Cache {
     /// differently, so its outcomes are not reused.
     #[serde(default)]
     pub tool: String,
-    pub files: BTreeMap<String, CacheEntry>,
+    /// Per file, its outcomes for the line selections built most recently (newest first): a
+    /// workspace built both ways (entry sites, `--lines all`) runs no repair round either way.
+    pub files: BTreeMap<String, Vec<CacheEntry>>,
 }
 
-const CACHE_VERSION: u32 = 1;
+const CACHE_VERSION: u32 = 2;
+
+/// Line selections remembered per file.
+const SELECTIONS_KEPT: usize = 4;
 
 /// A hash of the code that decides what a rewritten file looks like.
 pub fn tool_hash() -> String {
@@ -208,9 +291,19 @@ impl Cache {
 
     pub fn get(&self, file: &str, hash: &str, lines: &str) -> Option<&Exclusions> {
         self.files
-            .get(file)
-            .filter(|e| e.hash == hash && e.lines == lines)
+            .get(file)?
+            .iter()
+            .find(|e| e.hash == hash && e.lines == lines)
             .map(|e| &e.exclusions)
+    }
+
+    /// Records `entry` for `file` as its newest outcome: replaces the one for the same line
+    /// selection, and forgets outcomes for older contents of the file.
+    pub fn put(&mut self, file: &str, entry: CacheEntry) {
+        let list = self.files.entry(file.to_owned()).or_default();
+        list.retain(|e| e.hash == entry.hash && e.lines != entry.lines);
+        list.insert(0, entry);
+        list.truncate(SELECTIONS_KEPT);
     }
 }
 
@@ -227,14 +320,128 @@ pub fn content_hash(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rewrite::rewrite;
+    use crate::rewrite::{rewrite, FlagsHome};
     use crate::visit::{find_sites, LineSel};
 
     fn setup(src: &str) -> (FileSites, Rewritten) {
         let file = syn::parse_file(src).expect("parses");
         let fs = find_sites(src, &file, "k", &LineSel::All);
-        let rw = rewrite(src, &fs, Default::default(), &Exclusions::default(), None);
+        let rw = rewrite(
+            src,
+            &fs,
+            Default::default(),
+            &Exclusions::default(),
+            None,
+            FlagsHome::SitesCrate,
+        );
         (fs, rw)
+    }
+
+    fn error_at(code: &str, message: &str, byte: usize) -> FileError {
+        FileError {
+            code: Some(code.into()),
+            message: message.into(),
+            byte,
+            also: vec![],
+        }
+    }
+
+    #[test]
+    fn an_unsatisfied_bound_steps_the_binding_down_a_form_then_drops_it() {
+        let src = "fn f(s: String) {\n    let t = 1;\n    let u = 2;\n}\n";
+        let (fs, rw) = setup(src);
+        let capture = |rw: &Rewritten, site: usize| {
+            let p = rw.placed.iter().find(|p| p.site == site).expect("placed");
+            let (_, r) = p.captures.iter().find(|(n, _)| n == "s").expect("captured");
+            r.start + 2
+        };
+        let mut ex = Exclusions::default();
+        let not_copy = "the trait bound `String: probe_runtime::SmallCopy` is not satisfied";
+        let demoted = judge(
+            &error_at("E0277", not_copy, capture(&rw, 2)),
+            &fs,
+            &rw,
+            &mut ex,
+        );
+        assert_eq!(
+            demoted,
+            Action::Demote {
+                site: 2,
+                name: "s".into(),
+                to: Form::Ref
+            }
+        );
+        // The same round reports it at the binding's other sites: no further change.
+        judge(
+            &error_at("E0277", not_copy, capture(&rw, 1)),
+            &fs,
+            &rw,
+            &mut ex,
+        );
+        assert_eq!(ex.form(&fs, 1, "s"), Form::Ref);
+        assert_eq!(ex.form(&fs, 0, "s"), Form::Ref);
+        let rw = rewrite(
+            src,
+            &fs,
+            Default::default(),
+            &ex,
+            None,
+            FlagsHome::SitesCrate,
+        );
+        let no_debug = "`String` doesn't implement `Debug`";
+        judge(
+            &error_at("E0277", no_debug, capture(&rw, 2)),
+            &fs,
+            &rw,
+            &mut ex,
+        );
+        assert_eq!(ex.form(&fs, 2, "s"), Form::Opaque);
+        assert!(ex.keeps_capture(&fs, 2, "s"));
+        // Opaque and still failing: the capture goes.
+        let rw = rewrite(
+            src,
+            &fs,
+            Default::default(),
+            &ex,
+            None,
+            FlagsHome::SitesCrate,
+        );
+        let action = judge(
+            &error_at("E0277", no_debug, capture(&rw, 2)),
+            &fs,
+            &rw,
+            &mut ex,
+        );
+        assert_eq!(
+            action,
+            Action::DropCapture {
+                site: 2,
+                name: "s".into()
+            }
+        );
+    }
+
+    #[test]
+    fn an_error_in_the_crate_flags_module_moves_the_flags_back_to_the_sites_crate() {
+        let src = "#![deny(unsafe_code)]\nfn f() {}\n";
+        let file = syn::parse_file(src).expect("parses");
+        let fs = find_sites(src, &file, "k", &LineSel::All);
+        let root = FlagsHome::Crate {
+            define: Some((1, 1)),
+        };
+        let rw = rewrite(
+            src,
+            &fs,
+            Default::default(),
+            &Exclusions::default(),
+            None,
+            root,
+        );
+        let m = rw.crate_module.clone().expect("module");
+        let mut ex = Exclusions::default();
+        let err = error_at("E0453", "allow(unsafe_code) incompatible", m.start + 20);
+        assert_eq!(judge(&err, &fs, &rw, &mut ex), Action::NoCrateFlags);
+        assert!(ex.no_crate_flags && !ex.file_original);
     }
 
     #[test]
@@ -285,7 +492,14 @@ mod tests {
             judge(&err, &fs, &rw, &mut ex),
             Action::FnNoProbes { context: 0 }
         );
-        let rw2 = rewrite(src, &fs, Default::default(), &ex, None);
+        let rw2 = rewrite(
+            src,
+            &fs,
+            Default::default(),
+            &ex,
+            None,
+            FlagsHome::SitesCrate,
+        );
         assert_eq!(judge(&err, &fs, &rw2, &mut ex), Action::None);
     }
 
@@ -325,14 +539,20 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let (own, shared) = (dir.path().join("own.json"), dir.path().join("shared.json"));
         let mut c = Cache::default();
-        c.files.insert(
-            "src/lib.rs".into(),
-            CacheEntry {
-                hash: "h".into(),
-                lines: "all".into(),
-                exclusions: Exclusions::default(),
-            },
-        );
+        let entry = |hash: &str, lines: &str| CacheEntry {
+            hash: hash.into(),
+            lines: lines.into(),
+            exclusions: Exclusions::default(),
+        };
+        c.put("src/lib.rs", entry("h", "all"));
+        c.put("src/lib.rs", entry("h", "entry"));
+        // Both line selections are remembered; a new content replaces them.
+        assert!(c.get("src/lib.rs", "h", "all").is_some());
+        assert!(c.get("src/lib.rs", "h", "entry").is_some());
+        let mut newer = c.clone();
+        newer.put("src/lib.rs", entry("h2", "all"));
+        assert!(newer.get("src/lib.rs", "h", "entry").is_none());
+        assert!(newer.get("src/lib.rs", "h2", "all").is_some());
         c.save(&shared).expect("save");
         // Missing own cache: the shared one is used.
         let got = Cache::load(&[&own, &shared]);

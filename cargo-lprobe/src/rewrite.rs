@@ -28,6 +28,26 @@ pub struct Exclusions {
     /// (context, name, site): the binding `name` refers to at that site is not captured from
     /// there onward (a later `let` of the same name is a new binding and is captured again).
     pub drop_var_from: BTreeSet<(usize, String, usize)>,
+    /// Bindings (visit's binding ids) whose type is not small and `Copy`: captured by reference.
+    #[serde(default)]
+    pub by_ref: BTreeSet<u32>,
+    /// Bindings whose type is not `Debug`: only their type name is captured.
+    #[serde(default)]
+    pub opaque: BTreeSet<u32>,
+    /// At a crate root: the crate flags module failed to build (e.g. `unsafe_code` forbidden
+    /// from the command line), so the package's checks read the sites crate's flags.
+    #[serde(default)]
+    pub no_crate_flags: bool,
+}
+
+/// How a capture passes its binding to the runtime (the runtime's `ByCopy`, `ByRef`, `Opaque`).
+/// Every binding starts as `Copy`; the repair loop steps it down when the compiler says its
+/// type does not allow that form.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Form {
+    Copy,
+    Ref,
+    Opaque,
 }
 
 impl Exclusions {
@@ -52,8 +72,19 @@ impl Exclusions {
     }
 }
 
+impl Exclusions {
+    /// The form of the capture of `name` at site `i`.
+    pub fn form(&self, sites: &FileSites, i: usize, name: &str) -> Form {
+        match binding_of(sites, i, name) {
+            Some(b) if self.opaque.contains(&b) => Form::Opaque,
+            Some(b) if self.by_ref.contains(&b) => Form::Ref,
+            _ => Form::Copy,
+        }
+    }
+}
+
 /// The binding `name` refers to at site `i`.
-fn binding_of(sites: &FileSites, i: usize, name: &str) -> Option<u32> {
+pub fn binding_of(sites: &FileSites, i: usize, name: &str) -> Option<u32> {
     let s = sites.sites.get(i)?;
     let k = s.names.iter().position(|n| n == name)?;
     s.bindings.get(k).copied()
@@ -77,6 +108,8 @@ pub struct Placed {
 pub struct Rewritten {
     pub text: String,
     pub placed: Vec<Placed>,
+    /// Output byte range of the crate's flags module (`FlagsHome::Crate` at a crate root).
+    pub crate_module: Option<Range<usize>>,
     /// Sorted (original offset, bytes inserted there), to map offsets to the output.
     inserts: Vec<(usize, usize)>,
 }
@@ -106,6 +139,17 @@ pub struct FirstIds {
 /// The runtime crate's name as seen from instrumented code.
 pub const SITES_CRATE: &str = "lprobe_sites";
 
+/// Where a file's dormant checks read the armed flags.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FlagsHome {
+    /// The package's sites crate.
+    SitesCrate,
+    /// The module `crate::__lprobe` of the crate compiling the file (see
+    /// `sites_crate::crate_flags_module`); at a crate root the module is defined here, sized
+    /// for the package's (sites, functions).
+    Crate { define: Option<(u32, u32)> },
+}
+
 /// Rewrites `text`. Site `i` of `sites` gets id `first_id + i`. `extern_crate` is the offset
 /// where an `extern crate` item must be inserted (edition 2015 crate roots), if any.
 pub fn rewrite(
@@ -114,6 +158,7 @@ pub fn rewrite(
     first: FirstIds,
     ex: &Exclusions,
     extern_crate: Option<usize>,
+    flags: FlagsHome,
 ) -> Rewritten {
     let FirstIds {
         site: first_id,
@@ -124,9 +169,16 @@ pub fn rewrite(
         return Rewritten {
             text: text.to_owned(),
             placed: Vec::new(),
+            crate_module: None,
             inserts: Vec::new(),
         };
     }
+    // Where the checks (`on`, `fn_on`, `refresh`, `entry`) come from; the cold calls are
+    // always the sites crate's.
+    let chk = match flags {
+        FlagsHome::SitesCrate => format!("::{SITES_CRATE}"),
+        FlagsHome::Crate { .. } => "crate::__lprobe".to_owned(),
+    };
     if let Some(at) = extern_crate {
         pieces.push((
             at,
@@ -162,7 +214,7 @@ pub fn rewrite(
             let k = first_fn + head.context as u32;
             pieces.push((
                 head.offset,
-                format!(" ::{SITES_CRATE}::refresh(&mut __lprobe_fn, {k}); "),
+                format!(" {chk}::refresh(&mut __lprobe_fn, {k}); "),
                 None,
                 Vec::new(),
             ));
@@ -208,28 +260,28 @@ pub fn rewrite(
         {
             let line = first_id + *j as u32;
             format!(
-                " #[allow(unused_mut, unused_variables)] let mut __lprobe_fn = ::{SITES_CRATE}::fn_on({k}); #[allow(unreachable_code, unused_imports)] if __lprobe_fn {{ use ::{SITES_CRATE}::{{ViaCopy as _, ViaDebug as _, ViaOpaque as _}}; ::{SITES_CRATE}::hit_pair({id}, {line}, &["
+                " #[allow(unused_mut, unused_variables)] let mut __lprobe_fn = {chk}::fn_on({k}); #[allow(unreachable_code)] if __lprobe_fn {{ ::{SITES_CRATE}::hit_pair({id}, {line}, &["
             )
         } else if let (SiteKind::Entry, false) = (site.kind, timed) {
             format!(
-                " #[allow(unused_mut, unused_variables)] let mut __lprobe_fn = ::{SITES_CRATE}::fn_on({k}); #[allow(unreachable_code, unused_imports)] if __lprobe_fn {{ use ::{SITES_CRATE}::{{ViaCopy as _, ViaDebug as _, ViaOpaque as _}}; ::{SITES_CRATE}::hit_if({id}, &["
+                " #[allow(unused_mut, unused_variables)] let mut __lprobe_fn = {chk}::fn_on({k}); #[allow(unreachable_code)] if __lprobe_fn {{ ::{SITES_CRATE}::hit_if({id}, &["
             )
         } else if let (SiteKind::Entry, Some(j)) = (site.kind, merged.get(&i)) {
             let line = first_id + *j as u32;
             format!(
-                " #[allow(unused_mut, unused_variables)] let mut __lprobe_fn = ::{SITES_CRATE}::fn_on({k}); #[allow(unused_mut, unused_variables)] let mut __lprobe_guard = ::{SITES_CRATE}::entry({id}, __lprobe_fn); #[allow(unreachable_code, unused_imports)] if __lprobe_fn {{ use ::{SITES_CRATE}::{{ViaCopy as _, ViaDebug as _, ViaOpaque as _}}; __lprobe_guard.timed(::{SITES_CRATE}::hit_first({id}, {line}, __lprobe_guard.on(), &["
+                " #[allow(unused_mut, unused_variables)] let mut __lprobe_fn = {chk}::fn_on({k}); #[allow(unused_mut, unused_variables)] let mut __lprobe_guard = {chk}::entry({id}, __lprobe_fn); #[allow(unreachable_code)] if __lprobe_fn {{ __lprobe_guard.timed(::{SITES_CRATE}::hit_first({id}, {line}, __lprobe_guard.on(), &["
             )
         } else if site.kind == SiteKind::Entry {
             format!(
-                " #[allow(unused_mut, unused_variables)] let mut __lprobe_fn = ::{SITES_CRATE}::fn_on({k}); #[allow(unused_mut, unused_variables)] let mut __lprobe_guard = ::{SITES_CRATE}::entry({id}, __lprobe_fn); #[allow(unreachable_code, unused_imports)] if __lprobe_guard.on() {{ use ::{SITES_CRATE}::{{ViaCopy as _, ViaDebug as _, ViaOpaque as _}}; __lprobe_guard.timed(::{SITES_CRATE}::hit_entry({id}, &["
+                " #[allow(unused_mut, unused_variables)] let mut __lprobe_fn = {chk}::fn_on({k}); #[allow(unused_mut, unused_variables)] let mut __lprobe_guard = {chk}::entry({id}, __lprobe_fn); #[allow(unreachable_code)] if __lprobe_guard.on() {{ __lprobe_guard.timed(::{SITES_CRATE}::hit_entry({id}, &["
             )
         } else if uses_local {
             format!(
-                " #[allow(unreachable_code, unused_imports)] if __lprobe_fn && ::{SITES_CRATE}::on({id}) {{ use ::{SITES_CRATE}::{{ViaCopy as _, ViaDebug as _, ViaOpaque as _}}; ::{SITES_CRATE}::hit({id}, &["
+                " #[allow(unreachable_code)] if __lprobe_fn && {chk}::on({id}) {{ ::{SITES_CRATE}::hit({id}, &["
             )
         } else {
             format!(
-                " #[allow(unreachable_code, unused_imports)] if ::{SITES_CRATE}::on({id}) {{ use ::{SITES_CRATE}::{{ViaCopy as _, ViaDebug as _, ViaOpaque as _}}; ::{SITES_CRATE}::hit({id}, &["
+                " #[allow(unreachable_code)] if {chk}::on({id}) {{ ::{SITES_CRATE}::hit({id}, &["
             )
         };
         let mut caps = Vec::new();
@@ -241,7 +293,11 @@ pub fn rewrite(
                 code.push_str(", ");
             }
             let start = code.len();
-            code.push_str(&format!("(&&&::{SITES_CRATE}::W(&{name})).lp().v()"));
+            code.push_str(&match ex.form(sites, i, name) {
+                Form::Copy => format!("&::{SITES_CRATE}::ByCopy({name})"),
+                Form::Ref => format!("&::{SITES_CRATE}::ByRef(&{name})"),
+                Form::Opaque => format!("&::{SITES_CRATE}::Opaque(&{name})"),
+            });
             caps.push((name.clone(), start..code.len()));
         }
         // Entry sites pass the call's start time (0: not timed) back to the guard.
@@ -276,6 +332,21 @@ pub fn rewrite(
         }
     }
     out.push_str(&text[last..]);
+    let crate_module = match flags {
+        FlagsHome::Crate {
+            define: Some((n, m)),
+        } => {
+            // After the last line (a file may end in a line comment without a newline).
+            if !out.ends_with('\n') {
+                out.push('\n');
+            }
+            let start = out.len();
+            out.push_str(&crate::sites_crate::crate_flags_module(n, m));
+            out.push('\n');
+            Some(start..out.len())
+        }
+        _ => None,
+    };
     // A merged line site is placed where its entry site is, with the same captures.
     let twins: Vec<Placed> = placed
         .iter()
@@ -292,6 +363,7 @@ pub fn rewrite(
     Rewritten {
         text: out,
         placed,
+        crate_module,
         inserts,
     }
 }
@@ -304,7 +376,14 @@ mod tests {
     fn go(src: &str, ex: &Exclusions) -> (FileSites, Rewritten) {
         let file = syn::parse_file(src).expect("parses");
         let fs = find_sites(src, &file, "k", &LineSel::All);
-        let rw = rewrite(src, &fs, FirstIds { site: 10, func: 0 }, ex, None);
+        let rw = rewrite(
+            src,
+            &fs,
+            FirstIds { site: 10, func: 0 },
+            ex,
+            None,
+            FlagsHome::SitesCrate,
+        );
         (fs, rw)
     }
 
@@ -317,17 +396,87 @@ mod tests {
         let at = |site: usize| rw.placed.iter().find(|p| p.site == site).expect("placed");
         let (name, r) = &at(2).captures[1];
         assert_eq!(name, "b");
-        assert_eq!(&rw.text[r.clone()], "(&&&::lprobe_sites::W(&b)).lp().v()");
+        assert_eq!(&rw.text[r.clone()], "&::lprobe_sites::ByCopy(b)");
         assert!(rw.text.contains("::lprobe_sites::on(12)"));
         assert!(syn::parse_file(&rw.text).is_ok());
         // The first statement's site is checked in the entry's call (same captures), and
         // placed where the entry is.
         // (A small function: its entry has no timing guard.)
-        assert!(rw
-            .text
-            .contains("if __lprobe_fn { use ::lprobe_sites::{ViaCopy as _, ViaDebug as _, ViaOpaque as _}; ::lprobe_sites::hit_pair(10, 11, &[(&&&::lprobe_sites::W(&a)).lp().v()]) }"));
+        assert!(rw.text.contains(
+            "if __lprobe_fn { ::lprobe_sites::hit_pair(10, 11, &[&::lprobe_sites::ByCopy(a)]) }"
+        ));
         assert!(!rw.text.contains("on(11)"));
         assert_eq!(at(1).range, at(0).range);
+    }
+
+    #[test]
+    fn a_binding_stepped_down_is_captured_by_reference_or_opaque_at_each_of_its_sites() {
+        let src = "fn f(a: u8) -> u8 {\n    let b = a;\n    let c = b;\n    let b = c;\n    b\n}\n";
+        let (fs, _) = go(src, &Exclusions::default());
+        // Site 3 sees the second `b`; site 2 the first.
+        let first_b = binding_of(&fs, 2, "b").expect("bound");
+        let second_b = binding_of(&fs, 4, "b").expect("bound");
+        assert_ne!(first_b, second_b);
+        let mut ex = Exclusions::default();
+        ex.by_ref.insert(first_b);
+        ex.opaque.insert(binding_of(&fs, 0, "a").expect("bound"));
+        let (_, rw) = go(src, &ex);
+        let text = |site: usize, name: &str| {
+            let p = rw.placed.iter().find(|p| p.site == site).expect("placed");
+            let (_, r) = p
+                .captures
+                .iter()
+                .find(|(n, _)| n == name)
+                .expect("captured");
+            rw.text[r.clone()].to_owned()
+        };
+        assert_eq!(text(2, "b"), "&::lprobe_sites::ByRef(&b)");
+        assert_eq!(text(3, "b"), "&::lprobe_sites::ByRef(&b)");
+        assert_eq!(text(4, "b"), "&::lprobe_sites::ByCopy(b)");
+        assert_eq!(text(4, "a"), "&::lprobe_sites::Opaque(&a)");
+        assert!(syn::parse_file(&rw.text).is_ok());
+    }
+
+    #[test]
+    fn checks_read_the_crates_own_flags_and_a_root_defines_them_after_its_last_line() {
+        // Ends in a line comment without a newline: the module must not be commented out.
+        let src = "fn f(a: u8) -> u8 {\n    let b = a;\n    b\n}\n// end";
+        let file = syn::parse_file(src).expect("parses");
+        let fs = find_sites(src, &file, "k", &LineSel::All);
+        let root = FlagsHome::Crate {
+            define: Some((40, 7)),
+        };
+        let rw = rewrite(
+            src,
+            &fs,
+            FirstIds::default(),
+            &Exclusions::default(),
+            None,
+            root,
+        );
+        assert!(rw.text.contains("crate::__lprobe::fn_on(0)"));
+        assert!(rw.text.contains("crate::__lprobe::on(2)"));
+        assert!(!rw.text.contains("::lprobe_sites::on("));
+        // Cold calls stay in the sites crate.
+        assert!(rw.text.contains("::lprobe_sites::hit_pair("));
+        let m = rw.crate_module.clone().expect("module defined");
+        assert!(rw.text[m.clone()].contains("static F: [AtomicU8; 40]"));
+        assert!(rw.text[m].contains("static FNF: [AtomicU8; 7]"));
+        // Every original line keeps its number; the module comes after the last one.
+        assert_eq!(rw.text.lines().take(5).count(), 5);
+        assert_eq!(rw.text.lines().nth(4), Some("// end"));
+        assert!(syn::parse_file(&rw.text).is_ok());
+        // Another file of the crate uses the module without defining it.
+        let other = FlagsHome::Crate { define: None };
+        let rw = rewrite(
+            src,
+            &fs,
+            FirstIds::default(),
+            &Exclusions::default(),
+            None,
+            other,
+        );
+        assert!(rw.crate_module.is_none() && !rw.text.contains("mod __lprobe"));
     }
 
     #[test]
@@ -380,7 +529,14 @@ mod tests {
         // Entry sites alone: nothing in the loop reads the local, so no load at its head.
         let file = syn::parse_file(src).expect("parses");
         let fs = find_sites(src, &file, "k", &LineSel::None);
-        let entry = rewrite(src, &fs, FirstIds::default(), &Exclusions::default(), None);
+        let entry = rewrite(
+            src,
+            &fs,
+            FirstIds::default(),
+            &Exclusions::default(),
+            None,
+            FlagsHome::SitesCrate,
+        );
         assert!(entry.text.contains("fn_on(0)"));
         assert!(!entry.text.contains("refresh"));
     }

@@ -121,10 +121,10 @@ impl Captured {
         if secret {
             return Captured::Redacted;
         }
-        let Some(dbg) = val.dbg else {
-            return Captured::Opaque((val.ty)());
+        let Some(dbg) = val.debug() else {
+            return Captured::Opaque(val.type_name());
         };
-        match scalar(dbg, (val.ty)()) {
+        match scalar(dbg, val.type_name()) {
             Some(Scalar::Str(s)) => {
                 return match ShortStr::new(s) {
                     Some(short) => Captured::Short(short),
@@ -144,7 +144,7 @@ impl Captured {
         match catch_unwind(AssertUnwindSafe(|| write!(w, "{dbg:?}"))) {
             Ok(_) if w.cut => Captured::Cut(w.buf),
             Ok(Ok(())) => Captured::Text(w.buf),
-            Ok(Err(_)) => Captured::Failed((val.ty)()),
+            Ok(Err(_)) => Captured::Failed(val.type_name()),
             Err(_) => Captured::Panicked(
                 PANIC_MSG
                     .try_with(|m| m.borrow_mut().take())
@@ -248,7 +248,8 @@ impl Scalar<'_> {
 /// for any other type, and for a secret name (see [`is_secret`]: callers that read names
 /// checked at arm time may skip that).
 pub(crate) fn scalar_of<'a>(val: &Val<'a>) -> Option<Scalar<'a>> {
-    scalar(val.dbg?, (val.ty)())
+    let val: Val<'a> = *val;
+    scalar(val.debug()?, val.type_name())
 }
 
 fn scalar<'a>(dbg: &'a dyn std::fmt::Debug, ty: &str) -> Option<Scalar<'a>> {
@@ -405,15 +406,10 @@ pub(crate) fn is_secret(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ByRef;
 
     fn take_str(s: &str) -> Captured {
-        Captured::take(
-            false,
-            &Val {
-                dbg: Some(&s),
-                ty: std::any::type_name::<&str>,
-            },
-        )
+        Captured::take(false, &(&ByRef(&s) as Val<'_>))
     }
 
     #[test]
@@ -450,14 +446,7 @@ mod tests {
     }
 
     fn cap<T: std::fmt::Debug>(x: &T) -> Value {
-        Captured::take(
-            is_secret("x"),
-            &Val {
-                dbg: Some(x),
-                ty: std::any::type_name::<T>,
-            },
-        )
-        .to_value()
+        Captured::take(is_secret("x"), &(&ByRef(x) as Val<'_>)).to_value()
     }
 
     #[test]
@@ -495,13 +484,7 @@ mod tests {
         for _ in 0..1000 {
             t = T::Node(Box::new(t));
         }
-        let c = Captured::take(
-            is_secret("t"),
-            &Val {
-                dbg: Some(&t),
-                ty: std::any::type_name::<T>,
-            },
-        );
+        let c = Captured::take(is_secret("t"), &(&ByRef(&t) as Val<'_>));
         assert!(
             matches!(&c, Captured::Cut(s) if s.matches('(').count() == MAX_NESTING),
             "{c:?}"
@@ -522,20 +505,8 @@ mod tests {
         let order = (7u32, "bob");
         let password = "hunter2";
         let vals = [
-            Captured::take(
-                is_secret("order"),
-                &Val {
-                    dbg: Some(&order),
-                    ty: std::any::type_name::<(u32, &str)>,
-                },
-            ),
-            Captured::take(
-                is_secret("password"),
-                &Val {
-                    dbg: Some(&password),
-                    ty: std::any::type_name::<&str>,
-                },
-            ),
+            Captured::take(is_secret("order"), &(&ByRef(&order) as Val<'_>)),
+            Captured::take(is_secret("password"), &(&ByRef(&password) as Val<'_>)),
         ];
         let mut out = String::new();
         Body::Vars {

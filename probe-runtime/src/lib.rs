@@ -1,7 +1,7 @@
 //! The runtime linked into programs instrumented by `cargo lprobe`.
 //!
 //! Generated code sees only this file's items: the site tables ([`Table`], [`Site`]), the
-//! capture wrappers ([`W`], [`Val`], [`ViaDebug`], [`ViaOpaque`]), [`register`] (called before
+//! capture forms ([`Val`], [`ByCopy`], [`ByRef`], [`Opaque`]), [`register`] (called before
 //! `main` by each package's generated sites crate) and [`hit`] (called, out of line, when an armed
 //! site is passed). The dormant check itself (`on(id)`: one relaxed byte load) is generated into
 //! the sites crate so it inlines into the user's code.
@@ -70,38 +70,66 @@ pub struct Table {
     pub files: &'static [(&'static str, &'static str)],
 }
 
-/// A captured binding, borrowed for the duration of one hit.
-#[derive(Clone, Copy)]
-pub struct Val<'a> {
-    pub(crate) dbg: Option<&'a dyn fmt::Debug>,
-    pub(crate) ty: fn() -> &'static str,
+/// A captured binding, borrowed for the duration of one hit: one of [`ByCopy`], [`ByRef`],
+/// [`Opaque`] behind a trait object (two words in the capture array).
+pub type Val<'a> = &'a (dyn Cap + 'a);
+
+/// What the runtime can ask of a captured binding.
+///
+/// The three forms are built by generated code as plain struct literals (`&ByCopy(x)`), not method
+/// calls: a method call per capture made type checking and borrow checking of instrumented
+/// crates several times slower (measured in BENCHMARKS.md). Which form a binding gets is not
+/// known from syntax: the rewriter starts from [`ByCopy`] and the repair loop steps a binding
+/// down to [`ByRef`] when the compiler reports its type is not [`SmallCopy`], and to [`Opaque`]
+/// when it is not `Debug`. The bounds sit on the structs, so a wrong guess is a type error at
+/// the capture, never a silent move.
+pub trait Cap {
+    /// The value, when its type is `Debug`.
+    fn debug(&self) -> Option<&dyn fmt::Debug>;
+    fn type_name(&self) -> &'static str;
 }
 
-/// Capture wrapper: `(&&&W(&x)).lp().v()` picks [`ViaCopy`] when `x: Copy + Debug`, else
-/// [`ViaDebug`] when `x: Debug`, else [`ViaOpaque`] (autoref specialization: each impl sits
-/// one reference deeper than the next, so method lookup tries them in that order).
-pub struct W<'a, T>(pub &'a T);
+/// A small `Copy` value copied in the armed branch. Capturing a copy keeps the variable's
+/// address from escaping the instrumented function, so the optimizer can keep it in a register
+/// on the dormant path (a reference would pin it to the stack: a store per call).
+pub struct ByCopy<T: SmallCopy + fmt::Debug>(pub T);
 
-/// A `Copy` value copied in the armed branch. Capturing a copy keeps the variable's address
-/// from escaping the instrumented function, so the optimizer can keep it in a register on
-/// the dormant path (a reference would pin it to the stack: a store per call).
-pub struct Copied<T>(pub T);
+/// A `Debug` value captured by reference: it is formatted when a probe needs it.
+pub struct ByRef<'a, T: fmt::Debug>(pub &'a T);
 
-impl<T: fmt::Debug> Copied<T> {
-    #[inline(always)]
-    pub fn v(&self) -> Val<'_> {
-        Val {
-            dbg: Some(&self.0),
-            ty: std::any::type_name::<T>,
-        }
+/// A value without `Debug`: only its type name is recorded.
+pub struct Opaque<'a, T: ?Sized>(pub &'a T);
+
+impl<T: SmallCopy + fmt::Debug> Cap for ByCopy<T> {
+    #[inline]
+    fn debug(&self) -> Option<&dyn fmt::Debug> {
+        Some(&self.0)
+    }
+    #[inline]
+    fn type_name(&self) -> &'static str {
+        std::any::type_name::<T>()
     }
 }
 
-impl<'a> Val<'a> {
-    /// The value itself (the same last step as [`Copied::v`]).
-    #[inline(always)]
-    pub fn v(&self) -> Val<'a> {
-        *self
+impl<T: fmt::Debug> Cap for ByRef<'_, T> {
+    #[inline]
+    fn debug(&self) -> Option<&dyn fmt::Debug> {
+        Some(self.0)
+    }
+    #[inline]
+    fn type_name(&self) -> &'static str {
+        std::any::type_name::<T>()
+    }
+}
+
+impl<T: ?Sized> Cap for Opaque<'_, T> {
+    #[inline]
+    fn debug(&self) -> Option<&dyn fmt::Debug> {
+        None
+    }
+    #[inline]
+    fn type_name(&self) -> &'static str {
+        std::any::type_name::<T>()
     }
 }
 
@@ -115,54 +143,17 @@ macro_rules! small_copy {
 small_copy!(u8 u16 u32 u64 u128 usize i8 i16 i32 i64 i128 isize f32 f64 bool char);
 impl<U: ?Sized> SmallCopy for &U {}
 
-/// Captures a small `Copy + Debug` value by copying it (see [`Copied`]).
-pub trait ViaCopy {
-    type Out;
-    fn lp(&self) -> Self::Out;
-}
-
-impl<T: fmt::Debug + SmallCopy> ViaCopy for &&W<'_, T> {
-    type Out = Copied<T>;
-    #[inline(always)]
-    fn lp(&self) -> Copied<T> {
-        Copied(*self.0)
-    }
-}
-
-/// Captures a `Debug` value: it is formatted when a probe needs it.
-pub trait ViaDebug<'a> {
-    fn lp(&self) -> Val<'a>;
-}
-
-impl<'a, T: fmt::Debug> ViaDebug<'a> for &W<'a, T> {
-    #[inline(always)]
-    fn lp(&self) -> Val<'a> {
-        Val {
-            dbg: Some(self.0),
-            ty: std::any::type_name::<T>,
-        }
-    }
-}
-
-/// Captures a value without `Debug`: only its type name is recorded.
-pub trait ViaOpaque<'a> {
-    fn lp(&self) -> Val<'a>;
-}
-
-impl<'a, T> ViaOpaque<'a> for W<'a, T> {
-    #[inline(always)]
-    fn lp(&self) -> Val<'a> {
-        Val {
-            dbg: None,
-            ty: std::any::type_name::<T>,
-        }
-    }
-}
-
 /// Registers a package's site table and starts the control thread (once per process).
 /// Called from the sites crate's constructor, before `main`.
 pub fn register(table: &'static Table) {
     let _ = std::panic::catch_unwind(|| registry::register(table));
+}
+
+/// Adds an instrumented crate's own copy of `table`'s site and function flags (the crate reads
+/// its copy with a direct load, not through the sites crate's GOT entry). Called from the
+/// crate's constructor, before `main`.
+pub fn attach(table: &'static Table, flags: &'static [AtomicU8], fn_flags: &'static [AtomicU8]) {
+    let _ = std::panic::catch_unwind(|| registry::attach(table, flags, fn_flags));
 }
 
 /// Flag of a site armed only by plain counters: a hit adds one to the site's count and
@@ -249,27 +240,21 @@ mod tests {
     use super::*;
 
     #[test]
-    #[allow(clippy::needless_borrow)] // the generated form, on purpose
-    fn captures_pick_copy_then_debug_then_opaque() {
+    fn each_capture_form_shows_its_value_and_type() {
         struct NoDebug;
         let (n, s, text, nd) = (7u64, String::from("hi"), "yo", NoDebug);
         fn show(vals: &[Val<'_>]) -> Vec<(String, &'static str)> {
             vals.iter()
                 .map(|v| {
                     (
-                        v.dbg.map(|d| format!("{d:?}")).unwrap_or_default(),
-                        (v.ty)(),
+                        v.debug().map(|d| format!("{d:?}")).unwrap_or_default(),
+                        v.type_name(),
                     )
                 })
                 .collect()
         }
         // As generated: the copies live until the end of the statement that passes them.
-        let shown = show(&[
-            (&&&W(&n)).lp().v(),
-            (&&&W(&s)).lp().v(),
-            (&&&W(&text)).lp().v(),
-            (&&&W(&nd)).lp().v(),
-        ]);
+        let shown = show(&[&ByCopy(n), &ByRef(&s), &ByCopy(text), &Opaque(&nd)]);
         assert_eq!(shown[0], ("7".into(), "u64"));
         assert_eq!(shown[1], ("\"hi\"".into(), "alloc::string::String"));
         assert_eq!(shown[2], ("\"yo\"".into(), "&str"));

@@ -5,7 +5,7 @@
 //! (a hit that meets a swap in progress is dropped and counted).
 
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Once, RwLock};
 
 use crate::probe::Probe;
@@ -80,8 +80,17 @@ impl ArmedMap {
     }
 }
 
+/// A copy of a table's flags defined in one instrumented crate (see [`attach`]).
+pub(crate) struct Mirror {
+    table: usize,
+    flags: &'static [AtomicU8],
+    fn_flags: &'static [AtomicU8],
+}
+
 pub(crate) struct State {
     pub tables: Vec<&'static Table>,
+    /// Flag arrays that instrumented crates read instead of their table's own.
+    pub mirrors: Vec<Mirror>,
     pub probes: Vec<Arc<Probe>>,
     pub next_probe: u64,
     /// Errors of the last control-file read, for `status`.
@@ -91,6 +100,7 @@ pub(crate) struct State {
 
 static STATE: Mutex<State> = Mutex::new(State {
     tables: Vec::new(),
+    mirrors: Vec::new(),
     probes: Vec::new(),
     next_probe: 1,
     control_errors: Vec::new(),
@@ -110,6 +120,40 @@ pub(crate) fn register(table: &'static Table) {
     // Test mode: every site armed from the start (see `control::arm_all`).
     if let Ok(action) = std::env::var("LPROBE_ARM_ALL") {
         crate::control::arm_all(table, &action);
+    }
+}
+
+/// Adds a crate's copy of `table`'s flags: from now on every change of the table's flags is
+/// also made there. Called from an instrumented crate's constructor (before `main`), which
+/// may run before or after the sites crate's [`register`]: mirrors are matched to tables
+/// by address when flags change.
+pub(crate) fn attach(
+    table: &'static Table,
+    flags: &'static [AtomicU8],
+    fn_flags: &'static [AtomicU8],
+) {
+    let mut state = lock();
+    // Anything armed already (e.g. `LPROBE_ARM_ALL` by an earlier constructor) is copied.
+    copy_flags(table.flags, flags);
+    copy_flags(table.fn_flags, fn_flags);
+    state.mirrors.push(Mirror {
+        table: table_key(table),
+        flags,
+        fn_flags,
+    });
+}
+
+fn copy_flags(from: &[AtomicU8], to: &[AtomicU8]) {
+    for (a, b) in from.iter().zip(to) {
+        set(b, a.load(Ordering::Relaxed));
+    }
+}
+
+/// Stores `on` into `flag` unless it already holds it (a store dirties the cache line that
+/// every application thread reads).
+fn set(flag: &AtomicU8, on: u8) {
+    if flag.load(Ordering::Relaxed) != on {
+        flag.store(on, Ordering::Relaxed);
     }
 }
 
@@ -192,6 +236,11 @@ pub(crate) fn rebuild(state: &mut State) {
     // After the map: a thread that sees the new generation finds the new map.
     GENERATION.fetch_add(1, Ordering::Release);
     for t in &state.tables {
+        let mirrors: Vec<&Mirror> = state
+            .mirrors
+            .iter()
+            .filter(|m| m.table == table_key(t))
+            .collect();
         let mut fns = vec![0u8; t.fn_flags.len()];
         for (id, flag) in t.flags.iter().enumerate() {
             let armed = map.get((table_key(t), id as u32));
@@ -211,15 +260,25 @@ pub(crate) fn rebuild(state: &mut State) {
                     *f = 1;
                 }
             }
-            if flag.load(Ordering::Relaxed) != on {
-                flag.store(on, Ordering::Relaxed);
+            // The table's own flag first: the sites crate's cold functions read it after a
+            // crate's copy said the site is armed.
+            set(flag, on);
+            for m in &mirrors {
+                if let Some(f) = m.flags.get(id) {
+                    set(f, on);
+                }
             }
         }
         // Site flags first, then function flags: a function that sees its flag set finds
         // its sites' flags already set.
-        for (flag, on) in t.fn_flags.iter().zip(fns) {
-            if flag.load(Ordering::Relaxed) != on {
-                flag.store(on, Ordering::Relaxed);
+        for (k, on) in fns.into_iter().enumerate() {
+            if let Some(f) = t.fn_flags.get(k) {
+                set(f, on);
+            }
+            for m in &mirrors {
+                if let Some(f) = m.fn_flags.get(k) {
+                    set(f, on);
+                }
             }
         }
     }
@@ -333,6 +392,7 @@ mod tests {
         assert!(!p.site_spent(1));
         let mut state = State {
             tables: vec![t],
+            mirrors: Vec::new(),
             probes: vec![p.clone()],
             next_probe: 2,
             control_errors: Vec::new(),
@@ -346,5 +406,43 @@ mod tests {
         rebuild(&mut state);
         let on: Vec<u8> = t.flags.iter().map(|f| f.load(Ordering::Relaxed)).collect();
         assert_eq!(on, [1, 0, 1]);
+    }
+
+    #[test]
+    fn a_crates_copy_of_the_flags_follows_arming_and_disarming() {
+        let t = table(3);
+        let leak = |n: usize| -> &'static [AtomicU8] {
+            Box::leak(
+                (0..n)
+                    .map(|_| AtomicU8::new(0))
+                    .collect::<Vec<_>>()
+                    .into_boxed_slice(),
+            )
+        };
+        let (flags, fn_flags) = (leak(3), leak(1));
+        let p = probe("p", vec![(t, 2)]);
+        let mut state = State {
+            tables: vec![t],
+            mirrors: vec![Mirror {
+                table: table_key(t),
+                flags,
+                fn_flags,
+            }],
+            probes: vec![p],
+            next_probe: 2,
+            control_errors: Vec::new(),
+            control_path: None,
+        };
+        rebuild(&mut state);
+        let read =
+            |f: &[AtomicU8]| -> Vec<u8> { f.iter().map(|f| f.load(Ordering::Relaxed)).collect() };
+        // A plain counter: the site's flag says so, in the table and in the copy alike.
+        assert_eq!(read(t.flags), [0, 0, crate::FLAG_COUNT]);
+        assert_eq!(read(flags), read(t.flags));
+        assert_eq!((read(t.fn_flags), read(fn_flags)), (vec![1], vec![1]));
+        state.probes.clear();
+        rebuild(&mut state);
+        assert_eq!(read(flags), [0, 0, 0]);
+        assert_eq!(read(fn_flags), [0]);
     }
 }
