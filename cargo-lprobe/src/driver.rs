@@ -42,8 +42,8 @@ struct FileWork {
     sites: FileSites,
     first: rewrite::FirstIds,
     extern_at: Option<usize>,
-    /// A crate root whose own attributes forbid `unsafe_code` (see `rewrite::FlagsHome`).
-    root_forbids_unsafe: Option<bool>,
+    /// A crate root: where the crate flags module goes (see `rewrite::FlagsHome`).
+    crate_root: bool,
     ex: Exclusions,
     rewritten: Option<Rewritten>,
     notes: Vec<String>,
@@ -161,30 +161,33 @@ fn lines_key(sel: &LineSel) -> String {
 
 /// Offset just after a file's inner attributes (where an `extern crate` may go).
 /// Per package: whether its checks can read flags defined in its own crates
-/// (`rewrite::FlagsHome::Crate`). Every crate root must carry the flags module: none may
-/// forbid `unsafe_code` (the module's constructor needs `link_section`), have failed to parse,
-/// be left as written, or have had the module fail to build.
+/// (`rewrite::FlagsHome::Crate`). Every crate root must carry the flags module: none may have
+/// failed to parse, be left as written, or have had the module fail to build (e.g. with
+/// `unsafe_code` forbidden from the command line: the module's constructor needs
+/// `link_section`).
 fn crate_flags_ok(files: &[FileWork], unparsed_root: &[bool]) -> Vec<bool> {
     let mut ok: Vec<bool> = unparsed_root.iter().map(|u| !u).collect();
     for f in files {
-        if let Some(forbids) = f.root_forbids_unsafe {
-            if forbids || f.ex.file_original || f.ex.no_crate_flags {
-                ok[f.pkg] = false;
-            }
+        if f.crate_root && (f.ex.file_original || f.ex.no_crate_flags) {
+            ok[f.pkg] = false;
         }
     }
     ok
 }
 
-/// Whether a crate root's inner attributes forbid `unsafe_code` (also under `cfg_attr`).
-fn forbids_unsafe(file: &syn::File) -> bool {
-    use quote::ToTokens;
-    file.attrs.iter().any(|a| {
-        matches!(a.style, syn::AttrStyle::Inner(_)) && {
-            let t = a.meta.to_token_stream().to_string();
-            t.contains("forbid") && t.contains("unsafe_code")
+/// A crate root's copy with each `forbid` of its inner attributes lowered to `deny`, padded to
+/// the same length (every offset stays valid). Generated code allows lints a crate may forbid
+/// (`unsafe_code` for the flags module's constructor, `unused_variables`…); a forbid cannot be
+/// allowed, a deny can, and the user's code compiled under forbid, so it holds no `allow` that
+/// deny would now accept.
+fn lower_forbids(text: &str, file: &syn::File) -> String {
+    let mut out = text.to_owned();
+    for at in visit::inner_forbids(text, file) {
+        if out.get(at..at + 6) == Some("forbid") {
+            out.replace_range(at..at + 6, "deny  ");
         }
-    })
+    }
+    out
 }
 
 fn after_inner_attrs(text: &str, file: &syn::File) -> usize {
@@ -311,6 +314,12 @@ pub fn run(inv: &Invocation) -> Result<i32> {
                     continue;
                 }
             };
+            let hash = repair::content_hash(text.as_bytes());
+            let text = if src.crate_root {
+                lower_forbids(&text, &file)
+            } else {
+                text
+            };
             let sel = explicit
                 .get(&rel)
                 .cloned()
@@ -324,7 +333,6 @@ pub fn run(inv: &Invocation) -> Result<i32> {
             next_ids[pi] += sites.sites.len() as u32;
             let extern_at =
                 (src.crate_root && src.edition == "2015").then(|| after_inner_attrs(&text, &file));
-            let hash = repair::content_hash(text.as_bytes());
             let lines_key = lines_key(&sel);
             let ex = cache
                 .get(&rel, &hash, &lines_key)
@@ -339,7 +347,7 @@ pub fn run(inv: &Invocation) -> Result<i32> {
                 sites,
                 first,
                 extern_at,
-                root_forbids_unsafe: src.crate_root.then(|| forbids_unsafe(&file)),
+                crate_root: src.crate_root,
                 ex,
                 rewritten: None,
                 notes: Vec::new(),
@@ -363,10 +371,7 @@ pub fn run(inv: &Invocation) -> Result<i32> {
         for f in files.iter_mut() {
             let flags = if crate_flags[f.pkg] {
                 rewrite::FlagsHome::Crate {
-                    define: f
-                        .root_forbids_unsafe
-                        .is_some()
-                        .then(|| (next_ids[f.pkg], next_fns[f.pkg])),
+                    define: f.crate_root.then(|| (next_ids[f.pkg], next_fns[f.pkg])),
                 }
             } else {
                 rewrite::FlagsHome::SitesCrate

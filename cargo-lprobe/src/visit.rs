@@ -126,6 +126,35 @@ pub fn find_sites(text: &str, file: &syn::File, module: &str, lines: &LineSel) -
     v.out
 }
 
+/// Byte offsets of each `forbid` in the file's inner attributes (`#![forbid(unsafe_code)]`,
+/// also inside `cfg_attr`), the lint levels no `allow` in generated code can override.
+pub fn inner_forbids(text: &str, file: &syn::File) -> Vec<usize> {
+    use proc_macro2::{TokenStream, TokenTree};
+    use quote::ToTokens;
+    fn walk(ts: TokenStream, index: &LineIndex<'_>, out: &mut Vec<usize>) {
+        let tokens: Vec<TokenTree> = ts.into_iter().collect();
+        for (k, t) in tokens.iter().enumerate() {
+            match t {
+                TokenTree::Ident(i) if i == "forbid" => {
+                    if let Some(TokenTree::Group(_)) = tokens.get(k + 1) {
+                        out.push(index.offset(i.span().start()));
+                    }
+                }
+                TokenTree::Group(g) => walk(g.stream(), index, out),
+                _ => {}
+            }
+        }
+    }
+    let index = LineIndex::new(text);
+    let mut out = Vec::new();
+    for a in &file.attrs {
+        if matches!(a.style, syn::AttrStyle::Inner(_)) {
+            walk(a.meta.to_token_stream(), &index, &mut out);
+        }
+    }
+    out
+}
+
 /// Converts proc-macro2 line/column (column counted in chars) to byte offsets.
 struct LineIndex<'a> {
     text: &'a str,
@@ -842,6 +871,17 @@ mod tests {
         let fs = sites(src, LineSel::None);
         assert_eq!(summary(&fs), vec!["3:5 entry k::S::m [self,a,b,c]"]);
         assert_eq!(&src[fs.sites[0].offset - 1..fs.sites[0].offset], "{");
+    }
+
+    #[test]
+    fn forbids_are_found_in_inner_attributes_only() {
+        let src = "#![forbid(unsafe_code)]\n#![cfg_attr(docsrs, forbid(missing_docs, unsafe_code))]\n#![forbid(unused)]\n#[forbid(unsafe_code)]\nfn f() {}\n";
+        let file = syn::parse_file(src).expect("parses");
+        let at = inner_forbids(src, &file);
+        assert_eq!(at.len(), 3);
+        for a in at {
+            assert_eq!(&src[a..a + 6], "forbid");
+        }
     }
 
     #[test]

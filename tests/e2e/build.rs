@@ -61,6 +61,18 @@ fn crate_shapes_pass_their_tests_instrumented_and_armed() {
         err.contains("instrumented 5 crates"),
         "the proc-macro is not instrumented: {err}"
     );
+    // Every crate reads the flags defined in its own root, also the 2015-edition crate that
+    // forbids unsafe_code (lowered to deny in the copy, so the flags module may allow it).
+    let copy = target_dir("shapes").join("lprobe/src");
+    for krate in ["ed2015", "ed2024", "nostd", "built", "uses-derive"] {
+        let root = std::fs::read_to_string(copy.join(krate).join("src/lib.rs")).expect("copy");
+        assert!(
+            root.contains("crate::__lprobe::") && root.contains("mod __lprobe {"),
+            "{krate}: {root}"
+        );
+    }
+    let ed2015 = std::fs::read_to_string(copy.join("ed2015/src/lib.rs")).expect("copy");
+    assert!(ed2015.contains("#![deny  (unsafe_code)]"), "{ed2015}");
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("records.jsonl");
     let armed = cargo_env(
@@ -82,6 +94,13 @@ fn crate_shapes_pass_their_tests_instrumented_and_armed() {
             >= 10,
         "{recs}"
     );
+    // Arming reached each crate's own copy of the flags.
+    for krate in ["ed2015", "ed2024", "nostd", "built", "uses-derive"] {
+        assert!(
+            recs.contains(&format!("\"site\":\"{krate}/src/lib.rs:")),
+            "no snapshot from {krate}:\n{recs}"
+        );
+    }
 }
 
 #[test]
