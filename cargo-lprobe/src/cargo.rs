@@ -40,6 +40,8 @@ pub struct Invocation {
     pub sub: Sub,
     /// `--lines` as given.
     pub lines: Option<String>,
+    /// `--skip-accessors`: no sites in trivial accessors (`visit::is_trivial_accessor`).
+    pub skip_accessors: bool,
     pub report: Report,
     pub verbose: bool,
     /// Cargo's arguments before `--`, minus those lprobe handles itself.
@@ -56,7 +58,7 @@ pub struct Invocation {
     pub locked: bool,
 }
 
-pub const USAGE: &str = "usage: cargo lprobe <build|check|run|test|bench> [--lines all|none|FILE:LINE[-LINE],…] [--report json] [-v] [cargo options…] [-- args…]";
+pub const USAGE: &str = "usage: cargo lprobe <build|check|run|test|bench> [--lines all|none|FILE:LINE[-LINE],…] [--skip-accessors] [--report json] [-v] [cargo options…] [-- args…]";
 
 /// Parses the arguments after `cargo lprobe` (cargo passes `lprobe` itself first).
 pub fn parse(args: &[String]) -> Result<Invocation> {
@@ -76,6 +78,7 @@ pub fn parse(args: &[String]) -> Result<Invocation> {
     let mut inv = Invocation {
         sub,
         lines: None,
+        skip_accessors: false,
         report: Report::Human,
         verbose: false,
         cargo_args: Vec::new(),
@@ -109,6 +112,7 @@ pub fn parse(args: &[String]) -> Result<Invocation> {
                 break;
             }
             "--lines" => inv.lines = Some(value("--lines")?),
+            "--skip-accessors" => inv.skip_accessors = true,
             "--report" => {
                 inv.report = match value("--report")?.as_str() {
                     "json" => Report::Json,
@@ -181,6 +185,8 @@ mod tests {
         let inv = p("lprobe build --release --lines all -p app --features x --message-format=json");
         assert_eq!(inv.sub, Sub::Build);
         assert_eq!(inv.lines.as_deref(), Some("all"));
+        assert!(!inv.skip_accessors);
+        assert!(p("lprobe build --skip-accessors").skip_accessors);
         assert_eq!(
             inv.cargo_args,
             vec!["--release", "-p", "app", "--features", "x"]

@@ -324,7 +324,7 @@ pub fn run(inv: &Invocation) -> Result<i32> {
                 .get(&rel)
                 .cloned()
                 .unwrap_or_else(|| default_sel.clone());
-            let sites = visit::find_sites(&text, &file, &src.module, &sel);
+            let sites = visit::find_sites_with(&text, &file, &src.module, &sel, inv.skip_accessors);
             let first = rewrite::FirstIds {
                 site: next_ids[pi],
                 func: next_fns[pi],
@@ -333,7 +333,12 @@ pub fn run(inv: &Invocation) -> Result<i32> {
             next_ids[pi] += sites.sites.len() as u32;
             let extern_at =
                 (src.crate_root && src.edition == "2015").then(|| after_inner_attrs(&text, &file));
-            let lines_key = lines_key(&sel);
+            // The site set depends on the selection and on --skip-accessors.
+            let lines_key = if inv.skip_accessors {
+                format!("{}+skip-accessors", lines_key(&sel))
+            } else {
+                lines_key(&sel)
+            };
             let ex = cache
                 .get(&rel, &hash, &lines_key)
                 .cloned()

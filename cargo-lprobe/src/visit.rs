@@ -109,9 +109,22 @@ pub struct FileSites {
 /// Finds the sites of `file` (parsed from `text`); `module` is the file's module path
 /// (`demo_app::billing`).
 pub fn find_sites(text: &str, file: &syn::File, module: &str, lines: &LineSel) -> FileSites {
+    find_sites_with(text, file, module, lines, false)
+}
+
+/// [`find_sites`], optionally leaving trivial accessors without sites (`--skip-accessors`,
+/// see [`is_trivial_accessor`]).
+pub fn find_sites_with(
+    text: &str,
+    file: &syn::File,
+    module: &str,
+    lines: &LineSel,
+    skip_accessors: bool,
+) -> FileSites {
     let mut v = Visitor {
         index: LineIndex::new(text),
         lines,
+        skip_accessors,
         module: module.split("::").map(str::to_owned).collect(),
         self_ty: None,
         ctx: None,
@@ -183,6 +196,7 @@ impl<'a> LineIndex<'a> {
 struct Visitor<'a> {
     index: LineIndex<'a>,
     lines: &'a LineSel,
+    skip_accessors: bool,
     module: Vec<String>,
     self_ty: Option<String>,
     /// Current function context: (index into `out.contexts`, function path).
@@ -250,6 +264,33 @@ fn is_small(block: &syn::Block) -> bool {
         .stmts
         .iter()
         .all(|s| scan(quote::ToTokens::to_token_stream(s), &mut budget))
+}
+
+/// A body that is one field read or write and nothing else: `self.start`, `&self.items`,
+/// `self.end = bound;`, a literal. Inlined everywhere, such a function's entry check (a load
+/// and a branch per inlined call, and a cold call the inliner counts) can cost more than the
+/// function, and can keep its callers from being inlined in turn.
+fn is_trivial_accessor(block: &syn::Block) -> bool {
+    fn place(e: &syn::Expr) -> bool {
+        match e {
+            syn::Expr::Field(f) => place(&f.base),
+            syn::Expr::Path(p) => p.qself.is_none(),
+            syn::Expr::Paren(p) => place(&p.expr),
+            _ => false,
+        }
+    }
+    fn value(e: &syn::Expr) -> bool {
+        match e {
+            syn::Expr::Lit(_) => true,
+            syn::Expr::Reference(r) => place(&r.expr),
+            _ => place(e),
+        }
+    }
+    match block.stmts.as_slice() {
+        [syn::Stmt::Expr(e, None)] => value(e),
+        [syn::Stmt::Expr(syn::Expr::Assign(a), Some(_))] => place(&a.left) && value(&a.right),
+        _ => false,
+    }
 }
 
 /// `#[inline]` or `#[inline(always)]` (not `#[inline(never)]`).
@@ -411,6 +452,8 @@ impl<'a> Visitor<'a> {
             Some("extern fn")
         } else if has_attr(attrs, "naked") {
             Some("naked fn")
+        } else if self.skip_accessors && is_trivial_accessor(block) {
+            Some("trivial accessor (--skip-accessors)")
         } else {
             None
         };
@@ -871,6 +914,24 @@ mod tests {
         let fs = sites(src, LineSel::None);
         assert_eq!(summary(&fs), vec!["3:5 entry k::S::m [self,a,b,c]"]);
         assert_eq!(&src[fs.sites[0].offset - 1..fs.sites[0].offset], "{");
+    }
+
+    #[test]
+    fn trivial_accessors_are_skipped_only_when_asked() {
+        let src = "struct R { start: char, end: char, v: Vec<u8> }\nimpl R {\n    fn lower(&self) -> char { self.start }\n    fn items(&self) -> &Vec<u8> { &self.v }\n    fn set_upper(&mut self, b: char) { self.end = b; }\n    fn len(&self) -> usize { self.v.len() }\n    fn both(&self) -> (char, char) { (self.start, self.end) }\n}\n";
+        let file = syn::parse_file(src).expect("parses");
+        let all = find_sites(src, &file, "k", &LineSel::None);
+        assert!(all.contexts.iter().all(|c| c.skipped.is_none()));
+        let fs = find_sites_with(src, &file, "k", &LineSel::None, true);
+        let skipped: Vec<&str> = fs
+            .contexts
+            .iter()
+            .filter(|c| c.skipped.is_some())
+            .map(|c| c.func.as_str())
+            .collect();
+        assert_eq!(skipped, ["k::R::lower", "k::R::items", "k::R::set_upper"]);
+        // A method call or a tuple is not a plain field access: those keep their entry site.
+        assert_eq!(fs.sites.len(), 2);
     }
 
     #[test]
