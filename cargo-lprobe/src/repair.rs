@@ -348,7 +348,8 @@ mod tests {
 
     #[test]
     fn an_unsatisfied_bound_steps_the_binding_down_a_form_then_drops_it() {
-        let src = "fn f(s: String) {\n    let t = 1;\n    let u = 2;\n}\n";
+        // (A generic parameter starts as a copy, like a `let` of unknown type.)
+        let src = "fn f<T>(s: T) {\n    let t = 1;\n    let u = 2;\n}\n";
         let (fs, rw) = setup(src);
         let capture = |rw: &Rewritten, site: usize| {
             let p = rw.placed.iter().find(|p| p.site == site).expect("placed");

@@ -77,7 +77,7 @@ impl Exclusions {
     pub fn form(&self, sites: &FileSites, i: usize, name: &str) -> Form {
         match binding_of(sites, i, name) {
             Some(b) if self.opaque.contains(&b) => Form::Opaque,
-            Some(b) if self.by_ref.contains(&b) => Form::Ref,
+            Some(b) if self.by_ref.contains(&b) || sites.by_ref_first.contains(&b) => Form::Ref,
             _ => Form::Copy,
         }
     }

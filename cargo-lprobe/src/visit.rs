@@ -104,6 +104,10 @@ pub struct FileSites {
     pub sites: Vec<Site>,
     pub contexts: Vec<FnContext>,
     pub loops: Vec<LoopHead>,
+    /// Bindings whose declared type is not small and `Copy` (parameters: `&mut self`,
+    /// `s: String`, `v: &mut Vec<u8>`…): captured by reference from the first build on (see
+    /// `rewrite::Form`; the others start as copies and the repair loop corrects wrong guesses).
+    pub by_ref_first: HashSet<u32>,
 }
 
 /// Finds the sites of `file` (parsed from `text`); `module` is the file's module path
@@ -289,6 +293,41 @@ fn is_trivial_accessor(block: &syn::Block) -> bool {
     match block.stmts.as_slice() {
         [syn::Stmt::Expr(e, None)] => value(e),
         [syn::Stmt::Expr(syn::Expr::Assign(a), Some(_))] => place(&a.left) && value(&a.right),
+        _ => false,
+    }
+}
+
+/// A type that is surely small and `Copy` (a shared reference, a primitive), or one that may be
+/// (a bare generic name): the capture starts as a copy. Anything else (`&mut T`, `String`,
+/// `Vec<T>`, tuples, arrays…) starts by reference.
+fn small_copy_type(ty: &syn::Type) -> bool {
+    match ty {
+        syn::Type::Reference(r) => r.mutability.is_none(),
+        syn::Type::Paren(p) => small_copy_type(&p.elem),
+        syn::Type::Path(p) if p.qself.is_none() => match p.path.get_ident() {
+            Some(id) => {
+                let n = id.to_string();
+                matches!(
+                    n.as_str(),
+                    "u8" | "u16"
+                        | "u32"
+                        | "u64"
+                        | "u128"
+                        | "usize"
+                        | "i8"
+                        | "i16"
+                        | "i32"
+                        | "i64"
+                        | "i128"
+                        | "isize"
+                        | "f32"
+                        | "f64"
+                        | "bool"
+                        | "char"
+                ) || n.len() <= 2 && n.starts_with(|c: char| c.is_ascii_uppercase())
+            }
+            None => false,
+        },
         _ => false,
     }
 }
@@ -484,13 +523,32 @@ impl<'a> Visitor<'a> {
         let saved_self = self.self_ty.take();
 
         let mut params = Vec::new();
+        let mut not_copy = HashSet::new();
         for input in &sig.inputs {
             match input {
-                syn::FnArg::Receiver(_) => params.push("self".to_owned()),
-                syn::FnArg::Typed(t) => pat_bindings(&t.pat, &mut params),
+                syn::FnArg::Receiver(r) => {
+                    params.push("self".to_owned());
+                    // `&self` is a shared reference (a copy); `&mut self`, `self`, `self: Box<Self>` are not.
+                    let shared = r.reference.is_some() && r.mutability.is_none();
+                    if !shared || r.colon_token.is_some() {
+                        not_copy.insert("self".to_owned());
+                    }
+                }
+                syn::FnArg::Typed(t) => {
+                    let first = params.len();
+                    pat_bindings(&t.pat, &mut params);
+                    if matches!(*t.pat, syn::Pat::Ident(_)) && !small_copy_type(&t.ty) {
+                        not_copy.extend(params[first..].iter().cloned());
+                    }
+                }
             }
         }
         let params = self.bind(params);
+        for (name, b) in &params {
+            if not_copy.contains(name) {
+                self.out.by_ref_first.insert(*b);
+            }
+        }
         self.scopes.push(params);
 
         // Entry site: after the opening brace and any inner attributes.
@@ -914,6 +972,24 @@ mod tests {
         let fs = sites(src, LineSel::None);
         assert_eq!(summary(&fs), vec!["3:5 entry k::S::m [self,a,b,c]"]);
         assert_eq!(&src[fs.sites[0].offset - 1..fs.sites[0].offset], "{");
+    }
+
+    #[test]
+    fn parameters_of_types_that_are_not_small_copies_start_by_reference() {
+        let src = "impl S {\n    fn f(&mut self, a: u32, b: &str, c: String, d: &mut Vec<u8>, e: T) {}\n    fn g(&self) {}\n}\n";
+        let file = syn::parse_file(src).expect("parses");
+        let fs = find_sites(src, &file, "k", &LineSel::None);
+        let by_ref = |site: usize| -> Vec<&str> {
+            let s = &fs.sites[site];
+            s.names
+                .iter()
+                .zip(&s.bindings)
+                .filter(|(_, b)| fs.by_ref_first.contains(b))
+                .map(|(n, _)| n.as_str())
+                .collect()
+        };
+        assert_eq!(by_ref(0), ["self", "c", "d"]);
+        assert!(by_ref(1).is_empty());
     }
 
     #[test]
