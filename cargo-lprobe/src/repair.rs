@@ -324,16 +324,14 @@ mod tests {
     use crate::visit::{find_sites, LineSel};
 
     fn setup(src: &str) -> (FileSites, Rewritten) {
+        setup_with(src, FlagsHome::SitesCrate)
+    }
+
+    fn setup_with(src: &str, flags: FlagsHome) -> (FileSites, Rewritten) {
         let file = syn::parse_file(src).expect("parses");
         let fs = find_sites(src, &file, "k", &LineSel::All);
-        let rw = rewrite(
-            src,
-            &fs,
-            Default::default(),
-            &Exclusions::default(),
-            None,
-            FlagsHome::SitesCrate,
-        );
+        let ex = Exclusions::default();
+        let rw = rewrite(src, &fs, Default::default(), &ex, None, flags);
         (fs, rw)
     }
 
@@ -351,68 +349,46 @@ mod tests {
         // (A generic parameter starts as a copy, like a `let` of unknown type.)
         let src = "fn f<T>(s: T) {\n    let t = 1;\n    let u = 2;\n}\n";
         let (fs, rw) = setup(src);
-        let capture = |rw: &Rewritten, site: usize| {
+        let again = |ex: &Exclusions| {
+            rewrite(
+                src,
+                &fs,
+                Default::default(),
+                ex,
+                None,
+                FlagsHome::SitesCrate,
+            )
+        };
+        // An E0277 with `message` at the capture of `s` at `site`.
+        let bound = |message: &str, rw: &Rewritten, site: usize| {
             let p = rw.placed.iter().find(|p| p.site == site).expect("placed");
             let (_, r) = p.captures.iter().find(|(n, _)| n == "s").expect("captured");
-            r.start + 2
+            error_at("E0277", message, r.start + 2)
         };
         let mut ex = Exclusions::default();
         let not_copy = "the trait bound `String: probe_runtime::SmallCopy` is not satisfied";
-        let demoted = judge(
-            &error_at("E0277", not_copy, capture(&rw, 2)),
-            &fs,
-            &rw,
-            &mut ex,
-        );
+        let demoted = judge(&bound(not_copy, &rw, 2), &fs, &rw, &mut ex);
+        let to = Form::Ref;
         assert_eq!(
             demoted,
             Action::Demote {
                 site: 2,
                 name: "s".into(),
-                to: Form::Ref
+                to
             }
         );
         // The same round reports it at the binding's other sites: no further change.
-        judge(
-            &error_at("E0277", not_copy, capture(&rw, 1)),
-            &fs,
-            &rw,
-            &mut ex,
-        );
+        judge(&bound(not_copy, &rw, 1), &fs, &rw, &mut ex);
         assert_eq!(ex.form(&fs, 1, "s"), Form::Ref);
         assert_eq!(ex.form(&fs, 0, "s"), Form::Ref);
-        let rw = rewrite(
-            src,
-            &fs,
-            Default::default(),
-            &ex,
-            None,
-            FlagsHome::SitesCrate,
-        );
         let no_debug = "`String` doesn't implement `Debug`";
-        judge(
-            &error_at("E0277", no_debug, capture(&rw, 2)),
-            &fs,
-            &rw,
-            &mut ex,
-        );
+        let rw = again(&ex);
+        judge(&bound(no_debug, &rw, 2), &fs, &rw, &mut ex);
         assert_eq!(ex.form(&fs, 2, "s"), Form::Opaque);
         assert!(ex.keeps_capture(&fs, 2, "s"));
         // Opaque and still failing: the capture goes.
-        let rw = rewrite(
-            src,
-            &fs,
-            Default::default(),
-            &ex,
-            None,
-            FlagsHome::SitesCrate,
-        );
-        let action = judge(
-            &error_at("E0277", no_debug, capture(&rw, 2)),
-            &fs,
-            &rw,
-            &mut ex,
-        );
+        let rw = again(&ex);
+        let action = judge(&bound(no_debug, &rw, 2), &fs, &rw, &mut ex);
         assert_eq!(
             action,
             Action::DropCapture {
@@ -425,19 +401,10 @@ mod tests {
     #[test]
     fn an_error_in_the_crate_flags_module_moves_the_flags_back_to_the_sites_crate() {
         let src = "#![deny(unsafe_code)]\nfn f() {}\n";
-        let file = syn::parse_file(src).expect("parses");
-        let fs = find_sites(src, &file, "k", &LineSel::All);
         let root = FlagsHome::Crate {
             define: Some((1, 1)),
         };
-        let rw = rewrite(
-            src,
-            &fs,
-            Default::default(),
-            &Exclusions::default(),
-            None,
-            root,
-        );
+        let (fs, rw) = setup_with(src, root);
         let m = rw.crate_module.clone().expect("module");
         let mut ex = Exclusions::default();
         let err = error_at("E0453", "allow(unsafe_code) incompatible", m.start + 20);

@@ -443,17 +443,19 @@ mod tests {
         let src = "fn f(a: u8) -> u8 {\n    let b = a;\n    b\n}\n// end";
         let file = syn::parse_file(src).expect("parses");
         let fs = find_sites(src, &file, "k", &LineSel::All);
-        let root = FlagsHome::Crate {
-            define: Some((40, 7)),
+        let with = |flags| {
+            rewrite(
+                src,
+                &fs,
+                FirstIds::default(),
+                &Exclusions::default(),
+                None,
+                flags,
+            )
         };
-        let rw = rewrite(
-            src,
-            &fs,
-            FirstIds::default(),
-            &Exclusions::default(),
-            None,
-            root,
-        );
+        let rw = with(FlagsHome::Crate {
+            define: Some((40, 7)),
+        });
         assert!(rw.text.contains("crate::__lprobe::fn_on(0)"));
         assert!(rw.text.contains("crate::__lprobe::on(2)"));
         assert!(!rw.text.contains("::lprobe_sites::on("));
@@ -467,15 +469,7 @@ mod tests {
         assert_eq!(rw.text.lines().nth(4), Some("// end"));
         assert!(syn::parse_file(&rw.text).is_ok());
         // Another file of the crate uses the module without defining it.
-        let other = FlagsHome::Crate { define: None };
-        let rw = rewrite(
-            src,
-            &fs,
-            FirstIds::default(),
-            &Exclusions::default(),
-            None,
-            other,
-        );
+        let rw = with(FlagsHome::Crate { define: None });
         assert!(rw.crate_module.is_none() && !rw.text.contains("mod __lprobe"));
     }
 
