@@ -953,6 +953,22 @@ fn build_round(
     Ok(out)
 }
 
+/// `tests/../src/table.rs` → `src/table.rs`: a file a test crate includes with
+/// `#[path = "../src/table.rs"]` is named so in its errors, and is the same rewritten file.
+fn normalize(path: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for p in path.split('/') {
+        match p {
+            "" | "." => {}
+            ".." if parts.last().is_some_and(|l| *l != "..") => {
+                parts.pop();
+            }
+            _ => parts.push(p),
+        }
+    }
+    parts.join("/")
+}
+
 /// The rewritten file and byte offset a compiler error points at (following macro
 /// expansions back to the user's file).
 fn locate(m: &serde_json::Value, copy: &str, root: &str) -> Option<(String, FileError)> {
@@ -968,13 +984,12 @@ fn locate(m: &serde_json::Value, copy: &str, root: &str) -> Option<(String, File
         span = span.get("expansion")?.get("span")?;
     }
     let file = span.get("file_name")?.as_str()?;
-    let rel = file
-        .strip_prefix(copy)
-        .or_else(|| file.strip_prefix(root))
-        .map(|r| r.trim_start_matches('/'))
-        .unwrap_or(file)
-        .trim_start_matches("./")
-        .to_owned();
+    let rel = normalize(
+        file.strip_prefix(copy)
+            .or_else(|| file.strip_prefix(root))
+            .map(|r| r.trim_start_matches('/'))
+            .unwrap_or(file),
+    );
     let byte = span.get("byte_start")?.as_u64()? as usize;
     // Secondary spans in the same file ("borrow later used here"): a capture that extends a
     // borrow is often only named there.
@@ -1099,6 +1114,16 @@ fn print_summary(reports: &[PkgReport], files: &[FileWork], verbose: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn error_paths_through_parent_directories_name_the_rewritten_file() {
+        assert_eq!(
+            normalize("tests/../src/d2s_small_table.rs"),
+            "src/d2s_small_table.rs"
+        );
+        assert_eq!(normalize("./src/lib.rs"), "src/lib.rs");
+        assert_eq!(normalize("../outside/x.rs"), "../outside/x.rs");
+    }
 
     #[test]
     fn line_selection_by_workspace_or_package_path_and_ranges() {
