@@ -159,7 +159,6 @@ fn lines_key(sel: &LineSel) -> String {
     }
 }
 
-/// Offset just after a file's inner attributes (where an `extern crate` may go).
 /// Per package: whether its checks can read flags defined in its own crates
 /// (`rewrite::FlagsHome::Crate`). Every crate root must carry the flags module: none may have
 /// failed to parse, be left as written, or have had the module fail to build (e.g. with
@@ -190,6 +189,15 @@ fn lower_forbids(text: &str, file: &syn::File) -> String {
     out
 }
 
+/// Whether `err` points into the crate flags module of `f` (a crate root).
+fn in_crate_module(f: &FileWork, err: &FileError) -> bool {
+    f.rewritten
+        .as_ref()
+        .and_then(|r| r.crate_module.as_ref())
+        .is_some_and(|r| r.contains(&err.byte))
+}
+
+/// Offset just after a file's inner attributes (where an `extern crate` may go).
 fn after_inner_attrs(text: &str, file: &syn::File) -> usize {
     use syn::spanned::Spanned;
     let mut end = None;
@@ -409,20 +417,14 @@ pub fn run(inv: &Invocation) -> Result<i32> {
             .iter()
             .filter_map(|(file, err)| {
                 let f = &files[*by_rel.get(file)?];
-                let r = f.rewritten.as_ref()?.crate_module.as_ref()?;
-                r.contains(&err.byte).then_some(f.pkg)
+                in_crate_module(f, err).then_some(f.pkg)
             })
             .collect();
         for (file, err) in &out.errors {
             let Some(&i) = by_rel.get(file) else {
                 continue;
             };
-            let in_module = files[i]
-                .rewritten
-                .as_ref()
-                .and_then(|r| r.crate_module.as_ref())
-                .is_some_and(|r| r.contains(&err.byte));
-            if module_failed.contains(&files[i].pkg) && !in_module {
+            if module_failed.contains(&files[i].pkg) && !in_crate_module(&files[i], err) {
                 continue;
             }
             let f = &mut files[i];

@@ -89,7 +89,7 @@ pub fn judge(err: &FileError, sites: &FileSites, rw: &Rewritten, ex: &mut Exclus
                 .iter()
                 .find(|(n, _)| n == name)
                 .map_or(Form::Opaque, |(_, r)| form_of_text(&rw.text[r.clone()]));
-            demote(err, sites, p.site, (name, rendered), ex)
+            demote(err, sites, p.site, name, rendered, ex)
         }) {
             return a;
         }
@@ -164,13 +164,15 @@ pub fn judge(err: &FileError, sites: &FileSites, rw: &Rewritten, ex: &mut Exclus
     Action::FileOriginal
 }
 
-/// Steps the binding captured as `name` at `site` down to the form the error asks for; `None`
-/// when it is already there (the capture is then dropped like any other).
+/// Steps the binding captured as `name` at `site` (in the form `rendered` this round) down to
+/// the form the error asks for; `None` when it is already there (the capture is then dropped
+/// like any other).
 fn demote(
     err: &FileError,
     sites: &FileSites,
     site: usize,
-    (name, rendered): (&str, Form),
+    name: &str,
+    rendered: Form,
     ex: &mut Exclusions,
 ) -> Option<Action> {
     let b = binding_of(sites, site, name)?;
