@@ -196,12 +196,13 @@ extern "C" fn init() {
 }
 
 /// The module `__lprobe` appended to each crate root of a package whose checks read flags
-/// defined in the crate itself: a check is then one load at a fixed offset from the
-/// instruction pointer (`cmpb $0, F+i(%rip)`), where the sites crate's flags, a dependency's
-/// statics, are reached through a GOT entry (a second load, and a register held for the
-/// address). The module registers its copy with the runtime from a constructor, so it needs
-/// `link_section`: crates that forbid `unsafe_code` keep reading the sites crate's flags.
-/// One line, like all generated code. `sites`, `fns`: the package's totals.
+/// defined in the crate itself: in a binary crate a check is then one load at a fixed offset
+/// from the instruction pointer (`movzbl F+i(%rip)`), where the sites crate's flags, a
+/// dependency's statics, are reached through a GOT entry (a second load, and a register held
+/// for the address); in a library crate rustc still goes through the GOT. The module hands its
+/// copy to the runtime from a constructor, so it needs `link_section` (the driver lowers a
+/// root's `forbid` to `deny` so the module may allow `unsafe_code`). One line, like all
+/// generated code. `sites`, `fns`: the package's totals.
 pub fn crate_flags_module(sites: u32, fns: u32) -> String {
     format!(
         "#[doc(hidden)] #[allow(unsafe_code, missing_docs, dead_code, unused, non_upper_case_globals, clippy::all)] pub(crate) mod __lprobe {{ \
