@@ -308,10 +308,17 @@ pub fn run(inv: &Invocation) -> Result<i32> {
                 continue;
             };
             let rel = rel_string(rel);
-            let text = std::fs::read_to_string(&src.path)
-                .with_context(|| format!("reading {}", src.path.display()))?;
+            let (text, parsed) = match src.source {
+                Some(source) => source,
+                None => {
+                    let text = std::fs::read_to_string(&src.path)
+                        .with_context(|| format!("reading {}", src.path.display()))?;
+                    let parsed = syn::parse_file(&text);
+                    (text, parsed)
+                }
+            };
             total_lines += text.lines().count();
-            let file = match syn::parse_file(&text) {
+            let file = match parsed {
                 Ok(f) => f,
                 Err(e) => {
                     let at = e.span().start();

@@ -107,6 +107,9 @@ pub struct SourceFile {
     /// Whether this is a crate root (lib.rs, main.rs, a test file…).
     pub crate_root: bool,
     pub edition: String,
+    /// The file's text and its parse, as read while following `mod` declarations (so the
+    /// driver does not read and parse every file a second time); `None` if unreadable.
+    pub source: Option<(String, Result<syn::File, syn::Error>)>,
 }
 
 /// The files of every instrumentable target of `pkg` (not build scripts, not proc-macros),
@@ -145,13 +148,20 @@ fn walk(
             module: module.to_owned(),
             crate_root: root,
             edition: edition.to_owned(),
+            source: None,
         },
     );
     let Ok(text) = std::fs::read_to_string(path) else {
         return;
     };
-    let Ok(file) = syn::parse_file(&text) else {
-        return;
+    let file = match syn::parse_file(&text) {
+        Ok(file) => file,
+        Err(e) => {
+            if let Some(f) = found.get_mut(path) {
+                f.source = Some((text, Err(e)));
+            }
+            return;
+        }
     };
     let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
     let dir = path.parent().unwrap_or(Path::new("."));
@@ -163,6 +173,9 @@ fn walk(
         dir.join(name)
     };
     walk_items(&file.items, &child_dir, dir, module, edition, found, depth);
+    if let Some(f) = found.get_mut(path) {
+        f.source = Some((text, Ok(file)));
+    }
 }
 
 fn path_attr(attrs: &[syn::Attribute]) -> Option<String> {
