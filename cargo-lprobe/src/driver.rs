@@ -303,6 +303,7 @@ pub fn run(inv: &Invocation) -> Result<i32> {
             // Workspace-level lines may name files of other packages.
             line_selection(&spec, &names).unwrap_or((LineSel::None, HashMap::new()))
         };
+        let skip_accessors = inv.skip_accessors || pkg.skip_accessors || ws.skip_accessors;
         for src in sources {
             let Ok(rel) = src.path.strip_prefix(&ws.root) else {
                 continue;
@@ -339,7 +340,7 @@ pub fn run(inv: &Invocation) -> Result<i32> {
                 .get(&rel)
                 .cloned()
                 .unwrap_or_else(|| default_sel.clone());
-            let sites = visit::find_sites_with(&text, &file, &src.module, &sel, inv.skip_accessors);
+            let sites = visit::find_sites_with(&text, &file, &src.module, &sel, skip_accessors);
             let first = rewrite::FirstIds {
                 site: next_ids[pi],
                 func: next_fns[pi],
@@ -349,7 +350,7 @@ pub fn run(inv: &Invocation) -> Result<i32> {
             let extern_at =
                 (src.crate_root && src.edition == "2015").then(|| after_inner_attrs(&text, &file));
             // The site set depends on the selection and on --skip-accessors.
-            let lines_key = if inv.skip_accessors {
+            let lines_key = if skip_accessors {
                 format!("{}+skip-accessors", lines_key(&sel))
             } else {
                 lines_key(&sel)

@@ -25,6 +25,8 @@ pub struct Package {
     pub is_proc_macro: bool,
     /// `lines` under `[package.metadata.lprobe]`, comma-joined.
     pub lines: Option<String>,
+    /// `skip-accessors = true` under `[package.metadata.lprobe]` (like `--skip-accessors`).
+    pub skip_accessors: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -34,6 +36,8 @@ pub struct Workspace {
     pub members: Vec<Package>,
     /// `lines` under `[workspace.metadata.lprobe]`, comma-joined.
     pub lines: Option<String>,
+    /// `skip-accessors = true` under `[workspace.metadata.lprobe]`.
+    pub skip_accessors: bool,
 }
 
 /// Reads `lines` from a `metadata` value: `{"lprobe": {"lines": "…" | ["…", …]}}`.
@@ -48,6 +52,14 @@ fn metadata_lines(meta: &serde_json::Value) -> Option<String> {
         ),
         _ => None,
     }
+}
+
+/// Reads `skip-accessors` from a `metadata` value: `{"lprobe": {"skip-accessors": true}}`.
+fn metadata_skip_accessors(meta: &serde_json::Value) -> bool {
+    meta.get("lprobe")
+        .and_then(|l| l.get("skip-accessors"))
+        .and_then(serde_json::Value::as_bool)
+        .unwrap_or(false)
 }
 
 /// Reads the workspace containing `manifest_path` (or the current directory).
@@ -86,6 +98,7 @@ pub fn load(manifest_path: Option<&Path>) -> Result<Workspace> {
                 targets,
                 is_proc_macro,
                 lines: metadata_lines(&p.metadata),
+                skip_accessors: metadata_skip_accessors(&p.metadata),
             }
         })
         .collect();
@@ -94,6 +107,7 @@ pub fn load(manifest_path: Option<&Path>) -> Result<Workspace> {
         target_dir: PathBuf::from(meta.target_directory.as_std_path()),
         members,
         lines: metadata_lines(&meta.workspace_metadata),
+        skip_accessors: metadata_skip_accessors(&meta.workspace_metadata),
     })
 }
 
@@ -250,6 +264,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn skip_accessors_is_read_from_metadata() {
+        let on = serde_json::json!({"lprobe": {"skip-accessors": true, "lines": "all"}});
+        assert!(metadata_skip_accessors(&on));
+        assert!(!metadata_skip_accessors(
+            &serde_json::json!({"lprobe": {"lines": "all"}})
+        ));
+        assert!(!metadata_skip_accessors(&serde_json::json!(null)));
+    }
+
+    #[test]
     fn follows_mod_declarations_and_path_attributes() {
         let d = tempfile::tempdir().expect("tempdir");
         let src = d.path().join("src");
@@ -276,6 +300,7 @@ mod tests {
             }],
             is_proc_macro: false,
             lines: None,
+            skip_accessors: false,
         };
         let mut mods: Vec<String> = module_files(&pkg)
             .into_iter()
