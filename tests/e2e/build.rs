@@ -28,6 +28,36 @@ fn edge_cases_pass_their_own_tests_instrumented_at_every_line() {
 }
 
 #[test]
+fn skip_accessors_leaves_trivial_accessors_without_sites_and_the_tests_pass() {
+    let plain = cargo("edge-cases", true, &["test"]);
+    assert!(plain.status.success());
+    let args = ["test", "--skip-accessors", "--report", "json"];
+    let inst = cargo("edge-cases", false, &args);
+    assert!(inst.status.success(), "{}", stderr(&inst));
+    let out = stdout(&inst);
+    assert_eq!(passed(&out), passed(&stdout(&plain)));
+    // The report (printed before the tests run) lists each skipped function with its reason.
+    let report = &out[out.find('[').expect("report")..out.find("\n]").expect("end") + 2];
+    let report: serde_json::Value = serde_json::from_str(report).expect("json report");
+    let skipped: Vec<&str> = report[0]["fns_skipped"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|v| v.as_str())
+        .filter(|s| s.contains("trivial accessor"))
+        .collect();
+    assert!(
+        skipped.iter().any(|s| s.contains("Counter::get")),
+        "{skipped:?}"
+    );
+    // A method that does more than read a field keeps its site.
+    assert!(
+        !skipped.iter().any(|s| s.contains("Counter::bump")),
+        "{skipped:?}"
+    );
+}
+
+#[test]
 fn workspace_members_are_instrumented_and_pass_their_tests() {
     let plain = cargo("workspace", true, &["test", "--workspace"]);
     assert!(plain.status.success());
