@@ -6,7 +6,11 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cargo install --quiet --locked --path "$root/cargo-lprobe"
 cd "$root/fixtures/demo-app"
 cargo lprobe build --release --lines all
-out=$(mktemp -d)/out.jsonl
+tmp=$(mktemp -d)
+out=$tmp/out.jsonl
+# The app's control socket, named for the CLI too, so that other instrumented programs running
+# on this machine do not make the commands below ask which process is meant (`--pid`).
+export LPROBE_SOCKET=$tmp/demo-app.sock
 LPROBE_OUTPUT="$out" ./target/lprobe/release/demo-app > /dev/null &
 app=$!
 trap 'kill $app 2>/dev/null || true' EXIT
