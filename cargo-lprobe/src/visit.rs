@@ -332,6 +332,64 @@ fn small_copy_type(ty: &syn::Type) -> bool {
     }
 }
 
+/// An expression whose value is surely not a small copy (a scalar or a shared reference): a
+/// struct, tuple or array literal, a closure, a string or collection built by the usual
+/// constructors. The capture of a `let` bound to it starts by reference (a wrong "copy" guess
+/// costs a repair round and keeps the function's other errors from being seen in that round).
+fn not_a_small_copy(e: &syn::Expr) -> bool {
+    match e {
+        syn::Expr::Struct(_)
+        | syn::Expr::Tuple(_)
+        | syn::Expr::Array(_)
+        | syn::Expr::Repeat(_)
+        | syn::Expr::Closure(_)
+        | syn::Expr::Async(_) => true,
+        syn::Expr::Macro(m) => m
+            .mac
+            .path
+            .get_ident()
+            .is_some_and(|i| i == "vec" || i == "format"),
+        syn::Expr::Call(c) => match &*c.func {
+            syn::Expr::Path(p) => {
+                let segs: Vec<String> = p
+                    .path
+                    .segments
+                    .iter()
+                    .map(|s| s.ident.to_string())
+                    .collect();
+                matches!(
+                    segs.iter()
+                        .map(String::as_str)
+                        .collect::<Vec<_>>()
+                        .as_slice(),
+                    [
+                        ..,
+                        "String"
+                            | "Vec"
+                            | "HashMap"
+                            | "HashSet"
+                            | "BTreeMap"
+                            | "BTreeSet"
+                            | "VecDeque"
+                            | "Box"
+                            | "Rc"
+                            | "Arc",
+                        "new" | "from" | "with_capacity" | "default"
+                    ]
+                )
+            }
+            _ => false,
+        },
+        syn::Expr::MethodCall(m) => {
+            matches!(
+                m.method.to_string().as_str(),
+                "to_string" | "to_vec" | "collect"
+            )
+        }
+        _ => false,
+    }
+}
+
 /// `#[inline]` or `#[inline(always)]` (not `#[inline(never)]`).
 fn asks_inlining(attrs: &[syn::Attribute]) -> bool {
     attrs.iter().any(|a| {
@@ -622,6 +680,21 @@ impl<'a> Visitor<'a> {
                         let mut names = Vec::new();
                         pat_bindings(&local.pat, &mut names);
                         let names = self.bind(names);
+                        // `let v = Vec::new();` and the like: surely not a small copy.
+                        let single = matches!(&local.pat, syn::Pat::Ident(_) | syn::Pat::Type(_));
+                        let typed_not_copy = match &local.pat {
+                            syn::Pat::Type(t) => !small_copy_type(&t.ty),
+                            _ => false,
+                        };
+                        let init_not_copy = local
+                            .init
+                            .as_ref()
+                            .is_some_and(|i| not_a_small_copy(&i.expr));
+                        if single && (typed_not_copy || init_not_copy) {
+                            for (_, b) in &names {
+                                self.out.by_ref_first.insert(*b);
+                            }
+                        }
                         if let Some(frame) = self.scopes.last_mut() {
                             frame.extend(names);
                         }
@@ -990,6 +1063,22 @@ mod tests {
         };
         assert_eq!(by_ref(0), ["self", "c", "d"]);
         assert!(by_ref(1).is_empty());
+    }
+
+    #[test]
+    fn lets_bound_to_collections_structs_and_closures_start_by_reference() {
+        let src = "fn f(n: u32) {\n    let v = Vec::new();\n    let s = format!(\"{n}\");\n    let p = P { x: 1 };\n    let c = |a: u32| a + 1;\n    let k = n + 1;\n    let t: String = s.clone();\n    let w = s.len();\n    drop((v, p, c, k, t, w));\n}\n";
+        let file = syn::parse_file(src).expect("parses");
+        let fs = find_sites(src, &file, "k", &LineSel::All);
+        let last = fs.sites.last().expect("a site");
+        let by_ref: Vec<&str> = last
+            .names
+            .iter()
+            .zip(&last.bindings)
+            .filter(|(_, b)| fs.by_ref_first.contains(b))
+            .map(|(n, _)| n.as_str())
+            .collect();
+        assert_eq!(by_ref, ["v", "s", "p", "c", "t"]);
     }
 
     #[test]
