@@ -51,7 +51,7 @@ pub fn source(
     s.push_str("#![allow(clippy::all, missing_docs, unused)]\n\n");
     s.push_str("pub use ::probe_runtime::{ByCopy, ByRef, Guard, Opaque, Val};\n");
     s.push_str(
-        "use ::probe_runtime::Site;\nuse ::std::sync::atomic::{AtomicU64, Ordering};\n// For the crate flags modules (`::core` is not in a 2015-edition crate's paths).\npub use ::std::sync::atomic::{AtomicU8, Ordering::Relaxed};\n\n",
+        "use ::probe_runtime::Site;\nuse ::std::sync::atomic::AtomicU64;\n// Also for the crate flags modules (`::core` is not in a 2015-edition crate's paths).\npub use ::std::sync::atomic::{AtomicU8, Ordering::Relaxed};\n\n",
     );
     let _ = writeln!(
         s,
@@ -91,14 +91,11 @@ pub fn source(
         s,
         "pub static T: ::probe_runtime::Table = ::probe_runtime::Table {{ package: {package:?}, dir: {dir:?}, flags: &F, fn_flags: &FNF, counts: &C, sites: &SITES, files: &FILES }};\n"
     );
+    s.push_str("/// The dormant checks (the same as in each crate flags module).\n");
+    s.push_str(&checks("pub", "crate"));
+    s.push_str("\n\n");
     s.push_str(
-        r#"/// The dormant check: one relaxed load of the site's flag.
-#[inline(always)]
-pub fn on(i: usize) -> bool {
-    F[i].load(Ordering::Relaxed) != 0
-}
-
-/// An armed site was passed: hand its captures to the runtime. `extern "C"`: it never
+        r#"/// An armed site was passed: hand its captures to the runtime. `extern "C"`: it never
 /// unwinds (the runtime catches every panic), and saying so lets the caller keep no
 /// unwinding path for it, which keeps small instrumented functions inlinable.
 #[cold]
@@ -118,24 +115,6 @@ pub extern "C" fn hit_if(i: u32, v: &[Val<'_>]) {
     if on(i as usize) {
         ::probe_runtime::hit(&T, i, v)
     }
-}
-
-/// Whether any site of function `k` is armed (read once at its entry, and at loop heads).
-#[inline(always)]
-pub fn fn_on(k: u32) -> bool {
-    FNF[k as usize].load(Ordering::Relaxed) != 0
-}
-
-/// Re-reads function `k`'s flag into its local copy (at the head of a loop body).
-#[inline(always)]
-pub fn refresh(local: &mut bool, k: u32) {
-    *local = fn_on(k);
-}
-
-/// A function entry: the guard that times the call when a `--duration` probe asks.
-#[inline(always)]
-pub fn entry(i: u32, fn_on: bool) -> Guard {
-    Guard::new(&T, i, if fn_on { F[i as usize].load(Ordering::Relaxed) } else { 0 })
 }
 
 /// An armed entry site was passed (never unwinds, like `hit`).
@@ -195,6 +174,21 @@ extern "C" fn init() {
     s
 }
 
+/// The dormant checks over the flags `F` and `FNF` in scope, declared with visibility `vis`;
+/// `sites` is the path of the sites crate where they are written (`crate` in the sites crate
+/// itself, `::lprobe_sites` in a crate flags module). One line: `on(i)` (a site's flag),
+/// `fn_on(k)` (whether any site of function `k` is armed, read at its entry), `refresh` (re-reads
+/// it at a loop head) and `entry(i)` (the function guard, which times the call when a
+/// `--duration` probe asks).
+fn checks(vis: &str, sites: &str) -> String {
+    format!(
+        "#[inline(always)] {vis} fn on(i: usize) -> bool {{ F[i].load({sites}::Relaxed) != 0 }} \
+#[inline(always)] {vis} fn fn_on(k: u32) -> bool {{ FNF[k as usize].load({sites}::Relaxed) != 0 }} \
+#[inline(always)] {vis} fn refresh(local: &mut bool, k: u32) {{ *local = fn_on(k); }} \
+#[inline(always)] {vis} fn entry(i: u32, fn_on: bool) -> {sites}::Guard {{ {sites}::Guard::new(&{sites}::T, i, if fn_on {{ F[i as usize].load({sites}::Relaxed) }} else {{ 0 }}) }}"
+    )
+}
+
 /// The module `__lprobe` appended to each crate root of a package whose checks read flags
 /// defined in the crate itself: in a binary crate a check is then one load at a fixed offset
 /// from the instruction pointer (`movzbl F+i(%rip)`), where the sites crate's flags, a
@@ -204,15 +198,13 @@ extern "C" fn init() {
 /// root's `forbid` to `deny` so the module may allow `unsafe_code`). One line, like all
 /// generated code. `sites`, `fns`: the package's totals.
 pub fn crate_flags_module(sites: u32, fns: u32) -> String {
+    let checks = checks("pub(crate)", "::lprobe_sites");
     format!(
         "#[doc(hidden)] #[allow(unsafe_code, missing_docs, dead_code, unused, non_upper_case_globals, clippy::all)] pub(crate) mod __lprobe {{ \
-use ::lprobe_sites::{{AtomicU8, Relaxed}}; \
+use ::lprobe_sites::AtomicU8; \
 pub(crate) static F: [AtomicU8; {sites}] = [const {{ AtomicU8::new(0) }}; {sites}]; \
 pub(crate) static FNF: [AtomicU8; {fns}] = [const {{ AtomicU8::new(0) }}; {fns}]; \
-#[inline(always)] pub(crate) fn on(i: usize) -> bool {{ F[i].load(Relaxed) != 0 }} \
-#[inline(always)] pub(crate) fn fn_on(k: u32) -> bool {{ FNF[k as usize].load(Relaxed) != 0 }} \
-#[inline(always)] pub(crate) fn refresh(local: &mut bool, k: u32) {{ *local = fn_on(k); }} \
-#[inline(always)] pub(crate) fn entry(i: u32, fn_on: bool) -> ::lprobe_sites::Guard {{ ::lprobe_sites::Guard::new(&::lprobe_sites::T, i, if fn_on {{ F[i as usize].load(Relaxed) }} else {{ 0 }}) }} \
+{checks} \
 #[used] \
 #[cfg_attr(any(target_os = \"linux\", target_os = \"android\", target_os = \"freebsd\"), unsafe(link_section = \".init_array\"))] \
 #[cfg_attr(any(target_os = \"macos\", target_os = \"ios\"), unsafe(link_section = \"__DATA,__mod_init_func\"))] \
