@@ -8,6 +8,7 @@
 //! exclusion, so the loop ends; an error that no exclusion can explain is the user's own.
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 use std::path::Path;
 
 use anyhow::Result;
@@ -83,12 +84,8 @@ pub fn judge(err: &FileError, sites: &FileSites, rw: &Rewritten, ex: &mut Exclus
     }
     // An unsatisfied bound at a capture: its type is not small and `Copy`, or not `Debug`.
     if err.code.as_deref() == Some("E0277") {
-        if let Some(a) = capture_at(rw, err.byte).and_then(|(p, name)| {
-            let rendered = p
-                .captures
-                .iter()
-                .find(|(n, _)| n == name)
-                .map_or(Form::Opaque, |(_, r)| form_of_text(&rw.text[r.clone()]));
+        if let Some(a) = capture_at(rw, err.byte).and_then(|(p, name, r)| {
+            let rendered = form_of_text(&rw.text[r.clone()]);
             demote(err, sites, p.site, name, rendered, ex)
         }) {
             return a;
@@ -97,7 +94,7 @@ pub fn judge(err: &FileError, sites: &FileSites, rw: &Rewritten, ex: &mut Exclus
     // A capture named by a secondary span (e.g. "immutable borrow later used here") is the
     // culprit of a borrow error reported elsewhere.
     for &b in &err.also {
-        if let Some((p, name)) = capture_at(rw, b) {
+        if let Some((p, name, _)) = capture_at(rw, b) {
             let ctx = sites.sites.get(p.site).map_or(0, |s| s.context);
             ex.drop_var_from.insert((ctx, name.clone(), p.site));
             return Action::DropVarFrom {
@@ -213,8 +210,11 @@ fn form_of_text(t: &str) -> Form {
     }
 }
 
-/// The capture whose text contains byte `b`, with its probe.
-fn capture_at(rw: &Rewritten, b: usize) -> Option<(&crate::rewrite::Placed, &String)> {
+/// The capture whose text contains byte `b`, with its probe and its text's range.
+fn capture_at(
+    rw: &Rewritten,
+    b: usize,
+) -> Option<(&crate::rewrite::Placed, &String, &Range<usize>)> {
     rw.placed
         .iter()
         .filter(|p| p.range.contains(&b))
@@ -222,7 +222,7 @@ fn capture_at(rw: &Rewritten, b: usize) -> Option<(&crate::rewrite::Placed, &Str
             p.captures
                 .iter()
                 .find(|(_, r)| r.contains(&b))
-                .map(|(n, _)| (p, n))
+                .map(|(n, r)| (p, n, r))
         })
 }
 
