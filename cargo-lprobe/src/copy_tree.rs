@@ -24,7 +24,7 @@ pub fn write_if_changed(path: &Path, content: &[u8]) -> Result<bool> {
 }
 
 /// Whether a directory is a cargo target directory (or some other cache) to leave behind.
-fn is_skipped_dir(path: &Path, skip: &[PathBuf]) -> bool {
+pub(crate) fn is_skipped_dir(path: &Path, skip: &[PathBuf]) -> bool {
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
     name == ".git" || skip.iter().any(|s| s == path) || path.join("CACHEDIR.TAG").exists()
 }

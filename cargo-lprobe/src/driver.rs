@@ -17,13 +17,14 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::cargo::{Invocation, Report, Sub};
 use crate::copy_tree::{mirror, write_if_changed};
 use crate::repair::{self, Action, Cache, FileError};
 use crate::rewrite::{self, Exclusions, Rewritten};
 use crate::sites_crate::{self, SiteRow};
+use crate::stamp::{self, Stamp};
 use crate::visit::{self, FileSites, LineSel};
 use crate::workspace::{self, Package, Workspace};
 
@@ -50,7 +51,7 @@ struct FileWork {
 }
 
 /// Per-package totals for the summary and `--report json`.
-#[derive(Default, Serialize)]
+#[derive(Default, Serialize, Deserialize)]
 struct PkgReport {
     package: String,
     files: usize,
@@ -260,6 +261,48 @@ pub fn run(inv: &Invocation) -> Result<i32> {
         }
     }
 
+    // Nothing changed since the last successful build: build the copy as it is.
+    let stamp_path = lp.join("stamp.json");
+    let walked = std::time::SystemTime::now();
+    let mut tree = stamp::walk(&ws.root, &[ws.target_dir.clone(), lp.clone()])?;
+    let key = stamp::key(&[
+        &format!("{ws:?}"),
+        &format!("{:?}", inv.lines),
+        &inv.skip_accessors.to_string(),
+    ]);
+    if let Some(old) = stamp::load(&stamp_path) {
+        if old.key == key
+            && stamp::unchanged(&ws.root, &old.tree, &tree)
+            && stamp::walk_copy(&lp).is_ok_and(|c| stamp::unchanged(&lp, &old.copy, &c))
+        {
+            let t_check = t0.elapsed();
+            let out = build_round(inv, &ws, &cwd, &copy, &lp)?;
+            if out.success {
+                for w in &old.warnings {
+                    eprintln!("{w}");
+                }
+                let reports: Vec<PkgReport> =
+                    serde_json::from_value(old.reports).unwrap_or_default();
+                let phases = format!(
+                    "lprobe: phases: metadata and {} unchanged files {:.2}s (the copy from the last build is current), build {:.2}s, total {:.2}s",
+                    tree.len(),
+                    t_check.as_secs_f64(),
+                    (t0.elapsed() - t_check).as_secs_f64(),
+                    t0.elapsed().as_secs_f64()
+                );
+                return finish(
+                    inv, &ws, &cwd, &copy, &lp, &out, &reports, &old.notes, &phases,
+                );
+            }
+            if inv.verbose {
+                eprintln!("lprobe: building the unchanged copy failed; rewriting and repairing");
+            }
+        }
+    }
+    // A full run that stops half-way must not leave a stamp for the copy it changed.
+    stamp::remove(&stamp_path);
+    stamp::seal(&ws.root, &mut tree, walked);
+
     // Stage 1-2: find the files and their sites.
     let t_find = Instant::now();
     let mut files: Vec<FileWork> = Vec::new();
@@ -377,8 +420,12 @@ pub fn run(inv: &Invocation) -> Result<i32> {
     }
     let t_metadata = t_find.duration_since(t0);
     let t_parse = t_find.elapsed();
-    for f in &parse_failures {
-        eprintln!("lprobe: warning: cannot parse {f}");
+    let warnings: Vec<String> = parse_failures
+        .iter()
+        .map(|f| format!("lprobe: warning: cannot parse {f}"))
+        .collect();
+    for w in &warnings {
+        eprintln!("{w}");
     }
 
     // Stages 3-4: write the copy and build until it compiles.
@@ -494,7 +541,52 @@ pub fn run(inv: &Invocation) -> Result<i32> {
     // Remember what each file needed.
     save_cache(&mut cache, &files, &cache_path, shared_cache.as_deref())?;
 
-    // Print what the build said (warnings), then the summary.
+    let reports = reports(&packages, &files);
+    let notes: Vec<String> = files.iter().flat_map(|f| f.notes.iter().cloned()).collect();
+    let phases = format!(
+        "lprobe: phases: metadata {:.2}s, parse+find {:.2}s ({} lines, {:.0} lines/s), build {:.2}s ({} rounds, {} repair), total {:.2}s",
+        t_metadata.as_secs_f64(),
+        t_parse.as_secs_f64(),
+        total_lines,
+        total_lines as f64 / t_parse.as_secs_f64().max(1e-9),
+        t_build.as_secs_f64(),
+        round,
+        repair_rounds,
+        t0.elapsed().as_secs_f64()
+    );
+    // Best effort: without a stamp the next build only takes the full path.
+    if let Ok(copy_state) = stamp::walk_copy(&lp) {
+        let _ = stamp::save(
+            &stamp_path,
+            &Stamp {
+                key,
+                tree,
+                copy: copy_state,
+                reports: serde_json::to_value(&reports).unwrap_or_default(),
+                notes: notes.clone(),
+                warnings,
+            },
+        );
+    }
+    finish(
+        inv, &ws, &cwd, &copy, &lp, &outcome, &reports, &notes, &phases,
+    )
+}
+
+/// After a successful build: what the build said (warnings), the summary, the report, then
+/// stage 5.
+#[allow(clippy::too_many_arguments)]
+fn finish(
+    inv: &Invocation,
+    ws: &Workspace,
+    cwd: &Path,
+    copy: &Path,
+    lp: &Path,
+    outcome: &Outcome,
+    reports: &[PkgReport],
+    notes: &[String],
+    phases: &str,
+) -> Result<i32> {
     let json_out = inv
         .message_format
         .as_deref()
@@ -509,20 +601,9 @@ pub fn run(inv: &Invocation) -> Result<i32> {
             eprint!("{r}");
         }
     }
-    let reports = reports(&packages, &files);
-    print_summary(&reports, &files, inv.verbose);
+    print_summary(reports, notes, inv.verbose);
     if inv.verbose {
-        eprintln!(
-            "lprobe: phases: metadata {:.2}s, parse+find {:.2}s ({} lines, {:.0} lines/s), build {:.2}s ({} rounds, {} repair), total {:.2}s",
-            t_metadata.as_secs_f64(),
-            t_parse.as_secs_f64(),
-            total_lines,
-            total_lines as f64 / t_parse.as_secs_f64().max(1e-9),
-            t_build.as_secs_f64(),
-            round,
-            repair_rounds,
-            t0.elapsed().as_secs_f64()
-        );
+        eprintln!("{phases}");
         // What the compiler wrapper did with the runtime in this build.
         let log = std::fs::read_to_string(lp.join("runtime-cache.log")).unwrap_or_default();
         match log.lines().last() {
@@ -532,7 +613,7 @@ pub fn run(inv: &Invocation) -> Result<i32> {
         }
     }
     if inv.report == Report::Json {
-        let text = serde_json::to_string_pretty(&reports)?;
+        let text = serde_json::to_string_pretty(reports)?;
         write_if_changed(&lp.join("report.json"), text.as_bytes())?;
         println!("{text}");
     }
@@ -547,7 +628,7 @@ pub fn run(inv: &Invocation) -> Result<i32> {
         }
         Sub::Test | Sub::Bench if inv.no_run() => Ok(0),
         Sub::Run | Sub::Test | Sub::Bench => {
-            let mut cmd = cargo_command(inv, &ws, &cwd, &copy, &lp, inv.sub.name());
+            let mut cmd = cargo_command(inv, ws, cwd, copy, lp, inv.sub.name());
             if let Some(m) = &inv.message_format {
                 cmd.arg(format!("--message-format={m}"));
             }
@@ -1081,7 +1162,7 @@ fn reports(packages: &[&Package], files: &[FileWork]) -> Vec<PkgReport> {
     out
 }
 
-fn print_summary(reports: &[PkgReport], files: &[FileWork], verbose: bool) {
+fn print_summary(reports: &[PkgReport], notes: &[String], verbose: bool) {
     let crates = reports.len();
     let sites: usize = reports.iter().map(|r| r.sites_placed).sum();
     let caps: usize = reports.iter().map(|r| r.captures_kept).sum();
@@ -1113,10 +1194,8 @@ fn print_summary(reports: &[PkgReport], files: &[FileWork], verbose: bool) {
                 eprintln!("lprobe:     skipped {s}");
             }
         }
-        for f in files {
-            for n in &f.notes {
-                eprintln!("lprobe:   repair: {n}");
-            }
+        for n in notes {
+            eprintln!("lprobe:   repair: {n}");
         }
     }
 }

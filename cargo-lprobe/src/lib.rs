@@ -11,5 +11,6 @@ pub mod rewrite;
 pub mod runtime_cache;
 pub mod runtime_src;
 pub mod sites_crate;
+pub mod stamp;
 pub mod visit;
 pub mod workspace;

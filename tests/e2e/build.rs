@@ -308,3 +308,79 @@ fn the_runtime_is_compiled_once_and_reused_by_a_fresh_target_dir() {
         v["kind"] == "log"
     });
 }
+
+#[test]
+fn an_unchanged_workspace_is_not_rewritten_again_and_any_change_is() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = dir.path().join("app");
+    let target = dir.path().join("target");
+    for entry in walkdir::WalkDir::new(repo().join("fixtures/demo-app"))
+        .into_iter()
+        .filter_entry(|e| e.file_name() != "target")
+    {
+        let entry = entry.expect("walk fixture");
+        if entry.file_type().is_file() {
+            let rel = entry
+                .path()
+                .strip_prefix(repo().join("fixtures/demo-app"))
+                .expect("under fixture");
+            let dest = src.join(rel);
+            std::fs::create_dir_all(dest.parent().expect("parent")).expect("mkdir");
+            std::fs::copy(entry.path(), dest).expect("copy");
+        }
+    }
+    let build = |extra: &[&str]| {
+        let mut args = vec!["build", "--release", "-v"];
+        args.extend_from_slice(extra);
+        let out = cargo_lprobe_in(&src, &target, &args);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let err = stderr(&out);
+        let summary = err
+            .lines()
+            .find(|l| l.starts_with("lprobe: instrumented"))
+            .unwrap_or_else(|| panic!("no summary in:\n{err}"))
+            .to_owned();
+        (
+            err.contains("the copy from the last build is current"),
+            summary,
+        )
+    };
+    let sites = |summary: &str| -> usize {
+        let n = summary.split(": ").nth(2).expect("counts");
+        n.split(' ')
+            .next()
+            .expect("sites")
+            .replace(',', "")
+            .parse()
+            .expect("number")
+    };
+    let (reused, first) = build(&[]);
+    assert!(!reused, "a first build cannot reuse anything");
+    let (reused, second) = build(&[]);
+    assert!(reused, "nothing changed, yet the workspace was rewritten");
+    assert_eq!(first, second, "the reused build reports the same sites");
+
+    // An edit: a new function gets its entry site.
+    let billing = src.join("src/billing.rs");
+    let mut text = std::fs::read_to_string(&billing).expect("read");
+    text.push_str("\npub fn added_after_the_first_build(x: u32) -> u32 {\n    x + 1\n}\n");
+    std::fs::write(&billing, text).expect("write");
+    let (reused, edited) = build(&[]);
+    assert!(!reused, "an edited file must be rewritten");
+    assert_eq!(sites(&edited), sites(&first) + 1, "{first} / {edited}");
+
+    // Other options are another rewrite; back to them, the copy is current again.
+    let (reused, all) = build(&["--lines", "all"]);
+    assert!(!reused && sites(&all) > sites(&edited), "{all}");
+    let (reused, again) = build(&["--lines", "all"]);
+    assert!(reused && again == all, "{again}");
+
+    // A copy someone changed is not trusted.
+    let copied = target.join("lprobe/src/src/billing.rs");
+    std::fs::write(&copied, "garbage").expect("write");
+    let (reused, repaired) = build(&["--lines", "all"]);
+    assert!(!reused && repaired == all, "{repaired}");
+    assert!(std::fs::read_to_string(&copied)
+        .expect("read")
+        .contains("added_after_the_first_build"));
+}

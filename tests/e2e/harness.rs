@@ -60,6 +60,24 @@ pub fn cargo(name: &str, plain: bool, args: &[&str]) -> Output {
 pub fn cargo_env(name: &str, plain: bool, args: &[&str], env: &[(&str, &str)]) -> Output {
     let _g = BUILD_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let dir = fixture(name);
+    let target = target_dir(name);
+    run_cargo(&dir, &target, plain, args, env)
+}
+
+/// Runs `cargo lprobe ARGS` in `dir` (a copy the test made itself) with its own target dir.
+pub fn cargo_lprobe_in(dir: &Path, target: &Path, args: &[&str]) -> Output {
+    let _g = BUILD_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    run_cargo(dir, target, false, args, &[])
+}
+
+fn run_cargo(
+    dir: &Path,
+    target: &Path,
+    plain: bool,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> Output {
+    let name = dir.display();
     let mut cmd = if plain {
         Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
     } else {
@@ -68,8 +86,8 @@ pub fn cargo_env(name: &str, plain: bool, args: &[&str], env: &[(&str, &str)]) -
         c
     };
     cmd.args(args)
-        .current_dir(&dir)
-        .env("CARGO_TARGET_DIR", target_dir(name))
+        .current_dir(dir)
+        .env("CARGO_TARGET_DIR", target)
         // The tests' own runtime cache, not the user's.
         .env("LPROBE_CACHE_DIR", e2e_dir().join("runtime-cache"))
         .env_remove("RUSTFLAGS")
