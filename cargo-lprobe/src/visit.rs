@@ -222,11 +222,12 @@ fn start_of(span: Span) -> LineColumn {
 }
 
 /// Bodies of at most this many tokens can be "small" (see [`is_small`]).
-pub const SMALL_FN_TOKENS: usize = 32;
+pub const SMALL_FN_TOKENS: usize = 64;
 
-/// An accessor-like body the optimizer would inline: a few tokens, no loop, and no call but
-/// method calls (`self.offset() == self.pattern().len()`) and constructors (`Some(x)`,
-/// `Err(e)`, `Point(x, y)`: a capitalized name). Such functions get an entry site
+/// An accessor-like body the optimizer would inline: a few tokens, no loop, no `.await`, and
+/// no call but method calls (`self.offset() == self.pattern().len()`), constructors
+/// (`Some(x)`, `Err(e)`, `Point(x, y)`: a capitalized name) and functions that compile to an
+/// operator or two ([`is_cheap_call`]: `u32::from(c)`, `cmp::max(a, b)`, `Self::default()`). Such functions get an entry site
 /// without the timing guard (like `#[inline]` ones): the guard's check on every return path
 /// tips the inliner's cost model, and on real code (parsers full of one-line accessors) losing
 /// their inlining costs far more than the checks. `--duration` is refused there, with the
@@ -235,8 +236,8 @@ pub const SMALL_FN_TOKENS: usize = 32;
 fn is_small(block: &syn::Block) -> bool {
     use proc_macro2::{Delimiter, TokenTree};
     fn scan(ts: proc_macro2::TokenStream, budget: &mut usize) -> bool {
-        let mut prev: Option<TokenTree> = None;
-        let mut before: Option<TokenTree> = None;
+        // The tokens seen at this level: a call's path is read back from them.
+        let mut seen: Vec<TokenTree> = Vec::new();
         for tt in ts {
             if *budget == 0 {
                 return false;
@@ -244,22 +245,28 @@ fn is_small(block: &syn::Block) -> bool {
             *budget -= 1;
             match &tt {
                 TokenTree::Group(g) => {
+                    let prev = seen.last();
                     // `name(…)` not after a `.`: a call of a function (a capitalized name is a
                     // tuple struct or variant: a constructor); `name!(…)`: a macro.
                     let called = g.delimiter() == Delimiter::Parenthesis
-                        && matches!(&prev, Some(TokenTree::Ident(i))
+                        && matches!(prev, Some(TokenTree::Ident(i))
                             if !i.to_string().starts_with(|c: char| c.is_ascii_uppercase()))
-                        && !matches!(&before, Some(TokenTree::Punct(p)) if p.as_char() == '.');
+                        && !matches!(seen.iter().rev().nth(1), Some(TokenTree::Punct(p)) if p.as_char() == '.')
+                        && !is_cheap_call(&seen);
                     let macro_call =
-                        matches!(&prev, Some(TokenTree::Punct(p)) if p.as_char() == '!');
+                        matches!(prev, Some(TokenTree::Punct(p)) if p.as_char() == '!');
                     if called || macro_call || !scan(g.stream(), budget) {
                         return false;
                     }
                 }
-                TokenTree::Ident(i) if i == "loop" || i == "while" || i == "for" => return false,
+                TokenTree::Ident(i)
+                    if i == "loop" || i == "while" || i == "for" || i == "await" =>
+                {
+                    return false
+                }
                 _ => {}
             }
-            before = prev.replace(tt);
+            seen.push(tt);
         }
         true
     }
@@ -268,6 +275,44 @@ fn is_small(block: &syn::Block) -> bool {
         .stmts
         .iter()
         .all(|s| scan(quote::ToTokens::to_token_stream(s), &mut budget))
+}
+
+/// Whether the path just before a call's parentheses names a function the optimizer treats like
+/// an operator: an associated function of a primitive type or of `Self` (`u32::from(c)`,
+/// `char::from_u32(n)`, `Self::default()`), or `cmp`'s and `mem`'s (`cmp::max(a, b)`,
+/// `mem::replace(..)`). Small functions calling only these stay small.
+fn is_cheap_call(seen: &[proc_macro2::TokenTree]) -> bool {
+    use proc_macro2::TokenTree;
+    const ROOTS: &[&str] = &[
+        "u8", "u16", "u32", "u64", "u128", "usize", "i8", "i16", "i32", "i64", "i128", "isize",
+        "f32", "f64", "char", "bool", "Self", "cmp", "mem",
+    ];
+    // Walk back over `a :: b :: … :: name` (a `::` is two `:` puncts).
+    let mut i = seen.len();
+    let mut first = None;
+    loop {
+        match seen.get(i.wrapping_sub(1)) {
+            Some(TokenTree::Ident(id)) if i > 0 => {
+                first = Some(id.to_string());
+                i -= 1;
+            }
+            _ => break,
+        }
+        let colons = i >= 2
+            && seen[i - 2..i]
+                .iter()
+                .all(|t| matches!(t, TokenTree::Punct(p) if p.as_char() == ':'));
+        if !colons {
+            break;
+        }
+        i -= 2;
+    }
+    let segments_walked = seen.len() - i;
+    segments_walked > 1 && first.is_some_and(|f| {
+        ROOTS.contains(&f.as_str())
+            || (f == "core" || f == "std")
+                && matches!(seen.get(i + 3), Some(TokenTree::Ident(m)) if m == "cmp" || m == "mem")
+    })
 }
 
 /// A body that is one field read or write and nothing else: `self.start`, `&self.items`,
@@ -993,6 +1038,10 @@ mod tests {
              fn digits(a: char, b: char) -> Option<u64> {{ let a = a.to_digit(10)?; let b = b.to_digit(10)?; Some((a * 10 + b) as u64) }}\n\
              fn delegates(n: u64) -> u64 {{ spin(50) + n }}\n\
              fn path_call() -> u64 {{ u64::from(2u8) }}\n\
+             fn cheap_calls(a: u32, b: u32) -> bool {{ cmp::max(a, b) <= std::cmp::min(a, b).saturating_add(1) }}\n\
+             fn std_call(a: u32) -> Vec<u32> {{ std::vec::from_elem(a, 2) }}\n\
+             fn module_call(a: u32) -> u32 {{ util::max(a, 1) }}\n\
+             async fn awaits(s: &S) -> u32 {{ s.get().await }}\n\
              fn formats(n: u64) -> String {{ format!(\"{{n}}\") }}\n\
              fn looping(n: u8) {{ for _ in 0..n {{}} }}\n\
              #[inline]\nfn big_inline() -> usize {{\n{long}}}\n\
@@ -1013,7 +1062,11 @@ mod tests {
                 ("k::early".to_owned(), false),
                 ("k::digits".to_owned(), false),
                 ("k::delegates".to_owned(), true),
-                ("k::path_call".to_owned(), true),
+                ("k::path_call".to_owned(), false),
+                ("k::cheap_calls".to_owned(), false),
+                ("k::std_call".to_owned(), true),
+                ("k::module_call".to_owned(), true),
+                ("k::awaits".to_owned(), true),
                 ("k::formats".to_owned(), true),
                 ("k::looping".to_owned(), true),
                 ("k::big_inline".to_owned(), false),
