@@ -23,7 +23,7 @@ use crate::cargo::{Invocation, Report, Sub};
 use crate::copy_tree::{mirror, write_if_changed};
 use crate::repair::{self, Action, Cache, FileError};
 use crate::rewrite::{self, Exclusions, Rewritten};
-use crate::sites_crate::{self, SiteRow};
+use crate::sites_crate::{self, SiteRow, SkippedRow};
 use crate::stamp::{self, Stamp};
 use crate::visit::{self, FileSites, LineSel};
 use crate::workspace::{self, Package, Workspace};
@@ -784,10 +784,18 @@ fn write_copy(
     // The sites crates.
     for (pi, pkg) in packages.iter().enumerate() {
         let mut rows: Vec<SiteRow> = Vec::new();
+        let mut skipped: Vec<SkippedRow> = Vec::new();
         let mut fns = 0;
         let mut hashes = Vec::new();
         for f in files.iter().filter(|f| f.pkg == pi) {
             hashes.push((f.rel.clone(), f.hash.clone()));
+            skipped.extend(fns_without_sites(f).into_iter().map(|(c, why)| SkippedRow {
+                path: f.rel.clone(),
+                first_line: c.line,
+                last_line: c.last_line,
+                func: c.func.clone(),
+                why,
+            }));
             fns = fns.max(f.first.func as usize + f.sites.contexts.len());
             let placed: BTreeMap<usize, &rewrite::Placed> = f
                 .rewritten
@@ -827,7 +835,7 @@ fn write_copy(
         )?;
         write_if_changed(
             &dir.join("lib.rs"),
-            sites_crate::source(&pkg.name, &pkg_dir, &rows, fns, &hashes).as_bytes(),
+            sites_crate::source(&pkg.name, &pkg_dir, &rows, fns, &hashes, &skipped).as_bytes(),
         )?;
     }
     Ok(())
@@ -1110,6 +1118,38 @@ fn locate(m: &serde_json::Value, copy: &str, root: &str) -> Option<(String, File
     ))
 }
 
+/// The functions of `f` left without an entry site, and why.
+fn fns_without_sites(f: &FileWork) -> Vec<(&visit::FnContext, &'static str)> {
+    let mut has_entry = vec![false; f.sites.contexts.len()];
+    let placed: HashSet<usize> = f
+        .rewritten
+        .iter()
+        .flat_map(|rw| rw.placed.iter())
+        .map(|p| p.site)
+        .collect();
+    for (i, s) in f.sites.sites.iter().enumerate() {
+        if s.kind == visit::SiteKind::Entry && placed.contains(&i) {
+            if let Some(h) = has_entry.get_mut(s.context) {
+                *h = true;
+            }
+        }
+    }
+    f.sites
+        .contexts
+        .iter()
+        .zip(has_entry)
+        .filter(|(_, has)| !has)
+        .map(|(c, _)| {
+            let why = c.skipped.unwrap_or(if f.ex.file_original {
+                "file left as written"
+            } else {
+                "probes removed by repair"
+            });
+            (c, why)
+        })
+        .collect()
+}
+
 fn reports(packages: &[&Package], files: &[FileWork]) -> Vec<PkgReport> {
     let mut out: Vec<PkgReport> = packages
         .iter()
@@ -1130,25 +1170,18 @@ fn reports(packages: &[&Package], files: &[FileWork]) -> Vec<PkgReport> {
             .flat_map(|rw| rw.placed.iter())
             .map(|p| (p.site, p.captures.len()))
             .collect();
-        for (ci, c) in f.sites.contexts.iter().enumerate() {
-            r.fns_with_body += 1;
-            if c.skipped == Some("const fn") {
-                r.fns_const += 1;
-            }
-            let has_entry = f.sites.sites.iter().enumerate().any(|(i, s)| {
-                s.context == ci && s.kind == visit::SiteKind::Entry && placed.contains_key(&i)
-            });
-            if has_entry {
-                r.fns_instrumented += 1;
-            } else {
-                let why = c.skipped.unwrap_or(if f.ex.file_original {
-                    "file left as written"
-                } else {
-                    "probes removed by repair"
-                });
-                r.fns_skipped
-                    .push(format!("{} ({}:{}): {why}", c.func, f.rel, c.line));
-            }
+        r.fns_with_body += f.sites.contexts.len();
+        r.fns_const += f
+            .sites
+            .contexts
+            .iter()
+            .filter(|c| c.skipped == Some("const fn"))
+            .count();
+        let without = fns_without_sites(f);
+        r.fns_instrumented += f.sites.contexts.len() - without.len();
+        for (c, why) in without {
+            r.fns_skipped
+                .push(format!("{} ({}:{}): {why}", c.func, f.rel, c.line));
         }
         for (i, s) in f.sites.sites.iter().enumerate() {
             r.sites += 1;

@@ -23,6 +23,16 @@ pub struct SiteRow {
     pub timed: bool,
 }
 
+/// A function that got no sites, and why (see `probe_runtime::Skipped`).
+#[derive(Clone, Debug)]
+pub struct SkippedRow {
+    pub path: String,
+    pub first_line: u32,
+    pub last_line: u32,
+    pub func: String,
+    pub why: &'static str,
+}
+
 /// The sites crate's package name for `package`.
 pub fn package_name(package: &str) -> String {
     format!("lprobe-sites-{package}")
@@ -44,6 +54,7 @@ pub fn source(
     rows: &[SiteRow],
     fns: usize,
     files: &[(String, String)],
+    skipped: &[SkippedRow],
 ) -> String {
     let n = rows.len();
     let mut s = String::new();
@@ -89,7 +100,20 @@ pub fn source(
     s.push_str("];\n\n");
     let _ = writeln!(
         s,
-        "pub static T: ::probe_runtime::Table = ::probe_runtime::Table {{ package: {package:?}, dir: {dir:?}, flags: &F, fn_flags: &FNF, counts: &C, sites: &SITES, files: &FILES }};\n"
+        "static SKIPPED: [::probe_runtime::Skipped; {}] = [",
+        skipped.len()
+    );
+    for k in skipped {
+        let _ = writeln!(
+            s,
+            "    ::probe_runtime::Skipped {{ path: {:?}, first_line: {}, last_line: {}, func: {:?}, why: {:?} }},",
+            k.path, k.first_line, k.last_line, k.func, k.why
+        );
+    }
+    s.push_str("];\n\n");
+    let _ = writeln!(
+        s,
+        "pub static T: ::probe_runtime::Table = ::probe_runtime::Table {{ package: {package:?}, dir: {dir:?}, flags: &F, fn_flags: &FNF, counts: &C, sites: &SITES, files: &FILES, skipped: &SKIPPED }};\n"
     );
     s.push_str("/// The dormant checks (the same as in each crate flags module).\n");
     s.push_str(&checks("pub", "crate"));
@@ -235,7 +259,15 @@ mod tests {
             &rows,
             1,
             &[("src/main.rs".into(), "abc".into())],
+            &[SkippedRow {
+                path: "src/main.rs".into(),
+                first_line: 3,
+                last_line: 5,
+                func: "demo_app::get".into(),
+                why: "const fn",
+            }],
         );
+        assert!(src.contains("Skipped { path: \"src/main.rs\", first_line: 3, last_line: 5, func: \"demo_app::get\", why: \"const fn\" },"));
         assert!(src.contains("pub static F: [AtomicU8; 1]"));
         assert!(src.contains("Site { path: \"src/main.rs\", line: 42, col: 5, func: \"demo_app::process\", kind: \"line\", names: &[\"order\", \"total\"], fn_slot: 0, timed: false },"));
         assert!(syn::parse_file(&src).is_ok());

@@ -94,6 +94,7 @@ pub struct FnContext {
     pub start: usize,
     pub end: usize,
     pub line: u32,
+    pub last_line: u32,
     /// Why the function gets no sites, if it gets none.
     pub skipped: Option<&'static str>,
 }
@@ -608,6 +609,7 @@ impl<'a> Visitor<'a> {
             start,
             end,
             line: span.start().line as u32,
+            last_line: span.end().line as u32,
             skipped,
         });
         let ctx_index = self.out.contexts.len() - 1;
@@ -899,6 +901,7 @@ impl<'ast> Visit<'ast> for Visitor<'_> {
                         start: self.index.offset(span.start()),
                         end: self.index.offset(span.end()),
                         line: span.start().line as u32,
+                        last_line: span.end().line as u32,
                         skipped: Some("allocator method"),
                     });
                 }

@@ -471,7 +471,8 @@ fn arm(
 fn new_probe(st: &mut State, words: &[String], origin: Origin) -> Result<Arc<Probe>, String> {
     let spec = probe::parse_spec(words)?;
     let all = registry::all_sites(st);
-    let mut sites = crate::location::resolve(&all, &spec.location)?;
+    let skipped = registry::all_skipped(st);
+    let mut sites = crate::location::resolve(&all, &skipped, &spec.location)?;
     if spec.actions.duration {
         if let Some(s) = sites
             .iter()
@@ -489,14 +490,14 @@ fn new_probe(st: &mut State, words: &[String], origin: Origin) -> Result<Arc<Pro
             .find(|s| !s.timed)
         {
             return Err(format!(
-                "--duration cannot time {}: it is marked #[inline] or is a small accessor (a short body with no loop and no call but method calls and constructors), so it was built without a timing guard (one would keep it from being inlined). Time a caller, or use --tictoc between two of its lines",
+                "--duration cannot time {}: it is marked #[inline] or is small (a short body with no loop, no .await, and no call but method calls, constructors and primitive, Self, cmp or mem functions), so it was built without a timing guard (one would keep it from being inlined). Time a caller, or use --tictoc between two of its lines",
                 s.func
             ));
         }
     }
     let split = sites.len();
     if let Some(end) = &spec.actions.tictoc {
-        let ends = crate::location::resolve(&all, end)
+        let ends = crate::location::resolve(&all, &skipped, end)
             .map_err(|e| format!("--tictoc end '{end}': {e}"))?;
         sites.extend(ends);
     }
@@ -558,7 +559,8 @@ fn disarm(words: &[String]) -> Result<String, String> {
             .collect()
     } else {
         let all = registry::all_sites(&st);
-        let sites = crate::location::resolve(&all, what).map_err(|e| {
+        let skipped = registry::all_skipped(&st);
+        let sites = crate::location::resolve(&all, &skipped, what).map_err(|e| {
             format!("'{what}' is neither a probe id (see 'lprobe status') nor a location: {e}")
         })?;
         st.probes

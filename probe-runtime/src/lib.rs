@@ -50,6 +50,18 @@ pub struct Site {
     pub timed: bool,
 }
 
+/// A function built without probe sites (a `const fn`, a trivial accessor under
+/// `--skip-accessors`, …), so that arming it can say why there is nothing to arm.
+#[derive(Debug)]
+pub struct Skipped {
+    pub path: &'static str,
+    pub first_line: u32,
+    pub last_line: u32,
+    pub func: &'static str,
+    /// The reason, as `cargo lprobe build -v` reports it.
+    pub why: &'static str,
+}
+
 /// The sites of one instrumented package.
 #[derive(Debug)]
 pub struct Table {
@@ -68,6 +80,8 @@ pub struct Table {
     pub sites: &'static [Site],
     /// (path, content hash) of each rewritten file.
     pub files: &'static [(&'static str, &'static str)],
+    /// The package's functions that have no sites.
+    pub skipped: &'static [Skipped],
 }
 
 /// A captured binding, borrowed for the duration of one hit: one of [`ByCopy`], [`ByRef`],

@@ -4,17 +4,19 @@
 //! one (`main.rs`); `PATTERN` is a function path where `*` matches anything, matched against
 //! the whole path or any suffix starting at a `::` (`fn:billing::*`).
 
-use crate::{Site, Table};
+use crate::{Site, Skipped, Table};
 
 /// A resolved site.
 pub type SiteRef = (&'static Table, u32);
 
-/// Finds the sites `loc` names among `sites`.
+/// Finds the sites `loc` names among `sites`; when it names none, says why, with the
+/// functions built without sites (`skipped`) as the likely reason.
 pub fn resolve(
     sites: &[(&'static Table, u32, &'static Site)],
+    skipped: &[(&'static Table, &'static Skipped)],
     loc: &str,
 ) -> Result<Vec<SiteRef>, String> {
-    if sites.is_empty() {
+    if sites.is_empty() && skipped.is_empty() {
         return Err("this process has no probe sites".into());
     }
     if let Some(pat) = loc.strip_prefix("fn:") {
@@ -24,6 +26,28 @@ pub fn resolve(
             .map(|(t, i, _)| (*t, *i))
             .collect();
         if found.is_empty() {
+            let without: Vec<&Skipped> = skipped
+                .iter()
+                .filter(|(_, s)| fn_matches(pat, s.func))
+                .map(|(_, s)| *s)
+                .collect();
+            if let Some(first) = without.first() {
+                let shown: Vec<String> = without
+                    .iter()
+                    .take(3)
+                    .map(|s| format!("{} at {}:{} ({})", s.func, s.path, s.first_line, s.why))
+                    .collect();
+                return Err(format!(
+                    "'{pat}' matches only functions built without probe sites: {}{}{}",
+                    shown.join(", "),
+                    if without.len() > shown.len() {
+                        ", …"
+                    } else {
+                        ""
+                    },
+                    remedy(first.why)
+                ));
+            }
             let mut examples: Vec<&str> = sites
                 .iter()
                 .filter(|(_, _, s)| s.kind == "entry")
@@ -50,8 +74,10 @@ pub fn resolve(
     };
     let mut files: Vec<&'static str> = sites
         .iter()
-        .filter(|(t, _, s)| file_matches(file, t.dir, s.path))
-        .map(|(_, _, s)| s.path)
+        .map(|(t, _, s)| (*t, s.path))
+        .chain(skipped.iter().map(|(t, s)| (*t, s.path)))
+        .filter(|(t, path)| file_matches(file, t.dir, path))
+        .map(|(_, path)| path)
         .collect();
     files.sort_unstable();
     files.dedup();
@@ -83,6 +109,19 @@ pub fn resolve(
     if !found.is_empty() {
         return Ok(found);
     }
+    // Inside a function built without sites: the innermost one says why.
+    if let Some((_, s)) = skipped
+        .iter()
+        .filter(|(_, s)| s.path == path && s.first_line <= line && line <= s.last_line)
+        .min_by_key(|(_, s)| s.last_line - s.first_line)
+    {
+        return Err(format!(
+            "no probe site at {path}:{line}: it is in {}, which was built without probe sites ({}){}",
+            s.func,
+            s.why,
+            remedy(s.why)
+        ));
+    }
     let before = sites
         .iter()
         .filter(|(_, _, s)| s.path == path && s.line < line)
@@ -100,6 +139,19 @@ pub fn resolve(
         "no probe site at {path}:{line}; nearest: {}. To probe this line, rebuild with 'cargo lprobe build --lines {path}:{line}' (or --lines all)",
         if near.is_empty() { "none".to_owned() } else { near.join(", ") }
     ))
+}
+
+/// What to do about a function built without sites, by the reason it has none.
+fn remedy(why: &str) -> &'static str {
+    if why.contains("--skip-accessors") {
+        "; to probe it, rebuild without --skip-accessors (and without skip-accessors = true in [package.metadata.lprobe] or [workspace.metadata.lprobe])"
+    } else if why == "const fn" {
+        "; a const fn can run at compile time, where no probe can: probe its callers"
+    } else if why.starts_with("probes removed") || why.starts_with("file left") {
+        "; its probes did not compile: 'cargo lprobe build -v' lists what the repair took out and why"
+    } else {
+        ""
+    }
 }
 
 fn file_matches(given: &str, dir: &str, path: &'static str) -> bool {
@@ -192,7 +244,35 @@ mod tests {
         counts: &[],
         sites: &SITES,
         files: &[],
+        skipped: &SKIPPED,
     };
+    static SKIPPED: [Skipped; 2] = [
+        Skipped {
+            path: "app/src/billing.rs",
+            first_line: 20,
+            last_line: 22,
+            func: "app::billing::Invoice::id",
+            why: "trivial accessor (--skip-accessors)",
+        },
+        Skipped {
+            path: "app/src/consts.rs",
+            first_line: 1,
+            last_line: 3,
+            func: "app::consts::limit",
+            why: "const fn",
+        },
+    ];
+
+    fn skipped() -> Vec<(&'static Table, &'static Skipped)> {
+        SKIPPED.iter().map(|s| (&TABLE, s)).collect()
+    }
+
+    fn resolve(
+        sites: &[(&'static Table, u32, &'static Site)],
+        loc: &str,
+    ) -> Result<Vec<SiteRef>, String> {
+        super::resolve(sites, &skipped(), loc)
+    }
 
     fn all() -> Vec<(&'static Table, u32, &'static Site)> {
         SITES
@@ -221,6 +301,31 @@ mod tests {
         assert!(e.contains("app/src/main.rs:10 (entry of app::main)"), "{e}");
         assert!(e.contains("app/src/main.rs:12 (line of app::main)"), "{e}");
         assert!(e.contains("--lines app/src/main.rs:11"), "{e}");
+    }
+
+    #[test]
+    fn functions_built_without_sites_say_why_and_what_to_do() {
+        let e = resolve(&all(), "fn:Invoice::id").unwrap_err();
+        assert!(
+            e.contains("only functions built without probe sites"),
+            "{e}"
+        );
+        assert!(e.contains("app::billing::Invoice::id at app/src/billing.rs:20 (trivial accessor (--skip-accessors))"), "{e}");
+        assert!(e.contains("rebuild without --skip-accessors"), "{e}");
+        let e = resolve(&all(), "billing.rs:21").unwrap_err();
+        assert!(
+            e.contains("it is in app::billing::Invoice::id, which was built without probe sites"),
+            "{e}"
+        );
+        // A file whose every function is without sites is still found.
+        let e = resolve(&all(), "consts.rs:2").unwrap_err();
+        assert!(
+            e.contains("const fn") && e.contains("probe its callers"),
+            "{e}"
+        );
+        // Outside any of them: the nearest sites, as before.
+        let e = resolve(&all(), "billing.rs:30").unwrap_err();
+        assert!(e.contains("nearest: app/src/billing.rs:3"), "{e}");
     }
 
     #[test]

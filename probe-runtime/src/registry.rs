@@ -298,6 +298,15 @@ pub(crate) fn all_sites(state: &State) -> Vec<(&'static Table, u32, &'static Sit
     out
 }
 
+/// Every function built without sites, in every table.
+pub(crate) fn all_skipped(state: &State) -> Vec<(&'static Table, &'static crate::Skipped)> {
+    state
+        .tables
+        .iter()
+        .flat_map(|t| t.skipped.iter().map(move |s| (*t, s)))
+        .collect()
+}
+
 /// Workspace-relative paths of every instrumented source file.
 pub(crate) fn source_files() -> Vec<&'static str> {
     lock()
@@ -341,6 +350,7 @@ mod tests {
             ),
             sites: Box::leak(sites.into_boxed_slice()),
             files: &[],
+            skipped: &[],
         }))
     }
 

@@ -314,21 +314,7 @@ fn an_unchanged_workspace_is_not_rewritten_again_and_any_change_is() {
     let dir = tempfile::tempdir().expect("tempdir");
     let src = dir.path().join("app");
     let target = dir.path().join("target");
-    for entry in walkdir::WalkDir::new(repo().join("fixtures/demo-app"))
-        .into_iter()
-        .filter_entry(|e| e.file_name() != "target")
-    {
-        let entry = entry.expect("walk fixture");
-        if entry.file_type().is_file() {
-            let rel = entry
-                .path()
-                .strip_prefix(repo().join("fixtures/demo-app"))
-                .expect("under fixture");
-            let dest = src.join(rel);
-            std::fs::create_dir_all(dest.parent().expect("parent")).expect("mkdir");
-            std::fs::copy(entry.path(), dest).expect("copy");
-        }
-    }
+    private_copy("demo-app", &src);
     let build = |extra: &[&str]| {
         let mut args = vec!["build", "--release", "-v"];
         args.extend_from_slice(extra);

@@ -44,6 +44,23 @@ pub fn fixture(name: &str) -> PathBuf {
     dest
 }
 
+/// Copies `fixtures/<name>` into `dest` (for a test that edits it or builds it its own way).
+pub fn private_copy(name: &str, dest: &Path) {
+    let src = repo().join("fixtures").join(name);
+    for entry in walkdir::WalkDir::new(&src)
+        .into_iter()
+        .filter_entry(|e| e.file_name() != "target")
+    {
+        let entry = entry.expect("walk fixture");
+        if entry.file_type().is_file() {
+            let rel = entry.path().strip_prefix(&src).expect("under fixture");
+            let to = dest.join(rel);
+            std::fs::create_dir_all(to.parent().expect("parent")).expect("mkdir");
+            std::fs::copy(entry.path(), to).expect("copy");
+        }
+    }
+}
+
 pub fn target_dir(name: &str) -> PathBuf {
     e2e_dir().join("target").join(name)
 }

@@ -439,3 +439,41 @@ fn an_inline_function_logs_but_refuses_duration() {
         (probe_status(&r, &p)["hits"].as_u64()? > 0).then_some(())
     });
 }
+
+#[test]
+fn arming_a_function_built_without_sites_says_why() {
+    // Built its own way (entry sites, --skip-accessors), from a private copy.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = dir.path().join("app");
+    let target = dir.path().join("target");
+    private_copy("lang-app", &src);
+    let out = cargo_lprobe_in(&src, &target, &["build", "--release", "--skip-accessors"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let r = start(&target.join("lprobe/release/lang-app"), &[]);
+    let refused = |args: &[&str]| {
+        let mut full = vec!["arm"];
+        full.extend_from_slice(args);
+        let out = lprobe(&r, &full);
+        assert!(!out.status.success(), "arm {args:?} was accepted");
+        stderr(&out)
+    };
+    let e = refused(&["fn:User::id", "--count"]);
+    assert!(
+        e.contains("lang_app::User::id")
+            && e.contains("trivial accessor")
+            && e.contains("rebuild without --skip-accessors"),
+        "{e}"
+    );
+    let e = refused(&[&site("accessor"), "--log", "x"]);
+    assert!(
+        e.contains("it is in lang_app::User::id, which was built without probe sites"),
+        "{e}"
+    );
+    let e = refused(&["fn:batch_limit", "--count"]);
+    assert!(
+        e.contains("const fn") && e.contains("probe its callers"),
+        "{e}"
+    );
+    // The rest of the program is armed as usual.
+    arm(&r, &["fn:make_user", "--count"]);
+}
