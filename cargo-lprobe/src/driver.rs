@@ -435,6 +435,7 @@ pub fn run(inv: &Invocation) -> Result<i32> {
     let build_start = Instant::now();
     let outcome = loop {
         round += 1;
+        let round_start = Instant::now();
         let crate_flags = crate_flags_ok(&files, &unparsed_root);
         for f in files.iter_mut() {
             let flags = if crate_flags[f.pkg] {
@@ -475,6 +476,7 @@ pub fn run(inv: &Invocation) -> Result<i32> {
                 in_crate_module(f, err).then_some(f.pkg)
             })
             .collect();
+        let not_debug = repair::not_debug_types(out.errors.iter().map(|(_, e)| e));
         for (file, err) in &out.errors {
             let Some(&i) = by_rel.get(file) else {
                 continue;
@@ -484,7 +486,7 @@ pub fn run(inv: &Invocation) -> Result<i32> {
             }
             let f = &mut files[i];
             let Some(rw) = &f.rewritten else { continue };
-            let action = repair::judge(err, &f.sites, rw, &mut f.ex);
+            let action = repair::judge_in(err, &f.sites, rw, &mut f.ex, &not_debug);
             if let Action::Demote { .. } = action {
                 // Not a loss: the binding is still captured (see `rewrite::Form`).
                 progress = true;
@@ -530,9 +532,18 @@ pub fn run(inv: &Invocation) -> Result<i32> {
         }
         repair_rounds += 1;
         if inv.verbose {
+            let mut codes: BTreeMap<&str, usize> = BTreeMap::new();
+            for (_, e) in &out.errors {
+                *codes
+                    .entry(e.code.as_deref().unwrap_or("other"))
+                    .or_default() += 1;
+            }
+            let codes: Vec<String> = codes.iter().map(|(c, n)| format!("{c} {n}")).collect();
             eprintln!(
-                "lprobe: repair round {repair_rounds}: {} errors in rewritten code, rebuilding",
-                out.errors.len()
+                "lprobe: repair round {repair_rounds}: {} errors in rewritten code ({}) after {:.1}s, rebuilding",
+                out.errors.len(),
+                codes.join(", "),
+                round_start.elapsed().as_secs_f64()
             );
         }
     };

@@ -7,7 +7,7 @@
 //! function's captures, then its probes; else the whole file. Every round must add an
 //! exclusion, so the loop ends; an error that no exclusion can explain is the user's own.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::ops::Range;
 use std::path::Path;
 
@@ -70,6 +70,46 @@ pub enum Action {
 
 /// Decides the exclusion for one error; applies it to `ex` and says what it was.
 pub fn judge(err: &FileError, sites: &FileSites, rw: &Rewritten, ex: &mut Exclusions) -> Action {
+    judge_in(err, sites, rw, ex, &HashSet::new())
+}
+
+/// The concrete types this round's errors say do not implement `Debug` (see [`judge_in`]).
+pub fn not_debug_types<'e>(errors: impl Iterator<Item = &'e FileError>) -> HashSet<String> {
+    errors
+        .filter(|e| e.code.as_deref() == Some("E0277"))
+        .filter_map(|e| {
+            let ty = e
+                .message
+                .strip_prefix('`')?
+                .split_once("` doesn't implement `Debug`")?
+                .0;
+            concrete(ty).then(|| ty.to_owned())
+        })
+        .collect()
+}
+
+/// A type name that means the same wherever it appears in a crate: not a generic parameter
+/// (`P`, `Item`) or a projection through one (`<I as IntoIterator>::IntoIter`).
+fn concrete(ty: &str) -> bool {
+    !ty.contains(" as ")
+        && (ty.contains("::")
+            || ty.contains('<')
+            || ty.len() > 2
+                && !ty
+                    .chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit()))
+}
+
+/// [`judge`], knowing which concrete types this round reported without `Debug`: rustc reports
+/// a type's missing `Debug` at some of its captures and only the missing `SmallCopy` at others,
+/// so a binding of such a type steps down straight to the type name (one round fewer).
+pub fn judge_in(
+    err: &FileError,
+    sites: &FileSites,
+    rw: &Rewritten,
+    ex: &mut Exclusions,
+    not_debug: &HashSet<String>,
+) -> Action {
     if ex.file_original {
         return Action::None;
     }
@@ -86,7 +126,7 @@ pub fn judge(err: &FileError, sites: &FileSites, rw: &Rewritten, ex: &mut Exclus
     if err.code.as_deref() == Some("E0277") {
         if let Some(a) = capture_at(rw, err.byte).and_then(|(p, name, r)| {
             let rendered = form_of_text(&rw.text[r.clone()]);
-            demote(err, sites, p.site, name, rendered, ex)
+            demote(err, sites, p.site, name, rendered, ex, not_debug)
         }) {
             return a;
         }
@@ -171,10 +211,19 @@ fn demote(
     name: &str,
     rendered: Form,
     ex: &mut Exclusions,
+    not_debug: &HashSet<String>,
 ) -> Option<Action> {
     let b = binding_of(sites, site, name)?;
     let m = &err.message;
-    let to = if m.contains("`Debug`") || m.contains("fmt::Debug`") || m.contains(": Debug`") {
+    let not_small_copy_of = m
+        .strip_prefix("the trait bound `")
+        .and_then(|r| r.split_once(": probe_runtime::SmallCopy`"))
+        .map(|(ty, _)| ty);
+    let to = if m.contains("`Debug`")
+        || m.contains("fmt::Debug`")
+        || m.contains(": Debug`")
+        || not_small_copy_of.is_some_and(|ty| not_debug.contains(ty))
+    {
         Form::Opaque
     } else {
         Form::Ref
@@ -348,8 +397,9 @@ mod tests {
 
     #[test]
     fn an_unsatisfied_bound_steps_the_binding_down_a_form_then_drops_it() {
-        // (A generic parameter starts as a copy, like a `let` of unknown type.)
-        let src = "fn f<T>(s: T) {\n    let t = 1;\n    let u = 2;\n}\n";
+        // (A generic parameter bounded by a trait that may imply `Debug` starts as a copy, like a
+        // `let` of unknown type.)
+        let src = "fn f<T: Tr>(s: T) {\n    let t = 1;\n    let u = 2;\n}\n";
         let (fs, rw) = setup(src);
         let again = |ex: &Exclusions| {
             rewrite(
@@ -388,6 +438,20 @@ mod tests {
         judge(&bound(no_debug, &rw, 2), &fs, &rw, &mut ex);
         assert_eq!(ex.form(&fs, 2, "s"), Form::Opaque);
         assert!(ex.keeps_capture(&fs, 2, "s"));
+        // A type this round reported without `Debug` elsewhere goes straight to the type name.
+        let spans = "the trait bound `Spans<'_>: probe_runtime::SmallCopy` is not satisfied";
+        let seen = not_debug_types(
+            [
+                error_at("E0277", "`Spans<'_>` doesn't implement `Debug`", 0),
+                error_at("E0277", "`P` doesn't implement `Debug`", 0),
+            ]
+            .iter(),
+        );
+        assert_eq!(seen, HashSet::from(["Spans<'_>".to_owned()]));
+        let mut ex2 = Exclusions::default();
+        let rw2 = again(&ex2);
+        judge_in(&bound(spans, &rw2, 2), &fs, &rw2, &mut ex2, &seen);
+        assert_eq!(ex2.form(&fs, 2, "s"), Form::Opaque);
         // Opaque and still failing: the capture goes.
         let rw = again(&ex);
         let action = judge(&bound(no_debug, &rw, 2), &fs, &rw, &mut ex);

@@ -76,7 +76,7 @@ impl Exclusions {
     /// The form of the capture of `name` at site `i`.
     pub fn form(&self, sites: &FileSites, i: usize, name: &str) -> Form {
         match binding_of(sites, i, name) {
-            Some(b) if self.opaque.contains(&b) => Form::Opaque,
+            Some(b) if self.opaque.contains(&b) || sites.opaque_first.contains(&b) => Form::Opaque,
             Some(b) if self.by_ref.contains(&b) || sites.by_ref_first.contains(&b) => Form::Ref,
             _ => Form::Copy,
         }

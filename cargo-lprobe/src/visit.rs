@@ -109,6 +109,11 @@ pub struct FileSites {
     /// `s: String`, `v: &mut Vec<u8>`…): captured by reference from the first build on (see
     /// `rewrite::Form`; the others start as copies and the repair loop corrects wrong guesses).
     pub by_ref_first: HashSet<u32>,
+    /// Parameters of a generic type whose bounds cannot give it `Debug` (`parser: P` with
+    /// `P: Borrow<Parser>`, `w: impl fmt::Write`): no capture form but the type name compiles,
+    /// so they start there ([`not_debug_generic`]). Saves the repair round that would learn it
+    /// (rustc reports the missing `SmallCopy` first and the missing `Debug` a round later).
+    pub opaque_first: HashSet<u32>,
 }
 
 /// Finds the sites of `file` (parsed from `text`); `module` is the file's module path
@@ -132,6 +137,7 @@ pub fn find_sites_with(
         skip_accessors,
         module: module.split("::").map(str::to_owned).collect(),
         self_ty: None,
+        impl_generics: None,
         ctx: None,
         scopes: Vec::new(),
         next_binding: 0,
@@ -204,6 +210,8 @@ struct Visitor<'a> {
     skip_accessors: bool,
     module: Vec<String>,
     self_ty: Option<String>,
+    /// The generics of the `impl` block the visitor is in.
+    impl_generics: Option<syn::Generics>,
     /// Current function context: (index into `out.contexts`, function path).
     ctx: Option<(usize, String)>,
     /// Binding frames (name, binding id); names visible at a site are those in
@@ -374,6 +382,101 @@ fn small_copy_type(ty: &syn::Type) -> bool {
             }
             None => false,
         },
+        _ => false,
+    }
+}
+
+/// A type that is a generic parameter (or `impl Trait`), possibly behind references, whose
+/// bounds in `generics` (and their `where` clauses) are all std traits that do not imply
+/// `Debug` (`Borrow<Parser>`, `fmt::Write`, `Clone + Send`, none at all). A bound on any other
+/// trait may have `Debug` as a supertrait: then the type is not judged.
+fn not_debug_generic(ty: &syn::Type, generics: &[&syn::Generics]) -> bool {
+    use syn::punctuated::Punctuated;
+    type Bounds = Punctuated<syn::TypeParamBound, syn::Token![+]>;
+    const KNOWN: &[&str] = &[
+        "Clone",
+        "Copy",
+        "Send",
+        "Sync",
+        "Sized",
+        "Unpin",
+        "Borrow",
+        "BorrowMut",
+        "AsRef",
+        "AsMut",
+        "Fn",
+        "FnMut",
+        "FnOnce",
+        "Iterator",
+        "IntoIterator",
+        "DoubleEndedIterator",
+        "ExactSizeIterator",
+        "Read",
+        "Write",
+        "BufRead",
+        "Seek",
+        "Hash",
+        "Hasher",
+        "Eq",
+        "PartialEq",
+        "Ord",
+        "PartialOrd",
+        "Default",
+        "Into",
+        "From",
+        "TryFrom",
+        "TryInto",
+        "ToString",
+        "Display",
+        "Future",
+        "Deref",
+        "DerefMut",
+        "Extend",
+        "FromIterator",
+        "ToOwned",
+        "Any",
+    ];
+    fn known(bounds: &Bounds) -> bool {
+        bounds.iter().all(|b| match b {
+            syn::TypeParamBound::Trait(t) => t
+                .path
+                .segments
+                .last()
+                .is_some_and(|s| KNOWN.contains(&s.ident.to_string().as_str())),
+            syn::TypeParamBound::Lifetime(_) => true,
+            _ => false,
+        })
+    }
+    match ty {
+        syn::Type::Reference(r) => not_debug_generic(&r.elem, generics),
+        syn::Type::Paren(p) => not_debug_generic(&p.elem, generics),
+        syn::Type::ImplTrait(i) => known(&i.bounds),
+        syn::Type::Path(p) if p.qself.is_none() => {
+            let Some(name) = p.path.get_ident() else {
+                return false;
+            };
+            let mut is_param = false;
+            for g in generics {
+                for tp in g.type_params() {
+                    if tp.ident == *name {
+                        is_param = true;
+                        if !known(&tp.bounds) {
+                            return false;
+                        }
+                    }
+                }
+                for pred in g.where_clause.iter().flat_map(|w| &w.predicates) {
+                    if let syn::WherePredicate::Type(pt) = pred {
+                        let about_it =
+                            matches!(&pt.bounded_ty, syn::Type::Path(bp) if bp.path.is_ident(name));
+                        if about_it && !known(&pt.bounds) {
+                            return false;
+                        }
+                    }
+                }
+            }
+            is_param
+        }
         _ => false,
     }
 }
@@ -629,6 +732,10 @@ impl<'a> Visitor<'a> {
 
         let mut params = Vec::new();
         let mut not_copy = HashSet::new();
+        let mut not_debug = HashSet::new();
+        let generics: Vec<&syn::Generics> = std::iter::once(&sig.generics)
+            .chain(self.impl_generics.as_ref())
+            .collect();
         for input in &sig.inputs {
             match input {
                 syn::FnArg::Receiver(r) => {
@@ -645,6 +752,9 @@ impl<'a> Visitor<'a> {
                     if matches!(*t.pat, syn::Pat::Ident(_)) && !small_copy_type(&t.ty) {
                         not_copy.extend(params[first..].iter().cloned());
                     }
+                    if matches!(*t.pat, syn::Pat::Ident(_)) && not_debug_generic(&t.ty, &generics) {
+                        not_debug.extend(params[first..].iter().cloned());
+                    }
                 }
             }
         }
@@ -652,6 +762,9 @@ impl<'a> Visitor<'a> {
         for (name, b) in &params {
             if not_copy.contains(name) {
                 self.out.by_ref_first.insert(*b);
+            }
+            if not_debug.contains(name) {
+                self.out.opaque_first.insert(*b);
             }
         }
         self.scopes.push(params);
@@ -909,9 +1022,11 @@ impl<'ast> Visit<'ast> for Visitor<'_> {
             return;
         }
         let saved = self.self_ty.replace(type_name(&i.self_ty));
+        let saved_generics = self.impl_generics.replace(i.generics.clone());
         for item in &i.items {
             self.visit_impl_item(item);
         }
+        self.impl_generics = saved_generics;
         self.self_ty = saved;
     }
 
@@ -1119,6 +1234,23 @@ mod tests {
         };
         assert_eq!(by_ref(0), ["self", "c", "d"]);
         assert!(by_ref(1).is_empty());
+    }
+
+    #[test]
+    fn generic_parameters_whose_bounds_give_no_debug_start_opaque() {
+        let src = "impl<'s, P: Borrow<Parser>> I<'s, P> {\n    fn f<W: fmt::Write, D: Debug + Clone, U: MyTrait, X>(&self, p: P, r: &P, w: W, i: impl Iterator<Item = u8>, d: D, u: U, x: X, y: Y, n: u32) where X: Send {}\n}\n";
+        let file = syn::parse_file(src).expect("parses");
+        let fs = find_sites(src, &file, "k", &LineSel::None);
+        let s = &fs.sites[0];
+        let opaque: Vec<&str> = s
+            .names
+            .iter()
+            .zip(&s.bindings)
+            .filter(|(_, b)| fs.opaque_first.contains(b))
+            .map(|(n, _)| n.as_str())
+            .collect();
+        // `D` has Debug; `U`'s trait may have it as a supertrait; `Y` is no parameter here.
+        assert_eq!(opaque, ["p", "r", "w", "i", "x"]);
     }
 
     #[test]
