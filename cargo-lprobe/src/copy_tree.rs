@@ -23,6 +23,14 @@ pub fn write_if_changed(path: &Path, content: &[u8]) -> Result<bool> {
     Ok(true)
 }
 
+/// A walk error to step over: a symbolic link to nothing (an editor's `.#file` lock), a file
+/// removed while the walk ran, or a link that loops. Nothing of that can be a source file.
+pub(crate) fn is_dangling(e: &walkdir::Error) -> bool {
+    e.loop_ancestor().is_some()
+        || e.io_error()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::NotFound)
+}
+
 /// Whether a directory is a cargo target directory (or some other cache) to leave behind.
 pub(crate) fn is_skipped_dir(path: &Path, skip: &[PathBuf]) -> bool {
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
@@ -44,7 +52,11 @@ pub fn mirror(
         .into_iter()
         .filter_entry(|e| !(e.file_type().is_dir() && is_skipped_dir(e.path(), skip)));
     for entry in walker {
-        let entry = entry.with_context(|| format!("walking {}", src.display()))?;
+        let entry = match entry {
+            Ok(e) => e,
+            Err(e) if is_dangling(&e) => continue,
+            Err(e) => return Err(e).with_context(|| format!("walking {}", src.display())),
+        };
         if !entry.file_type().is_file() {
             continue;
         }
@@ -108,5 +120,11 @@ mod tests {
         assert!(
             !write_if_changed(&dest.path().join("src/main.rs"), b"fn main() { }").expect("write")
         );
+        // An editor's lock file (a link to nothing) is stepped over.
+        std::os::unix::fs::symlink("user@host.123", src.path().join("src/.#main.rs"))
+            .expect("link");
+        let files =
+            mirror(src.path(), dest.path(), &[], &over).expect("mirror with a dangling link");
+        assert_eq!(files, vec![PathBuf::from("src/main.rs")]);
     }
 }

@@ -278,11 +278,15 @@ pub fn run(inv: &Invocation) -> Result<i32> {
             let t_check = t0.elapsed();
             let out = build_round(inv, &ws, &cwd, &copy, &lp)?;
             if out.success {
+                let mut old = old;
+                if stamp::expire(&mut old.tree, walked) {
+                    let _ = stamp::save(&stamp_path, &old);
+                }
                 for w in &old.warnings {
                     eprintln!("{w}");
                 }
                 let reports: Vec<PkgReport> =
-                    serde_json::from_value(old.reports).unwrap_or_default();
+                    serde_json::from_value(old.reports.clone()).unwrap_or_default();
                 let phases = format!(
                     "lprobe: phases: metadata and {} unchanged files {:.2}s (the copy from the last build is current), build {:.2}s, total {:.2}s",
                     tree.len(),
@@ -476,7 +480,15 @@ pub fn run(inv: &Invocation) -> Result<i32> {
                 in_crate_module(f, err).then_some(f.pkg)
             })
             .collect();
-        let not_debug = repair::not_debug_types(out.errors.iter().map(|(_, e)| e));
+        // Per package: a short type name is unique within one compiler run only.
+        let not_debug: Vec<HashSet<String>> = (0..packages.len())
+            .map(|pi| {
+                repair::not_debug_types(out.errors.iter().filter_map(|(file, e)| {
+                    let f = &files[*by_rel.get(file)?];
+                    (f.pkg == pi).then_some(e)
+                }))
+            })
+            .collect();
         for (file, err) in &out.errors {
             let Some(&i) = by_rel.get(file) else {
                 continue;
@@ -486,7 +498,7 @@ pub fn run(inv: &Invocation) -> Result<i32> {
             }
             let f = &mut files[i];
             let Some(rw) = &f.rewritten else { continue };
-            let action = repair::judge_in(err, &f.sites, rw, &mut f.ex, &not_debug);
+            let action = repair::judge_in(err, &f.sites, rw, &mut f.ex, &not_debug[f.pkg]);
             if let Action::Demote { .. } = action {
                 // Not a loss: the binding is still captured (see `rewrite::Form`).
                 progress = true;

@@ -88,8 +88,10 @@ pub fn not_debug_types<'e>(errors: impl Iterator<Item = &'e FileError>) -> HashS
         .collect()
 }
 
-/// A type name that means the same wherever it appears in a crate: not a generic parameter
-/// (`P`, `Item`) or a projection through one (`<I as IntoIterator>::IntoIter`).
+/// A type name that means the same wherever it appears in a crate (rustc shortens a path only
+/// when the name is unique): not what looks like a generic parameter (`P`, `T2`) or a
+/// projection through one (`<I as IntoIterator>::IntoIter`). Names are compared within one
+/// package (one compiler run).
 fn concrete(ty: &str) -> bool {
     !ty.contains(" as ")
         && (ty.contains("::")

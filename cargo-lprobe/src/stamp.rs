@@ -47,8 +47,10 @@ pub struct Stamp {
 pub fn key(parts: &[&str]) -> String {
     let exe = std::env::current_exe()
         .ok()
-        .and_then(|p| fs::metadata(p).ok())
-        .map(|m| format!("{}:{}", m.len(), mtime_ns(&m)))
+        .and_then(|p| {
+            let m = fs::metadata(&p).ok()?;
+            Some(format!("{}:{}:{}", p.display(), m.len(), mtime_ns(&m)))
+        })
         .unwrap_or_default();
     let mut text = format!("lprobe {} exe {exe}", env!("CARGO_PKG_VERSION"));
     for p in parts {
@@ -78,7 +80,11 @@ pub fn walk(root: &Path, skip: &[PathBuf]) -> Result<Vec<FileStat>> {
         .into_iter()
         .filter_entry(|e| !(e.file_type().is_dir() && is_skipped_dir(e.path(), skip)));
     for entry in walker {
-        let entry = entry.with_context(|| format!("walking {}", root.display()))?;
+        let entry = match entry {
+            Ok(e) => e,
+            Err(e) if crate::copy_tree::is_dangling(&e) => continue,
+            Err(e) => return Err(e).with_context(|| format!("walking {}", root.display())),
+        };
         if !entry.file_type().is_file() {
             continue;
         }
@@ -97,16 +103,35 @@ pub fn walk(root: &Path, skip: &[PathBuf]) -> Result<Vec<FileStat>> {
     Ok(out)
 }
 
-/// Hashes the content of the files in `tree` modified less than [`RACY`] before `walked`.
+/// Hashes the content of the files in `tree` modified less than [`RACY`] before `walked` (or
+/// before the newest file, when the file system's clock runs ahead of this machine's).
 pub fn seal(root: &Path, tree: &mut [FileStat], walked: SystemTime) {
-    let since = walked
-        .checked_sub(RACY)
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
+    let since = recent_since(tree, walked);
     for f in tree.iter_mut().filter(|f| f.2 >= since) {
         f.3 = content_hash(&root.join(&f.0));
     }
+}
+
+/// Forgets the content hashes of files that are no longer recent: a stamp written right after
+/// a checkout hashes every file, and would have every later check read the whole tree.
+/// (The hashes of files still recent are kept as they were: they describe what was built.)
+pub fn expire(tree: &mut [FileStat], walked: SystemTime) -> bool {
+    let since = recent_since(tree, walked);
+    let mut changed = false;
+    for f in tree.iter_mut().filter(|f| f.2 < since && f.3.is_some()) {
+        f.3 = None;
+        changed = true;
+    }
+    changed
+}
+
+fn recent_since(tree: &[FileStat], walked: SystemTime) -> u128 {
+    let now = walked
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let newest = tree.iter().map(|f| f.2).max().unwrap_or(0);
+    now.min(newest).saturating_sub(RACY.as_nanos())
 }
 
 fn content_hash(path: &Path) -> Option<String> {
@@ -144,7 +169,10 @@ pub fn load(path: &Path) -> Option<Stamp> {
 
 pub fn save(path: &Path, stamp: &Stamp) -> Result<()> {
     let text = serde_json::to_string(stamp)?;
-    fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+    // Whole or not at all: another run may read it at any moment.
+    let tmp = path.with_extension("json.tmp");
+    fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
+    fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
 }
 
 /// Removes the stamp (before a full run, so that a run that stops half-way leaves none).
@@ -204,10 +232,20 @@ mod tests {
         let now = walk(root, &[]).expect("walk");
         assert_eq!(now[0].2, tree[0].2);
         assert!(!unchanged(root, &tree, &now));
-        // An old file is trusted by its length and time.
+        // An old file is trusted by its length and time (here another file is much newer: the
+        // newest file also bounds "recent", for file systems whose clock runs ahead).
         let mut old = walk(root, &[]).expect("walk");
+        old.push(FileStat("z.rs".into(), 1, u128::MAX / 2, None));
         seal(root, &mut old, SystemTime::now() + Duration::from_secs(60));
         assert!(old[0].3.is_none());
+        // Once a hashed file is old, its hash is dropped (the next check only stats it).
+        let mut aged = tree.clone();
+        let later = SystemTime::now() + Duration::from_secs(60);
+        assert!(!expire(&mut aged, SystemTime::now()), "still recent");
+        // (The newest file bounds "recent" too: make another file the newest.)
+        aged.push(FileStat("z.rs".into(), 1, u128::MAX, None));
+        assert!(expire(&mut aged, later));
+        assert!(aged[0].3.is_none());
     }
 
     #[test]

@@ -256,15 +256,20 @@ fn is_small(block: &syn::Block) -> bool {
                 TokenTree::Group(g) => {
                     let prev = seen.last();
                     // `name(…)` not after a `.`: a call of a function (a capitalized name is a
-                    // tuple struct or variant: a constructor); `name!(…)`: a macro.
-                    let called = g.delimiter() == Delimiter::Parenthesis
+                    // tuple struct or variant: a constructor); `name::<T>(…)` too (or a
+                    // comparison with a parenthesized operand: taken as a call either way);
+                    // `name!(…)`: a macro.
+                    let paren = g.delimiter() == Delimiter::Parenthesis;
+                    let turbofish =
+                        paren && matches!(prev, Some(TokenTree::Punct(p)) if p.as_char() == '>');
+                    let called = paren
                         && matches!(prev, Some(TokenTree::Ident(i))
                             if !i.to_string().starts_with(|c: char| c.is_ascii_uppercase()))
                         && !matches!(seen.iter().rev().nth(1), Some(TokenTree::Punct(p)) if p.as_char() == '.')
                         && !is_cheap_call(&seen);
                     let macro_call =
                         matches!(prev, Some(TokenTree::Punct(p)) if p.as_char() == '!');
-                    if called || macro_call || !scan(g.stream(), budget) {
+                    if called || turbofish || macro_call || !scan(g.stream(), budget) {
                         return false;
                     }
                 }
@@ -287,15 +292,26 @@ fn is_small(block: &syn::Block) -> bool {
 }
 
 /// Whether the path just before a call's parentheses names a function the optimizer treats like
-/// an operator: an associated function of a primitive type or of `Self` (`u32::from(c)`,
-/// `char::from_u32(n)`, `Self::default()`), or `cmp`'s and `mem`'s (`cmp::max(a, b)`,
-/// `mem::replace(..)`). Small functions calling only these stay small.
+/// an operator: an associated function of a primitive type (`u32::from(c)`,
+/// `char::from_u32(n)`), `Self::new`/`Self::default`, or `cmp::max`/`min` and
+/// `mem::replace`/`take`/`swap` (also through `std::`/`core::`). Small functions calling only
+/// these stay small.
 fn is_cheap_call(seen: &[proc_macro2::TokenTree]) -> bool {
     use proc_macro2::TokenTree;
-    const ROOTS: &[&str] = &[
+    const PRIMITIVES: &[&str] = &[
         "u8", "u16", "u32", "u64", "u128", "usize", "i8", "i16", "i32", "i64", "i128", "isize",
-        "f32", "f64", "char", "bool", "Self", "cmp", "mem",
+        "f32", "f64", "char", "bool",
     ];
+    let last = match seen.last() {
+        Some(TokenTree::Ident(i)) => i.to_string(),
+        _ => return false,
+    };
+    let cheap_in = |root: &str| match root {
+        "Self" => last == "new" || last == "default",
+        "cmp" => last == "max" || last == "min",
+        "mem" => last == "replace" || last == "take" || last == "swap",
+        r => PRIMITIVES.contains(&r),
+    };
     // Walk back over `a :: b :: … :: name` (a `::` is two `:` puncts).
     let mut i = seen.len();
     let mut first = None;
@@ -317,11 +333,14 @@ fn is_cheap_call(seen: &[proc_macro2::TokenTree]) -> bool {
         i -= 2;
     }
     let segments_walked = seen.len() - i;
-    segments_walked > 1 && first.is_some_and(|f| {
-        ROOTS.contains(&f.as_str())
-            || (f == "core" || f == "std")
-                && matches!(seen.get(i + 3), Some(TokenTree::Ident(m)) if m == "cmp" || m == "mem")
-    })
+    segments_walked > 1
+        && first.is_some_and(|f| {
+            if f == "core" || f == "std" {
+                matches!(seen.get(i + 3), Some(TokenTree::Ident(m)) if cheap_in(&m.to_string()))
+            } else {
+                cheap_in(&f)
+            }
+        })
 }
 
 /// A body that is one field read or write and nothing else: `self.start`, `&self.items`,
@@ -1159,6 +1178,9 @@ mod tests {
              fn cheap_calls(a: u32, b: u32) -> bool {{ cmp::max(a, b) <= std::cmp::min(a, b).saturating_add(1) }}\n\
              fn std_call(a: u32) -> Vec<u32> {{ std::vec::from_elem(a, 2) }}\n\
              fn module_call(a: u32) -> u32 {{ util::max(a, 1) }}\n\
+             fn user_mem(a: u32) -> u32 {{ mem::alloc_frame(a) }}\n\
+             fn self_helper(a: u32) -> u32 {{ Self::expensive(a) }}\n\
+             fn turbofish(a: u32) -> u32 {{ helper::<u32>(a) }}\n\
              async fn awaits(s: &S) -> u32 {{ s.get().await }}\n\
              fn formats(n: u64) -> String {{ format!(\"{{n}}\") }}\n\
              fn looping(n: u8) {{ for _ in 0..n {{}} }}\n\
@@ -1184,6 +1206,9 @@ mod tests {
                 ("k::cheap_calls".to_owned(), false),
                 ("k::std_call".to_owned(), true),
                 ("k::module_call".to_owned(), true),
+                ("k::user_mem".to_owned(), true),
+                ("k::self_helper".to_owned(), true),
+                ("k::turbofish".to_owned(), true),
                 ("k::awaits".to_owned(), true),
                 ("k::formats".to_owned(), true),
                 ("k::looping".to_owned(), true),

@@ -72,15 +72,21 @@ pub fn resolve(
             "invalid line '{line}' in location '{loc}': use FILE:LINE (e.g. src/main.rs:42)"
         ));
     };
-    let mut files: Vec<&'static str> = sites
-        .iter()
-        .map(|(t, _, s)| (*t, s.path))
-        .chain(skipped.iter().map(|(t, s)| (*t, s.path)))
-        .filter(|(t, path)| file_matches(file, t.dir, path))
-        .map(|(_, path)| path)
-        .collect();
-    files.sort_unstable();
-    files.dedup();
+    // Files with sites first; a file whose functions all have none only when no file with
+    // sites matches (so it cannot make a name ambiguous that used to resolve).
+    let matching = |paths: &mut dyn Iterator<Item = (&'static Table, &'static str)>| {
+        let mut found: Vec<&'static str> = paths
+            .filter(|(t, path)| file_matches(file, t.dir, path))
+            .map(|(_, path)| path)
+            .collect();
+        found.sort_unstable();
+        found.dedup();
+        found
+    };
+    let mut files = matching(&mut sites.iter().map(|(t, _, s)| (*t, s.path)));
+    if files.is_empty() {
+        files = matching(&mut skipped.iter().map(|(t, s)| (*t, s.path)));
+    }
     let path = match files.as_slice() {
         [one] => *one,
         [] => {
@@ -109,11 +115,17 @@ pub fn resolve(
     if !found.is_empty() {
         return Ok(found);
     }
-    // Inside a function built without sites: the innermost one says why.
+    // Inside a function built without sites: the innermost one says why (unless sites lie
+    // within its lines: a nested function has them, or only its entry site was removed).
     if let Some((_, s)) = skipped
         .iter()
         .filter(|(_, s)| s.path == path && s.first_line <= line && line <= s.last_line)
         .min_by_key(|(_, s)| s.last_line - s.first_line)
+        .filter(|(_, k)| {
+            !sites
+                .iter()
+                .any(|(_, _, s)| s.path == k.path && (k.first_line..=k.last_line).contains(&s.line))
+        })
     {
         return Err(format!(
             "no probe site at {path}:{line}: it is in {}, which was built without probe sites ({}){}",
@@ -246,7 +258,23 @@ mod tests {
         files: &[],
         skipped: &SKIPPED,
     };
-    static SKIPPED: [Skipped; 2] = [
+    static SKIPPED: [Skipped; 4] = [
+        // Contains app::main's sites (say, its entry site alone was removed by repair).
+        Skipped {
+            path: "app/src/main.rs",
+            first_line: 9,
+            last_line: 13,
+            func: "app::outer",
+            why: "probes removed by repair",
+        },
+        // Another package's file of the same name, with no sites at all.
+        Skipped {
+            path: "other/src/main.rs",
+            first_line: 1,
+            last_line: 3,
+            func: "other::main",
+            why: "file left as written",
+        },
         Skipped {
             path: "app/src/billing.rs",
             first_line: 20,

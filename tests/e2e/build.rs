@@ -354,6 +354,15 @@ fn an_unchanged_workspace_is_not_rewritten_again_and_any_change_is() {
     let (reused, edited) = build(&[]);
     assert!(!reused, "an edited file must be rewritten");
     assert_eq!(sites(&edited), sites(&first) + 1, "{first} / {edited}");
+    // An edit of the same length right after a build is seen too.
+    let text = std::fs::read_to_string(&billing).expect("read");
+    std::fs::write(&billing, text.replace("    x + 1\n", "    x + 2\n")).expect("write");
+    let (reused, _) = build(&[]);
+    assert!(!reused, "a same-length edit must be rewritten");
+    let copied = target.join("lprobe/src/src/billing.rs");
+    assert!(std::fs::read_to_string(&copied)
+        .expect("read")
+        .contains("x + 2"));
 
     // Other options are another rewrite; back to them, the copy is current again.
     let (reused, all) = build(&["--lines", "all"]);
@@ -362,7 +371,6 @@ fn an_unchanged_workspace_is_not_rewritten_again_and_any_change_is() {
     assert!(reused && again == all, "{again}");
 
     // A copy someone changed is not trusted.
-    let copied = target.join("lprobe/src/src/billing.rs");
     std::fs::write(&copied, "garbage").expect("write");
     let (reused, repaired) = build(&["--lines", "all"]);
     assert!(!reused && repaired == all, "{repaired}");
