@@ -23,16 +23,34 @@ pub fn write_if_changed(path: &Path, content: &[u8]) -> Result<bool> {
     Ok(true)
 }
 
+/// The files under `root` that the mirror copies: no `.git`, no target directories (a
+/// `CACHEDIR.TAG`), nothing in `skip`; links followed, dangling ones stepped over.
+pub(crate) fn files_under<'a>(
+    root: &'a Path,
+    skip: &'a [PathBuf],
+) -> impl Iterator<Item = Result<walkdir::DirEntry>> + 'a {
+    walkdir::WalkDir::new(root)
+        .follow_links(true)
+        .into_iter()
+        .filter_entry(|e| !(e.file_type().is_dir() && is_skipped_dir(e.path(), skip)))
+        .filter_map(move |entry| match entry {
+            Ok(e) if e.file_type().is_file() => Some(Ok(e)),
+            Ok(_) => None,
+            Err(e) if is_dangling(&e) => None,
+            Err(e) => Some(Err(e).with_context(|| format!("walking {}", root.display()))),
+        })
+}
+
 /// A walk error to step over: a symbolic link to nothing (an editor's `.#file` lock), a file
 /// removed while the walk ran, or a link that loops. Nothing of that can be a source file.
-pub(crate) fn is_dangling(e: &walkdir::Error) -> bool {
+fn is_dangling(e: &walkdir::Error) -> bool {
     e.loop_ancestor().is_some()
         || e.io_error()
             .is_some_and(|io| io.kind() == std::io::ErrorKind::NotFound)
 }
 
 /// Whether a directory is a cargo target directory (or some other cache) to leave behind.
-pub(crate) fn is_skipped_dir(path: &Path, skip: &[PathBuf]) -> bool {
+fn is_skipped_dir(path: &Path, skip: &[PathBuf]) -> bool {
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
     name == ".git" || skip.iter().any(|s| s == path) || path.join("CACHEDIR.TAG").exists()
 }
@@ -47,19 +65,8 @@ pub fn mirror(
     overrides: &HashMap<PathBuf, Vec<u8>>,
 ) -> Result<Vec<PathBuf>> {
     let mut seen = HashSet::new();
-    let walker = walkdir::WalkDir::new(src)
-        .follow_links(true)
-        .into_iter()
-        .filter_entry(|e| !(e.file_type().is_dir() && is_skipped_dir(e.path(), skip)));
-    for entry in walker {
-        let entry = match entry {
-            Ok(e) => e,
-            Err(e) if is_dangling(&e) => continue,
-            Err(e) => return Err(e).with_context(|| format!("walking {}", src.display())),
-        };
-        if !entry.file_type().is_file() {
-            continue;
-        }
+    for entry in files_under(src, skip) {
+        let entry = entry?;
         let rel = entry
             .path()
             .strip_prefix(src)

@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::copy_tree::is_skipped_dir;
+use crate::copy_tree::files_under;
 
 /// One file: path relative to the walked root, length, modification time (ns since the epoch),
 /// and for a file modified in the last seconds before the walk, a hash of its content: file
@@ -75,19 +75,8 @@ pub fn walk(root: &Path, skip: &[PathBuf]) -> Result<Vec<FileStat>> {
     if !root.exists() {
         return Ok(out);
     }
-    let walker = walkdir::WalkDir::new(root)
-        .follow_links(true)
-        .into_iter()
-        .filter_entry(|e| !(e.file_type().is_dir() && is_skipped_dir(e.path(), skip)));
-    for entry in walker {
-        let entry = match entry {
-            Ok(e) => e,
-            Err(e) if crate::copy_tree::is_dangling(&e) => continue,
-            Err(e) => return Err(e).with_context(|| format!("walking {}", root.display())),
-        };
-        if !entry.file_type().is_file() {
-            continue;
-        }
+    for entry in files_under(root, skip) {
+        let entry = entry?;
         let m = entry
             .metadata()
             .with_context(|| format!("reading {}", entry.path().display()))?;
