@@ -251,6 +251,8 @@ pub fn run(inv: &Invocation) -> Result<i32> {
         check_locked(&ws, inv)?;
     }
     let lp = ws.target_dir.join("lprobe");
+    // One run at a time writes the copy and builds it (held until the hand-over to cargo).
+    let lock = lock_copy(&lp)?;
     // Per build: what the compiler wrapper did with the runtime (see runtime_cache).
     let _ = std::fs::remove_file(lp.join("runtime-cache.log"));
     let copy = lp.join("src");
@@ -294,9 +296,9 @@ pub fn run(inv: &Invocation) -> Result<i32> {
                     (t0.elapsed() - t_check).as_secs_f64(),
                     t0.elapsed().as_secs_f64()
                 );
-                return finish(
-                    inv, &ws, &cwd, &copy, &lp, &out, &reports, &old.notes, &phases,
-                );
+                let json_out = report(inv, &lp, &out, &reports, &old.notes, &phases)?;
+                drop(lock);
+                return hand_over(inv, &ws, &cwd, &copy, &lp, json_out);
             }
             if inv.verbose {
                 eprintln!("lprobe: building the unchanged copy failed; rewriting and repairing");
@@ -591,25 +593,47 @@ pub fn run(inv: &Invocation) -> Result<i32> {
             },
         );
     }
-    finish(
-        inv, &ws, &cwd, &copy, &lp, &outcome, &reports, &notes, &phases,
-    )
+    let json_out = report(inv, &lp, &outcome, &reports, &notes, &phases)?;
+    drop(lock);
+    hand_over(inv, &ws, &cwd, &copy, &lp, json_out)
 }
 
-/// After a successful build: what the build said (warnings), the summary, the report, then
-/// stage 5.
-#[allow(clippy::too_many_arguments)]
-fn finish(
+/// Takes `target/lprobe/.lock` for this run, waiting (and saying so) while another run of
+/// `cargo lprobe` on the same target directory holds it: two runs would interleave their
+/// copies, and a stamp could describe the other run's.
+fn lock_copy(lp: &Path) -> Result<std::fs::File> {
+    std::fs::create_dir_all(lp).with_context(|| format!("creating {}", lp.display()))?;
+    let path = lp.join(".lock");
+    let file =
+        std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            eprintln!(
+                "lprobe: waiting for another cargo lprobe run on {}",
+                lp.display()
+            );
+            file.lock()
+                .with_context(|| format!("locking {}", path.display()))?;
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            // A file system without locks: go on unlocked, as before.
+            eprintln!("lprobe: warning: cannot lock {}: {e}", path.display());
+        }
+    }
+    Ok(file)
+}
+
+/// After a successful build: what the build said (warnings), the summary and the report.
+/// Returns whether cargo's messages go out as JSON.
+fn report(
     inv: &Invocation,
-    ws: &Workspace,
-    cwd: &Path,
-    copy: &Path,
     lp: &Path,
     outcome: &Outcome,
     reports: &[PkgReport],
     notes: &[String],
     phases: &str,
-) -> Result<i32> {
+) -> Result<bool> {
     let json_out = inv
         .message_format
         .as_deref()
@@ -641,7 +665,18 @@ fn finish(
         println!("{text}");
     }
 
-    // Stage 5.
+    Ok(json_out)
+}
+
+/// Stage 5: for `run`, `test` and `bench`, cargo itself in the copy.
+fn hand_over(
+    inv: &Invocation,
+    ws: &Workspace,
+    cwd: &Path,
+    copy: &Path,
+    lp: &Path,
+    json_out: bool,
+) -> Result<i32> {
     match inv.sub {
         Sub::Build | Sub::Check => {
             if !json_out {

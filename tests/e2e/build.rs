@@ -377,4 +377,32 @@ fn an_unchanged_workspace_is_not_rewritten_again_and_any_change_is() {
     assert!(std::fs::read_to_string(&copied)
         .expect("read")
         .contains("added_after_the_first_build"));
+
+    // A run that finds another one holding the copy waits for it, and says so.
+    let held = std::fs::File::create(target.join("lprobe/.lock")).expect("lock file");
+    held.lock().expect("lock");
+    let mut waiting = Command::new(CARGO_LPROBE)
+        .args(["lprobe", "build", "--release", "--lines", "all"])
+        .current_dir(&src)
+        .env("CARGO_TARGET_DIR", &target)
+        .env("LPROBE_CACHE_DIR", runtime_cache_dir())
+        .env_remove("RUSTFLAGS")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start cargo lprobe");
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(
+        waiting.stderr.take().expect("stderr"),
+    ));
+    let said = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find(|l| l.contains("waiting for another cargo lprobe run"));
+    assert!(said.is_some(), "the second run did not wait");
+    drop(held);
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(waiting.wait().expect("wait").success(), "{rest:?}");
+    assert!(
+        rest.iter().any(|l| l.contains("lprobe: instrumented")),
+        "{rest:?}"
+    );
 }

@@ -61,6 +61,11 @@ pub fn private_copy(name: &str, dest: &Path) {
     }
 }
 
+/// The runtime cache the tests' builds share (`LPROBE_CACHE_DIR`).
+pub fn runtime_cache_dir() -> PathBuf {
+    e2e_dir().join("runtime-cache")
+}
+
 pub fn target_dir(name: &str) -> PathBuf {
     e2e_dir().join("target").join(name)
 }
@@ -106,7 +111,7 @@ fn run_cargo(
         .current_dir(dir)
         .env("CARGO_TARGET_DIR", target)
         // The tests' own runtime cache, not the user's.
-        .env("LPROBE_CACHE_DIR", e2e_dir().join("runtime-cache"))
+        .env("LPROBE_CACHE_DIR", runtime_cache_dir())
         .env_remove("RUSTFLAGS")
         .envs(env.iter().copied());
     let out = cmd.output().expect("run cargo");
