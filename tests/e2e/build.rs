@@ -345,6 +345,34 @@ fn an_unchanged_workspace_is_not_rewritten_again_and_any_change_is() {
     let (reused, second) = build(&[]);
     assert!(reused, "nothing changed, yet the workspace was rewritten");
     assert_eq!(first, second, "the reused build reports the same sites");
+    // `test` after `build`: the copy is built as it is with the test targets (where their code,
+    // never compiled before, has probes nothing repaired yet, that build fails and the run falls
+    // back to the full path); the tests pass, and the next `test` reuses the copy.
+    let test = || {
+        let out = cargo_lprobe_in(&src, &target, &["test", "--release", "-v"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(passed(&stdout(&out)) > 0, "{}", stdout(&out));
+        stderr(&out)
+    };
+    test();
+    let err = test();
+    assert!(
+        err.contains("the copy from the last build is current"),
+        "{err}"
+    );
+    // At every line the test code has probes that no build has repaired: building the copy
+    // as it is fails, and the run falls back to the full path, repairs them, and tests. (Only
+    // the billing tests: demo-app's README test reads its own source, rewritten at every line.)
+    build(&["--lines", "all"]);
+    let out = cargo_lprobe_in(
+        &src,
+        &target,
+        &["test", "--release", "--lines", "all", "-v", "--", "billing"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(passed(&stdout(&out)) > 0, "{}", stdout(&out));
+    let err = stderr(&out);
+    assert!(err.contains("building the unchanged copy failed"), "{err}");
 
     // An edit: a new function gets its entry site.
     let billing = src.join("src/billing.rs");
