@@ -48,6 +48,8 @@ struct FileWork {
     ex: Exclusions,
     rewritten: Option<Rewritten>,
     notes: Vec<String>,
+    /// `include_str!`/`include_bytes!` literals: (byte range, path as written).
+    includes: Vec<(std::ops::Range<usize>, String)>,
 }
 
 /// Per-package totals for the summary and `--report json`.
@@ -390,6 +392,7 @@ pub fn run(inv: &Invocation) -> Result<i32> {
                 .cloned()
                 .unwrap_or_else(|| default_sel.clone());
             let sites = visit::find_sites_with(&text, &file, &src.module, &sel, skip_accessors);
+            let includes = visit::find_includes(&text, &file);
             let first = rewrite::FirstIds {
                 site: next_ids[pi],
                 func: next_fns[pi],
@@ -421,6 +424,7 @@ pub fn run(inv: &Invocation) -> Result<i32> {
                 ex,
                 rewritten: None,
                 notes: Vec::new(),
+                includes,
             });
         }
     }
@@ -460,6 +464,7 @@ pub fn run(inv: &Invocation) -> Result<i32> {
                 flags,
             ));
         }
+        redirect_includes(&mut files, &ws.root, &lp)?;
         write_copy(&ws, &packages, &files, &lp, &copy, &runtime_dir)?;
         let out = build_round(inv, &ws, &cwd, &copy, &lp)?;
         if out.success {
@@ -596,6 +601,56 @@ pub fn run(inv: &Invocation) -> Result<i32> {
     let json_out = report(inv, &lp, &outcome, &reports, &notes, &phases)?;
     drop(lock);
     hand_over(inv, &ws, &cwd, &copy, &lp, json_out)
+}
+
+/// Points `include_str!`/`include_bytes!` of a file lprobe rewrites at a copy of the original
+/// in `target/lprobe/orig/` (the literal is replaced by that absolute path, on its line): a
+/// test that includes its crate's source (to check what a README quotes, say) reads what the
+/// user wrote, not the probes.
+fn redirect_includes(files: &mut [FileWork], root: &Path, lp: &Path) -> Result<()> {
+    let rewritten: HashSet<String> = files
+        .iter()
+        .filter(|f| !f.ex.file_original)
+        .map(|f| f.rel.clone())
+        .collect();
+    for f in files.iter_mut() {
+        let dir = Path::new(&f.rel).parent().unwrap_or(Path::new(""));
+        for (range, value) in &f.includes {
+            if Path::new(value).is_absolute() {
+                continue;
+            }
+            let Some(target) = normalize_rel(&dir.join(value)) else {
+                continue;
+            };
+            if !rewritten.contains(&target) {
+                continue;
+            }
+            let original =
+                std::fs::read(root.join(&target)).with_context(|| format!("reading {target}"))?;
+            let orig = lp.join("orig").join(&target);
+            write_if_changed(&orig, &original)?;
+            if let Some(rw) = &mut f.rewritten {
+                rw.replace(range.clone(), &format!("{:?}", orig.display().to_string()));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `a/b/../c.rs` → `a/c.rs` (with `/`); `None` when it climbs out of the workspace.
+fn normalize_rel(p: &Path) -> Option<String> {
+    let mut parts: Vec<String> = Vec::new();
+    for c in p.components() {
+        match c {
+            std::path::Component::Normal(s) => parts.push(s.to_string_lossy().into_owned()),
+            std::path::Component::ParentDir => {
+                parts.pop()?;
+            }
+            std::path::Component::CurDir => {}
+            _ => return None,
+        }
+    }
+    Some(parts.join("/"))
 }
 
 /// Takes `target/lprobe/.lock` for this run, waiting (and saying so) while another run of
@@ -1294,6 +1349,19 @@ fn print_summary(reports: &[PkgReport], notes: &[String], verbose: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn include_paths_are_resolved_inside_the_workspace() {
+        assert_eq!(
+            normalize_rel(Path::new("tests/../src/main.rs")).as_deref(),
+            Some("src/main.rs")
+        );
+        assert_eq!(
+            normalize_rel(Path::new("app/./src/x.rs")).as_deref(),
+            Some("app/src/x.rs")
+        );
+        assert_eq!(normalize_rel(Path::new("../outside.rs")), None);
+    }
 
     #[test]
     fn error_paths_through_parent_directories_name_the_rewritten_file() {

@@ -112,17 +112,54 @@ pub struct Rewritten {
     pub crate_module: Option<Range<usize>>,
     /// Sorted (original offset, bytes inserted there), to map offsets to the output.
     inserts: Vec<(usize, usize)>,
+    /// (original end offset, output length change) of each [`Rewritten::replace`].
+    replaced: Vec<(usize, isize)>,
 }
 
 impl Rewritten {
     /// Maps a byte offset of the original text to the output text.
     pub fn map_offset(&self, orig: usize) -> usize {
-        orig + self
-            .inserts
+        let inserted = orig
+            + self
+                .inserts
+                .iter()
+                .take_while(|(at, _)| *at <= orig)
+                .map(|(_, n)| n)
+                .sum::<usize>();
+        let shift: isize = self
+            .replaced
             .iter()
-            .take_while(|(at, _)| *at <= orig)
-            .map(|(_, n)| n)
-            .sum::<usize>()
+            .filter(|(end, _)| *end <= orig)
+            .map(|(_, d)| d)
+            .sum();
+        inserted.saturating_add_signed(shift)
+    }
+
+    /// Replaces the original text `orig` (where nothing was inserted: e.g. a string literal)
+    /// with `with` on the same line, and moves every recorded output range after it.
+    pub fn replace(&mut self, orig: Range<usize>, with: &str) {
+        let start = self.map_offset(orig.start);
+        let end = start + orig.len();
+        if end > self.text.len() || with.contains('\n') {
+            return;
+        }
+        self.text.replace_range(start..end, with);
+        let delta = with.len() as isize - orig.len() as isize;
+        let shift = |r: &mut Range<usize>| {
+            if r.start >= end {
+                *r = r.start.saturating_add_signed(delta)..r.end.saturating_add_signed(delta);
+            }
+        };
+        for p in &mut self.placed {
+            shift(&mut p.range);
+            for (_, r) in &mut p.captures {
+                shift(r);
+            }
+        }
+        if let Some(r) = &mut self.crate_module {
+            shift(r);
+        }
+        self.replaced.push((orig.end, delta));
     }
 }
 
@@ -171,6 +208,7 @@ pub fn rewrite(
             placed: Vec::new(),
             crate_module: None,
             inserts: Vec::new(),
+            replaced: Vec::new(),
         };
     }
     // Where the checks (`on`, `fn_on`, `refresh`, `entry`) come from; the cold calls are
@@ -365,6 +403,7 @@ pub fn rewrite(
         placed,
         crate_module,
         inserts,
+        replaced: Vec::new(),
     }
 }
 
@@ -385,6 +424,36 @@ mod tests {
             FlagsHome::SitesCrate,
         );
         (fs, rw)
+    }
+
+    #[test]
+    fn a_replaced_literal_moves_the_probes_after_it() {
+        let src = "fn f(a: u32) -> usize {\n    let s = include_str!(\"x.rs\"); let n = a;\n    s.len() + n as usize\n}\n";
+        let file = syn::parse_file(src).expect("parses");
+        let fs = find_sites(src, &file, "k", &LineSel::All);
+        let mut rw = rewrite(
+            src,
+            &fs,
+            Default::default(),
+            &Exclusions::default(),
+            None,
+            FlagsHome::SitesCrate,
+        );
+        let probes = |rw: &Rewritten| -> Vec<String> {
+            rw.placed
+                .iter()
+                .map(|p| rw.text[p.range.clone()].to_owned())
+                .collect()
+        };
+        let before = probes(&rw);
+        let lit = src.find("\"x.rs\"").expect("literal");
+        rw.replace(lit..lit + 6, "\"/a/longer/path/x.rs\"");
+        assert!(rw.text.contains("include_str!(\"/a/longer/path/x.rs\")"));
+        assert_eq!(probes(&rw), before);
+        assert_eq!(rw.text.lines().count(), src.lines().count());
+        // Offsets of the original text after the literal map past the longer path.
+        let n = src.find("let n").expect("let");
+        assert_eq!(&rw.text[rw.map_offset(n)..rw.map_offset(n) + 5], "let n");
     }
 
     #[test]

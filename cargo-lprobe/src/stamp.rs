@@ -141,7 +141,7 @@ pub fn unchanged(root: &Path, old: &[FileStat], now: &[FileStat]) -> bool {
 /// The state of everything lprobe writes for cargo: the mirror, the sites and runtime crates.
 pub fn walk_copy(lp: &Path) -> Result<Vec<FileStat>> {
     let mut out = Vec::new();
-    for dir in ["src", "sites", "runtime"] {
+    for dir in ["src", "sites", "runtime", "orig"] {
         for mut f in walk(&lp.join(dir), &[])? {
             f.0 = format!("{dir}/{}", f.0);
             out.push(f);

@@ -180,6 +180,62 @@ pub fn inner_forbids(text: &str, file: &syn::File) -> Vec<usize> {
 }
 
 /// Converts proc-macro2 line/column (column counted in chars) to byte offsets.
+/// The string literals of `include_str!("…")` and `include_bytes!("…")` in `file` (also inside
+/// other macros' arguments): each literal's byte range in `text` (quotes included) and its
+/// value. A test that includes a source file lprobe rewrites would read the rewritten text;
+/// the driver points such includes at the original (`driver::redirect_includes`).
+pub fn find_includes(text: &str, file: &syn::File) -> Vec<(std::ops::Range<usize>, String)> {
+    use proc_macro2::{Delimiter, TokenStream, TokenTree};
+    struct Finder<'a> {
+        index: LineIndex<'a>,
+        out: Vec<(std::ops::Range<usize>, String)>,
+    }
+    impl Finder<'_> {
+        fn literal(&mut self, ts: TokenStream) {
+            let mut it = ts.into_iter();
+            if let (Some(TokenTree::Literal(l)), None) = (it.next(), it.next()) {
+                if let Ok(s) = syn::parse_str::<syn::LitStr>(&l.to_string()) {
+                    let span = l.span();
+                    let range = self.index.offset(span.start())..self.index.offset(span.end());
+                    self.out.push((range, s.value()));
+                }
+            }
+        }
+        /// `include_str ! ( "…" )` anywhere in a macro's tokens.
+        fn scan(&mut self, ts: TokenStream) {
+            let tts: Vec<TokenTree> = ts.into_iter().collect();
+            for (i, tt) in tts.iter().enumerate() {
+                if let TokenTree::Group(g) = tt {
+                    let named = i >= 2
+                        && matches!(&tts[i - 1], TokenTree::Punct(p) if p.as_char() == '!')
+                        && matches!(&tts[i - 2], TokenTree::Ident(id) if id == "include_str" || id == "include_bytes");
+                    if named && g.delimiter() == Delimiter::Parenthesis {
+                        self.literal(g.stream());
+                    } else {
+                        self.scan(g.stream());
+                    }
+                }
+            }
+        }
+    }
+    impl<'ast> Visit<'ast> for Finder<'_> {
+        fn visit_macro(&mut self, m: &'ast syn::Macro) {
+            let name = m.path.segments.last().map(|s| s.ident.to_string());
+            if matches!(name.as_deref(), Some("include_str" | "include_bytes")) {
+                self.literal(m.tokens.clone());
+            } else {
+                self.scan(m.tokens.clone());
+            }
+        }
+    }
+    let mut f = Finder {
+        index: LineIndex::new(text),
+        out: Vec::new(),
+    };
+    f.visit_file(file);
+    f.out
+}
+
 struct LineIndex<'a> {
     text: &'a str,
     starts: Vec<usize>,
@@ -1259,6 +1315,25 @@ mod tests {
         };
         assert_eq!(by_ref(0), ["self", "c", "d"]);
         assert!(by_ref(1).is_empty());
+    }
+
+    #[test]
+    fn includes_of_files_are_found_with_their_literal_ranges() {
+        let src = "const A: &str = include_str!(\"../src/main.rs\");\nfn f() {\n    let b = include_bytes!(\"data.bin\");\n    assert_eq!(include_str!(\"x.rs\").len(), 1);\n    let c = include!(\"gen.rs\");\n}\n";
+        let file = syn::parse_file(src).expect("parses");
+        let found = find_includes(src, &file);
+        let got: Vec<(&str, &str)> = found
+            .iter()
+            .map(|(r, v)| (&src[r.clone()], v.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("\"../src/main.rs\"", "../src/main.rs"),
+                ("\"data.bin\"", "data.bin"),
+                ("\"x.rs\"", "x.rs"),
+            ]
+        );
     }
 
     #[test]
