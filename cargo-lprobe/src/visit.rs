@@ -604,10 +604,30 @@ fn not_a_small_copy(e: &syn::Expr) -> bool {
             }
             _ => false,
         },
+        // Owned collections, and iterators (std's iterators are never `Copy`); not adaptors
+        // that also exist on `Option` (`map`, `filter`, `take`…), which may well be copies.
         syn::Expr::MethodCall(m) => {
             matches!(
                 m.method.to_string().as_str(),
-                "to_string" | "to_vec" | "collect"
+                "to_string"
+                    | "to_vec"
+                    | "collect"
+                    | "iter"
+                    | "iter_mut"
+                    | "into_iter"
+                    | "chars"
+                    | "char_indices"
+                    | "bytes"
+                    | "lines"
+                    | "split_whitespace"
+                    | "peekable"
+                    | "enumerate"
+                    | "rev"
+                    | "windows"
+                    | "chunks"
+                    | "drain"
+                    | "keys"
+                    | "values"
             )
         }
         _ => false,
@@ -1355,7 +1375,7 @@ mod tests {
 
     #[test]
     fn lets_bound_to_collections_structs_and_closures_start_by_reference() {
-        let src = "fn f(n: u32) {\n    let v = Vec::new();\n    let s = format!(\"{n}\");\n    let p = P { x: 1 };\n    let c = |a: u32| a + 1;\n    let k = n + 1;\n    let t: String = s.clone();\n    let w = s.len();\n    drop((v, p, c, k, t, w));\n}\n";
+        let src = "fn f(n: u32) {\n    let v = Vec::new();\n    let s = format!(\"{n}\");\n    let p = P { x: 1 };\n    let c = |a: u32| a + 1;\n    let k = n + 1;\n    let t: String = s.clone();\n    let w = s.len();\n    let it = s.chars().peekable();\n    let o = Some(k).map(|x| x + 1);\n    drop((v, p, c, k, t, w, it, o));\n}\n";
         let file = syn::parse_file(src).expect("parses");
         let fs = find_sites(src, &file, "k", &LineSel::All);
         let last = fs.sites.last().expect("a site");
@@ -1366,7 +1386,7 @@ mod tests {
             .filter(|(_, b)| fs.by_ref_first.contains(b))
             .map(|(n, _)| n.as_str())
             .collect();
-        assert_eq!(by_ref, ["v", "s", "p", "c", "t"]);
+        assert_eq!(by_ref, ["v", "s", "p", "c", "t", "it"]);
     }
 
     #[test]
