@@ -289,7 +289,8 @@ fn start_of(span: Span) -> LineColumn {
 /// Bodies of at most this many tokens can be "small" (see [`is_small`]).
 pub const SMALL_FN_TOKENS: usize = 64;
 
-/// An accessor-like body the optimizer would inline: a few tokens, no loop, no `.await`, and
+/// An accessor-like body the optimizer would inline: a few tokens, no loop (nor a method that
+/// runs an iterator: `.sum()`, `.collect()`, [`LOOPING_METHODS`]), no `.await`, and
 /// no call but method calls (`self.offset() == self.pattern().len()`), constructors
 /// (`Some(x)`, `Err(e)`, `Point(x, y)`: a capitalized name) and functions that compile to an
 /// operator or two ([`is_cheap_call`]: `u32::from(c)`, `cmp::max(a, b)`, `Self::default()`). Such functions get an entry site
@@ -334,6 +335,13 @@ fn is_small(block: &syn::Block) -> bool {
                 {
                     return false
                 }
+                // `.sum()`, `.fold(..)`, `.collect()`…: a loop all the same.
+                TokenTree::Ident(i)
+                    if matches!(seen.last(), Some(TokenTree::Punct(p)) if p.as_char() == '.')
+                        && LOOPING_METHODS.contains(&i.to_string().as_str()) =>
+                {
+                    return false
+                }
                 _ => {}
             }
             seen.push(tt);
@@ -346,6 +354,28 @@ fn is_small(block: &syn::Block) -> bool {
         .iter()
         .all(|s| scan(quote::ToTokens::to_token_stream(s), &mut budget))
 }
+
+/// Methods that run an iterator to its end (or until found): a function calling one loops.
+const LOOPING_METHODS: &[&str] = &[
+    "sum",
+    "product",
+    "count",
+    "fold",
+    "try_fold",
+    "for_each",
+    "try_for_each",
+    "collect",
+    "any",
+    "all",
+    "find",
+    "find_map",
+    "position",
+    "rposition",
+    "last",
+    "extend",
+    "partition",
+    "unzip",
+];
 
 /// Whether the path just before a call's parentheses names a function the optimizer treats like
 /// an operator: an associated function of a primitive type (`u32::from(c)`,
@@ -1258,6 +1288,7 @@ mod tests {
              fn self_helper(a: u32) -> u32 {{ Self::expensive(a) }}\n\
              fn turbofish(a: u32) -> u32 {{ helper::<u32>(a) }}\n\
              async fn awaits(s: &S) -> u32 {{ s.get().await }}\n\
+             fn iterates(v: &[u32]) -> u32 {{ v.iter().map(|x| x * 2).sum() }}\n\
              fn formats(n: u64) -> String {{ format!(\"{{n}}\") }}\n\
              fn looping(n: u8) {{ for _ in 0..n {{}} }}\n\
              #[inline]\nfn big_inline() -> usize {{\n{long}}}\n\
@@ -1286,6 +1317,7 @@ mod tests {
                 ("k::self_helper".to_owned(), true),
                 ("k::turbofish".to_owned(), true),
                 ("k::awaits".to_owned(), true),
+                ("k::iterates".to_owned(), true),
                 ("k::formats".to_owned(), true),
                 ("k::looping".to_owned(), true),
                 ("k::big_inline".to_owned(), false),
