@@ -505,7 +505,7 @@ pub fn run(inv: &Invocation) -> Result<i32> {
             }
             let f = &mut files[i];
             let Some(rw) = &f.rewritten else { continue };
-            let action = repair::judge_in(err, &f.sites, rw, &mut f.ex, &not_debug[f.pkg]);
+            let action = repair::judge(err, &f.sites, rw, &mut f.ex, &not_debug[f.pkg]);
             if let Action::Demote { .. } = action {
                 // Not a loss: the binding is still captured (see `rewrite::Form`).
                 progress = true;
@@ -614,14 +614,13 @@ fn redirect_includes(files: &mut [FileWork], root: &Path, lp: &Path) -> Result<(
         .map(|f| f.rel.clone())
         .collect();
     for f in files.iter_mut() {
-        let dir = Path::new(&f.rel).parent().unwrap_or(Path::new(""));
+        let dir = f.rel.rsplit_once('/').map_or("", |(d, _)| d);
         for (range, value) in &f.includes {
             if Path::new(value).is_absolute() {
                 continue;
             }
-            let Some(target) = normalize_rel(&dir.join(value)) else {
-                continue;
-            };
+            // (A path out of the workspace keeps its `..` and is no rewritten file.)
+            let target = normalize(&format!("{dir}/{value}"));
             if !rewritten.contains(&target) {
                 continue;
             }
@@ -635,22 +634,6 @@ fn redirect_includes(files: &mut [FileWork], root: &Path, lp: &Path) -> Result<(
         }
     }
     Ok(())
-}
-
-/// `a/b/../c.rs` → `a/c.rs` (with `/`); `None` when it climbs out of the workspace.
-fn normalize_rel(p: &Path) -> Option<String> {
-    let mut parts: Vec<String> = Vec::new();
-    for c in p.components() {
-        match c {
-            std::path::Component::Normal(s) => parts.push(s.to_string_lossy().into_owned()),
-            std::path::Component::ParentDir => {
-                parts.pop()?;
-            }
-            std::path::Component::CurDir => {}
-            _ => return None,
-        }
-    }
-    Some(parts.join("/"))
 }
 
 /// Takes `target/lprobe/.lock` for this run, waiting (and saying so) while another run of
@@ -1349,19 +1332,6 @@ fn print_summary(reports: &[PkgReport], notes: &[String], verbose: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn include_paths_are_resolved_inside_the_workspace() {
-        assert_eq!(
-            normalize_rel(Path::new("tests/../src/main.rs")).as_deref(),
-            Some("src/main.rs")
-        );
-        assert_eq!(
-            normalize_rel(Path::new("app/./src/x.rs")).as_deref(),
-            Some("app/src/x.rs")
-        );
-        assert_eq!(normalize_rel(Path::new("../outside.rs")), None);
-    }
 
     #[test]
     fn error_paths_through_parent_directories_name_the_rewritten_file() {

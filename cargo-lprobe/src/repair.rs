@@ -68,11 +68,6 @@ pub enum Action {
     None,
 }
 
-/// Decides the exclusion for one error; applies it to `ex` and says what it was.
-pub fn judge(err: &FileError, sites: &FileSites, rw: &Rewritten, ex: &mut Exclusions) -> Action {
-    judge_in(err, sites, rw, ex, &HashSet::new())
-}
-
 /// The concrete types this round's errors say do not implement `Debug` (see [`judge_in`]).
 pub fn not_debug_types<'e>(errors: impl Iterator<Item = &'e FileError>) -> HashSet<String> {
     errors
@@ -102,10 +97,11 @@ fn concrete(ty: &str) -> bool {
                     .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit()))
 }
 
-/// [`judge`], knowing which concrete types this round reported without `Debug`: rustc reports
+/// Decides the exclusion for one error; applies it to `ex` and says what it was. `not_debug`:
+/// the concrete types this round reported without `Debug` ([`not_debug_types`]); rustc reports
 /// a type's missing `Debug` at some of its captures and only the missing `SmallCopy` at others,
 /// so a binding of such a type steps down straight to the type name (one round fewer).
-pub fn judge_in(
+pub fn judge(
     err: &FileError,
     sites: &FileSites,
     rw: &Rewritten,
@@ -373,6 +369,11 @@ pub fn content_hash(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// [`super::judge`] in a round that reported no type without `Debug`.
+    fn judge(err: &FileError, sites: &FileSites, rw: &Rewritten, ex: &mut Exclusions) -> Action {
+        super::judge(err, sites, rw, ex, &HashSet::new())
+    }
     use crate::rewrite::{rewrite, FlagsHome};
     use crate::visit::{find_sites, LineSel};
 
@@ -452,7 +453,7 @@ mod tests {
         assert_eq!(seen, HashSet::from(["Spans<'_>".to_owned()]));
         let mut ex2 = Exclusions::default();
         let rw2 = again(&ex2);
-        judge_in(&bound(spans, &rw2, 2), &fs, &rw2, &mut ex2, &seen);
+        super::judge(&bound(spans, &rw2, 2), &fs, &rw2, &mut ex2, &seen);
         assert_eq!(ex2.form(&fs, 2, "s"), Form::Opaque);
         // Opaque and still failing: the capture goes.
         let rw = again(&ex);

@@ -6,7 +6,8 @@
 //! That holds when the tool, its options and the workspace layout are the same (`key`), no
 //! file under the workspace root changed size or modification time or appeared or went away
 //! (`tree`, walked with the mirror's rules), and nothing under the copy was touched since
-//! (`copy`). The check is `stat` calls only. A change anywhere, even in a file no crate reads,
+//! (`copy`). The check is `stat` calls, plus reading the few files modified in the seconds
+//! before the stamp was taken ([`seal`]). A change anywhere, even in a file no crate reads,
 //! takes the full path, which is always correct. So does a build that fails from the stamp
 //! (new cargo arguments can compile code that no build has repaired yet).
 

@@ -1356,17 +1356,18 @@ mod tests {
         let src = "impl S {\n    fn f(&mut self, a: u32, b: &str, c: String, d: &mut Vec<u8>, e: T) {}\n    fn g(&self) {}\n}\n";
         let file = syn::parse_file(src).expect("parses");
         let fs = find_sites(src, &file, "k", &LineSel::None);
-        let by_ref = |site: usize| -> Vec<&str> {
-            let s = &fs.sites[site];
-            s.names
-                .iter()
-                .zip(&s.bindings)
-                .filter(|(_, b)| fs.by_ref_first.contains(b))
-                .map(|(n, _)| n.as_str())
-                .collect()
-        };
-        assert_eq!(by_ref(0), ["self", "c", "d"]);
-        assert!(by_ref(1).is_empty());
+        assert_eq!(names_in(&fs.sites[0], &fs.by_ref_first), ["self", "c", "d"]);
+        assert!(names_in(&fs.sites[1], &fs.by_ref_first).is_empty());
+    }
+
+    /// The names a site captures whose bindings are in `set`.
+    fn names_in<'s>(site: &'s Site, set: &HashSet<u32>) -> Vec<&'s str> {
+        site.names
+            .iter()
+            .zip(&site.bindings)
+            .filter(|(_, b)| set.contains(b))
+            .map(|(n, _)| n.as_str())
+            .collect()
     }
 
     #[test]
@@ -1393,16 +1394,11 @@ mod tests {
         let src = "impl<'s, P: Borrow<Parser>> I<'s, P> {\n    fn f<W: fmt::Write, D: Debug + Clone, U: MyTrait, X>(&self, p: P, r: &P, w: W, i: impl Iterator<Item = u8>, d: D, u: U, x: X, y: Y, n: u32) where X: Send {}\n}\n";
         let file = syn::parse_file(src).expect("parses");
         let fs = find_sites(src, &file, "k", &LineSel::None);
-        let s = &fs.sites[0];
-        let opaque: Vec<&str> = s
-            .names
-            .iter()
-            .zip(&s.bindings)
-            .filter(|(_, b)| fs.opaque_first.contains(b))
-            .map(|(n, _)| n.as_str())
-            .collect();
         // `D` has Debug; `U`'s trait may have it as a supertrait; `Y` is no parameter here.
-        assert_eq!(opaque, ["p", "r", "w", "i", "x"]);
+        assert_eq!(
+            names_in(&fs.sites[0], &fs.opaque_first),
+            ["p", "r", "w", "i", "x"]
+        );
     }
 
     #[test]
@@ -1411,14 +1407,10 @@ mod tests {
         let file = syn::parse_file(src).expect("parses");
         let fs = find_sites(src, &file, "k", &LineSel::All);
         let last = fs.sites.last().expect("a site");
-        let by_ref: Vec<&str> = last
-            .names
-            .iter()
-            .zip(&last.bindings)
-            .filter(|(_, b)| fs.by_ref_first.contains(b))
-            .map(|(n, _)| n.as_str())
-            .collect();
-        assert_eq!(by_ref, ["v", "s", "p", "c", "t", "it"]);
+        assert_eq!(
+            names_in(last, &fs.by_ref_first),
+            ["v", "s", "p", "c", "t", "it"]
+        );
     }
 
     #[test]
