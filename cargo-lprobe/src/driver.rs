@@ -355,6 +355,11 @@ pub fn run(inv: &Invocation) -> Result<i32> {
             line_selection(&spec, &names).unwrap_or((LineSel::None, HashMap::new()))
         };
         let skip_accessors = inv.skip_accessors || pkg.skip_accessors || ws.skip_accessors;
+        let package_traits = visit::declared_traits(
+            sources
+                .iter()
+                .filter_map(|s| s.source.as_ref()?.1.as_ref().ok()),
+        );
         for src in sources {
             let Ok(rel) = src.path.strip_prefix(&ws.root) else {
                 continue;
@@ -391,7 +396,14 @@ pub fn run(inv: &Invocation) -> Result<i32> {
                 .get(&rel)
                 .cloned()
                 .unwrap_or_else(|| default_sel.clone());
-            let sites = visit::find_sites_with(&text, &file, &src.module, &sel, skip_accessors);
+            let sites = visit::find_sites_with(
+                &text,
+                &file,
+                &src.module,
+                &sel,
+                skip_accessors,
+                &package_traits,
+            );
             let includes = visit::find_includes(&text, &file);
             let first = rewrite::FirstIds {
                 site: next_ids[pi],

@@ -119,17 +119,19 @@ pub struct FileSites {
 /// Finds the sites of `file` (parsed from `text`); `module` is the file's module path
 /// (`demo_app::billing`).
 pub fn find_sites(text: &str, file: &syn::File, module: &str, lines: &LineSel) -> FileSites {
-    find_sites_with(text, file, module, lines, false)
+    find_sites_with(text, file, module, lines, false, &HashSet::new())
 }
 
 /// [`find_sites`], optionally leaving trivial accessors without sites (`--skip-accessors`,
-/// see [`is_trivial_accessor`]).
+/// see [`is_trivial_accessor`]); `package_traits`: the traits the file's package declares
+/// ([`declared_traits`]).
 pub fn find_sites_with(
     text: &str,
     file: &syn::File,
     module: &str,
     lines: &LineSel,
     skip_accessors: bool,
+    package_traits: &HashSet<String>,
 ) -> FileSites {
     let mut v = Visitor {
         index: LineIndex::new(text),
@@ -145,9 +147,73 @@ pub fn find_sites_with(
         out: FileSites::default(),
         used_lines: HashSet::new(),
         in_closure: 0,
+        local: local_names(file, package_traits),
     };
     v.visit_file(file);
     v.out
+}
+
+/// The names of the traits declared anywhere in `files` (one package's sources): a bound
+/// written with one of them may be the package's own trait, which can require `Debug`.
+pub fn declared_traits<'f>(files: impl IntoIterator<Item = &'f syn::File>) -> HashSet<String> {
+    struct Traits(HashSet<String>);
+    impl<'ast> Visit<'ast> for Traits {
+        fn visit_item_trait(&mut self, t: &'ast syn::ItemTrait) {
+            self.0.insert(t.ident.to_string());
+            syn::visit::visit_item_trait(self, t);
+        }
+    }
+    let mut t = Traits(HashSet::new());
+    for f in files {
+        t.visit_file(f);
+    }
+    t.0
+}
+
+/// The names in `file` that may not mean std's traits or modules: the package's traits, the
+/// modules the file declares (`mod io`), and what it imports from outside std (`use
+/// crate::io::Read`, `use other_crate::Write as W`).
+fn local_names(file: &syn::File, package_traits: &HashSet<String>) -> HashSet<String> {
+    struct Names(HashSet<String>);
+    fn from_std(root: &syn::Ident) -> bool {
+        root == "std" || root == "core" || root == "alloc"
+    }
+    fn imported(tree: &syn::UseTree, out: &mut HashSet<String>) {
+        match tree {
+            syn::UseTree::Path(p) => imported(&p.tree, out),
+            syn::UseTree::Name(n) if n.ident != "self" => {
+                out.insert(n.ident.to_string());
+            }
+            syn::UseTree::Rename(r) => {
+                out.insert(r.rename.to_string());
+            }
+            syn::UseTree::Group(g) => g.items.iter().for_each(|t| imported(t, out)),
+            _ => {}
+        }
+    }
+    impl<'ast> Visit<'ast> for Names {
+        fn visit_item_mod(&mut self, m: &'ast syn::ItemMod) {
+            self.0.insert(m.ident.to_string());
+            syn::visit::visit_item_mod(self, m);
+        }
+        fn visit_item_use(&mut self, u: &'ast syn::ItemUse) {
+            match &u.tree {
+                syn::UseTree::Path(p) if from_std(&p.ident) => {}
+                // `use std::{io, fmt}` through a group at the root: judge each branch.
+                syn::UseTree::Group(g) => {
+                    for t in &g.items {
+                        if !matches!(t, syn::UseTree::Path(p) if from_std(&p.ident)) {
+                            imported(t, &mut self.0);
+                        }
+                    }
+                }
+                t => imported(t, &mut self.0),
+            }
+        }
+    }
+    let mut n = Names(package_traits.clone());
+    n.visit_file(file);
+    n.0
 }
 
 /// Byte offsets of each `forbid` in the file's inner attributes (`#![forbid(unsafe_code)]`,
@@ -280,6 +346,8 @@ struct Visitor<'a> {
     /// (context, line) pairs that already have a site: one site per line per function.
     used_lines: HashSet<(usize, u32)>,
     in_closure: usize,
+    /// Names that may not mean std's traits in this file (see [`local_names`]).
+    local: HashSet<String>,
 }
 
 fn start_of(span: Span) -> LineColumn {
@@ -494,8 +562,11 @@ fn small_copy_type(ty: &syn::Type) -> bool {
 /// A type that is a generic parameter (or `impl Trait`), possibly behind references, whose
 /// bounds in `generics` (and their `where` clauses) are all std traits that do not imply
 /// `Debug` (`Borrow<Parser>`, `fmt::Write`, `Clone + Send`, none at all). A bound on any other
-/// trait may have `Debug` as a supertrait: then the type is not judged.
-fn not_debug_generic(ty: &syn::Type, generics: &[&syn::Generics]) -> bool {
+/// trait may have `Debug` as a supertrait: then the type is not judged. `local` holds the names
+/// that may not mean std's traits here ([`local_names`]): a bound written with one of them
+/// (`R: Read` where the package declares its own `trait Read: Debug`), or a path through one
+/// (`io::Read` with a local `mod io`), or through `crate`/`self`/`super`, is not std's.
+fn not_debug_generic(ty: &syn::Type, generics: &[&syn::Generics], local: &HashSet<String>) -> bool {
     use syn::punctuated::Punctuated;
     type Bounds = Punctuated<syn::TypeParamBound, syn::Token![+]>;
     const KNOWN: &[&str] = &[
@@ -541,20 +612,28 @@ fn not_debug_generic(ty: &syn::Type, generics: &[&syn::Generics]) -> bool {
         "ToOwned",
         "Any",
     ];
-    fn known(bounds: &Bounds) -> bool {
+    let std_trait = |path: &syn::Path| {
+        let segments: Vec<String> = path.segments.iter().map(|s| s.ident.to_string()).collect();
+        let (Some(first), Some(last)) = (segments.first(), segments.last()) else {
+            return false;
+        };
+        let root_is_std = match first.as_str() {
+            "std" | "core" | "alloc" => true,
+            "crate" | "self" | "super" => false,
+            _ => !local.contains(first),
+        };
+        KNOWN.contains(&last.as_str()) && root_is_std
+    };
+    let known = |bounds: &Bounds| {
         bounds.iter().all(|b| match b {
-            syn::TypeParamBound::Trait(t) => t
-                .path
-                .segments
-                .last()
-                .is_some_and(|s| KNOWN.contains(&s.ident.to_string().as_str())),
+            syn::TypeParamBound::Trait(t) => std_trait(&t.path),
             syn::TypeParamBound::Lifetime(_) => true,
             _ => false,
         })
-    }
+    };
     match ty {
-        syn::Type::Reference(r) => not_debug_generic(&r.elem, generics),
-        syn::Type::Paren(p) => not_debug_generic(&p.elem, generics),
+        syn::Type::Reference(r) => not_debug_generic(&r.elem, generics, local),
+        syn::Type::Paren(p) => not_debug_generic(&p.elem, generics, local),
         syn::Type::ImplTrait(i) => known(&i.bounds),
         syn::Type::Path(p) if p.qself.is_none() => {
             let Some(name) = p.path.get_ident() else {
@@ -877,7 +956,9 @@ impl<'a> Visitor<'a> {
                     if matches!(*t.pat, syn::Pat::Ident(_)) && !small_copy_type(&t.ty) {
                         not_copy.extend(params[first..].iter().cloned());
                     }
-                    if matches!(*t.pat, syn::Pat::Ident(_)) && not_debug_generic(&t.ty, &generics) {
+                    if matches!(*t.pat, syn::Pat::Ident(_))
+                        && not_debug_generic(&t.ty, &generics, &self.local)
+                    {
                         not_debug.extend(params[first..].iter().cloned());
                     }
                 }
@@ -1402,6 +1483,21 @@ mod tests {
     }
 
     #[test]
+    fn bounds_named_like_std_traits_but_declared_or_imported_locally_are_not_judged() {
+        // The package's own `trait Read: Debug` (declared in another file), a `Write` imported
+        // from the crate, a path through a local module `io`, and `std::io::Seek` still judged.
+        let src = "use crate::sink::Write;\nuse std::io::BufRead;\nmod io {}\nfn f<R: Read, W: Write, S: io::Seek, T: std::io::Seek, B: BufRead, C: self::Clone>(r: R, w: W, s: S, t: T, b: B, c: C) {}\n";
+        let file = syn::parse_file(src).expect("parses");
+        let other = syn::parse_file("pub trait Read: std::fmt::Debug {}").expect("parses");
+        let traits = declared_traits([&other]);
+        let fs = find_sites_with(src, &file, "k", &LineSel::None, false, &traits);
+        assert_eq!(names_in(&fs.sites[0], &fs.opaque_first), ["t", "b"]);
+        // Without the package's trait, `R: Read` is std's.
+        let fs = find_sites(src, &file, "k", &LineSel::None);
+        assert_eq!(names_in(&fs.sites[0], &fs.opaque_first), ["r", "t", "b"]);
+    }
+
+    #[test]
     fn lets_bound_to_collections_structs_and_closures_start_by_reference() {
         let src = "fn f(n: u32) {\n    let v = Vec::new();\n    let s = format!(\"{n}\");\n    let p = P { x: 1 };\n    let c = |a: u32| a + 1;\n    let k = n + 1;\n    let t: String = s.clone();\n    let w = s.len();\n    let it = s.chars().peekable();\n    let o = Some(k).map(|x| x + 1);\n    drop((v, p, c, k, t, w, it, o));\n}\n";
         let file = syn::parse_file(src).expect("parses");
@@ -1419,7 +1515,7 @@ mod tests {
         let file = syn::parse_file(src).expect("parses");
         let all = find_sites(src, &file, "k", &LineSel::None);
         assert!(all.contexts.iter().all(|c| c.skipped.is_none()));
-        let fs = find_sites_with(src, &file, "k", &LineSel::None, true);
+        let fs = find_sites_with(src, &file, "k", &LineSel::None, true, &HashSet::new());
         let skipped: Vec<&str> = fs
             .contexts
             .iter()
