@@ -178,17 +178,21 @@ fn local_names(file: &syn::File, package_traits: &HashSet<String>) -> HashSet<St
     fn from_std(root: &syn::Ident) -> bool {
         root == "std" || root == "core" || root == "alloc"
     }
-    fn imported(tree: &syn::UseTree, out: &mut HashSet<String>) {
+    /// `parent`: the path segment before `tree` (what `self` in a group imports).
+    fn imported(tree: &syn::UseTree, parent: Option<&syn::Ident>, out: &mut HashSet<String>) {
         match tree {
-            syn::UseTree::Path(p) => imported(&p.tree, out),
-            syn::UseTree::Name(n) if n.ident != "self" => {
+            syn::UseTree::Path(p) => imported(&p.tree, Some(&p.ident), out),
+            syn::UseTree::Name(n) if n.ident == "self" => {
+                out.extend(parent.map(ToString::to_string));
+            }
+            syn::UseTree::Name(n) => {
                 out.insert(n.ident.to_string());
             }
             syn::UseTree::Rename(r) => {
                 out.insert(r.rename.to_string());
             }
-            syn::UseTree::Group(g) => g.items.iter().for_each(|t| imported(t, out)),
-            _ => {}
+            syn::UseTree::Group(g) => g.items.iter().for_each(|t| imported(t, parent, out)),
+            syn::UseTree::Glob(_) => {}
         }
     }
     impl<'ast> Visit<'ast> for Names {
@@ -203,11 +207,11 @@ fn local_names(file: &syn::File, package_traits: &HashSet<String>) -> HashSet<St
                 syn::UseTree::Group(g) => {
                     for t in &g.items {
                         if !matches!(t, syn::UseTree::Path(p) if from_std(&p.ident)) {
-                            imported(t, &mut self.0);
+                            imported(t, None, &mut self.0);
                         }
                     }
                 }
-                t => imported(t, &mut self.0),
+                t => imported(t, None, &mut self.0),
             }
         }
     }
@@ -1485,8 +1489,9 @@ mod tests {
     #[test]
     fn bounds_named_like_std_traits_but_declared_or_imported_locally_are_not_judged() {
         // The package's own `trait Read: Debug` (declared in another file), a `Write` imported
-        // from the crate, a path through a local module `io`, and `std::io::Seek` still judged.
-        let src = "use crate::sink::Write;\nuse std::io::BufRead;\nmod io {}\nfn f<R: Read, W: Write, S: io::Seek, T: std::io::Seek, B: BufRead, C: self::Clone>(r: R, w: W, s: S, t: T, b: B, c: C) {}\n";
+        // from the crate, paths through a local module `io` and a module `fmt` imported from
+        // the crate (`fmt::{self}`); `std::io::Seek` and `BufRead` (imported from std) are judged.
+        let src = "use crate::sink::Write;\nuse std::io::BufRead;\nuse crate::util::{self as _, fmt::{self}};\nmod io {}\nfn f<R: Read, W: Write, S: io::Seek, T: std::io::Seek, B: BufRead, C: self::Clone, F: fmt::Write>(r: R, w: W, s: S, t: T, b: B, c: C, f: F) {}\n";
         let file = syn::parse_file(src).expect("parses");
         let other = syn::parse_file("pub trait Read: std::fmt::Debug {}").expect("parses");
         let traits = declared_traits([&other]);
