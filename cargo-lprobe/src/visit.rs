@@ -147,7 +147,7 @@ pub fn find_sites_with(
         out: FileSites::default(),
         used_lines: HashSet::new(),
         in_closure: 0,
-        local: local_names(file, package_traits),
+        trait_names: trait_names(file, package_traits),
     };
     v.visit_file(file);
     v.out
@@ -170,54 +170,217 @@ pub fn declared_traits<'f>(files: impl IntoIterator<Item = &'f syn::File>) -> Ha
     t.0
 }
 
-/// The names in `file` that may not mean std's traits or modules: the package's traits, the
-/// modules the file declares (`mod io`), and what it imports from outside std (`use
-/// crate::io::Read`, `use other_crate::Write as W`).
-fn local_names(file: &syn::File, package_traits: &HashSet<String>) -> HashSet<String> {
-    struct Names(HashSet<String>);
-    fn from_std(root: &syn::Ident) -> bool {
-        root == "std" || root == "core" || root == "alloc"
+/// How one file can name std's traits: what it imports from std, and what may mean something
+/// else (see [`trait_names`] and [`not_debug_generic`]).
+#[derive(Debug, Default)]
+struct TraitNames {
+    /// Names the file imports from `std`/`core`/`alloc` under their own name (`use
+    /// std::io::Read`, `use std::io`, `use std::{fmt, io::{self}}`); a glob from std (`use
+    /// std::io::prelude::*`) counts as importing every trait name [`KNOWN_STD_TRAITS`] lists.
+    from_std: HashSet<String>,
+    /// Names the file binds to something else: the modules it declares (`mod io`), what it
+    /// imports from outside std or renames (`use crate::sink::Write`, `use x::Y as Read`), the
+    /// crates it renames (`extern crate other as io`).
+    other: HashSet<String>,
+    /// The traits the package declares anywhere ([`declared_traits`]).
+    package: HashSet<String>,
+    /// A glob import from another crate (`use other::*`), which may shadow any prelude name.
+    foreign_glob: bool,
+}
+
+/// Std traits that do not imply `Debug` (a bound made only of these gives a type no `Debug`).
+const KNOWN_STD_TRAITS: &[&str] = &[
+    "Clone",
+    "Copy",
+    "Send",
+    "Sync",
+    "Sized",
+    "Unpin",
+    "Borrow",
+    "BorrowMut",
+    "AsRef",
+    "AsMut",
+    "Fn",
+    "FnMut",
+    "FnOnce",
+    "Iterator",
+    "IntoIterator",
+    "DoubleEndedIterator",
+    "ExactSizeIterator",
+    "Read",
+    "Write",
+    "BufRead",
+    "Seek",
+    "Hash",
+    "Hasher",
+    "Eq",
+    "PartialEq",
+    "Ord",
+    "PartialOrd",
+    "Default",
+    "Into",
+    "From",
+    "TryFrom",
+    "TryInto",
+    "ToString",
+    "Display",
+    "Future",
+    "Deref",
+    "DerefMut",
+    "Extend",
+    "FromIterator",
+    "ToOwned",
+    "Any",
+];
+
+/// Those of [`KNOWN_STD_TRAITS`] in the 2021 prelude: in scope without a `use`.
+const PRELUDE_TRAITS: &[&str] = &[
+    "Clone",
+    "Copy",
+    "Send",
+    "Sync",
+    "Sized",
+    "Unpin",
+    "AsRef",
+    "AsMut",
+    "Fn",
+    "FnMut",
+    "FnOnce",
+    "Iterator",
+    "IntoIterator",
+    "DoubleEndedIterator",
+    "ExactSizeIterator",
+    "Eq",
+    "PartialEq",
+    "Ord",
+    "PartialOrd",
+    "Default",
+    "Into",
+    "From",
+    "TryFrom",
+    "TryInto",
+    "ToString",
+    "Extend",
+    "FromIterator",
+    "ToOwned",
+];
+
+impl TraitNames {
+    /// Whether `path`, a bound, surely names one of [`KNOWN_STD_TRAITS`]. A single name is
+    /// std's when the file imports it from std, or when it is in the prelude and nothing else
+    /// may shadow it (the package's own trait of that name, a foreign glob); a longer path when
+    /// it starts at `std`/`core`/`alloc` or at a module the file imports from std (`fmt::Write`
+    /// after `use std::fmt`). Anything else may have `Debug` as a supertrait.
+    fn is_std(&self, path: &syn::Path) -> bool {
+        let segments: Vec<String> = path.segments.iter().map(|s| s.ident.to_string()).collect();
+        let (Some(first), Some(last)) = (segments.first(), segments.last()) else {
+            return false;
+        };
+        if !KNOWN_STD_TRAITS.contains(&last.as_str()) {
+            return false;
+        }
+        let std_root = matches!(first.as_str(), "std" | "core" | "alloc");
+        if segments.len() > 1 || path.leading_colon.is_some() {
+            return std_root
+                || (path.leading_colon.is_none()
+                    && self.from_std.contains(first)
+                    && !self.other.contains(first));
+        }
+        if self.other.contains(last) {
+            return false;
+        }
+        self.from_std.contains(last)
+            || (PRELUDE_TRAITS.contains(&last.as_str())
+                && !self.package.contains(last)
+                && !self.foreign_glob)
     }
-    /// `parent`: the path segment before `tree` (what `self` in a group imports).
-    fn imported(tree: &syn::UseTree, parent: Option<&syn::Ident>, out: &mut HashSet<String>) {
+}
+
+/// What `file` imports from std and binds to other things ([`TraitNames`]).
+fn trait_names(file: &syn::File, package_traits: &HashSet<String>) -> TraitNames {
+    /// `root`: the path's first segment; `parent`: the segment before `tree` (what `self` in a
+    /// group imports); `std`: whether the root is `std`/`core`/`alloc` (`None` at the root).
+    fn imported(
+        tree: &syn::UseTree,
+        root: Option<&syn::Ident>,
+        parent: Option<&syn::Ident>,
+        std: Option<bool>,
+        n: &mut TraitNames,
+    ) {
+        let is_std_root = |i: &syn::Ident| i == "std" || i == "core" || i == "alloc";
+        let mut bind = |name: String, std: bool| {
+            if std {
+                n.from_std.insert(name);
+            } else {
+                n.other.insert(name);
+            }
+        };
         match tree {
-            syn::UseTree::Path(p) => imported(&p.tree, Some(&p.ident), out),
-            syn::UseTree::Name(n) if n.ident == "self" => {
-                out.extend(parent.map(ToString::to_string));
+            syn::UseTree::Path(p) => {
+                let std = std.unwrap_or_else(|| is_std_root(&p.ident));
+                imported(
+                    &p.tree,
+                    root.or(Some(&p.ident)),
+                    Some(&p.ident),
+                    Some(std),
+                    n,
+                );
             }
-            syn::UseTree::Name(n) => {
-                out.insert(n.ident.to_string());
+            syn::UseTree::Name(name) if name.ident == "self" => {
+                if let Some(parent) = parent {
+                    bind(parent.to_string(), std.unwrap_or(false));
+                }
             }
+            syn::UseTree::Name(name) => {
+                let std = std.unwrap_or_else(|| is_std_root(&name.ident));
+                bind(name.ident.to_string(), std);
+            }
+            // A rename binds a new name: std's only if it keeps the name (`use std::fmt::Debug
+            // as Read` is not std's `Read`).
             syn::UseTree::Rename(r) => {
-                out.insert(r.rename.to_string());
+                let std = std.unwrap_or(false) && r.ident == r.rename;
+                bind(r.rename.to_string(), std);
             }
-            syn::UseTree::Group(g) => g.items.iter().for_each(|t| imported(t, parent, out)),
-            syn::UseTree::Glob(_) => {}
+            syn::UseTree::Group(g) => {
+                for t in &g.items {
+                    imported(t, root, parent, std, n);
+                }
+            }
+            syn::UseTree::Glob(_) if std == Some(true) => {
+                n.from_std
+                    .extend(KNOWN_STD_TRAITS.iter().map(ToString::to_string));
+            }
+            // A glob from the crate itself (`use super::*` in a test module) brings the
+            // package's own traits, which `package` holds already.
+            syn::UseTree::Glob(_) => {
+                let own = |i: &syn::Ident| i == "crate" || i == "self" || i == "super";
+                if !root.is_some_and(own) {
+                    n.foreign_glob = true;
+                }
+            }
         }
     }
-    impl<'ast> Visit<'ast> for Names {
+    struct Walk(TraitNames);
+    impl<'ast> Visit<'ast> for Walk {
         fn visit_item_mod(&mut self, m: &'ast syn::ItemMod) {
-            self.0.insert(m.ident.to_string());
+            self.0.other.insert(m.ident.to_string());
             syn::visit::visit_item_mod(self, m);
         }
         fn visit_item_use(&mut self, u: &'ast syn::ItemUse) {
-            match &u.tree {
-                syn::UseTree::Path(p) if from_std(&p.ident) => {}
-                // `use std::{io, fmt}` through a group at the root: judge each branch.
-                syn::UseTree::Group(g) => {
-                    for t in &g.items {
-                        if !matches!(t, syn::UseTree::Path(p) if from_std(&p.ident)) {
-                            imported(t, None, &mut self.0);
-                        }
-                    }
-                }
-                t => imported(t, None, &mut self.0),
+            imported(&u.tree, None, None, None, &mut self.0);
+        }
+        fn visit_item_extern_crate(&mut self, c: &'ast syn::ItemExternCrate) {
+            if let Some((_, rename)) = &c.rename {
+                self.0.other.insert(rename.to_string());
             }
         }
     }
-    let mut n = Names(package_traits.clone());
-    n.visit_file(file);
-    n.0
+    let mut w = Walk(TraitNames {
+        package: package_traits.clone(),
+        ..TraitNames::default()
+    });
+    w.visit_file(file);
+    w.0
 }
 
 /// Byte offsets of each `forbid` in the file's inner attributes (`#![forbid(unsafe_code)]`,
@@ -350,8 +513,8 @@ struct Visitor<'a> {
     /// (context, line) pairs that already have a site: one site per line per function.
     used_lines: HashSet<(usize, u32)>,
     in_closure: usize,
-    /// Names that may not mean std's traits in this file (see [`local_names`]).
-    local: HashSet<String>,
+    /// How this file names std's traits ([`trait_names`]).
+    trait_names: TraitNames,
 }
 
 fn start_of(span: Span) -> LineColumn {
@@ -566,78 +729,23 @@ fn small_copy_type(ty: &syn::Type) -> bool {
 /// A type that is a generic parameter (or `impl Trait`), possibly behind references, whose
 /// bounds in `generics` (and their `where` clauses) are all std traits that do not imply
 /// `Debug` (`Borrow<Parser>`, `fmt::Write`, `Clone + Send`, none at all). A bound on any other
-/// trait may have `Debug` as a supertrait: then the type is not judged. `local` holds the names
-/// that may not mean std's traits here ([`local_names`]): a bound written with one of them
-/// (`R: Read` where the package declares its own `trait Read: Debug`), or a path through one
-/// (`io::Read` with a local `mod io`), or through `crate`/`self`/`super`, is not std's.
-fn not_debug_generic(ty: &syn::Type, generics: &[&syn::Generics], local: &HashSet<String>) -> bool {
+/// trait may have `Debug` as a supertrait: then the type is not judged. Whether a bound is
+/// std's is read from how the file names things ([`TraitNames::is_std`]): the package's own
+/// `trait Read: Debug`, a `Write` imported from another crate, `io::Read` through a local
+/// module are not.
+fn not_debug_generic(ty: &syn::Type, generics: &[&syn::Generics], names: &TraitNames) -> bool {
     use syn::punctuated::Punctuated;
     type Bounds = Punctuated<syn::TypeParamBound, syn::Token![+]>;
-    const KNOWN: &[&str] = &[
-        "Clone",
-        "Copy",
-        "Send",
-        "Sync",
-        "Sized",
-        "Unpin",
-        "Borrow",
-        "BorrowMut",
-        "AsRef",
-        "AsMut",
-        "Fn",
-        "FnMut",
-        "FnOnce",
-        "Iterator",
-        "IntoIterator",
-        "DoubleEndedIterator",
-        "ExactSizeIterator",
-        "Read",
-        "Write",
-        "BufRead",
-        "Seek",
-        "Hash",
-        "Hasher",
-        "Eq",
-        "PartialEq",
-        "Ord",
-        "PartialOrd",
-        "Default",
-        "Into",
-        "From",
-        "TryFrom",
-        "TryInto",
-        "ToString",
-        "Display",
-        "Future",
-        "Deref",
-        "DerefMut",
-        "Extend",
-        "FromIterator",
-        "ToOwned",
-        "Any",
-    ];
-    let std_trait = |path: &syn::Path| {
-        let segments: Vec<String> = path.segments.iter().map(|s| s.ident.to_string()).collect();
-        let (Some(first), Some(last)) = (segments.first(), segments.last()) else {
-            return false;
-        };
-        let root_is_std = match first.as_str() {
-            "std" | "core" | "alloc" => true,
-            "crate" | "self" | "super" => false,
-            _ => !local.contains(first),
-        };
-        KNOWN.contains(&last.as_str()) && root_is_std
-    };
     let known = |bounds: &Bounds| {
         bounds.iter().all(|b| match b {
-            syn::TypeParamBound::Trait(t) => std_trait(&t.path),
+            syn::TypeParamBound::Trait(t) => names.is_std(&t.path),
             syn::TypeParamBound::Lifetime(_) => true,
             _ => false,
         })
     };
     match ty {
-        syn::Type::Reference(r) => not_debug_generic(&r.elem, generics, local),
-        syn::Type::Paren(p) => not_debug_generic(&p.elem, generics, local),
+        syn::Type::Reference(r) => not_debug_generic(&r.elem, generics, names),
+        syn::Type::Paren(p) => not_debug_generic(&p.elem, generics, names),
         syn::Type::ImplTrait(i) => known(&i.bounds),
         syn::Type::Path(p) if p.qself.is_none() => {
             let Some(name) = p.path.get_ident() else {
@@ -961,7 +1069,7 @@ impl<'a> Visitor<'a> {
                         not_copy.extend(params[first..].iter().cloned());
                     }
                     if matches!(*t.pat, syn::Pat::Ident(_))
-                        && not_debug_generic(&t.ty, &generics, &self.local)
+                        && not_debug_generic(&t.ty, &generics, &self.trait_names)
                     {
                         not_debug.extend(params[first..].iter().cloned());
                     }
@@ -1476,7 +1584,7 @@ mod tests {
 
     #[test]
     fn generic_parameters_whose_bounds_give_no_debug_start_opaque() {
-        let src = "impl<'s, P: Borrow<Parser>> I<'s, P> {\n    fn f<W: fmt::Write, D: Debug + Clone, U: MyTrait, X>(&self, p: P, r: &P, w: W, i: impl Iterator<Item = u8>, d: D, u: U, x: X, y: Y, n: u32) where X: Send {}\n}\n";
+        let src = "use std::{borrow::Borrow, fmt};\nimpl<'s, P: Borrow<Parser>> I<'s, P> {\n    fn f<W: fmt::Write, D: Debug + Clone, U: MyTrait, X>(&self, p: P, r: &P, w: W, i: impl Iterator<Item = u8>, d: D, u: U, x: X, y: Y, n: u32) where X: Send {}\n}\n";
         let file = syn::parse_file(src).expect("parses");
         let fs = find_sites(src, &file, "k", &LineSel::None);
         // `D` has Debug; `U`'s trait may have it as a supertrait; `Y` is no parameter here.
@@ -1488,18 +1596,43 @@ mod tests {
 
     #[test]
     fn bounds_named_like_std_traits_but_declared_or_imported_locally_are_not_judged() {
-        // The package's own `trait Read: Debug` (declared in another file), a `Write` imported
-        // from the crate, paths through a local module `io` and a module `fmt` imported from
-        // the crate (`fmt::{self}`); `std::io::Seek` and `BufRead` (imported from std) are judged.
-        let src = "use crate::sink::Write;\nuse std::io::BufRead;\nuse crate::util::{self as _, fmt::{self}};\nmod io {}\nfn f<R: Read, W: Write, S: io::Seek, T: std::io::Seek, B: BufRead, C: self::Clone, F: fmt::Write>(r: R, w: W, s: S, t: T, b: B, c: C, f: F) {}\n";
+        // Judged (std's, so the parameter starts as a type name): `std::io::Seek`, `BufRead`
+        // imported from std (also in a group at the root, and with a leading `::`), `fmt::Write`
+        // after `use std::fmt`, the prelude's `Clone`, and `Write` imported from std in this file
+        // although the package declares a `Write` elsewhere. Not judged (may imply `Debug`): the
+        // package's own `Read`, a `Hash` imported from the crate, a path through a local module
+        // (`io::Seek`), through another crate (`common::Read`, `ec::Read` after `extern crate
+        // common as ec`), through `self`, a name renamed out of std (`Tr`), and a `Borrow` never
+        // imported.
+        let src = "use crate::sink::Hash;\nuse ::std::io::BufRead;\nuse {crate::x::Other, std::fmt::{self}};\nuse std::fmt::Debug as Tr;\nextern crate common as ec;\nmod io {}\nfn f<R: Read, H: Hash, S: io::Seek, T: std::io::Seek, B: BufRead, C: self::Clone, F: fmt::Write, K: Clone, M: common::Read, E: ec::Read, D: Tr, W: Write, X: Borrow<u8>>(r: R, h: H, s: S, t: T, b: B, c: C, f: F, k: K, m: M, e: E, d: D, w: W, x: X) {}\nfn g() { use std::io::Write; }\n";
         let file = syn::parse_file(src).expect("parses");
-        let other = syn::parse_file("pub trait Read: std::fmt::Debug {}").expect("parses");
+        let other = syn::parse_file(
+            "pub trait Read: std::fmt::Debug {}\nmod m { pub trait Write: std::fmt::Debug {} }",
+        )
+        .expect("parses");
         let traits = declared_traits([&other]);
         let fs = find_sites_with(src, &file, "k", &LineSel::None, false, &traits);
-        assert_eq!(names_in(&fs.sites[0], &fs.opaque_first), ["t", "b"]);
-        // Without the package's trait, `R: Read` is std's.
+        assert_eq!(
+            names_in(&fs.sites[0], &fs.opaque_first),
+            ["t", "b", "f", "k", "w"]
+        );
+        // Without the package's traits, the prelude-free `Read` is still not std's (never
+        // imported from std here).
         let fs = find_sites(src, &file, "k", &LineSel::None);
-        assert_eq!(names_in(&fs.sites[0], &fs.opaque_first), ["r", "t", "b"]);
+        assert_eq!(
+            names_in(&fs.sites[0], &fs.opaque_first),
+            ["t", "b", "f", "k", "w"]
+        );
+        // A glob from another crate may shadow even the prelude's names; one from the crate
+        // itself (a test module's `use super::*`) brings only the package's own traits.
+        let src = "use common::*;\nuse std::io::Read;\nfn f<C: Clone, R: Read>(c: C, r: R) {}\n";
+        let file = syn::parse_file(src).expect("parses");
+        let fs = find_sites(src, &file, "k", &LineSel::None);
+        assert_eq!(names_in(&fs.sites[0], &fs.opaque_first), ["r"]);
+        let src = "mod tests { use super::*; }\nfn f<C: Clone>(c: C) {}\n";
+        let file = syn::parse_file(src).expect("parses");
+        let fs = find_sites(src, &file, "k", &LineSel::None);
+        assert_eq!(names_in(&fs.sites[0], &fs.opaque_first), ["c"]);
     }
 
     #[test]

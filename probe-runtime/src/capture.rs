@@ -121,10 +121,11 @@ impl Captured {
         if secret {
             return Captured::Redacted;
         }
-        let Some(dbg) = val.debug() else {
-            return Captured::Opaque(val.type_name());
+        let (dbg, type_name) = val.parts();
+        let Some(dbg) = dbg else {
+            return Captured::Opaque(type_name);
         };
-        match scalar(dbg, val.type_name()) {
+        match scalar(dbg, type_name) {
             Some(Scalar::Str(s)) => {
                 return match ShortStr::new(s) {
                     Some(short) => Captured::Short(short),
@@ -144,7 +145,7 @@ impl Captured {
         match catch_unwind(AssertUnwindSafe(|| write!(w, "{dbg:?}"))) {
             Ok(_) if w.cut => Captured::Cut(w.buf),
             Ok(Ok(())) => Captured::Text(w.buf),
-            Ok(Err(_)) => Captured::Failed(val.type_name()),
+            Ok(Err(_)) => Captured::Failed(type_name),
             Err(_) => Captured::Panicked(
                 PANIC_MSG
                     .try_with(|m| m.borrow_mut().take())
@@ -249,7 +250,8 @@ impl Scalar<'_> {
 /// checked at arm time may skip that).
 pub(crate) fn scalar_of<'a>(val: &Val<'a>) -> Option<Scalar<'a>> {
     let val: Val<'a> = *val;
-    scalar(val.debug()?, val.type_name())
+    let (dbg, type_name) = val.parts();
+    scalar(dbg?, type_name)
 }
 
 fn scalar<'a>(dbg: &'a dyn std::fmt::Debug, ty: &str) -> Option<Scalar<'a>> {

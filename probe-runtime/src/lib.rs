@@ -104,7 +104,7 @@ pub trait Cap {
     fn parts(&self) -> (Option<&dyn fmt::Debug>, &'static str);
 }
 
-impl<'a> dyn Cap + 'a {
+impl dyn Cap + '_ {
     /// The value, when its type is `Debug`.
     #[inline]
     pub fn debug(&self) -> Option<&dyn fmt::Debug> {
