@@ -176,7 +176,7 @@ pub fn declared_traits<'f>(files: impl IntoIterator<Item = &'f syn::File>) -> Ha
 struct TraitNames {
     /// Names the file imports from `std`/`core`/`alloc` under their own name (`use
     /// std::io::Read`, `use std::io`, `use std::{fmt, io::{self}}`); a glob from std (`use
-    /// std::io::prelude::*`) counts as importing every trait name [`KNOWN_STD_TRAITS`] lists.
+    /// std::io::prelude::*`) counts as importing every trait name [`known_std_trait`] knows.
     from_std: HashSet<String>,
     /// Names the file binds to something else: the modules it declares (`mod io`), what it
     /// imports from outside std or renames (`use crate::sink::Write`, `use x::Y as Read`), the
@@ -188,52 +188,8 @@ struct TraitNames {
     foreign_glob: bool,
 }
 
-/// Std traits that do not imply `Debug` (a bound made only of these gives a type no `Debug`).
-const KNOWN_STD_TRAITS: &[&str] = &[
-    "Clone",
-    "Copy",
-    "Send",
-    "Sync",
-    "Sized",
-    "Unpin",
-    "Borrow",
-    "BorrowMut",
-    "AsRef",
-    "AsMut",
-    "Fn",
-    "FnMut",
-    "FnOnce",
-    "Iterator",
-    "IntoIterator",
-    "DoubleEndedIterator",
-    "ExactSizeIterator",
-    "Read",
-    "Write",
-    "BufRead",
-    "Seek",
-    "Hash",
-    "Hasher",
-    "Eq",
-    "PartialEq",
-    "Ord",
-    "PartialOrd",
-    "Default",
-    "Into",
-    "From",
-    "TryFrom",
-    "TryInto",
-    "ToString",
-    "Display",
-    "Future",
-    "Deref",
-    "DerefMut",
-    "Extend",
-    "FromIterator",
-    "ToOwned",
-    "Any",
-];
-
-/// Those of [`KNOWN_STD_TRAITS`] in the 2021 prelude: in scope without a `use`.
+/// Std traits that do not imply `Debug` (a bound made only of these gives a type no `Debug`)
+/// and are in the 2021 prelude: in scope without a `use`.
 const PRELUDE_TRAITS: &[&str] = &[
     "Clone",
     "Copy",
@@ -265,8 +221,29 @@ const PRELUDE_TRAITS: &[&str] = &[
     "ToOwned",
 ];
 
+/// Std traits that do not imply `Debug` and are named only after a `use`.
+const IMPORTED_STD_TRAITS: &[&str] = &[
+    "Borrow",
+    "BorrowMut",
+    "Read",
+    "Write",
+    "BufRead",
+    "Seek",
+    "Hash",
+    "Hasher",
+    "Display",
+    "Future",
+    "Deref",
+    "DerefMut",
+    "Any",
+];
+
+fn known_std_trait(name: &str) -> bool {
+    PRELUDE_TRAITS.contains(&name) || IMPORTED_STD_TRAITS.contains(&name)
+}
+
 impl TraitNames {
-    /// Whether `path`, a bound, surely names one of [`KNOWN_STD_TRAITS`]. A single name is
+    /// Whether `path`, a bound, surely names one of the std traits [`known_std_trait`] knows. A single name is
     /// std's when the file imports it from std, or when it is in the prelude and nothing else
     /// may shadow it (the package's own trait of that name, a foreign glob); a longer path when
     /// it starts at `std`/`core`/`alloc` or at a module the file imports from std (`fmt::Write`
@@ -276,7 +253,7 @@ impl TraitNames {
         let (Some(first), Some(last)) = (segments.first(), segments.last()) else {
             return false;
         };
-        if !KNOWN_STD_TRAITS.contains(&last.as_str()) {
+        if !known_std_trait(last) {
             return false;
         }
         let std_root = matches!(first.as_str(), "std" | "core" | "alloc");
@@ -347,8 +324,8 @@ fn trait_names(file: &syn::File, package_traits: &HashSet<String>) -> TraitNames
                 }
             }
             syn::UseTree::Glob(_) if std == Some(true) => {
-                n.from_std
-                    .extend(KNOWN_STD_TRAITS.iter().map(ToString::to_string));
+                let all = PRELUDE_TRAITS.iter().chain(IMPORTED_STD_TRAITS);
+                n.from_std.extend(all.map(ToString::to_string));
             }
             // A glob from the crate itself (`use super::*` in a test module) brings the
             // package's own traits, which `package` holds already.
