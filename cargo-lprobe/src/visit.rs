@@ -243,11 +243,11 @@ fn known_std_trait(name: &str) -> bool {
 }
 
 impl TraitNames {
-    /// Whether `path`, a bound, surely names one of the std traits [`known_std_trait`] knows. A single name is
-    /// std's when the file imports it from std, or when it is in the prelude and nothing else
-    /// may shadow it (the package's own trait of that name, a foreign glob); a longer path when
-    /// it starts at `std`/`core`/`alloc` or at a module the file imports from std (`fmt::Write`
-    /// after `use std::fmt`). Anything else may have `Debug` as a supertrait.
+    /// Whether `path`, a bound, surely names one of the std traits [`known_std_trait`] knows.
+    /// A single name is std's when the file imports it from std, or when it is in the prelude
+    /// and nothing else may shadow it (the package's own trait of that name, a foreign glob); a
+    /// longer path when it starts at `std`/`core`/`alloc` or at a module the file imports from
+    /// std (`fmt::Write` after `use std::fmt`). Anything else may have `Debug` as a supertrait.
     fn is_std(&self, path: &syn::Path) -> bool {
         let segments: Vec<String> = path.segments.iter().map(|s| s.ident.to_string()).collect();
         let (Some(first), Some(last)) = (segments.first(), segments.last()) else {
