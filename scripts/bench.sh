@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# lprobe benchmarks. Usage: scripts/bench.sh [dormant|disarm|armed|build|arming|memory|http|corpus|all]...
+# lprobe benchmarks. Usage: scripts/bench.sh [dormant|disarm|armed|build|build-ir|arming|memory|http|corpus|all]...
 #
 #   dormant  bench-mix: plain vs `cargo lprobe build` (entry sites) vs `--lines all`: callgrind Ir
 #            per round (Ir at 2N rounds minus Ir at N, collected only inside the workload function),
@@ -10,6 +10,9 @@
 #            condition, count with 2 threads) = (armed - dormant) thread-CPU ns per call.
 #   build    clean and no-op build time and binary size, plain vs entry vs every-line, on
 #            bench-mix, demo-app and (if the corpus tool is there) two corpus crates.
+#   build-ir the same clean builds (plain, entry, every line) run under callgrind with every
+#            child process traced: the build's instructions, summed (stable; not part of `all`:
+#            ~50x slower than the builds themselves).
 #   arming   latency from `lprobe arm` (socket) / a control-file write to the first record.
 #   memory   VmRSS of demo-app after start-up: plain vs instrumented (both densities).
 #   http     under load: fixtures/http-service (tokio + axum) driven by wrk over loopback, plain
@@ -763,6 +766,65 @@ bench_corpus() {
     } | tee -a "$out"
 }
 
+# build_ir DIR NAME MODE: the instructions of one clean build of that variant (cargo and every
+# process it starts: lprobe's own work, the compiler wrapper, rustc for each crate), summed over
+# callgrind's per-process profiles. Stable where wall and CPU times on a shared machine are not.
+build_ir() {
+    local dir=$1 name=$2 v=$3 td="$W/t/ir-$2-$3" cg="$W/ir/$2-$3"
+    rm -rf "$td" "$cg"
+    mkdir -p "$cg"
+    log "build-ir: $name $v"
+    # shellcheck disable=SC2046 # build_cmd is words on purpose
+    if ! (cd "$dir" && CARGO_TARGET_DIR=$td valgrind --tool=callgrind --trace-children=yes \
+        --callgrind-out-file="$cg/cg.%p" $(build_cmd "$v") >"$cg/build.log" 2>&1); then
+        log "build failed: $name $v (see $cg/build.log)"
+        echo nan
+        return 0
+    fi
+    cat "$cg"/cg.* | awk '/^summary:/ {s += $2} END {printf "%.0f\n", s}'
+}
+
+bench_build_ir() {
+    local out="$W/results/build-ir.md" c
+    local -a dirs=("$root/fixtures/bench-mix" "$root/fixtures/demo-app")
+    local corpus=${BENCH_CORPUS:-$W/corpus}
+    if [[ -x /work/shared/corpus/corpus-fetch ]]; then
+        local list="$W/corpus-list.tsv"
+        awk -v want=" ${BENCH_CORPUS_CRATES:-either humantime} " 'NR == 1 || index(want, " " $1 " ")' /work/shared/corpus/crates.tsv >"$list"
+        CORPUS_LIST="$list" CORPUS_LOCKS=/work/shared/corpus/locks /work/shared/corpus/corpus-fetch "$corpus" >&2 || true
+        # Only the crates asked for (the corpus directory keeps earlier runs' crates too).
+        local want=" ${BENCH_CORPUS_CRATES:-either humantime} "
+        for c in "$corpus"/*/; do
+            local n=$(basename "$c")
+            [[ -f $c/Cargo.toml && $want == *" ${n%-*} "* ]] && dirs+=("${c%/}")
+        done
+    fi
+    {
+        echo "## Build cost in instructions (clean builds under callgrind, every process summed)"
+        echo
+        machine
+        echo
+        echo "| crate | plain Ir | entry Ir | entry ratio | every line Ir | every line ratio |"
+        echo "|---|---|---|---|---|---|"
+    } | tee "$out"
+    for c in "${dirs[@]}"; do
+        local name plain entry all
+        name=$(basename "$c")
+        # Warm the runtime cache and the repair cache for both densities, as earlier
+        # instrumented builds of the workspace on this machine do (one run each is measured).
+        (cd "$c" && CARGO_TARGET_DIR="$W/t/build-warm" cargo-lprobe lprobe build --release --quiet >/dev/null 2>&1) || true
+        (cd "$c" && CARGO_TARGET_DIR="$W/t/build-warm" cargo-lprobe lprobe build --release --lines all --quiet >/dev/null 2>&1) || true
+        plain=$(build_ir "$c" "$name" plain)
+        entry=$(build_ir "$c" "$name" entry)
+        all=$(build_ir "$c" "$name" all)
+        echo "| $name | $plain | $entry | **$(ratio "$entry" "$plain")** | $all | **$(ratio "$all" "$plain")** |" | tee -a "$out"
+    done
+    {
+        echo
+        echo "One clean build per variant (empty CARGO_TARGET_DIR, dependencies included, the runtime and the repair outcome from the machine's caches) run as \`valgrind --tool=callgrind --trace-children=yes\`: the instructions of cargo, lprobe's own phases, the compiler wrapper and every rustc, summed over the per-process profiles (\`summary:\` lines). Instruction counts are the CPU work of the build, repeatable to a fraction of a percent, where wall times on this shared machine move by ±20%; they do not show parallelism (a crate waiting for the sites crate costs wall time, not instructions)."
+    } | tee -a "$out"
+}
+
 main() {
     local cmds=("$@")
     ((${#cmds[@]})) || cmds=(all)
@@ -770,8 +832,9 @@ main() {
     for c in "${cmds[@]}"; do
         case $c in
         dormant | disarm | armed | build | arming | memory | http | corpus) "bench_$c" ;;
+        build-ir) bench_build_ir ;;
         all) bench_dormant; bench_disarm; bench_armed; bench_arming; bench_memory; bench_build ;;
-        *) echo "usage: $0 [dormant|disarm|armed|build|arming|memory|http|corpus|all]..." >&2; exit 2 ;;
+        *) echo "usage: $0 [dormant|disarm|armed|build|build-ir|arming|memory|http|corpus|all]..." >&2; exit 2 ;;
         esac
     done
 }
