@@ -461,6 +461,24 @@ build_cmd() { # MODE: the build command for that variant
     esac
 }
 
+# corpus_crates: fetches the corpus crates named in BENCH_CORPUS_CRATES (default "either
+# humantime") and prints their directories, one per line: only those (the corpus directory
+# keeps earlier runs' crates too). Prints nothing without the corpus tool.
+corpus_crates() {
+    local corpus=${BENCH_CORPUS:-$W/corpus} c n
+    local want=" ${BENCH_CORPUS_CRATES:-either humantime} "
+    [[ -x /work/shared/corpus/corpus-fetch ]] || return 0
+    local list="$W/corpus-list.tsv"
+    awk -v want="$want" 'NR == 1 || index(want, " " $1 " ")' /work/shared/corpus/crates.tsv >"$list"
+    CORPUS_LIST="$list" CORPUS_LOCKS=/work/shared/corpus/locks /work/shared/corpus/corpus-fetch "$corpus" >&2 || true
+    for c in "$corpus"/*/; do
+        n=$(basename "$c")
+        if [[ -f $c/Cargo.toml && $want == *" ${n%-*} "* ]]; then
+            echo "${c%/}"
+        fi
+    done
+}
+
 # build_project DIR NAME BIN(or -): one table row group.
 build_project() {
     local dir=$1 name=$2 binname=$3 v r td
@@ -516,16 +534,10 @@ bench_build() {
     } | tee "$out"
     build_project "$root/fixtures/bench-mix" bench-mix bench-mix | tee -a "$out"
     build_project "$root/fixtures/demo-app" demo-app demo-app | tee -a "$out"
-    local corpus=${BENCH_CORPUS:-$W/corpus} c
-    if [[ -x /work/shared/corpus/corpus-fetch ]]; then
-        local list="$W/corpus-list.tsv"
-        awk -v want=" ${BENCH_CORPUS_CRATES:-either humantime} " 'NR == 1 || index(want, " " $1 " ")' /work/shared/corpus/crates.tsv >"$list"
-        CORPUS_LIST="$list" CORPUS_LOCKS=/work/shared/corpus/locks /work/shared/corpus/corpus-fetch "$corpus" >&2 || true
-        for c in "$corpus"/*/; do
-            [[ -f $c/Cargo.toml ]] || continue
-            BENCH_BUILD_REPS=${BENCH_BUILD_REPS:-3} build_project "$c" "$(basename "$c")" - | tee -a "$out"
-        done
-    fi
+    local c
+    while read -r c; do
+        BENCH_BUILD_REPS=${BENCH_BUILD_REPS:-3} build_project "$c" "$(basename "$c")" - | tee -a "$out"
+    done < <(corpus_crates)
     {
         echo
         echo "Medians of ${BENCH_BUILD_REPS:-3} alternating runs (wall and CPU from /usr/bin/time). Instrumented clean builds include lprobe's own work (cargo metadata, parse + rewrite, mirror), the sites crate, and the runtime: taken from the runtime cache (\`entry\`, \`all\`; warmed once before the runs, as any earlier instrumented build on the machine does) or compiled in the build (\`all-nocache\`: \`LPROBE_CACHE_DIR=off\`, a machine's first instrumented build). Corpus crates are libraries: \`cargo build --release\` of the lib only, no binary."
@@ -787,18 +799,9 @@ build_ir() {
 bench_build_ir() {
     local out="$W/results/build-ir.md" c
     local -a dirs=("$root/fixtures/bench-mix" "$root/fixtures/demo-app")
-    local corpus=${BENCH_CORPUS:-$W/corpus}
-    if [[ -x /work/shared/corpus/corpus-fetch ]]; then
-        local list="$W/corpus-list.tsv"
-        awk -v want=" ${BENCH_CORPUS_CRATES:-either humantime} " 'NR == 1 || index(want, " " $1 " ")' /work/shared/corpus/crates.tsv >"$list"
-        CORPUS_LIST="$list" CORPUS_LOCKS=/work/shared/corpus/locks /work/shared/corpus/corpus-fetch "$corpus" >&2 || true
-        # Only the crates asked for (the corpus directory keeps earlier runs' crates too).
-        local want=" ${BENCH_CORPUS_CRATES:-either humantime} "
-        for c in "$corpus"/*/; do
-            local n=$(basename "$c")
-            [[ -f $c/Cargo.toml && $want == *" ${n%-*} "* ]] && dirs+=("${c%/}")
-        done
-    fi
+    while read -r c; do
+        dirs+=("$c")
+    done < <(corpus_crates)
     {
         echo "## Build cost in instructions (clean builds under callgrind, every process summed)"
         echo
