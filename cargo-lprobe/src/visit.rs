@@ -172,8 +172,8 @@ pub fn declared_traits<'f>(files: impl IntoIterator<Item = &'f syn::File>) -> Ha
 
 /// How one file can name std's traits: what it imports from std, and what may mean something
 /// else (see [`trait_names`] and [`not_debug_generic`]).
-#[derive(Debug, Default)]
-struct TraitNames {
+#[derive(Debug)]
+struct TraitNames<'p> {
     /// Names the file imports from `std`/`core`/`alloc` under their own name (`use
     /// std::io::Read`, `use std::io`, `use std::{fmt, io::{self}}`); a glob from std (`use
     /// std::io::prelude::*`) counts as importing every trait name [`known_std_trait`] knows.
@@ -183,7 +183,7 @@ struct TraitNames {
     /// crates it renames (`extern crate other as io`).
     other: HashSet<String>,
     /// The traits the package declares anywhere ([`declared_traits`]).
-    package: HashSet<String>,
+    package: &'p HashSet<String>,
     /// A glob import from another crate (`use other::*`), which may shadow any prelude name.
     foreign_glob: bool,
 }
@@ -242,7 +242,7 @@ fn known_std_trait(name: &str) -> bool {
     PRELUDE_TRAITS.contains(&name) || IMPORTED_STD_TRAITS.contains(&name)
 }
 
-impl TraitNames {
+impl TraitNames<'_> {
     /// Whether `path`, a bound, surely names one of the std traits [`known_std_trait`] knows.
     /// A single name is std's when the file imports it from std, or when it is in the prelude
     /// and nothing else may shadow it (the package's own trait of that name, a foreign glob); a
@@ -274,7 +274,7 @@ impl TraitNames {
 }
 
 /// What `file` imports from std and binds to other things ([`TraitNames`]).
-fn trait_names(file: &syn::File, package_traits: &HashSet<String>) -> TraitNames {
+fn trait_names<'p>(file: &syn::File, package_traits: &'p HashSet<String>) -> TraitNames<'p> {
     /// `root`: the path's first segment; `parent`: the segment before `tree` (what `self` in a
     /// group imports); `std`: whether the root is `std`/`core`/`alloc` (`None` at the root).
     fn imported(
@@ -282,7 +282,7 @@ fn trait_names(file: &syn::File, package_traits: &HashSet<String>) -> TraitNames
         root: Option<&syn::Ident>,
         parent: Option<&syn::Ident>,
         std: Option<bool>,
-        n: &mut TraitNames,
+        n: &mut TraitNames<'_>,
     ) {
         let is_std_root = |i: &syn::Ident| i == "std" || i == "core" || i == "alloc";
         let mut bind = |name: String, std: bool| {
@@ -337,8 +337,8 @@ fn trait_names(file: &syn::File, package_traits: &HashSet<String>) -> TraitNames
             }
         }
     }
-    struct Walk(TraitNames);
-    impl<'ast> Visit<'ast> for Walk {
+    struct Walk<'p>(TraitNames<'p>);
+    impl<'ast> Visit<'ast> for Walk<'_> {
         fn visit_item_mod(&mut self, m: &'ast syn::ItemMod) {
             self.0.other.insert(m.ident.to_string());
             syn::visit::visit_item_mod(self, m);
@@ -353,8 +353,10 @@ fn trait_names(file: &syn::File, package_traits: &HashSet<String>) -> TraitNames
         }
     }
     let mut w = Walk(TraitNames {
-        package: package_traits.clone(),
-        ..TraitNames::default()
+        from_std: HashSet::new(),
+        other: HashSet::new(),
+        package: package_traits,
+        foreign_glob: false,
     });
     w.visit_file(file);
     w.0
@@ -389,7 +391,6 @@ pub fn inner_forbids(text: &str, file: &syn::File) -> Vec<usize> {
     out
 }
 
-/// Converts proc-macro2 line/column (column counted in chars) to byte offsets.
 /// The string literals of `include_str!("…")` and `include_bytes!("…")` in `file` (also inside
 /// other macros' arguments): each literal's byte range in `text` (quotes included) and its
 /// value. A test that includes a source file lprobe rewrites would read the rewritten text;
@@ -446,6 +447,7 @@ pub fn find_includes(text: &str, file: &syn::File) -> Vec<(std::ops::Range<usize
     f.out
 }
 
+/// Converts proc-macro2 line/column (column counted in chars) to byte offsets.
 struct LineIndex<'a> {
     text: &'a str,
     starts: Vec<usize>,
@@ -491,7 +493,7 @@ struct Visitor<'a> {
     used_lines: HashSet<(usize, u32)>,
     in_closure: usize,
     /// How this file names std's traits ([`trait_names`]).
-    trait_names: TraitNames,
+    trait_names: TraitNames<'a>,
 }
 
 fn start_of(span: Span) -> LineColumn {
@@ -710,7 +712,7 @@ fn small_copy_type(ty: &syn::Type) -> bool {
 /// std's is read from how the file names things ([`TraitNames::is_std`]): the package's own
 /// `trait Read: Debug`, a `Write` imported from another crate, `io::Read` through a local
 /// module are not.
-fn not_debug_generic(ty: &syn::Type, generics: &[&syn::Generics], names: &TraitNames) -> bool {
+fn not_debug_generic(ty: &syn::Type, generics: &[&syn::Generics], names: &TraitNames<'_>) -> bool {
     use syn::punctuated::Punctuated;
     type Bounds = Punctuated<syn::TypeParamBound, syn::Token![+]>;
     let known = |bounds: &Bounds| {

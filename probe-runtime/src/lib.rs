@@ -104,19 +104,6 @@ pub trait Cap {
     fn parts(&self) -> (Option<&dyn fmt::Debug>, &'static str);
 }
 
-impl dyn Cap + '_ {
-    /// The value, when its type is `Debug`.
-    #[inline]
-    pub fn debug(&self) -> Option<&dyn fmt::Debug> {
-        self.parts().0
-    }
-
-    #[inline]
-    pub fn type_name(&self) -> &'static str {
-        self.parts().1
-    }
-}
-
 /// A small `Copy` value copied in the armed branch. Capturing a copy keeps the variable's
 /// address from escaping the instrumented function, so the optimizer can keep it in a register
 /// on the dormant path (a reference would pin it to the stack: a store per call).
@@ -259,10 +246,8 @@ mod tests {
         fn show(vals: &[Val<'_>]) -> Vec<(String, &'static str)> {
             vals.iter()
                 .map(|v| {
-                    (
-                        v.debug().map(|d| format!("{d:?}")).unwrap_or_default(),
-                        v.type_name(),
-                    )
+                    let (dbg, name) = v.parts();
+                    (dbg.map(|d| format!("{d:?}")).unwrap_or_default(), name)
                 })
                 .collect()
         }
