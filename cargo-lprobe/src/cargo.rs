@@ -42,6 +42,10 @@ pub struct Invocation {
     pub lines: Option<String>,
     /// `--skip-accessors`: no sites in trivial accessors (`visit::is_trivial_accessor`).
     pub skip_accessors: bool,
+    /// `--skip` lists as given (comma-separated patterns, see `skip`).
+    pub skip: Vec<String>,
+    /// `--skip-from` files as given.
+    pub skip_from: Vec<PathBuf>,
     pub report: Report,
     pub verbose: bool,
     /// Cargo's arguments before `--`, minus those lprobe handles itself.
@@ -58,7 +62,7 @@ pub struct Invocation {
     pub locked: bool,
 }
 
-pub const USAGE: &str = "usage: cargo lprobe <build|check|run|test|bench> [--lines all|none|FILE:LINE[-LINE],…] [--skip-accessors] [--report json] [-v] [cargo options…] [-- args…]";
+pub const USAGE: &str = "usage: cargo lprobe <build|check|run|test|bench> [--lines all|none|FILE:LINE[-LINE],…] [--skip-accessors] [--skip fn:PATH|FILE,…] [--skip-from FILE] [--report json] [-v] [cargo options…] [-- args…]";
 
 /// Parses the arguments after `cargo lprobe` (cargo passes `lprobe` itself first).
 pub fn parse(args: &[String]) -> Result<Invocation> {
@@ -79,6 +83,8 @@ pub fn parse(args: &[String]) -> Result<Invocation> {
         sub,
         lines: None,
         skip_accessors: false,
+        skip: Vec::new(),
+        skip_from: Vec::new(),
         report: Report::Human,
         verbose: false,
         cargo_args: Vec::new(),
@@ -113,6 +119,8 @@ pub fn parse(args: &[String]) -> Result<Invocation> {
             }
             "--lines" => inv.lines = Some(value("--lines")?),
             "--skip-accessors" => inv.skip_accessors = true,
+            "--skip" => inv.skip.push(value("--skip")?),
+            "--skip-from" => inv.skip_from.push(PathBuf::from(value("--skip-from")?)),
             "--report" => {
                 inv.report = match value("--report")?.as_str() {
                     "json" => Report::Json,
@@ -187,6 +195,10 @@ mod tests {
         assert_eq!(inv.lines.as_deref(), Some("all"));
         assert!(!inv.skip_accessors);
         assert!(p("lprobe build --skip-accessors").skip_accessors);
+        let sk = p("lprobe build --skip fn:a::*,src/t.rs --skip=fn:b --skip-from hot.skip --release");
+        assert_eq!(sk.skip, ["fn:a::*,src/t.rs", "fn:b"]);
+        assert_eq!(sk.skip_from, [PathBuf::from("hot.skip")]);
+        assert_eq!(sk.cargo_args, ["--release"]);
         assert_eq!(
             inv.cargo_args,
             vec!["--release", "-p", "app", "--features", "x"]

@@ -24,6 +24,7 @@ use crate::copy_tree::{mirror, write_if_changed};
 use crate::repair::{self, Action, Cache, FileError};
 use crate::rewrite::{self, Exclusions, Rewritten};
 use crate::sites_crate::{self, SiteRow, SkippedRow};
+use crate::skip::{self, SkipList};
 use crate::stamp::{self, Stamp};
 use crate::visit::{self, FileSites, LineSel};
 use crate::workspace::{self, Package, Workspace};
@@ -265,14 +266,18 @@ pub fn run(inv: &Invocation) -> Result<i32> {
         }
     }
 
+    let skips = skip_lists(inv, &ws, &cwd, &packages)?;
+
     // Nothing changed since the last successful build: build the copy as it is.
     let stamp_path = lp.join("stamp.json");
     let walked = std::time::SystemTime::now();
     let mut tree = stamp::walk(&ws.root, &[ws.target_dir.clone(), lp.clone()])?;
+    let skip_keys: Vec<String> = skips.iter().map(SkipList::key).collect();
     let key = stamp::key(&[
         &format!("{ws:?}"),
         &format!("{:?}", inv.lines),
         &inv.skip_accessors.to_string(),
+        &format!("{skip_keys:?}"),
     ]);
     if let Some(old) = stamp::load(&stamp_path) {
         if old.key == key
@@ -355,6 +360,7 @@ pub fn run(inv: &Invocation) -> Result<i32> {
             line_selection(&spec, &names).unwrap_or((LineSel::None, HashMap::new()))
         };
         let skip_accessors = inv.skip_accessors || pkg.skip_accessors || ws.skip_accessors;
+        let skip = &skips[pi];
         let package_traits = visit::declared_traits(
             sources
                 .iter()
@@ -396,14 +402,18 @@ pub fn run(inv: &Invocation) -> Result<i32> {
                 .get(&rel)
                 .cloned()
                 .unwrap_or_else(|| default_sel.clone());
-            let sites = visit::find_sites_with(
-                &text,
-                &file,
-                &src.module,
-                &sel,
+            let pkg_rel = src
+                .path
+                .strip_prefix(&pkg.dir)
+                .map(rel_string)
+                .unwrap_or_default();
+            let opts = visit::Options {
                 skip_accessors,
-                &package_traits,
-            );
+                package_traits: &package_traits,
+                skip,
+                skip_file: skip.file(&rel, &pkg_rel).map(skip::Pattern::reason),
+            };
+            let sites = visit::find_sites_with(&text, &file, &src.module, &sel, &opts);
             let includes = visit::find_includes(&text, &file);
             let first = rewrite::FirstIds {
                 site: next_ids[pi],
@@ -413,12 +423,21 @@ pub fn run(inv: &Invocation) -> Result<i32> {
             next_ids[pi] += sites.sites.len() as u32;
             let extern_at =
                 (src.crate_root && src.edition == "2015").then(|| after_inner_attrs(&text, &file));
-            // The site set depends on the selection and on --skip-accessors.
-            let lines_key = if skip_accessors {
-                format!("{}+skip-accessors", lines_key(&sel))
-            } else {
-                lines_key(&sel)
-            };
+            // The site set depends on the selection, --skip-accessors and skip patterns.
+            let mut lines_key = lines_key(&sel);
+            if skip_accessors {
+                lines_key.push_str("+skip-accessors");
+            }
+            let by_pattern: Vec<&str> = sites
+                .contexts
+                .iter()
+                .filter(|c| c.skipped.as_deref().is_some_and(skip::is_pattern_reason))
+                .map(|c| c.func.as_str())
+                .collect();
+            if !by_pattern.is_empty() {
+                lines_key.push_str("+skip=");
+                lines_key.push_str(&repair::content_hash(by_pattern.join(",").as_bytes()));
+            }
             let ex = cache
                 .get(&rel, &hash, &lines_key)
                 .cloned()
@@ -442,10 +461,16 @@ pub fn run(inv: &Invocation) -> Result<i32> {
     }
     let t_metadata = t_find.duration_since(t0);
     let t_parse = t_find.elapsed();
-    let warnings: Vec<String> = parse_failures
+    let mut warnings: Vec<String> = parse_failures
         .iter()
         .map(|f| format!("lprobe: warning: cannot parse {f}"))
         .collect();
+    warnings.extend(skip::unused(&skips).map(|p| {
+        format!(
+            "lprobe: warning: skip pattern '{}' ({}) matches no function or source file of the instrumented packages",
+            p.text, p.origin
+        )
+    }));
     for w in &warnings {
         eprintln!("{w}");
     }
@@ -902,7 +927,7 @@ fn write_copy(
                 first_line: c.line,
                 last_line: c.last_line,
                 func: c.func.clone(),
-                why,
+                why: why.to_owned(),
             }));
             fns = fns.max(f.first.func as usize + f.sites.contexts.len());
             let placed: BTreeMap<usize, &rewrite::Placed> = f
@@ -1226,8 +1251,44 @@ fn locate(m: &serde_json::Value, copy: &str, root: &str) -> Option<(String, File
     ))
 }
 
+/// Each package's skip patterns: `--skip`, `--skip-from` and the workspace's metadata (shared),
+/// then the package's own metadata.
+fn skip_lists(
+    inv: &Invocation,
+    ws: &Workspace,
+    cwd: &Path,
+    packages: &[&Package],
+) -> Result<Vec<SkipList>> {
+    let files: Vec<&Path> = inv.skip_from.iter().map(PathBuf::as_path).collect();
+    let mut common = skip::load(&inv.skip, &files, "--skip", cwd, cwd)?;
+    common.extend(skip::from_metadata(
+        &ws.skips,
+        "[workspace.metadata.lprobe]",
+        &ws.root,
+    )?);
+    let common: Vec<std::rc::Rc<skip::Pattern>> =
+        common.into_iter().map(std::rc::Rc::new).collect();
+    packages
+        .iter()
+        .map(|p| {
+            let own = skip::from_metadata(
+                &p.skips,
+                &format!("[package.metadata.lprobe] of {}", p.name),
+                &ws.root,
+            )?;
+            Ok(SkipList {
+                patterns: common
+                    .iter()
+                    .cloned()
+                    .chain(own.into_iter().map(std::rc::Rc::new))
+                    .collect(),
+            })
+        })
+        .collect()
+}
+
 /// The functions of `f` left without an entry site, and why.
-fn fns_without_sites(f: &FileWork) -> Vec<(&visit::FnContext, &'static str)> {
+fn fns_without_sites(f: &FileWork) -> Vec<(&visit::FnContext, &str)> {
     let mut has_entry = vec![false; f.sites.contexts.len()];
     let placed: HashSet<usize> = f
         .rewritten
@@ -1248,7 +1309,7 @@ fn fns_without_sites(f: &FileWork) -> Vec<(&visit::FnContext, &'static str)> {
         .zip(has_entry)
         .filter(|(_, has)| !has)
         .map(|(c, _)| {
-            let why = c.skipped.unwrap_or(if f.ex.file_original {
+            let why = c.skipped.as_deref().unwrap_or(if f.ex.file_original {
                 "file left as written"
             } else {
                 "probes removed by repair"
@@ -1283,7 +1344,7 @@ fn reports(packages: &[&Package], files: &[FileWork]) -> Vec<PkgReport> {
             .sites
             .contexts
             .iter()
-            .filter(|c| c.skipped == Some("const fn"))
+            .filter(|c| c.skipped.as_deref() == Some("const fn"))
             .count();
         let without = fns_without_sites(f);
         r.fns_instrumented += f.sites.contexts.len() - without.len();

@@ -11,6 +11,7 @@ pub mod rewrite;
 pub mod runtime_cache;
 pub mod runtime_src;
 pub mod sites_crate;
+pub mod skip;
 pub mod stamp;
 pub mod visit;
 pub mod workspace;

@@ -30,7 +30,7 @@ pub struct SkippedRow {
     pub first_line: u32,
     pub last_line: u32,
     pub func: String,
-    pub why: &'static str,
+    pub why: String,
 }
 
 /// The sites crate's package name for `package`.
@@ -264,7 +264,7 @@ mod tests {
                 first_line: 3,
                 last_line: 5,
                 func: "demo_app::get".into(),
-                why: "const fn",
+                why: "const fn".into(),
             }],
         );
         assert!(src.contains("Skipped { path: \"src/main.rs\", first_line: 3, last_line: 5, func: \"demo_app::get\", why: \"const fn\" },"));

@@ -9,11 +9,14 @@
 //! own context; closures and async blocks belong to the item that contains them). Repair falls
 //! back per context.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 
 use proc_macro2::{LineColumn, Span};
 use syn::spanned::Spanned;
 use syn::visit::Visit;
+
+use crate::skip::SkipList;
 
 /// Which statement lines of a file get line sites.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -96,7 +99,7 @@ pub struct FnContext {
     pub line: u32,
     pub last_line: u32,
     /// Why the function gets no sites, if it gets none.
-    pub skipped: Option<&'static str>,
+    pub skipped: Option<Cow<'static, str>>,
 }
 
 /// Everything found in one file.
@@ -119,24 +122,49 @@ pub struct FileSites {
 /// Finds the sites of `file` (parsed from `text`); `module` is the file's module path
 /// (`demo_app::billing`).
 pub fn find_sites(text: &str, file: &syn::File, module: &str, lines: &LineSel) -> FileSites {
-    find_sites_with(text, file, module, lines, false, &HashSet::new())
+    let none = HashSet::new();
+    let skip = SkipList::default();
+    find_sites_with(text, file, module, lines, &Options::new(&none, &skip))
 }
 
-/// [`find_sites`], optionally leaving trivial accessors without sites (`--skip-accessors`,
-/// see [`is_trivial_accessor`]); `package_traits`: the traits the file's package declares
-/// ([`declared_traits`]).
+/// What else decides a file's sites, besides its text and line selection.
+#[derive(Clone, Debug)]
+pub struct Options<'a> {
+    /// `--skip-accessors`: trivial accessors get no sites ([`is_trivial_accessor`]).
+    pub skip_accessors: bool,
+    /// The traits the file's package declares ([`declared_traits`]).
+    pub package_traits: &'a HashSet<String>,
+    /// The package's skip patterns: functions matching one get no sites.
+    pub skip: &'a SkipList,
+    /// Why no function of this file gets sites (a skip pattern naming the file).
+    pub skip_file: Option<String>,
+}
+
+impl<'a> Options<'a> {
+    pub fn new(package_traits: &'a HashSet<String>, skip: &'a SkipList) -> Self {
+        Options {
+            skip_accessors: false,
+            package_traits,
+            skip,
+            skip_file: None,
+        }
+    }
+}
+
+/// [`find_sites`] with the package's [`Options`].
 pub fn find_sites_with(
     text: &str,
     file: &syn::File,
     module: &str,
     lines: &LineSel,
-    skip_accessors: bool,
-    package_traits: &HashSet<String>,
+    opts: &Options<'_>,
 ) -> FileSites {
     let mut v = Visitor {
         index: LineIndex::new(text),
         lines,
-        skip_accessors,
+        skip_accessors: opts.skip_accessors,
+        skip: opts.skip,
+        skip_file: opts.skip_file.as_deref(),
         module: module.split("::").map(str::to_owned).collect(),
         self_ty: None,
         impl_generics: None,
@@ -147,7 +175,7 @@ pub fn find_sites_with(
         out: FileSites::default(),
         used_lines: HashSet::new(),
         in_closure: 0,
-        trait_names: trait_names(file, package_traits),
+        trait_names: trait_names(file, opts.package_traits),
     };
     v.visit_file(file);
     v.out
@@ -476,6 +504,8 @@ struct Visitor<'a> {
     index: LineIndex<'a>,
     lines: &'a LineSel,
     skip_accessors: bool,
+    skip: &'a SkipList,
+    skip_file: Option<&'a str>,
     module: Vec<String>,
     self_ty: Option<String>,
     /// The generics of the `impl` block the visitor is in.
@@ -987,14 +1017,18 @@ impl<'a> Visitor<'a> {
             (None, Some(ty)) => format!("{}::{ty}::{}", self.module.join("::"), sig.ident),
             (None, None) => format!("{}::{}", self.module.join("::"), sig.ident),
         };
-        let skipped = if sig.constness.is_some() {
-            Some("const fn")
+        let skipped: Option<Cow<'static, str>> = if sig.constness.is_some() {
+            Some("const fn".into())
         } else if sig.abi.is_some() {
-            Some("extern fn")
+            Some("extern fn".into())
         } else if has_attr(attrs, "naked") {
-            Some("naked fn")
+            Some("naked fn".into())
+        } else if let Some(why) = self.skip_file {
+            Some(why.to_owned().into())
+        } else if let Some(p) = self.skip.func(&func) {
+            Some(p.reason().into())
         } else if self.skip_accessors && is_trivial_accessor(block) {
-            Some("trivial accessor (--skip-accessors)")
+            Some("trivial accessor (--skip-accessors)".into())
         } else {
             None
         };
@@ -1002,6 +1036,7 @@ impl<'a> Visitor<'a> {
             self.index.offset(span.start()),
             self.index.offset(span.end()),
         );
+        let is_skipped = skipped.is_some();
         self.out.contexts.push(FnContext {
             func: func.clone(),
             start,
@@ -1011,9 +1046,10 @@ impl<'a> Visitor<'a> {
             skipped,
         });
         let ctx_index = self.out.contexts.len() - 1;
-        if skipped.is_some() {
-            // Still look inside for nested items, which are their own functions.
-            let saved = self.ctx.take();
+        if is_skipped {
+            // Still look inside for nested items, which are their own functions (named
+            // under this one, as they are when it has sites).
+            let saved = self.ctx.replace((ctx_index, func));
             self.visit_nested_items(block);
             self.ctx = saved;
             return;
@@ -1312,7 +1348,7 @@ impl<'ast> Visit<'ast> for Visitor<'_> {
                         end: self.index.offset(span.end()),
                         line: span.start().line as u32,
                         last_line: span.end().line as u32,
-                        skipped: Some("allocator method"),
+                        skipped: Some("allocator method".into()),
                     });
                 }
             }
@@ -1590,7 +1626,8 @@ mod tests {
         )
         .expect("parses");
         let traits = declared_traits([&other]);
-        let fs = find_sites_with(src, &file, "k", &LineSel::None, false, &traits);
+        let skip = SkipList::default();
+        let fs = find_sites_with(src, &file, "k", &LineSel::None, &Options::new(&traits, &skip));
         assert_eq!(
             names_in(&fs.sites[0], &fs.opaque_first),
             ["t", "b", "f", "k", "w"]
@@ -1632,7 +1669,12 @@ mod tests {
         let file = syn::parse_file(src).expect("parses");
         let all = find_sites(src, &file, "k", &LineSel::None);
         assert!(all.contexts.iter().all(|c| c.skipped.is_none()));
-        let fs = find_sites_with(src, &file, "k", &LineSel::None, true, &HashSet::new());
+        let (none, skip) = (HashSet::new(), SkipList::default());
+        let opts = Options {
+            skip_accessors: true,
+            ..Options::new(&none, &skip)
+        };
+        let fs = find_sites_with(src, &file, "k", &LineSel::None, &opts);
         let skipped: Vec<&str> = fs
             .contexts
             .iter()
@@ -1688,11 +1730,52 @@ mod tests {
     }
 
     #[test]
+    fn skip_patterns_leave_functions_and_files_without_sites() {
+        let src = "struct P;\nimpl P {\n    fn peek(&self) -> u8 { let a = 1; a }\n    fn parse(&self) -> u8 { self.peek() }\n}\nfn hot() { fn inner() {} }\n";
+        let file = syn::parse_file(src).expect("parses");
+        let none = HashSet::new();
+        let skip = SkipList {
+            patterns: ["fn:P::peek", "fn:k::hot"]
+                .iter()
+                .map(|p| std::rc::Rc::new(crate::skip::parse_pattern(p, "--skip").expect("ok")))
+                .collect(),
+        };
+        let fs = find_sites_with(src, &file, "k", &LineSel::All, &Options::new(&none, &skip));
+        let why: Vec<(&str, Option<&str>)> = fs
+            .contexts
+            .iter()
+            .map(|c| (c.func.as_str(), c.skipped.as_deref()))
+            .collect();
+        assert_eq!(
+            why,
+            [
+                ("k::P::peek", Some("skipped by fn:P::peek (--skip)")),
+                ("k::P::parse", None),
+                ("k::hot", Some("skipped by fn:k::hot (--skip)")),
+                // A nested function is its own: the pattern names `hot` only.
+                ("k::hot::inner", None),
+            ]
+        );
+        assert_eq!(
+            summary(&fs),
+            ["4:5 entry k::P::parse [self]", "6:12 entry k::hot::inner []"]
+        );
+        // A file pattern leaves every function of the file without sites.
+        let opts = Options {
+            skip_file: Some("skipped by src/t.rs (--skip)".into()),
+            ..Options::new(&none, &skip)
+        };
+        let fs = find_sites_with(src, &file, "k", &LineSel::All, &opts);
+        assert!(fs.sites.is_empty());
+        assert!(fs.contexts.iter().all(|c| c.skipped.as_deref() == Some("skipped by src/t.rs (--skip)")));
+    }
+
+    #[test]
     fn const_fn_consts_and_macros_are_left_alone() {
         let src = "const fn c() -> u8 { let a = 1; a }\nconst K: u8 = { let q = 2; q };\nmacro_rules! m { () => { fn h() {} } }\nfn g() { let a = [0u8; { 3 }]; println!(\"{}\", a.len()); }\n";
         let fs = sites(src, LineSel::All);
         assert_eq!(summary(&fs), vec!["4:1 entry k::g []"]);
-        assert_eq!(fs.contexts[0].skipped, Some("const fn"));
+        assert_eq!(fs.contexts[0].skipped.as_deref(), Some("const fn"));
     }
 
     #[test]
@@ -1709,7 +1792,7 @@ mod tests {
         let src = "struct A;\nunsafe impl GlobalAlloc for A {\n    unsafe fn alloc(&self, l: Layout) -> *mut u8 { let p = 0; p as _ }\n}\n";
         let fs = sites(src, LineSel::All);
         assert!(fs.sites.is_empty());
-        assert_eq!(fs.contexts[0].skipped, Some("allocator method"));
+        assert_eq!(fs.contexts[0].skipped.as_deref(), Some("allocator method"));
     }
 
     #[test]

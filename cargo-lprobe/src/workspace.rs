@@ -27,6 +27,8 @@ pub struct Package {
     pub lines: Option<String>,
     /// `skip-accessors = true` under `[package.metadata.lprobe]` (like `--skip-accessors`).
     pub skip_accessors: bool,
+    /// `skip` and `skip-from` under `[package.metadata.lprobe]` (see [`Skips`]).
+    pub skips: Skips,
 }
 
 #[derive(Clone, Debug)]
@@ -38,6 +40,36 @@ pub struct Workspace {
     pub lines: Option<String>,
     /// `skip-accessors = true` under `[workspace.metadata.lprobe]`.
     pub skip_accessors: bool,
+    /// `skip` and `skip-from` under `[workspace.metadata.lprobe]`.
+    pub skips: Skips,
+}
+
+/// Skip patterns from a manifest's metadata (parsed by `skip`): `skip = "PATTERN,…"` or
+/// `skip = ["PATTERN", …]`, and `skip-from = "FILE"` (relative to the manifest's directory).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Skips {
+    pub patterns: Vec<String>,
+    pub from: Option<PathBuf>,
+}
+
+/// Reads [`Skips`] from a `metadata` value; `dir` is the manifest's directory.
+fn metadata_skips(meta: &serde_json::Value, dir: &Path) -> Skips {
+    let Some(l) = meta.get("lprobe") else {
+        return Skips::default();
+    };
+    let patterns = match l.get("skip") {
+        Some(serde_json::Value::String(s)) => vec![s.clone()],
+        Some(serde_json::Value::Array(a)) => a
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect(),
+        _ => Vec::new(),
+    };
+    let from = l
+        .get("skip-from")
+        .and_then(serde_json::Value::as_str)
+        .map(|f| dir.join(f));
+    Skips { patterns, from }
 }
 
 /// Reads `lines` from a `metadata` value: `{"lprobe": {"lines": "…" | ["…", …]}}`.
@@ -92,6 +124,7 @@ pub fn load(manifest_path: Option<&Path>) -> Result<Workspace> {
                 .iter()
                 .any(|t| t.kinds.iter().any(|k| k == "proc-macro"));
             Package {
+                skips: metadata_skips(&p.metadata, &dir),
                 name: p.name.to_string(),
                 dir,
                 manifest,
@@ -102,8 +135,10 @@ pub fn load(manifest_path: Option<&Path>) -> Result<Workspace> {
             }
         })
         .collect();
+    let root = PathBuf::from(meta.workspace_root.as_std_path());
     Ok(Workspace {
-        root: PathBuf::from(meta.workspace_root.as_std_path()),
+        skips: metadata_skips(&meta.workspace_metadata, &root),
+        root,
         target_dir: PathBuf::from(meta.target_directory.as_std_path()),
         members,
         lines: metadata_lines(&meta.workspace_metadata),
@@ -274,6 +309,22 @@ mod tests {
     }
 
     #[test]
+    fn skips_are_read_from_metadata() {
+        let dir = Path::new("/w/app");
+        let list = serde_json::json!({"lprobe": {"skip": ["fn:a::*", "src/t.rs"], "skip-from": "hot.skip"}});
+        assert_eq!(
+            metadata_skips(&list, dir),
+            Skips {
+                patterns: vec!["fn:a::*".into(), "src/t.rs".into()],
+                from: Some(PathBuf::from("/w/app/hot.skip")),
+            }
+        );
+        let one = serde_json::json!({"lprobe": {"skip": "fn:a::*,fn:b"}});
+        assert_eq!(metadata_skips(&one, dir).patterns, ["fn:a::*,fn:b"]);
+        assert_eq!(metadata_skips(&serde_json::json!(null), dir), Skips::default());
+    }
+
+    #[test]
     fn follows_mod_declarations_and_path_attributes() {
         let d = tempfile::tempdir().expect("tempdir");
         let src = d.path().join("src");
@@ -301,6 +352,7 @@ mod tests {
             is_proc_macro: false,
             lines: None,
             skip_accessors: false,
+            skips: Skips::default(),
         };
         let mut mods: Vec<String> = module_files(&pkg)
             .into_iter()

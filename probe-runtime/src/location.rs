@@ -157,6 +157,8 @@ pub fn resolve(
 fn remedy(why: &str) -> &'static str {
     if why.contains("--skip-accessors") {
         "; to probe it, rebuild without --skip-accessors (and without skip-accessors = true in [package.metadata.lprobe] or [workspace.metadata.lprobe])"
+    } else if why.starts_with("skipped by ") {
+        "; to probe it, rebuild without that skip pattern (--skip, --skip-from, or skip / skip-from in [package.metadata.lprobe] or [workspace.metadata.lprobe])"
     } else if why == "const fn" {
         "; a const fn can run at compile time, where no probe can: probe its callers"
     } else if why.starts_with("probes removed") || why.starts_with("file left") {
@@ -189,8 +191,8 @@ pub fn fn_matches(pat: &str, func: &str) -> bool {
         .any(|(i, _)| glob(pat, &func[i + 2..]))
 }
 
-/// `*` matches any run of characters (including `::`); everything else matches itself.
-fn glob(pat: &str, s: &str) -> bool {
+/// `*` matches any run of characters (including `::` and `/`); everything else matches itself.
+pub fn glob(pat: &str, s: &str) -> bool {
     let parts: Vec<&str> = pat.split('*').collect();
     let [first, middle @ .., last] = parts.as_slice() else {
         return pat == s;
@@ -351,6 +353,9 @@ mod tests {
             e.contains("const fn") && e.contains("probe its callers"),
             "{e}"
         );
+        // A skip pattern names itself and how to undo it.
+        assert!(remedy("skipped by fn:app::peek (lprobe.skip:3)")
+            .contains("rebuild without that skip pattern"));
         // Outside any of them: the nearest sites, as before.
         let e = resolve(&all(), "billing.rs:30").unwrap_err();
         assert!(e.contains("nearest: app/src/billing.rs:3"), "{e}");
