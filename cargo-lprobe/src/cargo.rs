@@ -195,7 +195,8 @@ mod tests {
         assert_eq!(inv.lines.as_deref(), Some("all"));
         assert!(!inv.skip_accessors);
         assert!(p("lprobe build --skip-accessors").skip_accessors);
-        let sk = p("lprobe build --skip fn:a::*,src/t.rs --skip=fn:b --skip-from hot.skip --release");
+        let sk =
+            p("lprobe build --skip fn:a::*,src/t.rs --skip=fn:b --skip-from hot.skip --release");
         assert_eq!(sk.skip, ["fn:a::*,src/t.rs", "fn:b"]);
         assert_eq!(sk.skip_from, [PathBuf::from("hot.skip")]);
         assert_eq!(sk.cargo_args, ["--release"]);

@@ -233,7 +233,8 @@ fn after_inner_attrs(text: &str, file: &syn::File) -> usize {
             .map_or(rest.len(), |(i, _)| i)
 }
 
-fn thousands(n: usize) -> String {
+/// `1234567` as `1,234,567`.
+pub(crate) fn thousands(n: impl std::fmt::Display) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {

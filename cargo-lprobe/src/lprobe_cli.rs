@@ -5,6 +5,7 @@
 //! output streams and cancel flag injected (tests use it with fake servers).
 
 pub mod format;
+pub mod hot;
 
 use std::ffi::OsString;
 use std::fs::OpenOptions;
@@ -31,6 +32,7 @@ Examples:
   lprobe arm 'fn:demo_app::billing::total' --duration   call durations: p50/p90/p99/max
   lprobe tictoc src/main.rs:42 src/main.rs:47  time between two lines
   lprobe status                               armed probes and their counters
+  lprobe hot --for 30s > lprobe.skip          the most-called functions, as a skip list
   lprobe disarm p1                            (or a location, or --all)
 
 Finding processes:
@@ -118,6 +120,43 @@ pub enum Command {
     Tail,
     /// Wait for one hit at a location and print the variables and stack there
     Snapshot(SnapshotArgs),
+    /// Count function calls for a while and print the most-called functions as a skip list
+    Hot(HotArgs),
+}
+
+/// `lprobe hot`.
+#[derive(Args, Debug, Clone, PartialEq, Eq)]
+#[command(
+    long_about = "Count the calls of every function (or of those matching PATTERN) for --for, \
+        then print the most-called ones as a skip list: one fn:PATH per line, followed after a \
+        '#' by its calls, their share, the rate and where the function is.\n\n\
+        A dormant probe site costs a check per call. In a function called millions of times a \
+        second (a parser's peek, a one-line accessor) that check, and the inlining it can \
+        prevent, may cost more than the function itself. Save the list and rebuild with \
+        'cargo lprobe build --skip-from FILE' (or skip-from = \"FILE\" under \
+        [package.metadata.lprobe]) to build those functions without sites; edit the file to \
+        keep the ones you want to probe.\n\n\
+        Counting costs one atomic add per call while the window is open; the counting probe is \
+        armed for the window only (it expires by itself a minute after it, should lprobe be \
+        killed), and its final counts also go to the process's output as count records. \
+        Ctrl-C ends the window early and prints what was counted.\n\n\
+        With --json: {pid, program, pattern, seconds, calls, called, sites, functions: [{fn, \
+        calls, share, per_second, path, line}]}.",
+    after_help = "Examples:\n  lprobe hot --for 30s > lprobe.skip\n  \
+        cargo lprobe build --release --skip-from lprobe.skip\n  \
+        lprobe hot 'regex_syntax::hir::*' --top 5 --for 1m"
+)]
+pub struct HotArgs {
+    /// Count only functions matching this pattern, as for 'lprobe arm fn:PATTERN' (default:
+    /// every function)
+    #[arg(value_name = "PATTERN", default_value = "*")]
+    pub pattern: String,
+    /// How long to count, e.g. 10s, 1m (a bare number is seconds)
+    #[arg(long = "for", id = "for", value_name = "DURATION", default_value = "10s", value_parser = timeout_arg)]
+    pub window: String,
+    /// How many functions to print
+    #[arg(long, value_name = "N", default_value = "20", value_parser = positive_arg)]
+    pub top: u64,
 }
 
 /// `lprobe list`.
@@ -430,7 +469,10 @@ where
             return if e.exit_code() == 0 { 0 } else { 1 };
         }
     };
-    if matches!(cli.command, Command::Tail | Command::Snapshot(_)) {
+    if matches!(
+        cli.command,
+        Command::Tail | Command::Snapshot(_) | Command::Hot(_)
+    ) {
         // If this fails, Ctrl-C simply kills lprobe, which is acceptable.
         let _ = ctrlc::try_set_handler(|| INTERRUPTED.store(true, Ordering::SeqCst));
     }
@@ -527,6 +569,7 @@ pub fn run_with(cli: &Cli, matches: &ArgMatches, ctx: &mut Ctx<'_>) -> i32 {
         Command::Status => cmd_status(g, ctx),
         Command::Tail => cmd_tail(g, ctx),
         Command::Snapshot(a) => cmd_snapshot(g, a, ctx),
+        Command::Hot(a) => cmd_hot(g, a, ctx),
     };
     match result {
         Ok(code) => code,
@@ -1301,6 +1344,77 @@ fn cmd_snapshot(g: &Global, a: &SnapshotArgs, ctx: &mut Ctx<'_>) -> Result<i32> 
             }
         }
     }
+}
+
+fn cmd_hot(g: &Global, a: &HotArgs, ctx: &mut Ctx<'_>) -> Result<i32> {
+    if g.all && g.pid.is_none() {
+        bail!("hot works on one process; pick it with --pid PID");
+    }
+    let targets = select(&ctx.discovery, g.pid, false, ctx.err)?;
+    let Some(t) = targets.into_iter().next() else {
+        return Err(none_found(&ctx.discovery.searched));
+    };
+    let window = parse_duration(&a.window, true).map_err(|e| anyhow!(e))?;
+    let pattern = a.pattern.strip_prefix("fn:").unwrap_or(&a.pattern);
+    // The probe expires by itself should lprobe die before disarming it.
+    let ttl = format!("{}s", window.as_secs() + 60);
+    let args = [
+        format!("fn:{pattern}"),
+        "--count".into(),
+        "--every".into(),
+        "1h".into(),
+        "--ttl".into(),
+        ttl,
+    ];
+    let armed = client::request(&t.socket, "arm", &args)?;
+    let probe = field_str(&armed, "probe");
+    if probe.is_empty() {
+        bail!("malformed answer to 'arm' (no \"probe\" id)");
+    }
+    if ctx.interactive && !g.json {
+        ctx.note(&format!(
+            "counting the calls of fn:{pattern} in pid {} ({}) for {}; Ctrl-C to stop early…",
+            t.hello.pid,
+            t.hello.program,
+            a.window.trim()
+        ));
+    }
+    let start = Instant::now();
+    while !ctx.cancel.load(Ordering::SeqCst) {
+        let Some(left) = window.checked_sub(start.elapsed()) else {
+            break;
+        };
+        std::thread::sleep(left.min(Duration::from_millis(100)));
+    }
+    let elapsed = start.elapsed().min(window);
+    let counts = client::request(&t.socket, "counts", std::slice::from_ref(&probe));
+    if let Err(e) = client::request(&t.socket, "disarm", std::slice::from_ref(&probe)) {
+        ctx.note(&format!(
+            "warning: the counting probe stays armed as {probe} until it expires (disarming \
+             failed: {e:#}); disarm it with 'lprobe disarm {probe} --pid {}'",
+            t.hello.pid
+        ));
+    }
+    let h = hot::from_counts(
+        &counts?,
+        t.hello.pid,
+        &t.hello.program,
+        pattern,
+        elapsed,
+        usize::try_from(a.top).unwrap_or(usize::MAX),
+    )?;
+    if g.json {
+        ctx.line(&serde_json::to_string(&h)?)?;
+    } else {
+        ctx.put(&hot::render(&h))?;
+        if h.functions.is_empty() {
+            ctx.note(&format!(
+                "no call of fn:{pattern} was counted in {:.1} s: is the program doing work?",
+                h.seconds
+            ));
+        }
+    }
+    Ok(0)
 }
 
 #[cfg(test)]

@@ -124,8 +124,8 @@ pub fn parse_list(list: &str, origin: &str) -> Result<Vec<Pattern>> {
 /// Reads a skip file: one pattern per line; blank lines and everything after a `#` are ignored
 /// (so `lprobe hot`'s output can be used as it is). `shown` is how messages name the file.
 pub fn read_file(path: &Path, shown: &str) -> Result<Vec<Pattern>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading the skip file {shown}"))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading the skip file {shown}"))?;
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let line = line.split('#').next().unwrap_or("").trim();
@@ -160,7 +160,13 @@ pub fn load(
 /// The patterns of a manifest's metadata table.
 pub fn from_metadata(skips: &Skips, table: &str, root: &Path) -> Result<Vec<Pattern>> {
     let files: Vec<&Path> = skips.from.iter().map(|p| p.as_path()).collect();
-    load(&skips.patterns, &files, &format!("skip in {table}"), root, root)
+    load(
+        &skips.patterns,
+        &files,
+        &format!("skip in {table}"),
+        root,
+        root,
+    )
 }
 
 /// The patterns that apply to one package: the command line's and the workspace's (shared by
@@ -228,7 +234,9 @@ mod tests {
         assert!(l.func("regex_syntax::ast::parse::Parser::peek").is_some());
         // A suffix starts at a `::`, never inside a name.
         assert!(l.func("regex_syntax::ast::parse::MyParser::peek").is_none());
-        assert!(l.func("regex_syntax::ast::parse::Parser::peek_space").is_none());
+        assert!(l
+            .func("regex_syntax::ast::parse::Parser::peek_space")
+            .is_none());
         assert_eq!(
             hit.map(Pattern::reason).as_deref(),
             Some("skipped by fn:hir::interval::* (--skip)")
@@ -239,14 +247,23 @@ mod tests {
     fn file_patterns_match_from_either_root_or_as_a_suffix() {
         let l = list(&["src/unicode_tables/", "parse.rs", "core/src/gen_*.rs"]);
         assert!(l
-            .file("regex-syntax/src/unicode_tables/perl.rs", "src/unicode_tables/perl.rs")
+            .file(
+                "regex-syntax/src/unicode_tables/perl.rs",
+                "src/unicode_tables/perl.rs"
+            )
             .is_some());
         assert!(l.file("app/src/ast/parse.rs", "src/ast/parse.rs").is_some());
-        assert!(l.file("app/src/ast/parser.rs", "src/ast/parser.rs").is_none());
-        assert!(l.file("core/src/gen_tables.rs", "src/gen_tables.rs").is_some());
+        assert!(l
+            .file("app/src/ast/parser.rs", "src/ast/parser.rs")
+            .is_none());
+        assert!(l
+            .file("core/src/gen_tables.rs", "src/gen_tables.rs")
+            .is_some());
         assert!(l.file("app/src/main.rs", "src/main.rs").is_none());
         // Function patterns never match files, and the other way round.
-        assert!(list(&["fn:app::*"]).file("src/main.rs", "src/main.rs").is_none());
+        assert!(list(&["fn:app::*"])
+            .file("src/main.rs", "src/main.rs")
+            .is_none());
         assert!(list(&["src/*"]).func("app::main").is_none());
     }
 
@@ -306,9 +323,15 @@ mod tests {
             ]
         );
         std::fs::write(&path, "fn:ok\nnot a pattern\n").expect("write");
-        let e = format!("{:#}", read_file(&path, "lprobe.skip").expect_err("bad line"));
+        let e = format!(
+            "{:#}",
+            read_file(&path, "lprobe.skip").expect_err("bad line")
+        );
         assert!(e.starts_with("lprobe.skip:2: invalid skip pattern"), "{e}");
-        let e = format!("{:#}", read_file(&dir.path().join("nope"), "nope").expect_err("missing"));
+        let e = format!(
+            "{:#}",
+            read_file(&dir.path().join("nope"), "nope").expect_err("missing")
+        );
         assert!(e.contains("reading the skip file nope"), "{e}");
     }
 

@@ -1627,7 +1627,13 @@ mod tests {
         .expect("parses");
         let traits = declared_traits([&other]);
         let skip = SkipList::default();
-        let fs = find_sites_with(src, &file, "k", &LineSel::None, &Options::new(&traits, &skip));
+        let fs = find_sites_with(
+            src,
+            &file,
+            "k",
+            &LineSel::None,
+            &Options::new(&traits, &skip),
+        );
         assert_eq!(
             names_in(&fs.sites[0], &fs.opaque_first),
             ["t", "b", "f", "k", "w"]
@@ -1758,7 +1764,10 @@ mod tests {
         );
         assert_eq!(
             summary(&fs),
-            ["4:5 entry k::P::parse [self]", "6:12 entry k::hot::inner []"]
+            [
+                "4:5 entry k::P::parse [self]",
+                "6:12 entry k::hot::inner []"
+            ]
         );
         // A file pattern leaves every function of the file without sites.
         let opts = Options {
@@ -1767,7 +1776,10 @@ mod tests {
         };
         let fs = find_sites_with(src, &file, "k", &LineSel::All, &opts);
         assert!(fs.sites.is_empty());
-        assert!(fs.contexts.iter().all(|c| c.skipped.as_deref() == Some("skipped by src/t.rs (--skip)")));
+        assert!(fs
+            .contexts
+            .iter()
+            .all(|c| c.skipped.as_deref() == Some("skipped by src/t.rs (--skip)")));
     }
 
     #[test]

@@ -321,7 +321,10 @@ mod tests {
         );
         let one = serde_json::json!({"lprobe": {"skip": "fn:a::*,fn:b"}});
         assert_eq!(metadata_skips(&one, dir).patterns, ["fn:a::*,fn:b"]);
-        assert_eq!(metadata_skips(&serde_json::json!(null), dir), Skips::default());
+        assert_eq!(
+            metadata_skips(&serde_json::json!(null), dir),
+            Skips::default()
+        );
     }
 
     #[test]

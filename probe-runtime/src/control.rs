@@ -333,6 +333,7 @@ fn handle(mut stream: UnixStream) {
             }
         }
         "disarm" => disarm(&words),
+        "counts" => counts(&words),
         "status" => Ok(status()),
         "tail" => {
             if stream.write_all(b"{\"ok\":true}\n").is_ok() {
@@ -345,7 +346,7 @@ fn handle(mut stream: UnixStream) {
             return;
         }
         other => Err(format!(
-            "unknown request '{other}' (expected hello, sites, arm, watch, disarm, status or tail)"
+            "unknown request '{other}' (expected hello, sites, arm, watch, disarm, counts, status or tail)"
         )),
     };
     let line = match reply {
@@ -378,6 +379,54 @@ fn hello() -> String {
     }
     s.push_str("}\n");
     s
+}
+
+/// `counts PROBE`: the hits a `--count` probe counted at each of its sites so far, the sites
+/// that were hit only, most hits first (what `lprobe hot` reads).
+fn counts(words: &[String]) -> Result<String, String> {
+    let Some(id) = words.first() else {
+        return Err("counts needs a probe id (see 'lprobe status')".into());
+    };
+    let probe = registry::lock()
+        .probes
+        .iter()
+        .find(|p| *p.id == **id)
+        .cloned()
+        .ok_or_else(|| format!("no armed probe '{id}' (see 'lprobe status')"))?;
+    if !probe.spec.actions.count {
+        return Err(format!(
+            "probe {id} does not count hits (arm it with --count)"
+        ));
+    }
+    let mut hit: Vec<(u64, &'static crate::Site)> = probe
+        .site_counts()
+        .into_iter()
+        .zip(&probe.sites)
+        .filter(|(n, _)| *n > 0)
+        .filter_map(|(n, (t, i))| Some((n, t.sites.get(*i as usize)?)))
+        .collect();
+    hit.sort_by_key(|h| std::cmp::Reverse(h.0));
+    let total: u64 = hit.iter().map(|(n, _)| n).sum();
+    let mut s = String::from("{\"ok\":true,\"probe\":");
+    json::push_str(&mut s, &probe.id);
+    s.push_str(&format!(
+        ",\"sites\":{},\"hits\":{total},\"counts\":[",
+        probe.sites.len()
+    ));
+    for (i, (n, site)) in hit.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        s.push_str("{\"path\":");
+        json::push_str(&mut s, site.path);
+        s.push_str(&format!(",\"line\":{},\"fn\":", site.line));
+        json::push_str(&mut s, site.func);
+        s.push_str(",\"kind\":");
+        json::push_str(&mut s, site.kind);
+        s.push_str(&format!(",\"count\":{n}}}"));
+    }
+    s.push_str("]}\n");
+    Ok(s)
 }
 
 fn sites(filter: Option<&str>) -> String {

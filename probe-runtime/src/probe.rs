@@ -428,6 +428,11 @@ impl Probe {
         self.count_only
     }
 
+    /// Hits counted at each of the probe's sites (in the order of `sites`), for `--count`.
+    pub(crate) fn site_counts(&self) -> Vec<u64> {
+        (0..self.sites.len()).map(|i| self.count_at(i)).collect()
+    }
+
     /// Hits counted at the probe's `i`-th site.
     fn count_at(&self, i: usize) -> u64 {
         match (self.sites.get(i), self.base.get(i)) {

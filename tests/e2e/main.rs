@@ -9,4 +9,5 @@ mod harness;
 mod build;
 mod control_file;
 mod lang;
+mod skip;
 mod socket;
