@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# lprobe benchmarks. Usage: scripts/bench.sh [dormant|disarm|armed|build|build-ir|arming|memory|http|corpus|all]...
+# lprobe benchmarks. Usage: scripts/bench.sh [dormant|disarm|armed|build|build-ir|arming|memory|http|corpus|hot|all]...
 #
 #   dormant  bench-mix: plain vs `cargo lprobe build` (entry sites) vs `--lines all`: callgrind Ir
 #            per round (Ir at 2N rounds minus Ir at N, collected only inside the workload function),
@@ -13,6 +13,11 @@
 #   build-ir the same clean builds (plain, entry, every line) run under callgrind with every
 #            child process traced: the build's instructions, summed (stable; not part of `all`:
 #            ~50x slower than the builds themselves).
+#   hot      call-heavy real code with a profile-driven skip list: regex-syntax's libtest benches
+#            built plain, with entry sites, and with entry sites minus the N most-called
+#            functions that `lprobe hot` counted in a run of the instrumented benches (N in
+#            BENCH_HOT_TOPS, default "8 20 60"); callgrind Ir per parse (parse_medium2,
+#            parse_simple1) and libtest ns/iter of all benches. Not part of `all`.
 #   arming   latency from `lprobe arm` (socket) / a control-file write to the first record.
 #   memory   VmRSS of demo-app after start-up: plain vs instrumented (both densities).
 #   http     under load: fixtures/http-service (tokio + axum) driven by wrk over loopback, plain
@@ -724,15 +729,22 @@ corpus_bench_run() {
         sed -n 's/^test \(.*\) \.\.\. bench: *\([0-9,.]*\) ns\/iter.*/\1 \2/p' | tr -d ','
 }
 
+# fetch_corpus CRATE...: the named crates of the shared corpus into ${BENCH_CORPUS:-$W/corpus}.
+fetch_corpus() {
+    local corpus=${BENCH_CORPUS:-$W/corpus} shared=${BENCH_SHARED:-$root/../shared}
+    local list="$W/corpus-list-$$.tsv"
+    awk -v want=" $* " 'NR == 1 || index(want, " " $1 " ")' "$shared/corpus/crates.tsv" >"$list"
+    CORPUS_LIST="$list" CORPUS_LOCKS="$shared/corpus/locks" "$shared/corpus/corpus-fetch" "$corpus" >&2 || true
+    rm -f "$list"
+}
+
 # Real code: the benchmarks that corpus crates ship, plain `cargo bench` vs `cargo lprobe bench`
 # (entry sites, the default, and every line). humantime (bencher) and ryu (criterion) run on
 # stable; regex-syntax and indexmap's `faststring` use `#![feature(test)]` and run with
 # RUSTC_BOOTSTRAP=1 (this machine has no nightly toolchain).
 bench_corpus() {
     local corpus=${BENCH_CORPUS:-$W/corpus} reps=${BENCH_CORPUS_REPS:-2}
-    local list="$W/corpus-bench-list.tsv" shared=${BENCH_SHARED:-$root/../shared}
-    awk 'NR == 1 || index(" humantime ryu regex-syntax indexmap ", " " $1 " ")' "$shared/corpus/crates.tsv" >"$list"
-    CORPUS_LIST="$list" CORPUS_LOCKS="$shared/corpus/locks" "$shared/corpus/corpus-fetch" "$corpus" >&2 || true
+    fetch_corpus humantime ryu regex-syntax indexmap
     local out="$W/results/corpus-bench.md"
     {
         echo "## Real code: corpus crates' own benchmarks, \`cargo bench\` vs \`cargo lprobe bench\`"
@@ -828,16 +840,127 @@ bench_build_ir() {
     } | tee -a "$out"
 }
 
+# calls_of CALLGRIND_FILE SUBSTRING: calls (from every caller) of the functions whose name
+# contains SUBSTRING, read from a callgrind profile (names are compressed to "(id) name" once).
+calls_of() {
+    awk -v want="$2" '
+        function name(s,   id, rest) {
+            id = s; sub(/\).*/, "", id); sub(/^\(/, "", id)
+            rest = s; sub(/^\([0-9]+\) ?/, "", rest)
+            if (rest != "") names[id] = rest
+            return names[id]
+        }
+        /^fn=/ { name(substr($0, 4)) }
+        /^cfn=/ { cur = name(substr($0, 5)) }
+        /^calls=/ { if (index(cur, want)) { split($0, a, /[= ]/); n += a[2] } }
+        END { print n + 0 }' "$1"
+}
+
+# ir_per_parse BINARY BENCH: whole-program Ir of one libtest bench run / the parses it made.
+ir_per_parse() {
+    local cg="$W/hot/cg-$(basename "$1")-$2"
+    LPROBE_DISABLE=1 valgrind --tool=callgrind --callgrind-out-file="$cg" "$1" --bench --exact "$2" \
+        >/dev/null 2>"$cg.err"
+    local total calls
+    total=$(sed -n 's/.*Collected : \([0-9]*\).*/\1/p' "$cg.err" | tail -1)
+    calls=$(calls_of "$cg" parse_with_comments)
+    awk -v t="$total" -v c="$calls" 'BEGIN {if (c == 0) print "nan"; else printf "%.0f", t / c}'
+}
+
+# hot_bench_bin DIR VARIANT ARGS...: builds regex-syntax's bench target (plain `cargo bench`
+# or `cargo lprobe bench ARGS`) and copies its binary to $W/hot/VARIANT.
+hot_bench_bin() {
+    local d=$1 v=$2 td="$W/t/hot-$2" cmd
+    shift 2
+    if [[ $v == plain ]]; then cmd=(cargo bench); else cmd=(cargo-lprobe lprobe bench "$@"); fi
+    log "hot: building $v"
+    (cd "$d" && CARGO_TARGET_DIR=$td RUSTC_BOOTSTRAP=1 "${cmd[@]}" --no-run --quiet >&2)
+    cp "$(ls -t "$td"/release/deps/bench-* "$td"/lprobe/release/deps/bench-* 2>/dev/null | grep -v '\.d$' | head -1)" "$W/hot/$v"
+}
+
+bench_hot() {
+    local corpus=${BENCH_CORPUS:-$W/corpus} tops=${BENCH_HOT_TOPS:-8 20 60} reps=${BENCH_HOT_REPS:-2}
+    fetch_corpus regex-syntax
+    local d
+    d=$(ls -d "$corpus"/regex-syntax-[0-9]* 2>/dev/null | head -1 || true)
+    [[ -n $d ]] || { log "hot: regex-syntax not fetched"; return 1; }
+    rm -rf "$W/hot"
+    mkdir -p "$W/hot"
+    hot_bench_bin "$d" plain
+    hot_bench_bin "$d" entry
+    # The profile: every function's calls in a 5 s window of the instrumented benches.
+    log "hot: counting calls (lprobe hot --for 5s)"
+    LPROBE_SOCKET="$W/hot/s.sock" LPROBE_OUTPUT=/dev/null "$W/hot/entry" --bench >/dev/null 2>&1 &
+    local pid=$!
+    LPROBE_SOCKET="$W/hot/s.sock" wait_socket "$pid"
+    LPROBE_SOCKET="$W/hot/s.sock" "$LPROBE" hot --pid "$pid" --for 5s --top 200 >"$W/hot/hot.skip"
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    local variants=(plain entry) n
+    for n in $tops; do
+        head -2 "$W/hot/hot.skip" >"$W/hot/top$n.skip"
+        grep '^fn:' "$W/hot/hot.skip" | head -"$n" >>"$W/hot/top$n.skip"
+        hot_bench_bin "$d" "skip$n" --skip-from "$W/hot/top$n.skip"
+        variants+=("skip$n")
+    done
+    local v r out="$W/results/hot.md"
+    for v in "${variants[@]}"; do : >"$W/hot/ns-$v"; done
+    for r in $(seq "$reps"); do
+        for v in "${variants[@]}"; do
+            log "hot: wall-clock run $r of $v"
+            LPROBE_OUTPUT=/dev/null "$W/hot/$v" --bench 2>/dev/null |
+                sed -n 's/^test \(.*\) \.\.\. bench: *\([0-9,.]*\) ns\/iter.*/\1 \2/p' | tr -d ',' >>"$W/hot/ns-$v"
+        done
+    done
+    {
+        echo "## Call-heavy real code with a profile-driven skip list (regex-syntax benches)"
+        echo
+        machine
+        echo
+        echo "The first of the $(grep -c '^fn:' "$W/hot/hot.skip") functions called in the window (\`lprobe hot\`'s output):"
+        echo
+        echo '```'
+        head -12 "$W/hot/hot.skip"
+        echo '```'
+        echo
+        echo "| build | parse_medium2 Ir/parse | ratio | parse_simple1 Ir/parse | ratio | all benches: geomean ns/iter ratio |"
+        echo "|---|---|---|---|---|---|"
+    } | tee "$out"
+    local m2p s1p
+    m2p=$(ir_per_parse "$W/hot/plain" parse_medium2)
+    s1p=$(ir_per_parse "$W/hot/plain" parse_simple1)
+    for v in "${variants[@]}"; do
+        local m2 s1 geo desc
+        m2=$(ir_per_parse "$W/hot/$v" parse_medium2)
+        s1=$(ir_per_parse "$W/hot/$v" parse_simple1)
+        geo=$({ sed 's/^/1 /' "$W/hot/ns-plain"; sed 's/^/2 /' "$W/hot/ns-$v"; } | awk '
+            { k = $2; x = $3 + 0; if (!(($1, k) in m) || x < m[$1, k]) m[$1, k] = x; if ($1 == 1) names[k] = 1 }
+            END { n = 0; s = 0
+                  for (k in names) if (((2, k) in m) && m[1, k] > 0 && m[2, k] > 0) { s += log(m[2, k] / m[1, k]); n++ }
+                  if (n) printf "%.3f", exp(s / n); else print "nan" }')
+        case $v in
+        plain) desc="plain \`cargo bench\`" ;;
+        entry) desc="\`cargo lprobe bench\` (entry sites)" ;;
+        *) desc="entry sites, \`--skip-from\` the top ${v#skip}" ;;
+        esac
+        echo "| $desc | $m2 | **$(ratio "$m2" "$m2p")** | $s1 | **$(ratio "$s1" "$s1p")** | $geo |" | tee -a "$out"
+    done
+    {
+        echo
+        echo "Ir per parse: the whole program's instructions in one \`BENCH --bench --exact NAME\` run under callgrind (LPROBE_DISABLE=1) divided by the calls of \`Parser::parse_with_comments\` in that run (one per iteration; libtest picks the iteration count). Wall clock: libtest's ns/iter, the fastest of $reps alternating runs per benchmark, geometric mean of the ratios to plain over the crate's benchmarks. The skip lists are the first N \`fn:\` lines of one \`lprobe hot --for 5s\` taken while the entry-sites benches ran. The benches use \`#![feature(test)]\`: built with RUSTC_BOOTSTRAP=1."
+    } | tee -a "$out"
+}
+
 main() {
     local cmds=("$@")
     ((${#cmds[@]})) || cmds=(all)
     local c
     for c in "${cmds[@]}"; do
         case $c in
-        dormant | disarm | armed | build | arming | memory | http | corpus) "bench_$c" ;;
+        dormant | disarm | armed | build | arming | memory | http | corpus | hot) "bench_$c" ;;
         build-ir) bench_build_ir ;;
         all) bench_dormant; bench_disarm; bench_armed; bench_arming; bench_memory; bench_build ;;
-        *) echo "usage: $0 [dormant|disarm|armed|build|build-ir|arming|memory|http|corpus|all]..." >&2; exit 2 ;;
+        *) echo "usage: $0 [dormant|disarm|armed|build|build-ir|arming|memory|http|corpus|hot|all]..." >&2; exit 2 ;;
         esac
     done
 }

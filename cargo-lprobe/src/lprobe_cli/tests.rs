@@ -203,6 +203,17 @@ fn arm_flag_validation() {
     assert!(parse(["lprobe", "arm"]).is_err());
     assert!(parse(["lprobe", "snapshot", "x", "--timeout", "0"]).is_err());
     assert!(parse(["lprobe", "snapshot", "x", "--timeout", "45"]).is_ok());
+    match parse(["lprobe", "hot"]).map(|(c, _)| c.command) {
+        Ok(Command::Hot(h)) => assert_eq!(
+            (h.pattern.as_str(), h.window.as_str(), h.top),
+            ("*", "10s", 20)
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert!(parse(["lprobe", "hot", "fn:app::*", "--for", "1.5m", "--top", "5"]).is_ok());
+    assert!(parse(["lprobe", "hot", "--for", "0"]).is_err());
+    assert!(parse(["lprobe", "hot", "--top", "0"]).is_err());
+    assert!(parse(["lprobe", "hot", "--for", "soon"]).is_err());
     assert_eq!(
         parse_duration("500ms", false),
         Ok(Duration::from_millis(500))
