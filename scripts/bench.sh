@@ -947,7 +947,7 @@ bench_hot() {
     done
     {
         echo
-        echo "Ir per parse: the whole program's instructions in one \`BENCH --bench --exact NAME\` run under callgrind (LPROBE_DISABLE=1) divided by the calls of \`Parser::parse_with_comments\` in that run (one per iteration; libtest picks the iteration count). Wall clock: libtest's ns/iter, the fastest of $reps alternating runs per benchmark, geometric mean of the ratios to plain over the crate's benchmarks. The skip lists are the first N \`fn:\` lines of one \`lprobe hot --for 5s\` taken while the entry-sites benches ran. The benches use \`#![feature(test)]\`: built with RUSTC_BOOTSTRAP=1."
+        echo "Ir per parse: the whole program's instructions in one \`BENCH --bench --exact NAME\` run under callgrind (LPROBE_DISABLE=1) divided by the calls of \`Parser::parse_with_comments\` in that run (one per iteration; libtest picks the iteration count). Wall clock: libtest's ns/iter, the fastest of $reps alternating runs per benchmark, geometric mean of the ratios to plain over the crate's benchmarks. The skip lists are the first N \`fn:\` lines of one \`lprobe hot --for 5s\` taken from the start of a run of the entry-sites benches: libtest runs them in name order, a few seconds each, so the window sees the first one or two (parse_huge, parse_medium1) and the list is their profile; the other benches gain as far as they share its hot functions. The benches use \`#![feature(test)]\`: built with RUSTC_BOOTSTRAP=1."
     } | tee -a "$out"
 }
 

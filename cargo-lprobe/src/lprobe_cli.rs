@@ -1356,6 +1356,16 @@ fn cmd_hot(g: &Global, a: &HotArgs, ctx: &mut Ctx<'_>) -> Result<i32> {
     };
     let window = parse_duration(&a.window, true).map_err(|e| anyhow!(e))?;
     let pattern = a.pattern.strip_prefix("fn:").unwrap_or(&a.pattern);
+    // A runtime older than `counts` would pay for a whole window for nothing: ask first.
+    if let Err(e) = client::request(&t.socket, "counts", &["-"]) {
+        if format!("{e:#}").contains("unknown request") {
+            bail!(
+                "pid {} runs an lprobe runtime without per-site counts (older than this lprobe); \
+                 rebuild it with this cargo-lprobe to use 'lprobe hot'",
+                t.hello.pid
+            );
+        }
+    }
     // The probe expires by itself should lprobe die before disarming it.
     let ttl = format!("{}s", window.as_secs() + 60);
     let args = [
@@ -1380,23 +1390,39 @@ fn cmd_hot(g: &Global, a: &HotArgs, ctx: &mut Ctx<'_>) -> Result<i32> {
         ));
     }
     let start = Instant::now();
+    let mut last_seen = start;
     while !ctx.cancel.load(Ordering::SeqCst) {
         let Some(left) = window.checked_sub(start.elapsed()) else {
             break;
         };
         std::thread::sleep(left.min(Duration::from_millis(100)));
+        // A process that exits takes its counts along: say so now, not at the window's end.
+        if last_seen.elapsed() >= Duration::from_secs(1) {
+            last_seen = Instant::now();
+            if let Err(e) = client::request(&t.socket, "hello", &[] as &[&str]) {
+                bail!(
+                    "pid {} stopped answering {:.1} s into the window (did it exit?): {e:#}",
+                    t.hello.pid,
+                    start.elapsed().as_secs_f64()
+                );
+            }
+        }
     }
     let elapsed = start.elapsed().min(window);
     let counts = client::request(&t.socket, "counts", std::slice::from_ref(&probe));
-    if let Err(e) = client::request(&t.socket, "disarm", std::slice::from_ref(&probe)) {
+    let disarmed = client::request(&t.socket, "disarm", std::slice::from_ref(&probe));
+    // When neither answered, the process is gone and the counts' error says so.
+    if let (Ok(_), Err(e)) = (&counts, disarmed) {
         ctx.note(&format!(
             "warning: the counting probe stays armed as {probe} until it expires (disarming \
              failed: {e:#}); disarm it with 'lprobe disarm {probe} --pid {}'",
             t.hello.pid
         ));
     }
+    let counts = counts
+        .with_context(|| format!("reading the counts of {probe} from pid {}", t.hello.pid))?;
     let h = hot::from_counts(
-        &counts?,
+        &counts,
         t.hello.pid,
         &t.hello.program,
         pattern,

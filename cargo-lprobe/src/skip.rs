@@ -89,18 +89,30 @@ pub fn parse_pattern(s: &str, origin: &str) -> Result<Pattern> {
         if path.contains('/') {
             return bad("a function path uses '::', not '/' (a file pattern has no fn: prefix)");
         }
+        if path.ends_with("::") || path.starts_with("::") || path.contains("::::") {
+            return bad("a function path has a name on each side of every '::', e.g. fn:my_crate::parser::peek");
+        }
         Target::Fn(path.to_owned())
     } else {
         if s.contains("::") {
             return bad(&format!("this looks like a function path: write fn:{s}"));
         }
-        let file = s.trim_start_matches("./");
+        let mut file = s.to_owned();
+        while file.contains("//") {
+            file = file.replace("//", "/");
+        }
+        let file = file.trim_start_matches("./").to_owned();
         let file = match file.strip_suffix('/') {
             Some(dir) => format!("{dir}/*"),
-            None => file.to_owned(),
+            None => file,
         };
         if !(file.ends_with(".rs") || file.contains('*')) {
             return bad("expected fn:PATH for functions, or a source file: src/x.rs, src/tables/*.rs or a directory src/tables/");
+        }
+        if matches!(file.trim_matches(|c| c == '*' || c == '/'), "" | ".rs") {
+            return bad(
+                "it names every source file: name a directory or files (src/tables/, src/gen_*.rs)",
+            );
         }
         Target::File(file)
     };
@@ -128,7 +140,7 @@ pub fn read_file(path: &Path, shown: &str) -> Result<Vec<Pattern>> {
         std::fs::read_to_string(path).with_context(|| format!("reading the skip file {shown}"))?;
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
-        let line = line.split('#').next().unwrap_or("").trim();
+        let line = strip_comment(line).trim();
         if !line.is_empty() {
             out.push(parse_pattern(line, &format!("{shown}:{}", i + 1))?);
         }
@@ -169,6 +181,19 @@ pub fn from_metadata(skips: &Skips, table: &str, root: &Path) -> Result<Vec<Patt
     )
 }
 
+/// `line` without its comment: from a `#` at the start of the line or after whitespace (a
+/// function path may hold a `#` itself: `fn:app::P::r#type`).
+fn strip_comment(line: &str) -> &str {
+    let mut prev_space = true;
+    for (i, c) in line.char_indices() {
+        if c == '#' && prev_space {
+            return &line[..i];
+        }
+        prev_space = c.is_whitespace();
+    }
+    line
+}
+
 /// The patterns that apply to one package: the command line's and the workspace's (shared by
 /// every package, so a pattern is reported as unused only when no package used it) and its own.
 #[derive(Clone, Debug, Default)]
@@ -182,34 +207,42 @@ impl SkipList {
     }
 
     /// The first file pattern matching the file at `ws_rel` (from the workspace root) /
-    /// `pkg_rel` (from its package's root).
+    /// `pkg_rel` (from its package's root); every matching one counts as used.
     pub fn file(&self, ws_rel: &str, pkg_rel: &str) -> Option<&Pattern> {
-        let p = self.patterns.iter().find(|p| match &p.target {
+        self.first_marking(|t| match t {
             Target::File(f) => {
                 glob(f, ws_rel) || glob(f, pkg_rel) || glob(&format!("*/{f}"), ws_rel)
             }
             Target::Fn(_) => false,
-        })?;
-        p.used.set(true);
-        Some(p)
+        })
     }
 
-    /// The first function pattern matching the function path `func`.
+    /// The first function pattern matching the function path `func`; every matching one
+    /// counts as used.
     pub fn func(&self, func: &str) -> Option<&Pattern> {
-        let p = self.patterns.iter().find(|p| match &p.target {
+        self.first_marking(|t| match t {
             Target::Fn(f) => fn_matches(f, func),
             Target::File(_) => false,
-        })?;
-        p.used.set(true);
-        Some(p)
+        })
     }
 
-    /// A stable text naming the patterns, for cache keys (the site set depends on them).
+    fn first_marking(&self, matches: impl Fn(&Target) -> bool) -> Option<&Pattern> {
+        let mut first = None;
+        for p in &self.patterns {
+            if matches(&p.target) {
+                p.used.set(true);
+                first.get_or_insert(p.as_ref());
+            }
+        }
+        first
+    }
+
+    /// A text naming the patterns in order with where each was written, for the build
+    /// stamp: the site set depends on the patterns, and the reasons in the site table on
+    /// their order and origins.
     pub fn key(&self) -> String {
-        let mut texts: Vec<&str> = self.patterns.iter().map(|p| p.text.as_str()).collect();
-        texts.sort_unstable();
-        texts.dedup();
-        texts.join(",")
+        let reasons: Vec<String> = self.patterns.iter().map(|p| p.reason()).collect();
+        reasons.join("\n")
     }
 }
 
@@ -291,6 +324,15 @@ mod tests {
         assert!(err("src/x.rs fn:y").contains("no spaces"));
         assert!(err("Makefile").contains("expected fn:PATH"));
         assert!(err("Makefile").starts_with("lprobe.skip:3: invalid skip pattern 'Makefile'"));
+        assert!(err("fn:app::P::").contains("a name on each side"));
+        assert!(err("fn:::peek").contains("a name on each side"));
+        for all in ["*", "*.rs", "*/", "**/*.rs"] {
+            assert!(err(all).contains("names every source file"), "{all}");
+        }
+        assert_eq!(
+            parse_pattern(".//src//gen/", "--skip").expect("ok").target,
+            Target::File("src/gen/*".into())
+        );
         assert_eq!(
             parse_list(" fn:a::b , ,src/t.rs", "--skip")
                 .expect("valid")
@@ -307,7 +349,7 @@ mod tests {
         let path = dir.path().join("lprobe.skip");
         std::fs::write(
             &path,
-            "# lprobe hot: pid 1\n\nfn:app::peek   # 1,000 hits\n  src/tables/  \n",
+            "# lprobe hot: pid 1\n\nfn:app::peek   # 1,000 hits\n  src/tables/  \nfn:app::P::r#type # raw name\n",
         )
         .expect("write");
         let pats = read_file(&path, "lprobe.skip").expect("reads");
@@ -319,7 +361,8 @@ mod tests {
             texts,
             [
                 ("fn:app::peek", "lprobe.skip:3"),
-                ("src/tables/", "lprobe.skip:4")
+                ("src/tables/", "lprobe.skip:4"),
+                ("fn:app::P::r#type", "lprobe.skip:5")
             ]
         );
         std::fs::write(&path, "fn:ok\nnot a pattern\n").expect("write");
@@ -336,11 +379,29 @@ mod tests {
     }
 
     #[test]
-    fn the_key_ignores_order_and_repeats() {
-        assert_eq!(
-            list(&["fn:b", "fn:a", "fn:b"]).key(),
-            list(&["fn:a", "fn:b"]).key()
-        );
+    fn the_key_follows_patterns_order_and_origins() {
+        assert_eq!(list(&["fn:a", "fn:b"]).key(), list(&["fn:a", "fn:b"]).key());
         assert_ne!(list(&["fn:a"]).key(), list(&["fn:b"]).key());
+        // The first match gives the reason the site table shows.
+        assert_ne!(list(&["fn:a", "fn:b"]).key(), list(&["fn:b", "fn:a"]).key());
+        let moved = SkipList {
+            patterns: vec![Rc::new(parse_pattern("fn:a", "hot.skip:4").expect("ok"))],
+        };
+        let before = SkipList {
+            patterns: vec![Rc::new(parse_pattern("fn:a", "hot.skip:3").expect("ok"))],
+        };
+        assert_ne!(moved.key(), before.key());
+    }
+
+    #[test]
+    fn every_matching_pattern_counts_as_used() {
+        let l = list(&["fn:app::P::*", "fn:peek", "src/tables.rs", "src/*"]);
+        assert_eq!(
+            l.func("app::P::peek").map(|p| p.text.as_str()),
+            Some("fn:app::P::*")
+        );
+        assert!(l.file("app/src/tables.rs", "src/tables.rs").is_some());
+        let lists = [l];
+        assert_eq!(unused(&lists).count(), 0);
     }
 }

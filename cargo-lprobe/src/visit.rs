@@ -1017,6 +1017,8 @@ impl<'a> Visitor<'a> {
             (None, Some(ty)) => format!("{}::{ty}::{}", self.module.join("::"), sig.ident),
             (None, None) => format!("{}::{}", self.module.join("::"), sig.ident),
         };
+        // Asked even when another reason wins, so the pattern counts as used.
+        let by_pattern = self.skip.func(&func);
         let skipped: Option<Cow<'static, str>> = if sig.constness.is_some() {
             Some("const fn".into())
         } else if sig.abi.is_some() {
@@ -1025,7 +1027,7 @@ impl<'a> Visitor<'a> {
             Some("naked fn".into())
         } else if let Some(why) = self.skip_file {
             Some(why.to_owned().into())
-        } else if let Some(p) = self.skip.func(&func) {
+        } else if let Some(p) = by_pattern {
             Some(p.reason().into())
         } else if self.skip_accessors && is_trivial_accessor(block) {
             Some("trivial accessor (--skip-accessors)".into())

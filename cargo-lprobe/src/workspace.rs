@@ -45,31 +45,40 @@ pub struct Workspace {
 }
 
 /// Skip patterns from a manifest's metadata (parsed by `skip`): `skip = "PATTERN,…"` or
-/// `skip = ["PATTERN", …]`, and `skip-from = "FILE"` (relative to the manifest's directory).
+/// `skip = ["PATTERN", …]`, and `skip-from = "FILE"` or a list of files (relative to the
+/// manifest's directory).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Skips {
     pub patterns: Vec<String>,
-    pub from: Option<PathBuf>,
+    pub from: Vec<PathBuf>,
+}
+
+/// A string or a list of strings under `lprobe.KEY` of a metadata value.
+fn metadata_strings(l: &serde_json::Value, key: &str) -> Result<Vec<String>, String> {
+    let bad = || format!("'{key}' must be a string or a list of strings");
+    match l.get(key) {
+        None => Ok(Vec::new()),
+        Some(serde_json::Value::String(s)) => Ok(vec![s.clone()]),
+        Some(serde_json::Value::Array(a)) => a
+            .iter()
+            .map(|v| v.as_str().map(str::to_owned).ok_or_else(bad))
+            .collect(),
+        Some(_) => Err(bad()),
+    }
 }
 
 /// Reads [`Skips`] from a `metadata` value; `dir` is the manifest's directory.
-fn metadata_skips(meta: &serde_json::Value, dir: &Path) -> Skips {
+fn metadata_skips(meta: &serde_json::Value, dir: &Path) -> Result<Skips, String> {
     let Some(l) = meta.get("lprobe") else {
-        return Skips::default();
+        return Ok(Skips::default());
     };
-    let patterns = match l.get("skip") {
-        Some(serde_json::Value::String(s)) => vec![s.clone()],
-        Some(serde_json::Value::Array(a)) => a
+    Ok(Skips {
+        patterns: metadata_strings(l, "skip")?,
+        from: metadata_strings(l, "skip-from")?
             .iter()
-            .filter_map(|v| v.as_str().map(str::to_owned))
+            .map(|f| dir.join(f))
             .collect(),
-        _ => Vec::new(),
-    };
-    let from = l
-        .get("skip-from")
-        .and_then(serde_json::Value::as_str)
-        .map(|f| dir.join(f));
-    Skips { patterns, from }
+    })
 }
 
 /// Reads `lines` from a `metadata` value: `{"lprobe": {"lines": "…" | ["…", …]}}`.
@@ -123,8 +132,10 @@ pub fn load(manifest_path: Option<&Path>) -> Result<Workspace> {
             let is_proc_macro = targets
                 .iter()
                 .any(|t| t.kinds.iter().any(|k| k == "proc-macro"));
-            Package {
-                skips: metadata_skips(&p.metadata, &dir),
+            Ok(Package {
+                skips: metadata_skips(&p.metadata, &dir).map_err(|e| {
+                    anyhow::anyhow!("[package.metadata.lprobe] of {}: {e}", p.manifest_path)
+                })?,
                 name: p.name.to_string(),
                 dir,
                 manifest,
@@ -132,12 +143,17 @@ pub fn load(manifest_path: Option<&Path>) -> Result<Workspace> {
                 is_proc_macro,
                 lines: metadata_lines(&p.metadata),
                 skip_accessors: metadata_skip_accessors(&p.metadata),
-            }
+            })
         })
-        .collect();
+        .collect::<Result<_>>()?;
     let root = PathBuf::from(meta.workspace_root.as_std_path());
     Ok(Workspace {
-        skips: metadata_skips(&meta.workspace_metadata, &root),
+        skips: metadata_skips(&meta.workspace_metadata, &root).map_err(|e| {
+            anyhow::anyhow!(
+                "[workspace.metadata.lprobe] of {}: {e}",
+                root.join("Cargo.toml").display()
+            )
+        })?,
         root,
         target_dir: PathBuf::from(meta.target_directory.as_std_path()),
         members,
@@ -314,17 +330,26 @@ mod tests {
         let list = serde_json::json!({"lprobe": {"skip": ["fn:a::*", "src/t.rs"], "skip-from": "hot.skip"}});
         assert_eq!(
             metadata_skips(&list, dir),
-            Skips {
+            Ok(Skips {
                 patterns: vec!["fn:a::*".into(), "src/t.rs".into()],
-                from: Some(PathBuf::from("/w/app/hot.skip")),
-            }
+                from: vec![PathBuf::from("/w/app/hot.skip")],
+            })
         );
-        let one = serde_json::json!({"lprobe": {"skip": "fn:a::*,fn:b"}});
-        assert_eq!(metadata_skips(&one, dir).patterns, ["fn:a::*,fn:b"]);
+        let one = serde_json::json!({"lprobe": {"skip": "fn:a::*,fn:b", "skip-from": ["a.skip", "b.skip"]}});
+        let one = metadata_skips(&one, dir).expect("valid");
+        assert_eq!(one.patterns, ["fn:a::*,fn:b"]);
+        assert_eq!(one.from.len(), 2);
         assert_eq!(
             metadata_skips(&serde_json::json!(null), dir),
-            Skips::default()
+            Ok(Skips::default())
         );
+        let bad = serde_json::json!({"lprobe": {"skip": ["fn:a", 3]}});
+        assert_eq!(
+            metadata_skips(&bad, dir),
+            Err("'skip' must be a string or a list of strings".into())
+        );
+        let bad = serde_json::json!({"lprobe": {"skip-from": true}});
+        assert!(metadata_skips(&bad, dir).is_err());
     }
 
     #[test]

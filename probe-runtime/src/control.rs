@@ -393,6 +393,13 @@ fn counts(words: &[String]) -> Result<String, String> {
         .find(|p| *p.id == **id)
         .cloned()
         .ok_or_else(|| format!("no armed probe '{id}' (see 'lprobe status')"))?;
+    if !probe.is_live() {
+        // Its sites' shared counters may count on for other probes: its numbers are final
+        // only in its last count records.
+        return Err(format!(
+            "probe {id} is no longer armed (expired, exhausted or disarmed): its final counts are in its last count records"
+        ));
+    }
     if !probe.spec.actions.count {
         return Err(format!(
             "probe {id} does not count hits (arm it with --count)"

@@ -115,16 +115,25 @@ pub fn resolve(
     if !found.is_empty() {
         return Ok(found);
     }
-    // Inside a function built without sites: the innermost one says why (unless sites lie
-    // within its lines: a nested function has them, or only its entry site was removed).
+    // Inside a function built without sites: the innermost one says why (unless it still has
+    // sites, when only its entry site was removed, or the line is in a nested function that
+    // has sites: between the first and last of them).
     if let Some((_, s)) = skipped
         .iter()
         .filter(|(_, s)| s.path == path && s.first_line <= line && line <= s.last_line)
         .min_by_key(|(_, s)| s.last_line - s.first_line)
         .filter(|(_, k)| {
-            !sites
+            let inside: Vec<&Site> = sites
                 .iter()
-                .any(|(_, _, s)| s.path == k.path && (k.first_line..=k.last_line).contains(&s.line))
+                .map(|(_, _, s)| *s)
+                .filter(|s| s.path == k.path && (k.first_line..=k.last_line).contains(&s.line))
+                .collect();
+            let in_nested = |f: &str| {
+                let lines = inside.iter().filter(|s| s.func == f).map(|s| s.line);
+                let (lo, hi) = lines.fold((u32::MAX, 0), |(lo, hi), l| (lo.min(l), hi.max(l)));
+                lo <= line && line <= hi
+            };
+            !inside.iter().any(|s| s.func == k.func || in_nested(s.func))
         })
     {
         return Err(format!(
@@ -359,6 +368,65 @@ mod tests {
         // Outside any of them: the nearest sites, as before.
         let e = resolve(&all(), "billing.rs:30").unwrap_err();
         assert!(e.contains("nearest: app/src/billing.rs:3"), "{e}");
+    }
+
+    #[test]
+    fn a_line_of_a_skipped_function_says_so_unless_it_is_in_a_nested_one_with_sites() {
+        static NESTED: [Site; 2] = [
+            Site {
+                path: "app/src/hot.rs",
+                line: 33,
+                col: 5,
+                func: "app::hot::inner",
+                kind: "entry",
+                names: &[],
+                fn_slot: 0,
+                timed: false,
+            },
+            Site {
+                path: "app/src/hot.rs",
+                line: 35,
+                col: 9,
+                func: "app::hot::inner",
+                kind: "line",
+                names: &[],
+                fn_slot: 0,
+                timed: false,
+            },
+        ];
+        static HOT: [Skipped; 1] = [Skipped {
+            path: "app/src/hot.rs",
+            first_line: 30,
+            last_line: 40,
+            func: "app::hot",
+            why: "skipped by fn:app::hot (--skip)",
+        }];
+        static T: Table = Table {
+            package: "app",
+            dir: "app",
+            flags: &[],
+            fn_flags: &[],
+            counts: &[],
+            sites: &NESTED,
+            files: &[],
+            skipped: &HOT,
+        };
+        let sites: Vec<(&'static Table, u32, &'static Site)> = NESTED
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (&T, i as u32, s))
+            .collect();
+        let skipped: Vec<(&'static Table, &'static Skipped)> = vec![(&T, &HOT[0])];
+        for line in [31, 38] {
+            let e = super::resolve(&sites, &skipped, &format!("hot.rs:{line}")).unwrap_err();
+            assert!(
+                e.contains("it is in app::hot, which was built without probe sites (skipped by fn:app::hot (--skip))")
+                    && e.contains("rebuild without that skip pattern"),
+                "{line}: {e}"
+            );
+        }
+        let e = super::resolve(&sites, &skipped, "hot.rs:34").unwrap_err();
+        assert!(e.contains("nearest: app/src/hot.rs:33"), "{e}");
     }
 
     #[test]

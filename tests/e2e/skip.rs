@@ -48,6 +48,35 @@ fn hot_functions_are_counted_live_and_built_without_sites() {
     assert!(status.contains("no probes armed"), "{status}");
     drop(r);
 
+    // A process that exits during the window is reported then, not at the window's end.
+    let mut r = start(&exe, &[("DEMO_INTERVAL_MS", "20")]);
+    let started = std::time::Instant::now();
+    let counting = std::process::Command::new(LPROBE)
+        .args(["hot", "--for", "60s"])
+        .env("LPROBE_SOCKET", &r.socket)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start lprobe hot");
+    wait_for(
+        std::time::Duration::from_secs(20),
+        "the counting probe",
+        || {
+            stdout(&lprobe(&r, &["status"]))
+                .contains("fn:*")
+                .then_some(())
+        },
+    );
+    r.child.kill().expect("kill the program");
+    let out = counting.wait_with_output().expect("lprobe hot ends");
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("stopped answering") && started.elapsed().as_secs() < 30,
+        "{}",
+        stderr(&out)
+    );
+    drop(r);
+
     // The list as it is is a skip file.
     let list = dir.path().join("hot.skip");
     std::fs::write(&list, &text).expect("write the list");
