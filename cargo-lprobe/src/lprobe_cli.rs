@@ -1257,14 +1257,20 @@ fn tail_loop(
     Ok(())
 }
 
-fn cmd_snapshot(g: &Global, a: &SnapshotArgs, ctx: &mut Ctx<'_>) -> Result<i32> {
+/// The one process a command that waits on it (`snapshot`, `hot`) talks to.
+fn one_target(g: &Global, ctx: &mut Ctx<'_>, command: &str) -> Result<Target> {
     if g.all && g.pid.is_none() {
-        bail!("snapshot works on one process; pick it with --pid PID");
+        bail!("{command} works on one process; pick it with --pid PID");
     }
     let targets = select(&ctx.discovery, g.pid, false, ctx.err)?;
-    let Some(t) = targets.into_iter().next() else {
-        return Err(none_found(&ctx.discovery.searched));
-    };
+    targets
+        .into_iter()
+        .next()
+        .ok_or_else(|| none_found(&ctx.discovery.searched))
+}
+
+fn cmd_snapshot(g: &Global, a: &SnapshotArgs, ctx: &mut Ctx<'_>) -> Result<i32> {
+    let t = one_target(g, ctx, "snapshot")?;
     let timeout = parse_duration(&a.timeout, true).map_err(|e| anyhow!(e))?;
     let mut args = vec![
         a.location.clone(),
@@ -1347,13 +1353,7 @@ fn cmd_snapshot(g: &Global, a: &SnapshotArgs, ctx: &mut Ctx<'_>) -> Result<i32> 
 }
 
 fn cmd_hot(g: &Global, a: &HotArgs, ctx: &mut Ctx<'_>) -> Result<i32> {
-    if g.all && g.pid.is_none() {
-        bail!("hot works on one process; pick it with --pid PID");
-    }
-    let targets = select(&ctx.discovery, g.pid, false, ctx.err)?;
-    let Some(t) = targets.into_iter().next() else {
-        return Err(none_found(&ctx.discovery.searched));
-    };
+    let t = one_target(g, ctx, "hot")?;
     let window = parse_duration(&a.window, true).map_err(|e| anyhow!(e))?;
     let pattern = a.pattern.strip_prefix("fn:").unwrap_or(&a.pattern);
     // A runtime older than `counts` would pay for a whole window for nothing: ask first.
