@@ -140,11 +140,17 @@ pub enum Command {
         armed for the window only (it expires by itself a minute after it, should lprobe be \
         killed), and its final counts also go to the process's output as count records. \
         Ctrl-C ends the window early and prints what was counted.\n\n\
-        With --json: {pid, program, pattern, seconds, calls, called, sites, functions: [{fn, \
-        calls, share, per_second, path, line}]}.",
+        For processes the CLI cannot reach (a fleet armed through a control file), --records \
+        FILE reads the count records they wrote instead: per process, probe and site the last \
+        running count, summed per function. Arm a function-entry counter for that, e.g. \
+        'fn:* --count --every 1m --ttl 10m' in the control file, and give it only those \
+        records (a count probe on lines would add its lines' passes to the function).\n\n\
+        With --json: {source, pattern, seconds, calls, called, sites, functions: [{fn, calls, \
+        share, per_second, path, line}]} (seconds, sites and per_second are null for --records).",
     after_help = "Examples:\n  lprobe hot --for 30s > lprobe.skip\n  \
         cargo lprobe build --release --skip-from lprobe.skip\n  \
-        lprobe hot 'regex_syntax::hir::*' --top 5 --for 1m"
+        lprobe hot 'regex_syntax::hir::*' --top 5 --for 1m\n  \
+        lprobe hot --records /var/log/app/lprobe.jsonl > lprobe.skip"
 )]
 pub struct HotArgs {
     /// Count only functions matching this pattern, as for 'lprobe arm fn:PATTERN' (default:
@@ -157,6 +163,10 @@ pub struct HotArgs {
     /// How many functions to print
     #[arg(long, value_name = "N", default_value = "20", value_parser = positive_arg)]
     pub top: u64,
+    /// Read the `count` records of a `fn:` count probe from FILE (JSON lines, as written to
+    /// LPROBE_OUTPUT; - for standard input) instead of counting in a running process
+    #[arg(long, value_name = "FILE")]
+    pub records: Option<PathBuf>,
 }
 
 /// `lprobe list`.
@@ -1353,6 +1363,9 @@ fn cmd_snapshot(g: &Global, a: &SnapshotArgs, ctx: &mut Ctx<'_>) -> Result<i32> 
 }
 
 fn cmd_hot(g: &Global, a: &HotArgs, ctx: &mut Ctx<'_>) -> Result<i32> {
+    if let Some(file) = &a.records {
+        return hot_from_records(g, a, file, ctx);
+    }
     let t = one_target(g, ctx, "hot")?;
     let window = parse_duration(&a.window, true).map_err(|e| anyhow!(e))?;
     let pattern = a.pattern.strip_prefix("fn:").unwrap_or(&a.pattern);
@@ -1423,20 +1436,53 @@ fn cmd_hot(g: &Global, a: &HotArgs, ctx: &mut Ctx<'_>) -> Result<i32> {
         .with_context(|| format!("reading the counts of {probe} from pid {}", t.hello.pid))?;
     let h = hot::from_counts(
         &counts,
-        t.hello.pid,
-        &t.hello.program,
+        format!("pid {} ({})", t.hello.pid, t.hello.program),
         pattern,
-        elapsed,
+        Some(elapsed),
         usize::try_from(a.top).unwrap_or(usize::MAX),
     )?;
-    if g.json {
-        ctx.line(&serde_json::to_string(&h)?)?;
+    print_hot(g, ctx, &h)
+}
+
+/// `lprobe hot --records FILE`: the skip list from `count` records a process (or a fleet)
+/// wrote, for processes the CLI cannot reach.
+fn hot_from_records(g: &Global, a: &HotArgs, file: &Path, ctx: &mut Ctx<'_>) -> Result<i32> {
+    let text = if file == Path::new("-") {
+        let mut t = String::new();
+        io::stdin()
+            .read_to_string(&mut t)
+            .context("reading count records from standard input")?;
+        t
     } else {
-        ctx.put(&hot::render(&h))?;
+        std::fs::read_to_string(file)
+            .with_context(|| format!("reading count records from {}", file.display()))?
+    };
+    let pattern = a.pattern.strip_prefix("fn:").unwrap_or(&a.pattern);
+    let (reply, processes) = hot::counts_from_records(&text, pattern);
+    let source = format!(
+        "count records of {processes} process{} in {}",
+        if processes == 1 { "" } else { "es" },
+        file.display()
+    );
+    let h = hot::from_counts(
+        &reply,
+        source,
+        pattern,
+        None,
+        usize::try_from(a.top).unwrap_or(usize::MAX),
+    )?;
+    print_hot(g, ctx, &h)
+}
+
+fn print_hot(g: &Global, ctx: &mut Ctx<'_>, h: &hot::Hot) -> Result<i32> {
+    if g.json {
+        ctx.line(&serde_json::to_string(h)?)?;
+    } else {
+        ctx.put(&hot::render(h))?;
         if h.functions.is_empty() {
             ctx.note(&format!(
-                "no call of fn:{pattern} was counted in {:.1} s: is the program doing work?",
-                h.seconds
+                "no call of fn:{} was counted: is the program doing work, and is a `--count` probe on function entries armed?",
+                h.pattern
             ));
         }
     }

@@ -48,6 +48,33 @@ fn hot_functions_are_counted_live_and_built_without_sites() {
     assert!(status.contains("no probes armed"), "{status}");
     drop(r);
 
+    // A fleet armed through its control file: the same list from the records it wrote.
+    let control = dir.path().join("lprobe.control");
+    std::fs::write(&control, "fn:* --count --every 200ms\n").expect("write control file");
+    let control_arg = control.to_string_lossy().into_owned();
+    let r = start(
+        &exe,
+        &[("DEMO_INTERVAL_MS", "0"), ("LPROBE_CONTROL", &control_arg)],
+    );
+    wait_records(&r, 2, "two count reports of price_of", |v| {
+        v["kind"] == "count" && v["fn"] == "demo_app::billing::price_of"
+    });
+    let output = r.output.to_string_lossy().into_owned();
+    let out = lprobe(&r, &["hot", "--records", &output, "--top", "3"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let fleet = stdout(&out);
+    assert!(
+        fleet.starts_with("# lprobe hot: count records of 1 process in "),
+        "{fleet}"
+    );
+    let from_records = listed(&fleet);
+    assert_eq!(from_records.len(), 3, "{fleet}");
+    assert_eq!(
+        from_records[0].0, "fn:demo_app::billing::price_of",
+        "{fleet}"
+    );
+    drop(r);
+
     // A process that exits during the window is reported then, not at the window's end.
     let mut r = start(&exe, &[("DEMO_INTERVAL_MS", "20")]);
     let started = std::time::Instant::now();
