@@ -160,9 +160,13 @@ pub struct HotArgs {
     /// How long to count, e.g. 10s, 1m (a bare number is seconds)
     #[arg(long = "for", id = "for", value_name = "DURATION", default_value = "10s", value_parser = timeout_arg)]
     pub window: String,
-    /// How many functions to print
-    #[arg(long, value_name = "N", default_value = "20", value_parser = positive_arg)]
-    pub top: u64,
+    /// Print at most N functions (default 20, or as many as --share needs)
+    #[arg(long, value_name = "N", value_parser = positive_arg)]
+    pub top: Option<u64>,
+    /// Print the most-called functions until together they make this share of all calls,
+    /// e.g. 90 or 90%
+    #[arg(long, value_name = "PERCENT", value_parser = percent_arg)]
+    pub share: Option<String>,
     /// Read the `count` records of a `fn:` count probe from FILE (JSON lines, as written to
     /// LPROBE_OUTPUT; - for standard input) instead of counting in a running process
     #[arg(long, value_name = "FILE")]
@@ -374,6 +378,23 @@ fn positive_arg(s: &str) -> Result<u64, String> {
     match s.trim().parse::<u64>() {
         Ok(n) if n > 0 => Ok(n),
         _ => Err(format!("{s:?} is not a positive number")),
+    }
+}
+
+fn percent(s: &str) -> Option<f64> {
+    s.trim()
+        .trim_end_matches('%')
+        .parse::<f64>()
+        .ok()
+        .filter(|p| *p > 0.0 && *p <= 100.0)
+}
+
+fn percent_arg(s: &str) -> Result<String, String> {
+    match percent(s) {
+        Some(_) => Ok(s.trim().to_string()),
+        None => Err(format!(
+            "{s:?} is not a percentage in (0, 100], e.g. 90 or 90%"
+        )),
     }
 }
 
@@ -1439,7 +1460,7 @@ fn cmd_hot(g: &Global, a: &HotArgs, ctx: &mut Ctx<'_>) -> Result<i32> {
         format!("pid {} ({})", t.hello.pid, t.hello.program),
         pattern,
         Some(elapsed),
-        usize::try_from(a.top).unwrap_or(usize::MAX),
+        hot_keep(a),
     )?;
     print_hot(g, ctx, &h)
 }
@@ -1464,14 +1485,20 @@ fn hot_from_records(g: &Global, a: &HotArgs, file: &Path, ctx: &mut Ctx<'_>) -> 
         if processes == 1 { "" } else { "es" },
         file.display()
     );
-    let h = hot::from_counts(
-        &reply,
-        source,
-        pattern,
-        None,
-        usize::try_from(a.top).unwrap_or(usize::MAX),
-    )?;
+    let h = hot::from_counts(&reply, source, pattern, None, hot_keep(a))?;
     print_hot(g, ctx, &h)
+}
+
+/// Which functions `lprobe hot` prints.
+fn hot_keep(a: &HotArgs) -> hot::Keep {
+    hot::Keep {
+        top: match (a.top, &a.share) {
+            (Some(n), _) => Some(usize::try_from(n).unwrap_or(usize::MAX)),
+            (None, Some(_)) => None,
+            (None, None) => Some(20),
+        },
+        share: a.share.as_deref().and_then(percent).map(|p| p / 100.0),
+    }
 }
 
 fn print_hot(g: &Global, ctx: &mut Ctx<'_>, h: &hot::Hot) -> Result<i32> {

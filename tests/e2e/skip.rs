@@ -73,6 +73,9 @@ fn hot_functions_are_counted_live_and_built_without_sites() {
         from_records[0].0, "fn:demo_app::billing::price_of",
         "{fleet}"
     );
+    // --share: the fewest functions that make that share of the calls (one here).
+    let out = lprobe(&r, &["hot", "--records", &output, "--share", "1%"]);
+    assert_eq!(listed(&stdout(&out)).len(), 1, "{}", stdout(&out));
     drop(r);
 
     // A process that exits during the window is reported then, not at the window's end.

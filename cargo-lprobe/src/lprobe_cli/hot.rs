@@ -45,14 +45,33 @@ pub struct Hot {
     pub functions: Vec<HotFn>,
 }
 
-/// Builds a [`Hot`] from a `counts` reply, keeping the `top` functions. Sites of one function
-/// path (trait impls of one type, say) are summed.
+/// Which of the counted functions to keep, most called first.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Keep {
+    /// At most this many.
+    pub top: Option<usize>,
+    /// Only as many as it takes for their calls to make this fraction (0..=1) of all calls.
+    pub share: Option<f64>,
+}
+
+impl Keep {
+    /// The first `n` functions.
+    pub fn top(n: usize) -> Keep {
+        Keep {
+            top: Some(n),
+            share: None,
+        }
+    }
+}
+
+/// Builds a [`Hot`] from a `counts` reply, keeping the functions `keep` asks for. Sites of one
+/// function path (trait impls of one type, say) are summed.
 pub fn from_counts(
     reply: &Value,
     source: String,
     pattern: &str,
     window: Option<Duration>,
-    top: usize,
+    keep: Keep,
 ) -> Result<Hot> {
     let Some(Value::Array(counts)) = reply.get("counts") else {
         bail!("malformed answer to 'counts' (no \"counts\" array)");
@@ -88,7 +107,20 @@ pub fn from_counts(
     let calls: u64 = by_fn.iter().map(|f| f.calls).sum();
     by_fn.sort_by(|a, b| b.calls.cmp(&a.calls).then_with(|| a.func.cmp(&b.func)));
     let called = by_fn.len();
-    by_fn.truncate(top);
+    let mut kept = 0;
+    let mut covered = 0u64;
+    for f in &by_fn {
+        let enough = keep.top.is_some_and(|n| kept >= n)
+            || keep
+                .share
+                .is_some_and(|s| covered as f64 >= s * calls as f64);
+        if enough {
+            break;
+        }
+        kept += 1;
+        covered += f.calls;
+    }
+    by_fn.truncate(kept);
     for f in &mut by_fn {
         f.share = f.calls as f64 / calls.max(1) as f64;
         f.per_second = window.map(|w| f.calls as f64 / w.as_secs_f64().max(1e-9));
@@ -228,7 +260,14 @@ mod tests {
     }
 
     fn live(reply: &Value, pattern: &str, window: Duration, top: usize) -> Hot {
-        from_counts(reply, "pid 7 (app)".into(), pattern, Some(window), top).expect("ok")
+        from_counts(
+            reply,
+            "pid 7 (app)".into(),
+            pattern,
+            Some(window),
+            Keep::top(top),
+        )
+        .expect("ok")
     }
 
     #[test]
@@ -278,7 +317,7 @@ mod tests {
             render(&h),
             "# lprobe hot: pid 7 (app), fn:x::*, 0.5 s: 0 calls of 0 functions (4 entry sites counted)\n"
         );
-        let bad = |v: Value| from_counts(&v, String::new(), "*", None, 5).is_err();
+        let bad = |v: Value| from_counts(&v, String::new(), "*", None, Keep::top(5)).is_err();
         assert!(bad(json!({"ok": true})));
         assert!(bad(json!({"counts": [{"fn": "a::b"}]})));
     }
@@ -303,7 +342,7 @@ mod tests {
         .join("\n");
         let (reply, processes) = counts_from_records(&text, "app::*");
         assert_eq!(processes, 2);
-        let h = from_counts(&reply, "records".into(), "app::*", None, 10).expect("ok");
+        let h = from_counts(&reply, "records".into(), "app::*", None, Keep::top(10)).expect("ok");
         let top: Vec<(&str, u64, &str, u64)> = h
             .functions
             .iter()
@@ -321,6 +360,33 @@ mod tests {
             render(&h).lines().nth(2),
             Some("fn:app::peek         # 1,500 calls (83.3%), src/a.rs:3")
         );
+    }
+
+    #[test]
+    fn a_share_keeps_the_fewest_functions_that_make_it() {
+        let names = |keep: Keep| -> Vec<String> {
+            from_counts(&reply(), String::new(), "*", None, keep)
+                .expect("ok")
+                .functions
+                .into_iter()
+                .map(|f| f.func)
+                .collect()
+        };
+        // 1000, 550 and 50 of 1600 calls: 62.5%, 96.9%, 100%.
+        let share = |s: f64| Keep {
+            top: None,
+            share: Some(s),
+        };
+        assert_eq!(names(share(0.5)), ["app::peek"]);
+        assert_eq!(names(share(0.625)), ["app::peek"]);
+        assert_eq!(names(share(0.9)), ["app::peek", "app::Shape::area"]);
+        assert_eq!(names(share(1.0)).len(), 3);
+        // --top still caps it.
+        let both = Keep {
+            top: Some(1),
+            share: Some(0.9),
+        };
+        assert_eq!(names(both), ["app::peek"]);
     }
 
     #[test]

@@ -205,8 +205,8 @@ fn arm_flag_validation() {
     assert!(parse(["lprobe", "snapshot", "x", "--timeout", "45"]).is_ok());
     match parse(["lprobe", "hot"]).map(|(c, _)| c.command) {
         Ok(Command::Hot(h)) => assert_eq!(
-            (h.pattern.as_str(), h.window.as_str(), h.top),
-            ("*", "10s", 20)
+            (h.pattern.as_str(), h.window.as_str(), h.top, h.share),
+            ("*", "10s", None, None)
         ),
         other => panic!("{other:?}"),
     }
@@ -214,6 +214,9 @@ fn arm_flag_validation() {
     assert!(parse(["lprobe", "hot", "--for", "0"]).is_err());
     assert!(parse(["lprobe", "hot", "--top", "0"]).is_err());
     assert!(parse(["lprobe", "hot", "--for", "soon"]).is_err());
+    assert!(parse(["lprobe", "hot", "--share", "90%"]).is_ok());
+    assert!(parse(["lprobe", "hot", "--share", "0"]).is_err());
+    assert!(parse(["lprobe", "hot", "--share", "101"]).is_err());
     assert_eq!(
         parse_duration("500ms", false),
         Ok(Duration::from_millis(500))
