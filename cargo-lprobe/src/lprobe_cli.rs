@@ -1434,6 +1434,8 @@ fn cmd_hot(g: &Global, a: &HotArgs, ctx: &mut Ctx<'_>) -> Result<i32> {
         if last_seen.elapsed() >= Duration::from_secs(1) {
             last_seen = Instant::now();
             if let Err(e) = client::request(&t.socket, "hello", &[] as &[&str]) {
+                // Should it only be slow, the probe is not left counting.
+                let _ = client::request(&t.socket, "disarm", std::slice::from_ref(&probe));
                 bail!(
                     "pid {} stopped answering {:.1} s into the window (did it exit?): {e:#}",
                     t.hello.pid,
