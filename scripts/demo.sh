@@ -25,6 +25,7 @@ lprobe arm 'fn:demo_app::billing::*' --count --every 1s
 timeout 3 lprobe tail || true
 lprobe status
 lprobe disarm --all
+lprobe hot --for 1s --top 3
 set +x
 echo "records written by the program: $out"
 head -n 3 "$out"
