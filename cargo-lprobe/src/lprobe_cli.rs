@@ -153,7 +153,7 @@ pub enum Command {
         lprobe hot --records /var/log/app/lprobe.jsonl > lprobe.skip"
 )]
 pub struct HotArgs {
-    /// Count only functions matching this pattern, as for 'lprobe arm fn:PATTERN' (default:
+    /// Count only the functions matching this pattern, as for 'lprobe arm fn:PATTERN' (* is
     /// every function)
     #[arg(value_name = "PATTERN", default_value = "*")]
     pub pattern: String,
