@@ -923,13 +923,35 @@ fn write_copy(
         let mut hashes = Vec::new();
         for f in files.iter().filter(|f| f.pkg == pi) {
             hashes.push((f.rel.clone(), f.hash.clone()));
-            skipped.extend(fns_without_sites(f).into_iter().map(|(c, why)| SkippedRow {
-                path: f.rel.clone(),
-                first_line: c.line,
-                last_line: c.last_line,
-                func: c.func.clone(),
-                why: why.to_owned(),
-            }));
+            let without = fns_without_sites(f);
+            for (c, why) in &without {
+                // Nested functions that have sites are not part of this one's lines.
+                let nested: Vec<(u32, u32)> = f
+                    .sites
+                    .contexts
+                    .iter()
+                    .filter(|n| {
+                        n.start > c.start
+                            && n.end <= c.end
+                            && !without.iter().any(|(w, _)| std::ptr::eq(*w, *n))
+                    })
+                    .map(|n| (n.line, n.last_line))
+                    .collect();
+                let mut segments = line_segments(c.line, c.last_line, &nested);
+                if segments.is_empty() {
+                    // Still listed, so that `fn:` patterns find it.
+                    segments.push((c.line, c.line));
+                }
+                for (first_line, last_line) in segments {
+                    skipped.push(SkippedRow {
+                        path: f.rel.clone(),
+                        first_line,
+                        last_line,
+                        func: c.func.clone(),
+                        why: (*why).to_owned(),
+                    });
+                }
+            }
             fns = fns.max(f.first.func as usize + f.sites.contexts.len());
             let placed: BTreeMap<usize, &rewrite::Placed> = f
                 .rewritten
@@ -1288,6 +1310,24 @@ fn skip_lists(
         .collect()
 }
 
+/// The lines `first..=last` without the ranges in `holes` (nested functions), as runs.
+fn line_segments(first: u32, last: u32, holes: &[(u32, u32)]) -> Vec<(u32, u32)> {
+    let mut holes = holes.to_vec();
+    holes.sort_unstable();
+    let mut out = Vec::new();
+    let mut next = first;
+    for (a, b) in holes {
+        if a > next {
+            out.push((next, (a - 1).min(last)));
+        }
+        next = next.max(b.saturating_add(1));
+    }
+    if next <= last {
+        out.push((next, last));
+    }
+    out
+}
+
 /// The functions of `f` left without an entry site, and why.
 fn fns_without_sites(f: &FileWork) -> Vec<(&visit::FnContext, &str)> {
     let mut has_entry = vec![false; f.sites.contexts.len()];
@@ -1415,6 +1455,19 @@ mod tests {
         );
         assert_eq!(normalize("./src/lib.rs"), "src/lib.rs");
         assert_eq!(normalize("../outside/x.rs"), "../outside/x.rs");
+    }
+
+    #[test]
+    fn a_function_without_sites_is_listed_without_its_nested_functions_lines() {
+        assert_eq!(line_segments(1, 10, &[]), [(1, 10)]);
+        assert_eq!(line_segments(1, 10, &[(3, 6)]), [(1, 2), (7, 10)]);
+        assert_eq!(
+            line_segments(1, 10, &[(8, 9), (2, 3), (3, 5)]),
+            [(1, 1), (6, 7), (10, 10)]
+        );
+        // A nested function on the first line (`fn a() { fn b() {} }`) leaves the rest.
+        assert_eq!(line_segments(1, 4, &[(1, 1)]), [(2, 4)]);
+        assert!(line_segments(1, 3, &[(1, 3)]).is_empty());
     }
 
     #[test]

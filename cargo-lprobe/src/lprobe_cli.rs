@@ -145,8 +145,9 @@ pub enum Command {
         running count, summed per function. Arm a function-entry counter for that, e.g. \
         'fn:* --count --every 1m --ttl 10m' in the control file, and give it only those \
         records (a count probe on lines would add its lines' passes to the function).\n\n\
-        With --json: {source, pattern, seconds, calls, called, sites, functions: [{fn, calls, \
-        share, per_second, path, line}]} (seconds, sites and per_second are null for --records).",
+        With --json: {source, pid, program, pattern, seconds, calls, called, sites, functions: \
+        [{fn, calls, share, per_second, path, line}]} (pid, program, seconds, sites and \
+        per_second are null for --records).",
     after_help = "Examples:\n  lprobe hot --for 30s > lprobe.skip\n  \
         cargo lprobe build --release --skip-from lprobe.skip\n  \
         lprobe hot 'regex_syntax::hir::*' --top 5 --for 1m\n  \
@@ -169,7 +170,7 @@ pub struct HotArgs {
     pub share: Option<String>,
     /// Read the `count` records of a `fn:` count probe from FILE (JSON lines, as written to
     /// LPROBE_OUTPUT; - for standard input) instead of counting in a running process
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with = "for")]
     pub records: Option<PathBuf>,
 }
 
@@ -1433,14 +1434,23 @@ fn cmd_hot(g: &Global, a: &HotArgs, ctx: &mut Ctx<'_>) -> Result<i32> {
         // A process that exits takes its counts along: say so now, not at the window's end.
         if last_seen.elapsed() >= Duration::from_secs(1) {
             last_seen = Instant::now();
-            if let Err(e) = client::request(&t.socket, "hello", &[] as &[&str]) {
-                // Should it only be slow, the probe is not left counting.
-                let _ = client::request(&t.socket, "disarm", std::slice::from_ref(&probe));
-                bail!(
-                    "pid {} stopped answering {:.1} s into the window (did it exit?): {e:#}",
+            match client::request(&t.socket, "hello", &[] as &[&str]) {
+                Ok(v) if v.get("pid").and_then(Value::as_u64) != Some(u64::from(t.hello.pid)) => {
+                    bail!(
+                        "pid {} is gone: another process now answers on {} (its counts are lost)",
+                        t.hello.pid,
+                        t.socket.display()
+                    );
+                }
+                Ok(_) => {}
+                // Gone only when nothing listens any more; a process that counting slowed
+                // down may just be late to answer.
+                Err(e) if socket_gone(&t.socket) => bail!(
+                    "pid {} stopped answering {:.1} s into the window (it exited?): {e:#}",
                     t.hello.pid,
                     start.elapsed().as_secs_f64()
-                );
+                ),
+                Err(_) => {}
             }
         }
     }
@@ -1457,37 +1467,87 @@ fn cmd_hot(g: &Global, a: &HotArgs, ctx: &mut Ctx<'_>) -> Result<i32> {
     }
     let counts = counts
         .with_context(|| format!("reading the counts of {probe} from pid {}", t.hello.pid))?;
-    let h = hot::from_counts(
+    let mut h = hot::from_counts(
         &counts,
         format!("pid {} ({})", t.hello.pid, t.hello.program),
         pattern,
         Some(elapsed),
         hot_keep(a),
     )?;
+    h.pid = Some(t.hello.pid);
+    h.program = Some(t.hello.program.clone());
     print_hot(g, ctx, &h)
 }
 
+/// Whether nothing listens on `socket` any more (removed, or refused: its process is gone).
+fn socket_gone(socket: &Path) -> bool {
+    match std::os::unix::net::UnixStream::connect(socket) {
+        Ok(_) => false,
+        Err(e) => matches!(
+            e.kind(),
+            io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
+        ),
+    }
+}
+
 /// `lprobe hot --records FILE`: the skip list from `count` records a process (or a fleet)
-/// wrote, for processes the CLI cannot reach.
+/// wrote, for processes the CLI cannot reach. The file is read line by line, so a large log
+/// with the program's own output (not even UTF-8) in between is fine.
 fn hot_from_records(g: &Global, a: &HotArgs, file: &Path, ctx: &mut Ctx<'_>) -> Result<i32> {
-    let text = if file == Path::new("-") {
-        let mut t = String::new();
-        io::stdin()
-            .read_to_string(&mut t)
-            .context("reading count records from standard input")?;
-        t
+    if g.pid.is_some() || g.all {
+        bail!("--records reads a file: --pid and --all do not apply (filter the file instead)");
+    }
+    let stdin = file == Path::new("-");
+    let shown = if stdin {
+        "standard input".to_owned()
     } else {
-        std::fs::read_to_string(file)
-            .with_context(|| format!("reading count records from {}", file.display()))?
+        file.display().to_string()
+    };
+    let mut reader: Box<dyn io::BufRead> = if stdin {
+        Box::new(io::stdin().lock())
+    } else {
+        Box::new(io::BufReader::new(std::fs::File::open(file).with_context(
+            || format!("opening the count records file {shown}"),
+        )?))
     };
     let pattern = a.pattern.strip_prefix("fn:").unwrap_or(&a.pattern);
-    let (reply, processes) = hot::counts_from_records(&text, pattern);
+    let mut records = hot::RecordCounts::default();
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let n = reader
+            .read_until(b'\n', &mut line)
+            .with_context(|| format!("reading count records from {shown}"))?;
+        if n == 0 {
+            break;
+        }
+        records.add_line(&line, pattern);
+    }
+    if records.counted_twice() > 0 {
+        ctx.note(&format!(
+            "warning: at {} site(s), more than one probe of a process counted the same calls \
+             (each counts every call): give --records the records of one probe, e.g. \
+             jq -c 'select(.probe == \"p1\")'",
+            records.counted_twice()
+        ));
+    }
     let source = format!(
-        "count records of {processes} process{} in {}",
-        if processes == 1 { "" } else { "es" },
-        file.display()
+        "{} count record{} from {} pid{} in {shown}",
+        records.records,
+        if records.records == 1 { "" } else { "s" },
+        records.pids(),
+        if records.pids() == 1 { "" } else { "s" },
     );
-    let h = hot::from_counts(&reply, source, pattern, None, hot_keep(a))?;
+    let h = hot::from_counts(&records.reply(), source, pattern, None, hot_keep(a))?;
+    if records.records == 0 && !g.json {
+        ctx.put(&hot::render(&h))?;
+        ctx.note(&format!(
+            "no count record of a function matching fn:{pattern} in {shown}: arm a counter on \
+             function entries (e.g. 'fn:* --count --every 1m' in the control file) and give \
+             the records it writes"
+        ));
+        return Ok(0);
+    }
     print_hot(g, ctx, &h)
 }
 
@@ -1499,7 +1559,7 @@ fn hot_keep(a: &HotArgs) -> hot::Keep {
             (None, Some(_)) => None,
             (None, None) => Some(20),
         },
-        share: a.share.as_deref().and_then(percent).map(|p| p / 100.0),
+        percent: a.share.as_deref().and_then(percent),
     }
 }
 
@@ -1510,7 +1570,7 @@ fn print_hot(g: &Global, ctx: &mut Ctx<'_>, h: &hot::Hot) -> Result<i32> {
         ctx.put(&hot::render(h))?;
         if h.functions.is_empty() {
             ctx.note(&format!(
-                "no call of fn:{} was counted: is the program doing work, and is a `--count` probe on function entries armed?",
+                "no call of fn:{} was counted in the window: is the program doing work?",
                 h.pattern
             ));
         }

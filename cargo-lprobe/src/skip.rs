@@ -89,7 +89,11 @@ pub fn parse_pattern(s: &str, origin: &str) -> Result<Pattern> {
         if path.contains('/') {
             return bad("a function path uses '::', not '/' (a file pattern has no fn: prefix)");
         }
-        if path.ends_with("::") || path.starts_with("::") || path.contains("::::") {
+        if path.ends_with("::")
+            || path.starts_with("::")
+            || path.contains("::::")
+            || path.replace("::", "").contains(':')
+        {
             return bad("a function path has a name on each side of every '::', e.g. fn:my_crate::parser::peek");
         }
         Target::Fn(path.to_owned())
@@ -326,6 +330,7 @@ mod tests {
         assert!(err("Makefile").starts_with("lprobe.skip:3: invalid skip pattern 'Makefile'"));
         assert!(err("fn:app::P::").contains("a name on each side"));
         assert!(err("fn:::peek").contains("a name on each side"));
+        assert!(err("fn:app:peek").contains("a name on each side"));
         for all in ["*", "*.rs", "*/", "**/*.rs"] {
             assert!(err(all).contains("names every source file"), "{all}");
         }

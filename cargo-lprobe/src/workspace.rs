@@ -81,6 +81,38 @@ fn metadata_skips(meta: &serde_json::Value, dir: &Path) -> Result<Skips, String>
     })
 }
 
+/// The keys lprobe reads under `[package.metadata.lprobe]` / `[workspace.metadata.lprobe]`.
+const METADATA_KEYS: &[&str] = &["lines", "skip-accessors", "skip", "skip-from"];
+
+/// Checks a `metadata` value's `lprobe` table: known keys of the right types only (a
+/// misspelt key would otherwise be ignored without a word).
+fn check_metadata(meta: &serde_json::Value) -> Result<(), String> {
+    let Some(l) = meta.get("lprobe") else {
+        return Ok(());
+    };
+    let Some(table) = l.as_object() else {
+        return Err("it must be a table (keys: lines, skip-accessors, skip, skip-from)".into());
+    };
+    for (k, v) in table {
+        match k.as_str() {
+            "lines" | "skip" | "skip-from" => {
+                metadata_strings(l, k)?;
+            }
+            "skip-accessors" if !v.is_boolean() => {
+                return Err("'skip-accessors' must be true or false".into());
+            }
+            "skip-accessors" => {}
+            other => {
+                return Err(format!(
+                    "unknown key '{other}' (lprobe reads {})",
+                    METADATA_KEYS.join(", ")
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Reads `lines` from a `metadata` value: `{"lprobe": {"lines": "…" | ["…", …]}}`.
 fn metadata_lines(meta: &serde_json::Value) -> Option<String> {
     match meta.get("lprobe")?.get("lines")? {
@@ -132,10 +164,12 @@ pub fn load(manifest_path: Option<&Path>) -> Result<Workspace> {
             let is_proc_macro = targets
                 .iter()
                 .any(|t| t.kinds.iter().any(|k| k == "proc-macro"));
+            let bad = |e: String| {
+                anyhow::anyhow!("[package.metadata.lprobe] of {}: {e}", p.manifest_path)
+            };
+            check_metadata(&p.metadata).map_err(bad)?;
             Ok(Package {
-                skips: metadata_skips(&p.metadata, &dir).map_err(|e| {
-                    anyhow::anyhow!("[package.metadata.lprobe] of {}: {e}", p.manifest_path)
-                })?,
+                skips: metadata_skips(&p.metadata, &dir).map_err(bad)?,
                 name: p.name.to_string(),
                 dir,
                 manifest,
@@ -147,13 +181,15 @@ pub fn load(manifest_path: Option<&Path>) -> Result<Workspace> {
         })
         .collect::<Result<_>>()?;
     let root = PathBuf::from(meta.workspace_root.as_std_path());
+    let bad = |e: String| {
+        anyhow::anyhow!(
+            "[workspace.metadata.lprobe] of {}: {e}",
+            root.join("Cargo.toml").display()
+        )
+    };
+    check_metadata(&meta.workspace_metadata).map_err(bad)?;
     Ok(Workspace {
-        skips: metadata_skips(&meta.workspace_metadata, &root).map_err(|e| {
-            anyhow::anyhow!(
-                "[workspace.metadata.lprobe] of {}: {e}",
-                root.join("Cargo.toml").display()
-            )
-        })?,
+        skips: metadata_skips(&meta.workspace_metadata, &root).map_err(bad)?,
         root,
         target_dir: PathBuf::from(meta.target_directory.as_std_path()),
         members,
@@ -350,6 +386,37 @@ mod tests {
         );
         let bad = serde_json::json!({"lprobe": {"skip-from": true}});
         assert!(metadata_skips(&bad, dir).is_err());
+    }
+
+    #[test]
+    fn misspelt_or_mistyped_metadata_is_an_error() {
+        let check = |v: serde_json::Value| check_metadata(&serde_json::json!({ "lprobe": v }));
+        assert_eq!(
+            check(
+                serde_json::json!({"lines": "all", "skip-accessors": true, "skip": ["fn:a"], "skip-from": "h.skip"})
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            check_metadata(&serde_json::json!({"other-tool": 1})),
+            Ok(())
+        );
+        assert_eq!(
+            check(serde_json::json!({"skip_from": "h.skip"})),
+            Err(
+                "unknown key 'skip_from' (lprobe reads lines, skip-accessors, skip, skip-from)"
+                    .into()
+            )
+        );
+        assert_eq!(
+            check(serde_json::json!({"skip-accessors": "yes"})),
+            Err("'skip-accessors' must be true or false".into())
+        );
+        assert_eq!(
+            check(serde_json::json!({"lines": 5})),
+            Err("'lines' must be a string or a list of strings".into())
+        );
+        assert!(check(serde_json::json!("all")).is_err());
     }
 
     #[test]

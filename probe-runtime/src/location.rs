@@ -26,11 +26,13 @@ pub fn resolve(
             .map(|(t, i, _)| (*t, *i))
             .collect();
         if found.is_empty() {
-            let without: Vec<&Skipped> = skipped
+            let mut without: Vec<&Skipped> = skipped
                 .iter()
                 .filter(|(_, s)| fn_matches(pat, s.func))
                 .map(|(_, s)| *s)
                 .collect();
+            // A function with nested functions is listed once per run of its own lines.
+            without.dedup_by(|a, b| a.path == b.path && a.func == b.func);
             if let Some(first) = without.first() {
                 let shown: Vec<String> = without
                     .iter()
@@ -116,24 +118,18 @@ pub fn resolve(
         return Ok(found);
     }
     // Inside a function built without sites: the innermost one says why (unless it still has
-    // sites, when only its entry site was removed, or the line is in a nested function that
-    // has sites: between the first and last of them).
+    // sites: only its entry site was removed). Its rows leave out the lines of nested
+    // functions that have sites, which are theirs.
     if let Some((_, s)) = skipped
         .iter()
         .filter(|(_, s)| s.path == path && s.first_line <= line && line <= s.last_line)
         .min_by_key(|(_, s)| s.last_line - s.first_line)
         .filter(|(_, k)| {
-            let inside: Vec<&Site> = sites
-                .iter()
-                .map(|(_, _, s)| *s)
-                .filter(|s| s.path == k.path && (k.first_line..=k.last_line).contains(&s.line))
-                .collect();
-            let in_nested = |f: &str| {
-                let lines = inside.iter().filter(|s| s.func == f).map(|s| s.line);
-                let (lo, hi) = lines.fold((u32::MAX, 0), |(lo, hi), l| (lo.min(l), hi.max(l)));
-                lo <= line && line <= hi
-            };
-            !inside.iter().any(|s| s.func == k.func || in_nested(s.func))
+            !sites.iter().any(|(_, _, s)| {
+                s.path == k.path
+                    && s.func == k.func
+                    && (k.first_line..=k.last_line).contains(&s.line)
+            })
         })
     {
         return Err(format!(
@@ -270,12 +266,12 @@ mod tests {
         skipped: &SKIPPED,
     };
     static SKIPPED: [Skipped; 4] = [
-        // Contains app::main's sites (say, its entry site alone was removed by repair).
+        // Listed as without sites, yet it has sites (say, a site alone was removed by repair).
         Skipped {
             path: "app/src/main.rs",
             first_line: 9,
             last_line: 13,
-            func: "app::outer",
+            func: "app::main",
             why: "probes removed by repair",
         },
         // Another package's file of the same name, with no sites at all.
@@ -394,13 +390,23 @@ mod tests {
                 timed: false,
             },
         ];
-        static HOT: [Skipped; 1] = [Skipped {
-            path: "app/src/hot.rs",
-            first_line: 30,
-            last_line: 40,
-            func: "app::hot",
-            why: "skipped by fn:app::hot (--skip)",
-        }];
+        // `hot` spans 30-40; its nested `inner` (33-36) has sites, so its lines are left out.
+        static HOT: [Skipped; 2] = [
+            Skipped {
+                path: "app/src/hot.rs",
+                first_line: 30,
+                last_line: 32,
+                func: "app::hot",
+                why: "skipped by fn:app::hot (--skip)",
+            },
+            Skipped {
+                path: "app/src/hot.rs",
+                first_line: 37,
+                last_line: 40,
+                func: "app::hot",
+                why: "skipped by fn:app::hot (--skip)",
+            },
+        ];
         static T: Table = Table {
             package: "app",
             dir: "app",
@@ -416,7 +422,8 @@ mod tests {
             .enumerate()
             .map(|(i, s)| (&T, i as u32, s))
             .collect();
-        let skipped: Vec<(&'static Table, &'static Skipped)> = vec![(&T, &HOT[0])];
+        let skipped: Vec<(&'static Table, &'static Skipped)> =
+            HOT.iter().map(|k| (&T, k)).collect();
         for line in [31, 38] {
             let e = super::resolve(&sites, &skipped, &format!("hot.rs:{line}")).unwrap_err();
             assert!(
@@ -425,8 +432,17 @@ mod tests {
                 "{line}: {e}"
             );
         }
-        let e = super::resolve(&sites, &skipped, "hot.rs:34").unwrap_err();
-        assert!(e.contains("nearest: app/src/hot.rs:33"), "{e}");
+        // In `inner`, after its last site too: the nearest sites and `--lines`.
+        for line in [34, 36] {
+            let e = super::resolve(&sites, &skipped, &format!("hot.rs:{line}")).unwrap_err();
+            assert!(
+                e.contains("nearest: app/src/hot.rs:3") && e.contains("--lines"),
+                "{line}: {e}"
+            );
+        }
+        // `fn:` names it once.
+        let e = super::resolve(&sites, &skipped, "fn:app::hot").unwrap_err();
+        assert_eq!(e.matches("app::hot at").count(), 1, "{e}");
     }
 
     #[test]

@@ -64,7 +64,7 @@ fn hot_functions_are_counted_live_and_built_without_sites() {
     assert!(out.status.success(), "{}", stderr(&out));
     let fleet = stdout(&out);
     assert!(
-        fleet.starts_with("# lprobe hot: count records of 1 process in "),
+        fleet.starts_with("# lprobe hot: ") && fleet.contains(" count records from 1 pid in "),
         "{fleet}"
     );
     let from_records = listed(&fleet);

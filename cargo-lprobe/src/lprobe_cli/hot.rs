@@ -29,8 +29,13 @@ pub struct HotFn {
 /// What was counted.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Hot {
-    /// Where the counts come from: `pid 7 (/srv/app)`, `count records of 3 processes in out.jsonl`.
+    /// Where the counts come from: `pid 7 (/srv/app)`, `12 count records from 3 pids in
+    /// out.jsonl`.
     pub source: String,
+    /// The process counted (not for records).
+    pub pid: Option<u32>,
+    /// Its program (not for records).
+    pub program: Option<String>,
     /// The `fn:` pattern counted.
     pub pattern: String,
     /// The window (unknown for records).
@@ -50,8 +55,8 @@ pub struct Hot {
 pub struct Keep {
     /// At most this many.
     pub top: Option<usize>,
-    /// Only as many as it takes for their calls to make this fraction (0..=1) of all calls.
-    pub share: Option<f64>,
+    /// Only as many as it takes for their calls to make this percentage (0..=100) of all calls.
+    pub percent: Option<f64>,
 }
 
 impl Keep {
@@ -59,7 +64,7 @@ impl Keep {
     pub fn top(n: usize) -> Keep {
         Keep {
             top: Some(n),
-            share: None,
+            percent: None,
         }
     }
 }
@@ -86,7 +91,7 @@ pub fn from_counts(
             bail!("malformed answer to 'counts': {c}");
         };
         match index.get(func) {
-            Some(&i) => by_fn[i].calls += n,
+            Some(&i) => by_fn[i].calls = by_fn[i].calls.saturating_add(n),
             None => {
                 index.insert(func.to_owned(), by_fn.len());
                 by_fn.push(HotFn {
@@ -104,21 +109,22 @@ pub fn from_counts(
             }
         }
     }
-    let calls: u64 = by_fn.iter().map(|f| f.calls).sum();
+    let calls: u64 = by_fn.iter().fold(0, |a, f| a.saturating_add(f.calls));
     by_fn.sort_by(|a, b| b.calls.cmp(&a.calls).then_with(|| a.func.cmp(&b.func)));
     let called = by_fn.len();
     let mut kept = 0;
     let mut covered = 0u64;
     for f in &by_fn {
+        // In percent, so that a whole percentage of a round number is reached exactly.
         let enough = keep.top.is_some_and(|n| kept >= n)
             || keep
-                .share
-                .is_some_and(|s| covered as f64 >= s * calls as f64);
+                .percent
+                .is_some_and(|p| covered as f64 * 100.0 >= p * calls as f64);
         if enough {
             break;
         }
         kept += 1;
-        covered += f.calls;
+        covered = covered.saturating_add(f.calls);
     }
     by_fn.truncate(kept);
     for f in &mut by_fn {
@@ -127,6 +133,8 @@ pub fn from_counts(
     }
     Ok(Hot {
         source,
+        pid: None,
+        program: None,
         pattern: pattern.to_owned(),
         seconds: window.map(|w| w.as_secs_f64()),
         calls,
@@ -136,56 +144,89 @@ pub fn from_counts(
     })
 }
 
-/// Turns the `count` records in `text` (JSON lines, as written to `LPROBE_OUTPUT` or shown by
-/// `lprobe tail --json`) into a `counts` reply: per process, probe and site the last
-/// (highest) running count, for the functions matching `pattern`. Other lines are ignored.
-/// Also returns how many processes wrote them.
-pub fn counts_from_records(text: &str, pattern: &str) -> (Value, usize) {
-    struct Last {
-        func: String,
-        count: u64,
-    }
-    let mut last: HashMap<(u64, String, String), Last> = HashMap::new();
-    let mut pids = BTreeSet::new();
-    for line in text.lines() {
-        let Ok(rec) = serde_json::from_str::<Value>(line) else {
-            continue;
+/// The `count` records of a file (JSON lines, as written to `LPROBE_OUTPUT` or shown by
+/// `lprobe tail --json`), summed per function: what `lprobe hot --records` reads.
+///
+/// Each record's `delta` is what its probe counted at that site since its previous report,
+/// so their sum is every call counted, across restarts and across processes that share a
+/// pid (containers) or a probe id; a record lost to a full queue loses its delta.
+#[derive(Debug, Default)]
+pub struct RecordCounts {
+    /// Per (function, site): the sum of the deltas.
+    by_site: HashMap<(String, String), u64>,
+    /// Per (pid, site): the probes that counted there.
+    probes: HashMap<(u64, String), BTreeSet<String>>,
+    pids: BTreeSet<u64>,
+    /// Count records read (of functions matching the pattern).
+    pub records: usize,
+}
+
+impl RecordCounts {
+    /// Adds one line if it is a `count` record of a function matching `pattern`; other lines
+    /// (the program's own output, other records, bytes that are not UTF-8) are skipped.
+    pub fn add_line(&mut self, line: &[u8], pattern: &str) {
+        let Ok(rec) = serde_json::from_slice::<Value>(line) else {
+            return;
         };
         if rec.get("kind").and_then(Value::as_str) != Some("count") {
-            continue;
+            return;
         }
-        let (Some(pid), Some(probe), Some(site), Some(func), Some(count)) = (
+        let (Some(pid), Some(probe), Some(site), Some(func), Some(delta)) = (
             rec.get("pid").and_then(Value::as_u64),
             rec.get("probe").and_then(Value::as_str),
             rec.get("site").and_then(Value::as_str),
             rec.get("fn").and_then(Value::as_str),
-            rec.get("count").and_then(Value::as_u64),
+            rec.get("delta").and_then(Value::as_u64),
         ) else {
-            continue;
+            return;
         };
         if !probe_runtime::location::fn_matches(pattern, func) {
-            continue;
+            return;
         }
-        pids.insert(pid);
-        let e = last
-            .entry((pid, probe.to_owned(), site.to_owned()))
-            .or_insert(Last {
-                func: func.to_owned(),
-                count: 0,
-            });
-        e.count = e.count.max(count);
+        self.records += 1;
+        self.pids.insert(pid);
+        self.probes
+            .entry((pid, site.to_owned()))
+            .or_default()
+            .insert(probe.to_owned());
+        let n = self
+            .by_site
+            .entry((func.to_owned(), site.to_owned()))
+            .or_default();
+        *n = n.saturating_add(delta);
     }
-    let counts: Vec<Value> = last
-        .into_iter()
-        .map(|((_, _, site), l)| {
-            let (path, line) = match site.rsplit_once(':') {
-                Some((p, l)) => (p.to_owned(), l.parse::<u64>().unwrap_or(0)),
-                None => (site, 0),
-            };
-            json!({"fn": l.func, "count": l.count, "path": path, "line": line})
-        })
-        .collect();
-    (json!({ "counts": counts }), pids.len())
+
+    /// How many processes (by pid) wrote the records.
+    pub fn pids(&self) -> usize {
+        self.pids.len()
+    }
+
+    /// Sites where more than one probe of one process counted: each call there is counted
+    /// once per probe.
+    pub fn counted_twice(&self) -> usize {
+        self.probes.values().filter(|p| p.len() > 1).count()
+    }
+
+    /// The sums as a `counts` reply (see [`from_counts`]).
+    pub fn reply(&self) -> Value {
+        let counts: Vec<Value> = self
+            .by_site
+            .iter()
+            .map(|((func, site), n)| {
+                let (path, line) = match site.rsplit_once(':') {
+                    Some((p, l)) => (p, l.parse::<u64>().unwrap_or(0)),
+                    None => (site.as_str(), 0),
+                };
+                json!({"fn": func, "count": n, "path": path, "line": line})
+            })
+            .collect();
+        json!({ "counts": counts })
+    }
+}
+
+/// `1 call`, `1,234 calls`.
+fn plural(n: u64, word: &str) -> String {
+    format!("{} {word}{}", thousands(n), if n == 1 { "" } else { "s" })
 }
 
 /// `1234` → `1.2k`, `3456789` → `3.5M`.
@@ -208,9 +249,9 @@ pub fn render(h: &Hot) -> String {
         out.push_str(&format!(", {s:.1} s"));
     }
     out.push_str(&format!(
-        ": {} calls of {} functions",
-        thousands(h.calls),
-        thousands(h.called)
+        ": {} of {}",
+        plural(h.calls, "call"),
+        plural(h.called as u64, "function")
     ));
     if let Some(n) = h.sites {
         out.push_str(&format!(" ({} entry sites counted)", thousands(n)));
@@ -236,8 +277,8 @@ pub fn render(h: &Hot) -> String {
             .map(|r| format!(", {}/s", rate(r)))
             .unwrap_or_default();
         out.push_str(&format!(
-            "{pattern:<width$}  # {} calls ({:.1}%){per_second}, {}:{}\n",
-            thousands(f.calls),
+            "{pattern:<width$}  # {} ({:.1}%){per_second}, {}:{}\n",
+            plural(f.calls, "call"),
             f.share * 100.0,
             f.path,
             f.line
@@ -323,26 +364,35 @@ mod tests {
     }
 
     #[test]
-    fn count_records_give_the_last_count_per_process_probe_and_site() {
-        let rec = |pid: u32, probe: &str, site: &str, func: &str, count: u64| {
+    fn count_records_add_up_their_deltas_across_processes_and_restarts() {
+        let rec = |pid: u32, probe: &str, site: &str, func: &str, count: u64, delta: u64| {
             json!({"ts": "2026-12-03T15:40:14Z", "pid": pid, "probe": probe, "site": site,
-                   "fn": func, "kind": "count", "thread": "t", "count": count, "delta": 1})
+                   "fn": func, "kind": "count", "thread": "t", "count": count, "delta": delta})
             .to_string()
         };
-        let text = [
-            rec(1, "p1", "src/a.rs:3", "app::peek", 400),
-            rec(1, "p1", "src/a.rs:3", "app::peek", 1000),
-            rec(2, "p1", "src/a.rs:3", "app::peek", 500),
-            rec(1, "p1", "src/b.rs:7", "app::Shape::area", 300),
-            rec(2, "p4", "src/m.rs:1", "other::main", 9000),
+        let lines = [
+            rec(1, "p1", "src/a.rs:3", "app::peek", 400, 400),
+            rec(1, "p1", "src/a.rs:3", "app::peek", 1000, 600),
+            // Another container, also pid 1 with probe p1, interleaved; then a restart.
+            rec(1, "p1", "src/a.rs:3", "app::peek", 500, 500),
+            rec(1, "p1", "src/a.rs:3", "app::peek", 70, 70),
+            rec(1, "p1", "src/b.rs:7", "app::Shape::area", 300, 300),
+            // Two functions on one line keep their own counts.
+            rec(1, "p1", "src/b.rs:7", "app::Shape::new", 20, 20),
+            rec(2, "p4", "src/m.rs:1", "other::main", 9000, 9000),
             r#"{"kind":"log","pid":1,"probe":"p2","site":"src/a.rs:4","fn":"app::peek","msg":"x"}"#
                 .to_owned(),
             "not json".to_owned(),
-        ]
-        .join("\n");
-        let (reply, processes) = counts_from_records(&text, "app::*");
-        assert_eq!(processes, 2);
-        let h = from_counts(&reply, "records".into(), "app::*", None, Keep::top(10)).expect("ok");
+        ];
+        let mut rc = RecordCounts::default();
+        for l in &lines {
+            rc.add_line(l.as_bytes(), "app::*");
+        }
+        // The program's own output, not even UTF-8, is skipped.
+        rc.add_line(b"\xff\xfe log line", "app::*");
+        assert_eq!((rc.records, rc.pids(), rc.counted_twice()), (6, 1, 0));
+        let h =
+            from_counts(&rc.reply(), "records".into(), "app::*", None, Keep::top(10)).expect("ok");
         let top: Vec<(&str, u64, &str, u64)> = h
             .functions
             .iter()
@@ -351,15 +401,22 @@ mod tests {
         assert_eq!(
             top,
             [
-                ("app::peek", 1500, "src/a.rs", 3),
-                ("app::Shape::area", 300, "src/b.rs", 7)
+                ("app::peek", 1570, "src/a.rs", 3),
+                ("app::Shape::area", 300, "src/b.rs", 7),
+                ("app::Shape::new", 20, "src/b.rs", 7)
             ]
         );
         assert_eq!(h.sites, None);
         assert_eq!(
             render(&h).lines().nth(2),
-            Some("fn:app::peek         # 1,500 calls (83.3%), src/a.rs:3")
+            Some("fn:app::peek         # 1,570 calls (83.1%), src/a.rs:3")
         );
+        // A second probe of the same process on the same site counts every call again.
+        rc.add_line(
+            rec(1, "p9", "src/a.rs:3", "app::peek", 5, 5).as_bytes(),
+            "app::*",
+        );
+        assert_eq!(rc.counted_twice(), 1);
     }
 
     #[test]
@@ -372,21 +429,52 @@ mod tests {
                 .map(|f| f.func)
                 .collect()
         };
-        // 1000, 550 and 50 of 1600 calls: 62.5%, 96.9%, 100%.
-        let share = |s: f64| Keep {
+        // 1000, 550 and 50 of 1600 calls: 62.5%, 96.875%, 100%.
+        let share = |p: f64| Keep {
             top: None,
-            share: Some(s),
+            percent: Some(p),
         };
-        assert_eq!(names(share(0.5)), ["app::peek"]);
-        assert_eq!(names(share(0.625)), ["app::peek"]);
-        assert_eq!(names(share(0.9)), ["app::peek", "app::Shape::area"]);
-        assert_eq!(names(share(1.0)).len(), 3);
+        assert_eq!(names(share(50.0)), ["app::peek"]);
+        assert_eq!(names(share(62.5)), ["app::peek"]);
+        assert_eq!(names(share(90.0)), ["app::peek", "app::Shape::area"]);
+        assert_eq!(names(share(96.875)).len(), 2);
+        assert_eq!(names(share(100.0)).len(), 3);
         // --top still caps it.
         let both = Keep {
             top: Some(1),
-            share: Some(0.9),
+            percent: Some(90.0),
         };
         assert_eq!(names(both), ["app::peek"]);
+    }
+
+    #[test]
+    fn a_whole_percentage_is_reached_exactly() {
+        // 55 of 100 calls is 55%: `0.55 * 100` in floating point is 55.000000000000007.
+        let reply = json!({"counts": [
+            {"fn": "a", "count": 55, "path": "a.rs", "line": 1},
+            {"fn": "b", "count": 45, "path": "a.rs", "line": 2},
+        ]});
+        let keep = Keep {
+            top: None,
+            percent: Some(55.0),
+        };
+        let h = from_counts(&reply, String::new(), "*", None, keep).expect("ok");
+        assert_eq!(h.functions.len(), 1);
+        assert_eq!(
+            render(&h).lines().next(),
+            Some("# lprobe hot: , fn:*: 100 calls of 2 functions")
+        );
+        let one = json!({"counts": [{"fn": "a", "count": 1, "path": "a.rs", "line": 1}]});
+        let h = from_counts(&one, String::new(), "*", None, keep).expect("ok");
+        let text = render(&h);
+        assert!(
+            text.starts_with("# lprobe hot: , fn:*: 1 call of 1 function\n"),
+            "{text}"
+        );
+        assert!(
+            text.ends_with("fn:a  # 1 call (100.0%), a.rs:1\n"),
+            "{text}"
+        );
     }
 
     #[test]

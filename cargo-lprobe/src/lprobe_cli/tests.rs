@@ -217,6 +217,8 @@ fn arm_flag_validation() {
     assert!(parse(["lprobe", "hot", "--share", "90%"]).is_ok());
     assert!(parse(["lprobe", "hot", "--share", "0"]).is_err());
     assert!(parse(["lprobe", "hot", "--share", "101"]).is_err());
+    assert!(parse(["lprobe", "hot", "--records", "-"]).is_ok());
+    assert!(parse(["lprobe", "hot", "--records", "-", "--for", "5s"]).is_err());
     assert_eq!(
         parse_duration("500ms", false),
         Ok(Duration::from_millis(500))
