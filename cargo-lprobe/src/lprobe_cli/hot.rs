@@ -260,9 +260,12 @@ pub fn render(h: &Hot) -> String {
     if h.functions.is_empty() {
         return out;
     }
+    let (which, them) = match h.functions.len() {
+        1 => ("the most called".to_owned(), "it"),
+        n => (format!("the {n} most called"), "them"),
+    };
     out.push_str(&format!(
-        "# the {} most called; to build them without probe sites: cargo lprobe build --skip-from FILE\n",
-        h.functions.len()
+        "# {which}; to build {them} without probe sites: cargo lprobe build --skip-from FILE\n"
     ));
     let width = h
         .functions
@@ -473,6 +476,10 @@ mod tests {
         );
         assert!(
             text.ends_with("fn:a  # 1 call (100.0%), a.rs:1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\n# the most called; to build it without"),
             "{text}"
         );
     }
