@@ -141,10 +141,12 @@ pub enum Command {
         killed), and its final counts also go to the process's output as count records. \
         Ctrl-C ends the window early and prints what was counted.\n\n\
         For processes the CLI cannot reach (a fleet armed through a control file), --records \
-        FILE reads the count records they wrote instead: per process, probe and site the last \
-        running count, summed per function. Arm a function-entry counter for that, e.g. \
-        'fn:* --count --every 1m --ttl 10m' in the control file, and give it only those \
-        records (a count probe on lines would add its lines' passes to the function).\n\n\
+        FILE reads the count records they wrote instead (every other line is skipped) and sums \
+        their deltas per function: what each report added, so restarts and processes sharing a \
+        pid add up. Arm a function-entry counter for that, e.g. 'fn:* --count --every 1m --ttl \
+        10m' in the control file, and give it only those records (a count probe on lines would \
+        add its lines' passes to the function; two probes counting the same sites are \
+        reported).\n\n\
         With --json: {source, pid, program, pattern, seconds, calls, called, sites, functions: \
         [{fn, calls, share, per_second, path, line}]} (pid, program, seconds, sites and \
         per_second are null for --records).",
