@@ -1387,12 +1387,12 @@ fn cmd_snapshot(g: &Global, a: &SnapshotArgs, ctx: &mut Ctx<'_>) -> Result<i32> 
 }
 
 fn cmd_hot(g: &Global, a: &HotArgs, ctx: &mut Ctx<'_>) -> Result<i32> {
+    let pattern = a.pattern.strip_prefix("fn:").unwrap_or(&a.pattern);
     if let Some(file) = &a.records {
-        return hot_from_records(g, a, file, ctx);
+        return hot_from_records(g, a, pattern, file, ctx);
     }
     let t = one_target(g, ctx, "hot")?;
     let window = parse_duration(&a.window, true).map_err(|e| anyhow!(e))?;
-    let pattern = a.pattern.strip_prefix("fn:").unwrap_or(&a.pattern);
     // A runtime older than `counts` would pay for a whole window for nothing: ask first.
     if let Err(e) = client::request(&t.socket, "counts", &["-"]) {
         if format!("{e:#}").contains("unknown request") {
@@ -1495,7 +1495,13 @@ fn socket_gone(socket: &Path) -> bool {
 /// `lprobe hot --records FILE`: the skip list from `count` records a process (or a fleet)
 /// wrote, for processes the CLI cannot reach. The file is read line by line, so a large log
 /// with the program's own output (not even UTF-8) in between is fine.
-fn hot_from_records(g: &Global, a: &HotArgs, file: &Path, ctx: &mut Ctx<'_>) -> Result<i32> {
+fn hot_from_records(
+    g: &Global,
+    a: &HotArgs,
+    pattern: &str,
+    file: &Path,
+    ctx: &mut Ctx<'_>,
+) -> Result<i32> {
     if g.pid.is_some() || g.all {
         bail!("--records reads a file: --pid and --all do not apply (filter the file instead)");
     }
@@ -1512,7 +1518,6 @@ fn hot_from_records(g: &Global, a: &HotArgs, file: &Path, ctx: &mut Ctx<'_>) -> 
             || format!("opening the count records file {shown}"),
         )?))
     };
-    let pattern = a.pattern.strip_prefix("fn:").unwrap_or(&a.pattern);
     let mut records = hot::RecordCounts::default();
     let mut line = Vec::new();
     loop {

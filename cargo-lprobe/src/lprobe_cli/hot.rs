@@ -59,16 +59,6 @@ pub struct Keep {
     pub percent: Option<f64>,
 }
 
-impl Keep {
-    /// The first `n` functions.
-    pub fn top(n: usize) -> Keep {
-        Keep {
-            top: Some(n),
-            percent: None,
-        }
-    }
-}
-
 /// Builds a [`Hot`] from a `counts` reply, keeping the functions `keep` asks for. Sites of one
 /// function path (trait impls of one type, say) are summed.
 pub fn from_counts(
@@ -294,6 +284,14 @@ pub fn render(h: &Hot) -> String {
 mod tests {
     use super::*;
 
+    /// The first `n` functions.
+    fn top(n: usize) -> Keep {
+        Keep {
+            top: Some(n),
+            percent: None,
+        }
+    }
+
     fn reply() -> Value {
         json!({"ok": true, "probe": "p1", "sites": 9, "hits": 1600, "counts": [
             {"path": "src/a.rs", "line": 3, "fn": "app::peek", "kind": "entry", "count": 1000},
@@ -303,15 +301,8 @@ mod tests {
         ]})
     }
 
-    fn live(reply: &Value, pattern: &str, window: Duration, top: usize) -> Hot {
-        from_counts(
-            reply,
-            "pid 7 (app)".into(),
-            pattern,
-            Some(window),
-            Keep::top(top),
-        )
-        .expect("ok")
+    fn live(reply: &Value, pattern: &str, window: Duration, n: usize) -> Hot {
+        from_counts(reply, "pid 7 (app)".into(), pattern, Some(window), top(n)).expect("ok")
     }
 
     #[test]
@@ -361,7 +352,7 @@ mod tests {
             render(&h),
             "# lprobe hot: pid 7 (app), fn:x::*, 0.5 s: 0 calls of 0 functions (4 entry sites counted)\n"
         );
-        let bad = |v: Value| from_counts(&v, String::new(), "*", None, Keep::top(5)).is_err();
+        let bad = |v: Value| from_counts(&v, String::new(), "*", None, top(5)).is_err();
         assert!(bad(json!({"ok": true})));
         assert!(bad(json!({"counts": [{"fn": "a::b"}]})));
     }
@@ -394,8 +385,7 @@ mod tests {
         // The program's own output, not even UTF-8, is skipped.
         rc.add_line(b"\xff\xfe log line", "app::*");
         assert_eq!((rc.records, rc.pids(), rc.counted_twice()), (6, 1, 0));
-        let h =
-            from_counts(&rc.reply(), "records".into(), "app::*", None, Keep::top(10)).expect("ok");
+        let h = from_counts(&rc.reply(), "records".into(), "app::*", None, top(10)).expect("ok");
         let top: Vec<(&str, u64, &str, u64)> = h
             .functions
             .iter()
