@@ -843,6 +843,7 @@ fn describe(a: &Action, sites: &FileSites) -> String {
         Action::DropSite { site } => format!("{}: dropped the probe", at(site)),
         Action::FnNoCaptures { context } => format!("{}: no captures", func(context)),
         Action::FnNoProbes { context } => format!("{}: no probes", func(context)),
+        Action::NoRecall { context } => format!("{}: timed by a guard", func(context)),
         Action::Demote { site, name, to } => {
             format!("{}: '{name}' captured as {to:?}", at(site))
         }
@@ -960,12 +961,13 @@ fn write_copy(
                 .map(|p| (p.site, p))
                 .collect();
             for (i, s) in f.sites.sites.iter().enumerate() {
-                let (kind, names) = match placed.get(&i) {
+                let (kind, names, timed) = match placed.get(&i) {
                     Some(p) => (
                         s.kind.as_str(),
                         p.captures.iter().map(|(n, _)| n.clone()).collect(),
+                        p.timed,
                     ),
-                    None => ("none", Vec::new()),
+                    None => ("none", Vec::new(), false),
                 };
                 rows.push(SiteRow {
                     path: f.rel.clone(),
@@ -975,7 +977,7 @@ fn write_copy(
                     kind,
                     names,
                     fn_slot: f.first.func + s.context as u32,
-                    timed: s.kind == visit::SiteKind::Entry && s.timed,
+                    timed,
                 });
             }
         }

@@ -6,6 +6,7 @@ pub mod copy_tree;
 pub mod driver;
 pub mod lprobe_cli;
 pub mod manifest;
+pub mod recall;
 pub mod repair;
 pub mod rewrite;
 pub mod runtime_cache;

@@ -54,6 +54,10 @@ pub enum Action {
     FnNoProbes {
         context: usize,
     },
+    /// The function's entry times calls with a guard: calling itself did not compile.
+    NoRecall {
+        context: usize,
+    },
     FileOriginal,
     /// A binding's captures step down a form (not a loss: the value is still captured, or its
     /// type name when it has no `Debug`).
@@ -146,6 +150,10 @@ pub fn judge(
             continue;
         }
         let ctx = sites.sites.get(p.site).map_or(0, |s| s.context);
+        // The call by which an entry times itself: time with a guard instead.
+        if p.recall.as_ref().is_some_and(|r| r.contains(&err.byte)) && ex.no_recall.insert(ctx) {
+            return Action::NoRecall { context: ctx };
+        }
         for (name, r) in &p.captures {
             if r.contains(&err.byte) {
                 let borrow = err

@@ -34,6 +34,10 @@ pub struct Exclusions {
     /// Bindings whose type is not `Debug`: only their type name is captured.
     #[serde(default)]
     pub opaque: BTreeSet<u32>,
+    /// Contexts whose entry site times calls with a guard, not by calling the function again
+    /// (the call did not compile: an argument type it could not infer, a name shadowed).
+    #[serde(default)]
+    pub no_recall: BTreeSet<usize>,
     /// At a crate root: the crate flags module failed to build (e.g. `unsafe_code` forbidden
     /// from the command line), so the package's checks read the sites crate's flags.
     #[serde(default)]
@@ -101,6 +105,10 @@ pub struct Placed {
     pub range: Range<usize>,
     /// Captured names (what the site table lists) with their output byte ranges.
     pub captures: Vec<(String, Range<usize>)>,
+    /// At an entry site that times by calling its function again: that call's output range.
+    pub recall: Option<Range<usize>>,
+    /// An entry site whose calls `--duration` can time.
+    pub timed: bool,
 }
 
 /// A rewritten file.
@@ -163,8 +171,29 @@ impl Rewritten {
     }
 }
 
-/// Text to insert: (original offset, code, site index, capture ranges within the code).
-type Piece = (usize, String, Option<usize>, Vec<(String, Range<usize>)>);
+/// Text to insert at an original offset, and for a probe what `Placed` records (ranges
+/// within the code).
+struct Piece {
+    at: usize,
+    code: String,
+    site: Option<usize>,
+    captures: Vec<(String, Range<usize>)>,
+    recall: Option<Range<usize>>,
+    timed: bool,
+}
+
+impl Piece {
+    fn text(at: usize, code: String) -> Piece {
+        Piece {
+            at,
+            code,
+            site: None,
+            captures: Vec::new(),
+            recall: None,
+            timed: false,
+        }
+    }
+}
 
 /// Where a file's ids start in its package's table: sites, and functions (contexts).
 #[derive(Clone, Copy, Debug, Default)]
@@ -218,11 +247,9 @@ pub fn rewrite(
         FlagsHome::Crate { .. } => "crate::__lprobe".to_owned(),
     };
     if let Some(at) = extern_crate {
-        pieces.push((
+        pieces.push(Piece::text(
             at,
             format!(" #[allow(unused_extern_crates)] extern crate {SITES_CRATE};"),
-            None,
-            Vec::new(),
         ));
     }
     // A function whose entry probe is placed reads its function flag into a local at entry;
@@ -250,11 +277,9 @@ pub fn rewrite(
     for head in &sites.loops {
         if reads_local.get(head.context).copied().unwrap_or(false) {
             let k = first_fn + head.context as u32;
-            pieces.push((
+            pieces.push(Piece::text(
                 head.offset,
                 format!(" {chk}::refresh(&mut __lprobe_fn, {k}); "),
-                None,
-                Vec::new(),
             ));
         }
     }
@@ -291,10 +316,28 @@ pub fn rewrite(
         let id = first_id + i as u32;
         let k = first_fn + site.context as u32;
         let uses_local = !site.in_closure && local.get(site.context).copied().unwrap_or(false);
-        // An entry site keeps a guard for the whole call (it times the call when a
-        // `--duration` probe is armed); a line site is a plain check.
-        let timed = site.kind == SiteKind::Entry && site.timed;
-        let mut code = if let (SiteKind::Entry, false, Some(j)) = (site.kind, timed, merged.get(&i))
+        // An entry site times its calls by calling its function again (`recall`), or else
+        // keeps a guard for the whole call, unless the function is small or `#[inline]`; a
+        // line site is a plain check.
+        let recall = match (&site.recall, site.kind) {
+            (Some(call), SiteKind::Entry) if !ex.no_recall.contains(&site.context) => Some(call),
+            _ => None,
+        };
+        let timed = site.kind == SiteKind::Entry && site.timed && recall.is_none();
+        let mut recall_tail = String::new();
+        let mut code = if let Some(call) = recall {
+            let enter = match merged.get(&i) {
+                Some(j) => format!("enter_first({id}, {}, ", first_id + *j as u32),
+                None => format!("enter({id}, "),
+            };
+            // The captures go in the middle; the rest is written after them.
+            recall_tail = format!(
+                "]); if __lprobe_t != 0 {{ let __lprobe_g = ::{SITES_CRATE}::timer({id}, __lprobe_t); return {call}; }} }} "
+            );
+            format!(
+                " #[allow(unused_mut, unused_variables)] let mut __lprobe_fn = {chk}::fn_on({k}); #[allow(unreachable_code, unused_unsafe)] if __lprobe_fn {{ let __lprobe_t = ::{SITES_CRATE}::{enter}&["
+            )
+        } else if let (SiteKind::Entry, false, Some(j)) = (site.kind, timed, merged.get(&i))
         {
             let line = first_id + *j as u32;
             format!(
@@ -339,33 +382,48 @@ pub fn rewrite(
             caps.push((name.clone(), start..code.len()));
         }
         // Entry sites pass the call's start time (0: not timed) back to the guard.
-        code.push_str(if timed { "])) } " } else { "]) } " });
-        pieces.push((site.offset, code, Some(i), caps));
+        let mut recall_range = None;
+        if recall.is_some() {
+            let call = recall_tail.rfind("return ").map(|r| r + "return ".len());
+            let end = recall_tail.rfind("; } }").unwrap_or(recall_tail.len());
+            recall_range = call.map(|c| code.len() + c..code.len() + end);
+            code.push_str(&recall_tail);
+        } else {
+            code.push_str(if timed { "])) } " } else { "]) } " });
+        }
+        pieces.push(Piece {
+            at: site.offset,
+            code,
+            site: Some(i),
+            captures: caps,
+            recall: recall_range,
+            timed: site.kind == SiteKind::Entry && (timed || recall.is_some()),
+        });
     }
     // Stable: at one offset, a loop head (pushed first) precedes a probe.
-    pieces.sort_by_key(|p| p.0);
+    pieces.sort_by_key(|p| p.at);
 
     let mut out =
-        String::with_capacity(text.len() + pieces.iter().map(|p| p.1.len()).sum::<usize>());
+        String::with_capacity(text.len() + pieces.iter().map(|p| p.code.len()).sum::<usize>());
     let mut placed = Vec::new();
     let mut inserts = Vec::new();
     let mut last = 0;
-    for (at, code, site, caps) in pieces {
-        let at = at.min(text.len());
+    for p in pieces {
+        let at = p.at.min(text.len());
         out.push_str(&text[last..at]);
         let base = out.len();
-        out.push_str(&code);
+        out.push_str(&p.code);
         last = at;
-        inserts.push((at, code.len()));
-        if let Some(i) = site {
+        inserts.push((at, p.code.len()));
+        if let Some(i) = p.site {
+            let shift = |r: Range<usize>| base + r.start..base + r.end;
             placed.push(Placed {
                 site: i,
                 id: first_id + i as u32,
                 range: base..out.len(),
-                captures: caps
-                    .into_iter()
-                    .map(|(n, r)| (n, base + r.start..base + r.end))
-                    .collect(),
+                captures: p.captures.into_iter().map(|(n, r)| (n, shift(r))).collect(),
+                recall: p.recall.map(shift),
+                timed: p.timed,
             });
         }
     }
@@ -469,11 +527,12 @@ mod tests {
         assert!(rw.text.contains("::lprobe_sites::on(12)"));
         assert!(syn::parse_file(&rw.text).is_ok());
         // The first statement's site is checked in the entry's call (same captures), and
-        // placed where the entry is.
-        // (A small function: its entry has no timing guard.)
+        // placed where the entry is; a timed call calls the function again.
         assert!(rw.text.contains(
-            "if __lprobe_fn { ::lprobe_sites::hit_pair(10, 11, &[&::lprobe_sites::ByCopy(a)]) }"
-        ));
+            "if __lprobe_fn { let __lprobe_t = ::lprobe_sites::enter_first(10, 11, &[&::lprobe_sites::ByCopy(a)]); if __lprobe_t != 0 { let __lprobe_g = ::lprobe_sites::timer(10, __lprobe_t); return self::f(a); } }"
+        ), "{}", rw.text);
+        assert_eq!(&rw.text[at(0).recall.clone().expect("recall")], "self::f(a)");
+        assert!(at(0).timed && !rw.text.contains("__lprobe_guard"));
         assert!(!rw.text.contains("on(11)"));
         assert_eq!(at(1).range, at(0).range);
     }
@@ -529,7 +588,7 @@ mod tests {
         assert!(rw.text.contains("crate::__lprobe::on(2)"));
         assert!(!rw.text.contains("::lprobe_sites::on("));
         // Cold calls stay in the sites crate.
-        assert!(rw.text.contains("::lprobe_sites::hit_pair("));
+        assert!(rw.text.contains("::lprobe_sites::enter_first("));
         let m = rw.crate_module.clone().expect("module defined");
         assert!(rw.text[m.clone()].contains("static F: [AtomicU8; 40]"));
         assert!(rw.text[m].contains("static FNF: [AtomicU8; 7]"));
@@ -615,16 +674,47 @@ mod tests {
     }
 
     #[test]
-    fn an_inline_function_gets_an_entry_check_without_a_guard() {
+    fn an_inline_function_is_timed_by_calling_itself_and_never_gets_a_guard() {
         let src = "#[inline]\nfn f(a: u8) -> u8 {\n    a + 1\n}\n";
         let (fs, rw) = go(src, &Exclusions::default());
-        assert!(!fs.sites[0].timed);
+        assert!(!fs.sites[0].timed, "no guard even without the call");
         assert!(!rw.text.contains("__lprobe_guard"), "{}", rw.text);
+        assert!(rw.text.contains("return self::f(a);"), "{}", rw.text);
+        assert!(rw.placed[0].timed);
+        // If the call does not compile, the function is built untimed, as before.
+        let mut ex = Exclusions::default();
+        ex.no_recall.insert(0);
+        let (_, rw) = go(src, &ex);
         assert!(
             rw.text.contains("::lprobe_sites::hit_pair(10, 11, &["),
             "{}",
             rw.text
         );
+        assert!(!rw.placed[0].timed && rw.placed[0].recall.is_none());
+        assert!(syn::parse_file(&rw.text).is_ok());
+    }
+
+    #[test]
+    fn a_function_that_cannot_call_itself_keeps_its_guard() {
+        let src = "async fn f(a: u8) -> u8 {\n    let b = a;\n    work(b).await;\n    b\n}\n";
+        let (fs, rw) = go(src, &Exclusions::default());
+        assert!(fs.sites[0].recall.is_none());
+        assert!(rw.text.contains("__lprobe_guard"), "{}", rw.text);
+        assert!(rw.placed[0].timed);
+        assert!(syn::parse_file(&rw.text).is_ok());
+    }
+
+    #[test]
+    fn methods_call_themselves_through_self_and_their_trait() {
+        let src = "struct S;\nimpl S {\n    fn get(&self, n: u32) -> u32 { n }\n}\nimpl Iterator for S {\n    type Item = u8;\n    fn next(&mut self) -> Option<u8> { None }\n}\ntrait T<A> {\n    fn d(&self, a: A) -> u8 { 0 }\n}\n";
+        let (_, rw) = go(src, &Exclusions::default());
+        for call in [
+            "return Self::get(self, n);",
+            "return <Self as Iterator>::next(self);",
+            "return <Self as T<A>>::d(self, a);",
+        ] {
+            assert!(rw.text.contains(call), "{call} in {}", rw.text);
+        }
         assert!(syn::parse_file(&rw.text).is_ok());
     }
 }

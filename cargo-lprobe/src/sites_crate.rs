@@ -180,6 +180,31 @@ pub extern "C" fn hit_pair(e: u32, l: u32, v: &[Val<'_>]) {
     }
 }
 
+/// The entry site of a function with an armed site (the caller checked the function's flag):
+/// runs the entry's probes if it is armed; non-zero (the start time) when a `--duration` probe
+/// times this call, and the caller then calls the function again under a `timer` (see
+/// `probe_runtime::enter`).
+#[cold]
+#[inline(never)]
+#[allow(improper_ctypes_definitions)]
+pub extern "C" fn enter(i: u32, v: &[Val<'_>]) -> u64 {
+    ::probe_runtime::enter(&T, i, v)
+}
+
+/// `enter` for an entry checked together with its first statement's site `l`.
+#[cold]
+#[inline(never)]
+#[allow(improper_ctypes_definitions)]
+pub extern "C" fn enter_first(e: u32, l: u32, v: &[Val<'_>]) -> u64 {
+    ::probe_runtime::enter_first(&T, e, l, v)
+}
+
+/// Times the call made while it lives (from `enter`'s start time).
+#[inline(always)]
+pub fn timer(i: u32, start: u64) -> ::probe_runtime::Timer {
+    ::probe_runtime::Timer::new(&T, i, start)
+}
+
 /// Adds a crate's own copy of the flags (see `crate_flags_module` in cargo-lprobe).
 pub fn attach(f: &'static [AtomicU8], fnf: &'static [AtomicU8]) {
     ::probe_runtime::attach(&T, f, fnf)

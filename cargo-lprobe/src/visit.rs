@@ -16,6 +16,7 @@ use proc_macro2::{LineColumn, Span};
 use syn::spanned::Spanned;
 use syn::visit::Visit;
 
+use crate::recall::Owner;
 use crate::skip::SkipList;
 
 /// Which statement lines of a file get line sites.
@@ -74,10 +75,14 @@ pub struct Site {
     /// A line site before the first statement of a function body: nothing runs between the
     /// entry site and it, so the rewrite may check both in one out-of-line call.
     pub first_stmt: bool,
-    /// An entry site with a guard that can time the call (`--duration`). Functions the author
-    /// marked `#[inline]`, and small ones ([`is_small`]), get a plain check instead: the
-    /// guard's drop on every return path would keep them from being inlined.
+    /// An entry site that gets a timing guard when it cannot time its calls by calling the
+    /// function again (`recall`): functions the author marked `#[inline]` and small ones
+    /// ([`is_small`]) do not (the guard's drop on every return path would keep them from being
+    /// inlined).
     pub timed: bool,
+    /// At an entry site: the call of the function with its own arguments, by which a timed
+    /// call times itself ([`crate::recall`]); `None` where the function keeps a guard.
+    pub recall: Option<String>,
 }
 
 /// The start of a loop body where a function's local armed flag is re-read, so that a loop
@@ -168,6 +173,7 @@ pub fn find_sites_with(
         module: module.split("::").map(str::to_owned).collect(),
         self_ty: None,
         impl_generics: None,
+        owner: Owner::Module,
         ctx: None,
         scopes: Vec::new(),
         next_binding: 0,
@@ -510,6 +516,8 @@ struct Visitor<'a> {
     self_ty: Option<String>,
     /// The generics of the `impl` block the visitor is in.
     impl_generics: Option<syn::Generics>,
+    /// What the function items being visited belong to (how they call themselves).
+    owner: Owner,
     /// Current function context: (index into `out.contexts`, function path).
     ctx: Option<(usize, String)>,
     /// Binding frames (name, binding id); names visible at a site are those in
@@ -1001,6 +1009,7 @@ impl<'a> Visitor<'a> {
             in_closure: self.in_closure > 0,
             first_stmt: false,
             timed: false,
+            recall: None,
         });
     }
 
@@ -1052,7 +1061,9 @@ impl<'a> Visitor<'a> {
             // Still look inside for nested items, which are their own functions (named
             // under this one, as they are when it has sites).
             let saved = self.ctx.replace((ctx_index, func));
+            let saved_owner = std::mem::replace(&mut self.owner, Owner::Block);
             self.visit_nested_items(block);
+            self.owner = saved_owner;
             self.ctx = saved;
             return;
         }
@@ -1110,8 +1121,11 @@ impl<'a> Visitor<'a> {
         let entry = self.out.sites.len();
         self.push_site(offset, entry_at, SiteKind::Entry);
         if let Some(s) = self.out.sites.get_mut(entry) {
+            s.recall = crate::recall::call(&self.owner, attrs, sig);
             s.timed = !asks_inlining(attrs) && !is_small(block);
         }
+        // Items in the body are named from the block.
+        let saved_owner = std::mem::replace(&mut self.owner, Owner::Block);
         let first = self.out.sites.len();
         let first_stmt = block
             .stmts
@@ -1128,6 +1142,7 @@ impl<'a> Visitor<'a> {
             site.first_stmt = true;
         }
 
+        self.owner = saved_owner;
         self.self_ty = saved_self;
         self.in_closure = saved_closure;
         self.barrier = saved_barrier;
@@ -1358,18 +1373,22 @@ impl<'ast> Visit<'ast> for Visitor<'_> {
         }
         let saved = self.self_ty.replace(type_name(&i.self_ty));
         let saved_generics = self.impl_generics.replace(i.generics.clone());
+        let saved_owner = std::mem::replace(&mut self.owner, Owner::of_impl(i));
         for item in &i.items {
             self.visit_impl_item(item);
         }
+        self.owner = saved_owner;
         self.impl_generics = saved_generics;
         self.self_ty = saved;
     }
 
     fn visit_item_trait(&mut self, t: &'ast syn::ItemTrait) {
         let saved = self.self_ty.replace(t.ident.to_string());
+        let saved_owner = std::mem::replace(&mut self.owner, Owner::of_trait(t));
         for item in &t.items {
             self.visit_trait_item(item);
         }
+        self.owner = saved_owner;
         self.self_ty = saved;
     }
 
@@ -1377,9 +1396,11 @@ impl<'ast> Visit<'ast> for Visitor<'_> {
         if let Some((_, items)) = &m.content {
             self.module.push(m.ident.to_string());
             let saved = self.self_ty.take();
+            let saved_owner = std::mem::replace(&mut self.owner, Owner::Module);
             for item in items {
                 self.visit_item(item);
             }
+            self.owner = saved_owner;
             self.self_ty = saved;
             self.module.pop();
         }

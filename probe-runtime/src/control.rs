@@ -546,7 +546,7 @@ fn new_probe(st: &mut State, words: &[String], origin: Origin) -> Result<Arc<Pro
             .find(|s| !s.timed)
         {
             return Err(format!(
-                "--duration cannot time {}: it is marked #[inline] or is small (a short body with no loop, no .await, and no call but method calls, constructors and primitive, Self, cmp or mem functions), so it was built without a timing guard (one would keep it from being inlined). Time a caller, or use --tictoc between two of its lines",
+                "--duration cannot time {}: it cannot time itself by calling itself again (an async fn, a parameter bound by a pattern such as `_` or `(a, b)`, or an attribute that may be a macro), and it is marked #[inline] or is small, so it was built without a timing guard (one would keep it from being inlined). Time a caller, or use --tictoc between two of its lines",
                 s.func
             ));
         }

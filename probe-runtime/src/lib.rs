@@ -235,6 +235,144 @@ pub fn hit_entry(table: &'static Table, id: u32, vals: &[Val<'_>]) -> u64 {
     }
 }
 
+/// The call a timed entry is about to make of its own function, per thread.
+///
+/// A function whose entry site a `--duration` probe times calls itself once more with the same
+/// arguments ([`enter`] returns the start time; the generated code returns what the second call
+/// returns, holding a [`Timer`]), so timing needs no guard in the function body: the dormant
+/// path carries one flag check and nothing on its return paths, whatever the function's size.
+/// The second call's [`enter`] finds its own site announced here, forgets it, and lets the body
+/// run. A function already being timed on this thread is not timed again when it recurses
+/// (its outermost call is), so timing adds at most one frame per timed function to a stack.
+mod recall {
+    use std::cell::Cell;
+
+    const NONE: (usize, u32) = (0, u32::MAX);
+    /// Distinct functions timed at once on one thread (nested calls); more are not timed.
+    const ACTIVE: usize = 8;
+
+    thread_local! {
+        static NEXT: Cell<(usize, u32)> = const { Cell::new(NONE) };
+        static TIMING: Cell<[(usize, u32); ACTIVE]> = const { Cell::new([NONE; ACTIVE]) };
+    }
+
+    /// Announces the timed call of site `id`'s function, if it may be timed here (not already
+    /// being timed on this thread, and a slot is free).
+    pub(crate) fn begin(key: usize, id: u32) -> bool {
+        TIMING
+            .try_with(|t| {
+                let mut all = t.get();
+                if all.contains(&(key, id)) {
+                    return false;
+                }
+                let Some(free) = all.iter_mut().find(|s| **s == NONE) else {
+                    return false;
+                };
+                *free = (key, id);
+                t.set(all);
+                NEXT.try_with(|c| c.set((key, id))).is_ok()
+            })
+            .unwrap_or(false)
+    }
+
+    /// Whether this call is the one [`begin`] announced (and forgets the announcement).
+    pub(crate) fn take(key: usize, id: u32) -> bool {
+        NEXT.try_with(|c| {
+            let mine = c.get() == (key, id);
+            if mine {
+                c.set(NONE);
+            }
+            mine
+        })
+        .unwrap_or(false)
+    }
+
+    /// The timed call returned: forgets it, and an announcement the call never took (its
+    /// function was disarmed between the two, so the call did not look).
+    pub(crate) fn end(key: usize, id: u32) {
+        take(key, id);
+        let _ = TIMING.try_with(|t| {
+            let mut all = t.get();
+            if let Some(s) = all.iter_mut().find(|s| **s == (key, id)) {
+                *s = NONE;
+            }
+            t.set(all);
+        });
+    }
+}
+
+fn site_on(table: &Table, id: u32) -> bool {
+    table
+        .flags
+        .get(id as usize)
+        .is_some_and(|f| f.load(std::sync::atomic::Ordering::Relaxed) != 0)
+}
+
+/// A function's entry site was passed while one of the function's sites is armed (the
+/// caller checked only the function flag). Runs the entry's probes if the entry itself is
+/// armed, and returns the start time if a `--duration` probe wants this call timed: the
+/// caller then calls its function again with the same arguments, holding a [`Timer`], and
+/// returns that call's result. Returns 0 for the timed call itself (its probes ran already).
+pub fn enter(table: &'static Table, id: u32, vals: &[Val<'_>]) -> u64 {
+    let key = registry::table_key(table);
+    if recall::take(key, id) || !site_on(table, id) {
+        return 0;
+    }
+    let start = hit_entry(table, id, vals);
+    if start != 0 && recall::begin(key, id) {
+        start
+    } else {
+        0
+    }
+}
+
+/// [`enter`] for an entry site checked together with the site of the function's first
+/// statement (`line`): the line's probes run in the call that runs the body.
+pub fn enter_first(table: &'static Table, id: u32, line: u32, vals: &[Val<'_>]) -> u64 {
+    let key = registry::table_key(table);
+    let recalled = recall::take(key, id);
+    if !recalled && site_on(table, id) {
+        let start = hit_entry(table, id, vals);
+        if start != 0 && recall::begin(key, id) {
+            return start;
+        }
+    }
+    if site_on(table, line) {
+        hit(table, line, vals);
+    }
+    0
+}
+
+/// Held across the timed call [`enter`] asked for: its drop records the call's duration
+/// (also when unwinding).
+pub struct Timer {
+    table: &'static Table,
+    id: u32,
+    start: u64,
+}
+
+impl Timer {
+    #[inline(always)]
+    pub fn new(table: &'static Table, id: u32, start: u64) -> Timer {
+        Timer { table, id, start }
+    }
+}
+
+impl Drop for Timer {
+    #[inline(always)]
+    fn drop(&mut self) {
+        timer_exit(self.table, self.id, self.start);
+    }
+}
+
+/// Never unwinds (`probe::exit` catches).
+#[cold]
+#[inline(never)]
+extern "C" fn timer_exit(table: &'static Table, id: u32, start: u64) {
+    recall::end(registry::table_key(table), id);
+    probe::exit(table, id, start);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -423,21 +423,51 @@ fn a_first_statement_and_its_function_entry_are_separate_probes() {
 }
 
 #[test]
-fn an_inline_function_logs_but_refuses_duration() {
-    // `#[inline]` functions get an entry check without the timing guard (it would keep them
-    // from being inlined): probes work, `--duration` is refused with the reason.
+fn small_inline_and_recursive_functions_are_timed_and_compute_the_same() {
+    // A timed call calls its function again (no guard in any function body): `mix` is
+    // `#[inline]` and one line, `depth` recursive (only its outermost call is timed).
     let r = app(&[("LANG_INTERVAL_MS", "1")]);
-    let out = lprobe(&r, &["arm", "fn:lang_app::double", "--duration"]);
+    let m = arm(&r, &["fn:lang_app::mix", "--duration", "--every", "1s"]);
+    let d = arm(&r, &["fn:lang_app::depth", "--duration", "--every", "1s"]);
+    let log = arm(&r, &[&site("checked"), "--log", "{n} {v}"]);
+    for p in [&m, &d] {
+        let recs = wait_records(&r, 1, "duration records", |v| {
+            v["probe"] == p.as_str() && v["kind"] == "duration"
+        });
+        let st = &recs[0]["duration"];
+        let n = |k: &str| st[k].as_u64().unwrap_or_else(|| panic!("{k} in {st}"));
+        assert!(n("count") > 0, "{st}");
+        assert!(n("min_ns") <= n("p50_ns") && n("p99_ns") <= n("max_ns"), "{st}");
+        // Nanoseconds, not the program's 1 ms sleeps.
+        assert!(n("p50_ns") < 1_000_000, "{st}");
+    }
+    // depth(n % 5) makes 1 to 5 calls (3 on average), one of them timed.
+    let st = probe_status(&r, &d);
+    let (hits, timed) = (
+        st["hits"].as_u64().expect("hits"),
+        st["duration"]["count"].as_u64().expect("count"),
+    );
+    assert!(timed > 0 && hits >= 2 * timed, "hits {hits}, timed {timed}: {st}");
+    // What the timed functions return is unchanged.
+    let expect = |n: u64| {
+        let depth = n % 5 + 1;
+        (n.rotate_left(7) ^ 0x9e37) ^ depth ^ n
+    };
+    let logged = wait_records(&r, 20, "check logs", |v| v["probe"] == log.as_str());
+    for rec in &logged {
+        let msg = rec["msg"].as_str().expect("msg");
+        let (n, v) = msg.split_once(' ').expect("two numbers");
+        let (n, v): (u64, u64) = (n.parse().expect("n"), v.parse().expect("v"));
+        assert_eq!(v, expect(n), "check({n}) changed under timing");
+    }
+    // A function that cannot call itself (a `_` parameter) and is small has no guard either.
+    let out = lprobe(&r, &["arm", "fn:lang_app::first", "--duration"]);
     assert!(!out.status.success());
     let err = stderr(&out);
     assert!(
-        err.contains("#[inline]") && err.contains("lang_app::double"),
+        err.contains("cannot time itself") && err.contains("lang_app::first"),
         "{err}"
     );
-    let p = arm(&r, &["fn:lang_app::stage_one", "--duration"]);
-    wait_for(std::time::Duration::from_secs(10), "durations", || {
-        (probe_status(&r, &p)["hits"].as_u64()? > 0).then_some(())
-    });
 }
 
 #[test]

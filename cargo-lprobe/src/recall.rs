@@ -1,0 +1,289 @@
+//! The call by which a function times itself: `--duration` without a guard in the body.
+//!
+//! An entry site is one check of the function's flag. When a `--duration` probe is armed
+//! there, the site's cold call (`enter`) returns a start time and the generated code calls the
+//! function again with the same arguments, holding a timer, and returns that call's result:
+//!
+//! ```text
+//! fn f(&self, n: u32) -> u8 { … if __lprobe_fn { let t = enter(3, &[…]); if t != 0 { let g = timer(3, t); return Self::f(self, n); } } BODY }
+//! ```
+//!
+//! The second call finds itself announced (`probe_runtime::enter`) and runs the body. So the
+//! dormant path of every function is the same flag check, with nothing on its return paths
+//! (a guard's drop there kept small functions from being inlined), and every function with
+//! such a call can be timed, `#[inline]` and one-line ones included.
+//!
+//! This module writes that call from the signature, or says why it cannot: an `async fn` (a
+//! future cannot contain itself without a box), a parameter bound by a pattern (`(a, b): (u8,
+//! u8)`: the value is gone), an attribute that may rewrite the function (a proc macro). Such
+//! functions keep the timing guard (see `rewrite`).
+
+use quote::ToTokens;
+
+/// What a function item belongs to: where the call names it from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Owner {
+    /// A module: `self::f`.
+    Module,
+    /// A block inside a function body: `f`.
+    Block,
+    /// An inherent `impl`: `Self::f`.
+    Inherent,
+    /// `impl Trait for T`: `<Self as Trait>::f`, with the trait path as written.
+    TraitImpl(String),
+    /// A trait's provided method: `<Self as Trait<P…>>::f`.
+    TraitDef(String),
+}
+
+impl Owner {
+    /// The owner of the methods of `impl`.
+    pub fn of_impl(i: &syn::ItemImpl) -> Owner {
+        match &i.trait_ {
+            Some((None, path, _)) => Owner::TraitImpl(one_line(path.to_token_stream())),
+            // `impl !Trait for T` has no methods to call.
+            Some((Some(_), _, _)) => Owner::Inherent,
+            None => Owner::Inherent,
+        }
+    }
+
+    /// The owner of a trait's provided methods: the trait with its own parameters.
+    pub fn of_trait(t: &syn::ItemTrait) -> Owner {
+        let params: Vec<String> = t
+            .generics
+            .params
+            .iter()
+            .map(|p| match p {
+                syn::GenericParam::Lifetime(l) => l.lifetime.to_string(),
+                syn::GenericParam::Type(t) => t.ident.to_string(),
+                syn::GenericParam::Const(c) => c.ident.to_string(),
+            })
+            .collect();
+        let name = if params.is_empty() {
+            t.ident.to_string()
+        } else {
+            format!("{}<{}>", t.ident, params.join(", "))
+        };
+        Owner::TraitDef(name)
+    }
+}
+
+/// Attributes that do not change what a call of the function does (`cfg_attr` counts when
+/// everything it adds is one of these). Any other attribute may be a proc macro that rewrites
+/// the function, so the function keeps the guard.
+const PLAIN_ATTRS: &[&str] = &[
+    "allow",
+    "automatically_derived",
+    "bench",
+    "cfg",
+    "cold",
+    "coverage",
+    "deny",
+    "deprecated",
+    "doc",
+    "expect",
+    "export_name",
+    "forbid",
+    "ignore",
+    "inline",
+    "link_section",
+    "must_use",
+    "no_mangle",
+    "optimize",
+    "should_panic",
+    "target_feature",
+    "test",
+    "track_caller",
+    "unsafe",
+    "warn",
+];
+
+/// A path whose first segment is a tool (`#[rustfmt::skip]`, `#[clippy::…]`).
+fn tool_attr(path: &syn::Path) -> bool {
+    path.segments.len() > 1
+        && path
+            .segments
+            .first()
+            .is_some_and(|s| s.ident == "rustfmt" || s.ident == "clippy")
+}
+
+fn plain_attr(a: &syn::Attribute) -> bool {
+    let path = a.path();
+    if tool_attr(path) {
+        return true;
+    }
+    let Some(name) = path.get_ident().map(|i| i.to_string()) else {
+        return false;
+    };
+    if name != "cfg_attr" {
+        return PLAIN_ATTRS.contains(&name.as_str());
+    }
+    // `cfg_attr(PREDICATE, A, B…)`: every A, B… must be plain.
+    let syn::Meta::List(list) = &a.meta else {
+        return false;
+    };
+    let parsed = list.parse_args_with(
+        syn::punctuated::Punctuated::<syn::Meta, syn::Token![,]>::parse_terminated,
+    );
+    let Ok(metas) = parsed else {
+        return false;
+    };
+    metas.iter().skip(1).all(|m| {
+        tool_attr(m.path())
+            || m.path()
+                .get_ident()
+                .is_some_and(|i| PLAIN_ATTRS.contains(&i.to_string().as_str()))
+    })
+}
+
+/// The call of the function `sig` (with `attrs`, owned by `owner`) with its own arguments,
+/// as an expression, or `None` when it has none (see the module docs).
+pub fn call(owner: &Owner, attrs: &[syn::Attribute], sig: &syn::Signature) -> Option<String> {
+    if sig.asyncness.is_some() || sig.variadic.is_some() || !attrs.iter().all(plain_attr) {
+        return None;
+    }
+    let mut args = Vec::new();
+    let mut impl_trait_arg = false;
+    for input in &sig.inputs {
+        match input {
+            syn::FnArg::Receiver(_) => args.push("self".to_owned()),
+            syn::FnArg::Typed(t) => {
+                let syn::Pat::Ident(p) = &*t.pat else {
+                    return None;
+                };
+                if p.by_ref.is_some() || p.subpat.is_some() {
+                    return None;
+                }
+                args.push(p.ident.to_string());
+                impl_trait_arg |= mentions_impl(t.ty.to_token_stream());
+            }
+        }
+    }
+    // The function's own type and const parameters, unless an `impl Trait` parameter forbids
+    // naming them (then they are inferred from the arguments and the return type).
+    let params: Vec<String> = sig
+        .generics
+        .params
+        .iter()
+        .filter_map(|p| match p {
+            syn::GenericParam::Lifetime(_) => None,
+            syn::GenericParam::Type(t) => Some(t.ident.to_string()),
+            syn::GenericParam::Const(c) => Some(c.ident.to_string()),
+        })
+        .collect();
+    let turbofish = if params.is_empty() || impl_trait_arg {
+        String::new()
+    } else {
+        format!("::<{}>", params.join(", "))
+    };
+    let name = sig.ident.to_string();
+    let path = match owner {
+        Owner::Module => format!("self::{name}"),
+        Owner::Block => name,
+        Owner::Inherent => format!("Self::{name}"),
+        Owner::TraitImpl(t) | Owner::TraitDef(t) => format!("<Self as {t}>::{name}"),
+    };
+    let call = format!("{path}{turbofish}({})", args.join(", "));
+    Some(if sig.unsafety.is_some() {
+        format!("unsafe {{ {call} }}")
+    } else {
+        call
+    })
+}
+
+/// Whether a type mentions `impl` (an `impl Trait` argument, at any depth).
+fn mentions_impl(ts: proc_macro2::TokenStream) -> bool {
+    ts.into_iter().any(|tt| match tt {
+        proc_macro2::TokenTree::Ident(i) => i == "impl",
+        proc_macro2::TokenTree::Group(g) => mentions_impl(g.stream()),
+        _ => false,
+    })
+}
+
+/// Token text on one line (generated code never contains a newline).
+fn one_line(ts: proc_macro2::TokenStream) -> String {
+    ts.to_string().replace('\n', " ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call_of(owner: &Owner, src: &str) -> Option<String> {
+        let f: syn::ItemFn = syn::parse_str(src).expect("test source parses");
+        call(owner, &f.attrs, &f.sig)
+    }
+
+    #[test]
+    fn the_call_names_the_function_from_where_it_is_defined() {
+        let m = Owner::Module;
+        assert_eq!(
+            call_of(&m, "fn f(a: u8, mut b: String) {}").as_deref(),
+            Some("self::f(a, b)")
+        );
+        assert_eq!(
+            call_of(&Owner::Block, "fn g() -> u8 { 1 }").as_deref(),
+            Some("g()")
+        );
+        assert_eq!(
+            call_of(&Owner::Inherent, "fn len(&self) -> usize { 0 }").as_deref(),
+            Some("Self::len(self)")
+        );
+        let t: syn::ItemImpl =
+            syn::parse_str("impl<T> fmt::Display for W<T> { fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { Ok(()) } }").expect("parses");
+        let syn::ImplItem::Fn(f) = &t.items[0] else {
+            panic!("a fn")
+        };
+        assert_eq!(
+            call(&Owner::of_impl(&t), &f.attrs, &f.sig).as_deref(),
+            Some("<Self as fmt :: Display>::fmt(self, f)")
+        );
+        let tr: syn::ItemTrait =
+            syn::parse_str("trait Tr<'a, A, const N: usize> { fn get(&self) -> u8 { 0 } }")
+                .expect("parses");
+        assert_eq!(
+            Owner::of_trait(&tr),
+            Owner::TraitDef("Tr<'a, A, N>".into())
+        );
+    }
+
+    #[test]
+    fn generics_are_named_unless_an_impl_trait_argument_forbids_it() {
+        let m = Owner::Module;
+        assert_eq!(
+            call_of(&m, "fn f<'a, T: Default, const N: usize>(x: &'a [T; N]) -> T { T::default() }")
+                .as_deref(),
+            Some("self::f::<T, N>(x)")
+        );
+        assert_eq!(
+            call_of(&m, "fn f<T>(x: T, w: &mut impl std::io::Write) {}").as_deref(),
+            Some("self::f(x, w)")
+        );
+        assert_eq!(
+            call_of(&m, "unsafe fn f(p: *const u8) -> u8 { *p }").as_deref(),
+            Some("unsafe { self::f(p) }")
+        );
+    }
+
+    #[test]
+    fn functions_that_cannot_call_themselves_keep_the_guard() {
+        let m = Owner::Module;
+        for src in [
+            "async fn f(a: u8) {}",
+            "fn f((a, b): (u8, u8)) {}",
+            "fn f(_: u8) {}",
+            "fn f(ref a: u8) {}",
+            "#[tracing::instrument] fn f(a: u8) {}",
+            "#[my_macro] fn f(a: u8) {}",
+            "#[cfg_attr(feature = \"x\", my_macro)] fn f(a: u8) {}",
+        ] {
+            assert_eq!(call_of(&m, src), None, "{src}");
+        }
+        for src in [
+            "#[inline] #[must_use] #[doc = \"x\"] #[allow(dead_code)] fn f(a: u8) {}",
+            "#[cfg_attr(feature = \"x\", inline, must_use)] fn f(a: u8) {}",
+            "#[rustfmt::skip] #[track_caller] fn f(a: u8) {}",
+        ] {
+            assert!(call_of(&m, src).is_some(), "{src}");
+        }
+    }
+}
