@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# lprobe benchmarks. Usage: scripts/bench.sh [dormant|disarm|armed|build|build-ir|arming|memory|http|corpus|hot|all]...
+# lprobe benchmarks. Usage: scripts/bench.sh [dormant|disarm|armed|build|build-ir|arming|memory|http|corpus|hot|suite|all]...
 #
 #   dormant  bench-mix: plain vs `cargo lprobe build` (entry sites) vs `--lines all`: callgrind Ir
 #            per round (Ir at 2N rounds minus Ir at N, collected only inside the workload function),
@@ -26,6 +26,16 @@
 #            alternating runs), and callgrind instructions per request. Needs wrk. Not part of
 #            `all`. Knobs: BENCH_HTTP_REPS (default 5), BENCH_HTTP_DURATION (s, default 10),
 #            BENCH_HTTP_WARMUP (s, default 2), BENCH_HTTP_CG_DURATION (s, default 5).
+#   suite    the broad dormant-cost suite, one row per benchmark: bench-mix, workload-mix (an
+#            everyday program), corpus crates each driven by a fixed workload
+#            (fixtures/suite/<crate>.rs, built as an example of the crate itself) and
+#            http-service (Ir per request over a fixed request count). Per benchmark, plain vs
+#            entry vs every line: callgrind Ir of the workload (dormant: LPROBE_OUTPUT=/dev/null),
+#            clean build wall time, stripped binary size, stdout equal; geomean, worst, targets.
+#            Not part of `all`. Knobs: BENCH_SUITE (benchmarks, default "bench-mix workload-mix
+#            <SUITE_CRATES> http-service"), BENCH_SUITE_BUILD_REPS (clean builds per variant,
+#            median; default 1), BENCH_SUITE_HTTP_REQS (default 2000), BENCH_SUITE_HTTP_RUNS
+#            (callgrind runs per variant, default 2). Needs curl for http-service.
 #
 # Results (markdown) go to stdout and to $BENCH_DIR/results/<name>.md. Builds go to $BENCH_DIR
 # (default /tmp/bench-lprobe), never into the repository. Binaries: $LPROBE_BIN_DIR (default
@@ -951,16 +961,268 @@ bench_hot() {
     } | tee -a "$out"
 }
 
+# ---------------------------------------------------------------------------------------------
+# The dormant-cost suite (`suite`): many realistic workloads, plain vs entry vs every line.
+SUITE_CRATES="humantime ryu regex-syntax indexmap smallvec bytes num-traits slab either"
+
+# suite_prepare CRATE: a scratch copy of the fetched corpus crate with fixtures/suite/CRATE.rs
+# installed as examples/lprobe_suite.rs, plus an [[example]] entry (published manifests set
+# autoexamples = false); prints the copy's directory. Its Cargo.lock stays the pinned one.
+suite_prepare() {
+    local c=$1 corpus=${BENCH_CORPUS:-$W/corpus} src d
+    src=$(ls -d "$corpus/$c"-[0-9]* 2>/dev/null | head -1 || true)
+    [[ -n $src && -f $root/fixtures/suite/$c.rs ]] || return 1
+    d="$W/suite/src/$(basename "$src")"
+    rm -rf "$d"
+    mkdir -p "$W/suite/src"
+    cp -r "$src" "$d"
+    mkdir -p "$d/examples"
+    cp "$root/fixtures/suite/$c.rs" "$d/examples/lprobe_suite.rs"
+    printf '\n[[example]]\nname = "lprobe_suite"\npath = "examples/lprobe_suite.rs"\n' >>"$d/Cargo.toml"
+    echo "$d"
+}
+
+# suite_build DIR KIND MODE TD: one clean build of a variant (plain|entry|all) into TD, emptied
+# first; prints its wall seconds. KIND bin: a fixture, its binary. KIND example: a corpus crate;
+# the crate's lib is the timed build (as in `build`), then the example is built untimed in the
+# same target dir (an example pulls the crate's dev-dependencies, which lprobe leaves alone, and
+# which would dilute the ratio). Corpus crates build --locked --offline (corpus-fetch fetched
+# every locked dependency).
+suite_build() {
+    local dir=$1 kind=$2 mode=$3 td=$4 wall cpu
+    local flags=(--locked)
+    [[ $kind == example ]] && flags+=(--offline --lib)
+    rm -rf "$td"
+    # shellcheck disable=SC2046 # build_cmd is words on purpose
+    read -r wall cpu < <(cd "$dir" && CARGO_TARGET_DIR=$td timed $(build_cmd "$mode") "${flags[@]}")
+    if [[ $kind == example ]]; then
+        # shellcheck disable=SC2046
+        (cd "$dir" && CARGO_TARGET_DIR=$td $(build_cmd "$mode") --locked --offline --quiet --example lprobe_suite >&2) ||
+            log "suite: example build failed: $dir $mode"
+    fi
+    echo "$wall"
+}
+
+# suite_exe KIND NAME MODE TD: the built binary of that variant.
+suite_exe() {
+    local kind=$1 name=$2 mode=$3 td=$4 sub=release
+    [[ $mode == plain ]] || sub=lprobe/release
+    if [[ $kind == example ]]; then echo "$td/$sub/examples/lprobe_suite"; else echo "$td/$sub/$name"; fi
+}
+
+# suite_builds NAME DIR KIND BINNAME: clean builds of the three variants (alternating,
+# BENCH_SUITE_BUILD_REPS times; the last build of each stays), into SB_WALL/SB_EXE/SB_SIZE.
+suite_builds() {
+    local name=$1 dir=$2 kind=$3 binname=$4 r v td
+    local reps=${BENCH_SUITE_BUILD_REPS:-1}
+    for v in plain entry all; do : >"$W/suite/bw-$v"; done
+    for r in $(seq "$reps"); do
+        for v in plain entry all; do
+            log "suite: $name: clean build $v #$r"
+            suite_build "$dir" "$kind" "$v" "$W/t/suite-$name-$v" >>"$W/suite/bw-$v"
+        done
+    done
+    for v in plain entry all; do
+        td="$W/t/suite-$name-$v"
+        SB_WALL[$v]=$(median <"$W/suite/bw-$v")
+        SB_EXE[$v]=$(suite_exe "$kind" "$binname" "$v" "$td")
+        if [[ -x ${SB_EXE[$v]} ]]; then
+            strip -o "$W/suite/stripped" "${SB_EXE[$v]}"
+            SB_SIZE[$v]=$(stat -c %s "$W/suite/stripped")
+        else
+            log "suite: $name: no binary ${SB_EXE[$v]}"
+            SB_SIZE[$v]=nan
+        fi
+    done
+}
+
+# suite_http_ir EXE REQUESTS: http-service under callgrind (whole process, all threads), with
+# instrumentation on only while one curl fetches /orders/1 … /orders/REQUESTS over one
+# keep-alive connection (after 200 warm-up requests); prints "IR_PER_REQUEST OK_RESPONSES".
+suite_http_ir() {
+    local exe=$1 n=$2 d="$W/suite/http-cg" port="" i pid
+    rm -rf "$d"
+    mkdir -p "$d"
+    LPROBE_SOCKET="$d/sock" LPROBE_OUTPUT=/dev/null PORT=0 valgrind --tool=callgrind \
+        --instr-atstart=no --callgrind-out-file="$d/cg.out" "$exe" >"$d/stdout" 2>"$d/stderr" &
+    pid=$!
+    for i in $(seq 1200); do
+        port=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$d/stdout")
+        [[ -n $port ]] && break
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.05
+    done
+    [[ -n $port ]] || { log "http-service did not start under callgrind"; kill "$pid" 2>/dev/null; echo "nan 0"; return 0; }
+    curl -s -o /dev/null "http://127.0.0.1:$port/orders/[1-200]"
+    callgrind_control -i on "$pid" >/dev/null
+    curl -s -o /dev/null -w '%{http_code}\n' "http://127.0.0.1:$port/orders/[1-$n]" >"$d/codes"
+    callgrind_control -i off "$pid" >/dev/null
+    callgrind_control --dump=measured "$pid" >/dev/null
+    kill "$pid"
+    wait "$pid" 2>/dev/null || true
+    local f ir=""
+    for f in "$d"/cg.out*; do
+        # the dump's `totals:` line (its `summary:` line reads 0 with --instr-atstart=no)
+        grep -q '^desc: Trigger: dump measured' "$f" && ir=$(sed -n 's/^totals: *\([0-9]*\).*/\1/p' "$f")
+    done
+    echo "$(awk -v a="${ir:-0}" -v n="$n" 'BEGIN {printf "%.0f", a / n}') $(grep -c '^200$' "$d/codes" || true)"
+}
+
+# suite_http_out EXE: md5 of the responses to /orders/1 … /orders/50 from a native run.
+suite_http_out() {
+    local exe=$1 d="$W/suite/http-out" port="" i pid
+    rm -rf "$d"
+    mkdir -p "$d"
+    LPROBE_SOCKET="$d/sock" LPROBE_OUTPUT=/dev/null PORT=0 "$exe" >"$d/stdout" 2>"$d/stderr" &
+    pid=$!
+    for i in $(seq 400); do
+        port=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$d/stdout")
+        [[ -n $port ]] && break
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.025
+    done
+    [[ -n $port ]] && curl -s "http://127.0.0.1:$port/orders/[1-50]" | md5sum | cut -d' ' -f1
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+
+# suite_bench NAME: one benchmark's measurements, appended to $W/suite/rows.tsv as
+# "NAME PLAIN_IR ENTRY_IR ALL_IR PLAIN_S ENTRY_S ALL_S PLAIN_B ENTRY_B ALL_B EQUAL".
+suite_bench() {
+    local name=$1 dir kind=bin binname toggle v
+    local args=()
+    declare -A SB_WALL SB_EXE SB_SIZE IR OUT
+    case $name in
+    bench-mix) dir="$root/fixtures/bench-mix" binname=bench-mix toggle=bench_mix::workload_mix args=(mix 100) ;;
+    workload-mix) dir="$root/fixtures/workload-mix" binname=workload-mix toggle=workload_mix::workload args=(100) ;;
+    http-service) dir="$root/fixtures/http-service" binname=http-service ;;
+    *)
+        dir=$(suite_prepare "$name") || { log "suite: $name: not in the corpus or no fixtures/suite/$name.rs"; return 0; }
+        kind=example binname=lprobe_suite toggle=lprobe_suite::workload ;;
+    esac
+    suite_builds "$name" "$dir" "$kind" "$binname"
+    if [[ $name == http-service ]]; then
+        local n=${BENCH_SUITE_HTTP_REQS:-2000} runs=${BENCH_SUITE_HTTP_RUNS:-2} r x ok all
+        for v in plain entry all; do
+            OUT[$v]=$(suite_http_out "${SB_EXE[$v]}")
+            all=""
+            for r in $(seq "$runs"); do
+                log "suite: $name: callgrind $v #$r ($n requests)"
+                read -r x ok < <(suite_http_ir "${SB_EXE[$v]}" "$n")
+                [[ $ok == "$n" ]] || log "suite: $name $v: only $ok of $n responses were 200"
+                all+="${all:+ }$x"
+            done
+            echo "$v $all" >>"$W/suite/http-runs"
+            [[ $v == plain ]] && echo "$name: md5 of the responses ${OUT[plain]}" >>"$W/suite/outputs"
+            IR[$v]=$(tr ' ' '\n' <<<"$all" | median | awk '{printf "%.0f", $1}')
+        done
+    else
+        for v in plain entry all; do
+            OUT[$v]=$(LPROBE_OUTPUT=/dev/null "${SB_EXE[$v]}" "${args[@]}" 2>/dev/null | md5sum | cut -d' ' -f1)
+            log "suite: $name: callgrind $v"
+            IR[$v]=$(callgrind_ir "$toggle" "${SB_EXE[$v]}" "${args[@]}")
+        done
+        echo "$name: $(LPROBE_OUTPUT=/dev/null "${SB_EXE[plain]}" "${args[@]}" 2>/dev/null | head -1)" >>"$W/suite/outputs"
+    fi
+    local eq=yes
+    [[ -n ${OUT[plain]} && ${OUT[entry]} == "${OUT[plain]}" && ${OUT[all]} == "${OUT[plain]}" ]] || eq=no
+    echo "$name ${IR[plain]:-nan} ${IR[entry]:-nan} ${IR[all]:-nan} ${SB_WALL[plain]} ${SB_WALL[entry]} ${SB_WALL[all]} ${SB_SIZE[plain]} ${SB_SIZE[entry]} ${SB_SIZE[all]} $eq" >>"$W/suite/rows.tsv"
+}
+
+# suite_table ROWS: the markdown table (rows, geomean, worst) and the targets.
+suite_table() {
+    awk '
+        function r(a, b) { return (b > 0 && a > 0) ? a / b : 0 }
+        function f(x) { return x > 0 ? sprintf("%.3f", x) : "nan" }
+        function big(n,   s) { s = sprintf("%d", n); if (n !~ /^[0-9]+$/) return n; while (s ~ /[0-9][0-9][0-9][0-9]/) sub(/[0-9][0-9][0-9]($|,)/, ",&", s); return s }
+        function met(x, t) { return (x > 0 && x <= t) ? "yes" : "**no**" }
+        {
+            n++; name[n] = $1
+            for (c = 2; c <= 10; c++) v[n, c] = $c
+            eq[n] = $11
+            ie[n] = r($3, $2); ia[n] = r($4, $2); be[n] = r($6, $5); ba[n] = r($7, $5); se[n] = r($9, $8); sa[n] = r($10, $8)
+        }
+        function geo(a,   i, s, k) { s = 0; k = 0; for (i = 1; i <= n; i++) if (a[i] > 0) { s += log(a[i]); k++ } return k ? exp(s / k) : 0 }
+        function worst(a,   i, w) { w = 0; for (i = 1; i <= n; i++) if (a[i] > a[w] || w == 0) w = i; return w }
+        END {
+            print "| benchmark | plain Ir | entry Ir (ratio) | every line Ir (ratio) | clean build: plain s, entry / every line ratio | stripped binary: plain bytes, entry / every line ratio | output equal? |"
+            print "|---|---|---|---|---|---|---|"
+            alleq = "yes"
+            for (i = 1; i <= n; i++) {
+                printf "| %s | %s | %s (**%s**) | %s (**%s**) | %s s, %s / %s | %s, %s / %s | %s |\n", name[i], big(v[i, 2]), big(v[i, 3]), f(ie[i]), big(v[i, 4]), f(ia[i]), v[i, 5], f(be[i]), f(ba[i]), big(v[i, 8]), f(se[i]), f(sa[i]), eq[i]
+                if (eq[i] != "yes") alleq = "no"
+            }
+            g1 = geo(ie); g2 = geo(ia); g3 = geo(be); g4 = geo(ba); g5 = geo(se); g6 = geo(sa)
+            printf "| **geomean** (%d) | | **%s** | **%s** | %s / %s | %s / %s | %s |\n", n, f(g1), f(g2), f(g3), f(g4), f(g5), f(g6), alleq
+            w1 = worst(ie); w2 = worst(ia); w3 = worst(be); w4 = worst(ba); w5 = worst(se); w6 = worst(sa)
+            printf "| **worst** | | **%s** (%s) | **%s** (%s) | %s (%s) / %s (%s) | %s (%s) / %s (%s) | |\n", f(ie[w1]), name[w1], f(ia[w2]), name[w2], f(be[w3]), name[w3], f(ba[w4]), name[w4], f(se[w5]), name[w5], f(sa[w6]), name[w6]
+            # Binaries over 1 MB (plain, stripped).
+            bw = 0; bn = "none"; bk = 0
+            for (i = 1; i <= n; i++) if (v[i, 8] > 1000000) { bk++; for (c = 0; c < 2; c++) { x = c ? sa[i] : se[i]; if (x > bw) { bw = x; bn = name[i] (c ? " every line" : " entry") } } }
+            print ""
+            print "| target | measured | met? |"
+            print "|---|---|---|"
+            printf "| geomean Ir, entry ≤ 1.03x | %s | %s |\n", f(g1), met(g1, 1.03)
+            printf "| geomean Ir, every line ≤ 1.10x | %s | %s |\n", f(g2), met(g2, 1.10)
+            printf "| every benchmark Ir, entry ≤ 1.10x | worst %s (%s) | %s |\n", f(ie[w1]), name[w1], met(ie[w1], 1.10)
+            printf "| every benchmark Ir, every line ≤ 1.25x | worst %s (%s) | %s |\n", f(ia[w2]), name[w2], met(ia[w2], 1.25)
+            printf "| clean build, entry ≤ 1.3x | geomean %s; worst %s (%s) | %s (geomean); %s (every benchmark) |\n", f(g3), f(be[w3]), name[w3], met(g3, 1.3), met(be[w3], 1.3)
+            printf "| clean build, every line ≤ 2.0x | geomean %s; worst %s (%s) | %s (geomean); %s (every benchmark) |\n", f(g4), f(ba[w4]), name[w4], met(g4, 2.0), met(ba[w4], 2.0)
+            printf "| stripped binary ≤ 1.5x, binaries over 1 MB plain (%d) | worst %s (%s) | %s |\n", bk, f(bw), bn, bk ? met(bw, 1.5) : "-"
+            printf "| stdout identical across the three builds | %s | %s |\n", alleq, alleq == "yes" ? "yes" : "**no**"
+        }' "$1"
+}
+
+bench_suite() {
+    local list=${BENCH_SUITE:-bench-mix workload-mix $SUITE_CRATES http-service} b
+    local out="$W/results/suite.md"
+    mkdir -p "$W/suite"
+    : >"$W/suite/rows.tsv"
+    : >"$W/suite/http-runs"
+    : >"$W/suite/outputs"
+    local crates=""
+    for b in $list; do [[ " $SUITE_CRATES " == *" $b "* ]] && crates+=" $b"; done
+    [[ -n $crates ]] && fetch_corpus $crates
+    if [[ " $list " == *" http-service "* ]] && ! command -v curl >/dev/null; then
+        log "suite: http-service needs curl: left out"
+        list=${list/http-service/}
+    fi
+    # Warm the machine-wide runtime cache (a throwaway instrumented build), so that no measured
+    # build compiles the runtime: as on any machine after its first instrumented build.
+    log "suite: warming the runtime cache"
+    (cd "$root/fixtures/bench-mix" && CARGO_TARGET_DIR="$W/t/suite-warm" cargo-lprobe lprobe build --release --quiet >/dev/null 2>&1) || true
+    local loadavg
+    loadavg=$(cut -d' ' -f1-3 /proc/loadavg)
+    for b in $list; do
+        suite_bench "$b"
+    done
+    {
+        echo "## Dormant cost across a suite of workloads (plain vs entry sites vs every line)"
+        echo
+        echo "Machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(rustc --version), $(valgrind --version), load average at start $loadavg. lprobe binaries: $bin$(git -C "$bin" log -1 --format=' (in a checkout at commit %h)' 2>/dev/null || true)."
+        echo
+        suite_table "$W/suite/rows.tsv"
+        echo
+        echo "Ir: callgrind instructions of the workload, the instrumented builds dormant (nothing armed, \`LPROBE_OUTPUT=/dev/null\`, runtime started: not LPROBE_DISABLE). bench-mix: \`bench-mix mix 100\`, collected inside \`bench_mix::workload_mix\` (\`--toggle-collect\`, inclusive); workload-mix: \`workload-mix 100\` inside \`workload_mix::workload\`; corpus crates: \`examples/lprobe_suite\` (fixtures/suite/<crate>.rs, its default size) inside \`lprobe_suite::workload\`, the crate (lib and example) instrumented; http-service: the whole server process (every thread) while one curl fetches /orders/1 … /orders/${BENCH_SUITE_HTTP_REQS:-2000} over one keep-alive connection, after 200 warm-up requests, divided by the requests (Ir per request; median of ${BENCH_SUITE_HTTP_RUNS:-2} runs, each run: $(awk '{printf "%s%s %s", (NR > 1 ? "; " : ""), $1, substr($0, length($1) + 2)}' "$W/suite/http-runs"))."
+        echo
+        echo "Build: wall seconds of one clean build per variant (median of ${BENCH_SUITE_BUILD_REPS:-1}; empty CARGO_TARGET_DIR, dependencies included), \`cargo build --release\` vs \`cargo lprobe build --release [--lines all]\`, with the machine-wide runtime cache warm (one throwaway instrumented build first); the per-workspace repair cache as earlier runs left it. Fixtures: the binary; corpus crates: the lib (\`--lib --locked --offline\`, plain profile without line tables, as \`build\` measures them), the example then built untimed in the same directory. Wall times on this shared machine move by ±20%. Binary: stripped size of the measured binary. Output: stdout (the checksum; http-service: md5 of the responses to /orders/1 … /orders/50) of each build equal to plain's."
+        echo
+        echo "Checksums (plain):"
+        echo
+        sed 's/^/    /' "$W/suite/outputs"
+    } | tee "$out"
+}
+
 main() {
     local cmds=("$@")
     ((${#cmds[@]})) || cmds=(all)
     local c
     for c in "${cmds[@]}"; do
         case $c in
-        dormant | disarm | armed | build | arming | memory | http | corpus | hot) "bench_$c" ;;
+        dormant | disarm | armed | build | arming | memory | http | corpus | hot | suite) "bench_$c" ;;
         build-ir) bench_build_ir ;;
         all) bench_dormant; bench_disarm; bench_armed; bench_arming; bench_memory; bench_build ;;
-        *) echo "usage: $0 [dormant|disarm|armed|build|build-ir|arming|memory|http|corpus|hot|all]..." >&2; exit 2 ;;
+        *) echo "usage: $0 [dormant|disarm|armed|build|build-ir|arming|memory|http|corpus|hot|suite|all]..." >&2; exit 2 ;;
         esac
     done
 }

@@ -332,7 +332,7 @@ pub fn rewrite(
             };
             // The captures go in the middle; the rest is written after them.
             recall_tail = format!(
-                "]); if __lprobe_t != 0 {{ let __lprobe_g = ::{SITES_CRATE}::timer({id}, __lprobe_t); return {call}; }} }} "
+                "]); if __lprobe_t != 0 {{ return ::{SITES_CRATE}::again({id}, __lprobe_t, move || {call}); }} }} "
             );
             format!(
                 " #[allow(unused_mut, unused_variables)] let mut __lprobe_fn = {chk}::fn_on({k}); #[allow(unreachable_code, unused_unsafe)] if __lprobe_fn {{ let __lprobe_t = ::{SITES_CRATE}::{enter}&["
@@ -384,8 +384,8 @@ pub fn rewrite(
         // Entry sites pass the call's start time (0: not timed) back to the guard.
         let mut recall_range = None;
         if recall.is_some() {
-            let call = recall_tail.rfind("return ").map(|r| r + "return ".len());
-            let end = recall_tail.rfind("; } }").unwrap_or(recall_tail.len());
+            let call = recall_tail.rfind("move || ").map(|r| r + "move || ".len());
+            let end = recall_tail.rfind("); } }").unwrap_or(recall_tail.len());
             recall_range = call.map(|c| code.len() + c..code.len() + end);
             code.push_str(&recall_tail);
         } else {
@@ -529,7 +529,7 @@ mod tests {
         // The first statement's site is checked in the entry's call (same captures), and
         // placed where the entry is; a timed call calls the function again.
         assert!(rw.text.contains(
-            "if __lprobe_fn { let __lprobe_t = ::lprobe_sites::enter_first(10, 11, &[&::lprobe_sites::ByCopy(a)]); if __lprobe_t != 0 { let __lprobe_g = ::lprobe_sites::timer(10, __lprobe_t); return self::f(a); } }"
+            "if __lprobe_fn { let __lprobe_t = ::lprobe_sites::enter_first(10, 11, &[&::lprobe_sites::ByCopy(a)]); if __lprobe_t != 0 { return ::lprobe_sites::again(10, __lprobe_t, move || self::f(a)); } }"
         ), "{}", rw.text);
         assert_eq!(&rw.text[at(0).recall.clone().expect("recall")], "self::f(a)");
         assert!(at(0).timed && !rw.text.contains("__lprobe_guard"));
@@ -679,7 +679,7 @@ mod tests {
         let (fs, rw) = go(src, &Exclusions::default());
         assert!(!fs.sites[0].timed, "no guard even without the call");
         assert!(!rw.text.contains("__lprobe_guard"), "{}", rw.text);
-        assert!(rw.text.contains("return self::f(a);"), "{}", rw.text);
+        assert!(rw.text.contains("move || self::f(a));"), "{}", rw.text);
         assert!(rw.placed[0].timed);
         // If the call does not compile, the function is built untimed, as before.
         let mut ex = Exclusions::default();
@@ -709,9 +709,9 @@ mod tests {
         let src = "struct S;\nimpl S {\n    fn get(&self, n: u32) -> u32 { n }\n}\nimpl Iterator for S {\n    type Item = u8;\n    fn next(&mut self) -> Option<u8> { None }\n}\ntrait T<A> {\n    fn d(&self, a: A) -> u8 { 0 }\n}\n";
         let (_, rw) = go(src, &Exclusions::default());
         for call in [
-            "return Self::get(self, n);",
-            "return <Self as Iterator>::next(self);",
-            "return <Self as T<A>>::d(self, a);",
+            "move || Self::get(self, n));",
+            "move || <Self as Iterator>::next(self));",
+            "move || <Self as T<A>>::d(self, a));",
         ] {
             assert!(rw.text.contains(call), "{call} in {}", rw.text);
         }

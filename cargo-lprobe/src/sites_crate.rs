@@ -182,7 +182,7 @@ pub extern "C" fn hit_pair(e: u32, l: u32, v: &[Val<'_>]) {
 
 /// The entry site of a function with an armed site (the caller checked the function's flag):
 /// runs the entry's probes if it is armed; non-zero (the start time) when a `--duration` probe
-/// times this call, and the caller then calls the function again under a `timer` (see
+/// times this call, and the caller then calls the function again through `again` (see
 /// `probe_runtime::enter`).
 #[cold]
 #[inline(never)]
@@ -199,10 +199,15 @@ pub extern "C" fn enter_first(e: u32, l: u32, v: &[Val<'_>]) -> u64 {
     ::probe_runtime::enter_first(&T, e, l, v)
 }
 
-/// Times the call made while it lives (from `enter`'s start time).
-#[inline(always)]
-pub fn timer(i: u32, start: u64) -> ::probe_runtime::Timer {
-    ::probe_runtime::Timer::new(&T, i, start)
+/// The timed call: calls `f` (the function calling itself again, as a closure) and records
+/// its duration (from `enter`'s start time), also when it unwinds. Not inlined: the
+/// instrumented function then does not call itself directly, which would make it recursive
+/// to the optimizer, which never inlines a recursive function.
+#[cold]
+#[inline(never)]
+pub fn again<R>(i: u32, start: u64, f: impl FnOnce() -> R) -> R {
+    let _t = ::probe_runtime::Timer::new(&T, i, start);
+    f()
 }
 
 /// Adds a crate's own copy of the flags (see `crate_flags_module` in cargo-lprobe).

@@ -1121,8 +1121,12 @@ impl<'a> Visitor<'a> {
         let entry = self.out.sites.len();
         self.push_site(offset, entry_at, SiteKind::Entry);
         if let Some(s) = self.out.sites.get_mut(entry) {
-            s.recall = crate::recall::call(&self.owner, attrs, sig);
             s.timed = !asks_inlining(attrs) && !is_small(block);
+            // Functions without a guard time their calls by calling themselves again (not the
+            // others: the second call site would cost a function called once its inlining).
+            if !s.timed {
+                s.recall = crate::recall::call(&self.owner, attrs, sig);
+            }
         }
         // Items in the body are named from the block.
         let saved_owner = std::mem::replace(&mut self.owner, Owner::Block);
