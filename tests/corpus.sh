@@ -21,14 +21,15 @@
 #   lbuild   cargo lprobe build --tests --lines all --report json --locked   (instrumented build;
 #            `cargo lprobe test --no-run` passes --no-run to cargo twice)
 #   lprobe   cargo lprobe test --lines all --report json --locked
-#   snapshot / log / count:  the same with LPROBE_ARM_ALL=<mode>, records to
+#   snapshot / log / count / duration:  the same with LPROBE_ARM_ALL=<mode> (duration: every
+#            entry that can be timed, timed on every call), records to
 #            LPROBE_OUTPUT=DEST/_logs/ID.<mode>.jsonl (kept only when the step failed)
 #
 # Logs: DEST/_logs/ID.<step>.log. A crate PASSes when every step exits 0 and every test step
 # passed as many tests as `plain`. Per crate one line:
 #
-#   ID  PASS|FAIL[(steps)]  tests plain/lprobe/snap/log/count  sites placed/total
-#       caps kept/dropped  skipped N  recs snap/log/count (errors)  build plain→lprobe s
+#   ID  PASS|FAIL[(steps)]  tests plain/lprobe/snap/log/count/duration  sites placed/total
+#       caps kept/dropped  skipped N  recs snap/log/count/duration (errors)  build plain→lprobe s
 #
 # (sites, captures, skipped fns from DEST/_target/ID/lprobe/report.json), then totals:
 # function-entry coverage (Σ fns_instrumented / Σ fns_with_body) and capture coverage
@@ -36,7 +37,7 @@
 # Exit status 0 only if every crate passed.
 #
 # Environment: CORPUS_DIR (default ../shared/corpus beside the checkout), CORPUS_TIMEOUT (s per step, default
-# 900), CORPUS_MODES (armed modes to run, default "snapshot log count"; a mode left out shows
+# 900), CORPUS_MODES (armed modes to run, default "snapshot log count duration"; a mode left out shows
 # as "-"), CARGO_NET_OFFLINE (passed on to corpus-run).
 set -uo pipefail
 
@@ -59,7 +60,7 @@ done
 dest=${dest:-$repo/target/corpus}
 export CORPUS_TIMEOUT=${CORPUS_TIMEOUT:-900}
 export CARGO_TERM_COLOR=never
-modes=${CORPUS_MODES-snapshot log count}
+modes=${CORPUS_MODES-snapshot log count duration}
 
 # --- the tool under test
 echo "corpus.sh: building cargo-lprobe (release)" >&2
@@ -129,7 +130,7 @@ for id in "${ids[@]}"; do
     S[lbuild]=$st; blp=$secs
     tstep "$id" lprobe "${lp[@]}";                        S[lprobe]=$st; P[lprobe]=$np
     recs=()
-    for m in snapshot log count; do
+    for m in snapshot log count duration; do
         S[$m]=- P[$m]=-
         case " $modes " in *" $m "*) ;; *) recs+=(-); continue ;; esac
         out=$dest/_logs/$id.$m.jsonl
@@ -144,10 +145,10 @@ for id in "${ids[@]}"; do
         if [ "$e" = 0 ]; then recs+=("$n"); else recs+=("$n(${e}err)"); fi
         [ "$st" != PASS ] || rm -f "$out"   # records of a passing run can be hundreds of MB
     done
-    for s in build plain lbuild lprobe snapshot log count; do
+    for s in build plain lbuild lprobe snapshot log count duration; do
         [ "${S[$s]}" = PASS ] || [ "${S[$s]}" = - ] || bad+=("$s:${S[$s],,}")
     done
-    for s in lprobe snapshot log count; do
+    for s in lprobe snapshot log count duration; do
         [ "${P[$s]}" = "${P[plain]}" ] || [ "${P[$s]}" = - ] || bad+=("$s:${P[$s]}tests")
     done
     # coverage from the report
@@ -167,8 +168,8 @@ for id in "${ids[@]}"; do
     else
         status="FAIL(${bad[*]})"; nfail=$((nfail+1))
     fi
-    printf '%-22s %-5s tests %s/%s/%s/%s/%s  sites %s/%s  caps %s kept/%s dropped  skipped %s  recs %s  build %ss→%ss\n' \
-        "$id" "${status%%(*}" "${P[plain]}" "${P[lprobe]}" "${P[snapshot]}" "${P[log]}" "${P[count]}" \
+    printf '%-22s %-5s tests %s/%s/%s/%s/%s/%s  sites %s/%s  caps %s kept/%s dropped  skipped %s  recs %s  build %ss→%ss\n' \
+        "$id" "${status%%(*}" "${P[plain]}" "${P[lprobe]}" "${P[snapshot]}" "${P[log]}" "${P[count]}" "${P[duration]}" \
         "$placed" "$sites" "$kept" "$((caps-kept))" "$skipped" "$(IFS=/; echo "${recs[*]}")" "$bplain" "$blp"
     [ ${#bad[@]} -eq 0 ] || echo "    failed: ${bad[*]}  (logs: $dest/_logs/$id.<step>.log)"
     [ ${#retried[@]} -eq 0 ] || echo "    retried: ${retried[*]} (failed once, passed on the second run; first log: $dest/_logs/$id.<step>.log.first)"

@@ -761,12 +761,14 @@ fn ticker() {
     }
 }
 
-/// Test mode (`LPROBE_ARM_ALL=snapshot|log|count`): arms every site of the table, to check
-/// that armed probes do not change what a program computes. One probe per table covers all
-/// its sites, so arming costs a few allocations whatever the number of sites (a program's
-/// own allocator may be slow, even quadratic). Each site keeps the action's usual volume: a
-/// log line logs every capture, up to 10 hits per site; a snapshot is taken once per site;
-/// counts are reported like any count probe's.
+/// Test mode (`LPROBE_ARM_ALL=snapshot|log|count|duration`): arms every site of the table
+/// (`duration`: every entry site that can be timed), to check that armed probes do not change
+/// what a program computes. One probe per table covers all its sites, so arming costs a few
+/// allocations whatever the number of sites (a program's own allocator may be slow, even
+/// quadratic). Each site keeps the action's usual volume: a log line logs every capture, up to
+/// 10 hits per site; a snapshot is taken once per site; counts and durations are reported like
+/// any count or duration probe's (every call is timed: a function without a guard calls itself
+/// again each time).
 pub(crate) fn arm_all(table: &'static crate::Table, action: &str) {
     let (actions, per_site) = match action {
         "log" => (
@@ -790,19 +792,27 @@ pub(crate) fn arm_all(table: &'static crate::Table, action: &str) {
             },
             None,
         ),
+        "duration" => (
+            probe::Actions {
+                duration: true,
+                ..Default::default()
+            },
+            None,
+        ),
         other => {
             let _ = sink::emit(sink::error_record(&format!(
-                "LPROBE_ARM_ALL: unknown action '{other}' (expected snapshot, log or count)"
+                "LPROBE_ARM_ALL: unknown action '{other}' (expected snapshot, log, count or duration)"
             )));
             return;
         }
     };
+    let timing = actions.duration;
     let sites: Vec<(&'static crate::Table, u32)> = (0..table.sites.len() as u32)
         .filter(|&id| {
             table
                 .sites
                 .get(id as usize)
-                .is_some_and(|s| s.kind != "none")
+                .is_some_and(|s| s.kind != "none" && (!timing || (s.kind == "entry" && s.timed)))
         })
         .map(|id| (table, id))
         .collect();
