@@ -88,22 +88,12 @@ pub fn parse_debug(text: &str) -> Value {
     }
 }
 
-/// Case-insensitive check of a field or key name against common secret-bearing names.
+/// Whether a field, key or variable name is secret by the built-in rules: the name is
+/// normalised (ASCII lowercase, `_ - $ @` removed), then compared whole with short names
+/// (`pwd`, `pass`, `auth`, `pin`, `jwt`, `ssn`, …) or searched for longer fragments
+/// (`password`, `secret`, `token`, `apikey`, `cookie`, `session`, …). See `redact.rs`.
 pub fn default_is_secret(name: &str) -> bool {
-    const WORDS: [&str; 11] = [
-        "password",
-        "passwd",
-        "secret",
-        "token",
-        "api_key",
-        "apikey",
-        "authorization",
-        "cookie",
-        "credential",
-        "private_key",
-        "session",
-    ];
-    WORDS.iter().any(|w| contains_ignore_case(name, w))
+    crate::redact::builtin_is_secret(name)
 }
 
 /// Whether `hay` contains `needle` (lowercase ASCII), ignoring ASCII case, without allocating.
@@ -195,35 +185,58 @@ impl Value {
         }
     }
 
-    /// Replaces, recursively, every struct field or string-keyed map value whose name is secret.
+    /// Replaces, recursively, every struct field or string-keyed map value whose name is
+    /// secret, the second item of a pair whose first item is a secret name (a header list's
+    /// `("authorization", "Bearer …")`), secret fields inside text that did not parse (a cut
+    /// value, a custom `Debug`), and structs of the types listed in `LPROBE_REDACT_TYPES`.
     pub fn redact(&mut self, is_secret: &dyn Fn(&str) -> bool) {
+        self.redact_with(is_secret, crate::redact::types());
+    }
+
+    /// [`Value::redact`] with an explicit list of redacted types.
+    pub(crate) fn redact_with(&mut self, is_secret: &dyn Fn(&str) -> bool, types: &[String]) {
+        let secret_name = |v: &Value| match v {
+            Value::Str(s) | Value::Unit(s) | Value::Text(s) => is_secret(s),
+            _ => false,
+        };
         match self {
+            Value::Struct { name, .. } | Value::Variant { name, .. }
+                if crate::redact::printed_type_is_redacted(name, types) =>
+            {
+                *self = Value::Str(crate::redact::type_marker(name));
+            }
             Value::Struct { fields, .. } => {
                 for (k, v) in fields {
                     if is_secret(k) {
                         *v = redacted();
                     } else {
-                        v.redact(is_secret);
+                        v.redact_with(is_secret, types);
                     }
                 }
             }
             Value::Map(entries) => {
                 for (k, v) in entries {
-                    let secret = match k {
-                        Value::Str(s) | Value::Unit(s) | Value::Text(s) => is_secret(s),
-                        _ => false,
-                    };
-                    if secret {
+                    if secret_name(k) {
                         *v = redacted();
                     } else {
-                        k.redact(is_secret);
-                        v.redact(is_secret);
+                        k.redact_with(is_secret, types);
+                        v.redact_with(is_secret, types);
                     }
                 }
             }
             Value::Seq(items) | Value::Variant { items, .. } => {
-                for v in items {
-                    v.redact(is_secret);
+                let pair = items.len() == 2 && items.first().is_some_and(secret_name);
+                for (i, v) in items.iter_mut().enumerate() {
+                    if pair && i == 1 {
+                        *v = redacted();
+                    } else {
+                        v.redact_with(is_secret, types);
+                    }
+                }
+            }
+            Value::Text(t) | Value::Truncated(t) => {
+                if let Some(r) = crate::redact::text(t, is_secret, types) {
+                    *t = r;
                 }
             }
             _ => {}
