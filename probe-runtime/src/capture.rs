@@ -124,7 +124,7 @@ impl Captured {
             return Captured::Redacted;
         }
         let (dbg, type_name) = val.parts();
-        if crate::redact::type_is_redacted(type_name, crate::redact::types()) {
+        if crate::value::redact::type_is_redacted(type_name, crate::value::redact::types()) {
             return Captured::RedactedType(type_name);
         }
         let Some(dbg) = dbg else {
@@ -164,12 +164,12 @@ impl Captured {
     /// The structured value, with secret fields redacted (also in text that did not parse,
     /// and in a cut value's text, as far as it goes).
     pub(crate) fn to_value(&self) -> Value {
-        self.to_value_with(crate::redact::types())
+        self.to_value_with(crate::value::redact::types())
     }
 
     /// [`Captured::to_value`] with an explicit list of redacted types.
     fn to_value_with(&self, types: &[String]) -> Value {
-        let text = |t: &str| crate::redact::text(t, &is_secret, types);
+        let text = |t: &str| crate::value::redact::text(t, &is_secret, types);
         match self {
             Captured::Prim(v) => v.clone(),
             Captured::Short(s) => Value::Str(s.as_str().to_owned()),
@@ -191,7 +191,7 @@ impl Captured {
             }
             Captured::Failed(ty) => Value::Text(format!("<Debug of {ty} failed>")),
             Captured::Redacted => Value::Str("<redacted>".into()),
-            Captured::RedactedType(ty) => Value::Str(crate::redact::type_marker(
+            Captured::RedactedType(ty) => Value::Str(crate::value::redact::type_marker(
                 ty.trim_start_matches("&mut ").trim_start_matches('&'),
             )),
         }
@@ -272,7 +272,7 @@ impl Scalar<'_> {
 pub(crate) fn scalar_of<'a>(val: &Val<'a>) -> Option<Scalar<'a>> {
     let val: Val<'a> = *val;
     let (dbg, type_name) = val.parts();
-    if crate::redact::type_is_redacted(type_name, crate::redact::types()) {
+    if crate::value::redact::type_is_redacted(type_name, crate::value::redact::types()) {
         return None;
     }
     scalar(dbg?, type_name)

@@ -21,7 +21,6 @@ pub mod json;
 pub mod location;
 pub mod path;
 pub mod probe;
-mod redact;
 mod regex;
 mod registry;
 mod sink;
