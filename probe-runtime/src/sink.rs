@@ -133,16 +133,138 @@ pub(crate) struct Subscriber {
     pub probe: Option<String>,
     /// For `watch`: records still expected before the stream closes.
     pub remaining: Option<u64>,
+    /// For `watch`: once its probe no longer fires, the count of records written
+    /// ([`WRITTEN`]) by which every record it queued has been written.
+    pub ended_at: Option<u64>,
+}
+
+impl Subscriber {
+    pub(crate) fn new(stream: UnixStream, probe: Option<String>, remaining: Option<u64>) -> Self {
+        Subscriber {
+            stream,
+            probe,
+            remaining,
+            ended_at: None,
+        }
+    }
 }
 
 static SUBSCRIBERS: Mutex<Vec<Subscriber>> = Mutex::new(Vec::new());
+/// Most `tail`/`watch` clients at once: each holds a descriptor in the program.
+pub(crate) const MAX_SUBSCRIBERS: usize = 32;
+/// Subscribers kept and places reserved for them ([`reserve`]), at most `MAX_SUBSCRIBERS`.
+static SLOTS: AtomicUsize = AtomicUsize::new(0);
+/// Records the writer has finished with (written or not), for [`prune`].
+static WRITTEN: AtomicU64 = AtomicU64::new(0);
 
+/// Reserves a place for a subscriber; false when `MAX_SUBSCRIBERS` are taken. The place is
+/// given back by [`release`], or when the subscriber it went to is removed.
+pub(crate) fn reserve() -> bool {
+    SLOTS
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+            (n < MAX_SUBSCRIBERS).then_some(n + 1)
+        })
+        .is_ok()
+}
+
+/// Gives back a place [`reserve`] took and no subscriber used.
+pub(crate) fn release() {
+    let _ = SLOTS.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+}
+
+/// The error for a client refused because every place is taken.
+pub(crate) fn full_message() -> String {
+    format!(
+        "too many streaming clients ({MAX_SUBSCRIBERS} 'tail'/'watch'/'snapshot' connections are open); close one and retry"
+    )
+}
+
+/// Adds a subscriber in a place [`reserve`] took.
 pub(crate) fn subscribe(s: Subscriber) {
     let _ = s.stream.set_write_timeout(Some(Duration::from_millis(200)));
     SUBSCRIBERS
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .push(s);
+}
+
+/// Removes the subscribers whose client left (the peer closed its end), and the `watch`
+/// subscribers whose probe no longer fires (`live(id)` false: disarmed, expired, exhausted)
+/// once the records it queued before are written. Runs on the control thread, every tick:
+/// a client that leaves before its probe writes anything must not keep a descriptor open.
+pub(crate) fn prune(live: &dyn Fn(&str) -> bool) {
+    let mut subs = SUBSCRIBERS.lock().unwrap_or_else(|e| e.into_inner());
+    let before = subs.len();
+    subs.retain_mut(|s| {
+        if peer_closed(&s.stream) {
+            return false;
+        }
+        let Some(p) = &s.probe else {
+            return true;
+        };
+        if live(p) {
+            return true;
+        }
+        // Read after the probe was seen dead: what is pending now includes every record it
+        // made, so they are all written once `WRITTEN` reaches this (or nothing is pending).
+        let pending = PENDING.load(Ordering::Relaxed);
+        let written = WRITTEN.load(Ordering::Relaxed);
+        let at = *s.ended_at.get_or_insert(written + pending as u64);
+        pending != 0 && written < at
+    });
+    let gone = before - subs.len();
+    drop(subs);
+    for _ in 0..gone {
+        release();
+    }
+}
+
+/// Whether the other end of `s` is closed (poll without waiting, then a peek: end of
+/// stream reads as 0 bytes). Clients send nothing after their request line.
+fn peer_closed(s: &UnixStream) -> bool {
+    use std::os::unix::io::AsRawFd;
+    #[repr(C)]
+    struct PollFd {
+        fd: i32,
+        events: i16,
+        revents: i16,
+    }
+    #[cfg(target_os = "linux")]
+    type Nfds = std::ffi::c_ulong;
+    #[cfg(not(target_os = "linux"))]
+    type Nfds = std::ffi::c_uint;
+    extern "C" {
+        fn poll(fds: *mut PollFd, n: Nfds, timeout: i32) -> i32;
+        fn recv(fd: i32, buf: *mut u8, len: usize, flags: i32) -> isize;
+    }
+    const POLLIN: i16 = 0x1;
+    const POLLERR: i16 = 0x8;
+    const POLLHUP: i16 = 0x10;
+    const MSG_PEEK: i32 = 0x2;
+    #[cfg(target_os = "linux")]
+    const MSG_DONTWAIT: i32 = 0x40;
+    #[cfg(not(target_os = "linux"))]
+    const MSG_DONTWAIT: i32 = 0x80;
+    let fd = s.as_raw_fd();
+    let mut p = PollFd {
+        fd,
+        events: POLLIN,
+        revents: 0,
+    };
+    // SAFETY: `p` is one valid `pollfd`; a zero timeout never blocks.
+    if unsafe { poll(&mut p, 1, 0) } <= 0 {
+        return false;
+    }
+    if p.revents & (POLLHUP | POLLERR) != 0 {
+        return true;
+    }
+    if p.revents & POLLIN == 0 {
+        return false;
+    }
+    let mut b = [0u8; 1];
+    // SAFETY: `b` is valid for one byte; MSG_DONTWAIT never blocks.
+    let n = unsafe { recv(fd, b.as_mut_ptr(), 1, MSG_PEEK | MSG_DONTWAIT) };
+    n == 0
 }
 
 /// Output budget: bytes per second across all probes (`LPROBE_BUDGET`, default 1 MiB/s).
@@ -319,6 +441,7 @@ fn writer(rx: Receiver<Box<Record>>) {
         out.write(line.as_bytes());
         publish(&r.probe, line.as_bytes());
         r.recycle();
+        WRITTEN.fetch_add(1, Ordering::Relaxed);
         PENDING.fetch_sub(1, Ordering::Relaxed);
         let drops = QUEUE_DROPS.load(Ordering::Relaxed) + BUDGET_DROPS.load(Ordering::Relaxed);
         if drops != reported_drops && PENDING.load(Ordering::Relaxed) == 0 {
@@ -385,6 +508,7 @@ fn finish(r: &mut Record) -> String {
 /// Sends a finished line to subscribers; drops the ones that are gone, slow, or done.
 fn publish(probe: &str, line: &[u8]) {
     let mut subs = SUBSCRIBERS.lock().unwrap_or_else(|e| e.into_inner());
+    let before = subs.len();
     subs.retain_mut(|s| {
         if let Some(p) = &s.probe {
             if p != probe {
@@ -402,6 +526,11 @@ fn publish(probe: &str, line: &[u8]) {
             None => true,
         }
     });
+    let gone = before - subs.len();
+    drop(subs);
+    for _ in 0..gone {
+        release();
+    }
 }
 
 /// Waits (at most `limit`) for queued records to be written; used at exit.
