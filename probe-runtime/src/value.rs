@@ -835,7 +835,6 @@ impl<'a> Parser<'a> {
     }
 }
 
-/// Secret names and types, and redaction of text (see the module docs inside).
 pub(crate) mod redact {
     //! What is secret, and redaction of text that did not parse as a whole (a `Debug` text cut at
     //! the size or depth limit, or an element printed by a custom `Debug`).
