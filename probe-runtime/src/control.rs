@@ -711,9 +711,11 @@ fn status() -> String {
         s.push('}');
     }
     s.push_str(&format!(
-        "],\"dropped_total\":{},\"control\":{{\"path\":",
+        "],\"dropped_total\":{},\"dropped_by\":",
         DROPPED_TOTAL.load(Ordering::Relaxed)
     ));
+    sink::write_lost_json(&mut s);
+    s.push_str(",\"control\":{\"path\":");
     match &st.control_path {
         Some(p) => json::push_str(&mut s, p),
         None => s.push_str("null"),

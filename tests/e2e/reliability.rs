@@ -115,3 +115,117 @@ fn watch_clients_that_leave_give_their_descriptors_back() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(status(&r)["probes"].is_array());
 }
+
+fn arm_log(r: &Running) -> String {
+    let out = lprobe(
+        r,
+        &[
+            "arm",
+            "src/main.rs:42",
+            "--log",
+            "order {order.id}",
+            "--json",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let armed: Value = serde_json::from_str(stdout(&out).trim()).expect("arm --json");
+    armed["probe"].as_str().expect("probe id").to_owned()
+}
+
+#[test]
+fn records_follow_the_output_file_when_it_is_rotated() {
+    let r = demo(&[]);
+    let probe = arm_log(&r);
+    wait_records(&r, 3, "log records", |v| v["probe"] == probe.as_str());
+    // logrotate without copytruncate: rename, and the program is not told.
+    let rotated = r.output.with_extension("jsonl.1");
+    std::fs::rename(&r.output, &rotated).expect("rotate");
+    let fresh = wait_records(&r, 3, "log records in a new file at the path", |v| {
+        v["probe"] == probe.as_str()
+    });
+    assert!(fresh.iter().all(|v| v["kind"] == "log"));
+    let meta = std::fs::metadata(&r.output).expect("new file");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    // Deleted: created again.
+    std::fs::remove_file(&r.output).expect("delete");
+    wait_records(&r, 3, "log records in a recreated file", |v| {
+        v["probe"] == probe.as_str()
+    });
+}
+
+#[test]
+fn write_errors_are_counted_in_status() {
+    let r = demo(&[("LPROBE_OUTPUT", "/dev/full")]);
+    arm_log(&r);
+    let st = wait_for(Duration::from_secs(20), "write errors in status", || {
+        let st = status(&r);
+        (st["dropped_by"]["write"].as_u64()? >= 3).then_some(st)
+    });
+    let by = &st["dropped_by"];
+    let sum: u64 = ["rate", "budget", "queue", "write", "stack", "busy"]
+        .iter()
+        .map(|k| by[k].as_u64().expect("a count per reason"))
+        .sum();
+    assert_eq!(st["dropped_total"].as_u64(), Some(sum), "{st}");
+}
+
+#[test]
+fn the_output_resumes_when_writes_succeed_again() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fifo = dir.path().join("records.fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo");
+    assert!(made.success());
+    // Reads lines from the FIFO in a thread (opening it waits for the writer).
+    let read = |fifo: std::path::PathBuf, n: usize| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let f = std::fs::File::open(&fifo).expect("open fifo");
+            for line in BufReader::new(f).lines().take(n) {
+                if tx.send(line.expect("line")).is_err() {
+                    break;
+                }
+            }
+        });
+        rx
+    };
+    let first = read(fifo.clone(), 3);
+    let r = demo(&[("LPROBE_OUTPUT", fifo.to_str().expect("utf-8"))]);
+    arm_log(&r);
+    for _ in 0..3 {
+        let line = first
+            .recv_timeout(Duration::from_secs(20))
+            .expect("a record through the FIFO");
+        assert!(line.contains("\"kind\":\"log\""), "{line}");
+    }
+    // The reader closed its end: writes fail (EPIPE), each record counted.
+    wait_for(Duration::from_secs(20), "write errors in status", || {
+        (status(&r)["dropped_by"]["write"].as_u64()? > 0).then_some(())
+    });
+    // A reader again: records flow, after a note of what was lost.
+    let second = read(fifo.clone(), 5);
+    let lines: Vec<String> = (0..5)
+        .map(|_| {
+            second
+                .recv_timeout(Duration::from_secs(20))
+                .expect("records after the reader came back")
+        })
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("records lost; writing again")),
+        "{lines:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .filter(|l| l.contains("\"kind\":\"log\""))
+            .count()
+            >= 3,
+        "{lines:?}"
+    );
+}
