@@ -265,8 +265,8 @@ pub(crate) fn prune(live: &dyn Fn(&str) -> bool) {
     }
 }
 
-/// Whether the other end of `s` is closed (poll without waiting, then a peek: end of
-/// stream reads as 0 bytes). Clients send nothing after their request line.
+/// Whether the other end of `s` is closed (poll without waiting; off Linux, then a peek: end
+/// of stream reads as 0 bytes). Clients send nothing after their request line.
 fn peer_closed(s: &UnixStream) -> bool {
     use std::os::unix::io::AsRawFd;
     #[repr(C)]
@@ -304,7 +304,9 @@ fn peer_closed(s: &UnixStream) -> bool {
     if p.revents & (POLLHUP | POLLERR) != 0 {
         return true;
     }
-    if p.revents & POLLIN == 0 {
+    // Linux says `POLLHUP` once the peer closed both ways; a client that only shut down its
+    // writing side (`nc -N`) still reads records. Elsewhere, end of stream is the sign.
+    if cfg!(target_os = "linux") || p.revents & POLLIN == 0 {
         return false;
     }
     let mut b = [0u8; 1];
