@@ -39,6 +39,8 @@ pub(crate) enum Captured {
     Failed(&'static str),
     /// The name is secret: nothing was formatted.
     Redacted,
+    /// The type is listed in `LPROBE_REDACT_TYPES`: nothing was formatted; its name.
+    RedactedType(&'static str),
 }
 
 thread_local! {
@@ -122,6 +124,9 @@ impl Captured {
             return Captured::Redacted;
         }
         let (dbg, type_name) = val.parts();
+        if crate::value::redact::type_is_redacted(type_name, crate::value::redact::types()) {
+            return Captured::RedactedType(type_name);
+        }
         let Some(dbg) = dbg else {
             return Captured::Opaque(type_name);
         };
@@ -156,23 +161,39 @@ impl Captured {
         }
     }
 
-    /// The structured value, with secret fields redacted.
+    /// The structured value, with secret fields redacted (also in text that did not parse,
+    /// and in a cut value's text, as far as it goes).
     pub(crate) fn to_value(&self) -> Value {
+        self.to_value_with(crate::value::redact::types())
+    }
+
+    /// [`Captured::to_value`] with an explicit list of redacted types.
+    fn to_value_with(&self, types: &[String]) -> Value {
+        let text = |t: &str| crate::value::redact::text(t, &is_secret, types);
         match self {
             Captured::Prim(v) => v.clone(),
             Captured::Short(s) => Value::Str(s.as_str().to_owned()),
             Captured::Text(t) => {
                 let mut v = value::parse_debug(t);
-                v.redact(&is_secret);
+                v.redact_with(&is_secret, types);
                 v
             }
             Captured::Cut(t) => {
-                Value::Truncated(format!("{t}…<truncated at {} chars>", t.chars().count()))
+                // The count is of the text as captured, before any redaction.
+                let n = t.chars().count();
+                let t = text(t).unwrap_or_else(|| t.clone());
+                Value::Truncated(format!("{t}…<truncated at {n} chars>"))
             }
             Captured::Opaque(ty) => Value::Text(format!("<{ty}: no Debug>")),
-            Captured::Panicked(msg) => Value::Text(format!("<panicked: {msg}>")),
+            Captured::Panicked(msg) => {
+                let msg = text(msg).unwrap_or_else(|| msg.clone());
+                Value::Text(format!("<panicked: {msg}>"))
+            }
             Captured::Failed(ty) => Value::Text(format!("<Debug of {ty} failed>")),
             Captured::Redacted => Value::Str("<redacted>".into()),
+            Captured::RedactedType(ty) => Value::Str(crate::value::redact::type_marker(
+                ty.trim_start_matches("&mut ").trim_start_matches('&'),
+            )),
         }
     }
 
@@ -251,6 +272,9 @@ impl Scalar<'_> {
 pub(crate) fn scalar_of<'a>(val: &Val<'a>) -> Option<Scalar<'a>> {
     let val: Val<'a> = *val;
     let (dbg, type_name) = val.parts();
+    if crate::value::redact::type_is_redacted(type_name, crate::value::redact::types()) {
+        return None;
+    }
     scalar(dbg?, type_name)
 }
 
@@ -392,8 +416,8 @@ fn extra() -> &'static Extra {
     })
 }
 
-/// Whether a variable or field name is redacted: the built-in fragments (`password`,
-/// `token`, …, any case), or a match of `LPROBE_REDACT`.
+/// Whether a variable or field name is redacted: the built-in names (see
+/// [`value::default_is_secret`]), or a match of `LPROBE_REDACT`.
 pub(crate) fn is_secret(name: &str) -> bool {
     if value::default_is_secret(name) {
         return true;
@@ -439,10 +463,12 @@ mod tests {
             "API_KEY",
             "x_session_id",
             "Cookie",
+            "pass",
+            "x-api-key",
         ] {
             assert!(is_secret(n), "{n}");
         }
-        for n in ["name", "id", "tok", "pass"] {
+        for n in ["name", "id", "tok", "passenger", "author"] {
             assert!(!is_secret(n), "{n}");
         }
     }
@@ -526,5 +552,366 @@ mod tests {
         let mut out = String::new();
         Body::Log { template: t }.write(&[("order", vals[0].clone())], &mut out);
         assert_eq!(out, r#","msg":"id=7""#);
+    }
+
+    /// Every way a record can show a captured value: snapshot JSON (with limits wide enough
+    /// to show everything, and the defaults), and log lines (every capture, and one hole).
+    fn every_output(c: &Captured) -> Vec<String> {
+        let vals = [("x", c.clone())];
+        let mut outs = Vec::new();
+        for limits in [
+            Limits {
+                max_str: 1 << 20,
+                max_items: 1 << 20,
+                max_depth: 1000,
+            },
+            Limits::default(),
+        ] {
+            let mut out = String::new();
+            Body::Vars { limits }.write(&vals, &mut out);
+            outs.push(out);
+        }
+        for t in [
+            crate::template::Template::every_capture(),
+            crate::template::parse("x={x}").expect("template"),
+        ] {
+            let mut out = String::new();
+            Body::Log {
+                template: Arc::new(t),
+            }
+            .write(&vals, &mut out);
+            outs.push(out);
+        }
+        outs
+    }
+
+    #[derive(Debug)]
+    #[allow(dead_code)]
+    struct Account {
+        name: String,
+        db_password: String,
+        history: Vec<u32>,
+    }
+
+    #[test]
+    fn a_cut_value_keeps_its_secret_fields_redacted() {
+        let a = Account {
+            name: "ann".into(),
+            db_password: "hunter2-very-secret".into(),
+            history: (0..40_000).collect(),
+        };
+        let c = Captured::take(is_secret("account"), &(&ByRef(&a) as Val<'_>));
+        assert!(
+            matches!(&c, Captured::Cut(t) if t.contains("hunter2")),
+            "cut"
+        );
+        let outs = every_output(&c);
+        for out in &outs {
+            assert!(!out.contains("hunter2"), "{}", &out[..out.len().min(300)]);
+            assert!(
+                out.contains(r#"db_password: \"<redacted>\""#),
+                "{}",
+                &out[..300]
+            );
+        }
+        assert!(
+            outs[0].ends_with("…<truncated at 65536 chars>\"}"),
+            "marked cut"
+        );
+        // Cut by depth, the secret before the deep part.
+        let d = G::Struct(
+            "Deep".into(),
+            vec![
+                ("token".into(), G::Str("tok-SECRET".into())),
+                ("tree".into(), G::Int(1).nest(30)),
+            ],
+        );
+        let c = Captured::take(false, &(&ByRef(&d) as Val<'_>));
+        assert!(
+            matches!(&c, Captured::Cut(t) if t.contains("tok-SECRET")),
+            "{c:?}"
+        );
+        for out in every_output(&c) {
+            assert!(!out.contains("tok-SECRET"), "{out}");
+        }
+    }
+
+    #[test]
+    fn header_pairs_with_secret_names_are_redacted() {
+        let headers: Vec<(String, String)> = vec![
+            ("accept".into(), "*/*".into()),
+            ("Authorization".into(), "Bearer SECRET-1".into()),
+            ("x-api-key".into(), "SECRET-2".into()),
+            ("author".into(), "ann".into()),
+        ];
+        let c = Captured::take(false, &(&ByRef(&headers) as Val<'_>));
+        assert!(matches!(c, Captured::Text(_)));
+        let v = c.to_value();
+        let mut js = String::new();
+        value::write_json(&v, &mut js, &Limits::default());
+        assert_eq!(
+            js,
+            r#"[["accept","*/*"],["Authorization","<redacted>"],["x-api-key","<redacted>"],["author","ann"]]"#
+        );
+        // The same list, cut: redacted in the text as far as it goes.
+        let mut long = headers.clone();
+        long.extend((0..3000).map(|i| (format!("h{i}"), "v".repeat(20))));
+        long.push(("cookie".into(), "SECRET-3".into()));
+        let c = Captured::take(false, &(&ByRef(&long) as Val<'_>));
+        assert!(matches!(c, Captured::Cut(_)));
+        for out in every_output(&c) {
+            assert!(!out.contains("SECRET"), "{}", &out[..300]);
+        }
+    }
+
+    #[test]
+    fn values_of_redacted_types_are_never_shown() {
+        let c = Captured::RedactedType("&app::auth::Key");
+        assert_eq!(
+            c.to_value(),
+            Value::Str("<redacted: app::auth::Key>".into())
+        );
+        #[derive(Debug)]
+        #[allow(dead_code)]
+        struct Key(&'static str);
+        #[derive(Debug)]
+        #[allow(dead_code)]
+        struct Holder {
+            k: Key,
+            n: u8,
+        }
+        let h = Holder {
+            k: Key("SECRET"),
+            n: 1,
+        };
+        let c = Captured::take(false, &(&ByRef(&h) as Val<'_>));
+        let v = c.to_value_with(&["auth::Key".to_owned()]);
+        let mut js = String::new();
+        value::write_json(&v, &mut js, &Limits::default());
+        assert_eq!(js, r#"{"k":"<redacted: Key>","n":1}"#);
+        let cut = Captured::Cut("Holder { k: Key(\"SEC".into());
+        let v = cut.to_value_with(&["Key".to_owned()]);
+        assert!(
+            matches!(&v, Value::Truncated(t) if t.starts_with("Holder { k: \"<redacted: Key>\"")),
+            "{v:?}"
+        );
+    }
+
+    /// A small PRNG (xorshift64*), so the property test needs no dependency.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n.max(1) as u64) as usize
+        }
+
+        fn pick<'a>(&mut self, xs: &[&'a str]) -> &'a str {
+            xs[self.below(xs.len())]
+        }
+    }
+
+    /// A random value, printed as derived `Debug` impls print (through std's builders).
+    enum G {
+        Struct(String, Vec<(String, G)>),
+        Tuple(String, Vec<G>),
+        List(Vec<G>),
+        Map(Vec<(String, G)>),
+        Str(String),
+        Int(i64),
+        Big(u32),
+        Some(Box<G>),
+    }
+
+    impl std::fmt::Debug for G {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            match self {
+                G::Struct(n, fields) => {
+                    let mut s = f.debug_struct(n);
+                    for (k, v) in fields {
+                        s.field(k, v);
+                    }
+                    s.finish()
+                }
+                G::Tuple(n, items) => {
+                    let mut t = f.debug_tuple(n);
+                    for v in items {
+                        t.field(v);
+                    }
+                    t.finish()
+                }
+                G::List(items) => f.debug_list().entries(items).finish(),
+                G::Map(entries) => f
+                    .debug_map()
+                    .entries(entries.iter().map(|(k, v)| (k, v)))
+                    .finish(),
+                G::Str(s) => std::fmt::Debug::fmt(s, f),
+                G::Int(i) => std::fmt::Debug::fmt(i, f),
+                G::Big(n) => f.debug_list().entries(0..*n).finish(),
+                G::Some(v) => f.debug_tuple("Some").field(v).finish(),
+            }
+        }
+    }
+
+    const PLAIN: [&str; 9] = [
+        "name",
+        "id",
+        "history",
+        "passenger",
+        "author",
+        "note",
+        "data",
+        "spin",
+        "compass",
+    ];
+    const SECRET_NAMES: [&str; 22] = [
+        "password",
+        "db_password",
+        "DbPassword",
+        "x-api-key",
+        "apiKey",
+        "token",
+        "AccessToken",
+        "pwd",
+        "pass",
+        "auth",
+        "Authorization",
+        "client_secret",
+        "session_id",
+        "Set-Cookie",
+        "jwt",
+        "ssn",
+        "pin",
+        "cvv",
+        "private_key",
+        "credentials",
+        "$bearer",
+        "otp",
+    ];
+
+    /// A random value of at most `depth` levels; `deep` values are chains past the nesting
+    /// limit, `Big` lists are past the size limit.
+    fn gen(r: &mut Rng, depth: usize) -> G {
+        let leaf = depth == 0 || r.below(4) == 0;
+        if leaf {
+            return match r.below(6) {
+                0 => G::Big(r.below(20_000) as u32),
+                1 | 2 => G::Int(r.next() as i64 % 1000),
+                3 => G::Str(r.pick(&PLAIN).to_owned()),
+                _ => G::Str(format!("v{}: {}, \"x\"", r.below(99), r.pick(&PLAIN))),
+            };
+        }
+        let n = r.below(4);
+        match r.below(6) {
+            0 => G::Struct(
+                "S".into(),
+                (0..n)
+                    .map(|_| (r.pick(&PLAIN).to_owned(), gen(r, depth - 1)))
+                    .collect(),
+            ),
+            1 => G::Tuple(
+                if r.below(2) == 0 {
+                    String::new()
+                } else {
+                    "T".into()
+                },
+                (0..n).map(|_| gen(r, depth - 1)).collect(),
+            ),
+            2 => G::List((0..n).map(|_| gen(r, depth - 1)).collect()),
+            3 => G::Map(
+                (0..n)
+                    .map(|_| (r.pick(&PLAIN).to_owned(), gen(r, depth - 1)))
+                    .collect(),
+            ),
+            4 => G::Some(Box::new(gen(r, depth - 1))),
+            _ => {
+                // Past the nesting limit.
+                let mut g = G::Int(1);
+                for _ in 0..30 {
+                    g = G::List(vec![g]);
+                }
+                g
+            }
+        }
+    }
+
+    /// Something holding the secret: a secret-named field or key, or a header pair.
+    fn holder(r: &mut Rng, secret: &str) -> (Option<String>, G) {
+        let value = match r.below(3) {
+            0 => G::Str(secret.to_owned()),
+            1 => G::Some(Box::new(G::Str(secret.to_owned()))),
+            _ => G::Struct(
+                "Inner".into(),
+                vec![("name".into(), G::Str(secret.to_owned()))],
+            ),
+        };
+        let name = r.pick(&SECRET_NAMES).to_owned();
+        match r.below(3) {
+            0 => (Some(name), value),
+            1 => (None, G::Map(vec![(name, value)])),
+            _ => (None, G::Tuple(String::new(), vec![G::Str(name), value])),
+        }
+    }
+
+    /// Puts the holder somewhere in `g` (or around it).
+    fn plant(r: &mut Rng, g: G, secret: &str) -> G {
+        let (name, h) = holder(r, secret);
+        let mut fields = vec![(r.pick(&PLAIN).to_owned(), g)];
+        let at = r.below(2);
+        fields.insert(at, (name.unwrap_or_else(|| "headers".into()), h));
+        // Often something big or deep after it, so the text is cut past the secret.
+        if r.below(2) == 0 {
+            let tail = if r.below(2) == 0 {
+                G::Big(20_000)
+            } else {
+                gen(r, 1).nest(30)
+            };
+            fields.push(("history".into(), tail));
+        }
+        let top = G::Struct("Top".into(), fields);
+        match r.below(3) {
+            0 => G::List(vec![G::Int(1), top]),
+            1 => G::Some(Box::new(top)),
+            _ => top,
+        }
+    }
+
+    impl G {
+        fn nest(self, n: usize) -> G {
+            (0..n).fold(self, |g, _| G::List(vec![g]))
+        }
+    }
+
+    #[test]
+    fn property_secrets_never_reach_any_output() {
+        let mut r = Rng(0x9e37_79b9_7f4a_7c15);
+        let (mut cut, mut whole) = (0, 0);
+        for case in 0..400 {
+            let secret = format!("S3CRET{:08x}", r.next() as u32);
+            let depth = r.below(5);
+            let base = gen(&mut r, depth);
+            let g = plant(&mut r, base, &secret);
+            let c = Captured::take(false, &(&ByRef(&g) as Val<'_>));
+            match &c {
+                Captured::Cut(_) => cut += 1,
+                Captured::Text(_) => whole += 1,
+                other => panic!("case {case}: {other:?}"),
+            }
+            for out in every_output(&c) {
+                assert!(
+                    !out.contains("S3CRET"),
+                    "case {case}: secret in {}",
+                    &out[..out.len().min(2000)]
+                );
+            }
+        }
+        // Both kinds were exercised.
+        assert!(cut > 50 && whole > 50, "cut {cut}, whole {whole}");
     }
 }

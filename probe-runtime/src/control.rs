@@ -305,9 +305,11 @@ fn handle(mut stream: UnixStream) {
         "hello" => Ok(hello()),
         "sites" => Ok(sites(words.first().map(String::as_str))),
         "arm" => arm(&words, Origin::Socket, None).map(|p| armed_reply(&p)),
+        "watch" if !sink::reserve() => Err(sink::full_message()),
         "watch" => {
             // Subscribe before the sites go live so the first record cannot be missed.
             let Ok(sub) = stream.try_clone() else {
+                sink::release();
                 return;
             };
             let mut sub = Some(sub);
@@ -319,14 +321,18 @@ fn handle(mut stream: UnixStream) {
                     first = armed_reply(p);
                     let _ = stream.write_all(first.as_bytes());
                     if let Some(s) = sub.take() {
-                        sink::subscribe(Subscriber {
-                            stream: s,
-                            probe: Some(p.id.to_string()),
-                            remaining: p.spec.max_hits,
-                        });
+                        sink::subscribe(Subscriber::new(
+                            s,
+                            Some(p.id.to_string()),
+                            p.spec.max_hits,
+                        ));
                     }
                 }),
             );
+            if sub.is_some() {
+                // Refused before the probe existed: the place was not used.
+                sink::release();
+            }
             match res {
                 Ok(_) => return,
                 Err(e) => Err(e),
@@ -335,13 +341,12 @@ fn handle(mut stream: UnixStream) {
         "disarm" => disarm(&words),
         "counts" => counts(&words),
         "status" => Ok(status()),
+        "tail" if !sink::reserve() => Err(sink::full_message()),
         "tail" => {
             if stream.write_all(b"{\"ok\":true}\n").is_ok() {
-                sink::subscribe(Subscriber {
-                    stream,
-                    probe: None,
-                    remaining: None,
-                });
+                sink::subscribe(Subscriber::new(stream, None, None));
+            } else {
+                sink::release();
             }
             return;
         }
@@ -706,9 +711,11 @@ fn status() -> String {
         s.push('}');
     }
     s.push_str(&format!(
-        "],\"dropped_total\":{},\"control\":{{\"path\":",
+        "],\"dropped_total\":{},\"dropped_by\":",
         DROPPED_TOTAL.load(Ordering::Relaxed)
     ));
+    sink::write_lost_json(&mut s);
+    s.push_str(",\"control\":{\"path\":");
     match &st.control_path {
         Some(p) => json::push_str(&mut s, p),
         None => s.push_str("null"),
@@ -749,6 +756,8 @@ fn ticker() {
             p.check_ttl();
             probe::report_counts(p, false);
         }
+        // Clients that left, and watches whose probe ended, give their descriptors back.
+        sink::prune(&|id| probes.iter().any(|p| *p.id == *id && p.is_live()));
         if NEEDS_REBUILD.swap(false, Ordering::Relaxed) {
             let mut st = registry::lock();
             registry::rebuild(&mut st);

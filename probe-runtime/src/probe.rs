@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use crate::capture::{Body, Captured};
 use crate::expr::Expr;
-use crate::registry::{self, DROPPED_TOTAL};
+use crate::registry;
 use crate::sink::{self, Record};
 use crate::template::Template;
 use crate::timing::Hist;
@@ -567,6 +567,7 @@ impl Probe {
             || self.spec.actions.snapshot;
         if needs_values && low_stack {
             self.dropped.fetch_add(1, Ordering::Relaxed);
+            sink::count_lost(sink::Lost::Stack, 1);
             self.note_limit(LIMIT_STACK);
             return false;
         }
@@ -629,15 +630,21 @@ impl Probe {
             if sink::budget_spent(now) {
                 // Spent for this second: drop before doing any work.
                 self.dropped.fetch_add(1, Ordering::Relaxed);
+                sink::count_lost(sink::Lost::Budget, 1);
                 self.note_limit(LIMIT_BUDGET);
             } else if !self.take_rate(now) {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
+                sink::count_lost(sink::Lost::Rate, 1);
                 self.note_limit(LIMIT_RATE);
             } else if sink::refuse_full() {
-                // Both records of a log-and-snapshot probe would have been refused.
+                // Both records of a log-and-snapshot probe would have been refused
+                // (`refuse_full` counted one).
                 let n = u64::from(self.spec.actions.log.is_some())
                     + u64::from(self.spec.actions.snapshot);
                 self.dropped.fetch_add(n, Ordering::Relaxed);
+                if n > 1 {
+                    sink::count_lost(sink::Lost::Queue, n - 1);
+                }
                 self.note_limit(LIMIT_QUEUE);
             } else {
                 if let Some(t) = &self.spec.actions.log {
@@ -765,13 +772,13 @@ pub(crate) fn count_fast(table: &Table, id: u32) -> bool {
 pub(crate) fn hit(table: &'static Table, id: u32, vals: &[Val<'_>]) -> bool {
     let Ok(false) = IN_HIT.try_with(|c| c.replace(true)) else {
         // Re-entered from inside a capture, or the thread is shutting down.
-        DROPPED_TOTAL.fetch_add(1, Ordering::Relaxed);
+        sink::count_lost(sink::Lost::Busy, 1);
         return false;
     };
     let timed = catch_unwind(AssertUnwindSafe(|| {
         let left = crate::timing::stack_left();
         if left.is_some_and(|l| l < MIN_STACK) {
-            DROPPED_TOTAL.fetch_add(1, Ordering::Relaxed);
+            sink::count_lost(sink::Lost::Stack, 1);
             return false;
         }
         let low = left.is_some_and(|l| l < MIN_STACK_VALUES);
@@ -793,7 +800,7 @@ pub(crate) fn hit(table: &'static Table, id: u32, vals: &[Val<'_>]) -> bool {
         });
         // `None`: a writer is swapping the map in; drop this hit rather than wait.
         timed.unwrap_or_else(|| {
-            DROPPED_TOTAL.fetch_add(1, Ordering::Relaxed);
+            sink::count_lost(sink::Lost::Busy, 1);
             false
         })
     }))
@@ -820,7 +827,7 @@ pub(crate) fn exit(table: &'static Table, id: u32, start: u64) {
             }
         });
         if done.is_none() {
-            DROPPED_TOTAL.fetch_add(1, Ordering::Relaxed);
+            sink::count_lost(sink::Lost::Busy, 1);
         }
     }));
     let _ = IN_HIT.try_with(|c| c.set(false));

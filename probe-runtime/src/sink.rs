@@ -10,9 +10,11 @@
 
 use std::backtrace::Backtrace;
 use std::fmt::Write as _;
-use std::fs::OpenOptions;
+use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError, TrySendError};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -124,8 +126,52 @@ static QUEUE: OnceLock<SyncSender<Box<Record>>> = OnceLock::new();
 static PENDING: AtomicUsize = AtomicUsize::new(0);
 /// The queue's capacity (0 until the output thread starts).
 static CAPACITY: AtomicUsize = AtomicUsize::new(0);
-/// Records dropped because the queue was full.
-pub(crate) static QUEUE_DROPS: AtomicU64 = AtomicU64::new(0);
+
+/// Why a record was not written (`status`'s `dropped_by` names them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Lost {
+    /// Over the probe's `--rate`.
+    Rate = 0,
+    /// Over the output budget (`LPROBE_BUDGET`).
+    Budget = 1,
+    /// The output queue was full (`LPROBE_QUEUE`).
+    Queue = 2,
+    /// Writing to `LPROBE_OUTPUT` failed (disk full, broken pipe, …).
+    Write = 3,
+    /// Too little stack left on the thread to format values.
+    Stack = 4,
+    /// The armed map was being swapped, or the hit came from inside the runtime.
+    Busy = 5,
+}
+
+const LOST_NAMES: [&str; 6] = ["rate", "budget", "queue", "write", "stack", "busy"];
+static LOST: [AtomicU64; 6] = [const { AtomicU64::new(0) }; 6];
+
+/// Counts `n` records not written for `why` (and in `dropped_total`).
+pub(crate) fn count_lost(why: Lost, n: u64) {
+    if let Some(c) = LOST.get(why as usize) {
+        c.fetch_add(n, Ordering::Relaxed);
+    }
+    DROPPED_TOTAL.fetch_add(n, Ordering::Relaxed);
+}
+
+/// Records not written so far for `why`.
+pub(crate) fn lost(why: Lost) -> u64 {
+    LOST.get(why as usize)
+        .map_or(0, |c| c.load(Ordering::Relaxed))
+}
+
+/// `{"rate":N,"budget":N,…}`: the records not written, per reason (for `status`).
+pub(crate) fn write_lost_json(out: &mut String) {
+    out.push('{');
+    for (i, (name, c)) in LOST_NAMES.iter().zip(&LOST).enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let _ = write!(out, "\"{name}\":{}", c.load(Ordering::Relaxed));
+    }
+    out.push('}');
+}
 
 /// A client streaming records: every record (`tail`) or one probe's (`watch`).
 pub(crate) struct Subscriber {
@@ -133,16 +179,140 @@ pub(crate) struct Subscriber {
     pub probe: Option<String>,
     /// For `watch`: records still expected before the stream closes.
     pub remaining: Option<u64>,
+    /// For `watch`: once its probe no longer fires, the count of records written
+    /// ([`WRITTEN`]) by which every record it queued has been written.
+    pub ended_at: Option<u64>,
+}
+
+impl Subscriber {
+    pub(crate) fn new(stream: UnixStream, probe: Option<String>, remaining: Option<u64>) -> Self {
+        Subscriber {
+            stream,
+            probe,
+            remaining,
+            ended_at: None,
+        }
+    }
 }
 
 static SUBSCRIBERS: Mutex<Vec<Subscriber>> = Mutex::new(Vec::new());
+/// Most `tail`/`watch` clients at once: each holds a descriptor in the program.
+pub(crate) const MAX_SUBSCRIBERS: usize = 32;
+/// Subscribers kept and places reserved for them ([`reserve`]), at most `MAX_SUBSCRIBERS`.
+static SLOTS: AtomicUsize = AtomicUsize::new(0);
+/// Records the writer has finished with (written or not), for [`prune`].
+static WRITTEN: AtomicU64 = AtomicU64::new(0);
 
+/// Reserves a place for a subscriber; false when `MAX_SUBSCRIBERS` are taken. The place is
+/// given back by [`release`], or when the subscriber it went to is removed.
+pub(crate) fn reserve() -> bool {
+    SLOTS
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+            (n < MAX_SUBSCRIBERS).then_some(n + 1)
+        })
+        .is_ok()
+}
+
+/// Gives back a place [`reserve`] took and no subscriber used.
+pub(crate) fn release() {
+    let _ = SLOTS.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+}
+
+/// The error for a client refused because every place is taken.
+pub(crate) fn full_message() -> String {
+    format!(
+        "too many streaming clients ({MAX_SUBSCRIBERS} 'tail'/'watch'/'snapshot' connections are open); close one and retry"
+    )
+}
+
+/// Adds a subscriber in a place [`reserve`] took.
 pub(crate) fn subscribe(s: Subscriber) {
     let _ = s.stream.set_write_timeout(Some(Duration::from_millis(200)));
     SUBSCRIBERS
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .push(s);
+}
+
+/// Removes the subscribers whose client left (the peer closed its end), and the `watch`
+/// subscribers whose probe no longer fires (`live(id)` false: disarmed, expired, exhausted)
+/// once the records it queued before are written. Runs on the control thread, every tick:
+/// a client that leaves before its probe writes anything must not keep a descriptor open.
+pub(crate) fn prune(live: &dyn Fn(&str) -> bool) {
+    let mut subs = SUBSCRIBERS.lock().unwrap_or_else(|e| e.into_inner());
+    let before = subs.len();
+    subs.retain_mut(|s| {
+        if peer_closed(&s.stream) {
+            return false;
+        }
+        let Some(p) = &s.probe else {
+            return true;
+        };
+        if live(p) {
+            return true;
+        }
+        // Read after the probe was seen dead: what is pending now includes every record it
+        // made, so they are all written once `WRITTEN` reaches this (or nothing is pending).
+        let pending = PENDING.load(Ordering::Relaxed);
+        let written = WRITTEN.load(Ordering::Relaxed);
+        let at = *s.ended_at.get_or_insert(written + pending as u64);
+        pending != 0 && written < at
+    });
+    let gone = before - subs.len();
+    drop(subs);
+    for _ in 0..gone {
+        release();
+    }
+}
+
+/// Whether the other end of `s` is closed (poll without waiting; off Linux, then a peek: end
+/// of stream reads as 0 bytes). Clients send nothing after their request line.
+fn peer_closed(s: &UnixStream) -> bool {
+    use std::os::unix::io::AsRawFd;
+    #[repr(C)]
+    struct PollFd {
+        fd: i32,
+        events: i16,
+        revents: i16,
+    }
+    #[cfg(target_os = "linux")]
+    type Nfds = std::ffi::c_ulong;
+    #[cfg(not(target_os = "linux"))]
+    type Nfds = std::ffi::c_uint;
+    extern "C" {
+        fn poll(fds: *mut PollFd, n: Nfds, timeout: i32) -> i32;
+        fn recv(fd: i32, buf: *mut u8, len: usize, flags: i32) -> isize;
+    }
+    const POLLIN: i16 = 0x1;
+    const POLLERR: i16 = 0x8;
+    const POLLHUP: i16 = 0x10;
+    const MSG_PEEK: i32 = 0x2;
+    #[cfg(target_os = "linux")]
+    const MSG_DONTWAIT: i32 = 0x40;
+    #[cfg(not(target_os = "linux"))]
+    const MSG_DONTWAIT: i32 = 0x80;
+    let fd = s.as_raw_fd();
+    let mut p = PollFd {
+        fd,
+        events: POLLIN,
+        revents: 0,
+    };
+    // SAFETY: `p` is one valid `pollfd`; a zero timeout never blocks.
+    if unsafe { poll(&mut p, 1, 0) } <= 0 {
+        return false;
+    }
+    if p.revents & (POLLHUP | POLLERR) != 0 {
+        return true;
+    }
+    // Linux says `POLLHUP` once the peer closed both ways; a client that only shut down its
+    // writing side (`nc -N`) still reads records. Elsewhere, end of stream is the sign.
+    if cfg!(target_os = "linux") || p.revents & POLLIN == 0 {
+        return false;
+    }
+    let mut b = [0u8; 1];
+    // SAFETY: `b` is valid for one byte; MSG_DONTWAIT never blocks.
+    let n = unsafe { recv(fd, b.as_mut_ptr(), 1, MSG_PEEK | MSG_DONTWAIT) };
+    n == 0
 }
 
 /// Output budget: bytes per second across all probes (`LPROBE_BUDGET`, default 1 MiB/s).
@@ -159,8 +329,6 @@ fn budget() -> u64 {
 
 static BUDGET_SECOND: AtomicU64 = AtomicU64::new(0);
 static BUDGET_USED: AtomicU64 = AtomicU64::new(0);
-/// Records dropped because the output budget was spent.
-pub(crate) static BUDGET_DROPS: AtomicU64 = AtomicU64::new(0);
 
 /// Whether this second's budget is already spent (a cheap check before building a record).
 pub(crate) fn budget_spent(now: u64) -> bool {
@@ -193,14 +361,13 @@ pub(crate) fn refuse_full() -> bool {
 }
 
 fn count_queue_drop() {
-    QUEUE_DROPS.fetch_add(1, Ordering::Relaxed);
-    DROPPED_TOTAL.fetch_add(1, Ordering::Relaxed);
+    count_lost(Lost::Queue, 1);
 }
 
 /// Queues a record, or says which limit dropped it (`probe::LIMIT_*`).
 pub(crate) fn emit(r: Box<Record>) -> Result<(), u8> {
     let Some(q) = QUEUE.get() else {
-        DROPPED_TOTAL.fetch_add(1, Ordering::Relaxed);
+        count_lost(Lost::Queue, 1);
         return Err(crate::probe::LIMIT_QUEUE);
     };
     // A stack is not formatted yet: count it at a typical size.
@@ -208,8 +375,7 @@ pub(crate) fn emit(r: Box<Record>) -> Result<(), u8> {
         + if r.head.is_some() { 160 } else { 40 }
         + if r.stack.is_some() { 1024 } else { 0 };
     if !take_budget(size, r.ns) {
-        BUDGET_DROPS.fetch_add(1, Ordering::Relaxed);
-        DROPPED_TOTAL.fetch_add(1, Ordering::Relaxed);
+        count_lost(Lost::Budget, 1);
         return Err(crate::probe::LIMIT_BUDGET);
     }
     PENDING.fetch_add(1, Ordering::Relaxed);
@@ -223,44 +389,208 @@ pub(crate) fn emit(r: Box<Record>) -> Result<(), u8> {
     }
 }
 
-enum Out {
+/// `O_NOFOLLOW` (the runtime has no libc crate: the value of each platform's headers).
+#[cfg(all(
+    any(target_os = "linux", target_os = "android"),
+    any(
+        target_arch = "arm",
+        target_arch = "powerpc",
+        target_arch = "powerpc64"
+    )
+))]
+const O_NOFOLLOW: i32 = 0o100000;
+#[cfg(all(
+    any(target_os = "linux", target_os = "android"),
+    not(any(
+        target_arch = "arm",
+        target_arch = "powerpc",
+        target_arch = "powerpc64"
+    ))
+))]
+const O_NOFOLLOW: i32 = 0o400000;
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+const O_NOFOLLOW: i32 = 0x100;
+
+/// Opens (creating it 0600) the `LPROBE_OUTPUT` file for appending, never through a
+/// symbolic link (the runtime creates none: one there was put by someone else).
+fn open_output(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .custom_flags(O_NOFOLLOW)
+        .open(path)
+}
+
+/// How often the output file's path is checked for a rotation (renamed or deleted file).
+const REOPEN_CHECK: Duration = Duration::from_secs(1);
+/// The longest the writer waits on a full non-blocking output (`EAGAIN`) for one record.
+const WOULD_BLOCK_WAIT: Duration = Duration::from_millis(20);
+
+enum Dest {
     Stderr,
     Stdout,
-    File(std::fs::File),
-    Broken,
+    File(File),
+}
+
+/// `$LPROBE_OUTPUT`. A failed write loses that record (counted as `write`), never the output:
+/// the next record is tried again, and a file whose path now names another file (logrotate
+/// renamed it, or it was deleted) is reopened at the path, checked about every second and
+/// after each failed write (no signal needed).
+struct Out {
+    dest: Dest,
+    /// The file's path, to reopen it.
+    path: Option<PathBuf>,
+    last_check: Instant,
+    /// A write failed after part of a line went out: the next line starts on a new one.
+    partial: bool,
+    /// Since the last write that succeeded: records lost and the last error.
+    failing: Option<(u64, String)>,
+    /// A reopen failure was reported on stderr (once per failure streak).
+    warned: bool,
 }
 
 impl Out {
     fn from_env() -> Out {
-        match std::env::var("LPROBE_OUTPUT").as_deref() {
-            Err(_) | Ok("") | Ok("stderr") => Out::Stderr,
-            Ok("stdout") => Out::Stdout,
-            Ok(path) => match OpenOptions::new().create(true).append(true).open(path) {
-                Ok(f) => Out::File(f),
+        let (dest, path) = match std::env::var("LPROBE_OUTPUT").as_deref() {
+            Err(_) | Ok("") | Ok("stderr") => (Dest::Stderr, None),
+            Ok("stdout") => (Dest::Stdout, None),
+            Ok(path) => match Out::open(Path::new(path)) {
+                Ok(out) => return out,
                 Err(e) => {
                     let _ = writeln!(
                         std::io::stderr(),
-                        "lprobe: cannot open LPROBE_OUTPUT file {path}: {e}; writing records to stderr"
+                        "lprobe: cannot open LPROBE_OUTPUT file {path}: {e} (a symbolic link is never followed); writing records to stderr"
                     );
-                    Out::Stderr
+                    (Dest::Stderr, None)
                 }
             },
+        };
+        Out {
+            dest,
+            path,
+            last_check: Instant::now(),
+            partial: false,
+            failing: None,
+            warned: false,
         }
     }
 
-    fn write(&mut self, line: &[u8]) {
-        let res = match self {
-            Out::Stderr => std::io::stderr().lock().write_all(line),
-            Out::Stdout => {
-                let mut o = std::io::stdout().lock();
-                o.write_all(line).and_then(|_| o.flush())
-            }
-            Out::File(f) => f.write_all(line),
-            Out::Broken => Ok(()),
-        };
-        if res.is_err() {
-            *self = Out::Broken;
+    /// Output to the file at `path` (created 0600, never through a symbolic link).
+    fn open(path: &Path) -> std::io::Result<Out> {
+        Ok(Out {
+            dest: Dest::File(open_output(path)?),
+            path: Some(path.to_owned()),
+            last_check: Instant::now(),
+            partial: false,
+            failing: None,
+            warned: false,
+        })
+    }
+
+    /// Writes one line; on failure the record is counted as lost. Returns a note to write
+    /// after it when the output works again after failing.
+    fn write(&mut self, line: &[u8]) -> Option<String> {
+        if self.path.is_some() && self.last_check.elapsed() >= REOPEN_CHECK {
+            self.reopen_if_moved();
         }
+        let mut res = self.write_line(line);
+        if res.is_err() && self.path.is_some() && self.reopen_if_moved() {
+            res = self.write_line(line);
+        }
+        match res {
+            Ok(()) => {
+                self.warned = false;
+                self.failing.take().map(|(n, e)| {
+                    format!("writing records failed ({e}): {n} records lost; writing again")
+                })
+            }
+            Err(e) => {
+                count_lost(Lost::Write, 1);
+                let n = self.failing.as_ref().map_or(0, |f| f.0);
+                self.failing = Some((n + 1, e.to_string()));
+                None
+            }
+        }
+    }
+
+    /// Reopens the file when its path no longer names the open file; true if it did.
+    fn reopen_if_moved(&mut self) -> bool {
+        self.last_check = Instant::now();
+        let (Some(path), Dest::File(f)) = (&self.path, &self.dest) else {
+            return false;
+        };
+        let same = match (std::fs::symlink_metadata(path), f.metadata()) {
+            (Ok(p), Ok(o)) => p.dev() == o.dev() && p.ino() == o.ino(),
+            _ => false,
+        };
+        if same {
+            return false;
+        }
+        match open_output(path) {
+            Ok(f) => {
+                self.dest = Dest::File(f);
+                self.partial = false;
+                true
+            }
+            Err(e) => {
+                if !self.warned {
+                    self.warned = true;
+                    let _ = writeln!(
+                        std::io::stderr(),
+                        "lprobe: cannot reopen LPROBE_OUTPUT file {}: {e}; retrying every second",
+                        path.display()
+                    );
+                }
+                false
+            }
+        }
+    }
+
+    fn write_line(&mut self, line: &[u8]) -> std::io::Result<()> {
+        if self.partial {
+            self.write_all(b"\n")?;
+            self.partial = false;
+        }
+        self.write_all(line)
+    }
+
+    /// Like `write_all`, but waits a little on `EAGAIN` and remembers a partial line.
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        use std::io::ErrorKind;
+        if let Dest::Stdout = self.dest {
+            let mut o = std::io::stdout().lock();
+            let res = o.write_all(buf).and_then(|_| o.flush());
+            if res.is_err() {
+                self.partial = true;
+            }
+            return res;
+        }
+        let mut done = 0;
+        let mut waited = Duration::ZERO;
+        while let Some(rest) = buf.get(done..).filter(|r| !r.is_empty()) {
+            let res = match &mut self.dest {
+                Dest::File(f) => f.write(rest),
+                _ => std::io::stderr().lock().write(rest),
+            };
+            match res {
+                Ok(0) => {
+                    self.partial |= done > 0;
+                    return Err(ErrorKind::WriteZero.into());
+                }
+                Ok(n) => done += n,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock && waited < WOULD_BLOCK_WAIT => {
+                    std::thread::sleep(Duration::from_millis(1));
+                    waited += Duration::from_millis(1);
+                }
+                Err(e) => {
+                    self.partial |= done > 0;
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -316,14 +646,20 @@ fn writer(rx: Receiver<Box<Record>>) {
     let mut pause = POLL_MIN;
     while let Some(mut r) = next(&rx, &mut pause) {
         let line = finish(&mut r);
-        out.write(line.as_bytes());
+        let resumed = out.write(line.as_bytes());
         publish(&r.probe, line.as_bytes());
         r.recycle();
+        WRITTEN.fetch_add(1, Ordering::Relaxed);
         PENDING.fetch_sub(1, Ordering::Relaxed);
-        let drops = QUEUE_DROPS.load(Ordering::Relaxed) + BUDGET_DROPS.load(Ordering::Relaxed);
+        if let Some(note) = resumed {
+            let line = finish(&mut error_record(&note));
+            let _ = out.write(line.as_bytes());
+            publish("", line.as_bytes());
+        }
+        let drops = lost(Lost::Queue) + lost(Lost::Budget);
         if drops != reported_drops && PENDING.load(Ordering::Relaxed) == 0 {
             let line = drop_report(drops - reported_drops);
-            out.write(line.as_bytes());
+            let _ = out.write(line.as_bytes());
             publish("", line.as_bytes());
             reported_drops = drops;
         }
@@ -385,6 +721,7 @@ fn finish(r: &mut Record) -> String {
 /// Sends a finished line to subscribers; drops the ones that are gone, slow, or done.
 fn publish(probe: &str, line: &[u8]) {
     let mut subs = SUBSCRIBERS.lock().unwrap_or_else(|e| e.into_inner());
+    let before = subs.len();
     subs.retain_mut(|s| {
         if let Some(p) = &s.probe {
             if p != probe {
@@ -402,6 +739,11 @@ fn publish(probe: &str, line: &[u8]) {
             None => true,
         }
     });
+    let gone = before - subs.len();
+    drop(subs);
+    for _ in 0..gone {
+        release();
+    }
 }
 
 /// Waits (at most `limit`) for queued records to be written; used at exit.
@@ -409,5 +751,98 @@ pub(crate) fn drain(limit: Duration) {
     let start = Instant::now();
     while PENDING.load(Ordering::Relaxed) > 0 && start.elapsed() < limit {
         std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn tempdir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("lprobe-sink-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).expect("mkdir");
+        d
+    }
+
+    /// As if a second had passed since the last check of the path.
+    fn age(out: &mut Out) {
+        if let Some(t) = Instant::now().checked_sub(REOPEN_CHECK) {
+            out.last_check = t;
+        }
+    }
+
+    #[test]
+    fn the_output_file_is_reopened_after_a_rename_or_a_deletion() {
+        let d = tempdir("rotate");
+        let path = d.join("out.jsonl");
+        let mut out = Out::open(&path).expect("open");
+        let mode = std::fs::metadata(&path).expect("meta").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "created 0600");
+        assert_eq!(out.write(b"one\n"), None);
+        std::fs::rename(&path, d.join("out.jsonl.1")).expect("rotate");
+        // Within the second, the open file still takes records (as with `copytruncate`).
+        assert_eq!(out.write(b"two\n"), None);
+        age(&mut out);
+        assert_eq!(out.write(b"three\n"), None);
+        assert_eq!(
+            std::fs::read_to_string(d.join("out.jsonl.1")).expect("rotated"),
+            "one\ntwo\n"
+        );
+        assert_eq!(std::fs::read_to_string(&path).expect("new"), "three\n");
+        std::fs::remove_file(&path).expect("delete");
+        age(&mut out);
+        assert_eq!(out.write(b"four\n"), None);
+        assert_eq!(std::fs::read_to_string(&path).expect("recreated"), "four\n");
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn the_output_file_is_never_opened_through_a_symlink() {
+        let d = tempdir("symlink");
+        let target = d.join("victim");
+        std::fs::write(&target, "keep\n").expect("write");
+        let link = d.join("out.jsonl");
+        std::os::unix::fs::symlink(&target, &link).expect("symlink");
+        assert!(Out::open(&link).is_err(), "refused");
+        // A symlink put in place of a rotated file is not followed either.
+        let path = d.join("out2.jsonl");
+        let mut out = Out::open(&path).expect("open");
+        std::fs::rename(&path, d.join("out2.jsonl.1")).expect("rotate");
+        std::os::unix::fs::symlink(&target, &path).expect("symlink");
+        age(&mut out);
+        let _ = out.write(b"x\n");
+        assert_eq!(std::fs::read_to_string(&target).expect("victim"), "keep\n");
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn failed_writes_are_counted_and_the_output_resumes() {
+        let Ok(mut out) = Out::open(Path::new("/dev/full")) else {
+            return; // no /dev/full here
+        };
+        let before = lost(Lost::Write);
+        assert_eq!(out.write(b"lost 1\n"), None);
+        assert_eq!(out.write(b"lost 2\n"), None);
+        assert!(lost(Lost::Write) >= before + 2);
+        assert!(
+            matches!(&out.failing, Some((2, e)) if e.contains("No space")),
+            "{:?}",
+            out.failing
+        );
+        // The space comes back (here: another file): the next record is written, and a note.
+        let d = tempdir("resume");
+        let f = open_output(&d.join("o")).expect("open");
+        out.dest = Dest::File(f);
+        out.path = None;
+        let note = out.write(b"ok\n").expect("a note about the lost records");
+        assert!(note.contains("2 records lost"), "{note}");
+        assert_eq!(out.write(b"ok\n"), None);
+        assert_eq!(
+            std::fs::read_to_string(d.join("o")).expect("read"),
+            "ok\nok\n"
+        );
+        let _ = std::fs::remove_dir_all(&d);
     }
 }

@@ -9,5 +9,6 @@ mod harness;
 mod build;
 mod control_file;
 mod lang;
+mod reliability;
 mod skip;
 mod socket;

@@ -1,0 +1,231 @@
+//! The program never pays for lprobe's failures: clients that leave give their descriptors
+//! back, and records that cannot be written are counted, then written again when they can.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::harness::*;
+
+fn demo(env: &[(&str, &str)]) -> Running {
+    let t = build_once("demo-app", &["--release", "--lines", "all"]);
+    let mut env = env.to_vec();
+    env.push(("DEMO_INTERVAL_MS", "20"));
+    start(&t.join("lprobe/release/demo-app"), &env)
+}
+
+/// Descriptors the process has open.
+fn fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+}
+
+/// Opens a `watch` through the raw socket and returns the stream and its first line.
+fn watch(r: &Running, args: &str) -> (UnixStream, Value) {
+    let mut s = UnixStream::connect(&r.socket).expect("connect");
+    s.write_all(format!("lprobe/1 watch {args}\n").as_bytes())
+        .expect("write request");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut line = String::new();
+    BufReader::new(&s).read_line(&mut line).expect("first line");
+    let v = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    (s, v)
+}
+
+fn status(r: &Running) -> Value {
+    let out = lprobe(r, &["status", "--json"]);
+    let st: Value = serde_json::from_str(&stdout(&out)).expect("status json");
+    st[0].clone()
+}
+
+#[test]
+fn watch_clients_that_leave_give_their_descriptors_back() {
+    let r = demo(&[]);
+    let pid = r.child.id();
+    let base = fds(pid);
+    // Snapshots that time out: the CLI disarms the probe and leaves.
+    for _ in 0..20 {
+        let out = lprobe(
+            &r,
+            &[
+                "snapshot",
+                "src/main.rs:57",
+                "--if",
+                "n == 0",
+                "--timeout",
+                "300ms",
+            ],
+        );
+        assert!(
+            !out.status.success(),
+            "n is never 0: the snapshot times out"
+        );
+    }
+    // Clients that disconnect without disarming: their probes stay armed, never hit.
+    for _ in 0..5 {
+        let (s, first) = watch(&r, "src/main.rs:57 --if 'n == 0'");
+        assert_eq!(first["ok"], true, "{first}");
+        drop(s);
+    }
+    wait_for(
+        Duration::from_secs(10),
+        "the program's descriptors to return to their baseline",
+        || (fds(pid) <= base).then_some(()),
+    );
+
+    // Streaming clients are capped, with a clear error; leaving frees the places.
+    let mut open = Vec::new();
+    let refused = loop {
+        let (s, first) = watch(&r, "src/main.rs:57 --if 'n == 0'");
+        if first["ok"] != true {
+            break first;
+        }
+        open.push(s);
+        assert!(open.len() <= 64, "no cap on streaming clients");
+    };
+    assert_eq!(open.len(), 32, "{refused}");
+    assert!(
+        refused["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("too many streaming clients")),
+        "{refused}"
+    );
+    let tail = lprobe(&r, &["tail"]);
+    assert!(!tail.status.success(), "tail is refused too");
+    assert!(
+        stderr(&tail).contains("too many streaming clients"),
+        "{}",
+        stderr(&tail)
+    );
+    open.clear();
+    wait_for(
+        Duration::from_secs(10),
+        "the places and descriptors to be given back",
+        || (fds(pid) <= base).then_some(()),
+    );
+    let (_s, first) = watch(&r, "src/main.rs:57 --if 'n == 0'");
+    assert_eq!(first["ok"], true, "{first}");
+    // The watch of a snapshot that fires still gets its record.
+    let out = lprobe(
+        &r,
+        &["snapshot", "src/main.rs:57", "--json", "--timeout", "20s"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(status(&r)["probes"].is_array());
+}
+
+fn arm_log(r: &Running) -> String {
+    let out = lprobe(
+        r,
+        &[
+            "arm",
+            "src/main.rs:42",
+            "--log",
+            "order {order.id}",
+            "--json",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let armed: Value = serde_json::from_str(stdout(&out).trim()).expect("arm --json");
+    armed["probe"].as_str().expect("probe id").to_owned()
+}
+
+#[test]
+fn records_follow_the_output_file_when_it_is_rotated() {
+    let r = demo(&[]);
+    let probe = arm_log(&r);
+    wait_records(&r, 3, "log records", |v| v["probe"] == probe.as_str());
+    // logrotate without copytruncate: rename, and the program is not told.
+    let rotated = r.output.with_extension("jsonl.1");
+    std::fs::rename(&r.output, &rotated).expect("rotate");
+    let fresh = wait_records(&r, 3, "log records in a new file at the path", |v| {
+        v["probe"] == probe.as_str()
+    });
+    assert!(fresh.iter().all(|v| v["kind"] == "log"));
+    let meta = std::fs::metadata(&r.output).expect("new file");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    // Deleted: created again.
+    std::fs::remove_file(&r.output).expect("delete");
+    wait_records(&r, 3, "log records in a recreated file", |v| {
+        v["probe"] == probe.as_str()
+    });
+}
+
+#[test]
+fn write_errors_are_counted_in_status() {
+    let r = demo(&[("LPROBE_OUTPUT", "/dev/full")]);
+    arm_log(&r);
+    let st = wait_for(Duration::from_secs(20), "write errors in status", || {
+        let st = status(&r);
+        (st["dropped_by"]["write"].as_u64()? >= 3).then_some(st)
+    });
+    let by = &st["dropped_by"];
+    let sum: u64 = ["rate", "budget", "queue", "write", "stack", "busy"]
+        .iter()
+        .map(|k| by[k].as_u64().expect("a count per reason"))
+        .sum();
+    assert_eq!(st["dropped_total"].as_u64(), Some(sum), "{st}");
+}
+
+#[test]
+fn the_output_resumes_when_writes_succeed_again() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fifo = dir.path().join("records.fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo");
+    assert!(made.success());
+    // Reads lines from the FIFO in a thread (opening it waits for the writer).
+    let read = |fifo: std::path::PathBuf, n: usize| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let f = std::fs::File::open(&fifo).expect("open fifo");
+            for line in BufReader::new(f).lines().take(n) {
+                if tx.send(line.expect("line")).is_err() {
+                    break;
+                }
+            }
+        });
+        rx
+    };
+    let first = read(fifo.clone(), 3);
+    let r = demo(&[("LPROBE_OUTPUT", fifo.to_str().expect("utf-8"))]);
+    arm_log(&r);
+    for _ in 0..3 {
+        let line = first
+            .recv_timeout(Duration::from_secs(20))
+            .expect("a record through the FIFO");
+        assert!(line.contains("\"kind\":\"log\""), "{line}");
+    }
+    // The reader closed its end: writes fail (EPIPE), each record counted.
+    wait_for(Duration::from_secs(20), "write errors in status", || {
+        (status(&r)["dropped_by"]["write"].as_u64()? > 0).then_some(())
+    });
+    // A reader again: records flow, after a note of what was lost.
+    let second = read(fifo.clone(), 5);
+    let lines: Vec<String> = (0..5)
+        .map(|_| {
+            second
+                .recv_timeout(Duration::from_secs(20))
+                .expect("records after the reader came back")
+        })
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("records lost; writing again")),
+        "{lines:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .filter(|l| l.contains("\"kind\":\"log\""))
+            .count()
+            >= 3,
+        "{lines:?}"
+    );
+}
