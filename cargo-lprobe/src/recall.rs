@@ -145,7 +145,8 @@ fn plain_attr(a: &syn::Attribute) -> bool {
 /// as an expression, or `None` when it has none (see the module docs).
 pub fn call(owner: &Owner, attrs: &[syn::Attribute], sig: &syn::Signature) -> Option<String> {
     // A closure returning `!` does not coerce to the function's `!`.
-    let never = matches!(&sig.output, syn::ReturnType::Type(_, t) if matches!(**t, syn::Type::Never(_)));
+    let never =
+        matches!(&sig.output, syn::ReturnType::Type(_, t) if matches!(**t, syn::Type::Never(_)));
     if sig.asyncness.is_some() || sig.variadic.is_some() || never || !attrs.iter().all(plain_attr) {
         return None;
     }
@@ -248,18 +249,18 @@ mod tests {
         let tr: syn::ItemTrait =
             syn::parse_str("trait Tr<'a, A, const N: usize> { fn get(&self) -> u8 { 0 } }")
                 .expect("parses");
-        assert_eq!(
-            Owner::of_trait(&tr),
-            Owner::TraitDef("Tr<'a, A, N>".into())
-        );
+        assert_eq!(Owner::of_trait(&tr), Owner::TraitDef("Tr<'a, A, N>".into()));
     }
 
     #[test]
     fn generics_are_named_unless_an_impl_trait_argument_forbids_it() {
         let m = Owner::Module;
         assert_eq!(
-            call_of(&m, "fn f<'a, T: Default, const N: usize>(x: &'a [T; N]) -> T { T::default() }")
-                .as_deref(),
+            call_of(
+                &m,
+                "fn f<'a, T: Default, const N: usize>(x: &'a [T; N]) -> T { T::default() }"
+            )
+            .as_deref(),
             Some("self::f::<T, N>(x)")
         );
         assert_eq!(

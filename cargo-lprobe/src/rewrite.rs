@@ -337,8 +337,7 @@ pub fn rewrite(
             format!(
                 " #[allow(unused_mut, unused_variables)] let mut __lprobe_fn = {chk}::fn_on({k}); #[allow(unreachable_code, unused_unsafe)] if __lprobe_fn {{ let __lprobe_t = ::{SITES_CRATE}::{enter}&["
             )
-        } else if let (SiteKind::Entry, false, Some(j)) = (site.kind, timed, merged.get(&i))
-        {
+        } else if let (SiteKind::Entry, false, Some(j)) = (site.kind, timed, merged.get(&i)) {
             let line = first_id + *j as u32;
             format!(
                 " #[allow(unused_mut, unused_variables)] let mut __lprobe_fn = {chk}::fn_on({k}); #[allow(unreachable_code)] if __lprobe_fn {{ ::{SITES_CRATE}::hit_pair({id}, {line}, &["
@@ -531,7 +530,10 @@ mod tests {
         assert!(rw.text.contains(
             "if __lprobe_fn { let __lprobe_t = ::lprobe_sites::enter_first(10, 11, &[&::lprobe_sites::ByCopy(a)]); if __lprobe_t != 0 { return ::lprobe_sites::again(10, __lprobe_t, move || self::f(a)); } }"
         ), "{}", rw.text);
-        assert_eq!(&rw.text[at(0).recall.clone().expect("recall")], "self::f(a)");
+        assert_eq!(
+            &rw.text[at(0).recall.clone().expect("recall")],
+            "self::f(a)"
+        );
         assert!(at(0).timed && !rw.text.contains("__lprobe_guard"));
         assert!(!rw.text.contains("on(11)"));
         assert_eq!(at(1).range, at(0).range);

@@ -437,7 +437,10 @@ fn small_inline_and_recursive_functions_are_timed_and_compute_the_same() {
         let st = &recs[0]["duration"];
         let n = |k: &str| st[k].as_u64().unwrap_or_else(|| panic!("{k} in {st}"));
         assert!(n("count") > 0, "{st}");
-        assert!(n("min_ns") <= n("p50_ns") && n("p99_ns") <= n("max_ns"), "{st}");
+        assert!(
+            n("min_ns") <= n("p50_ns") && n("p99_ns") <= n("max_ns"),
+            "{st}"
+        );
         // Nanoseconds, not the program's 1 ms sleeps.
         assert!(n("p50_ns") < 1_000_000, "{st}");
     }
@@ -447,7 +450,10 @@ fn small_inline_and_recursive_functions_are_timed_and_compute_the_same() {
         st["hits"].as_u64().expect("hits"),
         st["duration"]["count"].as_u64().expect("count"),
     );
-    assert!(timed > 0 && hits >= 2 * timed, "hits {hits}, timed {timed}: {st}");
+    assert!(
+        timed > 0 && hits >= 2 * timed,
+        "hits {hits}, timed {timed}: {st}"
+    );
     // What the timed functions return is unchanged.
     let expect = |n: u64| {
         let depth = n % 5 + 1;
