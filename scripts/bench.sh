@@ -1014,7 +1014,16 @@ suite_exe() {
 # BENCH_SUITE_BUILD_REPS times; the last build of each stays), into SB_WALL/SB_EXE/SB_SIZE.
 suite_builds() {
     local name=$1 dir=$2 kind=$3 binname=$4 r v td
-    local reps=${BENCH_SUITE_BUILD_REPS:-1}
+    local reps=${BENCH_SUITE_BUILD_REPS:-1} flags=(--locked)
+    [[ $kind == example ]] && flags+=(--offline --lib)
+    # Warm this workspace's repair cache for both densities (what any earlier instrumented build
+    # of it leaves), in a throwaway target dir: the measured builds then run no repair round.
+    for v in entry all; do
+        log "suite: $name: warm-up build $v (not measured)"
+        # shellcheck disable=SC2046 # build_cmd is words on purpose
+        (cd "$dir" && CARGO_TARGET_DIR="$W/t/suite-warm-$name" $(build_cmd "$v") --quiet "${flags[@]}" >/dev/null 2>&1) || true
+    done
+    rm -rf "$W/t/suite-warm-$name"
     for v in plain entry all; do : >"$W/suite/bw-$v"; done
     for r in $(seq "$reps"); do
         for v in plain entry all; do
@@ -1054,10 +1063,10 @@ suite_http_ir() {
     done
     [[ -n $port ]] || { log "http-service did not start under callgrind"; kill "$pid" 2>/dev/null; echo "nan 0"; return 0; }
     curl -s -o /dev/null "http://127.0.0.1:$port/orders/[1-200]"
-    callgrind_control -i on "$pid" >/dev/null
+    callgrind_control -i on "$pid" >/dev/null 2>&1
     curl -s -o /dev/null -w '%{http_code}\n' "http://127.0.0.1:$port/orders/[1-$n]" >"$d/codes"
-    callgrind_control -i off "$pid" >/dev/null
-    callgrind_control --dump=measured "$pid" >/dev/null
+    callgrind_control -i off "$pid" >/dev/null 2>&1
+    callgrind_control --dump=measured "$pid" >/dev/null 2>&1
     kill "$pid"
     wait "$pid" 2>/dev/null || true
     local f ir=""
@@ -1205,7 +1214,7 @@ bench_suite() {
         echo
         echo "Ir: callgrind instructions of the workload, the instrumented builds dormant (nothing armed, \`LPROBE_OUTPUT=/dev/null\`, runtime started: not LPROBE_DISABLE). bench-mix: \`bench-mix mix 100\`, collected inside \`bench_mix::workload_mix\` (\`--toggle-collect\`, inclusive); workload-mix: \`workload-mix 100\` inside \`workload_mix::workload\`; corpus crates: \`examples/lprobe_suite\` (fixtures/suite/<crate>.rs, its default size) inside \`lprobe_suite::workload\`, the crate (lib and example) instrumented; http-service: the whole server process (every thread) while one curl fetches /orders/1 … /orders/${BENCH_SUITE_HTTP_REQS:-2000} over one keep-alive connection, after 200 warm-up requests, divided by the requests (Ir per request; median of ${BENCH_SUITE_HTTP_RUNS:-2} runs, each run: $(awk '{printf "%s%s %s", (NR > 1 ? "; " : ""), $1, substr($0, length($1) + 2)}' "$W/suite/http-runs"))."
         echo
-        echo "Build: wall seconds of one clean build per variant (median of ${BENCH_SUITE_BUILD_REPS:-1}; empty CARGO_TARGET_DIR, dependencies included), \`cargo build --release\` vs \`cargo lprobe build --release [--lines all]\`, with the machine-wide runtime cache warm (one throwaway instrumented build first); the per-workspace repair cache as earlier runs left it. Fixtures: the binary; corpus crates: the lib (\`--lib --locked --offline\`, plain profile without line tables, as \`build\` measures them), the example then built untimed in the same directory. Wall times on this shared machine move by ±20%. Binary: stripped size of the measured binary. Output: stdout (the checksum; http-service: md5 of the responses to /orders/1 … /orders/50) of each build equal to plain's."
+        echo "Build: wall seconds of one clean build per variant (median of ${BENCH_SUITE_BUILD_REPS:-1}; empty CARGO_TARGET_DIR, dependencies included), \`cargo build --release\` vs \`cargo lprobe build --release [--lines all]\`, with the machine-wide runtime cache warm (one throwaway instrumented build first) and the benchmark's repair cache warm (a throwaway instrumented build of each density in another target dir just before): as on a machine where the workspace was built with lprobe before. Fixtures: the binary; corpus crates: the lib (\`--lib --locked --offline\`, plain profile without line tables, as \`build\` measures them), the example then built untimed in the same directory. Wall times on this shared machine move by ±20%. Binary: stripped size of the measured binary. Output: stdout (the checksum; http-service: md5 of the responses to /orders/1 … /orders/50) of each build equal to plain's."
         echo
         echo "Checksums (plain):"
         echo
