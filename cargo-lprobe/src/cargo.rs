@@ -42,6 +42,9 @@ pub struct Invocation {
     pub lines: Option<String>,
     /// `--skip-accessors`: no sites in trivial accessors (`visit::is_trivial_accessor`).
     pub skip_accessors: bool,
+    /// `--entry all`: sites in tiny functions too (`visit::is_tiny`); `--entry sized` (the
+    /// default) leaves them out.
+    pub entry_all: bool,
     /// `--skip` lists as given (comma-separated patterns, see `skip`).
     pub skip: Vec<String>,
     /// `--skip-from` files as given.
@@ -62,7 +65,7 @@ pub struct Invocation {
     pub locked: bool,
 }
 
-pub const USAGE: &str = "usage: cargo lprobe <build|check|run|test|bench> [--lines all|none|FILE:LINE[-LINE],…] [--skip-accessors] [--skip fn:PATH|FILE,…] [--skip-from FILE] [--report json] [-v] [cargo options…] [-- args…]";
+pub const USAGE: &str = "usage: cargo lprobe <build|check|run|test|bench> [--lines all|none|FILE:LINE[-LINE],…] [--entry sized|all] [--skip-accessors] [--skip fn:PATH|FILE,…] [--skip-from FILE] [--report json] [-v] [cargo options…] [-- args…]";
 
 /// Parses the arguments after `cargo lprobe` (cargo passes `lprobe` itself first).
 pub fn parse(args: &[String]) -> Result<Invocation> {
@@ -83,6 +86,7 @@ pub fn parse(args: &[String]) -> Result<Invocation> {
         sub,
         lines: None,
         skip_accessors: false,
+        entry_all: false,
         skip: Vec::new(),
         skip_from: Vec::new(),
         report: Report::Human,
@@ -119,6 +123,13 @@ pub fn parse(args: &[String]) -> Result<Invocation> {
             }
             "--lines" => inv.lines = Some(value("--lines")?),
             "--skip-accessors" => inv.skip_accessors = true,
+            "--entry" => {
+                inv.entry_all = match value("--entry")?.as_str() {
+                    "all" => true,
+                    "sized" => false,
+                    other => bail!("unknown --entry '{other}': write --entry all (a site at every function's entry, tiny ones included) or --entry sized (the default: none in functions of at most 64 tokens without a loop)"),
+                }
+            }
             "--skip" => inv.skip.push(value("--skip")?),
             "--skip-from" => inv.skip_from.push(PathBuf::from(value("--skip-from")?)),
             "--report" => {
@@ -195,6 +206,12 @@ mod tests {
         assert_eq!(inv.lines.as_deref(), Some("all"));
         assert!(!inv.skip_accessors);
         assert!(p("lprobe build --skip-accessors").skip_accessors);
+        assert!(!inv.entry_all);
+        assert!(p("lprobe build --entry all").entry_all);
+        assert!(p("lprobe build --entry=all").entry_all);
+        assert!(!p("lprobe build --entry sized").entry_all);
+        let bad = parse(&["build".into(), "--entry".into(), "some".into()]);
+        assert!(bad.is_err_and(|e| e.to_string().contains("--entry all")));
         let sk =
             p("lprobe build --skip fn:a::*,src/t.rs --skip=fn:b --skip-from hot.skip --release");
         assert_eq!(sk.skip, ["fn:a::*,src/t.rs", "fn:b"]);

@@ -278,6 +278,7 @@ pub fn run(inv: &Invocation) -> Result<i32> {
         &format!("{ws:?}"),
         &format!("{:?}", inv.lines),
         &inv.skip_accessors.to_string(),
+        &format!("entry_all={}", inv.entry_all),
         &format!("{skip_keys:?}"),
     ]);
     if let Some(old) = stamp::load(&stamp_path) {
@@ -410,6 +411,7 @@ pub fn run(inv: &Invocation) -> Result<i32> {
                 .unwrap_or_default();
             let opts = visit::Options {
                 skip_accessors,
+                entry_all: inv.entry_all,
                 package_traits: &package_traits,
                 skip,
                 skip_file: skip.file(&rel, &pkg_rel).map(skip::Pattern::reason),
@@ -428,6 +430,9 @@ pub fn run(inv: &Invocation) -> Result<i32> {
             let mut lines_key = lines_key(&sel);
             if skip_accessors {
                 lines_key.push_str("+skip-accessors");
+            }
+            if inv.entry_all {
+                lines_key.push_str("+entry-all");
             }
             let by_pattern: Vec<&str> = sites
                 .contexts
@@ -922,6 +927,7 @@ fn write_copy(
         let mut skipped: Vec<SkippedRow> = Vec::new();
         let mut fns = 0;
         let mut hashes = Vec::new();
+        let callers = callers_by_name(files.iter().filter(|f| f.pkg == pi));
         for f in files.iter().filter(|f| f.pkg == pi) {
             hashes.push((f.rel.clone(), f.hash.clone()));
             let without = fns_without_sites(f);
@@ -943,13 +949,18 @@ fn write_copy(
                     // Still listed, so that `fn:` patterns find it.
                     segments.push((c.line, c.line));
                 }
+                let why = if *why == visit::TINY_REASON {
+                    tiny_reason(&c.func, &callers)
+                } else {
+                    (*why).to_owned()
+                };
                 for (first_line, last_line) in segments {
                     skipped.push(SkippedRow {
                         path: f.rel.clone(),
                         first_line,
                         last_line,
                         func: c.func.clone(),
-                        why: (*why).to_owned(),
+                        why: why.clone(),
                     });
                 }
             }
@@ -997,6 +1008,64 @@ fn write_copy(
         )?;
     }
     Ok(())
+}
+
+/// For each called name, the functions that call it (by name: a method call `.len()` names
+/// every `len`), in source order, each with whether it has sites.
+fn callers_by_name<'f>(
+    files: impl Iterator<Item = &'f FileWork>,
+) -> HashMap<&'f str, Vec<(&'f str, bool)>> {
+    let mut by_name: HashMap<&str, Vec<(&str, bool)>> = HashMap::new();
+    for f in files {
+        for c in &f.sites.contexts {
+            for name in &c.calls {
+                by_name
+                    .entry(name.as_str())
+                    .or_default()
+                    .push((c.func.as_str(), c.skipped.is_none()));
+            }
+        }
+    }
+    by_name
+}
+
+/// A tiny function's reason, with the nearest places to arm instead: up to two functions of
+/// the package with sites that call it, through callers without sites (tiny ones) if need be.
+fn tiny_reason(func: &str, callers: &HashMap<&str, Vec<(&str, bool)>>) -> String {
+    let name = |f: &str| f.rsplit("::").next().unwrap_or(f).to_owned();
+    let mut found: Vec<String> = Vec::new();
+    let mut seen: HashSet<String> = HashSet::from([func.to_owned()]);
+    let mut level = vec![name(func)];
+    // Three levels of callers at most: further up is no longer "near".
+    for _ in 0..3 {
+        let mut next = Vec::new();
+        for n in &level {
+            for (c, has_sites) in callers.get(n.as_str()).into_iter().flatten() {
+                if !seen.insert((*c).to_owned()) {
+                    continue;
+                }
+                if *has_sites {
+                    found.push(format!("fn:{c}"));
+                } else {
+                    next.push(name(c));
+                }
+            }
+        }
+        if !found.is_empty() || next.is_empty() {
+            break;
+        }
+        level = next;
+    }
+    found.truncate(2);
+    if found.is_empty() {
+        visit::TINY_REASON.to_owned()
+    } else {
+        format!(
+            "{}; callers to arm instead: {}",
+            visit::TINY_REASON,
+            found.join(", ")
+        )
+    }
 }
 
 /// What one build round produced.
@@ -1470,6 +1539,33 @@ mod tests {
         // A nested function on the first line (`fn a() { fn b() {} }`) leaves the rest.
         assert_eq!(line_segments(1, 4, &[(1, 1)]), [(2, 4)]);
         assert!(line_segments(1, 3, &[(1, 3)]).is_empty());
+    }
+
+    #[test]
+    fn a_tiny_function_names_callers_to_arm_instead() {
+        let mut callers: HashMap<&str, Vec<(&str, bool)>> = HashMap::new();
+        let get = vec![
+            ("k::Vec::get", false),
+            ("k::a", true),
+            ("k::b", true),
+            ("k::c", true),
+        ];
+        callers.insert("get", get);
+        let why = tiny_reason("k::Vec::get", &callers);
+        assert!(why.starts_with(visit::TINY_REASON), "{why}");
+        assert!(
+            why.ends_with("; callers to arm instead: fn:k::a, fn:k::b"),
+            "{why}"
+        );
+        assert_eq!(tiny_reason("k::lonely", &callers), visit::TINY_REASON);
+        // A tiny caller has no sites either: its callers are named.
+        callers.insert("mix", vec![("k::check", false)]);
+        callers.insert("check", vec![("k::serve", true)]);
+        let why = tiny_reason("k::mix", &callers);
+        assert!(
+            why.ends_with("; callers to arm instead: fn:k::serve"),
+            "{why}"
+        );
     }
 
     #[test]

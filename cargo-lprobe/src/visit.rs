@@ -105,6 +105,9 @@ pub struct FnContext {
     pub last_line: u32,
     /// Why the function gets no sites, if it gets none.
     pub skipped: Option<Cow<'static, str>>,
+    /// The names of the functions and methods its body calls (sorted, once each): where a
+    /// tiny function without sites finds callers to suggest.
+    pub calls: Vec<String>,
 }
 
 /// Everything found in one file.
@@ -137,6 +140,8 @@ pub fn find_sites(text: &str, file: &syn::File, module: &str, lines: &LineSel) -
 pub struct Options<'a> {
     /// `--skip-accessors`: trivial accessors get no sites ([`is_trivial_accessor`]).
     pub skip_accessors: bool,
+    /// `--entry all`: tiny functions get sites too ([`is_tiny`]).
+    pub entry_all: bool,
     /// The traits the file's package declares ([`declared_traits`]).
     pub package_traits: &'a HashSet<String>,
     /// The package's skip patterns: functions matching one get no sites.
@@ -146,9 +151,11 @@ pub struct Options<'a> {
 }
 
 impl<'a> Options<'a> {
+    /// Every function gets sites (as with `--entry all`); the driver sets the build's choices.
     pub fn new(package_traits: &'a HashSet<String>, skip: &'a SkipList) -> Self {
         Options {
             skip_accessors: false,
+            entry_all: true,
             package_traits,
             skip,
             skip_file: None,
@@ -168,6 +175,7 @@ pub fn find_sites_with(
         index: LineIndex::new(text),
         lines,
         skip_accessors: opts.skip_accessors,
+        entry_all: opts.entry_all,
         skip: opts.skip,
         skip_file: opts.skip_file.as_deref(),
         module: module.split("::").map(str::to_owned).collect(),
@@ -510,6 +518,7 @@ struct Visitor<'a> {
     index: LineIndex<'a>,
     lines: &'a LineSel,
     skip_accessors: bool,
+    entry_all: bool,
     skip: &'a SkipList,
     skip_file: Option<&'a str>,
     module: Vec<String>,
@@ -538,6 +547,9 @@ fn start_of(span: Span) -> LineColumn {
     span.start()
 }
 
+/// Why a tiny function has no sites ([`is_tiny`]); the driver adds its callers.
+pub const TINY_REASON: &str = "a tiny function (no loop, at most 64 tokens): no sites unless built with --entry all, since a check would cost as much as the function";
+
 /// Bodies of at most this many tokens can be "small" (see [`is_small`]).
 pub const SMALL_FN_TOKENS: usize = 64;
 
@@ -552,8 +564,28 @@ pub const SMALL_FN_TOKENS: usize = 64;
 /// reason. A short function that calls a free function or a macro (`fn handle(r: &Req) { work(r) }`)
 /// is where the time goes, so it keeps its guard.
 fn is_small(block: &syn::Block) -> bool {
+    body_within(block, SMALL_FN_TOKENS, false)
+}
+
+/// Bodies of at most this many tokens, with no loop, get no sites unless `--entry all` asks
+/// for every function ([`is_tiny`]).
+pub const TINY_FN_TOKENS: usize = 64;
+
+/// A body too small for a dormant site to be cheap next to it: at most [`TINY_FN_TOKENS`]
+/// tokens, no loop (nor an iterator-running method), no `.await`; calls of any kind allowed.
+/// Like LLVM XRay, which gives sleds only to functions of 200 machine instructions or with a
+/// loop: a flag check (a load and a branch) in a function of a few instructions, inlined into
+/// its callers' loops, costs as much as the function, and keeps the callers from being
+/// inlined in turn (measured on real crates' own code: BENCHMARKS.md).
+pub fn is_tiny(block: &syn::Block) -> bool {
+    body_within(block, TINY_FN_TOKENS, true)
+}
+
+/// At most `limit` tokens, no loop (nor a method that runs an iterator), no `.await`, and
+/// unless `calls` no call but method calls, constructors and operator-like functions.
+fn body_within(block: &syn::Block, limit: usize, calls: bool) -> bool {
     use proc_macro2::{Delimiter, TokenTree};
-    fn scan(ts: proc_macro2::TokenStream, budget: &mut usize) -> bool {
+    fn scan(ts: proc_macro2::TokenStream, budget: &mut usize, calls: bool) -> bool {
         // The tokens seen at this level: a call's path is read back from them.
         let mut seen: Vec<TokenTree> = Vec::new();
         for tt in ts {
@@ -578,7 +610,9 @@ fn is_small(block: &syn::Block) -> bool {
                         && !is_cheap_call(&seen);
                     let macro_call =
                         matches!(prev, Some(TokenTree::Punct(p)) if p.as_char() == '!');
-                    if called || turbofish || macro_call || !scan(g.stream(), budget) {
+                    if (!calls && (called || turbofish || macro_call))
+                        || !scan(g.stream(), budget, calls)
+                    {
                         return false;
                     }
                 }
@@ -600,11 +634,34 @@ fn is_small(block: &syn::Block) -> bool {
         }
         true
     }
-    let mut budget = SMALL_FN_TOKENS;
+    let mut budget = limit;
     block
         .stmts
         .iter()
-        .all(|s| scan(quote::ToTokens::to_token_stream(s), &mut budget))
+        .all(|s| scan(quote::ToTokens::to_token_stream(s), &mut budget, calls))
+}
+
+/// The last segment of every path called and every method called in `block` (nested items
+/// included), sorted, once each.
+fn called_names(block: &syn::Block) -> Vec<String> {
+    struct Calls(std::collections::BTreeSet<String>);
+    impl<'ast> Visit<'ast> for Calls {
+        fn visit_expr_call(&mut self, c: &'ast syn::ExprCall) {
+            if let syn::Expr::Path(p) = &*c.func {
+                if let Some(last) = p.path.segments.last() {
+                    self.0.insert(last.ident.to_string());
+                }
+            }
+            syn::visit::visit_expr_call(self, c);
+        }
+        fn visit_expr_method_call(&mut self, m: &'ast syn::ExprMethodCall) {
+            self.0.insert(m.method.to_string());
+            syn::visit::visit_expr_method_call(self, m);
+        }
+    }
+    let mut c = Calls(Default::default());
+    c.visit_block(block);
+    c.0.into_iter().collect()
 }
 
 /// Methods that run an iterator to its end (or until found): a function calling one loops.
@@ -1040,6 +1097,8 @@ impl<'a> Visitor<'a> {
             Some(p.reason().into())
         } else if self.skip_accessors && is_trivial_accessor(block) {
             Some("trivial accessor (--skip-accessors)".into())
+        } else if !self.entry_all && is_tiny(block) {
+            Some(TINY_REASON.into())
         } else {
             None
         };
@@ -1055,6 +1114,7 @@ impl<'a> Visitor<'a> {
             line: span.start().line as u32,
             last_line: span.end().line as u32,
             skipped,
+            calls: called_names(block),
         });
         let ctx_index = self.out.contexts.len() - 1;
         if is_skipped {
@@ -1370,6 +1430,7 @@ impl<'ast> Visit<'ast> for Visitor<'_> {
                         line: span.start().line as u32,
                         last_line: span.end().line as u32,
                         skipped: Some("allocator method".into()),
+                        calls: Vec::new(),
                     });
                 }
             }
@@ -1504,6 +1565,48 @@ mod tests {
     fn sites(src: &str, lines: LineSel) -> FileSites {
         let file = syn::parse_file(src).expect("test source parses");
         find_sites(src, &file, "k", &lines)
+    }
+
+    #[test]
+    fn tiny_functions_get_sites_only_with_entry_all() {
+        let src = "fn get(v: &[u8], i: usize) -> u8 { v[i] }\n\
+                   fn wrap(x: u32) -> u32 { helper(x) + 1 }\n\
+                   fn sum(v: &[u8]) -> u32 { v.iter().map(|&b| u32::from(b)).sum() }\n\
+                   fn looped(mut n: u32) -> u32 { while n > 9 { n /= 10; } n }\n\
+                   fn caller(v: &[u8]) -> u8 { let a = get(v, 0); let b = get(v, 1); let c = wrap(2) as u8; a + b + c + v.len() as u8 + 1 + 2 + 3 + 4 + 5 + 6 + 7 + 8 + 9 + 10 + 11 + 12 + 13 }\n";
+        let file = syn::parse_file(src).expect("parses");
+        let none = HashSet::new();
+        let skip = SkipList::default();
+        let sized = Options {
+            entry_all: false,
+            ..Options::new(&none, &skip)
+        };
+        let fs = find_sites_with(src, &file, "k", &LineSel::All, &sized);
+        let without: Vec<(&str, bool)> = fs
+            .contexts
+            .iter()
+            .map(|c| (c.func.as_str(), c.skipped.as_deref() == Some(TINY_REASON)))
+            .collect();
+        // Calls do not make a function big; a loop or an iterator-running method does.
+        assert_eq!(
+            without,
+            [
+                ("k::get", true),
+                ("k::wrap", true),
+                ("k::sum", false),
+                ("k::looped", false),
+                ("k::caller", false)
+            ]
+        );
+        assert!(fs
+            .sites
+            .iter()
+            .all(|s| s.func != "k::get" && s.func != "k::wrap"));
+        assert_eq!(fs.contexts[4].calls, ["get", "len", "wrap"]);
+        // --entry all: every function.
+        let fs = find_sites_with(src, &file, "k", &LineSel::None, &Options::new(&none, &skip));
+        assert_eq!(fs.sites.len(), 5);
+        assert!(fs.contexts.iter().all(|c| c.skipped.is_none()));
     }
 
     #[test]

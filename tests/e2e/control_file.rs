@@ -51,7 +51,11 @@ fn control_file_lines_arm_and_bad_lines_are_reported() {
     // Replace the file atomically (as a ConfigMap update does): the old probe goes, the new
     // one comes.
     let tmp = dir.path().join("probes.conf.new");
-    std::fs::write(&tmp, "fn:demo_app::billing::price_of --count --every 1s\n").expect("write");
+    std::fs::write(
+        &tmp,
+        "fn:demo_app::billing::Invoice::for_order --count --every 1s\n",
+    )
+    .expect("write");
     std::fs::rename(&tmp, &control).expect("rename");
     wait_for(
         std::time::Duration::from_secs(5),
@@ -61,7 +65,7 @@ fn control_file_lines_arm_and_bad_lines_are_reported() {
                 serde_json::from_str(&stdout(&lprobe(&r, &["status", "--json"]))).ok()?;
             let probes = st[0]["probes"].as_array()?;
             (probes.len() == 1
-                && probes[0]["location"] == "fn:demo_app::billing::price_of"
+                && probes[0]["location"] == "fn:demo_app::billing::Invoice::for_order"
                 && st[0]["control"]["errors"].as_array()?.is_empty())
             .then_some(())
         },

@@ -19,7 +19,11 @@ fn site(name: &str) -> String {
 }
 
 fn app(env: &[(&str, &str)]) -> Running {
-    let t = build_once("lang-app", &["--release", "--lines", "all"]);
+    // Every function: the probe language is tried on small ones too.
+    let t = build_once(
+        "lang-app",
+        &["--release", "--lines", "all", "--entry", "all"],
+    );
     start(&t.join("lprobe/release/lang-app"), env)
 }
 
@@ -493,6 +497,16 @@ fn arming_a_function_built_without_sites_says_why() {
         assert!(!out.status.success(), "arm {args:?} was accepted");
         stderr(&out)
     };
+    // Built without --entry all, a tiny function has no sites: refused with the reason, the
+    // nearest caller with sites (`check`, which calls `mix`, is tiny too), and how to get them.
+    let e = refused(&["fn:lang_app::mix", "--duration"]);
+    assert!(
+        e.contains("lang_app::mix")
+            && e.contains("a tiny function")
+            && e.contains("callers to arm instead: fn:lang_app::serve")
+            && e.contains("rebuild with --entry all"),
+        "{e}"
+    );
     let e = refused(&["fn:User::id", "--count"]);
     assert!(
         e.contains("lang_app::User::id")

@@ -27,7 +27,8 @@ fn hot_functions_are_counted_live_and_built_without_sites() {
     let src = dir.path().join("app");
     let target = dir.path().join("target");
     private_copy("demo-app", &src);
-    let out = cargo_lprobe_in(&src, &target, &["build", "--release"]);
+    // Every function: the hot ones are tiny.
+    let out = cargo_lprobe_in(&src, &target, &["build", "--release", "--entry", "all"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let exe = target.join("lprobe/release/demo-app");
 
@@ -114,7 +115,15 @@ fn hot_functions_are_counted_live_and_built_without_sites() {
     let out = cargo_lprobe_in(
         &src,
         &target,
-        &["build", "--release", "-v", "--skip-from", &list_arg],
+        &[
+            "build",
+            "--release",
+            "--entry",
+            "all",
+            "-v",
+            "--skip-from",
+            &list_arg,
+        ],
     );
     let err = stderr(&out);
     assert!(out.status.success(), "{err}");

@@ -101,7 +101,7 @@ fn count_probe_on_a_function_pattern_reports_per_function() {
     );
     assert!(out.status.success(), "{}", stderr(&out));
     let counts = wait_records(&r, 1, "count records", |v| {
-        v["kind"] == "count" && v["fn"] == "demo_app::billing::price_of"
+        v["kind"] == "count" && v["fn"] == "demo_app::billing::Invoice::for_order"
     });
     assert!(counts[0]["count"].as_u64().is_some_and(|c| c > 0));
     assert!(counts[0]["site"]
