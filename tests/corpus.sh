@@ -2,7 +2,8 @@
 # tests/corpus.sh [DEST] [--only "name …"] [--quick] [--clean]
 #
 # Checks lprobe against the real-world corpus (../shared/corpus, see its README): every
-# crate must build and pass its own test suite instrumented (`--lines all`) and with every site
+# crate must build and pass its own test suite instrumented (`--lines all --entry all`: every
+# function, tiny ones included, the most the rewriter does) and with every site
 # armed, with exactly as many tests passed as a plain `cargo test`.
 #
 #   DEST        where the crates are laid out (default: <repo>/target/corpus); `corpus-fetch DEST`
@@ -18,9 +19,9 @@
 #
 #   build    cargo build --tests                       (plain build time)
 #   plain    cargo test                                (baseline test count)
-#   lbuild   cargo lprobe build --tests --lines all --report json --locked   (instrumented build;
+#   lbuild   cargo lprobe build --tests --lines all --entry all --report json --locked   (instrumented build;
 #            `cargo lprobe test --no-run` passes --no-run to cargo twice)
-#   lprobe   cargo lprobe test --lines all --report json --locked
+#   lprobe   cargo lprobe test --lines all --entry all --report json --locked
 #   snapshot / log / count / duration:  the same with LPROBE_ARM_ALL=<mode> (duration: every
 #            entry that can be timed, timed on every call), records to
 #            LPROBE_OUTPUT=DEST/_logs/ID.<mode>.jsonl (kept only when the step failed)
@@ -117,7 +118,7 @@ step() {
 
 # The binary itself, not `cargo lprobe`: cargo looks in $CARGO_HOME/bin before PATH, where an
 # older `cargo install`ed cargo-lprobe may sit.
-lp=("$dest/_bin/cargo-lprobe" lprobe test --lines all --report json --locked)
+lp=("$dest/_bin/cargo-lprobe" lprobe test --lines all --entry all --report json --locked)
 npass=0 nfail=0
 t_fns=0 t_inst=0 t_caps=0 t_kept=0 t_sites=0 t_placed=0 t_skipped=0 t_const=0
 for id in "${ids[@]}"; do
@@ -126,7 +127,7 @@ for id in "${ids[@]}"; do
     declare -A P=() S=()
     step "$id" build cargo build --tests;                 S[build]=$st; bplain=$secs
     tstep "$id" plain cargo test;                         S[plain]=$st; P[plain]=$np
-    step "$id" lbuild "$dest/_bin/cargo-lprobe" lprobe build --tests --lines all --report json --locked
+    step "$id" lbuild "$dest/_bin/cargo-lprobe" lprobe build --tests --lines all --entry all --report json --locked
     S[lbuild]=$st; blp=$secs
     tstep "$id" lprobe "${lp[@]}";                        S[lprobe]=$st; P[lprobe]=$np
     recs=()
