@@ -58,6 +58,10 @@ pub enum Action {
     NoRecall {
         context: usize,
     },
+    /// The function's body is written once: writing it twice did not compile.
+    NoTwice {
+        context: usize,
+    },
     FileOriginal,
     /// A binding's captures step down a form (not a loss: the value is still captured, or its
     /// type name when it has no `Debug`).
@@ -143,6 +147,12 @@ pub fn judge(
                 site: p.site,
                 name: name.clone(),
             };
+        }
+    }
+    // The text that writes a body twice: write it once.
+    if let Some((ctx, _)) = rw.twice.iter().find(|(_, r)| r.contains(&err.byte)) {
+        if ex.no_twice.insert(*ctx) {
+            return Action::NoTwice { context: *ctx };
         }
     }
     for p in &rw.placed {

@@ -38,6 +38,9 @@ pub struct Exclusions {
     /// (the call did not compile: an argument type it could not infer, a name shadowed).
     #[serde(default)]
     pub no_recall: BTreeSet<usize>,
+    /// Contexts whose body is not written twice (the two bodies did not compile).
+    #[serde(default)]
+    pub no_twice: BTreeSet<usize>,
     /// At a crate root: the crate flags module failed to build (e.g. `unsafe_code` forbidden
     /// from the command line), so the package's checks read the sites crate's flags.
     #[serde(default)]
@@ -118,6 +121,8 @@ pub struct Rewritten {
     pub placed: Vec<Placed>,
     /// Output byte range of the crate's flags module (`FlagsHome::Crate` at a crate root).
     pub crate_module: Option<Range<usize>>,
+    /// (context, output range) of the text that writes a function's body twice.
+    pub twice: Vec<(usize, Range<usize>)>,
     /// Sorted (original offset, bytes inserted there), to map offsets to the output.
     inserts: Vec<(usize, usize)>,
     /// (original end offset, output length change) of each [`Rewritten::replace`].
@@ -167,6 +172,9 @@ impl Rewritten {
         if let Some(r) = &mut self.crate_module {
             shift(r);
         }
+        for (_, r) in &mut self.twice {
+            shift(r);
+        }
         self.replaced.push((orig.end, delta));
     }
 }
@@ -175,6 +183,8 @@ impl Rewritten {
 /// within the code).
 struct Piece {
     at: usize,
+    /// Order of creation (to recognize a piece after sorting).
+    order: usize,
     code: String,
     site: Option<usize>,
     captures: Vec<(String, Range<usize>)>,
@@ -186,6 +196,7 @@ impl Piece {
     fn text(at: usize, code: String) -> Piece {
         Piece {
             at,
+            order: 0,
             code,
             site: None,
             captures: Vec::new(),
@@ -236,6 +247,7 @@ pub fn rewrite(
             text: text.to_owned(),
             placed: Vec::new(),
             crate_module: None,
+            twice: Vec::new(),
             inserts: Vec::new(),
             replaced: Vec::new(),
         };
@@ -273,6 +285,18 @@ pub fn rewrite(
         .iter()
         .zip(&line_reader)
         .map(|(a, b)| *a && *b)
+        .collect();
+    // Two bodies: a function whose line sites read the local flag, and whose body may be
+    // written twice (`visit::FnContext::twice`), runs `::lprobe_sites::twice!{ __lprobe_fn;
+    // BODY }`: the body once with `__LPROBE_COPY` true (its line sites live) and once false
+    // (they fold away), chosen by the flag read at entry. The dormant path is then the
+    // original body after one check, and both copies keep the original lines (macro tokens
+    // keep their spans).
+    let twice: Vec<bool> = sites
+        .contexts
+        .iter()
+        .enumerate()
+        .map(|(c, ctx)| ctx.twice && reads_local[c] && !ex.no_twice.contains(&c))
         .collect();
     for head in &sites.loops {
         if reads_local.get(head.context).copied().unwrap_or(false) {
@@ -355,6 +379,10 @@ pub fn rewrite(
             format!(
                 " #[allow(unused_mut, unused_variables)] let mut __lprobe_fn = {chk}::fn_on({k}); #[allow(unused_mut, unused_variables)] let mut __lprobe_guard = {chk}::entry({id}, __lprobe_fn); #[allow(unreachable_code)] if __lprobe_guard.on() {{ __lprobe_guard.timed(::{SITES_CRATE}::hit_entry({id}, &["
             )
+        } else if uses_local && twice.get(site.context).copied().unwrap_or(false) {
+            format!(
+                " #[allow(unreachable_code)] if __LPROBE_COPY && {chk}::on({id}) {{ ::{SITES_CRATE}::hit({id}, &["
+            )
         } else if uses_local {
             format!(
                 " #[allow(unreachable_code)] if __lprobe_fn && {chk}::on({id}) {{ ::{SITES_CRATE}::hit({id}, &["
@@ -392,6 +420,7 @@ pub fn rewrite(
         }
         pieces.push(Piece {
             at: site.offset,
+            order: 0,
             code,
             site: Some(i),
             captures: caps,
@@ -399,6 +428,30 @@ pub fn rewrite(
             timed: site.kind == SiteKind::Entry && (timed || recall.is_some()),
         });
     }
+    // The two bodies open after the entry site (same offset, pushed later) and close before
+    // the body's closing brace.
+    let mut twice_of_piece: Vec<(usize, usize)> = Vec::new();
+    for (c, on) in twice.iter().enumerate() {
+        let entry = sites
+            .sites
+            .iter()
+            .enumerate()
+            .find(|(i, s)| s.context == c && s.kind == SiteKind::Entry && ex.keeps_site(*i, c));
+        let (Some((_, e)), true) = (entry, *on) else {
+            continue;
+        };
+        twice_of_piece.push((pieces.len(), c));
+        pieces.push(Piece::text(
+            e.offset,
+            format!(" ::{SITES_CRATE}::twice!{{ __lprobe_fn; "),
+        ));
+        twice_of_piece.push((pieces.len(), c));
+        pieces.push(Piece::text(sites.contexts[c].body_end, " } ".to_owned()));
+    }
+    for (i, p) in pieces.iter_mut().enumerate() {
+        p.order = i;
+    }
+    let twice_pieces: HashMap<usize, usize> = twice_of_piece.into_iter().collect();
     // Stable: at one offset, a loop head (pushed first) precedes a probe.
     pieces.sort_by_key(|p| p.at);
 
@@ -406,6 +459,7 @@ pub fn rewrite(
         String::with_capacity(text.len() + pieces.iter().map(|p| p.code.len()).sum::<usize>());
     let mut placed = Vec::new();
     let mut inserts = Vec::new();
+    let mut twice_ranges = Vec::new();
     let mut last = 0;
     for p in pieces {
         let at = p.at.min(text.len());
@@ -414,6 +468,9 @@ pub fn rewrite(
         out.push_str(&p.code);
         last = at;
         inserts.push((at, p.code.len()));
+        if let Some(c) = twice_pieces.get(&p.order) {
+            twice_ranges.push((*c, base..out.len()));
+        }
         if let Some(i) = p.site {
             let shift = |r: Range<usize>| base + r.start..base + r.end;
             placed.push(Placed {
@@ -459,6 +516,7 @@ pub fn rewrite(
         text: out,
         placed,
         crate_module,
+        twice: twice_ranges,
         inserts,
         replaced: Vec::new(),
     }
@@ -694,6 +752,58 @@ mod tests {
         );
         assert!(!rw.placed[0].timed && rw.placed[0].recall.is_none());
         assert!(syn::parse_file(&rw.text).is_ok());
+    }
+
+    #[test]
+    fn a_body_without_items_is_written_twice_and_its_dormant_copy_has_no_checks() {
+        let src = "fn f(a: u8) -> u8 {\n    let b = a + 1;\n    let c = b * 2;\n    c\n}\n";
+        let (fs, rw) = go(src, &Exclusions::default());
+        assert!(fs.contexts[0].twice);
+        assert_eq!(rw.text.lines().count(), src.lines().count());
+        // Opens after the entry's check, closes before the body's brace, on the same lines.
+        assert!(
+            rw.text
+                .lines()
+                .next()
+                .is_some_and(|l| l.contains("::lprobe_sites::twice!{ __lprobe_fn; ")),
+            "{}",
+            rw.text
+        );
+        assert_eq!(rw.text.lines().nth(4), Some(" } }"), "{}", rw.text);
+        assert!(
+            rw.text
+                .contains("if __LPROBE_COPY && ::lprobe_sites::on(12)"),
+            "{}",
+            rw.text
+        );
+        assert!(!rw.text.contains("if __lprobe_fn && "), "{}", rw.text);
+        assert_eq!(rw.twice.len(), 2);
+        assert!(rw
+            .twice
+            .iter()
+            .all(|(c, r)| *c == 0 && rw.text[r.clone()].contains(['{', '}'])));
+        // When that does not compile: one body, as before.
+        let mut ex = Exclusions::default();
+        ex.no_twice.insert(0);
+        let (_, rw) = go(src, &ex);
+        assert!(!rw.text.contains("twice!") && rw.text.contains("if __lprobe_fn && "));
+        assert!(syn::parse_file(&rw.text).is_ok());
+    }
+
+    #[test]
+    fn bodies_with_items_macros_or_waiting_loops_are_written_once() {
+        for src in [
+            "fn f() -> u32 {\n    static N: u32 = 1;\n    let a = N;\n    a\n}\n",
+            "fn f() -> u32 {\n    let a = 1;\n    log::info!(\"{a}\");\n    a\n}\n",
+            "fn f(rx: &R) -> u32 {\n    let mut a = 0;\n    while let Some(x) = rx.recv() {\n        a += x;\n    }\n    a\n}\n",
+        ] {
+            let (fs, rw) = go(src, &Exclusions::default());
+            assert!(!fs.contexts[0].twice && !rw.text.contains("twice!"), "{src}");
+        }
+        // A data loop (no call, no method, no macro) does not keep a body single.
+        let src = "fn f(mut n: u64) -> u64 {\n    let mut d = 0;\n    while n > 9 {\n        n /= 10;\n        d += 1;\n    }\n    d\n}\n";
+        let (fs, _) = go(src, &Exclusions::default());
+        assert!(fs.contexts[0].twice && fs.loops.is_empty());
     }
 
     #[test]

@@ -210,6 +210,25 @@ pub fn again<R>(i: u32, start: u64, f: impl FnOnce() -> R) -> R {
     f()
 }
 
+/// A function body written twice: instrumented when `$on` (the function's armed flag, read
+/// at its entry), as written otherwise. Line sites in the body test `__LPROBE_COPY`, a
+/// constant in each copy, so the dormant copy's sites fold away; the tokens keep their spans,
+/// so both copies keep the original lines (panics, `line!()`, stacks).
+#[macro_export]
+macro_rules! twice {
+    ($on:expr; $($body:tt)*) => {
+        if $on {
+            #[allow(dead_code, non_upper_case_globals)]
+            const __LPROBE_COPY: bool = true;
+            $($body)*
+        } else {
+            #[allow(dead_code, non_upper_case_globals)]
+            const __LPROBE_COPY: bool = false;
+            $($body)*
+        }
+    };
+}
+
 /// Adds a crate's own copy of the flags (see `crate_flags_module` in cargo-lprobe).
 pub fn attach(f: &'static [AtomicU8], fnf: &'static [AtomicU8]) {
     ::probe_runtime::attach(&T, f, fnf)

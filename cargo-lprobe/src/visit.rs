@@ -108,6 +108,12 @@ pub struct FnContext {
     /// The names of the functions and methods its body calls (sorted, once each): where a
     /// tiny function without sites finds callers to suggest.
     pub calls: Vec<String>,
+    /// Its body can be written twice, dormant and instrumented (see `rewrite`): no item, no
+    /// macro that may declare one ([`duplicable`]), no loop that re-reads the armed flag, not
+    /// `async`.
+    pub twice: bool,
+    /// Byte offset of the body's closing brace.
+    pub body_end: usize,
 }
 
 /// Everything found in one file.
@@ -1115,6 +1121,8 @@ impl<'a> Visitor<'a> {
             last_line: span.end().line as u32,
             skipped,
             calls: called_names(block),
+            twice: false,
+            body_end: self.index.offset(block.brace_token.span.close().start()),
         });
         let ctx_index = self.out.contexts.len() - 1;
         if is_skipped {
@@ -1191,12 +1199,21 @@ impl<'a> Visitor<'a> {
         // Items in the body are named from the block.
         let saved_owner = std::mem::replace(&mut self.owner, Owner::Block);
         let first = self.out.sites.len();
+        let loops_before = self.out.loops.len();
         let first_stmt = block
             .stmts
             .iter()
             .find(|s| !matches!(s, syn::Stmt::Item(_)))
             .map(|s| self.index.offset(start_of(s.span())));
         self.visit_block_stmts(block);
+        let twice = sig.asyncness.is_none()
+            && !self.out.loops[loops_before..]
+                .iter()
+                .any(|l| l.context == ctx_index)
+            && duplicable(block);
+        if let Some(c) = self.out.contexts.get_mut(ctx_index) {
+            c.twice = twice;
+        }
         if let Some(site) = self.out.sites.get_mut(first).filter(|s| {
             s.kind == SiteKind::Line
                 && s.context == ctx_index
@@ -1368,6 +1385,91 @@ fn has_calls(b: &syn::Block) -> bool {
     c.0
 }
 
+/// Whether a loop's body (or its `while` condition) calls a function, a method or a macro,
+/// or awaits: a loop that may wait for the outside world, so it re-reads its armed flag.
+fn runs_other_code(body: &syn::Block, cond: Option<&syn::Expr>) -> bool {
+    struct Runs(bool);
+    impl<'ast> Visit<'ast> for Runs {
+        fn visit_expr_call(&mut self, _: &'ast syn::ExprCall) {
+            self.0 = true;
+        }
+        fn visit_expr_method_call(&mut self, _: &'ast syn::ExprMethodCall) {
+            self.0 = true;
+        }
+        fn visit_expr_await(&mut self, _: &'ast syn::ExprAwait) {
+            self.0 = true;
+        }
+        fn visit_macro(&mut self, _: &'ast syn::Macro) {
+            self.0 = true;
+        }
+    }
+    let mut r = Runs(false);
+    r.visit_block(body);
+    if let Some(c) = cond {
+        r.visit_expr(c);
+    }
+    r.0
+}
+
+/// Macros whose expansion is code that may be written twice (no `static`, no item):
+/// `visit::duplicable`.
+const PLAIN_MACROS: &[&str] = &[
+    "assert",
+    "assert_eq",
+    "assert_ne",
+    "cfg",
+    "column",
+    "concat",
+    "dbg",
+    "debug_assert",
+    "debug_assert_eq",
+    "debug_assert_ne",
+    "env",
+    "eprint",
+    "eprintln",
+    "file",
+    "format",
+    "format_args",
+    "line",
+    "matches",
+    "module_path",
+    "option_env",
+    "panic",
+    "print",
+    "println",
+    "stringify",
+    "todo",
+    "unimplemented",
+    "unreachable",
+    "vec",
+    "write",
+    "writeln",
+];
+
+/// Whether a function body can be written twice (see `rewrite`'s two bodies): it declares no
+/// item (a `static` would become two, a nested `fn` two copies) and invokes no macro but
+/// [`PLAIN_MACROS`] (a macro may declare a `static`: `thread_local!`, a logging callsite).
+fn duplicable(block: &syn::Block) -> bool {
+    struct Dup(bool);
+    impl<'ast> Visit<'ast> for Dup {
+        fn visit_item(&mut self, _: &'ast syn::Item) {
+            self.0 = false;
+        }
+        fn visit_macro(&mut self, m: &'ast syn::Macro) {
+            let plain = m.path.segments.len() == 1
+                && m.path
+                    .get_ident()
+                    .is_some_and(|i| PLAIN_MACROS.contains(&i.to_string().as_str()));
+            if !plain {
+                self.0 = false;
+            }
+        }
+    }
+    let mut d = Dup(true);
+    d.visit_block(block);
+    d.0
+}
+
 fn expr_attrs(e: &syn::Expr) -> &[syn::Attribute] {
     match e {
         syn::Expr::Array(x) => &x.attrs,
@@ -1431,6 +1533,8 @@ impl<'ast> Visit<'ast> for Visitor<'_> {
                         last_line: span.end().line as u32,
                         skipped: Some("allocator method".into()),
                         calls: Vec::new(),
+                        twice: false,
+                        body_end: 0,
                     });
                 }
             }
@@ -1521,12 +1625,14 @@ impl<'ast> Visit<'ast> for Visitor<'_> {
     }
 
     fn visit_expr_loop(&mut self, l: &'ast syn::ExprLoop) {
-        self.loop_head(&l.attrs, &l.body, true);
+        // A loop that calls nothing (no function, method or macro, no `.await`) is a data
+        // loop: it finishes or spins, and cannot be a server's main loop.
+        self.loop_head(&l.attrs, &l.body, runs_other_code(&l.body, None));
         self.visit_block(&l.body);
     }
 
     fn visit_expr_while(&mut self, w: &'ast syn::ExprWhile) {
-        self.loop_head(&w.attrs, &w.body, true);
+        self.loop_head(&w.attrs, &w.body, runs_other_code(&w.body, Some(&w.cond)));
         self.visit_expr(&w.cond);
         let mut names = Vec::new();
         cond_bindings(&w.cond, &mut names);
