@@ -1351,11 +1351,17 @@ fn inside_block(attrs: &[syn::Attribute], block: &syn::Block) -> LineColumn {
 /// calls do not count: numeric loops are full of them (`x.wrapping_mul(3)`), and a loop that
 /// waits for work almost always calls a function or awaits.
 fn has_calls(b: &syn::Block) -> bool {
+    calls_in(b, None, false)
+}
+
+/// Whether `b` (and `cond`) call a function other than an associated function of a primitive
+/// type, a macro, or await; with `methods`, also whether they call a method.
+fn calls_in(b: &syn::Block, cond: Option<&syn::Expr>, methods: bool) -> bool {
     const PRIMITIVES: &[&str] = &[
         "u8", "u16", "u32", "u64", "u128", "usize", "i8", "i16", "i32", "i64", "i128", "isize",
         "f32", "f64", "bool", "char",
     ];
-    struct Calls(bool);
+    struct Calls(bool, bool);
     impl<'ast> Visit<'ast> for Calls {
         fn visit_expr_call(&mut self, c: &'ast syn::ExprCall) {
             let primitive = match &*c.func {
@@ -1373,6 +1379,10 @@ fn has_calls(b: &syn::Block) -> bool {
             }
             syn::visit::visit_expr_call(self, c);
         }
+        fn visit_expr_method_call(&mut self, m: &'ast syn::ExprMethodCall) {
+            self.0 |= self.1;
+            syn::visit::visit_expr_method_call(self, m);
+        }
         fn visit_expr_await(&mut self, _: &'ast syn::ExprAwait) {
             self.0 = true;
         }
@@ -1380,35 +1390,18 @@ fn has_calls(b: &syn::Block) -> bool {
             self.0 = true;
         }
     }
-    let mut c = Calls(false);
+    let mut c = Calls(false, methods);
     c.visit_block(b);
+    if let Some(e) = cond {
+        c.visit_expr(e);
+    }
     c.0
 }
 
 /// Whether a loop's body (or its `while` condition) calls a function, a method or a macro,
 /// or awaits: a loop that may wait for the outside world, so it re-reads its armed flag.
 fn runs_other_code(body: &syn::Block, cond: Option<&syn::Expr>) -> bool {
-    struct Runs(bool);
-    impl<'ast> Visit<'ast> for Runs {
-        fn visit_expr_call(&mut self, _: &'ast syn::ExprCall) {
-            self.0 = true;
-        }
-        fn visit_expr_method_call(&mut self, _: &'ast syn::ExprMethodCall) {
-            self.0 = true;
-        }
-        fn visit_expr_await(&mut self, _: &'ast syn::ExprAwait) {
-            self.0 = true;
-        }
-        fn visit_macro(&mut self, _: &'ast syn::Macro) {
-            self.0 = true;
-        }
-    }
-    let mut r = Runs(false);
-    r.visit_block(body);
-    if let Some(c) = cond {
-        r.visit_expr(c);
-    }
-    r.0
+    calls_in(body, cond, true)
 }
 
 /// Macros whose expansion is code that may be written twice (no `static`, no item):
