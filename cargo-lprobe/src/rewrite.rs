@@ -392,6 +392,9 @@ pub fn rewrite(
                 " #[allow(unreachable_code)] if {chk}::on({id}) {{ ::{SITES_CRATE}::hit({id}, &["
             )
         };
+        let in_twice = site.kind == SiteKind::Line
+            && !site.in_closure
+            && twice.get(site.context).copied().unwrap_or(false);
         let mut caps = Vec::new();
         for name in &site.names {
             if !ex.keeps_capture(sites, i, name) {
@@ -401,7 +404,17 @@ pub fn rewrite(
                 code.push_str(", ");
             }
             let start = code.len();
-            code.push_str(&match ex.form(sites, i, name) {
+            // In the instrumented copy of a body written twice, a binding of the body is
+            // captured by reference from the start: its address escapes only there (the
+            // dormant copy binds its own), so a copy buys nothing, and a guessed copy of a
+            // type that is not a small `Copy` would cost a repair round.
+            let body_binding =
+                binding_of(sites, i, name).is_some_and(|b| !sites.params.contains(&b));
+            let form = match ex.form(sites, i, name) {
+                Form::Copy if in_twice && body_binding => Form::Ref,
+                f => f,
+            };
+            code.push_str(&match form {
                 Form::Copy => format!("&::{SITES_CRATE}::ByCopy({name})"),
                 Form::Ref => format!("&::{SITES_CRATE}::ByRef(&{name})"),
                 Form::Opaque => format!("&::{SITES_CRATE}::Opaque(&{name})"),
@@ -580,7 +593,13 @@ mod tests {
         let at = |site: usize| rw.placed.iter().find(|p| p.site == site).expect("placed");
         let (name, r) = &at(2).captures[1];
         assert_eq!(name, "b");
-        assert_eq!(&rw.text[r.clone()], "&::lprobe_sites::ByCopy(b)");
+        // Written twice: a binding of the body is captured by reference in the instrumented
+        // copy, a parameter by copy (its address would escape in both).
+        assert_eq!(&rw.text[r.clone()], "&::lprobe_sites::ByRef(&b)");
+        assert_eq!(
+            &rw.text[at(2).captures[0].1.clone()],
+            "&::lprobe_sites::ByCopy(a)"
+        );
         assert!(rw.text.contains("::lprobe_sites::on(12)"));
         assert!(syn::parse_file(&rw.text).is_ok());
         // The first statement's site is checked in the entry's call (same captures), and
@@ -605,7 +624,9 @@ mod tests {
         let first_b = binding_of(&fs, 2, "b").expect("bound");
         let second_b = binding_of(&fs, 4, "b").expect("bound");
         assert_ne!(first_b, second_b);
+        // (Written once: in two bodies every binding of the body starts by reference.)
         let mut ex = Exclusions::default();
+        ex.no_twice.insert(0);
         ex.by_ref.insert(first_b);
         ex.opaque.insert(binding_of(&fs, 0, "a").expect("bound"));
         let (_, rw) = go(src, &ex);

@@ -131,6 +131,8 @@ pub struct FileSites {
     /// so they start there ([`not_debug_generic`]). Saves the repair round that would learn it
     /// (rustc reports the missing `SmallCopy` first and the missing `Debug` a round later).
     pub opaque_first: HashSet<u32>,
+    /// The bindings that are function parameters (the others are bound in the body).
+    pub params: HashSet<u32>,
 }
 
 /// Finds the sites of `file` (parsed from `text`); `module` is the file's module path
@@ -1174,6 +1176,7 @@ impl<'a> Visitor<'a> {
         }
         let params = self.bind(params);
         for (name, b) in &params {
+            self.out.params.insert(*b);
             if not_copy.contains(name) {
                 self.out.by_ref_first.insert(*b);
             }
