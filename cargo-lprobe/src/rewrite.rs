@@ -213,6 +213,10 @@ pub struct FirstIds {
     pub func: u32,
 }
 
+/// Most captures an entry site passes as arguments (see `rewrite`); the sites crate has
+/// the cold calls for each count (`sites_crate::by_value_calls`).
+pub const MAX_BY_VALUE: usize = 6;
+
 /// The runtime crate's name as seen from instrumented code.
 pub const SITES_CRATE: &str = "lprobe_sites";
 
@@ -348,36 +352,51 @@ pub fn rewrite(
             _ => None,
         };
         let timed = site.kind == SiteKind::Entry && site.timed && recall.is_none();
+        // An entry's cold call takes up to `MAX_BY_VALUE` captures as arguments (`hit_if_2(i,
+        // ByCopy(a), ByRef(&b))`): one argument each, where an array of `&dyn Cap` costs two
+        // stores and a temporary per capture, and the inliner counts those in the function's
+        // size (measured on the suite; see BENCHMARKS.md).
+        let n_caps = site
+            .names
+            .iter()
+            .filter(|n| ex.keeps_capture(sites, i, n))
+            .count();
+        let by_value = site.kind == SiteKind::Entry && (1..=MAX_BY_VALUE).contains(&n_caps);
+        let (sfx, open, close, amp) = if by_value {
+            (format!("_{n_caps}"), "", "", "")
+        } else {
+            (String::new(), "&[", "]", "&")
+        };
         let mut recall_tail = String::new();
         let mut code = if let Some(call) = recall {
             let enter = match merged.get(&i) {
-                Some(j) => format!("enter_first({id}, {}, ", first_id + *j as u32),
-                None => format!("enter({id}, "),
+                Some(j) => format!("enter_first{sfx}({id}, {}, ", first_id + *j as u32),
+                None => format!("enter{sfx}({id}, "),
             };
             // The captures go in the middle; the rest is written after them.
             recall_tail = format!(
-                "]); if __lprobe_t != 0 {{ return ::{SITES_CRATE}::again({id}, __lprobe_t, move || {call}); }} }} "
+                "{close}); if __lprobe_t != 0 {{ return ::{SITES_CRATE}::again({id}, __lprobe_t, move || {call}); }} }} "
             );
             format!(
-                " #[allow(unused_mut, unused_variables)] let mut __lprobe_fn = {chk}::fn_on({k}); #[allow(unreachable_code, unused_unsafe)] if __lprobe_fn {{ let __lprobe_t = ::{SITES_CRATE}::{enter}&["
+                " #[allow(unused_mut, unused_variables)] let mut __lprobe_fn = {chk}::fn_on({k}); #[allow(unreachable_code, unused_unsafe)] if __lprobe_fn {{ let __lprobe_t = ::{SITES_CRATE}::{enter}{open}"
             )
         } else if let (SiteKind::Entry, false, Some(j)) = (site.kind, timed, merged.get(&i)) {
             let line = first_id + *j as u32;
             format!(
-                " #[allow(unused_mut, unused_variables)] let mut __lprobe_fn = {chk}::fn_on({k}); #[allow(unreachable_code)] if __lprobe_fn {{ ::{SITES_CRATE}::hit_pair({id}, {line}, &["
+                " #[allow(unused_mut, unused_variables)] let mut __lprobe_fn = {chk}::fn_on({k}); #[allow(unreachable_code)] if __lprobe_fn {{ ::{SITES_CRATE}::hit_pair{sfx}({id}, {line}, {open}"
             )
         } else if let (SiteKind::Entry, false) = (site.kind, timed) {
             format!(
-                " #[allow(unused_mut, unused_variables)] let mut __lprobe_fn = {chk}::fn_on({k}); #[allow(unreachable_code)] if __lprobe_fn {{ ::{SITES_CRATE}::hit_if({id}, &["
+                " #[allow(unused_mut, unused_variables)] let mut __lprobe_fn = {chk}::fn_on({k}); #[allow(unreachable_code)] if __lprobe_fn {{ ::{SITES_CRATE}::hit_if{sfx}({id}, {open}"
             )
         } else if let (SiteKind::Entry, Some(j)) = (site.kind, merged.get(&i)) {
             let line = first_id + *j as u32;
             format!(
-                " #[allow(unused_mut, unused_variables)] let mut __lprobe_fn = {chk}::fn_on({k}); #[allow(unused_mut, unused_variables)] let mut __lprobe_guard = {chk}::entry({id}, __lprobe_fn); #[allow(unreachable_code)] if __lprobe_fn {{ __lprobe_guard.timed(::{SITES_CRATE}::hit_first({id}, {line}, __lprobe_guard.on(), &["
+                " #[allow(unused_mut, unused_variables)] let mut __lprobe_fn = {chk}::fn_on({k}); #[allow(unused_mut, unused_variables)] let mut __lprobe_guard = {chk}::entry({id}, __lprobe_fn); #[allow(unreachable_code)] if __lprobe_fn {{ __lprobe_guard.timed(::{SITES_CRATE}::hit_first{sfx}({id}, {line}, __lprobe_guard.on(), {open}"
             )
         } else if site.kind == SiteKind::Entry {
             format!(
-                " #[allow(unused_mut, unused_variables)] let mut __lprobe_fn = {chk}::fn_on({k}); #[allow(unused_mut, unused_variables)] let mut __lprobe_guard = {chk}::entry({id}, __lprobe_fn); #[allow(unreachable_code)] if __lprobe_guard.on() {{ __lprobe_guard.timed(::{SITES_CRATE}::hit_entry({id}, &["
+                " #[allow(unused_mut, unused_variables)] let mut __lprobe_fn = {chk}::fn_on({k}); #[allow(unused_mut, unused_variables)] let mut __lprobe_guard = {chk}::entry({id}, __lprobe_fn); #[allow(unreachable_code)] if __lprobe_guard.on() {{ __lprobe_guard.timed(::{SITES_CRATE}::hit_entry{sfx}({id}, {open}"
             )
         } else if uses_local && twice.get(site.context).copied().unwrap_or(false) {
             format!(
@@ -415,9 +434,9 @@ pub fn rewrite(
                 f => f,
             };
             code.push_str(&match form {
-                Form::Copy => format!("&::{SITES_CRATE}::ByCopy({name})"),
-                Form::Ref => format!("&::{SITES_CRATE}::ByRef(&{name})"),
-                Form::Opaque => format!("&::{SITES_CRATE}::Opaque(&{name})"),
+                Form::Copy => format!("{amp}::{SITES_CRATE}::ByCopy({name})"),
+                Form::Ref => format!("{amp}::{SITES_CRATE}::ByRef(&{name})"),
+                Form::Opaque => format!("{amp}::{SITES_CRATE}::Opaque(&{name})"),
             });
             caps.push((name.clone(), start..code.len()));
         }
@@ -429,7 +448,11 @@ pub fn rewrite(
             recall_range = call.map(|c| code.len() + c..code.len() + end);
             code.push_str(&recall_tail);
         } else {
-            code.push_str(if timed { "])) } " } else { "]) } " });
+            code.push_str(&if timed {
+                format!("{close})) }} ")
+            } else {
+                format!("{close}) }} ")
+            });
         }
         pieces.push(Piece {
             at: site.offset,
@@ -605,7 +628,7 @@ mod tests {
         // The first statement's site is checked in the entry's call (same captures), and
         // placed where the entry is; a timed call calls the function again.
         assert!(rw.text.contains(
-            "if __lprobe_fn { let __lprobe_t = ::lprobe_sites::enter_first(10, 11, &[&::lprobe_sites::ByCopy(a)]); if __lprobe_t != 0 { return ::lprobe_sites::again(10, __lprobe_t, move || self::f(a)); } }"
+            "if __lprobe_fn { let __lprobe_t = ::lprobe_sites::enter_first_1(10, 11, ::lprobe_sites::ByCopy(a)); if __lprobe_t != 0 { return ::lprobe_sites::again(10, __lprobe_t, move || self::f(a)); } }"
         ), "{}", rw.text);
         assert_eq!(
             &rw.text[at(0).recall.clone().expect("recall")],
@@ -669,7 +692,7 @@ mod tests {
         assert!(rw.text.contains("crate::__lprobe::on(2)"));
         assert!(!rw.text.contains("::lprobe_sites::on("));
         // Cold calls stay in the sites crate.
-        assert!(rw.text.contains("::lprobe_sites::enter_first("));
+        assert!(rw.text.contains("::lprobe_sites::enter_first_1("));
         let m = rw.crate_module.clone().expect("module defined");
         assert!(rw.text[m.clone()].contains("static F: [AtomicU8; 40]"));
         assert!(rw.text[m].contains("static FNF: [AtomicU8; 7]"));
@@ -767,7 +790,8 @@ mod tests {
         ex.no_recall.insert(0);
         let (_, rw) = go(src, &ex);
         assert!(
-            rw.text.contains("::lprobe_sites::hit_pair(10, 11, &["),
+            rw.text
+                .contains("::lprobe_sites::hit_pair_1(10, 11, ::lprobe_sites::ByCopy(a))"),
             "{}",
             rw.text
         );
@@ -825,6 +849,22 @@ mod tests {
         let src = "fn f(mut n: u64) -> u64 {\n    let mut d = 0;\n    while n > 9 {\n        n /= 10;\n        d += 1;\n    }\n    d\n}\n";
         let (fs, _) = go(src, &Exclusions::default());
         assert!(fs.contexts[0].twice && fs.loops.is_empty());
+    }
+
+    #[test]
+    fn entry_captures_are_arguments_up_to_a_count_then_an_array() {
+        let few = "fn f(a: u8, b: &str) -> usize {\n    let n = b.len() + usize::from(a);\n    for _ in 0..n {}\n    n\n}\n";
+        let (_, rw) = go(few, &Exclusions::default());
+        assert!(rw.text.contains("hit_entry_2(10, ::lprobe_sites::ByCopy(a), ::lprobe_sites::ByCopy(b))") || rw.text.contains("hit_first_2(10, 11, __lprobe_guard.on(), ::lprobe_sites::ByCopy(a), ::lprobe_sites::ByCopy(b))"), "{}", rw.text);
+        let many = "fn f(a: u8, b: u8, c: u8, d: u8, e: u8, f: u8, g: u8) -> u8 {\n    for _ in 0..a {}\n    a + b + c + d + e + f + g\n}\n";
+        let (_, rw) = go(many, &Exclusions::default());
+        assert!(
+            rw.text
+                .contains("(10, 11, __lprobe_guard.on(), &[&::lprobe_sites::ByCopy(a), "),
+            "{}",
+            rw.text
+        );
+        assert!(syn::parse_file(&rw.text).is_ok());
     }
 
     #[test]

@@ -115,6 +115,7 @@ pub fn source(
         s,
         "pub static T: ::probe_runtime::Table = ::probe_runtime::Table {{ package: {package:?}, dir: {dir:?}, flags: &F, fn_flags: &FNF, counts: &C, sites: &SITES, files: &FILES, skipped: &SKIPPED }};\n"
     );
+    s.push_str(&by_value_calls());
     s.push_str("/// The dormant checks (the same as in each crate flags module).\n");
     s.push_str(&checks("pub", "crate"));
     s.push_str("\n\n");
@@ -244,6 +245,46 @@ extern "C" fn init() {
 }
 "#,
     );
+    s
+}
+
+/// The entry sites' cold calls with their captures as arguments, one function per count of
+/// captures up to `rewrite::MAX_BY_VALUE` (`hit_if_2(i, ByCopy(a), ByRef(&b))`): each puts its
+/// arguments in an array and calls the array form. Generic, so only the shapes a package uses
+/// are compiled, in the package's crates.
+fn by_value_calls() -> String {
+    // (name, leading parameters, their names, return type)
+    const CALLS: &[(&str, &str, &str, &str)] = &[
+        ("hit_if", "i: u32", "i", ""),
+        ("hit_pair", "e: u32, l: u32", "e, l", ""),
+        ("hit_entry", "i: u32", "i", " -> u64"),
+        (
+            "hit_first",
+            "e: u32, l: u32, entry_on: bool",
+            "e, l, entry_on",
+            " -> u64",
+        ),
+        ("enter", "i: u32", "i", " -> u64"),
+        ("enter_first", "e: u32, l: u32", "e, l", " -> u64"),
+    ];
+    let mut s = String::from(
+        "use ::probe_runtime::Cap;\n\n/// Entry calls with their captures as arguments (see cargo-lprobe's `sites_crate::by_value_calls`).\n",
+    );
+    for n in 1..=crate::rewrite::MAX_BY_VALUE {
+        let ty: Vec<String> = (0..n).map(|k| format!("C{k}: Cap")).collect();
+        let args: Vec<String> = (0..n).map(|k| format!("c{k}: C{k}")).collect();
+        let refs: Vec<String> = (0..n).map(|k| format!("&c{k}")).collect();
+        for (name, params, pass, ret) in CALLS {
+            let _ = writeln!(
+                s,
+                "#[cold] #[inline(never)] #[allow(improper_ctypes_definitions)] pub extern \"C\" fn {name}_{n}<{}>({params}, {}){ret} {{ {name}({pass}, &[{}]) }}",
+                ty.join(", "),
+                args.join(", "),
+                refs.join(", ")
+            );
+        }
+    }
+    s.push('\n');
     s
 }
 
