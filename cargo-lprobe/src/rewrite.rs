@@ -852,6 +852,39 @@ mod tests {
     }
 
     #[test]
+    fn in_two_bodies_closure_sites_keep_their_own_check_and_async_bodies_stay_single() {
+        let src = "fn f(v: &[u8]) -> usize {\n    let n = v.len();\n    let g = |x: usize| {\n        let y = x + 1;\n        y\n    };\n    g(n)\n}\n";
+        let (fs, rw) = go(src, &Exclusions::default());
+        assert!(fs.contexts[0].twice, "{}", rw.text);
+        // The closure's line site (line 4) checks its own flag in both copies: a closure can
+        // outlive the call that made it, so it must see arming as it runs.
+        let closure_site = fs
+            .sites
+            .iter()
+            .position(|s| s.in_closure)
+            .expect("a site in the closure");
+        let id = 10 + closure_site;
+        assert!(
+            rw.text.contains(&format!("if ::lprobe_sites::on({id}) ")),
+            "{}",
+            rw.text
+        );
+        assert!(
+            rw.text
+                .contains("if __LPROBE_COPY && ::lprobe_sites::on(12)"),
+            "{}",
+            rw.text
+        );
+        let src = "async fn f(v: u8) -> u8 {\n    let n = v + 1;\n    n\n}\n";
+        let (fs, rw) = go(src, &Exclusions::default());
+        assert!(
+            !fs.contexts[0].twice && !rw.text.contains("twice!"),
+            "{}",
+            rw.text
+        );
+    }
+
+    #[test]
     fn entry_captures_are_arguments_up_to_a_count_then_an_array() {
         let few = "fn f(a: u8, b: &str) -> usize {\n    let n = b.len() + usize::from(a);\n    for _ in 0..n {}\n    n\n}\n";
         let (_, rw) = go(few, &Exclusions::default());
