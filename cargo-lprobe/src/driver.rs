@@ -465,6 +465,7 @@ pub fn run(inv: &Invocation) -> Result<i32> {
             });
         }
     }
+    promote_recalls(&mut files);
     let t_metadata = t_find.duration_since(t0);
     let t_parse = t_find.elapsed();
     let mut warnings: Vec<String> = parse_failures
@@ -1030,6 +1031,38 @@ fn callers_by_name<'f>(
     by_name
 }
 
+/// Functions that would keep a timing guard time their calls by calling themselves again
+/// instead (no guard on the dormant path: its check on every return path kept medium
+/// functions from being inlined) when they are public or called from other than exactly one
+/// function of their package (by name). A function called from one place keeps the guard:
+/// LLVM inlines a local function with a single call site whatever its size, and the second
+/// call would take that away (measured on bench-mix).
+fn promote_recalls(files: &mut [FileWork]) {
+    let packages: std::collections::BTreeSet<usize> = files.iter().map(|f| f.pkg).collect();
+    for pkg in packages {
+        let callers: HashMap<String, usize> =
+            callers_by_name(files.iter().filter(|f| f.pkg == pkg))
+                .into_iter()
+                .map(|(name, by)| (name.to_owned(), by.len()))
+                .collect();
+        for f in files.iter_mut().filter(|f| f.pkg == pkg) {
+            let visit::FileSites {
+                sites, contexts, ..
+            } = &mut f.sites;
+            for s in sites.iter_mut() {
+                let Some(c) = contexts.get(s.context) else {
+                    continue;
+                };
+                let name = c.func.rsplit("::").next().unwrap_or(&c.func);
+                let many = c.public || callers.get(name).copied().unwrap_or(0) != 1;
+                if many && s.recall_guarded.is_some() {
+                    s.recall = s.recall_guarded.take();
+                }
+            }
+        }
+    }
+}
+
 /// A tiny function's reason, with the nearest places to arm instead: up to two functions of
 /// the package with sites that call it, through callers without sites (tiny ones) if need be.
 fn tiny_reason(func: &str, callers: &HashMap<&str, Vec<(&str, bool)>>) -> String {
@@ -1540,6 +1573,46 @@ mod tests {
         // A nested function on the first line (`fn a() { fn b() {} }`) leaves the rest.
         assert_eq!(line_segments(1, 4, &[(1, 1)]), [(2, 4)]);
         assert!(line_segments(1, 3, &[(1, 3)]).is_empty());
+    }
+
+    #[test]
+    fn guarded_functions_called_from_several_places_time_by_calling_themselves() {
+        let src = "fn once(v: &[u8]) -> usize {\n    let mut n = 0;\n    for b in v {\n        n += usize::from(*b);\n    }\n    n\n}\n\
+                   fn twice(v: &[u8]) -> usize {\n    let mut n = 0;\n    for b in v {\n        n += usize::from(*b);\n    }\n    n\n}\n\
+                   pub fn api(v: &[u8]) -> usize {\n    let mut n = 0;\n    for b in v {\n        n += usize::from(*b);\n    }\n    n\n}\n\
+                   fn a(v: &[u8]) -> usize {\n    once(v) + twice(v)\n}\n\
+                   fn b(v: &[u8]) -> usize {\n    twice(v) + api(v)\n}\n";
+        let file = syn::parse_file(src).expect("parses");
+        let sites = visit::find_sites(src, &file, "k", &LineSel::None);
+        let mut files = vec![FileWork {
+            rel: "src/lib.rs".into(),
+            pkg: 0,
+            text: src.into(),
+            hash: String::new(),
+            lines_key: String::new(),
+            sites,
+            first: Default::default(),
+            extern_at: None,
+            crate_root: true,
+            ex: Exclusions::default(),
+            rewritten: None,
+            notes: Vec::new(),
+            includes: Vec::new(),
+        }];
+        promote_recalls(&mut files);
+        let recall = |f: &str| {
+            files[0]
+                .sites
+                .sites
+                .iter()
+                .find(|s| s.func == f)
+                .map(|s| s.recall.clone())
+                .expect("entry site")
+        };
+        // Called from one function: keeps its guard (LLVM inlines a function called once).
+        assert_eq!(recall("k::once"), None);
+        assert_eq!(recall("k::twice").as_deref(), Some("self::twice(v)"));
+        assert_eq!(recall("k::api").as_deref(), Some("self::api(v)"));
     }
 
     #[test]

@@ -83,6 +83,9 @@ pub struct Site {
     /// At an entry site: the call of the function with its own arguments, by which a timed
     /// call times itself ([`crate::recall`]); `None` where the function keeps a guard.
     pub recall: Option<String>,
+    /// The same call for a function that would keep a guard: the driver moves it to
+    /// `recall` when the function is public or called from several functions.
+    pub recall_guarded: Option<String>,
 }
 
 /// The start of a loop body where a function's local armed flag is re-read, so that a loop
@@ -108,6 +111,9 @@ pub struct FnContext {
     /// The names of the functions and methods its body calls (sorted, once each): where a
     /// tiny function without sites finds callers to suggest.
     pub calls: Vec<String>,
+    /// Visible outside its module (`pub` in any form), or a trait method: it may be called
+    /// from anywhere, not only from the calls this package's sources show.
+    pub public: bool,
     /// Its body can be written twice, dormant and instrumented (see `rewrite`): no item, no
     /// macro that may declare one ([`duplicable`]), no loop that re-reads the armed flag, not
     /// `async`.
@@ -1075,6 +1081,7 @@ impl<'a> Visitor<'a> {
             first_stmt: false,
             timed: false,
             recall: None,
+            recall_guarded: None,
         });
     }
 
@@ -1085,6 +1092,7 @@ impl<'a> Visitor<'a> {
         sig: &syn::Signature,
         block: &syn::Block,
         span: Span,
+        public: bool,
     ) {
         let func = match (&self.ctx, &self.self_ty) {
             (Some((_, outer)), _) => format!("{outer}::{}", sig.ident),
@@ -1123,6 +1131,7 @@ impl<'a> Visitor<'a> {
             last_line: span.end().line as u32,
             skipped,
             calls: called_names(block),
+            public,
             twice: false,
             body_end: self.index.offset(block.brace_token.span.close().start()),
         });
@@ -1193,10 +1202,15 @@ impl<'a> Visitor<'a> {
         self.push_site(offset, entry_at, SiteKind::Entry);
         if let Some(s) = self.out.sites.get_mut(entry) {
             s.timed = !asks_inlining(attrs) && !is_small(block);
-            // Functions without a guard time their calls by calling themselves again (not the
-            // others: the second call site would cost a function called once its inlining).
-            if !s.timed {
-                s.recall = crate::recall::call(&self.owner, attrs, sig);
+            // Functions without a guard time their calls by calling themselves again; those
+            // with one only where the driver finds the function called from more than one
+            // place (`recall_guarded`): a second call site would cost a function called once
+            // its inlining.
+            let call = crate::recall::call(&self.owner, attrs, sig);
+            if s.timed {
+                s.recall_guarded = call;
+            } else {
+                s.recall = call;
             }
         }
         // Items in the body are named from the block.
@@ -1492,16 +1506,20 @@ fn expr_attrs(e: &syn::Expr) -> &[syn::Attribute] {
 
 impl<'ast> Visit<'ast> for Visitor<'_> {
     fn visit_item_fn(&mut self, f: &'ast syn::ItemFn) {
-        self.visit_function(&f.attrs, &f.sig, &f.block, f.span());
+        let public = !matches!(f.vis, syn::Visibility::Inherited);
+        self.visit_function(&f.attrs, &f.sig, &f.block, f.span(), public);
     }
 
     fn visit_impl_item_fn(&mut self, f: &'ast syn::ImplItemFn) {
-        self.visit_function(&f.attrs, &f.sig, &f.block, f.span());
+        // A trait method can be called from anywhere the trait is.
+        let public = !matches!(f.vis, syn::Visibility::Inherited)
+            || matches!(self.owner, Owner::TraitImpl(_));
+        self.visit_function(&f.attrs, &f.sig, &f.block, f.span(), public);
     }
 
     fn visit_trait_item_fn(&mut self, f: &'ast syn::TraitItemFn) {
         if let Some(block) = &f.default {
-            self.visit_function(&f.attrs, &f.sig, block, f.span());
+            self.visit_function(&f.attrs, &f.sig, block, f.span(), true);
         }
     }
 
@@ -1529,6 +1547,7 @@ impl<'ast> Visit<'ast> for Visitor<'_> {
                         last_line: span.end().line as u32,
                         skipped: Some("allocator method".into()),
                         calls: Vec::new(),
+                        public: true,
                         twice: false,
                         body_end: 0,
                     });
