@@ -200,7 +200,7 @@ pub fn call(owner: &Owner, attrs: &[syn::Attribute], sig: &syn::Signature) -> Op
 }
 
 /// Whether a type mentions `impl` (an `impl Trait` argument, at any depth).
-fn mentions_impl(ts: proc_macro2::TokenStream) -> bool {
+pub fn mentions_impl(ts: proc_macro2::TokenStream) -> bool {
     ts.into_iter().any(|tt| match tt {
         proc_macro2::TokenTree::Ident(i) => i == "impl",
         proc_macro2::TokenTree::Group(g) => mentions_impl(g.stream()),

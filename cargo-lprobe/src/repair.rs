@@ -202,6 +202,11 @@ pub fn judge(
     if let Some(ctx) = ctx {
         let has_probes =
             sites.sites.iter().any(|s| s.context == ctx) && !ex.fn_no_probes.contains(&ctx);
+        // Written twice, a body may not compile where it did once (two closures in the two
+        // copies are two types): one body first, before taking probes out.
+        if has_probes && rw.twice.iter().any(|(c, _)| *c == ctx) && ex.no_twice.insert(ctx) {
+            return Action::NoTwice { context: ctx };
+        }
         if has_probes {
             if ex.fn_no_captures.insert(ctx) {
                 return Action::FnNoCaptures { context: ctx };
@@ -539,6 +544,11 @@ mod tests {
             also: vec![],
         };
         let mut ex = Exclusions::default();
+        // Written twice first, the body goes back to one copy before anything is taken out.
+        assert_eq!(
+            judge(&err, &fs, &rw, &mut ex),
+            Action::NoTwice { context: 0 }
+        );
         assert_eq!(
             judge(&err, &fs, &rw, &mut ex),
             Action::FnNoCaptures { context: 0 }

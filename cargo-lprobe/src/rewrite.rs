@@ -841,6 +841,7 @@ mod tests {
             "fn f() -> u32 {\n    static N: u32 = 1;\n    let a = N;\n    a\n}\n",
             "fn f() -> u32 {\n    let a = 1;\n    log::info!(\"{a}\");\n    a\n}\n",
             "fn f(rx: &R) -> u32 {\n    let mut a = 0;\n    while let Some(x) = rx.recv() {\n        a += x;\n    }\n    a\n}\n",
+            "fn f(v: &[u8]) -> impl Iterator<Item = &u8> + '_ {\n    let w = v;\n    w.iter().filter(|x| **x > 0)\n}\n",
         ] {
             let (fs, rw) = go(src, &Exclusions::default());
             assert!(!fs.contexts[0].twice && !rw.text.contains("twice!"), "{src}");

@@ -1223,7 +1223,16 @@ impl<'a> Visitor<'a> {
             .find(|s| !matches!(s, syn::Stmt::Item(_)))
             .map(|s| self.index.offset(start_of(s.span())));
         self.visit_block_stmts(block);
+        // An `impl Trait` return would get a type from each copy (two closures are two
+        // types): `if`/`else` of different types.
+        let opaque_return = match &sig.output {
+            syn::ReturnType::Type(_, t) => {
+                crate::recall::mentions_impl(quote::ToTokens::to_token_stream(&**t))
+            }
+            syn::ReturnType::Default => false,
+        };
         let twice = sig.asyncness.is_none()
+            && !opaque_return
             && !self.out.loops[loops_before..]
                 .iter()
                 .any(|l| l.context == ctx_index)
