@@ -49,6 +49,9 @@ pub struct Invocation {
     pub skip: Vec<String>,
     /// `--skip-from` files as given.
     pub skip_from: Vec<PathBuf>,
+    /// `--repairs FILE`: repair outcomes read from FILE and written back to it after a
+    /// successful build (a file to commit, so a fresh machine runs no repair round).
+    pub repairs: Option<PathBuf>,
     pub report: Report,
     pub verbose: bool,
     /// Cargo's arguments before `--`, minus those lprobe handles itself.
@@ -65,7 +68,7 @@ pub struct Invocation {
     pub locked: bool,
 }
 
-pub const USAGE: &str = "usage: cargo lprobe <build|check|run|test|bench> [--lines all|none|FILE:LINE[-LINE],…] [--entry sized|all] [--skip-accessors] [--skip fn:PATH|FILE,…] [--skip-from FILE] [--report json] [-v] [cargo options…] [-- args…]";
+pub const USAGE: &str = "usage: cargo lprobe <build|check|run|test|bench> [--lines all|none|FILE:LINE[-LINE],…] [--entry sized|all] [--skip-accessors] [--skip fn:PATH|FILE,…] [--skip-from FILE] [--repairs FILE] [--report json] [-v] [cargo options…] [-- args…]";
 
 /// Parses the arguments after `cargo lprobe` (cargo passes `lprobe` itself first).
 pub fn parse(args: &[String]) -> Result<Invocation> {
@@ -89,6 +92,7 @@ pub fn parse(args: &[String]) -> Result<Invocation> {
         entry_all: false,
         skip: Vec::new(),
         skip_from: Vec::new(),
+        repairs: None,
         report: Report::Human,
         verbose: false,
         cargo_args: Vec::new(),
@@ -132,6 +136,7 @@ pub fn parse(args: &[String]) -> Result<Invocation> {
             }
             "--skip" => inv.skip.push(value("--skip")?),
             "--skip-from" => inv.skip_from.push(PathBuf::from(value("--skip-from")?)),
+            "--repairs" => inv.repairs = Some(PathBuf::from(value("--repairs")?)),
             "--report" => {
                 inv.report = match value("--report")?.as_str() {
                     "json" => Report::Json,

@@ -334,9 +334,13 @@ pub fn run(inv: &Invocation) -> Result<i32> {
             repair::content_hash(ws.root.display().to_string().as_bytes())
         ))
     });
-    let mut cache = match &shared_cache {
-        Some(s) => Cache::load(&[&cache_path, s]),
-        None => Cache::load(&[&cache_path]),
+    // `--repairs FILE`: a committed copy of the outcomes (relative to the current directory).
+    let repairs_file = inv.repairs.as_ref().map(|f| cwd.join(f));
+    let mut cache = {
+        let mut paths: Vec<&Path> = vec![&cache_path];
+        paths.extend(shared_cache.as_deref());
+        paths.extend(repairs_file.as_deref());
+        Cache::load(&paths)
     };
     let mut total_lines = 0usize;
     for (pi, pkg) in packages.iter().enumerate() {
@@ -573,7 +577,13 @@ pub fn run(inv: &Invocation) -> Result<i32> {
         }
         if !progress || round >= MAX_ROUNDS {
             // Keep what was learned: the next build starts from it.
-            save_cache(&mut cache, &files, &cache_path, shared_cache.as_deref())?;
+            save_cache(
+                &mut cache,
+                &files,
+                &cache_path,
+                shared_cache.as_deref(),
+                None,
+            )?;
             for r in &out.rendered_errors {
                 eprint!("{r}");
             }
@@ -613,7 +623,13 @@ pub fn run(inv: &Invocation) -> Result<i32> {
     let t_build = build_start.elapsed();
 
     // Remember what each file needed.
-    save_cache(&mut cache, &files, &cache_path, shared_cache.as_deref())?;
+    save_cache(
+        &mut cache,
+        &files,
+        &cache_path,
+        shared_cache.as_deref(),
+        repairs_file.as_deref(),
+    )?;
 
     let reports = reports(&packages, &files);
     let notes: Vec<String> = files.iter().flat_map(|f| f.notes.iter().cloned()).collect();
@@ -808,6 +824,7 @@ fn save_cache(
     files: &[FileWork],
     path: &Path,
     shared: Option<&Path>,
+    repairs: Option<&Path>,
 ) -> Result<()> {
     for f in files {
         cache.put(
@@ -822,6 +839,21 @@ fn save_cache(
     if let Some(s) = shared {
         // Best effort: the machine-wide copy only saves time.
         let _ = cache.save(s);
+    }
+    if let Some(r) = repairs {
+        // Only this workspace's files, so the file holds nothing stale from elsewhere.
+        let mine = Cache {
+            files: cache
+                .files
+                .iter()
+                .filter(|(f, _)| files.iter().any(|w| &w.rel == *f))
+                .map(|(f, e)| (f.clone(), e.clone()))
+                .collect(),
+            ..Cache::default()
+        };
+        mine.save(r).with_context(|| {
+            format!("writing the repair outcomes to {} (--repairs)", r.display())
+        })?;
     }
     cache.save(path)
 }

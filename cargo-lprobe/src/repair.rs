@@ -341,15 +341,24 @@ pub fn tool_hash() -> String {
 }
 
 impl Cache {
-    /// The cache at the first of `paths` that holds one from this rewriter (else empty).
+    /// The caches at `paths` that hold one from this rewriter, merged: a file's outcomes
+    /// come from the first that has them.
     pub fn load(paths: &[&Path]) -> Cache {
         let tool = tool_hash();
-        paths
+        let mut merged = Cache::default();
+        for c in paths
             .iter()
             .filter_map(|p| std::fs::read(p).ok())
             .filter_map(|b| serde_json::from_slice::<Cache>(&b).ok())
-            .find(|c| c.version == CACHE_VERSION && c.tool == tool)
-            .unwrap_or_default()
+            .filter(|c| c.version == CACHE_VERSION && c.tool == tool)
+        {
+            merged.version = c.version;
+            merged.tool = c.tool;
+            for (file, entries) in c.files {
+                merged.files.entry(file).or_insert(entries);
+            }
+        }
+        merged
     }
 
     pub fn save(&self, path: &Path) -> Result<()> {

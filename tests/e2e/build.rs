@@ -439,3 +439,55 @@ fn an_unchanged_workspace_is_not_rewritten_again_and_any_change_is() {
         "{rest:?}"
     );
 }
+
+/// "build 1.23s (3 rounds, 2 repair)" → 2.
+fn repair_rounds(stderr: &str) -> Option<usize> {
+    let at = stderr.find(" repair)")?;
+    let start = stderr[..at].rfind(", ")? + 2;
+    stderr[start..at].parse().ok()
+}
+
+#[test]
+fn committed_repair_outcomes_spare_a_fresh_machine_the_repair_rounds() {
+    // Three copies of one workspace at different paths: each has its own machine-wide repair
+    // cache entry (keyed by the workspace's path) and its own target directory, like fresh
+    // CI machines.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let copy = |name: &str| {
+        let src = dir.path().join(name);
+        private_copy("edge-cases", &src);
+        src
+    };
+    let args = ["build", "--release", "--lines", "all", "-v"];
+    let (first, second, third) = (copy("first"), copy("second"), copy("third"));
+    let mut with_file = args.to_vec();
+    with_file.extend(["--repairs", "lprobe-repairs.json"]);
+    let out = cargo_lprobe_in(&first, &dir.path().join("t1"), &with_file);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        repair_rounds(&err).is_some_and(|n| n > 0),
+        "edge-cases needs repairs on a first build: {err}"
+    );
+    let saved = first.join("lprobe-repairs.json");
+    let text = std::fs::read_to_string(&saved).expect("--repairs wrote the file");
+    assert!(
+        text.contains("\"src/asyncs.rs\"") && text.contains("\"by_ref\""),
+        "{text}"
+    );
+    // The committed file on another machine: no repair round.
+    std::fs::copy(&saved, second.join("lprobe-repairs.json")).expect("copy");
+    let out = cargo_lprobe_in(&second, &dir.path().join("t2"), &with_file);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(repair_rounds(&err), Some(0), "{err}");
+    // Unchanged outcomes leave the file as it was.
+    assert_eq!(
+        std::fs::read_to_string(second.join("lprobe-repairs.json")).expect("read"),
+        text
+    );
+    // Without it, the repairs are made again.
+    let out = cargo_lprobe_in(&third, &dir.path().join("t3"), &args);
+    assert!(out.status.success());
+    assert!(repair_rounds(&stderr(&out)).is_some_and(|n| n > 0));
+}
