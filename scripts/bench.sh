@@ -580,7 +580,7 @@ http_run() {
     LPROBE_SOCKET="$d/sock" LPROBE_OUTPUT="$d/records.jsonl" PORT=0 "$exe" >"$d/stdout" 2>"$d/stderr" &
     local pid=$! port="" i
     for i in $(seq 400); do # readiness: "listening on 127.0.0.1:PORT"
-        port=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$d/stdout")
+        port=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$d/stdout" 2>/dev/null || true)
         [[ -n $port ]] && break
         kill -0 "$pid" 2>/dev/null || break
         sleep 0.025
@@ -628,7 +628,7 @@ http_callgrind() {
         --instr-atstart=no --callgrind-out-file="$d/cg.out" "$exe" >"$d/stdout" 2>"$d/stderr" &
     local pid=$! port="" i
     for i in $(seq 1200); do
-        port=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$d/stdout")
+        port=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$d/stdout" 2>/dev/null || true)
         [[ -n $port ]] && break
         kill -0 "$pid" 2>/dev/null || break
         sleep 0.05
@@ -1056,7 +1056,7 @@ suite_http_ir() {
         --instr-atstart=no --callgrind-out-file="$d/cg.out" "$exe" >"$d/stdout" 2>"$d/stderr" &
     pid=$!
     for i in $(seq 1200); do
-        port=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$d/stdout")
+        port=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$d/stdout" 2>/dev/null || true)
         [[ -n $port ]] && break
         kill -0 "$pid" 2>/dev/null || break
         sleep 0.05
@@ -1085,7 +1085,7 @@ suite_http_out() {
     LPROBE_SOCKET="$d/sock" LPROBE_OUTPUT=/dev/null PORT=0 "$exe" >"$d/stdout" 2>"$d/stderr" &
     pid=$!
     for i in $(seq 400); do
-        port=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$d/stdout")
+        port=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$d/stdout" 2>/dev/null || true)
         [[ -n $port ]] && break
         kill -0 "$pid" 2>/dev/null || break
         sleep 0.025
