@@ -1045,22 +1045,30 @@ suite_builds() {
     done
 }
 
+# suite_port PID STDOUT TRIES DELAY: the port the http-service prints ("listening on
+# 127.0.0.1:PORT") once it listens; empty when the process exits or TRIES polls pass.
+suite_port() {
+    local pid=$1 out=$2 tries=$3 delay=$4 i port=""
+    for i in $(seq "$tries"); do
+        port=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$out" 2>/dev/null || true)
+        [[ -n $port ]] && break
+        kill -0 "$pid" 2>/dev/null || break
+        sleep "$delay"
+    done
+    echo "$port"
+}
+
 # suite_http_ir EXE REQUESTS: http-service under callgrind (whole process, all threads), with
 # instrumentation on only while one curl fetches /orders/1 … /orders/REQUESTS over one
 # keep-alive connection (after 200 warm-up requests); prints "IR_PER_REQUEST OK_RESPONSES".
 suite_http_ir() {
-    local exe=$1 n=$2 d="$W/suite/http-cg" port="" i pid
+    local exe=$1 n=$2 d="$W/suite/http-cg" port="" pid
     rm -rf "$d"
     mkdir -p "$d"
     LPROBE_SOCKET="$d/sock" LPROBE_OUTPUT=/dev/null PORT=0 valgrind --tool=callgrind \
         --instr-atstart=no --callgrind-out-file="$d/cg.out" "$exe" >"$d/stdout" 2>"$d/stderr" &
     pid=$!
-    for i in $(seq 1200); do
-        port=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$d/stdout" 2>/dev/null || true)
-        [[ -n $port ]] && break
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.05
-    done
+    port=$(suite_port "$pid" "$d/stdout" 1200 0.05)
     [[ -n $port ]] || { log "http-service did not start under callgrind"; kill "$pid" 2>/dev/null; echo "nan 0"; return 0; }
     curl -s -o /dev/null "http://127.0.0.1:$port/orders/[1-200]"
     callgrind_control -i on "$pid" >/dev/null 2>&1
@@ -1079,17 +1087,12 @@ suite_http_ir() {
 
 # suite_http_out EXE: md5 of the responses to /orders/1 … /orders/50 from a native run.
 suite_http_out() {
-    local exe=$1 d="$W/suite/http-out" port="" i pid
+    local exe=$1 d="$W/suite/http-out" port="" pid
     rm -rf "$d"
     mkdir -p "$d"
     LPROBE_SOCKET="$d/sock" LPROBE_OUTPUT=/dev/null PORT=0 "$exe" >"$d/stdout" 2>"$d/stderr" &
     pid=$!
-    for i in $(seq 400); do
-        port=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$d/stdout" 2>/dev/null || true)
-        [[ -n $port ]] && break
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.025
-    done
+    port=$(suite_port "$pid" "$d/stdout" 400 0.025)
     [[ -n $port ]] && curl -s "http://127.0.0.1:$port/orders/[1-50]" | md5sum | cut -d' ' -f1
     kill "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
