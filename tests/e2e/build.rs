@@ -491,3 +491,61 @@ fn committed_repair_outcomes_spare_a_fresh_machine_the_repair_rounds() {
     assert!(out.status.success());
     assert!(repair_rounds(&stderr(&out)).is_some_and(|n| n > 0));
 }
+
+#[test]
+fn both_bodies_of_a_function_keep_its_lines_in_panics_and_line_macros() {
+    // A function written twice (no item, std macros only, no waiting loop): the dormant copy
+    // runs when nothing is armed, the instrumented copy when its sites are; both report the
+    // user's lines.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = dir.path().join("twice");
+    std::fs::create_dir_all(src.join("src")).expect("mkdir");
+    std::fs::write(
+        src.join("Cargo.toml"),
+        "[package]\nname = \"twice\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[workspace]\n",
+    )
+    .expect("manifest");
+    let main = "fn check(n: u64) -> u64 {\n    let doubled = n * 2;\n    println!(\"line {}\", line!());\n    if doubled > 10 {\n        panic!(\"too big: {doubled}\");\n    }\n    doubled + 1\n}\n\nfn main() {\n    let n: u64 = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(1);\n    println!(\"{}\", check(n));\n}\n";
+    std::fs::write(src.join("src/main.rs"), main).expect("main.rs");
+    std::fs::write(
+        src.join("Cargo.lock"),
+        "version = 4\n\n[[package]]\nname = \"twice\"\nversion = \"0.1.0\"\n",
+    )
+    .expect("lock");
+    let target = dir.path().join("target");
+    let out = cargo_lprobe_in(
+        &src,
+        &target,
+        &["build", "--release", "--lines", "all", "--entry", "all"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let copy = std::fs::read_to_string(target.join("lprobe/src/src/main.rs")).expect("copy");
+    assert!(copy.contains("::lprobe_sites::twice!{"), "{copy}");
+    let exe = target.join("lprobe/release/twice");
+    for arm in [None, Some("log")] {
+        let run = |n: &str| {
+            let mut c = Command::new(&exe);
+            c.arg(n).env("LPROBE_OUTPUT", dir.path().join("out.jsonl"));
+            if let Some(a) = arm {
+                c.env("LPROBE_ARM_ALL", a);
+            }
+            c.output().expect("run")
+        };
+        let ok = run("2");
+        assert_eq!(stdout(&ok), "line 3\n5\n", "armed: {arm:?}");
+        let bad = run("9");
+        assert!(!bad.status.success());
+        // (The line is kept; the column moves by the probe text spliced before it.)
+        assert!(
+            stderr(&bad).contains("panicked at src/main.rs:5:")
+                && stderr(&bad).contains("too big: 18"),
+            "armed: {arm:?}: {}",
+            stderr(&bad)
+        );
+    }
+    let records = std::fs::read_to_string(dir.path().join("out.jsonl")).expect("records");
+    assert!(
+        records.contains("\"site\":\"src/main.rs:3\"") && records.contains("doubled=4"),
+        "the instrumented copy's line sites fired: {records}"
+    );
+}
