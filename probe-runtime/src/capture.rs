@@ -134,8 +134,28 @@ impl Captured {
             Some(Scalar::Str(s)) => {
                 return match ShortStr::new(s) {
                     Some(short) => Captured::Short(short),
-                    None => Captured::Prim(Value::Str(s.to_owned())),
-                }
+                    None if s.len() <= MAX_VALUE_TEXT => Captured::Prim(Value::Str(s.to_owned())),
+                    // A long string is read up to the value limit, never copied whole on the
+                    // application thread (a 20 MB body hit every few milliseconds would stall
+                    // the program): its `Debug` text, cut there, as any value over the limit.
+                    None => {
+                        let mut end = MAX_VALUE_TEXT;
+                        while !s.is_char_boundary(end) {
+                            end -= 1;
+                        }
+                        let mut w = String::with_capacity(end + end / 8 + 2);
+                        let _ = write!(w, "{:?}", s.get(..end).unwrap_or(""));
+                        // Without its closing quote: the text goes on. Escapes may have
+                        // made it longer than the limit: cut again.
+                        w.pop();
+                        let mut keep = w.len().min(MAX_VALUE_TEXT);
+                        while !w.is_char_boundary(keep) {
+                            keep -= 1;
+                        }
+                        w.truncate(keep);
+                        Captured::Cut(w)
+                    }
+                };
             }
             Some(s) => return Captured::Prim(s.to_value()),
             None => {}
@@ -436,6 +456,37 @@ mod tests {
 
     fn take_str(s: &str) -> Captured {
         Captured::take(false, &(&ByRef(&s) as Val<'_>))
+    }
+
+    #[test]
+    fn a_long_string_is_read_up_to_the_limit_never_whole() {
+        let big = "é".repeat(5_000_000) + "tail";
+        let v: Val<'_> = &crate::ByCopy(big.as_str());
+        let c = Captured::take(false, &v);
+        let Captured::Cut(text) = &c else {
+            panic!("a long string is cut: {c:?}")
+        };
+        assert!(
+            text.len() <= MAX_VALUE_TEXT && text.starts_with("\"éé"),
+            "{}",
+            text.len()
+        );
+        assert!(!text.contains("tail"));
+        let Value::Truncated(shown) = c.to_value() else {
+            panic!("truncated")
+        };
+        assert!(
+            shown.contains("<truncated at"),
+            "{}",
+            &shown[shown.len() - 40..]
+        );
+        // Escapes make the text longer than the string: still cut at the limit.
+        let ctrl = "\u{1}".repeat(200_000);
+        let v: Val<'_> = &crate::ByCopy(ctrl.as_str());
+        let Captured::Cut(text) = Captured::take(false, &v) else {
+            panic!("cut")
+        };
+        assert!(text.len() <= MAX_VALUE_TEXT);
     }
 
     #[test]

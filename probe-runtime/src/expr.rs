@@ -707,6 +707,11 @@ fn operand<'o, 'n: 'o, 'a: 'o>(
             // Chars compare as text in `compare`; leave them to it.
             Scalar::Char(_) => return None,
         },
+        // `s.len()` of a string: its length in bytes, without reading (or copying) the text.
+        Node::Path(p) if p.steps == [crate::path::Step::Len] => match load(&p.root)? {
+            Scalar::Str(s) => Operand::Int(i128::try_from(s.len()).ok()?),
+            _ => return None,
+        },
         Node::Path(_) => return None,
         other => Operand::Bool(quick(other, load)?),
     })
@@ -809,6 +814,22 @@ mod tests {
 
     fn ev(s: &str) -> Result<bool, String> {
         parse(s)?.eval(&lookup)
+    }
+
+    #[test]
+    fn the_length_of_a_string_is_decided_without_reading_it() {
+        let big = "x".repeat(20 << 20);
+        let load = |name: &str| (name == "body").then_some(Scalar::Str(big.as_str()));
+        let e = parse("body.len() > 0").expect("parses");
+        assert_eq!(e.quick(&load), Some(true));
+        let e = parse("body.len() == 20971520 && body.len() < 1").expect("parses");
+        assert_eq!(e.quick(&load), Some(false));
+        let short = |name: &str| (name == "s").then_some(Scalar::Str("héy"));
+        // Bytes, as in Rust.
+        assert_eq!(
+            parse("s.len() == 4").expect("parses").quick(&short),
+            Some(true)
+        );
     }
 
     #[test]
@@ -998,15 +1019,12 @@ mod tests {
             assert_eq!(e.quick(&load), Some(want), "{src}");
             assert_eq!(e.eval(&lookup), Ok(want), "{src}");
         }
+        // A string's length is decided here too, as the general evaluator would.
+        let e = parse("s.len() > 2").unwrap();
+        assert_eq!(e.quick(&load), e.eval(&lookup).ok());
         // Deferred: fields, chars, unknown names, kind mismatches (the general evaluator
         // decides or reports them).
-        for src in [
-            "s.len() > 2",
-            "c == \"x\"",
-            "missing > 1",
-            "n < \"a\"",
-            "n == \"a\"",
-        ] {
+        for src in ["c == \"x\"", "missing > 1", "n < \"a\"", "n == \"a\""] {
             let e = parse(src).unwrap();
             assert_eq!(e.quick(&load), None, "{src}");
         }

@@ -154,12 +154,14 @@ impl Value {
         }
     }
 
-    /// Items of a sequence/map/tuple variant, chars of a string, fields of a struct.
+    /// Items of a sequence/map/tuple variant, bytes of a string, fields of a struct.
     pub fn len(&self) -> Option<usize> {
         match self {
             Value::Seq(items) | Value::Variant { items, .. } => Some(items.len()),
             Value::Map(entries) => Some(entries.len()),
-            Value::Str(s) => Some(s.chars().count()),
+            // Bytes, like Rust's `str::len` (and constant time, so a condition on a long
+            // string's length reads nothing of it).
+            Value::Str(s) => Some(s.len()),
             Value::Struct { fields, .. } => Some(fields.len()),
             _ => None,
         }
@@ -1690,7 +1692,8 @@ mod tests {
         assert_eq!(m.field_names(), vec!["k"]);
         assert_eq!(v.field_names(), vec!["id", "items", "tag", "m"]);
         assert_eq!(v.len(), Some(4));
-        assert_eq!(s("héllo").len(), Some(5));
+        // Bytes, as Rust's `str::len` says.
+        assert_eq!(s("héllo").len(), Some(6));
         assert_eq!(s("").is_empty(), Some(true));
         assert_eq!(Value::Int(1).len(), None);
         assert_eq!(p("(1, 2)").field("1"), Some(&Value::Int(2)));
