@@ -530,6 +530,12 @@ fn arm(
 
 /// Validates and registers a probe (not yet live in the flags).
 fn new_probe(st: &mut State, words: &[String], origin: Origin) -> Result<Arc<Probe>, String> {
+    let live = st.probes.iter().filter(|p| p.is_live()).count();
+    if live >= MAX_LIVE_PROBES {
+        return Err(format!(
+            "{live} probes are live, the most a program keeps ({MAX_LIVE_PROBES}): disarm some (lprobe disarm PROBE_ID, or --all) before arming more"
+        ));
+    }
     let spec = probe::parse_spec(words)?;
     let all = registry::all_sites(st);
     let skipped = registry::all_skipped(st);
@@ -731,6 +737,49 @@ fn status() -> String {
 struct ControlFile {
     path: PathBuf,
     last: Option<Vec<u8>>,
+    /// The last reason the file was refused as a whole (reported once, until it changes).
+    refused: Option<String>,
+}
+
+/// Largest control file read: one probe per line, a few hundred at most in practice.
+const MAX_CONTROL_BYTES: u64 = 1 << 20;
+
+/// Most probes live at once (armed, not expired or exhausted): each keeps per-site state and
+/// costs its sites a flag; past this, arming is refused until some are disarmed.
+pub(crate) const MAX_LIVE_PROBES: usize = 256;
+
+/// The control file's bytes, or why it is refused as a whole: not a regular file (a
+/// directory; a FIFO, which would block the reader), writable by every user (anyone could
+/// arm probes in this program), or over [`MAX_CONTROL_BYTES`]. A missing file is empty.
+fn read_control(path: &Path) -> Result<Vec<u8>, String> {
+    let shown = path.display();
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(format!("{shown}: {e}")),
+    };
+    if !meta.is_file() {
+        return Err(format!(
+            "{shown} is not a regular file (a directory, FIFO or device): nothing is armed from it; point LPROBE_CONTROL at a file"
+        ));
+    }
+    if meta.permissions().mode() & 0o002 != 0 {
+        return Err(format!(
+            "{shown} is writable by every user, so anyone could arm probes in this program: nothing is armed from it; chmod o-w it"
+        ));
+    }
+    if meta.len() > MAX_CONTROL_BYTES {
+        return Err(format!(
+            "{shown} is {} bytes, over the {} limit: nothing changed; write one probe per line",
+            meta.len(),
+            MAX_CONTROL_BYTES
+        ));
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_CONTROL_BYTES).read_to_end(&mut bytes))
+        .map_err(|e| format!("{shown}: {e}"))?;
+    Ok(bytes)
 }
 
 fn ticker() {
@@ -740,6 +789,7 @@ fn ticker() {
         .map(|p| ControlFile {
             path: PathBuf::from(p),
             last: None,
+            refused: None,
         });
     if let Some(c) = &control {
         registry::lock().control_path = Some(c.path.display().to_string());
@@ -852,8 +902,22 @@ pub(crate) fn arm_all(table: &'static crate::Table, action: &str) {
 }
 
 fn check_control(c: &mut ControlFile) {
-    // A missing file means no probes from it (a ConfigMap can be emptied or removed).
-    let content = std::fs::read(&c.path).unwrap_or_default();
+    // A missing file means no probes from it (a ConfigMap can be emptied or removed); a file
+    // refused as a whole changes nothing (the probes it armed before stay) and is reported.
+    let content = match read_control(&c.path) {
+        Ok(bytes) => bytes,
+        Err(why) => {
+            if c.refused.as_deref() != Some(&why) {
+                let _ = sink::emit(sink::error_record(&format!("control file: {why}")));
+                registry::lock().control_errors = vec![why.clone()];
+                c.refused = Some(why);
+                // Read again once it is acceptable, even with the same content.
+                c.last = None;
+            }
+            return;
+        }
+    };
+    c.refused = None;
     if c.last.as_deref() == Some(&content[..]) {
         return;
     }
@@ -914,4 +978,70 @@ fn apply_control(path: &Path, text: &str) {
         let _ = sink::emit(sink::error_record(&format!("control file: {e}")));
     }
     st.control_errors = errors;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_control_file_is_refused_whole_when_it_is_not_a_private_regular_file_of_sane_size() {
+        let dir = std::env::temp_dir().join(format!("lprobe-control-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let file = dir.join("probes");
+        assert_eq!(
+            read_control(&file),
+            Ok(Vec::new()),
+            "a missing file is empty"
+        );
+        std::fs::write(&file, "src/main.rs:4 --count\n").expect("write");
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        assert_eq!(read_control(&file).map(|b| b.len()), Ok(22));
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o666)).expect("chmod");
+        let e = read_control(&file).expect_err("world-writable");
+        assert!(
+            e.contains("writable by every user") && e.contains("chmod o-w"),
+            "{e}"
+        );
+        let e = read_control(&dir).expect_err("a directory");
+        assert!(e.contains("not a regular file"), "{e}");
+        let fifo = dir.join("fifo");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        if made.is_ok_and(|s| s.success()) {
+            // Refused before it is opened: opening a FIFO would block the control thread.
+            assert!(read_control(&fifo).is_err_and(|e| e.contains("FIFO")));
+        }
+        let big = dir.join("big");
+        std::fs::write(&big, vec![b'#'; (MAX_CONTROL_BYTES + 1) as usize]).expect("write");
+        std::fs::set_permissions(&big, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        let e = read_control(&big).expect_err("too big");
+        assert!(e.contains("over the 1048576 limit"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn live_probes_are_capped_with_a_clear_error() {
+        let t = crate::registry::tests::table(2);
+        let mut st = State {
+            tables: vec![t],
+            mirrors: Vec::new(),
+            probes: Vec::new(),
+            next_probe: 1,
+            control_errors: Vec::new(),
+            control_path: None,
+        };
+        let words: Vec<String> = ["src/lib.rs:1", "--count"].map(String::from).to_vec();
+        for _ in 0..MAX_LIVE_PROBES {
+            new_probe(&mut st, &words, Origin::Socket).expect("under the cap");
+        }
+        let e = new_probe(&mut st, &words, Origin::Socket).expect_err("over the cap");
+        assert!(
+            e.contains("256 probes are live") && e.contains("lprobe disarm"),
+            "{e}"
+        );
+        // A probe that stopped firing leaves room.
+        st.probes[0].disarm();
+        assert!(new_probe(&mut st, &words, Origin::Socket).is_ok());
+    }
 }

@@ -317,13 +317,14 @@ pub(crate) fn source_files() -> Vec<&'static str> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::sync::atomic::AtomicU8;
 
     use super::*;
     use crate::probe::{parse_spec, Origin};
 
-    fn table(n: usize) -> &'static Table {
+    /// A leaked table of `n` line sites (`src/lib.rs`, lines 1..=n), for tests.
+    pub(crate) fn table(n: usize) -> &'static Table {
         let sites: Vec<Site> = (0..n)
             .map(|i| Site {
                 path: "src/lib.rs",

@@ -594,13 +594,35 @@ impl Out {
     }
 }
 
+/// Most records `LPROBE_QUEUE` may ask to queue: each can hold a snapshot of up to 64 KiB.
+const MAX_QUEUE: usize = 65_536;
+
+/// The queue's capacity from `LPROBE_QUEUE`: 4096 when unset; a value that is not a positive
+/// number, or is over [`MAX_QUEUE`], is reported on stderr (one line) and replaced.
+fn queue_capacity(var: Option<&str>) -> usize {
+    let Some(v) = var else {
+        return 4096;
+    };
+    match v.trim().parse::<usize>() {
+        Ok(n) if n > 0 && n <= MAX_QUEUE => n,
+        Ok(n) if n > MAX_QUEUE => {
+            // Never `eprintln!`: it panics when stderr is closed.
+            let _ = writeln!(std::io::stderr(), "lprobe: LPROBE_QUEUE={n} is over the {MAX_QUEUE} records a queue may hold (each up to a 64 KiB snapshot): using {MAX_QUEUE}");
+            MAX_QUEUE
+        }
+        _ => {
+            let _ = writeln!(
+                std::io::stderr(),
+                "lprobe: LPROBE_QUEUE='{v}' is not a positive number of records: using 4096"
+            );
+            4096
+        }
+    }
+}
+
 /// Starts the output thread.
 pub(crate) fn start() -> std::io::Result<()> {
-    let cap = std::env::var("LPROBE_QUEUE")
-        .ok()
-        .and_then(|v| v.parse::<usize>().ok())
-        .filter(|n| *n > 0)
-        .unwrap_or(4096);
+    let cap = queue_capacity(std::env::var("LPROBE_QUEUE").ok().as_deref());
     let (tx, rx) = sync_channel(cap);
     if QUEUE.set(tx).is_err() {
         return Ok(());
@@ -771,6 +793,15 @@ mod tests {
         if let Some(t) = Instant::now().checked_sub(REOPEN_CHECK) {
             out.last_check = t;
         }
+    }
+
+    #[test]
+    fn the_queue_size_is_bounded_and_bad_values_fall_back() {
+        assert_eq!(queue_capacity(None), 4096);
+        assert_eq!(queue_capacity(Some("100")), 100);
+        assert_eq!(queue_capacity(Some("0")), 4096);
+        assert_eq!(queue_capacity(Some("lots")), 4096);
+        assert_eq!(queue_capacity(Some("99999999999")), MAX_QUEUE);
     }
 
     #[test]

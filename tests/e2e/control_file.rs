@@ -9,11 +9,10 @@ fn control_file_lines_arm_and_bad_lines_are_reported() {
     let t = build_once("demo-app", &["--release", "--lines", "all"]);
     let dir = tempfile::tempdir().expect("tempdir");
     let control = dir.path().join("probes.conf");
-    std::fs::write(
+    write_control(
         &control,
         "# probes for the demo\nsrc/main.rs:42 --log \"id={order.id}\"\nsrc/main.rs:42 --log \"{missing}\"\nsrc/main.rs:42 --bogus\n",
-    )
-    .expect("write control file");
+    );
     let r = start(
         &t.join("lprobe/release/demo-app"),
         &[
@@ -51,11 +50,10 @@ fn control_file_lines_arm_and_bad_lines_are_reported() {
     // Replace the file atomically (as a ConfigMap update does): the old probe goes, the new
     // one comes.
     let tmp = dir.path().join("probes.conf.new");
-    std::fs::write(
+    write_control(
         &tmp,
         "fn:demo_app::billing::Invoice::for_order --count --every 1s\n",
-    )
-    .expect("write");
+    );
     std::fs::rename(&tmp, &control).expect("rename");
     wait_for(
         std::time::Duration::from_secs(5),
@@ -71,4 +69,63 @@ fn control_file_lines_arm_and_bad_lines_are_reported() {
         },
     );
     wait_records(&r, 1, "count records", |v| v["kind"] == "count");
+}
+
+#[test]
+fn a_control_file_anyone_may_write_is_refused_whole_and_changes_nothing() {
+    use std::os::unix::fs::PermissionsExt;
+    let t = build_once("demo-app", &["--release", "--lines", "all"]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let control = dir.path().join("probes.conf");
+    write_control(&control, "src/main.rs:42 --count --every 1s\n");
+    let r = start(
+        &t.join("lprobe/release/demo-app"),
+        &[
+            ("LPROBE_CONTROL", control.to_str().expect("utf-8")),
+            ("DEMO_INTERVAL_MS", "10"),
+        ],
+    );
+    let status = || -> Value {
+        serde_json::from_str(&stdout(&lprobe(&r, &["status", "--json"]))).expect("status")
+    };
+    wait_for(
+        std::time::Duration::from_secs(5),
+        "the control file",
+        || (status()[0]["probes"].as_array()?.len() == 1).then_some(()),
+    );
+    // Made writable by every user, with a new line: refused as a whole, reported once, and
+    // the probe it armed before stays.
+    std::fs::write(
+        &control,
+        "src/main.rs:42 --count\nsrc/main.rs:57 --snapshot\n",
+    )
+    .expect("write");
+    std::fs::set_permissions(&control, std::fs::Permissions::from_mode(0o666)).expect("chmod");
+    let recs = wait_records(&r, 1, "the refusal", |v| {
+        v["kind"] == "error"
+            && v["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("writable by every user"))
+    });
+    assert_eq!(recs.len(), 1);
+    let st = status();
+    assert_eq!(st[0]["probes"].as_array().map(Vec::len), Some(1), "{st}");
+    assert!(
+        st[0]["control"]["errors"][0]
+            .as_str()
+            .is_some_and(|e| e.contains("chmod o-w")),
+        "{st}"
+    );
+    // Made private again: its lines apply.
+    std::fs::set_permissions(&control, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    wait_for(
+        std::time::Duration::from_secs(5),
+        "the fixed control file",
+        || {
+            let st = status();
+            (st[0]["probes"].as_array()?.len() == 2
+                && st[0]["control"]["errors"].as_array()?.is_empty())
+            .then_some(())
+        },
+    );
 }

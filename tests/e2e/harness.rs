@@ -240,3 +240,11 @@ pub fn wait_records(
         (found.len() >= n).then_some(found)
     })
 }
+
+/// Writes a control file readable by its owner only, as the runtime requires whatever the
+/// umask (a file every user may write is refused).
+pub fn write_control(path: &Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).expect("write control file");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+}

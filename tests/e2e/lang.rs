@@ -318,7 +318,7 @@ fn probes_at(r: &Running) -> Vec<Value> {
 /// Replaces the control file atomically and waits until the program runs exactly its probes.
 fn set_control(r: &Running, path: &std::path::Path, lines: &[&str]) -> Vec<String> {
     let tmp = path.with_extension("new");
-    std::fs::write(&tmp, lines.join("\n")).expect("write control file");
+    write_control(&tmp, &lines.join("\n"));
     std::fs::rename(&tmp, path).expect("rename control file");
     wait_for(
         std::time::Duration::from_secs(10),
@@ -358,7 +358,7 @@ fn counters_are_exact_on_the_fast_and_the_general_path() {
     // beside them sends the site through the general path; both count the same passes.
     let dir = tempfile::tempdir().expect("tempdir");
     let control = dir.path().join("probes.conf");
-    std::fs::write(&control, "").expect("write");
+    write_control(&control, "");
     let r = app(&[
         ("LANG_INTERVAL_MS", "1"),
         ("LPROBE_CONTROL", control.to_str().expect("utf-8")),

@@ -51,7 +51,7 @@ fn hot_functions_are_counted_live_and_built_without_sites() {
 
     // A fleet armed through its control file: the same list from the records it wrote.
     let control = dir.path().join("lprobe.control");
-    std::fs::write(&control, "fn:* --count --every 200ms\n").expect("write control file");
+    write_control(&control, "fn:* --count --every 200ms\n");
     let control_arg = control.to_string_lossy().into_owned();
     let r = start(
         &exe,
