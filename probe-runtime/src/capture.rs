@@ -97,24 +97,30 @@ impl Bounded {
 }
 
 impl std::fmt::Write for Bounded {
+    /// Reads only the part of `s` it keeps: a long piece is neither copied nor scanned past
+    /// the budget.
     fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        if !self.nesting_ok(s) {
+        let kept = head(s, MAX_VALUE_TEXT.saturating_sub(self.buf.len()));
+        if !self.nesting_ok(kept) {
             self.cut = true;
             return Err(std::fmt::Error);
         }
-        let room = MAX_VALUE_TEXT.saturating_sub(self.buf.len());
-        if s.len() <= room {
-            self.buf.push_str(s);
-            return Ok(());
+        self.buf.push_str(kept);
+        if kept.len() < s.len() {
+            self.cut = true;
+            return Err(std::fmt::Error);
         }
-        let mut end = room;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        self.buf.push_str(&s[..end]);
-        self.cut = true;
-        Err(std::fmt::Error)
+        Ok(())
     }
+}
+
+/// The longest prefix of `s` of at most `max` bytes that ends on a char boundary.
+fn head(s: &str, max: usize) -> &str {
+    let mut end = max.min(s.len());
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 impl Captured {
@@ -135,52 +141,54 @@ impl Captured {
                 return match ShortStr::new(s) {
                     Some(short) => Captured::Short(short),
                     None if s.len() <= MAX_VALUE_TEXT => Captured::Prim(Value::Str(s.to_owned())),
-                    // A long string is read up to the value limit, never copied whole on the
-                    // application thread (a 20 MB body hit every few milliseconds would stall
-                    // the program): its `Debug` text, cut there, as any value over the limit.
-                    None => {
-                        let mut end = MAX_VALUE_TEXT;
-                        while !s.is_char_boundary(end) {
-                            end -= 1;
+                    // A long string is read up to the value limit, never copied or scanned
+                    // whole on the application thread (a 20 MB body hit every few
+                    // milliseconds would stall the program): only its head is formatted (a
+                    // `str`'s `Debug` reads all it is given), and the value is marked cut.
+                    None => match format_bounded(&head(s, MAX_VALUE_TEXT), type_name) {
+                        Captured::Text(mut t) | Captured::Cut(mut t) => {
+                            // Without its closing quote: the text goes on.
+                            if t.ends_with('"') && t.len() > 1 {
+                                t.pop();
+                            }
+                            Captured::Cut(t)
                         }
-                        let mut w = String::with_capacity(end + end / 8 + 2);
-                        let _ = write!(w, "{:?}", s.get(..end).unwrap_or(""));
-                        // Without its closing quote: the text goes on. Escapes may have
-                        // made it longer than the limit: cut again.
-                        w.pop();
-                        let mut keep = w.len().min(MAX_VALUE_TEXT);
-                        while !w.is_char_boundary(keep) {
-                            keep -= 1;
-                        }
-                        w.truncate(keep);
-                        Captured::Cut(w)
-                    }
+                        other => other,
+                    },
                 };
             }
             Some(s) => return Captured::Prim(s.to_value()),
             None => {}
         }
-        let mut w = Bounded {
-            buf: String::new(),
-            cut: false,
-            depth: 0,
-            in_str: false,
-            escaped: false,
-        };
-        match catch_unwind(AssertUnwindSafe(|| write!(w, "{dbg:?}"))) {
-            Ok(_) if w.cut => Captured::Cut(w.buf),
-            Ok(Ok(())) => Captured::Text(w.buf),
-            Ok(Err(_)) => Captured::Failed(type_name),
-            Err(_) => Captured::Panicked(
-                PANIC_MSG
-                    .try_with(|m| m.borrow_mut().take())
-                    .ok()
-                    .flatten()
-                    .unwrap_or_else(|| "unknown".into()),
-            ),
-        }
+        format_bounded(dbg, type_name)
     }
+}
 
+/// `{:?}` of `dbg` into a [`Bounded`] buffer: complete, cut at the limits, or what went wrong
+/// (a panic is contained).
+fn format_bounded(dbg: &dyn std::fmt::Debug, type_name: &'static str) -> Captured {
+    let mut w = Bounded {
+        buf: String::new(),
+        cut: false,
+        depth: 0,
+        in_str: false,
+        escaped: false,
+    };
+    match catch_unwind(AssertUnwindSafe(|| write!(w, "{dbg:?}"))) {
+        Ok(_) if w.cut => Captured::Cut(w.buf),
+        Ok(Ok(())) => Captured::Text(w.buf),
+        Ok(Err(_)) => Captured::Failed(type_name),
+        Err(_) => Captured::Panicked(
+            PANIC_MSG
+                .try_with(|m| m.borrow_mut().take())
+                .ok()
+                .flatten()
+                .unwrap_or_else(|| "unknown".into()),
+        ),
+    }
+}
+
+impl Captured {
     /// The structured value, with secret fields redacted (also in text that did not parse,
     /// and in a cut value's text, as far as it goes).
     pub(crate) fn to_value(&self) -> Value {
