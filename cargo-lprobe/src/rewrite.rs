@@ -367,38 +367,48 @@ pub fn rewrite(
         } else {
             (String::new(), "&[", "]", "&")
         };
-        let mut recall_tail = String::new();
+        // Every entry reads its function's flag into the local its line sites test.
+        let fn_local = format!(
+            " #[allow(unused_mut, unused_variables)] let mut __lprobe_fn = {chk}::fn_on({k});"
+        );
+        let in_twice = site.kind == SiteKind::Line
+            && uses_local
+            && twice.get(site.context).copied().unwrap_or(false);
+        // With `recall`: the text after the captures, and where the call is in it.
+        let mut recall_tail = (String::new(), 0..0);
         let mut code = if let Some(call) = recall {
             let enter = match merged.get(&i) {
                 Some(j) => format!("enter_first{sfx}({id}, {}, ", first_id + *j as u32),
                 None => format!("enter{sfx}({id}, "),
             };
             // The captures go in the middle; the rest is written after them.
-            recall_tail = format!(
-                "{close}); if __lprobe_t != 0 {{ return ::{SITES_CRATE}::again({id}, __lprobe_t, move || {call}); }} }} "
+            let before = format!(
+                "{close}); if __lprobe_t != 0 {{ return ::{SITES_CRATE}::again({id}, __lprobe_t, move || "
             );
+            let at = before.len()..before.len() + call.len();
+            recall_tail = (format!("{before}{call}); }} }} "), at);
             format!(
-                " #[allow(unused_mut, unused_variables)] let mut __lprobe_fn = {chk}::fn_on({k}); #[allow(unreachable_code, unused_unsafe)] if __lprobe_fn {{ let __lprobe_t = ::{SITES_CRATE}::{enter}{open}"
+                "{fn_local} #[allow(unreachable_code, unused_unsafe)] if __lprobe_fn {{ let __lprobe_t = ::{SITES_CRATE}::{enter}{open}"
             )
         } else if let (SiteKind::Entry, false, Some(j)) = (site.kind, timed, merged.get(&i)) {
             let line = first_id + *j as u32;
             format!(
-                " #[allow(unused_mut, unused_variables)] let mut __lprobe_fn = {chk}::fn_on({k}); #[allow(unreachable_code)] if __lprobe_fn {{ ::{SITES_CRATE}::hit_pair{sfx}({id}, {line}, {open}"
+                "{fn_local} #[allow(unreachable_code)] if __lprobe_fn {{ ::{SITES_CRATE}::hit_pair{sfx}({id}, {line}, {open}"
             )
         } else if let (SiteKind::Entry, false) = (site.kind, timed) {
             format!(
-                " #[allow(unused_mut, unused_variables)] let mut __lprobe_fn = {chk}::fn_on({k}); #[allow(unreachable_code)] if __lprobe_fn {{ ::{SITES_CRATE}::hit_if{sfx}({id}, {open}"
+                "{fn_local} #[allow(unreachable_code)] if __lprobe_fn {{ ::{SITES_CRATE}::hit_if{sfx}({id}, {open}"
             )
         } else if let (SiteKind::Entry, Some(j)) = (site.kind, merged.get(&i)) {
             let line = first_id + *j as u32;
             format!(
-                " #[allow(unused_mut, unused_variables)] let mut __lprobe_fn = {chk}::fn_on({k}); #[allow(unused_mut, unused_variables)] let mut __lprobe_guard = {chk}::entry({id}, __lprobe_fn); #[allow(unreachable_code)] if __lprobe_fn {{ __lprobe_guard.timed(::{SITES_CRATE}::hit_first{sfx}({id}, {line}, __lprobe_guard.on(), {open}"
+                "{fn_local} #[allow(unused_mut, unused_variables)] let mut __lprobe_guard = {chk}::entry({id}, __lprobe_fn); #[allow(unreachable_code)] if __lprobe_fn {{ __lprobe_guard.timed(::{SITES_CRATE}::hit_first{sfx}({id}, {line}, __lprobe_guard.on(), {open}"
             )
         } else if site.kind == SiteKind::Entry {
             format!(
-                " #[allow(unused_mut, unused_variables)] let mut __lprobe_fn = {chk}::fn_on({k}); #[allow(unused_mut, unused_variables)] let mut __lprobe_guard = {chk}::entry({id}, __lprobe_fn); #[allow(unreachable_code)] if __lprobe_guard.on() {{ __lprobe_guard.timed(::{SITES_CRATE}::hit_entry{sfx}({id}, {open}"
+                "{fn_local} #[allow(unused_mut, unused_variables)] let mut __lprobe_guard = {chk}::entry({id}, __lprobe_fn); #[allow(unreachable_code)] if __lprobe_guard.on() {{ __lprobe_guard.timed(::{SITES_CRATE}::hit_entry{sfx}({id}, {open}"
             )
-        } else if uses_local && twice.get(site.context).copied().unwrap_or(false) {
+        } else if in_twice {
             format!(
                 " #[allow(unreachable_code)] if __LPROBE_COPY && {chk}::on({id}) {{ ::{SITES_CRATE}::hit({id}, &["
             )
@@ -411,9 +421,6 @@ pub fn rewrite(
                 " #[allow(unreachable_code)] if {chk}::on({id}) {{ ::{SITES_CRATE}::hit({id}, &["
             )
         };
-        let in_twice = site.kind == SiteKind::Line
-            && !site.in_closure
-            && twice.get(site.context).copied().unwrap_or(false);
         let mut caps = Vec::new();
         for name in &site.names {
             if !ex.keeps_capture(sites, i, name) {
@@ -443,10 +450,9 @@ pub fn rewrite(
         // Entry sites pass the call's start time (0: not timed) back to the guard.
         let mut recall_range = None;
         if recall.is_some() {
-            let call = recall_tail.rfind("move || ").map(|r| r + "move || ".len());
-            let end = recall_tail.rfind("); } }").unwrap_or(recall_tail.len());
-            recall_range = call.map(|c| code.len() + c..code.len() + end);
-            code.push_str(&recall_tail);
+            let (tail, at) = &recall_tail;
+            recall_range = Some(code.len() + at.start..code.len() + at.end);
+            code.push_str(tail);
         } else {
             code.push_str(&if timed {
                 format!("{close})) }} ")
