@@ -11,9 +11,10 @@
 //! ```
 //!
 //! The second call finds itself announced (`probe_runtime::enter`) and runs the body. Only
-//! functions without a timing guard get this: small ones and those marked `#[inline]` (a guard's
-//! drop on every return path kept them from being inlined, so they used to be untimed). The
-//! others keep the guard: a second call site costs a function that is called once its
+//! functions whose body is written once get this (a body written twice is timed in its
+//! instrumented copy, see `rewrite`), and of those only the ones without a timing guard: small
+//! ones and those marked `#[inline]` (a guard's drop on every return path kept them from being
+//! inlined, so they used to be untimed). The others keep the guard: a second call site costs a function that is called once its
 //! inlining (LLVM inlines a local function with one call site whatever its size; measured on
 //! bench-mix, where `word_counts` and `parse_pairs` stopped being inlined: 1.028x -> 1.071x).
 //! So the dormant path of a small function is one flag check, and every function with an

@@ -290,17 +290,44 @@ pub fn rewrite(
         .zip(&line_reader)
         .map(|(a, b)| *a && *b)
         .collect();
-    // Two bodies: a function whose line sites read the local flag, and whose body may be
-    // written twice (`visit::FnContext::twice`), runs `::lprobe_sites::twice!{ __lprobe_fn;
-    // BODY }`: the body once with `__LPROBE_COPY` true (its line sites live) and once false
-    // (they fold away), chosen by the flag read at entry. The dormant path is then the
-    // original body after one check, and both copies keep the original lines (macro tokens
-    // keep their spans).
+    // Two bodies (`visit::FnContext::twice`): the function runs `::lprobe_sites::twice!{
+    // FLAG; [ENTRY] RET; BODY }`, which is `if FLAG { return cold(move || -> RET { ENTRY
+    // BODY }) } else { BODY }`: the instrumented copy (entry probe, timing guard, line sites
+    // where `__LPROBE_COPY` is true) lives in a closure called out of line, so the dormant
+    // path is the original body after one check, with no capture, guard or second call in
+    // it, and the function keeps its size for the inliner. Both copies keep the original
+    // lines (macro tokens keep their spans). A function whose line sites sit in a loop that
+    // re-reads the flag keeps one body (the loop must see arming while it runs).
+    let refreshed: HashSet<usize> = sites.loops.iter().map(|l| l.context).collect();
+    let entry_kept: HashSet<usize> = sites
+        .sites
+        .iter()
+        .enumerate()
+        .filter(|(i, s)| s.kind == SiteKind::Entry && ex.keeps_site(*i, s.context))
+        .map(|(_, s)| s.context)
+        .collect();
+    let guarded: HashSet<usize> = sites
+        .sites
+        .iter()
+        .filter(|s| s.kind == SiteKind::Entry && s.timed && s.recall.is_none())
+        .map(|s| s.context)
+        .collect();
     let twice: Vec<bool> = sites
         .contexts
         .iter()
         .enumerate()
-        .map(|(c, ctx)| ctx.twice && reads_local[c] && !ex.no_twice.contains(&c))
+        .map(|(c, ctx)| {
+            // With entry sites only, a function timed by a guard (private, called from one
+            // place: the inliner would lose the single-call bonus of the functions its body
+            // calls, which the copy calls a second time) keeps one body; the others (which
+            // would otherwise time a call by calling themselves again) get the copy.
+            let wanted = if reads_local[c] {
+                !refreshed.contains(&c)
+            } else {
+                !guarded.contains(&c)
+            };
+            ctx.twice && wanted && entry_kept.contains(&c) && !ex.no_twice.contains(&c)
+        })
         .collect();
     for head in &sites.loops {
         if reads_local.get(head.context).copied().unwrap_or(false) {
@@ -347,11 +374,18 @@ pub fn rewrite(
         // An entry site times its calls by calling its function again (`recall`), or else
         // keeps a guard for the whole call, unless the function is small or `#[inline]`; a
         // line site is a plain check.
+        let in_cold_copy =
+            site.kind == SiteKind::Entry && twice.get(site.context).copied().unwrap_or(false);
         let recall = match (&site.recall, site.kind) {
-            (Some(call), SiteKind::Entry) if !ex.no_recall.contains(&site.context) => Some(call),
+            (Some(call), SiteKind::Entry)
+                if !ex.no_recall.contains(&site.context) && !in_cold_copy =>
+            {
+                Some(call)
+            }
             _ => None,
         };
-        let timed = site.kind == SiteKind::Entry && site.timed && recall.is_none();
+        let timed =
+            site.kind == SiteKind::Entry && (site.timed || in_cold_copy) && recall.is_none();
         // An entry's cold call takes up to `MAX_BY_VALUE` captures as arguments (`hit_if_2(i,
         // ByCopy(a), ByRef(&b))`): one argument each, where an array of `&dyn Cap` costs two
         // stores and a temporary per capture, and the inliner counts those in the function's
@@ -376,7 +410,27 @@ pub fn rewrite(
             && twice.get(site.context).copied().unwrap_or(false);
         // With `recall`: the text after the captures, and where the call is in it.
         let mut recall_tail = (String::new(), 0..0);
-        let mut code = if let Some(call) = recall {
+        // The entry of a body written twice opens the macro; its probe and the guard go in
+        // the instrumented copy.
+        let ret = sites
+            .contexts
+            .get(site.context)
+            .map_or("()", |c| c.ret.as_str());
+        let cold_open = format!(
+            " ::{SITES_CRATE}::twice!{{ {chk}::fn_on({k}); [ #[allow(unused_mut, unused_variables)] let mut __lprobe_guard = {chk}::entry({id}, true); "
+        );
+        let mut code = if in_cold_copy {
+            match merged.get(&i) {
+                Some(j) => format!(
+                    "{cold_open}__lprobe_guard.timed(::{SITES_CRATE}::hit_first{sfx}({}, {}, __lprobe_guard.on(), {open}",
+                    id,
+                    first_id + *j as u32
+                ),
+                None => format!(
+                    "{cold_open}if __lprobe_guard.on() {{ __lprobe_guard.timed(::{SITES_CRATE}::hit_entry{sfx}({id}, {open}"
+                ),
+            }
+        } else if let Some(call) = recall {
             let enter = match merged.get(&i) {
                 Some(j) => format!("enter_first{sfx}({id}, {}, ", first_id + *j as u32),
                 None => format!("enter{sfx}({id}, "),
@@ -453,6 +507,11 @@ pub fn rewrite(
             let (tail, at) = &recall_tail;
             recall_range = Some(code.len() + at.start..code.len() + at.end);
             code.push_str(tail);
+        } else if in_cold_copy {
+            code.push_str(&match merged.get(&i) {
+                Some(_) => format!("{close})); ] {ret}; "),
+                None => format!("{close})) }} ] {ret}; "),
+            });
         } else {
             code.push_str(&if timed {
                 format!("{close})) }} ")
@@ -470,25 +529,20 @@ pub fn rewrite(
             timed: site.kind == SiteKind::Entry && (timed || recall.is_some()),
         });
     }
-    // The two bodies open after the entry site (same offset, pushed later) and close before
-    // the body's closing brace.
+    // The two bodies open in the entry site's text and close before the body's closing brace.
     let mut twice_of_piece: Vec<(usize, usize)> = Vec::new();
+    for (n, p) in pieces.iter().enumerate() {
+        let Some(i) = p.site else { continue };
+        let s = &sites.sites[i];
+        if s.kind == SiteKind::Entry && twice.get(s.context).copied().unwrap_or(false) {
+            twice_of_piece.push((n, s.context));
+        }
+    }
     for (c, on) in twice.iter().enumerate() {
-        let entry = sites
-            .sites
-            .iter()
-            .enumerate()
-            .find(|(i, s)| s.context == c && s.kind == SiteKind::Entry && ex.keeps_site(*i, c));
-        let (Some((_, e)), true) = (entry, *on) else {
-            continue;
-        };
-        twice_of_piece.push((pieces.len(), c));
-        pieces.push(Piece::text(
-            e.offset,
-            format!(" ::{SITES_CRATE}::twice!{{ __lprobe_fn; "),
-        ));
-        twice_of_piece.push((pieces.len(), c));
-        pieces.push(Piece::text(sites.contexts[c].body_end, " } ".to_owned()));
+        if *on {
+            twice_of_piece.push((pieces.len(), c));
+            pieces.push(Piece::text(sites.contexts[c].body_end, " } ".to_owned()));
+        }
     }
     for (i, p) in pieces.iter_mut().enumerate() {
         p.order = i;
@@ -570,8 +624,12 @@ mod tests {
     use crate::visit::{find_sites, LineSel};
 
     fn go(src: &str, ex: &Exclusions) -> (FileSites, Rewritten) {
+        go_lines(src, ex, &LineSel::All)
+    }
+
+    fn go_lines(src: &str, ex: &Exclusions, lines: &LineSel) -> (FileSites, Rewritten) {
         let file = syn::parse_file(src).expect("parses");
-        let fs = find_sites(src, &file, "k", &LineSel::All);
+        let fs = find_sites(src, &file, "k", lines);
         let rw = rewrite(
             src,
             &fs,
@@ -632,7 +690,18 @@ mod tests {
         assert!(rw.text.contains("::lprobe_sites::on(12)"));
         assert!(syn::parse_file(&rw.text).is_ok());
         // The first statement's site is checked in the entry's call (same captures), and
-        // placed where the entry is; a timed call calls the function again.
+        // placed where the entry is; the instrumented copy times the call with a guard.
+        assert!(rw.text.starts_with(
+            "fn f(a: u8) -> u8 { ::lprobe_sites::twice!{ ::lprobe_sites::fn_on(0); [ #[allow(unused_mut, unused_variables)] let mut __lprobe_guard = ::lprobe_sites::entry(10, true); __lprobe_guard.timed(::lprobe_sites::hit_first_1(10, 11, __lprobe_guard.on(), ::lprobe_sites::ByCopy(a))); ] u8; \n"
+        ), "{}", rw.text);
+        assert!(at(0).timed && at(0).recall.is_none());
+        assert!(!rw.text.contains("on(11)"));
+        assert_eq!(at(1).range, at(0).range);
+        // Written once, a timed call calls the function again.
+        let mut ex = Exclusions::default();
+        ex.no_twice.insert(0);
+        let (_, rw) = go(src, &ex);
+        let at = |site: usize| rw.placed.iter().find(|p| p.site == site).expect("placed");
         assert!(rw.text.contains(
             "if __lprobe_fn { let __lprobe_t = ::lprobe_sites::enter_first_1(10, 11, ::lprobe_sites::ByCopy(a)); if __lprobe_t != 0 { return ::lprobe_sites::again(10, __lprobe_t, move || self::f(a)); } }"
         ), "{}", rw.text);
@@ -641,8 +710,7 @@ mod tests {
             "self::f(a)"
         );
         assert!(at(0).timed && !rw.text.contains("__lprobe_guard"));
-        assert!(!rw.text.contains("on(11)"));
-        assert_eq!(at(1).range, at(0).range);
+        assert_eq!(rw.text.lines().count(), src.lines().count());
     }
 
     #[test]
@@ -698,7 +766,8 @@ mod tests {
         assert!(rw.text.contains("crate::__lprobe::on(2)"));
         assert!(!rw.text.contains("::lprobe_sites::on("));
         // Cold calls stay in the sites crate.
-        assert!(rw.text.contains("::lprobe_sites::enter_first_1("));
+        assert!(rw.text.contains("::lprobe_sites::hit_first_1("));
+        assert!(rw.text.contains("crate::__lprobe::entry(0, true)"));
         let m = rw.crate_module.clone().expect("module defined");
         assert!(rw.text[m.clone()].contains("static F: [AtomicU8; 40]"));
         assert!(rw.text[m].contains("static FNF: [AtomicU8; 7]"));
@@ -784,15 +853,23 @@ mod tests {
     }
 
     #[test]
-    fn an_inline_function_is_timed_by_calling_itself_and_never_gets_a_guard() {
+    fn an_inline_function_is_timed_in_its_instrumented_copy_or_by_calling_itself() {
         let src = "#[inline]\nfn f(a: u8) -> u8 {\n    a + 1\n}\n";
         let (fs, rw) = go(src, &Exclusions::default());
-        assert!(!fs.sites[0].timed, "no guard even without the call");
+        assert!(!fs.sites[0].timed, "no guard in the dormant path");
+        // The guard is in the instrumented copy (the macro's `[…]`), not in the function.
+        let (_, open) = &rw.twice[0];
+        assert!(rw.text[open.clone()].contains("let mut __lprobe_guard"));
+        assert_eq!(rw.text.matches("__lprobe_guard").count(), 3, "{}", rw.text);
+        assert!(rw.placed[0].timed);
+        // Written once, it times itself by calling itself again, and never gets a guard.
+        let mut ex = Exclusions::default();
+        ex.no_twice.insert(0);
+        let (_, rw) = go(src, &ex);
         assert!(!rw.text.contains("__lprobe_guard"), "{}", rw.text);
         assert!(rw.text.contains("move || self::f(a));"), "{}", rw.text);
         assert!(rw.placed[0].timed);
         // If the call does not compile, the function is built untimed, as before.
-        let mut ex = Exclusions::default();
         ex.no_recall.insert(0);
         let (_, rw) = go(src, &ex);
         assert!(
@@ -816,7 +893,7 @@ mod tests {
             rw.text
                 .lines()
                 .next()
-                .is_some_and(|l| l.contains("::lprobe_sites::twice!{ __lprobe_fn; ")),
+                .is_some_and(|l| l.contains("::lprobe_sites::twice!{ ::lprobe_sites::fn_on(0); [ ")),
             "{}",
             rw.text
         );
@@ -846,12 +923,32 @@ mod tests {
         for src in [
             "fn f() -> u32 {\n    static N: u32 = 1;\n    let a = N;\n    a\n}\n",
             "fn f() -> u32 {\n    let a = 1;\n    log::info!(\"{a}\");\n    a\n}\n",
-            "fn f(rx: &R) -> u32 {\n    let mut a = 0;\n    while let Some(x) = rx.recv() {\n        a += x;\n    }\n    a\n}\n",
             "fn f(v: &[u8]) -> impl Iterator<Item = &u8> + '_ {\n    let w = v;\n    w.iter().filter(|x| **x > 0)\n}\n",
+            "#[track_caller]\nfn f(v: &[u8]) -> u8 {\n    let w = v[0];\n    w\n}\n",
         ] {
             let (fs, rw) = go(src, &Exclusions::default());
             assert!(!fs.contexts[0].twice && !rw.text.contains("twice!"), "{src}");
         }
+        // A loop that waits keeps its line sites live in the one body (it re-reads the
+        // flag); with entry sites only, its body is written twice.
+        let src = "fn f(rx: &R) -> u32 {\n    let mut a = 0;\n    while let Some(x) = rx.recv() {\n        a += x;\n    }\n    a\n}\n";
+        let (_, rw) = go(src, &Exclusions::default());
+        assert!(
+            !rw.text.contains("twice!") && rw.text.contains("refresh"),
+            "{}",
+            rw.text
+        );
+        // (Not a private function timed by a guard, which keeps one body at entry sites.)
+        let (_, rw) = go_lines(src, &Exclusions::default(), &LineSel::None);
+        assert!(!rw.text.contains("twice!") && rw.text.contains("__lprobe_guard"));
+        let src = format!("#[inline]\n{src}");
+        let (_, rw) = go_lines(&src, &Exclusions::default(), &LineSel::None);
+        assert!(
+            rw.text.contains("twice!") && !rw.text.contains("refresh"),
+            "{}",
+            rw.text
+        );
+        assert!(syn::parse_file(&rw.text).is_ok());
         // A data loop (no call, no method, no macro) does not keep a body single.
         let src = "fn f(mut n: u64) -> u64 {\n    let mut d = 0;\n    while n > 9 {\n        n /= 10;\n        d += 1;\n    }\n    d\n}\n";
         let (fs, _) = go(src, &Exclusions::default());
@@ -920,7 +1017,11 @@ mod tests {
     #[test]
     fn methods_call_themselves_through_self_and_their_trait() {
         let src = "struct S;\nimpl S {\n    fn get(&self, n: u32) -> u32 { n }\n}\nimpl Iterator for S {\n    type Item = u8;\n    fn next(&mut self) -> Option<u8> { None }\n}\ntrait T<A> {\n    fn d(&self, a: A) -> u8 { 0 }\n}\n";
-        let (_, rw) = go(src, &Exclusions::default());
+        let ex = Exclusions {
+            no_twice: [0, 1, 2].into(),
+            ..Default::default()
+        };
+        let (_, rw) = go(src, &ex);
         for call in [
             "move || Self::get(self, n));",
             "move || <Self as Iterator>::next(self));",

@@ -211,17 +211,31 @@ pub fn again<R>(i: u32, start: u64, f: impl FnOnce() -> R) -> R {
     f()
 }
 
-/// A function body written twice: instrumented when `$on` (the function's armed flag, read
-/// at its entry), as written otherwise. Line sites in the body test `__LPROBE_COPY`, a
-/// constant in each copy, so the dormant copy's sites fold away; the tokens keep their spans,
-/// so both copies keep the original lines (panics, `line!()`, stacks).
+/// Runs the instrumented copy of a body written twice (see `twice!`). Out of line and cold:
+/// the dormant function keeps one check and this call, so it stays as small as it was.
+#[cold]
+#[inline(never)]
+pub fn cold<R>(f: impl FnOnce() -> R) -> R {
+    f()
+}
+
+/// A function body written twice: when `$on` (the function's armed flag), the function
+/// returns what its instrumented copy returns, run by `cold` in a closure that takes over
+/// the arguments (`$entry`: the entry probe and its timing guard; line sites in the body test
+/// `__LPROBE_COPY`, true there); otherwise it runs the body as written, where those sites
+/// fold away. The closure's return type is the function's, so `return` and `?` convert the
+/// same way in both. The tokens keep their spans, so both copies keep the original lines
+/// (panics, `line!()`, stacks).
 #[macro_export]
 macro_rules! twice {
-    ($on:expr; $($body:tt)*) => {
+    ($on:expr; [$($entry:tt)*] $ret:ty; $($body:tt)*) => {
         if $on {
-            #[allow(dead_code, non_upper_case_globals)]
-            const __LPROBE_COPY: bool = true;
-            $($body)*
+            return $crate::cold(move || -> $ret {
+                $($entry)*
+                #[allow(dead_code, non_upper_case_globals)]
+                const __LPROBE_COPY: bool = true;
+                $($body)*
+            });
         } else {
             #[allow(dead_code, non_upper_case_globals)]
             const __LPROBE_COPY: bool = false;

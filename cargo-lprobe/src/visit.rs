@@ -115,9 +115,13 @@ pub struct FnContext {
     /// from anywhere, not only from the calls this package's sources show.
     pub public: bool,
     /// Its body can be written twice, dormant and instrumented (see `rewrite`): no item, no
-    /// macro that may declare one ([`duplicable`]), no loop that re-reads the armed flag, not
-    /// `async`.
+    /// macro that may declare one ([`duplicable`]), not `async`, no `impl Trait` return, not
+    /// `#[track_caller]` (the instrumented copy runs in a closure). A loop that re-reads the
+    /// armed flag (`FileSites::loops`) rules it out too when the function has line sites.
     pub twice: bool,
+    /// The return type as written (`()` when there is none): the instrumented copy's closure
+    /// says it, so `return` and `?` inside it convert as they do in the function.
+    pub ret: String,
     /// Byte offset of the body's closing brace.
     pub body_end: usize,
 }
@@ -595,8 +599,17 @@ pub fn is_tiny(block: &syn::Block) -> bool {
     body_within(block, TINY_FN_TOKENS, true)
 }
 
+/// Macros that compile to nothing in a release build (`debug-assertions` off): their tokens
+/// are not counted in a body's size.
+const DEBUG_MACROS: &[&str] = &["debug_assert", "debug_assert_eq", "debug_assert_ne"];
+
 /// At most `limit` tokens, no loop (nor a method that runs an iterator), no `.await`, and
 /// unless `calls` no call but method calls, constructors and operator-like functions.
+///
+/// Only tokens a release build compiles count: not a `debug_assert!` (nor its arguments), not
+/// a statement under `#[cfg(test)]` or `#[cfg(debug_assertions)]`, and of consecutive
+/// statements each under its own `#[cfg(…)]` (`#[cfg(feature = "small")] {…}
+/// #[cfg(not(feature = "small"))] {…}`: alternatives) only the largest.
 fn body_within(block: &syn::Block, limit: usize, calls: bool) -> bool {
     use proc_macro2::{Delimiter, TokenTree};
     fn scan(ts: proc_macro2::TokenStream, budget: &mut usize, calls: bool) -> bool {
@@ -610,6 +623,16 @@ fn body_within(block: &syn::Block, limit: usize, calls: bool) -> bool {
             match &tt {
                 TokenTree::Group(g) => {
                     let prev = seen.last();
+                    // `debug_assert!(…)`: nothing in a release build; its name and `!` were
+                    // counted, give them back.
+                    let debug_macro = matches!(prev, Some(TokenTree::Punct(p)) if p.as_char() == '!')
+                        && matches!(seen.iter().rev().nth(1), Some(TokenTree::Ident(i))
+                            if DEBUG_MACROS.contains(&i.to_string().as_str()));
+                    if debug_macro {
+                        *budget += 3;
+                        seen.push(tt);
+                        continue;
+                    }
                     // `name(…)` not after a `.`: a call of a function (a capitalized name is a
                     // tuple struct or variant: a constructor); `name::<T>(…)` too (or a
                     // comparison with a parenthesized operand: taken as a call either way);
@@ -648,11 +671,92 @@ fn body_within(block: &syn::Block, limit: usize, calls: bool) -> bool {
         }
         true
     }
-    let mut budget = limit;
-    block
-        .stmts
-        .iter()
-        .all(|s| scan(quote::ToTokens::to_token_stream(s), &mut budget, calls))
+    // The tokens one statement costs (without its attributes), or `None` if it disqualifies
+    // the body (a loop, a call when `calls` is off, or more than `limit`).
+    let cost = |s: &syn::Stmt| -> Option<usize> {
+        let mut budget = limit;
+        let ts = match s {
+            syn::Stmt::Expr(e, semi) if !expr_attrs(e).is_empty() => {
+                let mut e = e.clone();
+                strip_attrs(&mut e);
+                let mut ts = quote::ToTokens::to_token_stream(&e);
+                if let Some(semi) = semi {
+                    quote::ToTokens::to_tokens(semi, &mut ts);
+                }
+                ts
+            }
+            syn::Stmt::Local(l) if !l.attrs.is_empty() => {
+                let mut l = l.clone();
+                l.attrs.clear();
+                quote::ToTokens::to_token_stream(&l)
+            }
+            syn::Stmt::Macro(m) if !m.attrs.is_empty() => {
+                let mut m = m.clone();
+                m.attrs.clear();
+                quote::ToTokens::to_token_stream(&m)
+            }
+            syn::Stmt::Item(_) => return Some(0),
+            s => quote::ToTokens::to_token_stream(s),
+        };
+        scan(ts, &mut budget, calls).then(|| limit - budget)
+    };
+    let mut total = 0usize;
+    // The largest of the current run of `#[cfg(…)]` alternatives.
+    let mut alternatives = 0usize;
+    for s in &block.stmts {
+        let Some(c) = cost(s) else { return false };
+        match stmt_cfg(s) {
+            Some(Cfg::Never) => {}
+            Some(Cfg::Other) => alternatives = alternatives.max(c),
+            None => {
+                total += std::mem::take(&mut alternatives) + c;
+            }
+        }
+        if total + alternatives > limit {
+            return false;
+        }
+    }
+    true
+}
+
+/// What a statement's `#[cfg(…)]` says about a release build.
+enum Cfg {
+    /// `cfg(test)`, `cfg(debug_assertions)`: not compiled.
+    Never,
+    /// Any other predicate: compiled or not, depending on features and targets.
+    Other,
+}
+
+fn stmt_cfg(s: &syn::Stmt) -> Option<Cfg> {
+    let attrs: &[syn::Attribute] = match s {
+        syn::Stmt::Local(l) => &l.attrs,
+        syn::Stmt::Macro(m) => &m.attrs,
+        syn::Stmt::Expr(e, _) => expr_attrs(e),
+        syn::Stmt::Item(_) => return None,
+    };
+    let cfg = attrs.iter().find(|a| a.path().is_ident("cfg"))?;
+    let syn::Meta::List(list) = &cfg.meta else {
+        return Some(Cfg::Other);
+    };
+    let pred = list.tokens.to_string();
+    Some(match pred.trim() {
+        "test" | "debug_assertions" => Cfg::Never,
+        _ => Cfg::Other,
+    })
+}
+
+/// Removes an expression's own outer attributes (a statement's `#[cfg]` is not code).
+fn strip_attrs(e: &mut syn::Expr) {
+    match e {
+        syn::Expr::Block(x) => x.attrs.clear(),
+        syn::Expr::If(x) => x.attrs.clear(),
+        syn::Expr::Match(x) => x.attrs.clear(),
+        syn::Expr::Unsafe(x) => x.attrs.clear(),
+        syn::Expr::Call(x) => x.attrs.clear(),
+        syn::Expr::MethodCall(x) => x.attrs.clear(),
+        syn::Expr::Macro(x) => x.attrs.clear(),
+        _ => {}
+    }
 }
 
 /// The last segment of every path called and every method called in `block` (nested items
@@ -1133,6 +1237,10 @@ impl<'a> Visitor<'a> {
             calls: called_names(block),
             public,
             twice: false,
+            ret: match &sig.output {
+                syn::ReturnType::Type(_, t) => quote::ToTokens::to_token_stream(&**t).to_string(),
+                syn::ReturnType::Default => "()".to_owned(),
+            },
             body_end: self.index.offset(block.brace_token.span.close().start()),
         });
         let ctx_index = self.out.contexts.len() - 1;
@@ -1216,7 +1324,6 @@ impl<'a> Visitor<'a> {
         // Items in the body are named from the block.
         let saved_owner = std::mem::replace(&mut self.owner, Owner::Block);
         let first = self.out.sites.len();
-        let loops_before = self.out.loops.len();
         let first_stmt = block
             .stmts
             .iter()
@@ -1233,9 +1340,7 @@ impl<'a> Visitor<'a> {
         };
         let twice = sig.asyncness.is_none()
             && !opaque_return
-            && !self.out.loops[loops_before..]
-                .iter()
-                .any(|l| l.context == ctx_index)
+            && !has_attr(attrs, "track_caller")
             && duplicable(block);
         if let Some(c) = self.out.contexts.get_mut(ctx_index) {
             c.twice = twice;
@@ -1558,6 +1663,7 @@ impl<'ast> Visit<'ast> for Visitor<'_> {
                         calls: Vec::new(),
                         public: true,
                         twice: false,
+                        ret: String::new(),
                         body_end: 0,
                     });
                 }
@@ -1737,6 +1843,39 @@ mod tests {
         let fs = find_sites_with(src, &file, "k", &LineSel::None, &Options::new(&none, &skip));
         assert_eq!(fs.sites.len(), 5);
         assert!(fs.contexts.iter().all(|c| c.skipped.is_none()));
+    }
+
+    #[test]
+    fn a_body_is_sized_by_what_a_release_build_compiles() {
+        let body = |extra: &str| {
+            let src = format!(
+                "fn f(m: u32, k: u64, s: i32) -> u32 {{\n    {extra}\n    let lo = k as u32;\n    let hi = (k >> 32) as u32;\n    let sum = ((m as u64 * lo as u64) >> 32) + m as u64 * hi as u64;\n    (sum >> (s - 32)) as u32\n}}\n"
+            );
+            let file = syn::parse_file(&src).expect("parses");
+            let syn::Item::Fn(f) = &file.items[0] else {
+                panic!("a fn")
+            };
+            is_tiny(&f.block)
+        };
+        assert!(body(""));
+        // Debug assertions, test-only code and all but the largest of cfg alternatives are
+        // not compiled into a release build.
+        assert!(body(
+            "debug_assert!(s > 32); debug_assert_eq!(m & 1, m & 1, \"odd\");"
+        ));
+        assert!(body(
+            "#[cfg(test)] { let a = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14]; }"
+        ));
+        assert!(body(
+            "#[cfg(feature = \"small\")] { let _ = m + 1; } #[cfg(not(feature = \"small\"))] { let _ = m + 2; }"
+        ));
+        // What is compiled counts.
+        assert!(!body(
+            "assert!(s > 32 && s < 64 && m > 1 && m < 100 && k > 7 && k < 1000);"
+        ));
+        assert!(!body(
+            "#[cfg(unix)] { let a = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16]; }"
+        ));
     }
 
     #[test]
