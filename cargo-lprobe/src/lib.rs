@@ -1,18 +1,13 @@
-//! cargo-lprobe: builds instrumented copies of a workspace and talks to running programs.
+//! cargo-lprobe: two programs over one library.
+//!
+//! - [`build`]: `cargo lprobe build|check|run|test|bench` — copies a workspace aside, rewrites
+//!   its sources with probe sites, links the runtime and builds it (a pipeline of stages, see
+//!   `build::driver`).
+//! - [`cli`]: `lprobe` — the client of instrumented programs' control sockets (arm, list,
+//!   tail, snapshot, status, hot…).
+//!
+//! The two share nothing at run time: `cli` imports only `build::skip` (the skip-file format
+//! `lprobe hot` writes) and a number formatter; `build` imports nothing from `cli`.
 
-pub mod cargo;
-pub mod client;
-pub mod copy_tree;
-pub mod driver;
-pub mod lprobe_cli;
-pub mod manifest;
-pub mod recall;
-pub mod repair;
-pub mod rewrite;
-pub mod runtime_cache;
-pub mod runtime_src;
-pub mod sites_crate;
-pub mod skip;
-pub mod stamp;
-pub mod visit;
-pub mod workspace;
+pub mod build;
+pub mod cli;

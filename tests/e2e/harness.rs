@@ -39,7 +39,7 @@ pub fn fixture(name: &str) -> PathBuf {
         }
         let rel = entry.path().strip_prefix(&src).expect("under fixture");
         let content = std::fs::read(entry.path()).expect("read fixture file");
-        cargo_lprobe::copy_tree::write_if_changed(&dest.join(rel), &content).expect("copy");
+        cargo_lprobe::build::copy_tree::write_if_changed(&dest.join(rel), &content).expect("copy");
     }
     dest
 }

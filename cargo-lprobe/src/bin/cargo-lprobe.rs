@@ -3,8 +3,8 @@
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     // The instrumented build runs cargo with this binary as its compiler wrapper.
-    if cargo_lprobe::runtime_cache::is_wrapper_call(&args) {
-        std::process::exit(cargo_lprobe::runtime_cache::main(&args));
+    if cargo_lprobe::build::runtime_cache::is_wrapper_call(&args) {
+        std::process::exit(cargo_lprobe::build::runtime_cache::main(&args));
     }
-    std::process::exit(cargo_lprobe::driver::main(&args));
+    std::process::exit(cargo_lprobe::build::driver::main(&args));
 }

@@ -1,5 +1,5 @@
 //! `lprobe`: the client of instrumented programs' control sockets. See `lprobe --help`.
 
 fn main() {
-    std::process::exit(cargo_lprobe::lprobe_cli::main());
+    std::process::exit(cargo_lprobe::cli::main());
 }

@@ -42,7 +42,7 @@ pub fn manifest(package: &str, runtime_dir: &str) -> String {
     format!(
         "[package]\nname = \"{}\"\nversion = \"0.0.0\"\nedition = \"2021\"\npublish = false\n\n[lib]\npath = \"lib.rs\"\n\n[dependencies]\nprobe_runtime = {{ package = \"{}\", path = {:?} }}\n\n[workspace]\n",
         package_name(package),
-        crate::runtime_src::PACKAGE,
+        crate::build::runtime_src::PACKAGE,
         runtime_dir
     )
 }
@@ -284,7 +284,7 @@ fn by_value_calls() -> String {
     let mut s = String::from(
         "use ::probe_runtime::Cap;\n\n/// Entry calls with their captures as arguments (see cargo-lprobe's `sites_crate::by_value_calls`).\n",
     );
-    for n in 1..=crate::rewrite::MAX_BY_VALUE {
+    for n in 1..=crate::build::rewrite::MAX_BY_VALUE {
         let ty: Vec<String> = (0..n).map(|k| format!("C{k}: Cap")).collect();
         let args: Vec<String> = (0..n).map(|k| format!("c{k}: C{k}")).collect();
         let refs: Vec<String> = (0..n).map(|k| format!("&c{k}")).collect();

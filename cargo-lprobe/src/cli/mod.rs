@@ -1,9 +1,10 @@
 //! The `lprobe` command line: finds instrumented processes and arms, lists, disarms and watches
-//! their probes through [`crate::client`].
+//! their probes through [`crate::cli::client`].
 //!
 //! [`main`] is what `src/bin/lprobe.rs` calls; [`run_with`] is the same with the process list,
 //! output streams and cancel flag injected (tests use it with fake servers).
 
+pub mod client;
 pub mod format;
 pub mod hot;
 
@@ -19,7 +20,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use serde_json::{json, Value};
 
-use crate::client::{self, Discovery, Hello, Next, Reach, Searched};
+use client::{Discovery, Hello, Next, Reach, Searched};
 use format::RecordStyle;
 
 const AFTER_HELP: &str = "\

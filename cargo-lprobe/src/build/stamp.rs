@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::copy_tree::files_under;
+use crate::build::copy_tree::files_under;
 
 /// One file: path relative to the walked root, length, modification time (ns since the epoch),
 /// and for a file modified in the last seconds before the walk, a hash of its content: file
@@ -58,7 +58,7 @@ pub fn key(parts: &[&str]) -> String {
         text.push('\u{1f}');
         text.push_str(p);
     }
-    crate::repair::content_hash(text.as_bytes())
+    crate::build::repair::content_hash(text.as_bytes())
 }
 
 fn mtime_ns(m: &fs::Metadata) -> u128 {
@@ -125,7 +125,9 @@ fn recent_since(tree: &[FileStat], walked: SystemTime) -> u128 {
 }
 
 fn content_hash(path: &Path) -> Option<String> {
-    fs::read(path).ok().map(|b| crate::repair::content_hash(&b))
+    fs::read(path)
+        .ok()
+        .map(|b| crate::build::repair::content_hash(&b))
 }
 
 /// Whether the files under `root` are as `old` recorded them (`now` is a fresh [`walk`]).

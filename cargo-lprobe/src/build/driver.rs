@@ -1,14 +1,18 @@
 //! `cargo lprobe build|check|run|test|bench`: the stages from the user's workspace to an
-//! instrumented build.
+//! instrumented build, each a function from one named value to the next ([`run`] shows them
+//! in order):
 //!
-//! 1. read the workspace (`workspace`) and each member's module tree;
-//! 2. find sites (`visit`) and splice probes into the text (`rewrite`), applying cached repair
-//!    outcomes;
-//! 3. mirror the workspace into `target/lprobe/src/` with the rewritten files and manifests
-//!    (`copy_tree`, `manifest`), and write the runtime and the sites crates;
-//! 4. build with JSON diagnostics; on errors in rewritten code, take out what caused them
-//!    (`repair`) and go back to 2;
-//! 5. for `run`, `test` and `bench`, hand over to cargo in the copy.
+//! 0. [`Setup`]: the workspace (`workspace`), the copy's directory (locked for the run) and
+//!    the skip lists; [`Freshness`]: the stamp's key and the workspace's file tree. When the
+//!    stamp says nothing changed, `reuse_copy` builds the last copy as it is (the short cut).
+//! 1. [`Found`] (`find_sites`): every source file parsed, its sites (`visit`) and the repair
+//!    outcomes remembered for it ([`Caches`]);
+//! 2. [`Built`] (`build_until_it_compiles`): splice probes into the text (`rewrite`), mirror
+//!    the workspace into `target/lprobe/src/` with the rewritten files, manifests, runtime and
+//!    sites crates (`write_copy`), build with JSON diagnostics, and on errors in rewritten
+//!    code take out what caused them (`judge_errors`, `repair`) and go again;
+//! 3. `finish`: save the outcomes and the stamp, report, and for `run`, `test` and `bench`
+//!    hand over to cargo in the copy.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{BufRead, BufReader, IsTerminal, Write};
@@ -19,15 +23,15 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::cargo::{Invocation, Report, Sub};
-use crate::copy_tree::{mirror, write_if_changed};
-use crate::repair::{self, Action, Cache, FileError};
-use crate::rewrite::{self, Exclusions, Rewritten};
-use crate::sites_crate::{self, SiteRow, SkippedRow};
-use crate::skip::{self, SkipList};
-use crate::stamp::{self, Stamp};
-use crate::visit::{self, FileSites, LineSel};
-use crate::workspace::{self, Package, Workspace};
+use crate::build::cargo::{Invocation, Report, Sub};
+use crate::build::copy_tree::{mirror, write_if_changed};
+use crate::build::repair::{self, Action, Cache, FileError};
+use crate::build::rewrite::{self, Exclusions, Rewritten};
+use crate::build::sites_crate::{self, SiteRow, SkippedRow};
+use crate::build::skip::{self, SkipList};
+use crate::build::stamp::{self, Stamp};
+use crate::build::visit::{self, FileSites, LineSel};
+use crate::build::workspace::{self, Package, Workspace};
 
 /// Most build rounds before giving up on repair. Every round must take something out, so
 /// the loop ends anyway; this bounds pathological cases.
@@ -72,7 +76,7 @@ struct PkgReport {
 }
 
 pub fn main(args: &[String]) -> i32 {
-    let inv = match crate::cargo::parse(args) {
+    let inv = match crate::build::cargo::parse(args) {
         Ok(i) => i,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -248,360 +252,475 @@ pub(crate) fn thousands(n: impl std::fmt::Display) -> String {
 
 pub fn run(inv: &Invocation) -> Result<i32> {
     let t0 = Instant::now();
-    let cwd = std::env::current_dir().context("reading the current directory")?;
-    let manifest = inv.manifest_path.as_ref().map(|p| cwd.join(p));
-    let ws = workspace::load(manifest.as_deref())?;
-    if inv.locked {
-        check_locked(&ws, inv)?;
-    }
-    let lp = ws.target_dir.join("lprobe");
-    // One run at a time writes the copy and builds it (held until the hand-over to cargo).
-    let lock = lock_copy(&lp)?;
-    // Per build: what the compiler wrapper did with the runtime (see runtime_cache).
-    let _ = std::fs::remove_file(lp.join("runtime-cache.log"));
-    let copy = lp.join("src");
-    let packages: Vec<&Package> = ws.members.iter().filter(|p| !p.is_proc_macro).collect();
-    for p in ws.members.iter().filter(|p| p.is_proc_macro) {
-        if inv.verbose {
-            eprintln!("lprobe: not instrumenting proc-macro crate {}", p.name);
-        }
-    }
-
-    let skips = skip_lists(inv, &ws, &cwd, &packages)?;
-
+    let setup = Setup::load(inv)?;
+    let fresh = Freshness::of(inv, &setup)?;
     // Nothing changed since the last successful build: build the copy as it is.
-    let stamp_path = lp.join("stamp.json");
-    let walked = std::time::SystemTime::now();
-    let mut tree = stamp::walk(&ws.root, &[ws.target_dir.clone(), lp.clone()])?;
-    let skip_keys: Vec<String> = skips.iter().map(SkipList::key).collect();
-    let key = stamp::key(&[
-        &format!("{ws:?}"),
-        &format!("{:?}", inv.lines),
-        &inv.skip_accessors.to_string(),
-        &format!("entry_all={}", inv.entry_all),
-        &format!("{skip_keys:?}"),
-    ]);
-    if let Some(old) = stamp::load(&stamp_path) {
-        if old.key == key
-            && stamp::unchanged(&ws.root, &old.tree, &tree)
-            && stamp::walk_copy(&lp).is_ok_and(|c| stamp::unchanged(&lp, &old.copy, &c))
-        {
-            let t_check = t0.elapsed();
-            let out = build_round(inv, &ws, &cwd, &copy, &lp)?;
-            if out.success {
-                let mut old = old;
-                if stamp::expire(&mut old.tree, walked) {
-                    let _ = stamp::save(&stamp_path, &old);
-                }
-                for w in &old.warnings {
-                    eprintln!("{w}");
-                }
-                let reports: Vec<PkgReport> =
-                    serde_json::from_value(old.reports.clone()).unwrap_or_default();
-                let phases = format!(
-                    "lprobe: phases: metadata and {} unchanged files {:.2}s (the copy from the last build is current), build {:.2}s, total {:.2}s",
-                    tree.len(),
-                    t_check.as_secs_f64(),
-                    (t0.elapsed() - t_check).as_secs_f64(),
-                    t0.elapsed().as_secs_f64()
-                );
-                let json_out = report(inv, &lp, &out, &reports, &old.notes, &phases)?;
-                drop(lock);
-                return hand_over(inv, &ws, &cwd, &copy, &lp, json_out);
-            }
-            if inv.verbose {
-                eprintln!("lprobe: building the unchanged copy failed; rewriting and repairing");
-            }
-        }
+    if let Some(json_out) = reuse_copy(inv, &setup, &fresh, t0)? {
+        return setup.hand_over(inv, json_out);
     }
     // A full run that stops half-way must not leave a stamp for the copy it changed.
-    stamp::remove(&stamp_path);
-    stamp::seal(&ws.root, &mut tree, walked);
-
-    // Stage 1-2: find the files and their sites.
-    let t_find = Instant::now();
-    let mut files: Vec<FileWork> = Vec::new();
-    let mut parse_failures = Vec::new();
-    let mut next_ids = vec![0u32; packages.len()];
-    let mut next_fns = vec![0u32; packages.len()];
-    let mut unparsed_root = vec![false; packages.len()];
-    let cache_path = lp.join("repair-cache.json");
-    // Also kept machine-wide per workspace, so that a build in a fresh target directory
-    // (a clean CI build, `cargo clean`) runs no repair round either.
-    let shared_cache = crate::runtime_cache::cache_dir().map(|d| {
-        d.join("repairs").join(format!(
-            "{}.json",
-            repair::content_hash(ws.root.display().to_string().as_bytes())
-        ))
-    });
-    // `--repairs FILE`: a committed copy of the outcomes (relative to the current directory).
-    let repairs_file = inv.repairs.as_ref().map(|f| cwd.join(f));
-    let mut cache = {
-        let mut paths: Vec<&Path> = vec![&cache_path];
-        paths.extend(shared_cache.as_deref());
-        paths.extend(repairs_file.as_deref());
-        Cache::load(&paths)
+    let fresh = fresh.unsealed(&setup);
+    let t_metadata = t0.elapsed();
+    let mut found = find_sites(inv, &setup)?;
+    found.t_metadata = t_metadata;
+    let built = match build_until_it_compiles(inv, &setup, &mut found)? {
+        Built::Compiled(b) => b,
+        Built::Failed(code) => return Ok(code),
     };
-    let mut total_lines = 0usize;
-    for (pi, pkg) in packages.iter().enumerate() {
-        let sources = workspace::module_files(pkg);
-        let names: Vec<(String, String)> = sources
+    finish(inv, setup, fresh, found, built, t0)
+}
+
+/// Stage 0: the workspace, the copy's directories (locked for this run), the skip lists.
+struct Setup {
+    cwd: PathBuf,
+    ws: Workspace,
+    /// `target/lprobe`.
+    lp: PathBuf,
+    /// `target/lprobe/src`: the rewritten copy.
+    copy: PathBuf,
+    /// One run at a time writes the copy and builds it (held until the hand-over to cargo).
+    lock: std::fs::File,
+    /// Per instrumented package (members but proc-macro crates), in order.
+    skips: Vec<SkipList>,
+}
+
+impl Setup {
+    fn load(inv: &Invocation) -> Result<Setup> {
+        let cwd = std::env::current_dir().context("reading the current directory")?;
+        let manifest = inv.manifest_path.as_ref().map(|p| cwd.join(p));
+        let ws = workspace::load(manifest.as_deref())?;
+        if inv.locked {
+            check_locked(&ws, inv)?;
+        }
+        let lp = ws.target_dir.join("lprobe");
+        let lock = lock_copy(&lp)?;
+        // Per build: what the compiler wrapper did with the runtime (see runtime_cache).
+        let _ = std::fs::remove_file(lp.join("runtime-cache.log"));
+        let copy = lp.join("src");
+        for p in ws.members.iter().filter(|p| p.is_proc_macro) {
+            if inv.verbose {
+                eprintln!("lprobe: not instrumenting proc-macro crate {}", p.name);
+            }
+        }
+        let packages: Vec<&Package> = ws.members.iter().filter(|p| !p.is_proc_macro).collect();
+        let skips = skip_lists(inv, &ws, &cwd, &packages)?;
+        Ok(Setup {
+            cwd,
+            ws,
+            lp,
+            copy,
+            lock,
+            skips,
+        })
+    }
+
+    /// The packages lprobe instruments.
+    fn packages(&self) -> Vec<&Package> {
+        self.ws
+            .members
             .iter()
-            .filter_map(|f| {
-                let ws_rel = rel_string(f.path.strip_prefix(&ws.root).ok()?);
-                let pkg_rel = rel_string(f.path.strip_prefix(&pkg.dir).ok()?);
-                Some((ws_rel, pkg_rel))
-            })
-            .collect();
-        let spec = inv
-            .lines
-            .clone()
-            .or_else(|| pkg.lines.clone())
-            .or_else(|| ws.lines.clone())
-            .unwrap_or_else(|| "none".into());
-        let (default_sel, explicit) = if inv.lines.is_some() || pkg.lines.is_some() {
-            line_selection(&spec, &names)?
-        } else {
-            // Workspace-level lines may name files of other packages.
-            line_selection(&spec, &names).unwrap_or((LineSel::None, HashMap::new()))
-        };
-        let skip_accessors = inv.skip_accessors || pkg.skip_accessors || ws.skip_accessors;
-        let skip = &skips[pi];
-        let package_traits = visit::declared_traits(
-            sources
-                .iter()
-                .filter_map(|s| s.source.as_ref()?.1.as_ref().ok()),
-        );
-        for src in sources {
-            let Ok(rel) = src.path.strip_prefix(&ws.root) else {
-                continue;
-            };
-            let rel = rel_string(rel);
-            let (text, parsed) = match src.source {
-                Some(source) => source,
-                None => {
-                    let text = std::fs::read_to_string(&src.path)
-                        .with_context(|| format!("reading {}", src.path.display()))?;
-                    let parsed = syn::parse_file(&text);
-                    (text, parsed)
-                }
-            };
-            total_lines += text.lines().count();
-            let file = match parsed {
-                Ok(f) => f,
-                Err(e) => {
-                    let at = e.span().start();
-                    parse_failures.push(format!("{rel}:{}: {e} (left as written)", at.line));
-                    if src.crate_root {
-                        unparsed_root[pi] = true;
-                    }
-                    continue;
-                }
-            };
-            let hash = repair::content_hash(text.as_bytes());
-            let text = if src.crate_root {
-                lower_forbids(&text, &file)
-            } else {
-                text
-            };
-            let sel = explicit
-                .get(&rel)
-                .cloned()
-                .unwrap_or_else(|| default_sel.clone());
-            let pkg_rel = src
-                .path
-                .strip_prefix(&pkg.dir)
-                .map(rel_string)
-                .unwrap_or_default();
-            let opts = visit::Options {
-                skip_accessors,
-                entry_all: inv.entry_all,
-                package_traits: &package_traits,
-                skip,
-                skip_file: skip.file(&rel, &pkg_rel).map(skip::Pattern::reason),
-            };
-            let sites = visit::find_sites_with(&text, &file, &src.module, &sel, &opts);
-            let includes = visit::find_includes(&text, &file);
-            let first = rewrite::FirstIds {
-                site: next_ids[pi],
-                func: next_fns[pi],
-            };
-            next_fns[pi] += sites.contexts.len() as u32;
-            next_ids[pi] += sites.sites.len() as u32;
-            let extern_at =
-                (src.crate_root && src.edition == "2015").then(|| after_inner_attrs(&text, &file));
-            // The site set depends on the selection, --skip-accessors and skip patterns.
-            let mut lines_key = lines_key(&sel);
-            if skip_accessors {
-                lines_key.push_str("+skip-accessors");
-            }
-            if inv.entry_all {
-                lines_key.push_str("+entry-all");
-            }
-            let by_pattern: Vec<&str> = sites
-                .contexts
-                .iter()
-                .filter(|c| c.skipped.as_deref().is_some_and(skip::is_pattern_reason))
-                .map(|c| c.func.as_str())
-                .collect();
-            if !by_pattern.is_empty() {
-                lines_key.push_str("+skip=");
-                lines_key.push_str(&repair::content_hash(by_pattern.join(",").as_bytes()));
-            }
-            let ex = cache
-                .get(&rel, &hash, &lines_key)
-                .cloned()
-                .unwrap_or_default();
-            files.push(FileWork {
-                rel,
-                pkg: pi,
-                text,
-                hash,
-                lines_key,
-                sites,
-                first,
-                extern_at,
-                crate_root: src.crate_root,
-                ex,
-                rewritten: None,
-                notes: Vec::new(),
-                includes,
-            });
+            .filter(|p| !p.is_proc_macro)
+            .collect()
+    }
+
+    fn stamp_path(&self) -> PathBuf {
+        self.lp.join("stamp.json")
+    }
+
+    /// Stage 5: releases the copy and hands over to cargo (`run`, `test`, `bench`).
+    fn hand_over(self, inv: &Invocation, json_out: bool) -> Result<i32> {
+        let Setup {
+            cwd,
+            ws,
+            lp,
+            copy,
+            lock,
+            ..
+        } = self;
+        drop(lock);
+        hand_over(inv, &ws, &cwd, &copy, &lp, json_out)
+    }
+}
+
+/// What decides whether the last build's copy is still current: the workspace's files and
+/// every option that changes the rewrite.
+struct Freshness {
+    key: String,
+    tree: Vec<stamp::FileStat>,
+    walked: std::time::SystemTime,
+}
+
+impl Freshness {
+    fn of(inv: &Invocation, setup: &Setup) -> Result<Freshness> {
+        let walked = std::time::SystemTime::now();
+        let tree = stamp::walk(
+            &setup.ws.root,
+            &[setup.ws.target_dir.clone(), setup.lp.clone()],
+        )?;
+        let skip_keys: Vec<String> = setup.skips.iter().map(SkipList::key).collect();
+        let key = stamp::key(&[
+            &format!("{:?}", setup.ws),
+            &format!("{:?}", inv.lines),
+            &inv.skip_accessors.to_string(),
+            &format!("entry_all={}", inv.entry_all),
+            &format!("{skip_keys:?}"),
+        ]);
+        Ok(Freshness { key, tree, walked })
+    }
+
+    /// Removes the last stamp (the copy is about to change) and seals the tree's times.
+    fn unsealed(mut self, setup: &Setup) -> Freshness {
+        stamp::remove(&setup.stamp_path());
+        stamp::seal(&setup.ws.root, &mut self.tree, self.walked);
+        self
+    }
+}
+
+/// The short cut: when the stamp says the workspace and the copy are as the last successful
+/// build left them, builds the copy as it is and reports (`Some(json_out)`: ready for the
+/// hand-over). `None`: take the full path.
+fn reuse_copy(
+    inv: &Invocation,
+    setup: &Setup,
+    fresh: &Freshness,
+    t0: Instant,
+) -> Result<Option<bool>> {
+    let Some(mut old) = stamp::load(&setup.stamp_path()) else {
+        return Ok(None);
+    };
+    let lp = &setup.lp;
+    if old.key != fresh.key
+        || !stamp::unchanged(&setup.ws.root, &old.tree, &fresh.tree)
+        || !stamp::walk_copy(lp).is_ok_and(|c| stamp::unchanged(lp, &old.copy, &c))
+    {
+        return Ok(None);
+    }
+    let t_check = t0.elapsed();
+    let out = build_round(inv, &setup.ws, &setup.cwd, &setup.copy, lp)?;
+    if !out.success {
+        if inv.verbose {
+            eprintln!("lprobe: building the unchanged copy failed; rewriting and repairing");
+        }
+        return Ok(None);
+    }
+    if stamp::expire(&mut old.tree, fresh.walked) {
+        let _ = stamp::save(&setup.stamp_path(), &old);
+    }
+    for w in &old.warnings {
+        eprintln!("{w}");
+    }
+    let reports: Vec<PkgReport> = serde_json::from_value(old.reports.clone()).unwrap_or_default();
+    let phases = format!(
+        "lprobe: phases: metadata and {} unchanged files {:.2}s (the copy from the last build is current), build {:.2}s, total {:.2}s",
+        fresh.tree.len(),
+        t_check.as_secs_f64(),
+        (t0.elapsed() - t_check).as_secs_f64(),
+        t0.elapsed().as_secs_f64()
+    );
+    report(inv, lp, &out, &reports, &old.notes, &phases).map(Some)
+}
+
+/// Stages 1-2: every source file of the instrumented packages, parsed, with its sites and the
+/// repair outcomes remembered for it.
+struct Found {
+    files: Vec<FileWork>,
+    /// Per package: sites and functions (the next free ids).
+    next_ids: Vec<u32>,
+    next_fns: Vec<u32>,
+    /// Per package: its crate root did not parse (no crate flags module there).
+    unparsed_root: Vec<bool>,
+    warnings: Vec<String>,
+    caches: Caches,
+    total_lines: usize,
+    /// Time spent reading metadata, and parsing and finding sites.
+    t_metadata: std::time::Duration,
+    t_parse: std::time::Duration,
+}
+
+/// Where repair outcomes are read from and saved to.
+struct Caches {
+    cache: Cache,
+    /// `target/lprobe/repair-cache.json`.
+    path: PathBuf,
+    /// Also kept machine-wide per workspace, so that a build in a fresh target directory (a
+    /// clean CI build, `cargo clean`) runs no repair round either.
+    shared: Option<PathBuf>,
+    /// `--repairs FILE`: a committed copy of the outcomes (relative to the current directory).
+    file: Option<PathBuf>,
+}
+
+impl Caches {
+    fn load(inv: &Invocation, setup: &Setup) -> Caches {
+        let path = setup.lp.join("repair-cache.json");
+        let shared = crate::build::runtime_cache::cache_dir().map(|d| {
+            d.join("repairs").join(format!(
+                "{}.json",
+                repair::content_hash(setup.ws.root.display().to_string().as_bytes())
+            ))
+        });
+        let file = inv.repairs.as_ref().map(|f| setup.cwd.join(f));
+        let mut paths: Vec<&Path> = vec![&path];
+        paths.extend(shared.as_deref());
+        paths.extend(file.as_deref());
+        let cache = Cache::load(&paths);
+        Caches {
+            cache,
+            path,
+            shared,
+            file,
         }
     }
-    promote_recalls(&mut files);
-    let t_metadata = t_find.duration_since(t0);
-    let t_parse = t_find.elapsed();
-    let mut warnings: Vec<String> = parse_failures
+
+    /// Keeps what was learned; `--repairs` is written only after a build that compiled.
+    fn save(&mut self, files: &[FileWork], compiled: bool) -> Result<()> {
+        let file = if compiled { self.file.as_deref() } else { None };
+        save_cache(
+            &mut self.cache,
+            files,
+            &self.path,
+            self.shared.as_deref(),
+            file,
+        )
+    }
+}
+
+fn find_sites(inv: &Invocation, setup: &Setup) -> Result<Found> {
+    let t_find = Instant::now();
+    let packages = setup.packages();
+    let caches = Caches::load(inv, setup);
+    let mut found = Found {
+        files: Vec::new(),
+        next_ids: vec![0; packages.len()],
+        next_fns: vec![0; packages.len()],
+        unparsed_root: vec![false; packages.len()],
+        warnings: Vec::new(),
+        caches,
+        total_lines: 0,
+        t_metadata: std::time::Duration::ZERO,
+        t_parse: std::time::Duration::ZERO,
+    };
+    let mut parse_failures = Vec::new();
+    for (pi, pkg) in packages.iter().enumerate() {
+        find_package_sites(inv, setup, pi, pkg, &mut found, &mut parse_failures)?;
+    }
+    promote_recalls(&mut found.files);
+    found.t_parse = t_find.elapsed();
+    found.warnings = parse_failures
         .iter()
         .map(|f| format!("lprobe: warning: cannot parse {f}"))
         .collect();
-    warnings.extend(skip::unused(&skips).map(|p| {
+    found.warnings.extend(skip::unused(&setup.skips).map(|p| {
         format!(
             "lprobe: warning: skip pattern '{}' ({}) matches no function or source file of the instrumented packages",
             p.text, p.origin
         )
     }));
-    for w in &warnings {
+    for w in &found.warnings {
         eprintln!("{w}");
     }
+    Ok(found)
+}
 
-    // Stages 3-4: write the copy and build until it compiles.
-    let runtime_dir = lp.join("runtime");
+/// The files of package `pi` (`pkg`), appended to `found.files`.
+fn find_package_sites(
+    inv: &Invocation,
+    setup: &Setup,
+    pi: usize,
+    pkg: &Package,
+    found: &mut Found,
+    parse_failures: &mut Vec<String>,
+) -> Result<()> {
+    let ws = &setup.ws;
+    let sources = workspace::module_files(pkg);
+    let names: Vec<(String, String)> = sources
+        .iter()
+        .filter_map(|f| {
+            let ws_rel = rel_string(f.path.strip_prefix(&ws.root).ok()?);
+            let pkg_rel = rel_string(f.path.strip_prefix(&pkg.dir).ok()?);
+            Some((ws_rel, pkg_rel))
+        })
+        .collect();
+    let spec = inv
+        .lines
+        .clone()
+        .or_else(|| pkg.lines.clone())
+        .or_else(|| ws.lines.clone())
+        .unwrap_or_else(|| "none".into());
+    let (default_sel, explicit) = if inv.lines.is_some() || pkg.lines.is_some() {
+        line_selection(&spec, &names)?
+    } else {
+        // Workspace-level lines may name files of other packages.
+        line_selection(&spec, &names).unwrap_or((LineSel::None, HashMap::new()))
+    };
+    let skip_accessors = inv.skip_accessors || pkg.skip_accessors || ws.skip_accessors;
+    let skip = &setup.skips[pi];
+    let package_traits = visit::declared_traits(
+        sources
+            .iter()
+            .filter_map(|s| s.source.as_ref()?.1.as_ref().ok()),
+    );
+    for src in sources {
+        let Ok(rel) = src.path.strip_prefix(&ws.root) else {
+            continue;
+        };
+        let rel = rel_string(rel);
+        let (text, parsed) = match src.source {
+            Some(source) => source,
+            None => {
+                let text = std::fs::read_to_string(&src.path)
+                    .with_context(|| format!("reading {}", src.path.display()))?;
+                let parsed = syn::parse_file(&text);
+                (text, parsed)
+            }
+        };
+        found.total_lines += text.lines().count();
+        let file = match parsed {
+            Ok(f) => f,
+            Err(e) => {
+                let at = e.span().start();
+                parse_failures.push(format!("{rel}:{}: {e} (left as written)", at.line));
+                if src.crate_root {
+                    found.unparsed_root[pi] = true;
+                }
+                continue;
+            }
+        };
+        let hash = repair::content_hash(text.as_bytes());
+        let text = if src.crate_root {
+            lower_forbids(&text, &file)
+        } else {
+            text
+        };
+        let sel = explicit
+            .get(&rel)
+            .cloned()
+            .unwrap_or_else(|| default_sel.clone());
+        let pkg_rel = src
+            .path
+            .strip_prefix(&pkg.dir)
+            .map(rel_string)
+            .unwrap_or_default();
+        let opts = visit::Options {
+            skip_accessors,
+            entry_all: inv.entry_all,
+            package_traits: &package_traits,
+            skip,
+            skip_file: skip.file(&rel, &pkg_rel).map(skip::Pattern::reason),
+        };
+        let sites = visit::find_sites_with(&text, &file, &src.module, &sel, &opts);
+        let includes = visit::find_includes(&text, &file);
+        let first = rewrite::FirstIds {
+            site: found.next_ids[pi],
+            func: found.next_fns[pi],
+        };
+        found.next_fns[pi] += sites.contexts.len() as u32;
+        found.next_ids[pi] += sites.sites.len() as u32;
+        let extern_at =
+            (src.crate_root && src.edition == "2015").then(|| after_inner_attrs(&text, &file));
+        let lines_key = file_lines_key(&sel, skip_accessors, inv.entry_all, &sites);
+        let ex = found
+            .caches
+            .cache
+            .get(&rel, &hash, &lines_key)
+            .cloned()
+            .unwrap_or_default();
+        found.files.push(FileWork {
+            rel,
+            pkg: pi,
+            text,
+            hash,
+            lines_key,
+            sites,
+            first,
+            extern_at,
+            crate_root: src.crate_root,
+            ex,
+            rewritten: None,
+            notes: Vec::new(),
+            includes,
+        });
+    }
+    Ok(())
+}
+
+/// What a file's site set depends on besides its text: the line selection, --skip-accessors,
+/// --entry all and the skip patterns that matched.
+fn file_lines_key(
+    sel: &LineSel,
+    skip_accessors: bool,
+    entry_all: bool,
+    sites: &FileSites,
+) -> String {
+    let mut key = lines_key(sel);
+    if skip_accessors {
+        key.push_str("+skip-accessors");
+    }
+    if entry_all {
+        key.push_str("+entry-all");
+    }
+    let by_pattern: Vec<&str> = sites
+        .contexts
+        .iter()
+        .filter(|c| c.skipped.as_deref().is_some_and(skip::is_pattern_reason))
+        .map(|c| c.func.as_str())
+        .collect();
+    if !by_pattern.is_empty() {
+        key.push_str("+skip=");
+        key.push_str(&repair::content_hash(by_pattern.join(",").as_bytes()));
+    }
+    key
+}
+
+/// Stages 3-4's result.
+enum Built {
+    /// The copy compiled.
+    Compiled(Compiled),
+    /// It did not, and repair could take nothing more out: the exit code.
+    Failed(i32),
+}
+
+struct Compiled {
+    outcome: Outcome,
+    rounds: usize,
+    repair_rounds: usize,
+    t_build: std::time::Duration,
+}
+
+/// Stages 3-4: write the copy and build it; on errors in rewritten code, take out what caused
+/// them and go again.
+fn build_until_it_compiles(inv: &Invocation, setup: &Setup, found: &mut Found) -> Result<Built> {
+    let packages = setup.packages();
+    let runtime_dir = setup.lp.join("runtime");
     let mut round = 0;
     let mut repair_rounds = 0;
     let build_start = Instant::now();
-    let outcome = loop {
+    loop {
         round += 1;
         let round_start = Instant::now();
-        let crate_flags = crate_flags_ok(&files, &unparsed_root);
-        for f in files.iter_mut() {
-            let flags = if crate_flags[f.pkg] {
-                rewrite::FlagsHome::Crate {
-                    define: f.crate_root.then(|| (next_ids[f.pkg], next_fns[f.pkg])),
-                }
-            } else {
-                rewrite::FlagsHome::SitesCrate
-            };
-            f.rewritten = Some(rewrite::rewrite(
-                &f.text,
-                &f.sites,
-                f.first,
-                &f.ex,
-                f.extern_at,
-                flags,
-            ));
-        }
-        redirect_includes(&mut files, &ws.root, &lp)?;
-        write_copy(&ws, &packages, &files, &lp, &copy, &runtime_dir)?;
-        let out = build_round(inv, &ws, &cwd, &copy, &lp)?;
+        rewrite_files(found);
+        redirect_includes(&mut found.files, &setup.ws.root, &setup.lp)?;
+        write_copy(
+            &setup.ws,
+            &packages,
+            &found.files,
+            &setup.lp,
+            &setup.copy,
+            &runtime_dir,
+        )?;
+        let out = build_round(inv, &setup.ws, &setup.cwd, &setup.copy, &setup.lp)?;
         if out.success {
-            break out;
+            return Ok(Built::Compiled(Compiled {
+                outcome: out,
+                rounds: round,
+                repair_rounds,
+                t_build: build_start.elapsed(),
+            }));
         }
-        // Judge every error located in a rewritten file.
-        let mut progress = false;
-        let by_rel: HashMap<String, usize> = files
-            .iter()
-            .enumerate()
-            .map(|(i, f)| (f.rel.clone(), i))
-            .collect();
-        // An error in a crate flags module changes how every file of its package is
-        // rewritten: that package's other errors wait for the next round.
-        let module_failed: HashSet<usize> = out
-            .errors
-            .iter()
-            .filter_map(|(file, err)| {
-                let f = &files[*by_rel.get(file)?];
-                in_crate_module(f, err).then_some(f.pkg)
-            })
-            .collect();
-        // Per package: a short type name is unique within one compiler run only.
-        let not_debug: Vec<HashSet<String>> = (0..packages.len())
-            .map(|pi| {
-                repair::not_debug_types(out.errors.iter().filter_map(|(file, e)| {
-                    let f = &files[*by_rel.get(file)?];
-                    (f.pkg == pi).then_some(e)
-                }))
-            })
-            .collect();
-        for (file, err) in &out.errors {
-            let Some(&i) = by_rel.get(file) else {
-                continue;
-            };
-            if module_failed.contains(&files[i].pkg) && !in_crate_module(&files[i], err) {
-                continue;
-            }
-            let f = &mut files[i];
-            let Some(rw) = &f.rewritten else { continue };
-            let action = repair::judge(err, &f.sites, rw, &mut f.ex, &not_debug[f.pkg]);
-            if let Action::Demote { .. } = action {
-                // Not a loss: the binding is still captured (see `rewrite::Form`).
-                progress = true;
-            } else if action != Action::None {
-                progress = true;
-                let what = describe(&action, &f.sites);
-                let note = format!(
-                    "{}: {} ({}{})",
-                    f.rel,
-                    what,
-                    err.code
-                        .as_deref()
-                        .map(|c| format!("{c}: "))
-                        .unwrap_or_default(),
-                    err.message
-                );
-                if !f.notes.contains(&note) {
-                    f.notes.push(note);
-                }
-            }
-        }
+        let progress = judge_errors(&out, &mut found.files, packages.len());
         if !progress || round >= MAX_ROUNDS {
             // Keep what was learned: the next build starts from it.
-            save_cache(
-                &mut cache,
-                &files,
-                &cache_path,
-                shared_cache.as_deref(),
-                None,
-            )?;
-            for r in &out.rendered_errors {
-                eprint!("{r}");
-            }
-            for l in &out.stderr {
-                eprintln!("{l}");
-            }
-            if out.internal {
-                bail!("lprobe's generated runtime or site table failed to compile (a bug in lprobe {}, please report it with the errors above)", env!("CARGO_PKG_VERSION"));
-            }
-            if progress {
-                bail!("the instrumented build still fails after {MAX_ROUNDS} repair rounds; the errors above are from the rewritten copy in {}", copy.display());
-            }
-            if out.rendered_errors.is_empty() {
-                eprintln!("error: cargo failed before compiling (see its message above)");
-            } else {
-                eprintln!("error: the build failed; the errors above are in your code (lprobe's probes were not the cause)");
-            }
-            return Ok(101);
+            found.caches.save(&found.files, false)?;
+            return give_up(&out, progress, &setup.copy).map(Built::Failed);
         }
         repair_rounds += 1;
         if inv.verbose {
@@ -619,48 +738,162 @@ pub fn run(inv: &Invocation) -> Result<i32> {
                 round_start.elapsed().as_secs_f64()
             );
         }
-    };
-    let t_build = build_start.elapsed();
+    }
+}
 
-    // Remember what each file needed.
-    save_cache(
-        &mut cache,
-        &files,
-        &cache_path,
-        shared_cache.as_deref(),
-        repairs_file.as_deref(),
-    )?;
+/// Rewrites every file with what repair has taken out so far.
+fn rewrite_files(found: &mut Found) {
+    let crate_flags = crate_flags_ok(&found.files, &found.unparsed_root);
+    for f in found.files.iter_mut() {
+        let flags = if crate_flags[f.pkg] {
+            rewrite::FlagsHome::Crate {
+                define: f
+                    .crate_root
+                    .then(|| (found.next_ids[f.pkg], found.next_fns[f.pkg])),
+            }
+        } else {
+            rewrite::FlagsHome::SitesCrate
+        };
+        f.rewritten = Some(rewrite::rewrite(
+            &f.text,
+            &f.sites,
+            f.first,
+            &f.ex,
+            f.extern_at,
+            flags,
+        ));
+    }
+}
 
-    let reports = reports(&packages, &files);
-    let notes: Vec<String> = files.iter().flat_map(|f| f.notes.iter().cloned()).collect();
+/// Judges every error located in a rewritten file (`repair::judge`); whether anything was
+/// taken out or stepped down.
+fn judge_errors(out: &Outcome, files: &mut [FileWork], n_packages: usize) -> bool {
+    let mut progress = false;
+    let by_rel: HashMap<String, usize> = files
+        .iter()
+        .enumerate()
+        .map(|(i, f)| (f.rel.clone(), i))
+        .collect();
+    // An error in a crate flags module changes how every file of its package is rewritten:
+    // that package's other errors wait for the next round.
+    let module_failed: HashSet<usize> = out
+        .errors
+        .iter()
+        .filter_map(|(file, err)| {
+            let f = &files[*by_rel.get(file)?];
+            in_crate_module(f, err).then_some(f.pkg)
+        })
+        .collect();
+    // Per package: a short type name is unique within one compiler run only.
+    let not_debug: Vec<HashSet<String>> = (0..n_packages)
+        .map(|pi| {
+            repair::not_debug_types(out.errors.iter().filter_map(|(file, e)| {
+                let f = &files[*by_rel.get(file)?];
+                (f.pkg == pi).then_some(e)
+            }))
+        })
+        .collect();
+    for (file, err) in &out.errors {
+        let Some(&i) = by_rel.get(file) else {
+            continue;
+        };
+        if module_failed.contains(&files[i].pkg) && !in_crate_module(&files[i], err) {
+            continue;
+        }
+        let f = &mut files[i];
+        let Some(rw) = &f.rewritten else { continue };
+        let action = repair::judge(err, &f.sites, rw, &mut f.ex, &not_debug[f.pkg]);
+        if let Action::Demote { .. } = action {
+            // Not a loss: the binding is still captured (see `rewrite::Form`).
+            progress = true;
+        } else if action != Action::None {
+            progress = true;
+            let what = describe(&action, &f.sites);
+            let note = format!(
+                "{}: {} ({}{})",
+                f.rel,
+                what,
+                err.code
+                    .as_deref()
+                    .map(|c| format!("{c}: "))
+                    .unwrap_or_default(),
+                err.message
+            );
+            if !f.notes.contains(&note) {
+                f.notes.push(note);
+            }
+        }
+    }
+    progress
+}
+
+/// The build failed and repair can do no more: prints why, returns the exit code (or the
+/// error for a failure of lprobe's own code).
+fn give_up(out: &Outcome, progress: bool, copy: &Path) -> Result<i32> {
+    for r in &out.rendered_errors {
+        eprint!("{r}");
+    }
+    for l in &out.stderr {
+        eprintln!("{l}");
+    }
+    if out.internal {
+        bail!("lprobe's generated runtime or site table failed to compile (a bug in lprobe {}, please report it with the errors above)", env!("CARGO_PKG_VERSION"));
+    }
+    if progress {
+        bail!("the instrumented build still fails after {MAX_ROUNDS} repair rounds; the errors above are from the rewritten copy in {}", copy.display());
+    }
+    if out.rendered_errors.is_empty() {
+        eprintln!("error: cargo failed before compiling (see its message above)");
+    } else {
+        eprintln!("error: the build failed; the errors above are in your code (lprobe's probes were not the cause)");
+    }
+    Ok(101)
+}
+
+/// Stage 5: remember what each file needed, stamp the copy, report, hand over to cargo.
+fn finish(
+    inv: &Invocation,
+    setup: Setup,
+    fresh: Freshness,
+    mut found: Found,
+    built: Compiled,
+    t0: Instant,
+) -> Result<i32> {
+    found.caches.save(&found.files, true)?;
+    let packages = setup.packages();
+    let reports = reports(&packages, &found.files);
+    let notes: Vec<String> = found
+        .files
+        .iter()
+        .flat_map(|f| f.notes.iter().cloned())
+        .collect();
     let phases = format!(
         "lprobe: phases: metadata {:.2}s, parse+find {:.2}s ({} lines, {:.0} lines/s), build {:.2}s ({} rounds, {} repair), total {:.2}s",
-        t_metadata.as_secs_f64(),
-        t_parse.as_secs_f64(),
-        total_lines,
-        total_lines as f64 / t_parse.as_secs_f64().max(1e-9),
-        t_build.as_secs_f64(),
-        round,
-        repair_rounds,
+        found.t_metadata.as_secs_f64(),
+        found.t_parse.as_secs_f64(),
+        found.total_lines,
+        found.total_lines as f64 / found.t_parse.as_secs_f64().max(1e-9),
+        built.t_build.as_secs_f64(),
+        built.rounds,
+        built.repair_rounds,
         t0.elapsed().as_secs_f64()
     );
     // Best effort: without a stamp the next build only takes the full path.
-    if let Ok(copy_state) = stamp::walk_copy(&lp) {
+    if let Ok(copy_state) = stamp::walk_copy(&setup.lp) {
         let _ = stamp::save(
-            &stamp_path,
+            &setup.stamp_path(),
             &Stamp {
-                key,
-                tree,
+                key: fresh.key,
+                tree: fresh.tree,
                 copy: copy_state,
                 reports: serde_json::to_value(&reports).unwrap_or_default(),
                 notes: notes.clone(),
-                warnings,
+                warnings: found.warnings,
             },
         );
     }
-    let json_out = report(inv, &lp, &outcome, &reports, &notes, &phases)?;
-    drop(lock);
-    hand_over(inv, &ws, &cwd, &copy, &lp, json_out)
+    let json_out = report(inv, &setup.lp, &built.outcome, &reports, &notes, &phases)?;
+    setup.hand_over(inv, json_out)
 }
 
 /// Points `include_str!`/`include_bytes!` of a file lprobe rewrites at a copy of the original
@@ -928,7 +1161,7 @@ fn write_copy(
             let name = sites_crate::package_name(&packages[pi].name);
             (name, lp.join("sites").join(&packages[pi].name))
         });
-        let edited = crate::manifest::edit(
+        let edited = crate::build::manifest::edit(
             &text,
             dir,
             &ws.root,
@@ -947,12 +1180,12 @@ fn write_copy(
     )?;
 
     // The runtime.
-    for (name, content) in crate::runtime_src::FILES {
+    for (name, content) in crate::build::runtime_src::FILES {
         write_if_changed(&runtime_dir.join("src").join(name), content.as_bytes())?;
     }
     write_if_changed(
         &runtime_dir.join("Cargo.toml"),
-        crate::runtime_src::manifest().as_bytes(),
+        crate::build::runtime_src::manifest().as_bytes(),
     )?;
 
     // The sites crates.
@@ -1199,7 +1432,7 @@ fn cargo_command(
     }
     // The embedded runtime is compiled once per machine (see runtime_cache).
     if std::env::var_os("LPROBE_CACHE_DIR").is_none_or(|d| d != "off") {
-        cmd.envs(crate::runtime_cache::wrapper_env(
+        cmd.envs(crate::build::runtime_cache::wrapper_env(
             &lp.join("runtime-cache.log"),
         ));
     }
@@ -1214,7 +1447,7 @@ fn cargo_command(
             profile.to_uppercase().replace('-', "_")
         );
         if std::env::var_os(&var).is_none()
-            && !crate::manifest::profile_sets_debug(&root_manifest, profile)
+            && !crate::build::manifest::profile_sets_debug(&root_manifest, profile)
         {
             cmd.env(var, "line-tables-only");
         }
@@ -1308,8 +1541,8 @@ fn build_round(
                     continue;
                 };
                 let pkg = msg.get("package_id").and_then(|p| p.as_str()).unwrap_or("");
-                let ours =
-                    pkg.contains(crate::runtime_src::PACKAGE) || pkg.contains("lprobe-sites-");
+                let ours = pkg.contains(crate::build::runtime_src::PACKAGE)
+                    || pkg.contains("lprobe-sites-");
                 let level = m.get("level").and_then(|l| l.as_str()).unwrap_or("");
                 let rendered = m
                     .get("rendered")

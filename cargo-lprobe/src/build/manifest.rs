@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use toml_edit::{DocumentMut, InlineTable, Item, Value};
 
 /// The dependency name instrumented code uses for its sites crate.
-pub const SITES_DEP: &str = crate::rewrite::SITES_CRATE;
+pub const SITES_DEP: &str = crate::build::rewrite::SITES_CRATE;
 
 /// Rewrites one manifest. `manifest_dir` is its directory in the user's workspace; `root` the
 /// workspace root; `sites` the sites crate to depend on (package name, absolute path), if the
@@ -67,14 +67,14 @@ fn optimize_runtime_in_dev(doc: &mut DocumentMut) {
     else {
         return;
     };
-    if packages.contains_key(crate::runtime_src::PACKAGE) {
+    if packages.contains_key(crate::build::runtime_src::PACKAGE) {
         return;
     }
     let mut t = toml_edit::Table::new();
     t.insert("opt-level", toml_edit::value(1));
     t.insert("debug-assertions", toml_edit::value(false));
     t.insert("overflow-checks", toml_edit::value(false));
-    packages.insert(crate::runtime_src::PACKAGE, Item::Table(t));
+    packages.insert(crate::build::runtime_src::PACKAGE, Item::Table(t));
 }
 
 /// Lexically normalizes `a/b/../c` to `a/c`.

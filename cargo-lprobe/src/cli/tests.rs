@@ -1,8 +1,8 @@
 //! Tests for the `lprobe` commands, against fake servers on temporary sockets.
 
 use super::*;
-use crate::client::tests::fake_server;
-use crate::client::SocketEntry;
+use crate::cli::client::tests::fake_server;
+use crate::cli::client::SocketEntry;
 use std::os::unix::net::UnixListener;
 
 fn hello_json(pid: u32) -> String {

@@ -18,7 +18,7 @@ use std::rc::Rc;
 use anyhow::{bail, Context, Result};
 use probe_runtime::location::{fn_matches, glob};
 
-use crate::workspace::Skips;
+use crate::build::workspace::Skips;
 
 /// What a pattern names.
 #[derive(Clone, Debug, PartialEq, Eq)]

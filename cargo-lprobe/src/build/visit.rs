@@ -16,8 +16,8 @@ use proc_macro2::{LineColumn, Span};
 use syn::spanned::Spanned;
 use syn::visit::Visit;
 
-use crate::recall::Owner;
-use crate::skip::SkipList;
+use crate::build::recall::Owner;
+use crate::build::skip::SkipList;
 
 /// Which statement lines of a file get line sites.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -81,7 +81,7 @@ pub struct Site {
     /// inlined).
     pub timed: bool,
     /// At an entry site: the call of the function with its own arguments, by which a timed
-    /// call times itself ([`crate::recall`]); `None` where the function keeps a guard.
+    /// call times itself ([`crate::build::recall`]); `None` where the function keeps a guard.
     pub recall: Option<String>,
     /// The same call for a function that would keep a guard: the driver moves it to
     /// `recall` when the function is public or called from several functions.
@@ -1314,7 +1314,7 @@ impl<'a> Visitor<'a> {
             // with one only where the driver finds the function called from more than one
             // place (`recall_guarded`): a second call site would cost a function called once
             // its inlining.
-            let call = crate::recall::call(&self.owner, attrs, sig);
+            let call = crate::build::recall::call(&self.owner, attrs, sig);
             if s.timed {
                 s.recall_guarded = call;
             } else {
@@ -1334,7 +1334,7 @@ impl<'a> Visitor<'a> {
         // types): `if`/`else` of different types.
         let opaque_return = match &sig.output {
             syn::ReturnType::Type(_, t) => {
-                crate::recall::mentions_impl(quote::ToTokens::to_token_stream(&**t))
+                crate::build::recall::mentions_impl(quote::ToTokens::to_token_stream(&**t))
             }
             syn::ReturnType::Default => false,
         };
@@ -2142,7 +2142,9 @@ mod tests {
         let skip = SkipList {
             patterns: ["fn:P::peek", "fn:k::hot"]
                 .iter()
-                .map(|p| std::rc::Rc::new(crate::skip::parse_pattern(p, "--skip").expect("ok")))
+                .map(|p| {
+                    std::rc::Rc::new(crate::build::skip::parse_pattern(p, "--skip").expect("ok"))
+                })
                 .collect(),
         };
         let fs = find_sites_with(src, &file, "k", &LineSel::All, &Options::new(&none, &skip));

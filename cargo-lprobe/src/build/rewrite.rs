@@ -9,7 +9,7 @@ use std::ops::Range;
 
 use serde::{Deserialize, Serialize};
 
-use crate::visit::{FileSites, SiteKind};
+use crate::build::visit::{FileSites, SiteKind};
 
 /// What the repair loop has taken out of a file. Site and context indices are those of
 /// `visit::FileSites`, stable across rounds.
@@ -589,7 +589,7 @@ pub fn rewrite(
                 out.push('\n');
             }
             let start = out.len();
-            out.push_str(&crate::sites_crate::crate_flags_module(n, m));
+            out.push_str(&crate::build::sites_crate::crate_flags_module(n, m));
             out.push('\n');
             Some(start..out.len())
         }
@@ -621,7 +621,7 @@ pub fn rewrite(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::visit::{find_sites, LineSel};
+    use crate::build::visit::{find_sites, LineSel};
 
     fn go(src: &str, ex: &Exclusions) -> (FileSites, Rewritten) {
         go_lines(src, ex, &LineSel::All)

@@ -9,7 +9,7 @@ use anyhow::{bail, Result};
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::driver::thousands;
+use crate::build::driver::thousands;
 
 /// One function's calls.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -335,7 +335,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let file = dir.path().join("hot.skip");
         std::fs::write(&file, &text).expect("write");
-        let pats = crate::skip::read_file(&file, "hot.skip").expect("a valid skip file");
+        let pats = crate::build::skip::read_file(&file, "hot.skip").expect("a valid skip file");
         let texts: Vec<&str> = pats.iter().map(|p| p.text.as_str()).collect();
         assert_eq!(texts, ["fn:app::peek", "fn:app::Shape::area"]);
     }

@@ -220,7 +220,7 @@ fn key(rustc: &str, args: &[String], call: &Call) -> Option<String> {
     }
     let manifest = Path::new(&call.src_dir).parent()?.join("Cargo.toml");
     text.extend_from_slice(&std::fs::read(manifest).unwrap_or_default());
-    Some(crate::repair::content_hash(&text))
+    Some(crate::build::repair::content_hash(&text))
 }
 
 /// Where one compile's outputs were, to rewrite paths that mention them.

@@ -14,8 +14,8 @@ use std::path::Path;
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
-use crate::rewrite::{binding_of, Exclusions, Form, Rewritten};
-use crate::visit::FileSites;
+use crate::build::rewrite::{binding_of, Exclusions, Form, Rewritten};
+use crate::build::visit::FileSites;
 
 /// Borrow-check codes: rustc reports these once per variable, so the variable is dropped from
 /// the failing site onward rather than at that site only.
@@ -284,7 +284,7 @@ fn form_of_text(t: &str) -> Form {
 fn capture_at(
     rw: &Rewritten,
     b: usize,
-) -> Option<(&crate::rewrite::Placed, &String, &Range<usize>)> {
+) -> Option<(&crate::build::rewrite::Placed, &String, &Range<usize>)> {
     rw.placed
         .iter()
         .filter(|p| p.range.contains(&b))
@@ -333,7 +333,7 @@ pub fn tool_hash() -> String {
         include_str!("visit.rs"),
         include_str!("rewrite.rs"),
         include_str!("repair.rs"),
-        include_str!("../../probe-runtime/src/lib.rs"),
+        include_str!("../../../probe-runtime/src/lib.rs"),
     ] {
         text.push_str(part);
     }
@@ -366,7 +366,7 @@ impl Cache {
         c.version = CACHE_VERSION;
         c.tool = tool_hash();
         let text = serde_json::to_vec_pretty(&c)?;
-        crate::copy_tree::write_if_changed(path, &text)?;
+        crate::build::copy_tree::write_if_changed(path, &text)?;
         Ok(())
     }
 
@@ -406,8 +406,8 @@ mod tests {
     fn judge(err: &FileError, sites: &FileSites, rw: &Rewritten, ex: &mut Exclusions) -> Action {
         super::judge(err, sites, rw, ex, &HashSet::new())
     }
-    use crate::rewrite::{rewrite, FlagsHome};
-    use crate::visit::{find_sites, LineSel};
+    use crate::build::rewrite::{rewrite, FlagsHome};
+    use crate::build::visit::{find_sites, LineSel};
 
     fn setup(src: &str) -> (FileSites, Rewritten) {
         setup_with(src, FlagsHome::SitesCrate)

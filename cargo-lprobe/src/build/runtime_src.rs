@@ -3,41 +3,71 @@
 
 /// (file name under `src/`, content) of every runtime source file.
 pub const FILES: &[(&str, &str)] = &[
-    ("args.rs", include_str!("../../probe-runtime/src/args.rs")),
+    (
+        "args.rs",
+        include_str!("../../../probe-runtime/src/args.rs"),
+    ),
     (
         "capture.rs",
-        include_str!("../../probe-runtime/src/capture.rs"),
+        include_str!("../../../probe-runtime/src/capture.rs"),
     ),
     (
         "control.rs",
-        include_str!("../../probe-runtime/src/control.rs"),
+        include_str!("../../../probe-runtime/src/control.rs"),
     ),
-    ("expr.rs", include_str!("../../probe-runtime/src/expr.rs")),
-    ("json.rs", include_str!("../../probe-runtime/src/json.rs")),
-    ("lib.rs", include_str!("../../probe-runtime/src/lib.rs")),
+    (
+        "expr.rs",
+        include_str!("../../../probe-runtime/src/expr.rs"),
+    ),
+    (
+        "json.rs",
+        include_str!("../../../probe-runtime/src/json.rs"),
+    ),
+    ("lib.rs", include_str!("../../../probe-runtime/src/lib.rs")),
     (
         "location.rs",
-        include_str!("../../probe-runtime/src/location.rs"),
+        include_str!("../../../probe-runtime/src/location.rs"),
     ),
-    ("path.rs", include_str!("../../probe-runtime/src/path.rs")),
-    ("probe.rs", include_str!("../../probe-runtime/src/probe.rs")),
-    ("regex.rs", include_str!("../../probe-runtime/src/regex.rs")),
+    (
+        "path.rs",
+        include_str!("../../../probe-runtime/src/path.rs"),
+    ),
+    (
+        "probe.rs",
+        include_str!("../../../probe-runtime/src/probe.rs"),
+    ),
+    (
+        "regex.rs",
+        include_str!("../../../probe-runtime/src/regex.rs"),
+    ),
     (
         "registry.rs",
-        include_str!("../../probe-runtime/src/registry.rs"),
+        include_str!("../../../probe-runtime/src/registry.rs"),
     ),
-    ("sink.rs", include_str!("../../probe-runtime/src/sink.rs")),
-    ("stack.rs", include_str!("../../probe-runtime/src/stack.rs")),
+    (
+        "sink.rs",
+        include_str!("../../../probe-runtime/src/sink.rs"),
+    ),
+    (
+        "stack.rs",
+        include_str!("../../../probe-runtime/src/stack.rs"),
+    ),
     (
         "template.rs",
-        include_str!("../../probe-runtime/src/template.rs"),
+        include_str!("../../../probe-runtime/src/template.rs"),
     ),
-    ("time.rs", include_str!("../../probe-runtime/src/time.rs")),
+    (
+        "time.rs",
+        include_str!("../../../probe-runtime/src/time.rs"),
+    ),
     (
         "timing.rs",
-        include_str!("../../probe-runtime/src/timing.rs"),
+        include_str!("../../../probe-runtime/src/timing.rs"),
     ),
-    ("value.rs", include_str!("../../probe-runtime/src/value.rs")),
+    (
+        "value.rs",
+        include_str!("../../../probe-runtime/src/value.rs"),
+    ),
 ];
 
 /// The runtime's package name in the rewritten workspace; its library is `probe_runtime`.

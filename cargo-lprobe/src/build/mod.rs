@@ -1,0 +1,20 @@
+//! The instrumented build, as a pipeline (`driver`): find the workspace (`workspace`, `cargo`),
+//! copy it aside (`copy_tree`, `manifest`), find the sites of each file (`visit`, `skip`,
+//! `recall`), write the probes into the copy (`rewrite`, `sites_crate`), build it and repair
+//! what did not compile (`repair`), skip it all when nothing changed (`stamp`), and compile the
+//! runtime once per machine (`runtime_src`, `runtime_cache`).
+
+pub mod cargo;
+pub mod copy_tree;
+pub mod driver;
+pub mod manifest;
+pub mod recall;
+pub mod repair;
+pub mod rewrite;
+pub mod runtime_cache;
+pub mod runtime_src;
+pub mod sites_crate;
+pub mod skip;
+pub mod stamp;
+pub mod visit;
+pub mod workspace;
