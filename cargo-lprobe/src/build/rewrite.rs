@@ -241,11 +241,6 @@ pub fn rewrite(
     extern_crate: Option<usize>,
     flags: FlagsHome,
 ) -> Rewritten {
-    let FirstIds {
-        site: first_id,
-        func: first_fn,
-    } = first;
-    let mut pieces: Vec<Piece> = Vec::new();
     if ex.file_original {
         return Rewritten {
             text: text.to_owned(),
@@ -262,120 +257,197 @@ pub fn rewrite(
         FlagsHome::SitesCrate => format!("::{SITES_CRATE}"),
         FlagsHome::Crate { .. } => "crate::__lprobe".to_owned(),
     };
+    let plan = Plan::new(sites, ex);
+    let w = Writer {
+        sites,
+        ex,
+        first,
+        chk,
+        plan,
+    };
+    let mut pieces: Vec<Piece> = Vec::new();
     if let Some(at) = extern_crate {
         pieces.push(Piece::text(
             at,
             format!(" #[allow(unused_extern_crates)] extern crate {SITES_CRATE};"),
         ));
     }
-    // A function whose entry probe is placed reads its function flag into a local at entry;
-    // its line sites (outside closures) test that local first, so a loop whose body has no
-    // call keeps no load and stays vectorizable. Loop heads re-read the local only where such
-    // a line site reads it: with entry sites alone (the default density) nothing does, and a
-    // relaxed atomic load is never removed by the optimizer even when its value is unused.
-    let mut local = vec![false; sites.contexts.len()];
-    let mut line_reader = vec![false; sites.contexts.len()];
-    for (i, s) in sites.sites.iter().enumerate() {
-        if s.context >= local.len() || !ex.keeps_site(i, s.context) {
-            continue;
-        }
-        match s.kind {
-            SiteKind::Entry => local[s.context] = true,
-            SiteKind::Line if !s.in_closure => line_reader[s.context] = true,
-            SiteKind::Line => {}
-        }
-    }
-    let reads_local: Vec<bool> = local
-        .iter()
-        .zip(&line_reader)
-        .map(|(a, b)| *a && *b)
-        .collect();
-    // Two bodies (`visit::FnContext::twice`): the function runs `::lprobe_sites::twice!{
-    // FLAG; [ENTRY] RET; BODY }`, which is `if FLAG { return cold(move || -> RET { ENTRY
-    // BODY }) } else { BODY }`: the instrumented copy (entry probe, timing guard, line sites
-    // where `__LPROBE_COPY` is true) lives in a closure called out of line, so the dormant
-    // path is the original body after one check, with no capture, guard or second call in
-    // it, and the function keeps its size for the inliner. Both copies keep the original
-    // lines (macro tokens keep their spans). A function whose line sites sit in a loop that
-    // re-reads the flag keeps one body (the loop must see arming while it runs).
-    let refreshed: HashSet<usize> = sites.loops.iter().map(|l| l.context).collect();
-    let entry_kept: HashSet<usize> = sites
-        .sites
-        .iter()
-        .enumerate()
-        .filter(|(i, s)| s.kind == SiteKind::Entry && ex.keeps_site(*i, s.context))
-        .map(|(_, s)| s.context)
-        .collect();
-    let guarded: HashSet<usize> = sites
-        .sites
-        .iter()
-        .filter(|s| s.kind == SiteKind::Entry && s.timed && s.recall.is_none())
-        .map(|s| s.context)
-        .collect();
-    let twice: Vec<bool> = sites
-        .contexts
-        .iter()
-        .enumerate()
-        .map(|(c, ctx)| {
-            // With entry sites only, a function timed by a guard (private, called from one
-            // place: the inliner would lose the single-call bonus of the functions its body
-            // calls, which the copy calls a second time) keeps one body; the others (which
-            // would otherwise time a call by calling themselves again) get the copy.
-            let wanted = if reads_local[c] {
-                !refreshed.contains(&c)
-            } else {
-                !guarded.contains(&c)
-            };
-            ctx.twice && wanted && entry_kept.contains(&c) && !ex.no_twice.contains(&c)
-        })
-        .collect();
-    for head in &sites.loops {
-        if reads_local.get(head.context).copied().unwrap_or(false) {
-            let k = first_fn + head.context as u32;
-            pieces.push(Piece::text(
-                head.offset,
-                format!(" {chk}::refresh(&mut __lprobe_fn, {k}); "),
-            ));
-        }
-    }
-    // The site before a function's first statement is checked in the entry site's cold call
-    // when both capture the same names (they see the same bindings, and nothing runs between
-    // them): one call in the function body instead of two keeps small functions inlinable.
-    let kept = |i: usize| -> Vec<&String> {
-        sites.sites[i]
-            .names
+    pieces.extend(w.loop_heads());
+    pieces.extend(
+        sites
+            .sites
             .iter()
-            .filter(|n| ex.keeps_capture(sites, i, n))
-            .collect()
-    };
-    let merged: HashMap<usize, usize> = sites
-        .sites
-        .iter()
-        .enumerate()
-        .filter(|(j, s)| s.first_stmt && ex.keeps_site(*j, s.context))
-        .filter_map(|(j, s)| {
-            let i = j.checked_sub(1)?;
-            let e = sites.sites.get(i)?;
-            (e.kind == SiteKind::Entry
-                && e.context == s.context
-                && ex.keeps_site(i, e.context)
-                && kept(i) == kept(j))
-            .then_some((i, j))
-        })
-        .collect();
-    let merged_lines: HashSet<usize> = merged.values().copied().collect();
-    for (i, site) in sites.sites.iter().enumerate() {
-        if !ex.keeps_site(i, site.context) || merged_lines.contains(&i) {
-            continue;
+            .enumerate()
+            .filter_map(|(i, site)| w.site_piece(i, site)),
+    );
+    let twice_pieces = w.close_twice(&mut pieces);
+    assemble(text, pieces, &twice_pieces, &w, flags)
+}
+
+/// What the rewrite of one file decides before it writes a probe.
+struct Plan {
+    /// Per context: its entry probe is placed (it reads the function flag into a local).
+    local: Vec<bool>,
+    /// Per context: line sites outside closures test that local.
+    reads_local: Vec<bool>,
+    /// Per context: the body is written twice (see `twice`).
+    twice: Vec<bool>,
+    /// Entry site -> the first statement's line site checked in the same call.
+    merged: HashMap<usize, usize>,
+    merged_lines: HashSet<usize>,
+}
+
+impl Plan {
+    fn new(sites: &FileSites, ex: &Exclusions) -> Plan {
+        // A function whose entry probe is placed reads its function flag into a local at entry;
+        // its line sites (outside closures) test that local first, so a loop whose body has no
+        // call keeps no load and stays vectorizable. Loop heads re-read the local only where such
+        // a line site reads it: with entry sites alone (the default density) nothing does, and a
+        // relaxed atomic load is never removed by the optimizer even when its value is unused.
+        let mut local = vec![false; sites.contexts.len()];
+        let mut line_reader = vec![false; sites.contexts.len()];
+        for (i, s) in sites.sites.iter().enumerate() {
+            if s.context >= local.len() || !ex.keeps_site(i, s.context) {
+                continue;
+            }
+            match s.kind {
+                SiteKind::Entry => local[s.context] = true,
+                SiteKind::Line if !s.in_closure => line_reader[s.context] = true,
+                SiteKind::Line => {}
+            }
         }
-        let id = first_id + i as u32;
-        let k = first_fn + site.context as u32;
-        let uses_local = !site.in_closure && local.get(site.context).copied().unwrap_or(false);
+        let reads_local: Vec<bool> = local
+            .iter()
+            .zip(&line_reader)
+            .map(|(a, b)| *a && *b)
+            .collect();
+        // Two bodies (`visit::FnContext::twice`): the function runs `::lprobe_sites::twice!{
+        // FLAG; [ENTRY] RET; BODY }`, which is `if FLAG { return cold(move || -> RET { ENTRY
+        // BODY }) } else { BODY }`: the instrumented copy (entry probe, timing guard, line sites
+        // where `__LPROBE_COPY` is true) lives in a closure called out of line, so the dormant
+        // path is the original body after one check, with no capture, guard or second call in
+        // it, and the function keeps its size for the inliner. Both copies keep the original
+        // lines (macro tokens keep their spans). A function whose line sites sit in a loop that
+        // re-reads the flag keeps one body (the loop must see arming while it runs).
+        let refreshed: HashSet<usize> = sites.loops.iter().map(|l| l.context).collect();
+        let entry_kept: HashSet<usize> = sites
+            .sites
+            .iter()
+            .enumerate()
+            .filter(|(i, s)| s.kind == SiteKind::Entry && ex.keeps_site(*i, s.context))
+            .map(|(_, s)| s.context)
+            .collect();
+        let guarded: HashSet<usize> = sites
+            .sites
+            .iter()
+            .filter(|s| s.kind == SiteKind::Entry && s.timed && s.recall.is_none())
+            .map(|s| s.context)
+            .collect();
+        let twice: Vec<bool> = sites
+            .contexts
+            .iter()
+            .enumerate()
+            .map(|(c, ctx)| {
+                // With entry sites only, a function timed by a guard (private, called from one
+                // place: the inliner would lose the single-call bonus of the functions its body
+                // calls, which the copy calls a second time) keeps one body; the others (which
+                // would otherwise time a call by calling themselves again) get the copy.
+                let wanted = if reads_local[c] {
+                    !refreshed.contains(&c)
+                } else {
+                    !guarded.contains(&c)
+                };
+                ctx.twice && wanted && entry_kept.contains(&c) && !ex.no_twice.contains(&c)
+            })
+            .collect();
+
+        // The site before a function's first statement is checked in the entry site's cold call
+        // when both capture the same names (they see the same bindings, and nothing runs between
+        // them): one call in the function body instead of two keeps small functions inlinable.
+        let kept = |i: usize| -> Vec<&String> {
+            sites.sites[i]
+                .names
+                .iter()
+                .filter(|n| ex.keeps_capture(sites, i, n))
+                .collect()
+        };
+        let merged: HashMap<usize, usize> = sites
+            .sites
+            .iter()
+            .enumerate()
+            .filter(|(j, s)| s.first_stmt && ex.keeps_site(*j, s.context))
+            .filter_map(|(j, s)| {
+                let i = j.checked_sub(1)?;
+                let e = sites.sites.get(i)?;
+                (e.kind == SiteKind::Entry
+                    && e.context == s.context
+                    && ex.keeps_site(i, e.context)
+                    && kept(i) == kept(j))
+                .then_some((i, j))
+            })
+            .collect();
+        let merged_lines: HashSet<usize> = merged.values().copied().collect();
+
+        Plan {
+            local,
+            reads_local,
+            twice,
+            merged,
+            merged_lines,
+        }
+    }
+}
+
+/// The rewrite of one file: its sites, what repair took out, its ids and where its checks
+/// read the flags.
+struct Writer<'a> {
+    sites: &'a FileSites,
+    ex: &'a Exclusions,
+    first: FirstIds,
+    /// The path of the checks (`::lprobe_sites` or `crate::__lprobe`).
+    chk: String,
+    plan: Plan,
+}
+
+impl Writer<'_> {
+    /// The flag re-reads at the heads of loops whose functions' line sites test the local.
+    fn loop_heads(&self) -> Vec<Piece> {
+        let (sites, chk) = (self.sites, &self.chk);
+        let mut pieces = Vec::new();
+        for head in &sites.loops {
+            if self
+                .plan
+                .reads_local
+                .get(head.context)
+                .copied()
+                .unwrap_or(false)
+            {
+                let k = self.first.func + head.context as u32;
+                pieces.push(Piece::text(
+                    head.offset,
+                    format!(" {chk}::refresh(&mut __lprobe_fn, {k}); "),
+                ));
+            }
+        }
+        pieces
+    }
+
+    /// The probe at site `i`, or `None` when it is not placed (taken out, or merged into
+    /// its function's entry).
+    fn site_piece(&self, i: usize, site: &crate::build::visit::Site) -> Option<Piece> {
+        let w = self;
+        let (sites, ex, chk, plan) = (self.sites, self.ex, &self.chk, &self.plan);
+        if !ex.keeps_site(i, site.context) || plan.merged_lines.contains(&i) {
+            return None;
+        }
+        let id = w.first.site + i as u32;
+        let k = w.first.func + site.context as u32;
+        let uses_local = !site.in_closure && plan.local.get(site.context).copied().unwrap_or(false);
         // An entry site times its calls by calling its function again (`recall`), or else
         // keeps a guard for the whole call, unless the function is small or `#[inline]`; a
         // line site is a plain check.
         let in_cold_copy =
-            site.kind == SiteKind::Entry && twice.get(site.context).copied().unwrap_or(false);
+            site.kind == SiteKind::Entry && plan.twice.get(site.context).copied().unwrap_or(false);
         let recall = match (&site.recall, site.kind) {
             (Some(call), SiteKind::Entry)
                 if !ex.no_recall.contains(&site.context) && !in_cold_copy =>
@@ -407,7 +479,7 @@ pub fn rewrite(
         );
         let in_twice = site.kind == SiteKind::Line
             && uses_local
-            && twice.get(site.context).copied().unwrap_or(false);
+            && plan.twice.get(site.context).copied().unwrap_or(false);
         // With `recall`: the text after the captures, and where the call is in it.
         let mut recall_tail = (String::new(), 0..0);
         // The entry of a body written twice opens the macro; its probe and the guard go in
@@ -420,19 +492,19 @@ pub fn rewrite(
             " ::{SITES_CRATE}::twice!{{ {chk}::fn_on({k}); [ #[allow(unused_mut, unused_variables)] let mut __lprobe_guard = {chk}::entry({id}, true); "
         );
         let mut code = if in_cold_copy {
-            match merged.get(&i) {
+            match plan.merged.get(&i) {
                 Some(j) => format!(
                     "{cold_open}__lprobe_guard.timed(::{SITES_CRATE}::hit_first{sfx}({}, {}, __lprobe_guard.on(), {open}",
                     id,
-                    first_id + *j as u32
+                    w.first.site + *j as u32
                 ),
                 None => format!(
                     "{cold_open}if __lprobe_guard.on() {{ __lprobe_guard.timed(::{SITES_CRATE}::hit_entry{sfx}({id}, {open}"
                 ),
             }
         } else if let Some(call) = recall {
-            let enter = match merged.get(&i) {
-                Some(j) => format!("enter_first{sfx}({id}, {}, ", first_id + *j as u32),
+            let enter = match plan.merged.get(&i) {
+                Some(j) => format!("enter_first{sfx}({id}, {}, ", w.first.site + *j as u32),
                 None => format!("enter{sfx}({id}, "),
             };
             // The captures go in the middle; the rest is written after them.
@@ -444,8 +516,8 @@ pub fn rewrite(
             format!(
                 "{fn_local} #[allow(unreachable_code, unused_unsafe)] if __lprobe_fn {{ let __lprobe_t = ::{SITES_CRATE}::{enter}{open}"
             )
-        } else if let (SiteKind::Entry, false, Some(j)) = (site.kind, timed, merged.get(&i)) {
-            let line = first_id + *j as u32;
+        } else if let (SiteKind::Entry, false, Some(j)) = (site.kind, timed, plan.merged.get(&i)) {
+            let line = w.first.site + *j as u32;
             format!(
                 "{fn_local} #[allow(unreachable_code)] if __lprobe_fn {{ ::{SITES_CRATE}::hit_pair{sfx}({id}, {line}, {open}"
             )
@@ -453,8 +525,8 @@ pub fn rewrite(
             format!(
                 "{fn_local} #[allow(unreachable_code)] if __lprobe_fn {{ ::{SITES_CRATE}::hit_if{sfx}({id}, {open}"
             )
-        } else if let (SiteKind::Entry, Some(j)) = (site.kind, merged.get(&i)) {
-            let line = first_id + *j as u32;
+        } else if let (SiteKind::Entry, Some(j)) = (site.kind, plan.merged.get(&i)) {
+            let line = w.first.site + *j as u32;
             format!(
                 "{fn_local} #[allow(unused_mut, unused_variables)] let mut __lprobe_guard = {chk}::entry({id}, __lprobe_fn); #[allow(unreachable_code)] if __lprobe_fn {{ __lprobe_guard.timed(::{SITES_CRATE}::hit_first{sfx}({id}, {line}, __lprobe_guard.on(), {open}"
             )
@@ -475,6 +547,47 @@ pub fn rewrite(
                 " #[allow(unreachable_code)] if {chk}::on({id}) {{ ::{SITES_CRATE}::hit({id}, &["
             )
         };
+        let caps = self.captures(i, site, in_twice, amp, &mut code);
+        // Entry sites pass the call's start time (0: not timed) back to the guard.
+        let mut recall_range = None;
+        if recall.is_some() {
+            let (tail, at) = &recall_tail;
+            recall_range = Some(code.len() + at.start..code.len() + at.end);
+            code.push_str(tail);
+        } else if in_cold_copy {
+            code.push_str(&match plan.merged.get(&i) {
+                Some(_) => format!("{close})); ] {ret}; "),
+                None => format!("{close})) }} ] {ret}; "),
+            });
+        } else {
+            code.push_str(&if timed {
+                format!("{close})) }} ")
+            } else {
+                format!("{close}) }} ")
+            });
+        }
+        Some(Piece {
+            at: site.offset,
+            order: 0,
+            code,
+            site: Some(i),
+            captures: caps,
+            recall: recall_range,
+            timed: site.kind == SiteKind::Entry && (timed || recall.is_some()),
+        })
+    }
+
+    /// Appends site `i`'s captures to `code` (`amp`: `&` when they go in an array); each
+    /// name with its range in `code`.
+    fn captures(
+        &self,
+        i: usize,
+        site: &crate::build::visit::Site,
+        in_twice: bool,
+        amp: &str,
+        code: &mut String,
+    ) -> Vec<(String, Range<usize>)> {
+        let (sites, ex) = (self.sites, self.ex);
         let mut caps = Vec::new();
         for name in &site.names {
             if !ex.keeps_capture(sites, i, name) {
@@ -501,53 +614,45 @@ pub fn rewrite(
             });
             caps.push((name.clone(), start..code.len()));
         }
-        // Entry sites pass the call's start time (0: not timed) back to the guard.
-        let mut recall_range = None;
-        if recall.is_some() {
-            let (tail, at) = &recall_tail;
-            recall_range = Some(code.len() + at.start..code.len() + at.end);
-            code.push_str(tail);
-        } else if in_cold_copy {
-            code.push_str(&match merged.get(&i) {
-                Some(_) => format!("{close})); ] {ret}; "),
-                None => format!("{close})) }} ] {ret}; "),
-            });
-        } else {
-            code.push_str(&if timed {
-                format!("{close})) }} ")
-            } else {
-                format!("{close}) }} ")
-            });
+        caps
+    }
+
+    /// Closes each body written twice before its closing brace; the pieces (by index) that
+    /// open and close one, with its context.
+    fn close_twice(&self, pieces: &mut Vec<Piece>) -> HashMap<usize, usize> {
+        let (sites, twice) = (self.sites, &self.plan.twice);
+        // The two bodies open in the entry site's text and close before the body's closing brace.
+        let mut twice_of_piece: Vec<(usize, usize)> = Vec::new();
+        for (n, p) in pieces.iter().enumerate() {
+            let Some(i) = p.site else { continue };
+            let s = &sites.sites[i];
+            if s.kind == SiteKind::Entry && twice.get(s.context).copied().unwrap_or(false) {
+                twice_of_piece.push((n, s.context));
+            }
         }
-        pieces.push(Piece {
-            at: site.offset,
-            order: 0,
-            code,
-            site: Some(i),
-            captures: caps,
-            recall: recall_range,
-            timed: site.kind == SiteKind::Entry && (timed || recall.is_some()),
-        });
-    }
-    // The two bodies open in the entry site's text and close before the body's closing brace.
-    let mut twice_of_piece: Vec<(usize, usize)> = Vec::new();
-    for (n, p) in pieces.iter().enumerate() {
-        let Some(i) = p.site else { continue };
-        let s = &sites.sites[i];
-        if s.kind == SiteKind::Entry && twice.get(s.context).copied().unwrap_or(false) {
-            twice_of_piece.push((n, s.context));
+        for (c, on) in twice.iter().enumerate() {
+            if *on {
+                twice_of_piece.push((pieces.len(), c));
+                pieces.push(Piece::text(sites.contexts[c].body_end, " } ".to_owned()));
+            }
         }
-    }
-    for (c, on) in twice.iter().enumerate() {
-        if *on {
-            twice_of_piece.push((pieces.len(), c));
-            pieces.push(Piece::text(sites.contexts[c].body_end, " } ".to_owned()));
+        for (i, p) in pieces.iter_mut().enumerate() {
+            p.order = i;
         }
+        twice_of_piece.into_iter().collect()
     }
-    for (i, p) in pieces.iter_mut().enumerate() {
-        p.order = i;
-    }
-    let twice_pieces: HashMap<usize, usize> = twice_of_piece.into_iter().collect();
+}
+
+/// Splices `pieces` into `text` (stable: at one offset, a loop head, pushed first, precedes a
+/// probe) and records where each probe, capture and body written twice landed.
+fn assemble(
+    text: &str,
+    mut pieces: Vec<Piece>,
+    twice_pieces: &HashMap<usize, usize>,
+    w: &Writer<'_>,
+    flags: FlagsHome,
+) -> Rewritten {
+    let (first_id, merged) = (w.first.site, &w.plan.merged);
     // Stable: at one offset, a loop head (pushed first) precedes a probe.
     pieces.sort_by_key(|p| p.at);
 

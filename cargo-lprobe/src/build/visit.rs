@@ -1190,6 +1190,43 @@ impl<'a> Visitor<'a> {
     }
 
     /// Visits a function item: `sig` and `block`, with `span` covering the whole item.
+    /// The names a function's parameters bind, with those whose declared type is not a
+    /// small `Copy` (captured by reference from the start) and those of a generic type that
+    /// cannot be `Debug` (type name only).
+    fn param_names(&self, sig: &syn::Signature) -> (Vec<String>, HashSet<String>, HashSet<String>) {
+        let mut params = Vec::new();
+        let mut not_copy = HashSet::new();
+        let mut not_debug = HashSet::new();
+        let generics: Vec<&syn::Generics> = std::iter::once(&sig.generics)
+            .chain(self.impl_generics.as_ref())
+            .collect();
+        for input in &sig.inputs {
+            match input {
+                syn::FnArg::Receiver(r) => {
+                    params.push("self".to_owned());
+                    // `&self` is a shared reference (a copy); `&mut self`, `self`, `self: Box<Self>` are not.
+                    let shared = r.reference.is_some() && r.mutability.is_none();
+                    if !shared || r.colon_token.is_some() {
+                        not_copy.insert("self".to_owned());
+                    }
+                }
+                syn::FnArg::Typed(t) => {
+                    let first = params.len();
+                    pat_bindings(&t.pat, &mut params);
+                    if matches!(*t.pat, syn::Pat::Ident(_)) && !small_copy_type(&t.ty) {
+                        not_copy.extend(params[first..].iter().cloned());
+                    }
+                    if matches!(*t.pat, syn::Pat::Ident(_))
+                        && not_debug_generic(&t.ty, &generics, &self.trait_names)
+                    {
+                        not_debug.extend(params[first..].iter().cloned());
+                    }
+                }
+            }
+        }
+        (params, not_copy, not_debug)
+    }
+
     fn visit_function(
         &mut self,
         attrs: &[syn::Attribute],
@@ -1261,36 +1298,7 @@ impl<'a> Visitor<'a> {
         let saved_closure = std::mem::replace(&mut self.in_closure, 0);
         let saved_self = self.self_ty.take();
 
-        let mut params = Vec::new();
-        let mut not_copy = HashSet::new();
-        let mut not_debug = HashSet::new();
-        let generics: Vec<&syn::Generics> = std::iter::once(&sig.generics)
-            .chain(self.impl_generics.as_ref())
-            .collect();
-        for input in &sig.inputs {
-            match input {
-                syn::FnArg::Receiver(r) => {
-                    params.push("self".to_owned());
-                    // `&self` is a shared reference (a copy); `&mut self`, `self`, `self: Box<Self>` are not.
-                    let shared = r.reference.is_some() && r.mutability.is_none();
-                    if !shared || r.colon_token.is_some() {
-                        not_copy.insert("self".to_owned());
-                    }
-                }
-                syn::FnArg::Typed(t) => {
-                    let first = params.len();
-                    pat_bindings(&t.pat, &mut params);
-                    if matches!(*t.pat, syn::Pat::Ident(_)) && !small_copy_type(&t.ty) {
-                        not_copy.extend(params[first..].iter().cloned());
-                    }
-                    if matches!(*t.pat, syn::Pat::Ident(_))
-                        && not_debug_generic(&t.ty, &generics, &self.trait_names)
-                    {
-                        not_debug.extend(params[first..].iter().cloned());
-                    }
-                }
-            }
-        }
+        let (params, not_copy, not_debug) = self.param_names(sig);
         let params = self.bind(params);
         for (name, b) in &params {
             self.out.params.insert(*b);
