@@ -28,6 +28,41 @@ fn edge_cases_pass_their_own_tests_instrumented_at_every_line() {
 }
 
 #[test]
+fn edge_cases_pass_their_own_tests_with_every_function_armed() {
+    // Every function gets sites (`--entry all`) and every site is armed: the instrumented
+    // copies (out-of-line closures) run, and compute, borrow, convert and drop as the
+    // originals (`copies.rs` asserts the order in which parameters drop).
+    let plain = cargo("edge-cases", true, &["test"]);
+    assert!(plain.status.success());
+    let p = passed(&stdout(&plain));
+    let dir = tempfile::tempdir().expect("tempdir");
+    for mode in ["snapshot", "duration"] {
+        let out = dir.path().join(format!("{mode}.jsonl"));
+        let armed = cargo_env(
+            "edge-cases",
+            false,
+            &["test", "--lines", "all", "--entry", "all"],
+            &[
+                ("LPROBE_ARM_ALL", mode),
+                ("LPROBE_OUTPUT", out.to_str().expect("utf-8")),
+            ],
+        );
+        assert!(armed.status.success(), "{mode}: {}", stdout(&armed));
+        assert_eq!(passed(&stdout(&armed)), p, "{mode}");
+        let recs = std::fs::read_to_string(&out).expect("records");
+        assert!(
+            recs.contains(&format!("\"kind\":\"{mode}\"")),
+            "{mode}: no {mode} records:\n{recs}"
+        );
+        if mode == "snapshot" {
+            for f in ["copies::tail", "copies::Store::slot", "copies::drop_order"] {
+                assert!(recs.contains(&format!("edge_cases::{f}\"")), "{f}: {recs}");
+            }
+        }
+    }
+}
+
+#[test]
 fn skip_accessors_leaves_trivial_accessors_without_sites_and_the_tests_pass() {
     let plain = cargo("edge-cases", true, &["test"]);
     assert!(plain.status.success());

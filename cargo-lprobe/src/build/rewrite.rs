@@ -484,10 +484,10 @@ impl Writer<'_> {
         let mut recall_tail = (String::new(), 0..0);
         // The entry of a body written twice opens the macro; its probe and the guard go in
         // the instrumented copy.
-        let ret = sites
+        let (ret, rebind) = sites
             .contexts
             .get(site.context)
-            .map_or("()", |c| c.ret.as_str());
+            .map_or(("()", ""), |c| (c.ret.as_str(), c.rebind.as_str()));
         let cold_open = format!(
             " ::{SITES_CRATE}::twice!{{ {chk}::fn_on({k}); [ #[allow(unused_mut, unused_variables)] let mut __lprobe_guard = {chk}::entry({id}, true); "
         );
@@ -556,8 +556,8 @@ impl Writer<'_> {
             code.push_str(tail);
         } else if in_cold_copy {
             code.push_str(&match plan.merged.get(&i) {
-                Some(_) => format!("{close})); ] {ret}; "),
-                None => format!("{close})) }} ] {ret}; "),
+                Some(_) => format!("{close})); {rebind}] {ret}; "),
+                None => format!("{close})) }} {rebind}] {ret}; "),
             });
         } else {
             code.push_str(&if timed {
@@ -797,7 +797,7 @@ mod tests {
         // The first statement's site is checked in the entry's call (same captures), and
         // placed where the entry is; the instrumented copy times the call with a guard.
         assert!(rw.text.starts_with(
-            "fn f(a: u8) -> u8 { ::lprobe_sites::twice!{ ::lprobe_sites::fn_on(0); [ #[allow(unused_mut, unused_variables)] let mut __lprobe_guard = ::lprobe_sites::entry(10, true); __lprobe_guard.timed(::lprobe_sites::hit_first_1(10, 11, __lprobe_guard.on(), ::lprobe_sites::ByCopy(a))); ] u8; \n"
+            "fn f(a: u8) -> u8 { ::lprobe_sites::twice!{ ::lprobe_sites::fn_on(0); [ #[allow(unused_mut, unused_variables)] let mut __lprobe_guard = ::lprobe_sites::entry(10, true); __lprobe_guard.timed(::lprobe_sites::hit_first_1(10, 11, __lprobe_guard.on(), ::lprobe_sites::ByCopy(a))); #[allow(unused_variables, unused_mut)] let a = a; ] u8; \n"
         ), "{}", rw.text);
         assert!(at(0).timed && at(0).recall.is_none());
         assert!(!rw.text.contains("on(11)"));

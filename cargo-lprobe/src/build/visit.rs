@@ -122,6 +122,11 @@ pub struct FnContext {
     /// The return type as written (`()` when there is none): the instrumented copy's closure
     /// says it, so `return` and `?` inside it convert as they do in the function.
     pub ret: String,
+    /// The parameters bound by a plain name, other than `self`, moved into locals of the
+    /// instrumented copy in order (`let mut n = n;`): its closure would otherwise drop them in
+    /// the order it captured them; as locals they drop in reverse order after the body's own
+    /// locals, as parameters do.
+    pub rebind: String,
     /// Byte offset of the body's closing brace.
     pub body_end: usize,
 }
@@ -597,6 +602,29 @@ pub const TINY_FN_TOKENS: usize = 64;
 /// inlined in turn (measured on real crates' own code: BENCHMARKS.md).
 pub fn is_tiny(block: &syn::Block) -> bool {
     body_within(block, TINY_FN_TOKENS, true)
+}
+
+/// `let [mut] NAME = NAME;` for each parameter bound by a plain name (see
+/// `FnContext::rebind`).
+fn rebind_params(sig: &syn::Signature) -> String {
+    let mut out = String::new();
+    for input in &sig.inputs {
+        let syn::FnArg::Typed(t) = input else {
+            continue;
+        };
+        let syn::Pat::Ident(p) = &*t.pat else {
+            continue;
+        };
+        if p.by_ref.is_some() || p.subpat.is_some() {
+            continue;
+        }
+        let m = if p.mutability.is_some() { "mut " } else { "" };
+        let name = &p.ident;
+        out.push_str(&format!(
+            "#[allow(unused_variables, unused_mut)] let {m}{name} = {name}; "
+        ));
+    }
+    out
 }
 
 /// Macros that compile to nothing in a release build (`debug-assertions` off): their tokens
@@ -1278,6 +1306,7 @@ impl<'a> Visitor<'a> {
                 syn::ReturnType::Type(_, t) => quote::ToTokens::to_token_stream(&**t).to_string(),
                 syn::ReturnType::Default => "()".to_owned(),
             },
+            rebind: rebind_params(sig),
             body_end: self.index.offset(block.brace_token.span.close().start()),
         });
         let ctx_index = self.out.contexts.len() - 1;
@@ -1672,6 +1701,7 @@ impl<'ast> Visit<'ast> for Visitor<'_> {
                         public: true,
                         twice: false,
                         ret: String::new(),
+                        rebind: String::new(),
                         body_end: 0,
                     });
                 }
