@@ -1058,6 +1058,14 @@ mod tests {
         let src = "fn f(mut n: u64) -> u64 {\n    let mut d = 0;\n    while n > 9 {\n        n /= 10;\n        d += 1;\n    }\n    d\n}\n";
         let (fs, _) = go(src, &Exclusions::default());
         assert!(fs.contexts[0].twice && fs.loops.is_empty());
+        // Nor do constructors and assertions: they cannot wait.
+        let src = "fn f(v: &mut [Option<u8>]) -> Option<(usize, u8)> {\n    for (k, e) in v.iter_mut().enumerate() {\n        debug_assert!(k < 99);\n        if let Some(x) = e {\n            return Some((k, *x));\n        }\n    }\n    None\n}\n";
+        let (fs, rw) = go(src, &Exclusions::default());
+        assert!(fs.loops.is_empty() && rw.text.contains("twice!"), "{}", rw.text);
+        // A call in the loop may wait: its head re-reads the flag.
+        let src = src.replace("debug_assert!(k < 99);", "work(k);");
+        let (fs, _) = go(&src, &Exclusions::default());
+        assert_eq!(fs.loops.len(), 1);
     }
 
     #[test]

@@ -1532,17 +1532,25 @@ fn calls_in(b: &syn::Block, cond: Option<&syn::Expr>, methods: bool) -> bool {
     struct Calls(bool, bool);
     impl<'ast> Visit<'ast> for Calls {
         fn visit_expr_call(&mut self, c: &'ast syn::ExprCall) {
-            let primitive = match &*c.func {
+            // An associated function of a primitive type (`u32::from(x)`), or a constructor
+            // (`Some(x)`, `Entry::Occupied(v)`, `Point(a, b)`: a capitalized last segment) runs
+            // no code of its own that could wait.
+            let primitive_or_constructor = match &*c.func {
                 syn::Expr::Path(p) => {
-                    p.path.segments.len() >= 2
+                    (p.path.segments.len() >= 2
                         && p.path
                             .segments
                             .first()
-                            .is_some_and(|s| PRIMITIVES.iter().any(|t| s.ident == t))
+                            .is_some_and(|s| PRIMITIVES.iter().any(|t| s.ident == t)))
+                        || p.path.segments.last().is_some_and(|s| {
+                            s.ident
+                                .to_string()
+                                .starts_with(|c: char| c.is_ascii_uppercase())
+                        })
                 }
                 _ => false,
             };
-            if !primitive {
+            if !primitive_or_constructor {
                 self.0 = true;
             }
             syn::visit::visit_expr_call(self, c);
@@ -1554,10 +1562,40 @@ fn calls_in(b: &syn::Block, cond: Option<&syn::Expr>, methods: bool) -> bool {
         fn visit_expr_await(&mut self, _: &'ast syn::ExprAwait) {
             self.0 = true;
         }
-        fn visit_macro(&mut self, _: &'ast syn::Macro) {
-            self.0 = true;
+        fn visit_macro(&mut self, m: &'ast syn::Macro) {
+            // Assertions and compile-time macros do not wait.
+            let quiet = m
+                .path
+                .get_ident()
+                .is_some_and(|i| QUIET_MACROS.contains(&i.to_string().as_str()));
+            if !quiet {
+                self.0 = true;
+            }
         }
     }
+    /// Macros that expand to code that cannot wait on the outside world.
+    const QUIET_MACROS: &[&str] = &[
+        "assert",
+        "assert_eq",
+        "assert_ne",
+        "cfg",
+        "column",
+        "concat",
+        "debug_assert",
+        "debug_assert_eq",
+        "debug_assert_ne",
+        "env",
+        "file",
+        "line",
+        "matches",
+        "module_path",
+        "option_env",
+        "panic",
+        "stringify",
+        "todo",
+        "unimplemented",
+        "unreachable",
+    ];
     let mut c = Calls(false, methods);
     c.visit_block(b);
     if let Some(e) = cond {
