@@ -1061,7 +1061,11 @@ mod tests {
         // Nor do constructors and assertions: they cannot wait.
         let src = "fn f(v: &mut [Option<u8>]) -> Option<(usize, u8)> {\n    for (k, e) in v.iter_mut().enumerate() {\n        debug_assert!(k < 99);\n        if let Some(x) = e {\n            return Some((k, *x));\n        }\n    }\n    None\n}\n";
         let (fs, rw) = go(src, &Exclusions::default());
-        assert!(fs.loops.is_empty() && rw.text.contains("twice!"), "{}", rw.text);
+        assert!(
+            fs.loops.is_empty() && rw.text.contains("twice!"),
+            "{}",
+            rw.text
+        );
         // A call in the loop may wait: its head re-reads the flag.
         let src = src.replace("debug_assert!(k < 99);", "work(k);");
         let (fs, _) = go(&src, &Exclusions::default());
