@@ -53,10 +53,10 @@ const POLL: Duration = Duration::from_millis(200);
 /// The summary's quantiles, as the runtime computes them.
 const QUANTILES: [f64; 3] = [0.5, 0.9, 0.99];
 
-/// `lprobe exporter`.
-#[derive(Args, Debug, Clone, PartialEq, Eq)]
-#[command(
-    long_about = "Export the probes of every reachable instrumented process (or of --pid PID) \
+/// `lprobe exporter --help`: set on the subcommand (`Command::Exporter`), whose doc comment
+/// would otherwise replace one set here.
+pub const LONG_ABOUT: &str =
+    "Export the probes of every reachable instrumented process (or of --pid PID) \
         as Prometheus metrics (text format 0.0.4): --count probes as the counter \
         lprobe_probe_hits_total{probe,site,fn,pid,program}, --duration and tictoc probes as the \
         summary lprobe_probe_duration_seconds (quantiles 0.5, 0.9, 0.99, _sum, _count), \
@@ -65,12 +65,14 @@ const QUANTILES: [f64; 3] = [0.5, 0.9, 0.99];
         scrape.\n\n\
         By default serves http://127.0.0.1:9464/metrics until Ctrl-C. With --textfile DIR, \
         writes DIR/lprobe.prom instead (a temporary file renamed over it, as node_exporter's \
-        textfile collector wants): once, or every --every DURATION until Ctrl-C.",
-    after_help = "Examples:\n  lprobe exporter\n  \
+        textfile collector wants): once, or every --every DURATION until Ctrl-C.";
+
+/// `lprobe exporter`.
+#[derive(Args, Debug, Clone, PartialEq, Eq)]
+#[command(after_help = "Examples:\n  lprobe exporter\n  \
         lprobe exporter --listen 0.0.0.0:9464 --pid 4242\n  \
         lprobe exporter --textfile /var/lib/prometheus/node-exporter\n  \
-        lprobe exporter --textfile /var/lib/prometheus/node-exporter --every 15s"
-)]
+        lprobe exporter --textfile /var/lib/prometheus/node-exporter --every 15s")]
 pub struct ExporterArgs {
     /// Address to serve /metrics on (port 0: any free port, printed on stderr)
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9464")]

@@ -126,6 +126,7 @@ pub enum Command {
     /// Count function calls for a while and print the most-called functions as a skip list
     Hot(HotArgs),
     /// Serve the probes' counts and durations as Prometheus metrics (or write a textfile)
+    #[command(long_about = exporter::LONG_ABOUT)]
     Exporter(exporter::ExporterArgs),
 }
 
