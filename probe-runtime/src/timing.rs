@@ -1,4 +1,4 @@
-//! Durations: a lock-free log-linear histogram (count, min, max, p50/p90/p99 within ~6%), the
+//! Durations: a lock-free log-linear histogram (count, sum, min, max, p50/p90/p99 within ~6%), the
 //! process's monotonic clock, and the per-thread start times of `tictoc` probes.
 
 use std::cell::RefCell;
@@ -54,6 +54,8 @@ fn bucket_high(i: usize) -> u64 {
 pub struct Hist {
     buckets: Box<[AtomicU64]>,
     count: AtomicU64,
+    /// Total of the recorded durations (what a Prometheus summary's `_sum` reports).
+    sum: AtomicU64,
     min: AtomicU64,
     max: AtomicU64,
 }
@@ -67,6 +69,8 @@ pub struct Stats {
     pub p90: u64,
     pub p99: u64,
     pub max: u64,
+    /// Nanoseconds of all recorded durations together (wraps after 584 years of them).
+    pub sum: u64,
 }
 
 impl Default for Hist {
@@ -74,6 +78,7 @@ impl Default for Hist {
         Hist {
             buckets: (0..BUCKETS).map(|_| AtomicU64::new(0)).collect(),
             count: AtomicU64::new(0),
+            sum: AtomicU64::new(0),
             min: AtomicU64::new(u64::MAX),
             max: AtomicU64::new(0),
         }
@@ -86,6 +91,7 @@ impl Hist {
             b.fetch_add(1, Ordering::Relaxed);
         }
         self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum.fetch_add(ns, Ordering::Relaxed);
         self.min.fetch_min(ns, Ordering::Relaxed);
         self.max.fetch_max(ns, Ordering::Relaxed);
     }
@@ -126,17 +132,18 @@ impl Hist {
             p90: q(0.90),
             p99: q(0.99),
             max,
+            sum: self.sum.load(Ordering::Relaxed),
         }
     }
 }
 
 impl Stats {
-    /// `{"count":…,"min_ns":…,"p50_ns":…,"p90_ns":…,"p99_ns":…,"max_ns":…}`
+    /// `{"count":…,"min_ns":…,"p50_ns":…,"p90_ns":…,"p99_ns":…,"max_ns":…,"sum_ns":…}`
     pub fn write_json(&self, out: &mut String) {
         let _ = write!(
             out,
-            "{{\"count\":{},\"min_ns\":{},\"p50_ns\":{},\"p90_ns\":{},\"p99_ns\":{},\"max_ns\":{}}}",
-            self.count, self.min, self.p50, self.p90, self.p99, self.max
+            "{{\"count\":{},\"min_ns\":{},\"p50_ns\":{},\"p90_ns\":{},\"p99_ns\":{},\"max_ns\":{},\"sum_ns\":{}}}",
+            self.count, self.min, self.p50, self.p90, self.p99, self.max, self.sum
         );
     }
 }
@@ -268,6 +275,10 @@ mod tests {
         }
         let s = h.stats();
         assert_eq!((s.count, s.min, s.max), (1000, 1000, 1_000_000));
+        assert_eq!(s.sum, 1000 * 1001 / 2 * 1000);
+        let mut json = String::new();
+        s.write_json(&mut json);
+        assert!(json.ends_with(",\"sum_ns\":500500000}"), "{json}");
         for (got, want) in [(s.p50, 500_000u64), (s.p90, 900_000), (s.p99, 990_000)] {
             assert!(got >= want && got <= want + want / 16, "{got} vs {want}");
         }

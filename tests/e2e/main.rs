@@ -9,6 +9,7 @@ mod harness;
 mod build;
 mod control_file;
 mod lang;
+mod prometheus;
 mod reliability;
 mod skip;
 mod socket;

@@ -5,6 +5,7 @@
 //! output streams and cancel flag injected (tests use it with fake servers).
 
 pub mod client;
+pub mod exporter;
 pub mod format;
 pub mod hot;
 
@@ -34,6 +35,7 @@ Examples:
   lprobe tictoc src/main.rs:42 src/main.rs:47  time between two lines
   lprobe status                               armed probes and their counters
   lprobe hot --for 30s > lprobe.skip          the most-called functions, as a skip list
+  lprobe exporter                             Prometheus metrics at http://127.0.0.1:9464/metrics
   lprobe disarm p1                            (or a location, or --all)
 
 Finding processes:
@@ -123,6 +125,9 @@ pub enum Command {
     Snapshot(SnapshotArgs),
     /// Count function calls for a while and print the most-called functions as a skip list
     Hot(HotArgs),
+    /// Serve the probes' counts and durations as Prometheus metrics (or write a textfile)
+    #[command(long_about = exporter::LONG_ABOUT)]
+    Exporter(exporter::ExporterArgs),
 }
 
 /// `lprobe hot`.
@@ -506,7 +511,7 @@ where
     };
     if matches!(
         cli.command,
-        Command::Tail | Command::Snapshot(_) | Command::Hot(_)
+        Command::Tail | Command::Snapshot(_) | Command::Hot(_) | Command::Exporter(_)
     ) {
         // If this fails, Ctrl-C simply kills lprobe, which is acceptable.
         let _ = ctrlc::try_set_handler(|| INTERRUPTED.store(true, Ordering::SeqCst));
@@ -605,6 +610,7 @@ pub fn run_with(cli: &Cli, matches: &ArgMatches, ctx: &mut Ctx<'_>) -> i32 {
         Command::Tail => cmd_tail(g, ctx),
         Command::Snapshot(a) => cmd_snapshot(g, a, ctx),
         Command::Hot(a) => cmd_hot(g, a, ctx),
+        Command::Exporter(a) => exporter::cmd_exporter(g, a, ctx),
     };
     match result {
         Ok(code) => code,
