@@ -9,6 +9,8 @@
 # coverage). A crashing input is saved as fuzz/crashes/TARGET/crash-… (libFuzzer stops that
 # target at the first one). One results line per target on stdout; libFuzzer's log in
 # $CARGO_TARGET_DIR/fuzz-logs/TARGET.log. Exit status 1 when any target crashed.
+# FUZZ_SECONDS=N also stops each target after N seconds (libFuzzer's -max_total_time), for a
+# time-boxed run on a busy machine; the results line then says how many executions it made.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -42,16 +44,20 @@ for t in "${targets[@]}"; do
     case $t in value | condition) max_len=1024 ;; redaction) max_len=2048 ;; *) max_len=4096 ;; esac
     # env: LPROBE_QUEUE warnings go to stderr on every input; libFuzzer keeps its own output.
     [ "$t" = env ] && extra+=(-close_fd_mask=2)
+    run=()
+    [ -n "${FUZZ_SECONDS:-}" ] && run+=(-max_total_time="$FUZZ_SECONDS")
     start=$(date +%s.%N)
     status=0
     "$bin/$t" -runs="$execs" -max_len=$max_len -timeout=10 -rss_limit_mb=1024 \
         -dict=fuzz/dict/lprobe.dict -artifact_prefix="fuzz/crashes/$t/" -print_final_stats=1 \
-        "${extra[@]}" "$work" >"$logs/$t.log" 2>&1 || status=$?
+        "${run[@]}" "${extra[@]}" "$work" >"$logs/$t.log" 2>&1 || status=$?
     end=$(date +%s.%N)
     done_execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$logs/$t.log" | tail -1)
     cov=$(grep -o 'cov: [0-9]*' "$logs/$t.log" | tail -1 | cut -d' ' -f2)
     crashes=$(( $(find "fuzz/crashes/$t" -type f | wc -l) - before ))
-    [ "$status" -ne 0 ] && [ "$crashes" -eq 0 ] && crashes=1
+    # Non-zero without a crash file: interrupted, or libFuzzer could not start.
+    note=""
+    [ "$status" -ne 0 ] && [ "$crashes" -eq 0 ] && note=" (libFuzzer exit status $status, no crash file)"
     # Keep only inputs that add coverage (libFuzzer's merge into an empty directory).
     "$bin/$t" -merge=1 -max_len=$max_len -timeout=10 -rss_limit_mb=1024 "${extra[@]}" \
         "$work.min" "fuzz/corpus/$t" "$work" >>"$logs/$t.log" 2>&1 \
@@ -60,8 +66,8 @@ for t in "${targets[@]}"; do
     kb=$(( $(cat "fuzz/corpus/$t"/* 2>/dev/null | wc -c) / 1024 ))
     secs=$(echo "$end - $start" | bc)
     rate=$(echo "${done_execs:-0} / ($secs + 0.001)" | bc)
-    printf '%-16s execs=%s time=%.0fs exec/s=%s crashes=%s cov=%s corpus=%s files/%sKB\n' \
-        "$t" "${done_execs:-0}" "$secs" "$rate" "$crashes" "${cov:-?}" "$files" "$kb"
+    printf '%-16s execs=%s time=%.0fs exec/s=%s crashes=%s cov=%s corpus=%s files/%sKB%s\n' \
+        "$t" "${done_execs:-0}" "$secs" "$rate" "$crashes" "${cov:-?}" "$files" "$kb" "$note"
     [ "$crashes" -eq 0 ] || failed=1
 done
 exit $failed
