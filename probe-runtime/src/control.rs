@@ -249,7 +249,7 @@ fn err_line(msg: &str) -> String {
     s
 }
 
-fn handle(mut stream: UnixStream) {
+pub(crate) fn handle(mut stream: UnixStream) {
     // SAFETY: getuid has no preconditions.
     let me = unsafe { getuid() };
     match peer_uid(&stream) {
@@ -751,7 +751,7 @@ pub(crate) const MAX_LIVE_PROBES: usize = 256;
 /// The control file's bytes, or why it is refused as a whole: not a regular file (a
 /// directory; a FIFO, which would block the reader), writable by every user (anyone could
 /// arm probes in this program), or over [`MAX_CONTROL_BYTES`]. A missing file is empty.
-fn read_control(path: &Path) -> Result<Vec<u8>, String> {
+pub(crate) fn read_control(path: &Path) -> Result<Vec<u8>, String> {
     let shown = path.display();
     let meta = match std::fs::metadata(path) {
         Ok(m) => m,
@@ -927,7 +927,7 @@ fn check_control(c: &mut ControlFile) {
 
 /// Makes the control-file probes exactly the file's valid lines. A probe whose line is
 /// unchanged keeps running (its counters and hit limits carry over).
-fn apply_control(path: &Path, text: &str) {
+pub(crate) fn apply_control(path: &Path, text: &str) {
     let mut st = registry::lock();
     let mut errors = Vec::new();
     let mut wanted: Vec<(usize, Vec<String>, String)> = Vec::new();

@@ -17,6 +17,8 @@ pub mod args;
 mod capture;
 mod control;
 pub mod expr;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod json;
 pub mod location;
 pub mod path;

@@ -599,7 +599,7 @@ const MAX_QUEUE: usize = 65_536;
 
 /// The queue's capacity from `LPROBE_QUEUE`: 4096 when unset; a value that is not a positive
 /// number, or is over [`MAX_QUEUE`], is reported on stderr (one line) and replaced.
-fn queue_capacity(var: Option<&str>) -> usize {
+pub(crate) fn queue_capacity(var: Option<&str>) -> usize {
     let Some(v) = var else {
         return 4096;
     };

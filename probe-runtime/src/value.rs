@@ -954,7 +954,7 @@ pub(crate) mod redact {
         })
     }
 
-    fn parse_types(v: &str) -> Vec<String> {
+    pub(crate) fn parse_types(v: &str) -> Vec<String> {
         v.split(',')
             .map(|t| t.trim().trim_start_matches("::").to_owned())
             .filter(|t| !t.is_empty())

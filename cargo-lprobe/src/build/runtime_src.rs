@@ -20,6 +20,10 @@ pub const FILES: &[(&str, &str)] = &[
         include_str!("../../../probe-runtime/src/expr.rs"),
     ),
     (
+        "fuzzing.rs",
+        include_str!("../../../probe-runtime/src/fuzzing.rs"),
+    ),
+    (
         "json.rs",
         include_str!("../../../probe-runtime/src/json.rs"),
     ),
