@@ -6,8 +6,10 @@
 //! - [`cli`]: `lprobe` — the client of instrumented programs' control sockets (arm, list,
 //!   tail, snapshot, status, hot…).
 //!
-//! The two share nothing at run time: `cli` imports only `build::skip` (the skip-file format
-//! `lprobe hot` writes) and a number formatter; `build` imports nothing from `cli`.
+//! The two share nothing at run time but [`style`] (colours, status lines): `cli` imports only
+//! `build::skip` (the skip-file format `lprobe hot` writes) and a number formatter; `build`
+//! imports nothing from `cli`.
 
 pub mod build;
 pub mod cli;
+pub mod style;

@@ -15,7 +15,7 @@
 //!    hand over to cargo in the copy.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io::{BufRead, BufReader, IsTerminal, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::build::cargo::{Invocation, Report, Sub};
 use crate::build::copy_tree::{mirror, write_if_changed};
+use crate::build::progress;
 use crate::build::repair::{self, Action, Cache, FileError};
 use crate::build::rewrite::{self, Exclusions, Rewritten};
 use crate::build::sites_crate::{self, SiteRow, SkippedRow};
@@ -76,20 +77,26 @@ struct PkgReport {
 }
 
 pub fn main(args: &[String]) -> i32 {
+    if let Some(sub) = crate::build::cli_spec::wants_help(args) {
+        progress::init(args, false);
+        let _ = write!(anstream::stdout(), "{}", crate::build::cli_spec::help(sub));
+        return 0;
+    }
     let inv = match crate::build::cargo::parse(args) {
         Ok(i) => i,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            progress::init(args, false);
+            progress::message(&format!("error: {e:#}"));
             return 2;
         }
     };
-    match run(&inv) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            1
-        }
-    }
+    progress::init(args, inv.verbose);
+    let code = run(&inv);
+    progress::clear();
+    code.unwrap_or_else(|e| {
+        progress::message(&format!("error: {e:#}"));
+        1
+    })
 }
 
 fn rel_string(p: &Path) -> String {
@@ -261,6 +268,7 @@ pub fn run(inv: &Invocation) -> Result<i32> {
     // A full run that stops half-way must not leave a stamp for the copy it changed.
     let fresh = fresh.unsealed(&setup);
     let t_metadata = t0.elapsed();
+    progress::stage("Rewriting", "the workspace's sources");
     let mut found = find_sites(inv, &setup)?;
     found.t_metadata = t_metadata;
     let built = match build_until_it_compiles(inv, &setup, &mut found)? {
@@ -407,7 +415,7 @@ fn reuse_copy(
         let _ = stamp::save(&setup.stamp_path(), &old);
     }
     for w in &old.warnings {
-        eprintln!("{w}");
+        progress::message(w);
     }
     let reports: Vec<PkgReport> = serde_json::from_value(old.reports.clone()).unwrap_or_default();
     let phases = format!(
@@ -516,7 +524,7 @@ fn find_sites(inv: &Invocation, setup: &Setup) -> Result<Found> {
         )
     }));
     for w in &found.warnings {
-        eprintln!("{w}");
+        progress::message(w);
     }
     Ok(found)
 }
@@ -696,6 +704,7 @@ fn build_until_it_compiles(inv: &Invocation, setup: &Setup, found: &mut Found) -
     let build_start = Instant::now();
     loop {
         round += 1;
+        progress::round_start(round);
         let round_start = Instant::now();
         rewrite_files(found);
         redirect_includes(&mut found.files, &setup.ws.root, &setup.lp)?;
@@ -723,14 +732,15 @@ fn build_until_it_compiles(inv: &Invocation, setup: &Setup, found: &mut Found) -
             return give_up(&out, progress, &setup.copy).map(Built::Failed);
         }
         repair_rounds += 1;
+        let mut codes: BTreeMap<&str, usize> = BTreeMap::new();
+        for (_, e) in &out.errors {
+            *codes
+                .entry(e.code.as_deref().unwrap_or("other"))
+                .or_default() += 1;
+        }
+        let codes: Vec<String> = codes.iter().map(|(c, n)| format!("{c} {n}")).collect();
+        progress::repairing(repair_rounds, out.errors.len(), &codes.join(", "));
         if inv.verbose {
-            let mut codes: BTreeMap<&str, usize> = BTreeMap::new();
-            for (_, e) in &out.errors {
-                *codes
-                    .entry(e.code.as_deref().unwrap_or("other"))
-                    .or_default() += 1;
-            }
-            let codes: Vec<String> = codes.iter().map(|(c, n)| format!("{c} {n}")).collect();
             eprintln!(
                 "lprobe: repair round {repair_rounds}: {} errors in rewritten code ({}) after {:.1}s, rebuilding",
                 out.errors.len(),
@@ -831,7 +841,7 @@ fn judge_errors(out: &Outcome, files: &mut [FileWork], n_packages: usize) -> boo
 /// error for a failure of lprobe's own code).
 fn give_up(out: &Outcome, progress: bool, copy: &Path) -> Result<i32> {
     for r in &out.rendered_errors {
-        eprint!("{r}");
+        progress::eprint_raw(r);
     }
     for l in &out.stderr {
         eprintln!("{l}");
@@ -843,9 +853,9 @@ fn give_up(out: &Outcome, progress: bool, copy: &Path) -> Result<i32> {
         bail!("the instrumented build still fails after {MAX_ROUNDS} repair rounds; the errors above are from the rewritten copy in {}", copy.display());
     }
     if out.rendered_errors.is_empty() {
-        eprintln!("error: cargo failed before compiling (see its message above)");
+        progress::message("error: cargo failed before compiling (see its message above)");
     } else {
-        eprintln!("error: the build failed; the errors above are in your code (lprobe's probes were not the cause)");
+        progress::message("error: the build failed; the errors above are in your code (lprobe's probes were not the cause)");
     }
     Ok(101)
 }
@@ -940,9 +950,9 @@ fn lock_copy(lp: &Path) -> Result<std::fs::File> {
     match file.try_lock() {
         Ok(()) => {}
         Err(std::fs::TryLockError::WouldBlock) => {
-            eprintln!(
-                "lprobe: waiting for another cargo lprobe run on {}",
-                lp.display()
+            progress::status(
+                "Blocking",
+                &format!("waiting for another cargo lprobe run on {}", lp.display()),
             );
             file.lock()
                 .with_context(|| format!("locking {}", path.display()))?;
@@ -965,6 +975,7 @@ fn report(
     notes: &[String],
     phases: &str,
 ) -> Result<bool> {
+    progress::clear();
     let json_out = inv
         .message_format
         .as_deref()
@@ -976,7 +987,7 @@ fn report(
         }
     } else {
         for r in &outcome.rendered_warnings {
-            eprint!("{r}");
+            progress::eprint_raw(r);
         }
     }
     print_summary(reports, notes, inv.verbose);
@@ -1011,7 +1022,8 @@ fn hand_over(
     match inv.sub {
         Sub::Build | Sub::Check => {
             if !json_out {
-                eprintln!("lprobe: artifacts in {}", lp.join(&inv.profile).display());
+                let dir = lp.join(&inv.profile);
+                progress::status("Artifacts", &format!("in {}", dir.display()));
             }
             Ok(0)
         }
@@ -1479,7 +1491,7 @@ fn build_round(
     if !no_run {
         cmd.arg("--keep-going");
     }
-    let fmt = if std::io::stderr().is_terminal() {
+    let fmt = if progress::colors_on() {
         "json-diagnostic-rendered-ansi"
     } else {
         "json"
@@ -1493,7 +1505,6 @@ fn build_round(
     // is known (a round that only fails in probe code is not the user's failure).
     let err_thread = std::thread::spawn(move || {
         let mut kept = Vec::new();
-        let mut o = std::io::stderr();
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             let word = line.split_whitespace().next().unwrap_or("");
             let progress = matches!(
@@ -1511,7 +1522,7 @@ fn build_round(
                     | "Building"
             );
             if progress {
-                let _ = writeln!(o, "{line}");
+                progress::cargo_line(&line);
             } else if word != "Locking" && word != "Adding" {
                 kept.push(line);
             }
@@ -1781,15 +1792,18 @@ fn print_summary(reports: &[PkgReport], notes: &[String], verbose: bool) {
     let caps: usize = reports.iter().map(|r| r.captures_kept).sum();
     let dropped: usize = reports.iter().map(|r| r.captures - r.captures_kept).sum();
     let skipped: usize = reports.iter().map(|r| r.fns_skipped.len()).sum();
-    eprintln!(
-        "lprobe: instrumented {} crate{}: {} sites, {} captures ({} dropped), {} fn{} skipped",
-        crates,
-        if crates == 1 { "" } else { "s" },
-        thousands(sites),
-        thousands(caps),
-        thousands(dropped),
-        thousands(skipped),
-        if skipped == 1 { "" } else { "s" },
+    progress::status(
+        "Instrumented",
+        &format!(
+            "{} crate{}: {} sites, {} captures ({} dropped), {} fn{} skipped",
+            crates,
+            if crates == 1 { "" } else { "s" },
+            thousands(sites),
+            thousands(caps),
+            thousands(dropped),
+            thousands(skipped),
+            if skipped == 1 { "" } else { "s" },
+        ),
     );
     if verbose {
         for r in reports {

@@ -5,9 +5,11 @@
 //! runtime once per machine (`runtime_src`, `runtime_cache`).
 
 pub mod cargo;
+pub mod cli_spec;
 pub mod copy_tree;
 pub mod driver;
 pub mod manifest;
+pub mod progress;
 pub mod recall;
 pub mod repair;
 pub mod rewrite;

@@ -333,7 +333,7 @@ pub fn tool_hash() -> String {
         include_str!("visit.rs"),
         include_str!("rewrite.rs"),
         include_str!("repair.rs"),
-        include_str!("../../../probe-runtime/src/lib.rs"),
+        include_str!("../../runtime-src/lib.rs"),
     ] {
         text.push_str(part);
     }

@@ -510,7 +510,9 @@ fn rediscover(d: &Discovery) -> Discovery {
 /// Runs `lprobe exporter`.
 pub fn cmd_exporter(g: &Global, a: &ExporterArgs, ctx: &mut Ctx<'_>) -> Result<i32> {
     if g.pid.is_some() && g.all {
-        bail!("--pid and --all cannot be used together");
+        return Err(crate::cli::exit_code::usage(
+            "--pid and --all cannot be used together",
+        ));
     }
     let mut exporter = Exporter::default();
     match &a.textfile {

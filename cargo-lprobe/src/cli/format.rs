@@ -5,8 +5,9 @@
 
 use serde_json::{Map, Value};
 
-/// Renders a table: headers, then rows, columns separated by two spaces, the last column not
-/// padded. Every line ends with `\n`.
+/// Renders a table: headers (bold: the output stream strips the style when colours are off),
+/// then rows, columns separated by two spaces, the last column not padded. Every line ends
+/// with `\n`.
 pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     let n = headers.len();
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
@@ -16,7 +17,7 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
         }
     }
     let mut out = String::new();
-    let mut line = |cells: &mut dyn Iterator<Item = &str>| {
+    let mut line = |cells: &mut dyn Iterator<Item = &str>, style: anstyle::Style| {
         let mut l = String::new();
         for (i, cell) in cells.enumerate().take(n) {
             if i + 1 < n {
@@ -27,12 +28,12 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
                 l.push_str(cell);
             }
         }
-        out.push_str(l.trim_end());
+        out.push_str(&format!("{style}{}{style:#}", l.trim_end()));
         out.push('\n');
     };
-    line(&mut headers.iter().copied());
+    line(&mut headers.iter().copied(), crate::style::HEADER);
     for row in rows {
-        line(&mut row.iter().map(String::as_str));
+        line(&mut row.iter().map(String::as_str), anstyle::Style::new());
     }
     out
 }
@@ -179,8 +180,14 @@ pub fn record(rec: &Value, style: RecordStyle) -> String {
     if style.show_pid {
         head.push_str(&format!("[{}] ", field("pid")));
     }
+    let (dim, accent) = (crate::style::DIM, crate::style::ACCENT);
+    let kind_style = match kind.as_str() {
+        "error" => crate::style::ERROR,
+        "snapshot" => crate::style::WARNING,
+        _ => crate::style::STATUS,
+    };
     head.push_str(&format!(
-        "{} {} {} {}  {}",
+        "{dim}{}{dim:#} {accent}{}{accent:#} {} {}  {kind_style}{}{kind_style:#}",
         time_of_day(obj.get("ts").unwrap_or(&Value::Null)),
         field("probe"),
         field("site"),
@@ -337,8 +344,13 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// What a stream with colours off shows (`anstream` strips the styles).
+    fn strip(s: &str) -> String {
+        anstream::adapter::strip_str(s).to_string()
+    }
+
     fn plain(v: Value) -> String {
-        record(&v, RecordStyle::default())
+        strip(&record(&v, RecordStyle::default()))
     }
 
     #[test]
@@ -351,7 +363,7 @@ mod tests {
             "01:37:18.123 p1 src/main.rs:42 demo_app::process  log  order 3 total=1234"
         );
         assert_eq!(
-            record(&r, RecordStyle { show_pid: true }),
+            strip(&record(&r, RecordStyle { show_pid: true })),
             "[123] 01:37:18.123 p1 src/main.rs:42 demo_app::process  log  order 3 total=1234"
         );
     }
@@ -501,8 +513,24 @@ mod tests {
             ],
         );
         assert_eq!(
-            t,
+            strip(&t),
             "PID  PROGRAM      SITES\n123  /a/demo-app  42\n7    /b\n"
+        );
+        // With colours: the header line is bold, the rows as they are.
+        assert!(
+            t.starts_with("\u{1b}[1mPID  PROGRAM      SITES\u{1b}[0m\n123"),
+            "{t:?}"
+        );
+    }
+
+    #[test]
+    fn record_kinds_are_coloured_and_errors_red() {
+        let r = json!({"ts":"2024-05-01T01:37:18.123Z","probe":"p1","site":"a.rs:1",
+            "fn":"f","kind":"error","error":"boom"});
+        let styled = record(&r, RecordStyle::default());
+        assert!(
+            styled.contains(&format!("{}error", crate::style::ERROR)),
+            "{styled:?}"
         );
     }
 }

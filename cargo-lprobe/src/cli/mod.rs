@@ -5,6 +5,8 @@
 //! output streams and cancel flag injected (tests use it with fake servers).
 
 pub mod client;
+pub mod completions;
+pub mod exit_code;
 pub mod exporter;
 pub mod format;
 pub mod hot;
@@ -42,7 +44,12 @@ Finding processes:
   Programs built with 'cargo lprobe build' serve a Unix socket named <pid>.sock in
   $XDG_RUNTIME_DIR/lprobe/ or /tmp/lprobe-<uid>/; $LPROBE_SOCKET names one socket to use
   instead. Commands talk to the only running instrumented process unless given --pid PID
-  or --all.";
+  or --all.
+
+Shell completions and man pages:
+  lprobe completions bash > ~/.local/share/bash-completion/completions/lprobe
+  lprobe man ~/.local/share/man/man1          lprobe.1, lprobe-arm.1…, cargo-lprobe.1
+";
 
 /// Talk to programs instrumented by `cargo lprobe build`: list their probe sites, arm and disarm
 /// probes while they run, and stream what the probes record.
@@ -51,7 +58,7 @@ Finding processes:
     name = "lprobe",
     version,
     arg_required_else_help = true,
-    after_help = AFTER_HELP
+    after_help = const_format_after_help()
 )]
 pub struct Cli {
     /// Process selection and output options shared by all commands.
@@ -77,6 +84,15 @@ pub struct Global {
     /// Print JSON instead of tables and text
     #[arg(long, global = true, help_heading = GLOBAL)]
     pub json: bool,
+    /// Colours in tables, records and messages: auto (a terminal, unless NO_COLOR is set),
+    /// always or never
+    #[arg(long, global = true, value_name = "WHEN", default_value = "auto", help_heading = GLOBAL)]
+    pub color: clap::ColorChoice,
+}
+
+/// `--help`'s epilogue: the examples, then the exit codes.
+fn const_format_after_help() -> String {
+    format!("{AFTER_HELP}\n{}", exit_code::HELP)
 }
 
 /// The subcommands.
@@ -128,6 +144,12 @@ pub enum Command {
     /// Serve the probes' counts and durations as Prometheus metrics (or write a textfile)
     #[command(long_about = exporter::LONG_ABOUT)]
     Exporter(exporter::ExporterArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) on stdout
+    #[command(long_about = completions::COMPLETIONS_ABOUT)]
+    Completions(completions::CompletionsArgs),
+    /// Write man pages for lprobe, its commands and cargo-lprobe into a directory
+    #[command(long_about = completions::MAN_ABOUT)]
+    Man(completions::ManArgs),
 }
 
 /// `lprobe hot`.
@@ -506,7 +528,11 @@ where
         Ok(x) => x,
         Err(e) => {
             let _ = e.print();
-            return if e.exit_code() == 0 { 0 } else { 1 };
+            return if e.exit_code() == 0 {
+                exit_code::SUCCESS
+            } else {
+                exit_code::USAGE
+            };
         }
     };
     if matches!(
@@ -519,8 +545,10 @@ where
     let stdout = io::stdout();
     let stderr = io::stderr();
     let interactive = stderr.is_terminal();
-    let mut out = stdout.lock();
-    let mut err = stderr.lock();
+    // Styled text goes through streams that keep or strip the colours (`crate::style`).
+    let choice = color_choice(cli.global.color);
+    let mut out = anstream::AutoStream::new(stdout.lock(), choice);
+    let mut err = anstream::AutoStream::new(stderr.lock(), choice);
     let mut ctx = Ctx {
         discovery: client::discover(),
         out: &mut out,
@@ -537,9 +565,30 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
-    let matches = Cli::command().try_get_matches_from(argv)?;
+    let argv: Vec<OsString> = argv.into_iter().map(Into::into).collect();
+    // clap's own help and errors follow --color too (it is read before parsing).
+    let words: Vec<String> = argv
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let mut cmd = Cli::command();
+    match crate::style::color_arg(&words).as_deref() {
+        Some("always") => cmd = cmd.color(clap::ColorChoice::Always),
+        Some("never") => cmd = cmd.color(clap::ColorChoice::Never),
+        _ => {}
+    }
+    let matches = cmd.try_get_matches_from(argv)?;
     let cli = Cli::from_arg_matches(&matches)?;
     Ok((cli, matches))
+}
+
+/// `--color` as anstream's choice.
+pub fn color_choice(c: clap::ColorChoice) -> anstream::ColorChoice {
+    match c {
+        clap::ColorChoice::Auto => anstream::ColorChoice::Auto,
+        clap::ColorChoice::Always => anstream::ColorChoice::Always,
+        clap::ColorChoice::Never => anstream::ColorChoice::Never,
+    }
 }
 
 /// What a command runs against: the candidate sockets, where to print, and when to stop.
@@ -590,9 +639,9 @@ impl Ctx<'_> {
         self.put(&l)
     }
 
-    /// A line on stderr; failures to write there are ignored.
+    /// A line on stderr (`error:`/`warning:` styled); failures to write there are ignored.
     fn note(&mut self, s: &str) {
-        let _ = writeln!(self.err, "{s}");
+        let _ = writeln!(self.err, "{}", crate::style::message_prefix(s));
         let _ = self.err.flush();
     }
 }
@@ -611,13 +660,15 @@ pub fn run_with(cli: &Cli, matches: &ArgMatches, ctx: &mut Ctx<'_>) -> i32 {
         Command::Snapshot(a) => cmd_snapshot(g, a, ctx),
         Command::Hot(a) => cmd_hot(g, a, ctx),
         Command::Exporter(a) => exporter::cmd_exporter(g, a, ctx),
+        Command::Completions(a) => completions::cmd_completions(a, ctx.out).map(|()| 0),
+        Command::Man(a) => completions::cmd_man(a, ctx),
     };
     match result {
         Ok(code) => code,
-        Err(e) if e.downcast_ref::<OutputClosed>().is_some() => 0,
+        Err(e) if e.downcast_ref::<OutputClosed>().is_some() => exit_code::SUCCESS,
         Err(e) => {
             ctx.note(&format!("error: {e:#}"));
-            1
+            exit_code::of(&e)
         }
     }
 }
@@ -636,10 +687,10 @@ pub struct Target {
 }
 
 fn none_found(searched: &Searched) -> anyhow::Error {
-    anyhow!(
+    exit_code::no_process(format!(
         "no instrumented process found (looked in {searched}); start a program built with \
          'cargo lprobe build'"
-    )
+    ))
 }
 
 /// Picks the processes a command talks to: the one with `pid`, every reachable one (`all`), or
@@ -666,10 +717,10 @@ pub fn select(
                 }
                 Reach::Alive { .. } => {}
                 Reach::Stale(why) if e.pid == Some(pid) => {
-                    problem = Some(anyhow!(
+                    problem = Some(exit_code::no_process(format!(
                         "process {pid} is gone ({why}); 'lprobe ps' removes its stale socket {}",
                         e.path.display()
-                    ));
+                    )));
                 }
                 Reach::Stale(_) => {}
                 Reach::Unreachable(x) if e.pid == Some(pid) => {
@@ -679,10 +730,10 @@ pub fn select(
             }
         }
         return Err(problem.unwrap_or_else(|| {
-            anyhow!(
+            exit_code::no_process(format!(
                 "no instrumented process with pid {pid} (looked in {})",
                 d.searched
-            )
+            ))
         }));
     }
     let mut alive: Vec<Target> = Vec::new();
@@ -715,12 +766,12 @@ pub fn select(
     for t in &alive {
         msg.push_str(&format!("\n  {:>7}  {}", t.hello.pid, t.hello.program));
     }
-    Err(anyhow!(msg))
+    Err(exit_code::usage(msg))
 }
 
 fn select_for(g: &Global, ctx: &mut Ctx<'_>) -> Result<Vec<Target>> {
     if g.pid.is_some() && g.all {
-        bail!("--pid and --all cannot be used together");
+        return Err(exit_code::usage("--pid and --all cannot be used together"));
     }
     select(&ctx.discovery, g.pid, g.all, ctx.err)
 }
@@ -1020,7 +1071,9 @@ fn cmd_disarm(g: &Global, a: &DisarmArgs, ctx: &mut Ctx<'_>) -> Result<i32> {
         (Some(t), _) => t.clone(),
         (None, true) => "--all".to_string(),
         (None, false) => {
-            bail!("say what to disarm: a probe id (see 'lprobe status'), a location, or --all")
+            return Err(exit_code::usage(
+                "say what to disarm: a probe id (see 'lprobe status'), a location, or --all",
+            ))
         }
     };
     // `--all` selects every process only when no --pid narrows it down.
@@ -1301,7 +1354,9 @@ fn tail_loop(
 /// The one process a command that waits on it (`snapshot`, `hot`) talks to.
 fn one_target(g: &Global, ctx: &mut Ctx<'_>, command: &str) -> Result<Target> {
     if g.all && g.pid.is_none() {
-        bail!("{command} works on one process; pick it with --pid PID");
+        return Err(exit_code::usage(format!(
+            "{command} works on one process; pick it with --pid PID"
+        )));
     }
     let targets = select(&ctx.discovery, g.pid, false, ctx.err)?;
     targets
@@ -1510,7 +1565,9 @@ fn hot_from_records(
     ctx: &mut Ctx<'_>,
 ) -> Result<i32> {
     if g.pid.is_some() || g.all {
-        bail!("--records reads a file: --pid and --all do not apply (filter the file instead)");
+        return Err(exit_code::usage(
+            "--records reads a file: --pid and --all do not apply (filter the file instead)",
+        ));
     }
     let stdin = file == Path::new("-");
     let shown = if stdin {

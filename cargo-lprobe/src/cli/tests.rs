@@ -33,6 +33,15 @@ fn run_cmd_cancel(
     let mut out = Vec::new();
     let mut err = Vec::new();
     let code = {
+        // As `run` does with colours off (`--color never`, or not a terminal).
+        let choice = color_choice(cli.global.color);
+        let choice = if choice == anstream::ColorChoice::Auto {
+            anstream::ColorChoice::Never
+        } else {
+            choice
+        };
+        let mut out = anstream::AutoStream::new(&mut out, choice);
+        let mut err = anstream::AutoStream::new(&mut err, choice);
         let mut ctx = Ctx {
             discovery: Discovery {
                 sockets: sockets.into_iter().map(SocketEntry::new).collect(),
@@ -230,7 +239,7 @@ fn arm_flag_validation() {
 #[test]
 fn no_process_found() {
     let (code, out, err) = run_cmd(&["status"], vec![]);
-    assert_eq!(code, 1);
+    assert_eq!(code, exit_code::NO_PROCESS);
     assert_eq!(out, "");
     assert_eq!(
         err,
@@ -254,7 +263,7 @@ fn several_processes_need_pid_or_all() {
         ],
     );
     let (code, _, err) = run_cmd(&["disarm", "p4"], vec![a.clone(), b.clone()]);
-    assert_eq!(code, 1);
+    assert_eq!(code, exit_code::USAGE);
     assert!(err.contains("several instrumented processes"), "{err}");
     assert!(err.contains("1001  /abs/demo-app"), "{err}");
     assert!(err.contains("--pid"), "{err}");
@@ -270,7 +279,7 @@ fn several_processes_need_pid_or_all() {
 #[test]
 fn unknown_pid() {
     let (code, _, err) = run_cmd(&["list", "--pid", "4242"], vec![]);
-    assert_eq!(code, 1);
+    assert_eq!(code, exit_code::NO_PROCESS);
     assert!(
         err.contains("no instrumented process with pid 4242"),
         "{err}"
@@ -333,7 +342,7 @@ fn arm_error_from_process() {
         ],
     );
     let (code, out, err) = run_cmd(&["arm", "src/main.rs:999", "--snapshot"], vec![sock]);
-    assert_eq!(code, 1);
+    assert_eq!(code, exit_code::REFUSED);
     assert_eq!(out, "");
     assert_eq!(err, "error: no site at src/main.rs:999\n");
     server.join().unwrap();
@@ -459,7 +468,7 @@ fn status_table_and_json() {
 #[test]
 fn disarm_needs_a_target_and_reports_misses() {
     let (code, _, err) = run_cmd(&["disarm"], vec![]);
-    assert_eq!(code, 1);
+    assert_eq!(code, exit_code::USAGE);
     assert!(err.contains("say what to disarm"), "{err}");
 
     let dir = tempfile::tempdir().unwrap();
@@ -890,4 +899,48 @@ fn tail_formats_duration_records() {
          n=99 p50=431ns p90=671ns p99=872ns max=872ns\n"
     );
     server.join().unwrap();
+}
+
+#[test]
+fn exit_codes_tell_usage_no_process_and_refusal_apart() {
+    // A flag clap does not know: usage (2), before any socket is looked at.
+    assert_eq!(run(["lprobe", "status", "--frobnicate"]), exit_code::USAGE);
+    assert_eq!(
+        run(["lprobe", "--color", "sometimes", "ps"]),
+        exit_code::USAGE
+    );
+    assert_eq!(run(["lprobe", "--version"]), exit_code::SUCCESS);
+    let (code, _, _) = run_cmd(&["status", "--pid", "1", "--all"], vec![]);
+    assert_eq!(code, exit_code::USAGE);
+    let (code, _, _) = run_cmd(&["arm", "src/main.rs:1"], vec![]);
+    assert_eq!(code, exit_code::NO_PROCESS);
+    // `lprobe --help` documents them, as the README does.
+    let help = Cli::command().render_long_help().to_string();
+    assert!(help.contains(exit_code::HELP), "{help}");
+    let readme = include_str!("../../../README.md");
+    for line in exit_code::HELP.lines().skip(1) {
+        let (code, what) = line.trim().split_once(' ').unwrap();
+        let row = format!("| {code} | {} |", what.trim());
+        assert!(readme.contains(&row), "README lacks the row {row:?}");
+    }
+}
+
+#[test]
+fn color_always_styles_tables_and_errors_and_never_strips_them() {
+    let (_, _, err) = run_cmd(&["status", "--color", "always"], vec![]);
+    assert!(
+        err.starts_with(&format!("{}error:", crate::style::ERROR)),
+        "{err:?}"
+    );
+    let (_, _, err) = run_cmd(&["status", "--color", "never"], vec![]);
+    assert!(err.starts_with("error: no instrumented process"), "{err:?}");
+    let dir = tempfile::tempdir().unwrap();
+    let sock = my_socket(&dir);
+    let _srv = fake_server(&sock, vec![hello_json(me())]);
+    let (code, out, _) = run_cmd(&["ps", "--color=always"], vec![sock]);
+    assert_eq!(code, 0);
+    assert!(
+        out.starts_with(&format!("{}PID", crate::style::HEADER)),
+        "{out:?}"
+    );
 }
