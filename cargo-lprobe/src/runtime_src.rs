@@ -21,6 +21,10 @@ pub const FILES: &[(&str, &str)] = &[
     ),
     ("path.rs", include_str!("../../probe-runtime/src/path.rs")),
     ("probe.rs", include_str!("../../probe-runtime/src/probe.rs")),
+    (
+        "panics.rs",
+        include_str!("../../probe-runtime/src/panics.rs"),
+    ),
     ("regex.rs", include_str!("../../probe-runtime/src/regex.rs")),
     (
         "registry.rs",

@@ -19,6 +19,7 @@ mod control;
 pub mod expr;
 pub mod json;
 pub mod location;
+mod panics;
 pub mod path;
 pub mod probe;
 mod regex;
