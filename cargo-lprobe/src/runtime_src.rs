@@ -19,12 +19,12 @@ pub const FILES: &[(&str, &str)] = &[
         "location.rs",
         include_str!("../../probe-runtime/src/location.rs"),
     ),
-    ("path.rs", include_str!("../../probe-runtime/src/path.rs")),
-    ("probe.rs", include_str!("../../probe-runtime/src/probe.rs")),
     (
         "panics.rs",
         include_str!("../../probe-runtime/src/panics.rs"),
     ),
+    ("path.rs", include_str!("../../probe-runtime/src/path.rs")),
+    ("probe.rs", include_str!("../../probe-runtime/src/probe.rs")),
     ("regex.rs", include_str!("../../probe-runtime/src/regex.rs")),
     (
         "registry.rs",

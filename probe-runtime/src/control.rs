@@ -72,13 +72,65 @@ pub(crate) fn forked_child() -> bool {
     true
 }
 
-/// Starts the output thread, the socket server and the ticker. Runs once, before `main`.
+/// Starts the output thread, the socket server and the ticker. Runs once, before `main` (as
+/// the first table registers). With `LPROBE_THREADS=lazy` no thread starts here: see
+/// [`start_if_armed`].
 pub(crate) fn start() {
     if std::env::var_os("LPROBE_DISABLE").is_some_and(|v| v == "1") {
         return;
     }
     let _ = START_PID.set(std::process::id());
     crate::panics::ensure();
+    // SAFETY: `at_exit` and `on_fork_child` are `extern "C" fn`s with no arguments, as
+    // atexit and pthread_atfork require.
+    unsafe {
+        atexit(at_exit);
+        pthread_atfork(None, None, Some(on_fork_child));
+    }
+    match std::env::var("LPROBE_THREADS").as_deref() {
+        Ok("lazy") => LAZY.store(true, Ordering::Relaxed),
+        Ok("") | Ok("eager") | Err(_) => start_threads(),
+        Ok(other) => {
+            warn(&format!(
+                "LPROBE_THREADS='{other}' is neither 'lazy' nor 'eager': starting the runtime's threads"
+            ));
+            start_threads();
+        }
+    }
+}
+
+/// `LPROBE_THREADS=lazy`: the runtime's threads wait for a probe armed at start.
+static LAZY: AtomicBool = AtomicBool::new(false);
+/// The runtime's threads were started.
+static THREADS: AtomicBool = AtomicBool::new(false);
+
+/// With `LPROBE_THREADS=lazy`, called as each table registers (before `main`): reads the
+/// control file (every table registered so far can resolve its lines) and starts the
+/// runtime's threads once anything is armed (by it or by `LPROBE_ARM_ALL`). A program that
+/// must stay single-threaded thus gets no lprobe thread unless its control file arms a
+/// probe at start; it serves no socket then, and a later control file is not seen (nothing
+/// would watch it).
+pub(crate) fn start_if_armed() {
+    if !LAZY.load(Ordering::Relaxed) || THREADS.load(Ordering::Relaxed) {
+        return;
+    }
+    if let Some(path) = std::env::var_os("LPROBE_CONTROL").filter(|p| !p.is_empty()) {
+        let mut c = ControlFile {
+            path: PathBuf::from(path),
+            last: None,
+            refused: None,
+        };
+        check_control(&mut c);
+    }
+    if registry::any_armed() {
+        start_threads();
+    }
+}
+
+fn start_threads() {
+    if THREADS.swap(true, Ordering::Relaxed) {
+        return;
+    }
     if let Err(e) = sink::start() {
         warn(&format!("cannot start the output thread: {e}"));
         return;
@@ -98,12 +150,6 @@ pub(crate) fn start() {
     let _ = std::thread::Builder::new()
         .name("lprobe-control".into())
         .spawn(|| crate::panics::supervise(ticker));
-    // SAFETY: `at_exit` and `on_fork_child` are `extern "C" fn`s with no arguments, as
-    // atexit and pthread_atfork require.
-    unsafe {
-        atexit(at_exit);
-        pthread_atfork(None, None, Some(on_fork_child));
-    }
 }
 
 fn warn(msg: &str) {

@@ -121,6 +121,7 @@ pub(crate) fn register(table: &'static Table) {
     if let Ok(action) = std::env::var("LPROBE_ARM_ALL") {
         crate::control::arm_all(table, &action);
     }
+    crate::control::start_if_armed();
 }
 
 /// Adds a crate's copy of `table`'s flags: from now on every change of the table's flags is

@@ -145,3 +145,44 @@ fn a_forked_child_is_dormant_and_exits_promptly() {
         "the child's runtime is dormant: it writes nothing"
     );
 }
+
+/// Threads the process has.
+fn threads(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task")).map_or(0, |d| d.count())
+}
+
+#[test]
+fn lazy_threads_start_no_runtime_thread_until_a_probe_is_armed_at_start() {
+    let t = build_once("hostile", &["--release"]);
+    let exe = t.join("lprobe/release/hostile");
+    // Nothing armed: the program stays single-threaded and serves no socket.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let socket = dir.path().join("p.sock");
+    let mut child = std::process::Command::new(&exe)
+        .env("LPROBE_SOCKET", &socket)
+        .env("LPROBE_OUTPUT", dir.path().join("out.jsonl"))
+        .env("LPROBE_THREADS", "lazy")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start");
+    std::thread::sleep(Duration::from_millis(500));
+    let n = threads(child.id());
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(n, 1, "no runtime thread");
+    assert!(!socket.exists(), "no socket");
+
+    // A control file that arms a probe at start: the runtime starts and works.
+    let control = dir.path().join("probes.conf");
+    write_control(&control, "fn:hostile::step --log \"n={n}\" --max-hits 3\n");
+    let r = start(
+        &exe,
+        &[
+            ("LPROBE_THREADS", "lazy"),
+            ("LPROBE_CONTROL", control.to_str().expect("utf-8")),
+        ],
+    );
+    wait_records(&r, 3, "the control file's logs", |v| v["kind"] == "log");
+    assert!(threads(r.child.id()) > 1);
+}
