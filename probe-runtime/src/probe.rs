@@ -641,17 +641,28 @@ impl Probe {
         }
         // From here on a condition, log or snapshot may run user code (`Debug`): such hits are
         // timed against the probe's time budget (a condition decided in place above is not).
+        // The start is read here when a condition still has to be evaluated (it may format
+        // values); else it is the clock reading the record takes anyway (`start` stays 0 when
+        // no record is made): a log hit pays one clock read for its budget, not two.
         let budget = if self.timed_hits { time_budget_ns() } else { 0 };
         if budget == 0 {
-            return self.fire_values(table, id, idx, vals, low_stack, cond_held);
+            return self.fire_values(table, id, idx, vals, low_stack, cond_held, &mut 0);
         }
-        let start = crate::timing::now_ns();
-        let timed = self.fire_values(table, id, idx, vals, low_stack, cond_held);
-        self.charge(table, id, start, crate::timing::now_ns(), budget);
+        let mut start = if self.spec.cond.is_some() && !cond_held {
+            crate::timing::now_ns()
+        } else {
+            0
+        };
+        let timed = self.fire_values(table, id, idx, vals, low_stack, cond_held, &mut start);
+        if start != 0 {
+            self.charge(table, id, start, crate::timing::now_ns(), budget);
+        }
         timed
     }
 
-    /// The rest of [`Probe::fire`], past a condition decided in place (`cond_held`).
+    /// The rest of [`Probe::fire`], past a condition decided in place (`cond_held`). Sets
+    /// `start`, when it is 0, to the time it reads for a record.
+    #[allow(clippy::too_many_arguments)]
     fn fire_values(
         &self,
         table: &'static Table,
@@ -660,6 +671,7 @@ impl Probe {
         vals: &[Val<'_>],
         low_stack: bool,
         cond_held: bool,
+        start: &mut u64,
     ) -> bool {
         let Some(site) = table.sites.get(id as usize) else {
             return false;
@@ -732,6 +744,9 @@ impl Probe {
             .filter(|_| self.spec.actions.log.is_some() || self.spec.actions.snapshot)
         {
             let now = crate::timing::now_ns();
+            if *start == 0 {
+                *start = now;
+            }
             if sink::budget_spent(now) {
                 // Spent for this second: drop before doing any work.
                 self.dropped.fetch_add(1, Ordering::Relaxed);
