@@ -27,7 +27,9 @@ fn still_running(r: &mut Running) {
 
 #[test]
 fn a_panicking_debug_never_reaches_the_programs_exiting_panic_hook() {
-    let mut r = hostile(&[]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let panic_when = dir.path().join("panic");
+    let mut r = hostile(&[("HOSTILE_PANIC_WHEN", panic_when.to_str().expect("utf-8"))]);
     let out = lprobe(&r, &["arm", "fn:hostile::step", "--snapshot"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let snap = wait_records(&r, 1, "the snapshot", |v| v["kind"] == "snapshot").remove(0);
@@ -60,6 +62,20 @@ fn a_panicking_debug_never_reaches_the_programs_exiting_panic_hook() {
     still_running(&mut r);
     let st = status(&r);
     assert_eq!(st["runtime_panics"], 0, "{st}");
+    // The program's own panic still goes to its own hook, which exits with status 3.
+    std::fs::write(&panic_when, "").expect("panic file");
+    let start = Instant::now();
+    let code = loop {
+        if let Some(s) = r.child.try_wait().expect("try_wait") {
+            break s.code();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the program did not panic"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(code, Some(3), "the program's hook ran");
 }
 
 #[test]
