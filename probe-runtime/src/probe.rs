@@ -299,6 +299,8 @@ pub struct Probe {
     /// nanoseconds its hits took in it (see [`time_budget_ns`]).
     time_window: AtomicU64,
     time_used: AtomicU64,
+    /// What the last measured hit took (see [`measure_this_hit`]).
+    last_hit_ns: AtomicU64,
     /// Conditions, logs and snapshots run user code (`Debug`): their hits are timed.
     timed_hits: bool,
     /// Durations, for `--duration` and `--tictoc` probes.
@@ -431,6 +433,7 @@ impl Probe {
             rate_used: AtomicU64::new(0),
             time_window: AtomicU64::new(0),
             time_used: AtomicU64::new(0),
+            last_hit_ns: AtomicU64::new(0),
             timed_hits,
             hist: timing.then(Hist::default),
             reported_hist: AtomicU64::new(0),
@@ -645,17 +648,23 @@ impl Probe {
         // values); else it is the clock reading the record takes anyway (`start` stays 0 when
         // no record is made): a log hit pays one clock read for its budget, not two.
         let budget = if self.timed_hits { time_budget_ns() } else { 0 };
-        if budget == 0 {
-            return self.fire_values(table, id, idx, vals, low_stack, cond_held, &mut 0);
-        }
-        let mut start = if self.spec.cond.is_some() && !cond_held {
+        let mut start = if budget != 0 && self.spec.cond.is_some() && !cond_held {
             crate::timing::now_ns()
         } else {
             0
         };
         let timed = self.fire_values(table, id, idx, vals, low_stack, cond_held, &mut start);
-        if start != 0 {
-            self.charge(table, id, start, crate::timing::now_ns(), budget);
+        if budget != 0 && start != 0 {
+            // One hit in 8 per thread (the first included) is measured; the others are charged
+            // what the probe's last measured hit took: a log hit reads no clock for its budget.
+            let took = if measure_this_hit() {
+                let took = crate::timing::now_ns().saturating_sub(start);
+                self.last_hit_ns.store(took, Ordering::Relaxed);
+                took
+            } else {
+                self.last_hit_ns.load(Ordering::Relaxed)
+            };
+            self.charge(table, id, start, start.saturating_add(took), budget);
         }
         timed
     }
@@ -663,6 +672,7 @@ impl Probe {
     /// The rest of [`Probe::fire`], past a condition decided in place (`cond_held`). Sets
     /// `start`, when it is 0, to the time it reads for a record.
     #[allow(clippy::too_many_arguments)]
+    #[inline]
     fn fire_values(
         &self,
         table: &'static Table,
@@ -866,6 +876,23 @@ pub(crate) fn is_runtime_thread() -> bool {
 pub(crate) fn in_runtime() -> bool {
     IN_HIT.try_with(Cell::get).unwrap_or(false)
         && !RUNTIME_THREAD.try_with(Cell::get).unwrap_or(false)
+}
+
+thread_local! {
+    /// Timed hits on this thread, wrapping (see [`measure_this_hit`]).
+    static TIMED_HITS: Cell<u8> = const { Cell::new(0) };
+}
+
+/// Whether this thread's timed hit is one whose time is measured for the time budget: the
+/// first and then one in 8 (a clock read costs about a tenth of a log hit).
+fn measure_this_hit() -> bool {
+    TIMED_HITS
+        .try_with(|c| {
+            let n = c.get();
+            c.set(n.wrapping_add(1));
+            n % 8 == 0
+        })
+        .unwrap_or(true)
 }
 
 /// A site's shared pass counter (see `Table::counts`).
