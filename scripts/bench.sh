@@ -312,7 +312,7 @@ armed_run() {
 bench_armed() {
     local fx="$root/fixtures/bench-armed" exe plain
     plain=$(build_variant "$fx" bench-armed plain)
-    exe=$(build_variant "$fx" bench-armed entry)
+    exe=$(build_variant "$fx" bench-armed entry --entry all)
     local big=(--rate 1000000/s --max-hits 1000000000)
     # name | calls (native) | calls (callgrind) | threads | pace (µs) | arm arguments
     # Paced cases wait after each call so the output thread keeps up (the steady state of a

@@ -6,7 +6,7 @@
 //! redacting fields, rendering templates and escaping JSON happen on `lprobe-output`, except
 //! for the values a condition reads (a condition must be decided on the spot).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -48,6 +48,16 @@ thread_local! {
     static PANIC_MSG: RefCell<Option<String>> = const { RefCell::new(None) };
 }
 
+thread_local! {
+    /// This hit made sure lprobe's panic hook is the outermost one (`panics::ensure`).
+    static HOOK_CHECKED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// A hit is over: the next one that runs a `Debug` impl checks the panic hook again.
+pub(crate) fn hit_done() {
+    let _ = HOOK_CHECKED.try_with(|c| c.set(false));
+}
+
 /// Keeps a panic message raised inside the runtime.
 pub(crate) fn note_panic(msg: String) {
     let _ = PANIC_MSG.try_with(|m| *m.borrow_mut() = Some(msg));
@@ -55,19 +65,72 @@ pub(crate) fn note_panic(msg: String) {
 
 /// Deepest bracket nesting formatted: a derived `Debug` of a deep structure recurses once per
 /// level on the application thread's stack, so formatting stops there (the value is then
-/// marked truncated). Deeper than JSON's depth limit anyway.
+/// marked truncated). Deeper than JSON's depth limit anyway. This shapes the text; what keeps
+/// the stack safe is [`Bounded`]'s stack guard, which does not rely on brackets.
 const MAX_NESTING: usize = 24;
 
-/// A `fmt::Write` that stops (with an error) past a byte budget or a nesting depth.
+/// Most stack a value's formatting may use below where it started.
+const MAX_FORMAT_STACK: usize = 1024 * 1024;
+/// Stack kept free below the deepest formatting frame the guard allows.
+const FORMAT_STACK_RESERVE: usize = 48 * 1024;
+
+/// Thrown (with `resume_unwind`, which runs no panic hook) out of a `Debug` impl that goes on
+/// writing after [`Bounded`] refused a write: formatting stops there, not only the writing.
+struct Stop;
+
+/// A `fmt::Write` that stops past a byte budget, a bracket nesting depth, or a stack depth.
+///
+/// Past a limit it first returns an error, which well-behaved `Debug` impls pass up (`?`),
+/// ending the formatting. An impl that ignores the error and writes again is stopped by
+/// unwinding out of it ([`Stop`], caught by [`format_bounded`]): a custom `Debug` that
+/// recurses through its own impl (no brackets) and ignores errors cannot overflow the stack
+/// nor run on. Not guarded: an impl that recurses without writing anything (nothing of the
+/// runtime runs between its frames).
 struct Bounded {
     buf: String,
     cut: bool,
     depth: usize,
     in_str: bool,
     escaped: bool,
+    /// The stack address where formatting started.
+    base: usize,
+    /// How far below `base` the stack may grow.
+    max_stack: usize,
+}
+
+/// The current stack address (approximately: a local's).
+#[inline(always)]
+fn stack_here() -> usize {
+    let marker = 0u8;
+    std::hint::black_box(&marker) as *const u8 as usize
 }
 
 impl Bounded {
+    fn new() -> Bounded {
+        let left = crate::timing::stack_left().unwrap_or(MAX_FORMAT_STACK);
+        Bounded {
+            buf: String::new(),
+            cut: false,
+            depth: 0,
+            in_str: false,
+            escaped: false,
+            base: stack_here(),
+            max_stack: left
+                .saturating_sub(FORMAT_STACK_RESERVE)
+                .min(MAX_FORMAT_STACK),
+        }
+    }
+
+    /// Refuses a write past a limit: an error the first time, unwinding out of the `Debug`
+    /// impl when it writes again after an error (it ignored it).
+    fn refuse(&mut self) -> std::fmt::Result {
+        if self.cut && cfg!(panic = "unwind") {
+            std::panic::resume_unwind(Box::new(Stop));
+        }
+        self.cut = true;
+        Err(std::fmt::Error)
+    }
+
     /// Tracks bracket nesting outside string literals; false once too deep.
     fn nesting_ok(&mut self, s: &str) -> bool {
         for b in s.bytes() {
@@ -100,15 +163,16 @@ impl std::fmt::Write for Bounded {
     /// Reads only the part of `s` it keeps: a long piece is neither copied nor scanned past
     /// the budget.
     fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        if self.cut || self.base.saturating_sub(stack_here()) > self.max_stack {
+            return self.refuse();
+        }
         let kept = head(s, MAX_VALUE_TEXT.saturating_sub(self.buf.len()));
         if !self.nesting_ok(kept) {
-            self.cut = true;
-            return Err(std::fmt::Error);
+            return self.refuse();
         }
         self.buf.push_str(kept);
         if kept.len() < s.len() {
-            self.cut = true;
-            return Err(std::fmt::Error);
+            return self.refuse();
         }
         Ok(())
     }
@@ -167,17 +231,17 @@ impl Captured {
 /// `{:?}` of `dbg` into a [`Bounded`] buffer: complete, cut at the limits, or what went wrong
 /// (a panic is contained).
 fn format_bounded(dbg: &dyn std::fmt::Debug, type_name: &'static str) -> Captured {
-    let mut w = Bounded {
-        buf: String::new(),
-        cut: false,
-        depth: 0,
-        in_str: false,
-        escaped: false,
-    };
+    // User code runs next: a panic in it must reach lprobe's hook, not the program's
+    // (checked once per hit: see `hit_done`).
+    if HOOK_CHECKED.try_with(|c| c.replace(true)) == Ok(false) {
+        crate::panics::ensure();
+    }
+    let mut w = Bounded::new();
     match catch_unwind(AssertUnwindSafe(|| write!(w, "{dbg:?}"))) {
         Ok(_) if w.cut => Captured::Cut(w.buf),
         Ok(Ok(())) => Captured::Text(w.buf),
         Ok(Err(_)) => Captured::Failed(type_name),
+        Err(p) if p.is::<Stop>() => Captured::Cut(w.buf),
         Err(_) => Captured::Panicked(
             PANIC_MSG
                 .try_with(|m| m.borrow_mut().take())
@@ -557,6 +621,83 @@ mod tests {
             cap(&Some(3u8)),
             Value::Int(3),
             "non-primitives go through Debug"
+        );
+    }
+
+    /// A `Debug` that recurses through its own impl, writing no bracket, ignoring errors.
+    struct Chain(u64);
+
+    impl std::fmt::Debug for Chain {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            if self.0 == 0 {
+                return f.write_str("end");
+            }
+            let _ = f.write_str("-");
+            let pad = [0u8; 256];
+            std::hint::black_box(&pad);
+            Chain(self.0 - 1).fmt(f)
+        }
+    }
+
+    /// Like [`Chain`], but passes errors up (`?`), as derived impls do.
+    struct PoliteChain(u64);
+
+    impl std::fmt::Debug for PoliteChain {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            if self.0 == 0 {
+                return f.write_str("end");
+            }
+            write!(f, "{}>", self.0 % 10)?;
+            let pad = [0u8; 256];
+            std::hint::black_box(&pad);
+            PoliteChain(self.0 - 1).fmt(f)
+        }
+    }
+
+    #[test]
+    fn a_recursive_debug_without_brackets_cannot_overflow_the_stack() {
+        // A small thread stack: without a guard that does not count brackets, a million levels
+        // overflow it (the process dies).
+        let (rude, polite) = std::thread::Builder::new()
+            .stack_size(512 * 1024)
+            .spawn(|| {
+                (
+                    Captured::take(false, &(&ByRef(&Chain(1_000_000)) as Val<'_>)),
+                    Captured::take(false, &(&ByRef(&PoliteChain(1_000_000)) as Val<'_>)),
+                )
+            })
+            .expect("spawn")
+            .join()
+            .expect("no overflow, no panic");
+        for c in [rude, polite] {
+            let Captured::Cut(text) = &c else {
+                panic!("cut at the stack guard: {c:?}")
+            };
+            assert!(!text.ends_with("end"), "stopped early");
+            assert!(
+                text.len() < MAX_VALUE_TEXT,
+                "stopped by the stack, not the size"
+            );
+            assert!(matches!(c.to_value(), Value::Truncated(_)));
+        }
+    }
+
+    #[test]
+    fn a_debug_that_ignores_the_size_limit_is_stopped() {
+        /// Writes forever, ignoring every error.
+        struct Endless;
+        impl std::fmt::Debug for Endless {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                loop {
+                    let _ = f.write_str("xxxxxxxx");
+                }
+            }
+        }
+        let c = Captured::take(false, &(&ByRef(&Endless) as Val<'_>));
+        assert!(
+            matches!(&c, Captured::Cut(t) if t.len() == MAX_VALUE_TEXT),
+            "{:?}",
+            c.len()
         );
     }
 

@@ -9,7 +9,7 @@ use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt}
 use std::os::unix::io::AsRawFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -38,15 +38,99 @@ static ACTIVE: AtomicUsize = AtomicUsize::new(0);
 extern "C" {
     fn atexit(cb: extern "C" fn()) -> i32;
     fn getuid() -> u32;
+    fn pthread_atfork(
+        prepare: Option<extern "C" fn()>,
+        parent: Option<extern "C" fn()>,
+        child: Option<extern "C" fn()>,
+    ) -> i32;
 }
 
-/// Starts the output thread, the socket server and the ticker. Runs once, before `main`.
+/// Set in a child created by `fork` (see [`forked_child`]).
+static FORKED: AtomicBool = AtomicBool::new(false);
+/// A forked child's sites were turned dormant.
+static SILENCED: AtomicBool = AtomicBool::new(false);
+
+/// Runs in the child of a `fork`, before `fork` returns there: only an atomic store (the child
+/// of a multi-threaded process may call little else until it `exec`s).
+extern "C" fn on_fork_child() {
+    FORKED.store(true, Ordering::Relaxed);
+}
+
+/// Whether this process is a forked child of the one that started the runtime. A child has
+/// none of the runtime's threads (`fork` copies only the calling thread), and whatever lock
+/// another thread held at the fork stays held: its runtime is dormant. The first armed hit
+/// turns every site off (when the state's lock is free, else each armed hit returns at once),
+/// records nothing, and the exit handler does nothing in it. A child that `exec`s gets a
+/// fresh runtime from its new program.
+pub(crate) fn forked_child() -> bool {
+    if !FORKED.load(Ordering::Relaxed) {
+        return false;
+    }
+    if !SILENCED.load(Ordering::Relaxed) && registry::silence() {
+        SILENCED.store(true, Ordering::Relaxed);
+    }
+    true
+}
+
+/// Starts the output thread, the socket server and the ticker. Runs once, before `main` (as
+/// the first table registers). With `LPROBE_THREADS=lazy` no thread starts here: see
+/// [`start_if_armed`].
 pub(crate) fn start() {
     if std::env::var_os("LPROBE_DISABLE").is_some_and(|v| v == "1") {
         return;
     }
     let _ = START_PID.set(std::process::id());
-    install_panic_hook();
+    crate::panics::ensure();
+    // SAFETY: `at_exit` and `on_fork_child` are `extern "C" fn`s with no arguments, as
+    // atexit and pthread_atfork require.
+    unsafe {
+        atexit(at_exit);
+        pthread_atfork(None, None, Some(on_fork_child));
+    }
+    match std::env::var("LPROBE_THREADS").as_deref() {
+        Ok("lazy") => LAZY.store(true, Ordering::Relaxed),
+        Ok("") | Ok("eager") | Err(_) => start_threads(),
+        Ok(other) => {
+            warn(&format!(
+                "LPROBE_THREADS='{other}' is neither 'lazy' nor 'eager': starting the runtime's threads"
+            ));
+            start_threads();
+        }
+    }
+}
+
+/// `LPROBE_THREADS=lazy`: the runtime's threads wait for a probe armed at start.
+static LAZY: AtomicBool = AtomicBool::new(false);
+/// The runtime's threads were started.
+static THREADS: AtomicBool = AtomicBool::new(false);
+
+/// With `LPROBE_THREADS=lazy`, called as each table registers (before `main`): reads the
+/// control file (every table registered so far can resolve its lines) and starts the
+/// runtime's threads once anything is armed (by it or by `LPROBE_ARM_ALL`). A program that
+/// must stay single-threaded thus gets no lprobe thread unless its control file arms a
+/// probe at start; it serves no socket then, and a later control file is not seen (nothing
+/// would watch it).
+pub(crate) fn start_if_armed() {
+    if !LAZY.load(Ordering::Relaxed) || THREADS.load(Ordering::Relaxed) {
+        return;
+    }
+    if let Some(path) = std::env::var_os("LPROBE_CONTROL").filter(|p| !p.is_empty()) {
+        let mut c = ControlFile {
+            path: PathBuf::from(path),
+            last: None,
+            refused: None,
+        };
+        check_control(&mut c);
+    }
+    if registry::any_armed() {
+        start_threads();
+    }
+}
+
+fn start_threads() {
+    if THREADS.swap(true, Ordering::Relaxed) {
+        return;
+    }
     if let Err(e) = sink::start() {
         warn(&format!("cannot start the output thread: {e}"));
         return;
@@ -56,7 +140,7 @@ pub(crate) fn start() {
             let _ = SOCKET.set(path);
             let spawned = std::thread::Builder::new()
                 .name("lprobe-socket".into())
-                .spawn(move || serve(listener));
+                .spawn(move || crate::panics::supervise(|| serve(&listener)));
             if let Err(e) = spawned {
                 warn(&format!("cannot start the socket thread: {e}"));
             }
@@ -65,11 +149,7 @@ pub(crate) fn start() {
     }
     let _ = std::thread::Builder::new()
         .name("lprobe-control".into())
-        .spawn(ticker);
-    // SAFETY: `at_exit` is an `extern "C" fn` with no arguments, as atexit requires.
-    unsafe {
-        atexit(at_exit);
-    }
+        .spawn(|| crate::panics::supervise(ticker));
 }
 
 fn warn(msg: &str) {
@@ -77,6 +157,11 @@ fn warn(msg: &str) {
 }
 
 extern "C" fn at_exit() {
+    // A forked child has no output thread to drain, and may find locks held forever (see
+    // `forked_child`): it leaves at once.
+    if FORKED.load(Ordering::Relaxed) || START_PID.get() != Some(&std::process::id()) {
+        return;
+    }
     // Whatever runs after this (other exit handlers) would find the output closed: the exiting
     // thread fires no more probes.
     probe::runtime_thread();
@@ -107,25 +192,6 @@ extern "C" fn at_exit() {
             }
         }
     });
-}
-
-/// Panics raised while the runtime formats a capture become a `<panicked: …>` marker in the
-/// record; they are not printed. Every other panic goes to the previous hook.
-fn install_panic_hook() {
-    let prev = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        if probe::in_runtime() {
-            let msg = info
-                .payload()
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| info.payload().downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "non-string panic".into());
-            probe::note_panic(msg);
-        } else {
-            prev(info);
-        }
-    }));
 }
 
 /// The socket path: `$LPROBE_SOCKET`, else `$XDG_RUNTIME_DIR/lprobe/<pid>.sock`, else
@@ -181,8 +247,7 @@ fn bind() -> Result<(UnixListener, PathBuf), String> {
     Ok((listener, path))
 }
 
-fn serve(listener: UnixListener) {
-    probe::runtime_thread();
+fn serve(listener: &UnixListener) {
     for conn in listener.incoming() {
         let Ok(stream) = conn else {
             std::thread::sleep(Duration::from_millis(10));
@@ -198,6 +263,8 @@ fn serve(listener: UnixListener) {
             .name("lprobe-conn".into())
             .spawn(move || {
                 probe::runtime_thread();
+                // A panic here must not reach a hook the program installed since.
+                crate::panics::ensure();
                 let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handle(stream)));
                 ACTIVE.fetch_sub(1, Ordering::Relaxed);
             });
@@ -721,6 +788,15 @@ fn status() -> String {
         DROPPED_TOTAL.load(Ordering::Relaxed)
     ));
     sink::write_lost_json(&mut s);
+    // Panics of the runtime's own threads (each restarted its loop) and the last one.
+    s.push_str(&format!(
+        ",\"runtime_panics\":{},\"last_runtime_panic\":",
+        crate::panics::THREAD_PANICS.load(Ordering::Relaxed)
+    ));
+    match crate::panics::last_thread_panic() {
+        Some(m) => json::push_str(&mut s, &m),
+        None => s.push_str("null"),
+    }
     s.push_str(",\"control\":{\"path\":");
     match &st.control_path {
         Some(p) => json::push_str(&mut s, p),
@@ -783,7 +859,6 @@ pub(crate) fn read_control(path: &Path) -> Result<Vec<u8>, String> {
 }
 
 fn ticker() {
-    probe::runtime_thread();
     let mut control = std::env::var_os("LPROBE_CONTROL")
         .filter(|p| !p.is_empty())
         .map(|p| ControlFile {
@@ -816,6 +891,11 @@ fn ticker() {
             }
         }
         probes.clear();
+        // While probes are armed, lprobe's panic hook is kept outermost even if the program
+        // replaced it (captures check too, before running `Debug` code).
+        if registry::any_armed() {
+            crate::panics::ensure();
+        }
         std::thread::sleep(TICK);
     }
 }

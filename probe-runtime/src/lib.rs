@@ -21,6 +21,7 @@ pub mod expr;
 pub mod fuzzing;
 pub mod json;
 pub mod location;
+mod panics;
 pub mod path;
 pub mod probe;
 mod regex;

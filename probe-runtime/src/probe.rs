@@ -7,6 +7,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::fmt::Write as _;
+use std::io::Write as _;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
@@ -226,6 +227,40 @@ const ARMED: u8 = 0;
 const EXHAUSTED: u8 = 1;
 const EXPIRED: u8 = 2;
 const DISARMED: u8 = 3;
+/// Its hits took more than the time budget ([`time_budget_ns`]) in one second.
+const OVER_BUDGET: u8 = 4;
+
+/// Default of `LPROBE_PROBE_BUDGET_MS`: a probe's hits may take this much of each second of
+/// the application threads' time (all threads together) before it is disabled, as Rookout
+/// disables a breakpoint that costs too much.
+const DEFAULT_TIME_BUDGET_MS: u64 = 50;
+
+/// The time budget per probe and second, in nanoseconds (`LPROBE_PROBE_BUDGET_MS`: a number
+/// of milliseconds, `off` or `0` for none; anything else is reported on stderr and replaced
+/// by the default).
+pub(crate) fn time_budget_ns() -> u64 {
+    static B: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *B.get_or_init(|| parse_time_budget(std::env::var("LPROBE_PROBE_BUDGET_MS").ok().as_deref()))
+}
+
+fn parse_time_budget(v: Option<&str>) -> u64 {
+    let ms = match v.map(str::trim) {
+        None | Some("") => DEFAULT_TIME_BUDGET_MS,
+        Some("off") => 0,
+        Some(v) => match v.parse::<u64>() {
+            Ok(n) if n <= 1000 => n,
+            _ => {
+                // Never `eprintln!`: it panics when stderr is closed.
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "lprobe: LPROBE_PROBE_BUDGET_MS='{v}' is not a number of milliseconds from 0 to 1000 or 'off': using {DEFAULT_TIME_BUDGET_MS}"
+                );
+                DEFAULT_TIME_BUDGET_MS
+            }
+        },
+    };
+    ms * 1_000_000
+}
 
 /// An armed probe and its counters.
 #[derive(Debug)]
@@ -260,6 +295,14 @@ pub struct Probe {
     pub reported: Mutex<(Vec<u64>, Instant)>,
     rate_window: AtomicU64,
     rate_used: AtomicU64,
+    /// The second (of [`crate::timing::now_ns`], plus one) `time_used` counts, and the
+    /// nanoseconds its hits took in it (see [`time_budget_ns`]).
+    time_window: AtomicU64,
+    time_used: AtomicU64,
+    /// What the last measured hit took (see [`measure_this_hit`]).
+    last_hit_ns: AtomicU64,
+    /// Conditions, logs and snapshots run user code (`Debug`): their hits are timed.
+    timed_hits: bool,
     /// Durations, for `--duration` and `--tictoc` probes.
     pub hist: Option<Hist>,
     /// Durations already reported (ticker thread only).
@@ -281,13 +324,15 @@ pub struct Probe {
 }
 
 /// Limits a probe can run into, as `status` names them.
-const LIMITS: [&str; 6] = ["", "rate", "budget", "queue", "max-hits", "stack"];
+const LIMITS: [&str; 7] = ["", "rate", "budget", "queue", "max-hits", "stack", "time"];
 pub(crate) const LIMIT_RATE: u8 = 1;
 pub(crate) const LIMIT_BUDGET: u8 = 2;
 pub(crate) const LIMIT_QUEUE: u8 = 3;
 const LIMIT_MAX_HITS: u8 = 4;
 /// Too little stack left on the thread to run `Debug` impls safely.
 const LIMIT_STACK: u8 = 5;
+/// The probe's hits took over the time budget.
+const LIMIT_TIME: u8 = 6;
 /// Stack a hit must find free to run at all, and to format values.
 const MIN_STACK: usize = 8 * 1024;
 const MIN_STACK_VALUES: usize = 64 * 1024;
@@ -315,6 +360,7 @@ impl Probe {
         split: usize,
     ) -> Self {
         let n = sites.len();
+        let timed_hits = spec.cond.is_some() || spec.actions.log.is_some() || spec.actions.snapshot;
         let timing = spec.actions.duration || spec.actions.tictoc.is_some();
         let count_only = spec.actions.count
             && spec.actions.log.is_none()
@@ -385,6 +431,10 @@ impl Probe {
             reported: Mutex::new((vec![0; n], Instant::now())),
             rate_window: AtomicU64::new(0),
             rate_used: AtomicU64::new(0),
+            time_window: AtomicU64::new(0),
+            time_used: AtomicU64::new(0),
+            last_hit_ns: AtomicU64::new(0),
+            timed_hits,
             hist: timing.then(Hist::default),
             reported_hist: AtomicU64::new(0),
             split: split.min(n),
@@ -463,6 +513,7 @@ impl Probe {
             ARMED => "armed",
             EXHAUSTED => "exhausted",
             EXPIRED => "expired",
+            OVER_BUDGET => "over-budget",
             _ => "disarmed",
         }
     }
@@ -471,14 +522,45 @@ impl Probe {
         self.state.store(DISARMED, Ordering::Relaxed);
     }
 
-    fn leave(&self, state: u8) {
-        if self
+    /// Leaves the armed state for `state`; true if this call did.
+    fn leave(&self, state: u8) -> bool {
+        let left = self
             .state
             .compare_exchange(ARMED, state, Ordering::Relaxed, Ordering::Relaxed)
-            .is_ok()
-        {
+            .is_ok();
+        if left {
             NEEDS_REBUILD.store(true, Ordering::Relaxed);
         }
+        left
+    }
+
+    /// Adds a hit's time (`start`..`end`, [`crate::timing::now_ns`]) to this second's; over
+    /// the budget, the probe is disabled (`over-budget`) with an error record saying why.
+    /// True if it was disabled now.
+    fn charge(&self, table: &'static Table, id: u32, start: u64, end: u64, budget: u64) -> bool {
+        let second = end / 1_000_000_000 + 1;
+        if self.time_window.load(Ordering::Relaxed) != second
+            && self.time_window.swap(second, Ordering::Relaxed) != second
+        {
+            self.time_used.store(0, Ordering::Relaxed);
+        }
+        let took = end.saturating_sub(start);
+        let used = self.time_used.fetch_add(took, Ordering::Relaxed) + took;
+        if used <= budget || !self.leave(OVER_BUDGET) {
+            return false;
+        }
+        self.emit_error(
+            table,
+            id,
+            &format!(
+                "probe disabled: its hits took {:.1} ms of the application's time within one second, over the budget of {} ms per second (LPROBE_PROBE_BUDGET_MS); arm it again with a narrower --if, a lower --rate or smaller capture limits",
+                used as f64 / 1e6,
+                budget / 1_000_000
+            ),
+        );
+        // After the error record, whose own drop (a full queue) would name another limit.
+        self.note_limit(LIMIT_TIME);
+        true
     }
 
     /// Seconds of life left.
@@ -560,6 +642,51 @@ impl Probe {
                 None => {}
             }
         }
+        // From here on a condition, log or snapshot may run user code (`Debug`): such hits are
+        // timed against the probe's time budget (a condition decided in place above is not).
+        // The start is read here when a condition still has to be evaluated (it may format
+        // values); else it is the clock reading the record takes anyway (`start` stays 0 when
+        // no record is made): a log hit pays one clock read for its budget, not two.
+        let budget = if self.timed_hits { time_budget_ns() } else { 0 };
+        let mut start = if budget != 0 && self.spec.cond.is_some() && !cond_held {
+            crate::timing::now_ns()
+        } else {
+            0
+        };
+        let timed = self.fire_values(table, id, idx, vals, low_stack, cond_held, &mut start);
+        if budget != 0 && start != 0 {
+            // One hit in 8 per thread (the first included) is measured; the others are charged
+            // what the probe's last measured hit took: a log hit reads no clock for its budget.
+            let took = if measure_this_hit() {
+                let took = crate::timing::now_ns().saturating_sub(start);
+                self.last_hit_ns.store(took, Ordering::Relaxed);
+                took
+            } else {
+                self.last_hit_ns.load(Ordering::Relaxed)
+            };
+            self.charge(table, id, start, start.saturating_add(took), budget);
+        }
+        timed
+    }
+
+    /// The rest of [`Probe::fire`], past a condition decided in place (`cond_held`). Sets
+    /// `start`, when it is 0, to the time it reads for a record.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    fn fire_values(
+        &self,
+        table: &'static Table,
+        id: u32,
+        idx: usize,
+        vals: &[Val<'_>],
+        low_stack: bool,
+        cond_held: bool,
+        start: &mut u64,
+    ) -> bool {
+        let Some(site) = table.sites.get(id as usize) else {
+            return false;
+        };
+        let key = self as *const Probe as usize;
         // Only conditions, logs and snapshots look at values (and run `Debug` impls, which
         // need stack): counters and timers do not pay for it.
         let needs_values = self.spec.cond.is_some()
@@ -627,6 +754,9 @@ impl Probe {
             .filter(|_| self.spec.actions.log.is_some() || self.spec.actions.snapshot)
         {
             let now = crate::timing::now_ns();
+            if *start == 0 {
+                *start = now;
+            }
             if sink::budget_spent(now) {
                 // Spent for this second: drop before doing any work.
                 self.dropped.fetch_add(1, Ordering::Relaxed);
@@ -736,11 +866,33 @@ pub(crate) fn runtime_thread() {
     let _ = IN_HIT.try_with(|c| c.set(true));
 }
 
+/// Whether the current thread is one of the runtime's.
+pub(crate) fn is_runtime_thread() -> bool {
+    RUNTIME_THREAD.try_with(Cell::get).unwrap_or(false)
+}
+
 /// Whether the current thread is inside a hit on an application thread (the panic hook stays
 /// quiet then: the panic is a capture's, reported in its record).
 pub(crate) fn in_runtime() -> bool {
     IN_HIT.try_with(Cell::get).unwrap_or(false)
         && !RUNTIME_THREAD.try_with(Cell::get).unwrap_or(false)
+}
+
+thread_local! {
+    /// Timed hits on this thread, wrapping (see [`measure_this_hit`]).
+    static TIMED_HITS: Cell<u8> = const { Cell::new(0) };
+}
+
+/// Whether this thread's timed hit is one whose time is measured for the time budget: the
+/// first and then one in 8 (a clock read costs about a tenth of a log hit).
+fn measure_this_hit() -> bool {
+    TIMED_HITS
+        .try_with(|c| {
+            let n = c.get();
+            c.set(n.wrapping_add(1));
+            n % 8 == 0
+        })
+        .unwrap_or(true)
 }
 
 /// A site's shared pass counter (see `Table::counts`).
@@ -770,6 +922,9 @@ pub(crate) fn count_fast(table: &Table, id: u32) -> bool {
 /// Entry point from generated code (through `crate::hit`). True if a `--duration` probe at
 /// this site wants the call timed.
 pub(crate) fn hit(table: &'static Table, id: u32, vals: &[Val<'_>]) -> bool {
+    if crate::control::forked_child() {
+        return false;
+    }
     let Ok(false) = IN_HIT.try_with(|c| c.replace(true)) else {
         // Re-entered from inside a capture, or the thread is shutting down.
         sink::count_lost(sink::Lost::Busy, 1);
@@ -805,6 +960,7 @@ pub(crate) fn hit(table: &'static Table, id: u32, vals: &[Val<'_>]) -> bool {
         })
     }))
     .unwrap_or(false);
+    crate::capture::hit_done();
     let _ = IN_HIT.try_with(|c| c.set(false));
     timed
 }
@@ -967,5 +1123,61 @@ fn report(p: &Probe, force: bool) {
             now - before.min(now)
         );
         p.send(r);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    static T: Table = Table {
+        package: "t",
+        dir: "",
+        flags: &[],
+        fn_flags: &[],
+        counts: &[],
+        sites: &[],
+        files: &[],
+        skipped: &[],
+    };
+
+    fn probe(args: &str) -> Probe {
+        let words: Vec<String> = args.split(' ').map(str::to_owned).collect();
+        let spec = parse_spec(&words).expect("spec");
+        Probe::new(Arc::from("p1"), spec, vec![(&T, 0)], Origin::Socket)
+    }
+
+    #[test]
+    fn a_probe_over_its_time_budget_is_disabled_and_says_so() {
+        let p = probe("src/main.rs:1 --log x");
+        let ms = 1_000_000;
+        let second = 7_000_000_000;
+        // 49 ms in one second: still armed.
+        for i in 0..49 {
+            assert!(!p.charge(&T, 0, second + i * ms, second + (i + 1) * ms, 50 * ms));
+        }
+        assert_eq!(p.state_name(), "armed");
+        // The next second starts afresh.
+        let next = second + 1_000_000_000;
+        for i in 0..49 {
+            assert!(!p.charge(&T, 0, next + i * ms, next + (i + 1) * ms, 50 * ms));
+        }
+        assert_eq!(p.state_name(), "armed");
+        // Over 50 ms within one second: disabled, once.
+        assert!(p.charge(&T, 0, next + 49 * ms, next + 51 * ms, 50 * ms));
+        assert!(!p.charge(&T, 0, next + 51 * ms, next + 53 * ms, 50 * ms));
+        assert_eq!(p.state_name(), "over-budget");
+        assert_eq!(p.limit_name(), "time");
+        assert!(!p.is_live());
+    }
+
+    #[test]
+    fn the_time_budget_comes_from_the_environment_with_a_default() {
+        assert_eq!(parse_time_budget(None), 50_000_000);
+        assert_eq!(parse_time_budget(Some("20")), 20_000_000);
+        assert_eq!(parse_time_budget(Some("off")), 0);
+        assert_eq!(parse_time_budget(Some("0")), 0);
+        assert_eq!(parse_time_budget(Some("lots")), 50_000_000);
+        assert_eq!(parse_time_budget(Some("5000")), 50_000_000);
     }
 }

@@ -121,6 +121,7 @@ pub(crate) fn register(table: &'static Table) {
     if let Ok(action) = std::env::var("LPROBE_ARM_ALL") {
         crate::control::arm_all(table, &action);
     }
+    crate::control::start_if_armed();
 }
 
 /// Adds a crate's copy of `table`'s flags: from now on every change of the table's flags is
@@ -147,6 +148,28 @@ fn copy_flags(from: &[AtomicU8], to: &[AtomicU8]) {
     for (a, b) in from.iter().zip(to) {
         set(b, a.load(Ordering::Relaxed));
     }
+}
+
+/// Turns every site of every table, and every crate's copy of the flags, dormant, without
+/// touching the probes (a forked child: see `control::forked_child`). Only if no other thread
+/// held the state when the process forked (a lock held then is held forever in the child):
+/// false if it could not.
+pub(crate) fn silence() -> bool {
+    let Some(state) = try_lock() else {
+        return false;
+    };
+    ANY_ARMED.store(false, Ordering::Relaxed);
+    let all = state
+        .tables
+        .iter()
+        .flat_map(|t| [t.flags, t.fn_flags])
+        .chain(state.mirrors.iter().flat_map(|m| [m.flags, m.fn_flags]));
+    for flags in all {
+        for f in flags {
+            set(f, 0);
+        }
+    }
+    true
 }
 
 /// Stores `on` into `flag` unless it already holds it (a store dirties the cache line that

@@ -630,7 +630,7 @@ pub(crate) fn start() -> std::io::Result<()> {
     CAPACITY.store(cap, Ordering::Relaxed);
     std::thread::Builder::new()
         .name("lprobe-output".into())
-        .spawn(move || writer(rx))
+        .spawn(move || crate::panics::supervise(|| writer(&rx)))
         .map(|_| ())
 }
 
@@ -661,12 +661,11 @@ fn next(rx: &Receiver<Box<Record>>, pause: &mut Duration) -> Option<Box<Record>>
     }
 }
 
-fn writer(rx: Receiver<Box<Record>>) {
-    crate::probe::runtime_thread();
+fn writer(rx: &Receiver<Box<Record>>) {
     let mut out = Out::from_env();
     let mut reported_drops = 0;
     let mut pause = POLL_MIN;
-    while let Some(mut r) = next(&rx, &mut pause) {
+    while let Some(mut r) = next(rx, &mut pause) {
         let line = finish(&mut r);
         let resumed = out.write(line.as_bytes());
         publish(&r.probe, line.as_bytes());

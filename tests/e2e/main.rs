@@ -8,6 +8,7 @@ mod harness;
 
 mod build;
 mod control_file;
+mod hostile;
 mod lang;
 mod packaging;
 mod prometheus;

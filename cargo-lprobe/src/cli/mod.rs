@@ -121,10 +121,11 @@ pub enum Command {
     /// Show armed probes, their counters and control-file errors
     #[command(
         long_about = "Show the probes armed in a process: ID, LOCATION, ACTIONS, STATE \
-        (armed, exhausted, expired, error), HITS, records EMITTED and DROPPED, the last LIMIT the \
-        probe ran into (rate, budget, queue, max-hits) and TTL left; a --duration or --tictoc \
-        probe has its timings on a second line (n, min, p50, p90, p99, max). Then the total of \
-        dropped records and errors from the control file.\n\n\
+        (armed, exhausted, expired, over-budget, disarmed), HITS, records EMITTED and DROPPED, \
+        the last LIMIT the probe ran into (rate, budget, queue, max-hits, stack, time) and TTL \
+        left; a --duration or --tictoc probe has its timings on a second line (n, min, p50, \
+        p90, p99, max). Then the total of dropped records, panics of lprobe's own threads (if \
+        any), and errors from the control file.\n\n\
         With --json: an array with one status object per process."
     )]
     Status,
@@ -1212,6 +1213,16 @@ pub fn render_status(t: &Target, v: &Value) -> String {
         "dropped records (all probes): {}\n",
         field_str(v, "dropped_total")
     ));
+    if let Some(n) = v
+        .get("runtime_panics")
+        .and_then(Value::as_u64)
+        .filter(|n| *n > 0)
+    {
+        out.push_str(&format!(
+            "lprobe's threads panicked {n} times (each restarted); last: {}\n",
+            format::cell(v.get("last_runtime_panic"))
+        ));
+    }
     if let Some(c) = v.get("control").filter(|c| c.is_object()) {
         match c.get("path").filter(|p| !p.is_null()) {
             Some(p) => out.push_str(&format!("control file: {}\n", format::cell(Some(p)))),

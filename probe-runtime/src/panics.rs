@@ -1,0 +1,185 @@
+//! Panics of lprobe's making never reach the program's panic hook, and the runtime's own
+//! threads survive theirs.
+//!
+//! A panic runs the process-wide hook before it unwinds, so a `Debug` impl that panics inside
+//! a capture would run whatever hook the program installed (a crash reporter that exits, say)
+//! even though the capture catches the unwinding. lprobe's hook ([`hook`]) keeps quiet about
+//! panics raised inside the runtime (a capture on an application thread, or one of lprobe's
+//! threads) and hands every other panic to the hook it wraps. The program may replace the hook
+//! at any time (`set_hook` after `main` starts, or `take_hook` and a chaining hook), so before
+//! running user `Debug` code the runtime makes sure its hook is the outermost one
+//! ([`ensure`]): it takes the current hook, puts it back when it is lprobe's (recognised by its
+//! address), else wraps it. That is two uncontended lock operations, only on the armed path
+//! (the dormant path never gets here), and only on threads that are not panicking (`take_hook`
+//! panics there, and waits on the hook's lock a panicking thread holds).
+
+use std::panic::PanicHookInfo;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+type Hook = Box<dyn Fn(&PanicHookInfo<'_>) + Sync + Send + 'static>;
+
+/// The address of the hook lprobe installed last (its box's data): 0 for none.
+static OURS: AtomicUsize = AtomicUsize::new(0);
+/// Held while a thread takes and puts back the hook, so that two threads checking at once
+/// never lose the program's hook (the second would take the default hook the first left).
+static SWAPPING: AtomicBool = AtomicBool::new(false);
+/// Threads running the program's hook through lprobe's: a hook change would wait for them.
+static IN_PROGRAM_HOOK: AtomicUsize = AtomicUsize::new(0);
+
+/// The address a hook's box points at.
+fn addr(h: &Hook) -> usize {
+    &**h as *const (dyn Fn(&PanicHookInfo<'_>) + Sync + Send) as *const () as usize
+}
+
+/// Makes lprobe's hook the outermost one (wrapping whatever the program installed since).
+/// Never waits: it does nothing on a panicking thread, while a thread runs the program's hook,
+/// or while another thread is checking.
+pub(crate) fn ensure() {
+    if std::thread::panicking() || IN_PROGRAM_HOOK.load(Ordering::Relaxed) > 0 {
+        return;
+    }
+    if SWAPPING.swap(true, Ordering::Acquire) {
+        return;
+    }
+    let current = std::panic::take_hook();
+    if addr(&current) == OURS.load(Ordering::Relaxed) {
+        std::panic::set_hook(current);
+    } else {
+        let ours: Hook = Box::new(move |info| hook(&current, info));
+        OURS.store(addr(&ours), Ordering::Relaxed);
+        std::panic::set_hook(ours);
+    }
+    SWAPPING.store(false, Ordering::Release);
+}
+
+/// Decrements [`IN_PROGRAM_HOOK`] however the program's hook ends.
+struct InHook;
+
+impl Drop for InHook {
+    fn drop(&mut self) {
+        IN_PROGRAM_HOOK.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+fn hook(program: &Hook, info: &PanicHookInfo<'_>) {
+    if crate::probe::in_runtime() {
+        // A capture's panic: reported in its record as `<panicked: …>`.
+        crate::probe::note_panic(message(info));
+    } else if crate::probe::is_runtime_thread() {
+        // One of lprobe's threads: its supervisor restarts it and counts it in `status`.
+        note_thread_panic(info);
+    } else {
+        IN_PROGRAM_HOOK.fetch_add(1, Ordering::Relaxed);
+        let _in = InHook;
+        program(info);
+    }
+}
+
+/// A panic's message, as `<panicked: …>` shows it.
+fn message(info: &PanicHookInfo<'_>) -> String {
+    info.payload()
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| info.payload().downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic".into())
+}
+
+/// Panics of the runtime's own threads, restarted by [`supervise`].
+pub(crate) static THREAD_PANICS: AtomicU64 = AtomicU64::new(0);
+/// The last one: the thread, the message and where.
+static LAST_THREAD_PANIC: Mutex<Option<String>> = Mutex::new(None);
+
+fn note_thread_panic(info: &PanicHookInfo<'_>) {
+    let thread = std::thread::current();
+    let at = info
+        .location()
+        .map(|l| format!(" at {}:{}", l.file(), l.line()))
+        .unwrap_or_default();
+    let text = format!(
+        "{}: {}{at}",
+        thread.name().unwrap_or("lprobe"),
+        message(info)
+    );
+    if let Ok(mut last) = LAST_THREAD_PANIC.try_lock() {
+        *last = Some(text);
+    }
+}
+
+/// The last panic of a runtime thread, for `status`.
+pub(crate) fn last_thread_panic() -> Option<String> {
+    LAST_THREAD_PANIC.try_lock().ok().and_then(|l| l.clone())
+}
+
+/// Runs one of the runtime's thread loops: `body` returns when the loop is done; a panic
+/// restarts it (after a pause, so a loop that panics at once does not spin), counted in
+/// [`THREAD_PANICS`] and reported by `status`.
+pub(crate) fn supervise(mut body: impl FnMut()) {
+    crate::probe::runtime_thread();
+    loop {
+        ensure();
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(&mut body)) {
+            Ok(()) => return,
+            Err(_) => {
+                THREAD_PANICS.fetch_add(1, Ordering::Relaxed);
+                std::thread::sleep(RESTART_PAUSE);
+            }
+        }
+    }
+}
+
+/// The pause before a runtime thread's loop restarts after a panic.
+const RESTART_PAUSE: std::time::Duration = std::time::Duration::from_millis(50);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One test: both change the process-wide hook.
+    #[test]
+    fn the_hook_is_rewrapped_after_the_program_replaces_it_and_runtime_loops_restart() {
+        static PROGRAM_HOOK_SAW_OURS: AtomicBool = AtomicBool::new(false);
+        ensure();
+        // The program replaces the hook (lprobe's is dropped).
+        std::panic::set_hook(Box::new(|info| {
+            if message(info) == "the program's own" {
+                PROGRAM_HOOK_SAW_OURS.store(true, Ordering::Relaxed);
+            }
+        }));
+        ensure();
+        let again = std::panic::take_hook();
+        assert_eq!(
+            addr(&again),
+            OURS.load(Ordering::Relaxed),
+            "lprobe's hook is outermost"
+        );
+        std::panic::set_hook(again);
+        ensure();
+        // A program panic still reaches the program's hook.
+        let _ = std::thread::spawn(|| panic!("the program's own")).join();
+        assert!(PROGRAM_HOOK_SAW_OURS.load(Ordering::Relaxed));
+
+        // A runtime loop that panics is restarted, counted, and the program's hook never
+        // hears of it.
+        let before = THREAD_PANICS.load(Ordering::Relaxed);
+        let runs = std::thread::Builder::new()
+            .name("lprobe-test-loop".into())
+            .spawn(|| {
+                let mut runs = 0;
+                supervise(|| {
+                    runs += 1;
+                    if runs < 3 {
+                        panic!("loop {runs} failed");
+                    }
+                });
+                runs
+            })
+            .expect("spawn")
+            .join()
+            .expect("the panics stay inside the supervisor");
+        assert_eq!(runs, 3);
+        assert!(THREAD_PANICS.load(Ordering::Relaxed) >= before + 2);
+        let last = last_thread_panic().expect("the last panic is kept");
+        assert!(last.contains("lprobe-test-loop: loop 2 failed"), "{last}");
+    }
+}
