@@ -10,11 +10,12 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicU8};
 use std::sync::Once;
 
-use crate::capture::{Body, Captured};
-use crate::expr::Expr;
-use crate::template::Template;
-use crate::value::{Limits, Value};
-use crate::{registry, Site, Skipped, Table, Val};
+use crate::hot::capture::{Body, Captured};
+use crate::hot::registry;
+use crate::lang::expr::Expr;
+use crate::lang::template::Template;
+use crate::lang::value::{Limits, Value};
+use crate::{Site, Skipped, Table, Val};
 
 static FLAGS: [AtomicU8; 6] = [const { AtomicU8::new(0) }; 6];
 static FN_FLAGS: [AtomicU8; 3] = [const { AtomicU8::new(0) }; 3];
@@ -132,7 +133,7 @@ pub fn reset() {
         st.control_errors.clear();
         registry::rebuild(&mut st);
     }
-    crate::sink::prune(&|_| false);
+    crate::plane::sink::prune(&|_| false);
 }
 
 /// The probes alive now (for bounds checks).
@@ -151,7 +152,7 @@ pub fn request(line: &[u8]) -> Vec<u8> {
     let _ = client.set_nonblocking(true);
     let _ = client.write_all(line.get(..line.len().min(64 * 1024)).unwrap_or(&[]));
     let _ = client.shutdown(std::net::Shutdown::Write);
-    crate::control::handle(server);
+    crate::plane::control::handle(server);
     let mut reply = Vec::new();
     let mut buf = [0u8; 4096];
     loop {
@@ -176,9 +177,9 @@ pub fn control_file(bytes: &[u8]) -> Vec<String> {
 
 /// [`control_file`] for a file that exists already (a directory, a FIFO, a big file…).
 pub fn control_file_at(path: &Path) -> Vec<String> {
-    match crate::control::read_control(path) {
+    match crate::plane::control::read_control(path) {
         Ok(content) => {
-            crate::control::apply_control(path, &String::from_utf8_lossy(&content));
+            crate::plane::control::apply_control(path, &String::from_utf8_lossy(&content));
             registry::lock().control_errors.clone()
         }
         Err(why) => vec![why],
@@ -210,32 +211,32 @@ fn control_path() -> PathBuf {
 
 /// `LPROBE_QUEUE`'s value to a capacity.
 pub fn queue_capacity(v: Option<&str>) -> usize {
-    crate::sink::queue_capacity(v)
+    crate::plane::sink::queue_capacity(v)
 }
 
 /// `LPROBE_REDACT_TYPES`'s value to its list.
 pub fn redact_types(v: &str) -> Vec<String> {
-    crate::value::redact::parse_types(v)
+    crate::lang::value::redact::parse_types(v)
 }
 
 /// Whether a value of `type_name` is never formatted, given a `LPROBE_REDACT_TYPES` list.
 pub fn type_is_redacted(type_name: &str, types: &[String]) -> bool {
-    crate::value::redact::type_is_redacted(type_name, types)
+    crate::lang::value::redact::type_is_redacted(type_name, types)
 }
 
 /// Whether a struct printed as `printed` is of a listed type.
 pub fn printed_type_is_redacted(printed: &str, types: &[String]) -> bool {
-    crate::value::redact::printed_type_is_redacted(printed, types)
+    crate::lang::value::redact::printed_type_is_redacted(printed, types)
 }
 
 /// Whether a name is secret (built-in names, then `LPROBE_REDACT`).
 pub fn is_secret(name: &str) -> bool {
-    crate::capture::is_secret(name)
+    crate::hot::capture::is_secret(name)
 }
 
 /// `LPROBE_REDACT`'s matcher: `Ok(is_match)` or the pattern's error.
 pub fn regex_match(pattern: &str, haystack: &str) -> Result<bool, String> {
-    crate::regex::Regex::new(pattern).map(|r| r.is_match(haystack))
+    crate::lang::regex::Regex::new(pattern).map(|r| r.is_match(haystack))
 }
 
 /// Takes each value as a hit does (secret names are never formatted, `Debug` into the
@@ -272,7 +273,7 @@ pub fn render_text(text: &str, cut: bool, limits: Limits) -> String {
         Captured::Text(text.to_owned())
     };
     let mut out = String::new();
-    crate::value::write_json(&c.to_value(), &mut out, &limits);
+    crate::lang::value::write_json(&c.to_value(), &mut out, &limits);
     out
 }
 
@@ -291,7 +292,7 @@ pub fn text_value(text: &str, cut: bool) -> Value {
 pub fn condition(expr: &Expr, vals: &[(&str, Val<'_>)]) -> Result<bool, String> {
     let load = |name: &str| {
         let (_, v) = vals.iter().find(|(n, _)| *n == name)?;
-        crate::capture::scalar_of(v)
+        crate::hot::capture::scalar_of(v)
     };
     let quick = !expr.roots().iter().any(|r| is_secret(r));
     if let Some(b) = quick.then(|| expr.quick(&load)).flatten() {

@@ -13,25 +13,15 @@
 use std::fmt;
 use std::sync::atomic::{AtomicU64, AtomicU8};
 
-pub mod args;
-mod capture;
-mod control;
-pub mod expr;
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod json;
-pub mod location;
-mod panics;
-pub mod path;
-pub mod probe;
-mod regex;
-mod registry;
-mod sink;
-mod stack;
-pub mod template;
-pub mod time;
-pub mod timing;
-pub mod value;
+pub mod hot;
+pub mod lang;
+mod plane;
+
+// The modules other crates name (cargo-lprobe's skip patterns, the fuzz targets, tests).
+pub use hot::{probe, timing};
+pub use lang::{args, expr, json, location, path, template, time, value};
 
 /// One probe site, as the rewriter saw it.
 #[derive(Debug)]
@@ -149,14 +139,25 @@ impl<U: ?Sized> SmallCopy for &U {}
 /// Registers a package's site table and starts the control thread (once per process).
 /// Called from the sites crate's constructor, before `main`.
 pub fn register(table: &'static Table) {
-    let _ = std::panic::catch_unwind(|| registry::register(table));
+    let _ = std::panic::catch_unwind(|| {
+        hot::registry::register(table);
+        START.call_once(plane::control::start);
+        // Test mode: every site armed from the start (see `control::arm_all`).
+        if let Ok(action) = std::env::var("LPROBE_ARM_ALL") {
+            plane::control::arm_all(table, &action);
+        }
+        plane::control::start_if_armed();
+    });
 }
+
+/// The control plane starts once, with the first table.
+static START: std::sync::Once = std::sync::Once::new();
 
 /// Adds an instrumented crate's own copy of `table`'s site and function flags (the crate reads
 /// its copy with a direct load, not through the sites crate's GOT entry). Called from the
 /// crate's constructor, before `main`.
 pub fn attach(table: &'static Table, flags: &'static [AtomicU8], fn_flags: &'static [AtomicU8]) {
-    let _ = std::panic::catch_unwind(|| registry::attach(table, flags, fn_flags));
+    let _ = std::panic::catch_unwind(|| hot::registry::attach(table, flags, fn_flags));
 }
 
 /// Flag of a site armed only by plain counters: a hit adds one to the site's count and
@@ -317,7 +318,7 @@ fn site_on(table: &Table, id: u32) -> bool {
 /// caller then calls its function again with the same arguments, holding a [`Timer`], and
 /// returns that call's result. Returns 0 for the timed call itself (its probes ran already).
 pub fn enter(table: &'static Table, id: u32, vals: &[Val<'_>]) -> u64 {
-    let key = registry::table_key(table);
+    let key = hot::registry::table_key(table);
     if recall::take(key, id) || !site_on(table, id) {
         return 0;
     }
@@ -332,7 +333,7 @@ pub fn enter(table: &'static Table, id: u32, vals: &[Val<'_>]) -> u64 {
 /// [`enter`] for an entry site checked together with the site of the function's first
 /// statement (`line`): the line's probes run in the call that runs the body.
 pub fn enter_first(table: &'static Table, id: u32, line: u32, vals: &[Val<'_>]) -> u64 {
-    let key = registry::table_key(table);
+    let key = hot::registry::table_key(table);
     let recalled = recall::take(key, id);
     if !recalled && site_on(table, id) {
         let start = hit_entry(table, id, vals);
@@ -372,12 +373,38 @@ impl Drop for Timer {
 #[cold]
 #[inline(never)]
 extern "C" fn timer_exit(table: &'static Table, id: u32, start: u64) {
-    recall::end(registry::table_key(table), id);
+    recall::end(hot::registry::table_key(table), id);
     probe::exit(table, id, start);
 }
 
 #[cfg(test)]
 mod tests {
+    /// The layers import one way: `lang` nothing of `hot` or `plane`, `hot` nothing of
+    /// `plane` (an application thread never waits on the runtime's own threads).
+    #[test]
+    fn layers_import_one_way() {
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/src");
+        let check = |layer: &str, forbidden: &[&str]| {
+            let dir = std::path::Path::new(root).join(layer);
+            let mut n = 0;
+            for e in std::fs::read_dir(&dir).expect("layer dir") {
+                let path = e.expect("entry").path();
+                let text = std::fs::read_to_string(&path).expect("source");
+                for f in forbidden {
+                    assert!(
+                        !text.contains(&format!("crate::{f}")),
+                        "{} imports crate::{f}",
+                        path.display()
+                    );
+                }
+                n += 1;
+            }
+            assert!(n >= 3, "{layer}: {n} files");
+        };
+        check("lang", &["hot", "plane"]);
+        check("hot", &["plane"]);
+    }
+
     use super::*;
 
     #[test]

@@ -6,9 +6,9 @@
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Once, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
-use crate::probe::Probe;
+use crate::hot::probe::Probe;
 use crate::{Site, Table};
 
 /// Key of a site in the armed map: (table address, site id).
@@ -112,16 +112,31 @@ static ARMED: RwLock<Option<Arc<ArmedMap>>> = RwLock::new(None);
 /// Records lost anywhere (queue full, contention, re-entrancy), reported in `status`.
 pub(crate) static DROPPED_TOTAL: AtomicU64 = AtomicU64::new(0);
 
-static START: Once = Once::new();
-
+/// Adds a package's table (the crate root then starts the control plane: `crate::register`).
 pub(crate) fn register(table: &'static Table) {
     lock().tables.push(table);
-    START.call_once(crate::control::start);
-    // Test mode: every site armed from the start (see `control::arm_all`).
-    if let Ok(action) = std::env::var("LPROBE_ARM_ALL") {
-        crate::control::arm_all(table, &action);
+}
+
+/// Set in a child created by `fork` (see [`forked_child`]); the control plane's fork handler
+/// sets it.
+pub(crate) static FORKED: AtomicBool = AtomicBool::new(false);
+/// A forked child's sites were turned dormant.
+static SILENCED: AtomicBool = AtomicBool::new(false);
+
+/// Whether this process is a forked child of the one that started the runtime. A child has
+/// none of the runtime's threads (`fork` copies only the calling thread), and whatever lock
+/// another thread held at the fork stays held: its runtime is dormant. The first armed hit
+/// turns every site off (when the state's lock is free, else each armed hit returns at once),
+/// records nothing, and the exit handler does nothing in it. A child that `exec`s gets a
+/// fresh runtime from its new program.
+pub(crate) fn forked_child() -> bool {
+    if !FORKED.load(Ordering::Relaxed) {
+        return false;
     }
-    crate::control::start_if_armed();
+    if !SILENCED.load(Ordering::Relaxed) && silence() {
+        SILENCED.store(true, Ordering::Relaxed);
+    }
+    true
 }
 
 /// Adds a crate's copy of `table`'s flags: from now on every change of the table's flags is
@@ -151,7 +166,7 @@ fn copy_flags(from: &[AtomicU8], to: &[AtomicU8]) {
 }
 
 /// Turns every site of every table, and every crate's copy of the flags, dormant, without
-/// touching the probes (a forked child: see `control::forked_child`). Only if no other thread
+/// touching the probes (a forked child: see [`forked_child`]). Only if no other thread
 /// held the state when the process forked (a lock held then is held forever in the child):
 /// false if it could not.
 pub(crate) fn silence() -> bool {
@@ -344,7 +359,7 @@ pub(crate) mod tests {
     use std::sync::atomic::AtomicU8;
 
     use super::*;
-    use crate::probe::{parse_spec, Origin};
+    use crate::hot::probe::{parse_spec, Origin};
 
     /// A leaked table of `n` line sites (`src/lib.rs`, lines 1..=n), for tests.
     pub(crate) fn table(n: usize) -> &'static Table {
@@ -434,8 +449,8 @@ pub(crate) mod tests {
         };
         rebuild(&mut state);
         // Two hits at site 1 spend it (the probe itself stays armed).
-        crate::probe::hit(t, 1, &[]);
-        crate::probe::hit(t, 1, &[]);
+        crate::hot::probe::hit(t, 1, &[]);
+        crate::hot::probe::hit(t, 1, &[]);
         assert!(p.site_spent(1) && !p.site_spent(0) && p.is_live());
         rebuild(&mut state);
         let on: Vec<u8> = t.flags.iter().map(|f| f.load(Ordering::Relaxed)).collect();

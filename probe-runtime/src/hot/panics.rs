@@ -63,10 +63,10 @@ impl Drop for InHook {
 }
 
 fn hook(program: &Hook, info: &PanicHookInfo<'_>) {
-    if crate::probe::in_runtime() {
+    if crate::hot::probe::in_runtime() {
         // A capture's panic: reported in its record as `<panicked: …>`.
-        crate::probe::note_panic(message(info));
-    } else if crate::probe::is_runtime_thread() {
+        crate::hot::probe::note_panic(message(info));
+    } else if crate::hot::probe::is_runtime_thread() {
         // One of lprobe's threads: its supervisor restarts it and counts it in `status`.
         note_thread_panic(info);
     } else {
@@ -115,7 +115,7 @@ pub(crate) fn last_thread_panic() -> Option<String> {
 /// restarts it (after a pause, so a loop that panics at once does not spin), counted in
 /// [`THREAD_PANICS`] and reported by `status`.
 pub(crate) fn supervise(mut body: impl FnMut()) {
-    crate::probe::runtime_thread();
+    crate::hot::probe::runtime_thread();
     loop {
         ensure();
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(&mut body)) {

@@ -1,14 +1,7 @@
-//! The output thread: takes records from a bounded queue, finishes them (stack symbolization),
-//! writes them to `$LPROBE_OUTPUT` and to the sockets of `tail`/`watch` clients.
-//!
-//! **Invariant:** application threads only `try_send`: a full queue drops the record and
-//! counts it, it never blocks. The queue holds at most `$LPROBE_QUEUE` records (default 4096).
-//! Records are boxed and reused: the output thread hands a written record (and its values'
-//! buffer) back to a bounded pool, so in the steady state an application thread allocates
-//! nothing per record (an allocation here would be freed on the output thread, which glibc's
-//! per-thread caches do not serve).
+//! The output thread: takes records from the bounded queue (`hot::queue`), finishes them
+//! (stack symbolization), writes them to `$LPROBE_OUTPUT` and to the sockets of `tail`/`watch`
+//! clients.
 
-use std::backtrace::Backtrace;
 use std::fmt::Write as _;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -16,91 +9,14 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError, TrySendError};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::mpsc::{sync_channel, Receiver, TryRecvError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::capture::{Body, Vals};
-use crate::registry::DROPPED_TOTAL;
+use crate::hot::queue::{self, count_lost, lost, Head, Lost, Record};
 
-/// A record on its way out. The application thread stores what it must (the time, the
-/// site, its thread, the values); the output thread writes the JSON: the timestamp, the
-/// header (`pid`, `probe`, `site`, `fn`, `kind`, `thread`), `json`, the body, the stack.
-pub(crate) struct Record {
-    pub probe: Arc<str>,
-    /// When it was made ([`crate::timing::now_ns`]).
-    pub ns: u64,
-    /// The probe's header fields, or `None` when `json` starts with its own.
-    pub head: Option<Head>,
-    /// More fields, each `,"name":value` (empty for most records: no allocation).
-    pub json: String,
-    /// The kind-specific part the output thread writes (message, values).
-    pub body: Body,
-    /// The captured values `body` writes (kept with its capacity when the record is reused).
-    pub vals: Vals,
-    /// A stack to symbolize (`None` inside: it could not be captured without waiting), and
-    /// the probed function's path (names the innermost frame).
-    pub stack: Option<(Option<Backtrace>, &'static str)>,
-}
-
-/// Where and on which thread a probe's record was made.
-pub(crate) struct Head {
-    /// `None`: the site id was out of range (written as `null`).
-    pub site: Option<&'static crate::Site>,
-    pub kind: &'static str,
-    pub thread: std::thread::Thread,
-}
-
-/// Written records kept for reuse (see the module docs). Bounded: at most `POOL_MAX` records,
-/// whose value buffers hold at most `POOL_VALS` values.
-// The boxes themselves are what is reused (the queue carries boxes), so `Vec<Box<_>>` it is.
-#[allow(clippy::vec_box)]
-static POOL: Mutex<Vec<Box<Record>>> = Mutex::new(Vec::new());
-const POOL_MAX: usize = 256;
-const POOL_VALS: usize = 32;
-
-impl Record {
-    /// A record of `probe` made at `ns` ([`crate::timing::now_ns`]): a reused one when the
-    /// pool has one and its lock is free (an application thread never waits for it).
-    pub(crate) fn new(probe: Arc<str>, head: Option<Head>, ns: u64) -> Box<Record> {
-        if let Some(mut r) = POOL.try_lock().ok().and_then(|mut pool| pool.pop()) {
-            r.probe = probe;
-            r.ns = ns;
-            r.head = head;
-            return r;
-        }
-        Box::new(Record {
-            probe,
-            ns,
-            head,
-            json: String::new(),
-            body: Body::None,
-            vals: Vals::new(),
-            stack: None,
-        })
-    }
-
-    /// Empties a written record and keeps it for reuse (the output thread).
-    fn recycle(mut self: Box<Record>) {
-        if self.vals.capacity() > POOL_VALS || self.json.capacity() > 1024 {
-            return;
-        }
-        self.head = None;
-        self.json.clear();
-        self.body = Body::None;
-        self.vals.clear();
-        self.stack = None;
-        if let Ok(mut pool) = POOL.lock() {
-            if pool.len() < POOL_MAX {
-                pool.push(self);
-            }
-        }
-    }
-}
-
-/// Writes a probe record's header fields.
 fn write_head(out: &mut String, probe: &str, h: &Head) {
-    use crate::json::push_str;
+    use crate::lang::json::push_str;
     out.push_str(",\"probe\":");
     push_str(out, probe);
     out.push_str(",\"site\":");
@@ -119,58 +35,6 @@ fn write_head(out: &mut String, probe: &str, h: &Head) {
         Some(n) => push_str(out, n),
         None => push_str(out, &format!("{:?}", h.thread.id())),
     }
-}
-
-static QUEUE: OnceLock<SyncSender<Box<Record>>> = OnceLock::new();
-/// Records queued and not yet written (lets exit wait for the queue to drain).
-static PENDING: AtomicUsize = AtomicUsize::new(0);
-/// The queue's capacity (0 until the output thread starts).
-static CAPACITY: AtomicUsize = AtomicUsize::new(0);
-
-/// Why a record was not written (`status`'s `dropped_by` names them).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Lost {
-    /// Over the probe's `--rate`.
-    Rate = 0,
-    /// Over the output budget (`LPROBE_BUDGET`).
-    Budget = 1,
-    /// The output queue was full (`LPROBE_QUEUE`).
-    Queue = 2,
-    /// Writing to `LPROBE_OUTPUT` failed (disk full, broken pipe, …).
-    Write = 3,
-    /// Too little stack left on the thread to format values.
-    Stack = 4,
-    /// The armed map was being swapped, or the hit came from inside the runtime.
-    Busy = 5,
-}
-
-const LOST_NAMES: [&str; 6] = ["rate", "budget", "queue", "write", "stack", "busy"];
-static LOST: [AtomicU64; 6] = [const { AtomicU64::new(0) }; 6];
-
-/// Counts `n` records not written for `why` (and in `dropped_total`).
-pub(crate) fn count_lost(why: Lost, n: u64) {
-    if let Some(c) = LOST.get(why as usize) {
-        c.fetch_add(n, Ordering::Relaxed);
-    }
-    DROPPED_TOTAL.fetch_add(n, Ordering::Relaxed);
-}
-
-/// Records not written so far for `why`.
-pub(crate) fn lost(why: Lost) -> u64 {
-    LOST.get(why as usize)
-        .map_or(0, |c| c.load(Ordering::Relaxed))
-}
-
-/// `{"rate":N,"budget":N,…}`: the records not written, per reason (for `status`).
-pub(crate) fn write_lost_json(out: &mut String) {
-    out.push('{');
-    for (i, (name, c)) in LOST_NAMES.iter().zip(&LOST).enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        let _ = write!(out, "\"{name}\":{}", c.load(Ordering::Relaxed));
-    }
-    out.push('}');
 }
 
 /// A client streaming records: every record (`tail`) or one probe's (`watch`).
@@ -253,7 +117,7 @@ pub(crate) fn prune(live: &dyn Fn(&str) -> bool) {
         }
         // Read after the probe was seen dead: what is pending now includes every record it
         // made, so they are all written once `WRITTEN` reaches this (or nothing is pending).
-        let pending = PENDING.load(Ordering::Relaxed);
+        let pending = queue::pending();
         let written = WRITTEN.load(Ordering::Relaxed);
         let at = *s.ended_at.get_or_insert(written + pending as u64);
         pending != 0 && written < at
@@ -313,80 +177,6 @@ fn peer_closed(s: &UnixStream) -> bool {
     // SAFETY: `b` is valid for one byte; MSG_DONTWAIT never blocks.
     let n = unsafe { recv(fd, b.as_mut_ptr(), 1, MSG_PEEK | MSG_DONTWAIT) };
     n == 0
-}
-
-/// Output budget: bytes per second across all probes (`LPROBE_BUDGET`, default 1 MiB/s).
-fn budget() -> u64 {
-    static B: OnceLock<u64> = OnceLock::new();
-    *B.get_or_init(|| {
-        std::env::var("LPROBE_BUDGET")
-            .ok()
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .filter(|n| *n > 0)
-            .unwrap_or(1 << 20)
-    })
-}
-
-static BUDGET_SECOND: AtomicU64 = AtomicU64::new(0);
-static BUDGET_USED: AtomicU64 = AtomicU64::new(0);
-
-/// Whether this second's budget is already spent (a cheap check before building a record).
-pub(crate) fn budget_spent(now: u64) -> bool {
-    let second = now / 1_000_000_000 + 1;
-    BUDGET_SECOND.load(Ordering::Relaxed) == second
-        && BUDGET_USED.load(Ordering::Relaxed) >= budget()
-}
-
-/// Takes `n` bytes from this second's budget.
-fn take_budget(n: u64, now: u64) -> bool {
-    let second = now / 1_000_000_000 + 1;
-    // A plain load first: the read-modify-write only once per second.
-    if BUDGET_SECOND.load(Ordering::Relaxed) != second
-        && BUDGET_SECOND.swap(second, Ordering::Relaxed) != second
-    {
-        BUDGET_USED.store(0, Ordering::Relaxed);
-    }
-    BUDGET_USED.fetch_add(n, Ordering::Relaxed) + n <= budget()
-}
-
-/// True (and the drop counted) when the queue is full, so a record made now would be refused:
-/// checked before a record is built, so a saturated queue costs the application thread no
-/// capturing. (`PENDING` also counts the record being written: one more than the channel holds.)
-pub(crate) fn refuse_full() -> bool {
-    let full = PENDING.load(Ordering::Relaxed) > CAPACITY.load(Ordering::Relaxed);
-    if full {
-        count_queue_drop();
-    }
-    full
-}
-
-fn count_queue_drop() {
-    count_lost(Lost::Queue, 1);
-}
-
-/// Queues a record, or says which limit dropped it (`probe::LIMIT_*`).
-pub(crate) fn emit(r: Box<Record>) -> Result<(), u8> {
-    let Some(q) = QUEUE.get() else {
-        count_lost(Lost::Queue, 1);
-        return Err(crate::probe::LIMIT_QUEUE);
-    };
-    // A stack is not formatted yet: count it at a typical size.
-    let size = (r.json.len() + r.body.size(&r.vals)) as u64
-        + if r.head.is_some() { 160 } else { 40 }
-        + if r.stack.is_some() { 1024 } else { 0 };
-    if !take_budget(size, r.ns) {
-        count_lost(Lost::Budget, 1);
-        return Err(crate::probe::LIMIT_BUDGET);
-    }
-    PENDING.fetch_add(1, Ordering::Relaxed);
-    match q.try_send(r) {
-        Ok(()) => Ok(()),
-        Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-            PENDING.fetch_sub(1, Ordering::Relaxed);
-            count_queue_drop();
-            Err(crate::probe::LIMIT_QUEUE)
-        }
-    }
 }
 
 /// `O_NOFOLLOW` (the runtime has no libc crate: the value of each platform's headers).
@@ -624,13 +414,12 @@ pub(crate) fn queue_capacity(var: Option<&str>) -> usize {
 pub(crate) fn start() -> std::io::Result<()> {
     let cap = queue_capacity(std::env::var("LPROBE_QUEUE").ok().as_deref());
     let (tx, rx) = sync_channel(cap);
-    if QUEUE.set(tx).is_err() {
+    if !queue::install(tx, cap) {
         return Ok(());
     }
-    CAPACITY.store(cap, Ordering::Relaxed);
     std::thread::Builder::new()
         .name("lprobe-output".into())
-        .spawn(move || crate::panics::supervise(|| writer(&rx)))
+        .spawn(move || crate::hot::panics::supervise(|| writer(&rx)))
         .map(|_| ())
 }
 
@@ -652,7 +441,9 @@ fn next(rx: &Receiver<Box<Record>>, pause: &mut Duration) -> Option<Box<Record>>
                 return Some(r);
             }
             Err(TryRecvError::Disconnected) => return None,
-            Err(TryRecvError::Empty) if !crate::registry::any_armed() => return rx.recv().ok(),
+            Err(TryRecvError::Empty) if !crate::hot::registry::any_armed() => {
+                return rx.recv().ok()
+            }
             Err(TryRecvError::Empty) => {
                 std::thread::sleep(*pause);
                 *pause = (*pause * 2).min(POLL_MAX);
@@ -671,14 +462,14 @@ fn writer(rx: &Receiver<Box<Record>>) {
         publish(&r.probe, line.as_bytes());
         r.recycle();
         WRITTEN.fetch_add(1, Ordering::Relaxed);
-        PENDING.fetch_sub(1, Ordering::Relaxed);
+        queue::taken();
         if let Some(note) = resumed {
             let line = finish(&mut error_record(&note));
             let _ = out.write(line.as_bytes());
             publish("", line.as_bytes());
         }
         let drops = lost(Lost::Queue) + lost(Lost::Budget);
-        if drops != reported_drops && PENDING.load(Ordering::Relaxed) == 0 {
+        if drops != reported_drops && queue::pending() == 0 {
             let line = drop_report(drops - reported_drops);
             let _ = out.write(line.as_bytes());
             publish("", line.as_bytes());
@@ -695,13 +486,13 @@ fn drop_report(n: u64) -> String {
 
 /// An `error` record that belongs to no probe (control-file errors, drops).
 pub(crate) fn error_record(msg: &str) -> Box<Record> {
-    let mut r = Record::new(Arc::from(""), None, crate::timing::now_ns());
+    let mut r = Record::new(Arc::from(""), None, crate::hot::timing::now_ns());
     r.json
         .push_str(",\"probe\":null,\"site\":null,\"fn\":null,\"kind\":\"error\",\"thread\":");
     let t = std::thread::current();
-    crate::json::push_str(&mut r.json, t.name().unwrap_or("?"));
+    crate::lang::json::push_str(&mut r.json, t.name().unwrap_or("?"));
     r.json.push_str(",\"error\":");
-    crate::json::push_str(&mut r.json, msg);
+    crate::lang::json::push_str(&mut r.json, msg);
     r
 }
 
@@ -709,7 +500,10 @@ pub(crate) fn error_record(msg: &str) -> Box<Record> {
 fn finish(r: &mut Record) -> String {
     let mut json = String::with_capacity(r.json.len() + 256);
     json.push_str("{\"ts\":");
-    crate::json::push_str(&mut json, &crate::time::rfc3339(crate::timing::wall(r.ns)));
+    crate::lang::json::push_str(
+        &mut json,
+        &crate::lang::time::rfc3339(crate::hot::timing::wall(r.ns)),
+    );
     let _ = write!(json, ",\"pid\":{}", std::process::id());
     if let Some(h) = &r.head {
         write_head(&mut json, &r.probe, h);
@@ -720,18 +514,19 @@ fn finish(r: &mut Record) -> String {
         json.push_str(",\"stack\":[");
         let frames = match bt {
             Some(bt) => {
-                let known = crate::registry::source_files();
-                let mut frames = crate::stack::frames(&crate::stack::symbolize(&bt), &known);
-                crate::stack::name_innermost(&mut frames, func);
+                let known = crate::hot::registry::source_files();
+                let mut frames =
+                    crate::hot::stack::frames(&crate::hot::stack::symbolize(&bt), &known);
+                crate::hot::stack::name_innermost(&mut frames, func);
                 frames
             }
-            None => vec![crate::stack::NOT_CAPTURED.to_owned()],
+            None => vec![crate::hot::stack::NOT_CAPTURED.to_owned()],
         };
         for (i, f) in frames.iter().enumerate() {
             if i > 0 {
                 json.push(',');
             }
-            crate::json::push_str(&mut json, f);
+            crate::lang::json::push_str(&mut json, f);
         }
         json.push(']');
     }
@@ -770,7 +565,7 @@ fn publish(probe: &str, line: &[u8]) {
 /// Waits (at most `limit`) for queued records to be written; used at exit.
 pub(crate) fn drain(limit: Duration) {
     let start = Instant::now();
-    while PENDING.load(Ordering::Relaxed) > 0 && start.elapsed() < limit {
+    while queue::pending() > 0 && start.elapsed() < limit {
         std::thread::sleep(Duration::from_millis(2));
     }
 }

@@ -13,16 +13,17 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::capture::{Body, Captured};
-use crate::expr::Expr;
-use crate::registry;
-use crate::sink::{self, Record};
-use crate::template::Template;
-use crate::timing::Hist;
-use crate::value::{Limits, Value};
-use crate::{json, Table, Val};
+use crate::hot::capture::{Body, Captured};
+use crate::hot::queue::{self, Record};
+use crate::hot::registry;
+use crate::hot::timing::Hist;
+use crate::lang::expr::Expr;
+use crate::lang::json;
+use crate::lang::template::Template;
+use crate::lang::value::{Limits, Value};
+use crate::{Table, Val};
 
-pub(crate) use crate::capture::note_panic;
+pub(crate) use crate::hot::capture::note_panic;
 
 /// What to do at each hit.
 #[derive(Debug, Default)]
@@ -108,7 +109,7 @@ pub fn parse_spec(words: &[String]) -> Result<Spec, String> {
             "--log" => {
                 let t = value("a template like \"user={user.id}\"")?;
                 actions.log = Some(Arc::new(
-                    crate::template::parse(&t).map_err(|e| format!("--log: {e}"))?,
+                    crate::lang::template::parse(&t).map_err(|e| format!("--log: {e}"))?,
                 ));
             }
             "--snapshot" => actions.snapshot = true,
@@ -128,7 +129,7 @@ pub fn parse_spec(words: &[String]) -> Result<Spec, String> {
             "--ttl" => ttl = Some(parse_duration(&value("e.g. 1h")?, "--ttl")?),
             "--if" => {
                 let e = value("a condition like \"order.total > 100\"")?;
-                cond = Some(crate::expr::parse(&e).map_err(|e| format!("--if: {e}"))?);
+                cond = Some(crate::lang::expr::parse(&e).map_err(|e| format!("--if: {e}"))?);
             }
             "--max-hits" => max_hits = Some(positive(flag, &value("a positive number")?)?),
             "--rate" => {
@@ -172,12 +173,12 @@ pub fn parse_spec(words: &[String]) -> Result<Spec, String> {
         ttl: ttl.unwrap_or(Duration::from_secs(3600)),
         rate,
         limits,
-        text: crate::args::join(&words),
+        text: crate::lang::args::join(&words),
     })
 }
 
 fn parse_duration(s: &str, flag: &str) -> Result<Duration, String> {
-    crate::args::parse_duration(s).map_err(|e| format!("{flag}: {e}"))
+    crate::lang::args::parse_duration(s).map_err(|e| format!("{flag}: {e}"))
 }
 
 impl Spec {
@@ -295,7 +296,7 @@ pub struct Probe {
     pub reported: Mutex<(Vec<u64>, Instant)>,
     rate_window: AtomicU64,
     rate_used: AtomicU64,
-    /// The second (of [`crate::timing::now_ns`], plus one) `time_used` counts, and the
+    /// The second (of [`crate::hot::timing::now_ns`], plus one) `time_used` counts, and the
     /// nanoseconds its hits took in it (see [`time_budget_ns`]).
     time_window: AtomicU64,
     time_used: AtomicU64,
@@ -370,7 +371,7 @@ impl Probe {
         let quick_cond = spec
             .cond
             .as_ref()
-            .is_some_and(|c| !c.roots().iter().any(|r| crate::capture::is_secret(r)));
+            .is_some_and(|c| !c.roots().iter().any(|r| crate::hot::capture::is_secret(r)));
         let secret = if spec.cond.is_some() || spec.actions.log.is_some() || spec.actions.snapshot {
             sites
                 .iter()
@@ -380,7 +381,7 @@ impl Probe {
                         .iter()
                         .take(64)
                         .enumerate()
-                        .filter(|(_, n)| crate::capture::is_secret(n))
+                        .filter(|(_, n)| crate::hot::capture::is_secret(n))
                         .fold(0u64, |m, (i, _)| m | 1 << i)
                 })
                 .collect()
@@ -534,7 +535,7 @@ impl Probe {
         left
     }
 
-    /// Adds a hit's time (`start`..`end`, [`crate::timing::now_ns`]) to this second's; over
+    /// Adds a hit's time (`start`..`end`, [`crate::hot::timing::now_ns`]) to this second's; over
     /// the budget, the probe is disabled (`over-budget`) with an error record saying why.
     /// True if it was disabled now.
     fn charge(&self, table: &'static Table, id: u32, start: u64, end: u64, budget: u64) -> bool {
@@ -624,7 +625,7 @@ impl Probe {
         };
         let key = self as *const Probe as usize;
         if self.spec.actions.tictoc.is_some() && idx >= self.split {
-            if let (Some(ns), Some(h)) = (crate::timing::toc(key), &self.hist) {
+            if let (Some(ns), Some(h)) = (crate::hot::timing::toc(key), &self.hist) {
                 h.record(ns);
             }
             return false;
@@ -634,7 +635,7 @@ impl Probe {
         if let (Some(cond), true) = (&self.spec.cond, self.quick_cond) {
             let load = |name: &str| {
                 let i = site.names.iter().position(|n| *n == name)?;
-                crate::capture::scalar_of(vals.get(i)?)
+                crate::hot::capture::scalar_of(vals.get(i)?)
             };
             match cond.quick(&load) {
                 Some(false) => return false,
@@ -649,7 +650,7 @@ impl Probe {
         // no record is made): a log hit pays one clock read for its budget, not two.
         let budget = if self.timed_hits { time_budget_ns() } else { 0 };
         let mut start = if budget != 0 && self.spec.cond.is_some() && !cond_held {
-            crate::timing::now_ns()
+            crate::hot::timing::now_ns()
         } else {
             0
         };
@@ -658,7 +659,7 @@ impl Probe {
             // One hit in 8 per thread (the first included) is measured; the others are charged
             // what the probe's last measured hit took: a log hit reads no clock for its budget.
             let took = if measure_this_hit() {
-                let took = crate::timing::now_ns().saturating_sub(start);
+                let took = crate::hot::timing::now_ns().saturating_sub(start);
                 self.last_hit_ns.store(took, Ordering::Relaxed);
                 took
             } else {
@@ -694,7 +695,7 @@ impl Probe {
             || self.spec.actions.snapshot;
         if needs_values && low_stack {
             self.dropped.fetch_add(1, Ordering::Relaxed);
-            sink::count_lost(sink::Lost::Stack, 1);
+            queue::count_lost(queue::Lost::Stack, 1);
             self.note_limit(LIMIT_STACK);
             return false;
         }
@@ -738,7 +739,7 @@ impl Probe {
             }
         }
         if self.spec.actions.tictoc.is_some() {
-            crate::timing::tic(key);
+            crate::hot::timing::tic(key);
             return false;
         }
         if self.spec.actions.duration {
@@ -753,27 +754,27 @@ impl Probe {
             .as_ref()
             .filter(|_| self.spec.actions.log.is_some() || self.spec.actions.snapshot)
         {
-            let now = crate::timing::now_ns();
+            let now = crate::hot::timing::now_ns();
             if *start == 0 {
                 *start = now;
             }
-            if sink::budget_spent(now) {
+            if queue::budget_spent(now) {
                 // Spent for this second: drop before doing any work.
                 self.dropped.fetch_add(1, Ordering::Relaxed);
-                sink::count_lost(sink::Lost::Budget, 1);
+                queue::count_lost(queue::Lost::Budget, 1);
                 self.note_limit(LIMIT_BUDGET);
             } else if !self.take_rate(now) {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
-                sink::count_lost(sink::Lost::Rate, 1);
+                queue::count_lost(queue::Lost::Rate, 1);
                 self.note_limit(LIMIT_RATE);
-            } else if sink::refuse_full() {
+            } else if queue::refuse_full() {
                 // Both records of a log-and-snapshot probe would have been refused
                 // (`refuse_full` counted one).
                 let n = u64::from(self.spec.actions.log.is_some())
                     + u64::from(self.spec.actions.snapshot);
                 self.dropped.fetch_add(n, Ordering::Relaxed);
                 if n > 1 {
-                    sink::count_lost(sink::Lost::Queue, n - 1);
+                    queue::count_lost(queue::Lost::Queue, n - 1);
                 }
                 self.note_limit(LIMIT_QUEUE);
             } else {
@@ -795,7 +796,7 @@ impl Probe {
                         limits: self.spec.limits,
                     };
                     hit.take(|_, _| true, false, &mut r.vals);
-                    r.stack = Some((crate::stack::capture(), site.func));
+                    r.stack = Some((crate::hot::stack::capture(), site.func));
                     self.send(r);
                 }
             }
@@ -808,7 +809,7 @@ impl Probe {
     }
 
     fn send(&self, r: Box<Record>) {
-        match sink::emit(r) {
+        match queue::emit(r) {
             Ok(()) => {
                 self.emitted.fetch_add(1, Ordering::Relaxed);
             }
@@ -830,7 +831,7 @@ impl Probe {
     ) -> Box<Record> {
         Record::new(
             self.id.clone(),
-            Some(sink::Head {
+            Some(queue::Head {
                 site: table.sites.get(id as usize),
                 kind,
                 thread: std::thread::current(),
@@ -840,7 +841,7 @@ impl Probe {
     }
 
     pub(crate) fn emit_error(&self, table: &'static Table, id: u32, msg: &str) {
-        let mut r = self.record(table, id, "error", crate::timing::now_ns());
+        let mut r = self.record(table, id, "error", crate::hot::timing::now_ns());
         r.json.push_str(",\"error\":");
         json::push_str(&mut r.json, msg);
         self.send(r);
@@ -922,18 +923,18 @@ pub(crate) fn count_fast(table: &Table, id: u32) -> bool {
 /// Entry point from generated code (through `crate::hit`). True if a `--duration` probe at
 /// this site wants the call timed.
 pub(crate) fn hit(table: &'static Table, id: u32, vals: &[Val<'_>]) -> bool {
-    if crate::control::forked_child() {
+    if crate::hot::registry::forked_child() {
         return false;
     }
     let Ok(false) = IN_HIT.try_with(|c| c.replace(true)) else {
         // Re-entered from inside a capture, or the thread is shutting down.
-        sink::count_lost(sink::Lost::Busy, 1);
+        queue::count_lost(queue::Lost::Busy, 1);
         return false;
     };
     let timed = catch_unwind(AssertUnwindSafe(|| {
-        let left = crate::timing::stack_left();
+        let left = crate::hot::timing::stack_left();
         if left.is_some_and(|l| l < MIN_STACK) {
-            sink::count_lost(sink::Lost::Stack, 1);
+            queue::count_lost(queue::Lost::Stack, 1);
             return false;
         }
         let low = left.is_some_and(|l| l < MIN_STACK_VALUES);
@@ -955,12 +956,12 @@ pub(crate) fn hit(table: &'static Table, id: u32, vals: &[Val<'_>]) -> bool {
         });
         // `None`: a writer is swapping the map in; drop this hit rather than wait.
         timed.unwrap_or_else(|| {
-            sink::count_lost(sink::Lost::Busy, 1);
+            queue::count_lost(queue::Lost::Busy, 1);
             false
         })
     }))
     .unwrap_or(false);
-    crate::capture::hit_done();
+    crate::hot::capture::hit_done();
     let _ = IN_HIT.try_with(|c| c.set(false));
     timed
 }
@@ -968,7 +969,7 @@ pub(crate) fn hit(table: &'static Table, id: u32, vals: &[Val<'_>]) -> bool {
 /// A timed call returned (or unwound): records its duration into the site's live
 /// `--duration` probes.
 pub(crate) fn exit(table: &'static Table, id: u32, start: u64) {
-    let ns = crate::timing::now_ns().saturating_sub(start);
+    let ns = crate::hot::timing::now_ns().saturating_sub(start);
     let Ok(false) = IN_HIT.try_with(|c| c.replace(true)) else {
         return;
     };
@@ -983,7 +984,7 @@ pub(crate) fn exit(table: &'static Table, id: u32, start: u64) {
             }
         });
         if done.is_none() {
-            sink::count_lost(sink::Lost::Busy, 1);
+            queue::count_lost(queue::Lost::Busy, 1);
         }
     }));
     let _ = IN_HIT.try_with(|c| c.set(false));
@@ -1034,7 +1035,7 @@ impl<'v, 'a> Hit<'v, 'a> {
         }
         let secret = match 1u64.checked_shl(i as u32) {
             Some(bit) if i < 64 => self.secret & bit != 0,
-            _ => crate::capture::is_secret(name),
+            _ => crate::hot::capture::is_secret(name),
         };
         // Formatting runs user code (`Debug`), so no borrow of the cache is held across it.
         let c = Captured::take(secret, val);
@@ -1056,7 +1057,7 @@ impl<'v, 'a> Hit<'v, 'a> {
         &self,
         wanted: impl Fn(usize, &str) -> bool,
         keep: bool,
-        out: &mut crate::capture::Vals,
+        out: &mut crate::hot::capture::Vals,
     ) {
         let n = self.names.len().min(self.vals.len());
         for (i, name) in self.names.iter().enumerate().take(n) {
@@ -1097,7 +1098,7 @@ fn report(p: &Probe, force: bool) {
         if n != p.reported_hist.swap(n, Ordering::Relaxed) {
             let stats = h.stats();
             if let Some((t, id)) = p.sites.first() {
-                let mut r = p.record(t, *id, "duration", crate::timing::now_ns());
+                let mut r = p.record(t, *id, "duration", crate::hot::timing::now_ns());
                 let _ = write!(r.json, ",\"ns\":{},\"duration\":", stats.p50);
                 stats.write_json(&mut r.json);
                 p.send(r);
@@ -1116,7 +1117,7 @@ fn report(p: &Probe, force: bool) {
         if let Some(slot) = rep.0.get_mut(i) {
             *slot = now;
         }
-        let mut r = p.record(t, *id, "count", crate::timing::now_ns());
+        let mut r = p.record(t, *id, "count", crate::hot::timing::now_ns());
         let _ = write!(
             r.json,
             ",\"count\":{now},\"delta\":{}",

@@ -1,6 +1,6 @@
 //! Value paths such as `order.items[0].qty` or `name.len()`, parsed and evaluated against a `Value`.
 
-use crate::value::Value;
+use crate::lang::value::Value;
 use std::borrow::Cow;
 use std::fmt;
 
@@ -241,7 +241,7 @@ fn step_error(step: &Step, here: &str, at: Option<Cow<'_, Value>>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::value::parse_debug;
+    use crate::lang::value::parse_debug;
 
     fn order() -> Value {
         parse_debug(

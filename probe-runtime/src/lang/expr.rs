@@ -1,8 +1,8 @@
 //! Side-effect-free conditions such as `order.total > 100 && !order.paid`, parsed once and evaluated per hit.
 
-use crate::capture::Scalar;
-use crate::path::{self, a, Path};
-use crate::value::Value;
+use crate::lang::path::{self, a, Path};
+use crate::lang::value::Scalar;
+use crate::lang::value::Value;
 use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::fmt;
@@ -708,7 +708,7 @@ fn operand<'o, 'n: 'o, 'a: 'o>(
             Scalar::Char(_) => return None,
         },
         // `s.len()` of a string: its length in bytes, without reading (or copying) the text.
-        Node::Path(p) if p.steps == [crate::path::Step::Len] => match load(&p.root)? {
+        Node::Path(p) if p.steps == [crate::lang::path::Step::Len] => match load(&p.root)? {
             Scalar::Str(s) => Operand::Int(i128::try_from(s.len()).ok()?),
             _ => return None,
         },
@@ -794,7 +794,7 @@ fn kind_word(v: &Value) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::value::parse_debug;
+    use crate::lang::value::parse_debug;
 
     const VARS: &[(&str, &str)] = &[
         (

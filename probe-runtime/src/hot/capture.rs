@@ -12,9 +12,10 @@ use std::io::Write as _;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
-use crate::template::Template;
-use crate::value::{self, Limits, Value};
-use crate::{json, Val};
+use crate::lang::json;
+use crate::lang::template::Template;
+use crate::lang::value::{self, Limits, Value};
+use crate::Val;
 
 /// Largest `{:?}` text kept for one value, and JSON written for a whole snapshot.
 const MAX_VALUE_TEXT: usize = 64 * 1024;
@@ -107,7 +108,7 @@ fn stack_here() -> usize {
 
 impl Bounded {
     fn new() -> Bounded {
-        let left = crate::timing::stack_left().unwrap_or(MAX_FORMAT_STACK);
+        let left = crate::hot::timing::stack_left().unwrap_or(MAX_FORMAT_STACK);
         Bounded {
             buf: String::new(),
             cut: false,
@@ -194,7 +195,10 @@ impl Captured {
             return Captured::Redacted;
         }
         let (dbg, type_name) = val.parts();
-        if crate::value::redact::type_is_redacted(type_name, crate::value::redact::types()) {
+        if crate::lang::value::redact::type_is_redacted(
+            type_name,
+            crate::lang::value::redact::types(),
+        ) {
             return Captured::RedactedType(type_name);
         }
         let Some(dbg) = dbg else {
@@ -234,7 +238,7 @@ fn format_bounded(dbg: &dyn std::fmt::Debug, type_name: &'static str) -> Capture
     // User code runs next: a panic in it must reach lprobe's hook, not the program's
     // (checked once per hit: see `hit_done`).
     if HOOK_CHECKED.try_with(|c| c.replace(true)) == Ok(false) {
-        crate::panics::ensure();
+        crate::hot::panics::ensure();
     }
     let mut w = Bounded::new();
     match catch_unwind(AssertUnwindSafe(|| write!(w, "{dbg:?}"))) {
@@ -256,12 +260,12 @@ impl Captured {
     /// The structured value, with secret fields redacted (also in text that did not parse,
     /// and in a cut value's text, as far as it goes).
     pub(crate) fn to_value(&self) -> Value {
-        self.to_value_with(crate::value::redact::types())
+        self.to_value_with(crate::lang::value::redact::types())
     }
 
     /// [`Captured::to_value`] with an explicit list of redacted types.
     fn to_value_with(&self, types: &[String]) -> Value {
-        let text = |t: &str| crate::value::redact::text(t, &is_secret, types);
+        let text = |t: &str| crate::lang::value::redact::text(t, &is_secret, types);
         match self {
             Captured::Prim(v) => v.clone(),
             Captured::Short(s) => Value::Str(s.as_str().to_owned()),
@@ -283,7 +287,7 @@ impl Captured {
             }
             Captured::Failed(ty) => Value::Text(format!("<Debug of {ty} failed>")),
             Captured::Redacted => Value::Str("<redacted>".into()),
-            Captured::RedactedType(ty) => Value::Str(crate::value::redact::type_marker(
+            Captured::RedactedType(ty) => Value::Str(crate::lang::value::redact::type_marker(
                 ty.trim_start_matches("&mut ").trim_start_matches('&'),
             )),
         }
@@ -336,27 +340,7 @@ impl std::fmt::Debug for ShortStr {
 /// The values a record carries to the output thread, in capture order.
 pub(crate) type Vals = Vec<(&'static str, Captured)>;
 
-/// A captured primitive read in place (see [`scalar_of`]).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub(crate) enum Scalar<'a> {
-    Int(i128),
-    Float(f64),
-    Bool(bool),
-    Char(char),
-    Str(&'a str),
-}
-
-impl Scalar<'_> {
-    pub(crate) fn to_value(self) -> Value {
-        match self {
-            Scalar::Int(i) => Value::Int(i),
-            Scalar::Float(f) => Value::Float(f),
-            Scalar::Bool(b) => Value::Bool(b),
-            Scalar::Char(c) => Value::Char(c),
-            Scalar::Str(s) => Value::Str(s.to_owned()),
-        }
-    }
-}
+pub(crate) use crate::lang::value::Scalar;
 
 /// Reads a captured value in place if it is a primitive (no `Debug`, no allocation); `None`
 /// for any other type, and for a secret name (see [`is_secret`]: callers that read names
@@ -364,7 +348,8 @@ impl Scalar<'_> {
 pub(crate) fn scalar_of<'a>(val: &Val<'a>) -> Option<Scalar<'a>> {
     let val: Val<'a> = *val;
     let (dbg, type_name) = val.parts();
-    if crate::value::redact::type_is_redacted(type_name, crate::value::redact::types()) {
+    if crate::lang::value::redact::type_is_redacted(type_name, crate::lang::value::redact::types())
+    {
         return None;
     }
     scalar(dbg?, type_name)
@@ -446,7 +431,7 @@ impl Body {
                     vals.iter().map(|(n, c)| (*n, c.to_value())).collect();
                 let mut msg = String::new();
                 if template.is_every_capture() {
-                    crate::template::render_every(&values, &mut msg);
+                    crate::lang::template::render_every(&values, &mut msg);
                 } else {
                     template.render(
                         &|name| {
@@ -487,14 +472,14 @@ impl Body {
 /// that does not parse is reported once on stderr and then redacts every value (fail closed).
 enum Extra {
     None,
-    Pattern(crate::regex::Regex),
+    Pattern(crate::lang::regex::Regex),
     Invalid,
 }
 
 fn extra() -> &'static Extra {
     static EXTRA: std::sync::OnceLock<Extra> = std::sync::OnceLock::new();
     EXTRA.get_or_init(|| match std::env::var("LPROBE_REDACT") {
-        Ok(p) if !p.trim().is_empty() => match crate::regex::Regex::new(p.trim()) {
+        Ok(p) if !p.trim().is_empty() => match crate::lang::regex::Regex::new(p.trim()) {
             Ok(r) => Extra::Pattern(r),
             Err(e) => {
                 let _ = writeln!(
@@ -748,7 +733,7 @@ mod tests {
             out,
             r#","vars":{"order":[7,"bob"],"password":"<redacted>"}"#
         );
-        let t = Arc::new(crate::template::parse("id={order.0}").expect("template"));
+        let t = Arc::new(crate::lang::template::parse("id={order.0}").expect("template"));
         let mut out = String::new();
         Body::Log { template: t }.write(&[("order", vals[0].clone())], &mut out);
         assert_eq!(out, r#","msg":"id=7""#);
@@ -772,8 +757,8 @@ mod tests {
             outs.push(out);
         }
         for t in [
-            crate::template::Template::every_capture(),
-            crate::template::parse("x={x}").expect("template"),
+            crate::lang::template::Template::every_capture(),
+            crate::lang::template::parse("x={x}").expect("template"),
         ] {
             let mut out = String::new();
             Body::Log {

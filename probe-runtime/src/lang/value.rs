@@ -1,6 +1,6 @@
 //! Structured values parsed from `{:?}` text, with bounded JSON output, accessors and redaction.
 
-use crate::json;
+use crate::lang::json;
 use std::fmt::Write as _;
 
 /// A value recovered from compact `Debug` output.
@@ -93,7 +93,7 @@ pub fn parse_debug(text: &str) -> Value {
 /// (`pwd`, `pass`, `auth`, `pin`, `jwt`, `ssn`, …) or searched for longer fragments
 /// (`password`, `secret`, `token`, `apikey`, `cookie`, `session`, …). See `redact.rs`.
 pub fn default_is_secret(name: &str) -> bool {
-    crate::value::redact::builtin_is_secret(name)
+    crate::lang::value::redact::builtin_is_secret(name)
 }
 
 /// Whether `hay` contains `needle` (lowercase ASCII), ignoring ASCII case, without allocating.
@@ -192,7 +192,7 @@ impl Value {
     /// `("authorization", "Bearer …")`), secret fields inside text that did not parse (a cut
     /// value, a custom `Debug`), and structs of the types listed in `LPROBE_REDACT_TYPES`.
     pub fn redact(&mut self, is_secret: &dyn Fn(&str) -> bool) {
-        self.redact_with(is_secret, crate::value::redact::types());
+        self.redact_with(is_secret, crate::lang::value::redact::types());
     }
 
     /// [`Value::redact`] with an explicit list of redacted types.
@@ -203,9 +203,9 @@ impl Value {
         };
         match self {
             Value::Struct { name, .. } | Value::Variant { name, .. }
-                if crate::value::redact::printed_type_is_redacted(name, types) =>
+                if crate::lang::value::redact::printed_type_is_redacted(name, types) =>
             {
-                *self = Value::Str(crate::value::redact::type_marker(name));
+                *self = Value::Str(crate::lang::value::redact::type_marker(name));
             }
             Value::Struct { fields, .. } => {
                 for (k, v) in fields {
@@ -237,7 +237,7 @@ impl Value {
                 }
             }
             Value::Text(t) | Value::Truncated(t) => {
-                if let Some(r) = crate::value::redact::text(t, is_secret, types) {
+                if let Some(r) = crate::lang::value::redact::text(t, is_secret, types) {
                     *t = r;
                 }
             }
@@ -1406,6 +1406,28 @@ pub(crate) mod redact {
                     r#"A { k: "<redacted: Key>", n: 1, t: "<redacted: Key>", u: "<redacted: Key>""#
                 )
             );
+        }
+    }
+}
+
+/// A captured primitive read in place (`hot::capture::scalar_of`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum Scalar<'a> {
+    Int(i128),
+    Float(f64),
+    Bool(bool),
+    Char(char),
+    Str(&'a str),
+}
+
+impl Scalar<'_> {
+    pub(crate) fn to_value(self) -> Value {
+        match self {
+            Scalar::Int(i) => Value::Int(i),
+            Scalar::Float(f) => Value::Float(f),
+            Scalar::Bool(b) => Value::Bool(b),
+            Scalar::Char(c) => Value::Char(c),
+            Scalar::Str(s) => Value::Str(s.to_owned()),
         }
     }
 }

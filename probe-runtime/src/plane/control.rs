@@ -13,10 +13,11 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use crate::json;
-use crate::probe::{self, Origin, Probe, NEEDS_REBUILD};
-use crate::registry::{self, State, DROPPED_TOTAL};
-use crate::sink::{self, Subscriber};
+use crate::hot::probe::{self, Origin, Probe, NEEDS_REBUILD};
+use crate::hot::queue;
+use crate::hot::registry::{self, State, DROPPED_TOTAL};
+use crate::lang::json;
+use crate::plane::sink::{self, Subscriber};
 
 /// The protocol version this runtime speaks.
 pub(crate) const PROTOCOL: &str = "lprobe/1";
@@ -45,31 +46,10 @@ extern "C" {
     ) -> i32;
 }
 
-/// Set in a child created by `fork` (see [`forked_child`]).
-static FORKED: AtomicBool = AtomicBool::new(false);
-/// A forked child's sites were turned dormant.
-static SILENCED: AtomicBool = AtomicBool::new(false);
-
 /// Runs in the child of a `fork`, before `fork` returns there: only an atomic store (the child
 /// of a multi-threaded process may call little else until it `exec`s).
 extern "C" fn on_fork_child() {
-    FORKED.store(true, Ordering::Relaxed);
-}
-
-/// Whether this process is a forked child of the one that started the runtime. A child has
-/// none of the runtime's threads (`fork` copies only the calling thread), and whatever lock
-/// another thread held at the fork stays held: its runtime is dormant. The first armed hit
-/// turns every site off (when the state's lock is free, else each armed hit returns at once),
-/// records nothing, and the exit handler does nothing in it. A child that `exec`s gets a
-/// fresh runtime from its new program.
-pub(crate) fn forked_child() -> bool {
-    if !FORKED.load(Ordering::Relaxed) {
-        return false;
-    }
-    if !SILENCED.load(Ordering::Relaxed) && registry::silence() {
-        SILENCED.store(true, Ordering::Relaxed);
-    }
-    true
+    registry::FORKED.store(true, Ordering::Relaxed);
 }
 
 /// Starts the output thread, the socket server and the ticker. Runs once, before `main` (as
@@ -80,7 +60,7 @@ pub(crate) fn start() {
         return;
     }
     let _ = START_PID.set(std::process::id());
-    crate::panics::ensure();
+    crate::hot::panics::ensure();
     // SAFETY: `at_exit` and `on_fork_child` are `extern "C" fn`s with no arguments, as
     // atexit and pthread_atfork require.
     unsafe {
@@ -140,7 +120,7 @@ fn start_threads() {
             let _ = SOCKET.set(path);
             let spawned = std::thread::Builder::new()
                 .name("lprobe-socket".into())
-                .spawn(move || crate::panics::supervise(|| serve(&listener)));
+                .spawn(move || crate::hot::panics::supervise(|| serve(&listener)));
             if let Err(e) = spawned {
                 warn(&format!("cannot start the socket thread: {e}"));
             }
@@ -149,7 +129,7 @@ fn start_threads() {
     }
     let _ = std::thread::Builder::new()
         .name("lprobe-control".into())
-        .spawn(|| crate::panics::supervise(ticker));
+        .spawn(|| crate::hot::panics::supervise(ticker));
 }
 
 fn warn(msg: &str) {
@@ -159,7 +139,7 @@ fn warn(msg: &str) {
 extern "C" fn at_exit() {
     // A forked child has no output thread to drain, and may find locks held forever (see
     // `forked_child`): it leaves at once.
-    if FORKED.load(Ordering::Relaxed) || START_PID.get() != Some(&std::process::id()) {
+    if registry::FORKED.load(Ordering::Relaxed) || START_PID.get() != Some(&std::process::id()) {
         return;
     }
     // Whatever runs after this (other exit handlers) would find the output closed: the exiting
@@ -264,7 +244,7 @@ fn serve(listener: &UnixListener) {
             .spawn(move || {
                 probe::runtime_thread();
                 // A panic here must not reach a hook the program installed since.
-                crate::panics::ensure();
+                crate::hot::panics::ensure();
                 let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handle(stream)));
                 ACTIVE.fetch_sub(1, Ordering::Relaxed);
             });
@@ -361,7 +341,7 @@ pub(crate) fn handle(mut stream: UnixStream) {
     }
     let rest = rest.trim_start();
     let (verb, args) = rest.split_once(' ').unwrap_or((rest, ""));
-    let words = match crate::args::split(args) {
+    let words = match crate::lang::args::split(args) {
         Ok(w) => w,
         Err(e) => {
             let _ = stream.write_all(err_line(&format!("bad arguments: {e}")).as_bytes());
@@ -606,7 +586,7 @@ fn new_probe(st: &mut State, words: &[String], origin: Origin) -> Result<Arc<Pro
     let spec = probe::parse_spec(words)?;
     let all = registry::all_sites(st);
     let skipped = registry::all_skipped(st);
-    let mut sites = crate::location::resolve(&all, &skipped, &spec.location)?;
+    let mut sites = crate::lang::location::resolve(&all, &skipped, &spec.location)?;
     if spec.actions.duration {
         if let Some(s) = sites
             .iter()
@@ -631,7 +611,7 @@ fn new_probe(st: &mut State, words: &[String], origin: Origin) -> Result<Arc<Pro
     }
     let split = sites.len();
     if let Some(end) = &spec.actions.tictoc {
-        let ends = crate::location::resolve(&all, &skipped, end)
+        let ends = crate::lang::location::resolve(&all, &skipped, end)
             .map_err(|e| format!("--tictoc end '{end}': {e}"))?;
         sites.extend(ends);
     }
@@ -694,7 +674,7 @@ fn disarm(words: &[String]) -> Result<String, String> {
     } else {
         let all = registry::all_sites(&st);
         let skipped = registry::all_skipped(&st);
-        let sites = crate::location::resolve(&all, &skipped, what).map_err(|e| {
+        let sites = crate::lang::location::resolve(&all, &skipped, what).map_err(|e| {
             format!("'{what}' is neither a probe id (see 'lprobe status') nor a location: {e}")
         })?;
         st.probes
@@ -787,13 +767,13 @@ fn status() -> String {
         "],\"dropped_total\":{},\"dropped_by\":",
         DROPPED_TOTAL.load(Ordering::Relaxed)
     ));
-    sink::write_lost_json(&mut s);
+    queue::write_lost_json(&mut s);
     // Panics of the runtime's own threads (each restarted its loop) and the last one.
     s.push_str(&format!(
         ",\"runtime_panics\":{},\"last_runtime_panic\":",
-        crate::panics::THREAD_PANICS.load(Ordering::Relaxed)
+        crate::hot::panics::THREAD_PANICS.load(Ordering::Relaxed)
     ));
-    match crate::panics::last_thread_panic() {
+    match crate::hot::panics::last_thread_panic() {
         Some(m) => json::push_str(&mut s, &m),
         None => s.push_str("null"),
     }
@@ -894,7 +874,7 @@ fn ticker() {
         // While probes are armed, lprobe's panic hook is kept outermost even if the program
         // replaced it (captures check too, before running `Debug` code).
         if registry::any_armed() {
-            crate::panics::ensure();
+            crate::hot::panics::ensure();
         }
         std::thread::sleep(TICK);
     }
@@ -912,7 +892,7 @@ pub(crate) fn arm_all(table: &'static crate::Table, action: &str) {
     let (actions, per_site) = match action {
         "log" => (
             probe::Actions {
-                log: Some(Arc::new(crate::template::Template::every_capture())),
+                log: Some(Arc::new(crate::lang::template::Template::every_capture())),
                 ..Default::default()
             },
             Some(10),
@@ -939,7 +919,7 @@ pub(crate) fn arm_all(table: &'static crate::Table, action: &str) {
             None,
         ),
         other => {
-            let _ = sink::emit(sink::error_record(&format!(
+            let _ = queue::emit(sink::error_record(&format!(
                 "LPROBE_ARM_ALL: unknown action '{other}' (expected snapshot, log, count or duration)"
             )));
             return;
@@ -988,7 +968,7 @@ fn check_control(c: &mut ControlFile) {
         Ok(bytes) => bytes,
         Err(why) => {
             if c.refused.as_deref() != Some(&why) {
-                let _ = sink::emit(sink::error_record(&format!("control file: {why}")));
+                let _ = queue::emit(sink::error_record(&format!("control file: {why}")));
                 registry::lock().control_errors = vec![why.clone()];
                 c.refused = Some(why);
                 // Read again once it is acceptable, even with the same content.
@@ -1016,7 +996,7 @@ pub(crate) fn apply_control(path: &Path, text: &str) {
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let words = match crate::args::split(line) {
+        let words = match crate::lang::args::split(line) {
             Ok(w) => w,
             Err(e) => {
                 errors.push(format!("{}:{}: {e}", path.display(), n + 1));
@@ -1024,7 +1004,7 @@ pub(crate) fn apply_control(path: &Path, text: &str) {
             }
         };
         let refs: Vec<&str> = words.iter().map(String::as_str).collect();
-        wanted.push((n + 1, words.clone(), crate::args::join(&refs)));
+        wanted.push((n + 1, words.clone(), crate::lang::args::join(&refs)));
     }
     // Drop control probes that are no longer wanted.
     let keep: Vec<&str> = wanted.iter().map(|(_, _, t)| t.as_str()).collect();
@@ -1055,7 +1035,7 @@ pub(crate) fn apply_control(path: &Path, text: &str) {
         probe::report_final(p);
     }
     for e in &errors {
-        let _ = sink::emit(sink::error_record(&format!("control file: {e}")));
+        let _ = queue::emit(sink::error_record(&format!("control file: {e}")));
     }
     st.control_errors = errors;
 }
@@ -1102,7 +1082,7 @@ mod tests {
 
     #[test]
     fn live_probes_are_capped_with_a_clear_error() {
-        let t = crate::registry::tests::table(2);
+        let t = crate::hot::registry::tests::table(2);
         let mut st = State {
             tables: vec![t],
             mirrors: Vec::new(),

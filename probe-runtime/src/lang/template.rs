@@ -1,8 +1,8 @@
 //! Message templates like `"order {order.id} has {order.items.len()} items"`, parsed once and rendered per hit.
 
-use crate::json;
-use crate::path::{self, Path};
-use crate::value::{self, Limits, Value};
+use crate::lang::json;
+use crate::lang::path::{self, Path};
+use crate::lang::value::{self, Limits, Value};
 use std::fmt::Write as _;
 
 /// A parsed template: literal text and `{path}` holes.
@@ -214,7 +214,7 @@ fn push_limited(out: &mut String, s: &str, max: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::value::parse_debug;
+    use crate::lang::value::parse_debug;
 
     fn render(t: &str, vars: &[(&str, &str)]) -> String {
         let t = parse(t).unwrap();

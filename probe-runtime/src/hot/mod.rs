@@ -1,0 +1,20 @@
+//! The hot path: what runs on the application's threads when a site is passed, and the
+//! state it reads. May import `lang`; never imports `plane` (the runtime's own threads), so
+//! nothing an application thread runs can wait on them: records leave through the bounded
+//! `queue`, whose receiving end `plane::sink` owns.
+//!
+//! `registry` (registered tables, flags, the armed map, flag rebuilds), `probe` (a probe's
+//! spec, state, counters and limits; `fire`: what a hit does), `capture` (what a hit takes:
+//! primitives in place, `Debug` text in a bounded buffer, panics contained), `queue` (records
+//! on their way out, the output budget, counts of records not written), `timing` (clock,
+//! histograms, tic-toc starts, stack depth left), `panics` (lprobe's panic hook kept
+//! outermost; runtime threads supervised), `stack` (backtrace capture on the application
+//! thread, symbolization for the output thread).
+
+pub(crate) mod capture;
+pub(crate) mod panics;
+pub mod probe;
+pub(crate) mod queue;
+pub(crate) mod registry;
+pub(crate) mod stack;
+pub mod timing;
