@@ -141,6 +141,7 @@ pub enum Command {
     /// Wait for one hit at a location and print the variables and stack there
     Snapshot(SnapshotArgs),
     /// Count function calls for a while and print the most-called functions as a skip list
+    #[command(long_about = HOT_ABOUT)]
     Hot(HotArgs),
     /// Serve the probes' counts and durations as Prometheus metrics (or write a textfile)
     #[command(long_about = exporter::LONG_ABOUT)]
@@ -153,10 +154,9 @@ pub enum Command {
     Man(completions::ManArgs),
 }
 
-/// `lprobe hot`.
-#[derive(Args, Debug, Clone, PartialEq, Eq)]
-#[command(
-    long_about = "Count the calls of every function (or of those matching PATTERN) for --for, \
+/// `lprobe hot --help` (on the subcommand: its doc comment would replace one on the struct).
+const HOT_ABOUT: &str =
+    "Count the calls of every function (or of those matching PATTERN) for --for, \
         then print the most-called ones as a skip list: one fn:PATH per line, followed after a \
         '#' by its calls, their share, the rate and where the function is.\n\n\
         A dormant probe site costs a check per call. In a function called millions of times a \
@@ -178,12 +178,14 @@ pub enum Command {
         reported).\n\n\
         With --json: {source, pid, program, pattern, seconds, calls, called, sites, functions: \
         [{fn, calls, share, per_second, path, line}]} (pid, program, seconds, sites and \
-        per_second are null for --records).",
-    after_help = "Examples:\n  lprobe hot --for 30s > lprobe.skip\n  \
+        per_second are null for --records).";
+
+/// `lprobe hot`.
+#[derive(Args, Debug, Clone, PartialEq, Eq)]
+#[command(after_help = "Examples:\n  lprobe hot --for 30s > lprobe.skip\n  \
         cargo lprobe build --release --skip-from lprobe.skip\n  \
         lprobe hot 'regex_syntax::hir::*' --top 5 --for 1m\n  \
-        lprobe hot --records /var/log/app/lprobe.jsonl > lprobe.skip"
-)]
+        lprobe hot --records /var/log/app/lprobe.jsonl > lprobe.skip")]
 pub struct HotArgs {
     /// Count only the functions matching this pattern, as for 'lprobe arm fn:PATTERN' (* is
     /// every function)
