@@ -1092,6 +1092,36 @@ pub(crate) mod redact {
         Some(j)
     }
 
+    /// The token at `i` (its first byte `c`) that may be a name: a string literal (its
+    /// contents, and where it ends, `None` if unterminated) or an identifier path (`a::b`).
+    fn name_token(b: &[u8], i: usize, c: u8) -> Option<(usize, usize, Option<usize>)> {
+        match c {
+            b'"' => Some((
+                i + 1,
+                string_end(b, i).map_or(b.len(), |e| e - 1),
+                string_end(b, i),
+            )),
+            c if c.is_ascii_alphabetic() || c == b'_' || c >= 0x80 => {
+                let mut j = i;
+                loop {
+                    while b.get(j).is_some_and(|&c| is_name_byte(c)) {
+                        j += 1;
+                    }
+                    if b.get(j) == Some(&b':')
+                        && b.get(j + 1) == Some(&b':')
+                        && b.get(j + 2).is_some_and(|&c| is_name_byte(c))
+                    {
+                        j += 2;
+                        continue;
+                    }
+                    break;
+                }
+                Some((i, j, Some(j)))
+            }
+            _ => None,
+        }
+    }
+
     /// The redacted form of `s`, or `None` when nothing in it is secret (see the module docs).
     /// Never cuts inside a UTF-8 character: every position it cuts at is an ASCII byte.
     pub(crate) fn text(
@@ -1116,31 +1146,7 @@ pub(crate) mod redact {
         };
         while let Some(&c) = b.get(i) {
             // Tokens that may be names: string literals and identifiers (paths).
-            let token = match c {
-                b'"' => Some((
-                    i + 1,
-                    string_end(b, i).map_or(b.len(), |e| e - 1),
-                    string_end(b, i),
-                )),
-                c if c.is_ascii_alphabetic() || c == b'_' || c >= 0x80 => {
-                    let mut j = i;
-                    loop {
-                        while b.get(j).is_some_and(|&c| is_name_byte(c)) {
-                            j += 1;
-                        }
-                        if b.get(j) == Some(&b':')
-                            && b.get(j + 1) == Some(&b':')
-                            && b.get(j + 2).is_some_and(|&c| is_name_byte(c))
-                        {
-                            j += 2;
-                            continue;
-                        }
-                        break;
-                    }
-                    Some((i, j, Some(j)))
-                }
-                _ => None,
-            };
+            let token = name_token(b, i, c);
             if let Some((from, to, end)) = token {
                 let name = s.get(from..to).unwrap_or("");
                 // A struct or tuple struct of a redacted type: the whole value goes.
