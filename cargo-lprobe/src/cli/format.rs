@@ -38,14 +38,35 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
-/// A JSON value as text for a table cell or a one-line message: strings bare, null as `-`,
-/// everything else as compact JSON.
+/// A JSON value as text for a table cell or a one-line message: strings bare (but
+/// [`printable`]), null as `-`, everything else as compact JSON.
 pub fn cell(v: Option<&Value>) -> String {
     match v {
         None | Some(Value::Null) => "-".to_string(),
-        Some(Value::String(s)) => s.clone(),
+        Some(Value::String(s)) => printable(s),
         Some(other) => other.to_string(),
     }
+}
+
+/// `s` safe to print on a terminal: control characters (escape sequences, carriage returns,
+/// newlines that would forge a line of output) and the bidirectional overrides that reorder
+/// what is shown are written as Rust escapes (`\u{1b}`, `\n`). Program data reaches the
+/// terminal through records; it must not drive the terminal.
+pub fn printable(s: &str) -> String {
+    let unsafe_char =
+        |c: char| c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+    if !s.chars().any(unsafe_char) {
+        return s.to_owned();
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if unsafe_char(c) {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// The time of day of an RFC 3339 timestamp, to milliseconds: `2024-05-01T01:37:18.123456Z` →
@@ -342,6 +363,38 @@ pub fn frame(f: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn program_data_cannot_drive_the_terminal() {
+        let evil = "ok\u{1b}[2J\u{1b}]0;pwned\u{7}\r\nfake 01:00:00 p9 log\u{202e}gnp.exe";
+        let shown = cell(Some(&Value::String(evil.into())));
+        assert!(!shown.chars().any(|c| c.is_control()), "{shown:?}");
+        assert!(!shown.contains('\u{202e}'));
+        assert_eq!(
+            shown,
+            "ok\\u{1b}[2J\\u{1b}]0;pwned\\u{7}\\r\\nfake 01:00:00 p9 log\\u{202e}gnp.exe"
+        );
+        // A log record's message is a cell too.
+        let rec = serde_json::json!({"ts": "2024-05-01T01:37:18.123Z", "probe": "p1", "site": "s:1",
+            "fn": "f", "kind": "log", "msg": evil});
+        let line = record(&rec, RecordStyle::default());
+        // lprobe's own colours aside, the message adds no escape character and no line.
+        let plain = record(
+            &serde_json::json!({"ts": "2024-05-01T01:37:18.123Z", "probe": "p1", "site": "s:1",
+                "fn": "f", "kind": "log", "msg": "ok"}),
+            RecordStyle::default(),
+        );
+        let escs = |l: &str| l.matches('\u{1b}').count();
+        assert_eq!(escs(&line), escs(&plain), "{line:?}");
+        assert!(
+            !line.contains('\n') && line.ends_with("gnp.exe"),
+            "{line:?}"
+        );
+        assert_eq!(
+            cell(Some(&Value::String("plain text".into()))),
+            "plain text"
+        );
+    }
     use serde_json::json;
 
     /// What a stream with colours off shows (`anstream` strips the styles).
