@@ -6,7 +6,7 @@
 //! redacting fields, rendering templates and escaping JSON happen on `lprobe-output`, except
 //! for the values a condition reads (a condition must be decided on the spot).
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -45,11 +45,6 @@ pub(crate) enum Captured {
 }
 
 thread_local! {
-    /// The message of a panic raised while capturing, for the `<panicked: …>` marker.
-    static PANIC_MSG: RefCell<Option<String>> = const { RefCell::new(None) };
-}
-
-thread_local! {
     /// This hit made sure lprobe's panic hook is the outermost one (`panics::ensure`).
     static HOOK_CHECKED: Cell<bool> = const { Cell::new(false) };
 }
@@ -57,11 +52,6 @@ thread_local! {
 /// A hit is over: the next one that runs a `Debug` impl checks the panic hook again.
 pub(crate) fn hit_done() {
     let _ = HOOK_CHECKED.try_with(|c| c.set(false));
-}
-
-/// Keeps a panic message raised inside the runtime.
-pub(crate) fn note_panic(msg: String) {
-    let _ = PANIC_MSG.try_with(|m| *m.borrow_mut() = Some(msg));
 }
 
 /// Deepest bracket nesting formatted: a derived `Debug` of a deep structure recurses once per
@@ -247,11 +237,7 @@ fn format_bounded(dbg: &dyn std::fmt::Debug, type_name: &'static str) -> Capture
         Ok(Err(_)) => Captured::Failed(type_name),
         Err(p) if p.is::<Stop>() => Captured::Cut(w.buf),
         Err(_) => Captured::Panicked(
-            PANIC_MSG
-                .try_with(|m| m.borrow_mut().take())
-                .ok()
-                .flatten()
-                .unwrap_or_else(|| "unknown".into()),
+            crate::hot::panics::take_panic_message().unwrap_or_else(|| "unknown".into()),
         ),
     }
 }

@@ -63,10 +63,10 @@ impl Drop for InHook {
 }
 
 fn hook(program: &Hook, info: &PanicHookInfo<'_>) {
-    if crate::hot::probe::in_runtime() {
+    if in_runtime() {
         // A capture's panic: reported in its record as `<panicked: …>`.
-        crate::hot::probe::note_panic(message(info));
-    } else if crate::hot::probe::is_runtime_thread() {
+        note_panic(message(info));
+    } else if is_runtime_thread() {
         // One of lprobe's threads: its supervisor restarts it and counts it in `status`.
         note_thread_panic(info);
     } else {
@@ -115,7 +115,7 @@ pub(crate) fn last_thread_panic() -> Option<String> {
 /// restarts it (after a pause, so a loop that panics at once does not spin), counted in
 /// [`THREAD_PANICS`] and reported by `status`.
 pub(crate) fn supervise(mut body: impl FnMut()) {
-    crate::hot::probe::runtime_thread();
+    runtime_thread();
     loop {
         ensure();
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(&mut body)) {
@@ -130,6 +130,56 @@ pub(crate) fn supervise(mut body: impl FnMut()) {
 
 /// The pause before a runtime thread's loop restarts after a panic.
 const RESTART_PAUSE: std::time::Duration = std::time::Duration::from_millis(50);
+
+thread_local! {
+    /// Set while this thread is inside the runtime: a probe hit from inside a capture
+    /// (a `Debug` impl calling instrumented code) returns at once instead of recursing.
+    pub(crate) static IN_HIT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+thread_local! {
+    /// Set on the runtime's own threads (output, control, socket).
+    static RUNTIME_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Marks the current thread as one of the runtime's: probes never fire on it. Instrumented
+/// code can run there (a user's `#[global_allocator]` serving the runtime's allocations, say),
+/// and a record made from the output thread's own work would feed itself.
+pub(crate) fn runtime_thread() {
+    let _ = RUNTIME_THREAD.try_with(|c| c.set(true));
+    let _ = IN_HIT.try_with(|c| c.set(true));
+}
+
+/// Whether the current thread is one of the runtime's.
+pub(crate) fn is_runtime_thread() -> bool {
+    RUNTIME_THREAD
+        .try_with(std::cell::Cell::get)
+        .unwrap_or(false)
+}
+
+/// Whether the current thread is inside a hit on an application thread (the panic hook stays
+/// quiet then: the panic is a capture's, reported in its record).
+pub(crate) fn in_runtime() -> bool {
+    IN_HIT.try_with(std::cell::Cell::get).unwrap_or(false)
+        && !RUNTIME_THREAD
+            .try_with(std::cell::Cell::get)
+            .unwrap_or(false)
+}
+
+thread_local! {
+    /// The message of a panic raised while capturing, for the `<panicked: …>` marker.
+    static PANIC_MSG: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Keeps a panic message raised inside the runtime.
+pub(crate) fn note_panic(msg: String) {
+    let _ = PANIC_MSG.try_with(|m| *m.borrow_mut() = Some(msg));
+}
+
+/// The message of the last panic raised in a capture on this thread (taken).
+pub(crate) fn take_panic_message() -> Option<String> {
+    PANIC_MSG.try_with(|m| m.borrow_mut().take()).ok().flatten()
+}
 
 #[cfg(test)]
 mod tests {

@@ -23,7 +23,7 @@ use crate::lang::template::Template;
 use crate::lang::value::{Limits, Value};
 use crate::{Table, Val};
 
-pub(crate) use crate::hot::capture::note_panic;
+use crate::hot::panics::IN_HIT;
 
 /// What to do at each hit.
 #[derive(Debug, Default)]
@@ -326,9 +326,7 @@ pub struct Probe {
 
 /// Limits a probe can run into, as `status` names them.
 const LIMITS: [&str; 7] = ["", "rate", "budget", "queue", "max-hits", "stack", "time"];
-pub(crate) const LIMIT_RATE: u8 = 1;
-pub(crate) const LIMIT_BUDGET: u8 = 2;
-pub(crate) const LIMIT_QUEUE: u8 = 3;
+pub(crate) use crate::hot::queue::{LIMIT_BUDGET, LIMIT_QUEUE, LIMIT_RATE};
 const LIMIT_MAX_HITS: u8 = 4;
 /// Too little stack left on the thread to run `Debug` impls safely.
 const LIMIT_STACK: u8 = 5;
@@ -846,37 +844,6 @@ impl Probe {
         json::push_str(&mut r.json, msg);
         self.send(r);
     }
-}
-
-thread_local! {
-    /// Set while this thread is inside the runtime: a probe hit from inside a capture
-    /// (a `Debug` impl calling instrumented code) returns at once instead of recursing.
-    static IN_HIT: Cell<bool> = const { Cell::new(false) };
-}
-
-thread_local! {
-    /// Set on the runtime's own threads (output, control, socket).
-    static RUNTIME_THREAD: Cell<bool> = const { Cell::new(false) };
-}
-
-/// Marks the current thread as one of the runtime's: probes never fire on it. Instrumented
-/// code can run there (a user's `#[global_allocator]` serving the runtime's allocations, say),
-/// and a record made from the output thread's own work would feed itself.
-pub(crate) fn runtime_thread() {
-    let _ = RUNTIME_THREAD.try_with(|c| c.set(true));
-    let _ = IN_HIT.try_with(|c| c.set(true));
-}
-
-/// Whether the current thread is one of the runtime's.
-pub(crate) fn is_runtime_thread() -> bool {
-    RUNTIME_THREAD.try_with(Cell::get).unwrap_or(false)
-}
-
-/// Whether the current thread is inside a hit on an application thread (the panic hook stays
-/// quiet then: the panic is a capture's, reported in its record).
-pub(crate) fn in_runtime() -> bool {
-    IN_HIT.try_with(Cell::get).unwrap_or(false)
-        && !RUNTIME_THREAD.try_with(Cell::get).unwrap_or(false)
 }
 
 thread_local! {

@@ -15,7 +15,6 @@ use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::hot::capture::{Body, Vals};
-use crate::hot::registry::DROPPED_TOTAL;
 
 /// A record on its way out. The application thread stores what it must (the time, the
 /// site, its thread, the values); the output thread writes the JSON: the timestamp, the
@@ -93,6 +92,14 @@ impl Record {
 }
 
 /// Writes a probe record's header fields.
+/// Why a probe's record was not queued (a probe's `limit`; `probe::LIMITS` names them).
+pub(crate) const LIMIT_RATE: u8 = 1;
+pub(crate) const LIMIT_BUDGET: u8 = 2;
+pub(crate) const LIMIT_QUEUE: u8 = 3;
+
+/// Records lost anywhere (queue full, contention, re-entrancy), reported in `status`.
+pub(crate) static DROPPED_TOTAL: AtomicU64 = AtomicU64::new(0);
+
 static QUEUE: OnceLock<SyncSender<Box<Record>>> = OnceLock::new();
 /// Records queued and not yet written (lets exit wait for the queue to drain).
 static PENDING: AtomicUsize = AtomicUsize::new(0);
@@ -198,7 +205,7 @@ fn count_queue_drop() {
 pub(crate) fn emit(r: Box<Record>) -> Result<(), u8> {
     let Some(q) = QUEUE.get() else {
         count_lost(Lost::Queue, 1);
-        return Err(crate::hot::probe::LIMIT_QUEUE);
+        return Err(LIMIT_QUEUE);
     };
     // A stack is not formatted yet: count it at a typical size.
     let size = (r.json.len() + r.body.size(&r.vals)) as u64
@@ -206,7 +213,7 @@ pub(crate) fn emit(r: Box<Record>) -> Result<(), u8> {
         + if r.stack.is_some() { 1024 } else { 0 };
     if !take_budget(size, r.ns) {
         count_lost(Lost::Budget, 1);
-        return Err(crate::hot::probe::LIMIT_BUDGET);
+        return Err(LIMIT_BUDGET);
     }
     PENDING.fetch_add(1, Ordering::Relaxed);
     match q.try_send(r) {
@@ -214,7 +221,7 @@ pub(crate) fn emit(r: Box<Record>) -> Result<(), u8> {
         Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
             PENDING.fetch_sub(1, Ordering::Relaxed);
             count_queue_drop();
-            Err(crate::hot::probe::LIMIT_QUEUE)
+            Err(LIMIT_QUEUE)
         }
     }
 }

@@ -109,9 +109,6 @@ static STATE: Mutex<State> = Mutex::new(State {
 
 static ARMED: RwLock<Option<Arc<ArmedMap>>> = RwLock::new(None);
 
-/// Records lost anywhere (queue full, contention, re-entrancy), reported in `status`.
-pub(crate) static DROPPED_TOTAL: AtomicU64 = AtomicU64::new(0);
-
 /// Adds a package's table (the crate root then starts the control plane: `crate::register`).
 pub(crate) fn register(table: &'static Table) {
     lock().tables.push(table);

@@ -15,7 +15,8 @@ use std::time::Duration;
 
 use crate::hot::probe::{self, Origin, Probe, NEEDS_REBUILD};
 use crate::hot::queue;
-use crate::hot::registry::{self, State, DROPPED_TOTAL};
+use crate::hot::queue::DROPPED_TOTAL;
+use crate::hot::registry::{self, State};
 use crate::lang::json;
 use crate::plane::sink::{self, Subscriber};
 
@@ -144,7 +145,7 @@ extern "C" fn at_exit() {
     }
     // Whatever runs after this (other exit handlers) would find the output closed: the exiting
     // thread fires no more probes.
-    probe::runtime_thread();
+    crate::hot::panics::runtime_thread();
     let _ = std::panic::catch_unwind(|| {
         // Final counts, unless another thread holds the state (never wait at exit), and
         // within a time budget: exit must not wait long on lprobe, however many probes.
@@ -242,7 +243,7 @@ fn serve(listener: &UnixListener) {
         let spawned = std::thread::Builder::new()
             .name("lprobe-conn".into())
             .spawn(move || {
-                probe::runtime_thread();
+                crate::hot::panics::runtime_thread();
                 // A panic here must not reach a hook the program installed since.
                 crate::hot::panics::ensure();
                 let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handle(stream)));
