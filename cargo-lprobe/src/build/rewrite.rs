@@ -441,19 +441,20 @@ impl Writer<'_> {
     /// The probe at site `i`, or `None` when it is not placed (taken out, or merged into
     /// its function's entry).
     fn site_piece(&self, i: usize, site: &crate::build::visit::Site) -> Option<Piece> {
-        let w = self;
-        let (sites, ex, chk, plan) = (self.sites, self.ex, &self.chk, &self.plan);
+        let (sites, ex, chk, plan, first) =
+            (self.sites, self.ex, &self.chk, &self.plan, self.first);
         if !ex.keeps_site(i, site.context) || plan.merged_lines.contains(&i) {
             return None;
         }
-        let id = w.first.site + i as u32;
-        let k = w.first.func + site.context as u32;
+        let id = first.site + i as u32;
+        let k = first.func + site.context as u32;
         let uses_local = !site.in_closure && plan.local.get(site.context).copied().unwrap_or(false);
-        // An entry site times its calls by calling its function again (`recall`), or else
-        // keeps a guard for the whole call, unless the function is small or `#[inline]`; a
-        // line site is a plain check.
-        let in_cold_copy =
-            site.kind == SiteKind::Entry && plan.twice.get(site.context).copied().unwrap_or(false);
+        let twice = plan.twice.get(site.context).copied().unwrap_or(false);
+        // An entry site of a body written twice opens the macro, its probe and timing guard in
+        // the instrumented copy; otherwise it times its calls by calling its function again
+        // (`recall`), or keeps a guard for the whole call unless the function is small or
+        // `#[inline]`. A line site is a plain check.
+        let in_cold_copy = site.kind == SiteKind::Entry && twice;
         let recall = match (&site.recall, site.kind) {
             (Some(call), SiteKind::Entry)
                 if !ex.no_recall.contains(&site.context) && !in_cold_copy =>
@@ -483,26 +484,22 @@ impl Writer<'_> {
         let fn_local = format!(
             " #[allow(unused_mut, unused_variables)] let mut __lprobe_fn = {chk}::fn_on({k});"
         );
-        let in_twice = site.kind == SiteKind::Line
-            && uses_local
-            && plan.twice.get(site.context).copied().unwrap_or(false);
+        let in_twice = site.kind == SiteKind::Line && uses_local && twice;
         // With `recall`: the text after the captures, and where the call is in it.
         let mut recall_tail = (String::new(), 0..0);
-        // The entry of a body written twice opens the macro; its probe and the guard go in
-        // the instrumented copy.
         let (ret, rebind) = sites
             .contexts
             .get(site.context)
             .map_or(("()", ""), |c| (c.ret.as_str(), c.rebind.as_str()));
-        let cold_open = format!(
-            " ::{SITES_CRATE}::twice!{{ {chk}::fn_on({k}); [ #[allow(unused_mut, unused_variables)] let mut __lprobe_guard = {chk}::entry({id}, true); "
-        );
         let mut code = if in_cold_copy {
+            let cold_open = format!(
+                " ::{SITES_CRATE}::twice!{{ {chk}::fn_on({k}); [ #[allow(unused_mut, unused_variables)] let mut __lprobe_guard = {chk}::entry({id}, true); "
+            );
             match plan.merged.get(&i) {
                 Some(j) => format!(
                     "{cold_open}__lprobe_guard.timed(::{SITES_CRATE}::hit_first{sfx}({}, {}, __lprobe_guard.on(), {open}",
                     id,
-                    w.first.site + *j as u32
+                    first.site + *j as u32
                 ),
                 None => format!(
                     "{cold_open}if __lprobe_guard.on() {{ __lprobe_guard.timed(::{SITES_CRATE}::hit_entry{sfx}({id}, {open}"
@@ -510,7 +507,7 @@ impl Writer<'_> {
             }
         } else if let Some(call) = recall {
             let enter = match plan.merged.get(&i) {
-                Some(j) => format!("enter_first{sfx}({id}, {}, ", w.first.site + *j as u32),
+                Some(j) => format!("enter_first{sfx}({id}, {}, ", first.site + *j as u32),
                 None => format!("enter{sfx}({id}, "),
             };
             // The captures go in the middle; the rest is written after them.
@@ -523,7 +520,7 @@ impl Writer<'_> {
                 "{fn_local} #[allow(unreachable_code, unused_unsafe)] if __lprobe_fn {{ let __lprobe_t = ::{SITES_CRATE}::{enter}{open}"
             )
         } else if let (SiteKind::Entry, false, Some(j)) = (site.kind, timed, plan.merged.get(&i)) {
-            let line = w.first.site + *j as u32;
+            let line = first.site + *j as u32;
             format!(
                 "{fn_local} #[allow(unreachable_code)] if __lprobe_fn {{ ::{SITES_CRATE}::hit_pair{sfx}({id}, {line}, {open}"
             )
@@ -532,7 +529,7 @@ impl Writer<'_> {
                 "{fn_local} #[allow(unreachable_code)] if __lprobe_fn {{ ::{SITES_CRATE}::hit_if{sfx}({id}, {open}"
             )
         } else if let (SiteKind::Entry, Some(j)) = (site.kind, plan.merged.get(&i)) {
-            let line = w.first.site + *j as u32;
+            let line = first.site + *j as u32;
             format!(
                 "{fn_local} #[allow(unused_mut, unused_variables)] let mut __lprobe_guard = {chk}::entry({id}, __lprobe_fn); #[allow(unreachable_code)] if __lprobe_fn {{ __lprobe_guard.timed(::{SITES_CRATE}::hit_first{sfx}({id}, {line}, __lprobe_guard.on(), {open}"
             )

@@ -371,18 +371,7 @@ impl Probe {
             .as_ref()
             .is_some_and(|c| !c.roots().iter().any(|r| crate::hot::capture::is_secret(r)));
         let secret = if spec.cond.is_some() || spec.actions.log.is_some() || spec.actions.snapshot {
-            sites
-                .iter()
-                .map(|(t, id)| {
-                    let names = t.sites.get(*id as usize).map_or(&[][..], |s| s.names);
-                    names
-                        .iter()
-                        .take(64)
-                        .enumerate()
-                        .filter(|(_, n)| crate::hot::capture::is_secret(n))
-                        .fold(0u64, |m, (i, _)| m | 1 << i)
-                })
-                .collect()
+            name_masks(&sites, crate::hot::capture::is_secret)
         } else {
             Vec::new()
         };
@@ -395,18 +384,9 @@ impl Probe {
             (!t.is_every_capture()).then(|| t.roots().into_iter().map(str::to_owned).collect())
         });
         let log_masks = match &log_roots {
-            Some(roots) if spec.actions.log.is_some() => sites
-                .iter()
-                .map(|(t, id)| {
-                    let names = t.sites.get(*id as usize).map_or(&[][..], |s| s.names);
-                    names
-                        .iter()
-                        .take(64)
-                        .enumerate()
-                        .filter(|(_, n)| roots.iter().any(|r| r == *n))
-                        .fold(0u64, |m, (i, _)| m | 1 << i)
-                })
-                .collect(),
+            Some(roots) if spec.actions.log.is_some() => {
+                name_masks(&sites, |n| roots.iter().any(|r| r == n))
+            }
             _ => Vec::new(),
         };
         Probe {
@@ -861,6 +841,22 @@ fn measure_this_hit() -> bool {
             n % 8 == 0
         })
         .unwrap_or(true)
+}
+
+/// Per site, a bit mask of its first 64 captured names for which `pick` holds.
+fn name_masks(sites: &[(&'static Table, u32)], pick: impl Fn(&str) -> bool) -> Vec<u64> {
+    sites
+        .iter()
+        .map(|(t, id)| {
+            let names = t.sites.get(*id as usize).map_or(&[][..], |s| s.names);
+            names
+                .iter()
+                .take(64)
+                .enumerate()
+                .filter(|(_, n)| pick(n))
+                .fold(0u64, |m, (i, _)| m | 1 << i)
+        })
+        .collect()
 }
 
 /// A site's shared pass counter (see `Table::counts`).
