@@ -45,6 +45,10 @@ fn edge_cases_pass_their_own_tests_with_every_function_armed() {
             &[
                 ("LPROBE_ARM_ALL", mode),
                 ("LPROBE_OUTPUT", out.to_str().expect("utf-8")),
+                // Every site's record must be written (the assertions below name some): no
+                // output budget, a queue for all of them.
+                ("LPROBE_BUDGET", "1000000000000"),
+                ("LPROBE_QUEUE", "65536"),
             ],
         );
         assert!(armed.status.success(), "{mode}: {}", stdout(&armed));
