@@ -3,8 +3,8 @@
 //! Generated code sees only this file's items: the site tables ([`Table`], [`Site`]), the
 //! capture forms ([`Val`], [`ByCopy`], [`ByRef`], [`Opaque`]), [`register`] (called before
 //! `main` by each package's generated sites crate) and [`hit`] (called, out of line, when an armed
-//! site is passed). The dormant check itself (`on(id)`: one relaxed byte load) is generated into
-//! the sites crate so it inlines into the user's code.
+//! site is passed). The dormant check itself (`on::<ID>()`: a compare of one byte and a
+//! branch) is generated into the sites crate so it inlines into the user's code.
 //!
 //! **Invariant:** nothing here panics into the program: every entry point catches unwinding,
 //! and a probe that re-enters the runtime from inside a capture (a `Debug` impl calling
