@@ -601,14 +601,7 @@ pub const TINY_FN_TOKENS: usize = 64;
 /// its callers' loops, costs as much as the function, and keeps the callers from being
 /// inlined in turn (measured on real crates' own code: BENCHMARKS.md).
 pub fn is_tiny(block: &syn::Block) -> bool {
-    static LIMIT: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    let limit = *LIMIT.get_or_init(|| {
-        std::env::var("LPROBE_TINY_TOKENS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(TINY_FN_TOKENS)
-    });
-    body_within(block, limit, true)
+    body_within(block, TINY_FN_TOKENS, true)
 }
 
 /// `let [mut] NAME = NAME;` for each parameter bound by a plain name (see
