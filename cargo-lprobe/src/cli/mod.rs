@@ -10,6 +10,7 @@ pub mod exit_code;
 pub mod exporter;
 pub mod format;
 pub mod hot;
+pub mod trust;
 
 use std::ffi::OsString;
 use std::fs::OpenOptions;
@@ -704,6 +705,9 @@ pub fn select(
     all: bool,
     err: &mut dyn Write,
 ) -> Result<Vec<Target>> {
+    for why in &d.refused {
+        let _ = writeln!(err, "warning: {why}");
+    }
     if let Some(pid) = pid {
         let mut problem: Option<anyhow::Error> = None;
         for e in d
@@ -824,6 +828,10 @@ fn cmd_ps(g: &Global, ctx: &mut Ctx<'_>) -> Result<i32> {
     let mut raws = Vec::new();
     let mut seen: Vec<u32> = Vec::new();
     let sockets = ctx.discovery.sockets.clone();
+    for why in ctx.discovery.refused.clone() {
+        ctx.note(&format!("warning: {why}"));
+    }
+    let mut other_ns = false;
     for e in &sockets {
         if let (Some(want), Some(p)) = (g.pid, e.pid) {
             if want != p {
@@ -836,8 +844,11 @@ fn cmd_ps(g: &Global, ctx: &mut Ctx<'_>) -> Result<i32> {
                     continue;
                 }
                 seen.push(hello.pid);
+                // Its pid in its own namespace, marked: not a pid to look up here.
+                let foreign = hello.other_pid_namespace();
+                other_ns |= foreign;
                 rows.push(vec![
-                    hello.pid.to_string(),
+                    format!("{}{}", hello.pid, if foreign { "*" } else { "" }),
                     hello.program.clone(),
                     hello.sites.to_string(),
                     hello.armed.to_string(),
@@ -873,6 +884,9 @@ fn cmd_ps(g: &Global, ctx: &mut Ctx<'_>) -> Result<i32> {
         ctx.note(&msg);
     } else {
         ctx.put(&format::table(&["PID", "PROGRAM", "SITES", "ARMED"], &rows))?;
+        if other_ns {
+            ctx.note("* in another pid namespace (a container): the pid is the one it has there");
+        }
     }
     Ok(0)
 }
