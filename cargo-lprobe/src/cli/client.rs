@@ -535,9 +535,24 @@ impl Conn {
 
     fn send(&mut self, line: &str) -> Result<()> {
         let s = self.reader.get_mut();
-        s.write_all(line.as_bytes())
-            .and_then(|()| s.flush())
-            .with_context(|| format!("cannot send request to {}", self.socket.display()))
+        let sent = s.write_all(line.as_bytes()).and_then(|()| s.flush());
+        let Err(e) = sent else {
+            return Ok(());
+        };
+        // A process that refuses a peer answers at once and closes without reading: its
+        // reason is waiting to be read, and says more than the broken pipe.
+        if matches!(
+            e.kind(),
+            io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+        ) {
+            if let Ok(Next::Line(l)) =
+                self.read_line_until(Some(Instant::now() + Duration::from_secs(1)), None)
+            {
+                parse_response(&l)?;
+            }
+        }
+        Err(anyhow::Error::new(e)
+            .context(format!("cannot send request to {}", self.socket.display())))
     }
 
     /// Reads the first response line; a closed connection or timeout is an error.
