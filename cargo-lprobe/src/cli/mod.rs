@@ -125,7 +125,7 @@ pub enum Command {
         (armed, exhausted, expired, over-budget, disarmed), HITS, records EMITTED and DROPPED, \
         the last LIMIT the probe ran into (rate, budget, queue, max-hits, stack, time) and TTL \
         left; a --duration or --tictoc probe has its timings on a second line (n, min, p50, \
-        p90, p99, max). Then the total of dropped records, panics of lprobe's own threads (if \
+        p90, p99, max). Then the total of dropped records (with the count per reason: rate, budget, queue, write, stack, busy), panics of lprobe's own threads (if \
         any), and errors from the control file.\n\n\
         With --json: an array with one status object per process."
     )]
@@ -1225,9 +1225,25 @@ pub fn render_status(t: &Target, v: &Value) -> String {
             }
         }
     }
+    // Per reason, the ones that happened: `(rate 3, write 12)`.
+    let reasons: Vec<String> = v
+        .get("dropped_by")
+        .and_then(Value::as_object)
+        .map(|by| {
+            by.iter()
+                .filter_map(|(k, n)| Some((k, n.as_u64().filter(|n| *n > 0)?)))
+                .map(|(k, n)| format!("{} {n}", format::printable(k)))
+                .collect()
+        })
+        .unwrap_or_default();
     out.push_str(&format!(
-        "dropped records (all probes): {}\n",
-        field_str(v, "dropped_total")
+        "dropped records (all probes): {}{}\n",
+        field_str(v, "dropped_total"),
+        if reasons.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", reasons.join(", "))
+        }
     ));
     if let Some(n) = v
         .get("runtime_panics")
