@@ -329,5 +329,25 @@ fn a_full_disk_is_counted_per_reason_and_writing_resumes_when_space_returns() {
         "{}",
         &text[text.len().saturating_sub(2000)..]
     );
+    // Nothing lost silently: once the queue is empty, every record queued and every note
+    // of the writer's was written or counted as failed, and the file holds exactly the
+    // whole lines written (and a line cut when the disk filled, ended before the next).
+    assert!(lprobe(&r, &["disarm", "--all"]).status.success());
+    let o = wait_for(Duration::from_secs(20), "the queue to drain", || {
+        let o = status(&r)["output"].clone();
+        let n = |k: &str| o[k].as_u64();
+        (n("pending")? == 0 && n("queued")? + n("notes")? == n("written")? + n("failed")?)
+            .then_some(o)
+    });
+    let lines = std::fs::read_to_string(&out)
+        .expect("records")
+        .lines()
+        .filter(|l| serde_json::from_str::<Value>(l).is_ok())
+        .count() as u64;
+    assert_eq!(Some(lines), o["written"].as_u64(), "{o}");
+    assert!(
+        o["failed"].as_u64() >= st["dropped_by"]["write"].as_u64(),
+        "{o}"
+    );
     drop(r);
 }

@@ -701,6 +701,8 @@ fn status() -> String {
         DROPPED_TOTAL.load(Ordering::Relaxed)
     ));
     queue::write_lost_json(&mut s);
+    s.push_str(",\"output\":");
+    sink::write_output_json(&mut s);
     // Panics of the runtime's own threads (each restarted its loop) and the last one.
     s.push_str(&format!(
         ",\"runtime_panics\":{},\"last_runtime_panic\":",
