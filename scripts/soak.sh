@@ -170,11 +170,17 @@ def fill():
         os.remove(filler)
 
 samples = []
+last_long = [None]
 def sample():
     t0 = time.monotonic()
     while not stop.wait(5):
         st = status(sock)
         rss, fds = proc(p.pid)
+        # The long-lived probe's last status: once it stops (over its time budget) its
+        # counters are final, and status forgets the oldest of 100 stopped probes.
+        mine = [q for q in (st or {}).get("probes", []) if q["id"] == long_id]
+        if mine:
+            last_long[0] = mine[0]
         samples.append({"t": round(time.monotonic() - t0), "rss_kib": rss, "fds": fds,
                         "output": st and st.get("output"),
                         "dropped_by": st and st.get("dropped_by")})
@@ -198,6 +204,7 @@ if not alive:
 # Drain: disarm everything, wait for the queue to empty, read the final accounts.
 final = status(sock)
 long_probe = next((q for q in final["probes"] if q["id"] == long_id), None) if final else None
+long_probe = long_probe or last_long[0]
 cli(sock, "disarm", "--all")
 deadline = time.monotonic() + 30
 while time.monotonic() < deadline:
