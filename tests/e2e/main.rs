@@ -16,3 +16,4 @@ mod recipes;
 mod reliability;
 mod skip;
 mod socket;
+mod trust;

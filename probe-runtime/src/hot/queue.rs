@@ -99,6 +99,8 @@ pub(crate) const LIMIT_QUEUE: u8 = 3;
 
 /// Records lost anywhere (queue full, contention, re-entrancy), reported in `status`.
 pub(crate) static DROPPED_TOTAL: AtomicU64 = AtomicU64::new(0);
+/// Records accepted into the queue (each is then written or counted as a `write` loss).
+pub(crate) static QUEUED: AtomicU64 = AtomicU64::new(0);
 
 static QUEUE: OnceLock<SyncSender<Box<Record>>> = OnceLock::new();
 /// Records queued and not yet written (lets exit wait for the queue to drain).
@@ -217,7 +219,10 @@ pub(crate) fn emit(r: Box<Record>) -> Result<(), u8> {
     }
     PENDING.fetch_add(1, Ordering::Relaxed);
     match q.try_send(r) {
-        Ok(()) => Ok(()),
+        Ok(()) => {
+            QUEUED.fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        }
         Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
             PENDING.fetch_sub(1, Ordering::Relaxed);
             count_queue_drop();
