@@ -246,6 +246,49 @@ fn line_numbers_are_preserved_in_panics() {
     assert!(!orig.contains("lprobe_sites"));
 }
 
+#[test]
+fn checks_read_flags_through_asm_by_default_and_by_a_plain_load_when_asked() {
+    // The default build's checks (x86-64 Linux) compare the flag in memory (`asm goto`);
+    // `LPROBE_FLAG_ACCESS=load` (what a `dylib` member or `-C prefer-dynamic` selects) gives
+    // plain atomic loads. Both builds' probes fire.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = dir.path().join("demo-app");
+    private_copy("demo-app", &src);
+    for (access, asm) in [("", true), ("load", false)] {
+        let target = dir.path().join(format!("target-{access}"));
+        let env: &[(&str, &str)] = if access.is_empty() {
+            &[]
+        } else {
+            &[("LPROBE_FLAG_ACCESS", "load")]
+        };
+        let out = cargo_lprobe_in_env(&src, &target, &["build", "--release"], env);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let copy = std::fs::read_to_string(target.join("lprobe/src/src/main.rs")).expect("copy");
+        let module = copy.lines().last().expect("flags module");
+        assert_eq!(
+            module.contains("asm!(\"cmp byte ptr [rip + {f} + {i}], 0\""),
+            asm,
+            "{module}"
+        );
+        assert!(module.contains("F[I].load("), "{module}");
+        let r = start(
+            &target.join("lprobe/release/demo-app"),
+            &[("DEMO_INTERVAL_MS", "20")],
+        );
+        let out = lprobe(
+            &r,
+            &["arm", "fn:demo_app::process_order", "--count", "--json"],
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        wait_for(std::time::Duration::from_secs(20), "counted hits", || {
+            let st = stdout(&lprobe(&r, &["status", "--json"]));
+            let v: serde_json::Value = serde_json::from_str(st.trim()).ok()?;
+            let hits = v[0]["probes"].as_array()?.first()?["hits"].as_u64()?;
+            (hits >= 3).then_some(())
+        });
+    }
+}
+
 /// The allocation count `fixtures/alloc-ledger` prints ("ledger: N allocations").
 fn ledger_allocations(out: &str) -> usize {
     out.lines()

@@ -88,8 +88,18 @@ pub fn cargo_env(name: &str, plain: bool, args: &[&str], env: &[(&str, &str)]) -
 
 /// Runs `cargo lprobe ARGS` in `dir` (a copy the test made itself) with its own target dir.
 pub fn cargo_lprobe_in(dir: &Path, target: &Path, args: &[&str]) -> Output {
+    cargo_lprobe_in_env(dir, target, args, &[])
+}
+
+/// Like [`cargo_lprobe_in`], with extra environment variables.
+pub fn cargo_lprobe_in_env(
+    dir: &Path,
+    target: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> Output {
     let _g = BUILD_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    run_cargo(dir, target, false, args, &[])
+    run_cargo(dir, target, false, args, env)
 }
 
 fn run_cargo(
