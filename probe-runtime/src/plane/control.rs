@@ -778,6 +778,8 @@ fn status() -> String {
         Some(m) => json::push_str(&mut s, &m),
         None => s.push_str("null"),
     }
+    s.push_str(",\"output\":");
+    crate::plane::sink::output_json(&mut s);
     s.push_str(",\"control\":{\"path\":");
     match &st.control_path {
         Some(p) => json::push_str(&mut s, p),
