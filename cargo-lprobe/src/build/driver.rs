@@ -438,6 +438,8 @@ struct Found {
     /// Per package: its crate root did not parse (no crate flags module there).
     unparsed_root: Vec<bool>,
     warnings: Vec<String>,
+    /// Per package: its `tracing`/`log` output bridges.
+    bridges: Vec<Vec<crate::build::bridge::BridgeDep>>,
     caches: Caches,
     total_lines: usize,
     /// Time spent reading metadata, and parsing and finding sites.
@@ -502,6 +504,7 @@ fn find_sites(inv: &Invocation, setup: &Setup) -> Result<Found> {
         next_fns: vec![0; packages.len()],
         unparsed_root: vec![false; packages.len()],
         warnings: Vec::new(),
+        bridges: Vec::new(),
         caches,
         total_lines: 0,
         t_metadata: std::time::Duration::ZERO,
@@ -523,6 +526,9 @@ fn find_sites(inv: &Invocation, setup: &Setup) -> Result<Found> {
             p.text, p.origin
         )
     }));
+    let bridges = crate::build::bridge::find(&setup.ws, inv, &packages, &setup.copy);
+    found.bridges = bridges.per_package;
+    found.warnings.extend(bridges.warnings);
     for w in &found.warnings {
         progress::message(w);
     }
@@ -712,6 +718,7 @@ fn build_until_it_compiles(inv: &Invocation, setup: &Setup, found: &mut Found) -
             &setup.ws,
             &packages,
             &found.files,
+            &found.bridges,
             &setup.lp,
             &setup.copy,
             &runtime_dir,
@@ -1142,6 +1149,7 @@ fn write_copy(
     ws: &Workspace,
     packages: &[&Package],
     files: &[FileWork],
+    bridges: &[Vec<crate::build::bridge::BridgeDep>],
     lp: &Path,
     copy: &Path,
     runtime_dir: &Path,
@@ -1277,13 +1285,16 @@ fn write_copy(
             .strip_prefix(&ws.root)
             .map(rel_string)
             .unwrap_or_default();
+        let bridges = bridges.get(pi).map_or(&[][..], Vec::as_slice);
         write_if_changed(
             &dir.join("Cargo.toml"),
-            sites_crate::manifest(&pkg.name, &runtime_dir.display().to_string()).as_bytes(),
+            sites_crate::manifest(&pkg.name, &runtime_dir.display().to_string(), bridges)
+                .as_bytes(),
         )?;
         write_if_changed(
             &dir.join("lib.rs"),
-            sites_crate::source(&pkg.name, &pkg_dir, &rows, fns, &hashes, &skipped).as_bytes(),
+            sites_crate::source(&pkg.name, &pkg_dir, &rows, fns, &hashes, &skipped, bridges)
+                .as_bytes(),
         )?;
     }
     Ok(())

@@ -7,6 +7,8 @@
 
 use std::fmt::Write as _;
 
+use crate::build::bridge::{self, BridgeDep};
+
 /// One row of the table.
 #[derive(Clone, Debug)]
 pub struct SiteRow {
@@ -38,12 +40,14 @@ pub fn package_name(package: &str) -> String {
     format!("lprobe-sites-{package}")
 }
 
-pub fn manifest(package: &str, runtime_dir: &str) -> String {
+/// The crate's `Cargo.toml`: the runtime, and the `tracing`/`log` its bridges feed.
+pub fn manifest(package: &str, runtime_dir: &str, bridges: &[BridgeDep]) -> String {
     format!(
-        "[package]\nname = \"{}\"\nversion = \"0.0.0\"\nedition = \"2021\"\npublish = false\n\n[lib]\npath = \"lib.rs\"\n\n[dependencies]\nprobe_runtime = {{ package = \"{}\", path = {:?} }}\n\n[workspace]\n",
+        "[package]\nname = \"{}\"\nversion = \"0.0.0\"\nedition = \"2021\"\npublish = false\n\n[lib]\npath = \"lib.rs\"\n\n[dependencies]\nprobe_runtime = {{ package = \"{}\", path = {:?} }}\n{}\n[workspace]\n",
         package_name(package),
         crate::build::runtime_src::PACKAGE,
-        runtime_dir
+        runtime_dir,
+        bridge::manifest_lines(bridges)
     )
 }
 
@@ -55,6 +59,7 @@ pub fn source(
     fns: usize,
     files: &[(String, String)],
     skipped: &[SkippedRow],
+    bridges: &[BridgeDep],
 ) -> String {
     let n = rows.len();
     let mut s = String::new();
@@ -116,6 +121,7 @@ pub fn source(
         "pub static T: ::probe_runtime::Table = ::probe_runtime::Table {{ package: {package:?}, dir: {dir:?}, flags: &F, fn_flags: &FNF, counts: &C, sites: &SITES, files: &FILES, skipped: &SKIPPED }};\n"
     );
     s.push_str(&by_value_calls());
+    s.push_str(&bridge::source(bridges));
     s.push_str("/// The dormant checks (the same as in each crate flags module).\n");
     s.push_str(&checks("pub", "crate"));
     s.push_str("\n\n");
@@ -255,6 +261,7 @@ pub fn attach(f: &'static [AtomicU8], fnf: &'static [AtomicU8]) {
 static INIT: extern "C" fn() = init;
 
 extern "C" fn init() {
+    bridges();
     ::probe_runtime::register(&T);
 }
 "#,
@@ -370,6 +377,7 @@ mod tests {
                 func: "demo_app::get".into(),
                 why: "const fn".into(),
             }],
+            &[],
         );
         assert!(src.contains("Skipped { path: \"src/main.rs\", first_line: 3, last_line: 5, func: \"demo_app::get\", why: \"const fn\" },"));
         assert!(src.contains("pub static F: [AtomicU8; 1]"));
