@@ -455,9 +455,14 @@ mod tests {
     fn a_git_source_keeps_its_reference() {
         let v = Version::new(0, 1, 41);
         assert_eq!(
-            git_source("git+https://github.com/tokio-rs/tracing?branch=v0.1.x#0123abc", &v)
-                .as_deref(),
-            Some(r#"git = "https://github.com/tokio-rs/tracing", version = "=0.1.41", branch = "v0.1.x""#)
+            git_source(
+                "git+https://github.com/tokio-rs/tracing?branch=v0.1.x#0123abc",
+                &v
+            )
+            .as_deref(),
+            Some(
+                r#"git = "https://github.com/tokio-rs/tracing", version = "=0.1.41", branch = "v0.1.x""#
+            )
         );
         assert_eq!(
             git_source("git+https://example.com/t#0123abc", &v).as_deref(),
@@ -489,7 +494,10 @@ mod tests {
         for deps in [
             vec![],
             vec![dep(Facade::Tracing, "0.1.41", false)],
-            vec![dep(Facade::Tracing, "0.1.20", false), dep(Facade::Log, "0.4.22", true)],
+            vec![
+                dep(Facade::Tracing, "0.1.20", false),
+                dep(Facade::Log, "0.4.22", true),
+            ],
             vec![dep(Facade::Log, "0.4.14", false)],
         ] {
             let src = source(&deps);
@@ -501,10 +509,19 @@ mod tests {
             assert_eq!(src.contains(".init_array.00200"), !deps.is_empty());
         }
         let old = source(&[dep(Facade::Tracing, "0.1.20", false)]);
-        assert!(!old.contains("enabled!") && old.contains("let on = true;"), "{old}");
+        assert!(
+            !old.contains("enabled!") && old.contains("let on = true;"),
+            "{old}"
+        );
         let kv = source(&[dep(Facade::Log, "0.4.22", true)]);
-        assert!(kv.contains(".key_values(") && !kv.contains("r.text()"), "{kv}");
+        assert!(
+            kv.contains(".key_values(") && !kv.contains("r.text()"),
+            "{kv}"
+        );
         let plain = source(&[dep(Facade::Log, "0.4.22", false)]);
-        assert!(!plain.contains(".key_values(") && plain.contains("r.text()"), "{plain}");
+        assert!(
+            !plain.contains(".key_values(") && plain.contains("r.text()"),
+            "{plain}"
+        );
     }
 }

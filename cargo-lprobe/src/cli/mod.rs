@@ -1259,7 +1259,10 @@ fn output_line(o: &Value) -> String {
     if o.get("fallback").is_some_and(|f| !f.is_null()) {
         line.push_str(" (the LPROBE_OUTPUT bridge asked for is not in this program)");
     }
-    for (key, what) in [("filtered", "filtered out by it"), ("panics", "lost to its panics")] {
+    for (key, what) in [
+        ("filtered", "filtered out by it"),
+        ("panics", "lost to its panics"),
+    ] {
         if let Some(n) = o.get(key).and_then(Value::as_u64).filter(|n| *n > 0) {
             line.push_str(&format!("; {n} records {what}"));
         }

@@ -361,9 +361,21 @@ mod tests {
         );
         assert_eq!(f[3].1, r#"{"v":[1,{"w":"]}"}],"s":"a,b"}"#);
         assert_eq!(f[4].1, "12");
-        assert_eq!(unescape(r#""\ud83d\ude00 \u00e9""#).as_deref(), Some("😀 é"));
+        assert_eq!(
+            unescape(r#""\ud83d\ude00 \u00e9""#).as_deref(),
+            Some("😀 é")
+        );
         assert_eq!(fields(" { } \n"), Some(Vec::new()));
-        for bad in ["", "[]", "{", r#"{"a"}"#, r#"{"a":1,}"#, r#"{"a":[1}"#, r#"{"a":"x}"#, "{} x"] {
+        for bad in [
+            "",
+            "[]",
+            "{",
+            r#"{"a"}"#,
+            r#"{"a":1,}"#,
+            r#"{"a":[1}"#,
+            r#"{"a":"x}"#,
+            "{} x",
+        ] {
             assert_eq!(fields(bad), None, "{bad}");
         }
         for bad in ["x", r#""a"b""#, r#""\x""#, r#""\ud800""#, r#""\u12""#] {

@@ -170,7 +170,11 @@ impl<'a> Parts<'a> {
             }
         }
         if !p.count.is_empty() {
-            p.count = format!("{{\"count\":{},\"delta\":{}}}", p.count, delta_or_zero(delta));
+            p.count = format!(
+                "{{\"count\":{},\"delta\":{}}}",
+                p.count,
+                delta_or_zero(delta)
+            );
         }
         p
     }
@@ -213,18 +217,21 @@ mod tests {
     fn each_kind_of_record_reads_back_into_its_fields() {
         read(
             r#"{"ts":"2026-01-01T00:00:00Z","pid":1,"probe":"p1","site":"src/main.rs:42","fn":"app::f","kind":"log","thread":"main","msg":"total \"8\""}"#,
-            |log| assert_eq!(
-            log,
-            BridgeRecord {
-                probe: "p1",
-                site: "src/main.rs:42",
-                func: "app::f",
-                kind: "log",
-                thread: "main",
-                msg: "total \"8\"",
-                ..BridgeRecord::default()
-            }
-        ));
+            |log| {
+                assert_eq!(
+                    log,
+                    BridgeRecord {
+                        probe: "p1",
+                        site: "src/main.rs:42",
+                        func: "app::f",
+                        kind: "log",
+                        thread: "main",
+                        msg: "total \"8\"",
+                        ..BridgeRecord::default()
+                    }
+                )
+            },
+        );
         read(
             r#"{"probe":"p2","site":"a.rs:1","fn":"f","kind":"snapshot","thread":"t","vars":{"x":1,"s":"a b"},"stack":["f at a.rs:1"]}"#,
             |snap| {
