@@ -71,22 +71,30 @@ pub struct Bridges {
     pub warnings: Vec<String>,
 }
 
-/// Finds the bridges of `packages` (members of `ws`). `copy` is the workspace's copy, where
-/// path dependencies inside the workspace are built from.
-pub fn find(ws: &Workspace, inv: &Invocation, packages: &[&Package], copy: &Path) -> Bridges {
+/// Finds the bridges of `packages` (members of `ws`). `cwd` is where cargo lprobe runs (the
+/// feature flags name its package, as for cargo); `copy` is the workspace's copy, where path
+/// dependencies inside the workspace are built from.
+pub fn find(
+    ws: &Workspace,
+    inv: &Invocation,
+    packages: &[&Package],
+    cwd: &Path,
+    copy: &Path,
+) -> Bridges {
     let mut out = Bridges {
         per_package: vec![Vec::new(); packages.len()],
         warnings: Vec::new(),
     };
     // Most workspaces build neither: then no dependency graph is needed.
     let lock = std::fs::read_to_string(ws.root.join("Cargo.lock")).unwrap_or_default();
-    if !Facade::ALL
-        .iter()
-        .any(|f| lock.contains(&format!("name = \"{}\"\n", f.name())))
-    {
+    let locked = |f: &Facade| {
+        let entry = format!("name = \"{}\"", f.name());
+        lock.lines().any(|l| l.trim() == entry)
+    };
+    if !Facade::ALL.iter().any(locked) {
         return out;
     }
-    let meta = match metadata(ws, inv) {
+    let meta = match metadata(inv, cwd) {
         Ok(m) => m,
         Err(e) => {
             out.warnings.push(format!(
@@ -131,11 +139,14 @@ fn first_line(e: &cargo_metadata::Error) -> String {
     line.trim().to_owned()
 }
 
-/// `cargo metadata` with the resolved graph, for the features the build selects; `--locked`,
-/// so the user's Cargo.lock is never written.
-fn metadata(ws: &Workspace, inv: &Invocation) -> Result<Metadata, cargo_metadata::Error> {
+/// `cargo metadata` with the resolved graph, for the features the build selects, run where
+/// the build runs; `--locked`, so the user's Cargo.lock is never written.
+fn metadata(inv: &Invocation, cwd: &Path) -> Result<Metadata, cargo_metadata::Error> {
     let mut cmd = cargo_metadata::MetadataCommand::new();
-    cmd.manifest_path(ws.root.join("Cargo.toml"));
+    cmd.current_dir(cwd);
+    if let Some(m) = &inv.manifest_path {
+        cmd.manifest_path(cwd.join(m));
+    }
     let mut other = vec!["--locked".to_owned()];
     other.extend(feature_args(&inv.cargo_args));
     if inv.cargo_args.iter().any(|a| a == "--offline") {
@@ -147,7 +158,7 @@ fn metadata(ws: &Workspace, inv: &Invocation) -> Result<Metadata, cargo_metadata
 
 /// The feature flags among cargo's arguments (`--features X`, `--features=X`, `-F X`,
 /// `--all-features`, `--no-default-features`), as `cargo metadata` takes them.
-fn feature_args(args: &[String]) -> Vec<String> {
+pub fn feature_args(args: &[String]) -> Vec<String> {
     let mut out = Vec::new();
     let mut it = args.iter();
     while let Some(a) = it.next() {

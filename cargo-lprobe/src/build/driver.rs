@@ -372,6 +372,8 @@ impl Freshness {
             &inv.skip_accessors.to_string(),
             &format!("entry_all={}", inv.entry_all),
             &format!("{skip_keys:?}"),
+            // The features decide which tracing/log bridges the sites crates get.
+            &format!("{:?}", crate::build::bridge::feature_args(&inv.cargo_args)),
         ]);
         Ok(Freshness { key, tree, walked })
     }
@@ -526,7 +528,7 @@ fn find_sites(inv: &Invocation, setup: &Setup) -> Result<Found> {
             p.text, p.origin
         )
     }));
-    let bridges = crate::build::bridge::find(&setup.ws, inv, &packages, &setup.copy);
+    let bridges = crate::build::bridge::find(&setup.ws, inv, &packages, &setup.cwd, &setup.copy);
     found.bridges = bridges.per_package;
     found.warnings.extend(bridges.warnings);
     for w in &found.warnings {
