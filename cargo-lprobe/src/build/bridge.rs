@@ -535,4 +535,139 @@ mod tests {
             "{plain}"
         );
     }
+
+    /// Writes `files` (path, text) under `dir`.
+    fn write_tree(dir: &Path, files: &[(&str, &str)]) {
+        for (path, text) in files {
+            let p = dir.join(path);
+            std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+            std::fs::write(p, text).expect("write");
+        }
+    }
+
+    fn krate(name: &str, version: &str, deps: &str) -> String {
+        format!(
+            "[package]\nname = \"{name}\"\nversion = \"{version}\"\nedition = \"2021\"\n\n{deps}\n"
+        )
+    }
+
+    #[test]
+    fn bridges_follow_normal_dependencies_only_and_name_the_resolved_package() {
+        // Path crates named like the facades stand in for the registry's (no network).
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        let members = [
+            "direct",
+            "renamed",
+            "through",
+            "dev-only",
+            "unix-only",
+            "logged",
+        ];
+        let ws = format!(
+            "[workspace]\nresolver = \"2\"\nmembers = [{}]\n",
+            members.map(|m| format!("\"{m}\"")).join(", ")
+        );
+        // (directory, package, version, dependency tables)
+        let tracing = "tracing = { path = \"../vendor/tracing\" }";
+        let crates = [
+            ("vendor/tracing", "tracing", "0.1.40", String::new()),
+            ("vendor/log", "log", "0.4.22", "[features]\nkv = []".into()),
+            (
+                "vendor/subscriber",
+                "subscriber",
+                "0.3.0",
+                "[dependencies]\ntracing = { path = \"../tracing\" }".into(),
+            ),
+            ("direct", "direct", "0.1.0", format!("[dependencies]\n{tracing}")),
+            (
+                "renamed",
+                "renamed",
+                "0.1.0",
+                "[dependencies]\ntrc = { package = \"tracing\", path = \"../vendor/tracing\" }".into(),
+            ),
+            (
+                "through",
+                "through",
+                "0.1.0",
+                "[dependencies]\nsubscriber = { path = \"../vendor/subscriber\" }".into(),
+            ),
+            (
+                "dev-only",
+                "dev-only",
+                "0.1.0",
+                format!("[dev-dependencies]\n{tracing}\n[build-dependencies]\nlog = {{ path = \"../vendor/log\" }}"),
+            ),
+            (
+                "unix-only",
+                "unix-only",
+                "0.1.0",
+                format!("[target.'cfg(unix)'.dependencies]\n{tracing}"),
+            ),
+            (
+                "logged",
+                "logged",
+                "0.1.0",
+                "[dependencies]\nlog = { path = \"../vendor/log\", features = [\"kv\"] }".into(),
+            ),
+        ];
+        let mut files = vec![("Cargo.toml".to_owned(), ws)];
+        for (dir, name, version, deps) in &crates {
+            files.push((format!("{dir}/Cargo.toml"), krate(name, version, deps)));
+            files.push((format!("{dir}/src/lib.rs"), String::new()));
+        }
+        let refs: Vec<(&str, &str)> = files
+            .iter()
+            .map(|(p, t)| (p.as_str(), t.as_str()))
+            .collect();
+        write_tree(root, &refs);
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let lock = std::process::Command::new(cargo)
+            .args(["generate-lockfile", "--offline"])
+            .current_dir(root)
+            .output()
+            .expect("cargo generate-lockfile");
+        assert!(
+            lock.status.success(),
+            "{}",
+            String::from_utf8_lossy(&lock.stderr)
+        );
+        let lock_before = std::fs::read_to_string(root.join("Cargo.lock")).expect("lock");
+        let ws = crate::build::workspace::load(Some(&root.join("Cargo.toml"))).expect("workspace");
+        let inv = crate::build::cargo::parse(&["build".to_owned(), "--offline".to_owned()])
+            .expect("args");
+        let packages: Vec<&Package> = ws.members.iter().collect();
+        let copy = root.join("target/lprobe/src");
+        let found = find(&ws, &inv, &packages, root, &copy);
+        assert_eq!(found.warnings, Vec::<String>::new());
+        let of = |name: &str| -> Vec<String> {
+            let i = packages
+                .iter()
+                .position(|p| p.name == name)
+                .expect("member");
+            found.per_package[i]
+                .iter()
+                .map(|d| format!("{} {} {} kv={}", d.facade.name(), d.version, d.source, d.kv))
+                .collect()
+        };
+        let path = |n: &str| {
+            format!(
+                "path = {}",
+                toml_str(&copy.join("vendor").join(n).display().to_string())
+            )
+        };
+        let tracing_dep = format!("tracing 0.1.40 {} kv=false", path("tracing"));
+        for member in ["direct", "renamed", "through"] {
+            assert_eq!(of(member), std::slice::from_ref(&tracing_dep), "{member}");
+        }
+        assert_eq!(of("dev-only"), Vec::<String>::new());
+        assert_eq!(of("unix-only"), Vec::<String>::new());
+        assert_eq!(
+            of("logged"),
+            [format!("log 0.4.22 {} kv=true", path("log"))]
+        );
+        // The user's Cargo.lock is only read.
+        let lock_after = std::fs::read_to_string(root.join("Cargo.lock")).expect("lock");
+        assert_eq!(lock_before, lock_after);
+    }
 }
