@@ -2,8 +2,9 @@
 //!
 //! Generated code sees only this file's items: the site tables ([`Table`], [`Site`]), the
 //! capture forms ([`Val`], [`ByCopy`], [`ByRef`], [`Opaque`]), [`register`] (called before
-//! `main` by each package's generated sites crate) and [`hit`] (called, out of line, when an armed
-//! site is passed). The dormant check itself (`on(id)`: one relaxed byte load) is generated into
+//! `main` by each package's generated sites crate), [`hit`] (called, out of line, when an armed
+//! site is passed) and [`set_bridge`] (a sites crate's `tracing`/`log` output bridge, see
+//! [`BridgeRecord`]). The dormant check itself (`on(id)`: one relaxed byte load) is generated into
 //! the sites crate so it inlines into the user's code.
 //!
 //! **Invariant:** nothing here panics into the program: every entry point catches unwinding,
