@@ -439,6 +439,8 @@ struct Found {
     next_fns: Vec<u32>,
     /// Per package: its crate root did not parse (no crate flags module there).
     unparsed_root: Vec<bool>,
+    /// How the checks read their flags (`Workspace::flag_access`).
+    access: sites_crate::FlagAccess,
     warnings: Vec<String>,
     /// Per package: its `tracing`/`log` output bridges.
     bridges: Vec<Vec<crate::build::bridge::BridgeDep>>,
@@ -505,6 +507,7 @@ fn find_sites(inv: &Invocation, setup: &Setup) -> Result<Found> {
         next_ids: vec![0; packages.len()],
         next_fns: vec![0; packages.len()],
         unparsed_root: vec![false; packages.len()],
+        access: setup.ws.flag_access(),
         warnings: Vec::new(),
         bridges: Vec::new(),
         caches,
@@ -768,7 +771,7 @@ fn rewrite_files(found: &mut Found) {
             rewrite::FlagsHome::Crate {
                 define: f
                     .crate_root
-                    .then(|| (found.next_ids[f.pkg], found.next_fns[f.pkg])),
+                    .then(|| (found.next_ids[f.pkg], found.next_fns[f.pkg], found.access)),
             }
         } else {
             rewrite::FlagsHome::SitesCrate
@@ -1295,8 +1298,17 @@ fn write_copy(
         )?;
         write_if_changed(
             &dir.join("lib.rs"),
-            sites_crate::source(&pkg.name, &pkg_dir, &rows, fns, &hashes, &skipped, bridges)
-                .as_bytes(),
+            sites_crate::source(
+                &pkg.name,
+                &pkg_dir,
+                &rows,
+                fns,
+                &hashes,
+                &skipped,
+                ws.flag_access(),
+                bridges,
+            )
+            .as_bytes(),
         )?;
     }
     Ok(())
