@@ -2,8 +2,9 @@
 //!
 //! Generated code sees only this file's items: the site tables ([`Table`], [`Site`]), the
 //! capture forms ([`Val`], [`ByCopy`], [`ByRef`], [`Opaque`]), [`register`] (called before
-//! `main` by each package's generated sites crate) and [`hit`] (called, out of line, when an armed
-//! site is passed). The dormant check itself (`on::<ID>()`: a compare of one byte and a
+//! `main` by each package's generated sites crate), [`hit`] (called, out of line, when an armed
+//! site is passed) and [`set_bridge`] (a sites crate's `tracing`/`log` output bridge, see
+//! [`BridgeRecord`]). The dormant check itself (`on::<ID>()`: a compare of one byte and a
 //! branch) is generated into the sites crate so it inlines into the user's code.
 //!
 //! **Invariant:** nothing here panics into the program: every entry point catches unwinding,
@@ -162,6 +163,99 @@ pub fn register(table: &'static Table) {
 
 /// The control plane starts once, with the first table.
 static START: std::sync::Once = std::sync::Once::new();
+
+/// One record as the `tracing` or `log` bridge hands it to the program's subscriber or logger
+/// (`LPROBE_OUTPUT=tracing|log`): the fields of the JSON record, as text. A field the record
+/// does not have is empty. Built on the output thread, from the finished JSON record.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct BridgeRecord<'a> {
+    /// The probe's id (`p1`); empty for an `error` record of no probe.
+    pub probe: &'a str,
+    /// `path:line`.
+    pub site: &'a str,
+    /// The probed function's path.
+    pub func: &'a str,
+    /// `log`, `snapshot`, `count`, `duration` or `error`.
+    pub kind: &'a str,
+    /// The application thread the hit happened on.
+    pub thread: &'a str,
+    /// A `log` record's message, or an `error` record's text.
+    pub msg: &'a str,
+    /// A snapshot's values, a JSON object.
+    pub vars: &'a str,
+    /// A snapshot's stack, a JSON array of frames.
+    pub stack: &'a str,
+    /// A `count` record's `{"count":N,"delta":N}`.
+    pub count: &'a str,
+    /// A `duration` record's statistics, `{"count":…,"min_ns":…,"p50_ns":…,…}`.
+    pub duration: &'a str,
+}
+
+impl BridgeRecord<'_> {
+    /// Whether the record is an `error` record (which bridges emit at WARN, not INFO).
+    pub fn is_error(&self) -> bool {
+        self.kind == "error"
+    }
+
+    /// The non-empty fields as `(name, value)` in a fixed order: `probe`, `site`, `fn`,
+    /// `kind`, `thread`, `msg`, `vars`, `stack`, `count`, `duration`.
+    pub fn pairs(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        [
+            ("probe", self.probe),
+            ("site", self.site),
+            ("fn", self.func),
+            ("kind", self.kind),
+            ("thread", self.thread),
+            ("msg", self.msg),
+            ("vars", self.vars),
+            ("stack", self.stack),
+            ("count", self.count),
+            ("duration", self.duration),
+        ]
+        .into_iter()
+        .filter(|(_, v)| !v.is_empty())
+    }
+
+    /// The fields as one line of `key=value` words, for a logger without key-values (the
+    /// `log` bridge when `log`'s `kv` feature is off): [`pairs`](Self::pairs) in order; a
+    /// text value bare when it has no space, quote, `=`, backslash or control character, else
+    /// a JSON string; `vars`, `stack`, `count`, `duration` as their JSON, which delimits itself
+    /// (`probe=p1 site=src/main.rs:42 fn=app::f kind=log thread=main msg="total 8"`).
+    pub fn text(&self) -> String {
+        let mut out = String::new();
+        for (k, v) in self.pairs() {
+            if !out.is_empty() {
+                out.push(' ');
+            }
+            out.push_str(k);
+            out.push('=');
+            let json_text = matches!(k, "vars" | "stack" | "count" | "duration");
+            let bare = v
+                .chars()
+                .all(|c| !(c.is_whitespace() || c.is_control() || matches!(c, '"' | '=' | '\\')));
+            if json_text || bare {
+                out.push_str(v);
+            } else {
+                json::push_str(&mut out, v);
+            }
+        }
+        out
+    }
+}
+
+/// A bridge: hands one record to the program's `tracing` subscriber or `log` logger (code
+/// generated into a sites crate whose package depends on that crate). Returns false when
+/// the subscriber or logger does not take records of target `lprobe` at the record's level
+/// (the record is counted as filtered).
+pub type Bridge = fn(&BridgeRecord<'_>) -> bool;
+
+/// Registers the bridge for `LPROBE_OUTPUT=NAME` (`"tracing"` or `"log"`; other names are
+/// ignored). Called by generated sites crates before `main`, before any table registers; the
+/// first bridge registered for a name is kept (every package of a program resolves the same
+/// `tracing`, and the same `log`). The runtime calls it from its output thread only.
+pub fn set_bridge(name: &str, bridge: Bridge) {
+    plane::bridge::set(name, bridge);
+}
 
 /// Adds an instrumented crate's own copy of `table`'s site and function flags (the crate reads
 /// its copy with a direct load, not through the sites crate's GOT entry). Called from the

@@ -170,14 +170,41 @@ impl Drop for Running {
 /// Starts `exe` with its own socket and output file; `env` adds variables. Waits until the
 /// control socket answers.
 pub fn start(exe: &Path, env: &[(&str, &str)]) -> Running {
+    spawn(exe, env, None)
+}
+
+/// Like [`start`], with the program's stdout and stderr kept in `stdout.txt` and `stderr.txt`
+/// beside its socket (returned with it): for tests that read the program's own log.
+pub fn start_logged(exe: &Path, env: &[(&str, &str)]) -> (Running, PathBuf, PathBuf) {
     let dir = tempfile::tempdir().expect("tempdir");
+    let (out, err) = (dir.path().join("stdout.txt"), dir.path().join("stderr.txt"));
+    let r = spawn(exe, env, Some((dir, &out, &err)));
+    (r, out, err)
+}
+
+fn spawn(
+    exe: &Path,
+    env: &[(&str, &str)],
+    logs: Option<(tempfile::TempDir, &Path, &Path)>,
+) -> Running {
+    let (dir, stdout, stderr) = match logs {
+        Some((dir, out, err)) => {
+            let file = |p: &Path| Stdio::from(std::fs::File::create(p).expect("create log file"));
+            (dir, file(out), file(err))
+        }
+        None => (
+            tempfile::tempdir().expect("tempdir"),
+            Stdio::null(),
+            Stdio::null(),
+        ),
+    };
     let socket = dir.path().join("p.sock");
     let output = dir.path().join("out.jsonl");
     let mut cmd = Command::new(exe);
     cmd.env("LPROBE_SOCKET", &socket)
         .env("LPROBE_OUTPUT", &output)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+        .stdout(stdout)
+        .stderr(stderr);
     for (k, v) in env {
         cmd.env(k, v);
     }

@@ -6,6 +6,7 @@
 
 mod harness;
 
+mod bridges;
 mod build;
 mod control_file;
 mod hostile;

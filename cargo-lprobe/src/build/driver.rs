@@ -372,6 +372,8 @@ impl Freshness {
             &inv.skip_accessors.to_string(),
             &format!("entry_all={}", inv.entry_all),
             &format!("{skip_keys:?}"),
+            // The features decide which tracing/log bridges the sites crates get.
+            &format!("{:?}", crate::build::bridge::feature_args(&inv.cargo_args)),
         ]);
         Ok(Freshness { key, tree, walked })
     }
@@ -440,6 +442,8 @@ struct Found {
     /// How the checks read their flags (`Workspace::flag_access`).
     access: sites_crate::FlagAccess,
     warnings: Vec<String>,
+    /// Per package: its `tracing`/`log` output bridges.
+    bridges: Vec<Vec<crate::build::bridge::BridgeDep>>,
     caches: Caches,
     total_lines: usize,
     /// Time spent reading metadata, and parsing and finding sites.
@@ -505,6 +509,7 @@ fn find_sites(inv: &Invocation, setup: &Setup) -> Result<Found> {
         unparsed_root: vec![false; packages.len()],
         access: setup.ws.flag_access(),
         warnings: Vec::new(),
+        bridges: Vec::new(),
         caches,
         total_lines: 0,
         t_metadata: std::time::Duration::ZERO,
@@ -526,6 +531,9 @@ fn find_sites(inv: &Invocation, setup: &Setup) -> Result<Found> {
             p.text, p.origin
         )
     }));
+    let bridges = crate::build::bridge::find(&setup.ws, inv, &packages, &setup.cwd, &setup.copy);
+    found.bridges = bridges.per_package;
+    found.warnings.extend(bridges.warnings);
     for w in &found.warnings {
         progress::message(w);
     }
@@ -715,6 +723,7 @@ fn build_until_it_compiles(inv: &Invocation, setup: &Setup, found: &mut Found) -
             &setup.ws,
             &packages,
             &found.files,
+            &found.bridges,
             &setup.lp,
             &setup.copy,
             &runtime_dir,
@@ -1145,6 +1154,7 @@ fn write_copy(
     ws: &Workspace,
     packages: &[&Package],
     files: &[FileWork],
+    bridges: &[Vec<crate::build::bridge::BridgeDep>],
     lp: &Path,
     copy: &Path,
     runtime_dir: &Path,
@@ -1280,9 +1290,11 @@ fn write_copy(
             .strip_prefix(&ws.root)
             .map(rel_string)
             .unwrap_or_default();
+        let bridges = bridges.get(pi).map_or(&[][..], Vec::as_slice);
         write_if_changed(
             &dir.join("Cargo.toml"),
-            sites_crate::manifest(&pkg.name, &runtime_dir.display().to_string()).as_bytes(),
+            sites_crate::manifest(&pkg.name, &runtime_dir.display().to_string(), bridges)
+                .as_bytes(),
         )?;
         write_if_changed(
             &dir.join("lib.rs"),
@@ -1294,6 +1306,7 @@ fn write_copy(
                 &hashes,
                 &skipped,
                 ws.flag_access(),
+                bridges,
             )
             .as_bytes(),
         )?;

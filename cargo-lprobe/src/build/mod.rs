@@ -1,9 +1,11 @@
 //! The instrumented build, as a pipeline (`driver`): find the workspace (`workspace`, `cargo`),
 //! copy it aside (`copy_tree`, `manifest`), find the sites of each file (`visit`, `skip`,
-//! `recall`), write the probes into the copy (`rewrite`, `sites_crate`), build it and repair
+//! `recall`), write the probes into the copy (`rewrite`, `sites_crate`, with the `tracing`/`log`
+//! output bridges of `bridge`), build it and repair
 //! what did not compile (`repair`), skip it all when nothing changed (`stamp`), and compile the
 //! runtime once per machine (`runtime_src`, `runtime_cache`).
 
+pub mod bridge;
 pub mod cargo;
 pub mod cli_spec;
 pub mod copy_tree;

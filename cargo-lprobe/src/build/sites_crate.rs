@@ -7,6 +7,8 @@
 
 use std::fmt::Write as _;
 
+use crate::build::bridge::{self, BridgeDep};
+
 /// One row of the table.
 #[derive(Clone, Debug)]
 pub struct SiteRow {
@@ -38,16 +40,20 @@ pub fn package_name(package: &str) -> String {
     format!("lprobe-sites-{package}")
 }
 
-pub fn manifest(package: &str, runtime_dir: &str) -> String {
+/// The crate's `Cargo.toml`: the runtime, and the `tracing`/`log` its bridges feed.
+pub fn manifest(package: &str, runtime_dir: &str, bridges: &[BridgeDep]) -> String {
     format!(
-        "[package]\nname = \"{}\"\nversion = \"0.0.0\"\nedition = \"2021\"\npublish = false\n\n[lib]\npath = \"lib.rs\"\n\n[dependencies]\nprobe_runtime = {{ package = \"{}\", path = {:?} }}\n\n[workspace]\n",
+        "[package]\nname = \"{}\"\nversion = \"0.0.0\"\nedition = \"2021\"\npublish = false\n\n[lib]\npath = \"lib.rs\"\n\n[dependencies]\nprobe_runtime = {{ package = \"{}\", path = {:?} }}\n{}\n[workspace]\n",
         package_name(package),
         crate::build::runtime_src::PACKAGE,
-        runtime_dir
+        runtime_dir,
+        bridge::manifest_lines(bridges)
     )
 }
 
 /// The crate's `lib.rs`.
+// One argument per part of the crate; the driver is its one caller.
+#[allow(clippy::too_many_arguments)]
 pub fn source(
     package: &str,
     dir: &str,
@@ -56,6 +62,7 @@ pub fn source(
     files: &[(String, String)],
     skipped: &[SkippedRow],
     access: FlagAccess,
+    bridges: &[BridgeDep],
 ) -> String {
     let n = rows.len();
     let mut s = String::new();
@@ -117,6 +124,7 @@ pub fn source(
         "pub static T: ::probe_runtime::Table = ::probe_runtime::Table {{ package: {package:?}, dir: {dir:?}, flags: &F, fn_flags: &FNF, counts: &C, sites: &SITES, files: &FILES, skipped: &SKIPPED }};\n"
     );
     s.push_str(&by_value_calls());
+    s.push_str(&bridge::source(bridges));
     s.push_str("/// The dormant checks (the same as in each crate flags module).\n");
     s.push_str(&checks("pub", "crate", access));
     s.push_str("\n\n");
@@ -263,6 +271,7 @@ pub fn attach(f: &'static [AtomicU8], fnf: &'static [AtomicU8]) {
 static INIT: extern "C" fn() = init;
 
 extern "C" fn init() {
+    bridges();
     ::probe_runtime::register(&T);
 }
 "#,
@@ -449,6 +458,7 @@ mod tests {
                 why: "const fn".into(),
             }],
             FlagAccess::Direct,
+            &[],
         );
         assert!(src.contains("Skipped { path: \"src/main.rs\", first_line: 3, last_line: 5, func: \"demo_app::get\", why: \"const fn\" },"));
         assert!(src.contains("pub static F: [AtomicU8; 1]"));

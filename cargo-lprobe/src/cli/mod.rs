@@ -1255,6 +1255,9 @@ pub fn render_status(t: &Target, v: &Value) -> String {
             format::cell(v.get("last_runtime_panic"))
         ));
     }
+    if let Some(o) = v.get("output").filter(|o| o.is_object()) {
+        out.push_str(&output_line(o));
+    }
     if let Some(c) = v.get("control").filter(|c| c.is_object()) {
         match c.get("path").filter(|p| !p.is_null()) {
             Some(p) => out.push_str(&format!("control file: {}\n", format::cell(Some(p)))),
@@ -1270,6 +1273,35 @@ pub fn render_status(t: &Target, v: &Value) -> String {
         }
     }
     out
+}
+
+/// `status`'s line about where records go: `output: tracing (the program's subscriber)`,
+/// `output: file /var/log/x.jsonl`, or the fallback from a bridge the program does not have;
+/// with a bridge, the records its subscriber filtered out and its panics, when there are any.
+fn output_line(o: &Value) -> String {
+    let to = o.get("to").and_then(Value::as_str).unwrap_or("?");
+    let mut line = match (to, o.get("path").and_then(Value::as_str)) {
+        ("tracing", _) => "output: tracing (the program's subscriber, target lprobe)".to_string(),
+        ("log", _) => "output: log (the program's logger, target lprobe)".to_string(),
+        ("file", Some(p)) => format!("output: file {}", format::printable(p)),
+        (to, _) => format!("output: {}", format::printable(to)),
+    };
+    if o.get("fallback").is_some_and(|f| !f.is_null()) {
+        line.push_str(" (the LPROBE_OUTPUT bridge asked for is not in this program)");
+    }
+    for (key, what) in [
+        ("filtered", "filtered out by it"),
+        ("panics", "lost to its panics"),
+    ] {
+        if let Some(n) = o.get(key).and_then(Value::as_u64).filter(|n| *n > 0) {
+            line.push_str(&format!("; {n} records {what}"));
+        }
+    }
+    if let Some(p) = o.get("last_panic").and_then(Value::as_str) {
+        line.push_str(&format!(" (last: {})", format::printable(p)));
+    }
+    line.push('\n');
+    line
 }
 
 /// The LOCATION cell of a probe in `status`: its location as armed, followed by the sites it

@@ -945,3 +945,28 @@ fn color_always_styles_tables_and_errors_and_never_strips_them() {
         "{out:?}"
     );
 }
+
+#[test]
+fn status_says_where_records_go() {
+    let line = |j: &str| output_line(&serde_json::from_str(j).unwrap());
+    assert_eq!(
+        line(
+            r#"{"to":"tracing","path":null,"fallback":null,"filtered":0,"panics":0,"last_panic":null}"#
+        ),
+        "output: tracing (the program's subscriber, target lprobe)\n"
+    );
+    assert_eq!(
+        line(r#"{"to":"log","path":null,"fallback":null,"filtered":3,"panics":1,"last_panic":"boom"}"#),
+        "output: log (the program's logger, target lprobe); 3 records filtered out by it; 1 records lost to its panics (last: boom)\n"
+    );
+    assert_eq!(
+        line(
+            r#"{"to":"stderr","path":null,"fallback":"lprobe: LPROBE_OUTPUT=tracing, but …","filtered":0,"panics":0}"#
+        ),
+        "output: stderr (the LPROBE_OUTPUT bridge asked for is not in this program)\n"
+    );
+    assert_eq!(
+        line(r#"{"to":"file","path":"/var/log/a.jsonl","fallback":null}"#),
+        "output: file /var/log/a.jsonl\n"
+    );
+}

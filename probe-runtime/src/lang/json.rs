@@ -1,4 +1,6 @@
-//! A minimal JSON writer: string literals, numbers and flat objects appended to a `String`.
+//! A minimal JSON writer: string literals, numbers and flat objects appended to a `String`;
+//! and the little reading the output bridges need: an object's top-level fields as raw text
+//! ([`fields`]) and a string literal's text ([`unescape`]).
 
 use std::fmt::Write as _;
 
@@ -126,6 +128,159 @@ impl<'a> ObjWriter<'a> {
     }
 }
 
+/// The top-level fields of the JSON object `s`, in order, each as its key (unescaped) and its
+/// value's raw text (`"a\"b"`, `{"x":1}`, `12`). `None` when `s` is not one object: the
+/// scan checks structure (strings, nesting) but not every number's or literal's form.
+pub fn fields(s: &str) -> Option<Vec<(String, &str)>> {
+    let b = s.as_bytes();
+    let mut i = skip_ws(b, 0);
+    if b.get(i) != Some(&b'{') {
+        return None;
+    }
+    i = skip_ws(b, i + 1);
+    let mut out = Vec::new();
+    if b.get(i) == Some(&b'}') {
+        return (skip_ws(b, i + 1) == b.len()).then_some(out);
+    }
+    loop {
+        let key_end = string_end(b, i)?;
+        let key = unescape(s.get(i..key_end)?)?;
+        i = skip_ws(b, key_end);
+        if b.get(i) != Some(&b':') {
+            return None;
+        }
+        let start = skip_ws(b, i + 1);
+        let end = value_end(b, start)?;
+        out.push((key, s.get(start..end)?));
+        i = skip_ws(b, end);
+        match b.get(i) {
+            Some(b',') => i = skip_ws(b, i + 1),
+            Some(b'}') => return (skip_ws(b, i + 1) == b.len()).then_some(out),
+            _ => return None,
+        }
+    }
+}
+
+fn skip_ws(b: &[u8], mut i: usize) -> usize {
+    while matches!(b.get(i), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+        i += 1;
+    }
+    i
+}
+
+/// The end (exclusive) of the string literal starting at `i`.
+fn string_end(b: &[u8], i: usize) -> Option<usize> {
+    if b.get(i) != Some(&b'"') {
+        return None;
+    }
+    let mut j = i + 1;
+    loop {
+        match b.get(j)? {
+            b'"' => return Some(j + 1),
+            b'\\' => j += 2,
+            _ => j += 1,
+        }
+    }
+}
+
+/// The end (exclusive) of the value starting at `i`: a string, an object or array (brackets
+/// balanced outside strings, at most 128 deep), or a number or literal (up to a delimiter).
+fn value_end(b: &[u8], i: usize) -> Option<usize> {
+    match b.get(i)? {
+        b'"' => string_end(b, i),
+        b'{' | b'[' => {
+            let mut depth: Vec<u8> = Vec::new();
+            let mut j = i;
+            loop {
+                match *b.get(j)? {
+                    b'"' => {
+                        j = string_end(b, j)?;
+                        continue;
+                    }
+                    c @ (b'{' | b'[') => {
+                        if depth.len() >= 128 {
+                            return None;
+                        }
+                        depth.push(if c == b'{' { b'}' } else { b']' });
+                    }
+                    c @ (b'}' | b']') => {
+                        if depth.pop() != Some(c) {
+                            return None;
+                        }
+                        if depth.is_empty() {
+                            return Some(j + 1);
+                        }
+                    }
+                    _ => {}
+                }
+                j += 1;
+            }
+        }
+        _ => {
+            let mut j = i;
+            while let Some(c) = b.get(j) {
+                if matches!(c, b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r') {
+                    break;
+                }
+                j += 1;
+            }
+            (j > i).then_some(j)
+        }
+    }
+}
+
+/// The text of the JSON string literal `raw` (with its quotes); `None` if it is not one.
+pub fn unescape(raw: &str) -> Option<String> {
+    let inner = raw.strip_prefix('"')?.strip_suffix('"')?;
+    let mut out = String::with_capacity(inner.len());
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            if c == '"' {
+                return None;
+            }
+            out.push(c);
+            continue;
+        }
+        match chars.next()? {
+            '"' => out.push('"'),
+            '\\' => out.push('\\'),
+            '/' => out.push('/'),
+            'b' => out.push('\u{8}'),
+            'f' => out.push('\u{c}'),
+            'n' => out.push('\n'),
+            'r' => out.push('\r'),
+            't' => out.push('\t'),
+            'u' => {
+                let hi = hex4(&mut chars)?;
+                let code = if (0xD800..0xDC00).contains(&hi) {
+                    if chars.next()? != '\\' || chars.next()? != 'u' {
+                        return None;
+                    }
+                    let lo = hex4(&mut chars)?;
+                    if !(0xDC00..0xE000).contains(&lo) {
+                        return None;
+                    }
+                    0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
+                } else {
+                    hi
+                };
+                out.push(char::from_u32(code)?);
+            }
+            _ => return None,
+        }
+    }
+    Some(out)
+}
+
+fn hex4(chars: &mut std::str::Chars<'_>) -> Option<u32> {
+    let mut n = 0;
+    for _ in 0..4 {
+        n = n * 16 + chars.next()?.to_digit(16)?;
+    }
+    Some(n)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,5 +339,47 @@ mod tests {
         let mut o = String::from("x");
         ObjWriter::new(&mut o).finish();
         assert_eq!(o, "x{}");
+    }
+
+    #[test]
+    fn fields_are_read_back_raw_and_strings_unescaped() {
+        let mut line = String::new();
+        let mut w = ObjWriter::new(&mut line);
+        w.str("probe", "p1")
+            .with("site", |o| o.push_str("null"))
+            .str("msg", "a \"quoted\" {x}, \\ é😀\n\u{1}")
+            .raw("vars", r#"{"v":[1,{"w":"]}"}],"s":"a,b"}"#)
+            .u64("count", 12);
+        w.finish();
+        let f = fields(&line).expect("one object");
+        let keys: Vec<&str> = f.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, ["probe", "site", "msg", "vars", "count"]);
+        assert_eq!(f[1].1, "null");
+        assert_eq!(
+            unescape(f[2].1).as_deref(),
+            Some("a \"quoted\" {x}, \\ é😀\n\u{1}")
+        );
+        assert_eq!(f[3].1, r#"{"v":[1,{"w":"]}"}],"s":"a,b"}"#);
+        assert_eq!(f[4].1, "12");
+        assert_eq!(
+            unescape(r#""\ud83d\ude00 \u00e9""#).as_deref(),
+            Some("😀 é")
+        );
+        assert_eq!(fields(" { } \n"), Some(Vec::new()));
+        for bad in [
+            "",
+            "[]",
+            "{",
+            r#"{"a"}"#,
+            r#"{"a":1,}"#,
+            r#"{"a":[1}"#,
+            r#"{"a":"x}"#,
+            "{} x",
+        ] {
+            assert_eq!(fields(bad), None, "{bad}");
+        }
+        for bad in ["x", r#""a"b""#, r#""\x""#, r#""\ud800""#, r#""\u12""#] {
+            assert_eq!(unescape(bad), None, "{bad}");
+        }
     }
 }

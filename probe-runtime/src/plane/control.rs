@@ -701,8 +701,6 @@ fn status() -> String {
         DROPPED_TOTAL.load(Ordering::Relaxed)
     ));
     queue::write_lost_json(&mut s);
-    s.push_str(",\"output\":");
-    sink::write_output_json(&mut s);
     // Panics of the runtime's own threads (each restarted its loop) and the last one.
     s.push_str(&format!(
         ",\"runtime_panics\":{},\"last_runtime_panic\":",
@@ -712,6 +710,8 @@ fn status() -> String {
         Some(m) => json::push_str(&mut s, &m),
         None => s.push_str("null"),
     }
+    s.push_str(",\"output\":");
+    crate::plane::sink::output_json(&mut s);
     s.push_str(",\"control\":{\"path\":");
     match &st.control_path {
         Some(p) => json::push_str(&mut s, p),

@@ -10,10 +10,11 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, TryRecvError};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::hot::queue::{self, count_lost, lost, Head, Lost, Record};
+use crate::plane::bridge;
 
 fn write_head(out: &mut String, probe: &str, h: &Head) {
     use crate::lang::json::push_str;
@@ -71,10 +72,11 @@ static WRITTEN: AtomicU64 = AtomicU64::new(0);
 static LINES_OK: AtomicU64 = AtomicU64::new(0);
 static NOTES: AtomicU64 = AtomicU64::new(0);
 
-/// `{"queued":Q,"notes":N,"written":W,"failed":F,"pending":P}`: every line the writer had
-/// (`queued` records and its own `notes`) was `written`, counted as `failed` (`dropped_by`'s
-/// `write`) or is `pending`, so `queued + notes == written + failed + pending`.
-pub(crate) fn write_output_json(out: &mut String) {
+/// `"queued":Q,"notes":N,"written":W,"failed":F,"pending":P` (inside [`output_json`]'s
+/// object): every line the writer had (`queued` records and its own `notes`) was `written`,
+/// counted as `failed` (`dropped_by`'s `write`) or is `pending`, so `queued + notes == written
+/// + failed + pending`.
+fn write_accounts_json(out: &mut String) {
     // Read in the order that keeps the sum true while records move: a record counted
     // queued before it is counted written or failed.
     let written = LINES_OK.load(Ordering::Relaxed);
@@ -84,7 +86,7 @@ pub(crate) fn write_output_json(out: &mut String) {
     let queued = queue::QUEUED.load(Ordering::Relaxed);
     let _ = write!(
         out,
-        "{{\"queued\":{queued},\"notes\":{notes},\"written\":{written},\"failed\":{failed},\"pending\":{pending}}}"
+        ",\"queued\":{queued},\"notes\":{notes},\"written\":{written},\"failed\":{failed},\"pending\":{pending}"
     );
 }
 
@@ -263,23 +265,27 @@ struct Out {
 
 impl Out {
     fn from_env() -> Out {
-        let (dest, path) = match std::env::var("LPROBE_OUTPUT").as_deref() {
-            Err(_) | Ok("") | Ok("stderr") => (Dest::Stderr, None),
-            Ok("stdout") => (Dest::Stdout, None),
-            Ok(path) => match Out::open(Path::new(path)) {
-                Ok(out) => return out,
-                Err(e) => {
-                    let _ = writeln!(
-                        std::io::stderr(),
-                        "lprobe: cannot open LPROBE_OUTPUT file {path}: {e} (a symbolic link is never followed); writing records to stderr"
-                    );
-                    (Dest::Stderr, None)
-                }
+        match std::env::var("LPROBE_OUTPUT").as_deref() {
+            Err(_) | Ok("") | Ok("stderr") => Out::stderr(),
+            Ok("stdout") => Out {
+                dest: Dest::Stdout,
+                ..Out::stderr()
             },
-        };
+            Ok(path) => Out::open(Path::new(path)).unwrap_or_else(|e| {
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "lprobe: cannot open LPROBE_OUTPUT file {path}: {e} (a symbolic link is never followed); writing records to stderr"
+                );
+                Out::stderr()
+            }),
+        }
+    }
+
+    /// Output to stderr.
+    fn stderr() -> Out {
         Out {
-            dest,
-            path,
+            dest: Dest::Stderr,
+            path: None,
             last_check: Instant::now(),
             partial: false,
             failing: None,
@@ -480,12 +486,12 @@ fn next(rx: &Receiver<Box<Record>>, pause: &mut Duration) -> Option<Box<Record>>
 }
 
 fn writer(rx: &Receiver<Box<Record>>) {
-    let mut out = Out::from_env();
+    let mut out = Output::from_env();
     let mut reported_drops = 0;
     let mut pause = POLL_MIN;
     while let Some(mut r) = next(rx, &mut pause) {
         let line = finish(&mut r);
-        let resumed = out.write(line.as_bytes());
+        let resumed = out.write(&line);
         publish(&r.probe, line.as_bytes());
         r.recycle();
         WRITTEN.fetch_add(1, Ordering::Relaxed);
@@ -493,18 +499,106 @@ fn writer(rx: &Receiver<Box<Record>>) {
         if let Some(note) = resumed {
             NOTES.fetch_add(1, Ordering::Relaxed);
             let line = finish(&mut error_record(&note));
-            let _ = out.write(line.as_bytes());
+            let _ = out.write(&line);
             publish("", line.as_bytes());
         }
         let drops = lost(Lost::Queue) + lost(Lost::Budget);
         if drops != reported_drops && queue::pending() == 0 {
             let line = drop_report(drops - reported_drops);
             NOTES.fetch_add(1, Ordering::Relaxed);
-            let _ = out.write(line.as_bytes());
+            let _ = out.write(&line);
             publish("", line.as_bytes());
             reported_drops = drops;
         }
     }
+}
+
+/// Where records go: JSON lines to `$LPROBE_OUTPUT`, or the program's `tracing` subscriber
+/// or `log` logger (`LPROBE_OUTPUT=tracing|log`, see `bridge`).
+enum Output {
+    Json(Out),
+    Bridge(bridge::Delivery),
+}
+
+/// What `status` says of the output (`{"to":…,"path":…,"fallback":…}`), set when the
+/// output thread starts.
+static OUTPUT: OnceLock<String> = OnceLock::new();
+
+impl Output {
+    /// The output `LPROBE_OUTPUT` asks for. A bridge the program does not have is one line on
+    /// stderr, and records go to stderr as JSON lines.
+    fn from_env() -> Output {
+        let var = std::env::var("LPROBE_OUTPUT").unwrap_or_default();
+        let mut fallback = None;
+        let out = match var.as_str() {
+            name @ ("tracing" | "log") => {
+                let name = if name == "log" { "log" } else { "tracing" };
+                match bridge::get(name) {
+                    Some(b) => Output::Bridge(bridge::Delivery::new(name, b)),
+                    None => {
+                        let msg = bridge::missing_message(name);
+                        let _ = writeln!(std::io::stderr(), "{msg}");
+                        fallback = Some(msg);
+                        Output::Json(Out::stderr())
+                    }
+                }
+            }
+            _ => Output::Json(Out::from_env()),
+        };
+        let (to, path) = match &out {
+            Output::Bridge(d) => (d.name, None),
+            Output::Json(o) => match (&o.dest, &o.path) {
+                (Dest::File(_), Some(p)) => ("file", Some(p.display().to_string())),
+                (Dest::Stdout, _) => ("stdout", None),
+                _ => ("stderr", None),
+            },
+        };
+        let mut desc = String::from("{\"to\":");
+        crate::lang::json::push_str(&mut desc, to);
+        for (key, v) in [("path", path), ("fallback", fallback)] {
+            desc.push_str(&format!(",\"{key}\":"));
+            match v {
+                Some(v) => crate::lang::json::push_str(&mut desc, &v),
+                None => desc.push_str("null"),
+            }
+        }
+        let _ = OUTPUT.set(desc);
+        out
+    }
+
+    /// Writes (or hands over) one finished record; like [`Out::write`], a note to write after
+    /// it when a failing output works again.
+    fn write(&mut self, line: &str) -> Option<String> {
+        match self {
+            Output::Json(out) => out.write(line.as_bytes()),
+            Output::Bridge(d) => {
+                d.deliver(line);
+                None
+            }
+        }
+    }
+}
+
+/// `status`'s `output` object: where records go (`to`: `stderr`, `stdout`, `file` (with
+/// `path`), `tracing` or `log`; `fallback`: why a bridge asked for is not used), for a
+/// bridge the records its subscriber did not take (`filtered`) and its panics, and the
+/// writer's accounts (`write_accounts_json`).
+pub(crate) fn output_json(out: &mut String) {
+    match OUTPUT.get() {
+        Some(d) => out.push_str(d),
+        None => out.push_str("{\"to\":null,\"path\":null,\"fallback\":null"),
+    }
+    out.push_str(&format!(
+        ",\"filtered\":{},\"panics\":{},\"last_panic\":",
+        bridge::FILTERED.load(Ordering::Relaxed),
+        bridge::PANICS.load(Ordering::Relaxed)
+    ));
+    match bridge::last_panic() {
+        Some(m) => crate::lang::json::push_str(out, &m),
+        None => out.push_str("null"),
+    }
+    write_accounts_json(out);
+    out.push('}');
 }
 
 fn drop_report(n: u64) -> String {
