@@ -3,6 +3,7 @@
 //! nothing an application thread runs can wait on them: records leave through the bounded
 //! `queue`, whose receiving end `plane::sink` owns.
 //!
+//! `hit` (where a hit enters: the armed map's probes at the site, run one by one),
 //! `registry` (registered tables, flags, the armed map, flag rebuilds), `probe` (a probe's
 //! spec, state, counters and limits; `fire`: what a hit does), `capture` (what a hit takes:
 //! primitives in place, `Debug` text in a bounded buffer, panics contained), `queue` (records
@@ -12,6 +13,7 @@
 //! thread, symbolization for the output thread).
 
 pub(crate) mod capture;
+pub(crate) mod hit;
 pub(crate) mod panics;
 pub mod probe;
 pub(crate) mod queue;

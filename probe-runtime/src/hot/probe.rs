@@ -8,22 +8,18 @@
 use std::cell::{Cell, RefCell};
 use std::fmt::Write as _;
 use std::io::Write as _;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::hot::capture::{Body, Captured};
 use crate::hot::queue::{self, Record};
-use crate::hot::registry;
 use crate::hot::timing::Hist;
 use crate::lang::expr::Expr;
 use crate::lang::json;
 use crate::lang::template::Template;
 use crate::lang::value::{Limits, Value};
 use crate::{Table, Val};
-
-use crate::hot::panics::IN_HIT;
 
 /// What to do at each hit.
 #[derive(Debug, Default)]
@@ -332,9 +328,6 @@ const LIMIT_MAX_HITS: u8 = 4;
 const LIMIT_STACK: u8 = 5;
 /// The probe's hits took over the time budget.
 const LIMIT_TIME: u8 = 6;
-/// Stack a hit must find free to run at all, and to format values.
-const MIN_STACK: usize = 8 * 1024;
-const MIN_STACK_VALUES: usize = 64 * 1024;
 
 /// Set when a probe leaves the armed state on an application thread; the control thread
 /// then rebuilds the flags so its sites go dormant again.
@@ -582,7 +575,7 @@ impl Probe {
 
     /// Runs the probe for one hit at its `idx`-th site. True if the probe wants this call timed
     /// (a live `--duration` probe whose condition held).
-    fn fire(
+    pub(crate) fn fire(
         &self,
         table: &'static Table,
         id: u32,
@@ -865,92 +858,6 @@ fn site_count(table: &Table, id: u32) -> u64 {
         .counts
         .get(id as usize)
         .map_or(0, |c| c.load(Ordering::Relaxed))
-}
-
-/// The fast path of a hit at a site armed only by plain counters ([`crate::FLAG_COUNT`]): one
-/// atomic add (none from inside the runtime), and true. False for any other site.
-#[inline]
-pub(crate) fn count_fast(table: &Table, id: u32) -> bool {
-    let i = id as usize;
-    if table.flags.get(i).map(|f| f.load(Ordering::Relaxed)) != Some(crate::FLAG_COUNT) {
-        return false;
-    }
-    if IN_HIT.try_with(Cell::get) == Ok(false) {
-        if let Some(c) = table.counts.get(i) {
-            c.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-    true
-}
-
-/// Entry point from generated code (through `crate::hit`). True if a `--duration` probe at
-/// this site wants the call timed.
-pub(crate) fn hit(table: &'static Table, id: u32, vals: &[Val<'_>]) -> bool {
-    if crate::hot::registry::forked_child() {
-        return false;
-    }
-    let Ok(false) = IN_HIT.try_with(|c| c.replace(true)) else {
-        // Re-entered from inside a capture, or the thread is shutting down.
-        queue::count_lost(queue::Lost::Busy, 1);
-        return false;
-    };
-    let timed = catch_unwind(AssertUnwindSafe(|| {
-        let left = crate::hot::timing::stack_left();
-        if left.is_some_and(|l| l < MIN_STACK) {
-            queue::count_lost(queue::Lost::Stack, 1);
-            return false;
-        }
-        let low = left.is_some_and(|l| l < MIN_STACK_VALUES);
-        let timed = registry::with_armed_map(|map| {
-            let mut timed = false;
-            let mut counted = false;
-            for (p, idx) in map.get((registry::table_key(table), id)) {
-                // Plain counters read the site's counter: one add per pass, however many.
-                if p.is_count_only() && !counted {
-                    counted = true;
-                    if let Some(c) = table.counts.get(id as usize) {
-                        c.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-                timed |= catch_unwind(AssertUnwindSafe(|| p.fire(table, id, *idx, vals, low)))
-                    .unwrap_or(false);
-            }
-            timed
-        });
-        // `None`: a writer is swapping the map in; drop this hit rather than wait.
-        timed.unwrap_or_else(|| {
-            queue::count_lost(queue::Lost::Busy, 1);
-            false
-        })
-    }))
-    .unwrap_or(false);
-    crate::hot::capture::hit_done();
-    let _ = IN_HIT.try_with(|c| c.set(false));
-    timed
-}
-
-/// A timed call returned (or unwound): records its duration into the site's live
-/// `--duration` probes.
-pub(crate) fn exit(table: &'static Table, id: u32, start: u64) {
-    let ns = crate::hot::timing::now_ns().saturating_sub(start);
-    let Ok(false) = IN_HIT.try_with(|c| c.replace(true)) else {
-        return;
-    };
-    let _ = catch_unwind(AssertUnwindSafe(|| {
-        let done = registry::with_armed_map(|map| {
-            for (p, _) in map.get((registry::table_key(table), id)) {
-                if p.spec.actions.duration && p.is_live() {
-                    if let Some(h) = &p.hist {
-                        h.record(ns);
-                    }
-                }
-            }
-        });
-        if done.is_none() {
-            queue::count_lost(queue::Lost::Busy, 1);
-        }
-    }));
-    let _ = IN_HIT.try_with(|c| c.set(false));
 }
 
 /// One hit's captured values, formatted at most once each. The cache is only filled when a
