@@ -146,6 +146,10 @@ pub fn register(table: &'static Table) {
         if let Ok(action) = std::env::var("LPROBE_ARM_ALL") {
             plane::control::arm_all(table, &action);
         }
+        // Panic capture from the start, for crashes that come before anyone could arm.
+        if std::env::var_os("LPROBE_ON_PANIC").is_some_and(|v| v == "1") {
+            plane::control::arm_all(table, "on-panic");
+        }
         plane::control::start_if_armed();
     });
 }
@@ -409,6 +413,7 @@ mod tests {
             &["hit"],
             &["registry"],
             &["probe"],
+            &["flight"],
             &["queue"],
             &["capture"],
             &["stack", "timing"],

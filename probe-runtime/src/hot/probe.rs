@@ -31,6 +31,9 @@ pub struct Actions {
     pub duration: bool,
     /// Time from passing this probe's location to passing this second location, per thread.
     pub tictoc: Option<String>,
+    /// `--on-panic [--last N]`: keep each thread's last N hits' values in its ring, and write
+    /// one `panic` record when a thread panics (`flight`).
+    pub on_panic: Option<usize>,
 }
 
 /// A parsed `arm` request: `LOCATION [--log T] [--snapshot] [--count] [--every D] [--if E]
@@ -78,11 +81,29 @@ fn positive(flag: &str, v: &str) -> Result<u64, String> {
 }
 
 const OPTIONS: &str =
-    "--log TEMPLATE, --snapshot, --count, --duration, --tictoc LOCATION, --every DURATION, --if EXPR, --max-hits N, --ttl DURATION, --rate N/s, --max-string N, --max-items N, --max-depth N";
+    "--log TEMPLATE, --snapshot, --count, --duration, --tictoc LOCATION, --on-panic, --last N, --every DURATION, --if EXPR, --max-hits N, --ttl DURATION, --rate N/s, --max-string N, --max-items N, --max-depth N";
 
 /// Parses the arguments of `lprobe arm` (also one control-file line, already split).
 pub fn parse_spec(words: &[String]) -> Result<Spec, String> {
-    let mut it = words.iter();
+    // `--on-panic [fn:PATTERN]`: the location may follow the flag, and defaults to every
+    // function.
+    let on_panic_first: Vec<String>;
+    let args = match words {
+        [flag, rest @ ..] if flag == "--on-panic" => {
+            on_panic_first = match rest {
+                [loc, more @ ..] if !loc.starts_with("--") => [loc.clone(), flag.clone()]
+                    .into_iter()
+                    .chain(more.iter().cloned())
+                    .collect(),
+                _ => std::iter::once("fn:*".to_string())
+                    .chain(words.iter().cloned())
+                    .collect(),
+            };
+            &on_panic_first[..]
+        }
+        _ => words,
+    };
+    let mut it = args.iter();
     let location = match it.next() {
         Some(l) if !l.starts_with("--") => l.clone(),
         Some(l) => {
@@ -95,6 +116,7 @@ pub fn parse_spec(words: &[String]) -> Result<Spec, String> {
     let mut actions = Actions::default();
     let mut limits = env_limits();
     let (mut cond, mut every, mut max_hits, mut ttl, mut rate) = (None, None, None, None, None);
+    let mut last = None;
     while let Some(flag) = it.next() {
         let mut value = |what: &str| {
             it.next()
@@ -112,6 +134,17 @@ pub fn parse_spec(words: &[String]) -> Result<Spec, String> {
             "--count" => actions.count = true,
             "--duration" => actions.duration = true,
             "--tictoc" => actions.tictoc = Some(value("the location where timing ends")?),
+            "--on-panic" => actions.on_panic = Some(crate::hot::flight::DEFAULT_LAST),
+            "--last" => {
+                let n = positive(flag, &value("a number of sites")?)?;
+                let max = crate::hot::flight::MAX_LAST;
+                if n > max as u64 {
+                    return Err(format!(
+                        "--last: {n} is over the {max} sites a thread's ring keeps"
+                    ));
+                }
+                last = Some(n as usize);
+            }
             "--max-string" => {
                 limits.max_str = positive(flag, &value("a number of characters")?)? as usize
             }
@@ -148,7 +181,19 @@ pub fn parse_spec(words: &[String]) -> Result<Spec, String> {
     if actions.duration && actions.tictoc.is_some() {
         return Err("--duration and --tictoc are different probes: choose one".into());
     }
-    if actions.log.is_none() && !actions.count && !timing {
+    if actions.on_panic.is_some()
+        && (timing || actions.log.is_some() || actions.snapshot || actions.count)
+    {
+        return Err("--on-panic records values for a panic only: arm --log, --snapshot, --count, --duration or --tictoc as a separate probe".into());
+    }
+    match (last, &mut actions.on_panic) {
+        (Some(n), Some(keep)) => *keep = n,
+        (Some(_), None) => {
+            return Err("--last N goes with --on-panic (the sites a panic record shows)".into())
+        }
+        _ => {}
+    }
+    if actions.log.is_none() && !actions.count && !timing && actions.on_panic.is_none() {
         actions.snapshot = true;
     }
     let max_hits = max_hits.or(
@@ -158,7 +203,11 @@ pub fn parse_spec(words: &[String]) -> Result<Spec, String> {
             None
         },
     );
-    let rate = rate.unwrap_or(if actions.snapshot { 10 } else { 100 });
+    let rate = rate.unwrap_or(if actions.snapshot || actions.on_panic.is_some() {
+        10
+    } else {
+        100
+    });
     let words: Vec<&str> = words.iter().map(String::as_str).collect();
     Ok(Spec {
         location,
@@ -208,6 +257,9 @@ impl Spec {
         }
         if self.actions.tictoc.is_some() {
             v.push("tictoc");
+        }
+        if self.actions.on_panic.is_some() {
+            v.push("on-panic");
         }
         v
     }
@@ -280,8 +332,10 @@ pub struct Probe {
     secret: Vec<u64>,
     /// For `count_only`: each site's shared counter when the probe was armed.
     base: Vec<u64>,
-    pub emitted: AtomicU64,
-    pub dropped: AtomicU64,
+    /// Records written and dropped (shared with the flight recorder, whose `panic` records
+    /// are this probe's).
+    pub emitted: Arc<AtomicU64>,
+    pub dropped: Arc<AtomicU64>,
     pub errors: AtomicU64,
     error_reported: AtomicBool,
     /// Its final counts were reported ([`report_final`]): it reports no more.
@@ -318,6 +372,8 @@ pub struct Probe {
     per_site_max: Option<u64>,
     /// Hits per site, when `per_site_max` is set (else empty).
     site_hits: Vec<AtomicU64>,
+    /// For `--on-panic`: the probe's side of the flight recorder.
+    recorder: Option<Arc<crate::hot::flight::Recorder>>,
 }
 
 /// Limits a probe can run into, as `status` names them.
@@ -352,7 +408,10 @@ impl Probe {
         split: usize,
     ) -> Self {
         let n = sites.len();
-        let timed_hits = spec.cond.is_some() || spec.actions.log.is_some() || spec.actions.snapshot;
+        let timed_hits = spec.cond.is_some()
+            || spec.actions.log.is_some()
+            || spec.actions.snapshot
+            || spec.actions.on_panic.is_some();
         let timing = spec.actions.duration || spec.actions.tictoc.is_some();
         let count_only = spec.actions.count
             && spec.actions.log.is_none()
@@ -363,7 +422,7 @@ impl Probe {
             .cond
             .as_ref()
             .is_some_and(|c| !c.roots().iter().any(|r| crate::hot::capture::is_secret(r)));
-        let secret = if spec.cond.is_some() || spec.actions.log.is_some() || spec.actions.snapshot {
+        let secret = if timed_hits {
             name_masks(&sites, crate::hot::capture::is_secret)
         } else {
             Vec::new()
@@ -382,6 +441,17 @@ impl Probe {
             }
             _ => Vec::new(),
         };
+        let (emitted, dropped) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let recorder = spec.actions.on_panic.map(|last| {
+            crate::hot::flight::Recorder::new(
+                id.clone(),
+                last,
+                spec.limits,
+                spec.rate,
+                emitted.clone(),
+                dropped.clone(),
+            )
+        });
         Probe {
             id,
             spec,
@@ -394,8 +464,8 @@ impl Probe {
             quick_cond,
             secret,
             base,
-            emitted: AtomicU64::new(0),
-            dropped: AtomicU64::new(0),
+            emitted,
+            dropped,
             errors: AtomicU64::new(0),
             error_reported: AtomicBool::new(false),
             finished: AtomicBool::new(false),
@@ -415,6 +485,7 @@ impl Probe {
             log_masks,
             per_site_max: None,
             site_hits: Vec::new(),
+            recorder,
         }
     }
 
@@ -492,6 +563,9 @@ impl Probe {
 
     pub(crate) fn disarm(&self) {
         self.state.store(DISARMED, Ordering::Relaxed);
+        if let Some(r) = &self.recorder {
+            r.stop();
+        }
     }
 
     /// Leaves the armed state for `state`; true if this call did.
@@ -502,6 +576,9 @@ impl Probe {
             .is_ok();
         if left {
             NEEDS_REBUILD.store(true, Ordering::Relaxed);
+            if let Some(r) = &self.recorder {
+                r.stop();
+            }
         }
         left
     }
@@ -661,9 +738,7 @@ impl Probe {
         let key = self as *const Probe as usize;
         // Only conditions, logs and snapshots look at values (and run `Debug` impls, which
         // need stack): counters and timers do not pay for it.
-        let needs_values = self.spec.cond.is_some()
-            || self.spec.actions.log.is_some()
-            || self.spec.actions.snapshot;
+        let needs_values = self.timed_hits;
         if needs_values && low_stack {
             self.dropped.fetch_add(1, Ordering::Relaxed);
             queue::count_lost(queue::Lost::Stack, 1);
@@ -708,6 +783,14 @@ impl Probe {
                 self.leave(EXHAUSTED);
                 return false;
             }
+        }
+        if let Some(rec) = &self.recorder {
+            let now = crate::hot::timing::now_ns();
+            if *start == 0 {
+                *start = now;
+            }
+            crate::hot::flight::record(rec, site, vals, secret, now);
+            return false;
         }
         if self.spec.actions.tictoc.is_some() {
             crate::hot::timing::tic(key);

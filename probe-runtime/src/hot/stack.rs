@@ -2,12 +2,12 @@
 //! first, starting at the instrumented function (the runtime's own frames are cut off).
 
 use std::backtrace::Backtrace;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 
 /// Captures in progress on application threads.
 static CAPTURING: AtomicUsize = AtomicUsize::new(0);
-/// Set while the output thread symbolizes.
-static SYMBOLIZING: AtomicBool = AtomicBool::new(false);
+/// Symbolizations in progress: the output thread's, and a panicking thread's (`flight`).
+static SYMBOLIZING: AtomicUsize = AtomicUsize::new(0);
 
 /// What a snapshot's stack shows when it could not be captured without waiting.
 pub(crate) const NOT_CAPTURED: &str =
@@ -24,20 +24,21 @@ pub(crate) const NOT_CAPTURED: &str =
 /// symbolization sees the capture and waits for it — never the other way round.
 pub(crate) fn capture() -> Option<Backtrace> {
     CAPTURING.fetch_add(1, SeqCst);
-    let bt = (!SYMBOLIZING.load(SeqCst)).then(Backtrace::force_capture);
+    let bt = (SYMBOLIZING.load(SeqCst) == 0).then(Backtrace::force_capture);
     CAPTURING.fetch_sub(1, SeqCst);
     bt
 }
 
-/// Symbolizes a captured stack into its `Display` text (output thread only).
+/// Symbolizes a captured stack into its `Display` text (the output thread, and a panicking
+/// thread writing its `panic` record).
 pub(crate) fn symbolize(bt: &Backtrace) -> String {
     struct Done;
     impl Drop for Done {
         fn drop(&mut self) {
-            SYMBOLIZING.store(false, SeqCst);
+            SYMBOLIZING.fetch_sub(1, SeqCst);
         }
     }
-    SYMBOLIZING.store(true, SeqCst);
+    SYMBOLIZING.fetch_add(1, SeqCst);
     let _done = Done;
     while CAPTURING.load(SeqCst) != 0 {
         std::thread::yield_now();
@@ -105,6 +106,97 @@ pub(crate) fn frames(text: &str, known: &[&str]) -> Vec<String> {
     out
 }
 
+/// Frames of std's and core's panic machinery, above the frame that panicked.
+fn is_panic_machinery(name: &str) -> bool {
+    const PREFIXES: &[&str] = &[
+        "std::panicking::",
+        "core::panicking::",
+        "std::sys::backtrace::__rust_end_short_backtrace",
+        "rust_begin_unwind",
+        "__rustc::rust_begin_unwind",
+        "begin_panic",
+        "core::option::unwrap_failed",
+        "core::option::expect_failed",
+        "core::result::unwrap_failed",
+        "core::slice::index::slice_",
+        "core::str::slice_error_fail",
+        "std::backtrace::",
+        "std::backtrace_rs::",
+        "<alloc::boxed::Box<F,A> as core::ops::function::Fn",
+    ];
+    PREFIXES.iter().any(|p| name.starts_with(p))
+}
+
+/// A frame of `catch_unwind` (std's names for it over the versions; each catches a panic).
+fn is_catch(name: &str) -> bool {
+    name.starts_with("std::panicking::try")
+        || name.starts_with("std::panicking::catch_unwind")
+        || name.starts_with("std::panic::catch_unwind")
+        || name.starts_with("__rust_try")
+}
+
+/// Where a thread's own code starts: std's entry of a spawned thread or of `main`, whose
+/// `catch_unwind`s only turn a panic into the thread's result or the exit code.
+fn is_thread_root(name: &str) -> bool {
+    name.contains("__rust_begin_short_backtrace")
+        || name.starts_with("std::rt::lang_start")
+        || name.contains("spawn_unchecked_")
+}
+
+/// A panic's stack, from the `Display` text of a backtrace taken in the panic hook: the frames
+/// from the one that panicked outwards (lprobe's hook and the panic machinery cut off), and
+/// whether a `catch_unwind` sits between the panic and the thread's entry (`Some(true)`: the
+/// panic will be caught; `Some(false)`: nothing catches it before std's thread or `main`
+/// boundary; `None`: the stack has no names, so it cannot tell).
+pub(crate) fn panic_frames(text: &str, known: &[&str]) -> (Vec<String>, Option<bool>) {
+    let all = frames(text, known);
+    let names: Vec<&str> = all
+        .iter()
+        .map(|f| f.split(" (").next().unwrap_or(f))
+        .collect();
+    // The hook's own frames end at the last panic-machinery frame near the top.
+    let start = names
+        .iter()
+        .take(48)
+        .rposition(|n| is_panic_machinery(n) && !is_catch(n))
+        .map_or(0, |i| i + 1);
+    let frames: Vec<String> = all.into_iter().skip(start).collect();
+    // `frames` stops at `main`'s entry: the catch search reads the whole text.
+    let mut named = false;
+    let mut caught = false;
+    let mut past_panic = false;
+    for line in text.lines() {
+        let t = line.trim_start();
+        if t.starts_with("at ") {
+            continue;
+        }
+        let name = match t.split_once(": ") {
+            Some((n, rest)) if n.chars().all(|c| c.is_ascii_digit()) && !n.is_empty() => rest,
+            _ => t,
+        };
+        let name = strip_hash(name);
+        if name.is_empty() || name == "<unknown>" {
+            continue;
+        }
+        named = true;
+        if name.contains("rust_panic_with_hook") || name.contains("begin_panic") {
+            past_panic = true;
+            continue;
+        }
+        if !past_panic {
+            continue;
+        }
+        if is_thread_root(name) {
+            break;
+        }
+        if is_catch(name) {
+            caught = true;
+            break;
+        }
+    }
+    (frames, (named && past_panic).then_some(caught))
+}
+
 /// Names the innermost frame (the probed function, often inlined under a short name) with the
 /// site's full function path.
 pub(crate) fn name_innermost(frames: &mut [String], func: &str) {
@@ -140,6 +232,16 @@ fn relative(loc: String, known: &[&str]) -> String {
         }
     }
     loc
+}
+
+/// A source path as a panic's location gives it, shortened like a frame's: `./src/main.rs`
+/// → `src/main.rs`, `/home/u/ws/src/main.rs` → `src/main.rs` when that is in `known`.
+pub(crate) fn short_file(file: &str, known: &[&str]) -> String {
+    let file = file.trim_start_matches("./");
+    let with_line = relative(format!("{file}:0"), known);
+    with_line
+        .strip_suffix(":0")
+        .map_or_else(|| file.to_owned(), str::to_owned)
 }
 
 /// `demo_app::main::h0123456789abcdef` → `demo_app::main`.
