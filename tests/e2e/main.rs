@@ -11,6 +11,7 @@ mod control_file;
 mod hostile;
 mod lang;
 mod packaging;
+mod panics;
 mod prometheus;
 mod recipes;
 mod reliability;

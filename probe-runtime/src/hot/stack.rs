@@ -106,23 +106,19 @@ pub(crate) fn frames(text: &str, known: &[&str]) -> Vec<String> {
     out
 }
 
-/// Frames of std's and core's panic machinery, above the frame that panicked.
-fn is_panic_machinery(name: &str) -> bool {
+/// A frame of the standard library (the panic machinery, `unwrap`, iterator adapters…).
+fn is_std(name: &str) -> bool {
     const PREFIXES: &[&str] = &[
-        "std::panicking::",
-        "core::panicking::",
-        "std::sys::backtrace::__rust_end_short_backtrace",
+        "std::",
+        "core::",
+        "alloc::",
+        "<std::",
+        "<core::",
+        "<alloc::",
+        "__rustc::",
         "rust_begin_unwind",
-        "__rustc::rust_begin_unwind",
-        "begin_panic",
-        "core::option::unwrap_failed",
-        "core::option::expect_failed",
-        "core::result::unwrap_failed",
-        "core::slice::index::slice_",
-        "core::str::slice_error_fail",
-        "std::backtrace::",
-        "std::backtrace_rs::",
-        "<alloc::boxed::Box<F,A> as core::ops::function::Fn",
+        "rust_panic",
+        "__rust_",
     ];
     PREFIXES.iter().any(|p| name.starts_with(p))
 }
@@ -132,7 +128,7 @@ fn is_catch(name: &str) -> bool {
     name.starts_with("std::panicking::try")
         || name.starts_with("std::panicking::catch_unwind")
         || name.starts_with("std::panic::catch_unwind")
-        || name.starts_with("__rust_try")
+        || name == "__rust_try"
 }
 
 /// Where a thread's own code starts: std's entry of a spawned thread or of `main`, whose
@@ -144,57 +140,50 @@ fn is_thread_root(name: &str) -> bool {
 }
 
 /// A panic's stack, from the `Display` text of a backtrace taken in the panic hook: the frames
-/// from the one that panicked outwards (lprobe's hook and the panic machinery cut off), and
-/// whether a `catch_unwind` sits between the panic and the thread's entry (`Some(true)`: the
-/// panic will be caught; `Some(false)`: nothing catches it before std's thread or `main`
-/// boundary; `None`: the stack has no names, so it cannot tell).
+/// from the innermost one outside the standard library outwards (lprobe's hook, the panic
+/// machinery and `unwrap`'s own frame cut off), and whether a `catch_unwind` sits between the
+/// panic and the thread's entry (`Some(true)`: the panic will be caught; `Some(false)`:
+/// nothing catches it before std's thread or `main` boundary, which ends the thread;
+/// `None`: the stack has no names, so it cannot tell).
 pub(crate) fn panic_frames(text: &str, known: &[&str]) -> (Vec<String>, Option<bool>) {
     let all = frames(text, known);
-    let names: Vec<&str> = all
+    let name = |f: &str| f.split(" (").next().unwrap_or_default().to_owned();
+    let start = all
         .iter()
-        .map(|f| f.split(" (").next().unwrap_or(f))
-        .collect();
-    // The hook's own frames end at the last panic-machinery frame near the top.
-    let start = names
-        .iter()
-        .take(48)
-        .rposition(|n| is_panic_machinery(n) && !is_catch(n))
-        .map_or(0, |i| i + 1);
-    let frames: Vec<String> = all.into_iter().skip(start).collect();
-    // `frames` stops at `main`'s entry: the catch search reads the whole text.
-    let mut named = false;
-    let mut caught = false;
-    let mut past_panic = false;
-    for line in text.lines() {
-        let t = line.trim_start();
-        if t.starts_with("at ") {
-            continue;
-        }
-        let name = match t.split_once(": ") {
+        .position(|f| !is_std(&name(f)) && !f.contains("/rustc/"))
+        .unwrap_or(0);
+    let frames: Vec<String> = all.iter().skip(start).cloned().collect();
+    // The catch search reads the whole text (`frames` stops at `main` and at 32 frames),
+    // from the first frame outside the runtime and std on.
+    let names: Vec<&str> = text
+        .lines()
+        .map(str::trim_start)
+        .filter(|t| !t.starts_with("at "))
+        .map(|t| match t.split_once(": ") {
             Some((n, rest)) if n.chars().all(|c| c.is_ascii_digit()) && !n.is_empty() => rest,
             _ => t,
-        };
-        let name = strip_hash(name);
-        if name.is_empty() || name == "<unknown>" {
-            continue;
-        }
-        named = true;
-        if name.contains("rust_panic_with_hook") || name.contains("begin_panic") {
-            past_panic = true;
-            continue;
-        }
-        if !past_panic {
-            continue;
-        }
-        if is_thread_root(name) {
-            break;
-        }
-        if is_catch(name) {
-            caught = true;
-            break;
-        }
-    }
-    (frames, (named && past_panic).then_some(caught))
+        })
+        .map(strip_hash)
+        .filter(|n| !n.is_empty() && *n != "<unknown>")
+        .collect();
+    let hook = names
+        .iter()
+        .rposition(|n| n.starts_with("probe_runtime::"))
+        .map_or(0, |i| i + 1);
+    let Some(user) = names
+        .iter()
+        .skip(hook)
+        .position(|n| !is_std(n))
+        .map(|i| i + hook)
+    else {
+        return (frames, None);
+    };
+    let caught = names
+        .iter()
+        .skip(user)
+        .take_while(|n| !is_thread_root(n))
+        .any(|n| is_catch(n));
+    (frames, Some(caught))
 }
 
 /// Names the innermost frame (the probed function, often inlined under a short name) with the
@@ -257,6 +246,73 @@ fn strip_hash(name: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A panic hook's backtrace: lprobe's frames, std's hook call and panic machinery,
+    /// `unwrap`, the program, a `catch_unwind` (when `catch`), `main`'s start.
+    fn panic_text(catch: bool) -> String {
+        let mut t = String::from(
+            "   0: std::backtrace::Backtrace::force_capture
+   1: probe_runtime::hot::flight::write_record
+             at /x/runtime/src/hot/flight.rs:200:5
+   2: probe_runtime::hot::panics::hook
+   3: <alloc::boxed::Box<F,A> as core::ops::function::Fn<Args>>::call
+   4: std::panicking::panic_with_hook
+   5: __rustc::rust_begin_unwind
+   6: core::panicking::panic_fmt
+   7: core::option::unwrap_failed
+   8: core::option::Option<T>::unwrap
+             at /rustc/abc/library/core/src/option.rs:1016:21
+   9: app::fail
+             at ./src/main.rs:32:17
+  10: app::run
+             at ./src/main.rs:49:20
+",
+        );
+        if catch {
+            t.push_str(
+                "  11: std::panicking::catch_unwind::do_call
+  12: __rust_try
+  13: std::panic::catch_unwind
+",
+            );
+        }
+        t.push_str(
+            "  14: app::main
+             at ./src/main.rs:81:21
+  15: core::ops::function::FnOnce::call_once
+  16: std::sys::backtrace::__rust_begin_short_backtrace
+  17: std::rt::lang_start::{{closure}}
+  18: std::panicking::catch_unwind
+  19: std::rt::lang_start_internal
+",
+        );
+        t
+    }
+
+    #[test]
+    fn a_panics_stack_starts_at_the_program_and_says_whether_it_is_caught() {
+        let (frames, caught) = panic_frames(&panic_text(false), &[]);
+        assert_eq!(
+            frames,
+            [
+                "app::fail (src/main.rs:32)",
+                "app::run (src/main.rs:49)",
+                "app::main (src/main.rs:81)"
+            ]
+        );
+        assert_eq!(
+            caught,
+            Some(false),
+            "main's own catch_unwind does not count"
+        );
+        let (frames, caught) = panic_frames(&panic_text(true), &[]);
+        assert_eq!(
+            frames.first().map(String::as_str),
+            Some("app::fail (src/main.rs:32)")
+        );
+        assert_eq!(caught, Some(true));
+        assert_eq!(panic_frames("   0: <unknown>\n", &[]).1, None);
+    }
 
     #[test]
     fn cuts_runtime_frames_and_keeps_inlined_ones() {
