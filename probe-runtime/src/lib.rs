@@ -416,7 +416,7 @@ mod tests {
             &["flight"],
             &["queue"],
             &["capture"],
-            &["stack", "timing"],
+            &["stack", "timing", "metric"],
             &["panics"],
         ];
         let dir = std::path::Path::new(root).join("hot");

@@ -10,6 +10,7 @@ mod build;
 mod control_file;
 mod hostile;
 mod lang;
+mod metrics;
 mod packaging;
 mod panics;
 mod prometheus;

@@ -239,6 +239,26 @@ pub fn record(rec: &Value, style: RecordStyle) -> String {
             }
         }
         "error" => format!("{head}  error: {}", field("error")),
+        "histogram" | "gauge" => {
+            let stats = obj.get(kind.as_str()).and_then(Value::as_object);
+            let keys: &[&str] = if kind == "gauge" {
+                &["last", "min", "max", "count"]
+            } else {
+                &["count", "min", "p50", "p90", "p99", "max"]
+            };
+            let shown: String = keys
+                .iter()
+                .map(|k| {
+                    format!(
+                        " {}={}",
+                        if *k == "count" { "n" } else { k },
+                        cell(stats.and_then(|m| m.get(*k)))
+                    )
+                })
+                .collect();
+            let more = extras(&["expr", kind.as_str()]);
+            format!("{head}  {}{shown}{more}", field("expr"))
+        }
         "panic" => {
             let caught = match obj.get("caught") {
                 Some(Value::Bool(true)) => "caught",

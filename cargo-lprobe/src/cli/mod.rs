@@ -232,7 +232,9 @@ pub struct ListArgs {
         lprobe arm src/main.rs:42 --snapshot --if 'total > 1000' --max-hits 3\n  \
         lprobe arm 'fn:demo_app::billing::total' --duration --every 30s\n  \
         lprobe arm src/main.rs:42 --snapshot --max-string 200 --max-items 20 --max-depth 4\n  \
-        lprobe arm src/main.rs:42 --log '{order}' --control /etc/demo/lprobe.control"
+        lprobe arm src/main.rs:42 --log '{order}' --control /etc/demo/lprobe.control\n  \
+        lprobe arm fn:demo_app::process_order --histogram 'order.items.len()' --every 1m\n  \
+        lprobe arm --on-panic 'fn:demo_app::*' --last 16"
 )]
 pub struct ArmArgs {
     /// Where to arm: FILE:LINE (e.g. src/main.rs:42; any unambiguous path suffix works) or
@@ -258,6 +260,13 @@ pub struct ArmArgs {
     /// count/min/p50/p90/p99/max every --every (see also `lprobe tictoc`)
     #[arg(long, value_name = "LOCATION_B")]
     pub tictoc: Option<String>,
+    /// Summarise a numeric path's value at each hit (e.g. 'order.items.len()'): count, min,
+    /// p50, p90, p99, max, reported every --every (quantiles within ~3%)
+    #[arg(long, value_name = "EXPR", allow_hyphen_values = true)]
+    pub histogram: Option<String>,
+    /// Track a numeric path's value at each hit: last, min, max, reported every --every
+    #[arg(long, value_name = "EXPR", allow_hyphen_values = true)]
+    pub gauge: Option<String>,
     /// Keep each thread's last sites' values and, when a thread panics, write one `panic`
     /// record: message, file:line, stack, whether it is caught, the last sites with their
     /// values (not with other actions)
@@ -487,6 +496,12 @@ pub fn arm_argv(a: &ArmArgs, matches: Option<&ArgMatches>) -> Vec<String> {
     }
     if let Some(b) = &a.tictoc {
         add("tictoc", 3, vec!["--tictoc".into(), b.clone()]);
+    }
+    if let Some(e) = &a.histogram {
+        add("histogram", 3, vec!["--histogram".into(), e.clone()]);
+    }
+    if let Some(e) = &a.gauge {
+        add("gauge", 3, vec!["--gauge".into(), e.clone()]);
     }
     if a.on_panic {
         add("on_panic", 3, vec!["--on-panic".into()]);
@@ -1226,6 +1241,28 @@ pub fn render_status(t: &Target, v: &Value) -> String {
             out.push('\n');
             if let Some(d) = p.get("duration").filter(|d| d.is_object()) {
                 out.push_str(&format!("    {}\n", format::duration_stats(d, true)));
+            }
+            for (kind, keys) in [
+                (
+                    "histogram",
+                    &["count", "min", "p50", "p90", "p99", "max"][..],
+                ),
+                ("gauge", &["last", "min", "max", "count"][..]),
+            ] {
+                if let Some(m) = p.get(kind).and_then(Value::as_object) {
+                    let shown: Vec<String> = keys
+                        .iter()
+                        .map(|k| {
+                            let k2 = if *k == "count" { "n" } else { k };
+                            format!("{k2}={}", format::cell(m.get(*k)))
+                        })
+                        .collect();
+                    out.push_str(&format!(
+                        "    {kind} {}: {}\n",
+                        format::cell(p.get("expr")),
+                        shown.join(" ")
+                    ));
+                }
             }
         }
     }

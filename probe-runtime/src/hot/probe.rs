@@ -34,6 +34,8 @@ pub struct Actions {
     /// `--on-panic [--last N]`: keep each thread's last N hits' values in its ring, and write
     /// one `panic` record when a thread panics (`flight`).
     pub on_panic: Option<usize>,
+    /// `--histogram EXPR` / `--gauge EXPR`: the number a path reaches at each hit, summarised.
+    pub metric: Option<(crate::hot::metric::Kind, crate::lang::path::Path)>,
 }
 
 /// A parsed `arm` request: `LOCATION [--log T] [--snapshot] [--count] [--every D] [--if E]
@@ -81,7 +83,7 @@ fn positive(flag: &str, v: &str) -> Result<u64, String> {
 }
 
 const OPTIONS: &str =
-    "--log TEMPLATE, --snapshot, --count, --duration, --tictoc LOCATION, --on-panic, --last N, --every DURATION, --if EXPR, --max-hits N, --ttl DURATION, --rate N/s, --max-string N, --max-items N, --max-depth N";
+    "--log TEMPLATE, --snapshot, --count, --duration, --tictoc LOCATION, --on-panic, --last N, --histogram EXPR, --gauge EXPR, --every DURATION, --if EXPR, --max-hits N, --ttl DURATION, --rate N/s, --max-string N, --max-items N, --max-depth N";
 
 /// Parses the arguments of `lprobe arm` (also one control-file line, already split).
 pub fn parse_spec(words: &[String]) -> Result<Spec, String> {
@@ -135,6 +137,19 @@ pub fn parse_spec(words: &[String]) -> Result<Spec, String> {
             "--duration" => actions.duration = true,
             "--tictoc" => actions.tictoc = Some(value("the location where timing ends")?),
             "--on-panic" => actions.on_panic = Some(crate::hot::flight::DEFAULT_LAST),
+            "--histogram" | "--gauge" => {
+                let e = value("a numeric path like order.items.len()")?;
+                let path = crate::lang::path::parse(&e).map_err(|e| format!("{flag}: {e}"))?;
+                if actions.metric.is_some() {
+                    return Err("one --histogram or --gauge per probe: arm another probe for a second value".into());
+                }
+                let kind = if flag == "--gauge" {
+                    crate::hot::metric::Kind::Gauge
+                } else {
+                    crate::hot::metric::Kind::Histogram
+                };
+                actions.metric = Some((kind, path));
+            }
             "--last" => {
                 let n = positive(flag, &value("a number of sites")?)?;
                 let max = crate::hot::flight::MAX_LAST;
@@ -186,6 +201,15 @@ pub fn parse_spec(words: &[String]) -> Result<Spec, String> {
     {
         return Err("--on-panic records values for a panic only: arm --log, --snapshot, --count, --duration or --tictoc as a separate probe".into());
     }
+    if actions.metric.is_some()
+        && (timing
+            || actions.log.is_some()
+            || actions.snapshot
+            || actions.count
+            || actions.on_panic.is_some())
+    {
+        return Err("--histogram and --gauge summarise one value: arm --log, --snapshot, --count, --duration, --tictoc or --on-panic as a separate probe".into());
+    }
     match (last, &mut actions.on_panic) {
         (Some(n), Some(keep)) => *keep = n,
         (Some(_), None) => {
@@ -193,7 +217,12 @@ pub fn parse_spec(words: &[String]) -> Result<Spec, String> {
         }
         _ => {}
     }
-    if actions.log.is_none() && !actions.count && !timing && actions.on_panic.is_none() {
+    if actions.log.is_none()
+        && !actions.count
+        && !timing
+        && actions.on_panic.is_none()
+        && actions.metric.is_none()
+    {
         actions.snapshot = true;
     }
     let max_hits = max_hits.or(
@@ -236,6 +265,9 @@ impl Spec {
         if let Some(c) = &self.cond {
             names.extend(c.roots());
         }
+        if let Some((_, p)) = &self.actions.metric {
+            names.push(p.root.as_str());
+        }
         names.sort_unstable();
         names.dedup();
         names
@@ -260,6 +292,9 @@ impl Spec {
         }
         if self.actions.on_panic.is_some() {
             v.push("on-panic");
+        }
+        if let Some((kind, _)) = &self.actions.metric {
+            v.push(kind.name());
         }
         v
     }
@@ -374,6 +409,9 @@ pub struct Probe {
     site_hits: Vec<AtomicU64>,
     /// For `--on-panic`: the probe's side of the flight recorder.
     recorder: Option<Arc<crate::hot::flight::Recorder>>,
+    /// For `--histogram`/`--gauge`: the values' summary, and its count when last reported.
+    pub metric: Option<crate::hot::metric::Metric>,
+    reported_metric: AtomicU64,
 }
 
 /// Limits a probe can run into, as `status` names them.
@@ -411,7 +449,8 @@ impl Probe {
         let timed_hits = spec.cond.is_some()
             || spec.actions.log.is_some()
             || spec.actions.snapshot
-            || spec.actions.on_panic.is_some();
+            || spec.actions.on_panic.is_some()
+            || spec.actions.metric.is_some();
         let timing = spec.actions.duration || spec.actions.tictoc.is_some();
         let count_only = spec.actions.count
             && spec.actions.log.is_none()
@@ -442,6 +481,11 @@ impl Probe {
             _ => Vec::new(),
         };
         let (emitted, dropped) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let metric = spec
+            .actions
+            .metric
+            .as_ref()
+            .map(|(kind, _)| crate::hot::metric::Metric::new(*kind));
         let recorder = spec.actions.on_panic.map(|last| {
             crate::hot::flight::Recorder::new(
                 id.clone(),
@@ -486,6 +530,8 @@ impl Probe {
             per_site_max: None,
             site_hits: Vec::new(),
             recorder,
+            metric,
+            reported_metric: AtomicU64::new(0),
         }
     }
 
@@ -629,6 +675,21 @@ impl Probe {
         false
     }
 
+    /// The probe's summaries for `status`: `,"duration":{…}` (timing probes),
+    /// `,"histogram":{…}` or `,"gauge":{…}` (value metrics, with `,"expr":…`).
+    pub(crate) fn write_stats_json(&self, out: &mut String) {
+        if let Some(h) = &self.hist {
+            out.push_str(",\"duration\":");
+            h.stats().write_json(out);
+        }
+        if let (Some(m), Some((kind, path))) = (&self.metric, &self.spec.actions.metric) {
+            out.push_str(",\"expr\":");
+            json::push_str(out, &path.to_string());
+            let _ = write!(out, ",\"{}\":", kind.name());
+            m.summary().write_json(*kind, out);
+        }
+    }
+
     /// Whether a log record at the probe's `idx`-th site takes capture `i` (`name`).
     fn logs(&self, idx: usize, i: usize, name: &str) -> bool {
         match (&self.log_roots, self.log_masks.get(idx)) {
@@ -752,16 +813,7 @@ impl Probe {
                 Ok(true) => {}
                 Ok(false) => return false,
                 Err(e) => {
-                    self.errors.fetch_add(1, Ordering::Relaxed);
-                    if !self.error_reported.swap(true, Ordering::Relaxed) {
-                        self.emit_error(
-                            table,
-                            id,
-                            &format!(
-                                "condition failed: {e} (reported once; the probe stays armed)"
-                            ),
-                        );
-                    }
+                    self.report_error(table, id, &format!("condition failed: {e}"));
                     return false;
                 }
             }
@@ -783,6 +835,15 @@ impl Probe {
                 self.leave(EXHAUSTED);
                 return false;
             }
+        }
+        if let (Some((_, path)), Some(m), Some(hit)) =
+            (&self.spec.actions.metric, &self.metric, &hit)
+        {
+            match self.metric_value(path, site, idx, hit, start) {
+                Ok(x) => m.record(x),
+                Err(e) => self.report_error(table, id, &e),
+            }
+            return false;
         }
         if let Some(rec) = &self.recorder {
             let now = crate::hot::timing::now_ns();
@@ -860,6 +921,72 @@ impl Probe {
             self.leave(EXHAUSTED);
         }
         false
+    }
+
+    /// Counts an error of this probe at a hit, and writes it as one `error` record, the first
+    /// time only (the probe stays armed).
+    fn report_error(&self, table: &'static Table, id: u32, what: &str) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        if !self.error_reported.swap(true, Ordering::Relaxed) {
+            self.emit_error(
+                table,
+                id,
+                &format!("{what} (reported once; the probe stays armed)"),
+            );
+        }
+    }
+
+    /// The number `path` reaches at this hit: read in place when it is a captured primitive
+    /// (or a string's `.len()`), else through the value's `Debug` text (the hit is then
+    /// charged to the time budget from `start`).
+    fn metric_value(
+        &self,
+        path: &crate::lang::path::Path,
+        site: &'static crate::Site,
+        idx: usize,
+        hit: &Hit<'_, '_>,
+        start: &mut u64,
+    ) -> Result<f64, String> {
+        use crate::hot::capture::Scalar;
+        use crate::lang::path::Step;
+        let flag = match self.spec.actions.metric {
+            Some((kind, _)) => kind.name(),
+            None => "metric",
+        };
+        let i = site.names.iter().position(|n| *n == path.root);
+        let secret = match i {
+            Some(i) if i < 64 => self.secret.get(idx).copied().unwrap_or(0) >> i & 1 == 1,
+            _ => crate::hot::capture::is_secret(&path.root),
+        };
+        if let (Some(i), false) = (i, secret) {
+            let scalar = hit.vals.get(i).and_then(crate::hot::capture::scalar_of);
+            match (scalar, path.steps.as_slice()) {
+                (Some(Scalar::Int(n)), []) => return Ok(n as f64),
+                (Some(Scalar::Float(f)), []) if !f.is_nan() => return Ok(f),
+                (Some(Scalar::Str(s)), [Step::Len]) => return Ok(s.len() as f64),
+                _ => {}
+            }
+        }
+        if *start == 0 {
+            *start = crate::hot::timing::now_ns();
+        }
+        let root = hit.value(&path.root).ok_or_else(|| {
+            format!(
+                "--{flag} {path}: '{}' is not captured at {}:{}",
+                path.root, site.path, site.line
+            )
+        })?;
+        let v = path
+            .eval(&root)
+            .map_err(|e| format!("--{flag} {path}: {e}"))?;
+        match &*v {
+            Value::Int(n) => Ok(*n as f64),
+            Value::Float(f) if !f.is_nan() => Ok(*f),
+            other => Err(format!(
+                "--{flag} {path}: {} is not a number",
+                crate::lang::path::a(other.kind())
+            )),
+        }
     }
 
     fn send(&self, r: Box<Record>) {
@@ -1054,6 +1181,19 @@ fn report(p: &Probe, force: bool) {
                 let mut r = p.record(t, *id, "duration", crate::hot::timing::now_ns());
                 let _ = write!(r.json, ",\"ns\":{},\"duration\":", stats.p50);
                 stats.write_json(&mut r.json);
+                p.send(r);
+            }
+        }
+    }
+    if let (Some(m), Some((kind, path))) = (&p.metric, &p.spec.actions.metric) {
+        let n = m.count();
+        if n != p.reported_metric.swap(n, Ordering::Relaxed) {
+            if let Some((t, id)) = p.sites.first() {
+                let mut r = p.record(t, *id, kind.name(), crate::hot::timing::now_ns());
+                r.json.push_str(",\"expr\":");
+                json::push_str(&mut r.json, &path.to_string());
+                let _ = write!(r.json, ",\"{}\":", kind.name());
+                m.summary().write_json(*kind, &mut r.json);
                 p.send(r);
             }
         }

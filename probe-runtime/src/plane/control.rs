@@ -758,10 +758,7 @@ fn status() -> String {
             "" => s.push_str("null"),
             l => json::push_str(&mut s, l),
         }
-        if let Some(h) = &p.hist {
-            s.push_str(",\"duration\":");
-            h.stats().write_json(&mut s);
-        }
+        p.write_stats_json(&mut s);
         s.push('}');
     }
     s.push_str(&format!(
