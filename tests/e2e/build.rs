@@ -241,7 +241,7 @@ fn line_numbers_are_preserved_in_panics() {
         .lines()
         .last()
         .is_some_and(|l| l.contains("pub(crate) mod __lprobe {")));
-    assert!(copy.contains("crate::__lprobe::on("));
+    assert!(copy.contains("crate::__lprobe::on::<"));
     // And the user's files are untouched.
     assert!(!orig.contains("lprobe_sites"));
 }

@@ -534,3 +534,79 @@ fn arming_a_function_built_without_sites_says_why() {
     // The rest of the program is armed as usual.
     arm(&r, &["fn:make_user", "--count"]);
 }
+
+/// Every other way text leaves the process: `error` records about conditions and templates
+/// on secret fields (a condition that is not a bool, a field or index of a redacted value, a
+/// comparison of kinds), the stack of a snapshot, `status` (probe texts, errors, control-file
+/// errors) and `list`. None holds a secret.
+#[test]
+fn secrets_never_leave_through_errors_stacks_status_or_list() {
+    let r = app(&[]);
+    let served = site("served");
+    let mut probes = Vec::new();
+    for args in [
+        ["--if", "user.password"],
+        ["--if", "order.user.api_token > 3"],
+        ["--if", "user.password[2] == \"x\""],
+        ["--log", "{user.password.nope}"],
+        ["--log", "{order.user.api_token[1]}"],
+        ["--log", "{user.nope}"],
+        ["--if", "user.password.len() > 0 && user.password.x"],
+    ] {
+        let mut a = vec![served.as_str(), "--max-hits", "3"];
+        a.extend_from_slice(&args);
+        probes.push(arm(&r, &a));
+    }
+    let snap = arm(&r, &[&served, "--snapshot", "--max-hits", "1"]);
+    let errors = wait_for(
+        std::time::Duration::from_secs(20),
+        "an error record from each probe and the snapshot",
+        || {
+            let recs = records(&r);
+            // A condition's error is an `error` record; a template's, the log line's text.
+            let errs: Vec<Value> = recs
+                .iter()
+                .filter(|v| {
+                    v["kind"] == "error"
+                        || v["msg"].as_str().is_some_and(|m| m.starts_with("<error:"))
+                })
+                .cloned()
+                .collect();
+            let each = probes
+                .iter()
+                .all(|p| errs.iter().any(|e| e["probe"] == p.as_str()));
+            (each && !of(&recs, &snap).is_empty()).then_some(errs)
+        },
+    );
+    // The errors say what went wrong in terms of names and kinds.
+    let text: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+    assert!(
+        text.iter()
+            .any(|t| t.contains("no field 'nope' in user (fields: id, name, password")),
+        "{text:?}"
+    );
+    let snapshot = &of(&records(&r), &snap)[0];
+    assert!(
+        snapshot["stack"].as_array().is_some_and(|s| !s.is_empty()),
+        "{snapshot}"
+    );
+    let mut outputs = vec![std::fs::read_to_string(&r.output).expect("output")];
+    for args in [
+        &["status", "--json"][..],
+        &["status"],
+        &["list", "--json"],
+        &["list"],
+        &["ps", "--json"],
+    ] {
+        let out = lprobe(&r, args);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        outputs.push(stdout(&out) + &stderr(&out));
+    }
+    for out in &outputs {
+        assert!(
+            !out.contains("s3cr3t") && !out.contains("-zzz"),
+            "a secret left the process: {}",
+            &out[..out.len().min(3000)]
+        );
+    }
+}

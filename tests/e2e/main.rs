@@ -18,3 +18,4 @@ mod recipes;
 mod reliability;
 mod skip;
 mod socket;
+mod trust;

@@ -229,3 +229,125 @@ fn the_output_resumes_when_writes_succeed_again() {
         "{lines:?}"
     );
 }
+
+/// A small tmpfs mounted for one test (root only), unmounted on drop.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    /// `None` (and a message) when this cannot mount: not root, or no `mount`.
+    fn mount(size: &str) -> Option<SmallDisk> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ok = std::process::Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0755"),
+                "tmpfs",
+            ])
+            .arg(dir.path())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            eprintln!("skipping: cannot mount a tmpfs here (needs root)");
+            return None;
+        }
+        Some(SmallDisk { dir })
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// Fills the file system holding `path` with one file; returns it.
+fn fill(dir: &std::path::Path) -> std::path::PathBuf {
+    let filler = dir.join("filler");
+    let mut f = std::fs::File::create(&filler).expect("filler");
+    let block = vec![0u8; 4096];
+    while f.write_all(&block).is_ok() {}
+    let _ = f.sync_all();
+    filler
+}
+
+#[test]
+fn a_full_disk_is_counted_per_reason_and_writing_resumes_when_space_returns() {
+    let Some(disk) = SmallDisk::mount("256k") else {
+        return;
+    };
+    let out = disk.dir.path().join("records.jsonl");
+    let r = demo(&[("LPROBE_OUTPUT", out.to_str().expect("utf-8"))]);
+    let probe = arm_log(&r);
+    let count = |p: &str| {
+        std::fs::read_to_string(&out)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(p))
+            .count()
+    };
+    wait_for(Duration::from_secs(20), "records on the small disk", || {
+        (count(&probe) >= 3).then_some(())
+    });
+    let filler = fill(disk.dir.path());
+    // ENOSPC: each record is lost and counted as a write error; the program runs on.
+    let st = wait_for(Duration::from_secs(20), "write errors in status", || {
+        let st = status(&r);
+        (st["dropped_by"]["write"].as_u64()? >= 5).then_some(st)
+    });
+    let by = &st["dropped_by"];
+    let sum: u64 = ["rate", "budget", "queue", "write", "stack", "busy"]
+        .iter()
+        .map(|k| by[k].as_u64().expect("a count per reason"))
+        .sum();
+    assert_eq!(st["dropped_total"].as_u64(), Some(sum), "{st}");
+    let human = stdout(&lprobe(&r, &["status"]));
+    // The human form names the reason too (the numbers grow meanwhile).
+    assert!(
+        human
+            .lines()
+            .any(|l| l.starts_with("dropped records (all probes): ") && l.contains("write ")),
+        "{human}"
+    );
+    let before = count(&probe);
+    // Space returns: the next records are written, after a note of how many were lost.
+    std::fs::remove_file(&filler).expect("free the disk");
+    wait_for(
+        Duration::from_secs(20),
+        "records again after space returned",
+        || (count(&probe) >= before + 3).then_some(()),
+    );
+    let text = std::fs::read_to_string(&out).expect("records");
+    assert!(
+        text.contains("records lost; writing again") && text.contains("No space left"),
+        "{}",
+        &text[text.len().saturating_sub(2000)..]
+    );
+    // Nothing lost silently: once the queue is empty, every record queued and every note
+    // of the writer's was written or counted as failed, and the file holds exactly the
+    // whole lines written (and a line cut when the disk filled, ended before the next).
+    assert!(lprobe(&r, &["disarm", "--all"]).status.success());
+    let o = wait_for(Duration::from_secs(20), "the queue to drain", || {
+        let o = status(&r)["output"].clone();
+        let n = |k: &str| o[k].as_u64();
+        (n("pending")? == 0 && n("queued")? + n("notes")? == n("written")? + n("failed")?)
+            .then_some(o)
+    });
+    let lines = std::fs::read_to_string(&out)
+        .expect("records")
+        .lines()
+        .filter(|l| serde_json::from_str::<Value>(l).is_ok())
+        .count() as u64;
+    assert_eq!(Some(lines), o["written"].as_u64(), "{o}");
+    assert!(
+        o["failed"].as_u64() >= st["dropped_by"]["write"].as_u64(),
+        "{o}"
+    );
+    drop(r);
+}

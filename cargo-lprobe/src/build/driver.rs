@@ -437,6 +437,8 @@ struct Found {
     next_fns: Vec<u32>,
     /// Per package: its crate root did not parse (no crate flags module there).
     unparsed_root: Vec<bool>,
+    /// How the checks read their flags (`Workspace::flag_access`).
+    access: sites_crate::FlagAccess,
     warnings: Vec<String>,
     caches: Caches,
     total_lines: usize,
@@ -501,6 +503,7 @@ fn find_sites(inv: &Invocation, setup: &Setup) -> Result<Found> {
         next_ids: vec![0; packages.len()],
         next_fns: vec![0; packages.len()],
         unparsed_root: vec![false; packages.len()],
+        access: setup.ws.flag_access(),
         warnings: Vec::new(),
         caches,
         total_lines: 0,
@@ -759,7 +762,7 @@ fn rewrite_files(found: &mut Found) {
             rewrite::FlagsHome::Crate {
                 define: f
                     .crate_root
-                    .then(|| (found.next_ids[f.pkg], found.next_fns[f.pkg])),
+                    .then(|| (found.next_ids[f.pkg], found.next_fns[f.pkg], found.access)),
             }
         } else {
             rewrite::FlagsHome::SitesCrate
@@ -1283,7 +1286,16 @@ fn write_copy(
         )?;
         write_if_changed(
             &dir.join("lib.rs"),
-            sites_crate::source(&pkg.name, &pkg_dir, &rows, fns, &hashes, &skipped).as_bytes(),
+            sites_crate::source(
+                &pkg.name,
+                &pkg_dir,
+                &rows,
+                fns,
+                &hashes,
+                &skipped,
+                ws.flag_access(),
+            )
+            .as_bytes(),
         )?;
     }
     Ok(())

@@ -503,7 +503,7 @@ mod tests {
     fn an_error_in_the_crate_flags_module_moves_the_flags_back_to_the_sites_crate() {
         let src = "#![deny(unsafe_code)]\nfn f() {}\n";
         let root = FlagsHome::Crate {
-            define: Some((1, 1)),
+            define: Some((1, 1, crate::build::sites_crate::FlagAccess::Direct)),
         };
         let (fs, rw) = setup_with(src, root);
         let m = rw.crate_module.clone().expect("module");

@@ -228,7 +228,9 @@ pub enum FlagsHome {
     /// The module `crate::__lprobe` of the crate compiling the file (see
     /// `sites_crate::crate_flags_module`); at a crate root the module is defined here, sized
     /// for the package's (sites, functions).
-    Crate { define: Option<(u32, u32)> },
+    Crate {
+        define: Option<(u32, u32, crate::build::sites_crate::FlagAccess)>,
+    },
 }
 
 /// Rewrites `text`. Site `i` of `sites` gets id `first_id + i`. `extern_crate` is the offset
@@ -431,7 +433,7 @@ impl Writer<'_> {
                 let k = self.first.func + head.context as u32;
                 pieces.push(Piece::text(
                     head.offset,
-                    format!(" {chk}::refresh(&mut __lprobe_fn, {k}); "),
+                    format!(" {chk}::refresh::<{k}>(&mut __lprobe_fn); "),
                 ));
             }
         }
@@ -482,7 +484,7 @@ impl Writer<'_> {
         };
         // Every entry reads its function's flag into the local its line sites test.
         let fn_local = format!(
-            " #[allow(unused_mut, unused_variables)] let mut __lprobe_fn = {chk}::fn_on({k});"
+            " #[allow(unused_mut, unused_variables)] let mut __lprobe_fn = {chk}::fn_on::<{k}>();"
         );
         let in_twice = site.kind == SiteKind::Line && uses_local && twice;
         // With `recall`: the text after the captures, and where the call is in it.
@@ -493,7 +495,7 @@ impl Writer<'_> {
             .map_or(("()", ""), |c| (c.ret.as_str(), c.rebind.as_str()));
         let mut code = if in_cold_copy {
             let cold_open = format!(
-                " ::{SITES_CRATE}::twice!{{ {chk}::fn_on({k}); [ #[allow(unused_mut, unused_variables)] let mut __lprobe_guard = {chk}::entry({id}, true); "
+                " ::{SITES_CRATE}::twice!{{ {chk}::fn_on::<{k}>(); [ #[allow(unused_mut, unused_variables)] let mut __lprobe_guard = {chk}::entry::<{id}>(true); "
             );
             match plan.merged.get(&i) {
                 Some(j) => format!(
@@ -531,23 +533,23 @@ impl Writer<'_> {
         } else if let (SiteKind::Entry, Some(j)) = (site.kind, plan.merged.get(&i)) {
             let line = first.site + *j as u32;
             format!(
-                "{fn_local} #[allow(unused_mut, unused_variables)] let mut __lprobe_guard = {chk}::entry({id}, __lprobe_fn); #[allow(unreachable_code)] if __lprobe_fn {{ __lprobe_guard.timed(::{SITES_CRATE}::hit_first{sfx}({id}, {line}, __lprobe_guard.on(), {open}"
+                "{fn_local} #[allow(unused_mut, unused_variables)] let mut __lprobe_guard = {chk}::entry::<{id}>(__lprobe_fn); #[allow(unreachable_code)] if __lprobe_fn {{ __lprobe_guard.timed(::{SITES_CRATE}::hit_first{sfx}({id}, {line}, __lprobe_guard.on(), {open}"
             )
         } else if site.kind == SiteKind::Entry {
             format!(
-                "{fn_local} #[allow(unused_mut, unused_variables)] let mut __lprobe_guard = {chk}::entry({id}, __lprobe_fn); #[allow(unreachable_code)] if __lprobe_guard.on() {{ __lprobe_guard.timed(::{SITES_CRATE}::hit_entry{sfx}({id}, {open}"
+                "{fn_local} #[allow(unused_mut, unused_variables)] let mut __lprobe_guard = {chk}::entry::<{id}>(__lprobe_fn); #[allow(unreachable_code)] if __lprobe_guard.on() {{ __lprobe_guard.timed(::{SITES_CRATE}::hit_entry{sfx}({id}, {open}"
             )
         } else if in_twice {
             format!(
-                " #[allow(unreachable_code)] if __LPROBE_COPY && {chk}::on({id}) {{ ::{SITES_CRATE}::hit({id}, &["
+                " #[allow(unreachable_code)] if __LPROBE_COPY && {chk}::on::<{id}>() {{ ::{SITES_CRATE}::hit({id}, &["
             )
         } else if uses_local {
             format!(
-                " #[allow(unreachable_code)] if __lprobe_fn && {chk}::on({id}) {{ ::{SITES_CRATE}::hit({id}, &["
+                " #[allow(unreachable_code)] if __lprobe_fn && {chk}::on::<{id}>() {{ ::{SITES_CRATE}::hit({id}, &["
             )
         } else {
             format!(
-                " #[allow(unreachable_code)] if {chk}::on({id}) {{ ::{SITES_CRATE}::hit({id}, &["
+                " #[allow(unreachable_code)] if {chk}::on::<{id}>() {{ ::{SITES_CRATE}::hit({id}, &["
             )
         };
         let caps = self.captures(i, site, in_twice, amp, &mut code);
@@ -690,14 +692,14 @@ fn assemble(
     out.push_str(&text[last..]);
     let crate_module = match flags {
         FlagsHome::Crate {
-            define: Some((n, m)),
+            define: Some((n, m, access)),
         } => {
             // After the last line (a file may end in a line comment without a newline).
             if !out.ends_with('\n') {
                 out.push('\n');
             }
             let start = out.len();
-            out.push_str(&crate::build::sites_crate::crate_flags_module(n, m));
+            out.push_str(&crate::build::sites_crate::crate_flags_module(n, m, access));
             out.push('\n');
             Some(start..out.len())
         }
@@ -795,12 +797,12 @@ mod tests {
             &rw.text[at(2).captures[0].1.clone()],
             "&::lprobe_sites::ByCopy(a)"
         );
-        assert!(rw.text.contains("::lprobe_sites::on(12)"));
+        assert!(rw.text.contains("::lprobe_sites::on::<12>()"));
         assert!(syn::parse_file(&rw.text).is_ok());
         // The first statement's site is checked in the entry's call (same captures), and
         // placed where the entry is; the instrumented copy times the call with a guard.
         assert!(rw.text.starts_with(
-            "fn f(a: u8) -> u8 { ::lprobe_sites::twice!{ ::lprobe_sites::fn_on(0); [ #[allow(unused_mut, unused_variables)] let mut __lprobe_guard = ::lprobe_sites::entry(10, true); __lprobe_guard.timed(::lprobe_sites::hit_first_1(10, 11, __lprobe_guard.on(), ::lprobe_sites::ByCopy(a))); #[allow(unused_variables, unused_mut)] let a = a; ] u8; \n"
+            "fn f(a: u8) -> u8 { ::lprobe_sites::twice!{ ::lprobe_sites::fn_on::<0>(); [ #[allow(unused_mut, unused_variables)] let mut __lprobe_guard = ::lprobe_sites::entry::<10>(true); __lprobe_guard.timed(::lprobe_sites::hit_first_1(10, 11, __lprobe_guard.on(), ::lprobe_sites::ByCopy(a))); #[allow(unused_variables, unused_mut)] let a = a; ] u8; \n"
         ), "{}", rw.text);
         assert!(at(0).timed && at(0).recall.is_none());
         assert!(!rw.text.contains("on(11)"));
@@ -868,14 +870,14 @@ mod tests {
             )
         };
         let rw = with(FlagsHome::Crate {
-            define: Some((40, 7)),
+            define: Some((40, 7, crate::build::sites_crate::FlagAccess::Direct)),
         });
-        assert!(rw.text.contains("crate::__lprobe::fn_on(0)"));
-        assert!(rw.text.contains("crate::__lprobe::on(2)"));
-        assert!(!rw.text.contains("::lprobe_sites::on("));
+        assert!(rw.text.contains("crate::__lprobe::fn_on::<0>()"));
+        assert!(rw.text.contains("crate::__lprobe::on::<2>()"));
+        assert!(!rw.text.contains("::lprobe_sites::on::<"));
         // Cold calls stay in the sites crate.
         assert!(rw.text.contains("::lprobe_sites::hit_first_1("));
-        assert!(rw.text.contains("crate::__lprobe::entry(0, true)"));
+        assert!(rw.text.contains("crate::__lprobe::entry::<0>(true)"));
         let m = rw.crate_module.clone().expect("module defined");
         assert!(rw.text[m.clone()].contains("static F: [AtomicU8; 40]"));
         assert!(rw.text[m].contains("static FNF: [AtomicU8; 7]"));
@@ -895,7 +897,7 @@ mod tests {
         ex.drop_capture.insert((1, "a".into()));
         let (_, rw) = go(src, &ex);
         assert!(!rw.text.contains("hit_first"));
-        assert!(rw.text.contains("::lprobe_sites::on(11)"));
+        assert!(rw.text.contains("::lprobe_sites::on::<11>()"));
     }
 
     #[test]
@@ -934,7 +936,7 @@ mod tests {
         let (_, every) = go(src, &Exclusions::default());
         assert!(every
             .text
-            .contains("::lprobe_sites::refresh(&mut __lprobe_fn, 0)"));
+            .contains("::lprobe_sites::refresh::<0>(&mut __lprobe_fn)"));
         // Entry sites alone: nothing in the loop reads the local, so no load at its head.
         let file = syn::parse_file(src).expect("parses");
         let fs = find_sites(src, &file, "k", &LineSel::None);
@@ -946,7 +948,7 @@ mod tests {
             None,
             FlagsHome::SitesCrate,
         );
-        assert!(entry.text.contains("fn_on(0)"));
+        assert!(entry.text.contains("fn_on::<0>()"));
         assert!(!entry.text.contains("refresh"));
     }
 
@@ -998,17 +1000,16 @@ mod tests {
         assert_eq!(rw.text.lines().count(), src.lines().count());
         // Opens after the entry's check, closes before the body's brace, on the same lines.
         assert!(
-            rw.text
-                .lines()
-                .next()
-                .is_some_and(|l| l.contains("::lprobe_sites::twice!{ ::lprobe_sites::fn_on(0); [ ")),
+            rw.text.lines().next().is_some_and(
+                |l| l.contains("::lprobe_sites::twice!{ ::lprobe_sites::fn_on::<0>(); [ ")
+            ),
             "{}",
             rw.text
         );
         assert_eq!(rw.text.lines().nth(4), Some(" } }"), "{}", rw.text);
         assert!(
             rw.text
-                .contains("if __LPROBE_COPY && ::lprobe_sites::on(12)"),
+                .contains("if __LPROBE_COPY && ::lprobe_sites::on::<12>()"),
             "{}",
             rw.text
         );
@@ -1093,13 +1094,14 @@ mod tests {
             .expect("a site in the closure");
         let id = 10 + closure_site;
         assert!(
-            rw.text.contains(&format!("if ::lprobe_sites::on({id}) ")),
+            rw.text
+                .contains(&format!("if ::lprobe_sites::on::<{id}>() ")),
             "{}",
             rw.text
         );
         assert!(
             rw.text
-                .contains("if __LPROBE_COPY && ::lprobe_sites::on(12)"),
+                .contains("if __LPROBE_COPY && ::lprobe_sites::on::<12>()"),
             "{}",
             rw.text
         );

@@ -911,13 +911,30 @@ fn is_trivial_accessor(block: &syn::Block) -> bool {
     }
 }
 
-/// A type that is surely small and `Copy` (a shared reference, a primitive), or one that may be
-/// (a bare generic name): the capture starts as a copy. Anything else (`&mut T`, `String`,
-/// `Vec<T>`, tuples, arrays…) starts by reference.
+/// A type that is surely small and `Copy` (a shared reference, a raw pointer, a primitive, an
+/// `Option` or pair of those: the runtime's `SmallCopy`), or one that may be (a bare generic
+/// name): the capture starts as a copy. Anything else (`&mut T`, `String`, `Vec<T>`, arrays…)
+/// starts by reference.
 fn small_copy_type(ty: &syn::Type) -> bool {
     match ty {
         syn::Type::Reference(r) => r.mutability.is_none(),
+        syn::Type::Ptr(_) => true,
         syn::Type::Paren(p) => small_copy_type(&p.elem),
+        syn::Type::Tuple(t) => t.elems.len() == 2 && t.elems.iter().all(small_copy_type),
+        syn::Type::Path(p) if p.qself.is_none() && p.path.get_ident().is_none() => {
+            // `Option<T>` of a small copy, `NonNull<T>`, `Ordering`, `Duration`.
+            let Some(last) = p.path.segments.last() else {
+                return false;
+            };
+            match (last.ident.to_string().as_str(), &last.arguments) {
+                ("Option", syn::PathArguments::AngleBracketed(a)) => {
+                    matches!(a.args.first(), Some(syn::GenericArgument::Type(t)) if a.args.len() == 1 && small_copy_type(t))
+                }
+                ("NonNull", _) | ("Ordering", syn::PathArguments::None) => true,
+                ("Duration", syn::PathArguments::None) => true,
+                _ => false,
+            }
+        }
         syn::Type::Path(p) if p.qself.is_none() => match p.path.get_ident() {
             Some(id) => {
                 let n = id.to_string();
@@ -1873,6 +1890,38 @@ impl<'ast> Visit<'ast> for Visitor<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn small_copy_types_are_the_runtimes() {
+        let small = |t: &str| small_copy_type(&syn::parse_str::<syn::Type>(t).expect("type"));
+        for t in [
+            "u32",
+            "&str",
+            "&Vec<u8>",
+            "*const u8",
+            "*mut A::Item",
+            "Option<&T>",
+            "Option<usize>",
+            "std::ptr::NonNull<T>",
+            "(usize, &str)",
+            "cmp::Ordering",
+            "T",
+        ] {
+            assert!(small(t), "{t}");
+        }
+        for t in [
+            "&mut u8",
+            "String",
+            "Option<String>",
+            "Option<&mut T>",
+            "(u8, String)",
+            "(u8, u8, u8)",
+            "Vec<u8>",
+            "[u8; 4]",
+        ] {
+            assert!(!small(t), "{t}");
+        }
+    }
 
     fn sites(src: &str, lines: LineSel) -> FileSites {
         let file = syn::parse_file(src).expect("test source parses");

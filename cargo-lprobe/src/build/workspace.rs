@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
+use crate::build::sites_crate::FlagAccess;
+
 /// One target (lib, bin, test, example, bench) of a package.
 #[derive(Clone, Debug)]
 pub struct Target {
@@ -42,6 +44,39 @@ pub struct Workspace {
     pub skip_accessors: bool,
     /// `skip` and `skip-from` under `[workspace.metadata.lprobe]`.
     pub skips: Skips,
+}
+
+impl Workspace {
+    /// How dormant checks read their flags in this build ([`FlagAccess`]): directly unless a
+    /// member builds a Rust `dylib` or the flags ask for `prefer-dynamic` (a `dylib`'s statics
+    /// cannot be addressed relative to the instruction pointer from another object), or
+    /// `LPROBE_FLAG_ACCESS=load` asks for the plain atomic load.
+    pub fn flag_access(&self) -> FlagAccess {
+        let kinds = self
+            .members
+            .iter()
+            .flat_map(|p| &p.targets)
+            .flat_map(|t| &t.kinds);
+        let env = |v: &str| std::env::var(v).unwrap_or_default();
+        let rustflags = [env("RUSTFLAGS"), env("CARGO_ENCODED_RUSTFLAGS")];
+        flag_access(kinds, &rustflags, &env("LPROBE_FLAG_ACCESS"))
+    }
+}
+
+/// [`Workspace::flag_access`] from the members' target kinds, the rustflags variables and
+/// `LPROBE_FLAG_ACCESS`.
+fn flag_access<'k>(
+    mut kinds: impl Iterator<Item = &'k String>,
+    rustflags: &[String],
+    asked: &str,
+) -> FlagAccess {
+    let dylib = kinds.any(|k| k == "dylib");
+    let dynamic = rustflags.iter().any(|f| f.contains("prefer-dynamic"));
+    if dylib || dynamic || asked == "load" {
+        FlagAccess::Load
+    } else {
+        FlagAccess::Direct
+    }
 }
 
 /// Skip patterns from a manifest's metadata (parsed by `skip`): `skip = "PATTERN,…"` or
@@ -349,6 +384,19 @@ fn walk_files_module(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn flags_are_read_directly_unless_a_dylib_is_linked() {
+        let k = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let none = [String::new(), String::new()];
+        let lib = k(&["lib", "bin", "cdylib", "proc-macro"]);
+        assert_eq!(flag_access(lib.iter(), &none, ""), FlagAccess::Direct);
+        assert_eq!(flag_access(lib.iter(), &none, "load"), FlagAccess::Load);
+        let dylib = k(&["lib", "dylib"]);
+        assert_eq!(flag_access(dylib.iter(), &none, ""), FlagAccess::Load);
+        let flags = ["-C prefer-dynamic".to_owned(), String::new()];
+        assert_eq!(flag_access(lib.iter(), &flags, ""), FlagAccess::Load);
+    }
 
     #[test]
     fn skip_accessors_is_read_from_metadata() {

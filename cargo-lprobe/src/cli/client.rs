@@ -107,6 +107,9 @@ pub struct Discovery {
     pub sockets: Vec<SocketEntry>,
     /// Where they were looked for (for error messages).
     pub searched: Searched,
+    /// Directories not scanned because they are not trusted (see `trust::check_dir`), each
+    /// with the reason, for a warning.
+    pub refused: Vec<String>,
 }
 
 /// The current user's uid, as the owner of `/proc/self`.
@@ -115,7 +118,8 @@ pub fn current_uid() -> Option<u32> {
 }
 
 /// The directories the runtime puts sockets in: `$XDG_RUNTIME_DIR/lprobe` (if that variable is
-/// set) and `/tmp/lprobe-<uid>`.
+/// set) and `/tmp/lprobe-<uid>`, then other users' `/tmp/lprobe-<uid>` shared with one of our
+/// groups (`LPROBE_ALLOW_GROUP`, see `trust::shared_dirs`).
 pub fn socket_dirs() -> Vec<PathBuf> {
     let mut dirs = Vec::new();
     if let Some(xdg) = std::env::var_os("XDG_RUNTIME_DIR") {
@@ -126,14 +130,28 @@ pub fn socket_dirs() -> Vec<PathBuf> {
     if let Some(uid) = current_uid() {
         dirs.push(PathBuf::from(format!("/tmp/lprobe-{uid}")));
     }
+    dirs.extend(super::trust::shared_dirs(
+        super::trust::my_uid(),
+        &super::trust::my_groups(),
+    ));
     dirs
 }
 
-/// Lists `*.sock` files in `dirs` (missing or unreadable directories are skipped). A path found
-/// twice (e.g. through a symlinked directory) is listed once.
-pub fn scan(dirs: &[PathBuf]) -> Vec<SocketEntry> {
+/// Lists `*.sock` files in `dirs` (missing or unreadable directories are skipped, untrusted
+/// ones too, with the reason in the second list). A path found twice (e.g. through a
+/// symlinked directory) is listed once.
+pub fn scan(dirs: &[PathBuf]) -> (Vec<SocketEntry>, Vec<String>) {
     let mut found: Vec<SocketEntry> = Vec::new();
+    let mut refused = Vec::new();
+    let me = super::trust::my_uid();
     for dir in dirs {
+        let Ok(info) = super::trust::DirInfo::read(dir) else {
+            continue;
+        };
+        if let Err(why) = super::trust::check_dir(dir, &info, me) {
+            refused.push(why);
+            continue;
+        }
         let Ok(rd) = std::fs::read_dir(dir) else {
             continue;
         };
@@ -156,7 +174,7 @@ pub fn scan(dirs: &[PathBuf]) -> Vec<SocketEntry> {
         }
     }
     found.sort_by(|a, b| a.pid.cmp(&b.pid).then_with(|| a.path.cmp(&b.path)));
-    found
+    (found, refused)
 }
 
 /// Finds candidate sockets: the single `$LPROBE_SOCKET` if set, else a [`scan`] of
@@ -168,6 +186,7 @@ pub fn discover() -> Discovery {
             Discovery {
                 sockets: vec![SocketEntry::new(path.clone())],
                 searched: Searched::Env(path),
+                refused: Vec::new(),
             }
         }
         _ => discover_in(&socket_dirs()),
@@ -176,15 +195,18 @@ pub fn discover() -> Discovery {
 
 /// [`discover`] without the environment: scans exactly `dirs`.
 pub fn discover_in(dirs: &[PathBuf]) -> Discovery {
+    let (sockets, refused) = scan(dirs);
     Discovery {
-        sockets: scan(dirs),
+        sockets,
         searched: Searched::Dirs(dirs.to_vec()),
+        refused,
     }
 }
 
-/// Whether a process with this pid exists (`/proc/<pid>` is present).
-pub fn pid_alive(pid: u32) -> bool {
-    Path::new("/proc").join(pid.to_string()).exists()
+/// The inode of this process's pid namespace (`/proc/self/ns/pid`), to compare with the one a
+/// process reports in `hello`.
+pub fn pid_namespace() -> Option<u64> {
+    std::fs::metadata("/proc/self/ns/pid").ok().map(|m| m.ino())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -211,6 +233,18 @@ pub struct Hello {
     /// The socket the process serves (as the process sees it).
     #[serde(default)]
     pub socket: String,
+    /// The inode of its pid namespace (`None` from runtimes before it was reported, or
+    /// without `/proc`): `pid` is its pid there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pidns: Option<u64>,
+}
+
+impl Hello {
+    /// Whether the process lives in another pid namespace than `lprobe` (its `pid` is not
+    /// the one `ps` shows here).
+    pub fn other_pid_namespace(&self) -> bool {
+        matches!((self.pidns, pid_namespace()), (Some(a), Some(b)) if a != b)
+    }
 }
 
 /// What a socket turned out to be when greeted with `hello`.
@@ -223,8 +257,8 @@ pub enum Reach {
         /// The answer as sent, minus `"ok"`.
         raw: Value,
     },
-    /// Nobody serves this socket any more (the pid is gone, or connecting was refused or found
-    /// no socket); the string says why.
+    /// Nobody serves this socket any more (connecting was refused or found no socket); the
+    /// string says why.
     Stale(String),
     /// Something else went wrong (timeout, permission, protocol error…).
     Unreachable(anyhow::Error),
@@ -243,12 +277,12 @@ fn is_dead_socket_error(err: &anyhow::Error) -> bool {
 }
 
 /// Greets the socket with `hello` and classifies the result. Does not delete anything.
+///
+/// Only the kernel's answer to connecting tells a socket is stale: a listening socket accepts
+/// as long as a process holds it, whatever its pid. The pid in the file name is the process's
+/// in its own pid namespace; a process in a container sharing the directory has a pid that
+/// does not exist here (or names another process), so a missing `/proc/<pid>` says nothing.
 pub fn reach(entry: &SocketEntry) -> Reach {
-    if let Some(pid) = entry.pid {
-        if !pid_alive(pid) {
-            return Reach::Stale(format!("process {pid} no longer exists"));
-        }
-    }
     match request(&entry.path, "hello", &[] as &[&str]) {
         Ok(v) => match serde_json::from_value::<Hello>(v.clone()) {
             Ok(hello) => Reach::Alive {
@@ -342,7 +376,8 @@ pub fn request_line<S: AsRef<str>>(verb: &str, args: &[S]) -> Result<String> {
     Ok(line)
 }
 
-/// Connects to `socket`, giving up after `timeout`.
+/// Connects to `socket`, giving up after `timeout`, and checks before anything is sent that
+/// the socket's directory and the process serving it are trusted (`trust::verify`).
 ///
 /// `UnixStream::connect` has no timeout of its own and can block while the listener's backlog is
 /// full, so the connect runs on a helper thread.
@@ -356,7 +391,10 @@ pub fn connect(socket: &Path, timeout: Duration) -> Result<UnixStream> {
         })
         .context("cannot start a thread")?;
     match rx.recv_timeout(timeout) {
-        Ok(Ok(s)) => Ok(s),
+        Ok(Ok(s)) => {
+            super::trust::verify(&s, socket)?;
+            Ok(s)
+        }
         Ok(Err(e)) => {
             Err(anyhow::Error::new(e).context(format!("cannot connect to {}", socket.display())))
         }
@@ -497,9 +535,24 @@ impl Conn {
 
     fn send(&mut self, line: &str) -> Result<()> {
         let s = self.reader.get_mut();
-        s.write_all(line.as_bytes())
-            .and_then(|()| s.flush())
-            .with_context(|| format!("cannot send request to {}", self.socket.display()))
+        let sent = s.write_all(line.as_bytes()).and_then(|()| s.flush());
+        let Err(e) = sent else {
+            return Ok(());
+        };
+        // A process that refuses a peer answers at once and closes without reading: its
+        // reason is waiting to be read, and says more than the broken pipe.
+        if matches!(
+            e.kind(),
+            io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+        ) {
+            if let Ok(Next::Line(l)) =
+                self.read_line_until(Some(Instant::now() + Duration::from_secs(1)), None)
+            {
+                parse_response(&l)?;
+            }
+        }
+        Err(anyhow::Error::new(e)
+            .context(format!("cannot send request to {}", self.socket.display())))
     }
 
     /// Reads the first response line; a closed connection or timeout is an error.
@@ -789,7 +842,7 @@ pub(crate) mod tests {
         assert!(!dead.exists());
         remove_stale(&dead).unwrap();
 
-        // A pid that cannot exist → stale without connecting.
+        // No socket at the path: stale (the pid in the name is never looked up).
         let gone = SocketEntry {
             path: dir.path().join("4294967295.sock"),
             pid: Some(u32::MAX),

@@ -765,6 +765,7 @@ mod tests {
         let d = Discovery {
             sockets: vec![SocketEntry::new(sock)],
             searched: Searched::Dirs(vec![]),
+            refused: Vec::new(),
         };
         let mut err = Vec::new();
         let scrape = Exporter::default().scrape(&d, None, &mut err);
@@ -817,6 +818,7 @@ mod tests {
         let d = Discovery {
             sockets: vec![SocketEntry::new(sock)],
             searched: Searched::Dirs(vec![]),
+            refused: Vec::new(),
         };
         let mut exporter = Exporter::default();
         let mut err = Vec::new();

@@ -10,6 +10,7 @@ pub mod exit_code;
 pub mod exporter;
 pub mod format;
 pub mod hot;
+pub mod trust;
 
 use std::ffi::OsString;
 use std::fs::OpenOptions;
@@ -124,7 +125,7 @@ pub enum Command {
         (armed, exhausted, expired, over-budget, disarmed), HITS, records EMITTED and DROPPED, \
         the last LIMIT the probe ran into (rate, budget, queue, max-hits, stack, time) and TTL \
         left; a --duration or --tictoc probe has its timings on a second line (n, min, p50, \
-        p90, p99, max). Then the total of dropped records, panics of lprobe's own threads (if \
+        p90, p99, max). Then the total of dropped records (with the count per reason: rate, budget, queue, write, stack, busy), panics of lprobe's own threads (if \
         any), and errors from the control file.\n\n\
         With --json: an array with one status object per process."
     )]
@@ -735,6 +736,9 @@ pub fn select(
     all: bool,
     err: &mut dyn Write,
 ) -> Result<Vec<Target>> {
+    for why in &d.refused {
+        let _ = writeln!(err, "warning: {why}");
+    }
     if let Some(pid) = pid {
         let mut problem: Option<anyhow::Error> = None;
         for e in d
@@ -855,6 +859,10 @@ fn cmd_ps(g: &Global, ctx: &mut Ctx<'_>) -> Result<i32> {
     let mut raws = Vec::new();
     let mut seen: Vec<u32> = Vec::new();
     let sockets = ctx.discovery.sockets.clone();
+    for why in ctx.discovery.refused.clone() {
+        ctx.note(&format!("warning: {why}"));
+    }
+    let mut other_ns = false;
     for e in &sockets {
         if let (Some(want), Some(p)) = (g.pid, e.pid) {
             if want != p {
@@ -867,8 +875,11 @@ fn cmd_ps(g: &Global, ctx: &mut Ctx<'_>) -> Result<i32> {
                     continue;
                 }
                 seen.push(hello.pid);
+                // Its pid in its own namespace, marked: not a pid to look up here.
+                let foreign = hello.other_pid_namespace();
+                other_ns |= foreign;
                 rows.push(vec![
-                    hello.pid.to_string(),
+                    format!("{}{}", hello.pid, if foreign { "*" } else { "" }),
                     hello.program.clone(),
                     hello.sites.to_string(),
                     hello.armed.to_string(),
@@ -904,6 +915,9 @@ fn cmd_ps(g: &Global, ctx: &mut Ctx<'_>) -> Result<i32> {
         ctx.note(&msg);
     } else {
         ctx.put(&format::table(&["PID", "PROGRAM", "SITES", "ARMED"], &rows))?;
+        if other_ns {
+            ctx.note("* in another pid namespace (a container): the pid is the one it has there");
+        }
     }
     Ok(0)
 }
@@ -1266,9 +1280,25 @@ pub fn render_status(t: &Target, v: &Value) -> String {
             }
         }
     }
+    // Per reason, the ones that happened: `(rate 3, write 12)`.
+    let reasons: Vec<String> = v
+        .get("dropped_by")
+        .and_then(Value::as_object)
+        .map(|by| {
+            by.iter()
+                .filter_map(|(k, n)| Some((k, n.as_u64().filter(|n| *n > 0)?)))
+                .map(|(k, n)| format!("{} {n}", format::printable(k)))
+                .collect()
+        })
+        .unwrap_or_default();
     out.push_str(&format!(
-        "dropped records (all probes): {}\n",
-        field_str(v, "dropped_total")
+        "dropped records (all probes): {}{}\n",
+        field_str(v, "dropped_total"),
+        if reasons.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", reasons.join(", "))
+        }
     ));
     if let Some(n) = v
         .get("runtime_panics")

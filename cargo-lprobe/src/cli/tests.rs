@@ -46,6 +46,7 @@ fn run_cmd_cancel(
             discovery: Discovery {
                 sockets: sockets.into_iter().map(SocketEntry::new).collect(),
                 searched: Searched::Dirs(vec![PathBuf::from("/nowhere")]),
+                refused: Vec::new(),
             },
             out: &mut out,
             err: &mut err,

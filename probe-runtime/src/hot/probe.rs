@@ -870,9 +870,6 @@ impl Probe {
             .filter(|_| self.spec.actions.log.is_some() || self.spec.actions.snapshot)
         {
             let now = crate::hot::timing::now_ns();
-            if *start == 0 {
-                *start = now;
-            }
             if queue::budget_spent(now) {
                 // Spent for this second: drop before doing any work.
                 self.dropped.fetch_add(1, Ordering::Relaxed);
@@ -893,6 +890,13 @@ impl Probe {
                 }
                 self.note_limit(LIMIT_QUEUE);
             } else {
+                // Only a hit that makes a record is charged to the time budget from here: one
+                // dropped by rate, budget or a full queue did almost nothing, and charging it
+                // the last measured hit (see `fire`) disabled a busy probe over its rate
+                // within a second on a loaded machine (the soak found it).
+                if *start == 0 {
+                    *start = now;
+                }
                 if let Some(t) = &self.spec.actions.log {
                     let mut r = self.record(table, id, "log", now);
                     r.body = Body::Log {

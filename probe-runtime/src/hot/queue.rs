@@ -99,6 +99,8 @@ pub(crate) const LIMIT_QUEUE: u8 = 3;
 
 /// Records lost anywhere (queue full, contention, re-entrancy), reported in `status`.
 pub(crate) static DROPPED_TOTAL: AtomicU64 = AtomicU64::new(0);
+/// Records accepted into the queue (each is then written or counted as a `write` loss).
+pub(crate) static QUEUED: AtomicU64 = AtomicU64::new(0);
 
 static QUEUE: OnceLock<SyncSender<Box<Record>>> = OnceLock::new();
 /// Records queued and not yet written (lets exit wait for the queue to drain).
@@ -216,9 +218,6 @@ pub(crate) fn emit(r: Box<Record>) -> Result<(), u8> {
 
 /// Records the output thread has written (or failed to write) and taken off the queue.
 static TAKEN: AtomicU64 = AtomicU64::new(0);
-/// Records queued so far.
-static SENT: AtomicU64 = AtomicU64::new(0);
-
 /// Queues a record outside the output budget (a `panic` record: one per panic, rate-limited
 /// by its probe, and the one record a crash must not lose to a busy second). Returns, on
 /// success, the number of records queued so far, ours included: see [`wait_written`].
@@ -229,7 +228,7 @@ pub(crate) fn emit_unbudgeted(r: Box<Record>) -> Result<u64, u8> {
     };
     PENDING.fetch_add(1, Ordering::Relaxed);
     match q.try_send(r) {
-        Ok(()) => Ok(SENT.fetch_add(1, Ordering::Relaxed) + 1),
+        Ok(()) => Ok(QUEUED.fetch_add(1, Ordering::Relaxed) + 1),
         Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
             PENDING.fetch_sub(1, Ordering::Relaxed);
             count_queue_drop();

@@ -5,8 +5,7 @@
 //! `lprobe/1 VERB ARGS…` and JSON lines back. This module is its only server-side code.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
-use std::os::unix::io::AsRawFd;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -18,6 +17,7 @@ use crate::hot::queue;
 use crate::hot::queue::DROPPED_TOTAL;
 use crate::hot::registry::{self, State};
 use crate::lang::json;
+use crate::plane::access;
 use crate::plane::sink::{self, Subscriber};
 
 /// The protocol version this runtime speaks.
@@ -39,7 +39,6 @@ static ACTIVE: AtomicUsize = AtomicUsize::new(0);
 
 extern "C" {
     fn atexit(cb: extern "C" fn()) -> i32;
-    fn getuid() -> u32;
     fn pthread_atfork(
         prepare: Option<extern "C" fn()>,
         parent: Option<extern "C" fn()>,
@@ -116,6 +115,9 @@ fn start_threads() {
         warn(&format!("cannot start the output thread: {e}"));
         return;
     }
+    if let Err(e) = access::allowed_group() {
+        warn(&format!("{e}; only the program's user and root may arm"));
+    }
     match bind() {
         Ok((listener, path)) => {
             let _ = SOCKET.set(path);
@@ -175,44 +177,8 @@ extern "C" fn at_exit() {
     });
 }
 
-/// The socket path: `$LPROBE_SOCKET`, else `$XDG_RUNTIME_DIR/lprobe/<pid>.sock`, else
-/// `/tmp/lprobe-<uid>/<pid>.sock`.
-fn socket_path() -> Result<PathBuf, String> {
-    if let Some(p) = std::env::var_os("LPROBE_SOCKET").filter(|p| !p.is_empty()) {
-        return Ok(PathBuf::from(p));
-    }
-    // SAFETY: getuid has no preconditions and cannot fail.
-    let uid = unsafe { getuid() };
-    let dir = match std::env::var_os("XDG_RUNTIME_DIR").filter(|p| !p.is_empty()) {
-        Some(d) => PathBuf::from(d).join("lprobe"),
-        None => PathBuf::from(format!("/tmp/lprobe-{uid}")),
-    };
-    if let Err(e) = std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&dir)
-    {
-        return Err(format!(
-            "cannot create socket directory {}: {e}",
-            dir.display()
-        ));
-    }
-    let meta = std::fs::symlink_metadata(&dir)
-        .map_err(|e| format!("cannot inspect socket directory {}: {e}", dir.display()))?;
-    if !meta.is_dir() || meta.uid() != uid {
-        return Err(format!(
-            "socket directory {} is not a directory owned by uid {uid}; not serving the control socket",
-            dir.display()
-        ));
-    }
-    if meta.mode() & 0o077 != 0 {
-        let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700));
-    }
-    Ok(dir.join(format!("{}.sock", std::process::id())))
-}
-
 fn bind() -> Result<(UnixListener, PathBuf), String> {
-    let path = socket_path()?;
+    let path = access::socket_path()?;
     if let Ok(meta) = std::fs::symlink_metadata(&path) {
         if meta.file_type().is_socket() && UnixStream::connect(&path).is_err() {
             let _ = std::fs::remove_file(&path);
@@ -224,7 +190,11 @@ fn bind() -> Result<(UnixListener, PathBuf), String> {
             path.display()
         )
     })?;
-    let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
+    if let Err(e) = access::restrict_socket(&path) {
+        // Not served with looser rights than wanted: the listener closes here.
+        let _ = std::fs::remove_file(&path);
+        return Err(e);
+    }
     Ok((listener, path))
 }
 
@@ -255,41 +225,6 @@ fn serve(listener: &UnixListener) {
     }
 }
 
-#[cfg(target_os = "linux")]
-fn peer_uid(s: &UnixStream) -> Option<u32> {
-    #[repr(C)]
-    struct Ucred {
-        pid: i32,
-        uid: u32,
-        gid: u32,
-    }
-    extern "C" {
-        fn getsockopt(fd: i32, level: i32, name: i32, val: *mut Ucred, len: *mut u32) -> i32;
-    }
-    const SOL_SOCKET: i32 = 1;
-    const SO_PEERCRED: i32 = 17;
-    let mut cred = Ucred {
-        pid: 0,
-        uid: u32::MAX,
-        gid: 0,
-    };
-    let mut len = std::mem::size_of::<Ucred>() as u32;
-    // SAFETY: `cred` and `len` are valid for writes and `len` holds `cred`'s size.
-    let rc = unsafe { getsockopt(s.as_raw_fd(), SOL_SOCKET, SO_PEERCRED, &mut cred, &mut len) };
-    (rc == 0).then_some(cred.uid)
-}
-
-#[cfg(not(target_os = "linux"))]
-fn peer_uid(s: &UnixStream) -> Option<u32> {
-    extern "C" {
-        fn getpeereid(fd: i32, uid: *mut u32, gid: *mut u32) -> i32;
-    }
-    let (mut uid, mut gid) = (u32::MAX, u32::MAX);
-    // SAFETY: both pointers are valid for writes.
-    let rc = unsafe { getpeereid(s.as_raw_fd(), &mut uid, &mut gid) };
-    (rc == 0).then_some(uid)
-}
-
 fn err_line(msg: &str) -> String {
     let mut s = String::from("{\"ok\":false,\"error\":");
     json::push_str(&mut s, msg);
@@ -298,17 +233,9 @@ fn err_line(msg: &str) -> String {
 }
 
 pub(crate) fn handle(mut stream: UnixStream) {
-    // SAFETY: getuid has no preconditions.
-    let me = unsafe { getuid() };
-    match peer_uid(&stream) {
-        Some(uid) if uid == me || uid == 0 => {}
-        _ => {
-            let _ = stream.write_all(
-                err_line("permission denied: the peer is neither this process's user nor root")
-                    .as_bytes(),
-            );
-            return;
-        }
+    if !access::peer_allowed(&stream) {
+        let _ = stream.write_all(err_line(&access::refusal(access::group())).as_bytes());
+        return;
     }
     let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
     let _ = stream.set_write_timeout(Some(Duration::from_secs(2)));
@@ -428,6 +355,11 @@ fn hello() -> String {
     s.push_str(",\"socket\":");
     match SOCKET.get() {
         Some(p) => json::push_str(&mut s, &p.display().to_string()),
+        None => s.push_str("null"),
+    }
+    s.push_str(",\"pidns\":");
+    match access::pid_namespace() {
+        Some(ino) => s.push_str(&ino.to_string()),
         None => s.push_str("null"),
     }
     s.push_str("}\n");
@@ -766,6 +698,8 @@ fn status() -> String {
         DROPPED_TOTAL.load(Ordering::Relaxed)
     ));
     queue::write_lost_json(&mut s);
+    s.push_str(",\"output\":");
+    sink::write_output_json(&mut s);
     // Panics of the runtime's own threads (each restarted its loop) and the last one.
     s.push_str(&format!(
         ",\"runtime_panics\":{},\"last_runtime_panic\":",
