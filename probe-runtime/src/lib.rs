@@ -157,6 +157,10 @@ pub fn register(table: &'static Table) {
         if let Ok(action) = std::env::var("LPROBE_ARM_ALL") {
             plane::control::arm_all(table, &action);
         }
+        // Panic capture from the start, for crashes that come before anyone could arm.
+        if std::env::var_os("LPROBE_ON_PANIC").is_some_and(|v| v == "1") {
+            plane::control::arm_all(table, "on-panic");
+        }
         plane::control::start_if_armed();
     });
 }
@@ -273,8 +277,8 @@ pub const FLAG_COUNT: u8 = 2;
 /// there (one call less per counted hit).
 #[inline]
 pub fn hit(table: &'static Table, id: u32, vals: &[Val<'_>]) {
-    if !probe::count_fast(table, id) {
-        probe::hit(table, id, vals);
+    if !hot::hit::count_fast(table, id) {
+        hot::hit::hit(table, id, vals);
     }
 }
 
@@ -323,11 +327,11 @@ impl Drop for Guard {
     }
 }
 
-/// Never unwinds (`probe::exit` catches), so a guard's drop adds no unwinding path.
+/// Never unwinds (`hot::hit::exit` catches), so a guard's drop adds no unwinding path.
 #[cold]
 #[inline(never)]
 extern "C" fn guard_exit(table: &'static Table, id: u32, start: u64) {
-    probe::exit(table, id, start);
+    hot::hit::exit(table, id, start);
 }
 
 /// Runs the probes armed at entry site `id`, and starts timing the call if a `--duration`
@@ -336,7 +340,7 @@ extern "C" fn guard_exit(table: &'static Table, id: u32, start: u64) {
 /// Returns the call's start time when it is to be timed, else 0 (see [`Guard::timed`]): the
 /// guard is not passed by reference, so it stays in registers on the dormant path.
 pub fn hit_entry(table: &'static Table, id: u32, vals: &[Val<'_>]) -> u64 {
-    if !probe::count_fast(table, id) && probe::hit(table, id, vals) {
+    if !hot::hit::count_fast(table, id) && hot::hit::hit(table, id, vals) {
         timing::now_ns()
     } else {
         0
@@ -473,12 +477,12 @@ impl Drop for Timer {
     }
 }
 
-/// Never unwinds (`probe::exit` catches).
+/// Never unwinds (`hot::hit::exit` catches).
 #[cold]
 #[inline(never)]
 extern "C" fn timer_exit(table: &'static Table, id: u32, start: u64) {
     recall::end(hot::registry::table_key(table), id);
-    probe::exit(table, id, start);
+    hot::hit::exit(table, id, start);
 }
 
 #[cfg(test)]
@@ -507,6 +511,42 @@ mod tests {
         };
         check("lang", &["hot", "plane"]);
         check("hot", &["plane"]);
+        // Inside `hot`, each module imports only modules after it in this order (modules
+        // on one line do not import each other); its unit tests may use any.
+        let order: &[&[&str]] = &[
+            &["hit"],
+            &["registry"],
+            &["probe"],
+            &["flight"],
+            &["queue"],
+            &["capture"],
+            &["stack", "timing", "metric"],
+            &["panics"],
+        ];
+        let dir = std::path::Path::new(root).join("hot");
+        let mut seen = 0;
+        for e in std::fs::read_dir(&dir).expect("hot dir") {
+            let path = e.expect("entry").path();
+            let name = path.file_stem().and_then(|s| s.to_str()).expect("name");
+            if name == "mod" {
+                continue;
+            }
+            let rank = order
+                .iter()
+                .position(|r| r.contains(&name))
+                .unwrap_or_else(|| panic!("hot/{name}.rs: give it a place in the order"));
+            let text = std::fs::read_to_string(&path).expect("source");
+            let text = text.split("#[cfg(test)]").next().unwrap_or_default();
+            for above in order[..=rank].iter().flat_map(|r| r.iter()) {
+                assert!(
+                    !text.contains(&format!("hot::{above}::"))
+                        && !text.contains(&format!("hot::{above};")),
+                    "hot/{name}.rs imports hot::{above}, which comes before it (or beside it)"
+                );
+            }
+            seen += 1;
+        }
+        assert_eq!(seen, order.iter().map(|r| r.len()).sum::<usize>());
     }
 
     use super::*;

@@ -203,7 +203,7 @@ pub fn record(rec: &Value, style: RecordStyle) -> String {
     }
     let (dim, accent) = (crate::style::DIM, crate::style::ACCENT);
     let kind_style = match kind.as_str() {
-        "error" => crate::style::ERROR,
+        "error" | "panic" => crate::style::ERROR,
         "snapshot" => crate::style::WARNING,
         _ => crate::style::STATUS,
     };
@@ -239,6 +239,43 @@ pub fn record(rec: &Value, style: RecordStyle) -> String {
             }
         }
         "error" => format!("{head}  error: {}", field("error")),
+        "histogram" | "gauge" => {
+            let stats = obj.get(kind.as_str()).and_then(Value::as_object);
+            let keys: &[&str] = if kind == "gauge" {
+                &["last", "min", "max", "count"]
+            } else {
+                &["count", "min", "p50", "p90", "p99", "max"]
+            };
+            let shown: String = keys
+                .iter()
+                .map(|k| {
+                    format!(
+                        " {}={}",
+                        if *k == "count" { "n" } else { k },
+                        cell(stats.and_then(|m| m.get(*k)))
+                    )
+                })
+                .collect();
+            let more = extras(&["expr", kind.as_str()]);
+            format!("{head}  {}{shown}{more}", field("expr"))
+        }
+        "panic" => {
+            let caught = match obj.get("caught") {
+                Some(Value::Bool(true)) => "caught",
+                Some(Value::Bool(false)) if obj.get("unwinds") == Some(&Value::Bool(false)) => {
+                    "aborts"
+                }
+                Some(Value::Bool(false)) => "not caught",
+                _ => "caught: unknown",
+            };
+            let more = extras(&["msg", "caught", "unwinds", "col", "last", "stack"]);
+            format!(
+                "{head}  {}  (thread {}, {caught}){more}{}",
+                field("msg"),
+                field("thread"),
+                panic_body(obj)
+            )
+        }
         "snapshot" => {
             let mut out = head;
             if let Some(t) = obj.get("thread").filter(|t| !t.is_null()) {
@@ -257,6 +294,53 @@ pub fn record(rec: &Value, style: RecordStyle) -> String {
             }
         }
     }
+}
+
+/// The lines after a panic record's header: the last sites the thread passed, innermost
+/// first, each with its values, then the stack. Each line starts with `\n`.
+fn panic_body(obj: &Map<String, Value>) -> String {
+    let mut out = String::new();
+    let last = obj.get("last").and_then(Value::as_array);
+    match last {
+        Some(l) if !l.is_empty() => {
+            out.push_str("\n  last sites, innermost first:");
+            for (i, s) in l.iter().enumerate() {
+                let ago = s
+                    .get("ago_us")
+                    .and_then(Value::as_f64)
+                    .map(|us| format!("  ({} ago)", human_ns(us * 1000.0)))
+                    .unwrap_or_default();
+                out.push_str(&format!(
+                    "\n    {i:>2}: {} {}{ago}",
+                    cell(s.get("site")),
+                    cell(s.get("fn"))
+                ));
+                for (name, value) in vars_list(s.get("vars")) {
+                    let prefix = format!("          {name} = ");
+                    let indent = " ".repeat(prefix.chars().count());
+                    out.push('\n');
+                    out.push_str(&prefix);
+                    for (k, line) in pretty_value(&value).lines().enumerate() {
+                        if k > 0 {
+                            out.push('\n');
+                            out.push_str(&indent);
+                        }
+                        out.push_str(line);
+                    }
+                }
+            }
+        }
+        _ => out.push_str("\n  (no site passed on this thread since the probe was armed)"),
+    }
+    if let Some(Value::Array(frames)) = obj.get("stack") {
+        if !frames.is_empty() {
+            out.push_str("\n  stack:");
+            for (i, f) in frames.iter().enumerate() {
+                out.push_str(&format!("\n    {i:>2}: {}", frame(f)));
+            }
+        }
+    }
+    out
 }
 
 /// The lines after a snapshot's header: `  name = value` per variable, then `  stack:` and one
@@ -585,5 +669,39 @@ mod tests {
             styled.contains(&format!("{}error", crate::style::ERROR)),
             "{styled:?}"
         );
+    }
+
+    #[test]
+    fn a_panic_record_shows_the_message_the_last_sites_and_the_stack() {
+        let r = json!({"ts":"2024-05-01T01:37:18.123Z","pid":7,"probe":"p2",
+            "site":"src/main.rs:30","col":9,"fn":"app::fail","kind":"panic","thread":"worker",
+            "msg":"called `Option::unwrap()` on a `None` value","unwinds":true,"caught":false,
+            "last":[{"site":"src/main.rs:28","fn":"app::fail","ago_us":12,
+                     "vars":{"i":4,"order":{"id":4,"items":[4,5]}}},
+                    {"site":"src/main.rs:20","fn":"app::step","ago_us":1500,"vars":{"i":4}}],
+            "stack":["app::fail (src/main.rs:30)","app::run (src/main.rs:41)"]});
+        let text = plain(r.clone());
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0],
+            "01:37:18.123 p2 src/main.rs:30 app::fail  panic  called `Option::unwrap()` on a `None` value  (thread worker, not caught)"
+        );
+        assert_eq!(lines[1], "  last sites, innermost first:");
+        assert_eq!(lines[2], "     0: src/main.rs:28 app::fail  (12.0µs ago)");
+        assert_eq!(lines[3], "          i = 4");
+        assert_eq!(lines[4], "          order = {");
+        assert!(
+            text.contains("     1: src/main.rs:20 app::step  (1.50ms ago)"),
+            "{text}"
+        );
+        assert!(
+            text.ends_with(
+                "  stack:\n     0: app::fail (src/main.rs:30)\n     1: app::run (src/main.rs:41)"
+            ),
+            "{text}"
+        );
+        let mut caught = r.clone();
+        caught["caught"] = json!(true);
+        assert!(plain(caught).contains("(thread worker, caught)"));
     }
 }

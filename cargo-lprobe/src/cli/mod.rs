@@ -233,13 +233,16 @@ pub struct ListArgs {
         lprobe arm src/main.rs:42 --snapshot --if 'total > 1000' --max-hits 3\n  \
         lprobe arm 'fn:demo_app::billing::total' --duration --every 30s\n  \
         lprobe arm src/main.rs:42 --snapshot --max-string 200 --max-items 20 --max-depth 4\n  \
-        lprobe arm src/main.rs:42 --log '{order}' --control /etc/demo/lprobe.control"
+        lprobe arm src/main.rs:42 --log '{order}' --control /etc/demo/lprobe.control\n  \
+        lprobe arm fn:demo_app::process_order --histogram 'order.items.len()' --every 1m\n  \
+        lprobe arm --on-panic 'fn:demo_app::*' --last 16"
 )]
 pub struct ArmArgs {
     /// Where to arm: FILE:LINE (e.g. src/main.rs:42; any unambiguous path suffix works) or
-    /// fn:PATTERN for function entries (e.g. 'fn:demo_app::billing::*')
-    #[arg(value_name = "LOCATION")]
-    pub location: String,
+    /// fn:PATTERN for function entries (e.g. 'fn:demo_app::billing::*'); with --on-panic,
+    /// every function when left out
+    #[arg(value_name = "LOCATION", required_unless_present = "on_panic")]
+    pub location: Option<String>,
     /// Log a message on each hit; `{name}` is replaced by the captured variable `name`
     #[arg(long, value_name = "TEMPLATE", allow_hyphen_values = true)]
     pub log: Option<String>,
@@ -258,6 +261,22 @@ pub struct ArmArgs {
     /// count/min/p50/p90/p99/max every --every (see also `lprobe tictoc`)
     #[arg(long, value_name = "LOCATION_B")]
     pub tictoc: Option<String>,
+    /// Summarise a numeric path's value at each hit (e.g. 'order.items.len()'): count, min,
+    /// p50, p90, p99, max, reported every --every (quantiles within ~3%)
+    #[arg(long, value_name = "EXPR", allow_hyphen_values = true)]
+    pub histogram: Option<String>,
+    /// Track a numeric path's value at each hit: last, min, max, reported every --every
+    #[arg(long, value_name = "EXPR", allow_hyphen_values = true)]
+    pub gauge: Option<String>,
+    /// Keep each thread's last sites' values and, when a thread panics, write one `panic`
+    /// record: message, file:line, stack, whether it is caught, the last sites with their
+    /// values (not with other actions)
+    #[arg(long)]
+    pub on_panic: bool,
+    /// With --on-panic: how many of the thread's last sites a panic record shows (default 8,
+    /// at most 64)
+    #[arg(long, value_name = "N", value_parser = positive_arg, requires = "on_panic")]
+    pub last: Option<u64>,
     /// Report aggregated counts and timings at this interval, e.g. 10s, 500ms, 1m (default 10s)
     #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
     pub every: Option<String>,
@@ -479,6 +498,18 @@ pub fn arm_argv(a: &ArmArgs, matches: Option<&ArgMatches>) -> Vec<String> {
     if let Some(b) = &a.tictoc {
         add("tictoc", 3, vec!["--tictoc".into(), b.clone()]);
     }
+    if let Some(e) = &a.histogram {
+        add("histogram", 3, vec!["--histogram".into(), e.clone()]);
+    }
+    if let Some(e) = &a.gauge {
+        add("gauge", 3, vec!["--gauge".into(), e.clone()]);
+    }
+    if a.on_panic {
+        add("on_panic", 3, vec!["--on-panic".into()]);
+    }
+    if let Some(n) = a.last {
+        add("last", 3, vec!["--last".into(), n.to_string()]);
+    }
     if let Some(d) = &a.every {
         add("every", 4, vec!["--every".into(), d.clone()]);
     }
@@ -504,7 +535,7 @@ pub fn arm_argv(a: &ArmArgs, matches: Option<&ArgMatches>) -> Vec<String> {
         add("max_depth", 11, vec!["--max-depth".into(), n.to_string()]);
     }
     items.sort_by_key(|(i, _)| *i);
-    std::iter::once(a.location.clone())
+    std::iter::once(a.location.clone().unwrap_or_else(|| "fn:*".into()))
         .chain(items.into_iter().flat_map(|(_, w)| w))
         .collect()
 }
@@ -993,7 +1024,9 @@ fn cmd_arm(
     let argv = arm_argv(a, matches);
     arm_and_report(g, &argv, a.control.as_deref(), ctx, |probe, sites, pid| {
         let at = if sites.is_empty() {
-            a.location.clone()
+            a.location.clone().unwrap_or_default()
+        } else if a.on_panic && sites.len() > 3 {
+            format!("{} sites", sites.len())
         } else {
             sites.join(", ")
         };
@@ -1005,7 +1038,7 @@ fn cmd_arm(
 /// other flags in the order given.
 pub fn tictoc_argv(a: &TictocArgs, matches: Option<&ArgMatches>) -> Vec<String> {
     let arm = ArmArgs {
-        location: a.from.clone(),
+        location: Some(a.from.clone()),
         every: a.every.clone(),
         if_expr: a.if_expr.clone(),
         max_hits: a.max_hits,
@@ -1222,6 +1255,28 @@ pub fn render_status(t: &Target, v: &Value) -> String {
             out.push('\n');
             if let Some(d) = p.get("duration").filter(|d| d.is_object()) {
                 out.push_str(&format!("    {}\n", format::duration_stats(d, true)));
+            }
+            for (kind, keys) in [
+                (
+                    "histogram",
+                    &["count", "min", "p50", "p90", "p99", "max"][..],
+                ),
+                ("gauge", &["last", "min", "max", "count"][..]),
+            ] {
+                if let Some(m) = p.get(kind).and_then(Value::as_object) {
+                    let shown: Vec<String> = keys
+                        .iter()
+                        .map(|k| {
+                            let k2 = if *k == "count" { "n" } else { k };
+                            format!("{k2}={}", format::cell(m.get(*k)))
+                        })
+                        .collect();
+                    out.push_str(&format!(
+                        "    {kind} {}: {}\n",
+                        format::cell(p.get("expr")),
+                        shown.join(" ")
+                    ));
+                }
             }
         }
     }

@@ -45,13 +45,34 @@ pub(crate) enum Captured {
 }
 
 thread_local! {
-    /// This hit made sure lprobe's panic hook is the outermost one (`panics::ensure`).
-    static HOOK_CHECKED: Cell<bool> = const { Cell::new(false) };
+    /// What this hit did once already: [`HOOK_CHECKED`] (made sure lprobe's panic hook is the
+    /// outermost one, `panics::ensure`), [`RING_TAKEN`] (wrote its values into the thread's
+    /// panic ring, `flight::record`). One cell, cleared once per hit.
+    static ONCE: Cell<u8> = const { Cell::new(0) };
+}
+
+const HOOK_CHECKED: u8 = 1;
+const RING_TAKEN: u8 = 2;
+
+/// Whether this is the first time in this hit that `what` happens (and marks it done).
+fn first_in_hit(what: u8) -> bool {
+    ONCE.try_with(|c| {
+        let v = c.get();
+        c.set(v | what);
+        v & what == 0
+    })
+    .unwrap_or(false)
+}
+
+/// Whether this hit has not written the thread's panic ring yet (and marks it written): two
+/// `--on-panic` probes armed at one site record the hit once.
+pub(crate) fn first_ring_write() -> bool {
+    first_in_hit(RING_TAKEN)
 }
 
 /// A hit is over: the next one that runs a `Debug` impl checks the panic hook again.
 pub(crate) fn hit_done() {
-    let _ = HOOK_CHECKED.try_with(|c| c.set(false));
+    let _ = ONCE.try_with(|c| c.set(0));
 }
 
 /// Deepest bracket nesting formatted: a derived `Debug` of a deep structure recurses once per
@@ -79,6 +100,8 @@ struct Stop;
 /// runtime runs between its frames).
 struct Bounded {
     buf: String,
+    /// Most bytes kept.
+    max: usize,
     cut: bool,
     depth: usize,
     in_str: bool,
@@ -97,10 +120,12 @@ fn stack_here() -> usize {
 }
 
 impl Bounded {
-    fn new() -> Bounded {
+    fn new(mut buf: String, max: usize) -> Bounded {
         let left = crate::hot::timing::stack_left().unwrap_or(MAX_FORMAT_STACK);
+        buf.clear();
         Bounded {
-            buf: String::new(),
+            buf,
+            max,
             cut: false,
             depth: 0,
             in_str: false,
@@ -157,7 +182,7 @@ impl std::fmt::Write for Bounded {
         if self.cut || self.base.saturating_sub(stack_here()) > self.max_stack {
             return self.refuse();
         }
-        let kept = head(s, MAX_VALUE_TEXT.saturating_sub(self.buf.len()));
+        let kept = head(s, self.max.saturating_sub(self.buf.len()));
         if !self.nesting_ok(kept) {
             return self.refuse();
         }
@@ -203,7 +228,12 @@ impl Captured {
                     // whole on the application thread (a 20 MB body hit every few
                     // milliseconds would stall the program): only its head is formatted (a
                     // `str`'s `Debug` reads all it is given), and the value is marked cut.
-                    None => match format_bounded(&head(s, MAX_VALUE_TEXT), type_name) {
+                    None => match format_bounded(
+                        &head(s, MAX_VALUE_TEXT),
+                        type_name,
+                        String::new(),
+                        MAX_VALUE_TEXT,
+                    ) {
                         Captured::Text(mut t) | Captured::Cut(mut t) => {
                             // Without its closing quote: the text goes on.
                             if t.ends_with('"') && t.len() > 1 {
@@ -218,19 +248,79 @@ impl Captured {
             Some(s) => return Captured::Prim(s.to_value()),
             None => {}
         }
-        format_bounded(dbg, type_name)
+        format_bounded(dbg, type_name, String::new(), MAX_VALUE_TEXT)
+    }
+
+    /// [`Captured::take`] into a buffer the caller keeps for reuse (`buf`, emptied first),
+    /// keeping at most `max` bytes of text: the panic ring's slots reuse their buffers, so a
+    /// hit allocates nothing once they have grown. Whatever holds text takes `buf`; a short
+    /// string or a primitive leaves it unused (it is dropped: pass a spare one).
+    pub(crate) fn take_into(secret: bool, val: &Val<'_>, mut buf: String, max: usize) -> Captured {
+        if secret {
+            return Captured::Redacted;
+        }
+        let (dbg, type_name) = val.parts();
+        if crate::lang::value::redact::type_is_redacted(
+            type_name,
+            crate::lang::value::redact::types(),
+        ) {
+            return Captured::RedactedType(type_name);
+        }
+        let Some(dbg) = dbg else {
+            return Captured::Opaque(type_name);
+        };
+        match scalar(dbg, type_name) {
+            Some(Scalar::Str(s)) => match ShortStr::new(s) {
+                Some(short) => Captured::Short(short),
+                None => {
+                    buf.clear();
+                    let kept = head(s, max);
+                    buf.push_str(kept);
+                    if kept.len() == s.len() {
+                        Captured::Prim(Value::Str(buf))
+                    } else {
+                        // `Cut` holds `Debug` text: quote and escape what was kept.
+                        buf.clear();
+                        match format_bounded(&kept, type_name, buf, max) {
+                            Captured::Text(mut t) | Captured::Cut(mut t) => {
+                                if t.ends_with('"') && t.len() > 1 {
+                                    t.pop();
+                                }
+                                Captured::Cut(t)
+                            }
+                            other => other,
+                        }
+                    }
+                }
+            },
+            Some(s) => Captured::Prim(s.to_value()),
+            None => format_bounded(dbg, type_name, buf, max),
+        }
+    }
+
+    /// Gives back the text buffer a capture holds, if any (for reuse by [`Captured::take_into`]).
+    pub(crate) fn into_buffer(self) -> Option<String> {
+        match self {
+            Captured::Text(t) | Captured::Cut(t) | Captured::Prim(Value::Str(t)) => Some(t),
+            _ => None,
+        }
     }
 }
 
-/// `{:?}` of `dbg` into a [`Bounded`] buffer: complete, cut at the limits, or what went wrong
-/// (a panic is contained).
-fn format_bounded(dbg: &dyn std::fmt::Debug, type_name: &'static str) -> Captured {
+/// `{:?}` of `dbg` into a [`Bounded`] buffer (`buf`, emptied; at most `max` bytes): complete,
+/// cut at the limits, or what went wrong (a panic is contained).
+fn format_bounded(
+    dbg: &dyn std::fmt::Debug,
+    type_name: &'static str,
+    buf: String,
+    max: usize,
+) -> Captured {
     // User code runs next: a panic in it must reach lprobe's hook, not the program's
     // (checked once per hit: see `hit_done`).
-    if HOOK_CHECKED.try_with(|c| c.replace(true)) == Ok(false) {
+    if first_in_hit(HOOK_CHECKED) {
         crate::hot::panics::ensure();
     }
-    let mut w = Bounded::new();
+    let mut w = Bounded::new(buf, max);
     match catch_unwind(AssertUnwindSafe(|| write!(w, "{dbg:?}"))) {
         Ok(_) if w.cut => Captured::Cut(w.buf),
         Ok(Ok(())) => Captured::Text(w.buf),

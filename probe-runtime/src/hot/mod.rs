@@ -3,15 +3,20 @@
 //! nothing an application thread runs can wait on them: records leave through the bounded
 //! `queue`, whose receiving end `plane::sink` owns.
 //!
+//! `hit` (where a hit enters: the armed map's probes at the site, run one by one),
 //! `registry` (registered tables, flags, the armed map, flag rebuilds), `probe` (a probe's
 //! spec, state, counters and limits; `fire`: what a hit does), `capture` (what a hit takes:
-//! primitives in place, `Debug` text in a bounded buffer, panics contained), `queue` (records
+//! primitives in place, `Debug` text in a bounded buffer, panics contained), `flight`
+//! (`--on-panic`: each thread's ring of its last sites' values, the `panic` record), `queue` (records
 //! on their way out, the output budget, counts of records not written), `timing` (clock,
-//! histograms, tic-toc starts, stack depth left), `panics` (lprobe's panic hook kept
+//! histograms, tic-toc starts, stack depth left), `metric` (`--histogram`/`--gauge` summaries), `panics` (lprobe's panic hook kept
 //! outermost; runtime threads supervised), `stack` (backtrace capture on the application
 //! thread, symbolization for the output thread).
 
 pub(crate) mod capture;
+pub(crate) mod flight;
+pub(crate) mod hit;
+pub mod metric;
 pub(crate) mod panics;
 pub mod probe;
 pub(crate) mod queue;

@@ -15,7 +15,7 @@
 
 use std::panic::PanicHookInfo;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 type Hook = Box<dyn Fn(&PanicHookInfo<'_>) + Sync + Send + 'static>;
 
@@ -72,12 +72,28 @@ fn hook(program: &Hook, info: &PanicHookInfo<'_>) {
     } else {
         IN_PROGRAM_HOOK.fetch_add(1, Ordering::Relaxed);
         let _in = InHook;
+        // lprobe's part first (the `panic` record of an `--on-panic` probe), then the
+        // program's hook, always: chained, never replaced.
+        if let Some(observe) = OBSERVER.get() {
+            observe(info);
+        }
         program(info);
     }
 }
 
+/// What lprobe does with a program's panic before the program's hook runs (the flight
+/// recorder's `panic` record), set once the first `--on-panic` probe is armed. A function
+/// pointer, so this module (the bottom of `hot`) names nothing above it. It must not panic:
+/// a panic inside a panic hook aborts the process.
+static OBSERVER: OnceLock<fn(&PanicHookInfo<'_>)> = OnceLock::new();
+
+/// Sets [`OBSERVER`] (once; later calls change nothing).
+pub(crate) fn observe_program_panics(f: fn(&PanicHookInfo<'_>)) {
+    let _ = OBSERVER.set(f);
+}
+
 /// A panic's message, as `<panicked: …>` shows it.
-fn message(info: &PanicHookInfo<'_>) -> String {
+pub(crate) fn message(info: &PanicHookInfo<'_>) -> String {
     info.payload()
         .downcast_ref::<&str>()
         .map(|s| s.to_string())

@@ -8,22 +8,18 @@
 use std::cell::{Cell, RefCell};
 use std::fmt::Write as _;
 use std::io::Write as _;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::hot::capture::{Body, Captured};
 use crate::hot::queue::{self, Record};
-use crate::hot::registry;
 use crate::hot::timing::Hist;
 use crate::lang::expr::Expr;
 use crate::lang::json;
 use crate::lang::template::Template;
 use crate::lang::value::{Limits, Value};
 use crate::{Table, Val};
-
-use crate::hot::panics::IN_HIT;
 
 /// What to do at each hit.
 #[derive(Debug, Default)]
@@ -35,6 +31,11 @@ pub struct Actions {
     pub duration: bool,
     /// Time from passing this probe's location to passing this second location, per thread.
     pub tictoc: Option<String>,
+    /// `--on-panic [--last N]`: keep each thread's last N hits' values in its ring, and write
+    /// one `panic` record when a thread panics (`flight`).
+    pub on_panic: Option<usize>,
+    /// `--histogram EXPR` / `--gauge EXPR`: the number a path reaches at each hit, summarised.
+    pub metric: Option<(crate::hot::metric::Kind, crate::lang::path::Path)>,
 }
 
 /// A parsed `arm` request: `LOCATION [--log T] [--snapshot] [--count] [--every D] [--if E]
@@ -82,11 +83,29 @@ fn positive(flag: &str, v: &str) -> Result<u64, String> {
 }
 
 const OPTIONS: &str =
-    "--log TEMPLATE, --snapshot, --count, --duration, --tictoc LOCATION, --every DURATION, --if EXPR, --max-hits N, --ttl DURATION, --rate N/s, --max-string N, --max-items N, --max-depth N";
+    "--log TEMPLATE, --snapshot, --count, --duration, --tictoc LOCATION, --on-panic, --last N, --histogram EXPR, --gauge EXPR, --every DURATION, --if EXPR, --max-hits N, --ttl DURATION, --rate N/s, --max-string N, --max-items N, --max-depth N";
 
 /// Parses the arguments of `lprobe arm` (also one control-file line, already split).
 pub fn parse_spec(words: &[String]) -> Result<Spec, String> {
-    let mut it = words.iter();
+    // `--on-panic [fn:PATTERN]`: the location may follow the flag, and defaults to every
+    // function.
+    let on_panic_first: Vec<String>;
+    let args = match words {
+        [flag, rest @ ..] if flag == "--on-panic" => {
+            on_panic_first = match rest {
+                [loc, more @ ..] if !loc.starts_with("--") => [loc.clone(), flag.clone()]
+                    .into_iter()
+                    .chain(more.iter().cloned())
+                    .collect(),
+                _ => std::iter::once("fn:*".to_string())
+                    .chain(words.iter().cloned())
+                    .collect(),
+            };
+            &on_panic_first[..]
+        }
+        _ => words,
+    };
+    let mut it = args.iter();
     let location = match it.next() {
         Some(l) if !l.starts_with("--") => l.clone(),
         Some(l) => {
@@ -99,6 +118,7 @@ pub fn parse_spec(words: &[String]) -> Result<Spec, String> {
     let mut actions = Actions::default();
     let mut limits = env_limits();
     let (mut cond, mut every, mut max_hits, mut ttl, mut rate) = (None, None, None, None, None);
+    let mut last = None;
     while let Some(flag) = it.next() {
         let mut value = |what: &str| {
             it.next()
@@ -116,6 +136,30 @@ pub fn parse_spec(words: &[String]) -> Result<Spec, String> {
             "--count" => actions.count = true,
             "--duration" => actions.duration = true,
             "--tictoc" => actions.tictoc = Some(value("the location where timing ends")?),
+            "--on-panic" => actions.on_panic = Some(crate::hot::flight::DEFAULT_LAST),
+            "--histogram" | "--gauge" => {
+                let e = value("a numeric path like order.items.len()")?;
+                let path = crate::lang::path::parse(&e).map_err(|e| format!("{flag}: {e}"))?;
+                if actions.metric.is_some() {
+                    return Err("one --histogram or --gauge per probe: arm another probe for a second value".into());
+                }
+                let kind = if flag == "--gauge" {
+                    crate::hot::metric::Kind::Gauge
+                } else {
+                    crate::hot::metric::Kind::Histogram
+                };
+                actions.metric = Some((kind, path));
+            }
+            "--last" => {
+                let n = positive(flag, &value("a number of sites")?)?;
+                let max = crate::hot::flight::MAX_LAST;
+                if n > max as u64 {
+                    return Err(format!(
+                        "--last: {n} is over the {max} sites a thread's ring keeps"
+                    ));
+                }
+                last = Some(n as usize);
+            }
             "--max-string" => {
                 limits.max_str = positive(flag, &value("a number of characters")?)? as usize
             }
@@ -152,7 +196,33 @@ pub fn parse_spec(words: &[String]) -> Result<Spec, String> {
     if actions.duration && actions.tictoc.is_some() {
         return Err("--duration and --tictoc are different probes: choose one".into());
     }
-    if actions.log.is_none() && !actions.count && !timing {
+    if actions.on_panic.is_some()
+        && (timing || actions.log.is_some() || actions.snapshot || actions.count)
+    {
+        return Err("--on-panic records values for a panic only: arm --log, --snapshot, --count, --duration or --tictoc as a separate probe".into());
+    }
+    if actions.metric.is_some()
+        && (timing
+            || actions.log.is_some()
+            || actions.snapshot
+            || actions.count
+            || actions.on_panic.is_some())
+    {
+        return Err("--histogram and --gauge summarise one value: arm --log, --snapshot, --count, --duration, --tictoc or --on-panic as a separate probe".into());
+    }
+    match (last, &mut actions.on_panic) {
+        (Some(n), Some(keep)) => *keep = n,
+        (Some(_), None) => {
+            return Err("--last N goes with --on-panic (the sites a panic record shows)".into())
+        }
+        _ => {}
+    }
+    if actions.log.is_none()
+        && !actions.count
+        && !timing
+        && actions.on_panic.is_none()
+        && actions.metric.is_none()
+    {
         actions.snapshot = true;
     }
     let max_hits = max_hits.or(
@@ -162,7 +232,11 @@ pub fn parse_spec(words: &[String]) -> Result<Spec, String> {
             None
         },
     );
-    let rate = rate.unwrap_or(if actions.snapshot { 10 } else { 100 });
+    let rate = rate.unwrap_or(if actions.snapshot || actions.on_panic.is_some() {
+        10
+    } else {
+        100
+    });
     let words: Vec<&str> = words.iter().map(String::as_str).collect();
     Ok(Spec {
         location,
@@ -191,6 +265,9 @@ impl Spec {
         if let Some(c) = &self.cond {
             names.extend(c.roots());
         }
+        if let Some((_, p)) = &self.actions.metric {
+            names.push(p.root.as_str());
+        }
         names.sort_unstable();
         names.dedup();
         names
@@ -212,6 +289,12 @@ impl Spec {
         }
         if self.actions.tictoc.is_some() {
             v.push("tictoc");
+        }
+        if self.actions.on_panic.is_some() {
+            v.push("on-panic");
+        }
+        if let Some((kind, _)) = &self.actions.metric {
+            v.push(kind.name());
         }
         v
     }
@@ -284,8 +367,10 @@ pub struct Probe {
     secret: Vec<u64>,
     /// For `count_only`: each site's shared counter when the probe was armed.
     base: Vec<u64>,
-    pub emitted: AtomicU64,
-    pub dropped: AtomicU64,
+    /// Records written and dropped (shared with the flight recorder, whose `panic` records
+    /// are this probe's).
+    pub emitted: Arc<AtomicU64>,
+    pub dropped: Arc<AtomicU64>,
     pub errors: AtomicU64,
     error_reported: AtomicBool,
     /// Its final counts were reported ([`report_final`]): it reports no more.
@@ -322,6 +407,11 @@ pub struct Probe {
     per_site_max: Option<u64>,
     /// Hits per site, when `per_site_max` is set (else empty).
     site_hits: Vec<AtomicU64>,
+    /// For `--on-panic`: the probe's side of the flight recorder.
+    recorder: Option<Arc<crate::hot::flight::Recorder>>,
+    /// For `--histogram`/`--gauge`: the values' summary, and its count when last reported.
+    pub metric: Option<crate::hot::metric::Metric>,
+    reported_metric: AtomicU64,
 }
 
 /// Limits a probe can run into, as `status` names them.
@@ -332,9 +422,6 @@ const LIMIT_MAX_HITS: u8 = 4;
 const LIMIT_STACK: u8 = 5;
 /// The probe's hits took over the time budget.
 const LIMIT_TIME: u8 = 6;
-/// Stack a hit must find free to run at all, and to format values.
-const MIN_STACK: usize = 8 * 1024;
-const MIN_STACK_VALUES: usize = 64 * 1024;
 
 /// Set when a probe leaves the armed state on an application thread; the control thread
 /// then rebuilds the flags so its sites go dormant again.
@@ -359,7 +446,11 @@ impl Probe {
         split: usize,
     ) -> Self {
         let n = sites.len();
-        let timed_hits = spec.cond.is_some() || spec.actions.log.is_some() || spec.actions.snapshot;
+        let timed_hits = spec.cond.is_some()
+            || spec.actions.log.is_some()
+            || spec.actions.snapshot
+            || spec.actions.on_panic.is_some()
+            || spec.actions.metric.is_some();
         let timing = spec.actions.duration || spec.actions.tictoc.is_some();
         let count_only = spec.actions.count
             && spec.actions.log.is_none()
@@ -370,7 +461,7 @@ impl Probe {
             .cond
             .as_ref()
             .is_some_and(|c| !c.roots().iter().any(|r| crate::hot::capture::is_secret(r)));
-        let secret = if spec.cond.is_some() || spec.actions.log.is_some() || spec.actions.snapshot {
+        let secret = if timed_hits {
             name_masks(&sites, crate::hot::capture::is_secret)
         } else {
             Vec::new()
@@ -389,6 +480,22 @@ impl Probe {
             }
             _ => Vec::new(),
         };
+        let (emitted, dropped) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let metric = spec
+            .actions
+            .metric
+            .as_ref()
+            .map(|(kind, _)| crate::hot::metric::Metric::new(*kind));
+        let recorder = spec.actions.on_panic.map(|last| {
+            crate::hot::flight::Recorder::new(
+                id.clone(),
+                last,
+                spec.limits,
+                spec.rate,
+                emitted.clone(),
+                dropped.clone(),
+            )
+        });
         Probe {
             id,
             spec,
@@ -401,8 +508,8 @@ impl Probe {
             quick_cond,
             secret,
             base,
-            emitted: AtomicU64::new(0),
-            dropped: AtomicU64::new(0),
+            emitted,
+            dropped,
             errors: AtomicU64::new(0),
             error_reported: AtomicBool::new(false),
             finished: AtomicBool::new(false),
@@ -422,6 +529,9 @@ impl Probe {
             log_masks,
             per_site_max: None,
             site_hits: Vec::new(),
+            recorder,
+            metric,
+            reported_metric: AtomicU64::new(0),
         }
     }
 
@@ -499,6 +609,9 @@ impl Probe {
 
     pub(crate) fn disarm(&self) {
         self.state.store(DISARMED, Ordering::Relaxed);
+        if let Some(r) = &self.recorder {
+            r.stop();
+        }
     }
 
     /// Leaves the armed state for `state`; true if this call did.
@@ -509,6 +622,9 @@ impl Probe {
             .is_ok();
         if left {
             NEEDS_REBUILD.store(true, Ordering::Relaxed);
+            if let Some(r) = &self.recorder {
+                r.stop();
+            }
         }
         left
     }
@@ -559,6 +675,21 @@ impl Probe {
         false
     }
 
+    /// The probe's summaries for `status`: `,"duration":{…}` (timing probes),
+    /// `,"histogram":{…}` or `,"gauge":{…}` (value metrics, with `,"expr":…`).
+    pub(crate) fn write_stats_json(&self, out: &mut String) {
+        if let Some(h) = &self.hist {
+            out.push_str(",\"duration\":");
+            h.stats().write_json(out);
+        }
+        if let (Some(m), Some((kind, path))) = (&self.metric, &self.spec.actions.metric) {
+            out.push_str(",\"expr\":");
+            json::push_str(out, &path.to_string());
+            let _ = write!(out, ",\"{}\":", kind.name());
+            m.summary().write_json(*kind, out);
+        }
+    }
+
     /// Whether a log record at the probe's `idx`-th site takes capture `i` (`name`).
     fn logs(&self, idx: usize, i: usize, name: &str) -> bool {
         match (&self.log_roots, self.log_masks.get(idx)) {
@@ -582,7 +713,7 @@ impl Probe {
 
     /// Runs the probe for one hit at its `idx`-th site. True if the probe wants this call timed
     /// (a live `--duration` probe whose condition held).
-    fn fire(
+    pub(crate) fn fire(
         &self,
         table: &'static Table,
         id: u32,
@@ -668,9 +799,7 @@ impl Probe {
         let key = self as *const Probe as usize;
         // Only conditions, logs and snapshots look at values (and run `Debug` impls, which
         // need stack): counters and timers do not pay for it.
-        let needs_values = self.spec.cond.is_some()
-            || self.spec.actions.log.is_some()
-            || self.spec.actions.snapshot;
+        let needs_values = self.timed_hits;
         if needs_values && low_stack {
             self.dropped.fetch_add(1, Ordering::Relaxed);
             queue::count_lost(queue::Lost::Stack, 1);
@@ -684,16 +813,7 @@ impl Probe {
                 Ok(true) => {}
                 Ok(false) => return false,
                 Err(e) => {
-                    self.errors.fetch_add(1, Ordering::Relaxed);
-                    if !self.error_reported.swap(true, Ordering::Relaxed) {
-                        self.emit_error(
-                            table,
-                            id,
-                            &format!(
-                                "condition failed: {e} (reported once; the probe stays armed)"
-                            ),
-                        );
-                    }
+                    self.report_error(table, id, &format!("condition failed: {e}"));
                     return false;
                 }
             }
@@ -715,6 +835,23 @@ impl Probe {
                 self.leave(EXHAUSTED);
                 return false;
             }
+        }
+        if let (Some((_, path)), Some(m), Some(hit)) =
+            (&self.spec.actions.metric, &self.metric, &hit)
+        {
+            match self.metric_value(path, site, idx, hit, start) {
+                Ok(x) => m.record(x),
+                Err(e) => self.report_error(table, id, &e),
+            }
+            return false;
+        }
+        if let Some(rec) = &self.recorder {
+            let now = crate::hot::timing::now_ns();
+            if *start == 0 {
+                *start = now;
+            }
+            crate::hot::flight::record(rec, site, vals, secret, now);
+            return false;
         }
         if self.spec.actions.tictoc.is_some() {
             crate::hot::timing::tic(key);
@@ -788,6 +925,72 @@ impl Probe {
             self.leave(EXHAUSTED);
         }
         false
+    }
+
+    /// Counts an error of this probe at a hit, and writes it as one `error` record, the first
+    /// time only (the probe stays armed).
+    fn report_error(&self, table: &'static Table, id: u32, what: &str) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        if !self.error_reported.swap(true, Ordering::Relaxed) {
+            self.emit_error(
+                table,
+                id,
+                &format!("{what} (reported once; the probe stays armed)"),
+            );
+        }
+    }
+
+    /// The number `path` reaches at this hit: read in place when it is a captured primitive
+    /// (or a string's `.len()`), else through the value's `Debug` text (the hit is then
+    /// charged to the time budget from `start`).
+    fn metric_value(
+        &self,
+        path: &crate::lang::path::Path,
+        site: &'static crate::Site,
+        idx: usize,
+        hit: &Hit<'_, '_>,
+        start: &mut u64,
+    ) -> Result<f64, String> {
+        use crate::hot::capture::Scalar;
+        use crate::lang::path::Step;
+        let flag = match self.spec.actions.metric {
+            Some((kind, _)) => kind.name(),
+            None => "metric",
+        };
+        let i = site.names.iter().position(|n| *n == path.root);
+        let secret = match i {
+            Some(i) if i < 64 => self.secret.get(idx).copied().unwrap_or(0) >> i & 1 == 1,
+            _ => crate::hot::capture::is_secret(&path.root),
+        };
+        if let (Some(i), false) = (i, secret) {
+            let scalar = hit.vals.get(i).and_then(crate::hot::capture::scalar_of);
+            match (scalar, path.steps.as_slice()) {
+                (Some(Scalar::Int(n)), []) => return Ok(n as f64),
+                (Some(Scalar::Float(f)), []) if !f.is_nan() => return Ok(f),
+                (Some(Scalar::Str(s)), [Step::Len]) => return Ok(s.len() as f64),
+                _ => {}
+            }
+        }
+        if *start == 0 {
+            *start = crate::hot::timing::now_ns();
+        }
+        let root = hit.value(&path.root).ok_or_else(|| {
+            format!(
+                "--{flag} {path}: '{}' is not captured at {}:{}",
+                path.root, site.path, site.line
+            )
+        })?;
+        let v = path
+            .eval(&root)
+            .map_err(|e| format!("--{flag} {path}: {e}"))?;
+        match &*v {
+            Value::Int(n) => Ok(*n as f64),
+            Value::Float(f) if !f.is_nan() => Ok(*f),
+            other => Err(format!(
+                "--{flag} {path}: {} is not a number",
+                crate::lang::path::a(other.kind())
+            )),
+        }
     }
 
     fn send(&self, r: Box<Record>) {
@@ -869,92 +1072,6 @@ fn site_count(table: &Table, id: u32) -> u64 {
         .counts
         .get(id as usize)
         .map_or(0, |c| c.load(Ordering::Relaxed))
-}
-
-/// The fast path of a hit at a site armed only by plain counters ([`crate::FLAG_COUNT`]): one
-/// atomic add (none from inside the runtime), and true. False for any other site.
-#[inline]
-pub(crate) fn count_fast(table: &Table, id: u32) -> bool {
-    let i = id as usize;
-    if table.flags.get(i).map(|f| f.load(Ordering::Relaxed)) != Some(crate::FLAG_COUNT) {
-        return false;
-    }
-    if IN_HIT.try_with(Cell::get) == Ok(false) {
-        if let Some(c) = table.counts.get(i) {
-            c.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-    true
-}
-
-/// Entry point from generated code (through `crate::hit`). True if a `--duration` probe at
-/// this site wants the call timed.
-pub(crate) fn hit(table: &'static Table, id: u32, vals: &[Val<'_>]) -> bool {
-    if crate::hot::registry::forked_child() {
-        return false;
-    }
-    let Ok(false) = IN_HIT.try_with(|c| c.replace(true)) else {
-        // Re-entered from inside a capture, or the thread is shutting down.
-        queue::count_lost(queue::Lost::Busy, 1);
-        return false;
-    };
-    let timed = catch_unwind(AssertUnwindSafe(|| {
-        let left = crate::hot::timing::stack_left();
-        if left.is_some_and(|l| l < MIN_STACK) {
-            queue::count_lost(queue::Lost::Stack, 1);
-            return false;
-        }
-        let low = left.is_some_and(|l| l < MIN_STACK_VALUES);
-        let timed = registry::with_armed_map(|map| {
-            let mut timed = false;
-            let mut counted = false;
-            for (p, idx) in map.get((registry::table_key(table), id)) {
-                // Plain counters read the site's counter: one add per pass, however many.
-                if p.is_count_only() && !counted {
-                    counted = true;
-                    if let Some(c) = table.counts.get(id as usize) {
-                        c.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-                timed |= catch_unwind(AssertUnwindSafe(|| p.fire(table, id, *idx, vals, low)))
-                    .unwrap_or(false);
-            }
-            timed
-        });
-        // `None`: a writer is swapping the map in; drop this hit rather than wait.
-        timed.unwrap_or_else(|| {
-            queue::count_lost(queue::Lost::Busy, 1);
-            false
-        })
-    }))
-    .unwrap_or(false);
-    crate::hot::capture::hit_done();
-    let _ = IN_HIT.try_with(|c| c.set(false));
-    timed
-}
-
-/// A timed call returned (or unwound): records its duration into the site's live
-/// `--duration` probes.
-pub(crate) fn exit(table: &'static Table, id: u32, start: u64) {
-    let ns = crate::hot::timing::now_ns().saturating_sub(start);
-    let Ok(false) = IN_HIT.try_with(|c| c.replace(true)) else {
-        return;
-    };
-    let _ = catch_unwind(AssertUnwindSafe(|| {
-        let done = registry::with_armed_map(|map| {
-            for (p, _) in map.get((registry::table_key(table), id)) {
-                if p.spec.actions.duration && p.is_live() {
-                    if let Some(h) = &p.hist {
-                        h.record(ns);
-                    }
-                }
-            }
-        });
-        if done.is_none() {
-            queue::count_lost(queue::Lost::Busy, 1);
-        }
-    }));
-    let _ = IN_HIT.try_with(|c| c.set(false));
 }
 
 /// One hit's captured values, formatted at most once each. The cache is only filled when a
@@ -1068,6 +1185,19 @@ fn report(p: &Probe, force: bool) {
                 let mut r = p.record(t, *id, "duration", crate::hot::timing::now_ns());
                 let _ = write!(r.json, ",\"ns\":{},\"duration\":", stats.p50);
                 stats.write_json(&mut r.json);
+                p.send(r);
+            }
+        }
+    }
+    if let (Some(m), Some((kind, path))) = (&p.metric, &p.spec.actions.metric) {
+        let n = m.count();
+        if n != p.reported_metric.swap(n, Ordering::Relaxed) {
+            if let Some((t, id)) = p.sites.first() {
+                let mut r = p.record(t, *id, kind.name(), crate::hot::timing::now_ns());
+                r.json.push_str(",\"expr\":");
+                json::push_str(&mut r.json, &path.to_string());
+                let _ = write!(r.json, ",\"{}\":", kind.name());
+                m.summary().write_json(*kind, &mut r.json);
                 p.send(r);
             }
         }

@@ -205,24 +205,30 @@ fn count_queue_drop() {
 
 /// Queues a record, or says which limit dropped it (`probe::LIMIT_*`).
 pub(crate) fn emit(r: Box<Record>) -> Result<(), u8> {
-    let Some(q) = QUEUE.get() else {
-        count_lost(Lost::Queue, 1);
-        return Err(LIMIT_QUEUE);
-    };
     // A stack is not formatted yet: count it at a typical size.
     let size = (r.json.len() + r.body.size(&r.vals)) as u64
         + if r.head.is_some() { 160 } else { 40 }
         + if r.stack.is_some() { 1024 } else { 0 };
-    if !take_budget(size, r.ns) {
+    if QUEUE.get().is_some() && !take_budget(size, r.ns) {
         count_lost(Lost::Budget, 1);
         return Err(LIMIT_BUDGET);
     }
+    emit_unbudgeted(r).map(|_| ())
+}
+
+/// Records the output thread has written (or failed to write) and taken off the queue.
+static TAKEN: AtomicU64 = AtomicU64::new(0);
+/// Queues a record outside the output budget (a `panic` record: one per panic, rate-limited
+/// by its probe, and the one record a crash must not lose to a busy second). Returns, on
+/// success, the number of records queued so far, ours included: see [`wait_written`].
+pub(crate) fn emit_unbudgeted(r: Box<Record>) -> Result<u64, u8> {
+    let Some(q) = QUEUE.get() else {
+        count_lost(Lost::Queue, 1);
+        return Err(LIMIT_QUEUE);
+    };
     PENDING.fetch_add(1, Ordering::Relaxed);
     match q.try_send(r) {
-        Ok(()) => {
-            QUEUED.fetch_add(1, Ordering::Relaxed);
-            Ok(())
-        }
+        Ok(()) => Ok(QUEUED.fetch_add(1, Ordering::Relaxed) + 1),
         Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
             PENDING.fetch_sub(1, Ordering::Relaxed);
             count_queue_drop();
@@ -243,6 +249,24 @@ pub(crate) fn install(tx: SyncSender<Box<Record>>, cap: usize) -> bool {
 /// The output thread took a record off the queue.
 pub(crate) fn taken() {
     PENDING.fetch_sub(1, Ordering::Relaxed);
+    TAKEN.fetch_add(1, Ordering::Release);
+}
+
+/// Waits (polling, at most `limit`) until the output thread has written the first `sent`
+/// records queued (the queue is first in, first out: a record queued when `sent` records
+/// were is written by then). Only a panicking thread waits, for its own `panic` record,
+/// before its panic goes on (to an abort, or to the program's hook, which may end the process).
+pub(crate) fn wait_written(sent: u64, limit: std::time::Duration) -> bool {
+    let start = std::time::Instant::now();
+    loop {
+        if TAKEN.load(Ordering::Acquire) >= sent {
+            return true;
+        }
+        if start.elapsed() >= limit {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_micros(500));
+    }
 }
 
 /// Records queued and not yet written.

@@ -446,8 +446,8 @@ pub(crate) mod tests {
         };
         rebuild(&mut state);
         // Two hits at site 1 spend it (the probe itself stays armed).
-        crate::hot::probe::hit(t, 1, &[]);
-        crate::hot::probe::hit(t, 1, &[]);
+        crate::hot::hit::hit(t, 1, &[]);
+        crate::hot::hit::hit(t, 1, &[]);
         assert!(p.site_spent(1) && !p.site_spent(0) && p.is_live());
         rebuild(&mut state);
         let on: Vec<u8> = t.flags.iter().map(|f| f.load(Ordering::Relaxed)).collect();

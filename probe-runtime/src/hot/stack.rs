@@ -2,12 +2,12 @@
 //! first, starting at the instrumented function (the runtime's own frames are cut off).
 
 use std::backtrace::Backtrace;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 
 /// Captures in progress on application threads.
 static CAPTURING: AtomicUsize = AtomicUsize::new(0);
-/// Set while the output thread symbolizes.
-static SYMBOLIZING: AtomicBool = AtomicBool::new(false);
+/// Symbolizations in progress: the output thread's, and a panicking thread's (`flight`).
+static SYMBOLIZING: AtomicUsize = AtomicUsize::new(0);
 
 /// What a snapshot's stack shows when it could not be captured without waiting.
 pub(crate) const NOT_CAPTURED: &str =
@@ -24,20 +24,21 @@ pub(crate) const NOT_CAPTURED: &str =
 /// symbolization sees the capture and waits for it — never the other way round.
 pub(crate) fn capture() -> Option<Backtrace> {
     CAPTURING.fetch_add(1, SeqCst);
-    let bt = (!SYMBOLIZING.load(SeqCst)).then(Backtrace::force_capture);
+    let bt = (SYMBOLIZING.load(SeqCst) == 0).then(Backtrace::force_capture);
     CAPTURING.fetch_sub(1, SeqCst);
     bt
 }
 
-/// Symbolizes a captured stack into its `Display` text (output thread only).
+/// Symbolizes a captured stack into its `Display` text (the output thread, and a panicking
+/// thread writing its `panic` record).
 pub(crate) fn symbolize(bt: &Backtrace) -> String {
     struct Done;
     impl Drop for Done {
         fn drop(&mut self) {
-            SYMBOLIZING.store(false, SeqCst);
+            SYMBOLIZING.fetch_sub(1, SeqCst);
         }
     }
-    SYMBOLIZING.store(true, SeqCst);
+    SYMBOLIZING.fetch_add(1, SeqCst);
     let _done = Done;
     while CAPTURING.load(SeqCst) != 0 {
         std::thread::yield_now();
@@ -105,6 +106,86 @@ pub(crate) fn frames(text: &str, known: &[&str]) -> Vec<String> {
     out
 }
 
+/// A frame of the standard library (the panic machinery, `unwrap`, iterator adapters…).
+fn is_std(name: &str) -> bool {
+    const PREFIXES: &[&str] = &[
+        "std::",
+        "core::",
+        "alloc::",
+        "<std::",
+        "<core::",
+        "<alloc::",
+        "__rustc::",
+        "rust_begin_unwind",
+        "rust_panic",
+        "__rust_",
+    ];
+    PREFIXES.iter().any(|p| name.starts_with(p))
+}
+
+/// A frame of `catch_unwind` (std's names for it over the versions; each catches a panic).
+fn is_catch(name: &str) -> bool {
+    name.starts_with("std::panicking::try")
+        || name.starts_with("std::panicking::catch_unwind")
+        || name.starts_with("std::panic::catch_unwind")
+        || name == "__rust_try"
+}
+
+/// Where a thread's own code starts: std's entry of a spawned thread or of `main`, whose
+/// `catch_unwind`s only turn a panic into the thread's result or the exit code.
+fn is_thread_root(name: &str) -> bool {
+    name.contains("__rust_begin_short_backtrace")
+        || name.starts_with("std::rt::lang_start")
+        || name.contains("spawn_unchecked_")
+}
+
+/// A panic's stack, from the `Display` text of a backtrace taken in the panic hook: the frames
+/// from the innermost one outside the standard library outwards (lprobe's hook, the panic
+/// machinery and `unwrap`'s own frame cut off), and whether a `catch_unwind` sits between the
+/// panic and the thread's entry (`Some(true)`: the panic will be caught; `Some(false)`:
+/// nothing catches it before std's thread or `main` boundary, which ends the thread;
+/// `None`: the stack has no names, so it cannot tell).
+pub(crate) fn panic_frames(text: &str, known: &[&str]) -> (Vec<String>, Option<bool>) {
+    let all = frames(text, known);
+    let name = |f: &str| f.split(" (").next().unwrap_or_default().to_owned();
+    let start = all
+        .iter()
+        .position(|f| !is_std(&name(f)) && !f.contains("/rustc/"))
+        .unwrap_or(0);
+    let frames: Vec<String> = all.iter().skip(start).cloned().collect();
+    // The catch search reads the whole text (`frames` stops at `main` and at 32 frames),
+    // from the first frame outside the runtime and std on.
+    let names: Vec<&str> = text
+        .lines()
+        .map(str::trim_start)
+        .filter(|t| !t.starts_with("at "))
+        .map(|t| match t.split_once(": ") {
+            Some((n, rest)) if n.chars().all(|c| c.is_ascii_digit()) && !n.is_empty() => rest,
+            _ => t,
+        })
+        .map(strip_hash)
+        .filter(|n| !n.is_empty() && *n != "<unknown>")
+        .collect();
+    let hook = names
+        .iter()
+        .rposition(|n| n.starts_with("probe_runtime::"))
+        .map_or(0, |i| i + 1);
+    let Some(user) = names
+        .iter()
+        .skip(hook)
+        .position(|n| !is_std(n))
+        .map(|i| i + hook)
+    else {
+        return (frames, None);
+    };
+    let caught = names
+        .iter()
+        .skip(user)
+        .take_while(|n| !is_thread_root(n))
+        .any(|n| is_catch(n));
+    (frames, Some(caught))
+}
+
 /// Names the innermost frame (the probed function, often inlined under a short name) with the
 /// site's full function path.
 pub(crate) fn name_innermost(frames: &mut [String], func: &str) {
@@ -142,6 +223,16 @@ fn relative(loc: String, known: &[&str]) -> String {
     loc
 }
 
+/// A source path as a panic's location gives it, shortened like a frame's: `./src/main.rs`
+/// → `src/main.rs`, `/home/u/ws/src/main.rs` → `src/main.rs` when that is in `known`.
+pub(crate) fn short_file(file: &str, known: &[&str]) -> String {
+    let file = file.trim_start_matches("./");
+    let with_line = relative(format!("{file}:0"), known);
+    with_line
+        .strip_suffix(":0")
+        .map_or_else(|| file.to_owned(), str::to_owned)
+}
+
 /// `demo_app::main::h0123456789abcdef` → `demo_app::main`.
 fn strip_hash(name: &str) -> &str {
     match name.rsplit_once("::h") {
@@ -155,6 +246,73 @@ fn strip_hash(name: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A panic hook's backtrace: lprobe's frames, std's hook call and panic machinery,
+    /// `unwrap`, the program, a `catch_unwind` (when `catch`), `main`'s start.
+    fn panic_text(catch: bool) -> String {
+        let mut t = String::from(
+            "   0: std::backtrace::Backtrace::force_capture
+   1: probe_runtime::hot::flight::write_record
+             at /x/runtime/src/hot/flight.rs:200:5
+   2: probe_runtime::hot::panics::hook
+   3: <alloc::boxed::Box<F,A> as core::ops::function::Fn<Args>>::call
+   4: std::panicking::panic_with_hook
+   5: __rustc::rust_begin_unwind
+   6: core::panicking::panic_fmt
+   7: core::option::unwrap_failed
+   8: core::option::Option<T>::unwrap
+             at /rustc/abc/library/core/src/option.rs:1016:21
+   9: app::fail
+             at ./src/main.rs:32:17
+  10: app::run
+             at ./src/main.rs:49:20
+",
+        );
+        if catch {
+            t.push_str(
+                "  11: std::panicking::catch_unwind::do_call
+  12: __rust_try
+  13: std::panic::catch_unwind
+",
+            );
+        }
+        t.push_str(
+            "  14: app::main
+             at ./src/main.rs:81:21
+  15: core::ops::function::FnOnce::call_once
+  16: std::sys::backtrace::__rust_begin_short_backtrace
+  17: std::rt::lang_start::{{closure}}
+  18: std::panicking::catch_unwind
+  19: std::rt::lang_start_internal
+",
+        );
+        t
+    }
+
+    #[test]
+    fn a_panics_stack_starts_at_the_program_and_says_whether_it_is_caught() {
+        let (frames, caught) = panic_frames(&panic_text(false), &[]);
+        assert_eq!(
+            frames,
+            [
+                "app::fail (src/main.rs:32)",
+                "app::run (src/main.rs:49)",
+                "app::main (src/main.rs:81)"
+            ]
+        );
+        assert_eq!(
+            caught,
+            Some(false),
+            "main's own catch_unwind does not count"
+        );
+        let (frames, caught) = panic_frames(&panic_text(true), &[]);
+        assert_eq!(
+            frames.first().map(String::as_str),
+            Some("app::fail (src/main.rs:32)")
+        );
+        assert_eq!(caught, Some(true));
+        assert_eq!(panic_frames("   0: <unknown>\n", &[]).1, None);
+    }
 
     #[test]
     fn cuts_runtime_frames_and_keeps_inlined_ones() {

@@ -690,10 +690,7 @@ fn status() -> String {
             "" => s.push_str("null"),
             l => json::push_str(&mut s, l),
         }
-        if let Some(h) = &p.hist {
-            s.push_str(",\"duration\":");
-            h.stats().write_json(&mut s);
-        }
+        p.write_stats_json(&mut s);
         s.push('}');
     }
     s.push_str(&format!(
@@ -853,6 +850,14 @@ pub(crate) fn arm_all(table: &'static crate::Table, action: &str) {
             },
             None,
         ),
+        // `LPROBE_ON_PANIC=1`: for the program's whole life.
+        "on-panic" => (
+            probe::Actions {
+                on_panic: Some(crate::hot::flight::DEFAULT_LAST),
+                ..Default::default()
+            },
+            None,
+        ),
         other => {
             let _ = queue::emit(sink::error_record(&format!(
                 "LPROBE_ARM_ALL: unknown action '{other}' (expected snapshot, log, count or duration)"
@@ -873,17 +878,28 @@ pub(crate) fn arm_all(table: &'static crate::Table, action: &str) {
     if sites.is_empty() {
         return;
     }
+    let on_panic = actions.on_panic.is_some();
+    let var = if on_panic {
+        "LPROBE_ON_PANIC=1".to_string()
+    } else {
+        format!("LPROBE_ARM_ALL={action}")
+    };
     let spec = probe::Spec {
-        location: format!("LPROBE_ARM_ALL (every site of {})", table.package),
+        location: format!(
+            "{} (every site of {})",
+            &var[..var.find('=').unwrap_or(0)],
+            table.package
+        ),
         actions,
         cond: None,
         every: Duration::from_secs(10),
         max_hits: None,
-        // A whole test suite's lifetime; the per-site limits bound the volume.
-        ttl: Duration::from_secs(7 * 24 * 3600),
-        rate: u64::MAX,
+        // A whole test suite's lifetime (the per-site limits bound the volume), or the
+        // program's, for panic capture.
+        ttl: Duration::from_secs(if on_panic { 100 * 365 } else { 7 } * 24 * 3600),
+        rate: if on_panic { 10 } else { u64::MAX },
         limits: probe::env_limits(),
-        text: format!("LPROBE_ARM_ALL={action}"),
+        text: var,
     };
     let mut st = registry::lock();
     let id = format!("p{}", st.next_probe);
