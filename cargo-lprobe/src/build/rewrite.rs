@@ -612,10 +612,16 @@ impl Writer<'_> {
                 Form::Copy if in_twice && body_binding => Form::Ref,
                 f => f,
             };
+            // A `&mut` binding is captured through a shared reborrow of its target, held in
+            // a temporary of the armed branch: its own address never escapes.
+            let by_ref = match binding_of(sites, i, name) {
+                Some(b) if sites.mut_refs.contains(&b) => format!("&&*{name}"),
+                _ => format!("&{name}"),
+            };
             code.push_str(&match form {
                 Form::Copy => format!("{amp}::{SITES_CRATE}::ByCopy({name})"),
-                Form::Ref => format!("{amp}::{SITES_CRATE}::ByRef(&{name})"),
-                Form::Opaque => format!("{amp}::{SITES_CRATE}::Opaque(&{name})"),
+                Form::Ref => format!("{amp}::{SITES_CRATE}::ByRef({by_ref})"),
+                Form::Opaque => format!("{amp}::{SITES_CRATE}::Opaque({by_ref})"),
             });
             caps.push((name.clone(), start..code.len()));
         }
@@ -850,6 +856,43 @@ mod tests {
         assert_eq!(text(3, "b"), "&::lprobe_sites::ByRef(&b)");
         assert_eq!(text(4, "b"), "&::lprobe_sites::ByCopy(b)");
         assert_eq!(text(4, "a"), "&::lprobe_sites::Opaque(&a)");
+        assert!(syn::parse_file(&rw.text).is_ok());
+    }
+
+    #[test]
+    fn mut_ref_bindings_are_captured_through_a_reborrow_of_their_target() {
+        let src = "struct S(u8);\nimpl S {\n    fn f(&mut self, v: &mut Vec<u8>, w: &Vec<u8>) -> usize {\n        let e = &mut v[0];\n        let n = w.len();\n        *e = self.0;\n        n\n    }\n}\n";
+        let mut ex = Exclusions::default();
+        ex.no_twice.insert(0);
+        let (fs, rw) = go(src, &ex);
+        let site = fs
+            .sites
+            .iter()
+            .position(|s| s.names.iter().any(|n| n == "e"))
+            .expect("a site sees e");
+        let p = rw.placed.iter().find(|p| p.site == site).expect("placed");
+        let text = |name: &str| {
+            let (_, r) = p
+                .captures
+                .iter()
+                .find(|(n, _)| n == name)
+                .expect("captured");
+            rw.text[r.clone()].to_owned()
+        };
+        assert_eq!(text("self"), "&::lprobe_sites::ByRef(&&*self)");
+        assert_eq!(text("v"), "&::lprobe_sites::ByRef(&&*v)");
+        // `let e = &mut …` is never a small copy: by reference from the start, reborrowed.
+        assert_eq!(text("e"), "&::lprobe_sites::ByRef(&&*e)");
+        assert_eq!(text("w"), "&::lprobe_sites::ByCopy(w)");
+        // Stepped down to opaque, still reborrowed.
+        let mut ex = ex.clone();
+        ex.opaque.insert(binding_of(&fs, site, "v").expect("bound"));
+        let (_, rw) = go(src, &ex);
+        assert!(
+            rw.text.contains("::lprobe_sites::Opaque(&&*v)"),
+            "{}",
+            rw.text
+        );
         assert!(syn::parse_file(&rw.text).is_ok());
     }
 

@@ -148,6 +148,10 @@ pub struct FileSites {
     pub opaque_first: HashSet<u32>,
     /// The bindings that are function parameters (the others are bound in the body).
     pub params: HashSet<u32>,
+    /// Bindings that are surely `&mut` references (`&mut self`, `v: &mut Vec<u8>`, `let e =
+    /// &mut self.entries[k];`): captured through a shared reborrow of what they point to
+    /// (`&&*v`), so the binding's own address is never taken and it stays in a register.
+    pub mut_refs: HashSet<u32>,
 }
 
 /// Finds the sites of `file` (parsed from `text`); `module` is the file's module path
@@ -963,6 +967,23 @@ fn small_copy_type(ty: &syn::Type) -> bool {
     }
 }
 
+/// `&mut T` (possibly in parentheses).
+fn unique_ref_type(ty: &syn::Type) -> bool {
+    match ty {
+        syn::Type::Reference(r) => r.mutability.is_some(),
+        syn::Type::Paren(p) => unique_ref_type(&p.elem),
+        _ => false,
+    }
+}
+
+/// A function's parameters by name ([`Visitor::param_names`]).
+struct ParamNames {
+    params: Vec<String>,
+    not_copy: HashSet<String>,
+    not_debug: HashSet<String>,
+    mut_refs: HashSet<String>,
+}
+
 /// A type that is a generic parameter (or `impl Trait`), possibly behind references, whose
 /// bounds in `generics` (and their `where` clauses) are all std traits that do not imply
 /// `Debug` (`Borrow<Parser>`, `fmt::Write`, `Clone + Send`, none at all). A bound on any other
@@ -1238,10 +1259,11 @@ impl<'a> Visitor<'a> {
     /// The names a function's parameters bind, with those whose declared type is not a
     /// small `Copy` (captured by reference from the start) and those of a generic type that
     /// cannot be `Debug` (type name only).
-    fn param_names(&self, sig: &syn::Signature) -> (Vec<String>, HashSet<String>, HashSet<String>) {
+    fn param_names(&self, sig: &syn::Signature) -> ParamNames {
         let mut params = Vec::new();
         let mut not_copy = HashSet::new();
         let mut not_debug = HashSet::new();
+        let mut mut_refs = HashSet::new();
         let generics: Vec<&syn::Generics> = std::iter::once(&sig.generics)
             .chain(self.impl_generics.as_ref())
             .collect();
@@ -1254,12 +1276,19 @@ impl<'a> Visitor<'a> {
                     if !shared || r.colon_token.is_some() {
                         not_copy.insert("self".to_owned());
                     }
+                    let unique = r.reference.is_some() && r.mutability.is_some();
+                    if unique && r.colon_token.is_none() {
+                        mut_refs.insert("self".to_owned());
+                    }
                 }
                 syn::FnArg::Typed(t) => {
                     let first = params.len();
                     pat_bindings(&t.pat, &mut params);
                     if matches!(*t.pat, syn::Pat::Ident(_)) && !small_copy_type(&t.ty) {
                         not_copy.extend(params[first..].iter().cloned());
+                    }
+                    if matches!(*t.pat, syn::Pat::Ident(_)) && unique_ref_type(&t.ty) {
+                        mut_refs.extend(params[first..].iter().cloned());
                     }
                     if matches!(*t.pat, syn::Pat::Ident(_))
                         && not_debug_generic(&t.ty, &generics, &self.trait_names)
@@ -1269,7 +1298,12 @@ impl<'a> Visitor<'a> {
                 }
             }
         }
-        (params, not_copy, not_debug)
+        ParamNames {
+            params,
+            not_copy,
+            not_debug,
+            mut_refs,
+        }
     }
 
     fn visit_function(
@@ -1344,15 +1378,18 @@ impl<'a> Visitor<'a> {
         let saved_closure = std::mem::replace(&mut self.in_closure, 0);
         let saved_self = self.self_ty.take();
 
-        let (params, not_copy, not_debug) = self.param_names(sig);
-        let params = self.bind(params);
+        let names = self.param_names(sig);
+        let params = self.bind(names.params);
         for (name, b) in &params {
             self.out.params.insert(*b);
-            if not_copy.contains(name) {
+            if names.not_copy.contains(name) {
                 self.out.by_ref_first.insert(*b);
             }
-            if not_debug.contains(name) {
+            if names.not_debug.contains(name) {
                 self.out.opaque_first.insert(*b);
+            }
+            if names.mut_refs.contains(name) {
+                self.out.mut_refs.insert(*b);
             }
         }
         self.scopes.push(params);
@@ -1468,6 +1505,19 @@ impl<'a> Visitor<'a> {
                             .is_some_and(|i| not_a_small_copy(&i.expr));
                         if single && (typed_not_copy || init_not_copy) {
                             for (_, b) in &names {
+                                self.out.by_ref_first.insert(*b);
+                            }
+                        }
+                        let typed_unique = match &local.pat {
+                            syn::Pat::Type(t) => unique_ref_type(&t.ty),
+                            _ => false,
+                        };
+                        let init_unique = local.init.as_ref().is_some_and(|i| {
+                            matches!(&*i.expr, syn::Expr::Reference(r) if r.mutability.is_some())
+                        });
+                        if single && (typed_unique || init_unique) {
+                            for (_, b) in &names {
+                                self.out.mut_refs.insert(*b);
                                 self.out.by_ref_first.insert(*b);
                             }
                         }
