@@ -374,6 +374,8 @@ impl Freshness {
             &format!("{skip_keys:?}"),
             // The features decide which tracing/log bridges the sites crates get.
             &format!("{:?}", crate::build::bridge::feature_args(&inv.cargo_args)),
+            // How checks read their flags (a `dylib`, `prefer-dynamic`, LPROBE_FLAG_ACCESS).
+            &format!("{:?}", setup.ws.flag_access()),
         ]);
         Ok(Freshness { key, tree, walked })
     }
