@@ -14,5 +14,6 @@ mod packaging;
 mod prometheus;
 mod recipes;
 mod reliability;
+mod skew;
 mod skip;
 mod socket;

@@ -1102,6 +1102,7 @@ mod tests {
         counts: &[],
         sites: &[],
         files: &[],
+        texts: &[],
         skipped: &[],
     };
 
