@@ -17,3 +17,4 @@ mod reliability;
 mod skew;
 mod skip;
 mod socket;
+mod ui;

@@ -11,6 +11,7 @@ pub mod exporter;
 pub mod format;
 pub mod hot;
 pub mod skew;
+pub mod ui;
 
 use std::ffi::OsString;
 use std::fs::OpenOptions;
@@ -147,6 +148,9 @@ pub enum Command {
     /// Serve the probes' counts and durations as Prometheus metrics (or write a textfile)
     #[command(long_about = exporter::LONG_ABOUT)]
     Exporter(exporter::ExporterArgs),
+    /// Serve a local web page to arm probes from the source and watch their records
+    #[command(long_about = ui::LONG_ABOUT)]
+    Ui(ui::UiArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) on stdout
     #[command(long_about = completions::COMPLETIONS_ABOUT)]
     Completions(completions::CompletionsArgs),
@@ -541,7 +545,11 @@ where
     };
     if matches!(
         cli.command,
-        Command::Tail | Command::Snapshot(_) | Command::Hot(_) | Command::Exporter(_)
+        Command::Tail
+            | Command::Snapshot(_)
+            | Command::Hot(_)
+            | Command::Exporter(_)
+            | Command::Ui(_)
     ) {
         // If this fails, Ctrl-C simply kills lprobe, which is acceptable.
         let _ = ctrlc::try_set_handler(|| INTERRUPTED.store(true, Ordering::SeqCst));
@@ -664,6 +672,7 @@ pub fn run_with(cli: &Cli, matches: &ArgMatches, ctx: &mut Ctx<'_>) -> i32 {
         Command::Snapshot(a) => cmd_snapshot(g, a, ctx),
         Command::Hot(a) => cmd_hot(g, a, ctx),
         Command::Exporter(a) => exporter::cmd_exporter(g, a, ctx),
+        Command::Ui(a) => ui::cmd_ui(a, ctx),
         Command::Completions(a) => completions::cmd_completions(a, ctx.out).map(|()| 0),
         Command::Man(a) => completions::cmd_man(a, ctx),
     };
