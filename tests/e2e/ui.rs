@@ -801,8 +801,52 @@ async fn drive(chromium: &Path, port: u16, profile: &Path, u: &Ui, pid: u32, sho
         .await
         .expect("jump");
     wait("#L57.here".into()).await;
-    // The armed-probes panel lists both probes with a disarm button.
+    // The armed-probes panel lists the log probe with a disarm button.
     wait("#probes tbody tr button.disarm".into()).await;
+    // process_order's entry (line 26): a duration and a count, reported every 200 ms, draw
+    // a percentile chart and a rate sparkline.
+    for action in ["duration", "count"] {
+        wait("#L26 .mark.entry".into())
+            .await
+            .click()
+            .await
+            .expect("click line 26");
+        let radio = format!("input[name=action][value={action}]");
+        c.find(Locator::Css(&radio))
+            .await
+            .expect("action")
+            .click()
+            .await
+            .expect("action");
+        let every = c.find(Locator::Css("#every")).await.expect("every");
+        every.clear().await.expect("clear");
+        every.send_keys("200ms").await.expect("type");
+        c.find(Locator::Css("#arm-submit"))
+            .await
+            .expect("arm")
+            .click()
+            .await
+            .expect("arm");
+    }
+    let legend = wait("#charts .chart[data-kind=duration] .legend".into()).await;
+    let text = legend.text().await.expect("legend");
+    assert!(text.starts_with("p50 ") && text.contains(" p99 "), "{text}");
+    let rate = c
+        .wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::XPath(
+            "//div[@data-kind='count']/div[@class='legend'][contains(., '/s now')]",
+        ))
+        .await
+        .expect("a count rate");
+    let per_s: f64 = rate
+        .text()
+        .await
+        .expect("rate")
+        .trim_end_matches("/s now")
+        .parse()
+        .expect("a rate");
+    assert!(per_s > 0.0, "{per_s}");
     let png = c.screenshot().await.expect("screenshot");
     std::fs::write(shot, png).expect("save the screenshot");
     eprintln!("screenshot: {}", shot.display());

@@ -217,6 +217,15 @@ struct ArmRequest {
 impl ArmRequest {
     /// `lprobe arm`'s command line for this request.
     fn argv(&self) -> Result<Vec<String>> {
+        // A location is a positional argument: one that looks like a flag would be parsed as
+        // one.
+        for loc in std::iter::once(&self.location).chain(&self.to) {
+            if loc.trim().is_empty() || loc.starts_with('-') {
+                return Err(exit_code::usage(format!(
+                    "invalid location {loc:?}: use FILE:LINE (e.g. src/main.rs:42) or fn:PATH"
+                )));
+            }
+        }
         let mut v = vec!["lprobe".to_string(), "arm".into(), self.location.clone()];
         let mut flag = |name: &str, value: Option<String>| {
             v.push(format!("--{name}"));
@@ -433,6 +442,12 @@ mod tests {
         assert_eq!(argv, ["lprobe", "arm", "a.rs:1", "--tictoc", "a.rs:9"]);
         let e = req(json!({"location": "a.rs:1", "action": "log"})).unwrap_err();
         assert_eq!(exit_code::of(&e), exit_code::USAGE);
+        let e = req(json!({"location": "--control=/tmp/x", "action": "count"})).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("invalid location \"--control=/tmp/x\""),
+            "{e}"
+        );
         let e = req(json!({"location": "a.rs:1", "action": "trace"})).unwrap_err();
         assert!(e.to_string().contains("unknown action \"trace\""), "{e}");
         let bad: Result<ArmRequest, _> =
