@@ -7,7 +7,8 @@
 //!   tail, snapshot, status, hot…).
 //!
 //! The two share nothing at run time but [`style`] (colours, status lines): `cli` imports only
-//! `build::skip` (the skip-file format `lprobe hot` writes) and a number formatter; `build`
+//! `build::skip` (the skip-file format `lprobe hot` writes), a number formatter and the
+//! content hash the site table holds (`build::repair::content_hash`); `build`
 //! imports nothing from `cli`.
 
 pub mod build;

@@ -112,6 +112,7 @@ pub static TABLE: Table = Table {
     counts: &COUNTS,
     sites: &SITES,
     files: &[("app/src/main.rs", "0")],
+    texts: &[],
     skipped: &SKIPPED,
 };
 

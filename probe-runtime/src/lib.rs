@@ -56,6 +56,9 @@ pub struct Skipped {
     pub why: &'static str,
 }
 
+/// The longest line text a [`Table`] keeps per site, in bytes (before the `…` of a cut one).
+pub const MAX_LINE_TEXT: usize = 120;
+
 /// The sites of one instrumented package.
 #[derive(Debug)]
 pub struct Table {
@@ -72,8 +75,14 @@ pub struct Table {
     /// [`FLAG_COUNT`]) costs one atomic add per hit.
     pub counts: &'static [AtomicU64],
     pub sites: &'static [Site],
-    /// (path, content hash) of each rewritten file.
+    /// (path, content hash) of each rewritten file: the hash (FNV-1a, 16 hex digits) of the
+    /// file as it was when the program was built, so a client can tell that the file on disk
+    /// has changed since (`files` request).
     pub files: &'static [(&'static str, &'static str)],
+    /// The source text of each site's line as built (one per site, same index; trimmed, at
+    /// most [`MAX_LINE_TEXT`] bytes, longer ones cut with `…`): what a client shows when the
+    /// file on disk differs from the one the program was built from.
+    pub texts: &'static [&'static str],
     /// The package's functions that have no sites.
     pub skipped: &'static [Skipped],
 }

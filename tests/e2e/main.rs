@@ -17,6 +17,8 @@ mod panics;
 mod prometheus;
 mod recipes;
 mod reliability;
+mod skew;
 mod skip;
 mod socket;
 mod trust;
+mod ui;

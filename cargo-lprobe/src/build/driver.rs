@@ -1265,6 +1265,7 @@ fn write_copy(
                 .flat_map(|rw| rw.placed.iter())
                 .map(|p| (p.site, p))
                 .collect();
+            let lines: Vec<&str> = f.text.lines().collect();
             for (i, s) in f.sites.sites.iter().enumerate() {
                 let (kind, names, timed) = match placed.get(&i) {
                     Some(p) => (
@@ -1283,6 +1284,10 @@ fn write_copy(
                     names,
                     fn_slot: f.first.func + s.context as u32,
                     timed,
+                    text: (s.line as usize)
+                        .checked_sub(1)
+                        .and_then(|i| lines.get(i))
+                        .map_or_else(String::new, |l| sites_crate::line_text(l)),
                 });
             }
         }

@@ -23,6 +23,24 @@ pub struct SiteRow {
     pub fn_slot: u32,
     /// An entry site with a guard (`--duration` can time the call).
     pub timed: bool,
+    /// The site's line in the original file (see [`line_text`]).
+    pub text: String,
+}
+
+/// A line of the original file as the site table keeps it (`probe_runtime::Table::texts`):
+/// trimmed, cut at `MAX_LINE_TEXT` bytes (on a character boundary) with `…`. Shown by
+/// `lprobe list`/`arm` and `lprobe ui` when the file on disk changed since the build.
+pub fn line_text(line: &str) -> String {
+    let text = line.trim();
+    let max = probe_runtime::MAX_LINE_TEXT;
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
 }
 
 /// A function that got no sites, and why (see `probe_runtime::Skipped`).
@@ -101,6 +119,11 @@ pub fn source(
         );
     }
     s.push_str("];\n\n");
+    let _ = writeln!(s, "static TEXTS: [&str; {n}] = [");
+    for r in rows {
+        let _ = writeln!(s, "    {:?},", r.text);
+    }
+    s.push_str("];\n\n");
     let _ = writeln!(s, "static FILES: [(&str, &str); {}] = [", files.len());
     for (p, h) in files {
         let _ = writeln!(s, "    ({p:?}, {h:?}),");
@@ -121,7 +144,7 @@ pub fn source(
     s.push_str("];\n\n");
     let _ = writeln!(
         s,
-        "pub static T: ::probe_runtime::Table = ::probe_runtime::Table {{ package: {package:?}, dir: {dir:?}, flags: &F, fn_flags: &FNF, counts: &C, sites: &SITES, files: &FILES, skipped: &SKIPPED }};\n"
+        "pub static T: ::probe_runtime::Table = ::probe_runtime::Table {{ package: {package:?}, dir: {dir:?}, flags: &F, fn_flags: &FNF, counts: &C, sites: &SITES, files: &FILES, texts: &TEXTS, skipped: &SKIPPED }};\n"
     );
     s.push_str(&by_value_calls());
     s.push_str(&bridge::source(bridges));
@@ -433,6 +456,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn line_text_is_trimmed_and_cut_on_a_char_boundary() {
+        assert_eq!(line_text("    let x = 1;  "), "let x = 1;");
+        let long = format!("{}é{}", "a".repeat(119), "b".repeat(50));
+        let cut = line_text(&long);
+        assert_eq!(cut, format!("{}…", "a".repeat(119)));
+        assert_eq!(line_text(""), "");
+    }
+
+    #[test]
     fn table_rows_are_rust_literals() {
         let rows = vec![SiteRow {
             path: "src/main.rs".into(),
@@ -443,6 +475,7 @@ mod tests {
             names: vec!["order".into(), "total".into()],
             fn_slot: 0,
             timed: false,
+            text: "let total = order.total();".into(),
         }];
         let src = source(
             "demo-app",
@@ -463,6 +496,10 @@ mod tests {
         assert!(src.contains("Skipped { path: \"src/main.rs\", first_line: 3, last_line: 5, func: \"demo_app::get\", why: \"const fn\" },"));
         assert!(src.contains("pub static F: [AtomicU8; 1]"));
         assert!(src.contains("Site { path: \"src/main.rs\", line: 42, col: 5, func: \"demo_app::process\", kind: \"line\", names: &[\"order\", \"total\"], fn_slot: 0, timed: false },"));
+        assert!(
+            src.contains("static TEXTS: [&str; 1] = [\n    \"let total = order.total();\",\n];")
+        );
+        assert!(src.contains("files: &FILES, texts: &TEXTS,"));
         assert!(syn::parse_file(&src).is_ok());
     }
 

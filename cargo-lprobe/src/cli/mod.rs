@@ -10,7 +10,9 @@ pub mod exit_code;
 pub mod exporter;
 pub mod format;
 pub mod hot;
+pub mod skew;
 pub mod trust;
+pub mod ui;
 
 use std::ffi::OsString;
 use std::fs::OpenOptions;
@@ -147,6 +149,9 @@ pub enum Command {
     /// Serve the probes' counts and durations as Prometheus metrics (or write a textfile)
     #[command(long_about = exporter::LONG_ABOUT)]
     Exporter(exporter::ExporterArgs),
+    /// Serve a local web page to arm probes from the source and watch their records
+    #[command(long_about = ui::LONG_ABOUT)]
+    Ui(ui::UiArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) on stdout
     #[command(long_about = completions::COMPLETIONS_ABOUT)]
     Completions(completions::CompletionsArgs),
@@ -572,7 +577,11 @@ where
     };
     if matches!(
         cli.command,
-        Command::Tail | Command::Snapshot(_) | Command::Hot(_) | Command::Exporter(_)
+        Command::Tail
+            | Command::Snapshot(_)
+            | Command::Hot(_)
+            | Command::Exporter(_)
+            | Command::Ui(_)
     ) {
         // If this fails, Ctrl-C simply kills lprobe, which is acceptable.
         let _ = ctrlc::try_set_handler(|| INTERRUPTED.store(true, Ordering::SeqCst));
@@ -695,6 +704,7 @@ pub fn run_with(cli: &Cli, matches: &ArgMatches, ctx: &mut Ctx<'_>) -> i32 {
         Command::Snapshot(a) => cmd_snapshot(g, a, ctx),
         Command::Hot(a) => cmd_hot(g, a, ctx),
         Command::Exporter(a) => exporter::cmd_exporter(g, a, ctx),
+        Command::Ui(a) => ui::cmd_ui(a, ctx),
         Command::Completions(a) => completions::cmd_completions(a, ctx.out).map(|()| 0),
         Command::Man(a) => completions::cmd_man(a, ctx),
     };
@@ -925,10 +935,11 @@ fn cmd_ps(g: &Global, ctx: &mut Ctx<'_>) -> Result<i32> {
 fn cmd_list(g: &Global, a: &ListArgs, ctx: &mut Ctx<'_>) -> Result<i32> {
     let targets = select_for(g, ctx)?;
     let args: Vec<String> = a.filter.iter().cloned().collect();
-    let results = for_each_target(&targets, ctx, |t, _| {
+    let results = for_each_target(&targets, ctx, |t, ctx| {
         let v = client::request(&t.socket, "sites", &args)?;
+        let changed = changed_files(t, ctx);
         match v.get("sites") {
-            Some(Value::Array(s)) => Ok(s.clone()),
+            Some(Value::Array(s)) => Ok((s.clone(), changed)),
             _ => bail!("malformed answer to 'sites' (no \"sites\" array)"),
         }
     })?;
@@ -936,11 +947,18 @@ fn cmd_list(g: &Global, a: &ListArgs, ctx: &mut Ctx<'_>) -> Result<i32> {
     let multi = targets.len() > 1;
     if g.json {
         let mut all = Vec::new();
-        for (t, sites) in results {
+        for (t, (sites, changed)) in results {
             for mut s in sites {
-                if multi {
-                    if let Value::Object(m) = &mut s {
+                if let Value::Object(m) = &mut s {
+                    if multi {
                         m.insert("pid".into(), json!(t.hello.pid));
+                    }
+                    let path = m.get("path").and_then(Value::as_str).unwrap_or_default();
+                    if let Some((disk, f)) = changed.get(path) {
+                        let line = m.get("line").and_then(Value::as_u64);
+                        let line = line.and_then(|l| u32::try_from(l).ok());
+                        let w = skew::warning(*disk, f, t.hello.pid, line);
+                        m.insert("warning".into(), json!(w));
                     }
                 }
                 all.push(s);
@@ -949,12 +967,24 @@ fn cmd_list(g: &Global, a: &ListArgs, ctx: &mut Ctx<'_>) -> Result<i32> {
         ctx.line(&Value::Array(all).to_string())?;
         return Ok(if ok { 0 } else { 1 });
     }
-    for (i, (t, sites)) in results.iter().enumerate() {
+    for (i, (t, (sites, changed))) in results.iter().enumerate() {
         if multi {
             if i > 0 {
                 ctx.line("")?;
             }
             ctx.line(&header(t))?;
+        }
+        for (path, (disk, f)) in changed {
+            if sites
+                .iter()
+                .any(|s| s.get("path").and_then(Value::as_str) == Some(path))
+            {
+                ctx.note(&format!(
+                    "warning: {}; its sites below are at the lines it was built with \
+                     (rebuild with 'cargo lprobe build' to arm by today's lines)",
+                    skew::warning(*disk, f, t.hello.pid, None)
+                ));
+            }
         }
         if sites.is_empty() {
             match &a.filter {
@@ -988,6 +1018,28 @@ fn cmd_list(g: &Global, a: &ListArgs, ctx: &mut Ctx<'_>) -> Result<i32> {
         ))?;
     }
     Ok(if ok { 0 } else { 1 })
+}
+
+/// The process's files that differ from those in the workspace around the current directory
+/// (see `skew`); a process that cannot say is warned about and compared with nothing.
+fn changed_files(
+    t: &Target,
+    ctx: &mut Ctx<'_>,
+) -> std::collections::BTreeMap<String, (skew::Disk, skew::BuiltFile)> {
+    let Ok(cwd) = std::env::current_dir() else {
+        return Default::default();
+    };
+    match skew::built_files(&t.socket, None) {
+        Ok(Some(files)) => skew::changed(&cwd, &files),
+        Ok(None) => Default::default(),
+        Err(e) => {
+            ctx.note(&format!(
+                "warning: cannot compare the sources with pid {}'s: {e:#}",
+                t.hello.pid
+            ));
+            Default::default()
+        }
+    }
 }
 
 /// Appends `line` to the control file `path` (created if missing), on a line of its own.
@@ -1097,19 +1149,35 @@ fn arm_and_report(
             Some(Value::Array(s)) => s.iter().map(|x| format::cell(Some(x))).collect(),
             _ => Vec::new(),
         };
+        // Only a location by line can land on the wrong line of a changed file.
+        let by_line = argv.first().is_some_and(|l| !l.starts_with("fn:"))
+            || argv.iter().any(|a| a == "--tictoc");
+        let warnings = if by_line {
+            let changed = changed_files(t, ctx);
+            skew::site_warnings(&changed, t.hello.pid, &sites)
+        } else {
+            Vec::new()
+        };
         if json_out {
             let first = sites.first().cloned().unwrap_or_else(|| argv[0].clone());
-            // Keys in this order: pid, probe, site, sites.
-            let line = format!(
-                "{{\"pid\":{},\"probe\":{},\"site\":{},\"sites\":{}}}",
+            // Keys in this order: pid, probe, site, sites (then warning, if any).
+            let mut line = format!(
+                "{{\"pid\":{},\"probe\":{},\"site\":{},\"sites\":{}",
                 t.hello.pid,
                 Value::String(probe),
                 Value::String(first),
                 Value::from(sites)
             );
+            if !warnings.is_empty() {
+                line.push_str(&format!(",\"warning\":{}", json!(warnings.join("\n"))));
+            }
+            line.push('}');
             ctx.line(&line)?;
         } else {
             ctx.line(&text(&probe, &sites, t.hello.pid))?;
+        }
+        for w in &warnings {
+            ctx.note(&format!("warning: {w}"));
         }
         Ok(())
     })?;

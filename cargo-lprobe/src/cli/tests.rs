@@ -12,6 +12,9 @@ fn hello_json(pid: u32) -> String {
     )
 }
 
+/// A `files` answer with nothing to compare (the fake processes' files are nowhere on disk).
+const NO_FILES: &str = "{\"ok\":true,\"pid\":1,\"files\":[]}\n";
+
 fn me() -> u32 {
     std::process::id()
 }
@@ -296,9 +299,11 @@ fn arm_prints_and_sends_exact_request() {
         vec![
             hello_json(me()),
             "{\"ok\":true,\"probe\":\"p1\",\"sites\":[\"src/main.rs:42\"]}\n".into(),
+            NO_FILES.into(),
             hello_json(me()),
             "{\"ok\":true,\"probe\":\"p2\",\"sites\":[\"src/main.rs:42\",\"src/main.rs:43\"]}\n"
                 .into(),
+            NO_FILES.into(),
         ],
     );
     let (code, out, err) = run_cmd(
@@ -328,7 +333,8 @@ fn arm_prints_and_sends_exact_request() {
         got[1],
         "lprobe/1 arm src/main.rs:42 --log 'order {order} total={total}' --count\n"
     );
-    assert_eq!(got[3], "lprobe/1 arm src/main.rs:42\n");
+    assert_eq!(got[2], "lprobe/1 files\n");
+    assert_eq!(got[4], "lprobe/1 arm src/main.rs:42\n");
 }
 
 #[test]
@@ -399,8 +405,10 @@ fn list_table_and_json() {
         vec![
             hello_json(me()),
             sites.into(),
+            NO_FILES.into(),
             hello_json(me()),
             sites.into(),
+            NO_FILES.into(),
         ],
     );
     let (code, out, err) = run_cmd(&["list", "process"], vec![sock.clone()]);
@@ -418,7 +426,8 @@ fn list_table_and_json() {
     assert_eq!(v[0]["id"], "demo-app#3");
     let got = server.join().unwrap();
     assert_eq!(got[1], "lprobe/1 sites process\n");
-    assert_eq!(got[3], "lprobe/1 sites\n");
+    assert_eq!(got[2], "lprobe/1 files\n");
+    assert_eq!(got[4], "lprobe/1 sites\n");
 }
 
 #[test]
@@ -684,13 +693,16 @@ fn tictoc_sends_arm_with_tictoc_first() {
             hello_json(me()),
             "{\"ok\":true,\"probe\":\"p3\",\"sites\":[\"src/main.rs:42\",\"src/main.rs:47\"]}\n"
                 .into(),
+            NO_FILES.into(),
             hello_json(me()),
             "{\"ok\":true,\"probe\":\"p4\",\"sites\":[\"src/a.rs:1\",\"src/a.rs:9\",\
              \"src/b.rs:2\"]}\n"
                 .into(),
+            NO_FILES.into(),
             hello_json(me()),
             "{\"ok\":true,\"probe\":\"p5\",\"sites\":[\"src/main.rs:42\",\"src/main.rs:47\"]}\n"
                 .into(),
+            NO_FILES.into(),
         ],
     );
     // Flags typed before LOC_B still come after `--tictoc LOC_B`, in the order typed.
@@ -744,9 +756,9 @@ fn tictoc_sends_arm_with_tictoc_first() {
         "lprobe/1 arm main.rs:42 --tictoc main.rs:47 --ttl 30m --if 'n > 3' --every 5s \
          --max-hits 100\n"
     );
-    assert_eq!(got[3], "lprobe/1 arm 'fn:a::*' --tictoc b.rs:2\n");
+    assert_eq!(got[4], "lprobe/1 arm 'fn:a::*' --tictoc b.rs:2\n");
     assert_eq!(
-        got[5],
+        got[7],
         "lprobe/1 arm src/main.rs:42 --tictoc src/main.rs:47\n"
     );
 }

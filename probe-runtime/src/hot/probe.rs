@@ -1236,6 +1236,7 @@ mod tests {
         counts: &[],
         sites: &[],
         files: &[],
+        texts: &[],
         skipped: &[],
     };
 

@@ -386,6 +386,7 @@ pub(crate) mod tests {
             ),
             sites: Box::leak(sites.into_boxed_slice()),
             files: &[],
+            texts: &[],
             skipped: &[],
         }))
     }

@@ -265,6 +265,7 @@ mod tests {
         counts: &[],
         sites: &SITES,
         files: &[],
+        texts: &[],
         skipped: &SKIPPED,
     };
     static SKIPPED: [Skipped; 4] = [
@@ -417,6 +418,7 @@ mod tests {
             counts: &[],
             sites: &NESTED,
             files: &[],
+            texts: &[],
             skipped: &HOT,
         };
         let sites: Vec<(&'static Table, u32, &'static Site)> = NESTED

@@ -279,6 +279,7 @@ pub(crate) fn handle(mut stream: UnixStream) {
     let reply = match verb {
         "hello" => Ok(hello()),
         "sites" => Ok(sites(words.first().map(String::as_str))),
+        "files" => Ok(files(words.first().map(String::as_str))),
         "arm" => arm(&words, Origin::Socket, None).map(|p| armed_reply(&p)),
         "watch" if !sink::reserve() => Err(sink::full_message()),
         "watch" => {
@@ -326,7 +327,7 @@ pub(crate) fn handle(mut stream: UnixStream) {
             return;
         }
         other => Err(format!(
-            "unknown request '{other}' (expected hello, sites, arm, watch, disarm, counts, status or tail)"
+            "unknown request '{other}' (expected hello, sites, files, arm, watch, disarm, counts, status or tail)"
         )),
     };
     let line = match reply {
@@ -457,6 +458,57 @@ fn sites(filter: Option<&str>) -> String {
             json::push_str(&mut s, n);
         }
         s.push_str("]}");
+    }
+    s.push_str("]}\n");
+    s
+}
+
+/// `files [FILTER]`: each instrumented file (whose path contains FILTER) with the content
+/// hash it had when the program was built and the text of its site lines as built, so a
+/// client can tell that the file on disk changed and show what a line was:
+/// `{"ok":true,"pid":…,"files":[{"path","package","hash","lines":[[LINE,"TEXT"],…]}]}`.
+fn files(filter: Option<&str>) -> String {
+    // Tables are static: copy the list and format without holding the state's lock.
+    let tables: Vec<&'static crate::Table> = registry::lock().tables.clone();
+    let mut s = format!("{{\"ok\":true,\"pid\":{},\"files\":[", std::process::id());
+    let mut first = true;
+    for t in tables {
+        let mut lines: std::collections::BTreeMap<&str, std::collections::BTreeMap<u32, &str>> = t
+            .files
+            .iter()
+            .filter(|(p, _)| filter.is_none_or(|f| p.contains(f)))
+            .map(|(p, _)| (*p, Default::default()))
+            .collect();
+        for (site, text) in t.sites.iter().zip(t.texts) {
+            if let Some(file) = lines.get_mut(site.path) {
+                file.entry(site.line).or_insert(text);
+            }
+        }
+        for (path, hash) in t.files {
+            let Some(file) = lines.get(path) else {
+                continue;
+            };
+            if !first {
+                s.push(',');
+            }
+            first = false;
+            s.push_str("{\"path\":");
+            json::push_str(&mut s, path);
+            s.push_str(",\"package\":");
+            json::push_str(&mut s, t.package);
+            s.push_str(",\"hash\":");
+            json::push_str(&mut s, hash);
+            s.push_str(",\"lines\":[");
+            for (i, (line, text)) in file.iter().enumerate() {
+                if i > 0 {
+                    s.push(',');
+                }
+                s.push_str(&format!("[{line},"));
+                json::push_str(&mut s, text);
+                s.push(']');
+            }
+            s.push_str("]}");
+        }
     }
     s.push_str("]}\n");
     s
