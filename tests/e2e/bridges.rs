@@ -10,17 +10,6 @@ use serde_json::Value;
 
 use crate::harness::*;
 
-/// Arms a probe through the socket; its id.
-fn arm(r: &Running, args: &[&str]) -> String {
-    let mut full = vec!["arm"];
-    full.extend_from_slice(args);
-    full.push("--json");
-    let out = lprobe(r, &full);
-    assert!(out.status.success(), "arm {args:?}: {}", stderr(&out));
-    let armed: Value = serde_json::from_str(stdout(&out).trim()).expect("arm --json is JSON");
-    armed["probe"].as_str().expect("probe id").to_owned()
-}
-
 /// The 1-based line of the first line of `file` containing `needle`.
 fn line_of(file: &Path, needle: &str) -> usize {
     let text = std::fs::read_to_string(file).expect("fixture source");

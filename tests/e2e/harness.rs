@@ -224,6 +224,27 @@ fn spawn(
     r
 }
 
+/// Arms a probe with `lprobe arm ARGS --json` through the socket; returns its id.
+pub fn arm(r: &Running, args: &[&str]) -> String {
+    let mut full = vec!["arm"];
+    full.extend_from_slice(args);
+    full.push("--json");
+    let out = lprobe(r, &full);
+    assert!(out.status.success(), "arm {args:?}: {}", stderr(&out));
+    let v: Value = serde_json::from_str(stdout(&out).trim()).expect("arm --json is JSON");
+    v["probe"].as_str().expect("probe id").to_owned()
+}
+
+/// The probe's object in `lprobe status --json` (`null` when it is not listed).
+pub fn probe_status(r: &Running, id: &str) -> Value {
+    let out = lprobe(r, &["status", "--json"]);
+    let st: Value = serde_json::from_str(&stdout(&out)).expect("status json");
+    st[0]["probes"]
+        .as_array()
+        .and_then(|ps| ps.iter().find(|p| p["id"] == id).cloned())
+        .unwrap_or(Value::Null)
+}
+
 /// Runs `lprobe ARGS` against one program.
 pub fn lprobe(r: &Running, args: &[&str]) -> Output {
     Command::new(LPROBE)

@@ -27,25 +27,6 @@ fn app(env: &[(&str, &str)]) -> Running {
     start(&t.join("lprobe/release/lang-app"), env)
 }
 
-fn arm(r: &Running, args: &[&str]) -> String {
-    let mut full = vec!["arm"];
-    full.extend_from_slice(args);
-    full.push("--json");
-    let out = lprobe(r, &full);
-    assert!(out.status.success(), "arm {args:?}: {}", stderr(&out));
-    let v: Value = serde_json::from_str(stdout(&out).trim()).expect("arm --json");
-    v["probe"].as_str().expect("probe id").to_owned()
-}
-
-fn probe_status(r: &Running, id: &str) -> Value {
-    let st: Value =
-        serde_json::from_str(&stdout(&lprobe(r, &["status", "--json"]))).expect("status json");
-    st[0]["probes"]
-        .as_array()
-        .and_then(|ps| ps.iter().find(|p| p["id"] == id).cloned())
-        .unwrap_or(Value::Null)
-}
-
 fn of(recs: &[Value], probe: &str) -> Vec<Value> {
     recs.iter()
         .filter(|v| v["probe"] == probe)

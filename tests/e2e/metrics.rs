@@ -1,28 +1,9 @@
 //! Value metrics (`--histogram EXPR`, `--gauge EXPR`) on `fixtures/panic-app` run without a
 //! panic: 100 steps whose `i` goes 0..=99 and whose `order.items` always holds 3 items.
 
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::harness::*;
-
-fn arm(r: &Running, args: &[&str]) -> String {
-    let mut full = vec!["arm"];
-    full.extend_from_slice(args);
-    full.push("--json");
-    let out = lprobe(r, &full);
-    assert!(out.status.success(), "arm {args:?}: {}", stderr(&out));
-    let v: Value = serde_json::from_str(stdout(&out).trim()).expect("arm --json");
-    v["probe"].as_str().expect("probe id").to_owned()
-}
-
-fn status_of(r: &Running, id: &str) -> Value {
-    let st: Value =
-        serde_json::from_str(&stdout(&lprobe(r, &["status", "--json"]))).expect("status json");
-    st[0]["probes"]
-        .as_array()
-        .and_then(|ps| ps.iter().find(|p| p["id"] == id).cloned())
-        .unwrap_or(Value::Null)
-}
 
 #[test]
 fn histograms_and_gauges_summarise_a_path_and_a_non_number_is_one_error() {
@@ -123,16 +104,16 @@ fn histograms_and_gauges_summarise_a_path_and_a_non_number_is_one_error() {
         e.contains("--histogram order.note: a string is not a number"),
         "{e}"
     );
-    let st = status_of(&r, &bad);
+    let st = probe_status(&r, &bad);
     assert_eq!(st["state"], "armed");
     assert_eq!(st["errors"], 100);
 
     // `status` carries the summaries.
-    let st = status_of(&r, &hist);
+    let st = probe_status(&r, &hist);
     assert_eq!(st["actions"], json!(["histogram"]));
     assert_eq!(st["expr"], "i");
     assert_eq!(st["histogram"]["count"], 100);
-    assert_eq!(status_of(&r, &gauge)["gauge"]["last"], 3);
+    assert_eq!(probe_status(&r, &gauge)["gauge"]["last"], 3);
     let text = stdout(&lprobe(&r, &["status"]));
     assert!(
         text.contains("gauge order.items.len(): last=3 min=3 max=3 n=100"),

@@ -42,16 +42,6 @@ fn go(dir: &Path) {
     std::fs::write(dir.join("go"), "").expect("write go file");
 }
 
-fn arm(r: &Running, args: &[&str]) -> String {
-    let mut full = vec!["arm"];
-    full.extend_from_slice(args);
-    full.push("--json");
-    let out = lprobe(r, &full);
-    assert!(out.status.success(), "arm {args:?}: {}", stderr(&out));
-    let v: Value = serde_json::from_str(stdout(&out).trim()).expect("arm --json");
-    v["probe"].as_str().expect("probe id").to_owned()
-}
-
 fn exit_status(r: &mut Running) -> ExitStatus {
     wait_for(Duration::from_secs(20), "the program to exit", || {
         r.child.try_wait().expect("try_wait")

@@ -18,29 +18,6 @@ fn demo() -> Running {
     )
 }
 
-/// Arms a probe with `lprobe arm ARGS --json`; returns its id.
-fn arm(r: &Running, args: &[&str]) -> String {
-    let mut all = vec!["arm"];
-    all.extend_from_slice(args);
-    all.push("--json");
-    let out = lprobe(r, &all);
-    assert!(out.status.success(), "arm {args:?}: {}", stderr(&out));
-    let v: Value = serde_json::from_str(stdout(&out).trim()).expect("arm --json is JSON");
-    v["probe"].as_str().expect("probe id").to_owned()
-}
-
-/// The probe's object in `lprobe status --json`.
-fn probe_status(r: &Running, id: &str) -> Value {
-    let out = lprobe(r, &["status", "--json"]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let st: Value = serde_json::from_str(&stdout(&out)).expect("status json");
-    st[0]["probes"]
-        .as_array()
-        .and_then(|ps| ps.iter().find(|p| p["id"] == id))
-        .cloned()
-        .unwrap_or_else(|| panic!("no probe {id} in {st}"))
-}
-
 /// Arms a counter on `process_order` that expires after `ttl`, waits for that and returns its
 /// id, its site and the final count the process wrote in its last `count` record.
 fn expired_counter(r: &Running, ttl: &str) -> (String, String, u64) {

@@ -649,6 +649,16 @@ fn e2e_output_dir() -> PathBuf {
     dir
 }
 
+/// Clicks the element `css` selects.
+async fn click(c: &fantoccini::Client, css: &str) {
+    c.find(fantoccini::Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("find {css}: {e}"))
+        .click()
+        .await
+        .unwrap_or_else(|e| panic!("click {css}: {e}"));
+}
+
 async fn drive(chromium: &Path, port: u16, profile: &Path, u: &Ui, pid: u32, shot: &Path) {
     use fantoccini::{ClientBuilder, Locator};
     let mut caps = serde_json::Map::new();
@@ -702,24 +712,14 @@ async fn drive(chromium: &Path, port: u16, profile: &Path, u: &Ui, pid: u32, sho
             .expect("text"),
         "src/main.rs:42"
     );
-    c.find(Locator::Css("input[name=action][value=log]"))
-        .await
-        .expect("log")
-        .click()
-        .await
-        .expect("log");
+    click(&c, "input[name=action][value=log]").await;
     let template = c.find(Locator::Css("#template")).await.expect("template");
     template.clear().await.expect("clear");
     template
         .send_keys("order {order.id} total={total}")
         .await
         .expect("type");
-    c.find(Locator::Css("#arm-submit"))
-        .await
-        .expect("arm")
-        .click()
-        .await
-        .expect("arm");
+    click(&c, "#arm-submit").await;
     let ok = wait("#arm-ok:not([hidden])".into())
         .await
         .text()
@@ -741,12 +741,7 @@ async fn drive(chromium: &Path, port: u16, profile: &Path, u: &Ui, pid: u32, sho
     // A refusal, word for word.
     template.clear().await.expect("clear");
     template.send_keys("{nope}").await.expect("type");
-    c.find(Locator::Css("#arm-submit"))
-        .await
-        .expect("arm")
-        .click()
-        .await
-        .expect("arm");
+    click(&c, "#arm-submit").await;
     let refused = wait("#arm-error:not([hidden])".into())
         .await
         .text()
@@ -763,18 +758,8 @@ async fn drive(chromium: &Path, port: u16, profile: &Path, u: &Ui, pid: u32, sho
         .click()
         .await
         .expect("click line 57");
-    c.find(Locator::Css("input[name=action][value=snapshot]"))
-        .await
-        .expect("snapshot")
-        .click()
-        .await
-        .expect("snapshot");
-    c.find(Locator::Css("#arm-submit"))
-        .await
-        .expect("arm")
-        .click()
-        .await
-        .expect("arm");
+    click(&c, "input[name=action][value=snapshot]").await;
+    click(&c, "#arm-submit").await;
     let snap = wait("#records li.kind-snapshot".into()).await;
     let n = snap
         .find(Locator::Css(".tree > .leaf[data-name='n']"))
@@ -821,12 +806,7 @@ async fn drive(chromium: &Path, port: u16, profile: &Path, u: &Ui, pid: u32, sho
         let every = c.find(Locator::Css("#every")).await.expect("every");
         every.clear().await.expect("clear");
         every.send_keys("200ms").await.expect("type");
-        c.find(Locator::Css("#arm-submit"))
-            .await
-            .expect("arm")
-            .click()
-            .await
-            .expect("arm");
+        click(&c, "#arm-submit").await;
     }
     let legend = wait("#charts .chart[data-kind=duration] .legend".into()).await;
     let text = legend.text().await.expect("legend");

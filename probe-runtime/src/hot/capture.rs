@@ -205,50 +205,12 @@ fn head(s: &str, max: usize) -> &str {
 
 impl Captured {
     /// Runs the value's `Debug` impl (never letting a panic out), unless its name is secret.
+    /// A long string is read up to the value limit, never copied or scanned whole on the
+    /// application thread (a 20 MB body hit every few milliseconds would stall the program):
+    /// only its head is formatted (a `str`'s `Debug` reads all it is given), and the value is
+    /// marked cut.
     pub(crate) fn take(secret: bool, val: &Val<'_>) -> Captured {
-        if secret {
-            return Captured::Redacted;
-        }
-        let (dbg, type_name) = val.parts();
-        if crate::lang::value::redact::type_is_redacted(
-            type_name,
-            crate::lang::value::redact::types(),
-        ) {
-            return Captured::RedactedType(type_name);
-        }
-        let Some(dbg) = dbg else {
-            return Captured::Opaque(type_name);
-        };
-        match scalar(dbg, type_name) {
-            Some(Scalar::Str(s)) => {
-                return match ShortStr::new(s) {
-                    Some(short) => Captured::Short(short),
-                    None if s.len() <= MAX_VALUE_TEXT => Captured::Prim(Value::Str(s.to_owned())),
-                    // A long string is read up to the value limit, never copied or scanned
-                    // whole on the application thread (a 20 MB body hit every few
-                    // milliseconds would stall the program): only its head is formatted (a
-                    // `str`'s `Debug` reads all it is given), and the value is marked cut.
-                    None => match format_bounded(
-                        &head(s, MAX_VALUE_TEXT),
-                        type_name,
-                        String::new(),
-                        MAX_VALUE_TEXT,
-                    ) {
-                        Captured::Text(mut t) | Captured::Cut(mut t) => {
-                            // Without its closing quote: the text goes on.
-                            if t.ends_with('"') && t.len() > 1 {
-                                t.pop();
-                            }
-                            Captured::Cut(t)
-                        }
-                        other => other,
-                    },
-                };
-            }
-            Some(s) => return Captured::Prim(s.to_value()),
-            None => {}
-        }
-        format_bounded(dbg, type_name, String::new(), MAX_VALUE_TEXT)
+        Captured::take_into(secret, val, String::new(), MAX_VALUE_TEXT)
     }
 
     /// [`Captured::take`] into a buffer the caller keeps for reuse (`buf`, emptied first),
