@@ -1224,72 +1224,8 @@ fn write_copy(
         let callers = callers_by_name(files.iter().filter(|f| f.pkg == pi));
         for f in files.iter().filter(|f| f.pkg == pi) {
             hashes.push((f.rel.clone(), f.hash.clone()));
-            let without = fns_without_sites(f);
-            for (c, why) in &without {
-                // Nested functions that have sites are not part of this one's lines.
-                let nested: Vec<(u32, u32)> = f
-                    .sites
-                    .contexts
-                    .iter()
-                    .filter(|n| {
-                        n.start > c.start
-                            && n.end <= c.end
-                            && !without.iter().any(|(w, _)| std::ptr::eq(*w, *n))
-                    })
-                    .map(|n| (n.line, n.last_line))
-                    .collect();
-                let mut segments = line_segments(c.line, c.last_line, &nested);
-                if segments.is_empty() {
-                    // Still listed, so that `fn:` patterns find it.
-                    segments.push((c.line, c.line));
-                }
-                let why = if *why == visit::TINY_REASON {
-                    tiny_reason(&c.func, &callers)
-                } else {
-                    (*why).to_owned()
-                };
-                for (first_line, last_line) in segments {
-                    skipped.push(SkippedRow {
-                        path: f.rel.clone(),
-                        first_line,
-                        last_line,
-                        func: c.func.clone(),
-                        why: why.clone(),
-                    });
-                }
-            }
+            file_rows(f, &callers, &mut rows, &mut skipped);
             fns = fns.max(f.first.func as usize + f.sites.contexts.len());
-            let placed: BTreeMap<usize, &rewrite::Placed> = f
-                .rewritten
-                .iter()
-                .flat_map(|rw| rw.placed.iter())
-                .map(|p| (p.site, p))
-                .collect();
-            let lines: Vec<&str> = f.text.lines().collect();
-            for (i, s) in f.sites.sites.iter().enumerate() {
-                let (kind, names, timed) = match placed.get(&i) {
-                    Some(p) => (
-                        s.kind.as_str(),
-                        p.captures.iter().map(|(n, _)| n.clone()).collect(),
-                        p.timed,
-                    ),
-                    None => ("none", Vec::new(), false),
-                };
-                rows.push(SiteRow {
-                    path: f.rel.clone(),
-                    line: s.line,
-                    col: s.col,
-                    func: s.func.clone(),
-                    kind,
-                    names,
-                    fn_slot: f.first.func + s.context as u32,
-                    timed,
-                    text: (s.line as usize)
-                        .checked_sub(1)
-                        .and_then(|i| lines.get(i))
-                        .map_or_else(String::new, |l| sites_crate::line_text(l)),
-                });
-            }
         }
         let dir = lp.join("sites").join(&pkg.name);
         let pkg_dir = pkg
@@ -1319,6 +1255,81 @@ fn write_copy(
         )?;
     }
     Ok(())
+}
+
+/// One file's rows of its package's site table (`rows`), and the line ranges of its functions
+/// without sites with the reason (`skipped`).
+fn file_rows(
+    f: &FileWork,
+    callers: &HashMap<&str, Vec<(&str, bool)>>,
+    rows: &mut Vec<SiteRow>,
+    skipped: &mut Vec<SkippedRow>,
+) {
+    let without = fns_without_sites(f);
+    for (c, why) in &without {
+        // Nested functions that have sites are not part of this one's lines.
+        let nested: Vec<(u32, u32)> = f
+            .sites
+            .contexts
+            .iter()
+            .filter(|n| {
+                n.start > c.start
+                    && n.end <= c.end
+                    && !without.iter().any(|(w, _)| std::ptr::eq(*w, *n))
+            })
+            .map(|n| (n.line, n.last_line))
+            .collect();
+        let mut segments = line_segments(c.line, c.last_line, &nested);
+        if segments.is_empty() {
+            // Still listed, so that `fn:` patterns find it.
+            segments.push((c.line, c.line));
+        }
+        let why = if *why == visit::TINY_REASON {
+            tiny_reason(&c.func, &callers)
+        } else {
+            (*why).to_owned()
+        };
+        for (first_line, last_line) in segments {
+            skipped.push(SkippedRow {
+                path: f.rel.clone(),
+                first_line,
+                last_line,
+                func: c.func.clone(),
+                why: why.clone(),
+            });
+        }
+    }
+    let placed: BTreeMap<usize, &rewrite::Placed> = f
+        .rewritten
+        .iter()
+        .flat_map(|rw| rw.placed.iter())
+        .map(|p| (p.site, p))
+        .collect();
+    let lines: Vec<&str> = f.text.lines().collect();
+    for (i, s) in f.sites.sites.iter().enumerate() {
+        let (kind, names, timed) = match placed.get(&i) {
+            Some(p) => (
+                s.kind.as_str(),
+                p.captures.iter().map(|(n, _)| n.clone()).collect(),
+                p.timed,
+            ),
+            None => ("none", Vec::new(), false),
+        };
+        rows.push(SiteRow {
+            path: f.rel.clone(),
+            line: s.line,
+            col: s.col,
+            func: s.func.clone(),
+            kind,
+            names,
+            fn_slot: f.first.func + s.context as u32,
+            timed,
+            text: (s.line as usize)
+                .checked_sub(1)
+                .and_then(|i| lines.get(i))
+                .map_or_else(String::new, |l| sites_crate::line_text(l)),
+        });
+    }
 }
 
 /// For each called name, the functions that call it (by name: a method call `.len()` names

@@ -189,6 +189,36 @@ pub fn parse_spec(words: &[String]) -> Result<Spec, String> {
             other => return Err(format!("unknown option '{other}' (expected {OPTIONS})")),
         }
     }
+    check_actions(&mut actions, last)?;
+    let max_hits = max_hits.or(
+        if actions.snapshot && actions.log.is_none() && !actions.count {
+            Some(1)
+        } else {
+            None
+        },
+    );
+    let rate = rate.unwrap_or(if actions.snapshot || actions.on_panic.is_some() {
+        10
+    } else {
+        100
+    });
+    let words: Vec<&str> = words.iter().map(String::as_str).collect();
+    Ok(Spec {
+        location,
+        actions,
+        cond,
+        every: every.unwrap_or(Duration::from_secs(10)),
+        max_hits,
+        ttl: ttl.unwrap_or(Duration::from_secs(3600)),
+        rate,
+        limits,
+        text: crate::lang::args::join(&words),
+    })
+}
+
+/// Refuses actions that cannot go together in one probe, applies `--last`, and makes a probe
+/// with no action a snapshot.
+fn check_actions(actions: &mut Actions, last: Option<usize>) -> Result<(), String> {
     let timing = actions.duration || actions.tictoc.is_some();
     if timing && (actions.log.is_some() || actions.snapshot || actions.count) {
         return Err("--duration and --tictoc cannot be combined with --log, --snapshot or --count: arm them as separate probes".into());
@@ -225,30 +255,7 @@ pub fn parse_spec(words: &[String]) -> Result<Spec, String> {
     {
         actions.snapshot = true;
     }
-    let max_hits = max_hits.or(
-        if actions.snapshot && actions.log.is_none() && !actions.count {
-            Some(1)
-        } else {
-            None
-        },
-    );
-    let rate = rate.unwrap_or(if actions.snapshot || actions.on_panic.is_some() {
-        10
-    } else {
-        100
-    });
-    let words: Vec<&str> = words.iter().map(String::as_str).collect();
-    Ok(Spec {
-        location,
-        actions,
-        cond,
-        every: every.unwrap_or(Duration::from_secs(10)),
-        max_hits,
-        ttl: ttl.unwrap_or(Duration::from_secs(3600)),
-        rate,
-        limits,
-        text: crate::lang::args::join(&words),
-    })
+    Ok(())
 }
 
 fn parse_duration(s: &str, flag: &str) -> Result<Duration, String> {
