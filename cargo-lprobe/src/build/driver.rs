@@ -1285,7 +1285,7 @@ fn file_rows(
             segments.push((c.line, c.line));
         }
         let why = if *why == visit::TINY_REASON {
-            tiny_reason(&c.func, &callers)
+            tiny_reason(&c.func, callers)
         } else {
             (*why).to_owned()
         };
