@@ -856,9 +856,10 @@ fn ticker() {
         }
         probes.clear();
         // While probes are armed, lprobe's panic hook is kept outermost even if the program
-        // replaced it (captures check too, before running `Debug` code).
+        // replaced it (captures check too, before running `Debug` code); a hook the program
+        // took and chained is found here.
         if registry::any_armed() {
-            crate::hot::panics::ensure();
+            crate::hot::panics::revalidate();
         }
         std::thread::sleep(TICK);
     }
