@@ -221,6 +221,7 @@ static TAKEN: AtomicU64 = AtomicU64::new(0);
 /// Queues a record outside the output budget (a `panic` record: one per panic, rate-limited
 /// by its probe, and the one record a crash must not lose to a busy second). Returns, on
 /// success, the number of records queued so far, ours included: see [`wait_written`].
+#[inline]
 pub(crate) fn emit_unbudgeted(r: Box<Record>) -> Result<u64, u8> {
     let Some(q) = QUEUE.get() else {
         count_lost(Lost::Queue, 1);
