@@ -46,11 +46,13 @@ pub(crate) enum Captured {
 
 thread_local! {
     /// What this hit did once already: [`RING_TAKEN`] (wrote its values into the thread's
-    /// panic ring, `flight::record`). One cell, cleared once per hit.
+    /// panic ring, `flight::record`), [`FRAME_PUSHED`] (pushed its call on the thread's
+    /// shadow stack, `frames::push`). One cell, cleared once per hit.
     static ONCE: Cell<u8> = const { Cell::new(0) };
 }
 
 const RING_TAKEN: u8 = 1;
+const FRAME_PUSHED: u8 = 2;
 
 /// Whether this is the first time in this hit that `what` happens (and marks it done).
 fn first_in_hit(what: u8) -> bool {
@@ -66,6 +68,18 @@ fn first_in_hit(what: u8) -> bool {
 /// `--on-panic` probes armed at one site record the hit once.
 pub(crate) fn first_ring_write() -> bool {
     first_in_hit(RING_TAKEN)
+}
+
+/// Whether this hit has not pushed its call on the shadow stack yet (and marks it pushed):
+/// two frames probes at one site push the call once.
+pub(crate) fn first_frame_push() -> bool {
+    first_in_hit(FRAME_PUSHED)
+}
+
+/// Whether this hit pushed its call on the shadow stack.
+pub(crate) fn frame_pushed() -> bool {
+    ONCE.try_with(|c| c.get() & FRAME_PUSHED != 0)
+        .unwrap_or(false)
 }
 
 /// A hit is over: the next one writes the ring again.

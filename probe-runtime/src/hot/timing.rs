@@ -14,9 +14,7 @@ const BUCKETS: usize = (SUB as usize) + 60 * SUB as usize;
 /// Nanoseconds since the runtime started, plus 2 (0 and 1 mean "no start" in a guard).
 #[inline]
 pub(crate) fn now_ns() -> u64 {
-    monotonic_ns()
-        .saturating_sub(start().0)
-        .saturating_add(2)
+    monotonic_ns().saturating_sub(start().0).saturating_add(2)
 }
 
 /// The runtime's start, on the monotonic clock ([`monotonic_ns`]) and on the wall clock.
@@ -55,7 +53,10 @@ fn monotonic_ns() -> u64 {
 #[cfg(not(all(target_os = "linux", target_pointer_width = "64")))]
 fn monotonic_ns() -> u64 {
     static ORIGIN: OnceLock<std::time::Instant> = OnceLock::new();
-    ORIGIN.get_or_init(std::time::Instant::now).elapsed().as_nanos() as u64
+    ORIGIN
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_nanos() as u64
 }
 
 /// The wall-clock time of a [`now_ns`] reading (for record timestamps: one clock read per
