@@ -368,10 +368,22 @@ fn the_textfile_holds_what_metrics_serves() {
     };
     let h = probe_status(&r, &hist)["histogram"].clone();
     for (name, v) in [
-        (format!("lprobe_probe_value_count{}}}", labels(&hist)), &h["count"]),
-        (format!("lprobe_probe_value_sum{}}}", labels(&hist)), &h["sum"]),
-        (format!("lprobe_probe_value{},quantile=\"0.5\"}}", labels(&hist)), &h["p50"]),
-        (format!("lprobe_probe_value{},quantile=\"0.99\"}}", labels(&hist)), &h["p99"]),
+        (
+            format!("lprobe_probe_value_count{}}}", labels(&hist)),
+            &h["count"],
+        ),
+        (
+            format!("lprobe_probe_value_sum{}}}", labels(&hist)),
+            &h["sum"],
+        ),
+        (
+            format!("lprobe_probe_value{},quantile=\"0.5\"}}", labels(&hist)),
+            &h["p50"],
+        ),
+        (
+            format!("lprobe_probe_value{},quantile=\"0.99\"}}", labels(&hist)),
+            &h["p99"],
+        ),
     ] {
         let line = format!("{name} {}\n", v.as_f64().expect("a number"));
         assert!(text.contains(&line), "{line}\nnot in\n{text}");
