@@ -95,7 +95,10 @@ pub(crate) struct Frames {
 
 /// Pushes a call of entry site `id` (once per hit, whatever the number of frames probes).
 /// `secret`: bit `i` set when capture `i` is a secret name. True when it pushed: the caller
-/// then times the call, whose end pops it.
+/// then times the call, whose end pops it. Out of line: `Probe::fire` stays small enough to
+/// be inlined into the hit (each runtime frame a snapshot's stack walk passes costs ~3k
+/// instructions).
+#[inline(never)]
 pub(crate) fn push(
     table: &'static Table,
     id: u32,
@@ -207,6 +210,7 @@ pub(crate) fn pop(table: &'static Table, id: u32, start: u64) {
 /// function slot `site.fn_slot` in `table`). The snapshot's own call is the top frame when
 /// this hit pushed it (an entry site) or, at a line site, when the top frame is of the same
 /// function.
+#[inline(never)]
 pub(crate) fn copy(table: &'static Table, site: &'static Site, n: usize) -> Frames {
     let key = key_of(table);
     let pushed_now = crate::hot::capture::frame_pushed();
