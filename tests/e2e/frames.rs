@@ -88,6 +88,32 @@ fn a_snapshot_with_frames_shows_its_callers_arguments_and_call_lines() {
     assert_eq!(frames[0]["fn"], "frames_app::checkout", "{s}");
     assert_eq!(s["frames_more"], 1, "{s}");
 
+    // With the callers' locals: those captured at the statement each call is at.
+    let id = arm(
+        &r,
+        &[
+            "src/main.rs:38",
+            "--snapshot",
+            "--frames",
+            "2",
+            "--frame-locals",
+            "--if",
+            "code == \"SAVE10\"",
+        ],
+    );
+    let s = snapshot_of(&r, &id);
+    let total = s["vars"]["total"].as_u64().expect("total");
+    let checkout = &s["frames"][0];
+    assert_eq!(checkout["at"], 33, "{s}");
+    assert_eq!(checkout["locals"]["sum"], 12, "{s}");
+    assert_eq!(
+        checkout["locals"]["total"], total,
+        "the argument it passed: {s}"
+    );
+    let handle = &s["frames"][1];
+    assert_eq!(handle["at"], 23, "{s}");
+    assert_eq!(handle["locals"]["cart"]["id"], handle["vars"]["n"], "{s}");
+
     // Once the probe is spent, the callers' sites are disarmed with it.
     wait_for(Duration::from_secs(10), "the probe to be exhausted", || {
         (probe_status(&r, &id)["state"] == "exhausted").then_some(())

@@ -400,7 +400,12 @@ fn frames_body(obj: &Map<String, Value>) -> String {
             i + 1,
             cell(f.get("fn"))
         ));
-        for (name, value) in vars_list(f.get("vars")) {
+        // With --frame-locals, the values at the call's statement (arguments included).
+        let vars = match f.get("locals") {
+            Some(l) if !l.is_null() => l,
+            _ => f.get("vars").unwrap_or(&Value::Null),
+        };
+        for (name, value) in vars_list(Some(vars)) {
             let prefix = format!("    {name} = ");
             let indent = " ".repeat(prefix.chars().count());
             out.push('\n');

@@ -260,6 +260,11 @@ pub struct ArmArgs {
     /// call records its arguments)
     #[arg(long, value_name = "N", value_parser = positive_arg)]
     pub frames: Option<u64>,
+    /// With --frames: each caller also shows the locals captured at the statement it is at
+    /// (needs line sites: `cargo lprobe build --lines …`; while armed, every line of the
+    /// instrumented functions records its values)
+    #[arg(long, requires = "frames")]
+    pub frame_locals: bool,
     /// Count hits (reported every --every interval and when disarmed)
     #[arg(long)]
     pub count: bool,
@@ -405,6 +410,10 @@ pub struct SnapshotArgs {
     /// line (as `lprobe arm --snapshot --frames N`)
     #[arg(long, value_name = "N", value_parser = positive_arg)]
     pub frames: Option<u64>,
+    /// With --frames: each caller's locals at the statement it is at (as `lprobe arm
+    /// --frame-locals`)
+    #[arg(long, requires = "frames")]
+    pub frame_locals: bool,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -507,6 +516,9 @@ pub fn arm_argv(a: &ArmArgs, matches: Option<&ArgMatches>) -> Vec<String> {
     }
     if let Some(n) = a.frames {
         add("frames", 1, vec!["--frames".into(), n.to_string()]);
+    }
+    if a.frame_locals {
+        add("frame_locals", 1, vec!["--frame-locals".into()]);
     }
     if a.count {
         add("count", 2, vec!["--count".into()]);
@@ -1593,6 +1605,9 @@ fn cmd_snapshot(g: &Global, a: &SnapshotArgs, ctx: &mut Ctx<'_>) -> Result<i32> 
     if let Some(n) = a.frames {
         args.push("--frames".into());
         args.push(n.to_string());
+    }
+    if a.frame_locals {
+        args.push("--frame-locals".into());
     }
     let mut stream = client::open_stream(&t.socket, "watch", &args)?;
     let probe = match stream.first.get("probe") {

@@ -50,6 +50,10 @@ struct Frame {
     /// The start time its guard or timer holds (0 until [`stamp`]).
     start: u64,
     vals: Vals,
+    /// With `--frame-locals`: the line of the last line site the call passed (0: none), and
+    /// the values captured there.
+    at: u32,
+    locals: Vals,
     /// Text buffers of earlier values, kept for the next ones.
     spare: Vec<String>,
 }
@@ -83,6 +87,9 @@ thread_local! {
 pub(crate) struct Copied {
     pub site: &'static Site,
     pub vals: Vals,
+    /// The line of the last line site passed in the call (0: none) and its values.
+    pub at: u32,
+    pub locals: Vals,
 }
 
 /// The frames a snapshot copied: innermost first, and how many more callers it had.
@@ -139,7 +146,7 @@ pub(crate) fn push(
 
 /// Writes a frame's values, reusing its buffers.
 fn fill(f: &mut Frame, key: usize, id: u32, site: &'static Site, vals: &[Val<'_>], secret: u64) {
-    for (_, c) in f.vals.drain(..) {
+    for (_, c) in f.vals.drain(..).chain(f.locals.drain(..)) {
         if let Some(buf) = c.into_buffer() {
             f.spare.push(buf);
         }
@@ -148,18 +155,81 @@ fn fill(f: &mut Frame, key: usize, id: u32, site: &'static Site, vals: &[Val<'_>
     f.id = id;
     f.site = Some(site);
     f.start = 0;
+    f.at = 0;
+    take_values(&mut f.vals, &mut f.spare, site, vals, secret);
+}
+
+/// Captures `vals` (named by `site`) into `out`, with buffers from `spare`, bounded.
+fn take_values(
+    out: &mut Vals,
+    spare: &mut Vec<String>,
+    site: &'static Site,
+    vals: &[Val<'_>],
+    secret: u64,
+) {
     let mut text = 0;
     for (i, (name, val)) in site.names.iter().zip(vals).take(MAX_VALS).enumerate() {
         let secret = secret >> i & 1 == 1;
         let max = VALUE_TEXT.min(FRAME_TEXT.saturating_sub(text)).max(16);
-        let buf = f.spare.pop().unwrap_or_default();
+        let buf = spare.pop().unwrap_or_default();
         let c = Captured::take_into(secret, val, buf, max);
         text += match &c {
             Captured::Text(t) | Captured::Cut(t) => t.len(),
             _ => 16,
         };
-        f.vals.push((name, c));
+        out.push((name, c));
     }
+}
+
+/// With `--frame-locals`: line site `site` was passed; when the top frame is a call of its
+/// function, its values become that frame's locals (the last ones before a call are the
+/// call's statement's).
+#[inline(never)]
+pub(crate) fn at_line(table: &'static Table, site: &'static Site, vals: &[Val<'_>], secret: u64) {
+    if !crate::hot::capture::first_frame_push() {
+        return;
+    }
+    let key = key_of(table);
+    let _ = STACK.try_with(|s| {
+        let Ok(mut s) = s.try_borrow_mut() else {
+            return;
+        };
+        let Some(d) = s.depth.checked_sub(1).filter(|d| *d >= s.lost_below) else {
+            return;
+        };
+        let Some(f) = s.at(d) else {
+            return;
+        };
+        if f.table != key || !f.site.is_some_and(|fs| fs.fn_slot == site.fn_slot) {
+            return;
+        }
+        for (_, c) in f.locals.drain(..) {
+            if let Some(buf) = c.into_buffer() {
+                f.spare.push(buf);
+            }
+        }
+        f.at = site.line;
+        take_values(&mut f.locals, &mut f.spare, site, vals, secret);
+    });
+}
+
+/// The sites a `--frames` probe arms besides its own: every entry site that can be a frame
+/// and, with `locals`, the line sites of those sites' functions.
+pub(crate) fn sites(
+    all: &[(&'static Table, u32, &'static Site)],
+    locals: bool,
+) -> Vec<(&'static Table, u32)> {
+    let framed: std::collections::HashSet<(usize, u32)> = all
+        .iter()
+        .filter(|(_, _, s)| s.frame)
+        .map(|(t, _, s)| (key_of(t), s.fn_slot))
+        .collect();
+    all.iter()
+        .filter(|(t, _, s)| {
+            s.frame || (locals && s.kind == "line" && framed.contains(&(key_of(t), s.fn_slot)))
+        })
+        .map(|(t, id, _)| (*t, *id))
+        .collect()
 }
 
 /// The call just pushed for entry site `id` starts at `start` (what its guard or timer
@@ -241,6 +311,8 @@ pub(crate) fn copy(table: &'static Table, site: &'static Site, n: usize) -> Fram
                         out.frames.push(Copied {
                             site,
                             vals: f.vals.clone(),
+                            at: f.at,
+                            locals: f.locals.clone(),
                         });
                     }
                 }
@@ -292,23 +364,36 @@ pub(crate) fn write_json(
                 from = i + 1;
                 out.push_str(&line.to_string());
             }
+            // Without a stack line, the last line site passed (`--frame-locals`).
+            None if f.at != 0 => out.push_str(&f.at.to_string()),
             None => out.push_str("null"),
         }
-        out.push_str(",\"vars\":{");
-        for (i, (name, c)) in f.vals.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            json::push_str(out, name);
-            out.push(':');
-            crate::lang::value::write_json(&c.to_value(), out, limits);
+        out.push_str(",\"vars\":");
+        write_vals(&f.vals, limits, out);
+        if f.at != 0 {
+            let _ = std::fmt::Write::write_fmt(out, format_args!(",\"at\":{},\"locals\":", f.at));
+            write_vals(&f.locals, limits, out);
         }
-        out.push_str("}}");
+        out.push('}');
     }
     out.push(']');
     if frames.more > 0 {
         let _ = std::fmt::Write::write_fmt(out, format_args!(",\"frames_more\":{}", frames.more));
     }
+}
+
+/// `{"name":value,…}`.
+fn write_vals(vals: &Vals, limits: &crate::lang::value::Limits, out: &mut String) {
+    out.push('{');
+    for (i, (name, c)) in vals.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        crate::lang::json::push_str(out, name);
+        out.push(':');
+        crate::lang::value::write_json(&c.to_value(), out, limits);
+    }
+    out.push('}');
 }
 
 /// A stack frame's name, file and line (`name (path:line)`), the name without generic
@@ -474,6 +559,8 @@ mod tests {
             frames: vec![Copied {
                 site: &SITES[0],
                 vals: Vals::new(),
+                at: 0,
+                locals: Vals::new(),
             }],
             more: 0,
         };

@@ -39,6 +39,9 @@ pub struct Actions {
     /// `--snapshot --frames N`: the snapshot also shows the N innermost instrumented callers
     /// with their arguments (`frames`: the probe's sites past `split` push them).
     pub frames: Option<usize>,
+    /// `--frame-locals`: each frame also shows the locals captured at the last line site its
+    /// function passed (the call's statement); line sites of those functions are armed too.
+    pub frame_locals: bool,
 }
 
 /// A parsed `arm` request: `LOCATION [--log T] [--snapshot] [--count] [--every D] [--if E]
@@ -86,7 +89,7 @@ fn positive(flag: &str, v: &str) -> Result<u64, String> {
 }
 
 const OPTIONS: &str =
-    "--log TEMPLATE, --snapshot, --count, --duration, --tictoc LOCATION, --on-panic, --last N, --frames N, --histogram EXPR, --gauge EXPR, --every DURATION, --if EXPR, --max-hits N, --ttl DURATION, --rate N/s, --max-string N, --max-items N, --max-depth N";
+    "--log TEMPLATE, --snapshot, --count, --duration, --tictoc LOCATION, --on-panic, --last N, --frames N, --frame-locals, --histogram EXPR, --gauge EXPR, --every DURATION, --if EXPR, --max-hits N, --ttl DURATION, --rate N/s, --max-string N, --max-items N, --max-depth N";
 
 /// Parses the arguments of `lprobe arm` (also one control-file line, already split).
 pub fn parse_spec(words: &[String]) -> Result<Spec, String> {
@@ -173,6 +176,7 @@ pub fn parse_spec(words: &[String]) -> Result<Spec, String> {
                 }
                 actions.frames = Some(n as usize);
             }
+            "--frame-locals" => actions.frame_locals = true,
             "--max-string" => {
                 limits.max_str = positive(flag, &value("a number of characters")?)? as usize
             }
@@ -240,6 +244,9 @@ pub fn parse_spec(words: &[String]) -> Result<Spec, String> {
     }
     if actions.frames.is_some() && (!actions.snapshot || actions.log.is_some() || actions.count) {
         return Err("--frames N goes with --snapshot alone (the callers of a snapshot)".into());
+    }
+    if actions.frame_locals && actions.frames.is_none() {
+        return Err("--frame-locals goes with --frames N (the callers' locals)".into());
     }
     let max_hits = max_hits.or(
         if actions.snapshot && actions.log.is_none() && !actions.count {
@@ -765,6 +772,10 @@ impl Probe {
                 return false;
             }
             let secret = self.secret.get(idx).copied().unwrap_or(0);
+            if site.kind == "line" {
+                crate::hot::frames::at_line(table, site, vals, secret);
+                return false;
+            }
             return crate::hot::frames::push(table, id, site, vals, secret);
         }
         if self.spec.actions.tictoc.is_some() && idx >= self.split {

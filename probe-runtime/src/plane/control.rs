@@ -596,7 +596,7 @@ fn new_probe(st: &mut State, words: &[String], origin: Origin) -> Result<Arc<Pro
     }
     let split = sites.len();
     if spec.actions.frames.is_some() {
-        sites.extend(all.iter().filter(|s| s.2.frame).map(|s| (s.0, s.1)));
+        sites.extend(crate::hot::frames::sites(&all, spec.actions.frame_locals));
     }
     if let Some(end) = &spec.actions.tictoc {
         let ends = crate::lang::location::resolve(&all, &skipped, end)
