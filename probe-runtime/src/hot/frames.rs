@@ -200,7 +200,7 @@ pub(crate) fn at_line(table: &'static Table, site: &'static Site, vals: &[Val<'_
         let Some(f) = s.at(d) else {
             return;
         };
-        if f.table != key || !f.site.is_some_and(|fs| fs.fn_slot == site.fn_slot) {
+        if f.table != key || f.site.is_none_or(|fs| fs.fn_slot != site.fn_slot) {
             return;
         }
         for (_, c) in f.locals.drain(..) {
