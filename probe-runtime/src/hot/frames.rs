@@ -96,14 +96,14 @@ pub(crate) struct Copied {
 #[derive(Default)]
 pub(crate) struct Frames {
     pub frames: Vec<Copied>,
-    /// Frames past the N asked for, or overwritten in the ring (`"<+3 more>"`).
+    /// Callers not shown: past the N asked for, or overwritten in the ring (`frames_more`).
     pub more: usize,
 }
 
 /// Pushes a call of entry site `id` (once per hit, whatever the number of frames probes).
 /// `secret`: bit `i` set when capture `i` is a secret name. True when it pushed: the caller
 /// then times the call, whose end pops it. Out of line: `Probe::fire` stays small enough to
-/// be inlined into the hit (each runtime frame a snapshot's stack walk passes costs ~3k
+/// be inlined into the hit (each runtime frame a snapshot's stack walk passes costs ~4k
 /// instructions).
 #[inline(never)]
 pub(crate) fn push(
