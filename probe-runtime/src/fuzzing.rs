@@ -33,6 +33,7 @@ pub static SITES: [Site; 6] = [
         names: &[],
         fn_slot: 0,
         timed: true,
+        frame: false,
     },
     Site {
         path: "app/src/main.rs",
@@ -43,6 +44,7 @@ pub static SITES: [Site; 6] = [
         names: &["x", "name"],
         fn_slot: 0,
         timed: false,
+        frame: false,
     },
     Site {
         path: "app/src/billing/mod.rs",
@@ -53,6 +55,7 @@ pub static SITES: [Site; 6] = [
         names: &["self", "account", "password"],
         fn_slot: 1,
         timed: true,
+        frame: false,
     },
     Site {
         path: "app/src/billing/mod.rs",
@@ -63,6 +66,7 @@ pub static SITES: [Site; 6] = [
         names: &["self", "account", "password", "sum"],
         fn_slot: 1,
         timed: false,
+        frame: false,
     },
     Site {
         path: "app/src/lib.rs",
@@ -73,6 +77,7 @@ pub static SITES: [Site; 6] = [
         names: &["self"],
         fn_slot: 2,
         timed: false,
+        frame: false,
     },
     Site {
         path: "app/src/lib.rs",
@@ -83,6 +88,7 @@ pub static SITES: [Site; 6] = [
         names: &[],
         fn_slot: 2,
         timed: false,
+        frame: false,
     },
 ];
 

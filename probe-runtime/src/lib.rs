@@ -42,6 +42,11 @@ pub struct Site {
     /// An entry site whose function keeps a guard, so `--duration` can time its calls
     /// (functions marked `#[inline]` have none: it would keep them from being inlined).
     pub timed: bool,
+    /// An entry site whose calls can be frames of a `--frames` snapshot: the runtime sees the
+    /// call return (its guard's drop, or the timer of the call it makes of itself again), and
+    /// the function is not `async` (an async fn's entry runs at the first poll and its guard
+    /// drops at completion, maybe on another thread).
+    pub frame: bool,
 }
 
 /// A function built without probe sites (a `const fn`, a trivial accessor under
@@ -350,7 +355,10 @@ extern "C" fn guard_exit(table: &'static Table, id: u32, start: u64) {
 /// guard is not passed by reference, so it stays in registers on the dormant path.
 pub fn hit_entry(table: &'static Table, id: u32, vals: &[Val<'_>]) -> u64 {
     if !hot::hit::count_fast(table, id) && hot::hit::hit(table, id, vals) {
-        timing::now_ns()
+        let start = timing::now_ns();
+        // A `--frames` frame pushed for this call pops at the end that holds `start`.
+        hot::frames::stamp(table, id, start);
+        start
     } else {
         0
     }
@@ -443,6 +451,8 @@ pub fn enter(table: &'static Table, id: u32, vals: &[Val<'_>]) -> u64 {
     if start != 0 && recall::begin(key, id) {
         start
     } else {
+        // Not timed (already being timed further up): nothing will pop its frame.
+        hot::frames::pop(table, id, start);
         0
     }
 }
@@ -457,6 +467,7 @@ pub fn enter_first(table: &'static Table, id: u32, line: u32, vals: &[Val<'_>]) 
         if start != 0 && recall::begin(key, id) {
             return start;
         }
+        hot::frames::pop(table, id, start);
     }
     if site_on(table, line) {
         hit(table, line, vals);
@@ -528,6 +539,7 @@ mod tests {
             &["probe"],
             &["flight"],
             &["queue"],
+            &["frames"],
             &["capture"],
             &["stack", "timing", "metric"],
             &["panics"],

@@ -9,6 +9,7 @@ mod harness;
 mod bridges;
 mod build;
 mod control_file;
+mod frames;
 mod hostile;
 mod lang;
 mod metrics;

@@ -317,6 +317,26 @@ fn the_textfile_holds_what_metrics_serves() {
     let r = demo();
     let pid = r.child.id();
     let (id, site, count) = expired_counter(&r, "1s");
+    // Value metrics that stop after 5 hits, so the text and the status agree.
+    let metric = |kind: &str| {
+        let p = arm(
+            &r,
+            &[
+                "fn:demo_app::process_order",
+                kind,
+                "order.id",
+                "--every",
+                "1h",
+                "--max-hits",
+                "5",
+            ],
+        );
+        wait_for(Duration::from_secs(20), "the metric probe's 5 hits", || {
+            (probe_status(&r, &p)["state"] == "exhausted").then_some(())
+        });
+        p
+    };
+    let (hist, gauge) = (metric("--histogram"), metric("--gauge"));
     let dir = tempfile::tempdir().expect("tempdir");
     let out = Command::new(LPROBE)
         .arg("exporter")
@@ -340,6 +360,45 @@ fn the_textfile_holds_what_metrics_serves() {
         )),
         "{text}"
     );
+    let labels = |p: &str| {
+        format!(
+            "{{probe=\"{p}\",site=\"{site}\",fn=\"demo_app::process_order\",expr=\"order.id\",\
+             pid=\"{pid}\",program=\"demo-app\""
+        )
+    };
+    let h = probe_status(&r, &hist)["histogram"].clone();
+    for (name, v) in [
+        (
+            format!("lprobe_probe_value_count{}}}", labels(&hist)),
+            &h["count"],
+        ),
+        (
+            format!("lprobe_probe_value_sum{}}}", labels(&hist)),
+            &h["sum"],
+        ),
+        (
+            format!("lprobe_probe_value{},quantile=\"0.5\"}}", labels(&hist)),
+            &h["p50"],
+        ),
+        (
+            format!("lprobe_probe_value{},quantile=\"0.99\"}}", labels(&hist)),
+            &h["p99"],
+        ),
+    ] {
+        let line = format!("{name} {}\n", v.as_f64().expect("a number"));
+        assert!(text.contains(&line), "{line}\nnot in\n{text}");
+    }
+    assert_eq!(h["count"], 5, "{h}");
+    let g = probe_status(&r, &gauge)["gauge"].clone();
+    for (family, field) in [
+        ("lprobe_probe_gauge", "last"),
+        ("lprobe_probe_gauge_min", "min"),
+        ("lprobe_probe_gauge_max", "max"),
+    ] {
+        let v = g[field].as_f64().expect("a number");
+        let line = format!("{family}{}}} {v}\n", labels(&gauge));
+        assert!(text.contains(&line), "{line}\nnot in\n{text}");
+    }
     // Nothing is armed, so nothing changes: the server's /metrics is the same text.
     let (_exporter, addr) = start_exporter(&r);
     let served = get(&format!("http://{addr}/metrics"), &[]).expect("GET /metrics");

@@ -1315,6 +1315,10 @@ fn file_rows(
             ),
             None => ("none", Vec::new(), false),
         };
+        // A timed entry's call is seen to return (its guard, or `again`'s timer), so it can
+        // be a frame; an async fn's is not a frame of the polling thread.
+        let is_async = f.sites.contexts.get(s.context).is_some_and(|c| c.is_async);
+        let frame = timed && kind == "entry" && !is_async;
         rows.push(SiteRow {
             path: f.rel.clone(),
             line: s.line,
@@ -1324,6 +1328,7 @@ fn file_rows(
             names,
             fn_slot: f.first.func + s.context as u32,
             timed,
+            frame,
             text: (s.line as usize)
                 .checked_sub(1)
                 .and_then(|i| lines.get(i))

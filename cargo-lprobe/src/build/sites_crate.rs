@@ -23,6 +23,8 @@ pub struct SiteRow {
     pub fn_slot: u32,
     /// An entry site with a guard (`--duration` can time the call).
     pub timed: bool,
+    /// An entry site whose calls can be frames of `--frames` (see `probe_runtime::Site::frame`).
+    pub frame: bool,
     /// The site's line in the original file (see [`line_text`]).
     pub text: String,
 }
@@ -256,7 +258,7 @@ pub fn source(
         let names: Vec<String> = r.names.iter().map(|n| format!("{n:?}")).collect();
         let _ = writeln!(
             s,
-            "    Site {{ path: {:?}, line: {}, col: {}, func: {:?}, kind: {:?}, names: &[{}], fn_slot: {}, timed: {} }},",
+            "    Site {{ path: {:?}, line: {}, col: {}, func: {:?}, kind: {:?}, names: &[{}], fn_slot: {}, timed: {}, frame: {} }},",
             r.path,
             r.line,
             r.col,
@@ -264,7 +266,8 @@ pub fn source(
             r.kind,
             names.join(", "),
             r.fn_slot,
-            r.timed
+            r.timed,
+            r.frame
         );
     }
     s.push_str("];\n\n");
@@ -477,6 +480,7 @@ mod tests {
             names: vec!["order".into(), "total".into()],
             fn_slot: 0,
             timed: false,
+            frame: false,
             text: "let total = order.total();".into(),
         }];
         let src = source(
@@ -497,7 +501,7 @@ mod tests {
         );
         assert!(src.contains("Skipped { path: \"src/main.rs\", first_line: 3, last_line: 5, func: \"demo_app::get\", why: \"const fn\" },"));
         assert!(src.contains("pub static F: [AtomicU8; 1]"));
-        assert!(src.contains("Site { path: \"src/main.rs\", line: 42, col: 5, func: \"demo_app::process\", kind: \"line\", names: &[\"order\", \"total\"], fn_slot: 0, timed: false },"));
+        assert!(src.contains("Site { path: \"src/main.rs\", line: 42, col: 5, func: \"demo_app::process\", kind: \"line\", names: &[\"order\", \"total\"], fn_slot: 0, timed: false, frame: false },"));
         assert!(
             src.contains("static TEXTS: [&str; 1] = [\n    \"let total = order.total();\",\n];")
         );

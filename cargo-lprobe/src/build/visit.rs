@@ -119,6 +119,9 @@ pub struct FnContext {
     /// `#[track_caller]` (the instrumented copy runs in a closure). A loop that re-reads the
     /// armed flag (`FileSites::loops`) rules it out too when the function has line sites.
     pub twice: bool,
+    /// An `async fn`: its entry site runs at the future's first poll and its guard drops when
+    /// the future completes, maybe on another thread, so it is never a `--frames` frame.
+    pub is_async: bool,
     /// The return type as written (`()` when there is none): the instrumented copy's closure
     /// says it, so `return` and `?` inside it convert as they do in the function.
     pub ret: String,
@@ -1353,6 +1356,7 @@ impl<'a> Visitor<'a> {
             calls: called_names(block),
             public,
             twice: false,
+            is_async: sig.asyncness.is_some(),
             ret: match &sig.output {
                 syn::ReturnType::Type(_, t) => quote::ToTokens::to_token_stream(&**t).to_string(),
                 syn::ReturnType::Default => "()".to_owned(),
@@ -1805,6 +1809,7 @@ impl<'ast> Visit<'ast> for Visitor<'_> {
                         calls: Vec::new(),
                         public: true,
                         twice: false,
+                        is_async: false,
                         ret: String::new(),
                         rebind: String::new(),
                         body_end: 0,

@@ -15,6 +15,15 @@
 //! - `lprobe_probe_duration_seconds{probe,site,fn,pid,program,quantile}` (summary): each
 //!   `--duration` or `tictoc` probe's quantiles 0.5/0.9/0.99, `_sum` and `_count`, over the
 //!   probe's life (`_sum` is NaN for a runtime older than `sum_ns`).
+//! - `lprobe_probe_value{probe,site,fn,expr,pid,program,quantile}` (summary): each
+//!   `--histogram EXPR` probe's quantiles 0.5/0.9/0.99 (within the runtime's 1/32), `_sum` and
+//!   `_count`, in the value's own unit, over the probe's life (no hit yet: NaN quantiles).
+//! - `lprobe_probe_gauge{probe,site,fn,expr,pid,program}` (gauge): each `--gauge EXPR` probe's
+//!   last value; `lprobe_probe_gauge_min` and `lprobe_probe_gauge_max` (gauges) the least and
+//!   greatest since arming. Separate names, not a `stat` label: Prometheus's rule is that a
+//!   sum or average over a metric's labels must mean something, and last + min + max do not
+//!   (`max_over_time` of the gauge cannot recover the max either: it sees only what was
+//!   scraped). A gauge with no hit yet has no series.
 //! - `lprobe_records_dropped_total{pid,program,reason}` (counter): records not written, per
 //!   reason (`rate`, `budget`, `queue`, `write`, `stack`, `busy`).
 //! - `lprobe_probes_armed{pid,program}` (gauge): probes in state `armed`.
@@ -60,6 +69,8 @@ pub const LONG_ABOUT: &str =
         as Prometheus metrics (text format 0.0.4): --count probes as the counter \
         lprobe_probe_hits_total{probe,site,fn,pid,program}, --duration and tictoc probes as the \
         summary lprobe_probe_duration_seconds (quantiles 0.5, 0.9, 0.99, _sum, _count), \
+        --histogram probes as the summary lprobe_probe_value{...,expr}, --gauge probes as the \
+        gauges lprobe_probe_gauge, lprobe_probe_gauge_min and lprobe_probe_gauge_max, \
         lprobe_records_dropped_total{pid,program,reason} and lprobe_probes_armed{pid,program}. \
         Every scrape looks for the processes again: one that exited is gone from the next \
         scrape.\n\n\
@@ -110,6 +121,28 @@ pub struct ProcessMetrics {
     pub hits: BTreeMap<(String, String, String), u64>,
     /// Timings of `--duration`/`tictoc` probes, keyed by (probe, site, fn).
     pub durations: BTreeMap<(String, String, String), Timing>,
+    /// Value summaries of `--histogram` probes, keyed by (probe, site, fn, expr).
+    pub histograms: BTreeMap<(String, String, String, String), ValueSummary>,
+    /// Last/min/max of `--gauge` probes that have a value, keyed like `histograms`.
+    pub gauges: BTreeMap<(String, String, String, String), GaugeValue>,
+}
+
+/// A `--histogram` probe's summary, in the value's own unit (`None`: no hit yet).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ValueSummary {
+    pub count: u64,
+    pub sum: f64,
+    pub p50: Option<f64>,
+    pub p90: Option<f64>,
+    pub p99: Option<f64>,
+}
+
+/// A `--gauge` probe's values.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct GaugeValue {
+    pub last: f64,
+    pub min: f64,
+    pub max: f64,
 }
 
 /// A probe's duration summary, in nanoseconds.
@@ -152,6 +185,29 @@ struct ProbeStatus {
     #[serde(default)]
     hits: u64,
     duration: Option<DurationStatus>,
+    /// The path of a `--histogram`/`--gauge` probe.
+    expr: Option<String>,
+    histogram: Option<HistogramStatus>,
+    gauge: Option<GaugeStatus>,
+}
+
+/// `status`'s `histogram` (`null` fields: no value yet).
+#[derive(Debug, Deserialize)]
+struct HistogramStatus {
+    #[serde(default)]
+    count: u64,
+    p50: Option<f64>,
+    p90: Option<f64>,
+    p99: Option<f64>,
+    sum: Option<f64>,
+}
+
+/// `status`'s `gauge` (`null` fields: no value yet).
+#[derive(Debug, Deserialize)]
+struct GaugeStatus {
+    last: Option<f64>,
+    min: Option<f64>,
+    max: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -293,6 +349,33 @@ impl Exporter {
                 m.durations
                     .insert((p.id.clone(), p.site.clone(), func), timing);
             }
+            if p.histogram.is_some() || p.gauge.is_some() {
+                let func = self.functions_of(socket, &key, &p.sites)?;
+                let key = (
+                    p.id.clone(),
+                    p.site.clone(),
+                    func,
+                    p.expr.clone().unwrap_or_default(),
+                );
+                if let Some(h) = &p.histogram {
+                    let v = ValueSummary {
+                        count: h.count,
+                        sum: h.sum.unwrap_or(0.0),
+                        p50: h.p50,
+                        p90: h.p90,
+                        p99: h.p99,
+                    };
+                    m.histograms.insert(key.clone(), v);
+                }
+                if let Some(GaugeStatus {
+                    last: Some(last),
+                    min: Some(min),
+                    max: Some(max),
+                }) = p.gauge
+                {
+                    m.gauges.insert(key, GaugeValue { last, min, max });
+                }
+            }
         }
         Ok(m)
     }
@@ -388,26 +471,26 @@ fn counter(labels: Vec<LabelPair>, value: u64) -> Metric {
     m
 }
 
-fn gauge(labels: Vec<LabelPair>, value: u64) -> Metric {
+fn gauge(labels: Vec<LabelPair>, value: f64) -> Metric {
     let mut g = Gauge::default();
-    g.set_value(value as f64);
+    g.set_value(value);
     let mut m = Metric::from_label(labels);
     m.set_gauge(g);
     m
 }
 
-fn summary(labels: Vec<LabelPair>, t: &Timing) -> Metric {
-    let secs = |ns: u64| ns as f64 / 1e9;
+/// A summary of `count` samples adding up to `sum`, with the values at [`QUANTILES`].
+fn summary(labels: Vec<LabelPair>, count: u64, sum: f64, at: [f64; 3]) -> Metric {
     let mut s = Summary::default();
-    s.set_sample_count(t.count);
-    s.set_sample_sum(t.sum_ns.map_or(f64::NAN, secs));
+    s.set_sample_count(count);
+    s.set_sample_sum(sum);
     let quantiles = QUANTILES
         .iter()
-        .zip([t.p50_ns, t.p90_ns, t.p99_ns])
-        .map(|(q, ns)| {
+        .zip(at)
+        .map(|(q, v)| {
             let mut x = Quantile::default();
             x.set_quantile(*q);
-            x.set_value(secs(ns));
+            x.set_value(v);
             x
         })
         .collect();
@@ -421,6 +504,7 @@ fn summary(labels: Vec<LabelPair>, t: &Timing) -> Metric {
 /// with no series is left out (the text format has no empty family).
 pub fn families(scrape: &Scrape) -> Vec<MetricFamily> {
     let (mut hits, mut durations, mut dropped, mut armed) = (vec![], vec![], vec![], vec![]);
+    let (mut values, mut last, mut min, mut max) = (vec![], vec![], vec![], vec![]);
     for p in &scrape.processes {
         let pid = p.pid.to_string();
         let program = p.program.as_str();
@@ -442,7 +526,35 @@ pub fn families(scrape: &Scrape) -> Vec<MetricFamily> {
                 ("pid", &pid),
                 ("program", program),
             ];
-            durations.push(summary(labels(&l), t));
+            let secs = |ns: u64| ns as f64 / 1e9;
+            let at = [secs(t.p50_ns), secs(t.p90_ns), secs(t.p99_ns)];
+            let sum = t.sum_ns.map_or(f64::NAN, secs);
+            durations.push(summary(labels(&l), t.count, sum, at));
+        }
+        for ((probe, site, func, expr), v) in &p.histograms {
+            let l = [
+                ("probe", probe.as_str()),
+                ("site", site),
+                ("fn", func),
+                ("expr", expr),
+                ("pid", &pid),
+                ("program", program),
+            ];
+            let at = [v.p50, v.p90, v.p99].map(|q| q.unwrap_or(f64::NAN));
+            values.push(summary(labels(&l), v.count, v.sum, at));
+        }
+        for ((probe, site, func, expr), g) in &p.gauges {
+            let l = [
+                ("probe", probe.as_str()),
+                ("site", site),
+                ("fn", func),
+                ("expr", expr),
+                ("pid", &pid),
+                ("program", program),
+            ];
+            last.push(gauge(labels(&l), g.last));
+            min.push(gauge(labels(&l), g.min));
+            max.push(gauge(labels(&l), g.max));
         }
         for (reason, n) in &p.dropped {
             let l = [
@@ -453,7 +565,7 @@ pub fn families(scrape: &Scrape) -> Vec<MetricFamily> {
             dropped.push(counter(labels(&l), *n));
         }
         let l = [("pid", pid.as_str()), ("program", program)];
-        armed.push(gauge(labels(&l), p.armed));
+        armed.push(gauge(labels(&l), p.armed as f64));
     }
     [
         family(
@@ -467,6 +579,30 @@ pub fn families(scrape: &Scrape) -> Vec<MetricFamily> {
             "Durations timed by lprobe --duration and tictoc probes.",
             MetricType::SUMMARY,
             durations,
+        ),
+        family(
+            "lprobe_probe_value",
+            "Values of lprobe --histogram probes, in the value's own unit.",
+            MetricType::SUMMARY,
+            values,
+        ),
+        family(
+            "lprobe_probe_gauge",
+            "Last value of lprobe --gauge probes.",
+            MetricType::GAUGE,
+            last,
+        ),
+        family(
+            "lprobe_probe_gauge_min",
+            "Least value of lprobe --gauge probes since arming.",
+            MetricType::GAUGE,
+            min,
+        ),
+        family(
+            "lprobe_probe_gauge_max",
+            "Greatest value of lprobe --gauge probes since arming.",
+            MetricType::GAUGE,
+            max,
         ),
         family(
             "lprobe_records_dropped_total",
@@ -657,7 +793,31 @@ mod tests {
                 },
             )]
             .into(),
+            histograms: [(
+                vkey("p4", "src/b.rs:9", "demo::b", "order.items.len()"),
+                ValueSummary {
+                    count: 10,
+                    sum: 55.0,
+                    p50: Some(5.0),
+                    p90: Some(9.0),
+                    p99: Some(10.0),
+                },
+            )]
+            .into(),
+            gauges: [(
+                vkey("p5", "src/b.rs:9", "demo::b", "depth"),
+                GaugeValue {
+                    last: 3.0,
+                    min: -1.5,
+                    max: 12.0,
+                },
+            )]
+            .into(),
         }
+    }
+
+    fn vkey(probe: &str, site: &str, func: &str, expr: &str) -> (String, String, String, String) {
+        (probe.into(), site.into(), func.into(), expr.into())
     }
 
     #[test]
@@ -666,6 +826,8 @@ mod tests {
         other.pid = 7;
         other.hits.clear();
         other.durations.clear();
+        other.histograms.clear();
+        other.gauges.clear();
         let scrape = Scrape {
             processes: vec![other, demo()],
         };
@@ -683,6 +845,22 @@ mod tests {
              lprobe_probe_duration_seconds{probe=\"p3\",site=\"src/a.rs:1\",fn=\"demo::a\",pid=\"42\",program=\"demo-app\",quantile=\"0.99\"} 1.5\n\
              lprobe_probe_duration_seconds_sum{probe=\"p3\",site=\"src/a.rs:1\",fn=\"demo::a\",pid=\"42\",program=\"demo-app\"} 2\n\
              lprobe_probe_duration_seconds_count{probe=\"p3\",site=\"src/a.rs:1\",fn=\"demo::a\",pid=\"42\",program=\"demo-app\"} 4\n\
+             # HELP lprobe_probe_value Values of lprobe --histogram probes, in the value's own unit.\n\
+             # TYPE lprobe_probe_value summary\n\
+             lprobe_probe_value{probe=\"p4\",site=\"src/b.rs:9\",fn=\"demo::b\",expr=\"order.items.len()\",pid=\"42\",program=\"demo-app\",quantile=\"0.5\"} 5\n\
+             lprobe_probe_value{probe=\"p4\",site=\"src/b.rs:9\",fn=\"demo::b\",expr=\"order.items.len()\",pid=\"42\",program=\"demo-app\",quantile=\"0.9\"} 9\n\
+             lprobe_probe_value{probe=\"p4\",site=\"src/b.rs:9\",fn=\"demo::b\",expr=\"order.items.len()\",pid=\"42\",program=\"demo-app\",quantile=\"0.99\"} 10\n\
+             lprobe_probe_value_sum{probe=\"p4\",site=\"src/b.rs:9\",fn=\"demo::b\",expr=\"order.items.len()\",pid=\"42\",program=\"demo-app\"} 55\n\
+             lprobe_probe_value_count{probe=\"p4\",site=\"src/b.rs:9\",fn=\"demo::b\",expr=\"order.items.len()\",pid=\"42\",program=\"demo-app\"} 10\n\
+             # HELP lprobe_probe_gauge Last value of lprobe --gauge probes.\n\
+             # TYPE lprobe_probe_gauge gauge\n\
+             lprobe_probe_gauge{probe=\"p5\",site=\"src/b.rs:9\",fn=\"demo::b\",expr=\"depth\",pid=\"42\",program=\"demo-app\"} 3\n\
+             # HELP lprobe_probe_gauge_min Least value of lprobe --gauge probes since arming.\n\
+             # TYPE lprobe_probe_gauge_min gauge\n\
+             lprobe_probe_gauge_min{probe=\"p5\",site=\"src/b.rs:9\",fn=\"demo::b\",expr=\"depth\",pid=\"42\",program=\"demo-app\"} -1.5\n\
+             # HELP lprobe_probe_gauge_max Greatest value of lprobe --gauge probes since arming.\n\
+             # TYPE lprobe_probe_gauge_max gauge\n\
+             lprobe_probe_gauge_max{probe=\"p5\",site=\"src/b.rs:9\",fn=\"demo::b\",expr=\"depth\",pid=\"42\",program=\"demo-app\"} 12\n\
              # HELP lprobe_records_dropped_total Records lprobe did not write, per reason.\n\
              # TYPE lprobe_records_dropped_total counter\n\
              lprobe_records_dropped_total{pid=\"7\",program=\"demo-app\",reason=\"queue\"} 3\n\
@@ -703,6 +881,8 @@ mod tests {
         p.program = "my \"app\"\\v2\nnext".into();
         p.hits = [(key("p1", "src/a.rs:1", "<T as Tr>::f"), 1)].into();
         p.durations.clear();
+        p.histograms.clear();
+        p.gauges.clear();
         p.dropped.clear();
         let text = render(&Scrape { processes: vec![p] }).unwrap();
         assert!(
@@ -750,7 +930,14 @@ mod tests {
                \"actions\":[\"count\"],\"state\":\"exhausted\",\"hits\":3}},\
              {{\"id\":\"p3\",\"site\":\"src/a.rs:1\",\"sites\":[\"src/a.rs:1\"],\"actions\":[\"duration\"],\
                \"state\":\"armed\",\"hits\":2,\"duration\":{{\"count\":2,\"min_ns\":1,\"p50_ns\":10,\
-               \"p90_ns\":20,\"p99_ns\":20,\"max_ns\":20,\"sum_ns\":30}}}}],\
+               \"p90_ns\":20,\"p99_ns\":20,\"max_ns\":20,\"sum_ns\":30}}}},\
+             {{\"id\":\"p4\",\"site\":\"src/a.rs:5\",\"sites\":[\"src/a.rs:5\"],\"actions\":[\"histogram\"],\
+               \"state\":\"armed\",\"hits\":3,\"expr\":\"n.len()\",\"histogram\":{{\"count\":3,\"min\":1,\
+               \"p50\":2,\"p90\":4.5,\"p99\":4.5,\"max\":4.5,\"sum\":7.5}}}},\
+             {{\"id\":\"p5\",\"site\":\"src/a.rs:5\",\"sites\":[\"src/a.rs:5\"],\"actions\":[\"gauge\"],\
+               \"state\":\"armed\",\"hits\":2,\"expr\":\"n\",\"gauge\":{{\"count\":2,\"last\":-2,\"min\":-2,\"max\":8}}}},\
+             {{\"id\":\"p6\",\"site\":\"src/a.rs:5\",\"sites\":[\"src/a.rs:5\"],\"actions\":[\"gauge\"],\
+               \"state\":\"armed\",\"hits\":0,\"expr\":\"n\",\"gauge\":{{\"count\":0,\"last\":null,\"min\":null,\"max\":null}}}}],\
              \"dropped_total\":1,\"dropped_by\":{{\"rate\":1,\"queue\":0}},\"control\":{{\"path\":null,\"errors\":[]}}}}\n"
         );
         // Two sites on one line (an entry and a statement) make one series.
@@ -781,7 +968,7 @@ mod tests {
             ]
         );
         let p = &scrape.processes[0];
-        assert_eq!((p.pid, p.program.as_str(), p.armed), (me, "demo-app", 2));
+        assert_eq!((p.pid, p.program.as_str(), p.armed), (me, "demo-app", 5));
         assert_eq!(
             p.hits,
             [
@@ -800,6 +987,33 @@ mod tests {
                 p90_ns: 20,
                 p99_ns: 20
             }
+        );
+        assert_eq!(
+            p.histograms,
+            [(
+                vkey("p4", "src/a.rs:5", "demo::a", "n.len()"),
+                ValueSummary {
+                    count: 3,
+                    sum: 7.5,
+                    p50: Some(2.0),
+                    p90: Some(4.5),
+                    p99: Some(4.5)
+                }
+            )]
+            .into()
+        );
+        // A gauge without a value yet (p6) has no series.
+        assert_eq!(
+            p.gauges,
+            [(
+                vkey("p5", "src/a.rs:5", "demo::a", "n"),
+                GaugeValue {
+                    last: -2.0,
+                    min: -2.0,
+                    max: 8.0
+                }
+            )]
+            .into()
         );
         assert_eq!(p.dropped, [("queue".into(), 0), ("rate".into(), 1)].into());
     }

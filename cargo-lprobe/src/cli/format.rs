@@ -281,7 +281,7 @@ pub fn record(rec: &Value, style: RecordStyle) -> String {
             if let Some(t) = obj.get("thread").filter(|t| !t.is_null()) {
                 out.push_str(&format!("  thread {}", cell(Some(t))));
             }
-            out.push_str(&extras(&["vars", "stack"]));
+            out.push_str(&extras(&["vars", "stack", "frames", "frames_more"]));
             out.push_str(&snapshot_body(obj));
             out
         }
@@ -374,6 +374,53 @@ fn snapshot_body(obj: &Map<String, Value>) -> String {
         }
     } else if let Some(other) = obj.get("stack").filter(|v| !v.is_null()) {
         out.push_str(&format!("\n  stack: {}", cell(Some(other))));
+    }
+    out.push_str(&frames_body(obj));
+    out
+}
+
+/// A `--frames` snapshot's callers, innermost first: `  caller 1: FN at PATH:LINE` (the line
+/// the call is at, else the function's entry) and its arguments indented below.
+fn frames_body(obj: &Map<String, Value>) -> String {
+    let mut out = String::new();
+    let Some(Value::Array(frames)) = obj.get("frames") else {
+        return out;
+    };
+    for (i, f) in frames.iter().enumerate() {
+        let site = cell(f.get("site"));
+        let at = match f.get("line").and_then(Value::as_u64) {
+            Some(line) => format!(
+                "{}:{line}",
+                site.rsplit_once(':').map_or(site.as_str(), |(p, _)| p)
+            ),
+            None => format!("{site} (entry)"),
+        };
+        out.push_str(&format!(
+            "\n  caller {}: {} at {at}",
+            i + 1,
+            cell(f.get("fn"))
+        ));
+        // With --frame-locals, the values at the call's statement (arguments included).
+        let vars = match f.get("locals") {
+            Some(l) if !l.is_null() => l,
+            _ => f.get("vars").unwrap_or(&Value::Null),
+        };
+        for (name, value) in vars_list(Some(vars)) {
+            let prefix = format!("    {name} = ");
+            let indent = " ".repeat(prefix.chars().count());
+            out.push('\n');
+            out.push_str(&prefix);
+            for (k, line) in pretty_value(&value).lines().enumerate() {
+                if k > 0 {
+                    out.push('\n');
+                    out.push_str(&indent);
+                }
+                out.push_str(line);
+            }
+        }
+    }
+    if let Some(n) = obj.get("frames_more").and_then(Value::as_u64) {
+        out.push_str(&format!("\n  (+{n} more callers)"));
     }
     out
 }

@@ -236,6 +236,7 @@ pub struct ListArgs {
         lprobe arm src/main.rs:42 --log 'order {order} total={total}'\n  \
         lprobe arm src/billing.rs:10 --count --every 10s --ttl 1h\n  \
         lprobe arm src/main.rs:42 --snapshot --if 'total > 1000' --max-hits 3\n  \
+        lprobe arm src/main.rs:42 --snapshot --frames 4\n  \
         lprobe arm 'fn:demo_app::billing::total' --duration --every 30s\n  \
         lprobe arm src/main.rs:42 --snapshot --max-string 200 --max-items 20 --max-depth 4\n  \
         lprobe arm src/main.rs:42 --log '{order}' --control /etc/demo/lprobe.control\n  \
@@ -254,6 +255,16 @@ pub struct ArmArgs {
     /// Record all captured variables and the stack on each hit
     #[arg(long)]
     pub snapshot: bool,
+    /// With a snapshot: also the arguments of the N innermost instrumented callers on the
+    /// stack, each with its function and line (at most 32; while armed, every instrumented
+    /// call records its arguments)
+    #[arg(long, value_name = "N", value_parser = positive_arg)]
+    pub frames: Option<u64>,
+    /// With --frames: each caller also shows the locals captured at the statement it is at
+    /// (needs line sites: `cargo lprobe build --lines …`; while armed, every line of the
+    /// instrumented functions records its values)
+    #[arg(long, requires = "frames")]
+    pub frame_locals: bool,
     /// Count hits (reported every --every interval and when disarmed)
     #[arg(long)]
     pub count: bool,
@@ -377,7 +388,8 @@ pub struct DisarmArgs {
         the captured variables and the stack. If nothing hits within --timeout, the probe is \
         disarmed again.\n\nWith --json: the snapshot record as the process sent it.",
     after_help = "Examples:\n  lprobe snapshot src/main.rs:42\n  \
-        lprobe snapshot src/billing.rs:10 --if 'total > 1000' --timeout 2m"
+        lprobe snapshot src/billing.rs:10 --if 'total > 1000' --timeout 2m\n  \
+        lprobe snapshot src/billing.rs:10 --frames 3"
 )]
 pub struct SnapshotArgs {
     /// Where: FILE:LINE (e.g. src/main.rs:42) or fn:PATTERN, as for `lprobe arm`
@@ -394,6 +406,14 @@ pub struct SnapshotArgs {
         allow_hyphen_values = true
     )]
     pub if_expr: Option<String>,
+    /// Also the arguments of the N innermost instrumented callers, each with its function and
+    /// line (as `lprobe arm --snapshot --frames N`)
+    #[arg(long, value_name = "N", value_parser = positive_arg)]
+    pub frames: Option<u64>,
+    /// With --frames: each caller's locals at the statement it is at (as `lprobe arm
+    /// --frame-locals`)
+    #[arg(long, requires = "frames")]
+    pub frame_locals: bool,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -493,6 +513,12 @@ pub fn arm_argv(a: &ArmArgs, matches: Option<&ArgMatches>) -> Vec<String> {
     }
     if a.snapshot {
         add("snapshot", 1, vec!["--snapshot".into()]);
+    }
+    if let Some(n) = a.frames {
+        add("frames", 1, vec!["--frames".into(), n.to_string()]);
+    }
+    if a.frame_locals {
+        add("frame_locals", 1, vec!["--frame-locals".into()]);
     }
     if a.count {
         add("count", 2, vec!["--count".into()]);
@@ -1575,6 +1601,13 @@ fn cmd_snapshot(g: &Global, a: &SnapshotArgs, ctx: &mut Ctx<'_>) -> Result<i32> 
     if let Some(e) = &a.if_expr {
         args.push("--if".into());
         args.push(e.clone());
+    }
+    if let Some(n) = a.frames {
+        args.push("--frames".into());
+        args.push(n.to_string());
+    }
+    if a.frame_locals {
+        args.push("--frame-locals".into());
     }
     let mut stream = client::open_stream(&t.socket, "watch", &args)?;
     let probe = match stream.first.get("probe") {

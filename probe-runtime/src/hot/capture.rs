@@ -45,14 +45,14 @@ pub(crate) enum Captured {
 }
 
 thread_local! {
-    /// What this hit did once already: [`HOOK_CHECKED`] (made sure lprobe's panic hook is the
-    /// outermost one, `panics::ensure`), [`RING_TAKEN`] (wrote its values into the thread's
-    /// panic ring, `flight::record`). One cell, cleared once per hit.
+    /// What this hit did once already: [`RING_TAKEN`] (wrote its values into the thread's
+    /// panic ring, `flight::record`), [`FRAME_PUSHED`] (pushed its call on the thread's
+    /// shadow stack, `frames::push`). One cell, cleared once per hit.
     static ONCE: Cell<u8> = const { Cell::new(0) };
 }
 
-const HOOK_CHECKED: u8 = 1;
-const RING_TAKEN: u8 = 2;
+const RING_TAKEN: u8 = 1;
+const FRAME_PUSHED: u8 = 2;
 
 /// Whether this is the first time in this hit that `what` happens (and marks it done).
 fn first_in_hit(what: u8) -> bool {
@@ -70,7 +70,19 @@ pub(crate) fn first_ring_write() -> bool {
     first_in_hit(RING_TAKEN)
 }
 
-/// A hit is over: the next one that runs a `Debug` impl checks the panic hook again.
+/// Whether this hit has not pushed its call on the shadow stack yet (and marks it pushed):
+/// two frames probes at one site push the call once.
+pub(crate) fn first_frame_push() -> bool {
+    first_in_hit(FRAME_PUSHED)
+}
+
+/// Whether this hit pushed its call on the shadow stack.
+pub(crate) fn frame_pushed() -> bool {
+    ONCE.try_with(|c| c.get() & FRAME_PUSHED != 0)
+        .unwrap_or(false)
+}
+
+/// A hit is over: the next one writes the ring again.
 pub(crate) fn hit_done() {
     let _ = ONCE.try_with(|c| c.set(0));
 }
@@ -277,11 +289,9 @@ fn format_bounded(
     buf: String,
     max: usize,
 ) -> Captured {
-    // User code runs next: a panic in it must reach lprobe's hook, not the program's
-    // (checked once per hit: see `hit_done`).
-    if first_in_hit(HOOK_CHECKED) {
-        crate::hot::panics::ensure();
-    }
+    // User code runs next: a panic in it must reach lprobe's hook, not the program's (one
+    // atomic load unless the program replaced the hook).
+    crate::hot::panics::ensure();
     let mut w = Bounded::new(buf, max);
     match catch_unwind(AssertUnwindSafe(|| write!(w, "{dbg:?}"))) {
         Ok(_) if w.cut => Captured::Cut(w.buf),

@@ -379,6 +379,7 @@ mod tests {
                 names: &NAMES,
                 fn_slot: 0,
                 timed: false,
+                frame: false,
             },
             Site {
                 path: "src/a.rs",
@@ -389,6 +390,7 @@ mod tests {
                 names: &NAMES,
                 fn_slot: 0,
                 timed: false,
+                frame: false,
             },
             Site {
                 path: "src/a.rs",
@@ -399,6 +401,7 @@ mod tests {
                 names: &NAMES,
                 fn_slot: 0,
                 timed: false,
+                frame: false,
             },
         ];
         let rec = Recorder::new(

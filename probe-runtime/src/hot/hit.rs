@@ -85,6 +85,8 @@ pub(crate) fn hit(table: &'static Table, id: u32, vals: &[Val<'_>]) -> bool {
 /// `--duration` probes.
 pub(crate) fn exit(table: &'static Table, id: u32, start: u64) {
     let ns = crate::hot::timing::now_ns().saturating_sub(start);
+    // Its frame, if a `--frames` probe pushed one (whatever is armed now).
+    crate::hot::frames::pop(table, id, start);
     let Ok(false) = IN_HIT.try_with(|c| c.replace(true)) else {
         return;
     };

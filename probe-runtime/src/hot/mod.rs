@@ -7,7 +7,8 @@
 //! `registry` (registered tables, flags, the armed map, flag rebuilds), `probe` (a probe's
 //! spec, state, counters and limits; `fire`: what a hit does), `capture` (what a hit takes:
 //! primitives in place, `Debug` text in a bounded buffer, panics contained), `flight`
-//! (`--on-panic`: each thread's ring of its last sites' values, the `panic` record), `queue` (records
+//! (`--on-panic`: each thread's ring of its last sites' values, the `panic` record), `frames`
+//! (`--frames`: each thread's shadow stack of instrumented calls and their arguments), `queue` (records
 //! on their way out, the output budget, counts of records not written), `timing` (clock,
 //! histograms, tic-toc starts, stack depth left), `metric` (`--histogram`/`--gauge` summaries), `panics` (lprobe's panic hook kept
 //! outermost; runtime threads supervised), `stack` (backtrace capture on the application
@@ -15,6 +16,7 @@
 
 pub(crate) mod capture;
 pub(crate) mod flight;
+pub(crate) mod frames;
 pub(crate) mod hit;
 pub mod metric;
 pub(crate) mod panics;

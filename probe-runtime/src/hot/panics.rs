@@ -8,10 +8,19 @@
 //! threads) and hands every other panic to the hook it wraps. The program may replace the hook
 //! at any time (`set_hook` after `main` starts, or `take_hook` and a chaining hook), so before
 //! running user `Debug` code the runtime makes sure its hook is the outermost one
-//! ([`ensure`]): it takes the current hook, puts it back when it is lprobe's (recognised by its
-//! address), else wraps it. That is two uncontended lock operations, only on the armed path
-//! (the dormant path never gets here), and only on threads that are not panicking (`take_hook`
-//! panics there, and waits on the hook's lock a panicking thread holds).
+//! ([`ensure`]).
+//!
+//! **Lock-free when nothing changed:** [`INSTALLED`] holds the generation of the hook lprobe
+//! installed last while that hook is known to be std's current one; the hook's box owns a
+//! [`Token`] whose drop clears it, and std drops the outermost hook exactly when the program
+//! replaces it (`set_hook`). So [`ensure`] is one atomic load per hit, and takes std's hook
+//! lock ([`check`]: take the hook, put it back when it is lprobe's, recognised by its
+//! address, else wrap it) only after a replacement. The one change that drops nothing is
+//! `take_hook` followed by a chaining `set_hook` (lprobe's box then lives inside the
+//! program's hook): the control thread runs [`check`] every tick while probes are armed
+//! ([`revalidate`]), which finds it and wraps the program's hook again.
+//! The slow path runs only on threads that are not panicking (`take_hook` panics there, and
+//! waits on the hook's lock a panicking thread holds).
 
 use std::panic::PanicHookInfo;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -21,6 +30,13 @@ type Hook = Box<dyn Fn(&PanicHookInfo<'_>) + Sync + Send + 'static>;
 
 /// The address of the hook lprobe installed last (its box's data): 0 for none.
 static OURS: AtomicUsize = AtomicUsize::new(0);
+/// The generation of the hook lprobe installed last, while it is known to be std's current
+/// hook; 0 when it may not be (never installed, replaced, or not yet checked). Set before the
+/// hook is installed and cleared by its [`Token`]'s drop, so a replacement that races with an
+/// installation always leaves 0.
+static INSTALLED: AtomicU64 = AtomicU64::new(0);
+/// The last generation handed out.
+static GENERATION: AtomicU64 = AtomicU64::new(0);
 /// Held while a thread takes and puts back the hook, so that two threads checking at once
 /// never lose the program's hook (the second would take the default hook the first left).
 static SWAPPING: AtomicBool = AtomicBool::new(false);
@@ -32,10 +48,35 @@ fn addr(h: &Hook) -> usize {
     &**h as *const (dyn Fn(&PanicHookInfo<'_>) + Sync + Send) as *const () as usize
 }
 
+/// Owned by the box of each hook lprobe installs: when std drops that box (the program
+/// replaced the hook), the next [`ensure`] checks again.
+struct Token(u64);
+
+impl Drop for Token {
+    fn drop(&mut self) {
+        let _ = INSTALLED.compare_exchange(self.0, 0, Ordering::AcqRel, Ordering::Relaxed);
+    }
+}
+
 /// Makes lprobe's hook the outermost one (wrapping whatever the program installed since).
-/// Never waits: it does nothing on a panicking thread, while a thread runs the program's hook,
-/// or while another thread is checking.
+/// One atomic load while lprobe's hook is known to be installed; else [`check`]. Never waits.
+#[inline]
 pub(crate) fn ensure() {
+    if INSTALLED.load(Ordering::Acquire) == 0 {
+        check();
+    }
+}
+
+/// The control thread's periodic [`check`], whatever [`INSTALLED`] says: finds a hook the
+/// program took and chained (which dropped nothing).
+pub(crate) fn revalidate() {
+    check();
+}
+
+/// Takes std's hook and puts it back if it is lprobe's, else wraps it. Does nothing on a
+/// panicking thread, while a thread runs the program's hook, or while another thread is
+/// checking.
+fn check() {
     if std::thread::panicking() || IN_PROGRAM_HOOK.load(Ordering::Relaxed) > 0 {
         return;
     }
@@ -46,8 +87,15 @@ pub(crate) fn ensure() {
     if addr(&current) == OURS.load(Ordering::Relaxed) {
         std::panic::set_hook(current);
     } else {
-        let ours: Hook = Box::new(move |info| hook(&current, info));
+        let generation = GENERATION.fetch_add(1, Ordering::Relaxed) + 1;
+        let token = Token(generation);
+        let ours: Hook = Box::new(move |info| {
+            let _ = &token;
+            hook(&current, info)
+        });
         OURS.store(addr(&ours), Ordering::Relaxed);
+        // Before installing: a replacement right after clears it again (see `INSTALLED`).
+        INSTALLED.store(generation, Ordering::Release);
         std::panic::set_hook(ours);
     }
     SWAPPING.store(false, Ordering::Release);
@@ -205,22 +253,33 @@ mod tests {
     #[test]
     fn the_hook_is_rewrapped_after_the_program_replaces_it_and_runtime_loops_restart() {
         static PROGRAM_HOOK_SAW_OURS: AtomicBool = AtomicBool::new(false);
+        let outermost = || {
+            let h = std::panic::take_hook();
+            let ours = addr(&h) == OURS.load(Ordering::Relaxed);
+            std::panic::set_hook(h);
+            ours
+        };
         ensure();
-        // The program replaces the hook (lprobe's is dropped).
+        assert!(outermost());
+        assert_ne!(INSTALLED.load(Ordering::Relaxed), 0, "known installed");
+        // The program replaces the hook (lprobe's is dropped): the next check sees it at once.
         std::panic::set_hook(Box::new(|info| {
             if message(info) == "the program's own" {
                 PROGRAM_HOOK_SAW_OURS.store(true, Ordering::Relaxed);
             }
         }));
+        assert_eq!(INSTALLED.load(Ordering::Relaxed), 0, "the drop said so");
         ensure();
-        let again = std::panic::take_hook();
-        assert_eq!(
-            addr(&again),
-            OURS.load(Ordering::Relaxed),
-            "lprobe's hook is outermost"
-        );
-        std::panic::set_hook(again);
+        assert!(outermost(), "lprobe's hook is outermost again");
         ensure();
+        // The program takes lprobe's hook and chains it: nothing is dropped, so only the
+        // control thread's periodic check finds it.
+        let taken = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| taken(info)));
+        assert!(!outermost());
+        revalidate();
+        assert!(outermost(), "wrapped again by the periodic check");
+        assert_ne!(INSTALLED.load(Ordering::Relaxed), 0);
         // A program panic still reaches the program's hook.
         let _ = std::thread::spawn(|| panic!("the program's own")).join();
         assert!(PROGRAM_HOOK_SAW_OURS.load(Ordering::Relaxed));

@@ -36,6 +36,12 @@ pub struct Actions {
     pub on_panic: Option<usize>,
     /// `--histogram EXPR` / `--gauge EXPR`: the number a path reaches at each hit, summarised.
     pub metric: Option<(crate::hot::metric::Kind, crate::lang::path::Path)>,
+    /// `--snapshot --frames N`: the snapshot also shows the N innermost instrumented callers
+    /// with their arguments (`frames`: the probe's sites past `split` push them).
+    pub frames: Option<usize>,
+    /// `--frame-locals`: each frame also shows the locals captured at the last line site its
+    /// function passed (the call's statement); line sites of those functions are armed too.
+    pub frame_locals: bool,
 }
 
 /// A parsed `arm` request: `LOCATION [--log T] [--snapshot] [--count] [--every D] [--if E]
@@ -83,7 +89,7 @@ fn positive(flag: &str, v: &str) -> Result<u64, String> {
 }
 
 const OPTIONS: &str =
-    "--log TEMPLATE, --snapshot, --count, --duration, --tictoc LOCATION, --on-panic, --last N, --histogram EXPR, --gauge EXPR, --every DURATION, --if EXPR, --max-hits N, --ttl DURATION, --rate N/s, --max-string N, --max-items N, --max-depth N";
+    "--log TEMPLATE, --snapshot, --count, --duration, --tictoc LOCATION, --on-panic, --last N, --frames N, --frame-locals, --histogram EXPR, --gauge EXPR, --every DURATION, --if EXPR, --max-hits N, --ttl DURATION, --rate N/s, --max-string N, --max-items N, --max-depth N";
 
 /// Parses the arguments of `lprobe arm` (also one control-file line, already split).
 pub fn parse_spec(words: &[String]) -> Result<Spec, String> {
@@ -160,6 +166,17 @@ pub fn parse_spec(words: &[String]) -> Result<Spec, String> {
                 }
                 last = Some(n as usize);
             }
+            "--frames" => {
+                let n = positive(flag, &value("a number of callers")?)?;
+                let max = crate::hot::frames::MAX_FRAMES;
+                if n > max as u64 {
+                    return Err(format!(
+                        "--frames: {n} is over the {max} callers a snapshot shows"
+                    ));
+                }
+                actions.frames = Some(n as usize);
+            }
+            "--frame-locals" => actions.frame_locals = true,
             "--max-string" => {
                 limits.max_str = positive(flag, &value("a number of characters")?)? as usize
             }
@@ -254,6 +271,12 @@ fn check_actions(actions: &mut Actions, last: Option<usize>) -> Result<(), Strin
         && actions.metric.is_none()
     {
         actions.snapshot = true;
+    }
+    if actions.frames.is_some() && (!actions.snapshot || actions.log.is_some() || actions.count) {
+        return Err("--frames N goes with --snapshot alone (the callers of a snapshot)".into());
+    }
+    if actions.frame_locals && actions.frames.is_none() {
+        return Err("--frame-locals goes with --frames N (the callers' locals)".into());
     }
     Ok(())
 }
@@ -400,7 +423,8 @@ pub struct Probe {
     pub hist: Option<Hist>,
     /// Durations already reported (ticker thread only).
     reported_hist: AtomicU64,
-    /// For tictoc: `sites[..split]` start the timing, the rest end it.
+    /// For tictoc: `sites[..split]` start the timing, the rest end it. For `--frames`: the
+    /// rest are every entry site that can be a frame, whose hits push it.
     pub split: usize,
     /// The last limit this probe ran into, for `status`.
     limit: AtomicU8,
@@ -550,6 +574,14 @@ impl Probe {
     }
 
     /// Whether the `i`-th site has used up its own hits (see [`Probe::with_per_site_max`]).
+    /// The sites the probe was armed at (without a `--frames` probe's callers' sites).
+    pub(crate) fn own_sites(&self) -> &[(&'static Table, u32)] {
+        match self.spec.actions.frames {
+            Some(_) => self.sites.get(..self.split).unwrap_or(&self.sites),
+            None => &self.sites,
+        }
+    }
+
     pub(crate) fn site_spent(&self, i: usize) -> bool {
         match (self.per_site_max, self.site_hits.get(i)) {
             (Some(max), Some(h)) => h.load(Ordering::Relaxed) >= max,
@@ -740,6 +772,19 @@ impl Probe {
             return false;
         };
         let key = self as *const Probe as usize;
+        if self.spec.actions.frames.is_some() && idx >= self.split {
+            // A call that may be a snapshot's caller: pushed (its values formatted), and
+            // timed, so that its end pops it.
+            if low_stack {
+                return false;
+            }
+            let secret = self.secret.get(idx).copied().unwrap_or(0);
+            if site.kind == "line" {
+                crate::hot::frames::at_line(table, site, vals, secret);
+                return false;
+            }
+            return crate::hot::frames::push(table, id, site, vals, secret);
+        }
         if self.spec.actions.tictoc.is_some() && idx >= self.split {
             if let (Some(ns), Some(h)) = (crate::hot::timing::toc(key), &self.hist) {
                 h.record(ns);
@@ -923,6 +968,9 @@ impl Probe {
                     };
                     hit.take(|_, _| true, false, &mut r.vals);
                     r.stack = Some((crate::hot::stack::capture(), site.func));
+                    if let Some(n) = self.spec.actions.frames {
+                        r.frames = Some(Box::new(crate::hot::frames::copy(table, site, n)));
+                    }
                     self.send(r);
                 }
             }

@@ -34,6 +34,8 @@ pub(crate) struct Record {
     /// A stack to symbolize (`None` inside: it could not be captured without waiting), and
     /// the probed function's path (names the innermost frame).
     pub stack: Option<(Option<Backtrace>, &'static str)>,
+    /// A `--frames` snapshot's callers (written after `stack`, whose lines they take).
+    pub frames: Option<Box<crate::hot::frames::Frames>>,
 }
 
 /// Where and on which thread a probe's record was made.
@@ -70,6 +72,7 @@ impl Record {
             body: Body::None,
             vals: Vals::new(),
             stack: None,
+            frames: None,
         })
     }
 
@@ -83,6 +86,7 @@ impl Record {
         self.body = Body::None;
         self.vals.clear();
         self.stack = None;
+        self.frames = None;
         if let Ok(mut pool) = POOL.lock() {
             if pool.len() < POOL_MAX {
                 pool.push(self);
@@ -208,7 +212,8 @@ pub(crate) fn emit(r: Box<Record>) -> Result<(), u8> {
     // A stack is not formatted yet: count it at a typical size.
     let size = (r.json.len() + r.body.size(&r.vals)) as u64
         + if r.head.is_some() { 160 } else { 40 }
-        + if r.stack.is_some() { 1024 } else { 0 };
+        + if r.stack.is_some() { 1024 } else { 0 }
+        + r.frames.as_ref().map_or(0, |f| 256 * f.frames.len() as u64);
     if QUEUE.get().is_some() && !take_budget(size, r.ns) {
         count_lost(Lost::Budget, 1);
         return Err(LIMIT_BUDGET);
@@ -221,6 +226,7 @@ static TAKEN: AtomicU64 = AtomicU64::new(0);
 /// Queues a record outside the output budget (a `panic` record: one per panic, rate-limited
 /// by its probe, and the one record a crash must not lose to a busy second). Returns, on
 /// success, the number of records queued so far, ours included: see [`wait_written`].
+#[inline]
 pub(crate) fn emit_unbudgeted(r: Box<Record>) -> Result<u64, u8> {
     let Some(q) = QUEUE.get() else {
         count_lost(Lost::Queue, 1);

@@ -370,6 +370,7 @@ pub(crate) mod tests {
                 names: &[],
                 fn_slot: 0,
                 timed: false,
+                frame: false,
             })
             .collect();
         let flags: Vec<AtomicU8> = (0..n).map(|_| AtomicU8::new(0)).collect();

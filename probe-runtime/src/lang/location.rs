@@ -235,6 +235,7 @@ mod tests {
             names: &[],
             fn_slot: 0,
             timed: false,
+            frame: false,
         },
         Site {
             path: "app/src/main.rs",
@@ -245,6 +246,7 @@ mod tests {
             names: &["x"],
             fn_slot: 0,
             timed: false,
+            frame: false,
         },
         Site {
             path: "app/src/billing.rs",
@@ -255,6 +257,7 @@ mod tests {
             names: &[],
             fn_slot: 0,
             timed: false,
+            frame: false,
         },
     ];
     static TABLE: Table = Table {
@@ -381,6 +384,7 @@ mod tests {
                 names: &[],
                 fn_slot: 0,
                 timed: false,
+                frame: false,
             },
             Site {
                 path: "app/src/hot.rs",
@@ -391,6 +395,7 @@ mod tests {
                 names: &[],
                 fn_slot: 0,
                 timed: false,
+                frame: false,
             },
         ];
         // `hot` spans 30-40; its nested `inner` (33-36) has sites, so its lines are left out.

@@ -515,7 +515,7 @@ fn files(filter: Option<&str>) -> String {
 }
 
 fn site_list(p: &Probe) -> Vec<String> {
-    p.sites
+    p.own_sites()
         .iter()
         .filter_map(|(t, id)| t.sites.get(*id as usize))
         .map(|s| format!("{}:{}", s.path, s.line))
@@ -595,6 +595,9 @@ fn new_probe(st: &mut State, words: &[String], origin: Origin) -> Result<Arc<Pro
         }
     }
     let split = sites.len();
+    if spec.actions.frames.is_some() {
+        sites.extend(crate::hot::frames::sites(&all, spec.actions.frame_locals));
+    }
     if let Some(end) = &spec.actions.tictoc {
         let ends = crate::lang::location::resolve(&all, &skipped, end)
             .map_err(|e| format!("--tictoc end '{end}': {e}"))?;
@@ -665,7 +668,7 @@ fn disarm(words: &[String]) -> Result<String, String> {
         st.probes
             .iter()
             .filter(|p| {
-                p.sites.iter().any(|(t, id)| {
+                p.own_sites().iter().any(|(t, id)| {
                     sites
                         .iter()
                         .any(|(t2, id2)| std::ptr::eq(*t, *t2) && id == id2)
@@ -856,9 +859,10 @@ fn ticker() {
         }
         probes.clear();
         // While probes are armed, lprobe's panic hook is kept outermost even if the program
-        // replaced it (captures check too, before running `Debug` code).
+        // replaced it (captures check too, before running `Debug` code); a hook the program
+        // took and chained is found here.
         if registry::any_armed() {
-            crate::hot::panics::ensure();
+            crate::hot::panics::revalidate();
         }
         std::thread::sleep(TICK);
     }

@@ -632,7 +632,12 @@ fn finish(r: &mut Record) -> String {
         write_head(&mut json, &r.probe, h);
     }
     json.push_str(&r.json);
+    let limits = match &r.body {
+        crate::hot::capture::Body::Vars { limits } => *limits,
+        _ => crate::lang::value::Limits::default(),
+    };
     std::mem::take(&mut r.body).write(&r.vals, &mut json);
+    let mut stack = Vec::new();
     if let Some((bt, func)) = r.stack.take() {
         json.push_str(",\"stack\":[");
         let frames = match bt {
@@ -652,6 +657,10 @@ fn finish(r: &mut Record) -> String {
             crate::lang::json::push_str(&mut json, f);
         }
         json.push(']');
+        stack = frames;
+    }
+    if let Some(frames) = r.frames.take() {
+        crate::hot::frames::write_json(&frames, &stack, &limits, &mut json);
     }
     json.push_str("}\n");
     json
