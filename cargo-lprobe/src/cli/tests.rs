@@ -189,6 +189,30 @@ fn arm_flags_keep_their_order() {
 }
 
 #[test]
+fn frames_and_frame_locals_reach_the_arm_request_and_locals_need_frames() {
+    let (cli, m) = parse([
+        "lprobe",
+        "arm",
+        "src/main.rs:42",
+        "--frame-locals",
+        "--frames",
+        "3",
+    ])
+    .unwrap();
+    let Command::Arm(a) = &cli.command else {
+        panic!("not arm")
+    };
+    assert_eq!(
+        arm_argv(a, m.subcommand_matches("arm")),
+        ["src/main.rs:42", "--frame-locals", "--frames", "3"]
+    );
+    assert!(parse(["lprobe", "arm", "x", "--frame-locals"]).is_err());
+    assert!(parse(["lprobe", "arm", "x", "--frames", "0"]).is_err());
+    assert!(parse(["lprobe", "snapshot", "x", "--frames", "2", "--frame-locals"]).is_ok());
+    assert!(parse(["lprobe", "snapshot", "x", "--frame-locals"]).is_err());
+}
+
+#[test]
 fn arm_flag_validation() {
     assert!(parse(["lprobe", "arm", "x", "--rate", "100"]).is_ok());
     assert!(parse(["lprobe", "arm", "x", "--rate", "fast"]).is_err());

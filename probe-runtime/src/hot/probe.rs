@@ -1326,6 +1326,28 @@ mod tests {
     }
 
     #[test]
+    fn frames_go_with_a_snapshot_alone_and_are_bounded() {
+        let spec = |args: &str| {
+            let words: Vec<String> = args.split(' ').map(str::to_owned).collect();
+            parse_spec(&words)
+        };
+        let s = spec("src/main.rs:1 --frames 4 --frame-locals").expect("a snapshot by default");
+        assert!(s.actions.snapshot && s.actions.frame_locals);
+        assert_eq!(s.actions.frames, Some(4));
+        assert_eq!(s.max_hits, Some(1));
+        for bad in [
+            "src/main.rs:1 --log x --frames 2",
+            "src/main.rs:1 --count --frames 2",
+            "src/main.rs:1 --snapshot --log x --frames 2",
+            "src/main.rs:1 --frame-locals",
+            "src/main.rs:1 --frames 33",
+            "src/main.rs:1 --frames 0",
+        ] {
+            assert!(spec(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn the_time_budget_comes_from_the_environment_with_a_default() {
         assert_eq!(parse_time_budget(None), 50_000_000);
         assert_eq!(parse_time_budget(Some("20")), 20_000_000);
