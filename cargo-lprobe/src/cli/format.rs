@@ -316,17 +316,7 @@ fn panic_body(obj: &Map<String, Value>) -> String {
                     cell(s.get("fn"))
                 ));
                 for (name, value) in vars_list(s.get("vars")) {
-                    let prefix = format!("          {name} = ");
-                    let indent = " ".repeat(prefix.chars().count());
-                    out.push('\n');
-                    out.push_str(&prefix);
-                    for (k, line) in pretty_value(&value).lines().enumerate() {
-                        if k > 0 {
-                            out.push('\n');
-                            out.push_str(&indent);
-                        }
-                        out.push_str(line);
-                    }
+                    push_var(&mut out, "          ", &name, &value);
                 }
             }
         }
@@ -352,18 +342,7 @@ fn snapshot_body(obj: &Map<String, Value>) -> String {
         out.push_str("\n  (no variables captured)");
     }
     for (name, value) in vars {
-        let prefix = format!("  {name} = ");
-        let text = pretty_value(&value);
-        let indent = " ".repeat(prefix.chars().count());
-        out.push('\n');
-        out.push_str(&prefix);
-        for (i, l) in text.lines().enumerate() {
-            if i > 0 {
-                out.push('\n');
-                out.push_str(&indent);
-            }
-            out.push_str(l);
-        }
+        push_var(&mut out, "  ", &name, &value);
     }
     if let Some(Value::Array(frames)) = obj.get("stack") {
         if !frames.is_empty() {
@@ -406,23 +385,29 @@ fn frames_body(obj: &Map<String, Value>) -> String {
             _ => f.get("vars").unwrap_or(&Value::Null),
         };
         for (name, value) in vars_list(Some(vars)) {
-            let prefix = format!("    {name} = ");
-            let indent = " ".repeat(prefix.chars().count());
-            out.push('\n');
-            out.push_str(&prefix);
-            for (k, line) in pretty_value(&value).lines().enumerate() {
-                if k > 0 {
-                    out.push('\n');
-                    out.push_str(&indent);
-                }
-                out.push_str(line);
-            }
+            push_var(&mut out, "    ", &name, &value);
         }
     }
     if let Some(n) = obj.get("frames_more").and_then(Value::as_u64) {
         out.push_str(&format!("\n  (+{n} more callers)"));
     }
     out
+}
+
+/// One variable on a new line, `PAD name = value`, its value pretty-printed with its
+/// continuation lines indented under the value's start.
+fn push_var(out: &mut String, pad: &str, name: &str, value: &Value) {
+    let prefix = format!("{pad}{name} = ");
+    let indent = " ".repeat(prefix.chars().count());
+    out.push('\n');
+    out.push_str(&prefix);
+    for (i, line) in pretty_value(value).lines().enumerate() {
+        if i > 0 {
+            out.push('\n');
+            out.push_str(&indent);
+        }
+        out.push_str(line);
+    }
 }
 
 /// The variables of a snapshot as `(name, value)`, accepting an object `{name: value}`, an array
