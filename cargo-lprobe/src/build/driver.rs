@@ -724,8 +724,7 @@ fn build_until_it_compiles(inv: &Invocation, setup: &Setup, found: &mut Found) -
         write_copy(
             &setup.ws,
             &packages,
-            &found.files,
-            &found.bridges,
+            found,
             &setup.lp,
             &setup.copy,
             &runtime_dir,
@@ -1155,12 +1154,12 @@ fn describe(a: &Action, sites: &FileSites) -> String {
 fn write_copy(
     ws: &Workspace,
     packages: &[&Package],
-    files: &[FileWork],
-    bridges: &[Vec<crate::build::bridge::BridgeDep>],
+    found: &Found,
     lp: &Path,
     copy: &Path,
     runtime_dir: &Path,
 ) -> Result<()> {
+    let (files, bridges) = (&found.files, &found.bridges);
     let mut overrides: HashMap<PathBuf, Vec<u8>> = HashMap::new();
     for f in files {
         if let Some(rw) = &f.rewritten {
@@ -1248,7 +1247,7 @@ fn write_copy(
                 fns,
                 &hashes,
                 &skipped,
-                ws.flag_access(),
+                found.access,
                 bridges,
             )
             .as_bytes(),

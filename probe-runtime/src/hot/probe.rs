@@ -88,6 +88,15 @@ fn positive(flag: &str, v: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{flag}: '{v}' is not a positive number"))
 }
 
+/// A positive number of at most `max` (`what`: what the limit counts, for the error).
+fn at_most(flag: &str, v: &str, max: usize, what: &str) -> Result<usize, String> {
+    let n = positive(flag, v)?;
+    match usize::try_from(n) {
+        Ok(n) if n <= max => Ok(n),
+        _ => Err(format!("{flag}: {n} is over the {max} {what}")),
+    }
+}
+
 const OPTIONS: &str =
     "--log TEMPLATE, --snapshot, --count, --duration, --tictoc LOCATION, --on-panic, --last N, --frames N, --frame-locals, --histogram EXPR, --gauge EXPR, --every DURATION, --if EXPR, --max-hits N, --ttl DURATION, --rate N/s, --max-string N, --max-items N, --max-depth N";
 
@@ -157,24 +166,24 @@ pub fn parse_spec(words: &[String]) -> Result<Spec, String> {
                 actions.metric = Some((kind, path));
             }
             "--last" => {
-                let n = positive(flag, &value("a number of sites")?)?;
                 let max = crate::hot::flight::MAX_LAST;
-                if n > max as u64 {
-                    return Err(format!(
-                        "--last: {n} is over the {max} sites a thread's ring keeps"
-                    ));
-                }
-                last = Some(n as usize);
+                let n = at_most(
+                    flag,
+                    &value("a number of sites")?,
+                    max,
+                    "sites a thread's ring keeps",
+                )?;
+                last = Some(n);
             }
             "--frames" => {
-                let n = positive(flag, &value("a number of callers")?)?;
                 let max = crate::hot::frames::MAX_FRAMES;
-                if n > max as u64 {
-                    return Err(format!(
-                        "--frames: {n} is over the {max} callers a snapshot shows"
-                    ));
-                }
-                actions.frames = Some(n as usize);
+                let n = at_most(
+                    flag,
+                    &value("a number of callers")?,
+                    max,
+                    "callers a snapshot shows",
+                )?;
+                actions.frames = Some(n);
             }
             "--frame-locals" => actions.frame_locals = true,
             "--max-string" => {
