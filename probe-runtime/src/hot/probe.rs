@@ -426,6 +426,9 @@ pub struct Probe {
     time_used: AtomicU64,
     /// What the last measured hit took (see [`measure_this_hit`]).
     last_hit_ns: AtomicU64,
+    /// A measured hit took [`SUSPECT_NS`] or more: the next hits are verified (see
+    /// [`Probe::fire`]) until one takes less.
+    verify: AtomicBool,
     /// Conditions, logs and snapshots run user code (`Debug`): their hits are timed.
     timed_hits: bool,
     /// Durations, for `--duration` and `--tictoc` probes.
@@ -453,6 +456,10 @@ pub struct Probe {
     pub metric: Option<crate::hot::metric::Metric>,
     reported_metric: AtomicU64,
 }
+
+/// A measured hit at least this long (200 µs: a hundred log hits) is not trusted alone
+/// against the time budget (see [`Probe::hit_took`]).
+const SUSPECT_NS: u64 = 200_000;
 
 /// Limits a probe can run into, as `status` names them.
 const LIMITS: [&str; 7] = ["", "rate", "budget", "queue", "max-hits", "stack", "time"];
@@ -560,6 +567,7 @@ impl Probe {
             time_window: AtomicU64::new(0),
             time_used: AtomicU64::new(0),
             last_hit_ns: AtomicU64::new(0),
+            verify: AtomicBool::new(false),
             timed_hits,
             hist: timing.then(Hist::default),
             reported_hist: AtomicU64::new(0),
@@ -819,6 +827,12 @@ impl Probe {
         // values); else it is the clock reading the record takes anyway (`start` stays 0 when
         // no record is made): a log hit pays one clock read for its budget, not two.
         let budget = if self.timed_hits { time_budget_ns() } else { 0 };
+        let verify = budget != 0 && self.verify.load(Ordering::Relaxed);
+        let before = if verify {
+            crate::hot::timing::thread_usage()
+        } else {
+            None
+        };
         let mut start = if budget != 0 && self.spec.cond.is_some() && !cond_held {
             crate::hot::timing::now_ns()
         } else {
@@ -826,18 +840,50 @@ impl Probe {
         };
         let timed = self.fire_values(table, id, idx, vals, low_stack, cond_held, &mut start);
         if budget != 0 && start != 0 {
-            // One hit in 8 per thread (the first included) is measured; the others are charged
-            // what the probe's last measured hit took: a log hit reads no clock for its budget.
-            let took = if measure_this_hit() {
-                let took = crate::hot::timing::now_ns().saturating_sub(start);
-                self.last_hit_ns.store(took, Ordering::Relaxed);
-                took
-            } else {
-                self.last_hit_ns.load(Ordering::Relaxed)
-            };
+            let took = self.hit_took(start, verify, before);
             self.charge(table, id, start, start.saturating_add(took), budget);
         }
         timed
+    }
+
+    /// What a hit that started at `start` is charged against the time budget. One hit in 8
+    /// per thread (the first included) is measured; the others are charged what the probe's
+    /// last measured hit took: a log hit reads no clock for its budget. A measured hit of
+    /// [`SUSPECT_NS`] or more may have been preempted (on a loaded machine the scheduler can
+    /// take the CPU for milliseconds in the middle of any hit), and charging that to it and
+    /// to the 7 hits after it disabled busy probes that cost microseconds: it is charged what
+    /// the last trusted hit took, and the probe's next hits are verified, every one: timed
+    /// with the thread's CPU time and preemption count as well ([`timing::hit_cost`]), until
+    /// one takes less. A probe whose hits are really that slow stays verified and pays for
+    /// every hit exactly.
+    ///
+    /// [`timing::hit_cost`]: crate::hot::timing::hit_cost
+    fn hit_took(
+        &self,
+        start: u64,
+        verify: bool,
+        before: Option<crate::hot::timing::ThreadUsage>,
+    ) -> u64 {
+        use crate::hot::timing;
+        if verify {
+            let wall = timing::now_ns().saturating_sub(start);
+            let took = timing::hit_cost(wall, before, timing::thread_usage());
+            if took < SUSPECT_NS {
+                self.verify.store(false, Ordering::Relaxed);
+            }
+            self.last_hit_ns.store(took, Ordering::Relaxed);
+            return took;
+        }
+        if !measure_this_hit() {
+            return self.last_hit_ns.load(Ordering::Relaxed);
+        }
+        let took = timing::now_ns().saturating_sub(start);
+        if took >= SUSPECT_NS {
+            self.verify.store(true, Ordering::Relaxed);
+            return self.last_hit_ns.load(Ordering::Relaxed);
+        }
+        self.last_hit_ns.store(took, Ordering::Relaxed);
+        took
     }
 
     /// The rest of [`Probe::fire`], past a condition decided in place (`cond_held`). Sets
@@ -1332,6 +1378,37 @@ mod tests {
         assert_eq!(p.state_name(), "over-budget");
         assert_eq!(p.limit_name(), "time");
         assert!(!p.is_live());
+    }
+
+    #[test]
+    fn a_long_measured_hit_is_verified_before_it_is_charged() {
+        // On a thread of its own, so that its first hit is a measured one.
+        std::thread::spawn(|| {
+            let p = probe("src/main.rs:1 --log x");
+            let now = crate::hot::timing::now_ns();
+            let ms = 1_000_000;
+            // A short measured hit is trusted, and stands for the next 7.
+            assert!(p.hit_took(now - 10_000, false, None) >= 10_000);
+            let trusted = p.last_hit_ns.load(Ordering::Relaxed);
+            for _ in 0..7 {
+                assert_eq!(p.hit_took(now - 5 * ms, false, None), trusted);
+            }
+            // A measured hit of 5 ms (preempted, or really slow) is charged what the last
+            // trusted one took, and the probe's next hits are verified.
+            assert_eq!(p.hit_took(now - 5 * ms, false, None), trusted);
+            assert!(p.verify.load(Ordering::Relaxed));
+            // A verified hit that really took 5 ms (not preempted) is charged 5 ms, and the
+            // probe stays verified.
+            let now = crate::hot::timing::now_ns();
+            assert!(p.hit_took(now - 5 * ms, true, None) >= 5 * ms);
+            assert!(p.verify.load(Ordering::Relaxed));
+            // A short verified hit ends the verification.
+            let now = crate::hot::timing::now_ns();
+            assert!(p.hit_took(now, true, None) < SUSPECT_NS);
+            assert!(!p.verify.load(Ordering::Relaxed));
+        })
+        .join()
+        .expect("test thread");
     }
 
     #[test]

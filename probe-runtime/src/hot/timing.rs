@@ -222,6 +222,75 @@ pub(crate) fn toc(key: usize) -> Option<u64> {
     .flatten()
 }
 
+/// What the calling thread has used so far: CPU time (user and system, in nanoseconds, at
+/// the kernel's microsecond resolution) and how many times the scheduler took the CPU from it
+/// (involuntary context switches). One `getrusage(RUSAGE_THREAD)` call: read only for the hits
+/// a time budget must verify (see `Probe::fire`), never on a dormant or ordinary armed hit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ThreadUsage {
+    pub cpu_ns: u64,
+    pub preempted: u64,
+}
+
+#[cfg(all(target_os = "linux", target_pointer_width = "64"))]
+pub(crate) fn thread_usage() -> Option<ThreadUsage> {
+    #[repr(C)]
+    struct Timeval {
+        sec: i64,
+        usec: i64,
+    }
+    /// Linux's `struct rusage` on 64-bit targets: two `timeval`s and fourteen `long`s, of which
+    /// the last is `ru_nivcsw`.
+    #[repr(C)]
+    struct Rusage {
+        utime: Timeval,
+        stime: Timeval,
+        longs: [i64; 14],
+    }
+    extern "C" {
+        fn getrusage(who: i32, usage: *mut Rusage) -> i32;
+    }
+    const RUSAGE_THREAD: i32 = 1;
+    let mut u = Rusage {
+        utime: Timeval { sec: 0, usec: 0 },
+        stime: Timeval { sec: 0, usec: 0 },
+        longs: [0; 14],
+    };
+    // SAFETY: `u` is a valid, writable `struct rusage` for this target's layout.
+    if unsafe { getrusage(RUSAGE_THREAD, &mut u) } != 0 {
+        return None;
+    }
+    let us = |t: &Timeval| {
+        (t.sec as u64)
+            .wrapping_mul(1_000_000)
+            .wrapping_add(t.usec as u64)
+    };
+    Some(ThreadUsage {
+        cpu_ns: us(&u.utime).wrapping_add(us(&u.stime)).wrapping_mul(1_000),
+        preempted: u.longs[13] as u64,
+    })
+}
+
+/// Elsewhere: unknown (a time budget then trusts the monotonic clock alone).
+#[cfg(not(all(target_os = "linux", target_pointer_width = "64")))]
+pub(crate) fn thread_usage() -> Option<ThreadUsage> {
+    None
+}
+
+/// What a verified hit costs the application (see `Probe::fire`): its wall time, unless the
+/// scheduler took the CPU from the thread during it (`before`/`after` differ in `preempted`);
+/// then its CPU time (at most the wall time), since the time spent waiting for the CPU was
+/// not the probe's. A hit that blocks (a `Debug` impl waiting on a lock) is not preempted: its
+/// wall time counts, as the application waited for it.
+pub(crate) fn hit_cost(wall: u64, before: Option<ThreadUsage>, after: Option<ThreadUsage>) -> u64 {
+    match (before, after) {
+        (Some(b), Some(a)) if a.preempted != b.preempted => {
+            a.cpu_ns.saturating_sub(b.cpu_ns).min(wall)
+        }
+        _ => wall,
+    }
+}
+
 /// Bytes of stack left below the current frame on this thread, if known.
 pub(crate) fn stack_left() -> Option<usize> {
     let marker = 0u8;
@@ -273,6 +342,74 @@ fn stack_low() -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_preempted_hit_costs_its_cpu_time_and_a_blocked_one_its_wall_time() {
+        let u = |cpu_ns, preempted| Some(ThreadUsage { cpu_ns, preempted });
+        // Not preempted (it ran, or it blocked): the wall time.
+        assert_eq!(hit_cost(5_000_000, u(1_000, 3), u(2_000, 3)), 5_000_000);
+        // Preempted: the CPU time it used, never more than the wall time.
+        assert_eq!(hit_cost(5_000_000, u(1_000, 3), u(9_000, 4)), 8_000);
+        assert_eq!(hit_cost(5_000, u(0, 3), u(9_000, 4)), 5_000);
+        // Unknown usage: the wall time.
+        assert_eq!(hit_cost(7, None, u(1, 1)), 7);
+        // The real reading works here, and CPU time only grows.
+        #[cfg(target_os = "linux")]
+        check_real_usage();
+    }
+
+    /// Two threads that spin on one CPU take it from each other: each sees itself preempted,
+    /// and what a spin costs it is its CPU time, well under its wall time.
+    #[cfg(all(target_os = "linux", target_pointer_width = "64"))]
+    #[test]
+    fn a_thread_sharing_its_cpu_sees_itself_preempted() {
+        extern "C" {
+            fn sched_setaffinity(pid: i32, size: usize, mask: *const [u64; 16]) -> i32;
+        }
+        let pin = || {
+            let mut mask = [0u64; 16];
+            mask[0] = 1;
+            // SAFETY: `mask` is a 1024-bit cpu_set_t; pid 0 is the calling thread.
+            unsafe { sched_setaffinity(0, std::mem::size_of_val(&mask), &mask) == 0 }
+        };
+        let spin = move || {
+            if !pin() {
+                return None;
+            }
+            let before = thread_usage()?;
+            let start = now_ns();
+            while now_ns() - start < 200_000_000 {
+                std::hint::spin_loop();
+            }
+            let wall = now_ns() - start;
+            Some((wall, before, thread_usage()?))
+        };
+        let other = std::thread::spawn(spin);
+        let mine = spin();
+        let theirs = other.join().expect("spinning thread");
+        let (Some((wall, before, after)), Some(_)) = (mine, theirs) else {
+            eprintln!("no CPU affinity here: skipped");
+            return;
+        };
+        assert!(after.preempted > before.preempted, "{before:?} {after:?}");
+        let cost = hit_cost(wall, Some(before), Some(after));
+        assert!(cost < wall * 9 / 10, "cost {cost} of wall {wall}");
+    }
+
+    #[cfg(target_os = "linux")]
+    fn check_real_usage() {
+        let a = thread_usage().expect("getrusage on Linux");
+        let mut x = 0u64;
+        for i in 0..2_000_000u64 {
+            x = x.wrapping_mul(31).wrapping_add(std::hint::black_box(i));
+        }
+        std::hint::black_box(x);
+        let b = thread_usage().expect("getrusage on Linux");
+        assert!(
+            b.cpu_ns >= a.cpu_ns && b.preempted >= a.preempted,
+            "{a:?} {b:?}"
+        );
+    }
 
     #[test]
     fn buckets_are_monotonic_and_tight() {
