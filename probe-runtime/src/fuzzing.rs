@@ -8,7 +8,7 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicU8};
-use std::sync::Once;
+use std::sync::{LazyLock, Once};
 
 use crate::hot::capture::{Body, Captured};
 use crate::hot::registry;
@@ -23,74 +23,49 @@ static COUNTS: [AtomicU64; 6] = [const { AtomicU64::new(0) }; 6];
 
 /// The sites of [`TABLE`]: entry and line sites in two files and a package directory, with
 /// captured names (one of them secret), timed and untimed entries, and a removed site.
-pub static SITES: [Site; 6] = [
-    Site {
-        path: "app/src/main.rs",
-        line: 3,
-        col: 1,
-        func: "app::main",
-        kind: "entry",
-        names: &[],
-        fn_slot: 0,
-        timed: true,
+pub static SITES: LazyLock<[Site; 6]> = LazyLock::new(|| {
+    use crate::SiteKind::{Entry, Line, None};
+    let site = |path, line, col, func, kind, names: &[&str], fn_slot, timed| Site {
+        col,
+        fn_slot,
+        timed,
         frame: false,
-    },
-    Site {
-        path: "app/src/main.rs",
-        line: 4,
-        col: 5,
-        func: "app::main",
-        kind: "line",
-        names: &["x", "name"],
-        fn_slot: 0,
-        timed: false,
-        frame: false,
-    },
-    Site {
-        path: "app/src/billing/mod.rs",
-        line: 10,
-        col: 1,
-        func: "app::billing::Invoice::total",
-        kind: "entry",
-        names: &["self", "account", "password"],
-        fn_slot: 1,
-        timed: true,
-        frame: false,
-    },
-    Site {
-        path: "app/src/billing/mod.rs",
-        line: 11,
-        col: 9,
-        func: "app::billing::Invoice::total",
-        kind: "line",
-        names: &["self", "account", "password", "sum"],
-        fn_slot: 1,
-        timed: false,
-        frame: false,
-    },
-    Site {
-        path: "app/src/lib.rs",
-        line: 20,
-        col: 1,
-        func: "app::tiny::<impl app::Tiny<T>>::get",
-        kind: "entry",
-        names: &["self"],
-        fn_slot: 2,
-        timed: false,
-        frame: false,
-    },
-    Site {
-        path: "app/src/lib.rs",
-        line: 21,
-        col: 1,
-        func: "app::tiny::<impl app::Tiny<T>>::get",
-        kind: "none",
-        names: &[],
-        fn_slot: 2,
-        timed: false,
-        frame: false,
-    },
-];
+        ..Site::leaked(path, line, func, kind, names)
+    };
+    let (main, billing, lib) = (
+        "app/src/main.rs",
+        "app/src/billing/mod.rs",
+        "app/src/lib.rs",
+    );
+    let total = "app::billing::Invoice::total";
+    let get = "app::tiny::<impl app::Tiny<T>>::get";
+    [
+        site(main, 3, 1, "app::main", Entry, &[], 0, true),
+        site(main, 4, 5, "app::main", Line, &["x", "name"], 0, false),
+        site(
+            billing,
+            10,
+            1,
+            total,
+            Entry,
+            &["self", "account", "password"],
+            1,
+            true,
+        ),
+        site(
+            billing,
+            11,
+            9,
+            total,
+            Line,
+            &["self", "account", "password", "sum"],
+            1,
+            false,
+        ),
+        site(lib, 20, 1, get, Entry, &["self"], 2, false),
+        site(lib, 21, 1, get, None, &[], 2, false),
+    ]
+});
 
 static SKIPPED: [Skipped; 2] = [
     Skipped {
@@ -110,23 +85,22 @@ static SKIPPED: [Skipped; 2] = [
 ];
 
 /// A site table the targets arm against, never registered (no thread is started).
-pub static TABLE: Table = Table {
+pub static TABLE: LazyLock<Table> = LazyLock::new(|| Table {
     package: "app",
     dir: "app",
     flags: &FLAGS,
     fn_flags: &FN_FLAGS,
     counts: &COUNTS,
-    sites: &SITES,
+    sites: &*SITES,
     files: &[("app/src/main.rs", "0")],
-    texts: &[],
     skipped: &SKIPPED,
-};
+});
 
 /// Makes [`TABLE`] the process's only table (once), as `register` would without starting
 /// the runtime's threads.
 pub fn install_table() {
     static ONCE: Once = Once::new();
-    ONCE.call_once(|| registry::lock().tables.push(&TABLE));
+    ONCE.call_once(|| registry::lock().tables.push(&*TABLE));
 }
 
 /// Forgets every probe and every streaming client, so each input starts from the same state.

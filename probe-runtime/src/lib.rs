@@ -25,18 +25,30 @@ pub use hot::{probe, timing};
 pub use lang::{args, expr, json, location, path, template, time, value};
 
 /// One probe site, as the rewriter saw it.
+///
+/// Its strings are ranges ([`Span`]) of one string per table (`strs`), so that a table is
+/// plain numbers but for one pointer per site: in a position-independent executable every
+/// pointer in a static is a dynamic relocation (24 bytes in `.rela.dyn`) besides its own 8
+/// bytes, and a site with a `&str` per field and per captured name took about 450 bytes
+/// (regex-syntax at every line: 1.1 MB of its binary's growth). Read them with the methods.
 #[derive(Debug)]
 pub struct Site {
+    /// The table's strings: every [`Span`] below is a range of it.
+    pub strs: &'static str,
     /// Path of the source file relative to the workspace root.
-    pub path: &'static str,
+    pub path: Span,
     pub line: u32,
     pub col: u32,
     /// Function path, e.g. `demo_app::billing::Invoice::total`.
-    pub func: &'static str,
-    /// `"entry"` (function entry) or `"line"` (before a statement).
-    pub kind: &'static str,
-    /// Names of the captured bindings, in the order `hit` receives their values.
-    pub names: &'static [&'static str],
+    pub func: Span,
+    pub kind: SiteKind,
+    /// Names of the captured bindings, in the order `hit` receives their values, each
+    /// followed by a newline (no name holds one).
+    pub names: Span,
+    /// The source text of the site's line as built (trimmed, at most [`MAX_LINE_TEXT`] bytes,
+    /// a longer one cut with `…`): what a client shows when the file on disk differs from
+    /// the one the program was built from.
+    pub text: Span,
     /// Index of the site's function in `Table::fn_flags`.
     pub fn_slot: u32,
     /// An entry site whose function keeps a guard, so `--duration` can time its calls
@@ -47,6 +59,122 @@ pub struct Site {
     /// the function is not `async` (an async fn's entry runs at the first poll and its guard
     /// drops at completion, maybe on another thread).
     pub frame: bool,
+}
+
+/// A range of a table's strings: byte offset and length.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Span(pub u32, pub u32);
+
+/// Where a site is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SiteKind {
+    /// A function's entry.
+    Entry,
+    /// Before a statement.
+    Line,
+    /// Left without a check (the repair loop took its probe out): listed, never armed.
+    None,
+}
+
+impl SiteKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SiteKind::Entry => "entry",
+            SiteKind::Line => "line",
+            SiteKind::None => "none",
+        }
+    }
+}
+
+impl Site {
+    fn str(&self, s: Span) -> &'static str {
+        let (at, len) = (s.0 as usize, s.1 as usize);
+        self.strs.get(at..at.saturating_add(len)).unwrap_or("")
+    }
+
+    /// Path of the source file relative to the workspace root.
+    pub fn path(&self) -> &'static str {
+        self.str(self.path)
+    }
+
+    /// Function path, e.g. `demo_app::billing::Invoice::total`.
+    pub fn func(&self) -> &'static str {
+        self.str(self.func)
+    }
+
+    /// `"entry"`, `"line"` or `"none"`.
+    pub fn kind(&self) -> &'static str {
+        self.kind.as_str()
+    }
+
+    /// Names of the captured bindings, in the order `hit` receives their values.
+    pub fn names(&self) -> Names {
+        Names(self.str(self.names))
+    }
+
+    /// The site's line as built (see [`Site::text`]'s field).
+    pub fn text(&self) -> &'static str {
+        self.str(self.text)
+    }
+
+    /// A site for tests and tools, its strings in a string of its own (leaked: a site lives
+    /// as long as the program).
+    pub fn leaked(path: &str, line: u32, func: &str, kind: SiteKind, names: &[&str]) -> Site {
+        let mut strs = String::new();
+        let mut span = |s: &str| {
+            let at = strs.len() as u32;
+            strs.push_str(s);
+            Span(at, s.len() as u32)
+        };
+        let path = span(path);
+        let func = span(func);
+        let names = span(&names.iter().map(|n| format!("{n}\n")).collect::<String>());
+        Site {
+            strs: Box::leak(strs.into_boxed_str()),
+            path,
+            line,
+            col: 1,
+            func,
+            kind,
+            names,
+            text: Span(0, 0),
+            fn_slot: 0,
+            timed: true,
+            frame: true,
+        }
+    }
+}
+
+/// A site's captured names ([`Site::names`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Names(&'static str);
+
+impl Names {
+    pub fn iter(self) -> impl Iterator<Item = &'static str> + Clone {
+        self.0.split_terminator('\n')
+    }
+
+    pub fn len(self) -> usize {
+        self.0.bytes().filter(|b| *b == b'\n').count()
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The index of `name`.
+    pub fn position(self, name: &str) -> Option<usize> {
+        self.iter().position(|n| n == name)
+    }
+
+    pub fn contains(self, name: &str) -> bool {
+        self.position(name).is_some()
+    }
+
+    /// The `i`-th name.
+    pub fn get(self, i: usize) -> Option<&'static str> {
+        self.iter().nth(i)
+    }
 }
 
 /// A function built without probe sites (a `const fn`, a trivial accessor under
@@ -84,10 +212,6 @@ pub struct Table {
     /// file as it was when the program was built, so a client can tell that the file on disk
     /// has changed since (`files` request).
     pub files: &'static [(&'static str, &'static str)],
-    /// The source text of each site's line as built (one per site, same index; trimmed, at
-    /// most [`MAX_LINE_TEXT`] bytes, longer ones cut with `…`): what a client shows when the
-    /// file on disk differs from the one the program was built from.
-    pub texts: &'static [&'static str],
     /// The package's functions that have no sites.
     pub skipped: &'static [Skipped],
 }

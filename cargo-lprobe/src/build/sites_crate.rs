@@ -29,7 +29,7 @@ pub struct SiteRow {
     pub text: String,
 }
 
-/// A line of the original file as the site table keeps it (`probe_runtime::Table::texts`):
+/// A line of the original file as the site table keeps it (`probe_runtime::Site::text`):
 /// trimmed, cut at `MAX_LINE_TEXT` bytes (on a character boundary) with `…`. Shown by
 /// `lprobe list`/`arm` and `lprobe ui` when the file on disk changed since the build.
 pub fn line_text(line: &str) -> String {
@@ -43,6 +43,47 @@ pub fn line_text(line: &str) -> String {
         end -= 1;
     }
     format!("{}…", &text[..end])
+}
+
+/// The table's rows and the one string their strings are ranges of (`probe_runtime::Site`:
+/// one pointer per site, so one relocation; each distinct path, function, list of names and
+/// line text is written once).
+fn site_rows(rows: &[SiteRow]) -> String {
+    let mut strs = String::new();
+    let mut seen: std::collections::HashMap<String, (usize, usize)> =
+        std::collections::HashMap::new();
+    let mut span = |text: &str| -> String {
+        let (at, len) = *seen.entry(text.to_owned()).or_insert_with(|| {
+            let at = strs.len();
+            strs.push_str(text);
+            (at, text.len())
+        });
+        format!("Span({at}, {len})")
+    };
+    let mut out = format!("static SITES: [Site; {}] = [\n", rows.len());
+    for r in rows {
+        let names: String = r.names.iter().map(|n| format!("{n}\n")).collect();
+        let kind = match r.kind {
+            "entry" => "Entry",
+            "line" => "Line",
+            _ => "None",
+        };
+        let _ = writeln!(
+            out,
+            "    Site {{ strs: S, path: {}, line: {}, col: {}, func: {}, kind: SiteKind::{kind}, names: {}, text: {}, fn_slot: {}, timed: {}, frame: {} }},",
+            span(&r.path),
+            r.line,
+            r.col,
+            span(&r.func),
+            span(&names),
+            span(&r.text),
+            r.fn_slot,
+            r.timed,
+            r.frame
+        );
+    }
+    out.push_str("];\n\n");
+    format!("const S: &str = {strs:?};\n\n{out}")
 }
 
 /// A function that got no sites, and why (see `probe_runtime::Skipped`).
@@ -239,7 +280,7 @@ pub fn source(
     s.push_str("#![allow(clippy::all, missing_docs, unused)]\n\n");
     s.push_str("pub use ::probe_runtime::{ByCopy, ByRef, Guard, Opaque, Val};\n");
     s.push_str(
-        "use ::probe_runtime::Site;\nuse ::std::sync::atomic::AtomicU64;\n// Also for the crate flags modules (`::core` is not in a 2015-edition crate's paths).\npub use ::std::sync::atomic::{AtomicU8, Ordering::Relaxed};\npub use ::std::arch::asm;\n\n",
+        "use ::probe_runtime::{Site, SiteKind, Span};\nuse ::std::sync::atomic::AtomicU64;\n// Also for the crate flags modules (`::core` is not in a 2015-edition crate's paths).\npub use ::std::sync::atomic::{AtomicU8, Ordering::Relaxed};\npub use ::std::arch::asm;\n\n",
     );
     let _ = writeln!(
         s,
@@ -253,29 +294,7 @@ pub fn source(
         s,
         "pub static C: [AtomicU64; {n}] = [const {{ AtomicU64::new(0) }}; {n}];\n"
     );
-    let _ = writeln!(s, "static SITES: [Site; {n}] = [");
-    for r in rows {
-        let names: Vec<String> = r.names.iter().map(|n| format!("{n:?}")).collect();
-        let _ = writeln!(
-            s,
-            "    Site {{ path: {:?}, line: {}, col: {}, func: {:?}, kind: {:?}, names: &[{}], fn_slot: {}, timed: {}, frame: {} }},",
-            r.path,
-            r.line,
-            r.col,
-            r.func,
-            r.kind,
-            names.join(", "),
-            r.fn_slot,
-            r.timed,
-            r.frame
-        );
-    }
-    s.push_str("];\n\n");
-    let _ = writeln!(s, "static TEXTS: [&str; {n}] = [");
-    for r in rows {
-        let _ = writeln!(s, "    {:?},", r.text);
-    }
-    s.push_str("];\n\n");
+    s.push_str(&site_rows(rows));
     let _ = writeln!(s, "static FILES: [(&str, &str); {}] = [", files.len());
     for (p, h) in files {
         let _ = writeln!(s, "    ({p:?}, {h:?}),");
@@ -296,7 +315,7 @@ pub fn source(
     s.push_str("];\n\n");
     let _ = writeln!(
         s,
-        "pub static T: ::probe_runtime::Table = ::probe_runtime::Table {{ package: {package:?}, dir: {dir:?}, flags: &F, fn_flags: &FNF, counts: &C, sites: &SITES, files: &FILES, texts: &TEXTS, skipped: &SKIPPED }};\n"
+        "pub static T: ::probe_runtime::Table = ::probe_runtime::Table {{ package: {package:?}, dir: {dir:?}, flags: &F, fn_flags: &FNF, counts: &C, sites: &SITES, files: &FILES, skipped: &SKIPPED }};\n"
     );
     s.push_str(&by_value_calls());
     s.push_str(&bridge::source(bridges));
@@ -501,11 +520,12 @@ mod tests {
         );
         assert!(src.contains("Skipped { path: \"src/main.rs\", first_line: 3, last_line: 5, func: \"demo_app::get\", why: \"const fn\" },"));
         assert!(src.contains("pub static F: [AtomicU8; 1]"));
-        assert!(src.contains("Site { path: \"src/main.rs\", line: 42, col: 5, func: \"demo_app::process\", kind: \"line\", names: &[\"order\", \"total\"], fn_slot: 0, timed: false, frame: false },"));
-        assert!(
-            src.contains("static TEXTS: [&str; 1] = [\n    \"let total = order.total();\",\n];")
-        );
-        assert!(src.contains("files: &FILES, texts: &TEXTS,"));
+        // The strings once, in one string; the rows are numbers and one pointer.
+        assert!(src.contains(
+            "const S: &str = \"src/main.rsdemo_app::processorder\\ntotal\\nlet total = order.total();\";"
+        ));
+        assert!(src.contains("Site { strs: S, path: Span(0, 11), line: 42, col: 5, func: Span(11, 17), kind: SiteKind::Line, names: Span(28, 12), text: Span(40, 26), fn_slot: 0, timed: false, frame: false },"));
+        assert!(src.contains("sites: &SITES, files: &FILES, skipped: &SKIPPED"));
         assert!(syn::parse_file(&src).is_ok());
     }
 

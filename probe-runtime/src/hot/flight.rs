@@ -182,7 +182,7 @@ fn fill(slot: &mut Slot, site: &'static Site, vals: &[Val<'_>], secret: u64, now
     slot.site = Some(site);
     slot.ns = now;
     let mut text = 0;
-    for (i, (name, val)) in site.names.iter().zip(vals).take(MAX_VALS).enumerate() {
+    for (i, (name, val)) in site.names().iter().zip(vals).take(MAX_VALS).enumerate() {
         let secret = if i < 64 {
             secret >> i & 1 == 1
         } else {
@@ -239,7 +239,7 @@ fn write_record(info: &PanicHookInfo<'_>) {
     }
     let mut known: Vec<&str> = last
         .iter()
-        .filter_map(|(s, _, _)| s.map(|s| s.path))
+        .filter_map(|(s, _, _)| s.map(|s| s.path()))
         .collect();
     known.sort_unstable();
     known.dedup();
@@ -325,9 +325,9 @@ fn write_slot(
     out.push_str("{\"site\":");
     match site {
         Some(s) => {
-            json::push_str(out, &format!("{}:{}", s.path, s.line));
+            json::push_str(out, &format!("{}:{}", s.path(), s.line));
             out.push_str(",\"fn\":");
-            json::push_str(out, s.func);
+            json::push_str(out, s.func());
         }
         None => out.push_str("null,\"fn\":null"),
     }
@@ -369,41 +369,31 @@ mod tests {
     #[test]
     fn a_ring_keeps_the_last_sites_newest_first_and_reuses_its_buffers() {
         static NAMES: [&str; 2] = ["n", "text"];
-        static SITES: [Site; 3] = [
-            Site {
-                path: "src/a.rs",
-                line: 1,
-                col: 1,
-                func: "a::f",
-                kind: "entry",
-                names: &NAMES,
-                fn_slot: 0,
-                timed: false,
-                frame: false,
-            },
-            Site {
-                path: "src/a.rs",
-                line: 2,
-                col: 1,
-                func: "a::f",
-                kind: "line",
-                names: &NAMES,
-                fn_slot: 0,
-                timed: false,
-                frame: false,
-            },
-            Site {
-                path: "src/a.rs",
-                line: 3,
-                col: 1,
-                func: "a::f",
-                kind: "line",
-                names: &NAMES,
-                fn_slot: 0,
-                timed: false,
-                frame: false,
-            },
-        ];
+        static SITES: std::sync::LazyLock<[Site; 3]> = std::sync::LazyLock::new(|| {
+            [
+                Site {
+                    col: 1,
+                    fn_slot: 0,
+                    timed: false,
+                    frame: false,
+                    ..Site::leaked("src/a.rs", 1, "a::f", crate::SiteKind::Entry, &NAMES)
+                },
+                Site {
+                    col: 1,
+                    fn_slot: 0,
+                    timed: false,
+                    frame: false,
+                    ..Site::leaked("src/a.rs", 2, "a::f", crate::SiteKind::Line, &NAMES)
+                },
+                Site {
+                    col: 1,
+                    fn_slot: 0,
+                    timed: false,
+                    frame: false,
+                    ..Site::leaked("src/a.rs", 3, "a::f", crate::SiteKind::Line, &NAMES)
+                },
+            ]
+        });
         let rec = Recorder::new(
             "p9".into(),
             2,

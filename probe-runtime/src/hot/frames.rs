@@ -168,7 +168,7 @@ fn take_values(
     secret: u64,
 ) {
     let mut text = 0;
-    for (i, (name, val)) in site.names.iter().zip(vals).take(MAX_VALS).enumerate() {
+    for (i, (name, val)) in site.names().iter().zip(vals).take(MAX_VALS).enumerate() {
         let secret = secret >> i & 1 == 1;
         let max = VALUE_TEXT.min(FRAME_TEXT.saturating_sub(text)).max(16);
         let buf = spare.pop().unwrap_or_default();
@@ -226,7 +226,10 @@ pub(crate) fn sites(
         .collect();
     all.iter()
         .filter(|(t, _, s)| {
-            s.frame || (locals && s.kind == "line" && framed.contains(&(key_of(t), s.fn_slot)))
+            s.frame
+                || (locals
+                    && s.kind == crate::SiteKind::Line
+                    && framed.contains(&(key_of(t), s.fn_slot)))
         })
         .map(|(t, id, _)| (*t, *id))
         .collect()
@@ -294,7 +297,7 @@ pub(crate) fn copy(table: &'static Table, site: &'static Site, n: usize) -> Fram
                 .checked_sub(1)
                 .and_then(|t| s.ring.get(t % RING))
                 .is_some_and(|f| {
-                    if site.kind == "entry" {
+                    if site.kind == crate::SiteKind::Entry {
                         pushed_now
                     } else {
                         f.table == key && f.site.is_some_and(|fs| fs.fn_slot == site.fn_slot)
@@ -342,9 +345,9 @@ pub(crate) fn write_json(
             out.push(',');
         }
         out.push_str("{\"fn\":");
-        json::push_str(out, f.site.func);
+        json::push_str(out, f.site.func());
         out.push_str(",\"site\":");
-        json::push_str(out, &format!("{}:{}", f.site.path, f.site.line));
+        json::push_str(out, &format!("{}:{}", f.site.path(), f.site.line));
         out.push_str(",\"line\":");
         let found = stack
             .iter()
@@ -412,20 +415,20 @@ fn parts(frame: &str) -> Option<(&str, &str, u32)> {
 /// `{closure#0}`).
 fn closure_line(frame: &str, site: &Site) -> Option<u32> {
     let (name, file, line) = parts(frame)?;
-    (name.contains("{closure") && file.ends_with(site.path)).then_some(line)
+    (name.contains("{closure") && file.ends_with(site.path())).then_some(line)
 }
 
 /// The line of stack frame `frame` (`name (path:line)`) when it is a frame of `site`'s function
 /// in `site`'s file (its body, or a closure in it).
 fn caller_line(frame: &str, site: &Site) -> Option<u32> {
     let (name, file, line) = parts(frame)?;
-    let tail = site.func.rsplit("::").next().unwrap_or(site.func);
-    let same_fn = name == site.func
-        || name.starts_with(&format!("{}::{{{{closure", site.func))
+    let tail = site.func().rsplit("::").next().unwrap_or(site.func());
+    let same_fn = name == site.func()
+        || name.starts_with(&format!("{}::{{{{closure", site.func()))
         || name == tail
         || name.ends_with(&format!("::{tail}"))
         || name.contains(&format!("::{tail}::{{{{closure"));
-    (same_fn && file.ends_with(site.path)).then_some(line)
+    (same_fn && file.ends_with(site.path())).then_some(line)
 }
 
 #[cfg(test)]
@@ -433,41 +436,34 @@ mod tests {
     use super::*;
 
     static NAMES: [&str; 1] = ["n"];
-    static SITES: [Site; 2] = [
-        Site {
-            path: "src/a.rs",
-            line: 10,
-            col: 1,
-            func: "app::outer",
-            kind: "entry",
-            names: &NAMES,
-            fn_slot: 0,
-            timed: true,
-            frame: true,
-        },
-        Site {
-            path: "src/a.rs",
-            line: 20,
-            col: 1,
-            func: "app::inner",
-            kind: "entry",
-            names: &NAMES,
-            fn_slot: 1,
-            timed: true,
-            frame: true,
-        },
-    ];
-    static TABLE: Table = Table {
+    static SITES: std::sync::LazyLock<[Site; 2]> = std::sync::LazyLock::new(|| {
+        [
+            Site {
+                col: 1,
+                fn_slot: 0,
+                timed: true,
+                frame: true,
+                ..Site::leaked("src/a.rs", 10, "app::outer", crate::SiteKind::Entry, &NAMES)
+            },
+            Site {
+                col: 1,
+                fn_slot: 1,
+                timed: true,
+                frame: true,
+                ..Site::leaked("src/a.rs", 20, "app::inner", crate::SiteKind::Entry, &NAMES)
+            },
+        ]
+    });
+    static TABLE: std::sync::LazyLock<Table> = std::sync::LazyLock::new(|| Table {
         package: "app",
         dir: "",
         flags: &[],
         fn_flags: &[],
         counts: &[],
-        sites: &SITES,
+        sites: &*SITES,
         files: &[],
-        texts: &[],
         skipped: &[],
-    };
+    });
 
     fn enter(id: u32, n: u64, start: u64) {
         let vals: [Val<'_>; 1] = [&crate::ByCopy(n)];
@@ -486,17 +482,13 @@ mod tests {
         enter(1, 2, 200);
         enter(1, 3, 300);
         // A line-site snapshot in `inner`: its own call (the top) is not a caller.
-        static LINE: Site = Site {
-            path: "src/a.rs",
-            line: 21,
+        static LINE: std::sync::LazyLock<Site> = std::sync::LazyLock::new(|| Site {
             col: 5,
-            func: "app::inner",
-            kind: "line",
-            names: &NAMES,
             fn_slot: 1,
             timed: false,
             frame: false,
-        };
+            ..Site::leaked("src/a.rs", 21, "app::inner", crate::SiteKind::Line, &NAMES)
+        });
         let got = copy(&TABLE, &LINE, 8);
         let shown: Vec<(u32, String)> = got
             .frames

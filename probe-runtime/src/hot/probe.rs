@@ -796,7 +796,7 @@ impl Probe {
                 return false;
             }
             let secret = self.secret.get(idx).copied().unwrap_or(0);
-            if site.kind == "line" {
+            if site.kind == crate::SiteKind::Line {
                 crate::hot::frames::at_line(table, site, vals, secret);
                 return false;
             }
@@ -812,7 +812,7 @@ impl Probe {
         let mut cond_held = false;
         if let (Some(cond), true) = (&self.spec.cond, self.quick_cond) {
             let load = |name: &str| {
-                let i = site.names.iter().position(|n| *n == name)?;
+                let i = site.names().position(name)?;
                 crate::hot::capture::scalar_of(vals.get(i)?)
             };
             match cond.quick(&load) {
@@ -914,7 +914,7 @@ impl Probe {
             return false;
         }
         let secret = self.secret.get(idx).copied().unwrap_or(0);
-        let hit = needs_values.then(|| Hit::new(site.names, vals, secret));
+        let hit = needs_values.then(|| Hit::new(site.names(), vals, secret));
         if let (Some(cond), Some(hit), false) = (&self.spec.cond, &hit, cond_held) {
             match cond.eval(&|name| hit.value(name)) {
                 Ok(true) => {}
@@ -1022,7 +1022,7 @@ impl Probe {
                         limits: self.spec.limits,
                     };
                     hit.take(|_, _| true, false, &mut r.vals);
-                    r.stack = Some((crate::hot::stack::capture(), site.func));
+                    r.stack = Some((crate::hot::stack::capture(), site.func()));
                     if let Some(n) = self.spec.actions.frames {
                         r.frames = Some(Box::new(crate::hot::frames::copy(table, site, n)));
                     }
@@ -1067,7 +1067,7 @@ impl Probe {
             Some((kind, _)) => kind.name(),
             None => "metric",
         };
-        let i = site.names.iter().position(|n| *n == path.root);
+        let i = site.names().position(&path.root);
         let secret = match i {
             Some(i) if i < 64 => self.secret.get(idx).copied().unwrap_or(0) >> i & 1 == 1,
             _ => crate::hot::capture::is_secret(&path.root),
@@ -1087,7 +1087,9 @@ impl Probe {
         let root = hit.value(&path.root).ok_or_else(|| {
             format!(
                 "--{flag} {path}: '{}' is not captured at {}:{}",
-                path.root, site.path, site.line
+                path.root,
+                site.path(),
+                site.line
             )
         })?;
         let v = path
@@ -1165,8 +1167,10 @@ fn name_masks(sites: &[(&'static Table, u32)], pick: impl Fn(&str) -> bool) -> V
     sites
         .iter()
         .map(|(t, id)| {
-            let names = t.sites.get(*id as usize).map_or(&[][..], |s| s.names);
-            names
+            let Some(site) = t.sites.get(*id as usize) else {
+                return 0;
+            };
+            site.names()
                 .iter()
                 .take(64)
                 .enumerate()
@@ -1188,7 +1192,7 @@ fn site_count(table: &Table, id: u32) -> u64 {
 /// second consumer will read a value (a condition and a log, or a log and a snapshot): a plain
 /// log hit allocates nothing here.
 struct Hit<'v, 'a> {
-    names: &'static [&'static str],
+    names: crate::Names,
     vals: &'v [Val<'a>],
     /// Bit `i` set: capture `i` is secret (names past 64 are checked at the hit).
     secret: u64,
@@ -1196,7 +1200,7 @@ struct Hit<'v, 'a> {
 }
 
 impl<'v, 'a> Hit<'v, 'a> {
-    fn new(names: &'static [&'static str], vals: &'v [Val<'a>], secret: u64) -> Self {
+    fn new(names: crate::Names, vals: &'v [Val<'a>], secret: u64) -> Self {
         Hit {
             names,
             vals,
@@ -1221,8 +1225,7 @@ impl<'v, 'a> Hit<'v, 'a> {
 
     /// The capture at index `i`, taken from the cache, or formatted now (and cached when
     /// `keep`: another consumer of this hit will read it).
-    fn captured(&self, i: usize, keep: bool) -> Option<Captured> {
-        let name = self.names.get(i)?;
+    fn captured(&self, i: usize, name: &str, keep: bool) -> Option<Captured> {
         let val = self.vals.get(i)?;
         if let Some(c) = self.cached(i) {
             return Some(c);
@@ -1241,8 +1244,8 @@ impl<'v, 'a> Hit<'v, 'a> {
 
     /// A value by name, structured (for conditions, which are decided on the spot).
     fn value(&self, name: &str) -> Option<Value> {
-        let i = self.names.iter().position(|n| *n == name)?;
-        self.captured(i, true).map(|c| c.to_value())
+        let i = self.names.position(name)?;
+        self.captured(i, name, true).map(|c| c.to_value())
     }
 
     /// Appends the captures `wanted(index, name)` selects to `out`, for the output thread;
@@ -1253,11 +1256,10 @@ impl<'v, 'a> Hit<'v, 'a> {
         keep: bool,
         out: &mut crate::hot::capture::Vals,
     ) {
-        let n = self.names.len().min(self.vals.len());
-        for (i, name) in self.names.iter().enumerate().take(n) {
+        for (i, name) in self.names.iter().enumerate().take(self.vals.len()) {
             if wanted(i, name) {
-                if let Some(c) = self.captured(i, keep) {
-                    out.push((*name, c));
+                if let Some(c) = self.captured(i, name, keep) {
+                    out.push((name, c));
                 }
             }
         }
@@ -1346,7 +1348,6 @@ mod tests {
         counts: &[],
         sites: &[],
         files: &[],
-        texts: &[],
         skipped: &[],
     };
 

@@ -325,7 +325,7 @@ pub(crate) fn all_sites(state: &State) -> Vec<(&'static Table, u32, &'static Sit
     let mut out = Vec::new();
     for t in &state.tables {
         for (i, s) in t.sites.iter().enumerate() {
-            if s.kind != "none" {
+            if s.kind != crate::SiteKind::None {
                 out.push((*t, i as u32, s));
             }
         }
@@ -362,15 +362,17 @@ pub(crate) mod tests {
     pub(crate) fn table(n: usize) -> &'static Table {
         let sites: Vec<Site> = (0..n)
             .map(|i| Site {
-                path: "src/lib.rs",
-                line: i as u32 + 1,
                 col: 1,
-                func: "t::f",
-                kind: "line",
-                names: &[],
                 fn_slot: 0,
                 timed: false,
                 frame: false,
+                ..Site::leaked(
+                    "src/lib.rs",
+                    i as u32 + 1,
+                    "t::f",
+                    crate::SiteKind::Line,
+                    &[],
+                )
             })
             .collect();
         let flags: Vec<AtomicU8> = (0..n).map(|_| AtomicU8::new(0)).collect();
@@ -387,7 +389,6 @@ pub(crate) mod tests {
             ),
             sites: Box::leak(sites.into_boxed_slice()),
             files: &[],
-            texts: &[],
             skipped: &[],
         }))
     }

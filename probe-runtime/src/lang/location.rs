@@ -22,7 +22,7 @@ pub fn resolve(
     if let Some(pat) = loc.strip_prefix("fn:") {
         let found: Vec<SiteRef> = sites
             .iter()
-            .filter(|(_, _, s)| s.kind == "entry" && fn_matches(pat, s.func))
+            .filter(|(_, _, s)| s.kind == crate::SiteKind::Entry && fn_matches(pat, s.func()))
             .map(|(t, i, _)| (*t, *i))
             .collect();
         if found.is_empty() {
@@ -52,8 +52,8 @@ pub fn resolve(
             }
             let mut examples: Vec<&str> = sites
                 .iter()
-                .filter(|(_, _, s)| s.kind == "entry")
-                .map(|(_, _, s)| s.func)
+                .filter(|(_, _, s)| s.kind == crate::SiteKind::Entry)
+                .map(|(_, _, s)| s.func())
                 .take(5)
                 .collect();
             examples.dedup();
@@ -85,14 +85,14 @@ pub fn resolve(
         found.dedup();
         found
     };
-    let mut files = matching(&mut sites.iter().map(|(t, _, s)| (*t, s.path)));
+    let mut files = matching(&mut sites.iter().map(|(t, _, s)| (*t, s.path())));
     if files.is_empty() {
         files = matching(&mut skipped.iter().map(|(t, s)| (*t, s.path)));
     }
     let path = match files.as_slice() {
         [one] => *one,
         [] => {
-            let mut all: Vec<&str> = sites.iter().map(|(_, _, s)| s.path).collect();
+            let mut all: Vec<&str> = sites.iter().map(|(_, _, s)| s.path()).collect();
             all.sort_unstable();
             all.dedup();
             let shown: Vec<&str> = all.iter().take(10).copied().collect();
@@ -111,7 +111,7 @@ pub fn resolve(
     };
     let found: Vec<SiteRef> = sites
         .iter()
-        .filter(|(_, _, s)| s.path == path && s.line == line)
+        .filter(|(_, _, s)| s.path() == path && s.line == line)
         .map(|(t, i, _)| (*t, *i))
         .collect();
     if !found.is_empty() {
@@ -126,8 +126,8 @@ pub fn resolve(
         .min_by_key(|(_, s)| s.last_line - s.first_line)
         .filter(|(_, k)| {
             !sites.iter().any(|(_, _, s)| {
-                s.path == k.path
-                    && s.func == k.func
+                s.path() == k.path
+                    && s.func() == k.func
                     && (k.first_line..=k.last_line).contains(&s.line)
             })
         })
@@ -141,16 +141,16 @@ pub fn resolve(
     }
     let before = sites
         .iter()
-        .filter(|(_, _, s)| s.path == path && s.line < line)
+        .filter(|(_, _, s)| s.path() == path && s.line < line)
         .max_by_key(|(_, _, s)| s.line);
     let after = sites
         .iter()
-        .filter(|(_, _, s)| s.path == path && s.line > line)
+        .filter(|(_, _, s)| s.path() == path && s.line > line)
         .min_by_key(|(_, _, s)| s.line);
     let near: Vec<String> = before
         .into_iter()
         .chain(after)
-        .map(|(_, _, s)| format!("{}:{} ({} of {})", s.path, s.line, s.kind, s.func))
+        .map(|(_, _, s)| format!("{}:{} ({} of {})", s.path(), s.line, s.kind(), s.func()))
         .collect();
     Err(format!(
         "no probe site at {path}:{line}; nearest: {}. To probe this line, rebuild with 'cargo lprobe build --lines {path}:{line}' (or --lines all)",
@@ -225,52 +225,59 @@ mod tests {
     use std::sync::atomic::AtomicU8;
 
     static FLAGS: [AtomicU8; 3] = [AtomicU8::new(0), AtomicU8::new(0), AtomicU8::new(0)];
-    static SITES: [Site; 3] = [
-        Site {
-            path: "app/src/main.rs",
-            line: 10,
-            col: 1,
-            func: "app::main",
-            kind: "entry",
-            names: &[],
-            fn_slot: 0,
-            timed: false,
-            frame: false,
-        },
-        Site {
-            path: "app/src/main.rs",
-            line: 12,
-            col: 5,
-            func: "app::main",
-            kind: "line",
-            names: &["x"],
-            fn_slot: 0,
-            timed: false,
-            frame: false,
-        },
-        Site {
-            path: "app/src/billing.rs",
-            line: 3,
-            col: 1,
-            func: "app::billing::total",
-            kind: "entry",
-            names: &[],
-            fn_slot: 0,
-            timed: false,
-            frame: false,
-        },
-    ];
-    static TABLE: Table = Table {
+    static SITES: std::sync::LazyLock<[Site; 3]> = std::sync::LazyLock::new(|| {
+        [
+            Site {
+                col: 1,
+                fn_slot: 0,
+                timed: false,
+                frame: false,
+                ..Site::leaked(
+                    "app/src/main.rs",
+                    10,
+                    "app::main",
+                    crate::SiteKind::Entry,
+                    &[],
+                )
+            },
+            Site {
+                col: 5,
+                fn_slot: 0,
+                timed: false,
+                frame: false,
+                ..Site::leaked(
+                    "app/src/main.rs",
+                    12,
+                    "app::main",
+                    crate::SiteKind::Line,
+                    &["x"],
+                )
+            },
+            Site {
+                col: 1,
+                fn_slot: 0,
+                timed: false,
+                frame: false,
+                ..Site::leaked(
+                    "app/src/billing.rs",
+                    3,
+                    "app::billing::total",
+                    crate::SiteKind::Entry,
+                    &[],
+                )
+            },
+        ]
+    });
+    static TABLE: std::sync::LazyLock<Table> = std::sync::LazyLock::new(|| Table {
         package: "app",
         dir: "app",
         flags: &FLAGS,
         fn_flags: &[],
         counts: &[],
-        sites: &SITES,
+        sites: &*SITES,
         files: &[],
-        texts: &[],
         skipped: &SKIPPED,
-    };
+    });
     static SKIPPED: [Skipped; 4] = [
         // Listed as without sites, yet it has sites (say, a site alone was removed by repair).
         Skipped {
@@ -305,7 +312,7 @@ mod tests {
     ];
 
     fn skipped() -> Vec<(&'static Table, &'static Skipped)> {
-        SKIPPED.iter().map(|s| (&TABLE, s)).collect()
+        SKIPPED.iter().map(|s| (&*TABLE, s)).collect()
     }
 
     fn resolve(
@@ -319,7 +326,7 @@ mod tests {
         SITES
             .iter()
             .enumerate()
-            .map(|(i, s)| (&TABLE, i as u32, s))
+            .map(|(i, s)| (&*TABLE, i as u32, s))
             .collect()
     }
 
@@ -374,30 +381,36 @@ mod tests {
 
     #[test]
     fn a_line_of_a_skipped_function_says_so_unless_it_is_in_a_nested_one_with_sites() {
-        static NESTED: [Site; 2] = [
-            Site {
-                path: "app/src/hot.rs",
-                line: 33,
-                col: 5,
-                func: "app::hot::inner",
-                kind: "entry",
-                names: &[],
-                fn_slot: 0,
-                timed: false,
-                frame: false,
-            },
-            Site {
-                path: "app/src/hot.rs",
-                line: 35,
-                col: 9,
-                func: "app::hot::inner",
-                kind: "line",
-                names: &[],
-                fn_slot: 0,
-                timed: false,
-                frame: false,
-            },
-        ];
+        static NESTED: std::sync::LazyLock<[Site; 2]> = std::sync::LazyLock::new(|| {
+            [
+                Site {
+                    col: 5,
+                    fn_slot: 0,
+                    timed: false,
+                    frame: false,
+                    ..Site::leaked(
+                        "app/src/hot.rs",
+                        33,
+                        "app::hot::inner",
+                        crate::SiteKind::Entry,
+                        &[],
+                    )
+                },
+                Site {
+                    col: 9,
+                    fn_slot: 0,
+                    timed: false,
+                    frame: false,
+                    ..Site::leaked(
+                        "app/src/hot.rs",
+                        35,
+                        "app::hot::inner",
+                        crate::SiteKind::Line,
+                        &[],
+                    )
+                },
+            ]
+        });
         // `hot` spans 30-40; its nested `inner` (33-36) has sites, so its lines are left out.
         static HOT: [Skipped; 2] = [
             Skipped {
@@ -415,24 +428,23 @@ mod tests {
                 why: "skipped by fn:app::hot (--skip)",
             },
         ];
-        static T: Table = Table {
+        static T: std::sync::LazyLock<Table> = std::sync::LazyLock::new(|| Table {
             package: "app",
             dir: "app",
             flags: &[],
             fn_flags: &[],
             counts: &[],
-            sites: &NESTED,
+            sites: &*NESTED,
             files: &[],
-            texts: &[],
             skipped: &HOT,
-        };
+        });
         let sites: Vec<(&'static Table, u32, &'static Site)> = NESTED
             .iter()
             .enumerate()
-            .map(|(i, s)| (&T, i as u32, s))
+            .map(|(i, s)| (&*T, i as u32, s))
             .collect();
         let skipped: Vec<(&'static Table, &'static Skipped)> =
-            HOT.iter().map(|k| (&T, k)).collect();
+            HOT.iter().map(|k| (&*T, k)).collect();
         for line in [31, 38] {
             let e = super::resolve(&sites, &skipped, &format!("hot.rs:{line}")).unwrap_err();
             assert!(

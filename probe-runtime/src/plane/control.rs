@@ -411,11 +411,11 @@ fn counts(words: &[String]) -> Result<String, String> {
             s.push(',');
         }
         s.push_str("{\"path\":");
-        json::push_str(&mut s, site.path);
+        json::push_str(&mut s, site.path());
         s.push_str(&format!(",\"line\":{},\"fn\":", site.line));
-        json::push_str(&mut s, site.func);
+        json::push_str(&mut s, site.func());
         s.push_str(",\"kind\":");
-        json::push_str(&mut s, site.kind);
+        json::push_str(&mut s, site.kind());
         s.push_str(&format!(",\"count\":{n}}}"));
     }
     s.push_str("]}\n");
@@ -427,9 +427,9 @@ fn sites(filter: Option<&str>) -> String {
     let mut s = String::from("{\"ok\":true,\"sites\":[");
     let mut first = true;
     for (t, id, site) in registry::all_sites(&st) {
-        let loc = format!("{}:{}", site.path, site.line);
+        let loc = format!("{}:{}", site.path(), site.line);
         if let Some(f) = filter {
-            if !loc.contains(f) && !site.func.contains(f) {
+            if !loc.contains(f) && !site.func().contains(f) {
                 continue;
             }
         }
@@ -442,16 +442,16 @@ fn sites(filter: Option<&str>) -> String {
         s.push_str(",\"package\":");
         json::push_str(&mut s, t.package);
         s.push_str(",\"path\":");
-        json::push_str(&mut s, site.path);
+        json::push_str(&mut s, site.path());
         s.push_str(&format!(
             ",\"line\":{},\"col\":{},\"fn\":",
             site.line, site.col
         ));
-        json::push_str(&mut s, site.func);
+        json::push_str(&mut s, site.func());
         s.push_str(",\"kind\":");
-        json::push_str(&mut s, site.kind);
+        json::push_str(&mut s, site.kind());
         s.push_str(",\"names\":[");
-        for (i, n) in site.names.iter().enumerate() {
+        for (i, n) in site.names().iter().enumerate() {
             if i > 0 {
                 s.push(',');
             }
@@ -479,9 +479,9 @@ fn files(filter: Option<&str>) -> String {
             .filter(|(p, _)| filter.is_none_or(|f| p.contains(f)))
             .map(|(p, _)| (*p, Default::default()))
             .collect();
-        for (site, text) in t.sites.iter().zip(t.texts) {
-            if let Some(file) = lines.get_mut(site.path) {
-                file.entry(site.line).or_insert(text);
+        for site in t.sites {
+            if let Some(file) = lines.get_mut(site.path()) {
+                file.entry(site.line).or_insert(site.text());
             }
         }
         for (path, hash) in t.files {
@@ -518,7 +518,7 @@ fn site_list(p: &Probe) -> Vec<String> {
     p.own_sites()
         .iter()
         .filter_map(|(t, id)| t.sites.get(*id as usize))
-        .map(|s| format!("{}:{}", s.path, s.line))
+        .map(|s| format!("{}:{}", s.path(), s.line))
         .collect()
 }
 
@@ -576,11 +576,11 @@ fn new_probe(st: &mut State, words: &[String], origin: Origin) -> Result<Arc<Pro
         if let Some(s) = sites
             .iter()
             .filter_map(|(t, id)| t.sites.get(*id as usize))
-            .find(|s| s.kind != "entry")
+            .find(|s| s.kind != crate::SiteKind::Entry)
         {
             return Err(format!(
                 "--duration needs function sites, but {}:{} is a statement in {}: use 'fn:{}' or the line of its `fn`",
-                s.path, s.line, s.func, s.func
+                s.path(), s.line, s.func(), s.func()
             ));
         }
         if let Some(s) = sites
@@ -590,7 +590,7 @@ fn new_probe(st: &mut State, words: &[String], origin: Origin) -> Result<Arc<Pro
         {
             return Err(format!(
                 "--duration cannot time {}: it cannot time itself by calling itself again (an async fn, a parameter bound by a pattern such as `_` or `(a, b)`, or an attribute that may be a macro), and it is marked #[inline] or is small, so it was built without a timing guard (one would keep it from being inlined). Time a caller, or use --tictoc between two of its lines",
-                s.func
+                s.func()
             ));
         }
     }
@@ -608,15 +608,15 @@ fn new_probe(st: &mut State, words: &[String], origin: Origin) -> Result<Arc<Pro
             let Some(site) = t.sites.get(*id as usize) else {
                 continue;
             };
-            if !site.names.contains(&root) {
+            if !site.names().contains(root) {
                 return Err(format!(
                     "'{root}' is not captured at {}:{} (captured there: {})",
-                    site.path,
+                    site.path(),
                     site.line,
-                    if site.names.is_empty() {
+                    if site.names().is_empty() {
                         "nothing".to_owned()
                     } else {
-                        site.names.join(", ")
+                        site.names().iter().collect::<Vec<_>>().join(", ")
                     }
                 ));
             }
@@ -924,10 +924,10 @@ pub(crate) fn arm_all(table: &'static crate::Table, action: &str) {
     let timing = actions.duration;
     let sites: Vec<(&'static crate::Table, u32)> = (0..table.sites.len() as u32)
         .filter(|&id| {
-            table
-                .sites
-                .get(id as usize)
-                .is_some_and(|s| s.kind != "none" && (!timing || (s.kind == "entry" && s.timed)))
+            table.sites.get(id as usize).is_some_and(|s| {
+                s.kind != crate::SiteKind::None
+                    && (!timing || (s.kind == crate::SiteKind::Entry && s.timed))
+            })
         })
         .map(|id| (table, id))
         .collect();

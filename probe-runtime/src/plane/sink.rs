@@ -23,9 +23,9 @@ fn write_head(out: &mut String, probe: &str, h: &Head) {
     out.push_str(",\"site\":");
     match h.site {
         Some(site) => {
-            push_str(out, &format!("{}:{}", site.path, site.line));
+            push_str(out, &format!("{}:{}", site.path(), site.line));
             out.push_str(",\"fn\":");
-            push_str(out, site.func);
+            push_str(out, site.func());
         }
         None => out.push_str("null,\"fn\":null"),
     }
