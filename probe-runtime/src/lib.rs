@@ -26,15 +26,15 @@ pub use lang::{args, expr, json, location, path, template, time, value};
 
 /// One probe site, as the rewriter saw it.
 ///
-/// Its strings are ranges ([`Span`]) of one string per table (`strs`), so that a table is
+/// Its strings are ranges ([`Span`]) of one string per table ([`Strs`]), so that a table is
 /// plain numbers but for one pointer per site: in a position-independent executable every
 /// pointer in a static is a dynamic relocation (24 bytes in `.rela.dyn`) besides its own 8
 /// bytes, and a site with a `&str` per field and per captured name took about 450 bytes
 /// (regex-syntax at every line: 1.1 MB of its binary's growth). Read them with the methods.
 #[derive(Debug)]
 pub struct Site {
-    /// The table's strings: every [`Span`] below is a range of it.
-    pub strs: &'static str,
+    /// The table's strings: every [`Span`] below is a range of them.
+    pub strs: &'static Strs,
     /// Path of the source file relative to the workspace root.
     pub path: Span,
     pub line: u32,
@@ -42,8 +42,8 @@ pub struct Site {
     /// Function path, e.g. `demo_app::billing::Invoice::total`.
     pub func: Span,
     pub kind: SiteKind,
-    /// Names of the captured bindings, in the order `hit` receives their values, each
-    /// followed by a newline (no name holds one).
+    /// Names of the captured bindings, in the order `hit` receives their values: the range
+    /// (start, count) of `strs.names`.
     pub names: Span,
     /// The source text of the site's line as built (trimmed, at most [`MAX_LINE_TEXT`] bytes,
     /// a longer one cut with `…`): what a client shows when the file on disk differs from
@@ -86,10 +86,46 @@ impl SiteKind {
     }
 }
 
+/// A table's strings: one string holding each distinct text once, and the captured names of
+/// every site, each a range of the text (a site's names are a range of these).
+#[derive(Debug)]
+pub struct Strs {
+    pub text: &'static str,
+    pub names: &'static [Span],
+}
+
+impl Span {
+    /// The range of `text` (empty if it is out of range or not on character boundaries).
+    pub fn of(self, text: &'static str) -> &'static str {
+        let (at, len) = (self.0 as usize, self.1 as usize);
+        text.get(at..at.saturating_add(len)).unwrap_or("")
+    }
+}
+
+/// Builds [`Strs`] for sites and skipped functions made by tests and tools, leaked (tables
+/// live as long as the program): a span of each of `texts` in order, and of all `names`.
+fn leak(texts: &[&str], names: &[&str]) -> (&'static Strs, Vec<Span>, Span) {
+    let mut text = String::new();
+    let mut spans = Vec::new();
+    for t in texts.iter().chain(names) {
+        spans.push(Span(text.len() as u32, t.len() as u32));
+        text.push_str(t);
+    }
+    let name_spans = spans.split_off(texts.len());
+    let strs = Strs {
+        text: Box::leak(text.into_boxed_str()),
+        names: Box::leak(name_spans.into_boxed_slice()),
+    };
+    (
+        Box::leak(Box::new(strs)),
+        spans,
+        Span(0, names.len() as u32),
+    )
+}
+
 impl Site {
     fn str(&self, s: Span) -> &'static str {
-        let (at, len) = (s.0 as usize, s.1 as usize);
-        self.strs.get(at..at.saturating_add(len)).unwrap_or("")
+        s.of(self.strs.text)
     }
 
     /// Path of the source file relative to the workspace root.
@@ -109,7 +145,11 @@ impl Site {
 
     /// Names of the captured bindings, in the order `hit` receives their values.
     pub fn names(&self) -> Names {
-        Names(self.str(self.names))
+        let (at, n) = (self.names.0 as usize, self.names.1 as usize);
+        Names {
+            text: self.strs.text,
+            spans: self.strs.names.get(at..at.saturating_add(n)).unwrap_or(&[]),
+        }
     }
 
     /// The site's line as built (see [`Site::text`]'s field).
@@ -120,21 +160,13 @@ impl Site {
     /// A site for tests and tools, its strings in a string of its own (leaked: a site lives
     /// as long as the program).
     pub fn leaked(path: &str, line: u32, func: &str, kind: SiteKind, names: &[&str]) -> Site {
-        let mut strs = String::new();
-        let mut span = |s: &str| {
-            let at = strs.len() as u32;
-            strs.push_str(s);
-            Span(at, s.len() as u32)
-        };
-        let path = span(path);
-        let func = span(func);
-        let names = span(&names.iter().map(|n| format!("{n}\n")).collect::<String>());
+        let (strs, spans, names) = leak(&[path, func], names);
         Site {
-            strs: Box::leak(strs.into_boxed_str()),
-            path,
+            strs,
+            path: spans[0],
             line,
             col: 1,
-            func,
+            func: spans[1],
             kind,
             names,
             text: Span(0, 0),
@@ -147,19 +179,22 @@ impl Site {
 
 /// A site's captured names ([`Site::names`]).
 #[derive(Clone, Copy, Debug)]
-pub struct Names(&'static str);
+pub struct Names {
+    text: &'static str,
+    spans: &'static [Span],
+}
 
 impl Names {
     pub fn iter(self) -> impl Iterator<Item = &'static str> + Clone {
-        self.0.split_terminator('\n')
+        self.spans.iter().map(move |s| s.of(self.text))
     }
 
     pub fn len(self) -> usize {
-        self.0.bytes().filter(|b| *b == b'\n').count()
+        self.spans.len()
     }
 
     pub fn is_empty(self) -> bool {
-        self.0.is_empty()
+        self.spans.is_empty()
     }
 
     /// The index of `name`.
@@ -173,20 +208,50 @@ impl Names {
 
     /// The `i`-th name.
     pub fn get(self, i: usize) -> Option<&'static str> {
-        self.iter().nth(i)
+        self.spans.get(i).map(|s| s.of(self.text))
     }
 }
 
 /// A function built without probe sites (a `const fn`, a trivial accessor under
-/// `--skip-accessors`, …), so that arming it can say why there is nothing to arm.
+/// `--skip-accessors`, …), so that arming it can say why there is nothing to arm. Its strings
+/// are ranges of its table's string, like a [`Site`]'s.
 #[derive(Debug)]
 pub struct Skipped {
-    pub path: &'static str,
+    pub strs: &'static Strs,
+    pub path: Span,
     pub first_line: u32,
     pub last_line: u32,
-    pub func: &'static str,
+    pub func: Span,
     /// The reason, as `cargo lprobe build -v` reports it.
-    pub why: &'static str,
+    pub why: Span,
+}
+
+impl Skipped {
+    pub fn path(&self) -> &'static str {
+        self.path.of(self.strs.text)
+    }
+
+    pub fn func(&self) -> &'static str {
+        self.func.of(self.strs.text)
+    }
+
+    /// The reason, as `cargo lprobe build -v` reports it.
+    pub fn why(&self) -> &'static str {
+        self.why.of(self.strs.text)
+    }
+
+    /// A skipped function for tests and tools, its strings in a string of its own (leaked).
+    pub fn leaked(path: &str, first_line: u32, last_line: u32, func: &str, why: &str) -> Skipped {
+        let (strs, spans, _) = leak(&[path, func, why], &[]);
+        Skipped {
+            strs,
+            path: spans[0],
+            first_line,
+            last_line,
+            func: spans[1],
+            why: spans[2],
+        }
+    }
 }
 
 /// The longest line text a [`Table`] keeps per site, in bytes (before the `…` of a cut one).

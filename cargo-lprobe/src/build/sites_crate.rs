@@ -45,10 +45,10 @@ pub fn line_text(line: &str) -> String {
     format!("{}…", &text[..end])
 }
 
-/// The table's rows and the one string their strings are ranges of (`probe_runtime::Site`:
-/// one pointer per site, so one relocation; each distinct path, function, list of names and
-/// line text is written once).
-fn site_rows(rows: &[SiteRow]) -> String {
+/// The table's rows, of sites and of functions without sites, and the one string their
+/// strings are ranges of (`probe_runtime::Site`: one pointer per row, so one relocation; each
+/// distinct path, function, list of names, line text and reason is written once).
+fn table_rows(rows: &[SiteRow], skipped: &[SkippedRow]) -> String {
     let mut strs = String::new();
     let mut seen: std::collections::HashMap<String, (usize, usize)> =
         std::collections::HashMap::new();
@@ -60,9 +60,16 @@ fn site_rows(rows: &[SiteRow]) -> String {
         });
         format!("Span({at}, {len})")
     };
+    // Each distinct list of names once: its names' spans are consecutive in `names`.
+    let mut names: Vec<String> = Vec::new();
+    let mut lists: std::collections::HashMap<&[String], String> = std::collections::HashMap::new();
     let mut out = format!("static SITES: [Site; {}] = [\n", rows.len());
     for r in rows {
-        let names: String = r.names.iter().map(|n| format!("{n}\n")).collect();
+        let list = lists.entry(&r.names).or_insert_with(|| {
+            let at = names.len();
+            names.extend(r.names.iter().map(|n| span(n)));
+            format!("Span({at}, {})", r.names.len())
+        });
         let kind = match r.kind {
             "entry" => "Entry",
             "line" => "Line",
@@ -70,12 +77,12 @@ fn site_rows(rows: &[SiteRow]) -> String {
         };
         let _ = writeln!(
             out,
-            "    Site {{ strs: S, path: {}, line: {}, col: {}, func: {}, kind: SiteKind::{kind}, names: {}, text: {}, fn_slot: {}, timed: {}, frame: {} }},",
+            "    Site {{ strs: &S, path: {}, line: {}, col: {}, func: {}, kind: SiteKind::{kind}, names: {}, text: {}, fn_slot: {}, timed: {}, frame: {} }},",
             span(&r.path),
             r.line,
             r.col,
             span(&r.func),
-            span(&names),
+            list,
             span(&r.text),
             r.fn_slot,
             r.timed,
@@ -83,7 +90,27 @@ fn site_rows(rows: &[SiteRow]) -> String {
         );
     }
     out.push_str("];\n\n");
-    format!("const S: &str = {strs:?};\n\n{out}")
+    let _ = writeln!(
+        out,
+        "static SKIPPED: [::probe_runtime::Skipped; {}] = [",
+        skipped.len()
+    );
+    for k in skipped {
+        let _ = writeln!(
+            out,
+            "    ::probe_runtime::Skipped {{ strs: &S, path: {}, first_line: {}, last_line: {}, func: {}, why: {} }},",
+            span(&k.path),
+            k.first_line,
+            k.last_line,
+            span(&k.func),
+            span(&k.why)
+        );
+    }
+    out.push_str("];\n\n");
+    format!(
+        "static S: ::probe_runtime::Strs = ::probe_runtime::Strs {{ text: {strs:?}, names: &[{}] }};\n\n{out}",
+        names.join(", ")
+    )
 }
 
 /// A function that got no sites, and why (see `probe_runtime::Skipped`).
@@ -294,23 +321,10 @@ pub fn source(
         s,
         "pub static C: [AtomicU64; {n}] = [const {{ AtomicU64::new(0) }}; {n}];\n"
     );
-    s.push_str(&site_rows(rows));
+    s.push_str(&table_rows(rows, skipped));
     let _ = writeln!(s, "static FILES: [(&str, &str); {}] = [", files.len());
     for (p, h) in files {
         let _ = writeln!(s, "    ({p:?}, {h:?}),");
-    }
-    s.push_str("];\n\n");
-    let _ = writeln!(
-        s,
-        "static SKIPPED: [::probe_runtime::Skipped; {}] = [",
-        skipped.len()
-    );
-    for k in skipped {
-        let _ = writeln!(
-            s,
-            "    ::probe_runtime::Skipped {{ path: {:?}, first_line: {}, last_line: {}, func: {:?}, why: {:?} }},",
-            k.path, k.first_line, k.last_line, k.func, k.why
-        );
     }
     s.push_str("];\n\n");
     let _ = writeln!(
@@ -518,13 +532,13 @@ mod tests {
             FlagAccess::Direct,
             &[],
         );
-        assert!(src.contains("Skipped { path: \"src/main.rs\", first_line: 3, last_line: 5, func: \"demo_app::get\", why: \"const fn\" },"));
+        assert!(src.contains("Skipped { strs: &S, path: Span(10, 11), first_line: 3, last_line: 5, func: Span(64, 13), why: Span(77, 8) },"));
         assert!(src.contains("pub static F: [AtomicU8; 1]"));
         // The strings once, in one string; the rows are numbers and one pointer.
         assert!(src.contains(
-            "const S: &str = \"src/main.rsdemo_app::processorder\\ntotal\\nlet total = order.total();\";"
+            "static S: ::probe_runtime::Strs = ::probe_runtime::Strs { text: \"ordertotalsrc/main.rsdemo_app::processlet total = order.total();demo_app::getconst fn\", names: &[Span(0, 5), Span(5, 5)] };"
         ));
-        assert!(src.contains("Site { strs: S, path: Span(0, 11), line: 42, col: 5, func: Span(11, 17), kind: SiteKind::Line, names: Span(28, 12), text: Span(40, 26), fn_slot: 0, timed: false, frame: false },"));
+        assert!(src.contains("Site { strs: &S, path: Span(10, 11), line: 42, col: 5, func: Span(21, 17), kind: SiteKind::Line, names: Span(0, 2), text: Span(38, 26), fn_slot: 0, timed: false, frame: false },"));
         assert!(src.contains("sites: &SITES, files: &FILES, skipped: &SKIPPED"));
         assert!(syn::parse_file(&src).is_ok());
     }

@@ -28,16 +28,24 @@ pub fn resolve(
         if found.is_empty() {
             let mut without: Vec<&Skipped> = skipped
                 .iter()
-                .filter(|(_, s)| fn_matches(pat, s.func))
+                .filter(|(_, s)| fn_matches(pat, s.func()))
                 .map(|(_, s)| *s)
                 .collect();
             // A function with nested functions is listed once per run of its own lines.
-            without.dedup_by(|a, b| a.path == b.path && a.func == b.func);
+            without.dedup_by(|a, b| a.path() == b.path() && a.func() == b.func());
             if let Some(first) = without.first() {
                 let shown: Vec<String> = without
                     .iter()
                     .take(3)
-                    .map(|s| format!("{} at {}:{} ({})", s.func, s.path, s.first_line, s.why))
+                    .map(|s| {
+                        format!(
+                            "{} at {}:{} ({})",
+                            s.func(),
+                            s.path(),
+                            s.first_line,
+                            s.why()
+                        )
+                    })
                     .collect();
                 return Err(format!(
                     "'{pat}' matches only functions built without probe sites: {}{}{}",
@@ -47,7 +55,7 @@ pub fn resolve(
                     } else {
                         ""
                     },
-                    remedy(first.why)
+                    remedy(first.why())
                 ));
             }
             let mut examples: Vec<&str> = sites
@@ -87,7 +95,7 @@ pub fn resolve(
     };
     let mut files = matching(&mut sites.iter().map(|(t, _, s)| (*t, s.path())));
     if files.is_empty() {
-        files = matching(&mut skipped.iter().map(|(t, s)| (*t, s.path)));
+        files = matching(&mut skipped.iter().map(|(t, s)| (*t, s.path())));
     }
     let path = match files.as_slice() {
         [one] => *one,
@@ -122,21 +130,21 @@ pub fn resolve(
     // functions that have sites, which are theirs.
     if let Some((_, s)) = skipped
         .iter()
-        .filter(|(_, s)| s.path == path && s.first_line <= line && line <= s.last_line)
+        .filter(|(_, s)| s.path() == path && s.first_line <= line && line <= s.last_line)
         .min_by_key(|(_, s)| s.last_line - s.first_line)
         .filter(|(_, k)| {
             !sites.iter().any(|(_, _, s)| {
-                s.path() == k.path
-                    && s.func() == k.func
+                s.path() == k.path()
+                    && s.func() == k.func()
                     && (k.first_line..=k.last_line).contains(&s.line)
             })
         })
     {
         return Err(format!(
             "no probe site at {path}:{line}: it is in {}, which was built without probe sites ({}){}",
-            s.func,
-            s.why,
-            remedy(s.why)
+            s.func(),
+            s.why(),
+            remedy(s.why())
         ));
     }
     let before = sites
@@ -276,40 +284,36 @@ mod tests {
         counts: &[],
         sites: &*SITES,
         files: &[],
-        skipped: &SKIPPED,
+        skipped: &*SKIPPED,
     });
-    static SKIPPED: [Skipped; 4] = [
-        // Listed as without sites, yet it has sites (say, a site alone was removed by repair).
-        Skipped {
-            path: "app/src/main.rs",
-            first_line: 9,
-            last_line: 13,
-            func: "app::main",
-            why: "probes removed by repair",
-        },
-        // Another package's file of the same name, with no sites at all.
-        Skipped {
-            path: "other/src/main.rs",
-            first_line: 1,
-            last_line: 3,
-            func: "other::main",
-            why: "file left as written",
-        },
-        Skipped {
-            path: "app/src/billing.rs",
-            first_line: 20,
-            last_line: 22,
-            func: "app::billing::Invoice::id",
-            why: "trivial accessor (--skip-accessors)",
-        },
-        Skipped {
-            path: "app/src/consts.rs",
-            first_line: 1,
-            last_line: 3,
-            func: "app::consts::limit",
-            why: "const fn",
-        },
-    ];
+    static SKIPPED: std::sync::LazyLock<[Skipped; 4]> = std::sync::LazyLock::new(|| {
+        [
+            // Listed as without sites, yet it has sites (say, a site alone was removed by repair).
+            Skipped::leaked(
+                "app/src/main.rs",
+                9,
+                13,
+                "app::main",
+                "probes removed by repair",
+            ),
+            // Another package's file of the same name, with no sites at all.
+            Skipped::leaked(
+                "other/src/main.rs",
+                1,
+                3,
+                "other::main",
+                "file left as written",
+            ),
+            Skipped::leaked(
+                "app/src/billing.rs",
+                20,
+                22,
+                "app::billing::Invoice::id",
+                "trivial accessor (--skip-accessors)",
+            ),
+            Skipped::leaked("app/src/consts.rs", 1, 3, "app::consts::limit", "const fn"),
+        ]
+    });
 
     fn skipped() -> Vec<(&'static Table, &'static Skipped)> {
         SKIPPED.iter().map(|s| (&*TABLE, s)).collect()
@@ -412,22 +416,24 @@ mod tests {
             ]
         });
         // `hot` spans 30-40; its nested `inner` (33-36) has sites, so its lines are left out.
-        static HOT: [Skipped; 2] = [
-            Skipped {
-                path: "app/src/hot.rs",
-                first_line: 30,
-                last_line: 32,
-                func: "app::hot",
-                why: "skipped by fn:app::hot (--skip)",
-            },
-            Skipped {
-                path: "app/src/hot.rs",
-                first_line: 37,
-                last_line: 40,
-                func: "app::hot",
-                why: "skipped by fn:app::hot (--skip)",
-            },
-        ];
+        static HOT: std::sync::LazyLock<[Skipped; 2]> = std::sync::LazyLock::new(|| {
+            [
+                Skipped::leaked(
+                    "app/src/hot.rs",
+                    30,
+                    32,
+                    "app::hot",
+                    "skipped by fn:app::hot (--skip)",
+                ),
+                Skipped::leaked(
+                    "app/src/hot.rs",
+                    37,
+                    40,
+                    "app::hot",
+                    "skipped by fn:app::hot (--skip)",
+                ),
+            ]
+        });
         static T: std::sync::LazyLock<Table> = std::sync::LazyLock::new(|| Table {
             package: "app",
             dir: "app",
@@ -436,7 +442,7 @@ mod tests {
             counts: &[],
             sites: &*NESTED,
             files: &[],
-            skipped: &HOT,
+            skipped: &*HOT,
         });
         let sites: Vec<(&'static Table, u32, &'static Site)> = NESTED
             .iter()
