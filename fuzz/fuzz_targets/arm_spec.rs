@@ -25,18 +25,18 @@ fuzz_target!(|data: &[u8]| {
         let sites: Vec<_> = fuzzing::SITES
             .iter()
             .enumerate()
-            .filter(|(_, s)| s.kind != "none")
-            .map(|(i, s)| (&fuzzing::TABLE, i as u32, s))
+            .filter(|(_, s)| s.kind != probe_runtime::SiteKind::None)
+            .map(|(i, s)| (&*fuzzing::TABLE, i as u32, s))
             .collect();
         let skipped: Vec<_> = fuzzing::TABLE
             .skipped
             .iter()
-            .map(|s| (&fuzzing::TABLE, s))
+            .map(|s| (&*fuzzing::TABLE, s))
             .collect();
         for w in &words {
             let _ = location::resolve(&sites, &skipped, w);
             for s in &sites {
-                let _ = location::fn_matches(w, s.2.func);
+                let _ = location::fn_matches(w, s.2.func());
             }
         }
         match probe::parse_spec(&words) {
