@@ -320,6 +320,11 @@ impl Captured {
             Captured::Text(t) => {
                 let mut v = value::parse_debug(t);
                 v.redact_with(&is_secret, types);
+                if crate::lang::value::redact::listed_types_escaped(t, &v, types) {
+                    return Value::Str(
+                        "<redacted: a listed type's value was not told apart>".to_owned(),
+                    );
+                }
                 v
             }
             Captured::Cut(t) => {
@@ -926,6 +931,37 @@ mod tests {
         let v = cut.to_value_with(&["Key".to_owned()]);
         assert!(
             matches!(&v, Value::Truncated(t) if t.starts_with("Holder { k: \"<redacted: Key>\"")),
+            "{v:?}"
+        );
+    }
+
+    /// A listed type printed in a value's text but not found as a value of its own by the
+    /// parser (a misreading) redacts the whole value: the check fails closed.
+    #[test]
+    fn a_listed_type_the_parser_did_not_find_redacts_the_whole_value() {
+        use crate::lang::value::redact::listed_types_escaped;
+        let types = ["auth::Keyring".to_owned()];
+        let parsed = |t: &str| {
+            let mut v = value::parse_debug(t);
+            v.redact_with(&is_secret, &types);
+            v
+        };
+        // Found: marked, nothing escaped.
+        let ok = r#"Outer { k: Keyring { key: "s3" }, g: Keyring<u8>(7), n: 1 }"#;
+        assert!(!listed_types_escaped(ok, &parsed(ok), &types));
+        // The same text against a parse that lost one of them (as a misreading would).
+        let lost = parsed(r#"Outer { k: Keyring { key: "s3" }, g: Other(7), n: 1 }"#);
+        assert!(listed_types_escaped(ok, &lost, &types));
+        // A mention in a string counts too (over-redaction, the safe side); a name inside a
+        // longer word does not.
+        let note = r#"Note { t: "Keyring { lost }", u: MyKeyring(1) }"#;
+        assert!(listed_types_escaped(note, &parsed(note), &types));
+        let word = r#"Note { u: MyKeyring(1), v: Keyrings }"#;
+        assert!(!listed_types_escaped(word, &parsed(word), &types));
+        // Through `Captured`: the whole value is one marker.
+        let v = Captured::Text(note.into()).to_value_with(&types);
+        assert!(
+            matches!(&v, Value::Str(s) if s.starts_with("<redacted: ")),
             "{v:?}"
         );
     }

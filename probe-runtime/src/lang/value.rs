@@ -1029,6 +1029,57 @@ pub(crate) mod redact {
         format!("<redacted: {name}>")
     }
 
+    /// Whether `text` (a value's `{:?}`) prints a value of a listed type that `v` (its parse,
+    /// redacted) does not show as a marker: a type's name as a word followed by `{` or `(`
+    /// appears more often in the text than markers of it in the value. The parser is a
+    /// heuristic over arbitrary `Debug` output; when it took a listed type's fields for
+    /// another value's (fuzzing found one such misreading), this fails closed and the caller
+    /// redacts the whole value. Text that merely mentions `Name {` inside a string is redacted
+    /// too: over-redaction, the safe side.
+    pub(crate) fn listed_types_escaped(text: &str, v: &super::Value, types: &[String]) -> bool {
+        use super::Value;
+        fn markers(v: &Value, name: &str) -> usize {
+            match v {
+                Value::Str(s) => usize::from(
+                    s.strip_prefix("<redacted: ")
+                        .and_then(|m| m.strip_suffix('>'))
+                        .is_some_and(|m| printed_type_is_redacted(m, &[name.to_owned()])),
+                ),
+                Value::Seq(items) | Value::Variant { items, .. } => {
+                    items.iter().map(|i| markers(i, name)).sum()
+                }
+                Value::Struct { fields, .. } => fields.iter().map(|(_, f)| markers(f, name)).sum(),
+                Value::Map(entries) => entries
+                    .iter()
+                    .map(|(k, e)| markers(k, name) + markers(e, name))
+                    .sum(),
+                _ => 0,
+            }
+        }
+        let b = text.as_bytes();
+        types.iter().any(|t| {
+            let name = t.rsplit("::").next().unwrap_or(t);
+            if name.is_empty() {
+                return false;
+            }
+            let printed = text
+                .match_indices(name)
+                .filter(|(at, _)| {
+                    let before = at.checked_sub(1).and_then(|i| b.get(i));
+                    let word_start =
+                        before.is_none_or(|c| !(c.is_ascii_alphanumeric() || *c == b'_'));
+                    let after = text.get(at + name.len()..).unwrap_or("");
+                    let after = after.strip_prefix('<').map_or(after, |_| {
+                        // Generic arguments, as in `Keyring<u8> { .. }`.
+                        after.split_once('>').map_or("", |(_, rest)| rest)
+                    });
+                    word_start && matches!(after.trim_start().as_bytes().first(), Some(b'{' | b'('))
+                })
+                .count();
+            printed > markers(v, name)
+        })
+    }
+
     /// A bracket the scanner is inside.
     struct Frame {
         /// `(`/`[`: a tuple or list (the pair rule applies); `{`: a struct, map or set.
