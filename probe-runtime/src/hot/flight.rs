@@ -371,27 +371,9 @@ mod tests {
         static NAMES: [&str; 2] = ["n", "text"];
         static SITES: std::sync::LazyLock<[Site; 3]> = std::sync::LazyLock::new(|| {
             [
-                Site {
-                    col: 1,
-                    fn_slot: 0,
-                    timed: false,
-                    frame: false,
-                    ..Site::leaked("src/a.rs", 1, "a::f", crate::SiteKind::Entry, &NAMES)
-                },
-                Site {
-                    col: 1,
-                    fn_slot: 0,
-                    timed: false,
-                    frame: false,
-                    ..Site::leaked("src/a.rs", 2, "a::f", crate::SiteKind::Line, &NAMES)
-                },
-                Site {
-                    col: 1,
-                    fn_slot: 0,
-                    timed: false,
-                    frame: false,
-                    ..Site::leaked("src/a.rs", 3, "a::f", crate::SiteKind::Line, &NAMES)
-                },
+                Site::leaked("src/a.rs", 1, "a::f", crate::SiteKind::Entry, &NAMES),
+                Site::leaked("src/a.rs", 2, "a::f", crate::SiteKind::Line, &NAMES),
+                Site::leaked("src/a.rs", 3, "a::f", crate::SiteKind::Line, &NAMES),
             ]
         });
         let rec = Recorder::new(

@@ -485,8 +485,6 @@ mod tests {
         static LINE: std::sync::LazyLock<Site> = std::sync::LazyLock::new(|| Site {
             col: 5,
             fn_slot: 1,
-            timed: false,
-            frame: false,
             ..Site::leaked("src/a.rs", 21, "app::inner", crate::SiteKind::Line, &NAMES)
         });
         let got = copy(&TABLE, &LINE, 8);

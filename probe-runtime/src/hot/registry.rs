@@ -361,12 +361,8 @@ pub(crate) mod tests {
     /// A leaked table of `n` line sites (`src/lib.rs`, lines 1..=n), for tests.
     pub(crate) fn table(n: usize) -> &'static Table {
         let sites: Vec<Site> = (0..n)
-            .map(|i| Site {
-                col: 1,
-                fn_slot: 0,
-                timed: false,
-                frame: false,
-                ..Site::leaked(
+            .map(|i| {
+                Site::leaked(
                     "src/lib.rs",
                     i as u32 + 1,
                     "t::f",

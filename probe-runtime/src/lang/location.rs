@@ -235,24 +235,16 @@ mod tests {
     static FLAGS: [AtomicU8; 3] = [AtomicU8::new(0), AtomicU8::new(0), AtomicU8::new(0)];
     static SITES: std::sync::LazyLock<[Site; 3]> = std::sync::LazyLock::new(|| {
         [
-            Site {
-                col: 1,
-                fn_slot: 0,
-                timed: false,
-                frame: false,
-                ..Site::leaked(
-                    "app/src/main.rs",
-                    10,
-                    "app::main",
-                    crate::SiteKind::Entry,
-                    &[],
-                )
-            },
+            Site::leaked(
+                "app/src/main.rs",
+                10,
+                "app::main",
+                crate::SiteKind::Entry,
+                &[],
+            ),
             Site {
                 col: 5,
                 fn_slot: 0,
-                timed: false,
-                frame: false,
                 ..Site::leaked(
                     "app/src/main.rs",
                     12,
@@ -261,19 +253,13 @@ mod tests {
                     &["x"],
                 )
             },
-            Site {
-                col: 1,
-                fn_slot: 0,
-                timed: false,
-                frame: false,
-                ..Site::leaked(
-                    "app/src/billing.rs",
-                    3,
-                    "app::billing::total",
-                    crate::SiteKind::Entry,
-                    &[],
-                )
-            },
+            Site::leaked(
+                "app/src/billing.rs",
+                3,
+                "app::billing::total",
+                crate::SiteKind::Entry,
+                &[],
+            ),
         ]
     });
     static TABLE: std::sync::LazyLock<Table> = std::sync::LazyLock::new(|| Table {
@@ -390,8 +376,6 @@ mod tests {
                 Site {
                     col: 5,
                     fn_slot: 0,
-                    timed: false,
-                    frame: false,
                     ..Site::leaked(
                         "app/src/hot.rs",
                         33,
@@ -403,8 +387,6 @@ mod tests {
                 Site {
                     col: 9,
                     fn_slot: 0,
-                    timed: false,
-                    frame: false,
                     ..Site::leaked(
                         "app/src/hot.rs",
                         35,
