@@ -66,9 +66,14 @@ pub struct Spec {
 /// Capture limits from the environment (`LPROBE_MAX_STRING`, `LPROBE_MAX_ITEMS`,
 /// `LPROBE_MAX_DEPTH`), else the defaults.
 pub fn env_limits() -> Limits {
+    limits_from(|k| std::env::var(k).ok())
+}
+
+/// [`env_limits`] from any source of variables (the fuzz target's: setting the real
+/// environment millions of times grows the process, as glibc never frees a replaced value).
+pub fn limits_from(var: impl Fn(&str) -> Option<String>) -> Limits {
     let get = |k: &str, d: usize| {
-        std::env::var(k)
-            .ok()
+        var(k)
             .and_then(|v| v.trim().parse::<usize>().ok())
             .filter(|n| *n > 0)
             .unwrap_or(d)
