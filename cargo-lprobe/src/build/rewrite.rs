@@ -1121,6 +1121,22 @@ mod tests {
         let src = src.replace("debug_assert!(k < 99);", "work(k);");
         let (fs, _) = go(&src, &Exclusions::default());
         assert_eq!(fs.loops.len(), 1);
+        // Over a range with an end, a loop ends whatever it calls: no re-read, two bodies.
+        for range in ["1..len", "(0..=len).rev()", "(0..len).step_by(2)"] {
+            let src = format!("fn f(len: usize) -> usize {{\n    let mut w = 0;\n    for r in {range} {{\n        w += step(r);\n    }}\n    w\n}}\n");
+            let (fs, rw) = go(&src, &Exclusions::default());
+            assert!(
+                fs.loops.is_empty() && rw.text.contains("twice!"),
+                "{}",
+                rw.text
+            );
+        }
+        // Without an end, or over anything else, it may not end.
+        for iter in ["1..", "rx.iter()", "(1..).step_by(2)"] {
+            let src = format!("fn f(len: usize) -> usize {{\n    let mut w = 0;\n    for r in {iter} {{\n        w += step(r);\n    }}\n    w\n}}\n");
+            let (fs, _) = go(&src, &Exclusions::default());
+            assert_eq!(fs.loops.len(), 1, "{iter}");
+        }
     }
 
     #[test]
