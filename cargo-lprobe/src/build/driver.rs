@@ -627,6 +627,7 @@ fn find_package_sites(
             package_traits: &package_traits,
             skip,
             skip_file: skip.file(&rel, &pkg_rel).map(skip::Pattern::reason),
+            module_exported: src.exported,
         };
         let sites = visit::find_sites_with(&text, &file, &src.module, &sel, &opts);
         let includes = visit::find_includes(&text, &file);
@@ -1360,7 +1361,10 @@ fn callers_by_name<'f>(
 /// functions from being inlined) when they are public or called from other than exactly one
 /// function of their package (by name). A function called from one place keeps the guard:
 /// LLVM inlines a local function with a single call site whatever its size, and the second
-/// call would take that away (measured on bench-mix).
+/// call would take that away (measured on bench-mix). So does a large `pub` function that
+/// no other crate can reach (in a private module, not re-exported by a `pub use`) with one
+/// call site in its package (ryu's `d2d`): small ones are inlined for their size either way,
+/// and the guard would cost them more than the second call (ryu's `decimal_length17`).
 fn promote_recalls(files: &mut [FileWork]) {
     let packages: std::collections::BTreeSet<usize> = files.iter().map(|f| f.pkg).collect();
     for pkg in packages {
@@ -1369,6 +1373,16 @@ fn promote_recalls(files: &mut [FileWork]) {
                 .into_iter()
                 .map(|(name, by)| (name.to_owned(), by.len()))
                 .collect();
+        let mut call_sites: HashMap<String, u32> = HashMap::new();
+        let mut reexports: HashSet<String> = HashSet::new();
+        for f in files.iter().filter(|f| f.pkg == pkg) {
+            for c in &f.sites.contexts {
+                for (name, n) in c.calls.iter().zip(&c.call_counts) {
+                    *call_sites.entry(name.clone()).or_default() += n;
+                }
+            }
+            reexports.extend(f.sites.reexports.iter().cloned());
+        }
         for f in files.iter_mut().filter(|f| f.pkg == pkg) {
             let visit::FileSites {
                 sites, contexts, ..
@@ -1377,8 +1391,20 @@ fn promote_recalls(files: &mut [FileWork]) {
                 let Some(c) = contexts.get(s.context) else {
                     continue;
                 };
-                let name = c.func.rsplit("::").next().unwrap_or(&c.func);
-                let many = c.public || callers.get(name).copied().unwrap_or(0) != 1;
+                let segs: Vec<&str> = c.func.split("::").collect();
+                let name = segs.last().copied().unwrap_or(&c.func);
+                // Re-exported by name, or its type or a module on its path (`pub use
+                // inner::Slab`, `pub use inner::*`).
+                let reexported = segs
+                    .iter()
+                    .skip(1)
+                    .any(|s| reexports.contains(*s) || reexports.contains(&format!("{s}::*")));
+                let crate_own_once = !c.exported
+                    && !reexported
+                    && c.tokens > visit::LARGE_FN_TOKENS
+                    && call_sites.get(name).copied() == Some(1);
+                let many =
+                    (c.public || callers.get(name).copied().unwrap_or(0) != 1) && !crate_own_once;
                 if many && s.recall_guarded.is_some() {
                     s.recall = s.recall_guarded.take();
                 }
@@ -1903,11 +1929,20 @@ mod tests {
 
     #[test]
     fn guarded_functions_called_from_several_places_time_by_calling_themselves() {
-        let src = "fn once(v: &[u8]) -> usize {\n    let mut n = 0;\n    for b in v {\n        n += usize::from(*b);\n    }\n    n\n}\n\
-                   fn twice(v: &[u8]) -> usize {\n    let mut n = 0;\n    for b in v {\n        n += usize::from(*b);\n    }\n    n\n}\n\
-                   pub fn api(v: &[u8]) -> usize {\n    let mut n = 0;\n    for b in v {\n        n += usize::from(*b);\n    }\n    n\n}\n\
-                   fn a(v: &[u8]) -> usize {\n    once(v) + twice(v)\n}\n\
-                   fn b(v: &[u8]) -> usize {\n    twice(v) + api(v)\n}\n";
+        let body = "(v: &[u8]) -> usize {\n    let mut n = 0;\n    for b in v {\n        n += usize::from(*b);\n    }\n    n\n}\n";
+        // Over `LARGE_FN_TOKENS`: a body LLVM inlines only where it is called once.
+        let large = format!(
+            "(v: &[u8]) -> usize {{\n    let mut n = 0;\n    for b in v {{\n        n += usize::from(*b){};\n    }}\n    n\n}}\n",
+            " + 1".repeat(visit::LARGE_FN_TOKENS / 2)
+        );
+        let src = format!(
+            "fn once{body}fn twice{body}pub fn api{body}\
+             mod private {{ pub fn small{body} pub fn big{large} pub fn big_twice{large} pub fn shown{large} }}\n\
+             pub use private::shown;\n\
+             fn a(v: &[u8]) -> usize {{\n    once(v) + twice(v) + private::small(v) + private::big(v) + private::big_twice(v) + private::big_twice(v)\n}}\n\
+             fn b(v: &[u8]) -> usize {{\n    twice(v) + api(v) + private::shown(v)\n}}\n"
+        );
+        let src = src.as_str();
         let file = syn::parse_file(src).expect("parses");
         let sites = visit::find_sites(src, &file, "k", &LineSel::None);
         let mut files = vec![FileWork {
@@ -1939,6 +1974,21 @@ mod tests {
         assert_eq!(recall("k::once"), None);
         assert_eq!(recall("k::twice").as_deref(), Some("self::twice(v)"));
         assert_eq!(recall("k::api").as_deref(), Some("self::api(v)"));
+        // `pub` in a private module, called once: the guard only when large.
+        assert_eq!(
+            recall("k::private::small").as_deref(),
+            Some("self::small(v)")
+        );
+        assert_eq!(recall("k::private::big"), None);
+        // Two call sites (from one function), or re-exported: a second call.
+        assert_eq!(
+            recall("k::private::big_twice").as_deref(),
+            Some("self::big_twice(v)")
+        );
+        assert_eq!(
+            recall("k::private::shown").as_deref(),
+            Some("self::shown(v)")
+        );
     }
 
     #[test]

@@ -111,9 +111,17 @@ pub struct FnContext {
     /// The names of the functions and methods its body calls (sorted, once each): where a
     /// tiny function without sites finds callers to suggest.
     pub calls: Vec<String>,
+    /// How many calls of each of `calls` its body makes (same order).
+    pub call_counts: Vec<u32>,
     /// Visible outside its module (`pub` in any form), or a trait method: it may be called
     /// from anywhere, not only from the calls this package's sources show.
     pub public: bool,
+    /// May be called from outside its crate: `pub` in a module every `mod` on the way to a
+    /// library root declares `pub`, or a trait method. (A re-export by `pub use` is the
+    /// driver's to see: `FileSites::reexports`.)
+    pub exported: bool,
+    /// The body's tokens (a group counts one plus its contents).
+    pub tokens: usize,
     /// Its body can be written twice, dormant and instrumented (see `rewrite`): no item, no
     /// macro that may declare one ([`duplicable`]), not `async`, no `impl Trait` return, not
     /// `#[track_caller]` (the instrumented copy runs in a closure). A loop that re-reads the
@@ -151,6 +159,9 @@ pub struct FileSites {
     pub opaque_first: HashSet<u32>,
     /// The bindings that are function parameters (the others are bound in the body).
     pub params: HashSet<u32>,
+    /// The names `pub use` items of this file re-export (their last segments; `name::*` for a
+    /// glob of `name`): a function or type named there may be reached from outside the crate.
+    pub reexports: Vec<String>,
     /// Bindings that are surely `&mut` references (`&mut self`, `v: &mut Vec<u8>`, `let e =
     /// &mut self.entries[k];`): captured through a shared reborrow of what they point to
     /// (`&&*v`), so the binding's own address is never taken and it stays in a register.
@@ -178,6 +189,8 @@ pub struct Options<'a> {
     pub skip: &'a SkipList,
     /// Why no function of this file gets sites (a skip pattern naming the file).
     pub skip_file: Option<String>,
+    /// The file's module can be reached from outside its crate (`workspace::SourceFile`).
+    pub module_exported: bool,
 }
 
 impl<'a> Options<'a> {
@@ -189,6 +202,7 @@ impl<'a> Options<'a> {
             package_traits,
             skip,
             skip_file: None,
+            module_exported: true,
         }
     }
 }
@@ -220,6 +234,7 @@ pub fn find_sites_with(
         used_lines: HashSet::new(),
         in_closure: 0,
         trait_names: trait_names(file, opts.package_traits),
+        exported: opts.module_exported,
     };
     v.visit_file(file);
     v.out
@@ -571,6 +586,8 @@ struct Visitor<'a> {
     in_closure: usize,
     /// How this file names std's traits ([`trait_names`]).
     trait_names: TraitNames<'a>,
+    /// The module being visited can be reached from outside the crate.
+    exported: bool,
 }
 
 fn start_of(span: Span) -> LineColumn {
@@ -796,19 +813,19 @@ fn strip_attrs(e: &mut syn::Expr) {
 
 /// The last segment of every path called and every method called in `block` (nested items
 /// included), sorted, once each.
-fn called_names(block: &syn::Block) -> Vec<String> {
-    struct Calls(std::collections::BTreeSet<String>);
+fn called_names(block: &syn::Block) -> Vec<(String, u32)> {
+    struct Calls(std::collections::BTreeMap<String, u32>);
     impl<'ast> Visit<'ast> for Calls {
         fn visit_expr_call(&mut self, c: &'ast syn::ExprCall) {
             if let syn::Expr::Path(p) = &*c.func {
                 if let Some(last) = p.path.segments.last() {
-                    self.0.insert(last.ident.to_string());
+                    *self.0.entry(last.ident.to_string()).or_default() += 1;
                 }
             }
             syn::visit::visit_expr_call(self, c);
         }
         fn visit_expr_method_call(&mut self, m: &'ast syn::ExprMethodCall) {
-            self.0.insert(m.method.to_string());
+            *self.0.entry(m.method.to_string()).or_default() += 1;
             syn::visit::visit_expr_method_call(self, m);
         }
     }
@@ -816,6 +833,20 @@ fn called_names(block: &syn::Block) -> Vec<String> {
     c.visit_block(block);
     c.0.into_iter().collect()
 }
+
+/// Tokens in `ts`, a group counting one plus its contents.
+fn token_count(ts: proc_macro2::TokenStream) -> usize {
+    ts.into_iter()
+        .map(|t| match t {
+            proc_macro2::TokenTree::Group(g) => 1 + token_count(g.stream()),
+            _ => 1,
+        })
+        .sum()
+}
+
+/// A body of more tokens than this is beyond what LLVM inlines for its size (the inline
+/// threshold is about 225 instructions) and is inlined only where it has one call site.
+pub const LARGE_FN_TOKENS: usize = 300;
 
 /// Methods that run an iterator to its end (or until found): a function calling one loops.
 const LOOPING_METHODS: &[&str] = &[
@@ -1315,7 +1346,7 @@ impl<'a> Visitor<'a> {
         sig: &syn::Signature,
         block: &syn::Block,
         span: Span,
-        public: bool,
+        (public, exported): (bool, bool),
     ) {
         let func = match (&self.ctx, &self.self_ty) {
             (Some((_, outer)), _) => format!("{outer}::{}", sig.ident),
@@ -1346,6 +1377,7 @@ impl<'a> Visitor<'a> {
             self.index.offset(span.end()),
         );
         let is_skipped = skipped.is_some();
+        let calls = called_names(block);
         self.out.contexts.push(FnContext {
             func: func.clone(),
             start,
@@ -1353,8 +1385,11 @@ impl<'a> Visitor<'a> {
             line: span.start().line as u32,
             last_line: span.end().line as u32,
             skipped,
-            calls: called_names(block),
+            calls: calls.iter().map(|(n, _)| n.clone()).collect(),
+            call_counts: calls.iter().map(|(_, k)| *k).collect(),
             public,
+            exported,
+            tokens: token_count(quote::ToTokens::to_token_stream(block)),
             twice: false,
             is_async: sig.asyncness.is_some(),
             ret: match &sig.output {
@@ -1783,19 +1818,22 @@ fn expr_attrs(e: &syn::Expr) -> &[syn::Attribute] {
 impl<'ast> Visit<'ast> for Visitor<'_> {
     fn visit_item_fn(&mut self, f: &'ast syn::ItemFn) {
         let public = !matches!(f.vis, syn::Visibility::Inherited);
-        self.visit_function(&f.attrs, &f.sig, &f.block, f.span(), public);
+        let exported = self.exported && matches!(f.vis, syn::Visibility::Public(_));
+        self.visit_function(&f.attrs, &f.sig, &f.block, f.span(), (public, exported));
     }
 
     fn visit_impl_item_fn(&mut self, f: &'ast syn::ImplItemFn) {
         // A trait method can be called from anywhere the trait is.
         let public = !matches!(f.vis, syn::Visibility::Inherited)
             || matches!(self.owner, Owner::TraitImpl(_));
-        self.visit_function(&f.attrs, &f.sig, &f.block, f.span(), public);
+        let exported = (self.exported && matches!(f.vis, syn::Visibility::Public(_)))
+            || matches!(self.owner, Owner::TraitImpl(_));
+        self.visit_function(&f.attrs, &f.sig, &f.block, f.span(), (public, exported));
     }
 
     fn visit_trait_item_fn(&mut self, f: &'ast syn::TraitItemFn) {
         if let Some(block) = &f.default {
-            self.visit_function(&f.attrs, &f.sig, block, f.span(), true);
+            self.visit_function(&f.attrs, &f.sig, block, f.span(), (true, true));
         }
     }
 
@@ -1823,7 +1861,10 @@ impl<'ast> Visit<'ast> for Visitor<'_> {
                         last_line: span.end().line as u32,
                         skipped: Some("allocator method".into()),
                         calls: Vec::new(),
+                        call_counts: Vec::new(),
                         public: true,
+                        exported: true,
+                        tokens: 0,
                         twice: false,
                         is_async: false,
                         ret: String::new(),
@@ -1860,12 +1901,33 @@ impl<'ast> Visit<'ast> for Visitor<'_> {
             self.module.push(m.ident.to_string());
             let saved = self.self_ty.take();
             let saved_owner = std::mem::replace(&mut self.owner, Owner::Module);
+            let saved_exported = self.exported;
+            self.exported &= matches!(m.vis, syn::Visibility::Public(_));
             for item in items {
                 self.visit_item(item);
             }
+            self.exported = saved_exported;
             self.owner = saved_owner;
             self.self_ty = saved;
             self.module.pop();
+        }
+    }
+
+    fn visit_item_use(&mut self, u: &'ast syn::ItemUse) {
+        fn names(t: &syn::UseTree, parent: Option<&syn::Ident>, out: &mut Vec<String>) {
+            match t {
+                syn::UseTree::Path(p) => names(&p.tree, Some(&p.ident), out),
+                syn::UseTree::Name(n) => out.push(n.ident.to_string()),
+                syn::UseTree::Rename(r) => out.push(r.ident.to_string()),
+                syn::UseTree::Glob(_) => out.push(format!(
+                    "{}::*",
+                    parent.map(ToString::to_string).unwrap_or_default()
+                )),
+                syn::UseTree::Group(g) => g.items.iter().for_each(|t| names(t, parent, out)),
+            }
+        }
+        if matches!(u.vis, syn::Visibility::Public(_)) {
+            names(&u.tree, None, &mut self.out.reexports);
         }
     }
 

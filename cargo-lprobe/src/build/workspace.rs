@@ -242,6 +242,9 @@ pub struct SourceFile {
     pub module: String,
     /// Whether this is a crate root (lib.rs, main.rs, a test file…).
     pub crate_root: bool,
+    /// Reachable from outside its crate: a library root, or a module every `mod` on the way
+    /// to one declares `pub` (its `pub` functions may be called from other crates).
+    pub exported: bool,
     pub edition: String,
     /// The file's text and its parse, as read while following `mod` declarations (so the
     /// driver does not read and parse every file a second time); `None` if unreadable.
@@ -261,20 +264,38 @@ pub fn module_files(pkg: &Package) -> Vec<SourceFile> {
             continue;
         }
         let crate_name = t.name.replace('-', "_");
-        walk(&t.src_path, &crate_name, true, &t.edition, &mut found, 0);
+        let lib = t
+            .kinds
+            .iter()
+            .any(|k| matches!(k.as_str(), "lib" | "rlib" | "dylib"));
+        walk(
+            &t.src_path,
+            &crate_name,
+            true,
+            lib,
+            &t.edition,
+            &mut found,
+            0,
+        );
     }
     found.into_values().collect()
 }
 
+#[allow(clippy::too_many_arguments)]
 fn walk(
     path: &Path,
     module: &str,
     root: bool,
+    exported: bool,
     edition: &str,
     found: &mut BTreeMap<PathBuf, SourceFile>,
     depth: usize,
 ) {
-    if depth > 64 || found.contains_key(path) {
+    if depth > 64 {
+        return;
+    }
+    if let Some(f) = found.get_mut(path) {
+        f.exported |= exported;
         return;
     }
     found.insert(
@@ -283,6 +304,7 @@ fn walk(
             path: path.to_path_buf(),
             module: module.to_owned(),
             crate_root: root,
+            exported,
             edition: edition.to_owned(),
             source: None,
         },
@@ -308,7 +330,16 @@ fn walk(
     } else {
         dir.join(name)
     };
-    walk_items(&file.items, &child_dir, dir, module, edition, found, depth);
+    walk_items(
+        &file.items,
+        &child_dir,
+        dir,
+        module,
+        exported,
+        edition,
+        found,
+        depth,
+    );
     if let Some(f) = found.get_mut(path) {
         f.source = Some((text, Ok(file)));
     }
@@ -332,11 +363,13 @@ fn path_attr(attrs: &[syn::Attribute]) -> Option<String> {
     })
 }
 
+#[allow(clippy::too_many_arguments)]
 fn walk_items(
     items: &[syn::Item],
     child_dir: &Path,
     file_dir: &Path,
     module: &str,
+    exported: bool,
     edition: &str,
     found: &mut BTreeMap<PathBuf, SourceFile>,
     depth: usize,
@@ -347,13 +380,14 @@ fn walk_items(
         };
         let name = m.ident.to_string();
         let sub = format!("{module}::{name}");
+        let exported = exported && matches!(m.vis, syn::Visibility::Public(_));
         match &m.content {
             Some((_, inner)) => {
                 let dir = match path_attr(&m.attrs) {
                     Some(p) => file_dir.join(p),
                     None => child_dir.join(&name),
                 };
-                walk_items(inner, &dir, &dir, &sub, edition, found, depth + 1);
+                walk_items(inner, &dir, &dir, &sub, exported, edition, found, depth + 1);
             }
             None => {
                 let candidates = match path_attr(&m.attrs) {
@@ -364,21 +398,11 @@ fn walk_items(
                     ],
                 };
                 if let Some(p) = candidates.into_iter().find(|p| p.is_file()) {
-                    walk_files_module(&p, &sub, edition, found, depth + 1);
+                    walk(&p, &sub, false, exported, edition, found, depth + 1);
                 }
             }
         }
     }
-}
-
-fn walk_files_module(
-    path: &Path,
-    module: &str,
-    edition: &str,
-    found: &mut BTreeMap<PathBuf, SourceFile>,
-    depth: usize,
-) {
-    walk(path, module, false, edition, found, depth);
 }
 
 #[cfg(test)]
@@ -474,7 +498,7 @@ mod tests {
         std::fs::create_dir_all(src.join("a")).expect("mkdir");
         std::fs::write(
             src.join("lib.rs"),
-            "mod a; #[path = \"x.rs\"] mod renamed; mod inline { mod deep; }",
+            "pub mod a; #[path = \"x.rs\"] mod renamed; pub mod inline { mod deep; }",
         )
         .expect("w");
         std::fs::write(src.join("a.rs"), "mod b;").expect("w");
@@ -501,9 +525,10 @@ mod tests {
             .into_iter()
             .map(|f| {
                 format!(
-                    "{} {}",
+                    "{} {}{}",
                     f.path.strip_prefix(&src).expect("under src").display(),
-                    f.module
+                    f.module,
+                    if f.exported { " (exported)" } else { "" }
                 )
             })
             .collect();
@@ -511,10 +536,10 @@ mod tests {
         assert_eq!(
             mods,
             vec![
-                "a.rs k::a",
+                "a.rs k::a (exported)",
                 "a/b.rs k::a::b",
                 "inline/deep.rs k::inline::deep",
-                "lib.rs k",
+                "lib.rs k (exported)",
                 "x.rs k::renamed"
             ]
         );
