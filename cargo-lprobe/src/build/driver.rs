@@ -1345,7 +1345,7 @@ fn callers_by_name<'f>(
     let mut by_name: HashMap<&str, Vec<(&str, bool)>> = HashMap::new();
     for f in files {
         for c in &f.sites.contexts {
-            for name in &c.calls {
+            for (name, _) in &c.calls {
                 by_name
                     .entry(name.as_str())
                     .or_default()
@@ -1377,7 +1377,7 @@ fn promote_recalls(files: &mut [FileWork]) {
         let mut reexports: HashSet<String> = HashSet::new();
         for f in files.iter().filter(|f| f.pkg == pkg) {
             for c in &f.sites.contexts {
-                for (name, n) in c.calls.iter().zip(&c.call_counts) {
+                for (name, n) in &c.calls {
                     *call_sites.entry(name.clone()).or_default() += n;
                 }
             }
@@ -1399,13 +1399,13 @@ fn promote_recalls(files: &mut [FileWork]) {
                     .iter()
                     .skip(1)
                     .any(|s| reexports.contains(*s) || reexports.contains(&format!("{s}::*")));
-                let crate_own_once = !c.exported
+                let private_once = !c.public && callers.get(name).copied() == Some(1);
+                let large_crate_own_once = c.large
+                    && !c.exported
                     && !reexported
-                    && c.tokens > visit::LARGE_FN_TOKENS
                     && call_sites.get(name).copied() == Some(1);
-                let many =
-                    (c.public || callers.get(name).copied().unwrap_or(0) != 1) && !crate_own_once;
-                if many && s.recall_guarded.is_some() {
+                let keeps_guard = private_once || large_crate_own_once;
+                if !keeps_guard && s.recall_guarded.is_some() {
                     s.recall = s.recall_guarded.take();
                 }
             }

@@ -108,11 +108,10 @@ pub struct FnContext {
     pub last_line: u32,
     /// Why the function gets no sites, if it gets none.
     pub skipped: Option<Cow<'static, str>>,
-    /// The names of the functions and methods its body calls (sorted, once each): where a
-    /// tiny function without sites finds callers to suggest.
-    pub calls: Vec<String>,
-    /// How many calls of each of `calls` its body makes (same order).
-    pub call_counts: Vec<u32>,
+    /// The names of the functions and methods its body calls (sorted, once each), with how
+    /// many calls of each it makes: where a tiny function without sites finds callers to
+    /// suggest, and how many call sites a function has.
+    pub calls: Vec<(String, u32)>,
     /// Visible outside its module (`pub` in any form), or a trait method: it may be called
     /// from anywhere, not only from the calls this package's sources show.
     pub public: bool,
@@ -120,8 +119,9 @@ pub struct FnContext {
     /// library root declares `pub`, or a trait method. (A re-export by `pub use` is the
     /// driver's to see: `FileSites::reexports`.)
     pub exported: bool,
-    /// The body's tokens (a group counts one plus its contents).
-    pub tokens: usize,
+    /// More than [`LARGE_FN_TOKENS`] tokens in its body (found only for functions that
+    /// would keep a timing guard: `Site::recall_guarded`).
+    pub large: bool,
     /// Its body can be written twice, dormant and instrumented (see `rewrite`): no item, no
     /// macro that may declare one ([`duplicable`]), not `async`, no `impl Trait` return, not
     /// `#[track_caller]` (the instrumented copy runs in a closure). A loop that re-reads the
@@ -812,7 +812,7 @@ fn strip_attrs(e: &mut syn::Expr) {
 }
 
 /// The last segment of every path called and every method called in `block` (nested items
-/// included), sorted, once each.
+/// included), sorted, once each, with its number of calls.
 fn called_names(block: &syn::Block) -> Vec<(String, u32)> {
     struct Calls(std::collections::BTreeMap<String, u32>);
     impl<'ast> Visit<'ast> for Calls {
@@ -1377,7 +1377,6 @@ impl<'a> Visitor<'a> {
             self.index.offset(span.end()),
         );
         let is_skipped = skipped.is_some();
-        let calls = called_names(block);
         self.out.contexts.push(FnContext {
             func: func.clone(),
             start,
@@ -1385,11 +1384,10 @@ impl<'a> Visitor<'a> {
             line: span.start().line as u32,
             last_line: span.end().line as u32,
             skipped,
-            calls: calls.iter().map(|(n, _)| n.clone()).collect(),
-            call_counts: calls.iter().map(|(_, k)| *k).collect(),
+            calls: called_names(block),
             public,
             exported,
-            tokens: token_count(quote::ToTokens::to_token_stream(block)),
+            large: false,
             twice: false,
             is_async: sig.asyncness.is_some(),
             ret: match &sig.output {
@@ -1446,6 +1444,12 @@ impl<'a> Visitor<'a> {
             // its inlining.
             let call = crate::build::recall::call(&self.owner, attrs, sig);
             if s.timed {
+                if call.is_some() {
+                    if let Some(c) = self.out.contexts.get_mut(ctx_index) {
+                        c.large =
+                            token_count(quote::ToTokens::to_token_stream(block)) > LARGE_FN_TOKENS;
+                    }
+                }
                 s.recall_guarded = call;
             } else {
                 s.recall = call;
@@ -1861,10 +1865,9 @@ impl<'ast> Visit<'ast> for Visitor<'_> {
                         last_line: span.end().line as u32,
                         skipped: Some("allocator method".into()),
                         calls: Vec::new(),
-                        call_counts: Vec::new(),
                         public: true,
                         exported: true,
-                        tokens: 0,
+                        large: false,
                         twice: false,
                         is_async: false,
                         ret: String::new(),
@@ -2105,7 +2108,10 @@ mod tests {
             .sites
             .iter()
             .all(|s| s.func != "k::get" && s.func != "k::wrap"));
-        assert_eq!(fs.contexts[4].calls, ["get", "len", "wrap"]);
+        assert_eq!(
+            fs.contexts[4].calls,
+            [("get".into(), 2), ("len".into(), 1), ("wrap".into(), 1)]
+        );
         // --entry all: every function.
         let fs = find_sites_with(src, &file, "k", &LineSel::None, &Options::new(&none, &skip));
         assert_eq!(fs.sites.len(), 5);

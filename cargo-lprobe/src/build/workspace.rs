@@ -268,80 +268,109 @@ pub fn module_files(pkg: &Package) -> Vec<SourceFile> {
             .kinds
             .iter()
             .any(|k| matches!(k.as_str(), "lib" | "rlib" | "dylib"));
-        walk(
-            &t.src_path,
-            &crate_name,
-            true,
-            lib,
-            &t.edition,
-            &mut found,
-            0,
-        );
+        let mut w = Walk {
+            edition: &t.edition,
+            found: &mut found,
+        };
+        w.file(&t.src_path, &crate_name, true, lib, 0);
     }
     found.into_values().collect()
 }
 
-#[allow(clippy::too_many_arguments)]
-fn walk(
-    path: &Path,
-    module: &str,
-    root: bool,
-    exported: bool,
-    edition: &str,
-    found: &mut BTreeMap<PathBuf, SourceFile>,
-    depth: usize,
-) {
-    if depth > 64 {
-        return;
-    }
-    if let Some(f) = found.get_mut(path) {
-        f.exported |= exported;
-        return;
-    }
-    found.insert(
-        path.to_path_buf(),
-        SourceFile {
-            path: path.to_path_buf(),
-            module: module.to_owned(),
-            crate_root: root,
-            exported,
-            edition: edition.to_owned(),
-            source: None,
-        },
-    );
-    let Ok(text) = std::fs::read_to_string(path) else {
-        return;
-    };
-    let file = match syn::parse_file(&text) {
-        Ok(file) => file,
-        Err(e) => {
-            if let Some(f) = found.get_mut(path) {
-                f.source = Some((text, Err(e)));
-            }
+/// One target's walk of its module tree: the files found so far (of every target).
+struct Walk<'a> {
+    edition: &'a str,
+    found: &'a mut BTreeMap<PathBuf, SourceFile>,
+}
+
+impl Walk<'_> {
+    /// The file at `path`, module `module` (`exported`: other crates can reach it), and the
+    /// files its `mod` declarations name.
+    fn file(&mut self, path: &Path, module: &str, root: bool, exported: bool, depth: usize) {
+        if depth > 64 {
             return;
         }
-    };
-    let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
-    let dir = path.parent().unwrap_or(Path::new("."));
-    // Where child modules of this file live: next to a mod-rs file, else in a folder named
-    // after the file.
-    let child_dir = if root || name == "mod" {
-        dir.to_path_buf()
-    } else {
-        dir.join(name)
-    };
-    walk_items(
-        &file.items,
-        &child_dir,
-        dir,
-        module,
-        exported,
-        edition,
-        found,
-        depth,
-    );
-    if let Some(f) = found.get_mut(path) {
-        f.source = Some((text, Ok(file)));
+        if let Some(f) = self.found.get_mut(path) {
+            f.exported |= exported;
+            return;
+        }
+        self.found.insert(
+            path.to_path_buf(),
+            SourceFile {
+                path: path.to_path_buf(),
+                module: module.to_owned(),
+                crate_root: root,
+                exported,
+                edition: self.edition.to_owned(),
+                source: None,
+            },
+        );
+        let Ok(text) = std::fs::read_to_string(path) else {
+            return;
+        };
+        let file = match syn::parse_file(&text) {
+            Ok(file) => file,
+            Err(e) => {
+                if let Some(f) = self.found.get_mut(path) {
+                    f.source = Some((text, Err(e)));
+                }
+                return;
+            }
+        };
+        let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+        let dir = path.parent().unwrap_or(Path::new("."));
+        // Where child modules of this file live: next to a mod-rs file, else in a folder named
+        // after the file.
+        let child_dir = if root || name == "mod" {
+            dir.to_path_buf()
+        } else {
+            dir.join(name)
+        };
+        self.items(&file.items, &child_dir, dir, module, exported, depth);
+        if let Some(f) = self.found.get_mut(path) {
+            f.source = Some((text, Ok(file)));
+        }
+    }
+
+    /// The modules `items` declare, inline or in files (`#[path]` followed).
+    fn items(
+        &mut self,
+        items: &[syn::Item],
+        child_dir: &Path,
+        file_dir: &Path,
+        module: &str,
+        exported: bool,
+        depth: usize,
+    ) {
+        for item in items {
+            let syn::Item::Mod(m) = item else {
+                continue;
+            };
+            let name = m.ident.to_string();
+            let sub = format!("{module}::{name}");
+            let exported = exported && matches!(m.vis, syn::Visibility::Public(_));
+            match &m.content {
+                Some((_, inner)) => {
+                    let dir = match path_attr(&m.attrs) {
+                        Some(p) => file_dir.join(p),
+                        None => child_dir.join(&name),
+                    };
+                    self.items(inner, &dir, &dir, &sub, exported, depth + 1);
+                }
+                None => {
+                    let candidates = match path_attr(&m.attrs) {
+                        Some(p) => vec![file_dir.join(p)],
+                        None => vec![
+                            child_dir.join(format!("{name}.rs")),
+                            child_dir.join(&name).join("mod.rs"),
+                        ],
+                    };
+                    if let Some(p) = candidates.into_iter().find(|p| p.is_file()) {
+                        self.file(&p, &sub, false, exported, depth + 1);
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -361,48 +390,6 @@ fn path_attr(attrs: &[syn::Attribute]) -> Option<String> {
             _ => None,
         }
     })
-}
-
-#[allow(clippy::too_many_arguments)]
-fn walk_items(
-    items: &[syn::Item],
-    child_dir: &Path,
-    file_dir: &Path,
-    module: &str,
-    exported: bool,
-    edition: &str,
-    found: &mut BTreeMap<PathBuf, SourceFile>,
-    depth: usize,
-) {
-    for item in items {
-        let syn::Item::Mod(m) = item else {
-            continue;
-        };
-        let name = m.ident.to_string();
-        let sub = format!("{module}::{name}");
-        let exported = exported && matches!(m.vis, syn::Visibility::Public(_));
-        match &m.content {
-            Some((_, inner)) => {
-                let dir = match path_attr(&m.attrs) {
-                    Some(p) => file_dir.join(p),
-                    None => child_dir.join(&name),
-                };
-                walk_items(inner, &dir, &dir, &sub, exported, edition, found, depth + 1);
-            }
-            None => {
-                let candidates = match path_attr(&m.attrs) {
-                    Some(p) => vec![file_dir.join(p)],
-                    None => vec![
-                        child_dir.join(format!("{name}.rs")),
-                        child_dir.join(&name).join("mod.rs"),
-                    ],
-                };
-                if let Some(p) = candidates.into_iter().find(|p| p.is_file()) {
-                    walk(&p, &sub, false, exported, edition, found, depth + 1);
-                }
-            }
-        }
-    }
 }
 
 #[cfg(test)]
