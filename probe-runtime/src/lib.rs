@@ -310,8 +310,18 @@ pub struct ByCopy<T: SmallCopy + fmt::Debug>(pub T);
 /// A `Debug` value captured by reference: it is formatted when a probe needs it.
 pub struct ByRef<'a, T: fmt::Debug>(pub &'a T);
 
-/// A value without `Debug`: only its type name is recorded.
-pub struct Opaque<'a, T: ?Sized>(pub &'a T);
+/// A value without `Debug`: only its type name is recorded. It holds no pointer to the value
+/// ([`Opaque::of`] takes one and drops it): a capture that kept the address would pin the
+/// variable to the stack on every path, dormant ones included, for a type name.
+pub struct Opaque<T: ?Sized>(std::marker::PhantomData<fn(&T)>);
+
+impl<T: ?Sized> Opaque<T> {
+    /// The capture of `value`'s type.
+    #[inline(always)]
+    pub fn of(_value: &T) -> Self {
+        Opaque(std::marker::PhantomData)
+    }
+}
 
 impl<T: SmallCopy + fmt::Debug> Cap for ByCopy<T> {
     fn parts(&self) -> (Option<&dyn fmt::Debug>, &'static str) {
@@ -325,7 +335,7 @@ impl<T: fmt::Debug> Cap for ByRef<'_, T> {
     }
 }
 
-impl<T: ?Sized> Cap for Opaque<'_, T> {
+impl<T: ?Sized> Cap for Opaque<T> {
     fn parts(&self) -> (Option<&dyn fmt::Debug>, &'static str) {
         (None, std::any::type_name::<T>())
     }
@@ -775,7 +785,7 @@ mod tests {
                 .collect()
         }
         // As generated: the copies live until the end of the statement that passes them.
-        let shown = show(&[&ByCopy(n), &ByRef(&s), &ByCopy(text), &Opaque(&nd)]);
+        let shown = show(&[&ByCopy(n), &ByRef(&s), &ByCopy(text), &Opaque::of(&nd)]);
         assert_eq!(shown[0], ("7".into(), "u64"));
         assert_eq!(shown[1], ("\"hi\"".into(), "alloc::string::String"));
         assert_eq!(shown[2], ("\"yo\"".into(), "&str"));

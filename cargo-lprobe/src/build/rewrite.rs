@@ -621,7 +621,7 @@ impl Writer<'_> {
             code.push_str(&match form {
                 Form::Copy => format!("{amp}::{SITES_CRATE}::ByCopy({name})"),
                 Form::Ref => format!("{amp}::{SITES_CRATE}::ByRef({by_ref})"),
-                Form::Opaque => format!("{amp}::{SITES_CRATE}::Opaque({by_ref})"),
+                Form::Opaque => format!("{amp}::{SITES_CRATE}::Opaque::of({by_ref})"),
             });
             caps.push((name.clone(), start..code.len()));
         }
@@ -855,7 +855,7 @@ mod tests {
         assert_eq!(text(2, "b"), "&::lprobe_sites::ByRef(&b)");
         assert_eq!(text(3, "b"), "&::lprobe_sites::ByRef(&b)");
         assert_eq!(text(4, "b"), "&::lprobe_sites::ByCopy(b)");
-        assert_eq!(text(4, "a"), "&::lprobe_sites::Opaque(&a)");
+        assert_eq!(text(4, "a"), "&::lprobe_sites::Opaque::of(&a)");
         assert!(syn::parse_file(&rw.text).is_ok());
     }
 
@@ -889,7 +889,7 @@ mod tests {
         ex.opaque.insert(binding_of(&fs, site, "v").expect("bound"));
         let (_, rw) = go(src, &ex);
         assert!(
-            rw.text.contains("::lprobe_sites::Opaque(&&*v)"),
+            rw.text.contains("::lprobe_sites::Opaque::of(&&*v)"),
             "{}",
             rw.text
         );
