@@ -51,6 +51,8 @@ struct FileWork {
     extern_at: Option<usize>,
     /// A crate root: where the crate flags module goes (see `rewrite::FlagsHome`).
     crate_root: bool,
+    /// The package's targets (indices) whose crates include this file.
+    targets: Vec<usize>,
     ex: Exclusions,
     rewritten: Option<Rewritten>,
     notes: Vec<String>,
@@ -522,6 +524,7 @@ fn find_sites(inv: &Invocation, setup: &Setup) -> Result<Found> {
         find_package_sites(inv, setup, pi, pkg, &mut found, &mut parse_failures)?;
     }
     promote_recalls(&mut found.files);
+    drop_leaf_loop_rereads(&mut found.files);
     found.t_parse = t_find.elapsed();
     found.warnings = parse_failures
         .iter()
@@ -628,6 +631,7 @@ fn find_package_sites(
             skip,
             skip_file: skip.file(&rel, &pkg_rel).map(skip::Pattern::reason),
             module_exported: src.exported,
+            module_test: src.test_only,
         };
         let sites = visit::find_sites_with(&text, &file, &src.module, &sel, &opts);
         let includes = visit::find_includes(&text, &file);
@@ -656,6 +660,7 @@ fn find_package_sites(
             first,
             extern_at,
             crate_root: src.crate_root,
+            targets: src.targets.clone(),
             ex,
             rewritten: None,
             notes: Vec::new(),
@@ -1368,22 +1373,26 @@ fn callers_by_name<'f>(
 fn promote_recalls(files: &mut [FileWork]) {
     let packages: std::collections::BTreeSet<usize> = files.iter().map(|f| f.pkg).collect();
     for pkg in packages {
-        let callers: HashMap<String, usize> =
-            callers_by_name(files.iter().filter(|f| f.pkg == pkg))
-                .into_iter()
-                .map(|(name, by)| (name.to_owned(), by.len()))
-                .collect();
-        let mut call_sites: HashMap<String, u32> = HashMap::new();
+        // Calls are counted per target (crate): a function that is not `pub` outside its
+        // crate can only be called from the crate's own files, so a binary's or a test's
+        // `.parse()` is not a call of the library's private `parse`. Functions compiled only
+        // into tests do not count either: they are not in the release build.
+        let mut by_target: HashMap<usize, CallCounts> = HashMap::new();
         let mut reexports: HashSet<String> = HashSet::new();
         for f in files.iter().filter(|f| f.pkg == pkg) {
-            for c in &f.sites.contexts {
-                for (name, n) in &c.calls {
-                    *call_sites.entry(name.clone()).or_default() += n;
+            for &t in &f.targets {
+                let counts = by_target.entry(t).or_default();
+                for c in f.sites.contexts.iter().filter(|c| !c.test_only) {
+                    for (name, n) in &c.calls {
+                        *counts.callers.entry(name.clone()).or_default() += 1;
+                        *counts.sites.entry(name.clone()).or_default() += n;
+                    }
                 }
             }
             reexports.extend(f.sites.reexports.iter().cloned());
         }
         for f in files.iter_mut().filter(|f| f.pkg == pkg) {
+            let targets = &f.targets;
             let visit::FileSites {
                 sites, contexts, ..
             } = &mut f.sites;
@@ -1393,17 +1402,27 @@ fn promote_recalls(files: &mut [FileWork]) {
                 };
                 let segs: Vec<&str> = c.func.split("::").collect();
                 let name = segs.last().copied().unwrap_or(&c.func);
+                // The most any crate this file is compiled into calls it.
+                let most = |count: fn(&CallCounts, &str) -> u32| {
+                    targets
+                        .iter()
+                        .filter_map(|t| by_target.get(t))
+                        .map(|counts| count(counts, name))
+                        .max()
+                        .unwrap_or(0)
+                };
                 // Re-exported by name, or its type or a module on its path (`pub use
                 // inner::Slab`, `pub use inner::*`).
                 let reexported = segs
                     .iter()
                     .skip(1)
                     .any(|s| reexports.contains(*s) || reexports.contains(&format!("{s}::*")));
-                let private_once = !c.public && callers.get(name).copied() == Some(1);
+                let private_once =
+                    !c.public && most(|k, n| k.callers.get(n).copied().unwrap_or(0)) == 1;
                 let large_crate_own_once = c.large
                     && !c.exported
                     && !reexported
-                    && call_sites.get(name).copied() == Some(1);
+                    && most(|k, n| k.sites.get(n).copied().unwrap_or(0)) == 1;
                 let keeps_guard = private_once || large_crate_own_once;
                 if !keeps_guard && s.recall_guarded.is_some() {
                     s.recall = s.recall_guarded.take();
@@ -1411,6 +1430,58 @@ fn promote_recalls(files: &mut [FileWork]) {
             }
         }
     }
+}
+
+/// A loop re-reads its function's armed flag at each iteration when it may wait on the outside
+/// world; when all it calls is functions by path, and each of them is a leaf of its crate (no
+/// loop, no call: ryu's `div10`), it cannot, and the re-read goes: its function may then be
+/// written twice, dormant and instrumented, instead of holding a check before every
+/// statement. A name that some function with a loop or a call also has keeps the re-read.
+fn drop_leaf_loop_rereads(files: &mut [FileWork]) {
+    // Per (package, target): names of leaf functions, and of functions that are not.
+    let mut leaf: HashSet<(usize, usize, &str)> = HashSet::new();
+    let mut not_leaf: HashSet<(usize, usize, &str)> = HashSet::new();
+    for f in files.iter() {
+        for &t in &f.targets {
+            for c in &f.sites.contexts {
+                let name = c.func.rsplit("::").next().unwrap_or(&c.func);
+                if c.leaf { &mut leaf } else { &mut not_leaf }.insert((f.pkg, t, name));
+            }
+        }
+    }
+    let keep: Vec<Vec<bool>> = files
+        .iter()
+        .map(|f| {
+            f.sites
+                .loops
+                .iter()
+                .map(|l| {
+                    let Some(calls) = &l.calls else {
+                        return true;
+                    };
+                    let only_leaves = |t: usize| {
+                        calls.iter().all(|n| {
+                            leaf.contains(&(f.pkg, t, n.as_str()))
+                                && !not_leaf.contains(&(f.pkg, t, n.as_str()))
+                        })
+                    };
+                    f.targets.is_empty() || !f.targets.iter().all(|&t| only_leaves(t))
+                })
+                .collect()
+        })
+        .collect();
+    for (f, keep) in files.iter_mut().zip(keep) {
+        let mut keep = keep.into_iter();
+        f.sites.loops.retain(|_| keep.next().unwrap_or(true));
+    }
+}
+
+/// How one crate calls functions, by name: the functions that call each name, and the call
+/// expressions.
+#[derive(Default)]
+struct CallCounts {
+    callers: HashMap<String, u32>,
+    sites: HashMap<String, u32>,
 }
 
 /// A tiny function's reason, with the nearest places to arm instead: up to two functions of
@@ -1942,24 +2013,36 @@ mod tests {
              fn a(v: &[u8]) -> usize {{\n    once(v) + twice(v) + private::small(v) + private::big(v) + private::big_twice(v) + private::big_twice(v)\n}}\n\
              fn b(v: &[u8]) -> usize {{\n    twice(v) + api(v) + private::shown(v)\n}}\n"
         );
-        let src = src.as_str();
-        let file = syn::parse_file(src).expect("parses");
-        let sites = visit::find_sites(src, &file, "k", &LineSel::None);
-        let mut files = vec![FileWork {
-            rel: "src/lib.rs".into(),
-            pkg: 0,
-            text: src.into(),
-            hash: String::new(),
-            lines_key: String::new(),
-            sites,
-            first: Default::default(),
-            extern_at: None,
-            crate_root: true,
-            ex: Exclusions::default(),
-            rewritten: None,
-            notes: Vec::new(),
-            includes: Vec::new(),
-        }];
+        // Tests of the library call `once` too, and so does an example (another crate, where
+        // the library's private functions cannot be reached): neither is a release call site.
+        let src = format!(
+            "{src}#[cfg(test)]\nmod tests {{\n    fn t() {{ super::once(&[]); super::private::big(&[]); }}\n}}\n"
+        );
+        let example =
+            "fn main() { once(&[]); big(&[]); }\nfn once(v: &[u8]) {}\nfn big(v: &[u8]) {}\n";
+        let work = |rel: &str, src: &str, module: &str, target: usize| {
+            let file = syn::parse_file(src).expect("parses");
+            FileWork {
+                rel: rel.into(),
+                pkg: 0,
+                text: src.into(),
+                hash: String::new(),
+                lines_key: String::new(),
+                sites: visit::find_sites(src, &file, module, &LineSel::None),
+                first: Default::default(),
+                extern_at: None,
+                crate_root: true,
+                targets: vec![target],
+                ex: Exclusions::default(),
+                rewritten: None,
+                notes: Vec::new(),
+                includes: Vec::new(),
+            }
+        };
+        let mut files = vec![
+            work("src/lib.rs", &src, "k", 0),
+            work("examples/x.rs", example, "x", 1),
+        ];
         promote_recalls(&mut files);
         let recall = |f: &str| {
             files[0]
@@ -1989,6 +2072,41 @@ mod tests {
             recall("k::private::shown").as_deref(),
             Some("self::shown(v)")
         );
+    }
+
+    #[test]
+    fn a_loop_that_calls_only_leaf_functions_does_not_reread_the_flag() {
+        let lib = "pub fn digits(mut v: u64) -> u64 {\n    let mut n = 0;\n    loop {\n        let d = div10(v);\n        if d == 0 {\n            break;\n        }\n        v = d;\n        n += 1;\n    }\n    n\n}\n\
+                   pub fn wait(mut v: u64) -> u64 {\n    loop {\n        if poll(v) {\n            break;\n        }\n        v += 1;\n    }\n    v\n}\n\
+                   fn div10(x: u64) -> u64 {\n    x / 10\n}\n\
+                   fn poll(x: u64) -> bool {\n    std::thread::yield_now();\n    x > 3\n}\n";
+        // Another crate's `poll` is a leaf: it does not make the library's one a leaf.
+        let other = "fn main() {}\nfn poll(x: u64) -> bool {\n    x > 3\n}\n";
+        let work = |rel: &str, src: &str, target: usize| {
+            let file = syn::parse_file(src).expect("parses");
+            FileWork {
+                rel: rel.into(),
+                pkg: 0,
+                text: src.into(),
+                hash: String::new(),
+                lines_key: String::new(),
+                sites: visit::find_sites(src, &file, "k", &LineSel::All),
+                first: Default::default(),
+                extern_at: None,
+                crate_root: true,
+                targets: vec![target],
+                ex: Exclusions::default(),
+                rewritten: None,
+                notes: Vec::new(),
+                includes: Vec::new(),
+            }
+        };
+        let mut files = vec![work("src/lib.rs", lib, 0), work("src/main.rs", other, 1)];
+        assert_eq!(files[0].sites.loops.len(), 2);
+        drop_leaf_loop_rereads(&mut files);
+        let loops = &files[0].sites.loops;
+        assert_eq!(loops.len(), 1);
+        assert_eq!(files[0].sites.contexts[loops[0].context].func, "k::wait");
     }
 
     #[test]

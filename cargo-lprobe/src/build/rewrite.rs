@@ -1121,6 +1121,18 @@ mod tests {
         let src = src.replace("debug_assert!(k < 99);", "work(k);");
         let (fs, _) = go(&src, &Exclusions::default());
         assert_eq!(fs.loops.len(), 1);
+        // Integer arithmetic methods cannot wait either; a call by path is named, for the
+        // driver to drop the re-read if the crate's function of that name is a leaf.
+        let src = "fn f(mut v: u64) -> u64 {\n    loop {\n        let d = div10(v);\n        if d.wrapping_mul(10) == v {\n            break;\n        }\n        v = d.wrapping_sub(1);\n    }\n    v\n}\nfn div10(x: u64) -> u64 {\n    x / 10\n}\n";
+        let (fs, _) = go(src, &Exclusions::default());
+        assert_eq!(fs.loops.len(), 1);
+        assert_eq!(fs.loops[0].calls, Some(vec!["div10".to_owned()]));
+        assert!(!fs.contexts[0].leaf && fs.contexts[1].leaf);
+        let (fs, _) = go(
+            &src.replace("d.wrapping_sub(1)", "d.pop()"),
+            &Exclusions::default(),
+        );
+        assert_eq!(fs.loops[0].calls, None);
         // Over a range with an end, a loop ends whatever it calls: no re-read, two bodies.
         for range in ["1..len", "(0..=len).rev()", "(0..len).step_by(2)"] {
             let src = format!("fn f(len: usize) -> usize {{\n    let mut w = 0;\n    for r in {range} {{\n        w += step(r);\n    }}\n    w\n}}\n");

@@ -95,6 +95,11 @@ pub struct LoopHead {
     /// Byte offset just inside the body's `{`.
     pub offset: usize,
     pub context: usize,
+    /// What makes it a loop that may wait, when that is only calls of functions by path:
+    /// their names. The driver drops the re-read when every one is a leaf of the crate
+    /// (`FnContext::leaf`: no loop, no call), which cannot wait either (ryu's `div10`).
+    /// `None`: a method, a macro or an `.await` (or a call through an expression).
+    pub calls: Option<Vec<String>>,
 }
 
 /// A function item with a body, whether instrumented or not.
@@ -119,6 +124,12 @@ pub struct FnContext {
     /// library root declares `pub`, or a trait method. (A re-export by `pub use` is the
     /// driver's to see: `FileSites::reexports`.)
     pub exported: bool,
+    /// Calls nothing and has no loop (arithmetic on its arguments, like ryu's `div10`): a
+    /// loop that calls it cannot wait on the outside world through it.
+    pub leaf: bool,
+    /// Compiled only into tests: under `#[cfg(test)]` (itself or a module around it) or a
+    /// `#[test]`. Its calls do not count as call sites of the release build.
+    pub test_only: bool,
     /// More than [`LARGE_FN_TOKENS`] tokens in its body (found only for functions that
     /// would keep a timing guard: `Site::recall_guarded`).
     pub large: bool,
@@ -191,6 +202,8 @@ pub struct Options<'a> {
     pub skip_file: Option<String>,
     /// The file's module can be reached from outside its crate (`workspace::SourceFile`).
     pub module_exported: bool,
+    /// The file's module is compiled only for tests (declared under `#[cfg(test)]`).
+    pub module_test: bool,
 }
 
 impl<'a> Options<'a> {
@@ -203,6 +216,7 @@ impl<'a> Options<'a> {
             skip,
             skip_file: None,
             module_exported: true,
+            module_test: false,
         }
     }
 }
@@ -235,6 +249,7 @@ pub fn find_sites_with(
         in_closure: 0,
         trait_names: trait_names(file, opts.package_traits),
         exported: opts.module_exported,
+        in_test: opts.module_test,
     };
     v.visit_file(file);
     v.out
@@ -588,6 +603,8 @@ struct Visitor<'a> {
     trait_names: TraitNames<'a>,
     /// The module being visited can be reached from outside the crate.
     exported: bool,
+    /// The module being visited is compiled only for tests (`#[cfg(test)] mod tests`).
+    in_test: bool,
 }
 
 fn start_of(span: Span) -> LineColumn {
@@ -794,6 +811,14 @@ fn stmt_cfg(s: &syn::Stmt) -> Option<Cfg> {
     Some(match pred.trim() {
         "test" | "debug_assertions" => Cfg::Never,
         _ => Cfg::Other,
+    })
+}
+
+/// `#[cfg(test)]` among `attrs`.
+pub fn is_cfg_test(attrs: &[syn::Attribute]) -> bool {
+    attrs.iter().any(|a| {
+        a.path().is_ident("cfg")
+            && matches!(&a.meta, syn::Meta::List(l) if l.tokens.to_string().trim() == "test")
     })
 }
 
@@ -1387,6 +1412,8 @@ impl<'a> Visitor<'a> {
             calls: called_names(block),
             public,
             exported,
+            test_only: self.in_test || has_attr(attrs, "test") || is_cfg_test(attrs),
+            leaf: is_leaf(block),
             large: false,
             twice: false,
             is_async: sig.asyncness.is_some(),
@@ -1577,18 +1604,24 @@ impl<'a> Visitor<'a> {
         self.scopes.pop();
     }
 
-    /// Records a loop head (in a function body, outside closures) if `wanted`.
-    fn loop_head(&mut self, attrs: &[syn::Attribute], body: &syn::Block, wanted: bool) {
+    /// Records a loop head (in a function body, outside closures) if it may wait (`calls`).
+    fn loop_head(&mut self, attrs: &[syn::Attribute], body: &syn::Block, calls: LoopCalls) {
         let Some((ctx, _)) = &self.ctx else {
             return;
         };
-        if !wanted || self.in_closure > 0 {
+        let calls = match calls {
+            LoopCalls::None => return,
+            LoopCalls::Paths(names) => Some(names),
+            LoopCalls::Other => None,
+        };
+        if self.in_closure > 0 {
             return;
         }
         let offset = self.index.offset(inside_block(attrs, body));
         self.out.loops.push(LoopHead {
             offset,
             context: *ctx,
+            calls,
         });
     }
 
@@ -1624,53 +1657,67 @@ fn inside_block(attrs: &[syn::Attribute], block: &syn::Block) -> LineColumn {
     after
 }
 
-/// Whether a loop body may block or run for long: it calls a function (other than an
-/// associated function of a primitive type such as `u64::from`), a macro, or awaits. Method
-/// calls do not count: numeric loops are full of them (`x.wrapping_mul(3)`), and a loop that
-/// waits for work almost always calls a function or awaits.
-fn has_calls(b: &syn::Block) -> bool {
-    calls_in(b, None, false)
+/// What a loop's body (and its `while` condition) calls that may make it wait or run for
+/// long, so that it re-reads its armed flag at each iteration.
+#[derive(Debug, PartialEq)]
+enum LoopCalls {
+    /// Nothing: a data loop (it finishes or spins, and cannot be a server's main loop).
+    None,
+    /// Only functions called by path: their last segments, each once.
+    Paths(Vec<String>),
+    /// A method, a macro, an `.await` or a call through an expression.
+    Other,
 }
 
-/// Whether `b` (and `cond`) call a function other than an associated function of a primitive
-/// type, a macro, or await; with `methods`, also whether they call a method.
-fn calls_in(b: &syn::Block, cond: Option<&syn::Expr>, methods: bool) -> bool {
+/// What `b` (and `cond`) call, other than associated functions of primitive types
+/// (`u64::from`), constructors (`Some(x)`), quiet macros (`debug_assert!`) and, with
+/// `methods`, integer arithmetic methods (`x.wrapping_mul(3)`). Without `methods`, method
+/// calls do not count at all: `for` loops over data are full of them, and a loop that waits
+/// for work almost always calls a function or awaits.
+fn calls_in(b: &syn::Block, cond: Option<&syn::Expr>, methods: bool) -> LoopCalls {
     const PRIMITIVES: &[&str] = &[
         "u8", "u16", "u32", "u64", "u128", "usize", "i8", "i16", "i32", "i64", "i128", "isize",
         "f32", "f64", "bool", "char",
     ];
-    struct Calls(bool, bool);
+    struct Calls {
+        paths: Vec<String>,
+        other: bool,
+        methods: bool,
+    }
     impl<'ast> Visit<'ast> for Calls {
         fn visit_expr_call(&mut self, c: &'ast syn::ExprCall) {
-            // An associated function of a primitive type (`u32::from(x)`), or a constructor
-            // (`Some(x)`, `Entry::Occupied(v)`, `Point(a, b)`: a capitalized last segment) runs
-            // no code of its own that could wait.
-            let primitive_or_constructor = match &*c.func {
+            match &*c.func {
                 syn::Expr::Path(p) => {
-                    (p.path.segments.len() >= 2
+                    // An associated function of a primitive type (`u32::from(x)`), or a
+                    // constructor (`Some(x)`, `Entry::Occupied(v)`, `Point(a, b)`: a
+                    // capitalized last segment) runs no code of its own that could wait.
+                    let primitive = p.path.segments.len() >= 2
                         && p.path
                             .segments
                             .first()
-                            .is_some_and(|s| PRIMITIVES.iter().any(|t| s.ident == t)))
-                        || p.path.segments.last().is_some_and(|s| {
-                            s.ident
-                                .to_string()
-                                .starts_with(|c: char| c.is_ascii_uppercase())
-                        })
+                            .is_some_and(|s| PRIMITIVES.iter().any(|t| s.ident == t));
+                    let last = p.path.segments.last().map(|s| s.ident.to_string());
+                    let constructor = last
+                        .as_deref()
+                        .is_some_and(|l| l.starts_with(|c: char| c.is_ascii_uppercase()));
+                    if let Some(last) = last.filter(|_| !primitive && !constructor) {
+                        if !self.paths.contains(&last) {
+                            self.paths.push(last);
+                        }
+                    }
                 }
-                _ => false,
-            };
-            if !primitive_or_constructor {
-                self.0 = true;
+                _ => self.other = true,
             }
             syn::visit::visit_expr_call(self, c);
         }
         fn visit_expr_method_call(&mut self, m: &'ast syn::ExprMethodCall) {
-            self.0 |= self.1;
+            if self.methods && !is_arithmetic_method(&m.method.to_string()) {
+                self.other = true;
+            }
             syn::visit::visit_expr_method_call(self, m);
         }
         fn visit_expr_await(&mut self, _: &'ast syn::ExprAwait) {
-            self.0 = true;
+            self.other = true;
         }
         fn visit_macro(&mut self, m: &'ast syn::Macro) {
             // Assertions and compile-time macros do not wait.
@@ -1679,7 +1726,7 @@ fn calls_in(b: &syn::Block, cond: Option<&syn::Expr>, methods: bool) -> bool {
                 .get_ident()
                 .is_some_and(|i| QUIET_MACROS.contains(&i.to_string().as_str()));
             if !quiet {
-                self.0 = true;
+                self.other = true;
             }
         }
     }
@@ -1706,12 +1753,82 @@ fn calls_in(b: &syn::Block, cond: Option<&syn::Expr>, methods: bool) -> bool {
         "unimplemented",
         "unreachable",
     ];
-    let mut c = Calls(false, methods);
+    let mut c = Calls {
+        paths: Vec::new(),
+        other: false,
+        methods,
+    };
     c.visit_block(b);
     if let Some(e) = cond {
         c.visit_expr(e);
     }
-    c.0
+    if c.other {
+        LoopCalls::Other
+    } else if c.paths.is_empty() {
+        LoopCalls::None
+    } else {
+        LoopCalls::Paths(c.paths)
+    }
+}
+
+/// Integer methods of std that compute and return (`wrapping_*`, `checked_*`, bit counts…):
+/// a user type's method of the same name that waits on the outside world would be perverse.
+fn is_arithmetic_method(name: &str) -> bool {
+    const PREFIXES: &[&str] = &[
+        "wrapping_",
+        "checked_",
+        "saturating_",
+        "overflowing_",
+        "unchecked_",
+    ];
+    const NAMES: &[&str] = &[
+        "abs",
+        "count_ones",
+        "count_zeros",
+        "leading_zeros",
+        "trailing_zeros",
+        "leading_ones",
+        "trailing_ones",
+        "rotate_left",
+        "rotate_right",
+        "swap_bytes",
+        "reverse_bits",
+        "to_be",
+        "to_le",
+        "pow",
+        "rem_euclid",
+        "div_euclid",
+        "signum",
+        "is_power_of_two",
+        "next_power_of_two",
+        "ilog2",
+        "ilog10",
+        "isqrt",
+        "abs_diff",
+        "to_bits",
+        "from_bits",
+    ];
+    PREFIXES.iter().any(|p| name.starts_with(p)) || NAMES.contains(&name)
+}
+
+/// Whether a function body calls nothing and has no loop ([`FnContext::leaf`]).
+fn is_leaf(b: &syn::Block) -> bool {
+    struct Loops(bool);
+    impl<'ast> Visit<'ast> for Loops {
+        fn visit_expr_loop(&mut self, _: &'ast syn::ExprLoop) {
+            self.0 = true;
+        }
+        fn visit_expr_while(&mut self, _: &'ast syn::ExprWhile) {
+            self.0 = true;
+        }
+        fn visit_expr_for_loop(&mut self, _: &'ast syn::ExprForLoop) {
+            self.0 = true;
+        }
+        fn visit_item(&mut self, _: &'ast syn::Item) {}
+    }
+    let mut l = Loops(false);
+    l.visit_block(b);
+    !l.0 && calls_in(b, None, true) == LoopCalls::None
 }
 
 /// Whether a `for` loop's iterator is a range with an end (`0..n`, `1..=len`, `(0..n).rev()`,
@@ -1728,12 +1845,6 @@ fn bounded_range(e: &syn::Expr) -> bool {
         }
         _ => false,
     }
-}
-
-/// Whether a loop's body (or its `while` condition) calls a function, a method or a macro,
-/// or awaits: a loop that may wait for the outside world, so it re-reads its armed flag.
-fn runs_other_code(body: &syn::Block, cond: Option<&syn::Expr>) -> bool {
-    calls_in(body, cond, true)
 }
 
 /// Macros whose expansion is code that may be written twice (no `static`, no item):
@@ -1867,6 +1978,8 @@ impl<'ast> Visit<'ast> for Visitor<'_> {
                         calls: Vec::new(),
                         public: true,
                         exported: true,
+                        test_only: self.in_test,
+                        leaf: false,
                         large: false,
                         twice: false,
                         is_async: false,
@@ -1906,9 +2019,12 @@ impl<'ast> Visit<'ast> for Visitor<'_> {
             let saved_owner = std::mem::replace(&mut self.owner, Owner::Module);
             let saved_exported = self.exported;
             self.exported &= matches!(m.vis, syn::Visibility::Public(_));
+            let saved_test = self.in_test;
+            self.in_test |= is_cfg_test(&m.attrs);
             for item in items {
                 self.visit_item(item);
             }
+            self.in_test = saved_test;
             self.exported = saved_exported;
             self.owner = saved_owner;
             self.self_ty = saved;
@@ -1986,12 +2102,12 @@ impl<'ast> Visit<'ast> for Visitor<'_> {
     fn visit_expr_loop(&mut self, l: &'ast syn::ExprLoop) {
         // A loop that calls nothing (no function, method or macro, no `.await`) is a data
         // loop: it finishes or spins, and cannot be a server's main loop.
-        self.loop_head(&l.attrs, &l.body, runs_other_code(&l.body, None));
+        self.loop_head(&l.attrs, &l.body, calls_in(&l.body, None, true));
         self.visit_block(&l.body);
     }
 
     fn visit_expr_while(&mut self, w: &'ast syn::ExprWhile) {
-        self.loop_head(&w.attrs, &w.body, runs_other_code(&w.body, Some(&w.cond)));
+        self.loop_head(&w.attrs, &w.body, calls_in(&w.body, Some(&w.cond), true));
         self.visit_expr(&w.cond);
         let mut names = Vec::new();
         cond_bindings(&w.cond, &mut names);
@@ -2001,11 +2117,12 @@ impl<'ast> Visit<'ast> for Visitor<'_> {
     fn visit_expr_for_loop(&mut self, f: &'ast syn::ExprForLoop) {
         // A `for` loop without calls is a data loop: keep it free of loads so it can be
         // vectorized (its sites still see the flag read at function entry).
-        self.loop_head(
-            &f.attrs,
-            &f.body,
-            has_calls(&f.body) && !bounded_range(&f.expr),
-        );
+        let calls = if bounded_range(&f.expr) {
+            LoopCalls::None
+        } else {
+            calls_in(&f.body, None, false)
+        };
+        self.loop_head(&f.attrs, &f.body, calls);
         self.visit_expr(&f.expr);
         let mut names = Vec::new();
         pat_bindings(&f.pat, &mut names);

@@ -245,6 +245,10 @@ pub struct SourceFile {
     /// Reachable from outside its crate: a library root, or a module every `mod` on the way
     /// to one declares `pub` (its `pub` functions may be called from other crates).
     pub exported: bool,
+    /// Declared under `#[cfg(test)]` on every way to it: compiled only for tests.
+    pub test_only: bool,
+    /// The targets of its package (indices into `Package::targets`) whose crates include it.
+    pub targets: Vec<usize>,
     pub edition: String,
     /// The file's text and its parse, as read while following `mod` declarations (so the
     /// driver does not read and parse every file a second time); `None` if unreadable.
@@ -256,7 +260,7 @@ pub struct SourceFile {
 /// targets is listed once.
 pub fn module_files(pkg: &Package) -> Vec<SourceFile> {
     let mut found: BTreeMap<PathBuf, SourceFile> = BTreeMap::new();
-    for t in &pkg.targets {
+    for (ti, t) in pkg.targets.iter().enumerate() {
         if t.kinds
             .iter()
             .any(|k| k == "custom-build" || k == "proc-macro")
@@ -270,9 +274,10 @@ pub fn module_files(pkg: &Package) -> Vec<SourceFile> {
             .any(|k| matches!(k.as_str(), "lib" | "rlib" | "dylib"));
         let mut w = Walk {
             edition: &t.edition,
+            target: ti,
             found: &mut found,
         };
-        w.file(&t.src_path, &crate_name, true, lib, 0);
+        w.file(&t.src_path, &crate_name, true, (lib, false), 0);
     }
     found.into_values().collect()
 }
@@ -280,18 +285,31 @@ pub fn module_files(pkg: &Package) -> Vec<SourceFile> {
 /// One target's walk of its module tree: the files found so far (of every target).
 struct Walk<'a> {
     edition: &'a str,
+    /// The target being walked (index into `Package::targets`).
+    target: usize,
     found: &'a mut BTreeMap<PathBuf, SourceFile>,
 }
 
 impl Walk<'_> {
-    /// The file at `path`, module `module` (`exported`: other crates can reach it), and the
-    /// files its `mod` declarations name.
-    fn file(&mut self, path: &Path, module: &str, root: bool, exported: bool, depth: usize) {
+    /// The file at `path`, module `module` (`exported`: other crates can reach it; `test`:
+    /// declared under `#[cfg(test)]`), and the files its `mod` declarations name.
+    fn file(
+        &mut self,
+        path: &Path,
+        module: &str,
+        root: bool,
+        (exported, test): (bool, bool),
+        depth: usize,
+    ) {
         if depth > 64 {
             return;
         }
         if let Some(f) = self.found.get_mut(path) {
             f.exported |= exported;
+            f.test_only &= test;
+            if !f.targets.contains(&self.target) {
+                f.targets.push(self.target);
+            }
             return;
         }
         self.found.insert(
@@ -301,6 +319,8 @@ impl Walk<'_> {
                 module: module.to_owned(),
                 crate_root: root,
                 exported,
+                test_only: test,
+                targets: vec![self.target],
                 edition: self.edition.to_owned(),
                 source: None,
             },
@@ -326,7 +346,14 @@ impl Walk<'_> {
         } else {
             dir.join(name)
         };
-        self.items(&file.items, &child_dir, dir, module, exported, depth);
+        self.items(
+            &file.items,
+            &child_dir,
+            dir,
+            module,
+            (exported, test),
+            depth,
+        );
         if let Some(f) = self.found.get_mut(path) {
             f.source = Some((text, Ok(file)));
         }
@@ -339,7 +366,7 @@ impl Walk<'_> {
         child_dir: &Path,
         file_dir: &Path,
         module: &str,
-        exported: bool,
+        (exported, test): (bool, bool),
         depth: usize,
     ) {
         for item in items {
@@ -349,13 +376,14 @@ impl Walk<'_> {
             let name = m.ident.to_string();
             let sub = format!("{module}::{name}");
             let exported = exported && matches!(m.vis, syn::Visibility::Public(_));
+            let test = test || crate::build::visit::is_cfg_test(&m.attrs);
             match &m.content {
                 Some((_, inner)) => {
                     let dir = match path_attr(&m.attrs) {
                         Some(p) => file_dir.join(p),
                         None => child_dir.join(&name),
                     };
-                    self.items(inner, &dir, &dir, &sub, exported, depth + 1);
+                    self.items(inner, &dir, &dir, &sub, (exported, test), depth + 1);
                 }
                 None => {
                     let candidates = match path_attr(&m.attrs) {
@@ -366,7 +394,7 @@ impl Walk<'_> {
                         ],
                     };
                     if let Some(p) = candidates.into_iter().find(|p| p.is_file()) {
-                        self.file(&p, &sub, false, exported, depth + 1);
+                        self.file(&p, &sub, false, (exported, test), depth + 1);
                     }
                 }
             }
@@ -485,7 +513,8 @@ mod tests {
         std::fs::create_dir_all(src.join("a")).expect("mkdir");
         std::fs::write(
             src.join("lib.rs"),
-            "pub mod a; #[path = \"x.rs\"] mod renamed; pub mod inline { mod deep; }",
+            "pub mod a; #[path = \"x.rs\"] mod renamed; pub mod inline { mod deep; }\n\
+             #[cfg(test)] mod tests { mod helpers; }",
         )
         .expect("w");
         std::fs::write(src.join("a.rs"), "mod b;").expect("w");
@@ -493,16 +522,28 @@ mod tests {
         std::fs::write(src.join("x.rs"), "").expect("w");
         std::fs::create_dir_all(src.join("inline")).expect("mkdir");
         std::fs::write(src.join("inline/deep.rs"), "").expect("w");
+        std::fs::create_dir_all(src.join("tests")).expect("mkdir");
+        std::fs::write(src.join("tests/helpers.rs"), "").expect("w");
+        // A binary that declares one of the library's files as its own module too.
+        std::fs::write(src.join("main.rs"), "mod x; fn main() {}").expect("w");
         let pkg = Package {
             name: "k".into(),
             dir: d.path().to_path_buf(),
             manifest: d.path().join("Cargo.toml"),
-            targets: vec![Target {
-                name: "k".into(),
-                kinds: vec!["lib".into()],
-                src_path: src.join("lib.rs"),
-                edition: "2021".into(),
-            }],
+            targets: vec![
+                Target {
+                    name: "k".into(),
+                    kinds: vec!["lib".into()],
+                    src_path: src.join("lib.rs"),
+                    edition: "2021".into(),
+                },
+                Target {
+                    name: "k".into(),
+                    kinds: vec!["bin".into()],
+                    src_path: src.join("main.rs"),
+                    edition: "2021".into(),
+                },
+            ],
             is_proc_macro: false,
             lines: None,
             skip_accessors: false,
@@ -512,10 +553,12 @@ mod tests {
             .into_iter()
             .map(|f| {
                 format!(
-                    "{} {}{}",
+                    "{} {}{}{} {:?}",
                     f.path.strip_prefix(&src).expect("under src").display(),
                     f.module,
-                    if f.exported { " (exported)" } else { "" }
+                    if f.exported { " (exported)" } else { "" },
+                    if f.test_only { " (test)" } else { "" },
+                    f.targets
                 )
             })
             .collect();
@@ -523,11 +566,13 @@ mod tests {
         assert_eq!(
             mods,
             vec![
-                "a.rs k::a (exported)",
-                "a/b.rs k::a::b",
-                "inline/deep.rs k::inline::deep",
-                "lib.rs k (exported)",
-                "x.rs k::renamed"
+                "a.rs k::a (exported) [0]",
+                "a/b.rs k::a::b [0]",
+                "inline/deep.rs k::inline::deep [0]",
+                "lib.rs k (exported) [0]",
+                "main.rs k [1]",
+                "tests/helpers.rs k::tests::helpers (test) [0]",
+                "x.rs k::renamed [0, 1]"
             ]
         );
     }
