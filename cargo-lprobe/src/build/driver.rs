@@ -298,10 +298,20 @@ impl Setup {
     fn load(inv: &Invocation) -> Result<Setup> {
         let cwd = std::env::current_dir().context("reading the current directory")?;
         let manifest = inv.manifest_path.as_ref().map(|p| cwd.join(p));
-        let ws = workspace::load(manifest.as_deref())?;
-        if inv.locked {
-            check_locked(&ws, inv)?;
-        }
+        // `--locked`'s check resolves the dependency graph (the slower of the two `cargo
+        // metadata` runs): it runs beside the workspace's.
+        let ws = std::thread::scope(|s| {
+            let locked = inv
+                .locked
+                .then(|| s.spawn(|| check_locked(manifest.as_deref(), &cwd, inv)));
+            let ws = workspace::load(manifest.as_deref());
+            if let Some(check) = locked {
+                check
+                    .join()
+                    .map_err(|_| anyhow::anyhow!("the --locked check panicked"))??;
+            }
+            ws
+        })?;
         let lp = ws.target_dir.join("lprobe");
         let lock = lock_copy(&lp)?;
         // Per build: what the compiler wrapper did with the runtime (see runtime_cache).
@@ -1062,13 +1072,15 @@ fn hand_over(
 }
 
 /// `--locked`/`--frozen`: fails if the user's Cargo.lock would need an update.
-fn check_locked(ws: &Workspace, inv: &Invocation) -> Result<()> {
+fn check_locked(manifest: Option<&Path>, cwd: &Path, inv: &Invocation) -> Result<()> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.args(["metadata", "--format-version", "1", "--locked"])
-        .arg("--manifest-path")
-        .arg(ws.root.join("Cargo.toml"))
+        .current_dir(cwd)
         .stdout(Stdio::null());
+    if let Some(m) = manifest {
+        cmd.arg("--manifest-path").arg(m);
+    }
     if inv.cargo_args.iter().any(|a| a == "--offline") {
         cmd.arg("--offline");
     }
@@ -1076,7 +1088,7 @@ fn check_locked(ws: &Workspace, inv: &Invocation) -> Result<()> {
     if !status.success() {
         bail!(
             "Cargo.lock of {} needs an update but --locked was given (see cargo's message above)",
-            ws.root.display()
+            manifest.map_or_else(|| cwd.display().to_string(), |m| m.display().to_string())
         );
     }
     Ok(())
