@@ -78,7 +78,11 @@ fn runtime_profile(doc: &mut DocumentMut, profile: &str, settings: &[(&str, Item
         .entry("profile")
         .or_insert_with(implicit)
         .as_table_like_mut()
-        .and_then(|p| p.entry(profile).or_insert_with(implicit).as_table_like_mut())
+        .and_then(|p| {
+            p.entry(profile)
+                .or_insert_with(implicit)
+                .as_table_like_mut()
+        })
         .and_then(|d| {
             d.entry("package")
                 .or_insert_with(implicit)
