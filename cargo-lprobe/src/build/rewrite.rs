@@ -1133,6 +1133,17 @@ mod tests {
             &Exclusions::default(),
         );
         assert_eq!(fs.loops[0].calls, None);
+        // Another crate's function is not one of this crate's, whatever its name.
+        let (fs, _) = go(
+            &src.replace("div10(v)", "thread::div10(v)"),
+            &Exclusions::default(),
+        );
+        assert_eq!(fs.loops[0].calls, None);
+        let (fs, _) = go(
+            &src.replace("div10(v)", "Self::div10(v)"),
+            &Exclusions::default(),
+        );
+        assert_eq!(fs.loops[0].calls, Some(vec!["div10".to_owned()]));
         // Over a range with an end, a loop ends whatever it calls: no re-read, two bodies.
         for range in ["1..len", "(0..=len).rev()", "(0..len).step_by(2)"] {
             let src = format!("fn f(len: usize) -> usize {{\n    let mut w = 0;\n    for r in {range} {{\n        w += step(r);\n    }}\n    w\n}}\n");

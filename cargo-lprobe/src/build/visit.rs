@@ -95,8 +95,8 @@ pub struct LoopHead {
     /// Byte offset just inside the body's `{`.
     pub offset: usize,
     pub context: usize,
-    /// What makes it a loop that may wait, when that is only calls of functions by path:
-    /// their names. The driver drops the re-read when every one is a leaf of the crate
+    /// What makes it a loop that may wait, when that is only calls of functions by a bare
+    /// name or a path from its own crate (`Self::f`, `crate::m::f`): their names. The driver drops the re-read when every one is a leaf of the crate
     /// (`FnContext::leaf`: no loop, no call), which cannot wait either (ryu's `div10`).
     /// `None`: a method, a macro or an `.await` (or a call through an expression).
     pub calls: Option<Vec<String>>,
@@ -1700,8 +1700,21 @@ fn calls_in(b: &syn::Block, cond: Option<&syn::Expr>, methods: bool) -> LoopCall
                     let constructor = last
                         .as_deref()
                         .is_some_and(|l| l.starts_with(|c: char| c.is_ascii_uppercase()));
+                    // Only a bare name or a path from this crate (`self::`, `crate::`,
+                    // `super::`, `Self::`) can be one of the crate's leaves; `thread::sleep`
+                    // is another crate's function whatever the crate names its own.
+                    let own = p.path.leading_colon.is_none()
+                        && (p.path.segments.len() == 1
+                            || p.path.segments.first().is_some_and(|s| {
+                                s.ident == "self"
+                                    || s.ident == "crate"
+                                    || s.ident == "super"
+                                    || s.ident == "Self"
+                            }));
                     if let Some(last) = last.filter(|_| !primitive && !constructor) {
-                        if !self.paths.contains(&last) {
+                        if !own {
+                            self.other = true;
+                        } else if !self.paths.contains(&last) {
                             self.paths.push(last);
                         }
                     }
