@@ -2010,6 +2010,33 @@ mod tests {
         assert!(line_segments(1, 3, &[(1, 3)]).is_empty());
     }
 
+    /// A crate root of package 0 as `find_sites` sees it: `src` as module `module` of target
+    /// `target`.
+    fn file_work(
+        rel: &str,
+        src: &str,
+        (module, target): (&str, usize),
+        lines: &LineSel,
+    ) -> FileWork {
+        let file = syn::parse_file(src).expect("parses");
+        FileWork {
+            rel: rel.into(),
+            pkg: 0,
+            text: src.into(),
+            hash: String::new(),
+            lines_key: String::new(),
+            sites: visit::find_sites(src, &file, module, lines),
+            first: Default::default(),
+            extern_at: None,
+            crate_root: true,
+            targets: vec![target],
+            ex: Exclusions::default(),
+            rewritten: None,
+            notes: Vec::new(),
+            includes: Vec::new(),
+        }
+    }
+
     #[test]
     fn guarded_functions_called_from_several_places_time_by_calling_themselves() {
         let body = "(v: &[u8]) -> usize {\n    let mut n = 0;\n    for b in v {\n        n += usize::from(*b);\n    }\n    n\n}\n";
@@ -2032,28 +2059,9 @@ mod tests {
         );
         let example =
             "fn main() { once(&[]); big(&[]); }\nfn once(v: &[u8]) {}\nfn big(v: &[u8]) {}\n";
-        let work = |rel: &str, src: &str, module: &str, target: usize| {
-            let file = syn::parse_file(src).expect("parses");
-            FileWork {
-                rel: rel.into(),
-                pkg: 0,
-                text: src.into(),
-                hash: String::new(),
-                lines_key: String::new(),
-                sites: visit::find_sites(src, &file, module, &LineSel::None),
-                first: Default::default(),
-                extern_at: None,
-                crate_root: true,
-                targets: vec![target],
-                ex: Exclusions::default(),
-                rewritten: None,
-                notes: Vec::new(),
-                includes: Vec::new(),
-            }
-        };
         let mut files = vec![
-            work("src/lib.rs", &src, "k", 0),
-            work("examples/x.rs", example, "x", 1),
+            file_work("src/lib.rs", &src, ("k", 0), &LineSel::None),
+            file_work("examples/x.rs", example, ("x", 1), &LineSel::None),
         ];
         promote_recalls(&mut files);
         let recall = |f: &str| {
@@ -2094,26 +2102,10 @@ mod tests {
                    fn poll(x: u64) -> bool {\n    std::thread::yield_now();\n    x > 3\n}\n";
         // Another crate's `poll` is a leaf: it does not make the library's one a leaf.
         let other = "fn main() {}\nfn poll(x: u64) -> bool {\n    x > 3\n}\n";
-        let work = |rel: &str, src: &str, target: usize| {
-            let file = syn::parse_file(src).expect("parses");
-            FileWork {
-                rel: rel.into(),
-                pkg: 0,
-                text: src.into(),
-                hash: String::new(),
-                lines_key: String::new(),
-                sites: visit::find_sites(src, &file, "k", &LineSel::All),
-                first: Default::default(),
-                extern_at: None,
-                crate_root: true,
-                targets: vec![target],
-                ex: Exclusions::default(),
-                rewritten: None,
-                notes: Vec::new(),
-                includes: Vec::new(),
-            }
-        };
-        let mut files = vec![work("src/lib.rs", lib, 0), work("src/main.rs", other, 1)];
+        let mut files = vec![
+            file_work("src/lib.rs", lib, ("k", 0), &LineSel::All),
+            file_work("src/main.rs", other, ("k", 1), &LineSel::All),
+        ];
         assert_eq!(files[0].sites.loops.len(), 2);
         drop_leaf_loop_rereads(&mut files);
         let loops = &files[0].sites.loops;
