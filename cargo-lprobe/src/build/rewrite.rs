@@ -1133,6 +1133,15 @@ mod tests {
             &Exclusions::default(),
         );
         assert_eq!(fs.loops[0].calls, None);
+        // Nor do std's memory functions and raw-pointer arithmetic (smallvec's `truncate`).
+        let trunc = "unsafe fn f(p: *mut u8, len: &mut usize, to: usize) {\n    while to < *len {\n        *len -= 1;\n        ptr::drop_in_place(p.add(*len));\n    }\n}\n";
+        let (fs, _) = go(trunc, &Exclusions::default());
+        assert!(fs.loops.is_empty());
+        let (fs, _) = go(
+            &trunc.replace("ptr::drop_in_place", "io::drop_in_place"),
+            &Exclusions::default(),
+        );
+        assert_eq!(fs.loops.len(), 1);
         // Another crate's function is not one of this crate's, whatever its name.
         let (fs, _) = go(
             &src.replace("div10(v)", "thread::div10(v)"),

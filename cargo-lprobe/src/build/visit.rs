@@ -1697,6 +1697,7 @@ fn calls_in(b: &syn::Block, cond: Option<&syn::Expr>, methods: bool) -> LoopCall
                             .first()
                             .is_some_and(|s| PRIMITIVES.iter().any(|t| s.ident == t));
                     let last = p.path.segments.last().map(|s| s.ident.to_string());
+                    let primitive = primitive || is_memory_fn(&p.path);
                     let constructor = last
                         .as_deref()
                         .is_some_and(|l| l.starts_with(|c: char| c.is_ascii_uppercase()));
@@ -1784,8 +1785,48 @@ fn calls_in(b: &syn::Block, cond: Option<&syn::Expr>, methods: bool) -> LoopCall
     }
 }
 
-/// Integer methods of std that compute and return (`wrapping_*`, `checked_*`, bit counts…):
-/// a user type's method of the same name that waits on the outside world would be perverse.
+/// Functions of std's `ptr`, `mem` and `cmp` modules, called by a path through the module
+/// (`ptr::drop_in_place(p)`, `std::mem::swap(a, b)`): they move, compare or drop values in
+/// memory and wait on nothing (a destructor that does I/O in a loop over elements is not a
+/// server's main loop).
+fn is_memory_fn(path: &syn::Path) -> bool {
+    const MODULES: &[&str] = &["ptr", "mem", "cmp"];
+    const NAMES: &[&str] = &[
+        "read",
+        "read_unaligned",
+        "write",
+        "write_unaligned",
+        "write_bytes",
+        "copy",
+        "copy_nonoverlapping",
+        "swap",
+        "replace",
+        "take",
+        "drop_in_place",
+        "null",
+        "null_mut",
+        "forget",
+        "size_of",
+        "size_of_val",
+        "align_of",
+        "min",
+        "max",
+    ];
+    let segs: Vec<String> = path.segments.iter().map(|s| s.ident.to_string()).collect();
+    let Some((last, modules)) = segs.split_last() else {
+        return false;
+    };
+    let module = match modules {
+        [m] => m,
+        [root, m] if root == "std" || root == "core" => m,
+        _ => return false,
+    };
+    MODULES.contains(&module.as_str()) && NAMES.contains(&last.as_str())
+}
+
+/// Integer methods of std that compute and return (`wrapping_*`, `checked_*`, bit counts…),
+/// and raw-pointer arithmetic (`add`, `offset`, `as_ptr`…): a user type's method of the same
+/// name that waits on the outside world would be perverse.
 fn is_arithmetic_method(name: &str) -> bool {
     const PREFIXES: &[&str] = &[
         "wrapping_",
@@ -1820,6 +1861,17 @@ fn is_arithmetic_method(name: &str) -> bool {
         "abs_diff",
         "to_bits",
         "from_bits",
+        "add",
+        "sub",
+        "offset",
+        "byte_add",
+        "byte_sub",
+        "cast",
+        "cast_mut",
+        "cast_const",
+        "as_ptr",
+        "as_mut_ptr",
+        "is_null",
     ];
     PREFIXES.iter().any(|p| name.starts_with(p)) || NAMES.contains(&name)
 }
