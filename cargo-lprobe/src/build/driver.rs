@@ -304,13 +304,19 @@ impl Setup {
             let locked = inv
                 .locked
                 .then(|| s.spawn(|| check_locked(manifest.as_deref(), &cwd, inv)));
-            let ws = workspace::load(manifest.as_deref());
+            let ws = workspace::load(manifest.as_deref())?;
             if let Some(check) = locked {
-                check
+                let current = check
                     .join()
                     .map_err(|_| anyhow::anyhow!("the --locked check panicked"))??;
+                if !current {
+                    bail!(
+                        "Cargo.lock of {} needs an update but --locked was given (see cargo's message above)",
+                        ws.root.display()
+                    );
+                }
             }
-            ws
+            Ok::<_, anyhow::Error>(ws)
         })?;
         let lp = ws.target_dir.join("lprobe");
         let lock = lock_copy(&lp)?;
@@ -1071,8 +1077,8 @@ fn hand_over(
     }
 }
 
-/// `--locked`/`--frozen`: fails if the user's Cargo.lock would need an update.
-fn check_locked(manifest: Option<&Path>, cwd: &Path, inv: &Invocation) -> Result<()> {
+/// `--locked`/`--frozen`: whether the user's Cargo.lock is current (cargo says why not).
+fn check_locked(manifest: Option<&Path>, cwd: &Path, inv: &Invocation) -> Result<bool> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.args(["metadata", "--format-version", "1", "--locked"])
@@ -1085,13 +1091,7 @@ fn check_locked(manifest: Option<&Path>, cwd: &Path, inv: &Invocation) -> Result
         cmd.arg("--offline");
     }
     let status = cmd.status().context("running 'cargo metadata --locked'")?;
-    if !status.success() {
-        bail!(
-            "Cargo.lock of {} needs an update but --locked was given (see cargo's message above)",
-            manifest.map_or_else(|| cwd.display().to_string(), |m| m.display().to_string())
-        );
-    }
-    Ok(())
+    Ok(status.success())
 }
 
 /// Writes the repair outcome of every file (keyed by its content and line selection).
@@ -1415,11 +1415,11 @@ fn promote_recalls(files: &mut [FileWork]) {
                 let segs: Vec<&str> = c.func.split("::").collect();
                 let name = segs.last().copied().unwrap_or(&c.func);
                 // The most any crate this file is compiled into calls it.
-                let most = |count: fn(&CallCounts, &str) -> u32| {
+                let most = |count: fn(&CallCounts) -> &HashMap<String, u32>| {
                     targets
                         .iter()
                         .filter_map(|t| by_target.get(t))
-                        .map(|counts| count(counts, name))
+                        .map(|counts| count(counts).get(name).copied().unwrap_or(0))
                         .max()
                         .unwrap_or(0)
                 };
@@ -1429,12 +1429,9 @@ fn promote_recalls(files: &mut [FileWork]) {
                     .iter()
                     .skip(1)
                     .any(|s| reexports.contains(*s) || reexports.contains(&format!("{s}::*")));
-                let private_once =
-                    !c.public && most(|k, n| k.callers.get(n).copied().unwrap_or(0)) == 1;
-                let large_crate_own_once = c.large
-                    && !c.exported
-                    && !reexported
-                    && most(|k, n| k.sites.get(n).copied().unwrap_or(0)) == 1;
+                let private_once = !c.public && most(|k| &k.callers) == 1;
+                let large_crate_own_once =
+                    c.large && !c.exported && !reexported && most(|k| &k.sites) == 1;
                 let keeps_guard = private_once || large_crate_own_once;
                 if !keeps_guard && s.recall_guarded.is_some() {
                     s.recall = s.recall_guarded.take();
@@ -1450,41 +1447,28 @@ fn promote_recalls(files: &mut [FileWork]) {
 /// written twice, dormant and instrumented, instead of holding a check before every
 /// statement. A name that some function with a loop or a call also has keeps the re-read.
 fn drop_leaf_loop_rereads(files: &mut [FileWork]) {
-    // Per (package, target): names of leaf functions, and of functions that are not.
-    let mut leaf: HashSet<(usize, usize, &str)> = HashSet::new();
-    let mut not_leaf: HashSet<(usize, usize, &str)> = HashSet::new();
+    // Per (package, target, name): the leaf functions, less the names a non-leaf also has.
+    let mut leaves: HashSet<(usize, usize, String)> = HashSet::new();
+    let mut not_leaves: HashSet<(usize, usize, String)> = HashSet::new();
     for f in files.iter() {
         for &t in &f.targets {
             for c in &f.sites.contexts {
-                let name = c.func.rsplit("::").next().unwrap_or(&c.func);
-                if c.leaf { &mut leaf } else { &mut not_leaf }.insert((f.pkg, t, name));
+                let name = c.func.rsplit("::").next().unwrap_or(&c.func).to_owned();
+                if c.leaf { &mut leaves } else { &mut not_leaves }.insert((f.pkg, t, name));
             }
         }
     }
-    let keep: Vec<Vec<bool>> = files
-        .iter()
-        .map(|f| {
-            f.sites
-                .loops
-                .iter()
-                .map(|l| {
-                    let Some(calls) = &l.calls else {
-                        return true;
-                    };
-                    let only_leaves = |t: usize| {
-                        calls.iter().all(|n| {
-                            leaf.contains(&(f.pkg, t, n.as_str()))
-                                && !not_leaf.contains(&(f.pkg, t, n.as_str()))
-                        })
-                    };
-                    f.targets.is_empty() || !f.targets.iter().all(|&t| only_leaves(t))
-                })
-                .collect()
-        })
-        .collect();
-    for (f, keep) in files.iter_mut().zip(keep) {
-        let mut keep = keep.into_iter();
-        f.sites.loops.retain(|_| keep.next().unwrap_or(true));
+    leaves.retain(|k| !not_leaves.contains(k));
+    for f in files.iter_mut() {
+        let (pkg, targets) = (f.pkg, &f.targets);
+        f.sites.loops.retain(|l| {
+            let Some(calls) = &l.calls else {
+                return true;
+            };
+            let only_leaves =
+                |&t: &usize| calls.iter().all(|n| leaves.contains(&(pkg, t, n.clone())));
+            targets.is_empty() || !targets.iter().all(only_leaves)
+        });
     }
 }
 

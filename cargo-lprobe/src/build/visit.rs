@@ -96,9 +96,10 @@ pub struct LoopHead {
     pub offset: usize,
     pub context: usize,
     /// What makes it a loop that may wait, when that is only calls of functions by a bare
-    /// name or a path from its own crate (`Self::f`, `crate::m::f`): their names. The driver drops the re-read when every one is a leaf of the crate
-    /// (`FnContext::leaf`: no loop, no call), which cannot wait either (ryu's `div10`).
-    /// `None`: a method, a macro or an `.await` (or a call through an expression).
+    /// name or a path from its own crate (`Self::f`, `crate::m::f`): their names. The driver
+    /// drops the re-read when every one is a leaf of the crate (`FnContext::leaf`: no loop,
+    /// no call), which cannot wait either (ryu's `div10`). `None`: a method, a macro or an
+    /// `.await` (or a call through an expression).
     pub calls: Option<Vec<String>>,
 }
 
@@ -1688,35 +1689,32 @@ fn calls_in(b: &syn::Block, cond: Option<&syn::Expr>, methods: bool) -> LoopCall
         fn visit_expr_call(&mut self, c: &'ast syn::ExprCall) {
             match &*c.func {
                 syn::Expr::Path(p) => {
-                    // An associated function of a primitive type (`u32::from(x)`), or a
+                    let segs = &p.path.segments;
+                    let first = segs
+                        .first()
+                        .map(|s| s.ident.to_string())
+                        .unwrap_or_default();
+                    let last = segs.last().map(|s| s.ident.to_string()).unwrap_or_default();
+                    // An associated function of a primitive type (`u32::from(x)`), a
                     // constructor (`Some(x)`, `Entry::Occupied(v)`, `Point(a, b)`: a
-                    // capitalized last segment) runs no code of its own that could wait.
-                    let primitive = p.path.segments.len() >= 2
-                        && p.path
-                            .segments
-                            .first()
-                            .is_some_and(|s| PRIMITIVES.iter().any(|t| s.ident == t));
-                    let last = p.path.segments.last().map(|s| s.ident.to_string());
-                    let primitive = primitive || is_memory_fn(&p.path);
-                    let constructor = last
-                        .as_deref()
-                        .is_some_and(|l| l.starts_with(|c: char| c.is_ascii_uppercase()));
+                    // capitalized last segment) or one of std's memory functions runs no
+                    // code of its own that could wait.
+                    let runs_nothing = (segs.len() >= 2 && PRIMITIVES.contains(&first.as_str()))
+                        || last.starts_with(|c: char| c.is_ascii_uppercase())
+                        || is_memory_fn(&p.path);
                     // Only a bare name or a path from this crate (`self::`, `crate::`,
                     // `super::`, `Self::`) can be one of the crate's leaves; `thread::sleep`
                     // is another crate's function whatever the crate names its own.
                     let own = p.path.leading_colon.is_none()
-                        && (p.path.segments.len() == 1
-                            || p.path.segments.first().is_some_and(|s| {
-                                s.ident == "self"
-                                    || s.ident == "crate"
-                                    || s.ident == "super"
-                                    || s.ident == "Self"
-                            }));
-                    if let Some(last) = last.filter(|_| !primitive && !constructor) {
-                        if !own {
-                            self.other = true;
-                        } else if !self.paths.contains(&last) {
-                            self.paths.push(last);
+                        && (segs.len() == 1
+                            || ["self", "crate", "super", "Self"].contains(&first.as_str()));
+                    match (runs_nothing, own) {
+                        (true, _) => {}
+                        (false, false) => self.other = true,
+                        (false, true) => {
+                            if !self.paths.contains(&last) {
+                                self.paths.push(last);
+                            }
                         }
                     }
                 }
