@@ -507,6 +507,16 @@ fn arming_a_function_built_without_sites_says_why() {
         e.contains("it is in lang_app::User::id, which was built without probe sites"),
         "{e}"
     );
+    // An iterator's `next` (inside every loop over it) has none either: the functions that
+    // make the iterator are named.
+    let e = refused(&["fn:Digits::next", "--count"]);
+    assert!(
+        e.contains("lang_app::Digits::next")
+            && e.contains("an iterator's next")
+            && e.contains("functions that make it, to arm instead: fn:lang_app::digits_of")
+            && e.contains("rebuild with --entry all or --lines naming one of its lines"),
+        "{e}"
+    );
     let e = refused(&["fn:batch_limit", "--count"]);
     assert!(
         e.contains("const fn") && e.contains("probe its callers"),
@@ -514,6 +524,7 @@ fn arming_a_function_built_without_sites_says_why() {
     );
     // The rest of the program is armed as usual.
     arm(&r, &["fn:make_user", "--count"]);
+    arm(&r, &["fn:digits_of", "--count"]);
 }
 
 /// Every other way text leaves the process: `error` records about conditions and templates

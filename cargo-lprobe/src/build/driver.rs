@@ -1303,6 +1303,8 @@ fn file_rows(
         }
         let why = if *why == visit::TINY_REASON {
             tiny_reason(&c.func, callers)
+        } else if *why == visit::ITERATOR_REASON {
+            iterator_reason(&c.func, f, &without)
         } else {
             (*why).to_owned()
         };
@@ -1478,6 +1480,37 @@ fn drop_leaf_loop_rereads(files: &mut [FileWork]) {
 struct CallCounts {
     callers: HashMap<String, u32>,
     sites: HashMap<String, u32>,
+}
+
+/// An iterator's `next`'s reason, with the functions of its file that have sites and return
+/// the iterator's type (`fn iter(&self) -> Iter<'_, T>`): where a loop over it starts.
+fn iterator_reason(func: &str, f: &FileWork, without: &[(&visit::FnContext, &str)]) -> String {
+    let mut parts = func.rsplit("::");
+    let (Some(_), Some(ty)) = (parts.next(), parts.next()) else {
+        return visit::ITERATOR_REASON.to_owned();
+    };
+    let names_ty = |ret: &str| {
+        ret.split(|c: char| !(c.is_alphanumeric() || c == '_'))
+            .any(|w| w == ty)
+    };
+    let makers: Vec<String> = f
+        .sites
+        .contexts
+        .iter()
+        .filter(|c| !without.iter().any(|(w, _)| std::ptr::eq(*w, *c)))
+        .filter(|c| names_ty(&c.ret))
+        .take(2)
+        .map(|c| format!("fn:{}", c.func))
+        .collect();
+    if makers.is_empty() {
+        visit::ITERATOR_REASON.to_owned()
+    } else {
+        format!(
+            "{}; functions that make it, to arm instead: {}",
+            visit::ITERATOR_REASON,
+            makers.join(", ")
+        )
+    }
 }
 
 /// A tiny function's reason, with the nearest places to arm instead: up to two functions of
@@ -2122,6 +2155,52 @@ mod tests {
             why.ends_with("; callers to arm instead: fn:k::serve"),
             "{why}"
         );
+    }
+
+    #[test]
+    fn an_iterators_next_names_the_functions_that_make_it() {
+        let src = "pub struct Walk { i: u32 }\n\
+                   pub struct Other;\n\
+                   impl Iterator for Walk {\n\
+                       type Item = u32;\n\
+                       fn next(&mut self) -> Option<u32> { while self.i % 7 != 0 { self.i += 1; } Some(self.i) }\n\
+                   }\n\
+                   pub fn walk(from: u32) -> Walk { let mut i = from; for _ in 0..3 { i += 1; } Walk { i } }\n\
+                   pub fn walk_tiny() -> Walk { Walk { i: 0 } }\n\
+                   pub fn other(n: u32) -> Other { for _ in 0..n {} Other }\n";
+        let mut f = file_work("src/lib.rs", src, ("k", 0), &LineSel::None);
+        let file = syn::parse_file(src).expect("parses");
+        let none = HashSet::new();
+        let skip = crate::build::skip::SkipList::default();
+        let sized = visit::Options {
+            entry_all: false,
+            ..visit::Options::new(&none, &skip)
+        };
+        f.sites = visit::find_sites_with(src, &file, "k", &LineSel::None, &sized);
+        f.rewritten = Some(rewrite::rewrite(
+            &f.text,
+            &f.sites,
+            f.first,
+            &f.ex,
+            f.extern_at,
+            rewrite::FlagsHome::SitesCrate,
+        ));
+        let (mut rows, mut skipped) = (Vec::new(), Vec::new());
+        file_rows(&f, &HashMap::new(), &mut rows, &mut skipped);
+        let next: Vec<&str> = skipped
+            .iter()
+            .filter(|r| r.func == "k::Walk::next")
+            .map(|r| r.why.as_str())
+            .collect();
+        // `walk_tiny` has no sites to arm; `other` makes another type.
+        assert_eq!(
+            next,
+            [format!(
+                "{}; functions that make it, to arm instead: fn:k::walk",
+                visit::ITERATOR_REASON
+            )]
+        );
+        assert!(rows.iter().all(|r| r.func != "k::Walk::next"));
     }
 
     #[test]

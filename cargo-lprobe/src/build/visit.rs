@@ -241,6 +241,7 @@ pub fn find_sites_with(
         self_ty: None,
         impl_generics: None,
         owner: Owner::Module,
+        iterator_impl: false,
         ctx: None,
         scopes: Vec::new(),
         next_binding: 0,
@@ -588,6 +589,9 @@ struct Visitor<'a> {
     impl_generics: Option<syn::Generics>,
     /// What the function items being visited belong to (how they call themselves).
     owner: Owner,
+    /// The items being visited implement std's `Iterator` or `DoubleEndedIterator`
+    /// ([`ITERATOR_REASON`]).
+    iterator_impl: bool,
     /// Current function context: (index into `out.contexts`, function path).
     ctx: Option<(usize, String)>,
     /// Binding frames (name, binding id); names visible at a site are those in
@@ -614,6 +618,10 @@ fn start_of(span: Span) -> LineColumn {
 
 /// Why a tiny function has no sites ([`is_tiny`]); the driver adds its callers.
 pub const TINY_REASON: &str = "a tiny function (no loop, at most 64 tokens): no sites unless built with --entry all, since a check would cost as much as the function";
+
+/// Why an iterator's `next` has no sites ([`Visitor::is_iterator_step`]); the driver adds the
+/// functions that make the iterator.
+pub const ITERATOR_REASON: &str = "an iterator's next (it runs once per item inside every loop that consumes the iterator, where a check keeps the loop from being optimized): no sites unless built with --entry all or with one of its lines in --lines";
 
 /// Bodies of at most this many tokens can be "small" (see [`is_small`]).
 pub const SMALL_FN_TOKENS: usize = 64;
@@ -1366,6 +1374,20 @@ impl<'a> Visitor<'a> {
         }
     }
 
+    /// `next` of an `impl Iterator`, `next_back` of an `impl DoubleEndedIterator` (std's
+    /// traits), with none of its lines asked for by `--lines`. It runs once per item, inlined
+    /// into every loop that consumes the iterator (`for`, `sum`, `collect`, adapters): there its
+    /// entry check and cold call make the loop one that calls out, which keeps LLVM from
+    /// keeping the iterator in registers, fusing the loops or vectorizing the consumer (slab's
+    /// `Iter::next`: 15 M of the 32 M instructions its entry sites added to the suite's
+    /// workload). The loop's own function, or whoever made the iterator, is where to arm.
+    fn is_iterator_step(&self, sig: &syn::Signature, span: Span) -> bool {
+        self.iterator_impl
+            && self.ctx.is_none()
+            && (sig.ident == "next" || sig.ident == "next_back")
+            && !(span.start().line as u32..=span.end().line as u32).any(|l| self.lines.wants(l))
+    }
+
     fn visit_function(
         &mut self,
         attrs: &[syn::Attribute],
@@ -1395,6 +1417,8 @@ impl<'a> Visitor<'a> {
             Some("trivial accessor (--skip-accessors)".into())
         } else if !self.entry_all && is_tiny(block) {
             Some(TINY_REASON.into())
+        } else if !self.entry_all && self.is_iterator_step(sig, span) {
+            Some(ITERATOR_REASON.into())
         } else {
             None
         };
@@ -2057,9 +2081,19 @@ impl<'ast> Visit<'ast> for Visitor<'_> {
         let saved = self.self_ty.replace(type_name(&i.self_ty));
         let saved_generics = self.impl_generics.replace(i.generics.clone());
         let saved_owner = std::mem::replace(&mut self.owner, Owner::of_impl(i));
+        let iterator = i.trait_.as_ref().is_some_and(|(not, path, _)| {
+            not.is_none()
+                && path
+                    .segments
+                    .last()
+                    .is_some_and(|s| s.ident == "Iterator" || s.ident == "DoubleEndedIterator")
+                && self.trait_names.is_std(path)
+        });
+        let saved_iterator = std::mem::replace(&mut self.iterator_impl, iterator);
         for item in &i.items {
             self.visit_impl_item(item);
         }
+        self.iterator_impl = saved_iterator;
         self.owner = saved_owner;
         self.impl_generics = saved_generics;
         self.self_ty = saved;
@@ -2296,6 +2330,68 @@ mod tests {
         let fs = find_sites_with(src, &file, "k", &LineSel::None, &Options::new(&none, &skip));
         assert_eq!(fs.sites.len(), 5);
         assert!(fs.contexts.iter().all(|c| c.skipped.is_none()));
+    }
+
+    #[test]
+    fn an_iterators_next_gets_sites_only_with_entry_all_or_its_lines() {
+        // Loops keep every `next` here over the tiny limit.
+        let src = "struct It { i: u32, n: u32 }\n\
+             impl Iterator for It {\n\
+                 type Item = u32;\n\
+                 fn next(&mut self) -> Option<u32> {\n\
+                     while self.i < self.n { self.i += 1; if self.i % 3 == 0 { return Some(self.i); } }\n\
+                     None\n\
+                 }\n\
+                 fn size_hint(&self) -> (usize, Option<usize>) { for _ in 0..2 {} (0, None) }\n\
+             }\n\
+             impl std::iter::DoubleEndedIterator for It {\n\
+                 fn next_back(&mut self) -> Option<u32> { while self.n > self.i { self.n -= 1; if self.n % 3 == 0 { return Some(self.n); } } None }\n\
+             }\n\
+             impl It {\n\
+                 fn next(&mut self) -> Option<u32> { while self.i < self.n { self.i += 2; if self.i % 3 == 0 { return Some(self.i); } } None }\n\
+             }\n";
+        let file = syn::parse_file(src).expect("parses");
+        let none = HashSet::new();
+        let skip = SkipList::default();
+        let skipped = |fs: &FileSites| -> Vec<String> {
+            fs.contexts
+                .iter()
+                .filter(|c| c.skipped.as_deref() == Some(ITERATOR_REASON))
+                .map(|c| format!("{}:{}", c.func, c.line))
+                .collect()
+        };
+        let sized = |traits| Options {
+            entry_all: false,
+            ..Options::new(traits, &skip)
+        };
+        // Std's `next` and `next_back`; not `size_hint` or an inherent `next`.
+        let fs = find_sites_with(src, &file, "k", &LineSel::None, &sized(&none));
+        assert_eq!(skipped(&fs), ["k::It::next:4", "k::It::next_back:11"]);
+        assert!(fs.sites.iter().all(|s| s.line != 4 && s.line != 11));
+        assert_eq!(
+            fs.sites.iter().filter(|s| s.func == "k::It::next").count(),
+            1
+        );
+        // A package with a trait of its own named `Iterator`: a bare `Iterator` may be that one.
+        let own_src = format!(
+            "{src}mod own {{ pub trait Iterator {{ fn next(&mut self) -> u32; }} }}\n\
+             use own::Iterator as _;\n"
+        );
+        let own_file = syn::parse_file(&own_src).expect("parses");
+        let own = declared_traits([&own_file]);
+        let fs = find_sites_with(&own_src, &own_file, "k", &LineSel::None, &sized(&own));
+        assert_eq!(skipped(&fs), ["k::It::next_back:11"]);
+        // One of its lines asked for, every line, or --entry all: sites as any function.
+        for (lines, still) in [
+            (LineSel::Some([5].into()), vec!["k::It::next_back:11"]),
+            (LineSel::All, vec![]),
+        ] {
+            let fs = find_sites_with(src, &file, "k", &lines, &sized(&none));
+            assert_eq!(skipped(&fs), still);
+            assert!(fs.sites.iter().any(|s| s.line == 4));
+        }
+        let fs = find_sites_with(src, &file, "k", &LineSel::None, &Options::new(&none, &skip));
+        assert!(skipped(&fs).is_empty());
     }
 
     #[test]
