@@ -681,6 +681,76 @@ fn rebind_params(sig: &syn::Signature) -> String {
 /// are not counted in a body's size.
 const DEBUG_MACROS: &[&str] = &["debug_assert", "debug_assert_eq", "debug_assert_ne"];
 
+/// Whether an `assert!`'s condition (its tokens before the first top-level comma) names no
+/// value: only literals, operators, consts and types (`A`, `N`, `u32`), paths through them
+/// (`A::size()`, `T::BITS`, `Self::CAP`) and std's layout functions (`mem::size_of::<T>()`,
+/// `align_of`, `needs_drop`). Such a condition is a constant of the instantiation and a release
+/// build folds the assertion away: the layout checks of generic containers' constructors.
+fn asserts_on_types_alone(args: proc_macro2::TokenStream) -> bool {
+    use proc_macro2::{Delimiter, TokenTree};
+    /// The condition's tokens, groups opened in place.
+    enum Tok {
+        Ident(String),
+        Colon,
+        Call,
+        Other,
+    }
+    fn flat(ts: proc_macro2::TokenStream, out: &mut Vec<Tok>, top: bool) -> bool {
+        for tt in ts {
+            match tt {
+                TokenTree::Punct(p) if top && p.as_char() == ',' => return false,
+                TokenTree::Punct(p) if p.as_char() == ':' => out.push(Tok::Colon),
+                TokenTree::Ident(i) => out.push(Tok::Ident(i.to_string())),
+                TokenTree::Group(g) => {
+                    if g.delimiter() == Delimiter::Parenthesis {
+                        out.push(Tok::Call);
+                    }
+                    flat(g.stream(), out, false);
+                }
+                _ => out.push(Tok::Other),
+            }
+        }
+        true
+    }
+    let mut cond = Vec::new();
+    flat(args, &mut cond, true);
+    let upper = |n: &str| n.starts_with(|c: char| c.is_ascii_uppercase());
+    let colon = |k: usize| matches!(cond.get(k), Some(Tok::Colon));
+    // The first segment of the path `cond[k]` ends.
+    let path_start = |mut k: usize| {
+        while k >= 3 && colon(k - 1) && colon(k - 2) && matches!(cond[k - 3], Tok::Ident(_)) {
+            k -= 3;
+        }
+        match &cond[k] {
+            Tok::Ident(n) => n.as_str(),
+            _ => "",
+        }
+    };
+    !cond.is_empty()
+        && cond.iter().enumerate().all(|(k, t)| {
+            let Tok::Ident(name) = t else {
+                return true;
+            };
+            let segment_after = k >= 2 && colon(k - 1) && colon(k - 2);
+            let called = matches!(cond.get(k + 1), Some(Tok::Call))
+                || (colon(k + 1) && colon(k + 2) && matches!(cond.get(k + 3), Some(Tok::Other)));
+            upper(name)
+                || matches!(
+                    name.as_str(),
+                    "u8" | "u16" | "u32" | "u64" | "u128" | "usize" | "i8" | "i16" | "i32"
+                        | "i64" | "i128" | "isize" | "f32" | "f64" | "bool" | "char" | "str"
+                        | "as" | "true" | "false"
+                )
+                // A module on a path (`mem::`, `core::mem::`).
+                || (colon(k + 1) && colon(k + 2))
+                // A constant or function reached through a type, or std's layout functions.
+                || (segment_after
+                    && (upper(path_start(k))
+                        || (called
+                            && matches!(name.as_str(), "size_of" | "align_of" | "needs_drop"))))
+        })
+}
+
 /// At most `limit` tokens, no loop (nor a method that runs an iterator), no `.await`, and
 /// unless `calls` no call but method calls, constructors and operator-like functions.
 ///
@@ -703,9 +773,12 @@ fn body_within(block: &syn::Block, limit: usize, calls: bool) -> bool {
                     let prev = seen.last();
                     // `debug_assert!(…)`: nothing in a release build; its name and `!` were
                     // counted, give them back.
+                    // `assert!(…)` on types alone (`mem::size_of::<A>() == A::size() * 4`): a
+                    // constant, folded away.
                     let debug_macro = matches!(prev, Some(TokenTree::Punct(p)) if p.as_char() == '!')
                         && matches!(seen.iter().rev().nth(1), Some(TokenTree::Ident(i))
-                            if DEBUG_MACROS.contains(&i.to_string().as_str()));
+                            if DEBUG_MACROS.contains(&i.to_string().as_str())
+                                || (i == "assert" && asserts_on_types_alone(g.stream())));
                     if debug_macro {
                         *budget += 3;
                         seen.push(tt);
@@ -2417,6 +2490,14 @@ mod tests {
         ));
         assert!(body(
             "#[cfg(feature = \"small\")] { let _ = m + 1; } #[cfg(not(feature = \"small\"))] { let _ = m + 2; }"
+        ));
+        // An assertion on types alone is a constant; one that reads a value is not.
+        let layout = "assert!(mem::size_of::<A>() == A::size() * core::mem::size_of::<A::Item>() && mem::align_of::<A>() >= mem::align_of::<A::Item>() && u32::BITS as usize >= 32, \"bad {}\", m);";
+        assert!(body(layout));
+        assert!(!body(&layout.replace("u32::BITS", "m")));
+        assert!(!body(&layout.replace("A::size()", "self.size()")));
+        assert!(!body(
+            &layout.replace("u32::BITS", "crate::config::limit()")
         ));
         // What is compiled counts.
         let over = TINY_FN_TOKENS / 4;
