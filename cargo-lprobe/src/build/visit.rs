@@ -617,7 +617,7 @@ fn start_of(span: Span) -> LineColumn {
 }
 
 /// Why a tiny function has no sites ([`is_tiny`]); the driver adds its callers.
-pub const TINY_REASON: &str = "a tiny function (no loop, at most 64 tokens): no sites unless built with --entry all, since a check would cost as much as the function";
+pub const TINY_REASON: &str = "a tiny function (no loop, at most 64 tokens, or 128 of arithmetic alone): no sites unless built with --entry all, since a check would cost as much as the function";
 
 /// Why an iterator's `next` has no sites ([`Visitor::is_iterator_step`]); the driver adds the
 /// functions that make the iterator.
@@ -637,7 +637,7 @@ pub const SMALL_FN_TOKENS: usize = 64;
 /// reason. A short function that calls a free function or a macro (`fn handle(r: &Req) { work(r) }`)
 /// is where the time goes, so it keeps its guard.
 fn is_small(block: &syn::Block) -> bool {
-    body_within(block, SMALL_FN_TOKENS, false)
+    body_within(block, SMALL_FN_TOKENS, Calls::Methods)
 }
 
 /// Bodies of at most this many tokens, with no loop, get no sites unless `--entry all` asks
@@ -650,8 +650,60 @@ pub const TINY_FN_TOKENS: usize = 64;
 /// loop: a flag check (a load and a branch) in a function of a few instructions, inlined into
 /// its callers' loops, costs as much as the function, and keeps the callers from being
 /// inlined in turn (measured on real crates' own code: BENCHMARKS.md).
+///
+/// Straight-line arithmetic (no call but std's integer methods, operator-like functions and
+/// constructors, no macro but `debug_assert!`) is tiny up to [`ARITHMETIC_FN_TOKENS`]: its
+/// tokens are mostly operators and casts, each an instruction or none (ryu's `mul_shift_32`,
+/// 66 tokens, compiles to 8 instructions; `decimal_length9`'s chain of comparisons to 17).
 pub fn is_tiny(block: &syn::Block) -> bool {
-    body_within(block, TINY_FN_TOKENS, true)
+    body_within(block, TINY_FN_TOKENS, Calls::Any)
+        || body_within(block, ARITHMETIC_FN_TOKENS, Calls::Arithmetic)
+}
+
+/// The token limit of a tiny body of arithmetic alone ([`is_tiny`]).
+pub const ARITHMETIC_FN_TOKENS: usize = 128;
+
+/// Whether `seen` ends with a turbofish's generic arguments (`name::<T, U<V>>`), as opposed
+/// to a shift or comparison (`sum >> (shift - 32)`, `a > (b)`).
+fn closes_turbofish(seen: &[proc_macro2::TokenTree]) -> bool {
+    use proc_macro2::TokenTree;
+    let punct =
+        |t: Option<&TokenTree>, c: char| matches!(t, Some(TokenTree::Punct(p)) if p.as_char() == c);
+    if !punct(seen.last(), '>') {
+        return false;
+    }
+    let mut depth = 0usize;
+    for (k, t) in seen.iter().enumerate().rev() {
+        if punct(Some(t), '>') {
+            depth += 1;
+        } else if punct(Some(t), '<') {
+            depth -= 1;
+            if depth == 0 {
+                return k >= 2 && punct(seen.get(k - 1), ':') && punct(seen.get(k - 2), ':');
+            }
+        } else if !matches!(t, TokenTree::Ident(_) | TokenTree::Group(_))
+            && !punct(Some(t), ':')
+            && !punct(Some(t), ',')
+            && !punct(Some(t), '\'')
+            && !punct(Some(t), '&')
+        {
+            // An operator inside: not a list of generic arguments.
+            return false;
+        }
+    }
+    false
+}
+
+/// What calls a body sized by [`body_within`] may make.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Calls {
+    /// Any.
+    Any,
+    /// Method calls, constructors and operator-like functions ([`is_cheap_call`]); no macro.
+    Methods,
+    /// As `Methods`, but of methods only std's integer and pointer arithmetic
+    /// ([`is_arithmetic_method`]).
+    Arithmetic,
 }
 
 /// `let [mut] NAME = NAME;` for each parameter bound by a plain name (see
@@ -752,15 +804,15 @@ fn asserts_on_types_alone(args: proc_macro2::TokenStream) -> bool {
 }
 
 /// At most `limit` tokens, no loop (nor a method that runs an iterator), no `.await`, and
-/// unless `calls` no call but method calls, constructors and operator-like functions.
+/// only the calls `calls` allows.
 ///
 /// Only tokens a release build compiles count: not a `debug_assert!` (nor its arguments), not
 /// a statement under `#[cfg(test)]` or `#[cfg(debug_assertions)]`, and of consecutive
 /// statements each under its own `#[cfg(…)]` (`#[cfg(feature = "small")] {…}
 /// #[cfg(not(feature = "small"))] {…}`: alternatives) only the largest.
-fn body_within(block: &syn::Block, limit: usize, calls: bool) -> bool {
+fn body_within(block: &syn::Block, limit: usize, calls: Calls) -> bool {
     use proc_macro2::{Delimiter, TokenTree};
-    fn scan(ts: proc_macro2::TokenStream, budget: &mut usize, calls: bool) -> bool {
+    fn scan(ts: proc_macro2::TokenStream, budget: &mut usize, calls: Calls) -> bool {
         // The tokens seen at this level: a call's path is read back from them.
         let mut seen: Vec<TokenTree> = Vec::new();
         for tt in ts {
@@ -789,8 +841,7 @@ fn body_within(block: &syn::Block, limit: usize, calls: bool) -> bool {
                     // comparison with a parenthesized operand: taken as a call either way);
                     // `name!(…)`: a macro.
                     let paren = g.delimiter() == Delimiter::Parenthesis;
-                    let turbofish =
-                        paren && matches!(prev, Some(TokenTree::Punct(p)) if p.as_char() == '>');
+                    let turbofish = paren && closes_turbofish(&seen);
                     let called = paren
                         && matches!(prev, Some(TokenTree::Ident(i))
                             if !i.to_string().starts_with(|c: char| c.is_ascii_uppercase()))
@@ -798,9 +849,15 @@ fn body_within(block: &syn::Block, limit: usize, calls: bool) -> bool {
                         && !is_cheap_call(&seen);
                     let macro_call =
                         matches!(prev, Some(TokenTree::Punct(p)) if p.as_char() == '!');
-                    if (!calls && (called || turbofish || macro_call))
-                        || !scan(g.stream(), budget, calls)
-                    {
+                    let other_method = paren
+                        && matches!(seen.iter().rev().nth(1), Some(TokenTree::Punct(p)) if p.as_char() == '.')
+                        && matches!(prev, Some(TokenTree::Ident(i)) if !is_arithmetic_method(&i.to_string()));
+                    let refused = match calls {
+                        Calls::Any => false,
+                        Calls::Methods => called || turbofish || macro_call,
+                        Calls::Arithmetic => called || turbofish || macro_call || other_method,
+                    };
+                    if refused || !scan(g.stream(), budget, calls) {
                         return false;
                     }
                 }
@@ -2468,6 +2525,61 @@ mod tests {
     }
 
     #[test]
+    fn straight_line_arithmetic_is_tiny_up_to_twice_the_limit() {
+        let tiny = |body: &str| {
+            let f: syn::ItemFn = syn::parse_str(&format!(
+                "fn f(m: u32, factor: u64, shift: i32) -> u32 {{ {body} }}"
+            ))
+            .expect("parses");
+            is_tiny(&f.block)
+        };
+        // ryu's `mul_shift_32`: 66 tokens, 8 instructions.
+        let mul_shift = "debug_assert!(shift > 32);\n\
+            let factor_lo = factor as u32;\n\
+            let factor_hi = (factor >> 32) as u32;\n\
+            let bits0 = m as u64 * factor_lo as u64;\n\
+            let bits1 = m as u64 * factor_hi as u64;\n\
+            let sum = (bits0 >> 32) + bits1;\n\
+            let shifted_sum = sum >> (shift - 32);\n\
+            debug_assert!(shifted_sum <= u32::MAX as u64);\n\
+            shifted_sum as u32";
+        assert!(tiny(mul_shift));
+        // std's integer methods, constructors and operator-like functions are arithmetic too.
+        assert!(tiny(&format!(
+            "let x = m.wrapping_mul(3).rotate_left(5) ^ u32::from(shift > 0); {mul_shift}"
+        )));
+        // Any other call, method or macro makes it a body of 64 tokens at most.
+        for other in [
+            "let n = self.len();",
+            "let n = helper(m);",
+            "let n = m.parse::<u32>();",
+            "println!(\"{m}\");",
+        ] {
+            assert!(!tiny(&format!("{other} {mul_shift}")), "{other}");
+        }
+        // … as does a loop, and more than 128 tokens.
+        assert!(!tiny(&format!("while m > 3 {{ m >>= 1; }} {mul_shift}")));
+        assert!(!tiny(&format!(
+            "let m = m{}; {mul_shift}",
+            " + 1".repeat(ARITHMETIC_FN_TOKENS / 2)
+        )));
+    }
+
+    #[test]
+    fn a_turbofish_is_told_from_a_shift_or_comparison() {
+        let ends = |src: &str| {
+            let ts: proc_macro2::TokenStream = src.parse().expect("tokens");
+            closes_turbofish(&ts.into_iter().collect::<Vec<_>>())
+        };
+        assert!(ends("s.parse::<u32>"));
+        assert!(ends("mem::size_of::<Vec<&'a str>>"));
+        assert!(ends("f::<A, B>"));
+        assert!(!ends("sum >>"));
+        assert!(!ends("a < b && c >"));
+        assert!(!ends("x >"));
+    }
+
+    #[test]
     fn a_body_is_sized_by_what_a_release_build_compiles() {
         let body = |extra: &str| {
             let src = format!(
@@ -2507,7 +2619,7 @@ mod tests {
         )));
         assert!(!body(&format!(
             "#[cfg(unix)] {{ let a = [{}]; }}",
-            "1, ".repeat(2 * over)
+            "1, ".repeat(4 * over)
         )));
     }
 
