@@ -1431,7 +1431,15 @@ fn promote_recalls(files: &mut [FileWork]) {
                     .iter()
                     .skip(1)
                     .any(|s| reexports.contains(*s) || reexports.contains(&format!("{s}::*")));
-                let private_once = !c.public && most(|k| &k.callers) == 1;
+                // One use in the build: a function called from one place, or a generic one
+                // called from one function (its calls there may be of several instantiations,
+                // each of them called once).
+                let uses = if c.generic {
+                    most(|k| &k.callers)
+                } else {
+                    most(|k| &k.sites)
+                };
+                let private_once = !c.public && uses == 1;
                 let large_crate_own_once =
                     c.large && !c.exported && !reexported && most(|k| &k.sites) == 1;
                 let keeps_guard = private_once || large_crate_own_once;
@@ -2063,10 +2071,12 @@ mod tests {
             " + 1".repeat(visit::LARGE_FN_TOKENS / 2)
         );
         let src = format!(
-            "fn once{body}fn twice{body}pub fn api{body}\
+            "fn once{body}fn twice{body}pub fn api{body}fn two_calls{body}\
+             fn generic<T: Copy>(v: &[u8], t: T) -> usize {{\n    let _ = t;\n    let mut n = 0;\n    for b in v {{\n        n += usize::from(*b);\n    }}\n    n\n}}\n\
              mod private {{ pub fn small{body} pub fn big{large} pub fn big_twice{large} pub fn shown{large} }}\n\
              pub use private::shown;\n\
              fn a(v: &[u8]) -> usize {{\n    once(v) + twice(v) + private::small(v) + private::big(v) + private::big_twice(v) + private::big_twice(v)\n}}\n\
+             fn c(v: &[u8]) -> usize {{\n    two_calls(v) * two_calls(&v[1..]) + generic(v, 1u8) + generic(v, 1u64)\n}}\n\
              fn b(v: &[u8]) -> usize {{\n    twice(v) + api(v) + private::shown(v)\n}}\n"
         );
         // Tests of the library call `once` too, and so does an example (another crate, where
@@ -2094,6 +2104,13 @@ mod tests {
         assert_eq!(recall("k::once"), None);
         assert_eq!(recall("k::twice").as_deref(), Some("self::twice(v)"));
         assert_eq!(recall("k::api").as_deref(), Some("self::api(v)"));
+        // Called twice from one function: no use of it is the only one, so a second call
+        // costs nothing; unless generic, where each call may be another instantiation's only.
+        assert_eq!(
+            recall("k::two_calls").as_deref(),
+            Some("self::two_calls(v)")
+        );
+        assert_eq!(recall("k::generic"), None);
         // `pub` in a private module, called once: the guard only when large.
         assert_eq!(
             recall("k::private::small").as_deref(),

@@ -139,6 +139,10 @@ pub struct FnContext {
     /// `#[track_caller]` (the instrumented copy runs in a closure). A loop that re-reads the
     /// armed flag (`FileSites::loops`) rules it out too when the function has line sites.
     pub twice: bool,
+    /// Has type or const parameters, its own, its `impl`'s or an `impl Trait` argument's: two calls of
+    /// it may be of two instantiations, each called once (`stats::<f32>(…)`,
+    /// `stats::<f64>(…)`), so its call sites do not count its uses.
+    pub generic: bool,
     /// An `async fn`: its entry site runs at the future's first poll and its guard drops when
     /// the future completes, maybe on another thread, so it is never a `--frames` frame.
     pub is_async: bool,
@@ -1572,6 +1576,12 @@ impl<'a> Visitor<'a> {
             large: false,
             twice: false,
             is_async: sig.asyncness.is_some(),
+            generic: std::iter::once(&sig.generics)
+                .chain(self.impl_generics.as_ref())
+                .any(|g| g.type_params().next().is_some() || g.const_params().next().is_some())
+                || sig.inputs.iter().any(|a| {
+                    matches!(a, syn::FnArg::Typed(t) if matches!(*t.ty, syn::Type::ImplTrait(_)))
+                }),
             ret: match &sig.output {
                 syn::ReturnType::Type(_, t) => quote::ToTokens::to_token_stream(&**t).to_string(),
                 syn::ReturnType::Default => "()".to_owned(),
@@ -2200,6 +2210,7 @@ impl<'ast> Visit<'ast> for Visitor<'_> {
                         large: false,
                         twice: false,
                         is_async: false,
+                        generic: false,
                         ret: String::new(),
                         rebind: String::new(),
                         body_end: 0,
