@@ -1397,10 +1397,7 @@ fn promote_recalls(files: &mut [FileWork]) {
             for &t in &f.targets {
                 let counts = by_target.entry(t).or_default();
                 for c in f.sites.contexts.iter().filter(|c| !c.test_only) {
-                    for (name, n) in &c.calls {
-                        *counts.callers.entry(name.clone()).or_default() += 1;
-                        *counts.sites.entry(name.clone()).or_default() += n;
-                    }
+                    counts.add(c);
                 }
             }
             reexports.extend(f.sites.reexports.iter().cloned());
@@ -1415,13 +1412,12 @@ fn promote_recalls(files: &mut [FileWork]) {
                     continue;
                 };
                 let segs: Vec<&str> = c.func.split("::").collect();
-                let name = segs.last().copied().unwrap_or(&c.func);
                 // The most any crate this file is compiled into calls it.
                 let most = |count: fn(&CallCounts) -> &HashMap<String, u32>| {
                     targets
                         .iter()
                         .filter_map(|t| by_target.get(t))
-                        .map(|counts| count(counts).get(name).copied().unwrap_or(0))
+                        .map(|counts| counts.of(&c.func, count))
                         .max()
                         .unwrap_or(0)
                 };
@@ -1488,6 +1484,32 @@ fn drop_leaf_loop_rereads(files: &mut [FileWork]) {
 struct CallCounts {
     callers: HashMap<String, u32>,
     sites: HashMap<String, u32>,
+}
+
+impl CallCounts {
+    /// Counts `c`'s calls: a call through `self` under its own type's path (`m::T::f`,
+    /// where `c` is a method of `m::T`), any other by its name alone.
+    fn add(&mut self, c: &visit::FnContext) {
+        let owner = c.func.rsplit_once("::").map_or("", |(o, _)| o);
+        let own: HashMap<&str, u32> = c.self_calls.iter().map(|(n, k)| (n.as_str(), *k)).collect();
+        for (name, n) in &c.calls {
+            let mine = own.get(name.as_str()).copied().unwrap_or(0);
+            for (key, k) in [(name.clone(), n - mine), (format!("{owner}::{name}"), mine)] {
+                if k > 0 {
+                    *self.callers.entry(key.clone()).or_default() += 1;
+                    *self.sites.entry(key).or_default() += k;
+                }
+            }
+        }
+    }
+
+    /// The calls of the function `func` (a path), `count` of them (callers or sites): by its
+    /// name, and through `self` from its own type.
+    fn of(&self, func: &str, count: fn(&CallCounts) -> &HashMap<String, u32>) -> u32 {
+        let name = func.rsplit("::").next().unwrap_or(func);
+        let map = count(self);
+        map.get(name).copied().unwrap_or(0) + map.get(func).copied().unwrap_or(0)
+    }
 }
 
 /// An iterator's `next`'s reason, with the functions of its file that have sites and return
@@ -2077,6 +2099,8 @@ mod tests {
              pub use private::shown;\n\
              fn a(v: &[u8]) -> usize {{\n    once(v) + twice(v) + private::small(v) + private::big(v) + private::big_twice(v) + private::big_twice(v)\n}}\n\
              fn c(v: &[u8]) -> usize {{\n    two_calls(v) * two_calls(&v[1..]) + generic(v, 1u8) + generic(v, 1u64)\n}}\n\
+             mod m1 {{ pub struct A; impl A {{ fn step(&self, v: &[u8]) -> usize {{ let _ = self; let mut n = 0; for b in v {{ n += usize::from(*b); }} n }} pub fn run(&self, v: &[u8]) -> usize {{ self.step(v) }} }} }}\n\
+             mod m2 {{ pub struct A; impl A {{ fn step(&self, v: &[u8]) -> usize {{ let _ = self; let mut n = 0; for b in v {{ n += usize::from(*b); }} n }} pub fn run(&self, v: &[u8]) -> usize {{ self.step(v) + Self::step(self, v) }} }} }}\n\
              fn b(v: &[u8]) -> usize {{\n    twice(v) + api(v) + private::shown(v)\n}}\n"
         );
         // Tests of the library call `once` too, and so does an example (another crate, where
@@ -2111,6 +2135,10 @@ mod tests {
             Some("self::two_calls(v)")
         );
         assert_eq!(recall("k::generic"), None);
+        // A call through `self` is a call of the method of its own type: each `A::step` is
+        // called from one place, though two functions call a `step`.
+        assert_eq!(recall("k::m1::A::step"), None);
+        assert!(recall("k::m2::A::step").is_some());
         // `pub` in a private module, called once: the guard only when large.
         assert_eq!(
             recall("k::private::small").as_deref(),

@@ -118,6 +118,10 @@ pub struct FnContext {
     /// many calls of each it makes: where a tiny function without sites finds callers to
     /// suggest, and how many call sites a function has.
     pub calls: Vec<(String, u32)>,
+    /// Those of [`FnContext::calls`] made through `self` (`self.f(…)`, `Self::f(…)`) in a
+    /// method: calls of its own type's `f` when it has one (ast's and hir's `HeapVisitor`
+    /// each call their own `self.induct(…)`).
+    pub self_calls: Vec<(String, u32)>,
     /// Visible outside its module (`pub` in any form), or a trait method: it may be called
     /// from anywhere, not only from the calls this package's sources show.
     pub public: bool,
@@ -981,23 +985,30 @@ fn strip_attrs(e: &mut syn::Expr) {
 
 /// The last segment of every path called and every method called in `block` (nested items
 /// included), sorted, once each, with its number of calls.
-fn called_names(block: &syn::Block) -> Vec<(String, u32)> {
-    struct Calls(std::collections::BTreeMap<String, u32>);
+/// The names a body calls, with how many times; with `own_only`, only the calls through
+/// `self` (`self.f(…)`, `Self::f(…)`).
+fn called_names(block: &syn::Block, own_only: bool) -> Vec<(String, u32)> {
+    struct Calls(std::collections::BTreeMap<String, u32>, bool);
     impl<'ast> Visit<'ast> for Calls {
         fn visit_expr_call(&mut self, c: &'ast syn::ExprCall) {
             if let syn::Expr::Path(p) = &*c.func {
-                if let Some(last) = p.path.segments.last() {
+                let segs = &p.path.segments;
+                let own = segs.len() == 2 && segs[0].ident == "Self";
+                if let Some(last) = segs.last().filter(|_| own || !self.1) {
                     *self.0.entry(last.ident.to_string()).or_default() += 1;
                 }
             }
             syn::visit::visit_expr_call(self, c);
         }
         fn visit_expr_method_call(&mut self, m: &'ast syn::ExprMethodCall) {
-            *self.0.entry(m.method.to_string()).or_default() += 1;
+            let own = matches!(&*m.receiver, syn::Expr::Path(p) if p.path.is_ident("self"));
+            if own || !self.1 {
+                *self.0.entry(m.method.to_string()).or_default() += 1;
+            }
             syn::visit::visit_expr_method_call(self, m);
         }
     }
-    let mut c = Calls(Default::default());
+    let mut c = Calls(Default::default(), own_only);
     c.visit_block(block);
     c.0.into_iter().collect()
 }
@@ -1568,7 +1579,12 @@ impl<'a> Visitor<'a> {
             line: span.start().line as u32,
             last_line: span.end().line as u32,
             skipped,
-            calls: called_names(block),
+            calls: called_names(block, false),
+            self_calls: if self.self_ty.is_some() {
+                called_names(block, true)
+            } else {
+                Vec::new()
+            },
             public,
             exported,
             test_only: self.in_test || has_attr(attrs, "test") || is_cfg_test(attrs),
@@ -2203,6 +2219,7 @@ impl<'ast> Visit<'ast> for Visitor<'_> {
                         last_line: span.end().line as u32,
                         skipped: Some("allocator method".into()),
                         calls: Vec::new(),
+                        self_calls: Vec::new(),
                         public: true,
                         exported: true,
                         test_only: self.in_test,
