@@ -1441,6 +1441,11 @@ fn promote_recalls(files: &mut [FileWork]) {
                 let keeps_guard = private_once || large_crate_own_once;
                 if !keeps_guard && s.recall_guarded.is_some() {
                     s.recall = s.recall_guarded.take();
+                    s.inline_hint = c.generic
+                        && !c.public
+                        && !c.large
+                        && !c.any_inline
+                        && most(|k| &k.sites) == 2;
                 }
             }
         }
@@ -2098,7 +2103,9 @@ mod tests {
              mod private {{ pub fn small{body} pub fn big{large} pub fn big_twice{large} pub fn shown{large} }}\n\
              pub use private::shown;\n\
              fn a(v: &[u8]) -> usize {{\n    once(v) + twice(v) + private::small(v) + private::big(v) + private::big_twice(v) + private::big_twice(v)\n}}\n\
-             fn c(v: &[u8]) -> usize {{\n    two_calls(v) * two_calls(&v[1..]) + generic(v, 1u8) + generic(v, 1u64)\n}}\n\
+             fn generic2<T: Copy>(v: &[u8], t: T) -> usize {{\n    let _ = t;\n    let mut n = 0;\n    for b in v {{\n        n += usize::from(*b);\n    }}\n    n\n}}\n\
+             fn c(v: &[u8]) -> usize {{\n    two_calls(v) * two_calls(&v[1..]) + generic(v, 1u8) + generic(v, 1u64) + generic2(v, 1u8)\n}}\n\
+             fn d(v: &[u8]) -> usize {{\n    generic2(v, 2u8)\n}}\n\
              mod m1 {{ pub struct A; impl A {{ fn step(&self, v: &[u8]) -> usize {{ let _ = self; let mut n = 0; for b in v {{ n += usize::from(*b); }} n }} pub fn run(&self, v: &[u8]) -> usize {{ self.step(v) }} }} }}\n\
              mod m2 {{ pub struct A; impl A {{ fn step(&self, v: &[u8]) -> usize {{ let _ = self; let mut n = 0; for b in v {{ n += usize::from(*b); }} n }} pub fn run(&self, v: &[u8]) -> usize {{ self.step(v) + Self::step(self, v) }} }} }}\n\
              fn b(v: &[u8]) -> usize {{\n    twice(v) + api(v) + private::shown(v)\n}}\n"
@@ -2135,6 +2142,33 @@ mod tests {
             Some("self::two_calls(v)")
         );
         assert_eq!(recall("k::generic"), None);
+        // Called from two functions, a private generic function times by a second call, and
+        // is marked `#[inline]`: each instantiation is likely called from one of them only,
+        // and inlined there for it in a plain build (the second call takes that away).
+        assert!(recall("k::generic2").is_some());
+        let hinted: Vec<&str> = files[0]
+            .sites
+            .sites
+            .iter()
+            .filter(|s| s.inline_hint)
+            .map(|s| s.func.as_str())
+            .collect();
+        assert_eq!(hinted, ["k::generic2"]);
+        let f = &files[0];
+        let rw = rewrite::rewrite(
+            &f.text,
+            &f.sites,
+            f.first,
+            &f.ex,
+            None,
+            rewrite::FlagsHome::SitesCrate,
+        );
+        assert!(
+            rw.text.contains("#[inline] fn generic2<T: Copy>"),
+            "{}",
+            rw.text
+        );
+        assert_eq!(rw.text.matches("#[inline]").count(), 1);
         // A call through `self` is a call of the method of its own type: each `A::step` is
         // called from one place, though two functions call a `step`.
         assert_eq!(recall("k::m1::A::step"), None);

@@ -275,6 +275,19 @@ pub fn rewrite(
         ));
     }
     pieces.extend(w.loop_heads());
+    for (i, site) in sites.sites.iter().enumerate() {
+        let twice = w.plan.twice.get(site.context).copied().unwrap_or(false);
+        if site.inline_hint
+            && site.recall.is_some()
+            && !twice
+            && ex.keeps_site(i, site.context)
+            && !ex.no_recall.contains(&site.context)
+        {
+            if let Some(c) = sites.contexts.get(site.context) {
+                pieces.push(Piece::text(c.start, "#[inline] ".to_owned()));
+            }
+        }
+    }
     pieces.extend(
         sites
             .sites

@@ -86,6 +86,9 @@ pub struct Site {
     /// The same call for a function that would keep a guard: the driver moves it to
     /// `recall` when the function is public or called from several functions.
     pub recall_guarded: Option<String>,
+    /// The driver moved `recall_guarded` to `recall` for a private generic function without an
+    /// `inline` attribute: the rewrite marks it `#[inline]` (see `driver::promote_recalls`).
+    pub inline_hint: bool,
 }
 
 /// The start of a loop body where a function's local armed flag is re-read, so that a loop
@@ -147,6 +150,8 @@ pub struct FnContext {
     /// it may be of two instantiations, each called once (`stats::<f32>(…)`,
     /// `stats::<f64>(…)`), so its call sites do not count its uses.
     pub generic: bool,
+    /// Has an `inline` attribute of any form (`#[inline(never)]` included).
+    pub any_inline: bool,
     /// An `async fn`: its entry site runs at the future's first poll and its guard drops when
     /// the future completes, maybe on another thread, so it is never a `--frames` frame.
     pub is_async: bool,
@@ -1465,6 +1470,7 @@ impl<'a> Visitor<'a> {
             timed: false,
             recall: None,
             recall_guarded: None,
+            inline_hint: false,
         });
     }
 
@@ -1592,6 +1598,7 @@ impl<'a> Visitor<'a> {
             large: false,
             twice: false,
             is_async: sig.asyncness.is_some(),
+            any_inline: attrs.iter().any(|a| a.path().is_ident("inline")),
             generic: std::iter::once(&sig.generics)
                 .chain(self.impl_generics.as_ref())
                 .any(|g| g.type_params().next().is_some() || g.const_params().next().is_some())
@@ -2228,6 +2235,7 @@ impl<'ast> Visit<'ast> for Visitor<'_> {
                         twice: false,
                         is_async: false,
                         generic: false,
+                        any_inline: false,
                         ret: String::new(),
                         rebind: String::new(),
                         body_end: 0,
