@@ -1417,7 +1417,7 @@ fn promote_recalls(files: &mut [FileWork]) {
                     targets
                         .iter()
                         .filter_map(|t| by_target.get(t))
-                        .map(|counts| counts.of(&c.func, count))
+                        .map(|counts| counts.of(c, count))
                         .max()
                         .unwrap_or(0)
                 };
@@ -1444,7 +1444,7 @@ fn promote_recalls(files: &mut [FileWork]) {
                     s.inline_hint = c.generic
                         && !c.public
                         && !c.large
-                        && !c.any_inline
+                        && !c.inline_said
                         && most(|k| &k.sites) == 2;
                 }
             }
@@ -1487,33 +1487,62 @@ fn drop_leaf_loop_rereads(files: &mut [FileWork]) {
 /// expressions.
 #[derive(Default)]
 struct CallCounts {
+    /// Keyed by a function's name (any call, see `of`), by `.name` (calls that may be of a
+    /// method), or by a path (calls whose callee the syntax names: `FnContext::own_calls`).
     callers: HashMap<String, u32>,
     sites: HashMap<String, u32>,
 }
 
 impl CallCounts {
-    /// Counts `c`'s calls: a call through `self` under its own type's path (`m::T::f`,
-    /// where `c` is a method of `m::T`), any other by its name alone.
+    /// Counts `c`'s calls: a call whose callee the syntax names under that function's path
+    /// (`FnContext::own_calls`: `m::T::f`), any other by its name alone.
     fn add(&mut self, c: &visit::FnContext) {
-        let owner = c.func.rsplit_once("::").map_or("", |(o, _)| o);
-        let own: HashMap<&str, u32> = c.self_calls.iter().map(|(n, k)| (n.as_str(), *k)).collect();
-        for (name, n) in &c.calls {
-            let mine = own.get(name.as_str()).copied().unwrap_or(0);
-            for (key, k) in [(name.clone(), n - mine), (format!("{owner}::{name}"), mine)] {
-                if k > 0 {
-                    *self.callers.entry(key.clone()).or_default() += 1;
-                    *self.sites.entry(key).or_default() += k;
-                }
+        let mut typed: HashMap<&str, u32> = HashMap::new();
+        for (path, k) in &c.own_calls {
+            let name = path.rsplit("::").next().unwrap_or(path);
+            *typed.entry(name).or_default() += k;
+        }
+        let untyped = |calls: &[(String, u32)], dot: bool| -> Vec<(String, u32)> {
+            calls
+                .iter()
+                .map(|(name, n)| {
+                    let t = typed.get(name.as_str()).copied().unwrap_or(0);
+                    let key = if dot {
+                        format!(".{name}")
+                    } else {
+                        name.clone()
+                    };
+                    (key, n.saturating_sub(t))
+                })
+                .collect()
+        };
+        let keyed = untyped(&c.calls, false)
+            .into_iter()
+            .chain(untyped(&c.method_calls, true))
+            .chain(c.own_calls.iter().cloned());
+        for (key, k) in keyed {
+            if k > 0 {
+                *self.callers.entry(key.clone()).or_default() += 1;
+                *self.sites.entry(key).or_default() += k;
             }
         }
     }
 
     /// The calls of the function `func` (a path), `count` of them (callers or sites): by its
-    /// name, and through `self` from its own type.
-    fn of(&self, func: &str, count: fn(&CallCounts) -> &HashMap<String, u32>) -> u32 {
+    /// name, and by its path.
+    fn of(&self, c: &visit::FnContext, count: fn(&CallCounts) -> &HashMap<String, u32>) -> u32 {
+        let func = c.func.as_str();
         let name = func.rsplit("::").next().unwrap_or(func);
         let map = count(self);
-        map.get(name).copied().unwrap_or(0) + map.get(func).copied().unwrap_or(0)
+        let get = |k: &str| map.get(k).copied().unwrap_or(0);
+        // A method is called by method syntax or through a type; a function of a module by a
+        // path (any call of its name, less those that can only be of a method).
+        let by_name = if c.method {
+            get(&format!(".{name}"))
+        } else {
+            get(name).saturating_sub(get(&format!(".{name}")))
+        };
+        by_name + get(func)
     }
 }
 
@@ -2107,6 +2136,12 @@ mod tests {
              fn c(v: &[u8]) -> usize {{\n    two_calls(v) * two_calls(&v[1..]) + generic(v, 1u8) + generic(v, 1u64) + generic2(v, 1u8)\n}}\n\
              fn d(v: &[u8]) -> usize {{\n    generic2(v, 2u8)\n}}\n\
              mod m1 {{ pub struct A; impl A {{ fn step(&self, v: &[u8]) -> usize {{ let _ = self; let mut n = 0; for b in v {{ n += usize::from(*b); }} n }} pub fn run(&self, v: &[u8]) -> usize {{ self.step(v) }} }} }}\n\
+             mod m3 {{ pub struct B; impl B {{ fn helper(&self, v: &[u8]) -> usize {{ let _ = self; let mut n = 0; for b in v {{ n += usize::from(*b); }} n }} }}\n\
+                 fn helper(v: &[u8]) -> usize {{ let mut n = 0; for b in v {{ n += usize::from(*b); }} n }}\n\
+                 pub fn run(v: &[u8]) -> usize {{ B.helper(v) + helper(v) }}\n\
+                 pub fn run2(v: &[u8]) -> usize {{ B::new_in(v).visit(v) }}\n\
+                 impl B {{ fn new_in(v: &[u8]) -> B {{ let _ = v; B }} fn visit(&self, v: &[u8]) -> usize {{ let _ = self; let mut n = 0; for b in v {{ n += usize::from(*b); }} n }} }}\n\
+                 pub fn run3(v: &[u8], b: &B) -> usize {{ b.visit(v) }} }}\n\
              mod m2 {{ pub struct A; impl A {{ fn step(&self, v: &[u8]) -> usize {{ let _ = self; let mut n = 0; for b in v {{ n += usize::from(*b); }} n }} pub fn run(&self, v: &[u8]) -> usize {{ self.step(v) + Self::step(self, v) }} }} }}\n\
              fn b(v: &[u8]) -> usize {{\n    twice(v) + api(v) + private::shown(v)\n}}\n"
         );
@@ -2173,6 +2208,11 @@ mod tests {
         // called from one place, though two functions call a `step`.
         assert_eq!(recall("k::m1::A::step"), None);
         assert!(recall("k::m2::A::step").is_some());
+        // A bare name calls a function of a module, a method call a method: one call each.
+        assert_eq!(recall("k::m3::B::helper"), None);
+        assert_eq!(recall("k::m3::helper"), None);
+        // `B::new_in(v).visit(v)` is a call of `B::visit`; `b.visit(v)` may be one too.
+        assert!(recall("k::m3::B::visit").is_some());
         // `pub` in a private module, called once: the guard only when large.
         assert_eq!(
             recall("k::private::small").as_deref(),

@@ -121,10 +121,18 @@ pub struct FnContext {
     /// many calls of each it makes: where a tiny function without sites finds callers to
     /// suggest, and how many call sites a function has.
     pub calls: Vec<(String, u32)>,
-    /// Those of [`FnContext::calls`] made through `self` (`self.f(…)`, `Self::f(…)`) in a
-    /// method: calls of its own type's `f` when it has one (ast's and hir's `HeapVisitor`
-    /// each call their own `self.induct(…)`).
-    pub self_calls: Vec<(String, u32)>,
+    /// Those of [`FnContext::calls`] that may be of a method: method calls and paths through
+    /// a type (`T::f(…)`), not a bare name or a path through modules (`m::f(…)`).
+    pub method_calls: Vec<(String, u32)>,
+    /// A method (of an `impl` or a trait), called by method syntax or through a type; else
+    /// a function of a module or a block, called by a path.
+    pub method: bool,
+    /// Those of [`FnContext::calls`] whose callee the syntax names, by its path (as
+    /// [`FnContext::func`] names it): calls through `self` in a method (`self.f(…)`,
+    /// `Self::f(…)`: `m::T::f`, ast's and hir's `HeapVisitor` each call their own
+    /// `self.induct(…)`), and of a method of a value a type of this module just made
+    /// (`HeapVisitor::new().visit(…)`: `m::HeapVisitor::visit`).
+    pub own_calls: Vec<(String, u32)>,
     /// Visible outside its module (`pub` in any form), or a trait method: it may be called
     /// from anywhere, not only from the calls this package's sources show.
     pub public: bool,
@@ -150,8 +158,9 @@ pub struct FnContext {
     /// it may be of two instantiations, each called once (`stats::<f32>(…)`,
     /// `stats::<f64>(…)`), so its call sites do not count its uses.
     pub generic: bool,
-    /// Has an `inline` attribute of any form (`#[inline(never)]` included).
-    pub any_inline: bool,
+    /// Says how to inline it: an `inline` attribute of any form (`#[inline(never)]` too), or
+    /// `#[cold]`.
+    pub inline_said: bool,
     /// An `async fn`: its entry site runs at the future's first poll and its guard drops when
     /// the future completes, maybe on another thread, so it is never a `--frames` frame.
     pub is_async: bool,
@@ -988,32 +997,90 @@ fn strip_attrs(e: &mut syn::Expr) {
     }
 }
 
+/// Names with how many times each occurs, sorted by name.
+type NameCounts = Vec<(String, u32)>;
+
 /// The last segment of every path called and every method called in `block` (nested items
-/// included), sorted, once each, with its number of calls.
-/// The names a body calls, with how many times; with `own_only`, only the calls through
-/// `self` (`self.f(…)`, `Self::f(…)`).
-fn called_names(block: &syn::Block, own_only: bool) -> Vec<(String, u32)> {
-    struct Calls(std::collections::BTreeMap<String, u32>, bool);
+/// included), sorted, once each, with its number of calls; and the same of the calls that
+/// may be of a method: method calls, and paths through a type (`T::f(…)`, `Self::f(…)`,
+/// `<T as Tr>::f(…)`), not through a module (`f(…)`, `m::f(…)`, `crate::m::f(…)`).
+fn called_names(block: &syn::Block) -> (NameCounts, NameCounts) {
+    #[derive(Default)]
+    struct Calls {
+        all: std::collections::BTreeMap<String, u32>,
+        methods: std::collections::BTreeMap<String, u32>,
+    }
     impl<'ast> Visit<'ast> for Calls {
         fn visit_expr_call(&mut self, c: &'ast syn::ExprCall) {
             if let syn::Expr::Path(p) = &*c.func {
                 let segs = &p.path.segments;
-                let own = segs.len() == 2 && segs[0].ident == "Self";
-                if let Some(last) = segs.last().filter(|_| own || !self.1) {
-                    *self.0.entry(last.ident.to_string()).or_default() += 1;
+                if let Some(last) = segs.last() {
+                    let name = last.ident.to_string();
+                    let through_type = p.qself.is_some()
+                        || (segs.len() >= 2
+                            && segs[segs.len() - 2]
+                                .ident
+                                .to_string()
+                                .starts_with(|c: char| c.is_ascii_uppercase()));
+                    if through_type {
+                        *self.methods.entry(name.clone()).or_default() += 1;
+                    }
+                    *self.all.entry(name).or_default() += 1;
                 }
             }
             syn::visit::visit_expr_call(self, c);
         }
         fn visit_expr_method_call(&mut self, m: &'ast syn::ExprMethodCall) {
-            let own = matches!(&*m.receiver, syn::Expr::Path(p) if p.path.is_ident("self"));
-            if own || !self.1 {
-                *self.0.entry(m.method.to_string()).or_default() += 1;
+            *self.all.entry(m.method.to_string()).or_default() += 1;
+            *self.methods.entry(m.method.to_string()).or_default() += 1;
+            syn::visit::visit_expr_method_call(self, m);
+        }
+    }
+    let mut c = Calls::default();
+    c.visit_block(block);
+    (c.all.into_iter().collect(), c.methods.into_iter().collect())
+}
+
+/// The calls of [`called_names`] whose type the syntax names, as `(type, function)`: through
+/// `self` (`self.f(…)`, `Self::f(…)`: type `Self`), or a method of a value a type's
+/// associated function just made (`T::new().f(…)`: type `T`).
+fn typed_calls(block: &syn::Block) -> Vec<((String, String), u32)> {
+    struct Calls(std::collections::BTreeMap<(String, String), u32>);
+    impl<'ast> Visit<'ast> for Calls {
+        fn visit_expr_call(&mut self, c: &'ast syn::ExprCall) {
+            if let syn::Expr::Path(p) = &*c.func {
+                let segs = &p.path.segments;
+                if segs.len() == 2 && segs[0].ident == "Self" {
+                    let key = ("Self".to_owned(), segs[1].ident.to_string());
+                    *self.0.entry(key).or_default() += 1;
+                }
+            }
+            syn::visit::visit_expr_call(self, c);
+        }
+        fn visit_expr_method_call(&mut self, m: &'ast syn::ExprMethodCall) {
+            let ty = match &*m.receiver {
+                syn::Expr::Path(p) if p.path.is_ident("self") => Some("Self".to_owned()),
+                syn::Expr::Call(c) => match &*c.func {
+                    syn::Expr::Path(p)
+                        if p.qself.is_none()
+                            && p.path.segments.len() == 2
+                            && p.path.segments[0].arguments.is_none() =>
+                    {
+                        let ty = p.path.segments[0].ident.to_string();
+                        ty.starts_with(|c: char| c.is_ascii_uppercase())
+                            .then_some(ty)
+                    }
+                    _ => None,
+                },
+                _ => None,
+            };
+            if let Some(ty) = ty {
+                *self.0.entry((ty, m.method.to_string())).or_default() += 1;
             }
             syn::visit::visit_expr_method_call(self, m);
         }
     }
-    let mut c = Calls(Default::default(), own_only);
+    let mut c = Calls(Default::default());
     c.visit_block(block);
     c.0.into_iter().collect()
 }
@@ -1578,6 +1645,7 @@ impl<'a> Visitor<'a> {
             self.index.offset(span.end()),
         );
         let is_skipped = skipped.is_some();
+        let (calls, method_calls) = called_names(block);
         self.out.contexts.push(FnContext {
             func: func.clone(),
             start,
@@ -1585,9 +1653,18 @@ impl<'a> Visitor<'a> {
             line: span.start().line as u32,
             last_line: span.end().line as u32,
             skipped,
-            calls: called_names(block, false),
-            self_calls: if self.self_ty.is_some() {
-                called_names(block, true)
+            calls,
+            method_calls,
+            method: !matches!(self.owner, Owner::Module | Owner::Block),
+            own_calls: if self.ctx.is_none() {
+                let module = self.module.join("::");
+                typed_calls(block)
+                    .into_iter()
+                    .filter_map(|((ty, name), n)| {
+                        let ty = if ty == "Self" { self.self_ty.clone()? } else { ty };
+                        Some((format!("{module}::{ty}::{name}"), n))
+                    })
+                    .collect()
             } else {
                 Vec::new()
             },
@@ -1598,7 +1675,9 @@ impl<'a> Visitor<'a> {
             large: false,
             twice: false,
             is_async: sig.asyncness.is_some(),
-            any_inline: attrs.iter().any(|a| a.path().is_ident("inline")),
+            inline_said: attrs
+                .iter()
+                .any(|a| a.path().is_ident("inline") || a.path().is_ident("cold")),
             generic: std::iter::once(&sig.generics)
                 .chain(self.impl_generics.as_ref())
                 .any(|g| g.type_params().next().is_some() || g.const_params().next().is_some())
@@ -2226,7 +2305,9 @@ impl<'ast> Visit<'ast> for Visitor<'_> {
                         last_line: span.end().line as u32,
                         skipped: Some("allocator method".into()),
                         calls: Vec::new(),
-                        self_calls: Vec::new(),
+                        own_calls: Vec::new(),
+                        method_calls: Vec::new(),
+                        method: true,
                         public: true,
                         exported: true,
                         test_only: self.in_test,
@@ -2235,7 +2316,7 @@ impl<'ast> Visit<'ast> for Visitor<'_> {
                         twice: false,
                         is_async: false,
                         generic: false,
-                        any_inline: false,
+                        inline_said: false,
                         ret: String::new(),
                         rebind: String::new(),
                         body_end: 0,
