@@ -487,20 +487,25 @@ fn arming_a_function_built_without_sites_says_why() {
     };
     // Built without --entry all, a tiny function has no sites: refused with the reason, the
     // nearest caller with sites (`check`, which calls `mix`, is tiny too), and how to get them.
-    let e = refused(&["fn:lang_app::mix", "--duration"]);
-    assert!(
-        e.contains("lang_app::mix")
-            && e.contains("a tiny function")
-            && e.contains("callers to arm instead: fn:lang_app::serve")
-            && e.contains("rebuild with --entry all"),
-        "{e}"
+    let says = |e: String, parts: &[&str]| {
+        assert!(parts.iter().all(|p| e.contains(p)), "{e}");
+    };
+    says(
+        refused(&["fn:lang_app::mix", "--duration"]),
+        &[
+            "lang_app::mix",
+            "a tiny function",
+            "callers to arm instead: fn:lang_app::serve",
+            "rebuild with --entry all",
+        ],
     );
-    let e = refused(&["fn:User::id", "--count"]);
-    assert!(
-        e.contains("lang_app::User::id")
-            && e.contains("trivial accessor")
-            && e.contains("rebuild without --skip-accessors"),
-        "{e}"
+    says(
+        refused(&["fn:User::id", "--count"]),
+        &[
+            "lang_app::User::id",
+            "trivial accessor",
+            "rebuild without --skip-accessors",
+        ],
     );
     let e = refused(&[&site("accessor"), "--log", "x"]);
     assert!(
@@ -509,13 +514,14 @@ fn arming_a_function_built_without_sites_says_why() {
     );
     // An iterator's `next` (inside every loop over it) has none either: the functions that
     // make the iterator are named.
-    let e = refused(&["fn:Digits::next", "--count"]);
-    assert!(
-        e.contains("lang_app::Digits::next")
-            && e.contains("an iterator's next")
-            && e.contains("functions that make it, to arm instead: fn:lang_app::digits_of")
-            && e.contains("rebuild with --entry all or --lines naming one of its lines"),
-        "{e}"
+    says(
+        refused(&["fn:Digits::next", "--count"]),
+        &[
+            "lang_app::Digits::next",
+            "an iterator's next",
+            "functions that make it, to arm instead: fn:lang_app::digits_of",
+            "rebuild with --entry all or --lines naming one of its lines",
+        ],
     );
     let e = refused(&["fn:batch_limit", "--count"]);
     assert!(

@@ -60,6 +60,20 @@ struct FileWork {
     includes: Vec<(std::ops::Range<usize>, String)>,
 }
 
+impl FileWork {
+    /// Rewrites the file with what repair has taken out so far, its checks reading `flags`.
+    fn rewrite(&mut self, flags: rewrite::FlagsHome) {
+        self.rewritten = Some(rewrite::rewrite(
+            &self.text,
+            &self.sites,
+            self.first,
+            &self.ex,
+            self.extern_at,
+            flags,
+        ));
+    }
+}
+
 /// Per-package totals for the summary and `--report json`.
 #[derive(Default, Serialize, Deserialize)]
 struct PkgReport {
@@ -799,14 +813,7 @@ fn rewrite_files(found: &mut Found) {
         } else {
             rewrite::FlagsHome::SitesCrate
         };
-        f.rewritten = Some(rewrite::rewrite(
-            &f.text,
-            &f.sites,
-            f.first,
-            &f.ex,
-            f.extern_at,
-            flags,
-        ));
+        f.rewrite(flags);
     }
 }
 
@@ -1566,14 +1573,20 @@ fn iterator_reason(func: &str, f: &FileWork, without: &[(&visit::FnContext, &str
         .take(2)
         .map(|c| format!("fn:{}", c.func))
         .collect();
-    if makers.is_empty() {
-        visit::ITERATOR_REASON.to_owned()
+    with_places(
+        visit::ITERATOR_REASON,
+        "functions that make it, to arm instead",
+        &makers,
+    )
+}
+
+/// `why`, and the places to arm instead (`fn:` patterns) if there are any: `"{why}; {what}:
+/// {places}"`.
+fn with_places(why: &str, what: &str, places: &[String]) -> String {
+    if places.is_empty() {
+        why.to_owned()
     } else {
-        format!(
-            "{}; functions that make it, to arm instead: {}",
-            visit::ITERATOR_REASON,
-            makers.join(", ")
-        )
+        format!("{why}; {what}: {}", places.join(", "))
     }
 }
 
@@ -1605,15 +1618,7 @@ fn tiny_reason(func: &str, callers: &HashMap<&str, Vec<(&str, bool)>>) -> String
         level = next;
     }
     found.truncate(2);
-    if found.is_empty() {
-        visit::TINY_REASON.to_owned()
-    } else {
-        format!(
-            "{}; callers to arm instead: {}",
-            visit::TINY_REASON,
-            found.join(", ")
-        )
-    }
+    with_places(visit::TINY_REASON, "callers to arm instead", &found)
 }
 
 /// What one build round produced.
@@ -2181,29 +2186,6 @@ mod tests {
         // is marked `#[inline]`: each instantiation is likely called from one of them only,
         // and inlined there for it in a plain build (the second call takes that away).
         assert!(recall("k::generic2").is_some());
-        let hinted: Vec<&str> = files[0]
-            .sites
-            .sites
-            .iter()
-            .filter(|s| s.inline_hint)
-            .map(|s| s.func.as_str())
-            .collect();
-        assert_eq!(hinted, ["k::generic2"]);
-        let f = &files[0];
-        let rw = rewrite::rewrite(
-            &f.text,
-            &f.sites,
-            f.first,
-            &f.ex,
-            None,
-            rewrite::FlagsHome::SitesCrate,
-        );
-        assert!(
-            rw.text.contains("#[inline] fn generic2<T: Copy>"),
-            "{}",
-            rw.text
-        );
-        assert_eq!(rw.text.matches("#[inline]").count(), 1);
         // A call through `self` is a call of the method of its own type: each `A::step` is
         // called from one place, though two functions call a `step`.
         assert_eq!(recall("k::m1::A::step"), None);
@@ -2228,6 +2210,22 @@ mod tests {
             recall("k::private::shown").as_deref(),
             Some("self::shown(v)")
         );
+        let hinted: Vec<&str> = files[0]
+            .sites
+            .sites
+            .iter()
+            .filter(|s| s.inline_hint)
+            .map(|s| s.func.as_str())
+            .collect();
+        assert_eq!(hinted, ["k::generic2"]);
+        files[0].rewrite(rewrite::FlagsHome::SitesCrate);
+        let rw = files[0].rewritten.as_ref().expect("rewritten");
+        assert!(
+            rw.text.contains("#[inline] fn generic2<T: Copy>"),
+            "{}",
+            rw.text
+        );
+        assert_eq!(rw.text.matches("#[inline]").count(), 1);
     }
 
     #[test]
@@ -2296,14 +2294,7 @@ mod tests {
             ..visit::Options::new(&none, &skip)
         };
         f.sites = visit::find_sites_with(src, &file, "k", &LineSel::None, &sized);
-        f.rewritten = Some(rewrite::rewrite(
-            &f.text,
-            &f.sites,
-            f.first,
-            &f.ex,
-            f.extern_at,
-            rewrite::FlagsHome::SitesCrate,
-        ));
+        f.rewrite(rewrite::FlagsHome::SitesCrate);
         let (mut rows, mut skipped) = (Vec::new(), Vec::new());
         file_rows(&f, &HashMap::new(), &mut rows, &mut skipped);
         let next: Vec<&str> = skipped
