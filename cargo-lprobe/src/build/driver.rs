@@ -1384,10 +1384,12 @@ fn callers_by_name<'f>(
 
 /// Functions that would keep a timing guard time their calls by calling themselves again
 /// instead (no guard on the dormant path: its check on every return path kept medium
-/// functions from being inlined) when they are public or called from other than exactly one
-/// function of their package (by name). A function called from one place keeps the guard:
-/// LLVM inlines a local function with a single call site whatever its size, and the second
-/// call would take that away (measured on bench-mix). So does a large `pub` function that
+/// functions from being inlined) when they are public or have more than one use in their
+/// crate: one call site, or one calling function for a generic one ([`CallCounts`]). A
+/// function with one use keeps the guard: LLVM inlines a local function with a single call
+/// site whatever its size, and the second call would take that away (measured on bench-mix);
+/// a private generic one with two call sites gets `#[inline]` instead
+/// (`visit::Site::inline_hint`). So does a large `pub` function that
 /// no other crate can reach (in a private module, not re-exported by a `pub use`) with one
 /// call site in its package (ryu's `d2d`): small ones are inlined for their size either way,
 /// and the guard would cost them more than the second call (ryu's `decimal_length17`).
