@@ -275,14 +275,10 @@ pub fn rewrite(
         ));
     }
     pieces.extend(w.loop_heads());
+    // A function that times by calling itself again and was found to need the hint
+    // (`Site::inline_hint`) is marked `#[inline]`.
     for (i, site) in sites.sites.iter().enumerate() {
-        let twice = w.plan.twice.get(site.context).copied().unwrap_or(false);
-        if site.inline_hint
-            && site.recall.is_some()
-            && !twice
-            && ex.keeps_site(i, site.context)
-            && !ex.no_recall.contains(&site.context)
-        {
+        if site.inline_hint && ex.keeps_site(i, site.context) && w.recall(site).is_some() {
             if let Some(c) = sites.contexts.get(site.context) {
                 pieces.push(Piece::text(c.start, "#[inline] ".to_owned()));
             }
@@ -455,6 +451,20 @@ impl Writer<'_> {
 
     /// The probe at site `i`, or `None` when it is not placed (taken out, or merged into
     /// its function's entry).
+    /// The call by which an entry site times its function by calling it again, if it does:
+    /// not where repair took that out, nor in a body written twice (its copy has a guard).
+    fn recall<'s>(&self, site: &'s crate::build::visit::Site) -> Option<&'s String> {
+        let twice = self.plan.twice.get(site.context).copied().unwrap_or(false);
+        match (&site.recall, site.kind) {
+            (Some(call), SiteKind::Entry)
+                if !self.ex.no_recall.contains(&site.context) && !twice =>
+            {
+                Some(call)
+            }
+            _ => None,
+        }
+    }
+
     fn site_piece(&self, i: usize, site: &crate::build::visit::Site) -> Option<Piece> {
         let (sites, ex, chk, plan, first) =
             (self.sites, self.ex, &self.chk, &self.plan, self.first);
@@ -470,14 +480,7 @@ impl Writer<'_> {
         // (`recall`), or keeps a guard for the whole call unless the function is small or
         // `#[inline]`. A line site is a plain check.
         let in_cold_copy = site.kind == SiteKind::Entry && twice;
-        let recall = match (&site.recall, site.kind) {
-            (Some(call), SiteKind::Entry)
-                if !ex.no_recall.contains(&site.context) && !in_cold_copy =>
-            {
-                Some(call)
-            }
-            _ => None,
-        };
+        let recall = self.recall(site);
         let timed =
             site.kind == SiteKind::Entry && (site.timed || in_cold_copy) && recall.is_none();
         // An entry's cold call takes up to `MAX_BY_VALUE` captures as arguments (`hit_if_2(i,

@@ -788,7 +788,6 @@ fn asserts_on_types_alone(args: proc_macro2::TokenStream) -> bool {
     }
     let mut cond = Vec::new();
     flat(args, &mut cond, true);
-    let upper = |n: &str| n.starts_with(|c: char| c.is_ascii_uppercase());
     let colon = |k: usize| matches!(cond.get(k), Some(Tok::Colon));
     // The first segment of the path `cond[k]` ends.
     let path_start = |mut k: usize| {
@@ -808,18 +807,14 @@ fn asserts_on_types_alone(args: proc_macro2::TokenStream) -> bool {
             let segment_after = k >= 2 && colon(k - 1) && colon(k - 2);
             let called = matches!(cond.get(k + 1), Some(Tok::Call))
                 || (colon(k + 1) && colon(k + 2) && matches!(cond.get(k + 3), Some(Tok::Other)));
-            upper(name)
-                || matches!(
-                    name.as_str(),
-                    "u8" | "u16" | "u32" | "u64" | "u128" | "usize" | "i8" | "i16" | "i32"
-                        | "i64" | "i128" | "isize" | "f32" | "f64" | "bool" | "char" | "str"
-                        | "as" | "true" | "false"
-                )
+            is_type_name(name)
+                || PRIMITIVES.contains(&name.as_str())
+                || matches!(name.as_str(), "str" | "as" | "true" | "false")
                 // A module on a path (`mem::`, `core::mem::`).
                 || (colon(k + 1) && colon(k + 2))
                 // A constant or function reached through a type, or std's layout functions.
                 || (segment_after
-                    && (upper(path_start(k))
+                    && (is_type_name(path_start(k))
                         || (called
                             && matches!(name.as_str(), "size_of" | "align_of" | "needs_drop"))))
         })
@@ -997,92 +992,75 @@ fn strip_attrs(e: &mut syn::Expr) {
     }
 }
 
-/// Names with how many times each occurs, sorted by name.
-type NameCounts = Vec<(String, u32)>;
-
-/// The last segment of every path called and every method called in `block` (nested items
-/// included), sorted, once each, with its number of calls; and the same of the calls that
-/// may be of a method: method calls, and paths through a type (`T::f(…)`, `Self::f(…)`,
-/// `<T as Tr>::f(…)`), not through a module (`f(…)`, `m::f(…)`, `crate::m::f(…)`).
-fn called_names(block: &syn::Block) -> (NameCounts, NameCounts) {
-    #[derive(Default)]
-    struct Calls {
-        all: std::collections::BTreeMap<String, u32>,
-        methods: std::collections::BTreeMap<String, u32>,
-    }
-    impl<'ast> Visit<'ast> for Calls {
-        fn visit_expr_call(&mut self, c: &'ast syn::ExprCall) {
-            if let syn::Expr::Path(p) = &*c.func {
-                let segs = &p.path.segments;
-                if let Some(last) = segs.last() {
-                    let name = last.ident.to_string();
-                    let through_type = p.qself.is_some()
-                        || (segs.len() >= 2
-                            && segs[segs.len() - 2]
-                                .ident
-                                .to_string()
-                                .starts_with(|c: char| c.is_ascii_uppercase()));
-                    if through_type {
-                        *self.methods.entry(name.clone()).or_default() += 1;
-                    }
-                    *self.all.entry(name).or_default() += 1;
-                }
-            }
-            syn::visit::visit_expr_call(self, c);
-        }
-        fn visit_expr_method_call(&mut self, m: &'ast syn::ExprMethodCall) {
-            *self.all.entry(m.method.to_string()).or_default() += 1;
-            *self.methods.entry(m.method.to_string()).or_default() += 1;
-            syn::visit::visit_expr_method_call(self, m);
-        }
-    }
-    let mut c = Calls::default();
-    c.visit_block(block);
-    (c.all.into_iter().collect(), c.methods.into_iter().collect())
+/// What a body calls (nested items included), each name once with its number of calls.
+#[derive(Default)]
+struct CallNames {
+    /// The last segment of every path called and every method called.
+    all: std::collections::BTreeMap<String, u32>,
+    /// Those that may be of a method: method calls, and paths through a type (`T::f(…)`,
+    /// `Self::f(…)`, `<T as Tr>::f(…)`), not through a module (`f(…)`, `m::f(…)`).
+    methods: std::collections::BTreeMap<String, u32>,
+    /// Those whose type the syntax names, as `(type, function)`: through `self`
+    /// (`self.f(…)`, `Self::f(…)`: type `Self`), or a method of a value a type's associated
+    /// function just made (`T::new().f(…)`: type `T`).
+    typed: std::collections::BTreeMap<(String, String), u32>,
 }
 
-/// The calls of [`called_names`] whose type the syntax names, as `(type, function)`: through
-/// `self` (`self.f(…)`, `Self::f(…)`: type `Self`), or a method of a value a type's
-/// associated function just made (`T::new().f(…)`: type `T`).
-fn typed_calls(block: &syn::Block) -> Vec<((String, String), u32)> {
-    struct Calls(std::collections::BTreeMap<(String, String), u32>);
-    impl<'ast> Visit<'ast> for Calls {
-        fn visit_expr_call(&mut self, c: &'ast syn::ExprCall) {
-            if let syn::Expr::Path(p) = &*c.func {
-                let segs = &p.path.segments;
-                if segs.len() == 2 && segs[0].ident == "Self" {
-                    let key = ("Self".to_owned(), segs[1].ident.to_string());
-                    *self.0.entry(key).or_default() += 1;
+impl<'ast> Visit<'ast> for CallNames {
+    fn visit_expr_call(&mut self, c: &'ast syn::ExprCall) {
+        if let syn::Expr::Path(p) = &*c.func {
+            let segs = &p.path.segments;
+            if let Some(last) = segs.last() {
+                let name = last.ident.to_string();
+                let owner = segs.len().checked_sub(2).map(|i| segs[i].ident.to_string());
+                if p.qself.is_some() || owner.as_deref().is_some_and(is_type_name) {
+                    *self.methods.entry(name.clone()).or_default() += 1;
                 }
+                if segs.len() == 2 && owner.as_deref() == Some("Self") {
+                    *self
+                        .typed
+                        .entry(("Self".to_owned(), name.clone()))
+                        .or_default() += 1;
+                }
+                *self.all.entry(name).or_default() += 1;
             }
-            syn::visit::visit_expr_call(self, c);
         }
-        fn visit_expr_method_call(&mut self, m: &'ast syn::ExprMethodCall) {
-            let ty = match &*m.receiver {
-                syn::Expr::Path(p) if p.path.is_ident("self") => Some("Self".to_owned()),
-                syn::Expr::Call(c) => match &*c.func {
-                    syn::Expr::Path(p)
-                        if p.qself.is_none()
-                            && p.path.segments.len() == 2
-                            && p.path.segments[0].arguments.is_none() =>
-                    {
-                        let ty = p.path.segments[0].ident.to_string();
-                        ty.starts_with(|c: char| c.is_ascii_uppercase())
-                            .then_some(ty)
-                    }
-                    _ => None,
-                },
-                _ => None,
-            };
-            if let Some(ty) = ty {
-                *self.0.entry((ty, m.method.to_string())).or_default() += 1;
-            }
-            syn::visit::visit_expr_method_call(self, m);
-        }
+        syn::visit::visit_expr_call(self, c);
     }
-    let mut c = Calls(Default::default());
-    c.visit_block(block);
-    c.0.into_iter().collect()
+    fn visit_expr_method_call(&mut self, m: &'ast syn::ExprMethodCall) {
+        let name = m.method.to_string();
+        let ty = match &*m.receiver {
+            syn::Expr::Path(p) if p.path.is_ident("self") => Some("Self".to_owned()),
+            syn::Expr::Call(c) => match &*c.func {
+                syn::Expr::Path(p)
+                    if p.qself.is_none()
+                        && p.path.segments.len() == 2
+                        && p.path.segments[0].arguments.is_none() =>
+                {
+                    Some(p.path.segments[0].ident.to_string()).filter(|t| is_type_name(t))
+                }
+                _ => None,
+            },
+            _ => None,
+        };
+        if let Some(ty) = ty {
+            *self.typed.entry((ty, name.clone())).or_default() += 1;
+        }
+        *self.all.entry(name.clone()).or_default() += 1;
+        *self.methods.entry(name).or_default() += 1;
+        syn::visit::visit_expr_method_call(self, m);
+    }
+}
+
+/// Std's primitive number, `bool` and `char` types.
+const PRIMITIVES: &[&str] = &[
+    "u8", "u16", "u32", "u64", "u128", "usize", "i8", "i16", "i32", "i64", "i128", "isize", "f32",
+    "f64", "bool", "char",
+];
+
+/// A capitalized name: a type's (or a variant's, a const's).
+fn is_type_name(name: &str) -> bool {
+    name.starts_with(|c: char| c.is_ascii_uppercase())
 }
 
 /// Tokens in `ts`, a group counting one plus its contents.
@@ -1128,10 +1106,6 @@ const LOOPING_METHODS: &[&str] = &[
 /// these stay small.
 fn is_cheap_call(seen: &[proc_macro2::TokenTree]) -> bool {
     use proc_macro2::TokenTree;
-    const PRIMITIVES: &[&str] = &[
-        "u8", "u16", "u32", "u64", "u128", "usize", "i8", "i16", "i32", "i64", "i128", "isize",
-        "f32", "f64", "char", "bool",
-    ];
     let last = match seen.last() {
         Some(TokenTree::Ident(i)) => i.to_string(),
         _ => return false,
@@ -1645,7 +1619,8 @@ impl<'a> Visitor<'a> {
             self.index.offset(span.end()),
         );
         let is_skipped = skipped.is_some();
-        let (calls, method_calls) = called_names(block);
+        let mut names = CallNames::default();
+        names.visit_block(block);
         self.out.contexts.push(FnContext {
             func: func.clone(),
             start,
@@ -1653,12 +1628,13 @@ impl<'a> Visitor<'a> {
             line: span.start().line as u32,
             last_line: span.end().line as u32,
             skipped,
-            calls,
-            method_calls,
+            calls: names.all.into_iter().collect(),
+            method_calls: names.methods.into_iter().collect(),
             method: !matches!(self.owner, Owner::Module | Owner::Block),
             own_calls: if self.ctx.is_none() {
                 let module = self.module.join("::");
-                typed_calls(block)
+                names
+                    .typed
                     .into_iter()
                     .filter_map(|((ty, name), n)| {
                         let ty = if ty == "Self" { self.self_ty.clone()? } else { ty };
@@ -1942,10 +1918,6 @@ enum LoopCalls {
 /// calls do not count at all: `for` loops over data are full of them, and a loop that waits
 /// for work almost always calls a function or awaits.
 fn calls_in(b: &syn::Block, cond: Option<&syn::Expr>, methods: bool) -> LoopCalls {
-    const PRIMITIVES: &[&str] = &[
-        "u8", "u16", "u32", "u64", "u128", "usize", "i8", "i16", "i32", "i64", "i128", "isize",
-        "f32", "f64", "bool", "char",
-    ];
     struct Calls {
         paths: Vec<String>,
         other: bool,
