@@ -92,6 +92,44 @@ fn snapshot_has_structured_values_and_a_stack() {
     assert_eq!(st[0]["probes"][0]["state"], "exhausted", "{st}");
 }
 
+/// An entry site calls the runtime through `asm!` and the runtime's register-saving
+/// trampoline (`probe_runtime::hot::saving`); the unwinder must see through both, so the
+/// snapshot's stack goes on from the function into its callers and up to `main`'s file.
+#[test]
+fn an_entry_snapshot_stack_reaches_the_functions_callers() {
+    let r = demo();
+    let out = lprobe(
+        &r,
+        &[
+            "snapshot",
+            "fn:demo_app::billing::validate",
+            "--json",
+            "--timeout",
+            "20s",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let snap: Value = serde_json::from_str(stdout(&out).trim()).expect("snapshot json");
+    assert_eq!(snap["fn"], "demo_app::billing::validate", "{snap}");
+    assert!(snap["vars"]["order"]["id"].as_u64().is_some(), "{snap}");
+    let stack: Vec<&str> = snap["stack"]
+        .as_array()
+        .expect("stack")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    // validate (its instrumented copy first), then its caller, then `run` and `main`.
+    assert!(
+        stack
+            .first()
+            .is_some_and(|f| f.contains("(src/billing.rs:")),
+        "{stack:?}"
+    );
+    let at = |name: &str| stack.iter().position(|f| f.starts_with(name));
+    let (own, caller, main) = (at("validate"), at("process_order"), at("main "));
+    assert!(own < caller && caller < main && own.is_some(), "{stack:?}");
+}
+
 #[test]
 fn count_probe_on_a_function_pattern_reports_per_function() {
     let r = demo();

@@ -277,6 +277,22 @@ pub fn attach(f: &'static [AtomicU8], fnf: &'static [AtomicU8]) {
     ::probe_runtime::attach(&T, f, fnf)
 }
 
+/// A crate flags module's site flags, and a reference to its constructor that keeps it in the
+/// build (on ELF targets, in place of `#[used]`; see `sites_crate::crate_flags_module`).
+/// `repr(C)`: the flags are at the static's address, where the checks' `asm!` reads them.
+#[repr(C)]
+pub struct Flags<const N: usize> {
+    pub f: [AtomicU8; N],
+    pub keep: &'static extern "C" fn(),
+}
+
+impl<const N: usize> ::std::ops::Deref for Flags<N> {
+    type Target = [AtomicU8; N];
+    fn deref(&self) -> &[AtomicU8; N] {
+        &self.f
+    }
+}
+
 #[used]
 #[cfg_attr(any(target_os = "linux", target_os = "android", target_os = "freebsd"), link_section = ".init_array")]
 #[cfg_attr(any(target_os = "macos", target_os = "ios"), link_section = "__DATA,__mod_init_func")]
@@ -331,7 +347,7 @@ pub fn source(
         s,
         "pub static T: ::probe_runtime::Table = ::probe_runtime::Table {{ package: {package:?}, dir: {dir:?}, flags: &F, fn_flags: &FNF, counts: &C, sites: &SITES, files: &FILES, skipped: &SKIPPED }};\n"
     );
-    s.push_str(&by_value_calls());
+    s.push_str(&by_value_calls(access));
     s.push_str(&bridge::source(bridges));
     s.push_str("/// The dormant checks (the same as in each crate flags module).\n");
     s.push_str(&checks("pub", "crate", access));
@@ -341,43 +357,167 @@ pub fn source(
 }
 
 /// The entry sites' cold calls with their captures as arguments, one function per count of
-/// captures up to `rewrite::MAX_BY_VALUE` (`hit_if_2(i, ByCopy(a), ByRef(&b))`): each puts its
-/// arguments in an array and calls the array form. Generic, so only the shapes a package uses
-/// are compiled, in the package's crates.
-fn by_value_calls() -> String {
-    // (name, leading parameters, their names, return type)
-    const CALLS: &[(&str, &str, &str, &str)] = &[
-        ("hit_if", "i: u32", "i", ""),
-        ("hit_pair", "e: u32, l: u32", "e, l", ""),
-        ("hit_entry", "i: u32", "i", " -> u64"),
+/// captures up to `rewrite::MAX_BY_VALUE` (`hit_if_2(i, ByCopy(a), ByRef(&b))`). Generic, so
+/// only the shapes a package uses are compiled, in the package's crates.
+///
+/// With [`FlagAccess::Direct`] on its targets, each is an `#[inline(always)]` wrapper that
+/// puts its captures in a tuple and calls a cold function with it through `saving`, an
+/// `asm!` call of the runtime's `call_saving` trampoline, which preserves every
+/// general-purpose register: the function around the site keeps its arguments in the
+/// registers they came in across the call, so it saves no callee-saved register for it on
+/// every call (BENCHMARKS.md, eighth session). Elsewhere each is the cold function itself,
+/// called directly, which puts its arguments in an array and calls the array form.
+fn by_value_calls(access: FlagAccess) -> String {
+    /// A parameter and its type.
+    type Param = (&'static str, &'static str);
+    // (name, leading parameters, return type)
+    const CALLS: &[(&str, &[Param], &str)] = &[
+        ("hit_if", &[("i", "u32")], ""),
+        ("hit_pair", &[("e", "u32"), ("l", "u32")], ""),
+        ("hit_entry", &[("i", "u32")], " -> u64"),
         (
             "hit_first",
-            "e: u32, l: u32, entry_on: bool",
-            "e, l, entry_on",
+            &[("e", "u32"), ("l", "u32"), ("entry_on", "bool")],
             " -> u64",
         ),
-        ("enter", "i: u32", "i", " -> u64"),
-        ("enter_first", "e: u32, l: u32", "e, l", " -> u64"),
+        ("enter", &[("i", "u32")], " -> u64"),
+        ("enter_first", &[("e", "u32"), ("l", "u32")], " -> u64"),
     ];
+    const COLD: &str = "#[cold] #[inline(never)] #[allow(improper_ctypes_definitions)]";
+    let direct = access == FlagAccess::Direct;
     let mut s = String::from(
         "use ::probe_runtime::Cap;\n\n/// Entry calls with their captures as arguments (see cargo-lprobe's `sites_crate::by_value_calls`).\n",
     );
-    for n in 1..=crate::build::rewrite::MAX_BY_VALUE {
-        let ty: Vec<String> = (0..n).map(|k| format!("C{k}: Cap")).collect();
-        let args: Vec<String> = (0..n).map(|k| format!("c{k}: C{k}")).collect();
-        let refs: Vec<String> = (0..n).map(|k| format!("&c{k}")).collect();
-        for (name, params, pass, ret) in CALLS {
+    let (on, off) = if direct {
+        // One `asm!` call per shape: (leading values, whether a result comes back).
+        let mut shapes: Vec<(usize, bool)> = CALLS
+            .iter()
+            .map(|(_, lead, ret)| (lead.len(), !ret.is_empty()))
+            .collect();
+        shapes.sort_unstable();
+        shapes.dedup();
+        for (lead, result) in shapes {
+            s.push_str(&saving(lead, result));
+        }
+        (
+            format!("#[cfg({DIRECT_CFG})] "),
+            format!("#[cfg(not({DIRECT_CFG}))] "),
+        )
+    } else {
+        (String::new(), String::new())
+    };
+    for n in 0..=crate::build::rewrite::MAX_BY_VALUE {
+        let bounds = list(n, |k| format!("C{k}: Cap"));
+        let tys = list(n, |k| format!("C{k}"));
+        let args = list(n, |k| format!(", c{k}: C{k}"));
+        let names = list(n, |k| format!("c{k}"));
+        // A one-element tuple needs its comma; `()` takes none.
+        let tuple = |items: &str| match n {
+            0 => "()".to_owned(),
+            1 => format!("({items},)"),
+            _ => format!("({items})"),
+        };
+        for (name, lead, ret) in CALLS {
+            let params = lead
+                .iter()
+                .map(|(p, t)| format!("{p}: {t}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let pass = lead.iter().map(|(p, _)| *p).collect::<Vec<_>>().join(", ");
+            if direct {
+                // The leading values travel as `u32`s.
+                let as_u32 = lead
+                    .iter()
+                    .map(|(p, t)| match *t {
+                        "bool" => format!("u32::from({p})"),
+                        _ => (*p).to_owned(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let from_u32 = lead
+                    .iter()
+                    .map(|(p, t)| match *t {
+                        "bool" => format!("{p} != 0"),
+                        _ => (*p).to_owned(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let ids = ["a", "b", "c"]
+                    .iter()
+                    .enumerate()
+                    .map(|(k, r)| match lead.get(k) {
+                        Some((p, _)) => format!("{p}: u32"),
+                        None => format!("_{r}: u32"),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let refs = list(n, |k| format!("&v.{k}"));
+                let body = if ret.is_empty() {
+                    format!("{name}({from_u32}, &[{refs}]); 0")
+                } else {
+                    format!("{name}({from_u32}, &[{refs}])")
+                };
+                let shape = format!("{}{}", lead.len(), if ret.is_empty() { "" } else { "r" });
+                let _ = writeln!(
+                    s,
+                    "{on}{COLD} extern \"C\" fn {name}_v{n}<{bounds}>({ids}, v: &{tt}) -> u64 {{ {body} }}",
+                    tt = tuple(&tys),
+                );
+                let _ = writeln!(
+                    s,
+                    "{on}#[inline(always)] pub fn {name}_{n}<{bounds}>({params}{args}){ret} {{ saving_{shape}({as_u32}, &{}, {name}_v{n}::<{tys}>) }}",
+                    tuple(&names),
+                );
+            }
+            let refs = list(n, |k| format!("&c{k}"));
             let _ = writeln!(
                 s,
-                "#[cold] #[inline(never)] #[allow(improper_ctypes_definitions)] pub extern \"C\" fn {name}_{n}<{}>({params}, {}){ret} {{ {name}({pass}, &[{}]) }}",
-                ty.join(", "),
-                args.join(", "),
-                refs.join(", ")
+                "{off}{COLD} pub extern \"C\" fn {name}_{n}<{bounds}>({params}{args}){ret} {{ {name}({pass}, &[{refs}]) }}"
             );
         }
     }
     s.push('\n');
     s
+}
+
+/// `n` items, `item(k)` each, joined by `, ` (an item that starts with `, ` is joined as is).
+fn list(n: usize, item: impl Fn(usize) -> String) -> String {
+    let items: Vec<String> = (0..n).map(item).collect();
+    if items.first().is_some_and(|i| i.starts_with(", ")) {
+        items.concat()
+    } else {
+        items.join(", ")
+    }
+}
+
+/// What the trampoline does not preserve, as `asm!` clobbers (besides `rax` and the flags).
+const CLOBBERS: &str = "out(\"xmm0\") _, out(\"xmm1\") _, out(\"xmm2\") _, out(\"xmm3\") _, out(\"xmm4\") _, out(\"xmm5\") _, out(\"xmm6\") _, out(\"xmm7\") _, out(\"xmm8\") _, out(\"xmm9\") _, out(\"xmm10\") _, out(\"xmm11\") _, out(\"xmm12\") _, out(\"xmm13\") _, out(\"xmm14\") _, out(\"xmm15\") _, out(\"mm0\") _, out(\"mm1\") _, out(\"mm2\") _, out(\"mm3\") _, out(\"mm4\") _, out(\"mm5\") _, out(\"mm6\") _, out(\"mm7\") _, out(\"st(0)\") _, out(\"st(1)\") _, out(\"st(2)\") _, out(\"st(3)\") _, out(\"st(4)\") _, out(\"st(5)\") _, out(\"st(6)\") _, out(\"st(7)\") _";
+
+/// `saving_{lead}[r]`: the `asm!` call through the runtime's `call_saving` (x86-64 ELF,
+/// [`FlagAccess::Direct`]; the convention is documented there) of `f` with `lead` site ids
+/// (in `r11d`, `r10d`, `r9d`: registers a function's own arguments seldom occupy, so the
+/// compiler moves nothing on the dormant path to free them) and the captures' address (`r8`),
+/// returning `f`'s result when `result`. It declares what the trampoline does not preserve:
+/// the vector and x87 registers, `rax` and the flags.
+fn saving(lead: usize, result: bool) -> String {
+    const REGS: [&str; 3] = ["r11d", "r10d", "r9d"];
+    let ids: Vec<String> = (0..lead).map(|k| format!("i{k}: u32")).collect();
+    let mut ops: Vec<String> = (0..lead)
+        .map(|k| format!("in(\"{}\") i{k}", REGS[k]))
+        .collect();
+    ops.push("in(\"r8\") v as *const T".to_owned());
+    let (ret, out, value) = if result {
+        (" -> u64", "r", "r")
+    } else {
+        ("", "_", "")
+    };
+    let let_r = if result { "let r: u64; " } else { "" };
+    format!(
+        "#[cfg({DIRECT_CFG})] #[inline(always)] fn saving_{lead}{r}<T>({ids}, v: &T, f: extern \"C\" fn(u32, u32, u32, &T) -> u64){ret} {{ {let_r}unsafe {{ crate::asm!(\"call {{t}}\", t = sym ::probe_runtime::hot::saving::call_saving, {ops}, inout(\"rax\") f as usize => {out}, {CLOBBERS}); }} {value} }}\n",
+        r = if result { "r" } else { "" },
+        ids = ids.join(", "),
+        ops = ops.join(", "),
+    )
 }
 
 /// How a dormant check reads its flag.
@@ -475,17 +615,26 @@ const DIRECT_CFG: &str = "all(target_arch = \"x86_64\", any(target_os = \"linux\
 /// generated code. `sites`, `fns`: the package's totals.
 pub fn crate_flags_module(sites: u32, fns: u32, access: FlagAccess) -> String {
     let checks = checks("pub(crate)", "::lprobe_sites", access);
+    // Where the checks name the flags in `asm!`, the flags' references to the constructor
+    // keep it (`Flags::keep`); elsewhere `#[used]` does. Without `#[used]`, no local symbol
+    // of the crate's codegen unit is in `llvm.used`, and LLVM's summary for ThinLTO then lets
+    // functions holding an `asm!` call (the guard's flag read, an entry's cold call) be
+    // imported into, and inlined in, other units (bytes' `Bytes::slice`: 1.034x -> 1.016x).
+    let used = match access {
+        FlagAccess::Direct => format!("#[cfg_attr(not({DIRECT_CFG}), used)]"),
+        FlagAccess::Load => "#[used]".to_owned(),
+    };
     format!(
         "#[doc(hidden)] #[allow(unsafe_code, missing_docs, dead_code, unused, non_upper_case_globals, clippy::all)] pub(crate) mod __lprobe {{ \
 use ::lprobe_sites::AtomicU8; \
-pub(crate) static F: [AtomicU8; {sites}] = [const {{ AtomicU8::new(0) }}; {sites}]; \
-pub(crate) static FNF: [AtomicU8; {fns}] = [const {{ AtomicU8::new(0) }}; {fns}]; \
+pub(crate) static F: ::lprobe_sites::Flags<{sites}> = ::lprobe_sites::Flags {{ f: [const {{ AtomicU8::new(0) }}; {sites}], keep: &INIT }}; \
+pub(crate) static FNF: ::lprobe_sites::Flags<{fns}> = ::lprobe_sites::Flags {{ f: [const {{ AtomicU8::new(0) }}; {fns}], keep: &INIT }}; \
 {checks} \
-#[used] \
+{used} \
 #[cfg_attr(any(target_os = \"linux\", target_os = \"android\", target_os = \"freebsd\"), unsafe(link_section = \".init_array\"))] \
 #[cfg_attr(any(target_os = \"macos\", target_os = \"ios\"), unsafe(link_section = \"__DATA,__mod_init_func\"))] \
 static INIT: extern \"C\" fn() = init; \
-extern \"C\" fn init() {{ ::lprobe_sites::attach(&F, &FNF) }} }}"
+extern \"C\" fn init() {{ ::lprobe_sites::attach(&F.f, &FNF.f) }} }}"
     )
 }
 
@@ -500,6 +649,37 @@ mod tests {
         let cut = line_text(&long);
         assert_eq!(cut, format!("{}…", "a".repeat(119)));
         assert_eq!(line_text(""), "");
+    }
+
+    #[test]
+    fn entry_calls_save_registers_only_where_checks_name_the_flags_in_asm() {
+        let direct = by_value_calls(FlagAccess::Direct);
+        // Every shape is there, from no capture to `MAX_BY_VALUE`, both ways under `cfg`.
+        for call in ["enter_0", "enter_6", "hit_first_2", "hit_if_1"] {
+            assert!(
+                direct.contains(&format!(
+                    "#[cfg({DIRECT_CFG})] #[inline(always)] pub fn {call}<"
+                )),
+                "{call}"
+            );
+            assert!(direct.contains(&format!("#[cfg(not({DIRECT_CFG}))] #[cold] #[inline(never)] #[allow(improper_ctypes_definitions)] pub extern \"C\" fn {call}<")), "{call}");
+        }
+        assert!(direct.contains("fn saving_1r<T>(i0: u32, v: &T"));
+        assert!(direct.contains("fn saving_3r<T>(i0: u32, i1: u32, i2: u32, v: &T"));
+        assert!(direct.contains("sym ::probe_runtime::hot::saving::call_saving"));
+        // `hit_first` passes its flag as a number and reads it back.
+        assert!(direct.contains("saving_3r(e, l, u32::from(entry_on), &(c0,), hit_first_v1::<C0>)"));
+        assert!(direct.contains("hit_first(e, l, entry_on != 0, &[&v.0])"));
+        let load = by_value_calls(FlagAccess::Load);
+        assert!(!load.contains("asm!") && !load.contains("cfg("));
+        assert!(load.contains("pub extern \"C\" fn enter_0<>(i: u32) -> u64 { enter(i, &[]) }"));
+        // The constructor is kept by the flags' reference to it where `asm!` reads them.
+        let m = crate_flags_module(3, 2, FlagAccess::Direct);
+        assert!(
+            m.contains(&format!("#[cfg_attr(not({DIRECT_CFG}), used)]")) && !m.contains("#[used]")
+        );
+        assert!(m.contains("keep: &INIT") && m.contains("attach(&F.f, &FNF.f)"));
+        assert!(crate_flags_module(3, 2, FlagAccess::Load).contains("#[used]"));
     }
 
     #[test]

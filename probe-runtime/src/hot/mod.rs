@@ -23,5 +23,10 @@ pub(crate) mod panics;
 pub mod probe;
 pub(crate) mod queue;
 pub(crate) mod registry;
+#[cfg(all(
+    target_arch = "x86_64",
+    any(target_os = "linux", target_os = "android", target_os = "freebsd")
+))]
+pub mod saving;
 pub(crate) mod stack;
 pub mod timing;

@@ -71,21 +71,28 @@ pub(crate) fn frames(text: &str, known: &[&str]) -> Vec<String> {
             raw.push((strip_hash(name).to_owned(), None));
         }
     }
-    // Start after the last runtime frame (`lprobe_sites::hit` and below it). Inlined frames
-    // carry short names only (line-tables-only debuginfo), so the file tells them apart too.
+    // Start after the capture's own frames: std's backtrace, the runtime and the sites crate
+    // (`lprobe_sites::hit`, the register-saving trampoline) down to the first frame of the
+    // program. Further down, lprobe's frames are plumbing between the program's (`cold` running
+    // a body's instrumented copy, `again` a timed second call, and the program's closures
+    // inlined into them) and are left out, not cut at: cutting at the last one lost every
+    // frame above a function written twice.
     let start = raw
         .iter()
-        .rposition(|(n, loc)| {
-            n.starts_with("lprobe_sites::")
-                || n.starts_with("probe_runtime::")
-                || loc.as_deref().is_some_and(|l| {
-                    l.contains("lprobe/runtime/src/") || l.contains("lprobe/sites/")
+        .position(|(n, loc)| is_lprobe(n, loc.as_deref()))
+        .and_then(|first| {
+            raw.iter()
+                .skip(first)
+                .position(|(n, loc)| {
+                    !is_lprobe(n, loc.as_deref()) && !is_std(n) && !is_std_file(loc.as_deref())
                 })
+                .map(|k| first + k)
         })
-        .map_or(0, |i| i + 1);
+        .unwrap_or(0);
     let mut out: Vec<String> = raw
         .into_iter()
         .skip(start)
+        .filter(|(n, loc)| !is_lprobe(n, loc.as_deref()))
         .take_while(|(n, _)| {
             !n.starts_with("std::rt::lang_start")
                 && !n.contains("__rust_begin_short_backtrace")
@@ -104,6 +111,25 @@ pub(crate) fn frames(text: &str, known: &[&str]) -> Vec<String> {
         out.pop();
     }
     out
+}
+
+/// A frame of lprobe's runtime or of a sites crate (`lprobe_sites_<package>` as a crate name).
+/// Inlined frames carry short names only (line-tables-only debuginfo), so the file tells
+/// them apart too.
+fn is_lprobe(name: &str, loc: Option<&str>) -> bool {
+    name.starts_with("lprobe_sites")
+        || name.starts_with("probe_runtime::")
+        || loc.is_some_and(|l| l.contains("lprobe/runtime/src/") || l.contains("lprobe/sites/"))
+}
+
+/// A location in the standard library's sources (an inlined frame's short name does not
+/// say `std::`; its file does).
+fn is_std_file(loc: Option<&str>) -> bool {
+    loc.is_some_and(|l| {
+        ["/library/core/", "/library/std/", "/library/alloc/"]
+            .iter()
+            .any(|d| l.contains(d))
+    })
 }
 
 /// A frame of the standard library (the panic machinery, `unwrap`, iterator adapters…).
@@ -339,6 +365,44 @@ mod tests {
                 "demo_app::billing::total (src/billing.rs:42)",
                 "demo_app::process (src/main.rs:57)",
                 "demo_app::main (src/main.rs:80)",
+            ]
+        );
+    }
+
+    #[test]
+    fn lprobe_frames_between_the_programs_are_left_out_not_cut_at() {
+        // A snapshot in `price`, called from `checkout`'s instrumented copy, which `cold` runs
+        // (the copy's closure inlined into it), called through the trampoline's frame.
+        let text = "   0: std::backtrace::Backtrace::force_capture
+   1: call_once<probe_runtime::hot::hit::hit::{closure_env#1}, ()>
+             at /rustc/abc/library/core/src/ops/function.rs:250:5
+      catch_unwind<bool, probe_runtime::hot::hit::hit::{closure_env#1}>
+             at /rustc/abc/library/std/src/panic.rs:359:14
+      hit
+             at /t/lprobe/runtime/src/hot/hit.rs:40:9
+   2: probe_runtime::hot::saving::call_saving
+   3: {closure#0}
+             at ./src/main.rs:38:9
+      price
+             at ./src/main.rs:36:1
+   3: {closure#0}
+             at ./src/main.rs:33:5
+      cold<u64, frames_app::checkout::{closure_env#0}>
+             at /t/lprobe/sites/frames-app/lib.rs:280:5
+   4: frames_app::checkout
+             at ./src/main.rs:30:1
+   5: lprobe_sites_frames_app::again
+   6: frames_app::main
+             at ./src/main.rs:84:5
+";
+        assert_eq!(
+            frames(text, &[]),
+            vec![
+                "{closure#0} (src/main.rs:38)",
+                "price (src/main.rs:36)",
+                "{closure#0} (src/main.rs:33)",
+                "frames_app::checkout (src/main.rs:30)",
+                "frames_app::main (src/main.rs:84)",
             ]
         );
     }

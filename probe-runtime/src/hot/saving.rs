@@ -1,0 +1,182 @@
+//! The call that leaves every register as it was: how an entry site reaches the runtime
+//! without costing its function anything while dormant.
+//!
+//! A function whose entry check calls out (`if fn_on { enter(…) }`) and then goes on with its
+//! arguments must keep them, across that call, in registers the callee preserves
+//! (`rbx`, `r12`–`r15`), and a function that uses one saves and restores it in its prologue
+//! and epilogue on every call, armed or not: a small function paid six instructions per call
+//! for a call it never makes (humantime's `Unit::from_str`). Here the generated code calls
+//! through `asm!` into [`call_saving`], which saves every general-purpose register the C
+//! calling convention lets a callee change, so the compiler sees a call that changes only
+//! the vector and x87 registers (the `asm!` names them, and the compiler saves a live one
+//! around it, in the cold branch) and keeps the arguments where they are.
+//!
+//! x86-64 ELF targets only (the generated code calls the runtime directly elsewhere).
+//!
+//! The convention (`sites_crate::by_value_calls` writes the other side):
+//! - in: `rax` the function to call, an `extern "C" fn(u32, u32, u32, *const C) -> u64`;
+//!   `r11d`, `r10d`, `r9d`, `r8` its arguments (the site ids, unused ones ignored, and the
+//!   captures), moved to the argument registers here: the function around the site usually
+//!   holds its own arguments in those;
+//! - out: `rax`, the callee's result;
+//! - preserved: every general-purpose register but `rax`; the AVX-512 registers the `asm!`
+//!   cannot name when its crate is compiled without AVX-512 (`zmm16`–`zmm31`, `k0`–`k7`),
+//!   saved here when the processor has them ([`detect`] at registration, before any site
+//!   can be armed), since the runtime's callees (glibc's string functions) use them;
+//! - clobbered: `rax`, the flags, `xmm0`–`xmm15` (their `ymm`/`zmm` widths), `mm0`–`mm7`
+//!   and the x87 stack, all declared by the `asm!`. AMX tile registers are neither saved nor
+//!   declared: nothing the runtime calls uses them.
+//!
+//! The frame keeps `rbp` as its base and says so in call-frame information, so a backtrace
+//! taken inside the runtime (a snapshot's stack) unwinds through it into the program.
+
+use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
+
+/// What [`call_saving`] saves besides the general-purpose registers: 0 nothing more,
+/// 1 `zmm16`–`zmm31` and the 16-bit mask registers (AVX-512F), 2 the same with 64-bit mask
+/// registers (AVX-512BW). Read by the trampoline; written once by [`detect`].
+static UPPER: AtomicU8 = AtomicU8::new(0);
+
+/// Records which AVX-512 state this processor has (the registers [`call_saving`] must save
+/// that an `asm!` compiled for a baseline x86-64 cannot declare). Called when a table is
+/// registered, before `main`, so before any site can be armed.
+pub(crate) fn detect() {
+    let level = if !std::arch::is_x86_feature_detected!("avx512f") {
+        0
+    } else if std::arch::is_x86_feature_detected!("avx512bw") {
+        2
+    } else {
+        1
+    };
+    UPPER.store(level, Relaxed);
+}
+
+/// The trampoline: calls `rax` with the argument registers as they are and restores every
+/// general-purpose register but `rax` (see the module's documentation for the convention).
+///
+/// # Safety
+/// Only for the generated `asm!` call of a sites crate, which sets up the registers above and
+/// declares the ones this does not preserve.
+#[unsafe(naked)]
+pub unsafe extern "C" fn call_saving() {
+    std::arch::naked_asm!(
+        ".cfi_startproc",
+        "push rbp",
+        ".cfi_def_cfa_offset 16",
+        ".cfi_offset rbp, -16",
+        "mov rbp, rsp",
+        ".cfi_def_cfa_register rbp",
+        "push rdi",
+        "push rsi",
+        "push rdx",
+        "push rcx",
+        "push r8",
+        "push r9",
+        "push r10",
+        "push r11",
+        // The callee's arguments, from registers a function's own arguments seldom use.
+        "mov rdi, r11",
+        "mov rsi, r10",
+        "mov rdx, r9",
+        "mov rcx, r8",
+        "and rsp, -64",
+        "movzx r11d, byte ptr [rip + {upper}]",
+        "test r11d, r11d",
+        "jz 3f",
+        // zmm16-zmm31 (16 x 64 bytes) and k0-k7 (8 x 8 bytes).
+        "sub rsp, 1088",
+        "vmovdqu64 [rsp], zmm16",
+        "vmovdqu64 [rsp + 64], zmm17",
+        "vmovdqu64 [rsp + 128], zmm18",
+        "vmovdqu64 [rsp + 192], zmm19",
+        "vmovdqu64 [rsp + 256], zmm20",
+        "vmovdqu64 [rsp + 320], zmm21",
+        "vmovdqu64 [rsp + 384], zmm22",
+        "vmovdqu64 [rsp + 448], zmm23",
+        "vmovdqu64 [rsp + 512], zmm24",
+        "vmovdqu64 [rsp + 576], zmm25",
+        "vmovdqu64 [rsp + 640], zmm26",
+        "vmovdqu64 [rsp + 704], zmm27",
+        "vmovdqu64 [rsp + 768], zmm28",
+        "vmovdqu64 [rsp + 832], zmm29",
+        "vmovdqu64 [rsp + 896], zmm30",
+        "vmovdqu64 [rsp + 960], zmm31",
+        "cmp r11d, 2",
+        "jb 4f",
+        "kmovq [rsp + 1024], k0",
+        "kmovq [rsp + 1032], k1",
+        "kmovq [rsp + 1040], k2",
+        "kmovq [rsp + 1048], k3",
+        "kmovq [rsp + 1056], k4",
+        "kmovq [rsp + 1064], k5",
+        "kmovq [rsp + 1072], k6",
+        "kmovq [rsp + 1080], k7",
+        "jmp 5f",
+        "4:",
+        "kmovw [rsp + 1024], k0",
+        "kmovw [rsp + 1032], k1",
+        "kmovw [rsp + 1040], k2",
+        "kmovw [rsp + 1048], k3",
+        "kmovw [rsp + 1056], k4",
+        "kmovw [rsp + 1064], k5",
+        "kmovw [rsp + 1072], k6",
+        "kmovw [rsp + 1080], k7",
+        "5:",
+        "call rax",
+        "movzx r11d, byte ptr [rip + {upper}]",
+        "vmovdqu64 zmm16, [rsp]",
+        "vmovdqu64 zmm17, [rsp + 64]",
+        "vmovdqu64 zmm18, [rsp + 128]",
+        "vmovdqu64 zmm19, [rsp + 192]",
+        "vmovdqu64 zmm20, [rsp + 256]",
+        "vmovdqu64 zmm21, [rsp + 320]",
+        "vmovdqu64 zmm22, [rsp + 384]",
+        "vmovdqu64 zmm23, [rsp + 448]",
+        "vmovdqu64 zmm24, [rsp + 512]",
+        "vmovdqu64 zmm25, [rsp + 576]",
+        "vmovdqu64 zmm26, [rsp + 640]",
+        "vmovdqu64 zmm27, [rsp + 704]",
+        "vmovdqu64 zmm28, [rsp + 768]",
+        "vmovdqu64 zmm29, [rsp + 832]",
+        "vmovdqu64 zmm30, [rsp + 896]",
+        "vmovdqu64 zmm31, [rsp + 960]",
+        "cmp r11d, 2",
+        "jb 6f",
+        "kmovq k0, [rsp + 1024]",
+        "kmovq k1, [rsp + 1032]",
+        "kmovq k2, [rsp + 1040]",
+        "kmovq k3, [rsp + 1048]",
+        "kmovq k4, [rsp + 1056]",
+        "kmovq k5, [rsp + 1064]",
+        "kmovq k6, [rsp + 1072]",
+        "kmovq k7, [rsp + 1080]",
+        "jmp 7f",
+        "6:",
+        "kmovw k0, [rsp + 1024]",
+        "kmovw k1, [rsp + 1032]",
+        "kmovw k2, [rsp + 1040]",
+        "kmovw k3, [rsp + 1048]",
+        "kmovw k4, [rsp + 1056]",
+        "kmovw k5, [rsp + 1064]",
+        "kmovw k6, [rsp + 1072]",
+        "kmovw k7, [rsp + 1080]",
+        "jmp 7f",
+        "3:",
+        "call rax",
+        "7:",
+        "lea rsp, [rbp - 64]",
+        "pop r11",
+        "pop r10",
+        "pop r9",
+        "pop r8",
+        "pop rcx",
+        "pop rdx",
+        "pop rsi",
+        "pop rdi",
+        "pop rbp",
+        ".cfi_def_cfa rsp, 8",
+        "ret",
+        ".cfi_endproc",
+        upper = sym UPPER,
+    )
+}
