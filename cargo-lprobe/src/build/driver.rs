@@ -1239,7 +1239,12 @@ fn write_copy(
         crate::build::runtime_src::manifest().as_bytes(),
     )?;
 
-    // The sites crates.
+    // The sites crates. The AVX-512 registers are saved for every package when any source
+    // may enable AVX-512 per function: a package's generic or inlined code can end up in
+    // another's.
+    let upper = files
+        .iter()
+        .any(|f| sites_crate::may_enable_avx512(&f.text));
     for (pi, pkg) in packages.iter().enumerate() {
         let mut rows: Vec<SiteRow> = Vec::new();
         let mut skipped: Vec<SkippedRow> = Vec::new();
@@ -1274,6 +1279,7 @@ fn write_copy(
                 &skipped,
                 found.access,
                 bridges,
+                upper,
             )
             .as_bytes(),
         )?;

@@ -316,6 +316,7 @@ pub fn source(
     skipped: &[SkippedRow],
     access: FlagAccess,
     bridges: &[BridgeDep],
+    upper: bool,
 ) -> String {
     let n = rows.len();
     let mut s = String::new();
@@ -347,7 +348,7 @@ pub fn source(
         s,
         "pub static T: ::probe_runtime::Table = ::probe_runtime::Table {{ package: {package:?}, dir: {dir:?}, flags: &F, fn_flags: &FNF, counts: &C, sites: &SITES, files: &FILES, skipped: &SKIPPED }};\n"
     );
-    s.push_str(&by_value_calls(access));
+    s.push_str(&by_value_calls(access, upper));
     s.push_str(&bridge::source(bridges));
     s.push_str("/// The dormant checks (the same as in each crate flags module).\n");
     s.push_str(&checks("pub", "crate", access));
@@ -367,7 +368,7 @@ pub fn source(
 /// registers they came in across the call, so it saves no callee-saved register for it on
 /// every call (BENCHMARKS.md, eighth session). Elsewhere each is the cold function itself,
 /// called directly, which puts its arguments in an array and calls the array form.
-fn by_value_calls(access: FlagAccess) -> String {
+fn by_value_calls(access: FlagAccess, upper: bool) -> String {
     /// A parameter and its type.
     type Param = (&'static str, &'static str);
     // (name, leading parameters, return type)
@@ -397,7 +398,7 @@ fn by_value_calls(access: FlagAccess) -> String {
         shapes.sort_unstable();
         shapes.dedup();
         for (lead, result) in shapes {
-            s.push_str(&saving(lead, result));
+            s.push_str(&saving(lead, result, upper));
         }
         (
             format!("#[cfg({DIRECT_CFG})] "),
@@ -499,7 +500,7 @@ const CLOBBERS: &str = "out(\"xmm0\") _, out(\"xmm1\") _, out(\"xmm2\") _, out(\
 /// compiler moves nothing on the dormant path to free them) and the captures' address (`r8`),
 /// returning `f`'s result when `result`. It declares what the trampoline does not preserve:
 /// the vector and x87 registers, `rax` and the flags.
-fn saving(lead: usize, result: bool) -> String {
+fn saving(lead: usize, result: bool, upper: bool) -> String {
     const REGS: [&str; 3] = ["r11d", "r10d", "r9d"];
     let ids: Vec<String> = (0..lead).map(|k| format!("i{k}: u32")).collect();
     let mut ops: Vec<String> = (0..lead)
@@ -512,12 +513,40 @@ fn saving(lead: usize, result: bool) -> String {
         ("", "_", "")
     };
     let let_r = if result { "let r: u64; " } else { "" };
-    format!(
-        "#[cfg({DIRECT_CFG})] #[inline(always)] fn saving_{lead}{r}<T>({ids}, v: &T, f: extern \"C\" fn(u32, u32, u32, &T) -> u64){ret} {{ {let_r}unsafe {{ crate::asm!(\"call {{t}}\", t = sym ::probe_runtime::hot::saving::call_saving, {ops}, inout(\"rax\") f as usize => {out}, {CLOBBERS}); }} {value} }}\n",
-        r = if result { "r" } else { "" },
-        ids = ids.join(", "),
-        ops = ops.join(", "),
-    )
+    let trampoline = if upper {
+        "call_saving_upper"
+    } else {
+        "call_saving"
+    };
+    // A crate compiled for AVX-512 may keep values in the registers only it has.
+    let avx512: String = (16..32)
+        .map(|k| format!(", out(\"zmm{k}\") _"))
+        .chain((0..8).map(|k| format!(", out(\"k{k}\") _")))
+        .collect();
+    let mut s = String::new();
+    for (cfg, more) in [
+        ("not(target_feature = \"avx512f\")", ""),
+        ("target_feature = \"avx512f\"", avx512.as_str()),
+    ] {
+        let _ = writeln!(
+            s,
+            "#[cfg(all({DIRECT_CFG}, {cfg}))] #[inline(always)] fn saving_{lead}{r}<T>({ids}, v: &T, f: extern \"C\" fn(u32, u32, u32, &T) -> u64){ret} {{ {let_r}unsafe {{ crate::asm!(\"call {{t}}\", t = sym ::probe_runtime::hot::saving::{trampoline}, {ops}, inout(\"rax\") f as usize => {out}, {CLOBBERS}{more}); }} {value} }}",
+            r = if result { "r" } else { "" },
+            ids = ids.join(", "),
+            ops = ops.join(", "),
+        );
+    }
+    s
+}
+
+/// Whether a source text may enable AVX-512 in a function its crate is not compiled for
+/// (`#[target_feature]`, directly or through a multiversioning macro): then the entry calls
+/// go through the trampoline that also saves the AVX-512 registers (about 5 ns more per
+/// armed hit), since the generated `asm!` cannot declare them clobbered there.
+pub fn may_enable_avx512(text: &str) -> bool {
+    ["target_feature", "avx512", "multiversion"]
+        .iter()
+        .any(|m| text.contains(m))
 }
 
 /// How a dormant check reads its flag.
@@ -653,7 +682,7 @@ mod tests {
 
     #[test]
     fn entry_calls_save_registers_only_where_checks_name_the_flags_in_asm() {
-        let direct = by_value_calls(FlagAccess::Direct);
+        let direct = by_value_calls(FlagAccess::Direct, false);
         // Every shape is there, from no capture to `MAX_BY_VALUE`, both ways under `cfg`.
         for call in ["enter_0", "enter_6", "hit_first_2", "hit_if_1"] {
             assert!(
@@ -666,11 +695,23 @@ mod tests {
         }
         assert!(direct.contains("fn saving_1r<T>(i0: u32, v: &T"));
         assert!(direct.contains("fn saving_3r<T>(i0: u32, i1: u32, i2: u32, v: &T"));
-        assert!(direct.contains("sym ::probe_runtime::hot::saving::call_saving"));
+        assert!(direct.contains("sym ::probe_runtime::hot::saving::call_saving,"));
+        assert!(direct.contains(&format!(
+            "#[cfg(all({DIRECT_CFG}, target_feature = \"avx512f\"))]"
+        )));
+        assert!(direct.contains("out(\"zmm31\") _, out(\"k0\") _"));
+        let upper = by_value_calls(FlagAccess::Direct, true);
+        assert!(upper.contains("sym ::probe_runtime::hot::saving::call_saving_upper,"));
+        assert!(!upper.contains("call_saving,"));
+        assert!(may_enable_avx512(
+            "#[target_feature(enable = \"avx2\")]\nunsafe fn f() {}"
+        ));
+        assert!(may_enable_avx512("#[multiversion(targets = \"simd\")]"));
+        assert!(!may_enable_avx512("fn f() { let v = vec![1]; }"));
         // `hit_first` passes its flag as a number and reads it back.
         assert!(direct.contains("saving_3r(e, l, u32::from(entry_on), &(c0,), hit_first_v1::<C0>)"));
         assert!(direct.contains("hit_first(e, l, entry_on != 0, &[&v.0])"));
-        let load = by_value_calls(FlagAccess::Load);
+        let load = by_value_calls(FlagAccess::Load, false);
         assert!(!load.contains("asm!") && !load.contains("cfg("));
         assert!(load.contains("pub extern \"C\" fn enter_0<>(i: u32) -> u64 { enter(i, &[]) }"));
         // The constructor is kept by the flags' reference to it where `asm!` reads them.
@@ -711,6 +752,7 @@ mod tests {
             }],
             FlagAccess::Direct,
             &[],
+            false,
         );
         assert!(src.contains("Skipped { strs: &S, path: Span(10, 11), first_line: 3, last_line: 5, func: Span(64, 13), why: Span(77, 8) },"));
         assert!(src.contains("pub static F: [AtomicU8; 1]"));

@@ -19,10 +19,13 @@
 //!   captures), moved to the argument registers here: the function around the site usually
 //!   holds its own arguments in those;
 //! - out: `rax`, the callee's result;
-//! - preserved: every general-purpose register but `rax`; the AVX-512 registers the `asm!`
-//!   cannot name when its crate is compiled without AVX-512 (`zmm16`–`zmm31`, `k0`–`k7`),
-//!   saved here when the processor has them ([`detect`] at registration, before any site
-//!   can be armed), since the runtime's callees (glibc's string functions) use them;
+//! - preserved: every general-purpose register but `rax`. The AVX-512 registers
+//!   (`zmm16`–`zmm31`, `k0`–`k7`) the `asm!` declares clobbered when its crate is compiled
+//!   for AVX-512; where the program's sources may enable AVX-512 per function
+//!   (`#[target_feature]`), which the `asm!` cannot see, the build calls
+//!   [`call_saving_upper`], which saves them when the processor has them ([`detect`] at
+//!   registration, before any site can be armed): the runtime's callees (glibc's string
+//!   functions) use them;
 //! - clobbered: `rax`, the flags, `xmm0`–`xmm15` (their `ymm`/`zmm` widths), `mm0`–`mm7`
 //!   and the x87 stack, all declared by the `asm!`. AMX tile registers are neither saved nor
 //!   declared: nothing the runtime calls uses them.
@@ -32,12 +35,12 @@
 
 use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
 
-/// What [`call_saving`] saves besides the general-purpose registers: 0 nothing more,
+/// What [`call_saving_upper`] saves besides the general-purpose registers: 0 nothing more,
 /// 1 `zmm16`–`zmm31` and the 16-bit mask registers (AVX-512F), 2 the same with 64-bit mask
-/// registers (AVX-512BW). Read by the trampoline; written once by [`detect`].
+/// registers (AVX-512BW). Written once by [`detect`].
 static UPPER: AtomicU8 = AtomicU8::new(0);
 
-/// Records which AVX-512 state this processor has (the registers [`call_saving`] must save
+/// Records which AVX-512 state this processor has (the registers [`call_saving_upper`] must save
 /// that an `asm!` compiled for a baseline x86-64 cannot declare). Called when a table is
 /// registered, before `main`, so before any site can be armed.
 pub(crate) fn detect() {
@@ -79,10 +82,57 @@ pub unsafe extern "C" fn call_saving() {
         "mov rsi, r10",
         "mov rdx, r9",
         "mov rcx, r8",
+        "and rsp, -16",
+        "call rax",
+        "lea rsp, [rbp - 64]",
+        "pop r11",
+        "pop r10",
+        "pop r9",
+        "pop r8",
+        "pop rcx",
+        "pop rdx",
+        "pop rsi",
+        "pop rdi",
+        "pop rbp",
+        ".cfi_def_cfa rsp, 8",
+        "ret",
+        ".cfi_endproc",
+    )
+}
+
+/// [`call_saving`] that also keeps `zmm16`–`zmm31` and `k0`–`k7` on a processor with
+/// AVX-512: for code that may run AVX-512 instructions without its crate being compiled for
+/// them (a `#[target_feature]` function), where the generated `asm!` cannot declare those
+/// registers clobbered. Saving them costs about 5 ns per armed hit, so the build asks for it
+/// only where the instrumented sources may enable AVX-512 themselves
+/// (`sites_crate::may_enable_avx512`).
+///
+/// # Safety
+/// As for [`call_saving`].
+#[unsafe(naked)]
+pub unsafe extern "C" fn call_saving_upper() {
+    std::arch::naked_asm!(
+        ".cfi_startproc",
+        "cmp byte ptr [rip + {upper}], 0",
+        "je {plain}",
+        "push rbp",
+        ".cfi_def_cfa_offset 16",
+        ".cfi_offset rbp, -16",
+        "mov rbp, rsp",
+        ".cfi_def_cfa_register rbp",
+        "push rdi",
+        "push rsi",
+        "push rdx",
+        "push rcx",
+        "push r8",
+        "push r9",
+        "push r10",
+        "push r11",
+        "mov rdi, r11",
+        "mov rsi, r10",
+        "mov rdx, r9",
+        "mov rcx, r8",
         "and rsp, -64",
-        "movzx r11d, byte ptr [rip + {upper}]",
-        "test r11d, r11d",
-        "jz 3f",
         // zmm16-zmm31 (16 x 64 bytes) and k0-k7 (8 x 8 bytes).
         "sub rsp, 1088",
         "vmovdqu64 [rsp], zmm16",
@@ -101,7 +151,7 @@ pub unsafe extern "C" fn call_saving() {
         "vmovdqu64 [rsp + 832], zmm29",
         "vmovdqu64 [rsp + 896], zmm30",
         "vmovdqu64 [rsp + 960], zmm31",
-        "cmp r11d, 2",
+        "cmp byte ptr [rip + {upper}], 2",
         "jb 4f",
         "kmovq [rsp + 1024], k0",
         "kmovq [rsp + 1032], k1",
@@ -123,7 +173,6 @@ pub unsafe extern "C" fn call_saving() {
         "kmovw [rsp + 1080], k7",
         "5:",
         "call rax",
-        "movzx r11d, byte ptr [rip + {upper}]",
         "vmovdqu64 zmm16, [rsp]",
         "vmovdqu64 zmm17, [rsp + 64]",
         "vmovdqu64 zmm18, [rsp + 128]",
@@ -140,7 +189,7 @@ pub unsafe extern "C" fn call_saving() {
         "vmovdqu64 zmm29, [rsp + 832]",
         "vmovdqu64 zmm30, [rsp + 896]",
         "vmovdqu64 zmm31, [rsp + 960]",
-        "cmp r11d, 2",
+        "cmp byte ptr [rip + {upper}], 2",
         "jb 6f",
         "kmovq k0, [rsp + 1024]",
         "kmovq k1, [rsp + 1032]",
@@ -160,9 +209,6 @@ pub unsafe extern "C" fn call_saving() {
         "kmovw k5, [rsp + 1064]",
         "kmovw k6, [rsp + 1072]",
         "kmovw k7, [rsp + 1080]",
-        "jmp 7f",
-        "3:",
-        "call rax",
         "7:",
         "lea rsp, [rbp - 64]",
         "pop r11",
@@ -178,5 +224,6 @@ pub unsafe extern "C" fn call_saving() {
         "ret",
         ".cfi_endproc",
         upper = sym UPPER,
+        plain = sym call_saving,
     )
 }
