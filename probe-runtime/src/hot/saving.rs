@@ -227,3 +227,125 @@ pub unsafe extern "C" fn call_saving_upper() {
         plain = sym call_saving,
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::arch::asm;
+    use std::sync::atomic::AtomicU64;
+
+    /// The arguments `clobber_gprs` last saw.
+    static SEEN: [AtomicU64; 4] = [const { AtomicU64::new(0) }; 4];
+
+    /// A callee that records its arguments and overwrites every register the C convention
+    /// lets it change.
+    extern "C" fn clobber_gprs(a: u32, b: u32, c: u32, v: *const u8) -> u64 {
+        for (seen, x) in SEEN.iter().zip([a.into(), b.into(), c.into(), v as u64]) {
+            seen.store(x, Relaxed);
+        }
+        // SAFETY: writes only the registers it declares.
+        unsafe {
+            asm!(
+                "mov rdi, -1", "mov rsi, -1", "mov rdx, -1", "mov rcx, -1",
+                "mov r8, -1", "mov r9, -1", "mov r10, -1", "mov r11, -1",
+                out("rdi") _, out("rsi") _, out("rdx") _, out("rcx") _,
+                out("r8") _, out("r9") _, out("r10") _, out("r11") _,
+            );
+        }
+        77
+    }
+
+    /// Calls `trampoline` as the generated code does, with every general-purpose register set
+    /// to a known value; returns the registers after it (rdi, rsi, rdx, rcx, r8–r11, rax).
+    fn registers_after(trampoline: unsafe extern "C" fn()) -> [u64; 9] {
+        let mut after = [0u64; 9];
+        // SAFETY: the block declares every register the trampoline may change; `r12` (the
+        // output array) and `r13` (the trampoline) are callee-saved.
+        unsafe {
+            asm!(
+                "mov rdi, 1", "mov rsi, 2", "mov rdx, 3", "mov rcx, 4",
+                "mov r8, 5", "mov r9, 6", "mov r10, 7", "mov r11, 8",
+                "call r13",
+                "mov [r12], rdi", "mov [r12 + 8], rsi", "mov [r12 + 16], rdx",
+                "mov [r12 + 24], rcx", "mov [r12 + 32], r8", "mov [r12 + 40], r9",
+                "mov [r12 + 48], r10", "mov [r12 + 56], r11", "mov [r12 + 64], rax",
+                in("r13") trampoline,
+                in("r12") after.as_mut_ptr(),
+                inout("rax") clobber_gprs as usize => _,
+                clobber_abi("C"),
+            );
+        }
+        after
+    }
+
+    #[test]
+    fn the_trampolines_keep_every_general_purpose_register_but_rax_and_move_the_arguments() {
+        detect();
+        for trampoline in [call_saving as unsafe extern "C" fn(), call_saving_upper] {
+            let after = registers_after(trampoline);
+            assert_eq!(after, [1, 2, 3, 4, 5, 6, 7, 8, 77]);
+            // r11d, r10d, r9d, r8 arrive as the callee's four arguments.
+            let seen: Vec<u64> = SEEN.iter().map(|s| s.load(Relaxed)).collect();
+            assert_eq!(seen, [8, 7, 6, 5]);
+        }
+    }
+
+    /// A callee that overwrites `zmm16`, `zmm31` and `k1`, as glibc's AVX-512 string
+    /// functions may.
+    #[target_feature(enable = "avx512f")]
+    unsafe extern "C" fn clobber_upper(_: u32, _: u32, _: u32, _: *const u8) -> u64 {
+        // SAFETY: writes only the registers it declares.
+        unsafe {
+            asm!(
+                "vpternlogd zmm16, zmm16, zmm16, 0xff",
+                "vpternlogd zmm31, zmm31, zmm31, 0xff",
+                "kxnorw k1, k1, k1",
+                out("zmm16") _, out("zmm31") _, out("k1") _,
+            );
+        }
+        0
+    }
+
+    /// Sets `zmm16`, `zmm31` and `k1`, calls `call_saving_upper` with `clobber_upper`, and
+    /// returns a lane of each and the mask.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn upper_after() -> [u32; 3] {
+        let mut after = [0u32; 3];
+        // SAFETY: declares what the trampoline may change; `r12` (the output) is callee-saved.
+        unsafe {
+            asm!(
+                "mov eax, 0x1234",
+                "vpbroadcastd zmm16, eax",
+                "mov eax, 0x5678",
+                "vpbroadcastd zmm31, eax",
+                "mov eax, 0x55",
+                "kmovw k1, eax",
+                "mov rax, r13",
+                "call {t}",
+                "vmovd eax, xmm16",
+                "mov [r12], eax",
+                "vmovd eax, xmm31",
+                "mov [r12 + 4], eax",
+                "kmovw eax, k1",
+                "mov [r12 + 8], eax",
+                t = sym call_saving_upper,
+                in("r13") clobber_upper as usize,
+                in("r12") after.as_mut_ptr(),
+                out("zmm16") _, out("zmm31") _, out("k1") _,
+                clobber_abi("C"),
+            );
+        }
+        after
+    }
+
+    #[test]
+    fn the_upper_trampoline_keeps_the_avx512_registers() {
+        if !std::arch::is_x86_feature_detected!("avx512f") {
+            eprintln!("no AVX-512 on this processor: call_saving_upper saves nothing more");
+            return;
+        }
+        detect();
+        // SAFETY: the processor has AVX-512F.
+        assert_eq!(unsafe { upper_after() }, [0x1234, 0x5678, 0x55]);
+    }
+}
