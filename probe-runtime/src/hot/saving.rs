@@ -271,7 +271,7 @@ mod tests {
                 "mov [r12 + 48], r10", "mov [r12 + 56], r11", "mov [r12 + 64], rax",
                 in("r13") trampoline,
                 in("r12") after.as_mut_ptr(),
-                inout("rax") clobber_gprs as usize => _,
+                inout("rax") clobber_gprs as *const () as usize => _,
                 clobber_abi("C"),
             );
         }
@@ -329,7 +329,7 @@ mod tests {
                 "kmovw eax, k1",
                 "mov [r12 + 8], eax",
                 t = sym call_saving_upper,
-                in("r13") clobber_upper as usize,
+                in("r13") clobber_upper as *const () as usize,
                 in("r12") after.as_mut_ptr(),
                 out("zmm16") _, out("zmm31") _, out("k1") _,
                 clobber_abi("C"),
