@@ -749,7 +749,7 @@ mod tests {
             &["frames"],
             &["capture"],
             &["stack", "timing", "metric"],
-            &["panics"],
+            &["panics", "saving"],
         ];
         let dir = std::path::Path::new(root).join("hot");
         let mut seen = 0;

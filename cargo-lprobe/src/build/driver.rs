@@ -1245,6 +1245,18 @@ fn write_copy(
     let upper = files
         .iter()
         .any(|f| sites_crate::may_enable_avx512(&f.text));
+    let mut calls: Vec<sites_crate::EntryCalls> = packages
+        .iter()
+        .map(|_| sites_crate::EntryCalls {
+            upper,
+            ..Default::default()
+        })
+        .collect();
+    for f in files {
+        if let (Some(rw), Some(c)) = (&f.rewritten, calls.get_mut(f.pkg)) {
+            c.scan(&rw.text);
+        }
+    }
     for (pi, pkg) in packages.iter().enumerate() {
         let mut rows: Vec<SiteRow> = Vec::new();
         let mut skipped: Vec<SkippedRow> = Vec::new();
@@ -1279,7 +1291,7 @@ fn write_copy(
                 &skipped,
                 found.access,
                 bridges,
-                upper,
+                &calls[pi],
             )
             .as_bytes(),
         )?;

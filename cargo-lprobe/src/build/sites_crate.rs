@@ -316,7 +316,7 @@ pub fn source(
     skipped: &[SkippedRow],
     access: FlagAccess,
     bridges: &[BridgeDep],
-    upper: bool,
+    calls: &EntryCalls,
 ) -> String {
     let n = rows.len();
     let mut s = String::new();
@@ -348,13 +348,67 @@ pub fn source(
         s,
         "pub static T: ::probe_runtime::Table = ::probe_runtime::Table {{ package: {package:?}, dir: {dir:?}, flags: &F, fn_flags: &FNF, counts: &C, sites: &SITES, files: &FILES, skipped: &SKIPPED }};\n"
     );
-    s.push_str(&by_value_calls(access, upper));
+    s.push_str(&by_value_calls(access, calls));
     s.push_str(&bridge::source(bridges));
     s.push_str("/// The dormant checks (the same as in each crate flags module).\n");
     s.push_str(&checks("pub", "crate", access));
     s.push_str("\n\n");
     s.push_str(COLD_CALLS);
     s
+}
+
+/// A parameter and its type.
+type Param = (&'static str, &'static str);
+
+/// The entry calls by value: (name, leading parameters, return type).
+const CALLS: &[(&str, &[Param], &str)] = &[
+    ("hit_if", &[("i", "u32")], ""),
+    ("hit_pair", &[("e", "u32"), ("l", "u32")], ""),
+    ("hit_entry", &[("i", "u32")], " -> u64"),
+    (
+        "hit_first",
+        &[("e", "u32"), ("l", "u32"), ("entry_on", "bool")],
+        " -> u64",
+    ),
+    ("enter", &[("i", "u32")], " -> u64"),
+    ("enter_first", &[("e", "u32"), ("l", "u32")], " -> u64"),
+];
+
+/// The entry calls by value a package's rewritten code makes, and how they reach the runtime:
+/// the sites crate defines only those (each is two or three generic functions that the crate
+/// must parse and type-check before the package's crates can start; all of them doubled a
+/// small package's sites crate).
+#[derive(Debug, Default)]
+pub struct EntryCalls {
+    /// (name, count of captures) of each call made, `("enter", 2)` for `enter_2(…)`.
+    pub used: std::collections::BTreeSet<(&'static str, usize)>,
+    /// Through `call_saving_upper` (see [`may_enable_avx512`]).
+    pub upper: bool,
+}
+
+impl EntryCalls {
+    /// Adds the entry calls by value that rewritten `text` makes (`::lprobe_sites::enter_2(`).
+    pub fn scan(&mut self, text: &str) {
+        let prefix = "::lprobe_sites::";
+        for (at, _) in text.match_indices(prefix) {
+            let rest = &text[at + prefix.len()..];
+            let ident = rest
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .map_or(rest, |end| &rest[..end]);
+            let Some((name, n)) = ident.rsplit_once('_') else {
+                continue;
+            };
+            let (Some((name, _, _)), Ok(n)) = (
+                CALLS.iter().find(|(c, _, _)| *c == name),
+                n.parse::<usize>(),
+            ) else {
+                continue;
+            };
+            if n <= crate::build::rewrite::MAX_BY_VALUE {
+                self.used.insert((name, n));
+            }
+        }
+    }
 }
 
 /// The entry sites' cold calls with their captures as arguments, one function per count of
@@ -368,22 +422,7 @@ pub fn source(
 /// registers they came in across the call, so it saves no callee-saved register for it on
 /// every call (BENCHMARKS.md, eighth session). Elsewhere each is the cold function itself,
 /// called directly, which puts its arguments in an array and calls the array form.
-fn by_value_calls(access: FlagAccess, upper: bool) -> String {
-    /// A parameter and its type.
-    type Param = (&'static str, &'static str);
-    // (name, leading parameters, return type)
-    const CALLS: &[(&str, &[Param], &str)] = &[
-        ("hit_if", &[("i", "u32")], ""),
-        ("hit_pair", &[("e", "u32"), ("l", "u32")], ""),
-        ("hit_entry", &[("i", "u32")], " -> u64"),
-        (
-            "hit_first",
-            &[("e", "u32"), ("l", "u32"), ("entry_on", "bool")],
-            " -> u64",
-        ),
-        ("enter", &[("i", "u32")], " -> u64"),
-        ("enter_first", &[("e", "u32"), ("l", "u32")], " -> u64"),
-    ];
+fn by_value_calls(access: FlagAccess, calls: &EntryCalls) -> String {
     const COLD: &str = "#[cold] #[inline(never)] #[allow(improper_ctypes_definitions)]";
     let direct = access == FlagAccess::Direct;
     let mut s = String::from(
@@ -393,12 +432,13 @@ fn by_value_calls(access: FlagAccess, upper: bool) -> String {
         // One `asm!` call per shape: (leading values, whether a result comes back).
         let mut shapes: Vec<(usize, bool)> = CALLS
             .iter()
+            .filter(|(name, _, _)| calls.used.iter().any(|(u, _)| u == name))
             .map(|(_, lead, ret)| (lead.len(), !ret.is_empty()))
             .collect();
         shapes.sort_unstable();
         shapes.dedup();
         for (lead, result) in shapes {
-            s.push_str(&saving(lead, result, upper));
+            s.push_str(&saving(lead, result, calls.upper));
         }
         (
             format!("#[cfg({DIRECT_CFG})] "),
@@ -419,6 +459,9 @@ fn by_value_calls(access: FlagAccess, upper: bool) -> String {
             _ => format!("({items})"),
         };
         for (name, lead, ret) in CALLS {
+            if !calls.used.contains(&(*name, n)) {
+                continue;
+            }
             let params = lead
                 .iter()
                 .map(|(p, t)| format!("{p}: {t}"))
@@ -682,8 +725,27 @@ mod tests {
 
     #[test]
     fn entry_calls_save_registers_only_where_checks_name_the_flags_in_asm() {
-        let direct = by_value_calls(FlagAccess::Direct, false);
-        // Every shape is there, from no capture to `MAX_BY_VALUE`, both ways under `cfg`.
+        // The calls a package's rewritten code makes (a user's own `hit_if_1` is no call of
+        // the sites crate; `enter_9` is over `MAX_BY_VALUE`).
+        let mut calls = EntryCalls::default();
+        calls.scan("{ ::lprobe_sites::enter_0(3); ::lprobe_sites::enter_6(4, a, b, c, d, e, f) }");
+        calls.scan("::lprobe_sites::hit_first_2(1, 2, g.on(), x, y) ::lprobe_sites::hit_first_1(1, 2, g.on(), x) ::lprobe_sites::hit_if_1(5, z)");
+        calls.scan("hit_if_2(5, z) ::lprobe_sites::enter_9(1) ::lprobe_sites::hit(7, &[]) ::lprobe_sites::again(1, t, f)");
+        let all: Vec<(&str, usize)> = calls.used.iter().copied().collect();
+        assert_eq!(
+            all,
+            [
+                ("enter", 0),
+                ("enter", 6),
+                ("hit_first", 1),
+                ("hit_first", 2),
+                ("hit_if", 1)
+            ]
+        );
+        let direct = by_value_calls(FlagAccess::Direct, &calls);
+        // Only those, both ways under `cfg`.
+        assert!(!direct.contains("fn enter_1<") && !direct.contains("fn hit_entry_"));
+        assert!(!direct.contains("fn saving_2<") && !direct.contains("fn saving_2r<"));
         for call in ["enter_0", "enter_6", "hit_first_2", "hit_if_1"] {
             assert!(
                 direct.contains(&format!(
@@ -700,7 +762,8 @@ mod tests {
             "#[cfg(all({DIRECT_CFG}, target_feature = \"avx512f\"))]"
         )));
         assert!(direct.contains("out(\"zmm31\") _, out(\"k0\") _"));
-        let upper = by_value_calls(FlagAccess::Direct, true);
+        calls.upper = true;
+        let upper = by_value_calls(FlagAccess::Direct, &calls);
         assert!(upper.contains("sym ::probe_runtime::hot::saving::call_saving_upper,"));
         assert!(!upper.contains("call_saving,"));
         assert!(may_enable_avx512(
@@ -711,7 +774,7 @@ mod tests {
         // `hit_first` passes its flag as a number and reads it back.
         assert!(direct.contains("saving_3r(e, l, u32::from(entry_on), &(c0,), hit_first_v1::<C0>)"));
         assert!(direct.contains("hit_first(e, l, entry_on != 0, &[&v.0])"));
-        let load = by_value_calls(FlagAccess::Load, false);
+        let load = by_value_calls(FlagAccess::Load, &calls);
         assert!(!load.contains("asm!") && !load.contains("cfg("));
         assert!(load.contains("pub extern \"C\" fn enter_0<>(i: u32) -> u64 { enter(i, &[]) }"));
         // The constructor is kept by the flags' reference to it where `asm!` reads them.
@@ -752,7 +815,7 @@ mod tests {
             }],
             FlagAccess::Direct,
             &[],
-            false,
+            &EntryCalls::default(),
         );
         assert!(src.contains("Skipped { strs: &S, path: Span(10, 11), first_line: 3, last_line: 5, func: Span(64, 13), why: Span(77, 8) },"));
         assert!(src.contains("pub static F: [AtomicU8; 1]"));
