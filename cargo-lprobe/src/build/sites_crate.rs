@@ -469,23 +469,15 @@ fn by_value_calls(access: FlagAccess, calls: &EntryCalls) -> String {
                 .join(", ");
             let pass = lead.iter().map(|(p, _)| *p).collect::<Vec<_>>().join(", ");
             if direct {
-                // The leading values travel as `u32`s.
-                let as_u32 = lead
-                    .iter()
-                    .map(|(p, t)| match *t {
-                        "bool" => format!("u32::from({p})"),
-                        _ => (*p).to_owned(),
-                    })
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                let from_u32 = lead
-                    .iter()
-                    .map(|(p, t)| match *t {
-                        "bool" => format!("{p} != 0"),
-                        _ => (*p).to_owned(),
-                    })
-                    .collect::<Vec<_>>()
-                    .join(", ");
+                // The leading values travel as `u32`s: a `bool` as 0 or 1.
+                let convert = |to: fn(&str) -> String| {
+                    lead.iter()
+                        .map(|(p, t)| if *t == "bool" { to(p) } else { (*p).to_owned() })
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
+                let as_u32 = convert(|p| format!("u32::from({p})"));
+                let from_u32 = convert(|p| format!("{p} != 0"));
                 let ids = ["a", "b", "c"]
                     .iter()
                     .enumerate()

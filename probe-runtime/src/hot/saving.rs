@@ -54,6 +54,53 @@ pub(crate) fn detect() {
     UPPER.store(level, Relaxed);
 }
 
+/// The trampolines' frame: `rbp` as its base (described in call-frame information), the
+/// eight general-purpose registers a callee may change saved below it, and the callee's
+/// arguments moved from registers a function's own arguments seldom use.
+macro_rules! enter_frame {
+    () => {
+        concat!(
+            "push rbp\n",
+            ".cfi_def_cfa_offset 16\n",
+            ".cfi_offset rbp, -16\n",
+            "mov rbp, rsp\n",
+            ".cfi_def_cfa_register rbp\n",
+            "push rdi\n",
+            "push rsi\n",
+            "push rdx\n",
+            "push rcx\n",
+            "push r8\n",
+            "push r9\n",
+            "push r10\n",
+            "push r11\n",
+            "mov rdi, r11\n",
+            "mov rsi, r10\n",
+            "mov rdx, r9\n",
+            "mov rcx, r8\n",
+        )
+    };
+}
+
+/// The registers [`enter_frame`] saved, back, and the return.
+macro_rules! leave_frame {
+    () => {
+        concat!(
+            "lea rsp, [rbp - 64]\n",
+            "pop r11\n",
+            "pop r10\n",
+            "pop r9\n",
+            "pop r8\n",
+            "pop rcx\n",
+            "pop rdx\n",
+            "pop rsi\n",
+            "pop rdi\n",
+            "pop rbp\n",
+            ".cfi_def_cfa rsp, 8\n",
+            "ret\n",
+        )
+    };
+}
+
 /// The trampoline: calls `rax` with the argument registers as they are and restores every
 /// general-purpose register but `rax` (see the module's documentation for the convention).
 ///
@@ -64,38 +111,10 @@ pub(crate) fn detect() {
 pub unsafe extern "C" fn call_saving() {
     std::arch::naked_asm!(
         ".cfi_startproc",
-        "push rbp",
-        ".cfi_def_cfa_offset 16",
-        ".cfi_offset rbp, -16",
-        "mov rbp, rsp",
-        ".cfi_def_cfa_register rbp",
-        "push rdi",
-        "push rsi",
-        "push rdx",
-        "push rcx",
-        "push r8",
-        "push r9",
-        "push r10",
-        "push r11",
-        // The callee's arguments, from registers a function's own arguments seldom use.
-        "mov rdi, r11",
-        "mov rsi, r10",
-        "mov rdx, r9",
-        "mov rcx, r8",
+        enter_frame!(),
         "and rsp, -16",
         "call rax",
-        "lea rsp, [rbp - 64]",
-        "pop r11",
-        "pop r10",
-        "pop r9",
-        "pop r8",
-        "pop rcx",
-        "pop rdx",
-        "pop rsi",
-        "pop rdi",
-        "pop rbp",
-        ".cfi_def_cfa rsp, 8",
-        "ret",
+        leave_frame!(),
         ".cfi_endproc",
     )
 }
@@ -115,23 +134,7 @@ pub unsafe extern "C" fn call_saving_upper() {
         ".cfi_startproc",
         "cmp byte ptr [rip + {upper}], 0",
         "je {plain}",
-        "push rbp",
-        ".cfi_def_cfa_offset 16",
-        ".cfi_offset rbp, -16",
-        "mov rbp, rsp",
-        ".cfi_def_cfa_register rbp",
-        "push rdi",
-        "push rsi",
-        "push rdx",
-        "push rcx",
-        "push r8",
-        "push r9",
-        "push r10",
-        "push r11",
-        "mov rdi, r11",
-        "mov rsi, r10",
-        "mov rdx, r9",
-        "mov rcx, r8",
+        enter_frame!(),
         "and rsp, -64",
         // zmm16-zmm31 (16 x 64 bytes) and k0-k7 (8 x 8 bytes).
         "sub rsp, 1088",
@@ -210,18 +213,7 @@ pub unsafe extern "C" fn call_saving_upper() {
         "kmovw k6, [rsp + 1072]",
         "kmovw k7, [rsp + 1080]",
         "7:",
-        "lea rsp, [rbp - 64]",
-        "pop r11",
-        "pop r10",
-        "pop r9",
-        "pop r8",
-        "pop rcx",
-        "pop rdx",
-        "pop rsi",
-        "pop rdi",
-        "pop rbp",
-        ".cfi_def_cfa rsp, 8",
-        "ret",
+        leave_frame!(),
         ".cfi_endproc",
         upper = sym UPPER,
         plain = sym call_saving,
