@@ -306,3 +306,13 @@ pub fn write_control(path: &Path, text: &str) {
     std::fs::write(path, text).expect("write control file");
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
 }
+
+/// A record's `stack`: its frames as text.
+pub fn stack_of(rec: &Value) -> Vec<&str> {
+    rec["stack"]
+        .as_array()
+        .expect("stack")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect()
+}

@@ -123,12 +123,7 @@ fn a_main_thread_panic_is_recorded_with_the_last_sites_and_the_programs_hook_sti
     );
     assert_last_iteration(&rec, "plain");
     assert_eq!(rec["last"][6]["vars"]["n"], 5);
-    let stack: Vec<&str> = rec["stack"]
-        .as_array()
-        .expect("stack")
-        .iter()
-        .filter_map(Value::as_str)
-        .collect();
+    let stack = stack_of(&rec);
     assert!(
         stack[0].starts_with("panic_app::fail (src/main.rs:"),
         "{stack:?}"

@@ -112,12 +112,7 @@ fn an_entry_snapshot_stack_reaches_the_functions_callers() {
     let snap: Value = serde_json::from_str(stdout(&out).trim()).expect("snapshot json");
     assert_eq!(snap["fn"], "demo_app::billing::validate", "{snap}");
     assert!(snap["vars"]["order"]["id"].as_u64().is_some(), "{snap}");
-    let stack: Vec<&str> = snap["stack"]
-        .as_array()
-        .expect("stack")
-        .iter()
-        .filter_map(Value::as_str)
-        .collect();
+    let stack = stack_of(&snap);
     // validate (its instrumented copy first), then its caller, then `run` and `main`.
     assert!(
         stack
