@@ -213,16 +213,24 @@ pub(crate) fn panic_frames(text: &str, known: &[&str]) -> (Vec<String>, Option<b
 }
 
 /// Names the innermost frame (the probed function, often inlined under a short name) with the
-/// site's full function path.
-pub(crate) fn name_innermost(frames: &mut [String], func: &str) {
-    if let Some(first) = frames.first_mut() {
-        if let Some(i) = first.find(" (") {
-            let short = &first[..i];
+/// site's full function path. A function whose body is written twice runs its instrumented
+/// copy as a closure called from the function: the closure's frame (at the site's line) and
+/// the function's (at its first line) are one call, shown as the function at the site's line.
+pub(crate) fn name_innermost(frames: &mut Vec<String>, func: &str) {
+    let is_func = |frame: &str| {
+        frame.find(" (").is_some_and(|i| {
+            let short = &frame[..i];
             let tail = func.rsplit("::").next().unwrap_or(func);
-            if short == func || short.starts_with(tail) || func.ends_with(short) {
-                *first = format!("{func}{}", &first[i..]);
-            }
-        }
+            short == func || short.starts_with(tail) || func.ends_with(short)
+        })
+    };
+    if frames.len() > 1 && frames[0].starts_with("{closure") && is_func(&frames[1]) {
+        frames.remove(1);
+    } else if !frames.first().is_some_and(|f| is_func(f)) {
+        return;
+    }
+    if let Some(i) = frames[0].find(" (") {
+        frames[0] = format!("{func}{}", &frames[0][i..]);
     }
 }
 
@@ -367,6 +375,30 @@ mod tests {
                 "demo_app::main (src/main.rs:80)",
             ]
         );
+    }
+
+    #[test]
+    fn the_copy_of_a_body_written_twice_is_named_as_its_function() {
+        let mut f = vec![
+            "{closure#0} (src/billing.rs:61)".to_owned(),
+            "validate (src/billing.rs:59)".to_owned(),
+            "process_order (src/main.rs:28)".to_owned(),
+        ];
+        name_innermost(&mut f, "demo_app::billing::validate");
+        assert_eq!(
+            f,
+            [
+                "demo_app::billing::validate (src/billing.rs:61)",
+                "process_order (src/main.rs:28)"
+            ]
+        );
+        // A closure of the program called from elsewhere stays as it is.
+        let mut f = vec![
+            "{closure#0} (src/main.rs:12)".to_owned(),
+            "map<u8, u8> (library/core/src/option.rs:1165)".to_owned(),
+        ];
+        name_innermost(&mut f, "app::run");
+        assert_eq!(f[0], "{closure#0} (src/main.rs:12)");
     }
 
     #[test]
