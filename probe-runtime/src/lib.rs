@@ -365,13 +365,16 @@ impl<A: SmallCopy, B: SmallCopy> SmallCopy for (A, B) {}
 /// Called from the sites crate's constructor, before `main`.
 pub fn register(table: &'static Table) {
     let _ = std::panic::catch_unwind(|| {
-        #[cfg(all(
-            target_arch = "x86_64",
-            any(target_os = "linux", target_os = "android", target_os = "freebsd")
-        ))]
-        hot::saving::detect();
         hot::registry::register(table);
-        START.call_once(plane::control::start);
+        START.call_once(|| {
+            // Before anything can arm a site (the control plane, `LPROBE_ARM_ALL` below).
+            #[cfg(all(
+                target_arch = "x86_64",
+                any(target_os = "linux", target_os = "android", target_os = "freebsd")
+            ))]
+            hot::saving::detect();
+            plane::control::start();
+        });
         // Test mode: every site armed from the start (see `control::arm_all`).
         if let Ok(action) = std::env::var("LPROBE_ARM_ALL") {
             plane::control::arm_all(table, &action);

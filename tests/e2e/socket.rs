@@ -12,6 +12,13 @@ fn demo() -> Running {
     )
 }
 
+/// `lprobe snapshot LOCATION --json`: the one snapshot it waited for.
+fn snapshot(r: &Running, location: &str) -> Value {
+    let out = lprobe(r, &["snapshot", location, "--json", "--timeout", "20s"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    serde_json::from_str(stdout(&out).trim()).expect("snapshot json")
+}
+
 #[test]
 fn log_probe_renders_fields_of_captured_values() {
     let r = demo();
@@ -66,12 +73,7 @@ fn log_probe_renders_fields_of_captured_values() {
 #[test]
 fn snapshot_has_structured_values_and_a_stack() {
     let r = demo();
-    let out = lprobe(
-        &r,
-        &["snapshot", "src/main.rs:57", "--json", "--timeout", "20s"],
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
-    let snap: Value = serde_json::from_str(stdout(&out).trim()).expect("snapshot json");
+    let snap = snapshot(&r, "src/main.rs:57");
     assert_eq!(snap["kind"], "snapshot");
     let vars = &snap["vars"];
     let n = vars["n"].as_u64().expect("n is an integer");
@@ -98,18 +100,7 @@ fn snapshot_has_structured_values_and_a_stack() {
 #[test]
 fn an_entry_snapshot_stack_reaches_the_functions_callers() {
     let r = demo();
-    let out = lprobe(
-        &r,
-        &[
-            "snapshot",
-            "fn:demo_app::billing::validate",
-            "--json",
-            "--timeout",
-            "20s",
-        ],
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
-    let snap: Value = serde_json::from_str(stdout(&out).trim()).expect("snapshot json");
+    let snap = snapshot(&r, "fn:demo_app::billing::validate");
     assert_eq!(snap["fn"], "demo_app::billing::validate", "{snap}");
     assert!(snap["vars"]["order"]["id"].as_u64().is_some(), "{snap}");
     let stack = stack_of(&snap);

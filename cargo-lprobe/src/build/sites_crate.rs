@@ -450,7 +450,7 @@ fn by_value_calls(access: FlagAccess, calls: &EntryCalls) -> String {
     for n in 0..=crate::build::rewrite::MAX_BY_VALUE {
         let bounds = list(n, |k| format!("C{k}: Cap"));
         let tys = list(n, |k| format!("C{k}"));
-        let args = list(n, |k| format!(", c{k}: C{k}"));
+        let args: String = (0..n).map(|k| format!(", c{k}: C{k}")).collect();
         let names = list(n, |k| format!("c{k}"));
         // A one-element tuple needs its comma; `()` takes none.
         let tuple = |items: &str| match n {
@@ -516,14 +516,9 @@ fn by_value_calls(access: FlagAccess, calls: &EntryCalls) -> String {
     s
 }
 
-/// `n` items, `item(k)` each, joined by `, ` (an item that starts with `, ` is joined as is).
+/// `n` items, `item(k)` each, joined by `, `.
 fn list(n: usize, item: impl Fn(usize) -> String) -> String {
-    let items: Vec<String> = (0..n).map(item).collect();
-    if items.first().is_some_and(|i| i.starts_with(", ")) {
-        items.concat()
-    } else {
-        items.join(", ")
-    }
+    (0..n).map(item).collect::<Vec<_>>().join(", ")
 }
 
 /// What the trampoline does not preserve, as `asm!` clobbers (besides `rax` and the flags).
