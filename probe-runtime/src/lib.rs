@@ -323,6 +323,18 @@ impl<T: ?Sized> Opaque<T> {
     }
 }
 
+/// What generated code captures: a small copy (`&{a}`, or `a` as an argument) or a shared
+/// reference (`&&b`, or `&b`), both small `Copy` values, so a capture is an expression with
+/// no constructor call (one per capture made type and borrow checking of `--lines all` code
+/// about twice as slow: BENCHMARKS.md). A binding of a type that is not a small `Copy` fails
+/// the bound where it is captured, before anything is moved, and the repair loop captures a
+/// reference instead. The type name of a reference capture is `&T`.
+impl<T: SmallCopy + fmt::Debug> Cap for T {
+    fn parts(&self) -> (Option<&dyn fmt::Debug>, &'static str) {
+        (Some(self), std::any::type_name::<T>())
+    }
+}
+
 impl<T: SmallCopy + fmt::Debug> Cap for ByCopy<T> {
     fn parts(&self) -> (Option<&dyn fmt::Debug>, &'static str) {
         (Some(&self.0), std::any::type_name::<T>())

@@ -269,14 +269,15 @@ fn demote(
     })
 }
 
-/// The form a capture's generated text has.
+/// The form a capture's generated text has (`rewrite`'s `captures`): a type name through
+/// `Opaque::of(…)`; a reference `&b`, `&&b` or `&*v`; a copy, the bare name or `&{a}`.
 fn form_of_text(t: &str) -> Form {
-    if t.contains("::ByCopy(") {
-        Form::Copy
-    } else if t.contains("::ByRef(") {
+    if t.contains("::Opaque::of(") {
+        Form::Opaque
+    } else if t.starts_with('&') && !t.starts_with("&{") {
         Form::Ref
     } else {
-        Form::Opaque
+        Form::Copy
     }
 }
 
@@ -526,7 +527,7 @@ mod tests {
         let err = FileError {
             code: Some("E0382".into()),
             message: "borrow of moved value".into(),
-            byte: r.start + 3,
+            byte: r.end - 1,
             also: vec![],
         };
         let mut ex = Exclusions::default();

@@ -47,7 +47,8 @@ pub struct Exclusions {
     pub no_crate_flags: bool,
 }
 
-/// How a capture passes its binding to the runtime (the runtime's `ByCopy`, `ByRef`, `Opaque`).
+/// How a capture passes its binding to the runtime: a copy (`&{a}`), a reference (`&&b`) or
+/// its type name (`&Opaque::of(&c)`); see `Writer::captures`.
 /// Every binding starts as `Copy`; the repair loop steps it down when the compiler says its
 /// type does not allow that form.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -484,7 +485,7 @@ impl Writer<'_> {
         let timed =
             site.kind == SiteKind::Entry && (site.timed || in_cold_copy) && recall.is_none();
         // An entry's cold call takes up to `MAX_BY_VALUE` captures as arguments (`hit_if_2(i,
-        // ByCopy(a), ByRef(&b))`, `enter_0(i)`): one argument each, where an array of `&dyn
+        // a, &b)`, `enter_0(i)`): one argument each, where an array of `&dyn
         // Cap` costs two stores and a temporary per capture, and the inliner counts those in
         // the function's size (measured on the suite; see BENCHMARKS.md). On x86-64 ELF it
         // reaches the runtime through the register-saving trampoline (`sites_crate::saving`).
@@ -631,14 +632,21 @@ impl Writer<'_> {
             };
             // A `&mut` binding is captured through a shared reborrow of its target, held in
             // a temporary of the armed branch: its own address never escapes.
-            let by_ref = match binding_of(sites, i, name) {
-                Some(b) if sites.mut_refs.contains(&b) => format!("&&*{name}"),
+            let target = match binding_of(sites, i, name) {
+                Some(b) if sites.mut_refs.contains(&b) => format!("&*{name}"),
                 _ => format!("&{name}"),
             };
+            // Plain expressions, no constructor per capture: the runtime's `Cap` is
+            // implemented for every small `Copy` type with `Debug`, and a shared reference is
+            // one, so a copy is the value itself (`&{a}` in an array: a temporary copy, the
+            // binding's address never taken) and a reference is `&b`. A wrong guess is still
+            // a type error at that capture, never a silent move: `{s}` of a `String` fails
+            // the `SmallCopy` bound before anything is moved.
             code.push_str(&match form {
-                Form::Copy => format!("{amp}::{SITES_CRATE}::ByCopy({name})"),
-                Form::Ref => format!("{amp}::{SITES_CRATE}::ByRef({by_ref})"),
-                Form::Opaque => format!("{amp}::{SITES_CRATE}::Opaque::of({by_ref})"),
+                Form::Copy if amp.is_empty() => name.clone(),
+                Form::Copy => format!("&{{{name}}}"),
+                Form::Ref => format!("{amp}{target}"),
+                Form::Opaque => format!("{amp}::{SITES_CRATE}::Opaque::of({target})"),
             });
             caps.push((name.clone(), start..code.len()));
         }
@@ -815,17 +823,14 @@ mod tests {
         assert_eq!(name, "b");
         // Written twice: a binding of the body is captured by reference in the instrumented
         // copy, a parameter by copy (its address would escape in both).
-        assert_eq!(&rw.text[r.clone()], "&::lprobe_sites::ByRef(&b)");
-        assert_eq!(
-            &rw.text[at(2).captures[0].1.clone()],
-            "&::lprobe_sites::ByCopy(a)"
-        );
+        assert_eq!(&rw.text[r.clone()], "&&b");
+        assert_eq!(&rw.text[at(2).captures[0].1.clone()], "&{a}");
         assert!(rw.text.contains("::lprobe_sites::on::<12>()"));
         assert!(syn::parse_file(&rw.text).is_ok());
         // The first statement's site is checked in the entry's call (same captures), and
         // placed where the entry is; the instrumented copy times the call with a guard.
         assert!(rw.text.starts_with(
-            "fn f(a: u8) -> u8 { ::lprobe_sites::twice!{ ::lprobe_sites::fn_on::<0>(); [ #[allow(unused_mut, unused_variables)] let mut __lprobe_guard = ::lprobe_sites::entry::<10>(true); __lprobe_guard.timed(::lprobe_sites::hit_first_1(10, 11, __lprobe_guard.on(), ::lprobe_sites::ByCopy(a))); #[allow(unused_variables, unused_mut)] let a = a; ] u8; \n"
+            "fn f(a: u8) -> u8 { ::lprobe_sites::twice!{ ::lprobe_sites::fn_on::<0>(); [ #[allow(unused_mut, unused_variables)] let mut __lprobe_guard = ::lprobe_sites::entry::<10>(true); __lprobe_guard.timed(::lprobe_sites::hit_first_1(10, 11, __lprobe_guard.on(), a)); #[allow(unused_variables, unused_mut)] let a = a; ] u8; \n"
         ), "{}", rw.text);
         assert!(at(0).timed && at(0).recall.is_none());
         assert!(!rw.text.contains("on(11)"));
@@ -836,7 +841,7 @@ mod tests {
         let (_, rw) = go(src, &ex);
         let at = |site: usize| rw.placed.iter().find(|p| p.site == site).expect("placed");
         assert!(rw.text.contains(
-            "if __lprobe_fn { let __lprobe_t = ::lprobe_sites::enter_first_1(10, 11, ::lprobe_sites::ByCopy(a)); if __lprobe_t != 0 { return ::lprobe_sites::again(10, __lprobe_t, move || self::f(a)); } }"
+            "if __lprobe_fn { let __lprobe_t = ::lprobe_sites::enter_first_1(10, 11, a); if __lprobe_t != 0 { return ::lprobe_sites::again(10, __lprobe_t, move || self::f(a)); } }"
         ), "{}", rw.text);
         assert_eq!(
             &rw.text[at(0).recall.clone().expect("recall")],
@@ -869,9 +874,9 @@ mod tests {
                 .expect("captured");
             rw.text[r.clone()].to_owned()
         };
-        assert_eq!(text(2, "b"), "&::lprobe_sites::ByRef(&b)");
-        assert_eq!(text(3, "b"), "&::lprobe_sites::ByRef(&b)");
-        assert_eq!(text(4, "b"), "&::lprobe_sites::ByCopy(b)");
+        assert_eq!(text(2, "b"), "&&b");
+        assert_eq!(text(3, "b"), "&&b");
+        assert_eq!(text(4, "b"), "&{b}");
         assert_eq!(text(4, "a"), "&::lprobe_sites::Opaque::of(&a)");
         assert!(syn::parse_file(&rw.text).is_ok());
     }
@@ -896,17 +901,17 @@ mod tests {
                 .expect("captured");
             rw.text[r.clone()].to_owned()
         };
-        assert_eq!(text("self"), "&::lprobe_sites::ByRef(&&*self)");
-        assert_eq!(text("v"), "&::lprobe_sites::ByRef(&&*v)");
+        assert_eq!(text("self"), "&&*self");
+        assert_eq!(text("v"), "&&*v");
         // `let e = &mut …` is never a small copy: by reference from the start, reborrowed.
-        assert_eq!(text("e"), "&::lprobe_sites::ByRef(&&*e)");
-        assert_eq!(text("w"), "&::lprobe_sites::ByCopy(w)");
+        assert_eq!(text("e"), "&&*e");
+        assert_eq!(text("w"), "&{w}");
         // Stepped down to opaque, still reborrowed.
         let mut ex = ex.clone();
         ex.opaque.insert(binding_of(&fs, site, "v").expect("bound"));
         let (_, rw) = go(src, &ex);
         assert!(
-            rw.text.contains("::lprobe_sites::Opaque::of(&&*v)"),
+            rw.text.contains("::lprobe_sites::Opaque::of(&*v)"),
             "{}",
             rw.text
         );
@@ -1043,8 +1048,7 @@ mod tests {
         ex.no_recall.insert(0);
         let (_, rw) = go(src, &ex);
         assert!(
-            rw.text
-                .contains("::lprobe_sites::hit_pair_1(10, 11, ::lprobe_sites::ByCopy(a))"),
+            rw.text.contains("::lprobe_sites::hit_pair_1(10, 11, a)"),
             "{}",
             rw.text
         );
@@ -1226,12 +1230,18 @@ mod tests {
     fn entry_captures_are_arguments_up_to_a_count_then_an_array() {
         let few = "fn f(a: u8, b: &str) -> usize {\n    let n = b.len() + usize::from(a);\n    for _ in 0..n {}\n    n\n}\n";
         let (_, rw) = go(few, &Exclusions::default());
-        assert!(rw.text.contains("hit_entry_2(10, ::lprobe_sites::ByCopy(a), ::lprobe_sites::ByCopy(b))") || rw.text.contains("hit_first_2(10, 11, __lprobe_guard.on(), ::lprobe_sites::ByCopy(a), ::lprobe_sites::ByCopy(b))"), "{}", rw.text);
+        assert!(
+            rw.text.contains("hit_entry_2(10, a, b)")
+                || rw
+                    .text
+                    .contains("hit_first_2(10, 11, __lprobe_guard.on(), a, b)"),
+            "{}",
+            rw.text
+        );
         let many = "fn f(a: u8, b: u8, c: u8, d: u8, e: u8, f: u8, g: u8) -> u8 {\n    for _ in 0..a {}\n    a + b + c + d + e + f + g\n}\n";
         let (_, rw) = go(many, &Exclusions::default());
         assert!(
-            rw.text
-                .contains("(10, 11, __lprobe_guard.on(), &[&::lprobe_sites::ByCopy(a), "),
+            rw.text.contains("(10, 11, __lprobe_guard.on(), &[&{a}, "),
             "{}",
             rw.text
         );

@@ -569,6 +569,29 @@ mod tests {
     }
 
     #[test]
+    fn plain_copies_and_references_are_captures_read_like_the_struct_forms() {
+        // What generated code writes: `&{n}` (a copy), `&&s` (a reference), `&&*m` (a
+        // shared reborrow of a `&mut` binding).
+        let (n, s, mut v) = (42u64, String::from("hi"), vec![1u8, 2]);
+        let m = &mut v;
+        let vals: [Val<'_>; 4] = [&{ n }, &&s, &&*m, &{ "str" }];
+        let read: Vec<Option<Scalar<'_>>> = vals.iter().map(scalar_of).collect();
+        assert_eq!(read[0], Some(Scalar::Int(42)));
+        assert_eq!(read[1], Some(Scalar::Str("hi")));
+        assert_eq!(read[2], None);
+        assert_eq!(read[3], Some(Scalar::Str("str")));
+        assert_eq!(
+            Captured::take(false, &vals[2]).to_value(),
+            Value::Seq(vec![Value::Int(1), Value::Int(2)])
+        );
+        assert_eq!(vals[1].parts().1, "&alloc::string::String");
+        assert_eq!(
+            Captured::take(false, &vals[0]).to_value(),
+            Captured::take(false, &(&crate::ByCopy(n) as Val<'_>)).to_value()
+        );
+    }
+
+    #[test]
     fn a_long_string_is_read_up_to_the_limit_never_whole() {
         let big = "é".repeat(5_000_000) + "tail";
         let v: Val<'_> = &crate::ByCopy(big.as_str());
