@@ -87,7 +87,7 @@ pub static TABLE: LazyLock<Table> = LazyLock::new(|| Table {
     flags: &FLAGS,
     fn_flags: &FN_FLAGS,
     counts: &COUNTS,
-    sites: &*SITES,
+    sites: crate::Sites::Rows(&SITES[..]),
     files: &[("app/src/main.rs", "0")],
     skipped: &*SKIPPED,
 });

@@ -18,11 +18,13 @@ use std::sync::atomic::{AtomicU64, AtomicU8};
 pub mod fuzzing;
 pub mod hot;
 pub mod lang;
+pub mod packed;
 mod plane;
 
 // The modules other crates name (cargo-lprobe's skip patterns, the fuzz targets, tests).
 pub use hot::{probe, timing};
 pub use lang::{args, expr, json, location, path, template, time, value};
+pub use packed::Sites;
 
 /// One probe site, as the rewriter saw it.
 ///
@@ -273,7 +275,8 @@ pub struct Table {
     /// plain `--count` probes count, so that a site armed only by them (flag
     /// [`FLAG_COUNT`]) costs one atomic add per hit.
     pub counts: &'static [AtomicU64],
-    pub sites: &'static [Site],
+    /// Generated tables pack them ([`packed`]); they are rows once the table registers.
+    pub sites: Sites,
     /// (path, content hash) of each rewritten file: the hash (FNV-1a, 16 hex digits) of the
     /// file as it was when the program was built, so a client can tell that the file on disk
     /// has changed since (`files` request).
@@ -377,6 +380,7 @@ impl<A: SmallCopy, B: SmallCopy> SmallCopy for (A, B) {}
 /// Called from the sites crate's constructor, before `main`.
 pub fn register(table: &'static Table) {
     let _ = std::panic::catch_unwind(|| {
+        table.sites.rows();
         hot::registry::register(table);
         START.call_once(|| {
             // Before anything can arm a site (the control plane, `LPROBE_ARM_ALL` below).

@@ -631,3 +631,47 @@ fn both_bodies_of_a_function_keep_its_lines_in_panics_and_line_macros() {
         "the instrumented copy's line sites fired: {records}"
     );
 }
+
+#[test]
+fn locked_fails_on_a_stale_lock_file_like_cargo_and_leaves_it_alone() {
+    // bench-mix with a path dependency its Cargo.lock does not list: `cargo build --locked`
+    // refuses it, and so must `cargo lprobe build --locked` (its check runs beside the build).
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ws = dir.path().join("ws");
+    private_copy("bench-mix", &ws);
+    let extra = ws.join("extra");
+    std::fs::create_dir_all(extra.join("src")).expect("mkdir");
+    std::fs::write(
+        extra.join("Cargo.toml"),
+        "[package]\nname = \"extra\"\nversion = \"0.1.0\"\nedition = \"2021\"\n",
+    )
+    .expect("write");
+    std::fs::write(extra.join("src/lib.rs"), "pub fn one() -> u8 { 1 }\n").expect("write");
+    let manifest = ws.join("Cargo.toml");
+    let text = std::fs::read_to_string(&manifest).expect("read");
+    let text = text.replace(
+        "[dependencies]\n",
+        "[dependencies]\nextra = { path = \"extra\" }\n",
+    );
+    std::fs::write(&manifest, text).expect("write");
+    let lock = std::fs::read_to_string(ws.join("Cargo.lock")).expect("read");
+    let out = cargo_lprobe_in(
+        &ws,
+        &dir.path().join("t"),
+        &["build", "--release", "--locked"],
+    );
+    let err = stderr(&out);
+    assert!(!out.status.success(), "a stale lock file is refused: {err}");
+    assert!(
+        err.contains("needs an update but --locked was given") && err.contains("lock file"),
+        "lprobe's error and cargo's reason: {err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(ws.join("Cargo.lock")).expect("read"),
+        lock,
+        "the user's Cargo.lock is never written"
+    );
+    // Without --locked the same workspace builds.
+    let out = cargo_lprobe_in(&ws, &dir.path().join("t"), &["build", "--release"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}

@@ -275,7 +275,7 @@ pub(crate) fn thousands(n: impl std::fmt::Display) -> String {
 
 pub fn run(inv: &Invocation) -> Result<i32> {
     let t0 = Instant::now();
-    let setup = Setup::load(inv)?;
+    let mut setup = Setup::load(inv)?;
     let fresh = Freshness::of(inv, &setup)?;
     // Nothing changed since the last successful build: build the copy as it is.
     if let Some(json_out) = reuse_copy(inv, &setup, &fresh, t0)? {
@@ -289,7 +289,11 @@ pub fn run(inv: &Invocation) -> Result<i32> {
     found.t_metadata = t_metadata;
     let built = match build_until_it_compiles(inv, &setup, &mut found)? {
         Built::Compiled(b) => b,
-        Built::Failed(code) => return Ok(code),
+        Built::Failed(code) => {
+            // A stale lock file may be why.
+            setup.confirm_locked()?;
+            return Ok(code);
+        }
     };
     finish(inv, setup, fresh, found, built, t0)
 }
@@ -306,6 +310,8 @@ struct Setup {
     lock: std::fs::File,
     /// Per instrumented package (members but proc-macro crates), in order.
     skips: Vec<SkipList>,
+    /// `--locked`'s check, still running (`confirm_locked`).
+    locked: Option<std::process::Child>,
 }
 
 impl Setup {
@@ -313,25 +319,14 @@ impl Setup {
         let cwd = std::env::current_dir().context("reading the current directory")?;
         let manifest = inv.manifest_path.as_ref().map(|p| cwd.join(p));
         // `--locked`'s check resolves the dependency graph (the slower of the two `cargo
-        // metadata` runs): it runs beside the workspace's.
-        let ws = std::thread::scope(|s| {
-            let locked = inv
-                .locked
-                .then(|| s.spawn(|| check_locked(manifest.as_deref(), &cwd, inv)));
-            let ws = workspace::load(manifest.as_deref())?;
-            if let Some(check) = locked {
-                let current = check
-                    .join()
-                    .map_err(|_| anyhow::anyhow!("the --locked check panicked"))??;
-                if !current {
-                    bail!(
-                        "Cargo.lock of {} needs an update but --locked was given (see cargo's message above)",
-                        ws.root.display()
-                    );
-                }
-            }
-            Ok::<_, anyhow::Error>(ws)
-        })?;
+        // metadata` runs, and slower still in a fresh target directory, where it probes the
+        // compiler): it runs beside the rewrite and the build, and its answer is awaited
+        // before anything is run or said to be built (`Setup::confirm_locked`).
+        let locked = match inv.locked {
+            true => Some(check_locked(manifest.as_deref(), &cwd, inv)?),
+            false => None,
+        };
+        let ws = workspace::load(manifest.as_deref())?;
         let lp = ws.target_dir.join("lprobe");
         let lock = lock_copy(&lp)?;
         // Per build: what the compiler wrapper did with the runtime (see runtime_cache).
@@ -351,7 +346,27 @@ impl Setup {
             copy,
             lock,
             skips,
+            locked,
         })
+    }
+
+    /// Waits for `--locked`'s check: an error (with cargo's own message) when the user's
+    /// Cargo.lock is not current.
+    fn confirm_locked(&mut self) -> Result<()> {
+        let Some(check) = self.locked.take() else {
+            return Ok(());
+        };
+        let out = check
+            .wait_with_output()
+            .context("waiting for 'cargo metadata --locked'")?;
+        if !out.status.success() {
+            eprint!("{}", String::from_utf8_lossy(&out.stderr));
+            bail!(
+                "Cargo.lock of {} needs an update but --locked was given (see cargo's message above)",
+                self.ws.root.display()
+            );
+        }
+        Ok(())
     }
 
     /// The packages lprobe instruments.
@@ -368,7 +383,8 @@ impl Setup {
     }
 
     /// Stage 5: releases the copy and hands over to cargo (`run`, `test`, `bench`).
-    fn hand_over(self, inv: &Invocation, json_out: bool) -> Result<i32> {
+    fn hand_over(mut self, inv: &Invocation, json_out: bool) -> Result<i32> {
+        self.confirm_locked()?;
         let Setup {
             cwd,
             ws,
@@ -1084,21 +1100,26 @@ fn hand_over(
     }
 }
 
-/// `--locked`/`--frozen`: whether the user's Cargo.lock is current (cargo says why not).
-fn check_locked(manifest: Option<&Path>, cwd: &Path, inv: &Invocation) -> Result<bool> {
+/// `--locked`/`--frozen`: starts the check of whether the user's Cargo.lock is current
+/// (cargo's message about why not is kept for `Setup::confirm_locked`).
+fn check_locked(
+    manifest: Option<&Path>,
+    cwd: &Path,
+    inv: &Invocation,
+) -> Result<std::process::Child> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.args(["metadata", "--format-version", "1", "--locked"])
         .current_dir(cwd)
-        .stdout(Stdio::null());
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
     if let Some(m) = manifest {
         cmd.arg("--manifest-path").arg(m);
     }
     if inv.cargo_args.iter().any(|a| a == "--offline") {
         cmd.arg("--offline");
     }
-    let status = cmd.status().context("running 'cargo metadata --locked'")?;
-    Ok(status.success())
+    cmd.spawn().context("running 'cargo metadata --locked'")
 }
 
 /// Writes the repair outcome of every file (keyed by its content and line selection).

@@ -61,12 +61,59 @@ pub fn main(args: &[String]) -> i32 {
         eprintln!("cargo-lprobe: called as a compiler wrapper without a compiler");
         return 101;
     };
+    if rest == ["-vV"] {
+        return version(rustc);
+    }
     let call = Call::parse(rest);
     let cache = cache_dir();
     match (&call, cache) {
         (Some(call), Some(dir)) => cached(rustc, rest, call, &dir),
         _ => passthrough(rustc, rest),
     }
+}
+
+/// Beside the wrapper's log: the compiler's `-vV` as cargo last asked for it (its path, a
+/// newline, its output), so the runtime's cache key needs no compiler run of its own.
+const VERSION_FILE: &str = "rustc-vV";
+
+/// `rustc -vV` for cargo, its output kept in [`VERSION_FILE`] (best effort).
+fn version(rustc: &str) -> i32 {
+    let out = match compiler(rustc, &["-vV".to_owned()]).output() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("cargo-lprobe: cannot run {rustc}: {e}");
+            return 101;
+        }
+    };
+    let _ = std::io::stdout().write_all(&out.stdout);
+    let _ = std::io::stderr().write_all(&out.stderr);
+    if out.status.success() {
+        if let Some(path) = version_file() {
+            let mut text = format!("{rustc}\n").into_bytes();
+            text.extend_from_slice(&out.stdout);
+            let _ = std::fs::write(path, text);
+        }
+    }
+    out.status.code().unwrap_or(101)
+}
+
+fn version_file() -> Option<PathBuf> {
+    let log = std::env::var_os(LOG_ENV)?;
+    Some(Path::new(&log).parent()?.join(VERSION_FILE))
+}
+
+/// The compiler's `-vV` output: what cargo's own call left (cargo asks at the start of
+/// every build whose compiler it has not seen unchanged), else a run of it.
+fn version_text(rustc: &str) -> Option<Vec<u8>> {
+    let kept = version_file().and_then(|p| std::fs::read(p).ok());
+    if let Some(rest) = kept
+        .as_deref()
+        .and_then(|k| k.strip_prefix(format!("{rustc}\n").as_bytes()))
+    {
+        return Some(rest.to_vec());
+    }
+    let version = compiler(rustc, &["-vV".to_owned()]).output().ok()?;
+    version.status.success().then_some(version.stdout)
 }
 
 /// Runs the compiler (through the user's wrapper, if any) with inherited output.
@@ -195,12 +242,7 @@ fn key_args(args: &[String]) -> Vec<String> {
 
 /// The cache key: compiler version, normalized arguments, and every file of the source.
 fn key(rustc: &str, args: &[String], call: &Call) -> Option<String> {
-    let version = compiler(rustc, &["-vV".to_owned()]).output().ok()?;
-    if !version.status.success() {
-        return None;
-    }
-    let mut text = Vec::new();
-    text.extend_from_slice(&version.stdout);
+    let mut text = version_text(rustc)?;
     for a in key_args(args) {
         text.extend_from_slice(a.as_bytes());
         text.push(0);

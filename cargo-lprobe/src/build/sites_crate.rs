@@ -45,72 +45,89 @@ pub fn line_text(line: &str) -> String {
     format!("{}…", &text[..end])
 }
 
-/// The table's rows, of sites and of functions without sites, and the one string their
-/// strings are ranges of (`probe_runtime::Site`: one pointer per row, so one relocation; each
-/// distinct path, function, list of names, line text and reason is written once).
+/// The table's sites (packed: `probe_runtime::packed`), its rows of functions without sites,
+/// and the one string their strings are ranges of (each distinct path, function, name, line
+/// text and reason written once).
 fn table_rows(rows: &[SiteRow], skipped: &[SkippedRow]) -> String {
+    use probe_runtime::packed::{pack, Row};
+    use probe_runtime::{SiteKind, Span};
     let mut strs = String::new();
-    let mut seen: std::collections::HashMap<String, (usize, usize)> =
-        std::collections::HashMap::new();
-    let mut span = |text: &str| -> String {
-        let (at, len) = *seen.entry(text.to_owned()).or_insert_with(|| {
+    let mut seen: std::collections::HashMap<String, Span> = std::collections::HashMap::new();
+    let mut span = |text: &str| -> Span {
+        *seen.entry(text.to_owned()).or_insert_with(|| {
             let at = strs.len();
             strs.push_str(text);
-            (at, text.len())
-        });
-        format!("Span({at}, {len})")
+            Span(at as u32, text.len() as u32)
+        })
     };
     // Each distinct list of names once: its names' spans are consecutive in `names`.
-    let mut names: Vec<String> = Vec::new();
-    let mut lists: std::collections::HashMap<&[String], String> = std::collections::HashMap::new();
-    let mut out = format!("static SITES: [Site; {}] = [\n", rows.len());
+    let mut names: Vec<Span> = Vec::new();
+    let mut lists: std::collections::HashMap<&[String], Span> = std::collections::HashMap::new();
+    let mut packed = Vec::with_capacity(rows.len());
     for r in rows {
-        let list = lists.entry(&r.names).or_insert_with(|| {
+        let list = *lists.entry(&r.names).or_insert_with(|| {
             let at = names.len();
             names.extend(r.names.iter().map(|n| span(n)));
-            format!("Span({at}, {})", r.names.len())
+            Span(at as u32, r.names.len() as u32)
         });
-        let kind = match r.kind {
-            "entry" => "Entry",
-            "line" => "Line",
-            _ => "None",
-        };
-        let _ = writeln!(
-            out,
-            "    Site {{ strs: &S, path: {}, line: {}, col: {}, func: {}, kind: SiteKind::{kind}, names: {}, text: {}, fn_slot: {}, timed: {}, frame: {} }},",
-            span(&r.path),
-            r.line,
-            r.col,
-            span(&r.func),
-            list,
-            span(&r.text),
-            r.fn_slot,
-            r.timed,
-            r.frame
-        );
+        packed.push(Row {
+            path: span(&r.path),
+            line: r.line,
+            col: r.col,
+            func: span(&r.func),
+            kind: match r.kind {
+                "entry" => SiteKind::Entry,
+                "line" => SiteKind::Line,
+                _ => SiteKind::None,
+            },
+            names: list,
+            text: span(&r.text),
+            fn_slot: r.fn_slot,
+            timed: r.timed,
+            frame: r.frame,
+        });
     }
-    out.push_str("];\n\n");
+    let mut out = String::new();
     let _ = writeln!(
         out,
         "static SKIPPED: [::probe_runtime::Skipped; {}] = [",
         skipped.len()
     );
     for k in skipped {
+        let (path, func, why) = (span(&k.path), span(&k.func), span(&k.why));
         let _ = writeln!(
             out,
-            "    ::probe_runtime::Skipped {{ strs: &S, path: {}, first_line: {}, last_line: {}, func: {}, why: {} }},",
-            span(&k.path),
-            k.first_line,
-            k.last_line,
-            span(&k.func),
-            span(&k.why)
+            "    ::probe_runtime::Skipped {{ strs: &S, path: Span({}, {}), first_line: {}, last_line: {}, func: Span({}, {}), why: Span({}, {}) }},",
+            path.0, path.1, k.first_line, k.last_line, func.0, func.1, why.0, why.1
         );
     }
     out.push_str("];\n\n");
+    let bytes = pack(&names, &packed);
     format!(
-        "static S: ::probe_runtime::Strs = ::probe_runtime::Strs {{ text: {strs:?}, names: &[{}] }};\n\n{out}",
-        names.join(", ")
+        "const TEXT: &str = {strs:?};\nstatic S: ::probe_runtime::Strs = ::probe_runtime::Strs {{ text: TEXT, names: &[] }};\nstatic SITES: [u8; {}] = *{};\n\n{out}",
+        bytes.len(),
+        byte_string(&bytes)
     )
+}
+
+/// `bytes` as a byte-string literal (`b"…"`): printable ASCII as itself, the rest escaped.
+fn byte_string(bytes: &[u8]) -> String {
+    let mut s = String::with_capacity(bytes.len() * 2 + 3);
+    s.push_str("b\"");
+    for &b in bytes {
+        match b {
+            b'"' | b'\\' => {
+                s.push('\\');
+                s.push(b as char);
+            }
+            0x20..=0x7e => s.push(b as char),
+            _ => {
+                let _ = write!(s, "\\x{b:02x}");
+            }
+        }
+    }
+    s.push('"');
+    s
 }
 
 /// A function that got no sites, and why (see `probe_runtime::Skipped`).
@@ -324,7 +341,7 @@ pub fn source(
     s.push_str("#![allow(clippy::all, missing_docs, unused)]\n\n");
     s.push_str("pub use ::probe_runtime::{Guard, Opaque, Val};\n");
     s.push_str(
-        "use ::probe_runtime::{Site, SiteKind, Span};\nuse ::std::sync::atomic::AtomicU64;\n// Also for the crate flags modules (`::core` is not in a 2015-edition crate's paths).\npub use ::std::sync::atomic::{AtomicU8, Ordering::Relaxed};\npub use ::std::arch::asm;\n\n",
+        "use ::probe_runtime::Span;\nuse ::std::sync::atomic::AtomicU64;\n// Also for the crate flags modules (`::core` is not in a 2015-edition crate's paths).\npub use ::std::sync::atomic::{AtomicU8, Ordering::Relaxed};\npub use ::std::arch::asm;\n\n",
     );
     let _ = writeln!(
         s,
@@ -346,7 +363,7 @@ pub fn source(
     s.push_str("];\n\n");
     let _ = writeln!(
         s,
-        "pub static T: ::probe_runtime::Table = ::probe_runtime::Table {{ package: {package:?}, dir: {dir:?}, flags: &F, fn_flags: &FNF, counts: &C, sites: &SITES, files: &FILES, skipped: &SKIPPED }};\n"
+        "pub static T: ::probe_runtime::Table = ::probe_runtime::Table {{ package: {package:?}, dir: {dir:?}, flags: &F, fn_flags: &FNF, counts: &C, sites: ::probe_runtime::Sites::packed(TEXT, &SITES), files: &FILES, skipped: &SKIPPED }};\n"
     );
     s.push_str(&by_value_calls(access, calls));
     s.push_str(&bridge::source(bridges));
@@ -804,14 +821,56 @@ mod tests {
             &[],
             &EntryCalls::default(),
         );
+        // The strings once, in one string; the sites packed in bytes, the skipped functions
+        // rows of numbers and one pointer.
+        assert!(src.contains(
+            "const TEXT: &str = \"ordertotalsrc/main.rsdemo_app::processlet total = order.total();demo_app::getconst fn\";"
+        ));
         assert!(src.contains("Skipped { strs: &S, path: Span(10, 11), first_line: 3, last_line: 5, func: Span(64, 13), why: Span(77, 8) },"));
         assert!(src.contains("pub static F: [AtomicU8; 1]"));
-        // The strings once, in one string; the rows are numbers and one pointer.
         assert!(src.contains(
-            "static S: ::probe_runtime::Strs = ::probe_runtime::Strs { text: \"ordertotalsrc/main.rsdemo_app::processlet total = order.total();demo_app::getconst fn\", names: &[Span(0, 5), Span(5, 5)] };"
+            "sites: ::probe_runtime::Sites::packed(TEXT, &SITES), files: &FILES, skipped: &SKIPPED"
         ));
-        assert!(src.contains("Site { strs: &S, path: Span(10, 11), line: 42, col: 5, func: Span(21, 17), kind: SiteKind::Line, names: Span(0, 2), text: Span(38, 26), fn_slot: 0, timed: false, frame: false },"));
-        assert!(src.contains("sites: &SITES, files: &FILES, skipped: &SKIPPED"));
+        // What the program unpacks is the row.
+        let file = syn::parse_file(&src).expect("parses");
+        let lit = |name: &str| {
+            file.items.iter().find_map(|i| match i {
+                syn::Item::Static(st) if st.ident == name => Some((*st.expr).clone()),
+                syn::Item::Const(c) if c.ident == name => Some((*c.expr).clone()),
+                _ => None,
+            })
+        };
+        let Some(syn::Expr::Unary(bytes)) = lit("SITES") else {
+            panic!("SITES is *b\"…\"")
+        };
+        let syn::Expr::Lit(syn::ExprLit {
+            lit: syn::Lit::ByteStr(bytes),
+            ..
+        }) = *bytes.expr
+        else {
+            panic!("a byte string")
+        };
+        let Some(syn::Expr::Lit(syn::ExprLit {
+            lit: syn::Lit::Str(text),
+            ..
+        })) = lit("TEXT")
+        else {
+            panic!("TEXT is a string")
+        };
+        let text: &'static str = Box::leak(text.value().into_boxed_str());
+        let (strs, back) = probe_runtime::packed::unpack(text, &bytes.value());
+        assert_eq!(back.len(), 1);
+        let r = back[0];
+        assert_eq!((r.path.of(text), r.line, r.col), ("src/main.rs", 42, 5));
+        assert_eq!(r.func.of(text), "demo_app::process");
+        assert_eq!(r.text.of(text), "let total = order.total();");
+        assert_eq!(r.kind, probe_runtime::SiteKind::Line);
+        assert_eq!((r.fn_slot, r.timed, r.frame), (0, false, false));
+        let names: Vec<&str> = strs.names[r.names.0 as usize..][..r.names.1 as usize]
+            .iter()
+            .map(|s| s.of(text))
+            .collect();
+        assert_eq!(names, ["order", "total"]);
         assert!(syn::parse_file(&src).is_ok());
     }
 

@@ -460,7 +460,7 @@ mod tests {
         flags: &[],
         fn_flags: &[],
         counts: &[],
-        sites: &*SITES,
+        sites: crate::Sites::Rows(&SITES[..]),
         files: &[],
         skipped: &[],
     });

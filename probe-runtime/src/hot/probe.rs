@@ -1351,7 +1351,7 @@ mod tests {
         flags: &[],
         fn_flags: &[],
         counts: &[],
-        sites: &[],
+        sites: crate::Sites::Rows(&[]),
         files: &[],
         skipped: &[],
     };

@@ -383,7 +383,7 @@ pub(crate) mod tests {
                     .collect::<Vec<_>>()
                     .into_boxed_slice(),
             ),
-            sites: Box::leak(sites.into_boxed_slice()),
+            sites: crate::Sites::Rows(Box::leak(sites.into_boxed_slice())),
             files: &[],
             skipped: &[],
         }))

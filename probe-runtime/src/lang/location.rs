@@ -270,7 +270,7 @@ mod tests {
         flags: &FLAGS,
         fn_flags: &[],
         counts: &[],
-        sites: &*SITES,
+        sites: crate::Sites::Rows(&SITES[..]),
         files: &[],
         skipped: &*SKIPPED,
     });
@@ -424,7 +424,7 @@ mod tests {
             flags: &[],
             fn_flags: &[],
             counts: &[],
-            sites: &*NESTED,
+            sites: crate::Sites::Rows(&NESTED[..]),
             files: &[],
             skipped: &*HOT,
         });

@@ -479,7 +479,7 @@ fn files(filter: Option<&str>) -> String {
             .filter(|(p, _)| filter.is_none_or(|f| p.contains(f)))
             .map(|(p, _)| (*p, Default::default()))
             .collect();
-        for site in t.sites {
+        for site in t.sites.iter() {
             if let Some(file) = lines.get_mut(site.path()) {
                 file.entry(site.line).or_insert(site.text());
             }

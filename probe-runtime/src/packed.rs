@@ -1,0 +1,354 @@
+//! A table's sites as the build writes them: packed bytes, unpacked into [`Site`] rows once,
+//! when the table registers.
+//!
+//! Rows written out as struct literals held a pointer each (one dynamic relocation and 24
+//! bytes of `.rela.dyn` per site in a position-independent executable, on top of the row's
+//! 56 bytes of `.data.rel.ro`), and type-checking thousands of literals was most of a sites
+//! crate's compile time, which every crate of its package waits for. Packed, a site is about
+//! ten bytes of `.rodata` and one byte-string token. [`pack`] is the build's half (the CLI
+//! calls it), [`Sites`] the program's.
+//!
+//! Format: unsigned LEB128 numbers. The names list: its length, then `at len` per name. The
+//! rows: their count, then per row a byte of bits (`0-1` the kind: 0 entry, 1 line, 2 none;
+//! `2` timed; `3` frame; `4` a path follows; `5` a function follows), the path's `at len`
+//! when bit 4 is set (else the previous row's), `line col`, the function's `at len fn_slot`
+//! when bit 5 is set (else the previous row's), the names' `at count` and the line text's
+//! `at len`. Spans are ranges of the table's one string.
+
+use std::ops::Deref;
+use std::sync::OnceLock;
+
+use crate::{Site, SiteKind, Span, Strs};
+
+/// The sites of a [`crate::Table`]: rows (tests and tools) or packed bytes (generated code).
+pub enum Sites {
+    Rows(&'static [Site]),
+    Packed(Packed),
+}
+
+/// Packed sites and the string their spans are ranges of, unpacked on first use.
+pub struct Packed {
+    text: &'static str,
+    bytes: &'static [u8],
+    rows: OnceLock<&'static [Site]>,
+}
+
+impl Sites {
+    /// Sites packed by [`pack`], their spans ranges of `text`.
+    pub const fn packed(text: &'static str, bytes: &'static [u8]) -> Sites {
+        Sites::Packed(Packed {
+            text,
+            bytes,
+            rows: OnceLock::new(),
+        })
+    }
+
+    /// The rows, unpacked now if they are packed (registration does this, before `main`:
+    /// an application thread never waits for it).
+    pub fn rows(&'static self) -> &'static [Site] {
+        match self {
+            Sites::Rows(r) => r,
+            Sites::Packed(p) => p.rows.get_or_init(|| {
+                let (strs, rows) = unpack(p.text, p.bytes);
+                let strs: &'static Strs = Box::leak(Box::new(strs));
+                Box::leak(
+                    rows.into_iter()
+                        .map(|r| r.site(strs))
+                        .collect::<Vec<_>>()
+                        .into_boxed_slice(),
+                )
+            }),
+        }
+    }
+}
+
+impl Deref for Sites {
+    type Target = [Site];
+
+    fn deref(&self) -> &[Site] {
+        match self {
+            Sites::Rows(r) => r,
+            // Registration unpacked them; a table never registered reads as empty.
+            Sites::Packed(p) => p.rows.get().copied().unwrap_or(&[]),
+        }
+    }
+}
+
+impl std::fmt::Debug for Sites {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Sites::Rows(r) => write!(f, "Rows({} sites)", r.len()),
+            Sites::Packed(p) => write!(f, "Packed({} bytes)", p.bytes.len()),
+        }
+    }
+}
+
+/// One site as the build describes it: a [`Site`] without its table's strings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Row {
+    pub path: Span,
+    pub line: u32,
+    pub col: u32,
+    pub func: Span,
+    pub kind: SiteKind,
+    /// Range (start, count) of the names list.
+    pub names: Span,
+    pub text: Span,
+    pub fn_slot: u32,
+    pub timed: bool,
+    pub frame: bool,
+}
+
+impl Row {
+    fn site(self, strs: &'static Strs) -> Site {
+        Site {
+            strs,
+            path: self.path,
+            line: self.line,
+            col: self.col,
+            func: self.func,
+            kind: self.kind,
+            names: self.names,
+            text: self.text,
+            fn_slot: self.fn_slot,
+            timed: self.timed,
+            frame: self.frame,
+        }
+    }
+}
+
+const NEW_PATH: u8 = 1 << 4;
+const NEW_FUNC: u8 = 1 << 5;
+
+/// The bytes [`Sites::packed`] reads: `names` (ranges of the table's string) and `rows`.
+pub fn pack(names: &[Span], rows: &[Row]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(names.len() * 3 + rows.len() * 12);
+    put(&mut out, names.len() as u32);
+    for n in names {
+        put(&mut out, n.0);
+        put(&mut out, n.1);
+    }
+    put(&mut out, rows.len() as u32);
+    let mut prev: Option<&Row> = None;
+    for r in rows {
+        let new_path = prev.is_none_or(|p| p.path != r.path);
+        let new_func = prev.is_none_or(|p| (p.func, p.fn_slot) != (r.func, r.fn_slot));
+        let kind = match r.kind {
+            SiteKind::Entry => 0,
+            SiteKind::Line => 1,
+            SiteKind::None => 2,
+        };
+        out.push(
+            kind | u8::from(r.timed) << 2
+                | u8::from(r.frame) << 3
+                | if new_path { NEW_PATH } else { 0 }
+                | if new_func { NEW_FUNC } else { 0 },
+        );
+        if new_path {
+            put(&mut out, r.path.0);
+            put(&mut out, r.path.1);
+        }
+        put(&mut out, r.line);
+        put(&mut out, r.col);
+        if new_func {
+            put(&mut out, r.func.0);
+            put(&mut out, r.func.1);
+            put(&mut out, r.fn_slot);
+        }
+        for n in [r.names.0, r.names.1, r.text.0, r.text.1] {
+            put(&mut out, n);
+        }
+        prev = Some(r);
+    }
+    out
+}
+
+fn put(out: &mut Vec<u8>, mut n: u32) {
+    loop {
+        let low = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            out.push(low);
+            return;
+        }
+        out.push(low | 0x80);
+    }
+}
+
+/// The names and rows of `bytes`; malformed bytes (never written by [`pack`]) end the rows
+/// early, never in a panic.
+pub fn unpack(text: &'static str, bytes: &[u8]) -> (Strs, Vec<Row>) {
+    let mut r = Reader { bytes, at: 0 };
+    let mut names = Vec::new();
+    let mut rows = Vec::new();
+    let n_names = r.num().unwrap_or(0);
+    for _ in 0..n_names {
+        match (r.num(), r.num()) {
+            (Some(a), Some(l)) => names.push(Span(a, l)),
+            _ => break,
+        }
+    }
+    let n_rows = r.num().unwrap_or(0);
+    // Never more rows than bytes left: a bad count cannot make a large allocation.
+    rows.reserve((n_rows as usize).min(bytes.len()));
+    let (mut path, mut func, mut fn_slot) = (Span(0, 0), Span(0, 0), 0);
+    for _ in 0..n_rows {
+        let Some(row) = r.row(&mut path, &mut func, &mut fn_slot) else {
+            break;
+        };
+        rows.push(row);
+    }
+    let names: &'static [Span] = Box::leak(names.into_boxed_slice());
+    (Strs { text, names }, rows)
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl Reader<'_> {
+    fn byte(&mut self) -> Option<u8> {
+        let b = *self.bytes.get(self.at)?;
+        self.at += 1;
+        Some(b)
+    }
+
+    fn num(&mut self) -> Option<u32> {
+        let mut n: u32 = 0;
+        for shift in [0, 7, 14, 21, 28] {
+            let b = self.byte()?;
+            n |= u32::from(b & 0x7f).checked_shl(shift)?;
+            if b & 0x80 == 0 {
+                return Some(n);
+            }
+        }
+        None
+    }
+
+    fn span(&mut self) -> Option<Span> {
+        Some(Span(self.num()?, self.num()?))
+    }
+
+    fn row(&mut self, path: &mut Span, func: &mut Span, fn_slot: &mut u32) -> Option<Row> {
+        let bits = self.byte()?;
+        let kind = match bits & 3 {
+            0 => SiteKind::Entry,
+            1 => SiteKind::Line,
+            _ => SiteKind::None,
+        };
+        if bits & NEW_PATH != 0 {
+            *path = self.span()?;
+        }
+        let (line, col) = (self.num()?, self.num()?);
+        if bits & NEW_FUNC != 0 {
+            *func = self.span()?;
+            *fn_slot = self.num()?;
+        }
+        Some(Row {
+            path: *path,
+            line,
+            col,
+            func: *func,
+            kind,
+            names: self.span()?,
+            text: self.span()?,
+            fn_slot: *fn_slot,
+            timed: bits & 4 != 0,
+            frame: bits & 8 != 0,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(path: u32, line: u32, func: u32, kind: SiteKind, slot: u32) -> Row {
+        Row {
+            path: Span(path, 4),
+            line,
+            col: 5,
+            func: Span(func, 3),
+            kind,
+            names: Span(line, 2),
+            text: Span(300 + line, 1000),
+            fn_slot: slot,
+            timed: line % 2 == 0,
+            frame: line % 3 == 0,
+        }
+    }
+
+    #[test]
+    fn packed_rows_unpack_to_the_same_rows() {
+        let names = [Span(0, 3), Span(3, 200), Span(70_000, 5)];
+        let rows = [
+            row(0, 1, 10, SiteKind::Entry, 0),
+            row(0, 2, 10, SiteKind::Line, 0),
+            row(0, 3, 20, SiteKind::None, 1),
+            row(4, 100_000, 20, SiteKind::Line, 1),
+            row(4, 7, 20, SiteKind::Line, 2),
+            row(0, 8, 10, SiteKind::Entry, 0),
+        ];
+        let bytes = pack(&names, &rows);
+        assert!(bytes.len() < rows.len() * 16, "{} bytes", bytes.len());
+        let (strs, back) = unpack("text", &bytes);
+        assert_eq!(back, rows);
+        assert_eq!(strs.names, names);
+        assert_eq!(strs.text, "text");
+        let (_, none) = unpack("", &pack(&[], &[]));
+        assert!(none.is_empty());
+    }
+
+    #[test]
+    fn malformed_bytes_end_the_rows_without_a_panic() {
+        let rows = [
+            row(0, 1, 10, SiteKind::Entry, 0),
+            row(0, 2, 10, SiteKind::Line, 0),
+        ];
+        let bytes = pack(&[Span(0, 1)], &rows);
+        for cut in 0..bytes.len() {
+            let (_, back) = unpack("", &bytes[..cut]);
+            assert!(back.len() < rows.len());
+            assert_eq!(back, rows[..back.len()]);
+        }
+        // A count far beyond the bytes, and a number that never ends.
+        let (_, back) = unpack("", &[0, 0xff, 0xff, 0xff, 0xff, 0x0f]);
+        assert!(back.is_empty());
+        let (strs, back) = unpack("", &[0xff; 64]);
+        assert!(back.is_empty() && strs.names.is_empty());
+    }
+
+    #[test]
+    fn packed_sites_read_as_rows_once_unpacked() {
+        static BYTES: std::sync::LazyLock<Vec<u8>> = std::sync::LazyLock::new(|| {
+            pack(
+                &[Span(0, 5)],
+                &[Row {
+                    path: Span(5, 11),
+                    line: 42,
+                    col: 5,
+                    func: Span(16, 8),
+                    kind: SiteKind::Line,
+                    names: Span(0, 1),
+                    text: Span(0, 0),
+                    fn_slot: 0,
+                    timed: false,
+                    frame: false,
+                }],
+            )
+        });
+        static SITES: std::sync::LazyLock<Sites> =
+            std::sync::LazyLock::new(|| Sites::packed("ordersrc/main.rsapp::run", &BYTES));
+        assert!(SITES.is_empty(), "not unpacked yet");
+        let rows = SITES.rows();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(SITES.len(), 1);
+        let s = &SITES[0];
+        assert_eq!(
+            (s.path(), s.line, s.func()),
+            ("src/main.rs", 42, "app::run")
+        );
+        assert_eq!(s.names().iter().collect::<Vec<_>>(), ["order"]);
+    }
+}
