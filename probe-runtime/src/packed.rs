@@ -274,8 +274,8 @@ mod tests {
             names: Span(line, 2),
             text: Span(300 + line, 1000),
             fn_slot: slot,
-            timed: line % 2 == 0,
-            frame: line % 3 == 0,
+            timed: line.is_multiple_of(2),
+            frame: line.is_multiple_of(3),
         }
     }
 
