@@ -24,7 +24,7 @@ mod plane;
 // The modules other crates name (cargo-lprobe's skip patterns, the fuzz targets, tests).
 pub use hot::{probe, timing};
 pub use lang::{args, expr, json, location, path, template, time, value};
-pub use packed::Sites;
+pub use packed::{Sites, Skips};
 
 /// One probe site, as the rewriter saw it.
 ///
@@ -281,8 +281,8 @@ pub struct Table {
     /// file as it was when the program was built, so a client can tell that the file on disk
     /// has changed since (`files` request).
     pub files: &'static [(&'static str, &'static str)],
-    /// The package's functions that have no sites.
-    pub skipped: &'static [Skipped],
+    /// The package's functions that have no sites (packed like the sites).
+    pub skipped: Skips,
 }
 
 /// A captured binding, borrowed for the duration of one hit: one of [`ByCopy`], [`ByRef`],
@@ -381,6 +381,7 @@ impl<A: SmallCopy, B: SmallCopy> SmallCopy for (A, B) {}
 pub fn register(table: &'static Table) {
     let _ = std::panic::catch_unwind(|| {
         table.sites.rows();
+        table.skipped.rows();
         hot::registry::register(table);
         START.call_once(|| {
             // Before anything can arm a site (the control plane, `LPROBE_ARM_ALL` below).

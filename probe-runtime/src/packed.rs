@@ -1,5 +1,5 @@
-//! A table's sites as the build writes them: packed bytes, unpacked into [`Site`] rows once,
-//! when the table registers.
+//! A table's sites and its functions without sites as the build writes them: packed bytes,
+//! unpacked into [`Site`] and [`Skipped`] rows once, when the table registers.
 //!
 //! Rows written out as struct literals held a pointer each (one dynamic relocation and 24
 //! bytes of `.rela.dyn` per site in a position-independent executable, on top of the row's
@@ -8,35 +8,48 @@
 //! ten bytes of `.rodata` and one byte-string token. [`pack`] is the build's half (the CLI
 //! calls it), [`Sites`] the program's.
 //!
-//! Format: unsigned LEB128 numbers. The names list: its length, then `at len` per name. The
-//! rows: their count, then per row a byte of bits (`0-1` the kind: 0 entry, 1 line, 2 none;
-//! `2` timed; `3` frame; `4` a path follows; `5` a function follows), the path's `at len`
-//! when bit 4 is set (else the previous row's), `line col`, the function's `at len fn_slot`
-//! when bit 5 is set (else the previous row's), the names' `at count` and the line text's
-//! `at len`. Spans are ranges of the table's one string.
+//! Format: unsigned LEB128 numbers; spans are ranges (`at len`) of the table's one string.
+//! Sites: the names list (its length, then a span per name), the rows' count, then per row a
+//! byte of bits (`0-1` the kind: 0 entry, 1 line, 2 none; `2` timed; `3` frame; `4` a path
+//! follows; `5` a function follows), the path when bit 4 is set (else the previous row's),
+//! `line col`, the function's span and `fn_slot` when bit 5 is set (else the previous
+//! row's), the names' `at count` and the line text's span. Functions without sites: their
+//! count, then per row a byte of bits (`0` a path follows, `1` a reason follows), the path
+//! (else the previous row's), `first_line last_line`, the function's span, the reason (else
+//! the previous row's).
 
 use std::ops::Deref;
 use std::sync::OnceLock;
 
-use crate::{Site, SiteKind, Span, Strs};
+use crate::{Site, SiteKind, Skipped, Span, Strs};
 
-/// The sites of a [`crate::Table`]: rows (tests and tools) or packed bytes (generated code).
-pub enum Sites {
-    Rows(&'static [Site]),
-    Packed(Packed),
+/// A [`crate::Table`]'s sites: rows (tests and tools) or packed by [`pack`].
+pub type Sites = Rows<Site>;
+/// A [`crate::Table`]'s functions without sites: rows, or packed by [`pack_skipped`].
+pub type Skips = Rows<Skipped>;
+
+/// Rows written out (tests and tools) or packed bytes (generated code), read as a slice.
+pub enum Rows<T: 'static> {
+    Rows(&'static [T]),
+    Packed(Packed<T>),
 }
 
-/// Packed sites and the string their spans are ranges of, unpacked on first use.
-pub struct Packed {
+/// Packed rows and the string their spans are ranges of, unpacked on first use.
+pub struct Packed<T: 'static> {
     text: &'static str,
     bytes: &'static [u8],
-    rows: OnceLock<&'static [Site]>,
+    rows: OnceLock<&'static [T]>,
 }
 
-impl Sites {
-    /// Sites packed by [`pack`], their spans ranges of `text`.
-    pub const fn packed(text: &'static str, bytes: &'static [u8]) -> Sites {
-        Sites::Packed(Packed {
+/// What can be unpacked from bytes into rows whose spans are ranges of `text`.
+pub trait Unpack: Sized + 'static {
+    fn unpack(text: &'static str, bytes: &[u8]) -> Vec<Self>;
+}
+
+impl<T: Unpack> Rows<T> {
+    /// Rows packed by the build, their spans ranges of `text`.
+    pub const fn packed(text: &'static str, bytes: &'static [u8]) -> Rows<T> {
+        Rows::Packed(Packed {
             text,
             bytes,
             rows: OnceLock::new(),
@@ -45,41 +58,59 @@ impl Sites {
 
     /// The rows, unpacked now if they are packed (registration does this, before `main`:
     /// an application thread never waits for it).
-    pub fn rows(&'static self) -> &'static [Site] {
+    pub fn rows(&'static self) -> &'static [T] {
         match self {
-            Sites::Rows(r) => r,
-            Sites::Packed(p) => p.rows.get_or_init(|| {
-                let (strs, rows) = unpack(p.text, p.bytes);
-                let strs: &'static Strs = Box::leak(Box::new(strs));
-                Box::leak(
-                    rows.into_iter()
-                        .map(|r| r.site(strs))
-                        .collect::<Vec<_>>()
-                        .into_boxed_slice(),
-                )
-            }),
+            Rows::Rows(r) => r,
+            Rows::Packed(p) => p
+                .rows
+                .get_or_init(|| Box::leak(T::unpack(p.text, p.bytes).into_boxed_slice())),
         }
     }
 }
 
-impl Deref for Sites {
-    type Target = [Site];
+impl<T> Deref for Rows<T> {
+    type Target = [T];
 
-    fn deref(&self) -> &[Site] {
+    fn deref(&self) -> &[T] {
         match self {
-            Sites::Rows(r) => r,
+            Rows::Rows(r) => r,
             // Registration unpacked them; a table never registered reads as empty.
-            Sites::Packed(p) => p.rows.get().copied().unwrap_or(&[]),
+            Rows::Packed(p) => p.rows.get().copied().unwrap_or(&[]),
         }
     }
 }
 
-impl std::fmt::Debug for Sites {
+impl<T> std::fmt::Debug for Rows<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Sites::Rows(r) => write!(f, "Rows({} sites)", r.len()),
-            Sites::Packed(p) => write!(f, "Packed({} bytes)", p.bytes.len()),
+            Rows::Rows(r) => write!(f, "Rows({})", r.len()),
+            Rows::Packed(p) => write!(f, "Packed({} bytes)", p.bytes.len()),
         }
+    }
+}
+
+impl Unpack for Site {
+    fn unpack(text: &'static str, bytes: &[u8]) -> Vec<Site> {
+        let (strs, rows) = unpack(text, bytes);
+        let strs: &'static Strs = Box::leak(Box::new(strs));
+        rows.into_iter().map(|r| r.site(strs)).collect()
+    }
+}
+
+impl Unpack for Skipped {
+    fn unpack(text: &'static str, bytes: &[u8]) -> Vec<Skipped> {
+        let strs: &'static Strs = Box::leak(Box::new(Strs { text, names: &[] }));
+        let mut r = Reader { bytes, at: 0 };
+        let n = r.num().unwrap_or(0);
+        let mut out = Vec::with_capacity((n as usize).min(bytes.len()));
+        let (mut path, mut why) = (Span(0, 0), Span(0, 0));
+        for _ in 0..n {
+            let Some(k) = r.skipped(strs, &mut path, &mut why) else {
+                break;
+            };
+            out.push(k);
+        }
+        out
     }
 }
 
@@ -163,6 +194,42 @@ pub fn pack(names: &[Span], rows: &[Row]) -> Vec<u8> {
     out
 }
 
+/// A function without sites as the build describes it: a [`Skipped`] without its table's
+/// string.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SkippedRow {
+    pub path: Span,
+    pub first_line: u32,
+    pub last_line: u32,
+    pub func: Span,
+    pub why: Span,
+}
+
+/// The bytes [`Skips::packed`] reads.
+pub fn pack_skipped(rows: &[SkippedRow]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(rows.len() * 8);
+    put(&mut out, rows.len() as u32);
+    let mut prev: Option<&SkippedRow> = None;
+    for r in rows {
+        let new_path = prev.is_none_or(|p| p.path != r.path);
+        let new_why = prev.is_none_or(|p| p.why != r.why);
+        out.push(u8::from(new_path) | u8::from(new_why) << 1);
+        if new_path {
+            put(&mut out, r.path.0);
+            put(&mut out, r.path.1);
+        }
+        for n in [r.first_line, r.last_line, r.func.0, r.func.1] {
+            put(&mut out, n);
+        }
+        if new_why {
+            put(&mut out, r.why.0);
+            put(&mut out, r.why.1);
+        }
+        prev = Some(r);
+    }
+    out
+}
+
 fn put(out: &mut Vec<u8>, mut n: u32) {
     loop {
         let low = (n & 0x7f) as u8;
@@ -228,6 +295,25 @@ impl Reader<'_> {
 
     fn span(&mut self) -> Option<Span> {
         Some(Span(self.num()?, self.num()?))
+    }
+
+    fn skipped(&mut self, strs: &'static Strs, path: &mut Span, why: &mut Span) -> Option<Skipped> {
+        let bits = self.byte()?;
+        if bits & 1 != 0 {
+            *path = self.span()?;
+        }
+        let (first_line, last_line, func) = (self.num()?, self.num()?, self.span()?);
+        if bits & 2 != 0 {
+            *why = self.span()?;
+        }
+        Some(Skipped {
+            strs,
+            path: *path,
+            first_line,
+            last_line,
+            func,
+            why: *why,
+        })
     }
 
     fn row(&mut self, path: &mut Span, func: &mut Span, fn_slot: &mut u32) -> Option<Row> {
@@ -298,6 +384,51 @@ mod tests {
         assert_eq!(strs.text, "text");
         let (_, none) = unpack("", &pack(&[], &[]));
         assert!(none.is_empty());
+    }
+
+    #[test]
+    fn packed_functions_without_sites_unpack_to_the_same_rows() {
+        let rows = [
+            SkippedRow {
+                path: Span(0, 11),
+                first_line: 3,
+                last_line: 5,
+                func: Span(11, 8),
+                why: Span(19, 8),
+            },
+            SkippedRow {
+                path: Span(0, 11),
+                first_line: 9,
+                last_line: 200_000,
+                func: Span(11, 3),
+                why: Span(19, 8),
+            },
+            SkippedRow {
+                path: Span(27, 5),
+                first_line: 1,
+                last_line: 1,
+                func: Span(32, 1),
+                why: Span(33, 2),
+            },
+        ];
+        let bytes = pack_skipped(&rows);
+        let text = "src/main.rsapp::getconst fnsrc/fwhy";
+        let back = Skipped::unpack(text, &bytes);
+        let got: Vec<_> = back
+            .iter()
+            .map(|k| (k.path(), k.first_line, k.last_line, k.func(), k.why()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("src/main.rs", 3, 5, "app::get", "const fn"),
+                ("src/main.rs", 9, 200_000, "app", "const fn"),
+                ("src/f", 1, 1, "w", "hy"),
+            ]
+        );
+        for cut in 0..bytes.len() {
+            assert!(Skipped::unpack(text, &bytes[..cut]).len() < rows.len());
+        }
     }
 
     #[test]

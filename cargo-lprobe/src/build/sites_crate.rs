@@ -45,9 +45,9 @@ pub fn line_text(line: &str) -> String {
     format!("{}…", &text[..end])
 }
 
-/// The table's sites (packed: `probe_runtime::packed`), its rows of functions without sites,
-/// and the one string their strings are ranges of (each distinct path, function, name, line
-/// text and reason written once).
+/// The table's sites and its functions without sites, packed (`probe_runtime::packed`), and
+/// the one string their strings are ranges of (each distinct path, function, name, line text
+/// and reason written once).
 fn table_rows(rows: &[SiteRow], skipped: &[SkippedRow]) -> String {
     use probe_runtime::packed::{pack, Row};
     use probe_runtime::{SiteKind, Span};
@@ -87,26 +87,24 @@ fn table_rows(rows: &[SiteRow], skipped: &[SkippedRow]) -> String {
             frame: r.frame,
         });
     }
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "static SKIPPED: [::probe_runtime::Skipped; {}] = [",
-        skipped.len()
-    );
-    for k in skipped {
-        let (path, func, why) = (span(&k.path), span(&k.func), span(&k.why));
-        let _ = writeln!(
-            out,
-            "    ::probe_runtime::Skipped {{ strs: &S, path: Span({}, {}), first_line: {}, last_line: {}, func: Span({}, {}), why: Span({}, {}) }},",
-            path.0, path.1, k.first_line, k.last_line, func.0, func.1, why.0, why.1
-        );
-    }
-    out.push_str("];\n\n");
+    let skipped: Vec<probe_runtime::packed::SkippedRow> = skipped
+        .iter()
+        .map(|k| probe_runtime::packed::SkippedRow {
+            path: span(&k.path),
+            first_line: k.first_line,
+            last_line: k.last_line,
+            func: span(&k.func),
+            why: span(&k.why),
+        })
+        .collect();
     let bytes = pack(&names, &packed);
+    let skipped = probe_runtime::packed::pack_skipped(&skipped);
     format!(
-        "const TEXT: &str = {strs:?};\nstatic S: ::probe_runtime::Strs = ::probe_runtime::Strs {{ text: TEXT, names: &[] }};\nstatic SITES: [u8; {}] = *{};\n\n{out}",
+        "const TEXT: &str = {strs:?};\nstatic SITES: [u8; {}] = *{};\nstatic SKIPPED: [u8; {}] = *{};\n\n",
         bytes.len(),
-        byte_string(&bytes)
+        byte_string(&bytes),
+        skipped.len(),
+        byte_string(&skipped)
     )
 }
 
@@ -341,7 +339,7 @@ pub fn source(
     s.push_str("#![allow(clippy::all, missing_docs, unused)]\n\n");
     s.push_str("pub use ::probe_runtime::{Guard, Opaque, Val};\n");
     s.push_str(
-        "use ::probe_runtime::Span;\nuse ::std::sync::atomic::AtomicU64;\n// Also for the crate flags modules (`::core` is not in a 2015-edition crate's paths).\npub use ::std::sync::atomic::{AtomicU8, Ordering::Relaxed};\npub use ::std::arch::asm;\n\n",
+        "use ::std::sync::atomic::AtomicU64;\n// Also for the crate flags modules (`::core` is not in a 2015-edition crate's paths).\npub use ::std::sync::atomic::{AtomicU8, Ordering::Relaxed};\npub use ::std::arch::asm;\n\n",
     );
     let _ = writeln!(
         s,
@@ -363,7 +361,7 @@ pub fn source(
     s.push_str("];\n\n");
     let _ = writeln!(
         s,
-        "pub static T: ::probe_runtime::Table = ::probe_runtime::Table {{ package: {package:?}, dir: {dir:?}, flags: &F, fn_flags: &FNF, counts: &C, sites: ::probe_runtime::Sites::packed(TEXT, &SITES), files: &FILES, skipped: &SKIPPED }};\n"
+        "pub static T: ::probe_runtime::Table = ::probe_runtime::Table {{ package: {package:?}, dir: {dir:?}, flags: &F, fn_flags: &FNF, counts: &C, sites: ::probe_runtime::Sites::packed(TEXT, &SITES), files: &FILES, skipped: ::probe_runtime::Skips::packed(TEXT, &SKIPPED) }};\n"
     );
     s.push_str(&by_value_calls(access, calls));
     s.push_str(&bridge::source(bridges));
@@ -821,15 +819,14 @@ mod tests {
             &[],
             &EntryCalls::default(),
         );
-        // The strings once, in one string; the sites packed in bytes, the skipped functions
-        // rows of numbers and one pointer.
+        // The strings once, in one string; the sites and the functions without sites packed
+        // in bytes.
         assert!(src.contains(
             "const TEXT: &str = \"ordertotalsrc/main.rsdemo_app::processlet total = order.total();demo_app::getconst fn\";"
         ));
-        assert!(src.contains("Skipped { strs: &S, path: Span(10, 11), first_line: 3, last_line: 5, func: Span(64, 13), why: Span(77, 8) },"));
         assert!(src.contains("pub static F: [AtomicU8; 1]"));
         assert!(src.contains(
-            "sites: ::probe_runtime::Sites::packed(TEXT, &SITES), files: &FILES, skipped: &SKIPPED"
+            "sites: ::probe_runtime::Sites::packed(TEXT, &SITES), files: &FILES, skipped: ::probe_runtime::Skips::packed(TEXT, &SKIPPED)"
         ));
         // What the program unpacks is the row.
         let file = syn::parse_file(&src).expect("parses");
@@ -840,15 +837,18 @@ mod tests {
                 _ => None,
             })
         };
-        let Some(syn::Expr::Unary(bytes)) = lit("SITES") else {
-            panic!("SITES is *b\"…\"")
-        };
-        let syn::Expr::Lit(syn::ExprLit {
-            lit: syn::Lit::ByteStr(bytes),
-            ..
-        }) = *bytes.expr
-        else {
-            panic!("a byte string")
+        let bytes_of = |name: &str| {
+            let Some(syn::Expr::Unary(bytes)) = lit(name) else {
+                panic!("{name} is *b\"…\"")
+            };
+            let syn::Expr::Lit(syn::ExprLit {
+                lit: syn::Lit::ByteStr(bytes),
+                ..
+            }) = *bytes.expr
+            else {
+                panic!("a byte string")
+            };
+            bytes.value()
         };
         let Some(syn::Expr::Lit(syn::ExprLit {
             lit: syn::Lit::Str(text),
@@ -858,7 +858,7 @@ mod tests {
             panic!("TEXT is a string")
         };
         let text: &'static str = Box::leak(text.value().into_boxed_str());
-        let (strs, back) = probe_runtime::packed::unpack(text, &bytes.value());
+        let (strs, back) = probe_runtime::packed::unpack(text, &bytes_of("SITES"));
         assert_eq!(back.len(), 1);
         let r = back[0];
         assert_eq!((r.path.of(text), r.line, r.col), ("src/main.rs", 42, 5));
@@ -871,6 +871,14 @@ mod tests {
             .map(|s| s.of(text))
             .collect();
         assert_eq!(names, ["order", "total"]);
+        use probe_runtime::packed::Unpack;
+        let skipped = probe_runtime::Skipped::unpack(text, &bytes_of("SKIPPED"));
+        assert_eq!(skipped.len(), 1);
+        let k = &skipped[0];
+        assert_eq!(
+            (k.path(), k.first_line, k.last_line, k.func(), k.why()),
+            ("src/main.rs", 3, 5, "demo_app::get", "const fn")
+        );
         assert!(syn::parse_file(&src).is_ok());
     }
 

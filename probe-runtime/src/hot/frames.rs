@@ -462,7 +462,7 @@ mod tests {
         counts: &[],
         sites: crate::Sites::Rows(&SITES[..]),
         files: &[],
-        skipped: &[],
+        skipped: crate::Skips::Rows(&[]),
     });
 
     fn enter(id: u32, n: u64, start: u64) {

@@ -1353,7 +1353,7 @@ mod tests {
         counts: &[],
         sites: crate::Sites::Rows(&[]),
         files: &[],
-        skipped: &[],
+        skipped: crate::Skips::Rows(&[]),
     };
 
     fn probe(args: &str) -> Probe {

@@ -385,7 +385,7 @@ pub(crate) mod tests {
             ),
             sites: crate::Sites::Rows(Box::leak(sites.into_boxed_slice())),
             files: &[],
-            skipped: &[],
+            skipped: crate::Skips::Rows(&[]),
         }))
     }
 

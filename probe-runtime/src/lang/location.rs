@@ -272,7 +272,7 @@ mod tests {
         counts: &[],
         sites: crate::Sites::Rows(&SITES[..]),
         files: &[],
-        skipped: &*SKIPPED,
+        skipped: crate::Skips::Rows(&SKIPPED[..]),
     });
     static SKIPPED: std::sync::LazyLock<[Skipped; 4]> = std::sync::LazyLock::new(|| {
         [
@@ -426,7 +426,7 @@ mod tests {
             counts: &[],
             sites: crate::Sites::Rows(&NESTED[..]),
             files: &[],
-            skipped: &*HOT,
+            skipped: crate::Skips::Rows(&HOT[..]),
         });
         let sites: Vec<(&'static Table, u32, &'static Site)> = NESTED
             .iter()
