@@ -291,13 +291,13 @@ pub type Val<'a> = &'a (dyn Cap + 'a);
 
 /// What the runtime can ask of a captured binding.
 ///
-/// The three forms are built by generated code as plain struct literals (`&ByCopy(x)`), not method
-/// calls: a method call per capture made type checking and borrow checking of instrumented
-/// crates several times slower (measured in BENCHMARKS.md). Which form a binding gets is not
-/// known from syntax: the rewriter starts from [`ByCopy`] and the repair loop steps a binding
-/// down to [`ByRef`] when the compiler reports its type is not [`SmallCopy`], and to [`Opaque`]
-/// when it is not `Debug`. The bounds sit on the structs, so a wrong guess is a type error at
-/// the capture, never a silent move.
+/// Generated code captures plain expressions, not method calls (a method call per capture made
+/// type checking and borrow checking of instrumented crates several times slower: BENCHMARKS.md).
+/// Which form a binding gets is not known from syntax: the rewriter starts from a copy and the
+/// repair loop steps a binding down to a reference when the compiler reports its type is not
+/// `Cap` (not [`SmallCopy`]), and to [`Opaque`] when a reference is not (its target has no
+/// `Debug`). The bounds sit on the impls, so a wrong guess is a type error at the capture,
+/// never a silent move.
 pub trait Cap {
     /// The value when its type is `Debug`, and the type's name. One method, not two: each
     /// captured type instantiates every method in the crate that captures it (measured on

@@ -81,14 +81,31 @@ pub fn not_debug_types<'e>(errors: impl Iterator<Item = &'e FileError>) -> HashS
     errors
         .filter(|e| e.code.as_deref() == Some("E0277"))
         .filter_map(|e| {
-            let ty = e
-                .message
-                .strip_prefix('`')?
-                .split_once("` doesn't implement `Debug`")?
-                .0;
+            let ty = match unmet_bound(&e.message) {
+                Some((ty, tr)) if is_cap(tr) => ty.strip_prefix('&')?,
+                _ => {
+                    e.message
+                        .strip_prefix('`')?
+                        .split_once("` doesn't implement `Debug`")?
+                        .0
+                }
+            };
             concrete(ty).then(|| ty.to_owned())
         })
         .collect()
+}
+
+/// The type and trait of "the trait bound `TYPE: TRAIT` is not satisfied".
+fn unmet_bound(message: &str) -> Option<(&str, &str)> {
+    message
+        .strip_prefix("the trait bound `")?
+        .strip_suffix("` is not satisfied")?
+        .rsplit_once(": ")
+}
+
+/// The runtime's capture trait as rustc names it (`probe_runtime::Cap`, or `Cap`).
+fn is_cap(tr: &str) -> bool {
+    tr == "Cap" || tr.ends_with("::Cap")
 }
 
 /// A type name that means the same wherever it appears in a crate (rustc shortens a path only
@@ -236,19 +253,24 @@ fn demote(
 ) -> Option<Action> {
     let b = binding_of(sites, site, name)?;
     let m = &err.message;
-    let not_small_copy_of = m
-        .strip_prefix("the trait bound `")
-        .and_then(|r| r.split_once(": probe_runtime::SmallCopy`"))
-        .map(|(ty, _)| ty);
-    let to = if m.contains("`Debug`")
-        || m.contains("fmt::Debug`")
-        || m.contains(": Debug`")
-        || not_small_copy_of.is_some_and(|ty| not_debug.contains(ty))
-    {
-        Form::Opaque
-    } else {
-        Form::Ref
+    // rustc names the capture's own type when `Cap` is not met ("the trait bound
+    // `&Formatter<'_>: probe_runtime::Cap` is not satisfied"), or the bound of `Cap`'s blanket
+    // impl that is not (`SmallCopy`, `Debug`). A shared reference is always a small copy, so a
+    // reference that is not a capture has a target without `Debug`.
+    let unmet = unmet_bound(m);
+    let no_debug = match unmet {
+        Some((ty, tr)) if is_cap(tr) || tr.ends_with("SmallCopy") => {
+            (is_cap(tr) && ty.starts_with('&')) || not_debug.contains(ty)
+        }
+        _ => false,
     };
+    let to =
+        if m.contains("`Debug`") || m.contains("fmt::Debug`") || m.contains(": Debug`") || no_debug
+        {
+            Form::Opaque
+        } else {
+            Form::Ref
+        };
     // Compared with the form this round's text has (an earlier error of the same round may
     // already have stepped the binding down).
     let stepped = match (rendered, to) {
@@ -512,6 +534,51 @@ mod tests {
         let err = error_at("E0453", "allow(unsafe_code) incompatible", m.start + 20);
         assert_eq!(judge(&err, &fs, &rw, &mut ex), Action::NoCrateFlags);
         assert!(ex.no_crate_flags && !ex.file_original);
+    }
+
+    /// The messages rustc 1.95 gives for the capture expressions (`&{s}`, `&&s`, `&*v`): the
+    /// unmet bound is `Cap` itself, on the captured type.
+    #[test]
+    fn an_unmet_cap_steps_a_copy_to_a_reference_and_a_reference_to_the_type_name() {
+        let src = "fn f<T: Tr>(s: T) {\n    let t = 1;\n    let u = 2;\n}\n";
+        let (fs, rw) = setup(src);
+        let bound = |message: &str, rw: &Rewritten, site: usize| {
+            let p = rw.placed.iter().find(|p| p.site == site).expect("placed");
+            let (_, r) = p.captures.iter().find(|(n, _)| n == "s").expect("captured");
+            error_at("E0277", message, r.start + 1)
+        };
+        let mut ex = Exclusions::default();
+        let not_copy = "the trait bound `Big: probe_runtime::Cap` is not satisfied";
+        judge(&bound(not_copy, &rw, 2), &fs, &rw, &mut ex);
+        assert_eq!(ex.form(&fs, 2, "s"), Form::Ref);
+        let rw = rewrite(
+            src,
+            &fs,
+            Default::default(),
+            &ex,
+            None,
+            FlagsHome::SitesCrate,
+        );
+        let no_debug = "the trait bound `&Big: probe_runtime::Cap` is not satisfied";
+        let action = judge(&bound(no_debug, &rw, 2), &fs, &rw, &mut ex);
+        assert_eq!(
+            action,
+            Action::Demote {
+                site: 2,
+                name: "s".into(),
+                to: Form::Opaque
+            }
+        );
+        assert!(ex.keeps_capture(&fs, 2, "s"));
+        // A reference reported elsewhere in the round: the copy goes straight to the type name.
+        let seen = not_debug_types([error_at("E0277", no_debug, 0)].iter());
+        assert_eq!(seen, HashSet::from(["Big".to_owned()]));
+        let (mut ex2, rw2) = (Exclusions::default(), setup(src).1);
+        super::judge(&bound(not_copy, &rw2, 2), &fs, &rw2, &mut ex2, &seen);
+        assert_eq!(ex2.form(&fs, 2, "s"), Form::Opaque);
+        // A generic parameter's name means nothing outside its function.
+        let generic = "the trait bound `&T: Cap` is not satisfied";
+        assert!(not_debug_types([error_at("E0277", generic, 0)].iter()).is_empty());
     }
 
     #[test]
