@@ -112,6 +112,9 @@ fn snapshot_values_are_structured_truncated_and_survive_bad_debug() {
     assert_eq!(vars["grumpy"], format!("<panicked: grumpy debug {id}>"));
     // A Debug that calls instrumented code works (and does not recurse into probes).
     assert_eq!(vars["chatty"], serde_json::json!({"Chatty": id * 2}));
+    // A type without `Debug`, held or behind a `&mut`: its name, nothing dropped.
+    assert_eq!(vars["quiet"], "<lang_app::Mute: no Debug>");
+    assert_eq!(vars["quiet_ref"], "<lang_app::Mute: no Debug>");
     // A mutex the thread holds is shown as locked, without blocking.
     assert!(
         vars["lock"].to_string().contains("locked"),
