@@ -380,8 +380,6 @@ impl<A: SmallCopy, B: SmallCopy> SmallCopy for (A, B) {}
 /// Called from the sites crate's constructor, before `main`.
 pub fn register(table: &'static Table) {
     let _ = std::panic::catch_unwind(|| {
-        table.sites.rows();
-        table.skipped.rows();
         hot::registry::register(table);
         START.call_once(|| {
             // Before anything can arm a site (the control plane, `LPROBE_ARM_ALL` below).
