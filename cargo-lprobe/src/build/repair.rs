@@ -292,11 +292,11 @@ fn demote(
 }
 
 /// The form a capture's generated text has (`rewrite`'s `captures`): a type name through
-/// `Opaque::of(…)`; a reference `&b`, `&&b` or `&*v`; a copy, the bare name or `&{a}`.
+/// `Opaque::of(…)`; a reference `&b`, `&&b` or `&*v`; a copy, the bare name or `&(a,).0`.
 fn form_of_text(t: &str) -> Form {
     if t.contains("::Opaque::of(") {
         Form::Opaque
-    } else if t.starts_with('&') && !t.starts_with("&{") {
+    } else if t.starts_with('&') && !t.starts_with("&(") {
         Form::Ref
     } else {
         Form::Copy

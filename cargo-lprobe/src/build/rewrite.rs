@@ -47,7 +47,7 @@ pub struct Exclusions {
     pub no_crate_flags: bool,
 }
 
-/// How a capture passes its binding to the runtime: a copy (`&{a}`), a reference (`&&b`) or
+/// How a capture passes its binding to the runtime: a copy (`&(a,).0`), a reference (`&&b`) or
 /// its type name (`&Opaque::of(&c)`); see `Writer::captures`.
 /// Every binding starts as `Copy`; the repair loop steps it down when the compiler says its
 /// type does not allow that form.
@@ -638,13 +638,16 @@ impl Writer<'_> {
             };
             // Plain expressions, no constructor per capture: the runtime's `Cap` is
             // implemented for every small `Copy` type with `Debug`, and a shared reference is
-            // one, so a copy is the value itself (`&{a}` in an array: a temporary copy, the
-            // binding's address never taken) and a reference is `&b`. A wrong guess is still
-            // a type error at that capture, never a silent move: `{s}` of a `String` fails
-            // the `SmallCopy` bound before anything is moved.
+            // one, so a copy is the value itself (`&(a,).0` in an array: a field of a
+            // temporary tuple, the binding's address never taken) and a reference is `&b`. A
+            // wrong guess is still a type error at that capture, never a silent move: `(s,)`
+            // of a `String` fails the `SmallCopy` bound before anything is moved. Not `&{a}`:
+            // the array's expected `&dyn Cap` reaches into a block, and a binding whose type
+            // is still open there (a closure's parameter, `let v = Default::default()`) is
+            // inferred to be `dyn Cap`; a tuple's field takes no expectation.
             code.push_str(&match form {
                 Form::Copy if amp.is_empty() => name.clone(),
-                Form::Copy => format!("&{{{name}}}"),
+                Form::Copy => format!("&({name},).0"),
                 Form::Ref => format!("{amp}{target}"),
                 Form::Opaque => format!("{amp}::{SITES_CRATE}::Opaque::of({target})"),
             });
@@ -824,7 +827,7 @@ mod tests {
         // Written twice: a binding of the body is captured by reference in the instrumented
         // copy, a parameter by copy (its address would escape in both).
         assert_eq!(&rw.text[r.clone()], "&&b");
-        assert_eq!(&rw.text[at(2).captures[0].1.clone()], "&{a}");
+        assert_eq!(&rw.text[at(2).captures[0].1.clone()], "&(a,).0");
         assert!(rw.text.contains("::lprobe_sites::on::<12>()"));
         assert!(syn::parse_file(&rw.text).is_ok());
         // The first statement's site is checked in the entry's call (same captures), and
@@ -876,7 +879,7 @@ mod tests {
         };
         assert_eq!(text(2, "b"), "&&b");
         assert_eq!(text(3, "b"), "&&b");
-        assert_eq!(text(4, "b"), "&{b}");
+        assert_eq!(text(4, "b"), "&(b,).0");
         assert_eq!(text(4, "a"), "&::lprobe_sites::Opaque::of(&a)");
         assert!(syn::parse_file(&rw.text).is_ok());
     }
@@ -905,7 +908,7 @@ mod tests {
         assert_eq!(text("v"), "&&*v");
         // `let e = &mut …` is never a small copy: by reference from the start, reborrowed.
         assert_eq!(text("e"), "&&*e");
-        assert_eq!(text("w"), "&{w}");
+        assert_eq!(text("w"), "&(w,).0");
         // Stepped down to opaque, still reborrowed.
         let mut ex = ex.clone();
         ex.opaque.insert(binding_of(&fs, site, "v").expect("bound"));
@@ -1241,7 +1244,8 @@ mod tests {
         let many = "fn f(a: u8, b: u8, c: u8, d: u8, e: u8, f: u8, g: u8) -> u8 {\n    for _ in 0..a {}\n    a + b + c + d + e + f + g\n}\n";
         let (_, rw) = go(many, &Exclusions::default());
         assert!(
-            rw.text.contains("(10, 11, __lprobe_guard.on(), &[&{a}, "),
+            rw.text
+                .contains("(10, 11, __lprobe_guard.on(), &[&(a,).0, "),
             "{}",
             rw.text
         );

@@ -1298,6 +1298,22 @@ fn not_debug_generic(ty: &syn::Type, generics: &[&syn::Generics], names: &TraitN
 /// struct, tuple or array literal, a closure, a string or collection built by the usual
 /// constructors. The capture of a `let` bound to it starts by reference (a wrong "copy" guess
 /// costs a repair round and keeps the function's other errors from being seen in that round).
+/// An expression whose value never implements `Debug`: a closure or an async block (also in
+/// parentheses or a `Box`).
+fn never_debug(e: &syn::Expr) -> bool {
+    match e {
+        syn::Expr::Closure(_) | syn::Expr::Async(_) => true,
+        syn::Expr::Paren(p) => never_debug(&p.expr),
+        syn::Expr::Call(c) if c.args.len() == 1 => {
+            matches!(&*c.func, syn::Expr::Path(p) if p.path.segments.len() >= 2
+                && p.path.segments.iter().rev().nth(1).is_some_and(|s| s.ident == "Box")
+                && p.path.segments.last().is_some_and(|s| s.ident == "new"))
+                && c.args.first().is_some_and(never_debug)
+        }
+        _ => false,
+    }
+}
+
 fn not_a_small_copy(e: &syn::Expr) -> bool {
     match e {
         syn::Expr::Struct(_)
@@ -1819,6 +1835,15 @@ impl<'a> Visitor<'a> {
                         if single && (typed_not_copy || init_not_copy) {
                             for (_, b) in &names {
                                 self.out.by_ref_first.insert(*b);
+                            }
+                        }
+                        // A closure or a future has no `Debug`, and a reference to a closure
+                        // whose parameter types are still open, coerced to `&dyn Cap`, makes
+                        // rustc infer those types from the capture: errors in the closure's
+                        // own parameters that no capture form could fix.
+                        if single && local.init.as_ref().is_some_and(|i| never_debug(&i.expr)) {
+                            for (_, b) in &names {
+                                self.out.opaque_first.insert(*b);
                             }
                         }
                         let typed_unique = match &local.pat {
@@ -2840,6 +2865,15 @@ mod tests {
             names_in(&fs.sites[0], &fs.opaque_first),
             ["p", "r", "w", "i", "x"]
         );
+    }
+
+    #[test]
+    fn closures_and_futures_bound_by_let_are_captured_by_type_name_from_the_start() {
+        let src = "fn f() {\n    let a = |x| x + 1;\n    let b = (move || 2);\n    let c = Box::new(|| 3);\n    let d = async { 4 };\n    let e = Box::new(5);\n    let g = make(|| 6);\n    let h = 7;\n}\n";
+        let file = syn::parse_file(src).expect("parses");
+        let fs = find_sites(src, &file, "k", &LineSel::All);
+        let last = fs.sites.last().expect("a site");
+        assert_eq!(names_in(last, &fs.opaque_first), ["a", "b", "c", "d"]);
     }
 
     #[test]
