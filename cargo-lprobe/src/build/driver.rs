@@ -1895,6 +1895,11 @@ fn locate(m: &serde_json::Value, copy: &str, root: &str) -> Option<(String, File
     let mut span = spans
         .iter()
         .find(|s| s.get("is_primary").and_then(|p| p.as_bool()) == Some(true))?;
+    let label = span
+        .get("label")
+        .and_then(|l| l.as_str())
+        .unwrap_or("")
+        .to_owned();
     for _ in 0..16 {
         let file = span.get("file_name")?.as_str()?;
         if !file.starts_with('<') && !file.contains("/lprobe/sites/") {
@@ -1932,6 +1937,7 @@ fn locate(m: &serde_json::Value, copy: &str, root: &str) -> Option<(String, File
                 .and_then(|s| s.as_str())
                 .unwrap_or("")
                 .to_owned(),
+            label,
             byte,
             also,
         },

@@ -28,6 +28,9 @@ const BORROW_CODES: &[&str] = &[
 pub struct FileError {
     pub code: Option<String>,
     pub message: String,
+    /// The primary span's label ("the trait `Debug` is not implemented for `Big`"): what an
+    /// unmet bound at a capture lacks, where the message names only `Cap`.
+    pub label: String,
     /// Byte offset of the primary span in the rewritten text.
     pub byte: usize,
     /// Byte offsets of the other spans in the same file.
@@ -81,6 +84,9 @@ pub fn not_debug_types<'e>(errors: impl Iterator<Item = &'e FileError>) -> HashS
     errors
         .filter(|e| e.code.as_deref() == Some("E0277"))
         .filter_map(|e| {
+            if let Some(ty) = lacks_debug(&e.label) {
+                return concrete(ty).then(|| ty.to_owned());
+            }
             let ty = match unmet_bound(&e.message) {
                 Some((ty, tr)) if is_cap(tr) => ty.strip_prefix('&')?,
                 _ => {
@@ -101,6 +107,15 @@ fn unmet_bound(message: &str) -> Option<(&str, &str)> {
         .strip_prefix("the trait bound `")?
         .strip_suffix("` is not satisfied")?
         .rsplit_once(": ")
+}
+
+/// The type a label says lacks `Debug` ("the trait `Debug` is not implemented for `Big`").
+fn lacks_debug(label: &str) -> Option<&str> {
+    let rest = label
+        .strip_prefix("the trait `Debug` is not implemented for `")
+        .or_else(|| label.strip_prefix("the trait `std::fmt::Debug` is not implemented for `"))
+        .or_else(|| label.strip_prefix("the trait `core::fmt::Debug` is not implemented for `"))?;
+    rest.strip_suffix('`')
 }
 
 /// The runtime's capture trait as rustc names it (`probe_runtime::Cap`, or `Cap`).
@@ -264,13 +279,16 @@ fn demote(
         }
         _ => false,
     };
-    let to =
-        if m.contains("`Debug`") || m.contains("fmt::Debug`") || m.contains(": Debug`") || no_debug
-        {
-            Form::Opaque
-        } else {
-            Form::Ref
-        };
+    let to = if m.contains("`Debug`")
+        || m.contains("fmt::Debug`")
+        || m.contains(": Debug`")
+        || no_debug
+        || lacks_debug(&err.label).is_some()
+    {
+        Form::Opaque
+    } else {
+        Form::Ref
+    };
     // Compared with the form this round's text has (an earlier error of the same round may
     // already have stepped the binding down).
     let stepped = match (rendered, to) {
@@ -448,6 +466,7 @@ mod tests {
         FileError {
             code: Some(code.into()),
             message: message.into(),
+            label: String::new(),
             byte,
             also: vec![],
         }
@@ -576,6 +595,19 @@ mod tests {
         let (mut ex2, rw2) = (Exclusions::default(), setup(src).1);
         super::judge(&bound(not_copy, &rw2, 2), &fs, &rw2, &mut ex2, &seen);
         assert_eq!(ex2.form(&fs, 2, "s"), Form::Opaque);
+        // The label says what is missing: a copy of a type without `Debug` goes straight to
+        // the type name, and the type counts as without `Debug` for the whole round.
+        let labelled = FileError {
+            label: "the trait `Debug` is not implemented for `Big`".into(),
+            ..bound(not_copy, &rw2, 2)
+        };
+        let (mut ex3, rw3) = (Exclusions::default(), setup(src).1);
+        judge(&labelled, &fs, &rw3, &mut ex3);
+        assert_eq!(ex3.form(&fs, 2, "s"), Form::Opaque);
+        assert_eq!(
+            not_debug_types([labelled].iter()),
+            HashSet::from(["Big".to_owned()])
+        );
         // A generic parameter's name means nothing outside its function.
         let generic = "the trait bound `&T: Cap` is not satisfied";
         assert!(not_debug_types([error_at("E0277", generic, 0)].iter()).is_empty());
@@ -594,6 +626,7 @@ mod tests {
         let err = FileError {
             code: Some("E0382".into()),
             message: "borrow of moved value".into(),
+            label: String::new(),
             byte: r.end - 1,
             also: vec![],
         };
@@ -617,6 +650,7 @@ mod tests {
         let err = FileError {
             code: Some("E0308".into()),
             message: "mismatched".into(),
+            label: String::new(),
             byte,
             also: vec![],
         };
@@ -658,6 +692,7 @@ mod tests {
         let err = FileError {
             code: Some("E0502".into()),
             message: "cannot borrow `*v` as mutable".into(),
+            label: String::new(),
             byte: rw.text.find("v.push").expect("push"),
             also: vec![r.start + 2],
         };
