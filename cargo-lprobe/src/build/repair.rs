@@ -472,28 +472,26 @@ mod tests {
         }
     }
 
+    /// `src` rewritten again with what repair has taken out so far.
+    fn again(src: &str, fs: &FileSites, ex: &Exclusions) -> Rewritten {
+        rewrite(src, fs, Default::default(), ex, None, FlagsHome::SitesCrate)
+    }
+
+    /// An E0277 with `message` at the capture of `s` at `site`.
+    fn unmet_at_s(message: &str, rw: &Rewritten, site: usize) -> FileError {
+        let p = rw.placed.iter().find(|p| p.site == site).expect("placed");
+        let (_, r) = p.captures.iter().find(|(n, _)| n == "s").expect("captured");
+        error_at("E0277", message, r.start + 1)
+    }
+
     #[test]
     fn an_unsatisfied_bound_steps_the_binding_down_a_form_then_drops_it() {
         // (A generic parameter bounded by a trait that may imply `Debug` starts as a copy, like a
         // `let` of unknown type.)
         let src = "fn f<T: Tr>(s: T) {\n    let t = 1;\n    let u = 2;\n}\n";
         let (fs, rw) = setup(src);
-        let again = |ex: &Exclusions| {
-            rewrite(
-                src,
-                &fs,
-                Default::default(),
-                ex,
-                None,
-                FlagsHome::SitesCrate,
-            )
-        };
-        // An E0277 with `message` at the capture of `s` at `site`.
-        let bound = |message: &str, rw: &Rewritten, site: usize| {
-            let p = rw.placed.iter().find(|p| p.site == site).expect("placed");
-            let (_, r) = p.captures.iter().find(|(n, _)| n == "s").expect("captured");
-            error_at("E0277", message, r.start + 2)
-        };
+        let again = |ex: &Exclusions| again(src, &fs, ex);
+        let bound = unmet_at_s;
         let mut ex = Exclusions::default();
         let not_copy = "the trait bound `String: probe_runtime::SmallCopy` is not satisfied";
         let demoted = judge(&bound(not_copy, &rw, 2), &fs, &rw, &mut ex);
@@ -555,29 +553,18 @@ mod tests {
         assert!(ex.no_crate_flags && !ex.file_original);
     }
 
-    /// The messages rustc 1.95 gives for the capture expressions (`&{s}`, `&&s`, `&*v`): the
+    /// The messages rustc 1.95 gives for the capture expressions (`&(s,).0`, `&&s`, `&*v`): the
     /// unmet bound is `Cap` itself, on the captured type.
     #[test]
     fn an_unmet_cap_steps_a_copy_to_a_reference_and_a_reference_to_the_type_name() {
         let src = "fn f<T: Tr>(s: T) {\n    let t = 1;\n    let u = 2;\n}\n";
         let (fs, rw) = setup(src);
-        let bound = |message: &str, rw: &Rewritten, site: usize| {
-            let p = rw.placed.iter().find(|p| p.site == site).expect("placed");
-            let (_, r) = p.captures.iter().find(|(n, _)| n == "s").expect("captured");
-            error_at("E0277", message, r.start + 1)
-        };
+        let bound = unmet_at_s;
         let mut ex = Exclusions::default();
         let not_copy = "the trait bound `Big: probe_runtime::Cap` is not satisfied";
         judge(&bound(not_copy, &rw, 2), &fs, &rw, &mut ex);
         assert_eq!(ex.form(&fs, 2, "s"), Form::Ref);
-        let rw = rewrite(
-            src,
-            &fs,
-            Default::default(),
-            &ex,
-            None,
-            FlagsHome::SitesCrate,
-        );
+        let rw = again(src, &fs, &ex);
         let no_debug = "the trait bound `&Big: probe_runtime::Cap` is not satisfied";
         let action = judge(&bound(no_debug, &rw, 2), &fs, &rw, &mut ex);
         assert_eq!(
@@ -668,14 +655,7 @@ mod tests {
             judge(&err, &fs, &rw, &mut ex),
             Action::FnNoProbes { context: 0 }
         );
-        let rw2 = rewrite(
-            src,
-            &fs,
-            Default::default(),
-            &ex,
-            None,
-            FlagsHome::SitesCrate,
-        );
+        let rw2 = again(src, &fs, &ex);
         assert_eq!(judge(&err, &fs, &rw2, &mut ex), Action::None);
     }
 
