@@ -892,20 +892,6 @@ fn judge_errors(out: &Outcome, files: &mut [FileWork], n_packages: usize) -> boo
             }
         }
     }
-    // Copies rustc left unreported behind a reported one of the same type (see
-    // `repair::step_suppressed`).
-    for (i, f) in files.iter_mut().enumerate() {
-        let Some(rw) = &f.rewritten else { continue };
-        let errs: Vec<&repair::FileError> = out
-            .errors
-            .iter()
-            .filter(|(file, _)| by_rel.get(file) == Some(&i))
-            .map(|(_, e)| e)
-            .collect();
-        if !errs.is_empty() && repair::step_suppressed(&errs, &f.sites, rw, &mut f.ex) > 0 {
-            progress = true;
-        }
-    }
     progress
 }
 

@@ -326,62 +326,6 @@ fn demote(
     })
 }
 
-/// Steps down the copies rustc did not report this round although they may fail like one it
-/// did. rustc reports an unmet `T: Cap` once per statement: in `hit(7, &[&(start,).0,
-/// &(end,).0])` with both `Position`s (`Copy` and `Debug`, not a small copy), only `start`'s
-/// capture errs, and `end`'s would wait for the next round (regex-syntax's test build: 203
-/// such errors in round 2, each in a function whose borrow checking, and so its own repair,
-/// waited a round too). A copy with no error this round is suspect when, at each of its
-/// sites, a copy before it in the same call failed; one site where none did clears it (an
-/// error there would have been reported). Suspects become references (which compile for
-/// every `Debug` type; a binding that is a small copy after all only loses the copy's
-/// register on the dormant path). Returns how many bindings were stepped down.
-pub fn step_suppressed(
-    errors: &[&FileError],
-    sites: &FileSites,
-    rw: &Rewritten,
-    ex: &mut Exclusions,
-) -> usize {
-    // (probe, capture index) of each copy whose type this round reported not `Cap`.
-    let mut failed: HashSet<(usize, usize)> = HashSet::new();
-    for e in errors {
-        let copy_not_cap = e.code.as_deref() == Some("E0277")
-            && unmet_bound(&e.message).is_some_and(|(ty, tr)| is_cap(tr) && !ty.starts_with('&'));
-        if !copy_not_cap {
-            continue;
-        }
-        for (pi, p) in rw.placed.iter().enumerate() {
-            if let Some(k) = p.captures.iter().position(|(_, r)| r.contains(&e.byte)) {
-                failed.insert((pi, k));
-            }
-        }
-    }
-    if failed.is_empty() {
-        return 0;
-    }
-    let (mut suspect, mut cleared) = (HashSet::new(), HashSet::new());
-    for (pi, p) in rw.placed.iter().enumerate() {
-        let mut after_failure = false;
-        for (k, (name, r)) in p.captures.iter().enumerate() {
-            if failed.contains(&(pi, k)) {
-                after_failure = true;
-            } else if form_of_text(&rw.text[r.clone()]) == Form::Copy {
-                if let Some(b) = binding_of(sites, p.site, name) {
-                    if after_failure {
-                        suspect.insert(b);
-                    } else {
-                        cleared.insert(b);
-                    }
-                }
-            }
-        }
-    }
-    suspect
-        .into_iter()
-        .filter(|b| !cleared.contains(b) && !ex.opaque.contains(b) && ex.by_ref.insert(*b))
-        .count()
-}
-
 /// The form a capture's generated text has (`rewrite`'s `captures`): a type name through
 /// `Opaque::of(…)`; a reference `&b`, `&&b` or `&*v`; a copy, the bare name or `&(a,).0`.
 fn form_of_text(t: &str) -> Form {
@@ -671,32 +615,6 @@ mod tests {
         // A generic parameter's name means nothing outside its function.
         let generic = "the trait bound `&T: Cap` is not satisfied";
         assert!(not_debug_types([error_at("E0277", generic, 0)].iter()).is_empty());
-    }
-
-    #[test]
-    fn copies_behind_a_reported_copy_in_the_same_call_become_references() {
-        // rustc reported `a` (not a small copy) at every site, and never `b`, which always
-        // comes after it; `c` comes before it, where an error of its own would have shown.
-        // (`t`, bound in a body written twice, is captured by reference from the start.)
-        let src = "fn f(c: u8, a: u8, b: u8) {\n    let t = 1;\n    let u = 2;\n}\n";
-        let (fs, rw) = setup(src);
-        let not_cap = "the trait bound `Position: probe_runtime::Cap` is not satisfied";
-        let errors: Vec<FileError> = rw
-            .placed
-            .iter()
-            .flat_map(|p| p.captures.iter().filter(|(n, _)| n == "a"))
-            .map(|(_, r)| error_at("E0277", not_cap, r.start))
-            .collect();
-        assert!(!errors.is_empty());
-        let refs: Vec<&FileError> = errors.iter().collect();
-        let mut ex = Exclusions::default();
-        assert_eq!(step_suppressed(&refs, &fs, &rw, &mut ex), 1);
-        assert_eq!(ex.form(&fs, 2, "b"), Form::Ref);
-        assert_eq!(ex.form(&fs, 2, "c"), Form::Copy);
-        // An error that is not a copy's unmet `Cap` suspects nothing.
-        let other = error_at("E0382", "borrow of moved value", errors[0].byte);
-        let mut ex = Exclusions::default();
-        assert_eq!(step_suppressed(&[&other], &fs, &rw, &mut ex), 0);
     }
 
     #[test]
