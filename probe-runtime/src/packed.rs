@@ -20,12 +20,14 @@
 //! row's), the names' `at count` and the line text's span. Functions without sites: their
 //! count, then per row a byte of bits (`0` a path follows, `1` a reason follows), the path
 //! (else the previous row's), `first_line last_line`, the function's span, the reason (else
-//! the previous row's).
+//! the previous row's). The string itself is LZ4-compressed ([`Text::lz4`], [`lz4`]).
 
 use std::ops::Deref;
 use std::sync::OnceLock;
 
 use crate::{Site, SiteKind, Skipped, Span, Strs};
+
+pub mod lz4;
 
 /// A [`crate::Table`]'s sites: rows (tests and tools) or packed by [`pack`].
 pub type Sites = Rows<Site>;
@@ -40,9 +42,55 @@ pub enum Rows<T: 'static> {
 
 /// Packed rows and the string their spans are ranges of, unpacked on first use.
 pub struct Packed<T: 'static> {
-    text: &'static str,
+    text: TextRef,
     bytes: &'static [u8],
     rows: OnceLock<&'static [T]>,
+}
+
+/// Where packed rows' string is.
+enum TextRef {
+    Plain(&'static str),
+    /// Shared by a table's sites and its functions without sites: expanded once.
+    Compressed(&'static Text),
+}
+
+impl TextRef {
+    fn get(&self) -> &'static str {
+        match self {
+            TextRef::Plain(s) => s,
+            TextRef::Compressed(t) => t.get(),
+        }
+    }
+}
+
+/// A table's string as the build writes it: LZ4-compressed ([`lz4`]), expanded on first
+/// read (on the control thread, like the rows) and then kept for the life of the program.
+pub struct Text {
+    block: &'static [u8],
+    len: usize,
+    plain: OnceLock<&'static str>,
+}
+
+impl Text {
+    /// The `len` bytes of UTF-8 compressed in `block`.
+    pub const fn lz4(block: &'static [u8], len: usize) -> Text {
+        Text {
+            block,
+            len,
+            plain: OnceLock::new(),
+        }
+    }
+
+    /// The string; empty if the block is damaged (every span of it then reads as empty: the
+    /// sites keep their ids and flags, and lose their names and paths).
+    pub fn get(&self) -> &'static str {
+        self.plain.get_or_init(|| {
+            let text = lz4::decompress(self.block, self.len)
+                .and_then(|bytes| String::from_utf8(bytes).ok())
+                .unwrap_or_default();
+            Box::leak(text.into_boxed_str())
+        })
+    }
 }
 
 /// What can be unpacked from bytes into rows whose spans are ranges of `text`.
@@ -54,7 +102,16 @@ impl<T: Unpack> Rows<T> {
     /// Rows packed by the build, their spans ranges of `text`.
     pub const fn packed(text: &'static str, bytes: &'static [u8]) -> Rows<T> {
         Rows::Packed(Packed {
-            text,
+            text: TextRef::Plain(text),
+            bytes,
+            rows: OnceLock::new(),
+        })
+    }
+
+    /// Rows packed by the build, their spans ranges of the compressed `text`.
+    pub const fn packed_lz4(text: &'static Text, bytes: &'static [u8]) -> Rows<T> {
+        Rows::Packed(Packed {
+            text: TextRef::Compressed(text),
             bytes,
             rows: OnceLock::new(),
         })
@@ -66,7 +123,7 @@ impl<T: Unpack> Rows<T> {
             Rows::Rows(r) => r,
             Rows::Packed(p) => p
                 .rows
-                .get_or_init(|| Box::leak(T::unpack(p.text, p.bytes).into_boxed_slice())),
+                .get_or_init(|| Box::leak(T::unpack(p.text.get(), p.bytes).into_boxed_slice())),
         }
     }
 }
@@ -472,21 +529,66 @@ mod tests {
         });
         static SITES: std::sync::LazyLock<Sites> =
             std::sync::LazyLock::new(|| Sites::packed("ordersrc/main.rsapp::run", &BYTES));
-        let Rows::Packed(packed) = &*SITES else {
-            panic!("packed")
-        };
+        // The same string LZ4-compressed, as the build writes it (a block of literals only:
+        // a token of 15 literals and 9 more, then the 24 bytes).
+        const BLOCK: &[u8] = b"\xf0\x09ordersrc/main.rsapp::run";
+        static TEXT: Text = Text::lz4(BLOCK, 24);
+        static SITES_LZ4: std::sync::LazyLock<Sites> =
+            std::sync::LazyLock::new(|| Sites::packed_lz4(&TEXT, &BYTES));
         assert!(
-            packed.rows.get().is_none(),
-            "nothing unpacked before the first read"
+            TEXT.plain.get().is_none(),
+            "nothing expanded before the first read"
         );
-        let rows = SITES.rows();
-        assert_eq!(rows.len(), 1);
-        assert_eq!(SITES.len(), 1);
-        let s = &SITES[0];
-        assert_eq!(
-            (s.path(), s.line, s.func()),
-            ("src/main.rs", 42, "app::run")
+        for sites in [&*SITES, &*SITES_LZ4] {
+            let Rows::Packed(packed) = sites else {
+                panic!("packed")
+            };
+            assert!(
+                packed.rows.get().is_none(),
+                "nothing unpacked before the first read"
+            );
+            let rows = sites.rows();
+            assert_eq!(rows.len(), 1);
+            assert_eq!(sites.len(), 1);
+            let s = &sites[0];
+            assert_eq!(
+                (s.path(), s.line, s.func()),
+                ("src/main.rs", 42, "app::run")
+            );
+            assert_eq!(s.names().iter().collect::<Vec<_>>(), ["order"]);
+        }
+        assert_eq!(TEXT.get(), "ordersrc/main.rsapp::run");
+    }
+
+    #[test]
+    fn a_damaged_text_reads_as_empty_strings_and_keeps_the_rows() {
+        let bytes: &'static [u8] = Box::leak(
+            pack(
+                &[],
+                &[Row {
+                    path: Span(0, 11),
+                    line: 7,
+                    col: 1,
+                    func: Span(11, 8),
+                    kind: SiteKind::Entry,
+                    names: Span(0, 0),
+                    text: Span(0, 0),
+                    fn_slot: 0,
+                    timed: false,
+                    frame: false,
+                }],
+            )
+            .into_boxed_slice(),
         );
-        assert_eq!(s.names().iter().collect::<Vec<_>>(), ["order"]);
+        // A block that expands to fewer bytes than recorded, and one that is not UTF-8.
+        for (block, len) in [(&b"\x20ab"[..], 19), (&b"\x20\xff\xfe"[..], 2)] {
+            let text: &'static Text = Box::leak(Box::new(Text::lz4(block, len)));
+            let sites = Sites::packed_lz4(text, bytes);
+            assert_eq!(sites.len(), 1);
+            assert_eq!(
+                (sites[0].line, sites[0].path(), sites[0].func()),
+                (7, "", "")
+            );
+        }
     }
 }

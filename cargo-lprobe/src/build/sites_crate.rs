@@ -99,8 +99,15 @@ fn table_rows(rows: &[SiteRow], skipped: &[SkippedRow]) -> String {
         .collect();
     let bytes = pack(&names, &packed);
     let skipped = probe_runtime::packed::pack_skipped(&skipped);
+    // The string compressed: paths, function paths and line texts repeat each other's
+    // prefixes, and it is in every binary of the package (regex-syntax at function entries:
+    // 96 KB in 17 KB).
+    let block = lz4_flex::block::compress(strs.as_bytes());
     format!(
-        "const TEXT: &str = {strs:?};\nstatic SITES: [u8; {}] = *{};\nstatic SKIPPED: [u8; {}] = *{};\n\n",
+        "static TEXT_LZ4: [u8; {}] = *{};\nstatic TEXT: ::probe_runtime::packed::Text = ::probe_runtime::packed::Text::lz4(&TEXT_LZ4, {});\nstatic SITES: [u8; {}] = *{};\nstatic SKIPPED: [u8; {}] = *{};\n\n",
+        block.len(),
+        byte_string(&block),
+        strs.len(),
         bytes.len(),
         byte_string(&bytes),
         skipped.len(),
@@ -361,7 +368,7 @@ pub fn source(
     s.push_str("];\n\n");
     let _ = writeln!(
         s,
-        "pub static T: ::probe_runtime::Table = ::probe_runtime::Table {{ package: {package:?}, dir: {dir:?}, flags: &F, fn_flags: &FNF, counts: &C, sites: ::probe_runtime::Sites::packed(TEXT, &SITES), files: &FILES, skipped: ::probe_runtime::Skips::packed(TEXT, &SKIPPED) }};\n"
+        "pub static T: ::probe_runtime::Table = ::probe_runtime::Table {{ package: {package:?}, dir: {dir:?}, flags: &F, fn_flags: &FNF, counts: &C, sites: ::probe_runtime::Sites::packed_lz4(&TEXT, &SITES), files: &FILES, skipped: ::probe_runtime::Skips::packed_lz4(&TEXT, &SKIPPED) }};\n"
     );
     s.push_str(&by_value_calls(access, calls));
     s.push_str(&bridge::source(bridges));
@@ -726,6 +733,43 @@ mod tests {
     }
 
     #[test]
+    fn the_runtime_expands_what_the_build_compresses() {
+        // Strings like a table's (paths and functions repeating their prefixes), longer than
+        // LZ4's 64 KB window, with multi-byte characters; pseudo-random bytes (literals
+        // only); long runs (matches overlapping their own output); and nothing.
+        let mut table = String::new();
+        for i in 0..4000 {
+            table.push_str(&format!(
+                "src/módulo_{}.rsregex_syntax::ast::parse::ParserI::<P>::parse_{i}let x{i} = self.bump();",
+                i % 37
+            ));
+        }
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let noise: Vec<u8> = (0..70_000)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                seed as u8
+            })
+            .collect();
+        let runs = [b"a".repeat(100_000), b"ab".repeat(33_000)].concat();
+        for input in [table.as_bytes(), &noise, &runs, b"", b"x"] {
+            let block = lz4_flex::block::compress(input);
+            let back = probe_runtime::packed::lz4::decompress(&block, input.len());
+            assert_eq!(back.as_deref(), Some(input), "{} bytes", input.len());
+        }
+        // What a table saves.
+        let block = lz4_flex::block::compress(table.as_bytes());
+        assert!(
+            block.len() * 4 < table.len(),
+            "{} of {}",
+            block.len(),
+            table.len()
+        );
+    }
+
+    #[test]
     fn entry_calls_save_registers_only_where_checks_name_the_flags_in_asm() {
         // The calls a package's rewritten code makes (a user's own `hit_if_1` is no call of
         // the sites crate; `enter_9` is over `MAX_BY_VALUE`).
@@ -819,14 +863,17 @@ mod tests {
             &[],
             &EntryCalls::default(),
         );
-        // The strings once, in one string; the sites and the functions without sites packed
-        // in bytes.
-        assert!(src.contains(
-            "const TEXT: &str = \"ordertotalsrc/main.rsdemo_app::processlet total = order.total();demo_app::getconst fn\";"
-        ));
+        // The strings once, in one compressed string; the sites and the functions without
+        // sites packed in bytes.
+        let plain =
+            "ordertotalsrc/main.rsdemo_app::processlet total = order.total();demo_app::getconst fn";
+        assert!(src.contains(&format!(
+            "static TEXT: ::probe_runtime::packed::Text = ::probe_runtime::packed::Text::lz4(&TEXT_LZ4, {});",
+            plain.len()
+        )));
         assert!(src.contains("pub static F: [AtomicU8; 1]"));
         assert!(src.contains(
-            "sites: ::probe_runtime::Sites::packed(TEXT, &SITES), files: &FILES, skipped: ::probe_runtime::Skips::packed(TEXT, &SKIPPED)"
+            "sites: ::probe_runtime::Sites::packed_lz4(&TEXT, &SITES), files: &FILES, skipped: ::probe_runtime::Skips::packed_lz4(&TEXT, &SKIPPED)"
         ));
         // What the program unpacks is the row.
         let file = syn::parse_file(&src).expect("parses");
@@ -850,14 +897,12 @@ mod tests {
             };
             bytes.value()
         };
-        let Some(syn::Expr::Lit(syn::ExprLit {
-            lit: syn::Lit::Str(text),
-            ..
-        })) = lit("TEXT")
-        else {
-            panic!("TEXT is a string")
-        };
-        let text: &'static str = Box::leak(text.value().into_boxed_str());
+        // What the program expands is the string.
+        let block = bytes_of("TEXT_LZ4");
+        let text = probe_runtime::packed::lz4::decompress(&block, plain.len()).expect("expands");
+        let text: &'static str =
+            Box::leak(String::from_utf8(text).expect("UTF-8").into_boxed_str());
+        assert_eq!(text, plain);
         let (strs, back) = probe_runtime::packed::unpack(text, &bytes_of("SITES"));
         assert_eq!(back.len(), 1);
         let r = back[0];
