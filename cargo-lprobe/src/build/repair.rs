@@ -89,6 +89,7 @@ pub fn not_debug_types<'e>(errors: impl Iterator<Item = &'e FileError>) -> HashS
             }
             let ty = match unmet_bound(&e.message) {
                 Some((ty, tr)) if is_cap(tr) => ty.strip_prefix('&')?,
+                Some((ty, tr)) if is_cap_ref(tr) && !ty.contains("ByRef<") => ty,
                 _ => {
                     e.message
                         .strip_prefix('`')?
@@ -121,6 +122,12 @@ fn lacks_debug(label: &str) -> Option<&str> {
 /// The runtime's capture trait as rustc names it (`probe_runtime::Cap`, or `Cap`).
 fn is_cap(tr: &str) -> bool {
     tr == "Cap" || tr.ends_with("::Cap")
+}
+
+/// The capture trait of a body's instrumented copy (`probe_runtime::CapRef`): met by every
+/// `Debug` type, so a binding that does not meet it has no `Debug`.
+fn is_cap_ref(tr: &str) -> bool {
+    tr == "CapRef" || tr.ends_with("::CapRef")
 }
 
 /// A type name that means the same wherever it appears in a crate (rustc shortens a path only
@@ -291,6 +298,7 @@ fn demote(
     // reference that is not a capture has a target without `Debug`.
     let unmet = unmet_bound(m);
     let no_debug = match unmet {
+        Some((_, tr)) if is_cap_ref(tr) => true,
         Some((ty, tr)) if is_cap(tr) || tr.ends_with("SmallCopy") => {
             (is_cap(tr) && ty.starts_with('&')) || not_debug.contains(ty)
         }
@@ -504,8 +512,8 @@ mod tests {
     #[test]
     fn an_unsatisfied_bound_steps_the_binding_down_a_form_then_drops_it() {
         // (A generic parameter bounded by a trait that may imply `Debug` starts as a copy, like a
-        // `let` of unknown type.)
-        let src = "fn f<T: Tr>(s: T) {\n    let t = 1;\n    let u = 2;\n}\n";
+        // `let` of unknown type; the body declares an item, so it is written once.)
+        let src = "fn f<T: Tr>(s: T) {\n    let t = 1;\n    let u = 2;\n    fn g() {}\n}\n";
         let (fs, rw) = setup(src);
         let again = |ex: &Exclusions| again(src, &fs, ex);
         let bound = unmet_at_s;
@@ -570,11 +578,39 @@ mod tests {
         assert!(ex.no_crate_flags && !ex.file_original);
     }
 
+    /// In the instrumented copy of a body written twice every binding starts as a plain
+    /// reference (`hit_ref`): an unmet `CapRef` means no `Debug`, so the type name, at once.
+    #[test]
+    fn an_unmet_cap_ref_in_a_body_written_twice_steps_straight_to_the_type_name() {
+        let src = "fn f<T: Tr>(s: T) {\n    let t = 1;\n    let u = 2;\n}\n";
+        let (fs, rw) = setup(src);
+        assert!(rw.text.contains("::lprobe_sites::hit_ref(2, &[&s, &t])"));
+        let mut ex = Exclusions::default();
+        let no_debug = "the trait bound `Big: probe_runtime::CapRef` is not satisfied";
+        let action = judge(&unmet_at_s(no_debug, &rw, 2), &fs, &rw, &mut ex);
+        assert_eq!(
+            action,
+            Action::Demote {
+                site: 2,
+                name: "s".into(),
+                to: Form::Opaque
+            }
+        );
+        let rw = again(src, &fs, &ex);
+        assert!(rw
+            .text
+            .contains("::lprobe_sites::hit_ref(2, &[&::lprobe_sites::Opaque::of(&s), &t])"));
+        assert_eq!(
+            not_debug_types([error_at("E0277", no_debug, 0)].iter()),
+            HashSet::from(["Big".to_owned()])
+        );
+    }
+
     /// The messages rustc 1.95 gives for the capture expressions (`&(s,).0`, `&&s`, `&*v`): the
     /// unmet bound is `Cap` itself, on the captured type.
     #[test]
     fn an_unmet_cap_steps_a_copy_to_a_reference_and_a_reference_to_the_type_name() {
-        let src = "fn f<T: Tr>(s: T) {\n    let t = 1;\n    let u = 2;\n}\n";
+        let src = "fn f<T: Tr>(s: T) {\n    let t = 1;\n    let u = 2;\n    fn g() {}\n}\n";
         let (fs, rw) = setup(src);
         let bound = unmet_at_s;
         let mut ex = Exclusions::default();

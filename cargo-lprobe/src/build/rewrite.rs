@@ -559,7 +559,7 @@ impl Writer<'_> {
             )
         } else if in_twice {
             format!(
-                " #[allow(unreachable_code)] if __LPROBE_COPY && {chk}::on::<{id}>() {{ ::{SITES_CRATE}::hit({id}, &["
+                " #[allow(unreachable_code)] if __LPROBE_COPY && {chk}::on::<{id}>() {{ ::{SITES_CRATE}::hit_ref({id}, &["
             )
         } else if uses_local {
             format!(
@@ -620,21 +620,21 @@ impl Writer<'_> {
                 code.push_str(", ");
             }
             let start = code.len();
-            // In the instrumented copy of a body written twice, a binding of the body is
-            // captured by reference from the start: its address escapes only there (the
-            // dormant copy binds its own), so a copy buys nothing, and a guessed copy of a
-            // type that is not a small `Copy` would cost a repair round.
-            let body_binding =
-                binding_of(sites, i, name).is_some_and(|b| !sites.params.contains(&b));
+            // A line site of the instrumented copy of a body written twice captures every
+            // binding by reference from the start (`hit_ref`, `probe_runtime::CapRef`): that
+            // copy runs only while a site of its function is armed, so an address escaping
+            // there costs the dormant path nothing, and a guessed copy of a type that is not
+            // a small `Copy` would cost a repair round.
             let form = match ex.form(sites, i, name) {
-                Form::Copy if in_twice && body_binding => Form::Ref,
+                Form::Copy if in_twice => Form::Ref,
                 f => f,
             };
             // A `&mut` binding is captured through a shared reborrow of its target, held in
             // a temporary of the armed branch: its own address never escapes.
-            let target = match binding_of(sites, i, name) {
-                Some(b) if sites.mut_refs.contains(&b) => format!("&*{name}"),
-                _ => format!("&{name}"),
+            let mut_ref = binding_of(sites, i, name).is_some_and(|b| sites.mut_refs.contains(&b));
+            let target = match mut_ref {
+                true => format!("&*{name}"),
+                false => format!("&{name}"),
             };
             // Plain expressions, no constructor per capture: the runtime's `Cap` is
             // implemented for every small `Copy` type with `Debug`, and a shared reference is
@@ -648,6 +648,10 @@ impl Writer<'_> {
             code.push_str(&match form {
                 Form::Copy if amp.is_empty() => name.clone(),
                 Form::Copy => format!("&({name},).0"),
+                // `CapRef` is met by the binding itself: no temporary holding a reference
+                // (the target of a `&mut` may be unsized, so it goes in a `ByRef`).
+                Form::Ref if in_twice && mut_ref => format!("&::{SITES_CRATE}::ByRef({target})"),
+                Form::Ref if in_twice => target,
                 Form::Ref => format!("{amp}{target}"),
                 Form::Opaque => format!("{amp}::{SITES_CRATE}::Opaque::of({target})"),
             });
@@ -824,10 +828,11 @@ mod tests {
         let at = |site: usize| rw.placed.iter().find(|p| p.site == site).expect("placed");
         let (name, r) = &at(2).captures[1];
         assert_eq!(name, "b");
-        // Written twice: a binding of the body is captured by reference in the instrumented
-        // copy, a parameter by copy (its address would escape in both).
-        assert_eq!(&rw.text[r.clone()], "&&b");
-        assert_eq!(&rw.text[at(2).captures[0].1.clone()], "&(a,).0");
+        // Written twice: every binding is captured by plain reference in the instrumented
+        // copy (`hit_ref`), a parameter too (the copy's own, moved into its closure).
+        assert_eq!(&rw.text[r.clone()], "&b");
+        assert_eq!(&rw.text[at(2).captures[0].1.clone()], "&a");
+        assert!(rw.text.contains("::lprobe_sites::hit_ref(12, &[&a, &b])"));
         assert!(rw.text.contains("::lprobe_sites::on::<12>()"));
         assert!(syn::parse_file(&rw.text).is_ok());
         // The first statement's site is checked in the entry's call (same captures), and
@@ -918,6 +923,36 @@ mod tests {
             "{}",
             rw.text
         );
+        assert!(syn::parse_file(&rw.text).is_ok());
+        // Written twice, the instrumented copy captures plain references (`hit_ref`); a
+        // `&mut` binding's target, which may be unsized (`&mut [u8]`), in a `ByRef`.
+        let (fs, rw) = go(src, &Exclusions::default());
+        let twice_site = fs
+            .sites
+            .iter()
+            .position(|s| s.names.iter().any(|n| n == "n"))
+            .expect("a site sees n");
+        let p = rw
+            .placed
+            .iter()
+            .find(|p| p.site == twice_site)
+            .expect("placed");
+        let texts: Vec<&str> = p
+            .captures
+            .iter()
+            .map(|(_, r)| &rw.text[r.clone()])
+            .collect();
+        assert_eq!(
+            texts,
+            [
+                "&::lprobe_sites::ByRef(&*self)",
+                "&::lprobe_sites::ByRef(&*v)",
+                "&w",
+                "&::lprobe_sites::ByRef(&*e)",
+                "&n"
+            ]
+        );
+        assert!(rw.text.contains("::lprobe_sites::hit_ref("));
         assert!(syn::parse_file(&rw.text).is_ok());
     }
 
