@@ -333,10 +333,10 @@ impl Plan {
             .zip(&line_reader)
             .map(|(a, b)| *a && *b)
             .collect();
-        // Two bodies (`visit::FnContext::twice`): the function runs `::lprobe_sites::twice!{
+        // Two bodies (`visit::FnContext::twice`): the function runs `::lprobe_sites::twice!{ $
         // FLAG; [ENTRY] RET; BODY }`, which is `if FLAG { return cold(move || -> RET { ENTRY
         // BODY }) } else { BODY }`: the instrumented copy (entry probe, timing guard, line sites
-        // where `__LPROBE_COPY` is true) lives in a closure called out of line, so the dormant
+        // `__lprobe_at!{…}`, which only it keeps) lives in a closure called out of line, so the dormant
         // path is the original body after one check, with no capture, guard or second call in
         // it, and the function keeps its size for the inliner. Both copies keep the original
         // lines (macro tokens keep their spans). A function whose line sites sit in a loop that
@@ -513,7 +513,7 @@ impl Writer<'_> {
             .map_or(("()", ""), |c| (c.ret.as_str(), c.rebind.as_str()));
         let mut code = if in_cold_copy {
             let cold_open = format!(
-                " ::{SITES_CRATE}::twice!{{ {chk}::fn_on::<{k}>(); [ #[allow(unused_mut, unused_variables)] let mut __lprobe_guard = {chk}::entry::<{id}>(true); "
+                " ::{SITES_CRATE}::twice!{{ $ {chk}::fn_on::<{k}>(); [ #[allow(unused_mut, unused_variables)] let mut __lprobe_guard = {chk}::entry::<{id}>(true); "
             );
             match plan.merged.get(&i) {
                 Some(j) => format!(
@@ -559,7 +559,7 @@ impl Writer<'_> {
             )
         } else if in_twice {
             format!(
-                " #[allow(unreachable_code)] if __LPROBE_COPY && {chk}::on::<{id}>() {{ ::{SITES_CRATE}::hit_ref({id}, &["
+                " __lprobe_at!{{ #[allow(unreachable_code)] if {chk}::on::<{id}>() {{ ::{SITES_CRATE}::hit_ref({id}, &["
             )
         } else if uses_local {
             format!(
@@ -582,6 +582,8 @@ impl Writer<'_> {
                 Some(_) => format!("{close})); {rebind}] {ret}; "),
                 None => format!("{close})) }} {rebind}] {ret}; "),
             });
+        } else if in_twice {
+            code.push_str("]) } } ");
         } else {
             code.push_str(&if timed {
                 format!("{close})) }} ")
@@ -838,7 +840,7 @@ mod tests {
         // The first statement's site is checked in the entry's call (same captures), and
         // placed where the entry is; the instrumented copy times the call with a guard.
         assert!(rw.text.starts_with(
-            "fn f(a: u8) -> u8 { ::lprobe_sites::twice!{ ::lprobe_sites::fn_on::<0>(); [ #[allow(unused_mut, unused_variables)] let mut __lprobe_guard = ::lprobe_sites::entry::<10>(true); __lprobe_guard.timed(::lprobe_sites::hit_first_1(10, 11, __lprobe_guard.on(), a)); #[allow(unused_variables, unused_mut)] let a = a; ] u8; \n"
+            "fn f(a: u8) -> u8 { ::lprobe_sites::twice!{ $ ::lprobe_sites::fn_on::<0>(); [ #[allow(unused_mut, unused_variables)] let mut __lprobe_guard = ::lprobe_sites::entry::<10>(true); __lprobe_guard.timed(::lprobe_sites::hit_first_1(10, 11, __lprobe_guard.on(), a)); #[allow(unused_variables, unused_mut)] let a = a; ] u8; \n"
         ), "{}", rw.text);
         assert!(at(0).timed && at(0).recall.is_none());
         assert!(!rw.text.contains("on(11)"));
@@ -1103,7 +1105,7 @@ mod tests {
         // Opens after the entry's check, closes before the body's brace, on the same lines.
         assert!(
             rw.text.lines().next().is_some_and(
-                |l| l.contains("::lprobe_sites::twice!{ ::lprobe_sites::fn_on::<0>(); [ ")
+                |l| l.contains("::lprobe_sites::twice!{ $ ::lprobe_sites::fn_on::<0>(); [ ")
             ),
             "{}",
             rw.text
@@ -1111,7 +1113,7 @@ mod tests {
         assert_eq!(rw.text.lines().nth(4), Some(" } }"), "{}", rw.text);
         assert!(
             rw.text
-                .contains("if __LPROBE_COPY && ::lprobe_sites::on::<12>()"),
+                .contains("__lprobe_at!{ #[allow(unreachable_code)] if ::lprobe_sites::on::<12>()"),
             "{}",
             rw.text
         );
@@ -1251,7 +1253,7 @@ mod tests {
         );
         assert!(
             rw.text
-                .contains("if __LPROBE_COPY && ::lprobe_sites::on::<12>()"),
+                .contains("__lprobe_at!{ #[allow(unreachable_code)] if ::lprobe_sites::on::<12>()"),
             "{}",
             rw.text
         );
