@@ -502,6 +502,15 @@ mod tests {
         rewrite(src, fs, Default::default(), ex, None, FlagsHome::SitesCrate)
     }
 
+    /// The capture of `s` at `site` stepped down to the type name.
+    fn s_to_opaque(site: usize) -> Action {
+        Action::Demote {
+            site,
+            name: "s".into(),
+            to: Form::Opaque,
+        }
+    }
+
     /// An E0277 with `message` at the capture of `s` at `site`.
     fn unmet_at_s(message: &str, rw: &Rewritten, site: usize) -> FileError {
         let p = rw.placed.iter().find(|p| p.site == site).expect("placed");
@@ -588,14 +597,7 @@ mod tests {
         let mut ex = Exclusions::default();
         let no_debug = "the trait bound `Big: probe_runtime::CapRef` is not satisfied";
         let action = judge(&unmet_at_s(no_debug, &rw, 2), &fs, &rw, &mut ex);
-        assert_eq!(
-            action,
-            Action::Demote {
-                site: 2,
-                name: "s".into(),
-                to: Form::Opaque
-            }
-        );
+        assert_eq!(action, s_to_opaque(2));
         let rw = again(src, &fs, &ex);
         assert!(rw
             .text
@@ -620,14 +622,7 @@ mod tests {
         let rw = again(src, &fs, &ex);
         let no_debug = "the trait bound `&Big: probe_runtime::Cap` is not satisfied";
         let action = judge(&bound(no_debug, &rw, 2), &fs, &rw, &mut ex);
-        assert_eq!(
-            action,
-            Action::Demote {
-                site: 2,
-                name: "s".into(),
-                to: Form::Opaque
-            }
-        );
+        assert_eq!(action, s_to_opaque(2));
         assert!(ex.keeps_capture(&fs, 2, "s"));
         // A reference reported elsewhere in the round: the copy goes straight to the type name.
         let seen = not_debug_types([error_at("E0277", no_debug, 0)].iter());
