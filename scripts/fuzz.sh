@@ -16,7 +16,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-all=(arm_spec condition value redaction regex control_request control_file env)
+all=(arm_spec condition value redaction regex control_request control_file env table_text)
 want=${1:-all}
 execs=${2:-10000000}
 if [ "$want" = all ]; then targets=("${all[@]}"); else targets=("$want"); fi
