@@ -573,19 +573,25 @@ pub fn hit_ref(table: &'static Table, id: u32, vals: &[RefVal<'_>]) {
     if hot::hit::count_fast(table, id) {
         return;
     }
-    // The same captures as `Val`s, on the stack (a site captures its function's bindings in
-    // scope: rarely more than this).
+    as_vals(vals, |vals| {
+        hot::hit::hit(table, id, vals);
+    });
+}
+
+/// Runs `f` on `vals` as [`Val`]s: on the stack up to 32 (a site captures its function's
+/// bindings in scope: rarely more), in a `Vec` beyond.
+fn as_vals<R>(vals: &[RefVal<'_>], f: impl FnOnce(&[Val<'_>]) -> R) -> R {
     const ON_STACK: usize = 32;
     if vals.len() <= ON_STACK {
         let none: Val<'_> = &Opaque::<()>(std::marker::PhantomData);
-        let mut as_vals = [none; ON_STACK];
-        for (to, v) in as_vals.iter_mut().zip(vals) {
+        let mut on_stack = [none; ON_STACK];
+        for (to, v) in on_stack.iter_mut().zip(vals) {
             *to = v;
         }
-        hot::hit::hit(table, id, &as_vals[..vals.len()]);
+        f(&on_stack[..vals.len()])
     } else {
-        let as_vals: Vec<Val<'_>> = vals.iter().map(|v| v as Val<'_>).collect();
-        hot::hit::hit(table, id, &as_vals);
+        let all: Vec<Val<'_>> = vals.iter().map(|v| v as Val<'_>).collect();
+        f(&all)
     }
 }
 
@@ -893,6 +899,15 @@ mod tests {
         let refs: [RefVal<'_>; 4] = [&s, &n, &ByRef(&*m), &Opaque::of(&nd)];
         let as_vals: Vec<Val<'_>> = refs.iter().map(|r| r as Val<'_>).collect();
         let shown = show(&as_vals);
+        // `hit_ref` hands them over in order, on the stack or (over 32) in a `Vec`.
+        assert_eq!(super::as_vals(&refs, show), shown);
+        let many: Vec<u64> = (0..40).collect();
+        let many_refs: Vec<RefVal<'_>> = many.iter().map(|v| v as RefVal<'_>).collect();
+        for n in [0, 1, 32, 33, 40] {
+            let got = super::as_vals(&many_refs[..n], show);
+            let want: Vec<(String, &str)> = (0..n).map(|i| (i.to_string(), "u64")).collect();
+            assert_eq!(got, want, "{n} captures");
+        }
         assert_eq!(shown[0], ("\"hi\"".into(), "alloc::string::String"));
         assert_eq!(shown[1], ("7".into(), "u64"));
         assert_eq!(shown[2], ("[1, 2]".into(), "&[u8]"));
