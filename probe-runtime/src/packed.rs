@@ -42,25 +42,10 @@ pub enum Rows<T: 'static> {
 
 /// Packed rows and the string their spans are ranges of, unpacked on first use.
 pub struct Packed<T: 'static> {
-    text: TextRef,
+    /// Shared by a table's sites and its functions without sites: expanded once.
+    text: &'static Text,
     bytes: &'static [u8],
     rows: OnceLock<&'static [T]>,
-}
-
-/// Where packed rows' string is.
-enum TextRef {
-    Plain(&'static str),
-    /// Shared by a table's sites and its functions without sites: expanded once.
-    Compressed(&'static Text),
-}
-
-impl TextRef {
-    fn get(&self) -> &'static str {
-        match self {
-            TextRef::Plain(s) => s,
-            TextRef::Compressed(t) => t.get(),
-        }
-    }
 }
 
 /// A table's string as the build writes it: LZ4-compressed ([`lz4`]), expanded on first
@@ -99,19 +84,10 @@ pub trait Unpack: Sized + 'static {
 }
 
 impl<T: Unpack> Rows<T> {
-    /// Rows packed by the build, their spans ranges of `text`.
-    pub const fn packed(text: &'static str, bytes: &'static [u8]) -> Rows<T> {
-        Rows::Packed(Packed {
-            text: TextRef::Plain(text),
-            bytes,
-            rows: OnceLock::new(),
-        })
-    }
-
     /// Rows packed by the build, their spans ranges of the compressed `text`.
-    pub const fn packed_lz4(text: &'static Text, bytes: &'static [u8]) -> Rows<T> {
+    pub const fn packed(text: &'static Text, bytes: &'static [u8]) -> Rows<T> {
         Rows::Packed(Packed {
-            text: TextRef::Compressed(text),
+            text,
             bytes,
             rows: OnceLock::new(),
         })
@@ -527,36 +503,33 @@ mod tests {
                 }],
             )
         });
-        static SITES: std::sync::LazyLock<Sites> =
-            std::sync::LazyLock::new(|| Sites::packed("ordersrc/main.rsapp::run", &BYTES));
-        // The same string LZ4-compressed, as the build writes it (a block of literals only:
-        // a token of 15 literals and 9 more, then the 24 bytes).
+        // The string LZ4-compressed, as the build writes it (a block of literals only: a
+        // token of 15 literals and 9 more, then the 24 bytes).
         const BLOCK: &[u8] = b"\xf0\x09ordersrc/main.rsapp::run";
         static TEXT: Text = Text::lz4(BLOCK, 24);
-        static SITES_LZ4: std::sync::LazyLock<Sites> =
-            std::sync::LazyLock::new(|| Sites::packed_lz4(&TEXT, &BYTES));
+        static SITES: std::sync::LazyLock<Sites> =
+            std::sync::LazyLock::new(|| Sites::packed(&TEXT, &BYTES));
         assert!(
             TEXT.plain.get().is_none(),
             "nothing expanded before the first read"
         );
-        for sites in [&*SITES, &*SITES_LZ4] {
-            let Rows::Packed(packed) = sites else {
-                panic!("packed")
-            };
-            assert!(
-                packed.rows.get().is_none(),
-                "nothing unpacked before the first read"
-            );
-            let rows = sites.rows();
-            assert_eq!(rows.len(), 1);
-            assert_eq!(sites.len(), 1);
-            let s = &sites[0];
-            assert_eq!(
-                (s.path(), s.line, s.func()),
-                ("src/main.rs", 42, "app::run")
-            );
-            assert_eq!(s.names().iter().collect::<Vec<_>>(), ["order"]);
-        }
+        let sites = &*SITES;
+        let Rows::Packed(packed) = sites else {
+            panic!("packed")
+        };
+        assert!(
+            packed.rows.get().is_none(),
+            "nothing unpacked before the first read"
+        );
+        let rows = sites.rows();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(sites.len(), 1);
+        let s = &sites[0];
+        assert_eq!(
+            (s.path(), s.line, s.func()),
+            ("src/main.rs", 42, "app::run")
+        );
+        assert_eq!(s.names().iter().collect::<Vec<_>>(), ["order"]);
         assert_eq!(TEXT.get(), "ordersrc/main.rsapp::run");
     }
 
@@ -583,7 +556,7 @@ mod tests {
         // A block that expands to fewer bytes than recorded, and one that is not UTF-8.
         for (block, len) in [(&b"\x20ab"[..], 19), (&b"\x20\xff\xfe"[..], 2)] {
             let text: &'static Text = Box::leak(Box::new(Text::lz4(block, len)));
-            let sites = Sites::packed_lz4(text, bytes);
+            let sites = Sites::packed(text, bytes);
             assert_eq!(sites.len(), 1);
             assert_eq!(
                 (sites[0].line, sites[0].path(), sites[0].func()),

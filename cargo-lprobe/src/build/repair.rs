@@ -183,27 +183,20 @@ pub fn judge(
         .code
         .as_deref()
         .is_some_and(|c| BORROW_CODES.contains(&c));
-    if borrow {
-        if let Some((p, name, _)) = capture_at(rw, err.byte) {
-            let ctx = sites.sites.get(p.site).map_or(0, |s| s.context);
-            ex.drop_var_from.insert((ctx, name.clone(), p.site));
-            return Action::DropVarFrom {
-                site: p.site,
-                name: name.clone(),
-            };
-        }
-    }
-    // A capture named by a secondary span (e.g. "immutable borrow later used here") is the
-    // culprit of a borrow error reported elsewhere.
-    for &b in &err.also {
-        if let Some((p, name, _)) = capture_at(rw, b) {
-            let ctx = sites.sites.get(p.site).map_or(0, |s| s.context);
-            ex.drop_var_from.insert((ctx, name.clone(), p.site));
-            return Action::DropVarFrom {
-                site: p.site,
-                name: name.clone(),
-            };
-        }
+    // Else a capture named by a secondary span (e.g. "immutable borrow later used here") is
+    // the culprit of a borrow error reported elsewhere.
+    let primary = borrow.then_some(err.byte);
+    if let Some((p, name, _)) = primary
+        .into_iter()
+        .chain(err.also.iter().copied())
+        .find_map(|b| capture_at(rw, b))
+    {
+        let ctx = sites.sites.get(p.site).map_or(0, |s| s.context);
+        ex.drop_var_from.insert((ctx, name.clone(), p.site));
+        return Action::DropVarFrom {
+            site: p.site,
+            name: name.clone(),
+        };
     }
     // The text that writes a body twice: write it once.
     if let Some((ctx, _)) = rw.twice.iter().find(|(_, r)| r.contains(&err.byte)) {
@@ -220,24 +213,13 @@ pub fn judge(
         if p.recall.as_ref().is_some_and(|r| r.contains(&err.byte)) && ex.no_recall.insert(ctx) {
             return Action::NoRecall { context: ctx };
         }
+        // (A borrow error at a capture was taken above.)
         for (name, r) in &p.captures {
             if r.contains(&err.byte) {
-                let borrow = err
-                    .code
-                    .as_deref()
-                    .is_some_and(|c| BORROW_CODES.contains(&c));
-                return if borrow {
-                    ex.drop_var_from.insert((ctx, name.clone(), p.site));
-                    Action::DropVarFrom {
-                        site: p.site,
-                        name: name.clone(),
-                    }
-                } else {
-                    ex.drop_capture.insert((p.site, name.clone()));
-                    Action::DropCapture {
-                        site: p.site,
-                        name: name.clone(),
-                    }
+                ex.drop_capture.insert((p.site, name.clone()));
+                return Action::DropCapture {
+                    site: p.site,
+                    name: name.clone(),
                 };
             }
         }

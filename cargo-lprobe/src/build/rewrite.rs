@@ -634,9 +634,10 @@ impl Writer<'_> {
             // A `&mut` binding is captured through a shared reborrow of its target, held in
             // a temporary of the armed branch: its own address never escapes.
             let mut_ref = binding_of(sites, i, name).is_some_and(|b| sites.mut_refs.contains(&b));
-            let target = match mut_ref {
-                true => format!("&*{name}"),
-                false => format!("&{name}"),
+            let target = if mut_ref {
+                format!("&*{name}")
+            } else {
+                format!("&{name}")
             };
             // Plain expressions, no constructor per capture: the runtime's `Cap` is
             // implemented for every small `Copy` type with `Debug`, and a shared reference is

@@ -380,7 +380,7 @@ pub fn source(
     s.push_str("];\n\n");
     let _ = writeln!(
         s,
-        "pub static T: ::probe_runtime::Table = ::probe_runtime::Table {{ package: {package:?}, dir: {dir:?}, flags: &F, fn_flags: &FNF, counts: &C, sites: ::probe_runtime::Sites::packed_lz4(&TEXT, &SITES), files: &FILES, skipped: ::probe_runtime::Skips::packed_lz4(&TEXT, &SKIPPED) }};\n"
+        "pub static T: ::probe_runtime::Table = ::probe_runtime::Table {{ package: {package:?}, dir: {dir:?}, flags: &F, fn_flags: &FNF, counts: &C, sites: ::probe_runtime::Sites::packed(&TEXT, &SITES), files: &FILES, skipped: ::probe_runtime::Skips::packed(&TEXT, &SKIPPED) }};\n"
     );
     s.push_str(&by_value_calls(access, calls));
     s.push_str(&bridge::source(bridges));
@@ -885,7 +885,7 @@ mod tests {
         )));
         assert!(src.contains("pub static F: [AtomicU8; 1]"));
         assert!(src.contains(
-            "sites: ::probe_runtime::Sites::packed_lz4(&TEXT, &SITES), files: &FILES, skipped: ::probe_runtime::Skips::packed_lz4(&TEXT, &SKIPPED)"
+            "sites: ::probe_runtime::Sites::packed(&TEXT, &SITES), files: &FILES, skipped: ::probe_runtime::Skips::packed(&TEXT, &SKIPPED)"
         ));
         // What the program unpacks is the row.
         let file = syn::parse_file(&src).expect("parses");

@@ -1294,10 +1294,6 @@ fn not_debug_generic(ty: &syn::Type, generics: &[&syn::Generics], names: &TraitN
     }
 }
 
-/// An expression whose value is surely not a small copy (a scalar or a shared reference): a
-/// struct, tuple or array literal, a closure, a string or collection built by the usual
-/// constructors. The capture of a `let` bound to it starts by reference (a wrong "copy" guess
-/// costs a repair round and keeps the function's other errors from being seen in that round).
 /// An expression whose value never implements `Debug`: a closure or an async block (also in
 /// parentheses or a `Box`).
 fn never_debug(e: &syn::Expr) -> bool {
@@ -1314,6 +1310,10 @@ fn never_debug(e: &syn::Expr) -> bool {
     }
 }
 
+/// An expression whose value is surely not a small copy (a scalar or a shared reference): a
+/// struct, tuple or array literal, a closure, a string or collection built by the usual
+/// constructors. The capture of a `let` bound to it starts by reference (a wrong "copy" guess
+/// costs a repair round and keeps the function's other errors from being seen in that round).
 fn not_a_small_copy(e: &syn::Expr) -> bool {
     match e {
         syn::Expr::Struct(_)
