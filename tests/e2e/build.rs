@@ -380,6 +380,22 @@ fn the_runtime_is_compiled_once_and_reused_by_a_fresh_target_dir() {
         first.contains("lprobe: runtime: compiled, and cached"),
         "{first}"
     );
+    // Line tables for the workspace's own crates (stack lines), none for its dependencies
+    // (the runtime here), as in the plain build of a profile without `debug`.
+    let rustc_line = |krate: &str| {
+        first
+            .lines()
+            .find(|l| l.contains("Running") && l.contains(&format!("--crate-name {krate} ")))
+            .unwrap_or_else(|| panic!("no rustc call for {krate}: {first}"))
+    };
+    assert!(
+        rustc_line("demo_app").contains("-C debuginfo=line-tables-only"),
+        "{first}"
+    );
+    assert!(
+        !rustc_line("probe_runtime").contains("-C debuginfo="),
+        "{first}"
+    );
     let second = build("t2");
     assert!(
         second.contains("lprobe: runtime: taken from the cache"),

@@ -1731,20 +1731,26 @@ fn cargo_command(
             &lp.join("runtime-cache.log"),
         ));
     }
-    // Stacks need line tables: keep them in optimized profiles unless the user chose.
+    // Stacks need line tables: the workspace's crates get them in optimized profiles unless
+    // the user chose (`manifest::stack_lines`).
     let root_manifest = std::fs::read_to_string(ws.root.join("Cargo.toml")).unwrap_or_default();
-    for profile in ["release", "bench", inv.profile_name()] {
-        if profile == "dev" || profile == "test" {
-            continue;
-        }
+    let mut profiles = vec!["release", "bench", inv.profile_name()];
+    profiles.dedup();
+    for profile in profiles {
         let var = format!(
             "CARGO_PROFILE_{}_DEBUG",
             profile.to_uppercase().replace('-', "_")
         );
-        if std::env::var_os(&var).is_none()
-            && !crate::build::manifest::profile_sets_debug(&root_manifest, profile)
-        {
+        if std::env::var_os(&var).is_some() {
+            continue;
+        }
+        let lines = crate::build::manifest::stack_lines(&root_manifest, profile);
+        if lines.profile {
             cmd.env(var, "line-tables-only");
+        }
+        if lines.dependencies_off {
+            cmd.arg("--config")
+                .arg(format!("profile.{profile}.package.\"*\".debug=false"));
         }
     }
     cmd

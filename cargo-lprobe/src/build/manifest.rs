@@ -142,15 +142,56 @@ fn absolutize_paths(item: &mut Item, dir: &Path, root: &Path, depth: usize) {
     }
 }
 
-/// Whether the workspace manifest sets `debug` for `profile`.
-pub fn profile_sets_debug(root_manifest: &str, profile: &str) -> bool {
-    let Ok(doc) = root_manifest.parse::<DocumentMut>() else {
-        return false;
+/// The debug settings lprobe adds to an optimized profile so that snapshot stacks show a line
+/// for each frame of the workspace's own code: line tables for the workspace's crates, unless
+/// the manifest sets `debug` for the profile; and none for dependencies (`package."*"`), as
+/// in the plain build, unless the manifest says otherwise for them. A program's dependencies
+/// are most of its compile, and their frames keep their function names. Profiles derived from
+/// `dev` or `test` (which have debug info already) get nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StackLines {
+    /// Set `debug = "line-tables-only"` for the profile.
+    pub profile: bool,
+    /// Set `debug = false` in the profile's `package."*"` override.
+    pub dependencies_off: bool,
+}
+
+/// What [`StackLines`] to add for `profile`, from the workspace manifest.
+pub fn stack_lines(root_manifest: &str, profile: &str) -> StackLines {
+    let none = StackLines {
+        profile: false,
+        dependencies_off: false,
     };
-    doc.get("profile")
-        .and_then(|p| p.get(profile))
-        .and_then(|p| p.get("debug"))
-        .is_some()
+    let doc = root_manifest.parse::<DocumentMut>().ok();
+    let table = |name: &str| doc.as_ref()?.get("profile")?.get(name).cloned();
+    // Follow `inherits` to a built-in profile (a few steps; cargo refuses cycles).
+    let mut base = profile.to_owned();
+    for _ in 0..8 {
+        if matches!(base.as_str(), "dev" | "test" | "release" | "bench") {
+            break;
+        }
+        match table(&base).and_then(|t| t.get("inherits")?.as_str().map(str::to_owned)) {
+            Some(parent) => base = parent,
+            None => return none,
+        }
+    }
+    if !matches!(base.as_str(), "release" | "bench") {
+        return none;
+    }
+    let sets_debug = table(profile).is_some_and(|t| t.get("debug").is_some());
+    if sets_debug {
+        return none;
+    }
+    let deps_set = table(profile).is_some_and(|t| {
+        t.get("package")
+            .and_then(|p| p.get("*"))
+            .and_then(|p| p.get("debug"))
+            .is_some()
+    });
+    StackLines {
+        profile: true,
+        dependencies_off: !deps_set,
+    }
 }
 
 #[cfg(test)]
@@ -205,14 +246,45 @@ mod tests {
     }
 
     #[test]
-    fn profile_debug_detection() {
-        assert!(profile_sets_debug(
-            "[profile.release]\ndebug = 1\n",
-            "release"
-        ));
-        assert!(!profile_sets_debug(
-            "[profile.release]\nlto = true\n",
-            "release"
-        ));
+    fn stack_lines_for_optimized_profiles_the_manifest_leaves_alone() {
+        let both = StackLines {
+            profile: true,
+            dependencies_off: true,
+        };
+        let none = StackLines {
+            profile: false,
+            dependencies_off: false,
+        };
+        assert_eq!(stack_lines("[package]\nname = \"a\"\n", "release"), both);
+        assert_eq!(stack_lines("", "bench"), both);
+        assert_eq!(
+            stack_lines("[profile.release]\nlto = true\n", "release"),
+            both
+        );
+        // The manifest's own choice wins, for the workspace or for its dependencies.
+        assert_eq!(
+            stack_lines("[profile.release]\ndebug = 1\n", "release"),
+            none
+        );
+        assert_eq!(
+            stack_lines(
+                "[profile.release.package.\"*\"]\ndebug = \"line-tables-only\"\n",
+                "release"
+            ),
+            StackLines {
+                profile: true,
+                dependencies_off: false
+            }
+        );
+        // A custom profile follows `inherits`; one from `dev` has debug info already.
+        let custom = "[profile.prod]\ninherits = \"fast\"\n[profile.fast]\ninherits = \"release\"\n[profile.dbg]\ninherits = \"dev\"\n";
+        assert_eq!(stack_lines(custom, "prod"), both);
+        assert_eq!(stack_lines(custom, "dbg"), none);
+        assert_eq!(stack_lines(custom, "missing"), none);
+        assert_eq!(
+            stack_lines("[profile.loop]\ninherits = \"loop\"\n", "loop"),
+            none
+        );
+        assert_eq!(stack_lines("not toml [", "dev"), none);
     }
 }
