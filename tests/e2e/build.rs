@@ -569,9 +569,10 @@ fn committed_repair_outcomes_spare_a_fresh_machine_the_repair_rounds() {
     let err = stderr(&out);
     assert!(out.status.success(), "{err}");
     assert!(
-        repair_rounds(&err).is_some_and(|n| n > 0),
+        repair_rounds(&err).is_some_and(|n| n > 1),
         "edge-cases needs repairs on a first build: {err}"
     );
+    assert!(!err.contains("Note"), "no hint with --repairs: {err}");
     let saved = first.join("lprobe-repairs.json");
     let text = std::fs::read_to_string(&saved).expect("--repairs wrote the file");
     assert!(
@@ -589,10 +590,16 @@ fn committed_repair_outcomes_spare_a_fresh_machine_the_repair_rounds() {
         std::fs::read_to_string(second.join("lprobe-repairs.json")).expect("read"),
         text
     );
-    // Without it, the repairs are made again.
+    // Without it, the repairs are made again, and the build says how to keep them.
     let out = cargo_lprobe_in(&third, &dir.path().join("t3"), &args);
-    assert!(out.status.success());
-    assert!(repair_rounds(&stderr(&out)).is_some_and(|n| n > 0));
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(repair_rounds(&err).is_some_and(|n| n > 1), "{err}");
+    assert!(
+        err.lines()
+            .any(|l| l.contains("Note") && l.contains("--repairs lprobe-repairs.json")),
+        "{err}"
+    );
 }
 
 #[test]

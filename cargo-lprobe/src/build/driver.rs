@@ -961,7 +961,22 @@ fn finish(
         );
     }
     let json_out = report(inv, &setup.lp, &built.outcome, &reports, &notes, &phases)?;
+    if let Some(hint) = repairs_hint(built.repair_rounds, inv.repairs.is_some()) {
+        progress::status("Note", &hint);
+    }
     setup.hand_over(inv, json_out)
+}
+
+/// After a build that took several repair rounds (a first build: an edit usually takes one),
+/// without `--repairs`: how to spare a fresh machine (CI) those rounds.
+fn repairs_hint(repair_rounds: usize, has_file: bool) -> Option<String> {
+    (repair_rounds >= 2 && !has_file).then(|| {
+        format!(
+            "{repair_rounds} repair rounds found what the probes could not keep; this machine \
+             remembers it, and `--repairs lprobe-repairs.json` also writes it to a file to \
+             commit, so that a fresh machine (CI) runs none"
+        )
+    })
 }
 
 /// Points `include_str!`/`include_bytes!` of a file lprobe rewrites at a copy of the original
