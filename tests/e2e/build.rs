@@ -551,6 +551,48 @@ fn repair_rounds(stderr: &str) -> Option<usize> {
 }
 
 #[test]
+fn a_first_build_learns_every_capture_of_one_type_in_one_round() {
+    // Six bindings of a type that is neither a small copy nor `Debug`, every one captured at
+    // the last line: in a plain capture list rustc reports the unmet bound once per
+    // statement and type (a round per binding); a file repaired from scratch lists each
+    // capture through a call of its own, and one round learns them all.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = dir.path().join("blobs");
+    std::fs::create_dir_all(src.join("src")).expect("mkdir");
+    std::fs::write(
+        src.join("Cargo.toml"),
+        "[package]\nname = \"blobs\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[workspace]\n",
+    )
+    .expect("manifest");
+    // (The type in another file: a type declared in the same file is known from the start.)
+    std::fs::write(
+        src.join("src/blob.rs"),
+        "pub struct Blob(pub Vec<u8>);\n\npub fn make(n: u8) -> Blob {\n    Blob(vec![n; 3])\n}\n",
+    )
+    .expect("blob.rs");
+    let mut main = String::from("mod blob;\n\nfn main() {\n");
+    for i in 0..6 {
+        main.push_str(&format!("    let b{i} = blob::make({i});\n"));
+    }
+    main.push_str("    println!(\"{}\", b0.0.len() + b5.0.len());\n}\n");
+    std::fs::write(src.join("src/main.rs"), main).expect("main.rs");
+    let out = cargo_lprobe_in(
+        &src,
+        &dir.path().join("t"),
+        &["build", "--release", "--lines", "all", "-v"],
+    );
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(repair_rounds(&err), Some(1), "{err}");
+    // And the program runs, printing what it printed.
+    let run = Command::new(dir.path().join("t/lprobe/release/blobs"))
+        .env("LPROBE_DISABLE", "1")
+        .output()
+        .expect("runs");
+    assert_eq!(String::from_utf8_lossy(&run.stdout).trim(), "6");
+}
+
+#[test]
 fn committed_repair_outcomes_spare_a_fresh_machine_the_repair_rounds() {
     // Three copies of one workspace at different paths: each has its own machine-wide repair
     // cache entry (keyed by the workspace's path) and its own target directory, like fresh

@@ -54,6 +54,9 @@ struct FileWork {
     /// The package's targets (indices) whose crates include this file.
     targets: Vec<usize>,
     ex: Exclusions,
+    /// Whether `ex` came from a remembered repair outcome (else the file is repaired from
+    /// scratch, its captures listed `rewrite::CaptureList::Checked`).
+    outcome_known: bool,
     rewritten: Option<Rewritten>,
     notes: Vec<String>,
     /// `include_str!`/`include_bytes!` literals: (byte range, path as written).
@@ -63,13 +66,19 @@ struct FileWork {
 impl FileWork {
     /// Rewrites the file with what repair has taken out so far, its checks reading `flags`.
     fn rewrite(&mut self, flags: rewrite::FlagsHome) {
-        self.rewritten = Some(rewrite::rewrite(
+        let list = if self.outcome_known {
+            rewrite::CaptureList::Plain
+        } else {
+            rewrite::CaptureList::Checked
+        };
+        self.rewritten = Some(rewrite::rewrite_with(
             &self.text,
             &self.sites,
             self.first,
             &self.ex,
             self.extern_at,
             flags,
+            list,
         ));
     }
 }
@@ -690,12 +699,9 @@ fn find_package_sites(
         let extern_at =
             (src.crate_root && src.edition == "2015").then(|| after_inner_attrs(&text, &file));
         let lines_key = file_lines_key(&sel, skip_accessors, inv.entry_all, &sites);
-        let ex = found
-            .caches
-            .cache
-            .get(&rel, &hash, &lines_key)
-            .cloned()
-            .unwrap_or_default();
+        let known = found.caches.cache.get(&rel, &hash, &lines_key).cloned();
+        let outcome_known = known.is_some();
+        let ex = known.unwrap_or_default();
         found.files.push(FileWork {
             rel,
             pkg: pi,
@@ -708,6 +714,7 @@ fn find_package_sites(
             crate_root: src.crate_root,
             targets: src.targets.clone(),
             ex,
+            outcome_known,
             rewritten: None,
             notes: Vec::new(),
             includes,
@@ -2185,6 +2192,7 @@ mod tests {
             crate_root: true,
             targets: vec![target],
             ex: Exclusions::default(),
+            outcome_known: true,
             rewritten: None,
             notes: Vec::new(),
             includes: Vec::new(),

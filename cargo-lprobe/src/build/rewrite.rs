@@ -244,6 +244,40 @@ pub fn rewrite(
     extern_crate: Option<usize>,
     flags: FlagsHome,
 ) -> Rewritten {
+    rewrite_with(
+        text,
+        sites,
+        first,
+        ex,
+        extern_crate,
+        flags,
+        CaptureList::Plain,
+    )
+}
+
+/// How a site's captures are listed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CaptureList {
+    /// Plain expressions in an array (`&[&(a,).0, &&b]`): the least work for the compiler.
+    Plain,
+    /// Each through a call of its own (`&[cap(&(a,).0), cap(&&b)]`), for a file whose repair
+    /// outcome is not known yet: rustc reports an unmet bound once per statement and type in
+    /// a plain list (six bindings of one type without `Debug` at a site were six repair
+    /// rounds), and once per call here. The same code once inlined; about 2% more compile
+    /// time at every line (regex-syntax's tests), paid until the outcome is remembered.
+    Checked,
+}
+
+/// [`rewrite`] with the captures listed as `list` says.
+pub fn rewrite_with(
+    text: &str,
+    sites: &FileSites,
+    first: FirstIds,
+    ex: &Exclusions,
+    extern_crate: Option<usize>,
+    flags: FlagsHome,
+    list: CaptureList,
+) -> Rewritten {
     if ex.file_original {
         return Rewritten {
             text: text.to_owned(),
@@ -267,6 +301,7 @@ pub fn rewrite(
         first,
         chk,
         plan,
+        list,
     };
     let mut pieces: Vec<Piece> = Vec::new();
     if let Some(at) = extern_crate {
@@ -425,6 +460,7 @@ struct Writer<'a> {
     /// The path of the checks (`::lprobe_sites` or `crate::__lprobe`).
     chk: String,
     plan: Plan,
+    list: CaptureList,
 }
 
 impl Writer<'_> {
@@ -648,7 +684,7 @@ impl Writer<'_> {
             // the array's expected `&dyn Cap` reaches into a block, and a binding whose type
             // is still open there (a closure's parameter, `let v = Default::default()`) is
             // inferred to be `dyn Cap`; a tuple's field takes no expectation.
-            code.push_str(&match form {
+            let capture = match form {
                 Form::Copy if amp.is_empty() => name.clone(),
                 Form::Copy => format!("&({name},).0"),
                 // `CapRef` is met by the binding itself: no temporary holding a reference
@@ -657,7 +693,17 @@ impl Writer<'_> {
                 Form::Ref if in_twice => target,
                 Form::Ref => format!("{amp}{target}"),
                 Form::Opaque => format!("{amp}::{SITES_CRATE}::Opaque::of({target})"),
-            });
+            };
+            // A type name always compiles; a capture passed by value (an entry's argument)
+            // is already a call's own argument.
+            let checked =
+                self.list == CaptureList::Checked && form != Form::Opaque && !amp.is_empty();
+            if checked {
+                let f = if in_twice { "cap_ref" } else { "cap" };
+                code.push_str(&format!("::{SITES_CRATE}::{f}({capture})"));
+            } else {
+                code.push_str(&capture);
+            }
             caps.push((name.clone(), start..code.len()));
         }
         caps
@@ -860,6 +906,57 @@ mod tests {
         );
         assert!(at(0).timed && !rw.text.contains("__lprobe_guard"));
         assert_eq!(rw.text.lines().count(), src.lines().count());
+    }
+
+    #[test]
+    fn checked_lists_pass_each_capture_through_a_call_of_its_own() {
+        let src = "fn f(a: u8, s: &str) -> u8 {\n    let b = a;\n    let n = s.len();\n    b\n}\n";
+        let file = syn::parse_file(src).expect("parses");
+        let fs = find_sites(src, &file, "k", &LineSel::All);
+        let checked = |ex: &Exclusions| {
+            rewrite_with(
+                src,
+                &fs,
+                FirstIds { site: 10, func: 0 },
+                ex,
+                None,
+                FlagsHome::SitesCrate,
+                CaptureList::Checked,
+            )
+        };
+        let rw = checked(&Exclusions::default());
+        // Written twice: the instrumented copy's captures through `cap_ref`; the entry's,
+        // arguments of its own call, as they were.
+        assert!(
+            rw.text.contains(
+                "::lprobe_sites::hit_ref(13, &[::lprobe_sites::cap_ref(&a), ::lprobe_sites::cap_ref(&s), ::lprobe_sites::cap_ref(&b), ::lprobe_sites::cap_ref(&n)])"
+            ),
+            "{}",
+            rw.text
+        );
+        assert!(rw
+            .text
+            .contains("hit_first_2(10, 11, __lprobe_guard.on(), a, s)"));
+        // The capture's range covers the call, where rustc's error points inside.
+        let site = rw.placed.iter().find(|p| p.site == 3).expect("placed");
+        assert_eq!(
+            &rw.text[site.captures[2].1.clone()],
+            "::lprobe_sites::cap_ref(&b)"
+        );
+        // Written once: copies and references through `cap`, a type name as it was.
+        let mut ex = Exclusions::default();
+        ex.no_twice.insert(0);
+        ex.opaque.insert(binding_of(&fs, 3, "n").expect("bound"));
+        let rw = checked(&ex);
+        assert!(
+            rw.text.contains("::lprobe_sites::cap(&(a,).0), ::lprobe_sites::cap(&(s,).0), ::lprobe_sites::cap(&(b,).0), &::lprobe_sites::Opaque::of(&n)"),
+            "{}",
+            rw.text
+        );
+        for rw in [checked(&Exclusions::default()), checked(&ex)] {
+            assert!(syn::parse_file(&rw.text).is_ok());
+            assert_eq!(rw.text.lines().count(), src.lines().count());
+        }
     }
 
     #[test]

@@ -173,6 +173,20 @@ pub extern "C" fn hit(i: u32, v: &[Val<'_>]) {
     ::probe_runtime::hit(&T, i, v)
 }
 
+/// One capture checked on its own (`rewrite::CaptureList::Checked`): rustc reports an unmet
+/// bound once per statement and type in a list of plain captures, and once per call here,
+/// so a first build learns every binding's form in one round. The same code once inlined.
+#[inline(always)]
+pub fn cap<'a, V: ::probe_runtime::Cap + 'a>(v: &'a V) -> Val<'a> {
+    v
+}
+
+/// [`cap`] for a capture of the instrumented copy of a body written twice.
+#[inline(always)]
+pub fn cap_ref<'a, V: ::probe_runtime::CapRef + 'a>(v: &'a V) -> RefVal<'a> {
+    v
+}
+
 /// `hit` for a line site of the instrumented copy of a body written twice, whose captures are
 /// plain references (`probe_runtime::CapRef`).
 #[cold]
