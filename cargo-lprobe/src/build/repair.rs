@@ -170,8 +170,7 @@ pub fn judge(
     // An unsatisfied bound at a capture: its type is not small and `Copy`, or not `Debug`.
     if err.code.as_deref() == Some("E0277") {
         if let Some(a) = capture_at(rw, err.byte).and_then(|(p, name, r)| {
-            let rendered = form_of_text(&rw.text[r.clone()]);
-            demote(err, sites, p.site, name, rendered, ex, not_debug)
+            demote(err, sites, p.site, name, &rw.text[r.clone()], ex, not_debug)
         }) {
             return a;
         }
@@ -260,19 +259,24 @@ pub fn judge(
     Action::FileOriginal
 }
 
-/// Steps the binding captured as `name` at `site` (in the form `rendered` this round) down to
-/// the form the error asks for; `None` when it is already there (the capture is then dropped
-/// like any other).
+/// Steps the binding captured as `name` at `site` (as `text` this round) down to the form the
+/// error asks for; `None` when it is already there (the capture is then dropped like any
+/// other).
 fn demote(
     err: &FileError,
     sites: &FileSites,
     site: usize,
     name: &str,
-    rendered: Form,
+    text: &str,
     ex: &mut Exclusions,
     not_debug: &HashSet<String>,
 ) -> Option<Action> {
     let b = binding_of(sites, site, name)?;
+    let (call, text) = checked_capture(text);
+    let rendered = form_of_text(text);
+    // `cap_ref`'s one bound is `CapRef`, that is `Debug`: whatever part of a type rustc names
+    // as lacking (`F: Copy` for a `Cell<Option<F>>`), no `Debug`.
+    let only_debug = call == Some("cap_ref");
     let m = &err.message;
     // rustc names the capture's own type when `Cap` is not met ("the trait bound
     // `&Formatter<'_>: probe_runtime::Cap` is not satisfied"), or the bound of `Cap`'s blanket
@@ -286,7 +290,8 @@ fn demote(
         }
         _ => false,
     };
-    let to = if m.contains("`Debug`")
+    let to = if only_debug
+        || m.contains("`Debug`")
         || m.contains("fmt::Debug`")
         || m.contains(": Debug`")
         || no_debug
@@ -314,6 +319,18 @@ fn demote(
         name: name.to_owned(),
         to,
     })
+}
+
+/// A capture of a checked list (`rewrite::CaptureList::Checked`): the function it goes through
+/// (`cap`, `cap_ref`) and the capture inside; a plain capture as it is.
+fn checked_capture(t: &str) -> (Option<&str>, &str) {
+    for f in ["cap_ref", "cap"] {
+        let call = format!("::{}::{f}(", crate::build::rewrite::SITES_CRATE);
+        if let Some(inner) = t.strip_prefix(&call).and_then(|r| r.strip_suffix(')')) {
+            return (Some(f), inner);
+        }
+    }
+    (None, t)
 }
 
 /// The form a capture's generated text has (`rewrite`'s `captures`): a type name through
@@ -588,6 +605,60 @@ mod tests {
             not_debug_types([error_at("E0277", no_debug, 0)].iter()),
             HashSet::from(["Big".to_owned()])
         );
+    }
+
+    /// A file repaired from scratch lists each capture through a call (`cap`, `cap_ref`), and
+    /// rustc then names the part of the type that lacks a bound (once_cell's `Lazy::force`:
+    /// `F: Copy` and `F doesn't implement Debug` for a `Cell<Option<F>>`).
+    #[test]
+    fn an_unmet_bound_at_a_checked_capture_steps_down_like_a_plain_one() {
+        let checked = |src: &str, fs: &FileSites, ex: &Exclusions| {
+            crate::build::rewrite::rewrite_with(
+                src,
+                fs,
+                Default::default(),
+                ex,
+                None,
+                FlagsHome::SitesCrate,
+                crate::build::rewrite::CaptureList::Checked,
+            )
+        };
+        let not_copy = "the trait bound `F: Copy` is not satisfied";
+        let no_debug = "`F` doesn't implement `Debug`";
+        // Written twice: `cap_ref` asks for `Debug` only, so either message means the type
+        // name.
+        let src = "fn f<T: Tr>(s: T) {\n    let t = 1;\n    let u = 2;\n}\n";
+        let (fs, _) = setup(src);
+        let rw = checked(src, &fs, &Exclusions::default());
+        assert!(
+            rw.text.contains("::lprobe_sites::cap_ref(&s)"),
+            "{}",
+            rw.text
+        );
+        for message in [not_copy, no_debug] {
+            let mut ex = Exclusions::default();
+            let action = judge(&unmet_at_s(message, &rw, 2), &fs, &rw, &mut ex);
+            assert_eq!(action, s_to_opaque(2), "{message}");
+            // A type name always compiles: not checked.
+            let text = checked(src, &fs, &ex).text;
+            assert!(text.contains("[&::lprobe_sites::Opaque::of(&s)"), "{text}");
+        }
+        // Written once: `cap` asks for a small copy with `Debug`: a reference, or the name.
+        let src = "fn f<T: Tr>(s: T) {\n    let t = 1;\n    let u = 2;\n    fn g() {}\n}\n";
+        let (fs, _) = setup(src);
+        let rw = checked(src, &fs, &Exclusions::default());
+        assert!(
+            rw.text.contains("::lprobe_sites::cap(&(s,).0)"),
+            "{}",
+            rw.text
+        );
+        let mut ex = Exclusions::default();
+        judge(&unmet_at_s(not_copy, &rw, 2), &fs, &rw, &mut ex);
+        assert_eq!(ex.form(&fs, 2, "s"), Form::Ref);
+        let rw = checked(src, &fs, &ex);
+        assert!(rw.text.contains("::lprobe_sites::cap(&&s)"), "{}", rw.text);
+        let action = judge(&unmet_at_s(no_debug, &rw, 2), &fs, &rw, &mut ex);
+        assert_eq!(action, s_to_opaque(2));
     }
 
     /// The messages rustc 1.95 gives for the capture expressions (`&(s,).0`, `&&s`, `&*v`): the
