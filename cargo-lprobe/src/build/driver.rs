@@ -71,7 +71,7 @@ impl FileWork {
         } else {
             rewrite::CaptureList::Checked
         };
-        self.rewritten = Some(rewrite::rewrite_with(
+        self.rewritten = Some(rewrite::rewrite(
             &self.text,
             &self.sites,
             self.first,

@@ -482,7 +482,15 @@ mod tests {
         let file = syn::parse_file(src).expect("parses");
         let fs = find_sites(src, &file, "k", &LineSel::All);
         let ex = Exclusions::default();
-        let rw = rewrite(src, &fs, Default::default(), &ex, None, flags);
+        let rw = rewrite(
+            src,
+            &fs,
+            Default::default(),
+            &ex,
+            None,
+            flags,
+            crate::build::rewrite::CaptureList::Plain,
+        );
         (fs, rw)
     }
 
@@ -498,7 +506,15 @@ mod tests {
 
     /// `src` rewritten again with what repair has taken out so far.
     fn again(src: &str, fs: &FileSites, ex: &Exclusions) -> Rewritten {
-        rewrite(src, fs, Default::default(), ex, None, FlagsHome::SitesCrate)
+        rewrite(
+            src,
+            fs,
+            Default::default(),
+            ex,
+            None,
+            FlagsHome::SitesCrate,
+            crate::build::rewrite::CaptureList::Plain,
+        )
     }
 
     /// The capture of `s` at `site` stepped down to the type name.
@@ -613,7 +629,7 @@ mod tests {
     #[test]
     fn an_unmet_bound_at_a_checked_capture_steps_down_like_a_plain_one() {
         let checked = |src: &str, fs: &FileSites, ex: &Exclusions| {
-            crate::build::rewrite::rewrite_with(
+            crate::build::rewrite::rewrite(
                 src,
                 fs,
                 Default::default(),

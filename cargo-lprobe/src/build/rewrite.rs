@@ -234,27 +234,6 @@ pub enum FlagsHome {
     },
 }
 
-/// Rewrites `text`. Site `i` of `sites` gets id `first_id + i`. `extern_crate` is the offset
-/// where an `extern crate` item must be inserted (edition 2015 crate roots), if any.
-pub fn rewrite(
-    text: &str,
-    sites: &FileSites,
-    first: FirstIds,
-    ex: &Exclusions,
-    extern_crate: Option<usize>,
-    flags: FlagsHome,
-) -> Rewritten {
-    rewrite_with(
-        text,
-        sites,
-        first,
-        ex,
-        extern_crate,
-        flags,
-        CaptureList::Plain,
-    )
-}
-
 /// How a site's captures are listed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CaptureList {
@@ -268,8 +247,10 @@ pub enum CaptureList {
     Checked,
 }
 
-/// [`rewrite`] with the captures listed as `list` says.
-pub fn rewrite_with(
+/// Rewrites `text`. Site `i` of `sites` gets id `first_id + i`. `extern_crate` is the offset
+/// where an `extern crate` item must be inserted (edition 2015 crate roots), if any; `list`
+/// says how captures are listed.
+pub fn rewrite(
     text: &str,
     sites: &FileSites,
     first: FirstIds,
@@ -834,6 +815,7 @@ mod tests {
             ex,
             None,
             FlagsHome::SitesCrate,
+            CaptureList::Plain,
         );
         (fs, rw)
     }
@@ -850,6 +832,7 @@ mod tests {
             &Exclusions::default(),
             None,
             FlagsHome::SitesCrate,
+            CaptureList::Plain,
         );
         let probes = |rw: &Rewritten| -> Vec<String> {
             rw.placed
@@ -914,7 +897,7 @@ mod tests {
         let file = syn::parse_file(src).expect("parses");
         let fs = find_sites(src, &file, "k", &LineSel::All);
         let checked = |ex: &Exclusions| {
-            rewrite_with(
+            rewrite(
                 src,
                 &fs,
                 FirstIds { site: 10, func: 0 },
@@ -1070,6 +1053,7 @@ mod tests {
                 &Exclusions::default(),
                 None,
                 flags,
+                CaptureList::Plain,
             )
         };
         let rw = with(FlagsHome::Crate {
@@ -1150,6 +1134,7 @@ mod tests {
             &Exclusions::default(),
             None,
             FlagsHome::SitesCrate,
+            CaptureList::Plain,
         );
         assert!(entry.text.contains("fn_on::<0>()"));
         assert!(!entry.text.contains("refresh"));
