@@ -1756,8 +1756,10 @@ fn cargo_command(
     // Stacks need line tables: the workspace's crates get them in optimized profiles unless
     // the user chose (`manifest::stack_lines`).
     let root_manifest = std::fs::read_to_string(ws.root.join("Cargo.toml")).unwrap_or_default();
-    let mut profiles = vec!["release", "bench", inv.profile_name()];
-    profiles.dedup();
+    let mut profiles = vec!["release", "bench"];
+    if !profiles.contains(&inv.profile_name()) {
+        profiles.push(inv.profile_name());
+    }
     for profile in profiles {
         let var = format!(
             "CARGO_PROFILE_{}_DEBUG",

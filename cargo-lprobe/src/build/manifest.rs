@@ -178,11 +178,11 @@ pub fn stack_lines(root_manifest: &str, profile: &str) -> StackLines {
     if !matches!(base.as_str(), "release" | "bench") {
         return none;
     }
-    let sets_debug = table(profile).is_some_and(|t| t.get("debug").is_some());
-    if sets_debug {
+    let own = table(profile);
+    if own.as_ref().is_some_and(|t| t.get("debug").is_some()) {
         return none;
     }
-    let deps_set = table(profile).is_some_and(|t| {
+    let deps_set = own.as_ref().is_some_and(|t| {
         t.get("package")
             .and_then(|p| p.get("*"))
             .and_then(|p| p.get("debug"))

@@ -471,7 +471,7 @@ mod tests {
     fn judge(err: &FileError, sites: &FileSites, rw: &Rewritten, ex: &mut Exclusions) -> Action {
         super::judge(err, sites, rw, ex, &HashSet::new())
     }
-    use crate::build::rewrite::{rewrite, FlagsHome};
+    use crate::build::rewrite::{rewrite, CaptureList, FlagsHome};
     use crate::build::visit::{find_sites, LineSel};
 
     fn setup(src: &str) -> (FileSites, Rewritten) {
@@ -489,7 +489,7 @@ mod tests {
             &ex,
             None,
             flags,
-            crate::build::rewrite::CaptureList::Plain,
+            CaptureList::Plain,
         );
         (fs, rw)
     }
@@ -506,6 +506,11 @@ mod tests {
 
     /// `src` rewritten again with what repair has taken out so far.
     fn again(src: &str, fs: &FileSites, ex: &Exclusions) -> Rewritten {
+        again_listed(src, fs, ex, CaptureList::Plain)
+    }
+
+    /// [`again`] with the captures listed as `list`.
+    fn again_listed(src: &str, fs: &FileSites, ex: &Exclusions, list: CaptureList) -> Rewritten {
         rewrite(
             src,
             fs,
@@ -513,7 +518,7 @@ mod tests {
             ex,
             None,
             FlagsHome::SitesCrate,
-            crate::build::rewrite::CaptureList::Plain,
+            list,
         )
     }
 
@@ -628,50 +633,33 @@ mod tests {
     /// `F: Copy` and `F doesn't implement Debug` for a `Cell<Option<F>>`).
     #[test]
     fn an_unmet_bound_at_a_checked_capture_steps_down_like_a_plain_one() {
-        let checked = |src: &str, fs: &FileSites, ex: &Exclusions| {
-            crate::build::rewrite::rewrite(
-                src,
-                fs,
-                Default::default(),
-                ex,
-                None,
-                FlagsHome::SitesCrate,
-                crate::build::rewrite::CaptureList::Checked,
-            )
-        };
         let not_copy = "the trait bound `F: Copy` is not satisfied";
         let no_debug = "`F` doesn't implement `Debug`";
+        // The file rewritten with checked captures: `s`'s capture is `first`.
+        let checked = |src: &str, first: &str| {
+            let (fs, _) = setup(src);
+            let rw = again_listed(src, &fs, &Exclusions::default(), CaptureList::Checked);
+            assert!(rw.text.contains(first), "{}", rw.text);
+            (fs, rw)
+        };
         // Written twice: `cap_ref` asks for `Debug` only, so either message means the type
-        // name.
+        // name (which always compiles, so it is not checked).
         let src = "fn f<T: Tr>(s: T) {\n    let t = 1;\n    let u = 2;\n}\n";
-        let (fs, _) = setup(src);
-        let rw = checked(src, &fs, &Exclusions::default());
-        assert!(
-            rw.text.contains("::lprobe_sites::cap_ref(&s)"),
-            "{}",
-            rw.text
-        );
+        let (fs, rw) = checked(src, "::lprobe_sites::cap_ref(&s)");
         for message in [not_copy, no_debug] {
             let mut ex = Exclusions::default();
             let action = judge(&unmet_at_s(message, &rw, 2), &fs, &rw, &mut ex);
             assert_eq!(action, s_to_opaque(2), "{message}");
-            // A type name always compiles: not checked.
-            let text = checked(src, &fs, &ex).text;
+            let text = again_listed(src, &fs, &ex, CaptureList::Checked).text;
             assert!(text.contains("[&::lprobe_sites::Opaque::of(&s)"), "{text}");
         }
         // Written once: `cap` asks for a small copy with `Debug`: a reference, or the name.
         let src = "fn f<T: Tr>(s: T) {\n    let t = 1;\n    let u = 2;\n    fn g() {}\n}\n";
-        let (fs, _) = setup(src);
-        let rw = checked(src, &fs, &Exclusions::default());
-        assert!(
-            rw.text.contains("::lprobe_sites::cap(&(s,).0)"),
-            "{}",
-            rw.text
-        );
+        let (fs, rw) = checked(src, "::lprobe_sites::cap(&(s,).0)");
         let mut ex = Exclusions::default();
         judge(&unmet_at_s(not_copy, &rw, 2), &fs, &rw, &mut ex);
         assert_eq!(ex.form(&fs, 2, "s"), Form::Ref);
-        let rw = checked(src, &fs, &ex);
+        let rw = again_listed(src, &fs, &ex, CaptureList::Checked);
         assert!(rw.text.contains("::lprobe_sites::cap(&&s)"), "{}", rw.text);
         let action = judge(&unmet_at_s(no_debug, &rw, 2), &fs, &rw, &mut ex);
         assert_eq!(action, s_to_opaque(2));

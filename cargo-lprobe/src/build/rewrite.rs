@@ -808,16 +808,21 @@ mod tests {
     fn go_lines(src: &str, ex: &Exclusions, lines: &LineSel) -> (FileSites, Rewritten) {
         let file = syn::parse_file(src).expect("parses");
         let fs = find_sites(src, &file, "k", lines);
-        let rw = rewrite(
+        let rw = go_again(src, &fs, ex, CaptureList::Plain);
+        (fs, rw)
+    }
+
+    /// `src` (its sites `fs`) rewritten with `ex` taken out, its captures listed as `list`.
+    fn go_again(src: &str, fs: &FileSites, ex: &Exclusions, list: CaptureList) -> Rewritten {
+        rewrite(
             src,
-            &fs,
+            fs,
             FirstIds { site: 10, func: 0 },
             ex,
             None,
             FlagsHome::SitesCrate,
-            CaptureList::Plain,
-        );
-        (fs, rw)
+            list,
+        )
     }
 
     #[test]
@@ -894,19 +899,8 @@ mod tests {
     #[test]
     fn checked_lists_pass_each_capture_through_a_call_of_its_own() {
         let src = "fn f(a: u8, s: &str) -> u8 {\n    let b = a;\n    let n = s.len();\n    b\n}\n";
-        let file = syn::parse_file(src).expect("parses");
-        let fs = find_sites(src, &file, "k", &LineSel::All);
-        let checked = |ex: &Exclusions| {
-            rewrite(
-                src,
-                &fs,
-                FirstIds { site: 10, func: 0 },
-                ex,
-                None,
-                FlagsHome::SitesCrate,
-                CaptureList::Checked,
-            )
-        };
+        let (fs, _) = go(src, &Exclusions::default());
+        let checked = |ex: &Exclusions| go_again(src, &fs, ex, CaptureList::Checked);
         let rw = checked(&Exclusions::default());
         // Written twice: the instrumented copy's captures through `cap_ref`; the entry's,
         // arguments of its own call, as they were.
