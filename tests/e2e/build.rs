@@ -1,6 +1,7 @@
 //! The build side: instrumented fixtures compile, pass their own tests, and behave like the
 //! plain build when no probe is armed.
 
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::harness::*;
@@ -550,6 +551,99 @@ fn repair_rounds(stderr: &str) -> Option<usize> {
     stderr[start..at].parse().ok()
 }
 
+/// A type that is neither a small copy nor `Debug`, in a file of its own.
+const BLOB: &str =
+    "pub struct Blob(pub Vec<u8>);\n\npub fn make(n: u8) -> Blob {\n    Blob(vec![n; 3])\n}\n";
+
+/// Writes a package `name` (its own workspace, with a lock file) of `files` under `parent`.
+fn small_package(parent: &Path, name: &str, files: &[(&str, &str)]) -> PathBuf {
+    let src = parent.join(name);
+    let manifest = format!(
+        "[package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[workspace]\n"
+    );
+    let lock = format!("version = 4\n\n[[package]]\nname = \"{name}\"\nversion = \"0.1.0\"\n");
+    for (path, text) in [("Cargo.toml", manifest.as_str()), ("Cargo.lock", &lock)]
+        .into_iter()
+        .chain(files.iter().copied())
+    {
+        let path = src.join(path);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&path, text).expect("write");
+    }
+    src
+}
+
+#[test]
+fn repairs_that_a_compiled_library_would_pay_for_again_are_checked_not_built() {
+    // The library compiles at once; its integration test binds a type without `Debug` (a
+    // first build cannot know). A second build round would compile the library again (the
+    // repair rewrites files) only to reach the test: the repair round is a `cargo check`,
+    // then the user's command builds once.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let test = "#[test]\nfn sizes() {\n    let a = blobs::blob::make(1);\n    let b = blobs::blob::make(2);\n    let mut n = 0;\n    for blob in [&a, &b] {\n        n += blob.0.len();\n    }\n    assert_eq!(n, 6);\n}\n";
+    let src = small_package(
+        dir.path(),
+        "blobs",
+        &[
+            ("src/lib.rs", "pub mod blob;\n"),
+            ("src/blob.rs", BLOB),
+            ("tests/sizes.rs", test),
+        ],
+    );
+    let out = cargo_lprobe_in(
+        &src,
+        &dir.path().join("t"),
+        &["test", "--release", "--lines", "all", "-v"],
+    );
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(repair_rounds(&err), Some(1), "{err}");
+    assert!(
+        err.lines()
+            .any(|l| l.starts_with("lprobe: repair round 1:") && l.ends_with(", checking")),
+        "{err}"
+    );
+    let checked = |l: &&str| l.contains("Checking blobs v0.1.0");
+    let compiled = |l: &&str| l.contains("Compiling blobs v0.1.0");
+    let after_repair = err
+        .lines()
+        .skip_while(|l| !l.starts_with("lprobe: repair round 1:"));
+    let cargo_lines: Vec<&str> = after_repair.filter(|l| checked(l) || compiled(l)).collect();
+    assert!(
+        cargo_lines.first().is_some_and(checked) && cargo_lines.iter().any(compiled),
+        "checked, then compiled: {cargo_lines:?}"
+    );
+    assert!(
+        stdout(&out).contains("test sizes ... ok"),
+        "{}",
+        stdout(&out)
+    );
+    // The check rounds were incremental; what they kept is gone once the build succeeded
+    // (cargo makes the directory itself, empty).
+    let incremental = std::fs::read_dir(dir.path().join("t/lprobe/release/incremental"));
+    assert_eq!(incremental.map(|d| d.count()).unwrap_or(0), 0);
+}
+
+#[test]
+fn a_target_dir_flag_is_where_the_instrumented_build_goes() {
+    // cargo refuses `--target-dir` twice: lprobe takes the user's and gives cargo its own
+    // directory under it.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let main = "fn main() {\n    let n = 2 + 3;\n    println!(\"{n}\");\n}\n";
+    let src = small_package(dir.path(), "five", &[("src/main.rs", main)]);
+    let env_target = dir.path().join("env-target");
+    let out = cargo_lprobe_in(&src, &env_target, &["build", "--target-dir", "out"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!env_target.join("lprobe").exists());
+    let run = Command::new(src.join("out/lprobe/debug/five"))
+        .env("LPROBE_DISABLE", "1")
+        .output()
+        .expect("runs");
+    assert_eq!(stdout(&run), "5\n");
+    // The directory inside the workspace is not copied into the copy.
+    assert!(!src.join("out/lprobe/src/out").exists());
+}
+
 #[test]
 fn a_first_build_learns_every_capture_of_one_type_in_one_round() {
     // Six bindings of a type that is neither a small copy nor `Debug`, every one captured at
@@ -557,25 +651,17 @@ fn a_first_build_learns_every_capture_of_one_type_in_one_round() {
     // statement and type (a round per binding); a file repaired from scratch lists each
     // capture through a call of its own, and one round learns them all.
     let dir = tempfile::tempdir().expect("tempdir");
-    let src = dir.path().join("blobs");
-    std::fs::create_dir_all(src.join("src")).expect("mkdir");
-    std::fs::write(
-        src.join("Cargo.toml"),
-        "[package]\nname = \"blobs\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[workspace]\n",
-    )
-    .expect("manifest");
-    // (The type in another file: a type declared in the same file is known from the start.)
-    std::fs::write(
-        src.join("src/blob.rs"),
-        "pub struct Blob(pub Vec<u8>);\n\npub fn make(n: u8) -> Blob {\n    Blob(vec![n; 3])\n}\n",
-    )
-    .expect("blob.rs");
     let mut main = String::from("mod blob;\n\nfn main() {\n");
     for i in 0..6 {
         main.push_str(&format!("    let b{i} = blob::make({i});\n"));
     }
     main.push_str("    println!(\"{}\", b0.0.len() + b5.0.len());\n}\n");
-    std::fs::write(src.join("src/main.rs"), main).expect("main.rs");
+    // (The type in another file: a type declared in the same file is known from the start.)
+    let src = small_package(
+        dir.path(),
+        "blobs",
+        &[("src/blob.rs", BLOB), ("src/main.rs", &main)],
+    );
     let out = cargo_lprobe_in(
         &src,
         &dir.path().join("t"),
@@ -650,20 +736,8 @@ fn both_bodies_of_a_function_keep_its_lines_in_panics_and_line_macros() {
     // runs when nothing is armed, the instrumented copy when its sites are; both report the
     // user's lines.
     let dir = tempfile::tempdir().expect("tempdir");
-    let src = dir.path().join("twice");
-    std::fs::create_dir_all(src.join("src")).expect("mkdir");
-    std::fs::write(
-        src.join("Cargo.toml"),
-        "[package]\nname = \"twice\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[workspace]\n",
-    )
-    .expect("manifest");
     let main = "fn check(n: u64) -> u64 {\n    let doubled = n * 2;\n    println!(\"line {}\", line!());\n    if doubled > 10 {\n        panic!(\"too big: {doubled}\");\n    }\n    doubled + 1\n}\n\nfn main() {\n    let n: u64 = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(1);\n    println!(\"{}\", check(n));\n}\n";
-    std::fs::write(src.join("src/main.rs"), main).expect("main.rs");
-    std::fs::write(
-        src.join("Cargo.lock"),
-        "version = 4\n\n[[package]]\nname = \"twice\"\nversion = \"0.1.0\"\n",
-    )
-    .expect("lock");
+    let src = small_package(dir.path(), "twice", &[("src/main.rs", main)]);
     let target = dir.path().join("target");
     let out = cargo_lprobe_in(
         &src,

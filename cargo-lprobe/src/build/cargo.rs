@@ -66,6 +66,9 @@ pub struct Invocation {
     /// `--locked` or `--frozen`: the user's Cargo.lock must already be complete. (The copy's
     /// lock gains the runtime and sites crates, so the flag itself is not passed on.)
     pub locked: bool,
+    /// `--target-dir` as given: the copy and its artifacts go to `<dir>/lprobe`. (lprobe
+    /// passes its own `--target-dir` to cargo, which refuses the flag twice.)
+    pub target_dir: Option<PathBuf>,
 }
 
 pub const USAGE: &str = "usage: cargo lprobe <build|check|run|test|bench> [--lines all|none|FILE:LINE[-LINE],…] [--entry sized|all] [--skip-accessors] [--skip fn:PATH|FILE,…] [--skip-from FILE] [--repairs FILE] [--report json] [-v] [cargo options…] [-- args…]";
@@ -104,6 +107,7 @@ pub fn parse(args: &[String]) -> Result<Invocation> {
         },
         message_format: None,
         locked: false,
+        target_dir: None,
     };
     let mut explicit_profile = None;
     while let Some(a) = it.next() {
@@ -152,6 +156,7 @@ pub fn parse(args: &[String]) -> Result<Invocation> {
                 inv.manifest_path = Some(PathBuf::from(value("--manifest-path")?));
             }
             "--message-format" => inv.message_format = Some(value("--message-format")?),
+            "--target-dir" => inv.target_dir = Some(PathBuf::from(value("--target-dir")?)),
             "--locked" => inv.locked = true,
             "--frozen" => {
                 inv.locked = true;
@@ -234,6 +239,14 @@ mod tests {
     fn splits_trailing_arguments_and_custom_profiles() {
         let inv = p("test --locked --profile bench2 --lines=src/a.rs:3 -- --nocapture x");
         assert!(inv.locked);
+        assert_eq!(inv.target_dir, None);
+        let td = p("build --target-dir out/t --release");
+        assert_eq!(td.target_dir, Some(PathBuf::from("out/t")));
+        assert_eq!(td.cargo_args, ["--release"]);
+        assert_eq!(
+            p("build --target-dir=t").target_dir,
+            Some(PathBuf::from("t"))
+        );
         assert_eq!(inv.trailing, vec!["--nocapture", "x"]);
         assert_eq!(inv.profile, "bench2");
         assert_eq!(inv.lines.as_deref(), Some("src/a.rs:3"));

@@ -335,7 +335,10 @@ impl Setup {
             true => Some(check_locked(manifest.as_deref(), &cwd, inv)?),
             false => None,
         };
-        let ws = workspace::load(manifest.as_deref())?;
+        let mut ws = workspace::load(manifest.as_deref())?;
+        if let Some(dir) = &inv.target_dir {
+            ws.target_dir = cwd.join(dir);
+        }
         let lp = ws.target_dir.join("lprobe");
         let lock = lock_copy(&lp)?;
         // Per build: what the compiler wrapper did with the runtime (see runtime_cache).
@@ -465,7 +468,14 @@ fn reuse_copy(
         return Ok(None);
     }
     let t_check = t0.elapsed();
-    let out = build_round(inv, &setup.ws, &setup.cwd, &setup.copy, lp)?;
+    let out = build_round(
+        inv,
+        &setup.ws,
+        &setup.cwd,
+        &setup.copy,
+        lp,
+        RoundKind::Build,
+    )?;
     if !out.success {
         if inv.verbose {
             eprintln!("lprobe: building the unchanged copy failed; rewriting and repairing");
@@ -773,10 +783,12 @@ fn build_until_it_compiles(inv: &Invocation, setup: &Setup, found: &mut Found) -
     let runtime_dir = setup.lp.join("runtime");
     let mut round = 0;
     let mut repair_rounds = 0;
+    let mut kind = RoundKind::Build;
+    let mut checked = false;
     let build_start = Instant::now();
     loop {
         round += 1;
-        progress::round_start(round);
+        progress::round_start(round, kind == RoundKind::Check);
         let round_start = Instant::now();
         rewrite_files(found);
         redirect_includes(&mut found.files, &setup.ws.root, &setup.lp)?;
@@ -788,8 +800,19 @@ fn build_until_it_compiles(inv: &Invocation, setup: &Setup, found: &mut Found) -
             &setup.copy,
             &runtime_dir,
         )?;
-        let out = build_round(inv, &setup.ws, &setup.cwd, &setup.copy, &setup.lp)?;
+        let out = build_round(inv, &setup.ws, &setup.cwd, &setup.copy, &setup.lp, kind)?;
+        if out.success && kind == RoundKind::Check {
+            // It type-checks: now the user's command, with code generation.
+            checked = true;
+            kind = RoundKind::Build;
+            continue;
+        }
         if out.success {
+            if checked && incremental_checks(inv).is_some() {
+                // The check rounds' incremental state (hundreds of MB on a large crate) is
+                // of no use to the next build, which remembers the repairs.
+                let _ = std::fs::remove_dir_all(setup.lp.join(&inv.profile).join("incremental"));
+            }
             return Ok(Built::Compiled(Compiled {
                 outcome: out,
                 rounds: round,
@@ -798,12 +821,20 @@ fn build_until_it_compiles(inv: &Invocation, setup: &Setup, found: &mut Found) -
             }));
         }
         let progress = judge_errors(&out, &mut found.files, packages.len());
+        if !progress && kind == RoundKind::Check && round < MAX_ROUNDS {
+            // Nothing a repair can take out: the user's command says what is wrong, as cargo
+            // would (and a build does not depend on the checker's incremental state).
+            checked = true;
+            kind = RoundKind::Build;
+            continue;
+        }
         if !progress || round >= MAX_ROUNDS {
             // Keep what was learned: the next build starts from it.
             found.caches.save(&found.files, false)?;
             return give_up(&out, progress, &setup.copy).map(Built::Failed);
         }
         repair_rounds += 1;
+        kind = next_round_kind(inv, kind, checked, check_pays(&out, &setup.ws, inv.sub));
         let mut codes: BTreeMap<&str, usize> = BTreeMap::new();
         for (_, e) in &out.errors {
             *codes
@@ -811,10 +842,14 @@ fn build_until_it_compiles(inv: &Invocation, setup: &Setup, found: &mut Found) -
                 .or_default() += 1;
         }
         let codes: Vec<String> = codes.iter().map(|(c, n)| format!("{c} {n}")).collect();
-        progress::repairing(repair_rounds, out.errors.len(), &codes.join(", "));
+        let next = match kind {
+            RoundKind::Build => "rebuilding",
+            RoundKind::Check => "checking",
+        };
+        progress::repairing(repair_rounds, out.errors.len(), &codes.join(", "), next);
         if inv.verbose {
             eprintln!(
-                "lprobe: repair round {repair_rounds}: {} errors in rewritten code ({}) after {:.1}s, rebuilding",
+                "lprobe: repair round {repair_rounds}: {} errors in rewritten code ({}) after {:.1}s, {next}",
                 out.errors.len(),
                 codes.join(", "),
                 round_start.elapsed().as_secs_f64()
@@ -1109,7 +1144,7 @@ fn hand_over(
         }
         Sub::Test | Sub::Bench if inv.no_run() => Ok(0),
         Sub::Run | Sub::Test | Sub::Bench => {
-            let mut cmd = cargo_command(inv, ws, cwd, copy, lp, inv.sub.name());
+            let mut cmd = cargo_command(inv, ws, cwd, copy, lp, inv.sub.name(), &inv.cargo_args);
             if let Some(m) = &inv.message_format {
                 cmd.arg(format!("--message-format={m}"));
             }
@@ -1696,6 +1731,123 @@ struct Outcome {
     stderr: Vec<String>,
     /// An error in lprobe's own generated crates (a bug in lprobe, not in the user's code).
     internal: bool,
+    /// A crate of the copy (a member's, not its build script) compiled in this round.
+    member_compiled: bool,
+    /// Members whose library failed to compile in this round (`failed_libs`).
+    failed_libs: Vec<String>,
+}
+
+/// What a round runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RoundKind {
+    /// The user's command (`build`, `test --no-run`, …).
+    Build,
+    /// `cargo check` over the same targets: type and borrow errors without code generation.
+    Check,
+}
+
+/// The round after a failed one. A build round compiles every member that type-checks,
+/// code generation included, and each repair rewrites files: a library that compiles while
+/// its tests do not is compiled again in every round until they do (`just`'s: 72 s a round,
+/// 7 s checked). So once a round compiled a member and failed after it, or failed in a
+/// library that other crates of the command wait for (they are compiled, and may fail, only
+/// after it), the rounds run `cargo check` over the same targets until the copy type-checks,
+/// then the user's command once more. A round that failed in crates nothing waits for
+/// repairs by building again: checking would cost the dependencies' check and a round that
+/// passes. Build rounds when no check selects the same targets (`check_args`), and after a
+/// check passed (a build that fails then fails for what checking cannot see).
+fn next_round_kind(inv: &Invocation, last: RoundKind, checked: bool, pays: bool) -> RoundKind {
+    match check_args(inv) {
+        Some(_) if !checked && (last == RoundKind::Check || pays) => RoundKind::Check,
+        _ => RoundKind::Build,
+    }
+}
+
+/// Whether checking pays after this failed round (see `next_round_kind`): a member compiled
+/// (not its build script, which repair never changes), or a member's library failed while the
+/// command compiles crates that depend on it (its package's binaries, tests and examples, or
+/// another member).
+fn check_pays(out: &Outcome, ws: &Workspace, sub: Sub) -> bool {
+    let waits = |p: &Package| {
+        let kinds: &[&str] = match sub {
+            Sub::Test | Sub::Bench => &["bin", "test", "example"],
+            _ => &["bin"],
+        };
+        ws.members.len() > 1
+            || p.targets
+                .iter()
+                .any(|t| t.kinds.iter().any(|k| kinds.contains(&k.as_str())))
+    };
+    out.member_compiled
+        || ws
+            .members
+            .iter()
+            .any(|p| out.failed_libs.contains(&p.name) && waits(p))
+}
+
+/// The packages whose library cargo could not compile, from its `could not compile `name`
+/// (lib)` lines (not `(lib test)`: a library's tests are a crate nothing waits for).
+fn failed_libs(stderr: &[String]) -> Vec<String> {
+    stderr
+        .iter()
+        .filter_map(|l| {
+            let rest = l.split_once("could not compile `")?.1;
+            let (name, after) = rest.split_once('`')?;
+            after.starts_with(" (lib)").then(|| name.to_owned())
+        })
+        .collect()
+}
+
+/// The variable that makes check rounds incremental (`CARGO_PROFILE_<P>_INCREMENTAL`), unless
+/// the user chose. Each round repairs a few functions; an incremental check reuses the rest
+/// (`just`'s rounds that repair its tests alone: 7.5 s → 3 s). The build rounds are not
+/// incremental (the profile's code, and cargo keeps check and build artifacts apart).
+fn incremental_checks(inv: &Invocation) -> Option<String> {
+    let var = format!(
+        "CARGO_PROFILE_{}_INCREMENTAL",
+        inv.profile_name().to_uppercase().replace('-', "_")
+    );
+    let chosen =
+        std::env::var_os(&var).is_some() || std::env::var_os("CARGO_INCREMENTAL").is_some();
+    (!chosen).then_some(var)
+}
+
+/// The arguments of a `cargo check` that checks what the user's command compiles: `None`
+/// when there is no such check (`bench`, or `test` given its own targets: `cargo check
+/// --lib` checks the library, `cargo test --lib` its tests).
+fn check_args(inv: &Invocation) -> Option<Vec<String>> {
+    const TARGETS: [&str; 11] = [
+        "--lib",
+        "--bin",
+        "--bins",
+        "--example",
+        "--examples",
+        "--test",
+        "--tests",
+        "--bench",
+        "--benches",
+        "--all-targets",
+        "--doc",
+    ];
+    let mut args: Vec<String> = Vec::with_capacity(inv.cargo_args.len() + 2);
+    for a in &inv.cargo_args {
+        let flag = a.split_once('=').map_or(a.as_str(), |(f, _)| f);
+        match inv.sub {
+            Sub::Test if TARGETS.contains(&flag) => return None,
+            Sub::Test if flag == "--no-run" || flag == "--no-fail-fast" => {}
+            _ => args.push(a.clone()),
+        }
+    }
+    match inv.sub {
+        Sub::Build | Sub::Run | Sub::Check => Some(args),
+        // `cargo test`'s default targets: the library and binaries as unit tests, the
+        // integration tests (what `--tests` checks) and the examples.
+        Sub::Test => {
+            args.extend(["--tests".to_owned(), "--examples".to_owned()]);
+            Some(args)
+        }
+        Sub::Bench => None,
+    }
 }
 
 /// The cargo command for `sub`, run in the copy.
@@ -1706,11 +1858,12 @@ fn cargo_command(
     copy: &Path,
     lp: &Path,
     sub: &str,
+    args: &[String],
 ) -> Command {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.arg(sub);
-    cmd.args(&inv.cargo_args);
+    cmd.args(args);
     match cwd.strip_prefix(&ws.root) {
         Ok(rel) if inv.manifest_path.is_none() => {
             cmd.current_dir(copy.join(rel));
@@ -1787,21 +1940,30 @@ fn build_round(
     cwd: &Path,
     copy: &Path,
     lp: &Path,
+    kind: RoundKind,
 ) -> Result<Outcome> {
     let (sub, no_run) = match inv.sub {
+        _ if kind == RoundKind::Check => ("check", false),
         Sub::Build | Sub::Run => ("build", false),
         Sub::Check => ("check", false),
         Sub::Test => ("test", true),
         Sub::Bench => ("bench", true),
     };
-    let mut cmd = cargo_command(inv, ws, cwd, copy, lp, sub);
+    let args = match kind {
+        RoundKind::Check => check_args(inv).unwrap_or_else(|| inv.cargo_args.clone()),
+        RoundKind::Build => inv.cargo_args.clone(),
+    };
+    let mut cmd = cargo_command(inv, ws, cwd, copy, lp, sub, &args);
+    if let Some(var) = incremental_checks(inv).filter(|_| kind == RoundKind::Check) {
+        cmd.env(var, "true");
+    }
     if no_run && !inv.no_run() {
         cmd.arg("--no-run");
     }
     // Every target that fails is reported in the same round, so one round repairs them all.
     // (`cargo test`/`bench` have no --keep-going: each round then repairs the targets that
     // failed first, and the loop goes on while rounds make progress.)
-    if !no_run {
+    if !no_run && !args.iter().any(|a| a == "--keep-going") {
         cmd.arg("--keep-going");
     }
     let fmt = if progress::colors_on() {
@@ -1816,6 +1978,7 @@ fn build_round(
     let stderr = child.stderr.take().context("capturing cargo's output")?;
     // Progress lines go through as they come; the rest is kept until the round's outcome
     // is known (a round that only fails in probe code is not the user's failure).
+    let verbose = inv.verbose;
     let err_thread = std::thread::spawn(move || {
         let mut kept = Vec::new();
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -1834,8 +1997,12 @@ fn build_round(
                     | "Running"
                     | "Building"
             );
+            // A check round's end is not the build's.
+            let quiet = kind == RoundKind::Check && word == "Finished" && !verbose;
             if progress {
-                progress::cargo_line(&line);
+                if !quiet {
+                    progress::cargo_line(&line);
+                }
             } else if word != "Locking" && word != "Adding" {
                 kept.push(line);
             }
@@ -1850,6 +2017,8 @@ fn build_round(
         stdout_lines: Vec::new(),
         stderr: Vec::new(),
         internal: false,
+        member_compiled: false,
+        failed_libs: Vec::new(),
     };
     let copy_str = copy.display().to_string();
     let root_str = ws.root.display().to_string();
@@ -1883,6 +2052,13 @@ fn build_round(
                     out.rendered_warnings.push(rendered);
                 }
             }
+            Some("compiler-artifact") => {
+                let manifest = msg.get("manifest_path").and_then(|m| m.as_str());
+                let kinds = msg.pointer("/target/kind").and_then(|k| k.as_array());
+                let script = kinds.is_some_and(|k| k.iter().any(|k| k == "custom-build"));
+                out.member_compiled |=
+                    !script && manifest.is_some_and(|m| m.starts_with(&copy_str));
+            }
             Some("build-finished") => {
                 out.success = msg
                     .get("success")
@@ -1896,6 +2072,7 @@ fn build_round(
     let status = child.wait().context("waiting for cargo")?;
     out.success &= status.success();
     out.stderr = err_thread.join().unwrap_or_default();
+    out.failed_libs = failed_libs(&out.stderr);
     let mut seen = std::collections::HashSet::new();
     out.errors
         .retain(|(f, e)| seen.insert((f.clone(), e.byte, e.code.clone())));
@@ -2404,6 +2581,56 @@ mod tests {
         assert!(line_selection("nope.rs:1", &files).is_err());
         assert!(line_selection("main.rs:x", &files).is_err());
         assert_eq!(line_selection("all", &files).expect("all").0, LineSel::All);
+    }
+
+    #[test]
+    fn repair_rounds_check_what_the_command_compiles() {
+        let inv = |s: &str| {
+            let args: Vec<String> = s.split_whitespace().map(String::from).collect();
+            crate::build::cargo::parse(&args).expect("parses")
+        };
+        let test = inv("test --release --no-run -p app --features x --no-fail-fast");
+        assert_eq!(
+            check_args(&test).expect("checkable"),
+            [
+                "--release",
+                "-p",
+                "app",
+                "--features",
+                "x",
+                "--tests",
+                "--examples"
+            ]
+        );
+        // `cargo check --lib` is not `cargo test --lib`; benches have no such check.
+        for own in ["test --lib", "test --test=it", "test --doc", "bench"] {
+            assert_eq!(check_args(&inv(own)), None, "{own}");
+        }
+        let build = inv("build --release --bin app --keep-going");
+        assert_eq!(
+            check_args(&build).expect("checkable"),
+            ["--release", "--bin", "app", "--keep-going"]
+        );
+        use RoundKind::{Build, Check};
+        // A failed build round whose failures nothing waited for: build again.
+        assert_eq!(next_round_kind(&test, Build, false, false), Build);
+        assert_eq!(next_round_kind(&test, Build, false, true), Check);
+        assert_eq!(next_round_kind(&test, Check, false, false), Check);
+        // After a check passed, the build's own errors are repaired by building.
+        assert_eq!(next_round_kind(&test, Build, true, true), Build);
+        assert_eq!(
+            next_round_kind(&inv("test --lib"), Build, false, true),
+            Build
+        );
+        assert_eq!(next_round_kind(&inv("bench"), Build, false, true), Build);
+        let stderr = [
+            "error: could not compile `app` (lib) due to 3 previous errors; 1 warning emitted",
+            "error: could not compile `app` (lib test) due to 2 previous errors",
+            "error: could not compile `tool` (bin \"tool\") due to 1 previous error",
+            "warning: build failed, waiting for other jobs to finish...",
+        ]
+        .map(String::from);
+        assert_eq!(failed_libs(&stderr), ["app"]);
     }
 
     #[test]

@@ -151,7 +151,7 @@ pub fn stage(verb: &str, msg: &str) {
 }
 
 /// Build round `round` starts (1: the first build, then one per repair).
-pub fn round_start(round: usize) {
+pub fn round_start(round: usize, check: bool) {
     let mode = {
         let mut st = state();
         st.round = round;
@@ -163,20 +163,21 @@ pub fn round_start(round: usize) {
         } else {
             format!("the instrumented copy, round {round}")
         };
-        stage("Building", &what);
+        stage(if check { "Checking" } else { "Building" }, &what);
     }
 }
 
 /// A round failed in rewritten code and the next will build without what caused it: one
 /// status line (the verbose mode prints its own, longer one).
-pub fn repairing(repair_round: usize, errors: usize, codes: &str) {
+/// `next` says what the next round does (`rebuilding`, `checking`).
+pub fn repairing(repair_round: usize, errors: usize, codes: &str, next: &str) {
     if mode() == Mode::Verbose {
         return;
     }
     status(
         "Repairing",
         &format!(
-            "round {repair_round}: {errors} error{} in rewritten code ({codes}), rebuilding",
+            "round {repair_round}: {errors} error{} in rewritten code ({codes}), {next}",
             if errors == 1 { "" } else { "s" }
         ),
     );
