@@ -834,7 +834,7 @@ fn build_until_it_compiles(inv: &Invocation, setup: &Setup, found: &mut Found) -
             return give_up(&out, progress, &setup.copy).map(Built::Failed);
         }
         repair_rounds += 1;
-        kind = next_round_kind(inv, kind, checked, check_pays(&out, &setup.ws, inv.sub));
+        kind = next_round_kind(inv, kind, checked, check_pays(&out, &setup.ws, inv));
         let mut codes: BTreeMap<&str, usize> = BTreeMap::new();
         for (_, e) in &out.errors {
             *codes
@@ -1765,14 +1765,10 @@ fn next_round_kind(inv: &Invocation, last: RoundKind, checked: bool, pays: bool)
 
 /// Whether checking pays after this failed round (see `next_round_kind`): a member compiled
 /// (not its build script, which repair never changes), or a member's library failed while the
-/// command compiles crates that depend on it (its package's binaries, tests and examples, or
-/// another member).
-fn check_pays(out: &Outcome, ws: &Workspace, sub: Sub) -> bool {
+/// command compiles crates that depend on it (`waiting_kinds`, or another member).
+fn check_pays(out: &Outcome, ws: &Workspace, inv: &Invocation) -> bool {
+    let kinds = waiting_kinds(inv);
     let waits = |p: &Package| {
-        let kinds: &[&str] = match sub {
-            Sub::Test | Sub::Bench => &["bin", "test", "example"],
-            _ => &["bin"],
-        };
         ws.members.len() > 1
             || p.targets
                 .iter()
@@ -1783,6 +1779,25 @@ fn check_pays(out: &Outcome, ws: &Workspace, sub: Sub) -> bool {
             .members
             .iter()
             .any(|p| out.failed_libs.contains(&p.name) && waits(p))
+}
+
+/// The kinds of a package's targets that the command compiles after its library: binaries,
+/// and tests, examples and benches when it selects them (`test`: tests and examples).
+fn waiting_kinds(inv: &Invocation) -> Vec<&'static str> {
+    let has = |flags: &[&str]| {
+        inv.cargo_args.iter().any(|a| {
+            let flag = a.split_once('=').map_or(a.as_str(), |(f, _)| f);
+            flags.contains(&flag) || flag == "--all-targets"
+        })
+    };
+    let tests = matches!(inv.sub, Sub::Test) || has(&["--tests", "--test"]);
+    let examples = matches!(inv.sub, Sub::Test) || has(&["--examples", "--example"]);
+    let benches = matches!(inv.sub, Sub::Bench) || has(&["--benches", "--bench"]);
+    let mut kinds = vec!["bin"];
+    kinds.extend(tests.then_some("test"));
+    kinds.extend(examples.then_some("example"));
+    kinds.extend(benches.then_some("bench"));
+    kinds
 }
 
 /// The packages whose library cargo could not compile, from its `could not compile `name`
@@ -2631,6 +2646,14 @@ mod tests {
         ]
         .map(String::from);
         assert_eq!(failed_libs(&stderr), ["app"]);
+        // What waits for a library: binaries always, the rest as the command selects it.
+        assert_eq!(waiting_kinds(&inv("build --release")), ["bin"]);
+        assert_eq!(waiting_kinds(&inv("build --tests")), ["bin", "test"]);
+        assert_eq!(
+            waiting_kinds(&inv("check --all-targets")),
+            ["bin", "test", "example", "bench"]
+        );
+        assert_eq!(waiting_kinds(&test), ["bin", "test", "example"]);
     }
 
     #[test]
