@@ -2146,6 +2146,15 @@ fn locate(m: &serde_json::Value, copy: &str, root: &str) -> Option<(String, File
         .filter_map(|s| s.get("byte_start")?.as_u64())
         .map(|b| b as usize)
         .collect();
+    let moved_at = spans
+        .iter()
+        .filter(|s| s.get("file_name").and_then(|f| f.as_str()) == Some(file))
+        .find(|s| {
+            let label = s.get("label").and_then(|l| l.as_str()).unwrap_or("");
+            moved_here(label)
+        })
+        .and_then(|s| s.get("byte_start")?.as_u64())
+        .map(|b| b as usize);
     Some((
         rel,
         FileError {
@@ -2162,8 +2171,19 @@ fn locate(m: &serde_json::Value, copy: &str, root: &str) -> Option<(String, File
             label,
             byte,
             also,
+            moved_at,
         },
     ))
+}
+
+/// Whether a span's label says a value was moved there ("value moved here", "value moved
+/// into closure here", "`x` moved due to this method call", "value partially moved here"),
+/// not in a loop's earlier pass.
+fn moved_here(label: &str) -> bool {
+    (label.contains("moved here")
+        || label.contains("moved into closure here")
+        || label.contains("moved due to this"))
+        && !label.contains("previous iteration")
 }
 
 /// Each package's skip patterns: `--skip`, `--skip-from` and the workspace's metadata (shared),

@@ -35,6 +35,9 @@ pub struct FileError {
     pub byte: usize,
     /// Byte offsets of the other spans in the same file.
     pub also: Vec<usize>,
+    /// A use of a moved value: where the value was moved ("value moved here", "`x` moved due
+    /// to this method call"), when that is in the same file and not in a loop's earlier pass.
+    pub moved_at: Option<usize>,
 }
 
 /// What one error led to, for `-v`.
@@ -100,6 +103,32 @@ pub fn not_debug_types<'e>(errors: impl Iterator<Item = &'e FileError>) -> HashS
             concrete(ty).then(|| ty.to_owned())
         })
         .collect()
+}
+
+/// For a use of a moved value at `site`: the first site of the function after the move, when
+/// that comes before `site`. rustc names one use of a moved variable per compile, not always
+/// the first (in a body's instrumented copy, the last of a run of sites capturing it), so
+/// dropping the capture from the use on took a round per site.
+/// (Only a site where `name` is the same binding: a drop from there on covers the later ones.)
+fn after_move(
+    err: &FileError,
+    sites: &FileSites,
+    rw: &Rewritten,
+    (ctx, site): (usize, usize),
+    name: &str,
+) -> Option<usize> {
+    if err.code.as_deref() != Some("E0382") {
+        return None;
+    }
+    let moved = err.moved_at.filter(|&m| m < err.byte)?;
+    let binding = binding_of(sites, site, name)?;
+    rw.placed
+        .iter()
+        .filter(|q| q.site < site && q.range.start > moved)
+        .filter(|q| sites.sites.get(q.site).is_some_and(|s| s.context == ctx))
+        .filter(|q| binding_of(sites, q.site, name) == Some(binding))
+        .map(|q| q.site)
+        .min()
 }
 
 /// The type and trait of "the trait bound `TYPE: TRAIT` is not satisfied".
@@ -191,9 +220,10 @@ pub fn judge(
         .find_map(|b| capture_at(rw, b))
     {
         let ctx = sites.sites.get(p.site).map_or(0, |s| s.context);
-        ex.drop_var_from.insert((ctx, name.clone(), p.site));
+        let from = after_move(err, sites, rw, (ctx, p.site), name).unwrap_or(p.site);
+        ex.drop_var_from.insert((ctx, name.clone(), from));
         return Action::DropVarFrom {
-            site: p.site,
+            site: from,
             name: name.clone(),
         };
     }
@@ -501,6 +531,7 @@ mod tests {
             label: String::new(),
             byte,
             also: vec![],
+            moved_at: None,
         }
     }
 
@@ -721,6 +752,7 @@ mod tests {
             label: String::new(),
             byte: r.end - 1,
             also: vec![],
+            moved_at: None,
         };
         let mut ex = Exclusions::default();
         assert_eq!(
@@ -735,6 +767,52 @@ mod tests {
     }
 
     #[test]
+    fn a_moved_value_is_dropped_from_the_move_on_when_rustc_names_a_later_use() {
+        let src = "fn f(s: String) {\n    drop(s);\n    let t = 1;\n    let u = t + 1;\n    let v = u + 1;\n}\n";
+        let (fs, rw) = setup(src);
+        let last = rw.placed.iter().map(|p| p.site).max().expect("sites");
+        let p = rw.placed.iter().find(|p| p.site == last).expect("placed");
+        let (_, r) = p
+            .captures
+            .iter()
+            .find(|(n, _)| n == "s")
+            .expect("captures s");
+        let moved = rw.text.find("drop(s)").expect("move") + 5;
+        let err = |moved_at| FileError {
+            code: Some("E0382".into()),
+            message: "borrow of moved value: `s`".into(),
+            label: String::new(),
+            byte: r.end - 1,
+            also: vec![moved],
+            moved_at,
+        };
+        let mut ex = Exclusions::default();
+        // The first site after `drop(s)` (the one before `let t`), not the use rustc named.
+        assert_eq!(
+            judge(&err(Some(moved)), &fs, &rw, &mut ex),
+            Action::DropVarFrom {
+                site: 2,
+                name: "s".into()
+            }
+        );
+        assert!(ex.keeps_capture(&fs, 1, "s"));
+        assert!((2..=last).all(|site| !ex.keeps_capture(&fs, site, "s")));
+        // A move in a loop's earlier pass comes after the use: from the use on, as before.
+        let mut ex = Exclusions::default();
+        let later = FileError {
+            moved_at: Some(r.end + 10),
+            ..err(None)
+        };
+        assert_eq!(
+            judge(&later, &fs, &rw, &mut ex),
+            Action::DropVarFrom {
+                site: last,
+                name: "s".into()
+            }
+        );
+    }
+
+    #[test]
     fn errors_elsewhere_escalate_from_function_to_file() {
         let src = "fn f(a: u8) -> u8 {\n    a + 1\n}\n";
         let (fs, rw) = setup(src);
@@ -745,6 +823,7 @@ mod tests {
             label: String::new(),
             byte,
             also: vec![],
+            moved_at: None,
         };
         let mut ex = Exclusions::default();
         // Written twice first, the body goes back to one copy before anything is taken out.
@@ -780,6 +859,7 @@ mod tests {
             label: String::new(),
             byte: rw.text.find("v.push").expect("push"),
             also: vec![r.start + 2],
+            moved_at: None,
         };
         let mut ex = Exclusions::default();
         assert_eq!(
