@@ -578,7 +578,8 @@ fn repairs_that_a_compiled_library_would_pay_for_again_are_checked_not_built() {
     // The library compiles at once; its integration test binds a type without `Debug` (a
     // first build cannot know). A second build round would compile the library again (the
     // repair rewrites files) only to reach the test: the repair round is a `cargo check`,
-    // then the user's command builds once.
+    // then the user's command builds once. (With a test name filter, which is the harness's
+    // and not the check's.)
     let dir = tempfile::tempdir().expect("tempdir");
     let test = "#[test]\nfn sizes() {\n    let a = blobs::blob::make(1);\n    let b = blobs::blob::make(2);\n    let mut n = 0;\n    for blob in [&a, &b] {\n        n += blob.0.len();\n    }\n    assert_eq!(n, 6);\n}\n";
     let src = small_package(
@@ -593,7 +594,7 @@ fn repairs_that_a_compiled_library_would_pay_for_again_are_checked_not_built() {
     let out = cargo_lprobe_in(
         &src,
         &dir.path().join("t"),
-        &["test", "--release", "--lines", "all", "-v"],
+        &["test", "--release", "--lines", "all", "-v", "sizes"],
     );
     let err = stderr(&out);
     assert!(out.status.success(), "{err}");
@@ -642,6 +643,17 @@ fn a_target_dir_flag_is_where_the_instrumented_build_goes() {
     assert_eq!(stdout(&run), "5\n");
     // The directory inside the workspace is not copied into the copy.
     assert!(!src.join("out/lprobe/src/out").exists());
+    // From a subdirectory, `../back` is the package's `back`: normalized, so the mirror
+    // knows it for the build's own directory and leaves it out of the copy.
+    let out = cargo_lprobe_in(
+        &src.join("src"),
+        &env_target,
+        &["build", "--target-dir", "../back"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(src.join("back/lprobe/debug/five").exists());
+    assert!(!src.join("back/lprobe/src/back").exists());
+    assert!(!src.join("src/back").exists());
 }
 
 #[test]

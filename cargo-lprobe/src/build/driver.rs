@@ -337,7 +337,9 @@ impl Setup {
         };
         let mut ws = workspace::load(manifest.as_deref())?;
         if let Some(dir) = &inv.target_dir {
-            ws.target_dir = cwd.join(dir);
+            // `../t` from a member's directory: cargo names the files it reports (and the
+            // mirror skips the directory) by the normalized path.
+            ws.target_dir = crate::build::manifest::normalize(&cwd.join(dir));
         }
         let lp = ws.target_dir.join("lprobe");
         let lock = lock_copy(&lp)?;
@@ -808,10 +810,12 @@ fn build_until_it_compiles(inv: &Invocation, setup: &Setup, found: &mut Found) -
             continue;
         }
         if out.success {
-            if checked && incremental_checks(inv).is_some() {
+            if checked && incremental_checks(inv, &setup.ws).is_some() {
                 // The check rounds' incremental state (hundreds of MB on a large crate) is
                 // of no use to the next build, which remembers the repairs.
-                let _ = std::fs::remove_dir_all(setup.lp.join(&inv.profile).join("incremental"));
+                for dir in profile_dirs(inv, &setup.lp) {
+                    let _ = std::fs::remove_dir_all(dir.join("incremental"));
+                }
             }
             return Ok(Built::Compiled(Compiled {
                 outcome: out,
@@ -1813,23 +1817,70 @@ fn failed_libs(stderr: &[String]) -> Vec<String> {
         .collect()
 }
 
-/// The variable that makes check rounds incremental (`CARGO_PROFILE_<P>_INCREMENTAL`), unless
-/// the user chose. Each round repairs a few functions; an incremental check reuses the rest
-/// (`just`'s rounds that repair its tests alone: 7.5 s → 3 s). The build rounds are not
-/// incremental (the profile's code, and cargo keeps check and build artifacts apart).
-fn incremental_checks(inv: &Invocation) -> Option<String> {
+/// The variable that makes check rounds incremental (`CARGO_PROFILE_<P>_INCREMENTAL`) in an
+/// optimized profile, unless the user chose (the environment or the manifest: see
+/// `manifest::incremental_is_lprobes`). Each round repairs a few functions; an incremental
+/// check reuses the rest (`just`'s rounds that repair its tests alone: 7.5 s → 3 s). The
+/// build rounds are not incremental (the profile's code, and cargo keeps check and build
+/// artifacts apart). A `dev` build is incremental already: `None`, and its state is kept.
+fn incremental_checks(inv: &Invocation, ws: &Workspace) -> Option<String> {
     let var = format!(
         "CARGO_PROFILE_{}_INCREMENTAL",
         inv.profile_name().to_uppercase().replace('-', "_")
     );
     let chosen =
         std::env::var_os(&var).is_some() || std::env::var_os("CARGO_INCREMENTAL").is_some();
-    (!chosen).then_some(var)
+    let manifest = std::fs::read_to_string(ws.root.join("Cargo.toml")).unwrap_or_default();
+    let ours = crate::build::manifest::incremental_is_lprobes(&manifest, inv.profile_name());
+    (!chosen && ours).then_some(var)
 }
 
+/// The directories cargo puts the profile's artifacts in: `<lp>/<profile>`, and
+/// `<lp>/<triple>/<profile>` for each `--target`.
+fn profile_dirs(inv: &Invocation, lp: &Path) -> Vec<PathBuf> {
+    let mut dirs = vec![lp.join(&inv.profile)];
+    let mut args = inv.cargo_args.iter();
+    while let Some(a) = args.next() {
+        let triple = match a.strip_prefix("--target=") {
+            Some(t) => Some(t),
+            None if a == "--target" => args.next().map(String::as_str),
+            None => None,
+        };
+        // A target given as a JSON file's path lands under the file's stem.
+        if let Some(t) = triple.map(|t| t.strip_suffix(".json").unwrap_or(t)) {
+            let name = Path::new(t).file_name().map_or(t.into(), |n| n.to_owned());
+            dirs.push(lp.join(name).join(&inv.profile));
+        }
+    }
+    dirs
+}
+
+/// cargo's options (of `build`, `check` and `test`) that take a value as the next argument.
+const VALUE_OPTIONS: [&str; 18] = [
+    "-p",
+    "--package",
+    "--exclude",
+    "-j",
+    "--jobs",
+    "-F",
+    "--features",
+    "--target",
+    "--color",
+    "--config",
+    "-Z",
+    "--profile",
+    "--manifest-path",
+    "--lockfile-path",
+    "--artifact-dir",
+    "--bin",
+    "--example",
+    "--test",
+];
+
 /// The arguments of a `cargo check` that checks what the user's command compiles: `None`
-/// when there is no such check (`bench`, or `test` given its own targets: `cargo check
-/// --lib` checks the library, `cargo test --lib` its tests).
+/// when there is no such check (`bench`; `check` itself; `test` given its own targets:
+/// `cargo check --lib` checks the library, `cargo test --lib` its tests). A test name filter
+/// (`cargo lprobe test parse_`) is `cargo test`'s alone: the check checks every test.
 fn check_args(inv: &Invocation) -> Option<Vec<String>> {
     const TARGETS: [&str; 11] = [
         "--lib",
@@ -1845,16 +1896,21 @@ fn check_args(inv: &Invocation) -> Option<Vec<String>> {
         "--doc",
     ];
     let mut args: Vec<String> = Vec::with_capacity(inv.cargo_args.len() + 2);
+    let mut value_next = false;
     for a in &inv.cargo_args {
         let flag = a.split_once('=').map_or(a.as_str(), |(f, _)| f);
+        let is_value = std::mem::replace(&mut value_next, VALUE_OPTIONS.contains(&a.as_str()));
         match inv.sub {
-            Sub::Test if TARGETS.contains(&flag) => return None,
-            Sub::Test if flag == "--no-run" || flag == "--no-fail-fast" => {}
+            Sub::Test if !is_value && TARGETS.contains(&flag) => return None,
+            Sub::Test if !is_value && (flag == "--no-run" || flag == "--no-fail-fast") => {}
+            Sub::Test if !is_value && !a.starts_with('-') => {}
             _ => args.push(a.clone()),
         }
     }
     match inv.sub {
-        Sub::Build | Sub::Run | Sub::Check => Some(args),
+        Sub::Build | Sub::Run => Some(args),
+        // Its rounds are checks already.
+        Sub::Check => None,
         // `cargo test`'s default targets: the library and binaries as unit tests, the
         // integration tests (what `--tests` checks) and the examples.
         Sub::Test => {
@@ -1969,7 +2025,7 @@ fn build_round(
         RoundKind::Build => inv.cargo_args.clone(),
     };
     let mut cmd = cargo_command(inv, ws, cwd, copy, lp, sub, &args);
-    if let Some(var) = incremental_checks(inv).filter(|_| kind == RoundKind::Check) {
+    if let Some(var) = incremental_checks(inv, ws).filter(|_| kind == RoundKind::Check) {
         cmd.env(var, "true");
     }
     if no_run && !inv.no_run() {
@@ -2146,15 +2202,16 @@ fn locate(m: &serde_json::Value, copy: &str, root: &str) -> Option<(String, File
         .filter_map(|s| s.get("byte_start")?.as_u64())
         .map(|b| b as usize)
         .collect();
-    let moved_at = spans
+    // Of several moves (one per branch), the last before the use: sites between an earlier
+    // move and it may sit in another branch, where the value is still there.
+    let moves: Vec<usize> = spans
         .iter()
         .filter(|s| s.get("file_name").and_then(|f| f.as_str()) == Some(file))
-        .find(|s| {
-            let label = s.get("label").and_then(|l| l.as_str()).unwrap_or("");
-            moved_here(label)
-        })
-        .and_then(|s| s.get("byte_start")?.as_u64())
-        .map(|b| b as usize);
+        .filter(|s| moved_here(s.get("label").and_then(|l| l.as_str()).unwrap_or("")))
+        .filter_map(|s| s.get("byte_start")?.as_u64())
+        .map(|b| b as usize)
+        .collect();
+    let moved_at = moves.iter().copied().filter(|&m| m < byte).max();
     Some((
         rel,
         FileError {
@@ -2177,12 +2234,13 @@ fn locate(m: &serde_json::Value, copy: &str, root: &str) -> Option<(String, File
 }
 
 /// Whether a span's label says a value was moved there ("value moved here", "value moved
-/// into closure here", "`x` moved due to this method call", "value partially moved here"),
-/// not in a loop's earlier pass.
+/// into closure here", "`x` moved due to this method call", "value partially moved here",
+/// "`s` moved due to usage in operator"), not in a loop's earlier pass.
 fn moved_here(label: &str) -> bool {
     (label.contains("moved here")
         || label.contains("moved into closure here")
-        || label.contains("moved due to this"))
+        || label.contains("moved due to this")
+        || label.contains("moved due to usage in"))
         && !label.contains("previous iteration")
 }
 
@@ -2637,8 +2695,33 @@ mod tests {
                 "--examples"
             ]
         );
-        // `cargo check --lib` is not `cargo test --lib`; benches have no such check.
-        for own in ["test --lib", "test --test=it", "test --doc", "bench"] {
+        // A test name filter is the harness's; a value that looks like one is an option's.
+        assert_eq!(
+            check_args(&inv(
+                "test parse_ -p tests --features=f -j 2 --target x86_64-unknown-linux-gnu"
+            ))
+            .expect("checkable"),
+            [
+                "-p",
+                "tests",
+                "--features=f",
+                "-j",
+                "2",
+                "--target",
+                "x86_64-unknown-linux-gnu",
+                "--tests",
+                "--examples"
+            ]
+        );
+        // `cargo check --lib` is not `cargo test --lib`; benches have no such check, and a
+        // check's rounds are checks already.
+        for own in [
+            "test --lib",
+            "test --test=it",
+            "test --doc",
+            "bench",
+            "check",
+        ] {
             assert_eq!(check_args(&inv(own)), None, "{own}");
         }
         let build = inv("build --release --bin app --keep-going");
@@ -2674,6 +2757,49 @@ mod tests {
             ["bin", "test", "example", "bench"]
         );
         assert_eq!(waiting_kinds(&test), ["bin", "test", "example"]);
+        // Where the check rounds' incremental state is, per `--target`.
+        let lp = Path::new("/t/lprobe");
+        assert_eq!(
+            profile_dirs(
+                &inv("test --release --target=a-b-c --target specs/my.json"),
+                lp
+            ),
+            [
+                lp.join("release"),
+                lp.join("a-b-c/release"),
+                lp.join("my/release")
+            ]
+        );
+    }
+
+    #[test]
+    fn a_moved_value_is_named_by_the_last_move_before_its_use() {
+        // `if c { a(s) } else { b(s) }; s.len()`: rustc labels both moves; sites between the
+        // first and the use may be in the other branch.
+        let span = |start: u64, primary: bool, label: &str| {
+            serde_json::json!({"file_name": "src/lib.rs", "byte_start": start, "byte_end": start + 1,
+                "is_primary": primary, "label": label})
+        };
+        let msg = |spans: Vec<serde_json::Value>| {
+            serde_json::json!({"message": "borrow of moved value: `s`", "code": {"code": "E0382"},
+                "level": "error", "spans": spans})
+        };
+        let m = msg(vec![
+            span(90, true, "value borrowed here after move"),
+            span(10, false, "value moved here"),
+            span(40, false, "value moved here"),
+            span(95, false, "value moved here, in previous iteration of loop"),
+        ]);
+        let (_, e) = locate(&m, "/copy", "/root").expect("located");
+        assert_eq!((e.byte, e.moved_at), (90, Some(40)));
+        let m = msg(vec![
+            span(70, true, "value used here after move"),
+            span(20, false, "`s` moved due to usage in operator"),
+        ]);
+        assert_eq!(
+            locate(&m, "/copy", "/root").expect("located").1.moved_at,
+            Some(20)
+        );
     }
 
     #[test]

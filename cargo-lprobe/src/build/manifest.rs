@@ -101,8 +101,8 @@ fn runtime_profile(doc: &mut DocumentMut, profile: &str, settings: &[(&str, Item
     packages.insert(crate::build::runtime_src::PACKAGE, Item::Table(t));
 }
 
-/// Lexically normalizes `a/b/../c` to `a/c`.
-fn normalize(p: &Path) -> PathBuf {
+/// Lexically normalizes `a/b/../c` to `a/c` (as cargo does its own paths).
+pub(crate) fn normalize(p: &Path) -> PathBuf {
     let mut out = PathBuf::new();
     for c in p.components() {
         match c {
@@ -164,18 +164,10 @@ pub fn stack_lines(root_manifest: &str, profile: &str) -> StackLines {
     };
     let doc = root_manifest.parse::<DocumentMut>().ok();
     let table = |name: &str| doc.as_ref()?.get("profile")?.get(name).cloned();
-    // Follow `inherits` to a built-in profile (a few steps; cargo refuses cycles).
-    let mut base = profile.to_owned();
-    for _ in 0..8 {
-        if matches!(base.as_str(), "dev" | "test" | "release" | "bench") {
-            break;
-        }
-        match table(&base).and_then(|t| t.get("inherits")?.as_str().map(str::to_owned)) {
-            Some(parent) => base = parent,
-            None => return none,
-        }
-    }
-    if !matches!(base.as_str(), "release" | "bench") {
+    if !matches!(
+        base_profile(doc.as_ref(), profile).as_deref(),
+        Some("release" | "bench")
+    ) {
         return none;
     }
     let own = table(profile);
@@ -192,6 +184,55 @@ pub fn stack_lines(root_manifest: &str, profile: &str) -> StackLines {
         profile: true,
         dependencies_off: !deps_set,
     }
+}
+
+/// The built-in profile (`dev`, `test`, `release`, `bench`) that `profile` inherits from,
+/// following `inherits` a few steps (cargo refuses cycles); `None` when the chain breaks.
+fn base_profile(doc: Option<&DocumentMut>, profile: &str) -> Option<String> {
+    let mut base = profile.to_owned();
+    for _ in 0..8 {
+        if matches!(base.as_str(), "dev" | "test" | "release" | "bench") {
+            return Some(base);
+        }
+        base = doc?
+            .get("profile")?
+            .get(&base)?
+            .get("inherits")?
+            .as_str()?
+            .to_owned();
+    }
+    None
+}
+
+/// Whether the workspace manifest leaves `profile` compiled without incremental state, so
+/// that lprobe may make its check rounds incremental (and remove what they kept): a profile
+/// derived from `release` or `bench` that sets no `incremental` along its chain. A `dev`
+/// profile is incremental already, and its state is the user's next build's.
+pub fn incremental_is_lprobes(root_manifest: &str, profile: &str) -> bool {
+    let Ok(doc) = root_manifest.parse::<DocumentMut>() else {
+        return false;
+    };
+    if !matches!(
+        base_profile(Some(&doc), profile).as_deref(),
+        Some("release" | "bench")
+    ) {
+        return false;
+    }
+    // The profile and those it inherits from (the chain is short: base_profile ended it).
+    let mut name = profile.to_owned();
+    for _ in 0..9 {
+        let Some(t) = doc.get("profile").and_then(|p| p.get(&name)) else {
+            return true;
+        };
+        if t.get("incremental").is_some() {
+            return false;
+        }
+        match t.get("inherits").and_then(|i| i.as_str()) {
+            Some(parent) => name = parent.to_owned(),
+            None => return true,
+        }
+    }
+    true
 }
 
 #[cfg(test)]
@@ -243,6 +284,28 @@ mod tests {
             out.contains("opt-level = 0") && !out.contains("opt-level = 1"),
             "{out}"
         );
+    }
+
+    #[test]
+    fn check_rounds_are_made_incremental_only_where_nothing_else_decides() {
+        assert!(incremental_is_lprobes("", "release"));
+        assert!(incremental_is_lprobes(
+            "[profile.release]\nlto = true\n",
+            "bench"
+        ));
+        // dev is incremental already: its state is the user's.
+        assert!(!incremental_is_lprobes("", "dev"));
+        assert!(!incremental_is_lprobes("", "test"));
+        assert!(!incremental_is_lprobes(
+            "[profile.release]\nincremental = true\n",
+            "release"
+        ));
+        let custom = "[profile.prod]\ninherits = \"fast\"\n[profile.fast]\ninherits = \"release\"\nincremental = false\n[profile.dbg]\ninherits = \"dev\"\n[profile.rel]\ninherits = \"release\"\n";
+        assert!(!incremental_is_lprobes(custom, "prod"));
+        assert!(!incremental_is_lprobes(custom, "dbg"));
+        assert!(incremental_is_lprobes(custom, "rel"));
+        assert!(!incremental_is_lprobes(custom, "missing"));
+        assert!(!incremental_is_lprobes("not toml [", "release"));
     }
 
     #[test]
