@@ -828,6 +828,12 @@ fn build_until_it_compiles(inv: &Invocation, setup: &Setup, found: &mut Found) -
         if !progress && kind == RoundKind::Check && round < MAX_ROUNDS {
             // Nothing a repair can take out: the user's command says what is wrong, as cargo
             // would (and a build does not depend on the checker's incremental state).
+            if inv.verbose {
+                eprintln!("lprobe: the check found nothing to repair; building instead");
+                for line in out.rendered_errors.iter().chain(&out.stderr) {
+                    eprintln!("{}", line.trim_end());
+                }
+            }
             checked = true;
             kind = RoundKind::Build;
             continue;
