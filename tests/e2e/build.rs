@@ -657,6 +657,37 @@ fn a_target_dir_flag_is_where_the_instrumented_build_goes() {
 }
 
 #[test]
+fn a_capture_neither_small_nor_debug_is_learned_in_one_round() {
+    // `Num` is `Copy` without `Debug`, `Vec<Num>` neither: each capture first guessed a copy
+    // (a `let` bound to a call or an index). rustc reports the missing `SmallCopy` and the missing `Debug`
+    // as two errors at the same capture; read together they step the capture straight to
+    // its type name, where one alone stepped it to a reference and the next round to the
+    // type name.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let num = "#[derive(Clone, Copy, PartialEq)]\npub struct Num(pub u8);\n\npub fn make(v: u8) -> Num {\n    Num(v)\n}\n\npub fn list(n: u8) -> Vec<Num> {\n    (0..n).map(make).collect()\n}\n\npub fn value(n: Num) -> u32 {\n    u32::from(n.0)\n}\n";
+    // (A loop that calls something keeps one body, whose captures need `SmallCopy` too.)
+    let main = "mod num;\n\nfn main() {\n    let all = num::list(4);\n    let mut i = 0;\n    let mut sum = 0u32;\n    while i < all.len() {\n        let x = all[i];\n        sum += num::value(x);\n        i += 1;\n    }\n    println!(\"{} {sum}\", all.len());\n}\n";
+    let src = small_package(
+        dir.path(),
+        "nums",
+        &[("src/num.rs", num), ("src/main.rs", main)],
+    );
+    let out = cargo_lprobe_in(
+        &src,
+        &dir.path().join("t"),
+        &["build", "--release", "--lines", "all", "-v"],
+    );
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(repair_rounds(&err), Some(1), "{err}");
+    let run = Command::new(dir.path().join("t/lprobe/release/nums"))
+        .env("LPROBE_DISABLE", "1")
+        .output()
+        .expect("runs");
+    assert_eq!(String::from_utf8_lossy(&run.stdout).trim(), "4 6");
+}
+
+#[test]
 fn a_first_build_learns_every_capture_of_one_type_in_one_round() {
     // Six bindings of a type that is neither a small copy nor `Debug`, every one captured at
     // the last line: in a plain capture list rustc reports the unmet bound once per
