@@ -672,14 +672,39 @@ fn a_capture_neither_small_nor_debug_is_learned_in_one_round() {
         "nums",
         &[("src/num.rs", num), ("src/main.rs", main)],
     );
-    let out = cargo_lprobe_in(
+    let log = dir.path().join("repairs.jsonl");
+    let out = cargo_lprobe_in_env(
         &src,
         &dir.path().join("t"),
         &["build", "--release", "--lines", "all", "-v"],
+        &[("LPROBE_REPAIR_LOG", log.to_str().expect("utf-8 path"))],
     );
     let err = stderr(&out);
     assert!(out.status.success(), "{err}");
     assert_eq!(repair_rounds(&err), Some(1), "{err}");
+    // LPROBE_REPAIR_LOG has the round's errors, and shows what the repair relies on: two
+    // errors at one capture, one of them the missing `Debug`.
+    let text = std::fs::read_to_string(&log).expect("repair log");
+    let errors: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert!(
+        errors
+            .iter()
+            .all(|e| e["round"] == 1 && e["kind"] == "build"),
+        "{text}"
+    );
+    let both = errors.iter().any(|e| {
+        errors.iter().any(|d| {
+            d["byte"] == e["byte"]
+                && d["message"] != e["message"]
+                && d["label"]
+                    .as_str()
+                    .is_some_and(|l| l.contains("`Debug` is not implemented"))
+        })
+    });
+    assert!(both, "{text}");
     let run = Command::new(dir.path().join("t/lprobe/release/nums"))
         .env("LPROBE_DISABLE", "1")
         .output()

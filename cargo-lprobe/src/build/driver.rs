@@ -824,6 +824,7 @@ fn build_until_it_compiles(inv: &Invocation, setup: &Setup, found: &mut Found) -
                 t_build: build_start.elapsed(),
             }));
         }
+        log_repair_errors(round, kind, &out);
         let progress = judge_errors(&out, &mut found.files, packages.len());
         if !progress && kind == RoundKind::Check && round < MAX_ROUNDS {
             // Nothing a repair can take out: the user's command says what is wrong, as cargo
@@ -2235,6 +2236,46 @@ fn locate(m: &serde_json::Value, copy: &str, root: &str) -> Option<(String, File
             moved_at,
         },
     ))
+}
+
+/// `LPROBE_REPAIR_LOG=FILE`: appends each failed round's errors in rewritten code to FILE,
+/// one JSON object a line (`round`, `kind`, `file`, `byte`, `code`, `message`, `label`,
+/// `moved_at`): what to read when a cold build takes more rounds than it should. A file that
+/// cannot be written is said once and the build goes on.
+fn log_repair_errors(round: usize, kind: RoundKind, out: &Outcome) {
+    use std::io::Write;
+    let Some(path) = std::env::var_os("LPROBE_REPAIR_LOG") else {
+        return;
+    };
+    let mut text = String::new();
+    for (file, e) in &out.errors {
+        let line = serde_json::json!({
+            "round": round,
+            "kind": match kind { RoundKind::Build => "build", RoundKind::Check => "check" },
+            "file": file,
+            "byte": e.byte,
+            "code": e.code,
+            "message": e.message,
+            "label": e.label,
+            "moved_at": e.moved_at,
+        });
+        text.push_str(&line.to_string());
+        text.push('\n');
+    }
+    let written = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .and_then(|mut f| f.write_all(text.as_bytes()));
+    if let Err(e) = written {
+        static SAID: std::sync::Once = std::sync::Once::new();
+        SAID.call_once(|| {
+            eprintln!(
+                "lprobe: LPROBE_REPAIR_LOG: cannot append to {}: {e}",
+                Path::new(&path).display()
+            )
+        });
+    }
 }
 
 /// Drops the errors reported twice: a file compiled by two crates (the library and its unit
