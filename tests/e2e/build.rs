@@ -551,6 +551,15 @@ fn repair_rounds(stderr: &str) -> Option<usize> {
     stderr[start..at].parse().ok()
 }
 
+/// What the binary at `path` prints with the runtime disabled (a plain run).
+fn dormant_stdout(path: &Path) -> String {
+    let run = Command::new(path)
+        .env("LPROBE_DISABLE", "1")
+        .output()
+        .expect("runs");
+    stdout(&run)
+}
+
 /// A type that is neither a small copy nor `Debug`, in a file of its own.
 const BLOB: &str =
     "pub struct Blob(pub Vec<u8>);\n\npub fn make(n: u8) -> Blob {\n    Blob(vec![n; 3])\n}\n";
@@ -636,11 +645,7 @@ fn a_target_dir_flag_is_where_the_instrumented_build_goes() {
     let out = cargo_lprobe_in(&src, &env_target, &["build", "--target-dir", "out"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(!env_target.join("lprobe").exists());
-    let run = Command::new(src.join("out/lprobe/debug/five"))
-        .env("LPROBE_DISABLE", "1")
-        .output()
-        .expect("runs");
-    assert_eq!(stdout(&run), "5\n");
+    assert_eq!(dormant_stdout(&src.join("out/lprobe/debug/five")), "5\n");
     // The directory inside the workspace is not copied into the copy.
     assert!(!src.join("out/lprobe/src/out").exists());
     // From a subdirectory, `../back` is the package's `back`: normalized, so the mirror
@@ -651,7 +656,7 @@ fn a_target_dir_flag_is_where_the_instrumented_build_goes() {
         &["build", "--target-dir", "../back"],
     );
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(src.join("back/lprobe/debug/five").exists());
+    assert_eq!(dormant_stdout(&src.join("back/lprobe/debug/five")), "5\n");
     assert!(!src.join("back/lprobe/src/back").exists());
     assert!(!src.join("src/back").exists());
 }
@@ -705,11 +710,10 @@ fn a_capture_neither_small_nor_debug_is_learned_in_one_round() {
         })
     });
     assert!(both, "{text}");
-    let run = Command::new(dir.path().join("t/lprobe/release/nums"))
-        .env("LPROBE_DISABLE", "1")
-        .output()
-        .expect("runs");
-    assert_eq!(String::from_utf8_lossy(&run.stdout).trim(), "4 6");
+    assert_eq!(
+        dormant_stdout(&dir.path().join("t/lprobe/release/nums")),
+        "4 6\n"
+    );
 }
 
 #[test]
@@ -739,11 +743,10 @@ fn a_first_build_learns_every_capture_of_one_type_in_one_round() {
     assert!(out.status.success(), "{err}");
     assert_eq!(repair_rounds(&err), Some(1), "{err}");
     // And the program runs, printing what it printed.
-    let run = Command::new(dir.path().join("t/lprobe/release/blobs"))
-        .env("LPROBE_DISABLE", "1")
-        .output()
-        .expect("runs");
-    assert_eq!(String::from_utf8_lossy(&run.stdout).trim(), "6");
+    assert_eq!(
+        dormant_stdout(&dir.path().join("t/lprobe/release/blobs")),
+        "6\n"
+    );
 }
 
 #[test]

@@ -477,6 +477,7 @@ fn reuse_copy(
         &setup.copy,
         lp,
         RoundKind::Build,
+        None,
     )?;
     if !out.success {
         if inv.verbose {
@@ -787,6 +788,7 @@ fn build_until_it_compiles(inv: &Invocation, setup: &Setup, found: &mut Found) -
     let mut repair_rounds = 0;
     let mut kind = RoundKind::Build;
     let mut checked = false;
+    let incremental = incremental_checks(inv, &setup.ws);
     let build_start = Instant::now();
     loop {
         round += 1;
@@ -802,7 +804,15 @@ fn build_until_it_compiles(inv: &Invocation, setup: &Setup, found: &mut Found) -
             &setup.copy,
             &runtime_dir,
         )?;
-        let out = build_round(inv, &setup.ws, &setup.cwd, &setup.copy, &setup.lp, kind)?;
+        let out = build_round(
+            inv,
+            &setup.ws,
+            &setup.cwd,
+            &setup.copy,
+            &setup.lp,
+            kind,
+            incremental.as_deref(),
+        )?;
         if out.success && kind == RoundKind::Check {
             // It type-checks: now the user's command, with code generation.
             checked = true;
@@ -810,7 +820,7 @@ fn build_until_it_compiles(inv: &Invocation, setup: &Setup, found: &mut Found) -
             continue;
         }
         if out.success {
-            if checked && incremental_checks(inv, &setup.ws).is_some() {
+            if checked && incremental.is_some() {
                 // The check rounds' incremental state (hundreds of MB on a large crate) is
                 // of no use to the next build, which remembers the repairs.
                 for dir in profile_dirs(inv, &setup.lp) {
@@ -1792,14 +1802,46 @@ fn check_pays(out: &Outcome, ws: &Workspace, inv: &Invocation) -> bool {
             .any(|p| out.failed_libs.contains(&p.name) && waits(p))
 }
 
+/// One of cargo's arguments as lprobe passes them on: an option's `name` (`--target`; `""`
+/// for a positional argument such as a test name filter), its value (`--target=x` or, for
+/// `VALUE_OPTIONS`, the next argument), and the arguments it was written as.
+struct CargoArg<'a> {
+    name: &'a str,
+    value: Option<&'a str>,
+    written: &'a [String],
+}
+
+/// `args` read as [`CargoArg`]s, in order.
+fn cargo_args(args: &[String]) -> Vec<CargoArg<'_>> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < args.len() {
+        let a = args[i].as_str();
+        let (name, value, n) = match a.split_once('=') {
+            Some((name, value)) if name.starts_with('-') => (name, Some(value), 1),
+            _ if !a.starts_with('-') => ("", Some(a), 1),
+            _ if VALUE_OPTIONS.contains(&a) && i + 1 < args.len() => {
+                (a, Some(args[i + 1].as_str()), 2)
+            }
+            _ => (a, None, 1),
+        };
+        out.push(CargoArg {
+            name,
+            value,
+            written: &args[i..i + n],
+        });
+        i += n;
+    }
+    out
+}
+
 /// The kinds of a package's targets that the command compiles after its library: binaries,
 /// and tests, examples and benches when it selects them (`test`: tests and examples).
 fn waiting_kinds(inv: &Invocation) -> Vec<&'static str> {
+    let args = cargo_args(&inv.cargo_args);
     let has = |flags: &[&str]| {
-        inv.cargo_args.iter().any(|a| {
-            let flag = a.split_once('=').map_or(a.as_str(), |(f, _)| f);
-            flags.contains(&flag) || flag == "--all-targets"
-        })
+        args.iter()
+            .any(|a| flags.contains(&a.name) || a.name == "--all-targets")
     };
     let tests = matches!(inv.sub, Sub::Test) || has(&["--tests", "--test"]);
     let examples = matches!(inv.sub, Sub::Test) || has(&["--examples", "--example"]);
@@ -1846,15 +1888,10 @@ fn incremental_checks(inv: &Invocation, ws: &Workspace) -> Option<String> {
 /// `<lp>/<triple>/<profile>` for each `--target`.
 fn profile_dirs(inv: &Invocation, lp: &Path) -> Vec<PathBuf> {
     let mut dirs = vec![lp.join(&inv.profile)];
-    let mut args = inv.cargo_args.iter();
-    while let Some(a) = args.next() {
-        let triple = match a.strip_prefix("--target=") {
-            Some(t) => Some(t),
-            None if a == "--target" => args.next().map(String::as_str),
-            None => None,
-        };
+    for a in cargo_args(&inv.cargo_args) {
         // A target given as a JSON file's path lands under the file's stem.
-        if let Some(t) = triple.map(|t| t.strip_suffix(".json").unwrap_or(t)) {
+        if let Some(t) = a.value.filter(|_| a.name == "--target") {
+            let t = t.strip_suffix(".json").unwrap_or(t);
             let name = Path::new(t).file_name().map_or(t.into(), |n| n.to_owned());
             dirs.push(lp.join(name).join(&inv.profile));
         }
@@ -1903,15 +1940,11 @@ fn check_args(inv: &Invocation) -> Option<Vec<String>> {
         "--doc",
     ];
     let mut args: Vec<String> = Vec::with_capacity(inv.cargo_args.len() + 2);
-    let mut value_next = false;
-    for a in &inv.cargo_args {
-        let flag = a.split_once('=').map_or(a.as_str(), |(f, _)| f);
-        let is_value = std::mem::replace(&mut value_next, VALUE_OPTIONS.contains(&a.as_str()));
+    for a in cargo_args(&inv.cargo_args) {
         match inv.sub {
-            Sub::Test if !is_value && TARGETS.contains(&flag) => return None,
-            Sub::Test if !is_value && (flag == "--no-run" || flag == "--no-fail-fast") => {}
-            Sub::Test if !is_value && !a.starts_with('-') => {}
-            _ => args.push(a.clone()),
+            Sub::Test if TARGETS.contains(&a.name) => return None,
+            Sub::Test if matches!(a.name, "--no-run" | "--no-fail-fast" | "") => {}
+            _ => args.extend_from_slice(a.written),
         }
     }
     match inv.sub {
@@ -2012,6 +2045,7 @@ fn cargo_command(
 }
 
 /// Runs one build with JSON diagnostics and collects what it said.
+/// `incremental`: the variable that makes a check round incremental (`incremental_checks`).
 fn build_round(
     inv: &Invocation,
     ws: &Workspace,
@@ -2019,6 +2053,7 @@ fn build_round(
     copy: &Path,
     lp: &Path,
     kind: RoundKind,
+    incremental: Option<&str>,
 ) -> Result<Outcome> {
     let (sub, no_run) = match inv.sub {
         _ if kind == RoundKind::Check => ("check", false),
@@ -2032,7 +2067,7 @@ fn build_round(
         RoundKind::Build => inv.cargo_args.clone(),
     };
     let mut cmd = cargo_command(inv, ws, cwd, copy, lp, sub, &args);
-    if let Some(var) = incremental_checks(inv, ws).filter(|_| kind == RoundKind::Check) {
+    if let Some(var) = incremental.filter(|_| kind == RoundKind::Check) {
         cmd.env(var, "true");
     }
     if no_run && !inv.no_run() {
@@ -2209,14 +2244,14 @@ fn locate(m: &serde_json::Value, copy: &str, root: &str) -> Option<(String, File
         .collect();
     // Of several moves (one per branch), the last before the use: sites between an earlier
     // move and it may sit in another branch, where the value is still there.
-    let moves: Vec<usize> = spans
+    let moved_at = spans
         .iter()
         .filter(|s| s.get("file_name").and_then(|f| f.as_str()) == Some(file))
         .filter(|s| moved_here(s.get("label").and_then(|l| l.as_str()).unwrap_or("")))
         .filter_map(|s| s.get("byte_start")?.as_u64())
         .map(|b| b as usize)
-        .collect();
-    let moved_at = moves.iter().copied().filter(|&m| m < byte).max();
+        .filter(|&m| m < byte)
+        .max();
     Some((
         rel,
         FileError {
