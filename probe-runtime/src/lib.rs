@@ -98,6 +98,7 @@ pub struct Strs {
 
 impl Span {
     /// The range of `text` (empty if it is out of range or not on character boundaries).
+    #[inline]
     pub fn of(self, text: &'static str) -> &'static str {
         let (at, len) = (self.0 as usize, self.1 as usize);
         text.get(at..at.saturating_add(len)).unwrap_or("")
@@ -126,6 +127,7 @@ fn leak(texts: &[&str], names: &[&str]) -> (&'static Strs, Vec<Span>, Span) {
 }
 
 impl Site {
+    #[inline]
     fn str(&self, s: Span) -> &'static str {
         s.of(self.strs.text)
     }
@@ -136,6 +138,7 @@ impl Site {
     }
 
     /// Function path, e.g. `demo_app::billing::Invoice::total`.
+    #[inline]
     pub fn func(&self) -> &'static str {
         self.str(self.func)
     }
@@ -146,6 +149,7 @@ impl Site {
     }
 
     /// Names of the captured bindings, in the order `hit` receives their values.
+    #[inline]
     pub fn names(&self) -> Names {
         let (at, n) = (self.names.0 as usize, self.names.1 as usize);
         Names {
@@ -188,6 +192,7 @@ pub struct Names {
 }
 
 impl Names {
+    #[inline]
     pub fn iter(self) -> impl Iterator<Item = &'static str> + Clone {
         self.spans.iter().map(move |s| s.of(self.text))
     }
@@ -201,6 +206,7 @@ impl Names {
     }
 
     /// The index of `name`.
+    #[inline]
     pub fn position(self, name: &str) -> Option<usize> {
         self.iter().position(|n| n == name)
     }
@@ -210,6 +216,7 @@ impl Names {
     }
 
     /// The `i`-th name.
+    #[inline]
     pub fn get(self, i: usize) -> Option<&'static str> {
         self.spans.get(i).map(|s| s.of(self.text))
     }
@@ -557,6 +564,18 @@ pub fn attach(table: &'static Table, flags: &'static [AtomicU8], fn_flags: &'sta
 /// returns (any other armed site's flag is 1).
 pub const FLAG_COUNT: u8 = 2;
 
+/// For the hot-path crate cargo-lprobe generates (`lprobe-runtime-hot`), which compiles the
+/// functions a hit runs (`#[inline]` here) at the program's optimization level while this
+/// crate is compiled for size: not an API.
+#[doc(hidden)]
+pub mod __hot {
+    /// The counter's fast path (see [`crate::hit`]).
+    #[inline]
+    pub fn count_fast(table: &crate::Table, id: u32) -> bool {
+        crate::hot::hit::count_fast(table, id)
+    }
+}
+
 /// Runs the probes armed at site `id` of `table`. Called only when the site's flag is set,
 /// from the sites crate's cold out-of-line functions: `#[inline]` puts the counter's fast path
 /// there (one call less per counted hit).
@@ -688,6 +707,7 @@ mod recall {
 
     /// Announces the timed call of site `id`'s function, if it may be timed here (not already
     /// being timed on this thread, and a slot is free).
+    #[inline]
     pub(crate) fn begin(key: usize, id: u32) -> bool {
         TIMING
             .try_with(|t| {
@@ -706,6 +726,7 @@ mod recall {
     }
 
     /// Whether this call is the one [`begin`] announced (and forgets the announcement).
+    #[inline]
     pub(crate) fn take(key: usize, id: u32) -> bool {
         NEXT.try_with(|c| {
             let mine = c.get() == (key, id);
@@ -719,6 +740,7 @@ mod recall {
 
     /// The timed call returned: forgets it, and an announcement the call never took (its
     /// function was disarmed between the two, so the call did not look).
+    #[inline]
     pub(crate) fn end(key: usize, id: u32) {
         take(key, id);
         let _ = TIMING.try_with(|t| {
@@ -731,6 +753,7 @@ mod recall {
     }
 }
 
+#[inline]
 fn site_on(table: &Table, id: u32) -> bool {
     table
         .flags
@@ -743,6 +766,7 @@ fn site_on(table: &Table, id: u32) -> bool {
 /// armed, and returns the start time if a `--duration` probe wants this call timed: the
 /// caller then calls its function again with the same arguments, holding a [`Timer`], and
 /// returns that call's result. Returns 0 for the timed call itself (its probes ran already).
+#[inline]
 pub fn enter(table: &'static Table, id: u32, vals: &[Val<'_>]) -> u64 {
     let key = hot::registry::table_key(table);
     if recall::take(key, id) || !site_on(table, id) {
@@ -760,6 +784,7 @@ pub fn enter(table: &'static Table, id: u32, vals: &[Val<'_>]) -> u64 {
 
 /// [`enter`] for an entry site checked together with the site of the function's first
 /// statement (`line`): the line's probes run in the call that runs the body.
+#[inline]
 pub fn enter_first(table: &'static Table, id: u32, line: u32, vals: &[Val<'_>]) -> u64 {
     let key = hot::registry::table_key(table);
     let recalled = recall::take(key, id);

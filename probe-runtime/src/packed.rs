@@ -68,6 +68,7 @@ impl Text {
 
     /// The string; empty if the block is damaged (every span of it then reads as empty: the
     /// sites keep their ids and flags, and lose their names and paths).
+    #[inline]
     pub fn get(&self) -> &'static str {
         self.plain.get_or_init(|| {
             let text = lz4::decompress(self.block, self.len)
@@ -94,6 +95,7 @@ impl<T: Unpack> Rows<T> {
     }
 
     /// The rows, unpacked now if they are packed.
+    #[inline]
     pub fn rows(&self) -> &[T] {
         match self {
             Rows::Rows(r) => r,

@@ -1337,6 +1337,15 @@ fn write_copy(
         &runtime_dir.join("Cargo.toml"),
         crate::build::runtime_src::manifest().as_bytes(),
     )?;
+    let hot_dir = runtime_dir.join(crate::build::runtime_src::HOT_DIR);
+    write_if_changed(
+        &hot_dir.join("src/lib.rs"),
+        crate::build::runtime_src::HOT_LIB.as_bytes(),
+    )?;
+    write_if_changed(
+        &hot_dir.join("Cargo.toml"),
+        crate::build::runtime_src::hot_manifest().as_bytes(),
+    )?;
 
     // The sites crates. The AVX-512 registers are saved for every package when any source
     // may enable AVX-512 per function: a package's generic or inlined code can end up in
@@ -1376,8 +1385,7 @@ fn write_copy(
         let bridges = bridges.get(pi).map_or(&[][..], Vec::as_slice);
         write_if_changed(
             &dir.join("Cargo.toml"),
-            sites_crate::manifest(&pkg.name, &runtime_dir.display().to_string(), bridges)
-                .as_bytes(),
+            sites_crate::manifest(&pkg.name, &hot_dir.display().to_string(), bridges).as_bytes(),
         )?;
         write_if_changed(
             &dir.join("lib.rs"),

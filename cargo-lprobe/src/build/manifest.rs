@@ -39,35 +39,48 @@ pub fn edit(
         deps.insert(SITES_DEP, Item::Value(Value::InlineTable(dep)));
     }
     if workspace_root {
-        // Debug builds compile the runtime optimized, without debug assertions: an armed hit
-        // in a test run then costs what it costs in release (about 50x less than
-        // unoptimized), for a few seconds more of one-time compilation. The user's own code
-        // keeps its profile.
-        runtime_profile(
-            &mut doc,
-            "dev",
-            &[
-                ("opt-level", toml_edit::value(1)),
-                ("debug-assertions", toml_edit::value(false)),
-                ("overflow-checks", toml_edit::value(false)),
-            ],
-        );
-        // Release builds compile it as one codegen unit: the binary carries about 95 KB less
-        // of it (the control plane's parsers, the probe state: code spread over many small
-        // functions that sixteen units each kept a copy of), at the same speed, for one
-        // machine-wide compilation of a few seconds more (`runtime_cache`).
+        // Debug builds compile the runtime and its hot path optimized, without debug
+        // assertions: an armed hit in a test run then costs what it costs in release (about
+        // 50x less than unoptimized), for a few seconds more of one-time compilation. The
+        // user's own code keeps its profile.
+        let dev = [
+            ("opt-level", toml_edit::value(1)),
+            ("debug-assertions", toml_edit::value(false)),
+            ("overflow-checks", toml_edit::value(false)),
+        ];
+        runtime_profile(&mut doc, "dev", RUNTIME, &dev);
+        runtime_profile(&mut doc, "dev", HOT, &dev);
+        // Release builds compile the runtime for size, as one codegen unit: most of it is the
+        // control plane, the parsers and the output, run by its own threads; the functions a
+        // hit runs are compiled into the hot-path crate (`runtime_src::HOT_LIB`) at the
+        // program's own level. Sixteen units kept a copy each of code spread over many small
+        // functions (95 KB); `"z"` takes 80 KB more off every binary and makes the
+        // machine-wide compilation (`runtime_cache`) a third faster.
         runtime_profile(
             &mut doc,
             "release",
+            RUNTIME,
+            &[
+                ("opt-level", toml_edit::value("z")),
+                ("codegen-units", toml_edit::value(1)),
+            ],
+        );
+        runtime_profile(
+            &mut doc,
+            "release",
+            HOT,
             &[("codegen-units", toml_edit::value(1))],
         );
     }
     Ok(doc.to_string())
 }
 
-/// Sets `[profile.PROFILE.package.lprobe-runtime]` to `settings`, unless the user's manifest
-/// has that table already (theirs wins).
-fn runtime_profile(doc: &mut DocumentMut, profile: &str, settings: &[(&str, Item)]) {
+const RUNTIME: &str = crate::build::runtime_src::PACKAGE;
+const HOT: &str = crate::build::runtime_src::HOT_PACKAGE;
+
+/// Sets `[profile.PROFILE.package.PACKAGE]` to `settings`, unless the user's manifest has that
+/// table already (theirs wins).
+fn runtime_profile(doc: &mut DocumentMut, profile: &str, package: &str, settings: &[(&str, Item)]) {
     /// A table that prints only through its children (`[profile.dev.package.x]`).
     fn implicit() -> Item {
         let mut t = toml_edit::Table::new();
@@ -91,14 +104,14 @@ fn runtime_profile(doc: &mut DocumentMut, profile: &str, settings: &[(&str, Item
     else {
         return;
     };
-    if packages.contains_key(crate::build::runtime_src::PACKAGE) {
+    if packages.contains_key(package) {
         return;
     }
     let mut t = toml_edit::Table::new();
     for (key, value) in settings {
         t.insert(key, value.clone());
     }
-    packages.insert(crate::build::runtime_src::PACKAGE, Item::Table(t));
+    packages.insert(package, Item::Table(t));
 }
 
 /// Lexically normalizes `a/b/../c` to `a/c` (as cargo does its own paths).
@@ -257,7 +270,7 @@ mod tests {
     }
 
     #[test]
-    fn the_workspace_root_gets_an_optimized_runtime_in_dev_and_one_unit_in_release() {
+    fn the_workspace_root_gets_an_optimized_runtime_in_dev_and_a_small_one_in_release() {
         let out = edit(
             "[workspace]\nmembers = [\"a\"]\n",
             Path::new("/ws"),
@@ -267,21 +280,48 @@ mod tests {
         )
         .expect("edits");
         let doc: DocumentMut = out.parse().expect("valid toml");
+        let packages = |profile: &str| doc["profile"][profile]["package"].clone();
+        for package in ["lprobe-runtime", "lprobe-runtime-hot"] {
+            assert_eq!(
+                packages("dev")[package]["opt-level"].as_integer(),
+                Some(1),
+                "{out}"
+            );
+            assert_eq!(
+                packages("release")[package]["codegen-units"].as_integer(),
+                Some(1),
+                "{out}"
+            );
+        }
+        // The runtime is compiled for size, its hot path at the program's own level.
         assert_eq!(
-            doc["profile"]["dev"]["package"]["lprobe-runtime"]["opt-level"].as_integer(),
-            Some(1),
+            packages("release")["lprobe-runtime"]["opt-level"].as_str(),
+            Some("z"),
             "{out}"
         );
-        assert_eq!(
-            doc["profile"]["release"]["package"]["lprobe-runtime"]["codegen-units"].as_integer(),
-            Some(1),
+        assert!(
+            packages("release")["lprobe-runtime-hot"]
+                .get("opt-level")
+                .is_none(),
             "{out}"
         );
-        // A user's own setting for it wins.
+        // A user's own setting for a package wins.
         let own = "[profile.dev.package.lprobe-runtime]\nopt-level = 0\n";
         let out = edit(own, Path::new("/ws"), Path::new("/ws"), None, true).expect("edits");
+        let doc: DocumentMut = out.parse().expect("valid toml");
+        let dev = &doc["profile"]["dev"]["package"];
+        assert_eq!(
+            dev["lprobe-runtime"]["opt-level"].as_integer(),
+            Some(0),
+            "{out}"
+        );
         assert!(
-            out.contains("opt-level = 0") && !out.contains("opt-level = 1"),
+            dev["lprobe-runtime"].get("overflow-checks").is_none(),
+            "{out}"
+        );
+        assert_eq!(
+            dev["lprobe-runtime-hot"]["opt-level"].as_integer(),
+            Some(1),
             "{out}"
         );
     }

@@ -26,10 +26,12 @@ pub const INNER_ENV: &str = "LPROBE_INNER_WRAPPER";
 /// When set, the wrapper appends `hit` or `miss` for the runtime to this file (the driver
 /// reports it with `-v`).
 pub const LOG_ENV: &str = "LPROBE_WRAPPER_LOG";
-/// The runtime's crate name.
-const CRATE: &str = "probe_runtime";
-/// Cache entries kept (one per compiler, runtime version and profile).
-const KEEP: usize = 8;
+/// The crates the cache keeps: the runtime, and its hot path (`runtime_src::HOT_LIB`), which
+/// depends on it only.
+const CRATES: [&str; 2] = ["probe_runtime", "probe_runtime_hot"];
+/// Cache entries kept (two per compiler, runtime version and profile: the runtime and its
+/// hot path).
+const KEEP: usize = 16;
 
 /// Whether this process was started by cargo as the compiler wrapper.
 pub fn is_wrapper_call(args: &[String]) -> bool {
@@ -157,6 +159,8 @@ pub fn cache_dir() -> Option<PathBuf> {
 /// What the wrapper needs from one compile of the runtime.
 #[derive(Debug, PartialEq)]
 struct Call {
+    /// One of [`CRATES`].
+    name: String,
     out_dir: String,
     /// `-C extra-filename` (may be empty).
     extra: String,
@@ -186,11 +190,10 @@ impl Call {
                 _ => {}
             }
         }
-        if name.as_deref() != Some(CRATE) {
-            return None;
-        }
+        let name = name.filter(|n| CRATES.contains(&n.as_str()))?;
         let src_dir = Path::new(&src?).parent()?.display().to_string();
         Some(Call {
+            name,
             out_dir: out_dir?,
             extra,
             src_dir,
@@ -198,22 +201,31 @@ impl Call {
     }
 
     fn outputs(&self) -> [String; 3] {
-        let e = &self.extra;
+        let (n, e) = (&self.name, &self.extra);
         [
-            format!("lib{CRATE}{e}.rlib"),
-            format!("lib{CRATE}{e}.rmeta"),
-            format!("{CRATE}{e}.d"),
+            format!("lib{n}{e}.rlib"),
+            format!("lib{n}{e}.rmeta"),
+            format!("{n}{e}.d"),
         ]
     }
 }
 
 /// The arguments with what names one workspace (output directory, file name suffix, crate
-/// hash, path remapping, search paths, the source path) left out.
+/// hash, path remapping, search paths, the source path) left out. A dependency
+/// (`--extern NAME=PATH`, the hot path's runtime) is named by its content: a cached runtime
+/// is the same bytes in every workspace, and one compiled anew (its entry evicted) is not,
+/// so the hot path compiled against the old one is not taken for it.
 fn key_args(args: &[String]) -> Vec<String> {
     let mut out = Vec::new();
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
+            "--extern" => {
+                out.push(a.clone());
+                if let Some(v) = it.next() {
+                    out.push(extern_by_content(v));
+                }
+            }
             "--out-dir" | "-L" => {
                 it.next();
             }
@@ -238,6 +250,18 @@ fn key_args(args: &[String]) -> Vec<String> {
         }
     }
     out
+}
+
+/// `NAME=PATH` as `NAME=<hash of the file>` (`NAME=?` when it cannot be read, which no
+/// cached compile matches with a readable one).
+fn extern_by_content(v: &str) -> String {
+    match v.split_once('=') {
+        Some((name, path)) => match std::fs::read(path) {
+            Ok(bytes) => format!("{name}={}", crate::build::repair::content_hash(&bytes)),
+            Err(_) => format!("{name}=?"),
+        },
+        None => v.to_owned(),
+    }
 }
 
 /// The cache key: compiler version, normalized arguments, and every file of the source.
@@ -372,6 +396,7 @@ fn replay(entry: &Path, call: &Call) -> Option<i32> {
         serde_json::from_slice(&std::fs::read(entry.join("origin.json")).ok()?).ok()?;
     let stderr = std::fs::read_to_string(entry.join("stderr")).ok()?;
     let from = Call {
+        name: call.name.clone(),
         out_dir: origin.out_dir,
         extra: origin.extra,
         src_dir: origin.src_dir,
@@ -430,6 +455,7 @@ mod tests {
         assert_eq!(
             Call::parse(&a),
             Some(Call {
+                name: "probe_runtime".into(),
                 out_dir: "/w/target/lprobe/release/deps".into(),
                 extra: "-abc".into(),
                 src_dir: "/w/target/lprobe/runtime/src".into(),
@@ -453,13 +479,33 @@ mod tests {
     }
 
     #[test]
+    fn the_hot_path_is_keyed_by_the_runtime_it_was_compiled_against() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (a, b) = (dir.path().join("a.rmeta"), dir.path().join("b.rmeta"));
+        std::fs::write(&a, b"runtime one").expect("write");
+        std::fs::write(&b, b"runtime one").expect("write");
+        let hot = |rt: &Path, ws: &str| {
+            args(&format!("--crate-name probe_runtime_hot /{ws}/rt/hot/src/lib.rs -C opt-level=3 --out-dir /{ws}/deps --extern probe_runtime={}", rt.display()))
+        };
+        let call = Call::parse(&hot(&a, "a")).expect("the hot path is cached too");
+        assert_eq!(call.outputs()[0], "libprobe_runtime_hot.rlib");
+        // The same runtime in two workspaces: one entry.
+        assert_eq!(key_args(&hot(&a, "a")), key_args(&hot(&b, "b")));
+        // Another runtime (compiled anew): another entry.
+        std::fs::write(&b, b"runtime two").expect("write");
+        assert_ne!(key_args(&hot(&a, "a")), key_args(&hot(&b, "b")));
+    }
+
+    #[test]
     fn paths_of_one_compile_are_rewritten_into_another() {
         let from = Call {
+            name: "probe_runtime".into(),
             out_dir: "/a/deps".into(),
             extra: "-1".into(),
             src_dir: "/a/rt/src".into(),
         };
         let to = Call {
+            name: "probe_runtime".into(),
             out_dir: "/b/deps".into(),
             extra: "-2".into(),
             src_dir: "/b/rt/src".into(),

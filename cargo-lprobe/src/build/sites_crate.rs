@@ -150,13 +150,14 @@ pub fn package_name(package: &str) -> String {
     format!("lprobe-sites-{package}")
 }
 
-/// The crate's `Cargo.toml`: the runtime, and the `tracing`/`log` its bridges feed.
-pub fn manifest(package: &str, runtime_dir: &str, bridges: &[BridgeDep]) -> String {
+/// The crate's `Cargo.toml`: the runtime (its hot-path crate, in `hot_dir`, which re-exports
+/// it), and the `tracing`/`log` its bridges feed.
+pub fn manifest(package: &str, hot_dir: &str, bridges: &[BridgeDep]) -> String {
     format!(
         "[package]\nname = \"{}\"\nversion = \"0.0.0\"\nedition = \"2021\"\npublish = false\n\n[lib]\npath = \"lib.rs\"\n\n[dependencies]\nprobe_runtime = {{ package = \"{}\", path = {:?} }}\n{}\n[workspace]\n",
         package_name(package),
-        crate::build::runtime_src::PACKAGE,
-        runtime_dir,
+        crate::build::runtime_src::HOT_PACKAGE,
+        hot_dir,
         bridge::manifest_lines(bridges)
     )
 }

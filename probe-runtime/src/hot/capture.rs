@@ -83,6 +83,7 @@ pub(crate) fn frame_pushed() -> bool {
 }
 
 /// A hit is over: the next one writes the ring again.
+#[inline]
 pub(crate) fn hit_done() {
     let _ = ONCE.try_with(|c| c.set(0));
 }
@@ -132,6 +133,7 @@ fn stack_here() -> usize {
 }
 
 impl Bounded {
+    #[inline]
     fn new(mut buf: String, max: usize) -> Bounded {
         let left = crate::hot::timing::stack_left().unwrap_or(MAX_FORMAT_STACK);
         buf.clear();
@@ -160,6 +162,7 @@ impl Bounded {
     }
 
     /// Tracks bracket nesting outside string literals; false once too deep.
+    #[inline]
     fn nesting_ok(&mut self, s: &str) -> bool {
         for b in s.bytes() {
             if self.in_str {
@@ -190,6 +193,7 @@ impl Bounded {
 impl std::fmt::Write for Bounded {
     /// Reads only the part of `s` it keeps: a long piece is neither copied nor scanned past
     /// the budget.
+    #[inline]
     fn write_str(&mut self, s: &str) -> std::fmt::Result {
         if self.cut || self.base.saturating_sub(stack_here()) > self.max_stack {
             return self.refuse();
@@ -207,6 +211,7 @@ impl std::fmt::Write for Bounded {
 }
 
 /// The longest prefix of `s` of at most `max` bytes that ends on a char boundary.
+#[inline]
 fn head(s: &str, max: usize) -> &str {
     let mut end = max.min(s.len());
     while !s.is_char_boundary(end) {
@@ -221,6 +226,7 @@ impl Captured {
     /// application thread (a 20 MB body hit every few milliseconds would stall the program):
     /// only its head is formatted (a `str`'s `Debug` reads all it is given), and the value is
     /// marked cut.
+    #[inline]
     pub(crate) fn take(secret: bool, val: &Val<'_>) -> Captured {
         Captured::take_into(secret, val, String::new(), MAX_VALUE_TEXT)
     }
@@ -229,6 +235,7 @@ impl Captured {
     /// keeping at most `max` bytes of text: the panic ring's slots reuse their buffers, so a
     /// hit allocates nothing once they have grown. Whatever holds text takes `buf`; a short
     /// string or a primitive leaves it unused (it is dropped: pass a spare one).
+    #[inline]
     pub(crate) fn take_into(secret: bool, val: &Val<'_>, mut buf: String, max: usize) -> Captured {
         if secret {
             return Captured::Redacted;
@@ -283,6 +290,7 @@ impl Captured {
 
 /// `{:?}` of `dbg` into a [`Bounded`] buffer (`buf`, emptied; at most `max` bytes): complete,
 /// cut at the limits, or what went wrong (a panic is contained).
+#[inline]
 fn format_bounded(
     dbg: &dyn std::fmt::Debug,
     type_name: &'static str,
@@ -368,6 +376,7 @@ pub(crate) struct ShortStr {
 }
 
 impl ShortStr {
+    #[inline]
     fn new(s: &str) -> Option<ShortStr> {
         let mut buf = [0; SHORT];
         buf.get_mut(..s.len())?.copy_from_slice(s.as_bytes());
@@ -398,6 +407,7 @@ pub(crate) use crate::lang::value::Scalar;
 /// Reads a captured value in place if it is a primitive (no `Debug`, no allocation); `None`
 /// for any other type, and for a secret name (see [`is_secret`]: callers that read names
 /// checked at arm time may skip that).
+#[inline]
 pub(crate) fn scalar_of<'a>(val: &Val<'a>) -> Option<Scalar<'a>> {
     let val: Val<'a> = *val;
     let (dbg, type_name) = val.parts();
@@ -408,6 +418,7 @@ pub(crate) fn scalar_of<'a>(val: &Val<'a>) -> Option<Scalar<'a>> {
     scalar(dbg?, type_name)
 }
 
+#[inline]
 fn scalar<'a>(dbg: &'a dyn std::fmt::Debug, ty: &str) -> Option<Scalar<'a>> {
     let mut p = dbg as *const dyn std::fmt::Debug as *const ();
     let mut ty = ty;

@@ -238,6 +238,7 @@ pub(crate) fn sites(
 /// The call just pushed for entry site `id` starts at `start` (what its guard or timer
 /// holds): only the top frame, and only when it has no start yet, so a call timed without a
 /// frame stamps nothing.
+#[inline]
 pub(crate) fn stamp(table: &'static Table, id: u32, start: u64) {
     let key = key_of(table);
     let _ = STACK.try_with(|s| {
@@ -257,6 +258,7 @@ pub(crate) fn stamp(table: &'static Table, id: u32, start: u64) {
 
 /// A call of entry site `id` that started at `start` returned: pops its frame if it is the
 /// top one (a frame overwritten in the ring is popped unchecked).
+#[inline]
 pub(crate) fn pop(table: &'static Table, id: u32, start: u64) {
     if start == 0 {
         return;

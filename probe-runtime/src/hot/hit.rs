@@ -37,6 +37,7 @@ pub(crate) fn count_fast(table: &Table, id: u32) -> bool {
 
 /// Entry point from generated code (through `crate::hit`). True if a `--duration` probe at
 /// this site wants the call timed.
+#[inline]
 pub(crate) fn hit(table: &'static Table, id: u32, vals: &[Val<'_>]) -> bool {
     if registry::forked_child() {
         return false;
@@ -83,6 +84,7 @@ pub(crate) fn hit(table: &'static Table, id: u32, vals: &[Val<'_>]) -> bool {
 
 /// A timed call returned (or unwound): records its duration into the site's live
 /// `--duration` probes.
+#[inline]
 pub(crate) fn exit(table: &'static Table, id: u32, start: u64) {
     let ns = crate::hot::timing::now_ns().saturating_sub(start);
     // Its frame, if a `--frames` probe pushed one (whatever is armed now).

@@ -121,6 +121,7 @@ impl Metric {
     }
 
     /// Adds a value (NaN is not a number: the caller reports it).
+    #[inline]
     pub fn record(&self, x: f64) {
         if self.kind == Kind::Histogram {
             let i = if x == 0.0 {

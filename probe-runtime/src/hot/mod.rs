@@ -13,6 +13,13 @@
 //! histograms, tic-toc starts, stack depth left), `metric` (`--histogram`/`--gauge` summaries), `panics` (lprobe's panic hook kept
 //! outermost; runtime threads supervised), `stack` (backtrace capture on the application
 //! thread, symbolization for the output thread).
+//!
+//! Every function an armed hit runs on the application thread is `#[inline]`, also where it
+//! is large: instrumented programs compile this crate for size and the generated hot-path
+//! crate (`lprobe-runtime-hot`, cargo-lprobe's `runtime_src::HOT_LIB`) compiles these
+//! functions at the program's own optimization level, which only `#[inline]` functions (and
+//! generic ones) allow. A new function on the hit path takes the attribute too, or it runs
+//! size-optimized (`scripts/bench.sh armed`'s Ir show it).
 
 pub(crate) mod capture;
 pub(crate) mod flight;

@@ -366,6 +366,7 @@ const DEFAULT_TIME_BUDGET_MS: u64 = 50;
 /// The time budget per probe and second, in nanoseconds (`LPROBE_PROBE_BUDGET_MS`: a number
 /// of milliseconds, `off` or `0` for none; anything else is reported on stderr and replaced
 /// by the default).
+#[inline]
 pub(crate) fn time_budget_ns() -> u64 {
     static B: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
     *B.get_or_init(|| parse_time_budget(std::env::var("LPROBE_PROBE_BUDGET_MS").ok().as_deref()))
@@ -624,6 +625,7 @@ impl Probe {
     }
 
     /// Whether this probe is a plain counter (see `count_only`).
+    #[inline]
     pub(crate) fn is_count_only(&self) -> bool {
         self.count_only
     }
@@ -650,10 +652,12 @@ impl Probe {
             .unwrap_or("")
     }
 
+    #[inline]
     pub(crate) fn note_limit(&self, which: u8) {
         self.limit.store(which, Ordering::Relaxed);
     }
 
+    #[inline]
     pub fn is_live(&self) -> bool {
         self.state.load(Ordering::Relaxed) == ARMED
     }
@@ -676,6 +680,7 @@ impl Probe {
     }
 
     /// Leaves the armed state for `state`; true if this call did.
+    #[inline]
     fn leave(&self, state: u8) -> bool {
         let left = self
             .state
@@ -693,6 +698,7 @@ impl Probe {
     /// Adds a hit's time (`start`..`end`, [`crate::hot::timing::now_ns`]) to this second's; over
     /// the budget, the probe is disabled (`over-budget`) with an error record saying why.
     /// True if it was disabled now.
+    #[inline]
     fn charge(&self, table: &'static Table, id: u32, start: u64, end: u64, budget: u64) -> bool {
         let second = end / 1_000_000_000 + 1;
         if self.time_window.load(Ordering::Relaxed) != second
@@ -752,6 +758,7 @@ impl Probe {
     }
 
     /// Whether a log record at the probe's `idx`-th site takes capture `i` (`name`).
+    #[inline]
     fn logs(&self, idx: usize, i: usize, name: &str) -> bool {
         match (&self.log_roots, self.log_masks.get(idx)) {
             (None, _) => true,
@@ -761,6 +768,7 @@ impl Probe {
     }
 
     /// Whether one more record fits in this second's rate.
+    #[inline]
     fn take_rate(&self, now: u64) -> bool {
         let second = now / 1_000_000_000 + 1;
         // A plain load first: the read-modify-write only once per second.
@@ -774,6 +782,7 @@ impl Probe {
 
     /// Runs the probe for one hit at its `idx`-th site. True if the probe wants this call timed
     /// (a live `--duration` probe whose condition held).
+    #[inline]
     pub(crate) fn fire(
         &self,
         table: &'static Table,
@@ -863,6 +872,7 @@ impl Probe {
     /// every hit exactly.
     ///
     /// [`timing::hit_cost`]: crate::hot::timing::hit_cost
+    #[inline]
     fn hit_took(
         &self,
         start: u64,
@@ -1110,6 +1120,7 @@ impl Probe {
         }
     }
 
+    #[inline]
     fn send(&self, r: Box<Record>) {
         match queue::emit(r) {
             Ok(()) => {
@@ -1124,6 +1135,7 @@ impl Probe {
 
     /// Starts a record of `kind` at site `id`: every field but the kind-specific ones.
     /// (The output thread writes the fields; the application thread only takes references.)
+    #[inline]
     pub(crate) fn record(
         &self,
         table: &'static Table,
@@ -1157,6 +1169,7 @@ thread_local! {
 
 /// Whether this thread's timed hit is one whose time is measured for the time budget: the
 /// first and then one in 8 (a clock read costs about a tenth of a log hit).
+#[inline]
 fn measure_this_hit() -> bool {
     TIMED_HITS
         .try_with(|c| {
@@ -1205,6 +1218,7 @@ struct Hit<'v, 'a> {
 }
 
 impl<'v, 'a> Hit<'v, 'a> {
+    #[inline]
     fn new(names: crate::Names, vals: &'v [Val<'a>], secret: u64) -> Self {
         Hit {
             names,
@@ -1214,10 +1228,12 @@ impl<'v, 'a> Hit<'v, 'a> {
         }
     }
 
+    #[inline]
     fn cached(&self, i: usize) -> Option<Captured> {
         self.cache.borrow().get(i).cloned().flatten()
     }
 
+    #[inline]
     fn store(&self, i: usize, c: Captured) {
         let mut cache = self.cache.borrow_mut();
         if cache.len() <= i {
@@ -1230,6 +1246,7 @@ impl<'v, 'a> Hit<'v, 'a> {
 
     /// The capture at index `i`, taken from the cache, or formatted now (and cached when
     /// `keep`: another consumer of this hit will read it).
+    #[inline]
     fn captured(&self, i: usize, name: &str, keep: bool) -> Option<Captured> {
         let val = self.vals.get(i)?;
         if let Some(c) = self.cached(i) {
@@ -1248,6 +1265,7 @@ impl<'v, 'a> Hit<'v, 'a> {
     }
 
     /// A value by name, structured (for conditions, which are decided on the spot).
+    #[inline]
     fn value(&self, name: &str) -> Option<Value> {
         let i = self.names.position(name)?;
         self.captured(i, name, true).map(|c| c.to_value())
@@ -1255,6 +1273,7 @@ impl<'v, 'a> Hit<'v, 'a> {
 
     /// Appends the captures `wanted(index, name)` selects to `out`, for the output thread;
     /// `keep` when another record of this hit will take them too.
+    #[inline]
     fn take(
         &self,
         wanted: impl Fn(usize, &str) -> bool,

@@ -57,6 +57,7 @@ const POOL_VALS: usize = 32;
 impl Record {
     /// A record of `probe` made at `ns` ([`crate::hot::timing::now_ns`]): a reused one when the
     /// pool has one and its lock is free (an application thread never waits for it).
+    #[inline]
     pub(crate) fn new(probe: Arc<str>, head: Option<Head>, ns: u64) -> Box<Record> {
         if let Some(mut r) = POOL.try_lock().ok().and_then(|mut pool| pool.pop()) {
             r.probe = probe;
@@ -133,6 +134,7 @@ const LOST_NAMES: [&str; 6] = ["rate", "budget", "queue", "write", "stack", "bus
 static LOST: [AtomicU64; 6] = [const { AtomicU64::new(0) }; 6];
 
 /// Counts `n` records not written for `why` (and in `dropped_total`).
+#[inline]
 pub(crate) fn count_lost(why: Lost, n: u64) {
     if let Some(c) = LOST.get(why as usize) {
         c.fetch_add(n, Ordering::Relaxed);
@@ -159,6 +161,7 @@ pub(crate) fn write_lost_json(out: &mut String) {
 }
 
 /// Output budget: bytes per second across all probes (`LPROBE_BUDGET`, default 1 MiB/s).
+#[inline]
 fn budget() -> u64 {
     static B: OnceLock<u64> = OnceLock::new();
     *B.get_or_init(|| {
@@ -174,6 +177,7 @@ static BUDGET_SECOND: AtomicU64 = AtomicU64::new(0);
 static BUDGET_USED: AtomicU64 = AtomicU64::new(0);
 
 /// Whether this second's budget is already spent (a cheap check before building a record).
+#[inline]
 pub(crate) fn budget_spent(now: u64) -> bool {
     let second = now / 1_000_000_000 + 1;
     BUDGET_SECOND.load(Ordering::Relaxed) == second
@@ -181,6 +185,7 @@ pub(crate) fn budget_spent(now: u64) -> bool {
 }
 
 /// Takes `n` bytes from this second's budget.
+#[inline]
 fn take_budget(n: u64, now: u64) -> bool {
     let second = now / 1_000_000_000 + 1;
     // A plain load first: the read-modify-write only once per second.
@@ -195,6 +200,7 @@ fn take_budget(n: u64, now: u64) -> bool {
 /// True (and the drop counted) when the queue is full, so a record made now would be refused:
 /// checked before a record is built, so a saturated queue costs the application thread no
 /// capturing. (`PENDING` also counts the record being written: one more than the channel holds.)
+#[inline]
 pub(crate) fn refuse_full() -> bool {
     let full = PENDING.load(Ordering::Relaxed) > CAPACITY.load(Ordering::Relaxed);
     if full {
@@ -208,6 +214,7 @@ fn count_queue_drop() {
 }
 
 /// Queues a record, or says which limit dropped it (`probe::LIMIT_*`).
+#[inline]
 pub(crate) fn emit(r: Box<Record>) -> Result<(), u8> {
     // A stack is not formatted yet: count it at a typical size.
     let size = (r.json.len() + r.body.size(&r.vals)) as u64

@@ -34,6 +34,7 @@ struct ArmedTable {
 
 impl ArmedMap {
     /// The probes armed at a site (empty if none).
+    #[inline]
     pub(crate) fn get(&self, (table, id): SiteKey) -> &[Armed] {
         let Some(t) = self.tables.iter().find(|t| t.key == table) else {
             return &[];
@@ -126,6 +127,7 @@ static SILENCED: AtomicBool = AtomicBool::new(false);
 /// turns every site off (when the state's lock is free, else each armed hit returns at once),
 /// records nothing, and the exit handler does nothing in it. A child that `exec`s gets a
 /// fresh runtime from its new program.
+#[inline]
 pub(crate) fn forked_child() -> bool {
     if !FORKED.load(Ordering::Relaxed) {
         return false;
@@ -244,6 +246,7 @@ pub(crate) fn with_armed_map<R>(f: impl FnOnce(&ArmedMap) -> R) -> Option<R> {
         .flatten()
 }
 
+#[inline]
 pub(crate) fn table_key(t: &'static Table) -> usize {
     t as *const Table as usize
 }

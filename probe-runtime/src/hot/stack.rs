@@ -113,13 +113,14 @@ pub(crate) fn frames(text: &str, known: &[&str]) -> Vec<String> {
     out
 }
 
-/// A frame of lprobe's runtime or of a sites crate (`lprobe_sites_<package>` as a crate name).
-/// Inlined frames carry short names only (line-tables-only debuginfo), so the file tells
-/// them apart too.
+/// A frame of lprobe's runtime, of its hot path (`probe_runtime_hot`, in the runtime's
+/// directory) or of a sites crate (`lprobe_sites_<package>` as a crate name). Inlined frames
+/// carry short names only (line-tables-only debuginfo), so the file tells them apart too.
 fn is_lprobe(name: &str, loc: Option<&str>) -> bool {
     name.starts_with("lprobe_sites")
         || name.starts_with("probe_runtime::")
-        || loc.is_some_and(|l| l.contains("lprobe/runtime/src/") || l.contains("lprobe/sites/"))
+        || name.starts_with("probe_runtime_hot::")
+        || loc.is_some_and(|l| l.contains("lprobe/runtime/") || l.contains("lprobe/sites/"))
 }
 
 /// A location in the standard library's sources (an inlined frame's short name does not
@@ -404,7 +405,8 @@ mod tests {
     #[test]
     fn lprobe_frames_between_the_programs_are_left_out_not_cut_at() {
         // A snapshot in `price`, called from `checkout`'s instrumented copy, which `cold` runs
-        // (the copy's closure inlined into it), called through the trampoline's frame.
+        // (the copy's closure inlined into it), called through the trampoline's frame and the
+        // hot-path crate's.
         let text = "   0: std::backtrace::Backtrace::force_capture
    1: call_once<probe_runtime::hot::hit::hit::{closure_env#1}, ()>
              at /rustc/abc/library/core/src/ops/function.rs:250:5
@@ -412,6 +414,10 @@ mod tests {
              at /rustc/abc/library/std/src/panic.rs:359:14
       hit
              at /t/lprobe/runtime/src/hot/hit.rs:40:9
+   2: probe_runtime_hot::armed
+             at /t/lprobe/runtime/hot/src/lib.rs:16:5
+      fire
+             at /t/lprobe/runtime/src/hot/probe.rs:790:9
    2: probe_runtime::hot::saving::call_saving
    3: {closure#0}
              at ./src/main.rs:38:9

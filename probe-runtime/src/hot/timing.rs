@@ -18,6 +18,7 @@ pub(crate) fn now_ns() -> u64 {
 }
 
 /// The runtime's start, on the monotonic clock ([`monotonic_ns`]) and on the wall clock.
+#[inline]
 fn start() -> &'static (u64, SystemTime) {
     static T0: OnceLock<(u64, SystemTime)> = OnceLock::new();
     T0.get_or_init(|| (monotonic_ns(), SystemTime::now()))
@@ -51,6 +52,7 @@ fn monotonic_ns() -> u64 {
 
 /// Elsewhere: nanoseconds since the first reading, from `Instant`.
 #[cfg(not(all(target_os = "linux", target_pointer_width = "64")))]
+#[inline]
 fn monotonic_ns() -> u64 {
     static ORIGIN: OnceLock<std::time::Instant> = OnceLock::new();
     ORIGIN
@@ -123,6 +125,7 @@ impl Default for Hist {
 }
 
 impl Hist {
+    #[inline]
     pub fn record(&self, ns: u64) {
         if let Some(b) = self.buckets.get(bucket(ns)) {
             b.fetch_add(1, Ordering::Relaxed);
@@ -194,6 +197,7 @@ thread_local! {
 const MAX_TICS: usize = 64;
 
 /// Remembers that this thread passed the start of tictoc probe `key`.
+#[inline]
 pub(crate) fn tic(key: usize) {
     let now = now_ns();
     let _ = TICS.try_with(|t| {
@@ -210,6 +214,7 @@ pub(crate) fn tic(key: usize) {
 }
 
 /// Time since this thread passed the start of `key`, consuming the start.
+#[inline]
 pub(crate) fn toc(key: usize) -> Option<u64> {
     let now = now_ns();
     TICS.try_with(|t| {
@@ -233,6 +238,7 @@ pub(crate) struct ThreadUsage {
 }
 
 #[cfg(all(target_os = "linux", target_pointer_width = "64"))]
+#[inline]
 pub(crate) fn thread_usage() -> Option<ThreadUsage> {
     #[repr(C)]
     struct Timeval {
@@ -273,6 +279,7 @@ pub(crate) fn thread_usage() -> Option<ThreadUsage> {
 
 /// Elsewhere: unknown (a time budget then trusts the monotonic clock alone).
 #[cfg(not(all(target_os = "linux", target_pointer_width = "64")))]
+#[inline]
 pub(crate) fn thread_usage() -> Option<ThreadUsage> {
     None
 }
@@ -292,6 +299,7 @@ pub(crate) fn hit_cost(wall: u64, before: Option<ThreadUsage>, after: Option<Thr
 }
 
 /// Bytes of stack left below the current frame on this thread, if known.
+#[inline]
 pub(crate) fn stack_left() -> Option<usize> {
     let marker = 0u8;
     let here = std::hint::black_box(&marker) as *const u8 as usize;
@@ -300,6 +308,7 @@ pub(crate) fn stack_left() -> Option<usize> {
 }
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[inline]
 fn stack_low() -> Option<usize> {
     use std::cell::Cell;
     thread_local! {
@@ -335,6 +344,7 @@ fn stack_low() -> Option<usize> {
 }
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+#[inline]
 fn stack_low() -> Option<usize> {
     None
 }

@@ -63,6 +63,7 @@ impl CmpOp {
         }
     }
 
+    #[inline]
     fn holds(self, o: Ordering) -> bool {
         match self {
             CmpOp::Eq => o == Ordering::Equal,
@@ -546,6 +547,7 @@ impl Expr {
     /// captured primitive (`load` reads it in place), or a comparison of those, combined with
     /// `&&`, `||` and `!`: `x > 5`, `name == "a" && !done`. `None` when it takes the general
     /// evaluator ([`Expr::eval`]: fields, other values, errors), which then decides alike.
+    #[inline]
     pub(crate) fn quick<'a>(&self, load: &dyn Fn(&str) -> Option<Scalar<'a>>) -> Option<bool> {
         quick(&self.node, load)
     }
@@ -634,6 +636,7 @@ enum Operand<'a> {
     Null,
 }
 
+#[inline]
 fn quick<'a>(n: &Node, load: &dyn Fn(&str) -> Option<Scalar<'a>>) -> Option<bool> {
     match n {
         Node::Lit(Value::Bool(b)) => Some(*b),
@@ -666,6 +669,7 @@ fn quick<'a>(n: &Node, load: &dyn Fn(&str) -> Option<Scalar<'a>>) -> Option<bool
 }
 
 /// `compare` on operands of the same kind; other pairs are left to it (`None`).
+#[inline]
 fn quick_compare(op: CmpOp, l: Operand<'_>, r: Operand<'_>) -> Option<bool> {
     use Operand::*;
     let float = |o: Operand<'_>| match o {
@@ -688,6 +692,7 @@ fn quick_compare(op: CmpOp, l: Operand<'_>, r: Operand<'_>) -> Option<bool> {
     Some(op.holds(ord))
 }
 
+#[inline]
 fn operand<'o, 'n: 'o, 'a: 'o>(
     n: &'n Node,
     load: &dyn Fn(&str) -> Option<Scalar<'a>>,

@@ -974,6 +974,7 @@ pub(crate) mod redact {
     }
 
     /// `LPROBE_REDACT_TYPES`, parsed once (entries without a leading `::`, empty ones dropped).
+    #[inline]
     pub(crate) fn types() -> &'static [String] {
         static TYPES: OnceLock<Vec<String>> = OnceLock::new();
         TYPES.get_or_init(|| {
@@ -1002,6 +1003,7 @@ pub(crate) mod redact {
     /// Whether a value of the type named `type_name` (as `std::any::type_name` spells it) must not
     /// be formatted: one of the paths it mentions (itself, a generic argument, a referent) is
     /// listed in `types`.
+    #[inline]
     pub(crate) fn type_is_redacted(type_name: &str, types: &[String]) -> bool {
         !types.is_empty()
             && type_name
