@@ -574,6 +574,19 @@ pub mod __hot {
     pub fn count_fast(table: &crate::Table, id: u32) -> bool {
         crate::hot::hit::count_fast(table, id)
     }
+
+    /// [`crate::Ends::guard_end`]. Never unwinds (`hot::hit::exit` catches).
+    #[inline]
+    pub fn guard_end(table: &'static crate::Table, id: u32, start: u64) {
+        crate::hot::hit::exit(table, id, start);
+    }
+
+    /// [`crate::Ends::timer_end`]. Never unwinds (`hot::hit::exit` catches).
+    #[inline]
+    pub fn timer_end(table: &'static crate::Table, id: u32, start: u64) {
+        crate::recall::end(crate::hot::registry::table_key(table), id);
+        crate::hot::hit::exit(table, id, start);
+    }
 }
 
 /// Runs the probes armed at site `id` of `table`. Called only when the site's flag is set,
@@ -614,24 +627,55 @@ fn as_vals<R>(vals: &[RefVal<'_>], f: impl FnOnce(&[Val<'_>]) -> R) -> R {
     }
 }
 
+/// How the end of a timed call is recorded (a [`Guard`]'s or a [`Timer`]'s drop, when the
+/// call was timed). [`Here`] is the runtime's own; an instrumented program's guards use the
+/// hot-path crate's (`lprobe-runtime-hot`), which compiles the same code at the program's
+/// optimization level (the runtime's is compiled for size). Neither function may unwind:
+/// `extern "C"` says so, and a guard's drop then adds no unwinding path to its function.
+pub trait Ends {
+    /// A guarded call returned or unwound (its entry site was timed: [`Guard::timed`]).
+    extern "C" fn guard_end(table: &'static Table, id: u32, start: u64);
+    /// The timed call [`enter`] asked for returned or unwound.
+    extern "C" fn timer_end(table: &'static Table, id: u32, start: u64);
+}
+
+/// The runtime's own [`Ends`].
+pub struct Here;
+
+impl Ends for Here {
+    #[cold]
+    #[inline(never)]
+    extern "C" fn guard_end(table: &'static Table, id: u32, start: u64) {
+        __hot::guard_end(table, id, start)
+    }
+
+    #[cold]
+    #[inline(never)]
+    extern "C" fn timer_end(table: &'static Table, id: u32, start: u64) {
+        __hot::timer_end(table, id, start)
+    }
+}
+
 /// Lives for one call of an instrumented function (created at its entry site). Dormant, it is
 /// two words and its drop is one compare; when a `--duration` probe is armed at the entry, it
 /// carries the start time and its drop records the call's duration, on every return path and
 /// when unwinding.
-pub struct Guard {
+pub struct Guard<E: Ends = Here> {
     table: &'static Table,
     id: u32,
     /// 0: site dormant; 1: armed, not timed; otherwise the start (`timing::now_ns`).
     t: u64,
+    ends: std::marker::PhantomData<E>,
 }
 
-impl Guard {
+impl<E: Ends> Guard<E> {
     #[inline(always)]
-    pub fn new(table: &'static Table, id: u32, flag: u8) -> Guard {
+    pub fn new(table: &'static Table, id: u32, flag: u8) -> Self {
         Guard {
             table,
             id,
             t: u64::from(flag != 0),
+            ends: std::marker::PhantomData,
         }
     }
 
@@ -650,20 +694,13 @@ impl Guard {
     }
 }
 
-impl Drop for Guard {
+impl<E: Ends> Drop for Guard<E> {
     #[inline(always)]
     fn drop(&mut self) {
         if self.t > 1 {
-            guard_exit(self.table, self.id, self.t);
+            E::guard_end(self.table, self.id, self.t);
         }
     }
-}
-
-/// Never unwinds (`hot::hit::exit` catches), so a guard's drop adds no unwinding path.
-#[cold]
-#[inline(never)]
-extern "C" fn guard_exit(table: &'static Table, id: u32, start: u64) {
-    hot::hit::exit(table, id, start);
 }
 
 /// Runs the probes armed at entry site `id`, and starts timing the call if a `--duration`
@@ -803,32 +840,30 @@ pub fn enter_first(table: &'static Table, id: u32, line: u32, vals: &[Val<'_>]) 
 
 /// Held across the timed call [`enter`] asked for: its drop records the call's duration
 /// (also when unwinding).
-pub struct Timer {
+pub struct Timer<E: Ends = Here> {
     table: &'static Table,
     id: u32,
     start: u64,
+    ends: std::marker::PhantomData<E>,
 }
 
-impl Timer {
+impl<E: Ends> Timer<E> {
     #[inline(always)]
-    pub fn new(table: &'static Table, id: u32, start: u64) -> Timer {
-        Timer { table, id, start }
+    pub fn new(table: &'static Table, id: u32, start: u64) -> Self {
+        Timer {
+            table,
+            id,
+            start,
+            ends: std::marker::PhantomData,
+        }
     }
 }
 
-impl Drop for Timer {
+impl<E: Ends> Drop for Timer<E> {
     #[inline(always)]
     fn drop(&mut self) {
-        timer_exit(self.table, self.id, self.start);
+        E::timer_end(self.table, self.id, self.start);
     }
-}
-
-/// Never unwinds (`hot::hit::exit` catches).
-#[cold]
-#[inline(never)]
-extern "C" fn timer_exit(table: &'static Table, id: u32, start: u64) {
-    recall::end(hot::registry::table_key(table), id);
-    hot::hit::exit(table, id, start);
 }
 
 #[cfg(test)]

@@ -397,11 +397,25 @@ fn the_runtime_is_compiled_once_and_reused_by_a_fresh_target_dir() {
         !rustc_line("probe_runtime").contains("-C debuginfo="),
         "{first}"
     );
+    // The runtime is compiled for size; the code a hit runs, in its hot-path crate, at the
+    // program's own level (release: 3).
+    assert!(
+        rustc_line("probe_runtime").contains("-C opt-level=z"),
+        "{first}"
+    );
+    assert!(
+        rustc_line("probe_runtime_hot").contains("-C opt-level=3"),
+        "{first}"
+    );
     let second = build("t2");
     assert!(
         second.contains("lprobe: runtime: taken from the cache"),
         "{second}"
     );
+    // Both from the cache: the runtime, and its hot path compiled against those same bytes.
+    let log = std::fs::read_to_string(dir.path().join("t2/lprobe/runtime-cache.log"))
+        .expect("the wrapper's log");
+    assert_eq!(log, "hit\nhit\n", "{second}");
     let r = start(
         &dir.path().join("t2/lprobe/release/demo-app"),
         &[("DEMO_INTERVAL_MS", "10")],

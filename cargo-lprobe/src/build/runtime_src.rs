@@ -90,6 +90,29 @@ pub fn enter(table: &'static Table, id: u32, vals: &[Val<'_>]) -> u64 {
     probe_runtime::enter(table, id, vals)
 }
 
+/// The end of a timed call, compiled here (see `probe_runtime::Ends`).
+pub struct End;
+
+impl probe_runtime::Ends for End {
+    #[cold]
+    #[inline(never)]
+    extern "C" fn guard_end(table: &'static Table, id: u32, start: u64) {
+        probe_runtime::__hot::guard_end(table, id, start)
+    }
+
+    #[cold]
+    #[inline(never)]
+    extern "C" fn timer_end(table: &'static Table, id: u32, start: u64) {
+        probe_runtime::__hot::timer_end(table, id, start)
+    }
+}
+
+/// See `probe_runtime::Guard`.
+pub type Guard = probe_runtime::Guard<End>;
+
+/// See `probe_runtime::Timer`.
+pub type Timer = probe_runtime::Timer<End>;
+
 /// See `probe_runtime::enter_first`.
 #[inline(never)]
 pub fn enter_first(table: &'static Table, id: u32, line: u32, vals: &[Val<'_>]) -> u64 {
