@@ -7,7 +7,7 @@
 #   disarm   bench-mix `phases`: dormant -> log probe armed on a hot site -> disarmed; Ir and CPU
 #            time per round of each phase (after disarm must equal before arm).
 #   armed    bench-armed: ns per armed hit on the application thread (count, log, snapshot, false
-#            condition, count with 2 threads) = (armed - dormant) thread-CPU ns per call.
+#            condition, --duration, count with 2 threads) = (armed - dormant) thread-CPU ns per call.
 #   build    clean and no-op build time and binary size, plain vs entry vs every-line, on
 #            bench-mix, demo-app and (if the corpus tool is there) two corpus crates.
 #   build-ir the same clean builds (plain, entry, every line) run under callgrind with every
@@ -324,6 +324,7 @@ bench_armed() {
         "count|20000000|200000|1||--count"
         "count, 2 threads|10000000||2||--count"
         "false condition|5000000|100000|1||--log x={x} --if 'x > 1000000000'"
+        "duration (the call timed)|5000000|100000|1||--duration"
         "log, 2 values, steady|50000|5000|1|10|--log 'x={x} label={label}' ${big[*]}"
         "log, 2 values, burst|200000|20000|1||--log 'x={x} label={label}' ${big[*]}"
         "snapshot, 3 values + stack, steady|5000|1000|1|50|--snapshot ${big[*]}"

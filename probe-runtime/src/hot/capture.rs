@@ -280,6 +280,7 @@ impl Captured {
     }
 
     /// Gives back the text buffer a capture holds, if any (for reuse by [`Captured::take_into`]).
+    #[inline]
     pub(crate) fn into_buffer(self) -> Option<String> {
         match self {
             Captured::Text(t) | Captured::Cut(t) | Captured::Prim(Value::Str(t)) => Some(t),
@@ -315,11 +316,13 @@ fn format_bounded(
 impl Captured {
     /// The structured value, with secret fields redacted (also in text that did not parse,
     /// and in a cut value's text, as far as it goes).
+    #[inline]
     pub(crate) fn to_value(&self) -> Value {
         self.to_value_with(crate::lang::value::redact::types())
     }
 
     /// [`Captured::to_value`] with an explicit list of redacted types.
+    #[inline]
     fn to_value_with(&self, types: &[String]) -> Value {
         let text = |t: &str| crate::lang::value::redact::text(t, &is_secret, types);
         match self {
@@ -559,6 +562,7 @@ fn extra() -> &'static Extra {
 
 /// Whether a variable or field name is redacted: the built-in names (see
 /// [`value::default_is_secret`]), or a match of `LPROBE_REDACT`.
+#[inline]
 pub(crate) fn is_secret(name: &str) -> bool {
     if value::default_is_secret(name) {
         return true;

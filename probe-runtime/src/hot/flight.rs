@@ -95,11 +95,13 @@ impl Recorder {
         self.live.store(false, Ordering::Relaxed);
     }
 
+    #[inline]
     fn is_live(&self) -> bool {
         self.live.load(Ordering::Relaxed)
     }
 
     /// Whether one more record fits in this second's rate.
+    #[inline]
     fn take_rate(&self, now: u64) -> bool {
         let second = now / 1_000_000_000 + 1;
         if self.rate_window.swap(second, Ordering::Relaxed) != second {
@@ -139,6 +141,7 @@ thread_local! {
 /// Writes one hit at `site` into the thread's ring (once per hit, whatever the number of
 /// `--on-panic` probes there). `secret`: bit `i` set when capture `i` is a secret name.
 /// `now`: the hit's time ([`crate::hot::timing::now_ns`]).
+#[inline]
 pub(crate) fn record(
     rec: &Arc<Recorder>,
     site: &'static Site,
@@ -173,6 +176,7 @@ pub(crate) fn record(
 }
 
 /// Writes a slot's values, reusing its buffers.
+#[inline]
 fn fill(slot: &mut Slot, site: &'static Site, vals: &[Val<'_>], secret: u64, now: u64) {
     for (_, c) in slot.vals.drain(..) {
         if let Some(buf) = c.into_buffer() {

@@ -508,6 +508,7 @@ impl<'e> Env<'e, '_> {
         }
     }
 
+    #[inline]
     fn get<'a>(&'a self, path: &Path) -> Result<Cow<'a, Value>, String> {
         let root = self
             .cache
@@ -553,6 +554,7 @@ impl Expr {
     }
 
     /// Evaluates the condition; each root is looked up at most once.
+    #[inline]
     pub fn eval(&self, lookup: &dyn Fn(&str) -> Option<Value>) -> Result<bool, String> {
         let mut env = Env {
             lookup,
@@ -579,6 +581,7 @@ fn collect_roots<'e>(n: &'e Node, out: &mut Vec<&'e str>) {
     }
 }
 
+#[inline]
 fn truth<'e>(n: &'e Node, env: &mut Env<'e, '_>) -> Result<bool, String> {
     match n {
         Node::Lit(Value::Bool(b)) => Ok(*b),
@@ -731,6 +734,7 @@ fn suggestion(p: &Path, v: &Value) -> String {
     }
 }
 
+#[inline]
 fn side<'e>(n: &'e Node, env: &mut Env<'e, '_>) -> Result<Side<'e>, String> {
     Ok(match n {
         Node::Lit(v) => Side::Val(Cow::Borrowed(v)),
@@ -759,6 +763,7 @@ fn as_text(v: &Value) -> Option<Cow<'_, str>> {
 }
 
 /// Compares two values; `Err((kind, kind))` when `op` is an ordering the kinds do not support.
+#[inline]
 fn compare(op: CmpOp, l: &Value, r: &Value) -> Result<bool, (&'static str, &'static str)> {
     let ord: Option<Ordering> = match (l, r) {
         (Value::Int(x), Value::Int(y)) => Some(x.cmp(y)),

@@ -148,6 +148,7 @@ impl fmt::Display for Path {
 
 impl Path {
     /// Follows the steps from `root` (the value of the root variable).
+    #[inline]
     pub fn eval<'v>(&self, root: &'v Value) -> Result<Cow<'v, Value>, String> {
         let mut cur: Cow<'v, Value> = Cow::Borrowed(root);
         for (n, step) in self.steps.iter().enumerate() {

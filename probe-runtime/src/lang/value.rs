@@ -104,6 +104,7 @@ const PARSE_STEPS_PER_BYTE: usize = 48;
 /// normalised (ASCII lowercase, `_ - $ @` removed), then compared whole with short names
 /// (`pwd`, `pass`, `auth`, `pin`, `jwt`, `ssn`, …) or searched for longer fragments
 /// (`password`, `secret`, `token`, `apikey`, `cookie`, `session`, …). See `redact.rs`.
+#[inline]
 pub fn default_is_secret(name: &str) -> bool {
     crate::lang::value::redact::builtin_is_secret(name)
 }
@@ -203,11 +204,13 @@ impl Value {
     /// secret, the second item of a pair whose first item is a secret name (a header list's
     /// `("authorization", "Bearer …")`), secret fields inside text that did not parse (a cut
     /// value, a custom `Debug`), and structs of the types listed in `LPROBE_REDACT_TYPES`.
+    #[inline]
     pub fn redact(&mut self, is_secret: &dyn Fn(&str) -> bool) {
         self.redact_with(is_secret, crate::lang::value::redact::types());
     }
 
     /// [`Value::redact`] with an explicit list of redacted types.
+    #[inline]
     pub(crate) fn redact_with(&mut self, is_secret: &dyn Fn(&str) -> bool, types: &[String]) {
         let secret_name = |v: &Value| match v {
             Value::Str(s) | Value::Unit(s) | Value::Text(s) => is_secret(s),
@@ -404,23 +407,33 @@ struct Parser<'a> {
 
 type PResult<T> = Result<T, ()>;
 
+#[inline(always)]
 fn is_ident_start(c: char) -> bool {
     c.is_alphabetic() || c == '_'
 }
 
+#[inline(always)]
 fn is_ident_char(c: char) -> bool {
     c.is_alphanumeric() || c == '_'
 }
 
+// The parser runs on application threads for a condition on a field, and on the output thread
+// for every record. Instrumented programs compile this crate for size and the hit path's
+// `#[inline]` functions again at the program's level (see `hot`); the parser's methods stay
+// size-compiled (a copy at full optimization costs 13 KB in every binary), and its one-line
+// helpers are `#[inline(always)]` so that the size-compiled parser does not call them.
 impl<'a> Parser<'a> {
+    #[inline(always)]
     fn rest(&self) -> &'a str {
         self.s.get(self.pos..).unwrap_or("")
     }
 
+    #[inline(always)]
     fn slice(&self, start: usize) -> &'a str {
         self.s.get(start..self.pos).unwrap_or("")
     }
 
+    #[inline(always)]
     fn peek(&self) -> Option<char> {
         let left = self.steps.get();
         if left == 0 {
@@ -430,16 +443,19 @@ impl<'a> Parser<'a> {
         self.rest().chars().next()
     }
 
+    #[inline(always)]
     fn peek2(&self) -> Option<char> {
         self.rest().chars().nth(1)
     }
 
+    #[inline(always)]
     fn bump(&mut self) -> Option<char> {
         let c = self.peek()?;
         self.pos += c.len_utf8();
         Some(c)
     }
 
+    #[inline(always)]
     fn eat(&mut self, c: char) -> bool {
         if self.peek() == Some(c) {
             self.pos += c.len_utf8();
@@ -449,6 +465,7 @@ impl<'a> Parser<'a> {
         }
     }
 
+    #[inline(always)]
     fn skip_ws(&mut self) {
         while let Some(c) = self.peek() {
             if !c.is_whitespace() {
@@ -458,6 +475,7 @@ impl<'a> Parser<'a> {
         }
     }
 
+    #[inline(always)]
     fn at_end(&self) -> bool {
         self.pos >= self.s.len()
     }
@@ -737,6 +755,7 @@ impl<'a> Parser<'a> {
         })
     }
 
+    #[inline(always)]
     fn digits(&mut self) -> usize {
         let start = self.pos;
         while self.peek().is_some_and(|c| c.is_ascii_digit()) {
@@ -942,6 +961,7 @@ pub(crate) mod redact {
     const NAME_BUF: usize = 64;
 
     /// Whether `name` is secret by the built-in rules (see the module docs).
+    #[inline]
     pub(crate) fn builtin_is_secret(name: &str) -> bool {
         let mut buf = [0u8; NAME_BUF];
         let mut heap = Vec::new();
@@ -984,6 +1004,7 @@ pub(crate) mod redact {
         })
     }
 
+    #[inline]
     pub(crate) fn parse_types(v: &str) -> Vec<String> {
         v.split(',')
             .map(|t| t.trim().trim_start_matches("::").to_owned())
@@ -992,6 +1013,7 @@ pub(crate) mod redact {
     }
 
     /// Whether `path` (`a::b::C`) is `entry` or ends with `::entry`.
+    #[inline]
     fn path_matches(path: &str, entry: &str) -> bool {
         match path.strip_suffix(entry) {
             Some("") => true,
@@ -1014,6 +1036,7 @@ pub(crate) mod redact {
 
     /// Whether a struct or variant name printed by `Debug` (a bare name, maybe a path) names a
     /// listed type: compared by last path segment, the part a derived `Debug` prints.
+    #[inline]
     pub(crate) fn printed_type_is_redacted(printed: &str, types: &[String]) -> bool {
         if types.is_empty() {
             return false;
@@ -1509,6 +1532,7 @@ pub(crate) enum Scalar<'a> {
 }
 
 impl Scalar<'_> {
+    #[inline]
     pub(crate) fn to_value(self) -> Value {
         match self {
             Scalar::Int(i) => Value::Int(i),
