@@ -54,8 +54,9 @@ pub fn edit(
         // control plane, the parsers and the output, run by its own threads; the functions a
         // hit runs are compiled into the hot-path crate (`runtime_src::HOT_LIB`) at the
         // program's own level. Sixteen units kept a copy each of code spread over many small
-        // functions (95 KB); `"z"` takes 80 KB more off every binary and makes the
-        // machine-wide compilation (`runtime_cache`) a third faster.
+        // functions (95 KB); `"z"` takes 12-15 KB more off every binary (the code both an
+        // application thread and the runtime's threads run is in it twice, once per level)
+        // and makes the machine-wide compilation (`runtime_cache`) a third faster.
         runtime_profile(
             &mut doc,
             "release",
