@@ -312,6 +312,29 @@ armed_run() {
     echo "$v $hits $emitted $dropped"
 }
 
+# armed_output_ir EXE RECORDS: the output thread's callgrind Ir per record while a paced log
+# probe makes RECORDS records (its thread is the one whose profile holds `sink::finish`).
+armed_output_ir() {
+    local exe=$1 n=$2 d="$W/armed-output"
+    rm -rf "$d"
+    mkdir -p "$d"
+    BENCH_PACE_US=20 LPROBE_PROBE_BUDGET_MS=1000 LPROBE_OUTPUT=/dev/null LPROBE_BUDGET=1000000000000 \
+        valgrind --tool=callgrind --separate-threads=yes --callgrind-out-file="$d/cg.out" \
+        "$exe" "$n" 1 "$d" >/dev/null 2>"$d/err" &
+    local pid=$! emitted f ir=""
+    wait_socket "$pid"
+    "$LPROBE" arm --pid "$pid" fn:bench_armed::target --log 'x={x} label={label}' --rate 1000000/s --max-hits 1000000000 >/dev/null
+    touch "$d/go"
+    wait_file "$d/done"
+    emitted=$("$LPROBE" status --pid "$pid" --json | jq -r '.[0].probes[0].emitted')
+    touch "$d/end"
+    wait "$pid"
+    for f in "$d"/cg.out-*; do
+        grep -q 'plane::sink::finish' "$f" && ir=$(sed -n 's/^totals: *\([0-9]*\).*/\1/p' "$f" | head -1)
+    done
+    awk -v a="${ir:-0}" -v n="$emitted" 'BEGIN {if (n > 0 && a > 0) printf "%.0f", a / n; else print "nan"}'
+}
+
 bench_armed() {
     local fx="$root/fixtures/bench-armed" exe plain
     plain=$(build_variant "$fx" bench-armed plain)
@@ -372,6 +395,8 @@ bench_armed() {
         echo "| $name: \`$args\` | $calls x $threads | $dm | $am | **$(awk -v a="$am" -v b="$dm" 'BEGIN {printf "%.1f", a - b}')** | $irph | $h / $e / $dr |" | tee -a "$out"
     done
     {
+        echo
+        echo "Output thread: $(armed_output_ir "$exe" 3000) Ir per record (\`lprobe-output\`, callgrind \`--separate-threads\`: that thread's Ir while a log probe of 2 values, paced at 20 µs a call, makes 3,000 records, divided by the records; formatting, JSON, writing to /dev/null)."
         echo
         echo "Plain (uninstrumented) build: $plain_ns CPU ns/call. ns per hit = armed − dormant thread-CPU ns per call (same instrumented binary, medians of $REPS alternating runs; CPU time of each calling thread from /proc/thread-self/schedstat, averaged over threads). The program waits for a go-file; the driver creates it after \`lprobe arm\` returned and \`lprobe status --json\` shows the probe \`armed\`. Environment: LPROBE_OUTPUT=/dev/null, LPROBE_BUDGET=10^12. Ir per hit: callgrind, (armed − dormant) Ir inside \`run\` / calls (single thread; per-function profiles in \`\$BENCH_DIR/results/armed-*.callgrind\`). *steady* rows: \`BENCH_PACE_US\` (the pace column) makes each call wait that long after returning (yielding the CPU), so the output thread keeps up and records are reused, as under a probe's rate limit; their ns are the time inside the calls alone (\`in_call_ns\`: two clock reads around each call, the same dormant and armed) and their Ir are counted inside \`target\` only. *burst* rows call back to back: the queue fills and most records are refused (dropped before any capturing), so their per-hit figure mixes emitted and refused hits."
     } | tee -a "$out"
