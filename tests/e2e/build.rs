@@ -244,13 +244,19 @@ fn line_numbers_are_preserved_in_panics() {
     let t = build_once("demo-app", &["--release", "--lines", "all"]);
     let orig = std::fs::read_to_string(dir.join("src/main.rs")).expect("read");
     let copy = std::fs::read_to_string(t.join("lprobe/src/src/main.rs")).expect("read copy");
-    // A crate root gains one line after its last: the crate's flags module.
-    assert_eq!(orig.lines().count() + 1, copy.lines().count());
+    // A crate root gains lines after its last only: the crate's flags module, then (a
+    // package without a library: this crate holds it) the package's table.
+    let n = orig.lines().count();
     assert!(copy
         .lines()
-        .last()
+        .nth(n)
         .is_some_and(|l| l.contains("pub(crate) mod __lprobe {")));
+    assert!(copy
+        .lines()
+        .nth(n + 1)
+        .is_some_and(|l| l.contains("pub mod __lprobe_sites {")));
     assert!(copy.contains("crate::__lprobe::on::<"));
+    assert!(!copy.contains("::lprobe_sites::"));
     // And the user's files are untouched.
     assert!(!orig.contains("lprobe_sites"));
 }
@@ -273,7 +279,10 @@ fn checks_read_flags_through_asm_by_default_and_by_a_plain_load_when_asked() {
         let out = cargo_lprobe_in_env(&src, &target, &["build", "--release"], env);
         assert!(out.status.success(), "{}", stderr(&out));
         let copy = std::fs::read_to_string(target.join("lprobe/src/src/main.rs")).expect("copy");
-        let module = copy.lines().last().expect("flags module");
+        let module = copy
+            .lines()
+            .find(|l| l.contains("pub(crate) mod __lprobe {"))
+            .expect("flags module");
         assert_eq!(
             module.contains("asm!(\"cmp byte ptr [rip + {f} + {i}], 0\""),
             asm,
@@ -831,7 +840,7 @@ fn both_bodies_of_a_function_keep_its_lines_in_panics_and_line_macros() {
     );
     assert!(out.status.success(), "{}", stderr(&out));
     let copy = std::fs::read_to_string(target.join("lprobe/src/src/main.rs")).expect("copy");
-    assert!(copy.contains("::lprobe_sites::twice!{"), "{copy}");
+    assert!(copy.contains("crate::__lprobe_twice!{"), "{copy}");
     let exe = target.join("lprobe/release/twice");
     for arm in [None, Some("log")] {
         let run = |n: &str| {
@@ -903,4 +912,78 @@ fn locked_fails_on_a_stale_lock_file_like_cargo_and_leaves_it_alone() {
     // Without --locked the same workspace builds.
     let out = cargo_lprobe_in(&ws, &dir.path().join("t"), &["build", "--release"]);
     assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn a_package_library_holds_the_table_its_binary_uses_and_a_forbidding_one_keeps_a_sites_crate() {
+    // A library and a binary of one package: the library holds the package's table (its
+    // root includes it after its flags module), the binary imports it from there, and no
+    // sites crate is built. A package that forbids unsafe code from its manifest (`-F`,
+    // which no generated `allow` can lift) gets a sites crate instead, after one round. In
+    // both, a site of each crate fires in the one program, listed once.
+    let lib = "pub fn total(v: &[u64]) -> u64 {\n    let mut s = 0;\n    for x in v {\n        s += x;\n    }\n    s\n}\n";
+    let main = "fn step(n: u64) -> u64 {\n    let mut v = Vec::new();\n    for i in 0..n {\n        v.push(i);\n    }\n    hosted::total(&v)\n}\n\nfn main() {\n    let mut n = 0;\n    loop {\n        n = (n + 1) % 7;\n        std::hint::black_box(step(n));\n        std::thread::sleep(std::time::Duration::from_millis(5));\n    }\n}\n";
+    for forbid in [false, true] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let src = small_package(
+            dir.path(),
+            "hosted",
+            &[("src/lib.rs", lib), ("src/main.rs", main)],
+        );
+        if forbid {
+            let manifest = src.join("Cargo.toml");
+            let text = std::fs::read_to_string(&manifest).expect("manifest");
+            let text = text.replace(
+                "[workspace]",
+                "[lints.rust]\nunsafe_code = \"forbid\"\n\n[workspace]",
+            );
+            std::fs::write(&manifest, text).expect("write manifest");
+        }
+        let target = dir.path().join("t");
+        let out = cargo_lprobe_in(&src, &target, &["build", "--release", "-v"]);
+        let err = stderr(&out);
+        assert!(out.status.success(), "{err}");
+        assert_eq!(repair_rounds(&err), Some(usize::from(forbid)), "{err}");
+        let copy = |p: &str| std::fs::read_to_string(target.join("lprobe/src").join(p)).expect(p);
+        let (lib_copy, main_copy, manifest) =
+            (copy("src/lib.rs"), copy("src/main.rs"), copy("Cargo.toml"));
+        if forbid {
+            assert!(manifest.contains("lprobe-sites-hosted"), "{manifest}");
+            assert!(main_copy.contains("::lprobe_sites::"), "{main_copy}");
+            assert!(!lib_copy.contains("__lprobe_sites"), "{lib_copy}");
+        } else {
+            assert!(manifest.contains("lprobe-runtime-hot") && !manifest.contains("lprobe-sites"));
+            assert!(
+                lib_copy.contains("pub mod __lprobe_sites { include!("),
+                "{lib_copy}"
+            );
+            assert!(
+                main_copy.contains("extern crate hosted as __lprobe_host;")
+                    && !main_copy.contains("__lprobe_sites { include!"),
+                "{main_copy}"
+            );
+            assert!(!main_copy.contains("::lprobe_sites::"), "{main_copy}");
+        }
+        let r = start(&target.join("lprobe/release/hosted"), &[]);
+        let list = stdout(&lprobe(&r, &["list", "--json"]));
+        let v: serde_json::Value = serde_json::from_str(list.trim()).expect("list --json");
+        let entries = |f: &str| {
+            v.as_array()
+                .into_iter()
+                .flatten()
+                .filter(|s| s["fn"] == f && s["kind"] == "entry")
+                .count()
+        };
+        assert_eq!(
+            (entries("hosted::total"), entries("hosted::step")),
+            (1, 1),
+            "{list}"
+        );
+        for f in ["fn:hosted::total", "fn:hosted::step"] {
+            let id = arm(&r, &[f, "--count"]);
+            wait_for(std::time::Duration::from_secs(20), "counted hits", || {
+                (probe_status(&r, &id)["hits"].as_u64()? >= 3).then_some(())
+            });
+        }
+    }
 }

@@ -234,7 +234,7 @@ fn in_crate_module(f: &FileWork, err: &FileError) -> bool {
     f.rewritten
         .as_ref()
         .and_then(|r| r.crate_module.as_ref())
-        .is_some_and(|r| r.contains(&err.byte))
+        .is_some_and(|r| r.start <= err.byte)
 }
 
 /// Offset just after a file's inner attributes (where an `extern crate` may go).
@@ -516,6 +516,12 @@ struct Found {
     warnings: Vec<String>,
     /// Per package: its `tracing`/`log` output bridges.
     bridges: Vec<Vec<crate::build::bridge::BridgeDep>>,
+    /// Per package: its Rust library (target index, crate name), which its other crates link
+    /// (`rewrite::Host`).
+    libs: Vec<Option<(usize, String)>>,
+    /// Per package: its crates hold its table (`rewrite::FlagsHome::Crate`), as of the last
+    /// rewrite; else its sites crate does.
+    in_crate: Vec<bool>,
     caches: Caches,
     total_lines: usize,
     /// Time spent reading metadata, and parsing and finding sites.
@@ -582,6 +588,8 @@ fn find_sites(inv: &Invocation, setup: &Setup) -> Result<Found> {
         access: setup.ws.flag_access(),
         warnings: Vec::new(),
         bridges: Vec::new(),
+        libs: packages.iter().map(|p| rust_lib(p)).collect(),
+        in_crate: Vec::new(),
         caches,
         total_lines: 0,
         t_metadata: std::time::Duration::ZERO,
@@ -879,15 +887,47 @@ fn build_until_it_compiles(inv: &Invocation, setup: &Setup, found: &mut Found) -
     }
 }
 
+/// A package's Rust library (target index, crate name): a `lib`, `rlib` or `dylib` its
+/// binaries, tests, examples and benches link (not a `cdylib` or `staticlib` alone).
+fn rust_lib(pkg: &Package) -> Option<(usize, String)> {
+    pkg.targets.iter().enumerate().find_map(|(i, t)| {
+        t.kinds
+            .iter()
+            .any(|k| matches!(k.as_str(), "lib" | "rlib" | "dylib"))
+            .then(|| (i, t.name.replace('-', "_")))
+    })
+}
+
+/// Which crate holds the table for the crate whose root is `f` (`rewrite::Host`): the
+/// package's library for the crates that link it, the crate itself otherwise.
+fn host_of(f: &FileWork, lib: Option<&(usize, String)>) -> rewrite::Host {
+    match lib {
+        Some((ti, name)) if !f.targets.contains(ti) => rewrite::Host::Lib(name.clone()),
+        _ => rewrite::Host::Own,
+    }
+}
+
 /// Rewrites every file with what repair has taken out so far.
 fn rewrite_files(found: &mut Found) {
-    let crate_flags = crate_flags_ok(&found.files, &found.unparsed_root);
+    let mut crate_flags = crate_flags_ok(&found.files, &found.unparsed_root);
+    // Output bridges need the `tracing`/`log` the build resolves to as a dependency of the
+    // crate holding them: such a package keeps its sites crate.
+    for (pi, ok) in crate_flags.iter_mut().enumerate() {
+        *ok &= found.bridges.get(pi).is_none_or(Vec::is_empty);
+    }
+    found.in_crate = crate_flags.clone();
     for f in found.files.iter_mut() {
         let flags = if crate_flags[f.pkg] {
+            let host = host_of(f, found.libs.get(f.pkg).and_then(Option::as_ref));
             rewrite::FlagsHome::Crate {
-                define: f
-                    .crate_root
-                    .then(|| (found.next_ids[f.pkg], found.next_fns[f.pkg], found.access)),
+                define: f.crate_root.then(|| {
+                    (
+                        found.next_ids[f.pkg],
+                        found.next_fns[f.pkg],
+                        found.access,
+                        host,
+                    )
+                }),
             }
         } else {
             rewrite::FlagsHome::SitesCrate
@@ -1284,10 +1324,82 @@ fn write_copy(
     runtime_dir: &Path,
 ) -> Result<()> {
     let (files, bridges) = (&found.files, &found.bridges);
+    let hot_dir = runtime_dir.join(crate::build::runtime_src::HOT_DIR);
+    // Each package's table and cold calls: in the crates that hold them (`host_module`), or
+    // in its sites crate. The AVX-512 registers are saved for every package when any source
+    // may enable AVX-512 per function: a package's generic or inlined code can end up in
+    // another's.
+    let upper = files
+        .iter()
+        .any(|f| sites_crate::may_enable_avx512(&f.text));
+    let mut calls: Vec<sites_crate::EntryCalls> = packages
+        .iter()
+        .map(|_| sites_crate::EntryCalls {
+            upper,
+            ..Default::default()
+        })
+        .collect();
+    for f in files {
+        if let (Some(rw), Some(c)) = (&f.rewritten, calls.get_mut(f.pkg)) {
+            c.scan(&rw.text);
+        }
+    }
+    let mut hosts: Vec<Option<String>> = vec![None; packages.len()];
+    for (pi, pkg) in packages.iter().enumerate() {
+        let mut rows: Vec<SiteRow> = Vec::new();
+        let mut skipped: Vec<SkippedRow> = Vec::new();
+        let mut fns = 0;
+        let mut hashes = Vec::new();
+        let callers = callers_by_name(files.iter().filter(|f| f.pkg == pi));
+        for f in files.iter().filter(|f| f.pkg == pi) {
+            hashes.push((f.rel.clone(), f.hash.clone()));
+            file_rows(f, &callers, &mut rows, &mut skipped);
+            fns = fns.max(f.first.func as usize + f.sites.contexts.len());
+        }
+        let pkg_dir = pkg
+            .dir
+            .strip_prefix(&ws.root)
+            .map(rel_string)
+            .unwrap_or_default();
+        let contents = sites_crate::Contents {
+            package: &pkg.name,
+            dir: &pkg_dir,
+            rows: &rows,
+            fns,
+            files: &hashes,
+            skipped: &skipped,
+            access: found.access,
+            calls: &calls[pi],
+        };
+        let dir = lp.join("sites").join(&pkg.name);
+        if found.in_crate.get(pi).copied().unwrap_or(false) {
+            let items = dir.join("host.rs");
+            write_if_changed(&items, sites_crate::host_items(&contents).as_bytes())?;
+            hosts[pi] = Some(sites_crate::host_module(&items.display().to_string()));
+            continue;
+        }
+        let bridges = bridges.get(pi).map_or(&[][..], Vec::as_slice);
+        write_if_changed(
+            &dir.join("Cargo.toml"),
+            sites_crate::manifest(&pkg.name, &hot_dir.display().to_string(), bridges).as_bytes(),
+        )?;
+        write_if_changed(
+            &dir.join("lib.rs"),
+            sites_crate::source(&contents, bridges).as_bytes(),
+        )?;
+    }
     let mut overrides: HashMap<PathBuf, Vec<u8>> = HashMap::new();
     for f in files {
         if let Some(rw) = &f.rewritten {
-            overrides.insert(PathBuf::from(&f.rel), rw.text.clone().into_bytes());
+            let mut text = rw.text.clone();
+            // A root that holds its package's table: after its flags module.
+            if let (Some(_), Some(Some(host))) = (&rw.crate_module, hosts.get(f.pkg)) {
+                let lib = found.libs.get(f.pkg).and_then(Option::as_ref);
+                if host_of(f, lib) == rewrite::Host::Own {
+                    text.push_str(host);
+                }
+            }
+            overrides.insert(PathBuf::from(&f.rel), text.into_bytes());
         }
     }
     // Manifests: every member's (paths), and the root's.
@@ -1307,15 +1419,25 @@ fn write_copy(
         let text =
             std::fs::read_to_string(&m).with_context(|| format!("reading {}", m.display()))?;
         let dir = m.parent().unwrap_or(&ws.root);
-        let sites = pi.map(|pi| {
-            let name = sites_crate::package_name(&packages[pi].name);
-            (name, lp.join("sites").join(&packages[pi].name))
+        // The crate the package's generated code names: its sites crate, or the runtime's
+        // hot path when its crates hold the table.
+        let dep = pi.map(|pi| match hosts[pi] {
+            Some(_) => crate::build::manifest::Dep {
+                name: rewrite::RUNTIME_DEP,
+                package: crate::build::runtime_src::HOT_PACKAGE.to_owned(),
+                path: hot_dir.clone(),
+            },
+            None => crate::build::manifest::Dep {
+                name: rewrite::SITES_CRATE,
+                package: sites_crate::package_name(&packages[pi].name),
+                path: lp.join("sites").join(&packages[pi].name),
+            },
         });
         let edited = crate::build::manifest::edit(
             &text,
             dir,
             &ws.root,
-            sites.as_ref().map(|(n, p)| (n.as_str(), p.as_path())),
+            dep.as_ref(),
             m == ws.root.join("Cargo.toml"),
         )?;
         if let Ok(rel) = m.strip_prefix(&ws.root) {
@@ -1337,7 +1459,6 @@ fn write_copy(
         &runtime_dir.join("Cargo.toml"),
         crate::build::runtime_src::manifest().as_bytes(),
     )?;
-    let hot_dir = runtime_dir.join(crate::build::runtime_src::HOT_DIR);
     write_if_changed(
         &hot_dir.join("src/lib.rs"),
         crate::build::runtime_src::HOT_LIB.as_bytes(),
@@ -1346,63 +1467,6 @@ fn write_copy(
         &hot_dir.join("Cargo.toml"),
         crate::build::runtime_src::hot_manifest().as_bytes(),
     )?;
-
-    // The sites crates. The AVX-512 registers are saved for every package when any source
-    // may enable AVX-512 per function: a package's generic or inlined code can end up in
-    // another's.
-    let upper = files
-        .iter()
-        .any(|f| sites_crate::may_enable_avx512(&f.text));
-    let mut calls: Vec<sites_crate::EntryCalls> = packages
-        .iter()
-        .map(|_| sites_crate::EntryCalls {
-            upper,
-            ..Default::default()
-        })
-        .collect();
-    for f in files {
-        if let (Some(rw), Some(c)) = (&f.rewritten, calls.get_mut(f.pkg)) {
-            c.scan(&rw.text);
-        }
-    }
-    for (pi, pkg) in packages.iter().enumerate() {
-        let mut rows: Vec<SiteRow> = Vec::new();
-        let mut skipped: Vec<SkippedRow> = Vec::new();
-        let mut fns = 0;
-        let mut hashes = Vec::new();
-        let callers = callers_by_name(files.iter().filter(|f| f.pkg == pi));
-        for f in files.iter().filter(|f| f.pkg == pi) {
-            hashes.push((f.rel.clone(), f.hash.clone()));
-            file_rows(f, &callers, &mut rows, &mut skipped);
-            fns = fns.max(f.first.func as usize + f.sites.contexts.len());
-        }
-        let dir = lp.join("sites").join(&pkg.name);
-        let pkg_dir = pkg
-            .dir
-            .strip_prefix(&ws.root)
-            .map(rel_string)
-            .unwrap_or_default();
-        let bridges = bridges.get(pi).map_or(&[][..], Vec::as_slice);
-        write_if_changed(
-            &dir.join("Cargo.toml"),
-            sites_crate::manifest(&pkg.name, &hot_dir.display().to_string(), bridges).as_bytes(),
-        )?;
-        write_if_changed(
-            &dir.join("lib.rs"),
-            sites_crate::source(
-                &pkg.name,
-                &pkg_dir,
-                &rows,
-                fns,
-                &hashes,
-                &skipped,
-                found.access,
-                bridges,
-                &calls[pi],
-            )
-            .as_bytes(),
-        )?;
-    }
     Ok(())
 }
 

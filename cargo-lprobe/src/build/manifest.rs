@@ -6,24 +6,35 @@ use std::path::{Component, Path, PathBuf};
 use anyhow::{Context, Result};
 use toml_edit::{DocumentMut, InlineTable, Item, Value};
 
-/// The dependency name instrumented code uses for its sites crate.
-pub const SITES_DEP: &str = crate::build::rewrite::SITES_CRATE;
+/// The dependency an instrumented package gets: the crate its generated code names.
+pub struct Dep {
+    /// As the code names it (`lprobe_sites`, `probe_runtime`).
+    pub name: &'static str,
+    pub package: String,
+    /// Absolute.
+    pub path: PathBuf,
+}
 
 /// Rewrites one manifest. `manifest_dir` is its directory in the user's workspace; `root` the
-/// workspace root; `sites` the sites crate to depend on (package name, absolute path), if the
-/// package is instrumented.
+/// workspace root; `dep` what the package's generated code names (its sites crate, or the
+/// runtime's hot path), if the package is instrumented.
 pub fn edit(
     text: &str,
     manifest_dir: &Path,
     root: &Path,
-    sites: Option<(&str, &Path)>,
+    dep: Option<&Dep>,
     workspace_root: bool,
 ) -> Result<String> {
     let mut doc: DocumentMut = text
         .parse()
         .with_context(|| format!("parsing {}", manifest_dir.join("Cargo.toml").display()))?;
     absolutize_paths(doc.as_item_mut(), manifest_dir, root, 0);
-    if let Some((package, path)) = sites {
+    if let Some(Dep {
+        name,
+        package,
+        path,
+    }) = dep
+    {
         let deps = doc
             .entry("dependencies")
             .or_insert_with(|| Item::Table(toml_edit::Table::new()));
@@ -34,9 +45,9 @@ pub fn edit(
             );
         };
         let mut dep = InlineTable::new();
-        dep.insert("package", Value::from(package));
+        dep.insert("package", Value::from(package.as_str()));
         dep.insert("path", Value::from(path.display().to_string()));
-        deps.insert(SITES_DEP, Item::Value(Value::InlineTable(dep)));
+        deps.insert(name, Item::Value(Value::InlineTable(dep)));
     }
     if workspace_root {
         // Debug builds compile the runtime and its hot path optimized, without debug
@@ -260,7 +271,11 @@ mod tests {
             text,
             Path::new("/ws/app"),
             Path::new("/ws"),
-            Some(("lprobe-sites-app", Path::new("/ws/target/lprobe/sites/app"))),
+            Some(&Dep {
+                name: "lprobe_sites",
+                package: "lprobe-sites-app".to_owned(),
+                path: PathBuf::from("/ws/target/lprobe/sites/app"),
+            }),
             false,
         )
         .expect("edits");

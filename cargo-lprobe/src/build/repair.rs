@@ -188,10 +188,12 @@ pub fn judge(
         return Action::None;
     }
     // (Several errors of one round may point there: each gets the same answer.)
+    // (From its start to the end of the file: a root holding its package's table has that
+    // module after it, `sites_crate::host_module`.)
     if rw
         .crate_module
         .as_ref()
-        .is_some_and(|r| r.contains(&err.byte))
+        .is_some_and(|r| r.start <= err.byte)
     {
         ex.no_crate_flags = true;
         return Action::NoCrateFlags;
@@ -355,9 +357,14 @@ fn demote(
 /// (`cap`, `cap_ref`) and the capture inside; a plain capture as it is.
 fn checked_capture(t: &str) -> (Option<&str>, &str) {
     for f in ["cap_ref", "cap"] {
-        let call = format!("::{}::{f}(", crate::build::rewrite::SITES_CRATE);
-        if let Some(inner) = t.strip_prefix(&call).and_then(|r| r.strip_suffix(')')) {
-            return (Some(f), inner);
+        for home in [
+            format!("::{}", crate::build::rewrite::SITES_CRATE),
+            "crate::__lprobe".to_owned(),
+        ] {
+            let call = format!("{home}::{f}(");
+            if let Some(inner) = t.strip_prefix(&call).and_then(|r| r.strip_suffix(')')) {
+                return (Some(f), inner);
+            }
         }
     }
     (None, t)
@@ -628,7 +635,12 @@ mod tests {
     fn an_error_in_the_crate_flags_module_moves_the_flags_back_to_the_sites_crate() {
         let src = "#![deny(unsafe_code)]\nfn f() {}\n";
         let root = FlagsHome::Crate {
-            define: Some((1, 1, crate::build::sites_crate::FlagAccess::Direct)),
+            define: Some((
+                1,
+                1,
+                crate::build::sites_crate::FlagAccess::Direct,
+                crate::build::rewrite::Host::Own,
+            )),
         };
         let (fs, rw) = setup_with(src, root);
         let m = rw.crate_module.clone().expect("module");

@@ -218,20 +218,41 @@ pub struct FirstIds {
 /// the cold calls for each count (`sites_crate::by_value_calls`).
 pub const MAX_BY_VALUE: usize = 6;
 
-/// The runtime crate's name as seen from instrumented code.
+/// The sites crate's name as seen from instrumented code.
 pub const SITES_CRATE: &str = "lprobe_sites";
 
-/// Where a file's dormant checks read the armed flags.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The path of a crate's flags module (`FlagsHome::Crate`).
+const CRATE_MODULE: &str = "crate::__lprobe";
+
+/// The runtime's name (its hot-path crate, `runtime_src::HOT_PACKAGE`) as seen from a package
+/// whose crates hold their table (`FlagsHome::Crate`).
+pub const RUNTIME_DEP: &str = "probe_runtime";
+
+/// Where a file's generated code finds the flags, the checks and the cold calls.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum FlagsHome {
-    /// The package's sites crate.
+    /// The package's sites crate (`::lprobe_sites`): the checks read its flags.
     SitesCrate,
     /// The module `crate::__lprobe` of the crate compiling the file (see
-    /// `sites_crate::crate_flags_module`); at a crate root the module is defined here, sized
-    /// for the package's (sites, functions).
+    /// `sites_crate::crate_flags_module`): the crate's own copy of the flags, its checks, and
+    /// the package's table and cold calls, which it imports from the crate that holds them
+    /// (`sites_crate::Host`). At a crate root the module is defined here, sized for the
+    /// package's (sites, functions).
     Crate {
-        define: Option<(u32, u32, crate::build::sites_crate::FlagAccess)>,
+        define: Option<(u32, u32, crate::build::sites_crate::FlagAccess, Host)>,
     },
+}
+
+/// Which crate holds a package's table and cold calls (`sites_crate::host_module`), as seen
+/// from one crate root of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Host {
+    /// This crate: the package's library, or a crate that cannot link it (a package without
+    /// one, or whose library is not a Rust library), which then holds a copy of its own.
+    Own,
+    /// The package's library, by its crate name: a binary, test, example or bench of the
+    /// package, which links it.
+    Lib(String),
 }
 
 /// How a site's captures are listed.
@@ -269,11 +290,10 @@ pub fn rewrite(
             replaced: Vec::new(),
         };
     }
-    // Where the checks (`on`, `fn_on`, `refresh`, `entry`) come from; the cold calls are
-    // always the sites crate's.
+    // Where the checks (`on`, `fn_on`, `refresh`, `entry`) and the cold calls come from.
     let chk = match flags {
         FlagsHome::SitesCrate => format!("::{SITES_CRATE}"),
-        FlagsHome::Crate { .. } => "crate::__lprobe".to_owned(),
+        FlagsHome::Crate { .. } => CRATE_MODULE.to_owned(),
     };
     let plan = Plan::new(sites, ex);
     let w = Writer {
@@ -286,9 +306,15 @@ pub fn rewrite(
     };
     let mut pieces: Vec<Piece> = Vec::new();
     if let Some(at) = extern_crate {
+        // Edition 2015 reaches a crate by `::name` only through an `extern crate` at the
+        // root: the sites crate, or the runtime a crate holding the table names.
+        let name = match flags {
+            FlagsHome::SitesCrate => SITES_CRATE,
+            FlagsHome::Crate { .. } => RUNTIME_DEP,
+        };
         pieces.push(Piece::text(
             at,
-            format!(" #[allow(unused_extern_crates)] extern crate {SITES_CRATE};"),
+            format!(" #[allow(unused_extern_crates)] extern crate {name};"),
         ));
     }
     pieces.extend(w.loop_heads());
@@ -529,17 +555,21 @@ impl Writer<'_> {
             .get(site.context)
             .map_or(("()", ""), |c| (c.ret.as_str(), c.rebind.as_str()));
         let mut code = if in_cold_copy {
+            let twice_macro = match chk.as_str() {
+                CRATE_MODULE => format!("crate::{}", crate::build::sites_crate::CRATE_TWICE),
+                _ => format!("::{SITES_CRATE}::twice"),
+            };
             let cold_open = format!(
-                " ::{SITES_CRATE}::twice!{{ $ {chk}::fn_on::<{k}>(); [ #[allow(unused_mut, unused_variables)] let mut __lprobe_guard = {chk}::entry::<{id}>(true); "
+                " {twice_macro}!{{ $ {chk}::fn_on::<{k}>(); [ #[allow(unused_mut, unused_variables)] let mut __lprobe_guard = {chk}::entry::<{id}>(true); "
             );
             match plan.merged.get(&i) {
                 Some(j) => format!(
-                    "{cold_open}__lprobe_guard.timed(::{SITES_CRATE}::hit_first{sfx}({}, {}, __lprobe_guard.on(), {open}",
+                    "{cold_open}__lprobe_guard.timed({chk}::hit_first{sfx}({}, {}, __lprobe_guard.on(), {open}",
                     id,
                     first.site + *j as u32
                 ),
                 None => format!(
-                    "{cold_open}if __lprobe_guard.on() {{ __lprobe_guard.timed(::{SITES_CRATE}::hit_entry{sfx}({id}, {open}"
+                    "{cold_open}if __lprobe_guard.on() {{ __lprobe_guard.timed({chk}::hit_entry{sfx}({id}, {open}"
                 ),
             }
         } else if let Some(call) = recall {
@@ -549,43 +579,41 @@ impl Writer<'_> {
             };
             // The captures go in the middle; the rest is written after them.
             let before = format!(
-                "{close}); if __lprobe_t != 0 {{ return ::{SITES_CRATE}::again({id}, __lprobe_t, move || "
+                "{close}); if __lprobe_t != 0 {{ return {chk}::again({id}, __lprobe_t, move || "
             );
             let at = before.len()..before.len() + call.len();
             recall_tail = (format!("{before}{call}); }} }} "), at);
             format!(
-                "{fn_local} #[allow(unreachable_code, unused_unsafe)] if __lprobe_fn {{ let __lprobe_t = ::{SITES_CRATE}::{enter}{open}"
+                "{fn_local} #[allow(unreachable_code, unused_unsafe)] if __lprobe_fn {{ let __lprobe_t = {chk}::{enter}{open}"
             )
         } else if let (SiteKind::Entry, false, Some(j)) = (site.kind, timed, plan.merged.get(&i)) {
             let line = first.site + *j as u32;
             format!(
-                "{fn_local} #[allow(unreachable_code)] if __lprobe_fn {{ ::{SITES_CRATE}::hit_pair{sfx}({id}, {line}, {open}"
+                "{fn_local} #[allow(unreachable_code)] if __lprobe_fn {{ {chk}::hit_pair{sfx}({id}, {line}, {open}"
             )
         } else if let (SiteKind::Entry, false) = (site.kind, timed) {
             format!(
-                "{fn_local} #[allow(unreachable_code)] if __lprobe_fn {{ ::{SITES_CRATE}::hit_if{sfx}({id}, {open}"
+                "{fn_local} #[allow(unreachable_code)] if __lprobe_fn {{ {chk}::hit_if{sfx}({id}, {open}"
             )
         } else if let (SiteKind::Entry, Some(j)) = (site.kind, plan.merged.get(&i)) {
             let line = first.site + *j as u32;
             format!(
-                "{fn_local} #[allow(unused_mut, unused_variables)] let mut __lprobe_guard = {chk}::entry::<{id}>(__lprobe_fn); #[allow(unreachable_code)] if __lprobe_fn {{ __lprobe_guard.timed(::{SITES_CRATE}::hit_first{sfx}({id}, {line}, __lprobe_guard.on(), {open}"
+                "{fn_local} #[allow(unused_mut, unused_variables)] let mut __lprobe_guard = {chk}::entry::<{id}>(__lprobe_fn); #[allow(unreachable_code)] if __lprobe_fn {{ __lprobe_guard.timed({chk}::hit_first{sfx}({id}, {line}, __lprobe_guard.on(), {open}"
             )
         } else if site.kind == SiteKind::Entry {
             format!(
-                "{fn_local} #[allow(unused_mut, unused_variables)] let mut __lprobe_guard = {chk}::entry::<{id}>(__lprobe_fn); #[allow(unreachable_code)] if __lprobe_guard.on() {{ __lprobe_guard.timed(::{SITES_CRATE}::hit_entry{sfx}({id}, {open}"
+                "{fn_local} #[allow(unused_mut, unused_variables)] let mut __lprobe_guard = {chk}::entry::<{id}>(__lprobe_fn); #[allow(unreachable_code)] if __lprobe_guard.on() {{ __lprobe_guard.timed({chk}::hit_entry{sfx}({id}, {open}"
             )
         } else if in_twice {
             format!(
-                " __lprobe_at!{{ #[allow(unreachable_code)] if {chk}::on::<{id}>() {{ ::{SITES_CRATE}::hit_ref({id}, &["
+                " __lprobe_at!{{ #[allow(unreachable_code)] if {chk}::on::<{id}>() {{ {chk}::hit_ref({id}, &["
             )
         } else if uses_local {
             format!(
-                " #[allow(unreachable_code)] if __lprobe_fn && {chk}::on::<{id}>() {{ ::{SITES_CRATE}::hit({id}, &["
+                " #[allow(unreachable_code)] if __lprobe_fn && {chk}::on::<{id}>() {{ {chk}::hit({id}, &["
             )
         } else {
-            format!(
-                " #[allow(unreachable_code)] if {chk}::on::<{id}>() {{ ::{SITES_CRATE}::hit({id}, &["
-            )
+            format!(" #[allow(unreachable_code)] if {chk}::on::<{id}>() {{ {chk}::hit({id}, &[")
         };
         let caps = self.captures(i, site, in_twice, amp, &mut code);
         // Entry sites pass the call's start time (0: not timed) back to the guard.
@@ -629,7 +657,7 @@ impl Writer<'_> {
         amp: &str,
         code: &mut String,
     ) -> Vec<(String, Range<usize>)> {
-        let (sites, ex) = (self.sites, self.ex);
+        let (sites, ex, chk) = (self.sites, self.ex, &self.chk);
         let mut caps = Vec::new();
         for name in &site.names {
             if !ex.keeps_capture(sites, i, name) {
@@ -670,10 +698,10 @@ impl Writer<'_> {
                 Form::Copy => format!("&({name},).0"),
                 // `CapRef` is met by the binding itself: no temporary holding a reference
                 // (the target of a `&mut` may be unsized, so it goes in a `ByRef`).
-                Form::Ref if in_twice && mut_ref => format!("&::{SITES_CRATE}::ByRef({target})"),
+                Form::Ref if in_twice && mut_ref => format!("&{chk}::ByRef({target})"),
                 Form::Ref if in_twice => target,
                 Form::Ref => format!("{amp}{target}"),
-                Form::Opaque => format!("{amp}::{SITES_CRATE}::Opaque::of({target})"),
+                Form::Opaque => format!("{amp}{chk}::Opaque::of({target})"),
             };
             // A type name always compiles; a capture passed by value (an entry's argument)
             // is already a call's own argument.
@@ -681,7 +709,7 @@ impl Writer<'_> {
                 self.list == CaptureList::Checked && form != Form::Opaque && !amp.is_empty();
             if checked {
                 let f = if in_twice { "cap_ref" } else { "cap" };
-                code.push_str(&format!("::{SITES_CRATE}::{f}({capture})"));
+                code.push_str(&format!("{chk}::{f}({capture})"));
             } else {
                 code.push_str(&capture);
             }
@@ -760,14 +788,16 @@ fn assemble(
     out.push_str(&text[last..]);
     let crate_module = match flags {
         FlagsHome::Crate {
-            define: Some((n, m, access)),
+            define: Some((n, m, access, host)),
         } => {
             // After the last line (a file may end in a line comment without a newline).
             if !out.ends_with('\n') {
                 out.push('\n');
             }
             let start = out.len();
-            out.push_str(&crate::build::sites_crate::crate_flags_module(n, m, access));
+            out.push_str(&crate::build::sites_crate::crate_flags_module(
+                n, m, access, &host,
+            ));
             out.push('\n');
             Some(start..out.len())
         }
@@ -1051,21 +1081,41 @@ mod tests {
             )
         };
         let rw = with(FlagsHome::Crate {
-            define: Some((40, 7, crate::build::sites_crate::FlagAccess::Direct)),
+            define: Some((
+                40,
+                7,
+                crate::build::sites_crate::FlagAccess::Direct,
+                Host::Own,
+            )),
         });
         assert!(rw.text.contains("crate::__lprobe::fn_on::<0>()"));
         assert!(rw.text.contains("crate::__lprobe::on::<2>()"));
-        assert!(!rw.text.contains("::lprobe_sites::on::<"));
-        // Cold calls stay in the sites crate.
-        assert!(rw.text.contains("::lprobe_sites::hit_first_1("));
+        // Everything generated code names is the module's: no sites crate.
+        assert!(!rw.text.contains("::lprobe_sites::"), "{}", rw.text);
+        assert!(rw
+            .text
+            .contains("crate::__lprobe_twice!{ $ crate::__lprobe::fn_on::<0>();"));
+        assert!(rw.text.contains("crate::__lprobe::hit_first_1("));
         assert!(rw.text.contains("crate::__lprobe::entry::<0>(true)"));
         let m = rw.crate_module.clone().expect("module defined");
-        assert!(rw.text[m.clone()].contains("static F: ::lprobe_sites::Flags<40>"));
-        assert!(rw.text[m].contains("static FNF: ::lprobe_sites::Flags<7>"));
+        assert!(rw.text[m.clone()].contains("static F: self::Flags<40>"));
+        assert!(rw.text[m.clone()].contains("static FNF: self::Flags<7>"));
+        assert!(rw.text[m].contains("pub(crate) use crate::__lprobe_sites::*;"));
         // Every original line keeps its number; the module comes after the last one.
         assert_eq!(rw.text.lines().take(5).count(), 5);
         assert_eq!(rw.text.lines().nth(4), Some("// end"));
         assert!(syn::parse_file(&rw.text).is_ok());
+        // A crate of the package that links its library imports from there.
+        let rw = with(FlagsHome::Crate {
+            define: Some((
+                40,
+                7,
+                crate::build::sites_crate::FlagAccess::Direct,
+                Host::Lib("my_lib".into()),
+            )),
+        });
+        let m = rw.crate_module.clone().expect("module defined");
+        assert!(rw.text[m].contains("extern crate my_lib as __lprobe_host; pub(crate) use self::__lprobe_host::__lprobe_sites::*;"));
         // Another file of the crate uses the module without defining it.
         let rw = with(FlagsHome::Crate { define: None });
         assert!(rw.crate_module.is_none() && !rw.text.contains("mod __lprobe"));

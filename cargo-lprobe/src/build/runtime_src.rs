@@ -43,6 +43,10 @@ pub const HOT_LIB: &str = r#"//! lprobe's hot path, compiled at the program's op
 
 pub use probe_runtime::*;
 
+/// std, for generated code in a `no_std` crate (`sites_crate::host_module`).
+#[doc(hidden)]
+pub use ::std as __std;
+
 /// See `probe_runtime::hit`.
 #[inline]
 pub fn hit(table: &'static Table, id: u32, vals: &[Val<'_>]) {

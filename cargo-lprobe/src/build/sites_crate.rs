@@ -8,6 +8,7 @@
 use std::fmt::Write as _;
 
 use crate::build::bridge::{self, BridgeDep};
+pub use crate::build::rewrite::Host;
 
 /// One row of the table.
 #[derive(Clone, Debug)]
@@ -162,8 +163,11 @@ pub fn manifest(package: &str, hot_dir: &str, bridges: &[BridgeDep]) -> String {
     )
 }
 
-/// The sites crate's cold calls, the `twice!` macro and the constructor that registers the
-/// table: the same in every package.
+/// The cold calls and the constructor that registers the table: the same in every package.
+/// Paths are written so that the text compiles both as the sites crate's root and as a module
+/// of a crate of the package in any edition (`host_module`): the runtime as `::probe_runtime`
+/// (a dependency of that name either way; an edition 2015 root gets an `extern crate`), std
+/// through it (a `no_std` crate has no `::std`), the crate's own items through `self`.
 const COLD_CALLS: &str = r#"/// An armed site was passed: hand its captures to the runtime. `extern "C"`: it never
 /// unwinds (the runtime catches every panic), and saying so lets the caller keep no
 /// unwinding path for it, which keeps small instrumented functions inlinable.
@@ -293,34 +297,6 @@ pub fn cold<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
-/// A function body written twice: when `$on` (the function's armed flag), the function
-/// returns what its instrumented copy returns, run by `cold` in a closure that takes over
-/// the arguments (`$entry`: the entry probe and its timing guard); otherwise it runs the body
-/// as written. Line sites in the body are `__lprobe_at!{ … }`, a macro each copy defines for
-/// itself: the instrumented copy keeps them, the dormant one drops them before type checking
-/// (a site that folded away there still cost its type and borrow checking: ryu at every
-/// line, a sixth of the crate's compile time). `$d` is a `$` passed in, so that the macros
-/// can be written here. The closure's return type is the function's, so `return` and `?`
-/// convert the same way in both. The tokens keep their spans, so both copies keep the
-/// original lines (panics, `line!()`, stacks).
-#[macro_export]
-macro_rules! twice {
-    ($d:tt $on:expr; [$($entry:tt)*] $ret:ty; $($body:tt)*) => {
-        if $on {
-            return $crate::cold(move || -> $ret {
-                $($entry)*
-                #[allow(unused_macros)]
-                macro_rules! __lprobe_at { ($d($d site:tt)*) => { $d($d site)* } }
-                $($body)*
-            });
-        } else {
-            #[allow(unused_macros)]
-            macro_rules! __lprobe_at { ($d($d site:tt)*) => {} }
-            $($body)*
-        }
-    };
-}
-
 /// Adds a crate's own copy of the flags (see `crate_flags_module` in cargo-lprobe).
 pub fn attach(f: &'static [AtomicU8], fnf: &'static [AtomicU8]) {
     ::probe_runtime::attach(&T, f, fnf)
@@ -335,7 +311,7 @@ pub struct Flags<const N: usize> {
     pub keep: &'static extern "C" fn(),
 }
 
-impl<const N: usize> ::std::ops::Deref for Flags<N> {
+impl<const N: usize> ::probe_runtime::__std::ops::Deref for Flags<N> {
     type Target = [AtomicU8; N];
     fn deref(&self) -> &[AtomicU8; N] {
         &self.f
@@ -343,8 +319,8 @@ impl<const N: usize> ::std::ops::Deref for Flags<N> {
 }
 
 #[used]
-#[cfg_attr(any(target_os = "linux", target_os = "android", target_os = "freebsd"), link_section = ".init_array")]
-#[cfg_attr(any(target_os = "macos", target_os = "ios"), link_section = "__DATA,__mod_init_func")]
+#[cfg_attr(any(target_os = "linux", target_os = "android", target_os = "freebsd"), unsafe(link_section = ".init_array"))]
+#[cfg_attr(any(target_os = "macos", target_os = "ios"), unsafe(link_section = "__DATA,__mod_init_func"))]
 static INIT: extern "C" fn() = init;
 
 extern "C" fn init() {
@@ -353,58 +329,137 @@ extern "C" fn init() {
 }
 "#;
 
-/// The crate's `lib.rs`.
-// One argument per part of the crate; the driver is its one caller.
-#[allow(clippy::too_many_arguments)]
-pub fn source(
-    package: &str,
-    dir: &str,
-    rows: &[SiteRow],
-    fns: usize,
-    files: &[(String, String)],
-    skipped: &[SkippedRow],
-    access: FlagAccess,
-    bridges: &[BridgeDep],
-    calls: &EntryCalls,
-) -> String {
-    let n = rows.len();
+/// A function body written twice: when `$on` (the function's armed flag), the function
+/// returns what its instrumented copy returns, run by `cold` in a closure that takes over
+/// the arguments (`$entry`: the entry probe and its timing guard); otherwise it runs the body
+/// as written. Line sites in the body are `__lprobe_at!{ … }`, a macro each copy defines for
+/// itself: the instrumented copy keeps them, the dormant one drops them before type checking
+/// (a site that folded away there still cost its type and borrow checking: ryu at every
+/// line, a sixth of the crate's compile time). `$d` is a `$` passed in, so that the macros
+/// can be written here. The closure's return type is the function's, so `return` and `?`
+/// convert the same way in both. The tokens keep their spans, so both copies keep the
+/// original lines (panics, `line!()`, stacks).
+///
+/// `NAME` and `COLD` are filled in by [`twice_macro`]. Exported, because an edition 2015
+/// crate cannot import a local `macro_rules!` by path (its `use` paths start at the crate
+/// root, where such a macro is not), while `crate::name!` reaches an exported one there too.
+const TWICE: &str = "#[doc(hidden)] #[macro_export] macro_rules! NAME { ($d:tt $on:expr; [$($entry:tt)*] $ret:ty; $($body:tt)*) => { if $on { return COLD(move || -> $ret { $($entry)* #[allow(unused_macros)] macro_rules! __lprobe_at { ($d($d site:tt)*) => { $d($d site)* } } $($body)* }); } else { #[allow(unused_macros)] macro_rules! __lprobe_at { ($d($d site:tt)*) => {} } $($body)* } }; }";
+
+/// [`TWICE`] named `name`, running the instrumented copy through `cold` (a path).
+fn twice_macro(name: &str, cold: &str) -> String {
+    TWICE.replacen("NAME", name, 1).replacen("COLD", cold, 1)
+}
+
+/// The name of a crate's own `twice!` (`crate::__lprobe_twice!`), defined by its flags module.
+pub const CRATE_TWICE: &str = "__lprobe_twice";
+
+/// What a package's table and cold calls are made of.
+pub struct Contents<'a> {
+    pub package: &'a str,
+    /// The package's directory relative to the workspace root.
+    pub dir: &'a str,
+    pub rows: &'a [SiteRow],
+    /// The package's count of functions (function flags).
+    pub fns: usize,
+    /// (path, content hash) of each of its files.
+    pub files: &'a [(String, String)],
+    pub skipped: &'a [SkippedRow],
+    pub access: FlagAccess,
+    pub calls: &'a EntryCalls,
+}
+
+impl Contents<'_> {
+    /// The flags, the table, the cold calls and the constructor: the sites crate's items, and
+    /// a host module's (see `COLD_CALLS` for how paths are written).
+    fn items(&self) -> String {
+        let (n, fns) = (self.rows.len(), self.fns);
+        let mut s = String::new();
+        s.push_str(
+            "pub use ::probe_runtime::{ByRef, Guard, Opaque, RefVal, Val};
+",
+        );
+        s.push_str(
+            "use ::probe_runtime::__std::sync::atomic::AtomicU64;
+// Also for the crate flags modules (`::core` is not in a 2015-edition crate's paths).
+pub use ::probe_runtime::__std::sync::atomic::{AtomicU8, Ordering::Relaxed};
+pub use ::probe_runtime::__std::arch::asm;
+
+",
+        );
+        let _ = writeln!(
+            s,
+            "pub static F: [AtomicU8; {n}] = [const {{ AtomicU8::new(0) }}; {n}];\n"
+        );
+        let _ = writeln!(
+            s,
+            "pub static FNF: [AtomicU8; {fns}] = [const {{ AtomicU8::new(0) }}; {fns}];\n"
+        );
+        let _ = writeln!(
+            s,
+            "pub static C: [AtomicU64; {n}] = [const {{ AtomicU64::new(0) }}; {n}];\n"
+        );
+        s.push_str(&table_rows(self.rows, self.skipped));
+        let _ = writeln!(s, "static FILES: [(&str, &str); {}] = [", self.files.len());
+        for (p, h) in self.files {
+            let _ = writeln!(s, "    ({p:?}, {h:?}),");
+        }
+        s.push_str("];\n\n");
+        let _ = writeln!(
+            s,
+            "pub static T: ::probe_runtime::Table = ::probe_runtime::Table {{ package: {:?}, dir: {:?}, flags: &F, fn_flags: &FNF, counts: &C, sites: ::probe_runtime::Sites::packed(&TEXT, &SITES), files: &FILES, skipped: ::probe_runtime::Skips::packed(&TEXT, &SKIPPED) }};\n",
+            self.package, self.dir
+        );
+        s.push_str(&by_value_calls(self.access, self.calls));
+        s.push_str("/// The dormant checks (the same as in each crate flags module).\n");
+        s.push_str(&checks("pub", "self", self.access));
+        s.push_str("\n\n");
+        s.push_str(COLD_CALLS);
+        s
+    }
+}
+
+/// The sites crate's `lib.rs`: the package's items, its bridges and `twice!`.
+pub fn source(c: &Contents<'_>, bridges: &[BridgeDep]) -> String {
     let mut s = String::new();
     s.push_str("//! Generated by cargo-lprobe: the probe sites of one package. Do not edit.\n");
     s.push_str("#![allow(clippy::all, missing_docs, unused)]\n\n");
-    s.push_str("pub use ::probe_runtime::{ByRef, Guard, Opaque, RefVal, Val};\n");
-    s.push_str(
-        "use ::std::sync::atomic::AtomicU64;\n// Also for the crate flags modules (`::core` is not in a 2015-edition crate's paths).\npub use ::std::sync::atomic::{AtomicU8, Ordering::Relaxed};\npub use ::std::arch::asm;\n\n",
-    );
-    let _ = writeln!(
-        s,
-        "pub static F: [AtomicU8; {n}] = [const {{ AtomicU8::new(0) }}; {n}];\n"
-    );
-    let _ = writeln!(
-        s,
-        "pub static FNF: [AtomicU8; {fns}] = [const {{ AtomicU8::new(0) }}; {fns}];\n"
-    );
-    let _ = writeln!(
-        s,
-        "pub static C: [AtomicU64; {n}] = [const {{ AtomicU64::new(0) }}; {n}];\n"
-    );
-    s.push_str(&table_rows(rows, skipped));
-    let _ = writeln!(s, "static FILES: [(&str, &str); {}] = [", files.len());
-    for (p, h) in files {
-        let _ = writeln!(s, "    ({p:?}, {h:?}),");
-    }
-    s.push_str("];\n\n");
-    let _ = writeln!(
-        s,
-        "pub static T: ::probe_runtime::Table = ::probe_runtime::Table {{ package: {package:?}, dir: {dir:?}, flags: &F, fn_flags: &FNF, counts: &C, sites: ::probe_runtime::Sites::packed(&TEXT, &SITES), files: &FILES, skipped: ::probe_runtime::Skips::packed(&TEXT, &SKIPPED) }};\n"
-    );
-    s.push_str(&by_value_calls(access, calls));
+    s.push_str(&c.items());
     s.push_str(&bridge::source(bridges));
-    s.push_str("/// The dormant checks (the same as in each crate flags module).\n");
-    s.push_str(&checks("pub", "crate", access));
-    s.push_str("\n\n");
-    s.push_str(COLD_CALLS);
+    s.push_str(&twice_macro("twice", "$crate::cold"));
+    s.push('\n');
     s
 }
+
+/// The items of the module `__lprobe_sites` that a package's host crate (`rewrite::Host::Own`:
+/// its library, or each crate of a package without one) holds in place of the sites crate:
+/// the package's items, public so that the package's other crates reach them through the
+/// library (`crate_flags_module`). Written to a file of their own in the sites directory
+/// (`target/lprobe/sites/P/host.rs`) that the root includes ([`host_module`]): a stack's
+/// frames there are then lprobe's by their file, as the sites crate's were, and a compiler
+/// error there points, through the `include!`, at the root's generated lines. A package with
+/// output bridges keeps the sites crate (they need the `tracing`/`log` its build resolves to
+/// as a dependency of their own).
+pub fn host_items(c: &Contents<'_>) -> String {
+    format!(
+        "// Generated by cargo-lprobe: the probe sites of one package, included by a crate root. Do not edit.\n{}\n/// No bridges here.\nfn bridges() {{}}\n",
+        c.items()
+    )
+}
+
+/// The module a host crate's root gets after its flags module: [`host_items`], from `path`.
+/// One line.
+pub fn host_module(path: &str) -> String {
+    format!(
+        "#[doc(hidden)] #[allow({HOST_ALLOWS})] pub mod {HOST_MODULE} {{ include!({path:?}); }}\n"
+    )
+}
+
+/// The module [`host_module`] writes.
+pub const HOST_MODULE: &str = "__lprobe_sites";
+
+/// The lints generated modules allow: whatever a crate denies, generated code must pass
+/// (`forbid` is lowered to `deny` in the copy: `driver::lower_forbids`).
+const HOST_ALLOWS: &str = "unsafe_code, missing_docs, missing_debug_implementations, missing_copy_implementations, unreachable_pub, unused_qualifications, unused_results, trivial_casts, trivial_numeric_casts, single_use_lifetimes, improper_ctypes_definitions, dead_code, unused, non_upper_case_globals, warnings, clippy::all";
 
 /// A parameter and its type.
 type Param = (&'static str, &'static str);
@@ -436,9 +491,15 @@ pub struct EntryCalls {
 }
 
 impl EntryCalls {
-    /// Adds the entry calls by value that rewritten `text` makes (`::lprobe_sites::enter_2(`).
+    /// Adds the entry calls by value that rewritten `text` makes (`::lprobe_sites::enter_2(`,
+    /// `crate::__lprobe::enter_2(`).
     pub fn scan(&mut self, text: &str) {
-        let prefix = "::lprobe_sites::";
+        for prefix in ["::lprobe_sites::", "crate::__lprobe::"] {
+            self.scan_calls(text, prefix);
+        }
+    }
+
+    fn scan_calls(&mut self, text: &str, prefix: &str) {
         for (at, _) in text.match_indices(prefix) {
             let rest = &text[at + prefix.len()..];
             let ident = rest
@@ -609,7 +670,7 @@ fn saving(lead: usize, result: bool, upper: bool) -> String {
     ] {
         let _ = writeln!(
             s,
-            "#[cfg(all({DIRECT_CFG}, {cfg}))] #[inline(always)] fn saving_{lead}{r}<T>({ids}, v: &T, f: extern \"C\" fn(u32, u32, u32, &T) -> u64){ret} {{ {let_r}unsafe {{ crate::asm!(\"call {{t}}\", t = sym ::probe_runtime::hot::saving::{trampoline}, {ops}, inout(\"rax\") f as usize => {out}, {CLOBBERS}{more}); }} {value} }}",
+            "#[cfg(all({DIRECT_CFG}, {cfg}))] #[inline(always)] fn saving_{lead}{r}<T>({ids}, v: &T, f: extern \"C\" fn(u32, u32, u32, &T) -> u64){ret} {{ {let_r}unsafe {{ self::asm!(\"call {{t}}\", t = sym ::probe_runtime::hot::saving::{trampoline}, {ops}, inout(\"rax\") f as usize => {out}, {CLOBBERS}{more}); }} {value} }}",
             r = if result { "r" } else { "" },
             ids = ids.join(", "),
             ops = ops.join(", "),
@@ -715,14 +776,17 @@ const DIRECT_CFG: &str = "all(target_arch = \"x86_64\", any(target_os = \"linux\
 
 /// The module `__lprobe` appended to each crate root of a package whose checks read flags
 /// defined in the crate itself: in a binary crate a check is then one load at a fixed offset
-/// from the instruction pointer (`movzbl F+i(%rip)`), where the sites crate's flags, a
-/// dependency's statics, are reached through a GOT entry (a second load, and a register held
-/// for the address); in a library crate rustc still goes through the GOT. The module hands its
-/// copy to the runtime from a constructor, so it needs `link_section` (the driver lowers a
-/// root's `forbid` to `deny` so the module may allow `unsafe_code`). One line, like all
-/// generated code. `sites`, `fns`: the package's totals.
-pub fn crate_flags_module(sites: u32, fns: u32, access: FlagAccess) -> String {
-    let checks = checks("pub(crate)", "::lprobe_sites", access);
+/// from the instruction pointer (`movzbl F+i(%rip)`), where a dependency's statics are
+/// reached through a GOT entry (a second load, and a register held for the address); in a
+/// library crate rustc still goes through the GOT. The module hands its copy to the runtime
+/// from a constructor, so it needs `link_section` (the driver lowers a root's `forbid` to
+/// `deny` so the module may allow `unsafe_code`). It imports the package's table and cold
+/// calls from their host (`host`: this crate's [`host_module`], or the package library's),
+/// and defines the crate's own `twice!` ([`CRATE_TWICE`]). Generated code names all of it
+/// `crate::__lprobe::…`. One line, like all generated code. `sites`, `fns`: the package's
+/// totals.
+pub fn crate_flags_module(sites: u32, fns: u32, access: FlagAccess, host: &Host) -> String {
+    let checks = checks("pub(crate)", "self", access);
     // Where the checks name the flags in `asm!`, the flags' references to the constructor
     // keep it (`Flags::keep`); elsewhere `#[used]` does. Without `#[used]`, no local symbol
     // of the crate's codegen unit is in `llvm.used`, and LLVM's summary for ThinLTO then lets
@@ -732,17 +796,26 @@ pub fn crate_flags_module(sites: u32, fns: u32, access: FlagAccess) -> String {
         FlagAccess::Direct => format!("#[cfg_attr(not({DIRECT_CFG}), used)]"),
         FlagAccess::Load => "#[used]".to_owned(),
     };
+    // The crate's own items shadow the glob's (`F`, `FNF`, the checks).
+    let import = match host {
+        Host::Own => format!("pub(crate) use crate::{HOST_MODULE}::*;"),
+        Host::Lib(lib) => format!(
+            "#[allow(unused_extern_crates)] extern crate {lib} as __lprobe_host; pub(crate) use self::__lprobe_host::{HOST_MODULE}::*;"
+        ),
+    };
+    let twice = twice_macro(CRATE_TWICE, "crate::__lprobe::cold");
     format!(
-        "#[doc(hidden)] #[allow(unsafe_code, missing_docs, dead_code, unused, non_upper_case_globals, clippy::all)] pub(crate) mod __lprobe {{ \
-use ::lprobe_sites::AtomicU8; \
-pub(crate) static F: ::lprobe_sites::Flags<{sites}> = ::lprobe_sites::Flags {{ f: [const {{ AtomicU8::new(0) }}; {sites}], keep: &INIT }}; \
-pub(crate) static FNF: ::lprobe_sites::Flags<{fns}> = ::lprobe_sites::Flags {{ f: [const {{ AtomicU8::new(0) }}; {fns}], keep: &INIT }}; \
+        "#[doc(hidden)] #[allow({HOST_ALLOWS})] pub(crate) mod __lprobe {{ \
+{import} \
+pub(crate) static F: self::Flags<{sites}> = self::Flags {{ f: [const {{ self::AtomicU8::new(0) }}; {sites}], keep: &INIT }}; \
+pub(crate) static FNF: self::Flags<{fns}> = self::Flags {{ f: [const {{ self::AtomicU8::new(0) }}; {fns}], keep: &INIT }}; \
 {checks} \
+{twice} \
 {used} \
 #[cfg_attr(any(target_os = \"linux\", target_os = \"android\", target_os = \"freebsd\"), unsafe(link_section = \".init_array\"))] \
 #[cfg_attr(any(target_os = \"macos\", target_os = \"ios\"), unsafe(link_section = \"__DATA,__mod_init_func\"))] \
 static INIT: extern \"C\" fn() = init; \
-extern \"C\" fn init() {{ ::lprobe_sites::attach(&F.f, &FNF.f) }} }}"
+extern \"C\" fn init() {{ self::attach(&F.f, &FNF.f) }} }}"
     )
 }
 
@@ -851,12 +924,12 @@ mod tests {
         assert!(!load.contains("asm!") && !load.contains("cfg("));
         assert!(load.contains("pub extern \"C\" fn enter_0<>(i: u32) -> u64 { enter(i, &[]) }"));
         // The constructor is kept by the flags' reference to it where `asm!` reads them.
-        let m = crate_flags_module(3, 2, FlagAccess::Direct);
+        let m = crate_flags_module(3, 2, FlagAccess::Direct, &Host::Own);
         assert!(
             m.contains(&format!("#[cfg_attr(not({DIRECT_CFG}), used)]")) && !m.contains("#[used]")
         );
         assert!(m.contains("keep: &INIT") && m.contains("attach(&F.f, &FNF.f)"));
-        assert!(crate_flags_module(3, 2, FlagAccess::Load).contains("#[used]"));
+        assert!(crate_flags_module(3, 2, FlagAccess::Load, &Host::Own).contains("#[used]"));
     }
 
     #[test]
@@ -873,23 +946,26 @@ mod tests {
             frame: false,
             text: "let total = order.total();".into(),
         }];
-        let src = source(
-            "demo-app",
-            "",
-            &rows,
-            1,
-            &[("src/main.rs".into(), "abc".into())],
-            &[SkippedRow {
-                path: "src/main.rs".into(),
-                first_line: 3,
-                last_line: 5,
-                func: "demo_app::get".into(),
-                why: "const fn".into(),
-            }],
-            FlagAccess::Direct,
-            &[],
-            &EntryCalls::default(),
-        );
+        let files = [("src/main.rs".into(), "abc".into())];
+        let skipped = [SkippedRow {
+            path: "src/main.rs".into(),
+            first_line: 3,
+            last_line: 5,
+            func: "demo_app::get".into(),
+            why: "const fn".into(),
+        }];
+        let calls = EntryCalls::default();
+        let contents = Contents {
+            package: "demo-app",
+            dir: "",
+            rows: &rows,
+            fns: 1,
+            files: &files,
+            skipped: &skipped,
+            access: FlagAccess::Direct,
+            calls: &calls,
+        };
+        let src = source(&contents, &[]);
         // The strings once, in one compressed string; the sites and the functions without
         // sites packed in bytes.
         let plain =
@@ -956,11 +1032,11 @@ mod tests {
 
     #[test]
     fn checks_read_flags_directly_on_x86_64_elf_and_load_them_elsewhere() {
-        let direct = checks("pub", "crate", FlagAccess::Direct);
+        let direct = checks("pub", "self", FlagAccess::Direct);
         // A test compares in memory and jumps; a value is one byte load; both name the
         // flag's symbol, relative to the instruction pointer.
         assert!(direct.contains(
-            "crate::asm!(\"cmp byte ptr [rip + {f} + {i}], 0\", \"jne {l}\", f = sym F, i = const I"
+            "self::asm!(\"cmp byte ptr [rip + {f} + {i}], 0\", \"jne {l}\", f = sym F, i = const I"
         ));
         assert!(direct.contains("movzx {v:e}, byte ptr [rip + {f} + {i}]\", f = sym FNF"));
         for name in ["flag", "on", "fn_flag", "fn_on"] {
@@ -969,10 +1045,10 @@ mod tests {
             assert_eq!(direct.matches(&on).count(), 1, "{name}");
             assert_eq!(direct.matches(&off).count(), 1, "{name}");
         }
-        let load = checks("pub(crate)", "::lprobe_sites", FlagAccess::Load);
+        let load = checks("pub(crate)", "self", FlagAccess::Load);
         assert!(!load.contains("asm!") && !load.contains("cfg("));
         assert!(load.contains(
-            "pub(crate) fn fn_on<const K: usize>() -> bool { FNF[K].load(::lprobe_sites::Relaxed) != 0 }"
+            "pub(crate) fn fn_on<const K: usize>() -> bool { FNF[K].load(self::Relaxed) != 0 }"
         ));
         for src in [&direct, &load] {
             assert!(syn::parse_file(src).is_ok(), "{src}");
