@@ -22,8 +22,10 @@
 //! (else the previous row's), `first_line last_line`, the function's span, the reason (else
 //! the previous row's). The string itself is LZ4-compressed ([`Text::lz4`], [`lz4`]).
 
+use std::marker::PhantomData;
 use std::ops::Deref;
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicPtr, Ordering};
+use std::sync::Once;
 
 use crate::{Site, SiteKind, Skipped, Span, Strs};
 
@@ -45,7 +47,7 @@ pub struct Packed<T: 'static> {
     /// Shared by a table's sites and its functions without sites: expanded once.
     text: &'static Text,
     bytes: &'static [u8],
-    rows: OnceLock<&'static [T]>,
+    rows: Kept<&'static [T]>,
 }
 
 /// A table's string as the build writes it: LZ4-compressed ([`lz4`]), expanded on first
@@ -53,7 +55,52 @@ pub struct Packed<T: 'static> {
 pub struct Text {
     block: &'static [u8],
     len: usize,
-    plain: OnceLock<&'static str>,
+    plain: Kept<&'static str>,
+}
+
+/// A value computed on first use and kept for the life of the program, like a `OnceLock`
+/// that is never dropped: it has no drop glue, nor has a [`crate::Table`] holding it. A
+/// package's table is a static of the instrumented crate, and a static's drop glue is
+/// compiled into that crate (about 150 of rustc's size units: enough to move a small crate's
+/// partition into codegen units, and so the inlining of its own functions).
+pub struct Kept<V: Copy + 'static> {
+    once: Once,
+    /// A leaked box, set once, never freed.
+    value: AtomicPtr<V>,
+    _v: PhantomData<V>,
+}
+
+impl<V: Copy + 'static> Kept<V> {
+    pub const fn new() -> Kept<V> {
+        Kept {
+            once: Once::new(),
+            value: AtomicPtr::new(std::ptr::null_mut()),
+            _v: PhantomData,
+        }
+    }
+
+    /// The value, computed by `init` on the first call (one call computes it; the others
+    /// wait for it). A panic in `init` leaves it unset, for the next call to try again.
+    #[inline]
+    pub fn get_or_init(&self, init: impl FnOnce() -> V) -> V {
+        self.once.call_once_force(|_| {
+            let value = Box::into_raw(Box::new(init()));
+            self.value.store(value, Ordering::Release);
+        });
+        let value = self.value.load(Ordering::Acquire);
+        // SAFETY: `call_once_force` returned normally, so its closure ran to the end, once:
+        // `value` is the box it leaked, which nothing frees.
+        unsafe { *value }
+    }
+
+    /// The value, if it was computed.
+    pub fn get(&self) -> Option<V> {
+        if !self.once.is_completed() {
+            return None;
+        }
+        // SAFETY: as in `get_or_init`: completed, so set once to a box nothing frees.
+        Some(unsafe { *self.value.load(Ordering::Acquire) })
+    }
 }
 
 impl Text {
@@ -62,7 +109,7 @@ impl Text {
         Text {
             block,
             len,
-            plain: OnceLock::new(),
+            plain: Kept::new(),
         }
     }
 
@@ -90,7 +137,7 @@ impl<T: Unpack> Rows<T> {
         Rows::Packed(Packed {
             text,
             bytes,
-            rows: OnceLock::new(),
+            rows: Kept::new(),
         })
     }
 
@@ -384,6 +431,36 @@ impl Reader<'_> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_kept_value_is_computed_once_retried_after_a_panic_and_leaves_tables_without_drop_glue() {
+        use super::Kept;
+        use std::sync::atomic::AtomicUsize;
+        static CALLS: AtomicUsize = AtomicUsize::new(0);
+        static K: Kept<&'static str> = Kept::new();
+        assert_eq!(K.get(), None);
+        // A panicking first computation leaves it unset.
+        let r = std::panic::catch_unwind(|| K.get_or_init(|| panic!("first try")));
+        assert!(r.is_err() && K.get().is_none());
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                std::thread::spawn(|| {
+                    K.get_or_init(|| {
+                        CALLS.fetch_add(1, Ordering::SeqCst);
+                        "kept"
+                    })
+                })
+            })
+            .collect();
+        for t in threads {
+            assert_eq!(t.join().expect("no panic"), "kept");
+        }
+        assert_eq!(CALLS.load(Ordering::SeqCst), 1);
+        assert_eq!(K.get(), Some("kept"));
+        // What `Kept` is for: a package's table, a static of the instrumented crate, has no
+        // drop glue to compile there.
+        assert!(!std::mem::needs_drop::<crate::Table>());
+    }
+
     use super::*;
 
     fn row(path: u32, line: u32, func: u32, kind: SiteKind, slot: u32) -> Row {

@@ -344,7 +344,7 @@ pub fn source(deps: &[BridgeDep]) -> String {
         // ELF runs numbered `.init_array` entries first, in order, then the others.
         s.push_str(
             r#"#[used]
-#[cfg_attr(any(target_os = "linux", target_os = "android", target_os = "freebsd"), link_section = ".init_array.00200")]
+#[cfg_attr(any(target_os = "linux", target_os = "android", target_os = "freebsd"), unsafe(link_section = ".init_array.00200"))]
 static BRIDGES: extern "C" fn() = bridges_init;
 
 extern "C" fn bridges_init() {
@@ -396,7 +396,7 @@ fn bridge_tracing(r: &::probe_runtime::BridgeRecord<'_>) -> bool {{
 fn log_fn(kv: bool) -> String {
     let (text, kvs) = if kv {
         (
-            "let text = if r.msg.is_empty() { r.kind } else { r.msg };\n    let kvs: ::std::vec::Vec<(&str, &str)> = r.pairs().filter(|(k, _)| *k != \"msg\").collect();",
+            "let text = if r.msg.is_empty() { r.kind } else { r.msg };\n    let kvs: ::probe_runtime::__std::vec::Vec<(&str, &str)> = r.pairs().filter(|(k, _)| *k != \"msg\").collect();",
             ".key_values(&kvs.as_slice())",
         )
     } else {

@@ -911,7 +911,9 @@ fn host_of(f: &FileWork, lib: Option<&(usize, String)>) -> rewrite::Host {
 fn rewrite_files(found: &mut Found) {
     let mut crate_flags = crate_flags_ok(&found.files, &found.unparsed_root);
     // Output bridges need the `tracing`/`log` the build resolves to as a dependency of the
-    // crate holding them: such a package keeps its sites crate.
+    // crate holding them, under a name of their own; cargo refuses a package depending on
+    // one package under two names (a package using `tracing` itself): such a package keeps
+    // its sites crate.
     for (pi, ok) in crate_flags.iter_mut().enumerate() {
         *ok &= found.bridges.get(pi).is_none_or(Vec::is_empty);
     }

@@ -88,12 +88,6 @@ fn armed_entry(table: &'static Table, id: u32, vals: &[Val<'_>]) -> u64 {
     probe_runtime::hit_entry(table, id, vals)
 }
 
-/// See `probe_runtime::enter`.
-#[inline(never)]
-pub fn enter(table: &'static Table, id: u32, vals: &[Val<'_>]) -> u64 {
-    probe_runtime::enter(table, id, vals)
-}
-
 /// The end of a timed call, compiled here (see `probe_runtime::Ends`).
 pub struct End;
 
@@ -117,9 +111,98 @@ pub type Guard = probe_runtime::Guard<End>;
 /// See `probe_runtime::Timer`.
 pub type Timer = probe_runtime::Timer<End>;
 
-/// See `probe_runtime::enter_first`.
+// The cold entry points of generated code (`sites_crate::COLD_CALLS` in cargo-lprobe: the
+// package's `hit`, `enter`… pass it its table): out of line, and `extern "C"`, since they
+// never unwind (the runtime catches every panic) and a caller then keeps no unwinding path.
+
+#[cold]
 #[inline(never)]
-pub fn enter_first(table: &'static Table, id: u32, line: u32, vals: &[Val<'_>]) -> u64 {
+#[allow(improper_ctypes_definitions)]
+pub extern "C" fn cold_hit(table: &'static Table, id: u32, vals: &[Val<'_>]) {
+    hit(table, id, vals)
+}
+
+#[cold]
+#[inline(never)]
+#[allow(improper_ctypes_definitions)]
+pub extern "C" fn cold_hit_ref(table: &'static Table, id: u32, vals: &[RefVal<'_>]) {
+    hit_ref(table, id, vals)
+}
+
+/// Whether site `id` is armed (for the calls that read a site's flag themselves).
+#[inline(always)]
+fn site_armed(table: &'static Table, id: u32) -> bool {
+    table
+        .flags
+        .get(id as usize)
+        .is_some_and(|f| f.load(std::sync::atomic::Ordering::Relaxed) != 0)
+}
+
+#[cold]
+#[inline(never)]
+#[allow(improper_ctypes_definitions)]
+pub extern "C" fn cold_hit_if(table: &'static Table, id: u32, vals: &[Val<'_>]) {
+    if site_armed(table, id) {
+        hit(table, id, vals)
+    }
+}
+
+#[cold]
+#[inline(never)]
+#[allow(improper_ctypes_definitions)]
+pub extern "C" fn cold_hit_entry(table: &'static Table, id: u32, vals: &[Val<'_>]) -> u64 {
+    hit_entry(table, id, vals)
+}
+
+#[cold]
+#[inline(never)]
+#[allow(improper_ctypes_definitions)]
+pub extern "C" fn cold_hit_first(
+    table: &'static Table,
+    entry: u32,
+    line: u32,
+    entry_on: bool,
+    vals: &[Val<'_>],
+) -> u64 {
+    let t = if entry_on {
+        hit_entry(table, entry, vals)
+    } else {
+        0
+    };
+    if site_armed(table, line) {
+        hit(table, line, vals)
+    }
+    t
+}
+
+#[cold]
+#[inline(never)]
+#[allow(improper_ctypes_definitions)]
+pub extern "C" fn cold_hit_pair(table: &'static Table, entry: u32, line: u32, vals: &[Val<'_>]) {
+    if site_armed(table, entry) {
+        hit(table, entry, vals)
+    }
+    if site_armed(table, line) {
+        hit(table, line, vals)
+    }
+}
+
+#[cold]
+#[inline(never)]
+#[allow(improper_ctypes_definitions)]
+pub extern "C" fn cold_enter(table: &'static Table, id: u32, vals: &[Val<'_>]) -> u64 {
+    probe_runtime::enter(table, id, vals)
+}
+
+#[cold]
+#[inline(never)]
+#[allow(improper_ctypes_definitions)]
+pub extern "C" fn cold_enter_first(
+    table: &'static Table,
+    id: u32,
+    line: u32,
+    vals: &[Val<'_>],
+) -> u64 {
     probe_runtime::enter_first(table, id, line, vals)
 }
 "#;

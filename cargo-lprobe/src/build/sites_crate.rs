@@ -168,14 +168,16 @@ pub fn manifest(package: &str, hot_dir: &str, bridges: &[BridgeDep]) -> String {
 /// of a crate of the package in any edition (`host_module`): the runtime as `::probe_runtime`
 /// (a dependency of that name either way; an edition 2015 root gets an `extern crate`), std
 /// through it (a `no_std` crate has no `::std`), the crate's own items through `self`.
-const COLD_CALLS: &str = r#"/// An armed site was passed: hand its captures to the runtime. `extern "C"`: it never
-/// unwinds (the runtime catches every panic), and saying so lets the caller keep no
-/// unwinding path for it, which keeps small instrumented functions inlinable.
-#[cold]
-#[inline(never)]
-#[allow(improper_ctypes_definitions)]
-pub extern "C" fn hit(i: u32, v: &[Val<'_>]) {
-    ::probe_runtime::hit(&T, i, v)
+const COLD_CALLS: &str = r#"/// An armed site was passed: hand its captures to the runtime, through the hot path's cold,
+/// out-of-line entry point (`extern "C"`: it never unwinds, as the runtime catches every
+/// panic, and saying so lets the caller keep no unwinding path for it, which keeps small
+/// instrumented functions inlinable). The entry points take the table, so they are compiled
+/// once, in the hot-path crate, not in every package: a crate that holds its table adds only
+/// these one-call wrappers to its own code, which keeps the crate's partition into codegen
+/// units (and so its inlining) as it was.
+#[inline(always)]
+pub fn hit(i: u32, v: &[Val<'_>]) {
+    ::probe_runtime::cold_hit(&T, i, v)
 }
 
 /// One capture checked on its own (`rewrite::CaptureList::Checked`): rustc reports an unmet
@@ -194,88 +196,52 @@ pub fn cap_ref<'a, V: ::probe_runtime::CapRef + 'a>(v: &'a V) -> RefVal<'a> {
 
 /// `hit` for a line site of the instrumented copy of a body written twice, whose captures are
 /// plain references (`probe_runtime::CapRef`).
-#[cold]
-#[inline(never)]
-#[allow(improper_ctypes_definitions)]
-pub extern "C" fn hit_ref(i: u32, v: &[RefVal<'_>]) {
-    ::probe_runtime::hit_ref(&T, i, v)
-}
-
-/// Whether site `i` is armed, for the out-of-line calls below (the dormant checks are
-/// `on::<I>()`, with the id a constant).
 #[inline(always)]
-fn armed(i: u32) -> bool {
-    F[i as usize].load(Relaxed) != 0
+pub fn hit_ref(i: u32, v: &[RefVal<'_>]) {
+    ::probe_runtime::cold_hit_ref(&T, i, v)
 }
 
 /// An untimed entry site of a function with an armed site: hands its captures to the runtime
-/// if the entry itself is armed. Its own flag is read here, out of line: the caller's check is
-/// one load and branch, which keeps small functions small enough to inline.
-#[cold]
-#[inline(never)]
-#[allow(improper_ctypes_definitions)]
-pub extern "C" fn hit_if(i: u32, v: &[Val<'_>]) {
-    if armed(i) {
-        ::probe_runtime::hit(&T, i, v)
-    }
+/// if the entry itself is armed. Its own flag is read there, out of line: the caller's check
+/// is one load and branch, which keeps small functions small enough to inline.
+#[inline(always)]
+pub fn hit_if(i: u32, v: &[Val<'_>]) {
+    ::probe_runtime::cold_hit_if(&T, i, v)
 }
 
-/// An armed entry site was passed (never unwinds, like `hit`).
-#[cold]
-#[inline(never)]
-#[allow(improper_ctypes_definitions)]
-pub extern "C" fn hit_entry(i: u32, v: &[Val<'_>]) -> u64 {
-    ::probe_runtime::hit_entry(&T, i, v)
+/// An armed entry site was passed.
+#[inline(always)]
+pub fn hit_entry(i: u32, v: &[Val<'_>]) -> u64 {
+    ::probe_runtime::cold_hit_entry(&T, i, v)
 }
 
 /// An armed function whose entry site and first statement's site are checked together (the
 /// rewrite merges them when they capture the same names): the entry's probes, then the line's.
-#[cold]
-#[inline(never)]
-#[allow(improper_ctypes_definitions)]
-pub extern "C" fn hit_first(e: u32, l: u32, entry_on: bool, v: &[Val<'_>]) -> u64 {
-    let t = if entry_on {
-        ::probe_runtime::hit_entry(&T, e, v)
-    } else {
-        0
-    };
-    if armed(l) {
-        ::probe_runtime::hit(&T, l, v)
-    }
-    t
+#[inline(always)]
+pub fn hit_first(e: u32, l: u32, entry_on: bool, v: &[Val<'_>]) -> u64 {
+    ::probe_runtime::cold_hit_first(&T, e, l, entry_on, v)
 }
 
 /// An armed function without an entry guard (`#[inline]`) whose entry site and first
 /// statement's site are checked together: the entry's probes, then the line's.
-#[cold]
-#[inline(never)]
-#[allow(improper_ctypes_definitions)]
-pub extern "C" fn hit_pair(e: u32, l: u32, v: &[Val<'_>]) {
-    if armed(e) {
-        ::probe_runtime::hit(&T, e, v)
-    }
-    if armed(l) {
-        ::probe_runtime::hit(&T, l, v)
-    }
+#[inline(always)]
+pub fn hit_pair(e: u32, l: u32, v: &[Val<'_>]) {
+    ::probe_runtime::cold_hit_pair(&T, e, l, v)
 }
 
 /// The entry site of a function with an armed site (the caller checked the function's flag):
 /// runs the entry's probes if it is armed; non-zero (the start time) when a `--duration` probe
 /// times this call, and the caller then calls the function again through `again` (see
 /// `probe_runtime::enter`).
-#[cold]
-#[inline(never)]
-#[allow(improper_ctypes_definitions)]
-pub extern "C" fn enter(i: u32, v: &[Val<'_>]) -> u64 {
-    ::probe_runtime::enter(&T, i, v)
+#[inline(always)]
+pub fn enter(i: u32, v: &[Val<'_>]) -> u64 {
+    ::probe_runtime::cold_enter(&T, i, v)
 }
 
 /// `enter` for an entry checked together with its first statement's site `l`.
-#[cold]
-#[inline(never)]
-#[allow(improper_ctypes_definitions)]
-pub extern "C" fn enter_first(e: u32, l: u32, v: &[Val<'_>]) -> u64 {
-    ::probe_runtime::enter_first(&T, e, l, v)
+#[inline(always)]
+pub fn enter_first(e: u32, l: u32, v: &[Val<'_>]) -> u64 {
+    ::probe_runtime::cold_enter_first(&T, e, l, v)
 }
 
 /// The timed call: calls `f` (the function calling itself again, as a closure) and records
