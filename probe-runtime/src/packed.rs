@@ -70,6 +70,12 @@ pub struct Kept<V: Copy + 'static> {
     _v: PhantomData<V>,
 }
 
+impl<V: Copy + 'static> Default for Kept<V> {
+    fn default() -> Kept<V> {
+        Kept::new()
+    }
+}
+
 impl<V: Copy + 'static> Kept<V> {
     pub const fn new() -> Kept<V> {
         Kept {
