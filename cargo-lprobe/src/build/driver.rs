@@ -27,6 +27,7 @@ use crate::build::cargo::{Invocation, Report, Sub};
 use crate::build::copy_tree::{mirror, write_if_changed};
 use crate::build::progress;
 use crate::build::repair::{self, Action, Cache, FileError};
+use crate::build::resolve::Resolve;
 use crate::build::rewrite::{self, Exclusions, Rewritten};
 use crate::build::sites_crate::{self, SiteRow, SkippedRow};
 use crate::build::skip::{self, SkipList};
@@ -292,9 +293,19 @@ pub fn run(inv: &Invocation) -> Result<i32> {
     }
     // A full run that stops half-way must not leave a stamp for the copy it changed.
     let fresh = fresh.unsealed(&setup);
+    // The output bridges need the resolved graph too (most workspaces can have none: no
+    // member's dependencies lead to either facade in the lock): it resolves beside the parse.
+    if setup.resolve.is_none() && crate::build::bridge::may_have_bridges(&setup.ws) {
+        setup.resolve = Some(Resolve::start(
+            inv.manifest_path.as_deref(),
+            &setup.cwd,
+            &inv.cargo_args,
+        ));
+    }
     let t_metadata = t0.elapsed();
     progress::stage("Rewriting", "the workspace's sources");
     let mut found = find_sites(inv, &setup)?;
+    find_bridges(&mut setup, &mut found);
     found.t_metadata = t_metadata;
     let built = match build_until_it_compiles(inv, &setup, &mut found)? {
         Built::Compiled(b) => b,
@@ -319,22 +330,24 @@ struct Setup {
     lock: std::fs::File,
     /// Per instrumented package (members but proc-macro crates), in order.
     skips: Vec<SkipList>,
-    /// `--locked`'s check, still running (`confirm_locked`).
-    locked: Option<std::process::Child>,
+    /// The user's resolved dependency graph, when `--locked` asks for a check or the output
+    /// bridges may need it (`confirm_locked`, `bridge::find`): resolved beside the parse.
+    resolve: Option<Resolve>,
+    /// `--locked`/`--frozen`: the lock's check is still to be confirmed.
+    locked: bool,
 }
 
 impl Setup {
     fn load(inv: &Invocation) -> Result<Setup> {
         let cwd = std::env::current_dir().context("reading the current directory")?;
         let manifest = inv.manifest_path.as_ref().map(|p| cwd.join(p));
-        // `--locked`'s check resolves the dependency graph (the slower of the two `cargo
-        // metadata` runs, and slower still in a fresh target directory, where it probes the
-        // compiler): it runs beside the rewrite and the build, and its answer is awaited
-        // before anything is run or said to be built (`Setup::confirm_locked`).
-        let locked = match inv.locked {
-            true => Some(check_locked(manifest.as_deref(), &cwd, inv)?),
-            false => None,
-        };
+        // Resolving the dependency graph is the slower of the two `cargo metadata` runs (and
+        // slower still in a fresh target directory, where it probes the compiler): it runs
+        // beside the rewrite and the build, and `--locked`'s answer is awaited before
+        // anything is run or said to be built (`Setup::confirm_locked`).
+        let resolve = inv
+            .locked
+            .then(|| Resolve::start(inv.manifest_path.as_deref(), &cwd, &inv.cargo_args));
         let mut ws = workspace::load(manifest.as_deref())?;
         if let Some(dir) = &inv.target_dir {
             // `../t` from a member's directory: cargo names the files it reports (and the
@@ -360,27 +373,33 @@ impl Setup {
             copy,
             lock,
             skips,
-            locked,
+            resolve,
+            locked: inv.locked,
         })
     }
 
     /// Waits for `--locked`'s check: an error (with cargo's own message) when the user's
     /// Cargo.lock is not current.
     fn confirm_locked(&mut self) -> Result<()> {
-        let Some(check) = self.locked.take() else {
+        let Some(resolve) = self.resolve.as_mut().filter(|_| self.locked) else {
             return Ok(());
         };
-        let out = check
-            .wait_with_output()
-            .context("waiting for 'cargo metadata --locked'")?;
-        if !out.status.success() {
-            eprint!("{}", String::from_utf8_lossy(&out.stderr));
+        let Err(message) = resolve.succeeded() else {
+            return Ok(());
+        };
+        // Asked once: the build's failure and the hand-over both confirm.
+        self.locked = false;
+        eprint!("{message}");
+        if message.contains("--locked") {
             bail!(
                 "Cargo.lock of {} needs an update but --locked was given (see cargo's message above)",
                 self.ws.root.display()
             );
         }
-        Ok(())
+        bail!(
+            "resolving the dependencies of {} failed (see cargo's message above)",
+            self.ws.root.display()
+        )
     }
 
     /// The packages lprobe instruments.
@@ -612,13 +631,22 @@ fn find_sites(inv: &Invocation, setup: &Setup) -> Result<Found> {
             p.text, p.origin
         )
     }));
-    let bridges = crate::build::bridge::find(&setup.ws, inv, &packages, &setup.cwd, &setup.copy);
+    Ok(found)
+}
+
+/// The output bridges of each instrumented package (`found.bridges`), once the resolved
+/// graph is in (it was resolved beside the parse); then every warning of the two is told.
+fn find_bridges(setup: &mut Setup, found: &mut Found) {
+    let Setup {
+        ws, resolve, copy, ..
+    } = setup;
+    let packages: Vec<&Package> = ws.members.iter().filter(|p| !p.is_proc_macro).collect();
+    let bridges = crate::build::bridge::find(ws, resolve.as_mut(), &packages, copy);
     found.bridges = bridges.per_package;
     found.warnings.extend(bridges.warnings);
     for w in &found.warnings {
         progress::message(w);
     }
-    Ok(found)
 }
 
 /// The files of package `pi` (`pkg`), appended to `found.files`.
@@ -1218,28 +1246,6 @@ fn hand_over(
             Ok(status.code().unwrap_or(101))
         }
     }
-}
-
-/// `--locked`/`--frozen`: starts the check of whether the user's Cargo.lock is current
-/// (cargo's message about why not is kept for `Setup::confirm_locked`).
-fn check_locked(
-    manifest: Option<&Path>,
-    cwd: &Path,
-    inv: &Invocation,
-) -> Result<std::process::Child> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.args(["metadata", "--format-version", "1", "--locked"])
-        .current_dir(cwd)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    if let Some(m) = manifest {
-        cmd.arg("--manifest-path").arg(m);
-    }
-    if inv.cargo_args.iter().any(|a| a == "--offline") {
-        cmd.arg("--offline");
-    }
-    cmd.spawn().context("running 'cargo metadata --locked'")
 }
 
 /// Writes the repair outcome of every file (keyed by its content and line selection).

@@ -14,6 +14,7 @@ pub mod manifest;
 pub mod progress;
 pub mod recall;
 pub mod repair;
+pub mod resolve;
 pub mod rewrite;
 pub mod runtime_cache;
 pub mod runtime_src;

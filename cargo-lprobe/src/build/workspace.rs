@@ -31,6 +31,9 @@ pub struct Package {
     pub skip_accessors: bool,
     /// `skip` and `skip-from` under `[package.metadata.lprobe]` (see [`Skips`]).
     pub skips: Skips,
+    /// The package names of its normal dependencies, on any platform, optional ones too
+    /// (what its build may link; `bridge::may_have_bridges`).
+    pub normal_deps: Vec<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -212,6 +215,12 @@ pub fn load(manifest_path: Option<&Path>) -> Result<Workspace> {
                 is_proc_macro,
                 lines: metadata_lines(&p.metadata),
                 skip_accessors: metadata_skip_accessors(&p.metadata),
+                normal_deps: p
+                    .dependencies
+                    .iter()
+                    .filter(|d| d.kind == cargo_metadata::DependencyKind::Normal)
+                    .map(|d| d.name.clone())
+                    .collect(),
             })
         })
         .collect::<Result<_>>()?;
@@ -548,6 +557,7 @@ mod tests {
             lines: None,
             skip_accessors: false,
             skips: Skips::default(),
+            normal_deps: Vec::new(),
         };
         let mut mods: Vec<String> = module_files(&pkg)
             .into_iter()
