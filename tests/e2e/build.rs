@@ -424,7 +424,15 @@ fn the_runtime_is_compiled_once_and_reused_by_a_fresh_target_dir() {
     // Both from the cache: the runtime, and its hot path compiled against those same bytes.
     let log = std::fs::read_to_string(dir.path().join("t2/lprobe/runtime-cache.log"))
         .expect("the wrapper's log");
-    assert_eq!(log, "hit\nhit\n", "{second}");
+    assert_eq!(
+        log, "hit probe_runtime\nhit probe_runtime_hot\n",
+        "{second}"
+    );
+    assert!(
+        second
+            .contains("lprobe: runtime: taken from the cache (probe_runtime, probe_runtime_hot)\n"),
+        "{second}"
+    );
     let r = start(
         &dir.path().join("t2/lprobe/release/demo-app"),
         &[("DEMO_INTERVAL_MS", "10")],

@@ -1201,10 +1201,8 @@ fn report(
         eprintln!("{phases}");
         // What the compiler wrapper did with the runtime in this build.
         let log = std::fs::read_to_string(lp.join("runtime-cache.log")).unwrap_or_default();
-        match log.lines().last() {
-            Some("hit") => eprintln!("lprobe: runtime: taken from the cache"),
-            Some("miss") => eprintln!("lprobe: runtime: compiled, and cached for later builds"),
-            _ => {}
+        if let Some(said) = runtime_outcome(&log) {
+            eprintln!("lprobe: runtime: {said}");
         }
     }
     if inv.report == Report::Json {
@@ -1245,6 +1243,28 @@ fn hand_over(
             let status = cmd.status().context("running cargo")?;
             Ok(status.code().unwrap_or(101))
         }
+    }
+}
+
+/// What the compiler wrapper's log (`hit NAME` / `miss NAME` lines, one per runtime crate
+/// compiled or replayed in this build) says, for `-v`; `None` when cargo compiled none.
+fn runtime_outcome(log: &str) -> Option<String> {
+    let of = |what: &str| -> Vec<&str> {
+        log.lines()
+            .filter_map(|l| l.strip_prefix(what)?.strip_prefix(' '))
+            .collect()
+    };
+    let (hits, misses) = (of("hit"), of("miss"));
+    let taken = format!("taken from the cache ({})", hits.join(", "));
+    let compiled = format!(
+        "compiled, and cached for later builds ({})",
+        misses.join(", ")
+    );
+    match (hits.is_empty(), misses.is_empty()) {
+        (true, true) => None,
+        (false, true) => Some(taken),
+        (true, false) => Some(compiled),
+        (false, false) => Some(format!("{taken}; {compiled}")),
     }
 }
 
@@ -2597,6 +2617,25 @@ fn print_summary(reports: &[PkgReport], notes: &[String], verbose: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_wrapper_log_is_summed_up_per_runtime_crate() {
+        assert_eq!(runtime_outcome(""), None);
+        assert_eq!(
+            runtime_outcome("hit probe_runtime\nhit probe_runtime_hot\n").as_deref(),
+            Some("taken from the cache (probe_runtime, probe_runtime_hot)")
+        );
+        // The hot path recompiled against a runtime taken from the cache (its key names the
+        // runtime's bytes): both said, not just the last.
+        assert_eq!(
+            runtime_outcome("hit probe_runtime\nmiss probe_runtime_hot\n").as_deref(),
+            Some("taken from the cache (probe_runtime); compiled, and cached for later builds (probe_runtime_hot)")
+        );
+        assert_eq!(
+            runtime_outcome("miss probe_runtime\n").as_deref(),
+            Some("compiled, and cached for later builds (probe_runtime)")
+        );
+    }
 
     #[test]
     fn error_paths_through_parent_directories_name_the_rewritten_file() {

@@ -305,7 +305,7 @@ fn cached(rustc: &str, args: &[String], call: &Call, dir: &Path) -> i32 {
     };
     let entry = dir.join(format!("runtime-{key}"));
     if let Some(code) = replay(&entry, call) {
-        note("hit");
+        note("hit", &call.name);
         return code;
     }
     // Miss: compile, passing on what the compiler says, and keep the outputs.
@@ -325,19 +325,20 @@ fn cached(rustc: &str, args: &[String], call: &Call, dir: &Path) -> i32 {
     let code = out.status.code().unwrap_or(101);
     if code == 0 {
         store(dir, &entry, call, &out.stderr);
-        note("miss");
+        note("miss", &call.name);
     }
     code
 }
 
-fn note(what: &str) {
+/// One line of the wrapper's log: `hit NAME` or `miss NAME` (`driver` sums them up for `-v`).
+fn note(what: &str, krate: &str) {
     if let Some(log) = std::env::var_os(LOG_ENV) {
         if let Ok(mut f) = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(log)
         {
-            let _ = writeln!(f, "{what}");
+            let _ = writeln!(f, "{what} {krate}");
         }
     }
 }
