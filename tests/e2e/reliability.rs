@@ -17,8 +17,41 @@ fn demo(env: &[(&str, &str)]) -> Running {
 }
 
 /// Descriptors the process has open.
-fn fds(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+/// What each of the process's open descriptors is (`readlink` of `/proc/PID/fd/N`).
+fn fds(pid: u32) -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .map(|t| t.display().to_string())
+        .collect()
+}
+
+/// Waits (10 s at most) until the process holds no more descriptors than `base`; a timeout
+/// names the ones beyond it, so a leak says what leaked (a socket, a file, a pipe).
+fn wait_for_descriptors(pid: u32, base: &[String], what: &str) {
+    let limit = Duration::from_secs(10);
+    let start = std::time::Instant::now();
+    loop {
+        let now = fds(pid);
+        if now.len() <= base.len() {
+            return;
+        }
+        if start.elapsed() > limit {
+            let mut beyond = now.clone();
+            for b in base {
+                if let Some(i) = beyond.iter().position(|t| t == b) {
+                    beyond.swap_remove(i);
+                }
+            }
+            panic!(
+                "timed out after {limit:?} waiting for {what}: {} descriptors open, {} at the baseline; not in it: {beyond:?}",
+                now.len(),
+                base.len()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Opens a `watch` through the raw socket and returns the stream and its first line.
@@ -69,10 +102,10 @@ fn watch_clients_that_leave_give_their_descriptors_back() {
         assert_eq!(first["ok"], true, "{first}");
         drop(s);
     }
-    wait_for(
-        Duration::from_secs(10),
+    wait_for_descriptors(
+        pid,
+        &base,
         "the program's descriptors to return to their baseline",
-        || (fds(pid) <= base).then_some(()),
     );
 
     // Streaming clients are capped, with a clear error; leaving frees the places.
@@ -100,11 +133,7 @@ fn watch_clients_that_leave_give_their_descriptors_back() {
         stderr(&tail)
     );
     open.clear();
-    wait_for(
-        Duration::from_secs(10),
-        "the places and descriptors to be given back",
-        || (fds(pid) <= base).then_some(()),
-    );
+    wait_for_descriptors(pid, &base, "the places and descriptors to be given back");
     let (_s, first) = watch(&r, "src/main.rs:57 --if 'n == 0'");
     assert_eq!(first["ok"], true, "{first}");
     // The watch of a snapshot that fires still gets its record.
