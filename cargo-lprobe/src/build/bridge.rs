@@ -138,9 +138,9 @@ fn facade_reachable(ws: &Workspace, edges: &HashMap<String, Vec<String>>) -> boo
 }
 
 /// Finds the bridges of `packages` (members of `ws`) in the user's resolved graph (`resolve`,
-/// started for the build's feature flags where cargo lprobe runs, when the lock names a
-/// facade); `copy` is the workspace's copy, where path dependencies inside the workspace are
-/// built from.
+/// for the build's feature flags where cargo lprobe runs; `None` when [`may_have_bridges`]
+/// says there can be none); `copy` is the workspace's copy, where path dependencies inside
+/// the workspace are built from.
 pub fn find(
     ws: &Workspace,
     resolve: Option<&mut Resolve>,
@@ -151,8 +151,8 @@ pub fn find(
         per_package: vec![Vec::new(); packages.len()],
         warnings: Vec::new(),
     };
-    // Most workspaces build neither: then no dependency graph is needed.
-    let Some(resolve) = resolve.filter(|_| may_have_bridges(ws)) else {
+    // Most workspaces build neither: then no dependency graph is resolved for them.
+    let Some(resolve) = resolve else {
         return out;
     };
     let meta = match resolve.metadata() {

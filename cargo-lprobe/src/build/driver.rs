@@ -230,12 +230,11 @@ fn lower_forbids(text: &str, file: &syn::File) -> String {
     out
 }
 
-/// Whether `err` points into the crate flags module of `f` (a crate root).
+/// Whether `err` points into the generated modules of `f` (a crate root).
 fn in_crate_module(f: &FileWork, err: &FileError) -> bool {
     f.rewritten
         .as_ref()
-        .and_then(|r| r.crate_module.as_ref())
-        .is_some_and(|r| r.start <= err.byte)
+        .is_some_and(|r| r.in_crate_module(err.byte))
 }
 
 /// Offset just after a file's inner attributes (where an `extern crate` may go).
@@ -295,7 +294,8 @@ pub fn run(inv: &Invocation) -> Result<i32> {
     let fresh = fresh.unsealed(&setup);
     // The output bridges need the resolved graph too (most workspaces can have none: no
     // member's dependencies lead to either facade in the lock): it resolves beside the parse.
-    if setup.resolve.is_none() && crate::build::bridge::may_have_bridges(&setup.ws) {
+    let bridges_possible = crate::build::bridge::may_have_bridges(&setup.ws);
+    if setup.resolve.is_none() && bridges_possible {
         setup.resolve = Some(Resolve::start(
             inv.manifest_path.as_deref(),
             &setup.cwd,
@@ -305,7 +305,7 @@ pub fn run(inv: &Invocation) -> Result<i32> {
     let t_metadata = t0.elapsed();
     progress::stage("Rewriting", "the workspace's sources");
     let mut found = find_sites(inv, &setup)?;
-    find_bridges(&mut setup, &mut found);
+    find_bridges(&mut setup, &mut found, bridges_possible);
     found.t_metadata = t_metadata;
     let built = match build_until_it_compiles(inv, &setup, &mut found)? {
         Built::Compiled(b) => b,
@@ -635,13 +635,15 @@ fn find_sites(inv: &Invocation, setup: &Setup) -> Result<Found> {
 }
 
 /// The output bridges of each instrumented package (`found.bridges`), once the resolved
-/// graph is in (it was resolved beside the parse); then every warning of the two is told.
-fn find_bridges(setup: &mut Setup, found: &mut Found) {
+/// graph is in (it was resolved beside the parse) if the build may have any (`possible`:
+/// `bridge::may_have_bridges`); then every warning of the two is told.
+fn find_bridges(setup: &mut Setup, found: &mut Found, possible: bool) {
     let Setup {
         ws, resolve, copy, ..
     } = setup;
     let packages: Vec<&Package> = ws.members.iter().filter(|p| !p.is_proc_macro).collect();
-    let bridges = crate::build::bridge::find(ws, resolve.as_mut(), &packages, copy);
+    let resolve = resolve.as_mut().filter(|_| possible);
+    let bridges = crate::build::bridge::find(ws, resolve, &packages, copy);
     found.bridges = bridges.per_package;
     found.warnings.extend(bridges.warnings);
     for w in &found.warnings {
@@ -918,12 +920,10 @@ fn build_until_it_compiles(inv: &Invocation, setup: &Setup, found: &mut Found) -
 /// A package's Rust library (target index, crate name): a `lib`, `rlib` or `dylib` its
 /// binaries, tests, examples and benches link (not a `cdylib` or `staticlib` alone).
 fn rust_lib(pkg: &Package) -> Option<(usize, String)> {
-    pkg.targets.iter().enumerate().find_map(|(i, t)| {
-        t.kinds
-            .iter()
-            .any(|k| matches!(k.as_str(), "lib" | "rlib" | "dylib"))
-            .then(|| (i, t.name.replace('-', "_")))
-    })
+    pkg.targets
+        .iter()
+        .enumerate()
+        .find_map(|(i, t)| t.is_rust_lib().then(|| (i, t.crate_name())))
 }
 
 /// Which crate holds the table for the crate whose root is `f` (`rewrite::Host`): the

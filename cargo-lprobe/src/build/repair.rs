@@ -188,13 +188,7 @@ pub fn judge(
         return Action::None;
     }
     // (Several errors of one round may point there: each gets the same answer.)
-    // (From its start to the end of the file: a root holding its package's table has that
-    // module after it, `sites_crate::host_module`.)
-    if rw
-        .crate_module
-        .as_ref()
-        .is_some_and(|r| r.start <= err.byte)
-    {
+    if rw.in_crate_module(err.byte) {
         ex.no_crate_flags = true;
         return Action::NoCrateFlags;
     }
@@ -357,10 +351,7 @@ fn demote(
 /// (`cap`, `cap_ref`) and the capture inside; a plain capture as it is.
 fn checked_capture(t: &str) -> (Option<&str>, &str) {
     for f in ["cap_ref", "cap"] {
-        for home in [
-            format!("::{}", crate::build::rewrite::SITES_CRATE),
-            "crate::__lprobe".to_owned(),
-        ] {
+        for home in crate::build::rewrite::CALL_HOMES {
             let call = format!("{home}::{f}(");
             if let Some(inner) = t.strip_prefix(&call).and_then(|r| r.strip_suffix(')')) {
                 return (Some(f), inner);

@@ -18,18 +18,10 @@ use crate::build::bridge::feature_args;
 
 /// A `cargo metadata --locked` run: still running, or its answer.
 pub struct Resolve {
-    state: State,
-}
-
-enum State {
-    Running(JoinHandle<std::io::Result<Output>>),
-    Done(Answer),
-}
-
-/// What cargo answered: its output, or why it could not be run.
-enum Answer {
-    Ran(Output),
-    NotRun(String),
+    /// The thread running cargo, until its answer is taken.
+    running: Option<JoinHandle<std::io::Result<Output>>>,
+    /// Cargo's output, or why it did not run.
+    answer: Option<Result<Output, String>>,
 }
 
 impl Resolve {
@@ -52,53 +44,48 @@ impl Resolve {
         }
         cmd.other_options(other);
         let mut cmd = cmd.cargo_command();
-        let state = match std::thread::Builder::new()
+        match std::thread::Builder::new()
             .name("lprobe-resolve".into())
             .spawn(move || cmd.output())
         {
-            Ok(handle) => State::Running(handle),
-            Err(e) => State::Done(Answer::NotRun(format!("starting a thread: {e}"))),
-        };
-        Resolve { state }
+            Ok(thread) => Resolve {
+                running: Some(thread),
+                answer: None,
+            },
+            Err(e) => Resolve {
+                running: None,
+                answer: Some(Err(format!("starting a thread: {e}"))),
+            },
+        }
     }
 
-    /// Waits for cargo (once).
-    fn answer(&mut self) -> &Answer {
-        if let State::Running(_) = self.state {
-            let State::Running(handle) =
-                std::mem::replace(&mut self.state, State::Done(Answer::NotRun(String::new())))
-            else {
-                unreachable!("matched above")
-            };
-            let answer = match handle.join() {
-                Ok(Ok(out)) => Answer::Ran(out),
-                Ok(Err(e)) => Answer::NotRun(format!("running 'cargo metadata': {e}")),
-                Err(_) => Answer::NotRun("its thread panicked".into()),
-            };
-            self.state = State::Done(answer);
+    /// Cargo's output when it resolved the graph; else its message (its stderr) or why it
+    /// did not run. Waits for cargo the first time.
+    fn output(&mut self) -> Result<&Output, String> {
+        if let Some(thread) = self.running.take() {
+            self.answer = Some(match thread.join() {
+                Ok(Ok(out)) => Ok(out),
+                Ok(Err(e)) => Err(format!("running 'cargo metadata': {e}")),
+                Err(_) => Err("its thread panicked".into()),
+            });
         }
-        match &self.state {
-            State::Done(answer) => answer,
-            State::Running(_) => unreachable!("joined above"),
+        match &self.answer {
+            Some(Ok(out)) if out.status.success() => Ok(out),
+            Some(Ok(out)) => Err(String::from_utf8_lossy(&out.stderr).into_owned()),
+            Some(Err(why)) => Err(format!("'cargo metadata --locked' did not run: {why}")),
+            None => Err("'cargo metadata --locked' was not started".into()),
         }
     }
 
     /// `Ok` when cargo resolved the graph with `--locked`; else cargo's message (its
     /// stderr) or why it did not run.
     pub fn succeeded(&mut self) -> Result<(), String> {
-        match self.answer() {
-            Answer::Ran(out) if out.status.success() => Ok(()),
-            Answer::Ran(out) => Err(String::from_utf8_lossy(&out.stderr).into_owned()),
-            Answer::NotRun(why) => Err(format!("'cargo metadata --locked' did not run: {why}")),
-        }
+        self.output().map(|_| ())
     }
 
     /// The resolved graph, or the first line of what went wrong.
     pub fn metadata(&mut self) -> Result<Metadata, String> {
-        self.succeeded().map_err(|e| first_error_line(&e))?;
-        let Answer::Ran(out) = self.answer() else {
-            unreachable!("succeeded() checked it ran")
-        };
+        let out = self.output().map_err(|e| first_error_line(&e))?;
         let text = std::str::from_utf8(&out.stdout)
             .map_err(|e| format!("'cargo metadata' printed invalid UTF-8: {e}"))?;
         let json = text

@@ -131,6 +131,13 @@ pub struct Rewritten {
 }
 
 impl Rewritten {
+    /// Whether output byte `byte` is generated module code of a crate root: its flags module
+    /// or anything after it (a root holding its package's table has that module after it,
+    /// `sites_crate::host_module`).
+    pub fn in_crate_module(&self, byte: usize) -> bool {
+        self.crate_module.as_ref().is_some_and(|r| r.start <= byte)
+    }
+
     /// Maps a byte offset of the original text to the output text.
     pub fn map_offset(&self, orig: usize) -> usize {
         let inserted = orig
@@ -223,6 +230,11 @@ pub const SITES_CRATE: &str = "lprobe_sites";
 
 /// The path of a crate's flags module (`FlagsHome::Crate`).
 const CRATE_MODULE: &str = "crate::__lprobe";
+
+/// The paths generated code names its checks and cold calls by (`::lprobe_sites`,
+/// `crate::__lprobe`): what scans of rewritten code look for (`sites_crate::EntryCalls`,
+/// `repair`'s checked captures).
+pub const CALL_HOMES: [&str; 2] = ["::lprobe_sites", CRATE_MODULE];
 
 /// The runtime's name (its hot-path crate, `runtime_src::HOT_PACKAGE`) as seen from a package
 /// whose crates hold their table (`FlagsHome::Crate`).
@@ -830,6 +842,14 @@ fn assemble(
 mod tests {
     use super::*;
     use crate::build::visit::{find_sites, LineSel};
+
+    #[test]
+    fn scans_of_rewritten_code_look_where_it_calls() {
+        assert_eq!(
+            CALL_HOMES,
+            [format!("::{SITES_CRATE}").as_str(), CRATE_MODULE]
+        );
+    }
 
     fn go(src: &str, ex: &Exclusions) -> (FileSites, Rewritten) {
         go_lines(src, ex, &LineSel::All)

@@ -460,8 +460,8 @@ impl EntryCalls {
     /// Adds the entry calls by value that rewritten `text` makes (`::lprobe_sites::enter_2(`,
     /// `crate::__lprobe::enter_2(`).
     pub fn scan(&mut self, text: &str) {
-        for prefix in ["::lprobe_sites::", "crate::__lprobe::"] {
-            self.scan_calls(text, prefix);
+        for home in crate::build::rewrite::CALL_HOMES {
+            self.scan_calls(text, &format!("{home}::"));
         }
     }
 

@@ -16,6 +16,21 @@ pub struct Target {
     pub edition: String,
 }
 
+impl Target {
+    /// A Rust library (`lib`, `rlib`, `dylib`): what the package's other crates link, and
+    /// what other packages reach (not a `cdylib` or `staticlib` alone).
+    pub fn is_rust_lib(&self) -> bool {
+        self.kinds
+            .iter()
+            .any(|k| matches!(k.as_str(), "lib" | "rlib" | "dylib"))
+    }
+
+    /// Its crate's name (`-` as `_`).
+    pub fn crate_name(&self) -> String {
+        self.name.replace('-', "_")
+    }
+}
+
 /// A workspace member.
 #[derive(Clone, Debug)]
 pub struct Package {
@@ -276,11 +291,8 @@ pub fn module_files(pkg: &Package) -> Vec<SourceFile> {
         {
             continue;
         }
-        let crate_name = t.name.replace('-', "_");
-        let lib = t
-            .kinds
-            .iter()
-            .any(|k| matches!(k.as_str(), "lib" | "rlib" | "dylib"));
+        let crate_name = t.crate_name();
+        let lib = t.is_rust_lib();
         let mut w = Walk {
             edition: &t.edition,
             target: ti,
