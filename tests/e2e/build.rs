@@ -416,6 +416,13 @@ fn the_runtime_is_compiled_once_and_reused_by_a_fresh_target_dir() {
         rustc_line("probe_runtime_hot").contains("-C opt-level=3"),
         "{first}"
     );
+    // Cargo asked the compiler who it is and what the target is (a fresh target directory).
+    let log1 = std::fs::read_to_string(dir.path().join("t1/lprobe/runtime-cache.log"))
+        .expect("the wrapper's log");
+    assert!(
+        log1.contains("asked version\n") && log1.contains("asked target\n"),
+        "{log1}"
+    );
     let second = build("t2");
     assert!(
         second.contains("lprobe: runtime: taken from the cache"),
@@ -424,9 +431,23 @@ fn the_runtime_is_compiled_once_and_reused_by_a_fresh_target_dir() {
     // Both from the cache: the runtime, and its hot path compiled against those same bytes.
     let log = std::fs::read_to_string(dir.path().join("t2/lprobe/runtime-cache.log"))
         .expect("the wrapper's log");
+    // Both from the cache, and no probe of the compiler: cargo took the answers kept from
+    // the first build (`compiler_info`).
     assert_eq!(
         log, "hit probe_runtime\nhit probe_runtime_hot\n",
         "{second}"
+    );
+    // The program's line tables name the user's files, not the copy's (the wrapper remaps).
+    let exe = std::fs::read(dir.path().join("t2/lprobe/release/demo-app")).expect("binary");
+    let has = |s: &str| exe.windows(s.len()).any(|w| w == s.as_bytes());
+    let copy = dir.path().join("t2/lprobe/src");
+    assert!(
+        !has(&copy.display().to_string()),
+        "the copy's path is in the binary"
+    );
+    assert!(
+        has(&fixture("demo-app").display().to_string()),
+        "the user's path is not in the binary"
     );
     assert!(
         second

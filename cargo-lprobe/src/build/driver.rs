@@ -2091,31 +2091,35 @@ fn cargo_command(
         }
     }
     cmd.arg("--target-dir").arg(lp);
-    // Debuginfo and diagnostics point at the user's files, not the copy.
-    let remap = format!(
-        "--remap-path-prefix={}={}",
-        copy.display(),
-        ws.root.display()
-    );
-    match std::env::var("RUSTFLAGS") {
-        Ok(flags) => {
-            cmd.env("RUSTFLAGS", format!("{flags} {remap}"));
+    // Debuginfo and diagnostics point at the user's files, not the copy: through the
+    // compiler wrapper, which also compiles the embedded runtime once per machine (see
+    // runtime_cache), and keeps the target probe's command line the same in every workspace
+    // (see compiler_info); as a rustflag when there is no wrapper.
+    let remap = format!("{}={}", copy.display(), ws.root.display());
+    let wrapper = if std::env::var_os("LPROBE_CACHE_DIR").is_none_or(|d| d != "off") {
+        crate::build::runtime_cache::wrapper_env(&lp.join("runtime-cache.log"), &remap)
+    } else {
+        Vec::new()
+    };
+    if wrapper.is_empty() {
+        let remap = format!("--remap-path-prefix={remap}");
+        match std::env::var("RUSTFLAGS") {
+            Ok(flags) => {
+                cmd.env("RUSTFLAGS", format!("{flags} {remap}"));
+            }
+            Err(_) => match std::env::var("CARGO_ENCODED_RUSTFLAGS") {
+                Ok(flags) if !flags.is_empty() => {
+                    cmd.env("CARGO_ENCODED_RUSTFLAGS", format!("{flags}\x1f{remap}"));
+                }
+                _ => {
+                    cmd.arg("--config")
+                        .arg(format!("build.rustflags=[{:?}]", remap));
+                }
+            },
         }
-        Err(_) => match std::env::var("CARGO_ENCODED_RUSTFLAGS") {
-            Ok(flags) if !flags.is_empty() => {
-                cmd.env("CARGO_ENCODED_RUSTFLAGS", format!("{flags}\x1f{remap}"));
-            }
-            _ => {
-                cmd.arg("--config")
-                    .arg(format!("build.rustflags=[{:?}]", remap));
-            }
-        },
-    }
-    // The embedded runtime is compiled once per machine (see runtime_cache).
-    if std::env::var_os("LPROBE_CACHE_DIR").is_none_or(|d| d != "off") {
-        cmd.envs(crate::build::runtime_cache::wrapper_env(
-            &lp.join("runtime-cache.log"),
-        ));
+    } else {
+        cmd.envs(wrapper);
+        crate::build::compiler_info::seed_cargo(lp);
     }
     // Stacks need line tables: the workspace's crates get them in optimized profiles unless
     // the user chose (`manifest::stack_lines`).
@@ -2284,6 +2288,7 @@ fn build_round(
     }
     let status = child.wait().context("waiting for cargo")?;
     out.success &= status.success();
+    crate::build::compiler_info::keep_cargo(lp);
     out.stderr = err_thread.join().unwrap_or_default();
     out.failed_libs = failed_libs(&out.stderr);
     dedup_errors(&mut out.errors);

@@ -8,6 +8,7 @@
 pub mod bridge;
 pub mod cargo;
 pub mod cli_spec;
+pub mod compiler_info;
 pub mod copy_tree;
 pub mod driver;
 pub mod manifest;

@@ -25,8 +25,8 @@ use std::process::{Command, Stdio};
 pub const WRAPPER_ENV: &str = "LPROBE_RUSTC_WRAPPER";
 /// The user's own `RUSTC_WRAPPER`, which the wrapper runs in turn.
 pub const INNER_ENV: &str = "LPROBE_INNER_WRAPPER";
-/// When set, the wrapper appends `hit` or `miss` for the runtime to this file (the driver
-/// reports it with `-v`).
+/// When set, the wrapper appends what it did to this file ([`note`]; the driver reports the
+/// runtime's outcome with `-v`).
 pub const LOG_ENV: &str = "LPROBE_WRAPPER_LOG";
 /// The crates the cache keeps: the runtime, and its hot path (`runtime_src::HOT_LIB`), which
 /// depends on it only.
@@ -41,7 +41,10 @@ pub fn is_wrapper_call(args: &[String]) -> bool {
 }
 
 /// The environment the instrumented cargo gets so that cargo-lprobe wraps the compiler.
-pub fn wrapper_env(log: &Path) -> Vec<(String, String)> {
+/// `remap`: `FROM=TO`, the path remapping the wrapper adds to every compile
+/// (`compiler_info::with_remap`). Empty when the wrapper cannot be set up (the caller then
+/// passes the remapping as a rustflag).
+pub fn wrapper_env(log: &Path, remap: &str) -> Vec<(String, String)> {
     let Ok(me) = std::env::current_exe() else {
         return Vec::new();
     };
@@ -49,6 +52,10 @@ pub fn wrapper_env(log: &Path) -> Vec<(String, String)> {
         ("RUSTC_WRAPPER".to_owned(), me.display().to_string()),
         (WRAPPER_ENV.to_owned(), "1".to_owned()),
         (LOG_ENV.to_owned(), log.display().to_string()),
+        (
+            crate::build::compiler_info::REMAP_ENV.to_owned(),
+            remap.to_owned(),
+        ),
     ];
     let inner = std::env::var("RUSTC_WRAPPER")
         .or_else(|_| std::env::var("CARGO_BUILD_RUSTC_WRAPPER"))
@@ -66,8 +73,17 @@ pub fn main(args: &[String]) -> i32 {
         return 101;
     };
     if rest == ["-vV"] {
+        note("asked", "version");
         return version(rustc);
     }
+    // Cargo's probe of the target (`rustc - --crate-name ___ --print=…`).
+    if rest
+        .windows(2)
+        .any(|w| w[0] == "--crate-name" && w[1] == "___")
+    {
+        note("asked", "target");
+    }
+    let rest = &crate::build::compiler_info::with_remap(rest);
     let call = Call::parse(rest);
     let cache = cache_dir();
     match (&call, cache) {
@@ -76,11 +92,8 @@ pub fn main(args: &[String]) -> i32 {
     }
 }
 
-/// Beside the wrapper's log: the compiler's `-vV` as cargo last asked for it (its path, a
-/// newline, its output), so the runtime's cache key needs no compiler run of its own.
-const VERSION_FILE: &str = "rustc-vV";
-
-/// `rustc -vV` for cargo, its output kept in [`VERSION_FILE`] (best effort).
+/// `rustc -vV` for cargo, its answer kept for the runtime's cache key
+/// (`compiler_info::record_version`).
 fn version(rustc: &str) -> i32 {
     let out = match compiler(rustc, &["-vV".to_owned()]).output() {
         Ok(o) => o,
@@ -92,32 +105,9 @@ fn version(rustc: &str) -> i32 {
     let _ = std::io::stdout().write_all(&out.stdout);
     let _ = std::io::stderr().write_all(&out.stderr);
     if out.status.success() {
-        if let Some(path) = version_file() {
-            let mut text = format!("{rustc}\n").into_bytes();
-            text.extend_from_slice(&out.stdout);
-            let _ = std::fs::write(path, text);
-        }
+        crate::build::compiler_info::record_version(rustc, &out.stdout);
     }
     out.status.code().unwrap_or(101)
-}
-
-fn version_file() -> Option<PathBuf> {
-    let log = std::env::var_os(LOG_ENV)?;
-    Some(Path::new(&log).parent()?.join(VERSION_FILE))
-}
-
-/// The compiler's `-vV` output: what cargo's own call left (cargo asks at the start of
-/// every build whose compiler it has not seen unchanged), else a run of it.
-fn version_text(rustc: &str) -> Option<Vec<u8>> {
-    let kept = version_file().and_then(|p| std::fs::read(p).ok());
-    if let Some(rest) = kept
-        .as_deref()
-        .and_then(|k| k.strip_prefix(format!("{rustc}\n").as_bytes()))
-    {
-        return Some(rest.to_vec());
-    }
-    let version = compiler(rustc, &["-vV".to_owned()]).output().ok()?;
-    version.status.success().then_some(version.stdout)
 }
 
 /// Runs the compiler (through the user's wrapper, if any) with inherited output.
@@ -131,7 +121,8 @@ fn passthrough(rustc: &str, args: &[String]) -> i32 {
     }
 }
 
-fn compiler(rustc: &str, args: &[String]) -> Command {
+/// The compiler command (through the user's own wrapper, if any).
+pub(crate) fn compiler(rustc: &str, args: &[String]) -> Command {
     match std::env::var(INNER_ENV).ok().filter(|w| !w.is_empty()) {
         Some(w) => {
             let mut c = Command::new(w);
@@ -268,7 +259,7 @@ fn extern_by_content(v: &str) -> String {
 
 /// The cache key: compiler version, normalized arguments, and every file of the source.
 fn key(rustc: &str, args: &[String], call: &Call) -> Option<String> {
-    let mut text = version_text(rustc)?;
+    let mut text = crate::build::compiler_info::version_text(rustc)?;
     for a in key_args(args) {
         text.extend_from_slice(a.as_bytes());
         text.push(0);
@@ -330,7 +321,9 @@ fn cached(rustc: &str, args: &[String], call: &Call, dir: &Path) -> i32 {
     code
 }
 
-/// One line of the wrapper's log: `hit NAME` or `miss NAME` (`driver` sums them up for `-v`).
+/// One line of the wrapper's log: `hit NAME` or `miss NAME` for a runtime crate (`driver` sums
+/// them up for `-v`), `asked version`/`asked target` for cargo's probes of the compiler
+/// (none when cargo's kept answers were taken: `compiler_info`).
 fn note(what: &str, krate: &str) {
     if let Some(log) = std::env::var_os(LOG_ENV) {
         if let Ok(mut f) = std::fs::OpenOptions::new()
