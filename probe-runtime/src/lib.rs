@@ -320,7 +320,12 @@ pub struct ByCopy<T: SmallCopy + fmt::Debug>(pub T);
 /// A `Debug` value captured by reference: it is formatted when a probe needs it. In the
 /// instrumented copy of a body written twice it is what a `&mut` binding's reborrowed target
 /// is captured as ([`CapRef`]: the target may be unsized, `&mut [u8]`).
-pub struct ByRef<'a, T: fmt::Debug + ?Sized>(pub &'a T);
+///
+/// No bound on the struct itself (the impls of [`Cap`] and [`CapRef`] have it): a `ByRef` of
+/// a type without `Debug` is then one unmet bound at the capture, which repair steps down to
+/// [`Opaque`], not also an ill-formed type in the signature of the call it is passed to
+/// (`hit_ref_3(…)`), which rustc reports at the whole call.
+pub struct ByRef<'a, T: ?Sized>(pub &'a T);
 
 /// A value without `Debug`: only its type name is recorded. It holds no pointer to the value
 /// ([`Opaque::of`] takes one and drops it): a capture that kept the address would pin the

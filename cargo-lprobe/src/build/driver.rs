@@ -872,7 +872,7 @@ fn build_until_it_compiles(inv: &Invocation, setup: &Setup, found: &mut Found) -
                 t_build: build_start.elapsed(),
             }));
         }
-        log_repair_errors(round, kind, &out);
+        log_repair_errors(round, kind, &out, &found.files);
         let progress = judge_errors(&out, &mut found.files, packages.len());
         if !progress && kind == RoundKind::Check && round < MAX_ROUNDS {
             // Nothing a repair can take out: the user's command says what is wrong, as cargo
@@ -1360,9 +1360,9 @@ fn write_copy(
     let upper = files
         .iter()
         .any(|f| sites_crate::may_enable_avx512(&f.text));
-    let mut calls: Vec<sites_crate::EntryCalls> = packages
+    let mut calls: Vec<sites_crate::ByValueCalls> = packages
         .iter()
-        .map(|_| sites_crate::EntryCalls {
+        .map(|_| sites_crate::ByValueCalls {
             upper,
             ..Default::default()
         })
@@ -2382,14 +2382,32 @@ fn locate(m: &serde_json::Value, copy: &str, root: &str) -> Option<(String, File
 /// one JSON object a line (`round`, `kind`, `file`, `byte`, `code`, `message`, `label`,
 /// `moved_at`): what to read when a cold build takes more rounds than it should. A file that
 /// cannot be written is said once and the build goes on.
-fn log_repair_errors(round: usize, kind: RoundKind, out: &Outcome) {
+fn log_repair_errors(round: usize, kind: RoundKind, out: &Outcome, files: &[FileWork]) {
     use std::io::Write;
     let Some(path) = std::env::var_os("LPROBE_REPAIR_LOG") else {
         return;
     };
     let mut text = String::new();
     for (file, e) in &out.errors {
+        // The rewritten text around the error: which generated code it points at.
+        let at = files
+            .iter()
+            .find(|f| &f.rel == file)
+            .and_then(|f| f.rewritten.as_ref())
+            .map(|rw| {
+                let near = |b: usize| {
+                    let mut b = b.min(rw.text.len());
+                    while !rw.text.is_char_boundary(b) {
+                        b -= 1;
+                    }
+                    b
+                };
+                let (from, to) = (near(e.byte.saturating_sub(60)), near(e.byte + 60));
+                let here = near(e.byte);
+                format!("{}⟦{}", &rw.text[from..here], &rw.text[here..to])
+            });
         let line = serde_json::json!({
+            "at": at,
             "round": round,
             "kind": match kind { RoundKind::Build => "build", RoundKind::Check => "check" },
             "file": file,

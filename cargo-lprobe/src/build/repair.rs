@@ -195,7 +195,13 @@ pub fn judge(
     // An unsatisfied bound at a capture: its type is not small and `Copy`, or not `Debug`.
     if err.code.as_deref() == Some("E0277") {
         if let Some(a) = capture_at(rw, err.byte).and_then(|(p, name, r)| {
-            demote(err, sites, p.site, name, &rw.text[r.clone()], ex, not_debug)
+            // A capture of an instrumented copy (`hit_ref…`) is bound by `CapRef` alone.
+            let in_copy = rw
+                .text
+                .get(p.range.clone())
+                .is_some_and(|t| t.contains("::hit_ref"));
+            let capture = (name.as_str(), &rw.text[r.clone()], in_copy);
+            demote(err, sites, p.site, capture, ex, not_debug)
         }) {
             return a;
         }
@@ -292,17 +298,17 @@ fn demote(
     err: &FileError,
     sites: &FileSites,
     site: usize,
-    name: &str,
-    text: &str,
+    (name, text, in_copy): (&str, &str, bool),
     ex: &mut Exclusions,
     not_debug: &HashSet<String>,
 ) -> Option<Action> {
     let b = binding_of(sites, site, name)?;
     let (call, text) = checked_capture(text);
     let rendered = form_of_text(text);
-    // `cap_ref`'s one bound is `CapRef`, that is `Debug`: whatever part of a type rustc names
-    // as lacking (`F: Copy` for a `Cell<Option<F>>`), no `Debug`.
-    let only_debug = call == Some("cap_ref");
+    // A capture of an instrumented copy (`cap_ref`, or an argument of `hit_ref_N`) has one
+    // bound, `CapRef`, that is `Debug`: whatever part of a type rustc names as lacking (`F:
+    // Copy` for a `Cell<Option<F>>`), no `Debug`.
+    let only_debug = call == Some("cap_ref") || in_copy;
     let m = &err.message;
     // rustc names the capture's own type when `Cap` is not met ("the trait bound
     // `&Formatter<'_>: probe_runtime::Cap` is not satisfied"), or the bound of `Cap`'s blanket
@@ -564,7 +570,9 @@ mod tests {
     fn unmet_at_s(message: &str, rw: &Rewritten, site: usize) -> FileError {
         let p = rw.placed.iter().find(|p| p.site == site).expect("placed");
         let (_, r) = p.captures.iter().find(|(n, _)| n == "s").expect("captured");
-        error_at("E0277", message, r.start + 1)
+        // Where rustc's span starts: at the capture (`&(s,).0` in an array, the bare `s` of an
+        // argument).
+        error_at("E0277", message, r.start)
     }
 
     #[test]
@@ -647,7 +655,7 @@ mod tests {
     fn an_unmet_cap_ref_in_a_body_written_twice_steps_straight_to_the_type_name() {
         let src = "fn f<T: Tr>(s: T) {\n    let t = 1;\n    let u = 2;\n}\n";
         let (fs, rw) = setup(src);
-        assert!(rw.text.contains("::lprobe_sites::hit_ref(2, &[&s, &t])"));
+        assert!(rw.text.contains("::lprobe_sites::hit_ref_2(2, &s, &t)"));
         let mut ex = Exclusions::default();
         let no_debug = "the trait bound `Big: probe_runtime::CapRef` is not satisfied";
         let action = judge(&unmet_at_s(no_debug, &rw, 2), &fs, &rw, &mut ex);
@@ -655,7 +663,7 @@ mod tests {
         let rw = again(src, &fs, &ex);
         assert!(rw
             .text
-            .contains("::lprobe_sites::hit_ref(2, &[&::lprobe_sites::Opaque::of(&s), &t])"));
+            .contains("::lprobe_sites::hit_ref_2(2, &::lprobe_sites::Opaque::of(&s), &t)"));
         assert_eq!(
             not_debug_types([error_at("E0277", no_debug, 0)].iter()),
             HashSet::from(["Big".to_owned()])
@@ -676,27 +684,43 @@ mod tests {
             assert!(rw.text.contains(first), "{}", rw.text);
             (fs, rw)
         };
-        // Written twice: `cap_ref` asks for `Debug` only, so either message means the type
-        // name (which always compiles, so it is not checked).
+        // Written twice: the instrumented copy's captures are arguments of `hit_ref_N`, bound
+        // by `CapRef` (`Debug`) only, so either message means the type name (which always
+        // compiles, so it is not checked).
         let src = "fn f<T: Tr>(s: T) {\n    let t = 1;\n    let u = 2;\n}\n";
-        let (fs, rw) = checked(src, "::lprobe_sites::cap_ref(&s)");
+        let (fs, rw) = checked(src, "::lprobe_sites::hit_ref_2(2, &s, &t)");
         for message in [not_copy, no_debug] {
             let mut ex = Exclusions::default();
             let action = judge(&unmet_at_s(message, &rw, 2), &fs, &rw, &mut ex);
             assert_eq!(action, s_to_opaque(2), "{message}");
             let text = again_listed(src, &fs, &ex, CaptureList::Checked).text;
-            assert!(text.contains("[&::lprobe_sites::Opaque::of(&s)"), "{text}");
+            assert!(
+                text.contains("hit_ref_2(2, &::lprobe_sites::Opaque::of(&s)"),
+                "{text}"
+            );
         }
-        // Written once: `cap` asks for a small copy with `Debug`: a reference, or the name.
+        // Written once: a line's captures are the cold call's own arguments (each reported on
+        // its own without a `cap`), a small copy with `Debug`: then a reference, or the name.
         let src = "fn f<T: Tr>(s: T) {\n    let t = 1;\n    let u = 2;\n    fn g() {}\n}\n";
-        let (fs, rw) = checked(src, "::lprobe_sites::cap(&(s,).0)");
+        let (fs, rw) = checked(src, "::lprobe_sites::hit_2(2, s, t)");
         let mut ex = Exclusions::default();
         judge(&unmet_at_s(not_copy, &rw, 2), &fs, &rw, &mut ex);
         assert_eq!(ex.form(&fs, 2, "s"), Form::Ref);
         let rw = again_listed(src, &fs, &ex, CaptureList::Checked);
-        assert!(rw.text.contains("::lprobe_sites::cap(&&s)"), "{}", rw.text);
+        assert!(
+            rw.text.contains("::lprobe_sites::hit_2(2, &s, t)"),
+            "{}",
+            rw.text
+        );
         let action = judge(&unmet_at_s(no_debug, &rw, 2), &fs, &rw, &mut ex);
         assert_eq!(action, s_to_opaque(2));
+        let rw = again_listed(src, &fs, &ex, CaptureList::Checked);
+        assert!(
+            rw.text
+                .contains("::lprobe_sites::hit_2(2, ::lprobe_sites::Opaque::of(&s), t)"),
+            "{}",
+            rw.text
+        );
     }
 
     /// The messages rustc 1.95 gives for the capture expressions (`&(s,).0`, `&&s`, `&*v`): the

@@ -225,6 +225,20 @@ pub struct FirstIds {
 /// the cold calls for each count (`sites_crate::by_value_calls`).
 pub const MAX_BY_VALUE: usize = 6;
 
+/// Most captures a line site passes as arguments (`hit_3(i, a, &b, c)`, `hit_ref_2(i, &a,
+/// &b)` in an instrumented copy); more go in an array (`hit(i, &[…])`). A line of a long
+/// function captures every binding in scope, often a dozen or more.
+pub const MAX_BY_VALUE_LINE: usize = 24;
+
+/// The most captures a cold call named `name` takes as arguments.
+pub fn max_by_value(name: &str) -> usize {
+    if name == "hit" || name == "hit_ref" {
+        MAX_BY_VALUE_LINE
+    } else {
+        MAX_BY_VALUE
+    }
+}
+
 /// The sites crate's name as seen from instrumented code.
 pub const SITES_CRATE: &str = "lprobe_sites";
 
@@ -232,7 +246,7 @@ pub const SITES_CRATE: &str = "lprobe_sites";
 const CRATE_MODULE: &str = "crate::__lprobe";
 
 /// The paths generated code names its checks and cold calls by (`::lprobe_sites`,
-/// `crate::__lprobe`): what scans of rewritten code look for (`sites_crate::EntryCalls`,
+/// `crate::__lprobe`): what scans of rewritten code look for (`sites_crate::ByValueCalls`,
 /// `repair`'s checked captures).
 pub const CALL_HOMES: [&str; 2] = ["::lprobe_sites", CRATE_MODULE];
 
@@ -549,7 +563,18 @@ impl Writer<'_> {
             .iter()
             .filter(|n| ex.keeps_capture(sites, i, n))
             .count();
-        let by_value = site.kind == SiteKind::Entry && n_caps <= MAX_BY_VALUE;
+        // A line site does the same (`hit_3(i, a, &b, c)`; in an instrumented copy
+        // `hit_ref_2(i, &a, &b)`), up to `MAX_BY_VALUE_LINE`: its captures then take one tuple
+        // in the function, not a temporary and a two-word array slot each (a function
+        // capturing a dozen bindings at each of its lines had a thousand temporaries for the
+        // optimizer to take apart: its `--lines all` IR was twenty times the plain one's); the
+        // array is built in the cold call, one per set of captured types. humantime's library
+        // at every line: rustc 6.78 -> 5.48 G instructions (callgrind), plain 1.26 G.
+        let in_twice = site.kind == SiteKind::Line && uses_local && twice;
+        let by_value = match site.kind {
+            SiteKind::Entry => n_caps <= MAX_BY_VALUE,
+            SiteKind::Line => n_caps <= MAX_BY_VALUE_LINE,
+        };
         let (sfx, open, close, amp) = if by_value {
             (format!("_{n_caps}"), "", "", "")
         } else {
@@ -559,7 +584,6 @@ impl Writer<'_> {
         let fn_local = format!(
             " #[allow(unused_mut, unused_variables)] let mut __lprobe_fn = {chk}::fn_on::<{k}>();"
         );
-        let in_twice = site.kind == SiteKind::Line && uses_local && twice;
         // With `recall`: the text after the captures, and where the call is in it.
         let mut recall_tail = (String::new(), 0..0);
         let (ret, rebind) = sites
@@ -618,14 +642,14 @@ impl Writer<'_> {
             )
         } else if in_twice {
             format!(
-                " __lprobe_at!{{ #[allow(unreachable_code)] if {chk}::on::<{id}>() {{ {chk}::hit_ref({id}, &["
+                " __lprobe_at!{{ #[allow(unreachable_code)] if {chk}::on::<{id}>() {{ {chk}::hit_ref{sfx}({id}, {open}"
             )
         } else if uses_local {
             format!(
-                " #[allow(unreachable_code)] if __lprobe_fn && {chk}::on::<{id}>() {{ {chk}::hit({id}, &["
+                " #[allow(unreachable_code)] if __lprobe_fn && {chk}::on::<{id}>() {{ {chk}::hit{sfx}({id}, {open}"
             )
         } else {
-            format!(" #[allow(unreachable_code)] if {chk}::on::<{id}>() {{ {chk}::hit({id}, &[")
+            format!(" #[allow(unreachable_code)] if {chk}::on::<{id}>() {{ {chk}::hit{sfx}({id}, {open}")
         };
         let caps = self.captures(i, site, in_twice, amp, &mut code);
         // Entry sites pass the call's start time (0: not timed) back to the guard.
@@ -640,7 +664,7 @@ impl Writer<'_> {
                 None => format!("{close})) }} {rebind}] {ret}; "),
             });
         } else if in_twice {
-            code.push_str("]) } } ");
+            code.push_str(&format!("{close}) }} }} "));
         } else {
             code.push_str(&if timed {
                 format!("{close})) }} ")
@@ -713,6 +737,8 @@ impl Writer<'_> {
                 Form::Ref if in_twice && mut_ref => format!("&{chk}::ByRef({target})"),
                 Form::Ref if in_twice => target,
                 Form::Ref => format!("{amp}{target}"),
+                // In an instrumented copy every capture is a reference, an argument too.
+                Form::Opaque if in_twice => format!("&{chk}::Opaque::of({target})"),
                 Form::Opaque => format!("{amp}{chk}::Opaque::of({target})"),
             };
             // A type name always compiles; a capture passed by value (an entry's argument)
@@ -919,7 +945,7 @@ mod tests {
         // copy (`hit_ref`), a parameter too (the copy's own, moved into its closure).
         assert_eq!(&rw.text[r.clone()], "&b");
         assert_eq!(&rw.text[at(2).captures[0].1.clone()], "&a");
-        assert!(rw.text.contains("::lprobe_sites::hit_ref(12, &[&a, &b])"));
+        assert!(rw.text.contains("::lprobe_sites::hit_ref_2(12, &a, &b)"));
         assert!(rw.text.contains("::lprobe_sites::on::<12>()"));
         assert!(syn::parse_file(&rw.text).is_ok());
         // The first statement's site is checked in the entry's call (same captures), and
@@ -952,31 +978,38 @@ mod tests {
         let (fs, _) = go(src, &Exclusions::default());
         let checked = |ex: &Exclusions| go_again(src, &fs, ex, CaptureList::Checked);
         let rw = checked(&Exclusions::default());
-        // Written twice: the instrumented copy's captures through `cap_ref`; the entry's,
-        // arguments of its own call, as they were.
+        // Written twice: the instrumented copy's captures are arguments of their call, as
+        // the entry's are, each reported on its own (no `cap_ref`).
         assert!(
-            rw.text.contains(
-                "::lprobe_sites::hit_ref(13, &[::lprobe_sites::cap_ref(&a), ::lprobe_sites::cap_ref(&s), ::lprobe_sites::cap_ref(&b), ::lprobe_sites::cap_ref(&n)])"
-            ),
+            rw.text
+                .contains("::lprobe_sites::hit_ref_4(13, &a, &s, &b, &n)"),
             "{}",
             rw.text
         );
         assert!(rw
             .text
             .contains("hit_first_2(10, 11, __lprobe_guard.on(), a, s)"));
-        // The capture's range covers the call, where rustc's error points inside.
         let site = rw.placed.iter().find(|p| p.site == 3).expect("placed");
-        assert_eq!(
-            &rw.text[site.captures[2].1.clone()],
-            "::lprobe_sites::cap_ref(&b)"
-        );
-        // Written once: copies and references through `cap`, a type name as it was.
+        assert_eq!(&rw.text[site.captures[2].1.clone()], "&b");
+        // Past `MAX_BY_VALUE_LINE` captures, an array: each capture through a call of its
+        // own (`cap_ref`), where rustc's error points inside.
+        let lets: String = (0..=MAX_BY_VALUE_LINE)
+            .map(|k| format!("    let v{k} = {k}u32;\n"))
+            .collect();
+        let long = format!("fn g() -> u32 {{\n{lets}    v0\n}}\n");
+        let (lfs, _) = go(&long, &Exclusions::default());
+        let rw = go_again(&long, &lfs, &Exclusions::default(), CaptureList::Checked);
+        let last = format!("::lprobe_sites::cap_ref(&v{MAX_BY_VALUE_LINE})])");
+        assert!(rw.text.contains(&last), "{}", rw.text);
+        // Written once: the captures are the cold call's own arguments, each reported on its
+        // own without a `cap`; a type name as it was.
         let mut ex = Exclusions::default();
         ex.no_twice.insert(0);
         ex.opaque.insert(binding_of(&fs, 3, "n").expect("bound"));
         let rw = checked(&ex);
         assert!(
-            rw.text.contains("::lprobe_sites::cap(&(a,).0), ::lprobe_sites::cap(&(s,).0), ::lprobe_sites::cap(&(b,).0), &::lprobe_sites::Opaque::of(&n)"),
+            rw.text
+                .contains("::lprobe_sites::hit_4(13, a, s, b, ::lprobe_sites::Opaque::of(&n))"),
             "{}",
             rw.text
         );
@@ -1009,11 +1042,36 @@ mod tests {
                 .expect("captured");
             rw.text[r.clone()].to_owned()
         };
-        assert_eq!(text(2, "b"), "&&b");
-        assert_eq!(text(3, "b"), "&&b");
-        assert_eq!(text(4, "b"), "&(b,).0");
-        assert_eq!(text(4, "a"), "&::lprobe_sites::Opaque::of(&a)");
+        assert_eq!(text(2, "b"), "&b");
+        assert_eq!(text(3, "b"), "&b");
+        assert_eq!(text(4, "b"), "b");
+        assert_eq!(text(4, "a"), "::lprobe_sites::Opaque::of(&a)");
         assert!(syn::parse_file(&rw.text).is_ok());
+    }
+
+    #[test]
+    fn a_line_passes_its_captures_as_arguments_up_to_the_most_a_call_takes() {
+        // One body (an item inside): each line's captures are its cold call's arguments, a
+        // copy as the bare name; past `MAX_BY_VALUE_LINE` they go in an array, as copies of
+        // tuple fields.
+        let lets: String = (0..=MAX_BY_VALUE_LINE)
+            .map(|k| format!("    let v{k} = {k}u32;\n"))
+            .collect();
+        let src = format!("fn f() -> u32 {{\n{lets}    fn g() {{}}\n    v0\n}}\n");
+        let (fs, rw) = go(&src, &Exclusions::default());
+        let n = MAX_BY_VALUE_LINE;
+        let by_value = format!("::lprobe_sites::hit_{n}(");
+        assert!(rw.text.contains(&by_value), "{}", rw.text);
+        let in_array = format!("&(v{n},).0]) }}");
+        assert!(rw.text.contains("::lprobe_sites::hit("), "{}", rw.text);
+        assert!(rw.text.contains(&in_array), "{}", rw.text);
+        assert!(syn::parse_file(&rw.text).is_ok());
+        // The sites crate defines the by-value call this text makes, and no other.
+        let mut calls = crate::build::sites_crate::ByValueCalls::default();
+        calls.scan(&rw.text);
+        assert!(calls.used.contains(&("hit", n)), "{:?}", calls.used);
+        assert!(!calls.used.contains(&("hit", n + 1)));
+        assert!(fs.sites.len() > n);
     }
 
     #[test]
@@ -1036,11 +1094,11 @@ mod tests {
                 .expect("captured");
             rw.text[r.clone()].to_owned()
         };
-        assert_eq!(text("self"), "&&*self");
-        assert_eq!(text("v"), "&&*v");
+        assert_eq!(text("self"), "&*self");
+        assert_eq!(text("v"), "&*v");
         // `let e = &mut …` is never a small copy: by reference from the start, reborrowed.
-        assert_eq!(text("e"), "&&*e");
-        assert_eq!(text("w"), "&(w,).0");
+        assert_eq!(text("e"), "&*e");
+        assert_eq!(text("w"), "w");
         // Stepped down to opaque, still reborrowed.
         let mut ex = ex.clone();
         ex.opaque.insert(binding_of(&fs, site, "v").expect("bound"));
@@ -1079,7 +1137,7 @@ mod tests {
                 "&n"
             ]
         );
-        assert!(rw.text.contains("::lprobe_sites::hit_ref("));
+        assert!(rw.text.contains("::lprobe_sites::hit_ref_5("));
         assert!(syn::parse_file(&rw.text).is_ok());
     }
 

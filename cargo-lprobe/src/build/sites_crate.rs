@@ -331,7 +331,7 @@ pub struct Contents<'a> {
     pub files: &'a [(String, String)],
     pub skipped: &'a [SkippedRow],
     pub access: FlagAccess,
-    pub calls: &'a EntryCalls,
+    pub calls: &'a ByValueCalls,
 }
 
 impl Contents<'_> {
@@ -430,8 +430,11 @@ const HOST_ALLOWS: &str = "unsafe_code, missing_docs, missing_debug_implementati
 /// A parameter and its type.
 type Param = (&'static str, &'static str);
 
-/// The entry calls by value: (name, leading parameters, return type).
+/// The cold calls by value (entry sites, and line sites outside an instrumented copy:
+/// `hit`): (name, leading parameters, return type).
 const CALLS: &[(&str, &[Param], &str)] = &[
+    ("hit", &[("i", "u32")], ""),
+    ("hit_ref", &[("i", "u32")], ""),
     ("hit_if", &[("i", "u32")], ""),
     ("hit_pair", &[("e", "u32"), ("l", "u32")], ""),
     ("hit_entry", &[("i", "u32")], " -> u64"),
@@ -444,20 +447,20 @@ const CALLS: &[(&str, &[Param], &str)] = &[
     ("enter_first", &[("e", "u32"), ("l", "u32")], " -> u64"),
 ];
 
-/// The entry calls by value a package's rewritten code makes, and how they reach the runtime:
+/// The cold calls by value a package's rewritten code makes, and how they reach the runtime:
 /// the sites crate defines only those (each is two or three generic functions that the crate
 /// must parse and type-check before the package's crates can start; all of them doubled a
 /// small package's sites crate).
 #[derive(Debug, Default)]
-pub struct EntryCalls {
+pub struct ByValueCalls {
     /// (name, count of captures) of each call made, `("enter", 2)` for `enter_2(…)`.
     pub used: std::collections::BTreeSet<(&'static str, usize)>,
     /// Through `call_saving_upper` (see [`may_enable_avx512`]).
     pub upper: bool,
 }
 
-impl EntryCalls {
-    /// Adds the entry calls by value that rewritten `text` makes (`::lprobe_sites::enter_2(`,
+impl ByValueCalls {
+    /// Adds the cold calls by value that rewritten `text` makes (`::lprobe_sites::enter_2(`,
     /// `crate::__lprobe::enter_2(`).
     pub fn scan(&mut self, text: &str) {
         for home in crate::build::rewrite::CALL_HOMES {
@@ -480,15 +483,15 @@ impl EntryCalls {
             ) else {
                 continue;
             };
-            if n <= crate::build::rewrite::MAX_BY_VALUE {
+            if n <= crate::build::rewrite::max_by_value(name) {
                 self.used.insert((name, n));
             }
         }
     }
 }
 
-/// The entry sites' cold calls with their captures as arguments, one function per count of
-/// captures up to `rewrite::MAX_BY_VALUE` (`hit_if_2(i, a, &b)`). Generic, so
+/// The sites' cold calls with their captures as arguments, one function per count of
+/// captures up to `rewrite::max_by_value` (`hit_if_2(i, a, &b)`, `hit_12(i, …)`). Generic, so
 /// only the shapes a package uses are compiled, in the package's crates.
 ///
 /// With [`FlagAccess::Direct`] on its targets, each is an `#[inline(always)]` wrapper that
@@ -498,7 +501,7 @@ impl EntryCalls {
 /// registers they came in across the call, so it saves no callee-saved register for it on
 /// every call (BENCHMARKS.md, eighth session). Elsewhere each is the cold function itself,
 /// called directly, which puts its arguments in an array and calls the array form.
-fn by_value_calls(access: FlagAccess, calls: &EntryCalls) -> String {
+fn by_value_calls(access: FlagAccess, calls: &ByValueCalls) -> String {
     const COLD: &str = "#[cold] #[inline(never)] #[allow(improper_ctypes_definitions)]";
     let direct = access == FlagAccess::Direct;
     let mut s = String::from(
@@ -523,10 +526,8 @@ fn by_value_calls(access: FlagAccess, calls: &EntryCalls) -> String {
     } else {
         (String::new(), String::new())
     };
-    for n in 0..=crate::build::rewrite::MAX_BY_VALUE {
-        let bounds = list(n, |k| format!("C{k}: Cap"));
+    for n in 0..=crate::build::rewrite::MAX_BY_VALUE_LINE {
         let tys = list(n, |k| format!("C{k}"));
-        let args: String = (0..n).map(|k| format!(", c{k}: C{k}")).collect();
         let names = list(n, |k| format!("c{k}"));
         // A one-element tuple needs its comma; `()` takes none.
         let tuple = |items: &str| match n {
@@ -538,6 +539,19 @@ fn by_value_calls(access: FlagAccess, calls: &EntryCalls) -> String {
             if !calls.used.contains(&(*name, n)) {
                 continue;
             }
+            // The captures of an instrumented copy are references to any `Debug` value
+            // (`probe_runtime::CapRef`), the others small copies (`Cap`).
+            let by_ref = *name == "hit_ref";
+            let (bound, amp) = if by_ref {
+                ("::probe_runtime::CapRef", "&")
+            } else {
+                ("Cap", "")
+            };
+            let bounds = list(n, |k| format!("C{k}: {bound}"));
+            let args: String = (0..n).map(|k| format!(", c{k}: {amp}C{k}")).collect();
+            let arg_tys = list(n, |k| format!("{amp}C{k}"));
+            // Each capture as an element of the array the runtime reads.
+            let deref = if by_ref { "" } else { "&" };
             let params = lead
                 .iter()
                 .map(|(p, t)| format!("{p}: {t}"))
@@ -563,7 +577,7 @@ fn by_value_calls(access: FlagAccess, calls: &EntryCalls) -> String {
                     })
                     .collect::<Vec<_>>()
                     .join(", ");
-                let refs = list(n, |k| format!("&v.{k}"));
+                let refs = list(n, |k| format!("{deref}v.{k}"));
                 let body = if ret.is_empty() {
                     format!("{name}({from_u32}, &[{refs}]); 0")
                 } else {
@@ -573,7 +587,7 @@ fn by_value_calls(access: FlagAccess, calls: &EntryCalls) -> String {
                 let _ = writeln!(
                     s,
                     "{on}{COLD} extern \"C\" fn {name}_v{n}<{bounds}>({ids}, v: &{tt}) -> u64 {{ {body} }}",
-                    tt = tuple(&tys),
+                    tt = tuple(&arg_tys),
                 );
                 let _ = writeln!(
                     s,
@@ -581,7 +595,7 @@ fn by_value_calls(access: FlagAccess, calls: &EntryCalls) -> String {
                     tuple(&names),
                 );
             }
-            let refs = list(n, |k| format!("&c{k}"));
+            let refs = list(n, |k| format!("{deref}c{k}"));
             let _ = writeln!(
                 s,
                 "{off}{COLD} pub extern \"C\" fn {name}_{n}<{bounds}>({params}{args}){ret} {{ {name}({pass}, &[{refs}]) }}"
@@ -839,7 +853,7 @@ mod tests {
     fn entry_calls_save_registers_only_where_checks_name_the_flags_in_asm() {
         // The calls a package's rewritten code makes (a user's own `hit_if_1` is no call of
         // the sites crate; `enter_9` is over `MAX_BY_VALUE`).
-        let mut calls = EntryCalls::default();
+        let mut calls = ByValueCalls::default();
         calls.scan("{ ::lprobe_sites::enter_0(3); ::lprobe_sites::enter_6(4, a, b, c, d, e, f) }");
         calls.scan("::lprobe_sites::hit_first_2(1, 2, g.on(), x, y) ::lprobe_sites::hit_first_1(1, 2, g.on(), x) ::lprobe_sites::hit_if_1(5, z)");
         calls.scan("hit_if_2(5, z) ::lprobe_sites::enter_9(1) ::lprobe_sites::hit(7, &[]) ::lprobe_sites::again(1, t, f)");
@@ -920,7 +934,7 @@ mod tests {
             func: "demo_app::get".into(),
             why: "const fn".into(),
         }];
-        let calls = EntryCalls::default();
+        let calls = ByValueCalls::default();
         let contents = Contents {
             package: "demo-app",
             dir: "",
