@@ -323,8 +323,8 @@ pub struct ByCopy<T: SmallCopy + fmt::Debug>(pub T);
 ///
 /// No bound on the struct itself (the impls of [`Cap`] and [`CapRef`] have it): a `ByRef` of
 /// a type without `Debug` is then one unmet bound at the capture, which repair steps down to
-/// [`Opaque`], not also an ill-formed type in the signature of the call it is passed to
-/// (`hit_ref_3(…)`), which rustc reports at the whole call.
+/// [`Opaque`], not also an ill-formed type, which rustc reports at the whole call when the
+/// `ByRef` is an argument of a generic function (repair could only drop that site).
 pub struct ByRef<'a, T: ?Sized>(pub &'a T);
 
 /// A value without `Debug`: only its type name is recorded. It holds no pointer to the value

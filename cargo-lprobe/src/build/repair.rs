@@ -195,7 +195,7 @@ pub fn judge(
     // An unsatisfied bound at a capture: its type is not small and `Copy`, or not `Debug`.
     if err.code.as_deref() == Some("E0277") {
         if let Some(a) = capture_at(rw, err.byte).and_then(|(p, name, r)| {
-            // A capture of an instrumented copy (`hit_ref…`) is bound by `CapRef` alone.
+            // A capture of an instrumented copy (`hit_ref`) is bound by `CapRef` alone.
             let in_copy = rw
                 .text
                 .get(p.range.clone())
@@ -305,9 +305,9 @@ fn demote(
     let b = binding_of(sites, site, name)?;
     let (call, text) = checked_capture(text);
     let rendered = form_of_text(text);
-    // A capture of an instrumented copy (`cap_ref`, or an argument of `hit_ref_N`) has one
-    // bound, `CapRef`, that is `Debug`: whatever part of a type rustc names as lacking (`F:
-    // Copy` for a `Cell<Option<F>>`), no `Debug`.
+    // A capture of an instrumented copy (`cap_ref`, or in the plain array of `hit_ref`) has
+    // one bound, `CapRef`, that is `Debug`: whatever part of a type rustc names as lacking
+    // (`F: Copy` for a `Cell<Option<F>>`), no `Debug`.
     let only_debug = call == Some("cap_ref") || in_copy;
     let m = &err.message;
     // rustc names the capture's own type when `Cap` is not met ("the trait bound
@@ -655,7 +655,7 @@ mod tests {
     fn an_unmet_cap_ref_in_a_body_written_twice_steps_straight_to_the_type_name() {
         let src = "fn f<T: Tr>(s: T) {\n    let t = 1;\n    let u = 2;\n}\n";
         let (fs, rw) = setup(src);
-        assert!(rw.text.contains("::lprobe_sites::hit_ref_2(2, &s, &t)"));
+        assert!(rw.text.contains("::lprobe_sites::hit_ref(2, &[&s, &t])"));
         let mut ex = Exclusions::default();
         let no_debug = "the trait bound `Big: probe_runtime::CapRef` is not satisfied";
         let action = judge(&unmet_at_s(no_debug, &rw, 2), &fs, &rw, &mut ex);
@@ -663,7 +663,7 @@ mod tests {
         let rw = again(src, &fs, &ex);
         assert!(rw
             .text
-            .contains("::lprobe_sites::hit_ref_2(2, &::lprobe_sites::Opaque::of(&s), &t)"));
+            .contains("::lprobe_sites::hit_ref(2, &[&::lprobe_sites::Opaque::of(&s), &t])"));
         assert_eq!(
             not_debug_types([error_at("E0277", no_debug, 0)].iter()),
             HashSet::from(["Big".to_owned()])
@@ -684,21 +684,23 @@ mod tests {
             assert!(rw.text.contains(first), "{}", rw.text);
             (fs, rw)
         };
-        // Written twice: the instrumented copy's captures are arguments of `hit_ref_N`, bound
-        // by `CapRef` (`Debug`) only, so either message means the type name (which always
-        // compiles, so it is not checked).
+        // Written twice: `cap_ref` asks for `Debug` only, so either message means the type
+        // name (which always compiles, so it is not checked).
         let src = "fn f<T: Tr>(s: T) {\n    let t = 1;\n    let u = 2;\n}\n";
-        let (fs, rw) = checked(src, "::lprobe_sites::hit_ref_2(2, &s, &t)");
+        let (fs, rw) = checked(src, "::lprobe_sites::cap_ref(&s)");
         for message in [not_copy, no_debug] {
             let mut ex = Exclusions::default();
             let action = judge(&unmet_at_s(message, &rw, 2), &fs, &rw, &mut ex);
             assert_eq!(action, s_to_opaque(2), "{message}");
             let text = again_listed(src, &fs, &ex, CaptureList::Checked).text;
-            assert!(
-                text.contains("hit_ref_2(2, &::lprobe_sites::Opaque::of(&s)"),
-                "{text}"
-            );
+            assert!(text.contains("[&::lprobe_sites::Opaque::of(&s)"), "{text}");
         }
+        // A plain list of an instrumented copy (an outcome remembered): any unmet bound at
+        // a capture there means no `Debug` too.
+        let (fs, rw) = setup(src);
+        let mut ex = Exclusions::default();
+        let action = judge(&unmet_at_s(not_copy, &rw, 2), &fs, &rw, &mut ex);
+        assert_eq!(action, s_to_opaque(2));
         // Written once: a line's captures are the cold call's own arguments (each reported on
         // its own without a `cap`), a small copy with `Debug`: then a reference, or the name.
         let src = "fn f<T: Tr>(s: T) {\n    let t = 1;\n    let u = 2;\n    fn g() {}\n}\n";

@@ -225,14 +225,14 @@ pub struct FirstIds {
 /// the cold calls for each count (`sites_crate::by_value_calls`).
 pub const MAX_BY_VALUE: usize = 6;
 
-/// Most captures a line site passes as arguments (`hit_3(i, a, &b, c)`, `hit_ref_2(i, &a,
-/// &b)` in an instrumented copy); more go in an array (`hit(i, &[…])`). A line of a long
-/// function captures every binding in scope, often a dozen or more.
+/// Most captures a line site outside an instrumented copy passes as arguments (`hit_3(i, a,
+/// &b, c)`); more go in an array (`hit(i, &[…])`). A line of a long function captures every
+/// binding in scope, often a dozen or more.
 pub const MAX_BY_VALUE_LINE: usize = 24;
 
 /// The most captures a cold call named `name` takes as arguments.
 pub fn max_by_value(name: &str) -> usize {
-    if name == "hit" || name == "hit_ref" {
+    if name == "hit" {
         MAX_BY_VALUE_LINE
     } else {
         MAX_BY_VALUE
@@ -563,17 +563,19 @@ impl Writer<'_> {
             .iter()
             .filter(|n| ex.keeps_capture(sites, i, n))
             .count();
-        // A line site does the same (`hit_3(i, a, &b, c)`; in an instrumented copy
-        // `hit_ref_2(i, &a, &b)`), up to `MAX_BY_VALUE_LINE`: its captures then take one tuple
-        // in the function, not a temporary and a two-word array slot each (a function
-        // capturing a dozen bindings at each of its lines had a thousand temporaries for the
-        // optimizer to take apart: its `--lines all` IR was twenty times the plain one's); the
-        // array is built in the cold call, one per set of captured types. humantime's library
-        // at every line: rustc 6.78 -> 5.48 G instructions (callgrind), plain 1.26 G.
+        // A line site outside an instrumented copy does the same (`hit_3(i, a, &b, c)`), up to
+        // `MAX_BY_VALUE_LINE`: its captures then take one tuple in the function, not a
+        // temporary and a two-word array slot each (a function capturing a dozen bindings at
+        // each of its lines had a thousand temporaries for the optimizer to take apart: its
+        // `--lines all` IR was twenty times the plain one's); the array is built in the cold
+        // call, one per set of captured types. humantime's library at every line: rustc 6.78
+        // -> 5.79 G instructions (callgrind), plain 1.26 G. Not in an instrumented copy: its
+        // captures are plain references with no temporary (`hit_ref(i, &[&a, &b])`), and a
+        // cold call per set of types there cost more than it saved (ryu: 7.07 -> 7.96 G).
         let in_twice = site.kind == SiteKind::Line && uses_local && twice;
         let by_value = match site.kind {
             SiteKind::Entry => n_caps <= MAX_BY_VALUE,
-            SiteKind::Line => n_caps <= MAX_BY_VALUE_LINE,
+            SiteKind::Line => !in_twice && n_caps <= MAX_BY_VALUE_LINE,
         };
         let (sfx, open, close, amp) = if by_value {
             (format!("_{n_caps}"), "", "", "")
@@ -945,7 +947,7 @@ mod tests {
         // copy (`hit_ref`), a parameter too (the copy's own, moved into its closure).
         assert_eq!(&rw.text[r.clone()], "&b");
         assert_eq!(&rw.text[at(2).captures[0].1.clone()], "&a");
-        assert!(rw.text.contains("::lprobe_sites::hit_ref_2(12, &a, &b)"));
+        assert!(rw.text.contains("::lprobe_sites::hit_ref(12, &[&a, &b])"));
         assert!(rw.text.contains("::lprobe_sites::on::<12>()"));
         assert!(syn::parse_file(&rw.text).is_ok());
         // The first statement's site is checked in the entry's call (same captures), and
@@ -978,29 +980,24 @@ mod tests {
         let (fs, _) = go(src, &Exclusions::default());
         let checked = |ex: &Exclusions| go_again(src, &fs, ex, CaptureList::Checked);
         let rw = checked(&Exclusions::default());
-        // Written twice: the instrumented copy's captures are arguments of their call, as
-        // the entry's are, each reported on its own (no `cap_ref`).
+        // Written twice: the instrumented copy's captures through `cap_ref`; the entry's,
+        // arguments of its own call, as they were.
         assert!(
-            rw.text
-                .contains("::lprobe_sites::hit_ref_4(13, &a, &s, &b, &n)"),
+            rw.text.contains(
+                "::lprobe_sites::hit_ref(13, &[::lprobe_sites::cap_ref(&a), ::lprobe_sites::cap_ref(&s), ::lprobe_sites::cap_ref(&b), ::lprobe_sites::cap_ref(&n)])"
+            ),
             "{}",
             rw.text
         );
         assert!(rw
             .text
             .contains("hit_first_2(10, 11, __lprobe_guard.on(), a, s)"));
+        // The capture's range covers the call, where rustc's error points inside.
         let site = rw.placed.iter().find(|p| p.site == 3).expect("placed");
-        assert_eq!(&rw.text[site.captures[2].1.clone()], "&b");
-        // Past `MAX_BY_VALUE_LINE` captures, an array: each capture through a call of its
-        // own (`cap_ref`), where rustc's error points inside.
-        let lets: String = (0..=MAX_BY_VALUE_LINE)
-            .map(|k| format!("    let v{k} = {k}u32;\n"))
-            .collect();
-        let long = format!("fn g() -> u32 {{\n{lets}    v0\n}}\n");
-        let (lfs, _) = go(&long, &Exclusions::default());
-        let rw = go_again(&long, &lfs, &Exclusions::default(), CaptureList::Checked);
-        let last = format!("::lprobe_sites::cap_ref(&v{MAX_BY_VALUE_LINE})])");
-        assert!(rw.text.contains(&last), "{}", rw.text);
+        assert_eq!(
+            &rw.text[site.captures[2].1.clone()],
+            "::lprobe_sites::cap_ref(&b)"
+        );
         // Written once: the captures are the cold call's own arguments, each reported on its
         // own without a `cap`; a type name as it was.
         let mut ex = Exclusions::default();
@@ -1137,7 +1134,11 @@ mod tests {
                 "&n"
             ]
         );
-        assert!(rw.text.contains("::lprobe_sites::hit_ref_5("));
+        assert!(
+            rw.text.contains("::lprobe_sites::hit_ref(13, &["),
+            "{}",
+            rw.text
+        );
         assert!(syn::parse_file(&rw.text).is_ok());
     }
 

@@ -434,7 +434,6 @@ type Param = (&'static str, &'static str);
 /// `hit`): (name, leading parameters, return type).
 const CALLS: &[(&str, &[Param], &str)] = &[
     ("hit", &[("i", "u32")], ""),
-    ("hit_ref", &[("i", "u32")], ""),
     ("hit_if", &[("i", "u32")], ""),
     ("hit_pair", &[("e", "u32"), ("l", "u32")], ""),
     ("hit_entry", &[("i", "u32")], " -> u64"),
@@ -539,19 +538,8 @@ fn by_value_calls(access: FlagAccess, calls: &ByValueCalls) -> String {
             if !calls.used.contains(&(*name, n)) {
                 continue;
             }
-            // The captures of an instrumented copy are references to any `Debug` value
-            // (`probe_runtime::CapRef`), the others small copies (`Cap`).
-            let by_ref = *name == "hit_ref";
-            let (bound, amp) = if by_ref {
-                ("::probe_runtime::CapRef", "&")
-            } else {
-                ("Cap", "")
-            };
-            let bounds = list(n, |k| format!("C{k}: {bound}"));
-            let args: String = (0..n).map(|k| format!(", c{k}: {amp}C{k}")).collect();
-            let arg_tys = list(n, |k| format!("{amp}C{k}"));
-            // Each capture as an element of the array the runtime reads.
-            let deref = if by_ref { "" } else { "&" };
+            let bounds = list(n, |k| format!("C{k}: Cap"));
+            let args: String = (0..n).map(|k| format!(", c{k}: C{k}")).collect();
             let params = lead
                 .iter()
                 .map(|(p, t)| format!("{p}: {t}"))
@@ -577,7 +565,7 @@ fn by_value_calls(access: FlagAccess, calls: &ByValueCalls) -> String {
                     })
                     .collect::<Vec<_>>()
                     .join(", ");
-                let refs = list(n, |k| format!("{deref}v.{k}"));
+                let refs = list(n, |k| format!("&v.{k}"));
                 let body = if ret.is_empty() {
                     format!("{name}({from_u32}, &[{refs}]); 0")
                 } else {
@@ -587,7 +575,7 @@ fn by_value_calls(access: FlagAccess, calls: &ByValueCalls) -> String {
                 let _ = writeln!(
                     s,
                     "{on}{COLD} extern \"C\" fn {name}_v{n}<{bounds}>({ids}, v: &{tt}) -> u64 {{ {body} }}",
-                    tt = tuple(&arg_tys),
+                    tt = tuple(&tys),
                 );
                 let _ = writeln!(
                     s,
@@ -595,7 +583,7 @@ fn by_value_calls(access: FlagAccess, calls: &ByValueCalls) -> String {
                     tuple(&names),
                 );
             }
-            let refs = list(n, |k| format!("{deref}c{k}"));
+            let refs = list(n, |k| format!("&c{k}"));
             let _ = writeln!(
                 s,
                 "{off}{COLD} pub extern \"C\" fn {name}_{n}<{bounds}>({params}{args}){ret} {{ {name}({pass}, &[{refs}]) }}"
