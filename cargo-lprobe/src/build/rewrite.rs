@@ -644,7 +644,7 @@ impl Writer<'_> {
             )
         } else if in_twice {
             format!(
-                " __lprobe_at!{{ #[allow(unreachable_code)] if {chk}::on::<{id}>() {{ {chk}::hit_ref{sfx}({id}, {open}"
+                " __lprobe_at!{{ #[allow(unreachable_code)] if {chk}::on::<{id}>() {{ {chk}::hit_ref({id}, &["
             )
         } else if uses_local {
             format!(
@@ -666,7 +666,7 @@ impl Writer<'_> {
                 None => format!("{close})) }} {rebind}] {ret}; "),
             });
         } else if in_twice {
-            code.push_str(&format!("{close}) }} }} "));
+            code.push_str("]) } } ");
         } else {
             code.push_str(&if timed {
                 format!("{close})) }} ")
@@ -739,8 +739,6 @@ impl Writer<'_> {
                 Form::Ref if in_twice && mut_ref => format!("&{chk}::ByRef({target})"),
                 Form::Ref if in_twice => target,
                 Form::Ref => format!("{amp}{target}"),
-                // In an instrumented copy every capture is a reference, an argument too.
-                Form::Opaque if in_twice => format!("&{chk}::Opaque::of({target})"),
                 Form::Opaque => format!("{amp}{chk}::Opaque::of({target})"),
             };
             // A type name always compiles; a capture passed by value (an entry's argument)
