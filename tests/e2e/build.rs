@@ -903,9 +903,17 @@ fn both_bodies_of_a_function_keep_its_lines_in_panics_and_line_macros() {
 fn locked_fails_on_a_stale_lock_file_like_cargo_and_leaves_it_alone() {
     // bench-mix with a path dependency its Cargo.lock does not list: `cargo build --locked`
     // refuses it, and so must `cargo lprobe build --locked` (its check runs beside the build).
+    // The same workspace checked before the edit: the answer kept then (`resolve::kept`) is
+    // not taken for the edited manifest.
     let dir = tempfile::tempdir().expect("tempdir");
     let ws = dir.path().join("ws");
     private_copy("bench-mix", &ws);
+    let out = cargo_lprobe_in(
+        &ws,
+        &dir.path().join("t"),
+        &["build", "--release", "--locked"],
+    );
+    assert!(out.status.success(), "a current lock: {}", stderr(&out));
     let extra = ws.join("extra");
     std::fs::create_dir_all(extra.join("src")).expect("mkdir");
     std::fs::write(

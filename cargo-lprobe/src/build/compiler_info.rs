@@ -74,7 +74,7 @@ pub fn keep_cargo(target_dir: &Path) {
 
 /// Writes `path` through a temporary file and a rename: a concurrent reader sees the old
 /// file or the new one, never half of one.
-fn write_whole(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_whole(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
     std::fs::write(&tmp, bytes)?;
     std::fs::rename(&tmp, path).inspect_err(|_| {

@@ -296,11 +296,7 @@ pub fn run(inv: &Invocation) -> Result<i32> {
     // member's dependencies lead to either facade in the lock): it resolves beside the parse.
     let bridges_possible = crate::build::bridge::may_have_bridges(&setup.ws);
     if setup.resolve.is_none() && bridges_possible {
-        setup.resolve = Some(Resolve::start(
-            inv.manifest_path.as_deref(),
-            &setup.cwd,
-            &inv.cargo_args,
-        ));
+        setup.resolve = Some(resolve_graph(inv, &setup.cwd, &setup.ws));
     }
     let t_metadata = t0.elapsed();
     progress::stage("Rewriting", "the workspace's sources");
@@ -316,6 +312,13 @@ pub fn run(inv: &Invocation) -> Result<i32> {
         }
     };
     finish(inv, setup, fresh, found, built, t0)
+}
+
+/// The user's dependency graph for this build's flags: resolved beside the rewrite, or the
+/// answer an earlier build kept for the same inputs (`Resolve::start_or_recall`).
+fn resolve_graph(inv: &Invocation, cwd: &Path, ws: &Workspace) -> Resolve {
+    let members: Vec<PathBuf> = ws.members.iter().map(|p| p.manifest.clone()).collect();
+    Resolve::start_or_recall(inv.manifest_path.as_deref(), cwd, &inv.cargo_args, &members)
 }
 
 /// Stage 0: the workspace, the copy's directories (locked for this run), the skip lists.
@@ -341,14 +344,13 @@ impl Setup {
     fn load(inv: &Invocation) -> Result<Setup> {
         let cwd = std::env::current_dir().context("reading the current directory")?;
         let manifest = inv.manifest_path.as_ref().map(|p| cwd.join(p));
+        let mut ws = workspace::load(manifest.as_deref())?;
         // Resolving the dependency graph is the slower of the two `cargo metadata` runs (and
         // slower still in a fresh target directory, where it probes the compiler): it runs
-        // beside the rewrite and the build, and `--locked`'s answer is awaited before
-        // anything is run or said to be built (`Setup::confirm_locked`).
-        let resolve = inv
-            .locked
-            .then(|| Resolve::start(inv.manifest_path.as_deref(), &cwd, &inv.cargo_args));
-        let mut ws = workspace::load(manifest.as_deref())?;
+        // beside the rewrite and the build, unless an earlier build's answer was resolved from
+        // the same inputs, and `--locked`'s answer is awaited before anything is run or said
+        // to be built (`Setup::confirm_locked`).
+        let resolve = inv.locked.then(|| resolve_graph(inv, &cwd, &ws));
         if let Some(dir) = &inv.target_dir {
             // `../t` from a member's directory: cargo names the files it reports (and the
             // mirror skips the directory) by the normalized path.

@@ -6,9 +6,15 @@
 //! Resolving takes cargo 0.06–0.15 s (more in a fresh target directory, where it probes the
 //! compiler first): as two runs, one of them waited for before the rewrite could go on, it
 //! was on the critical path of every build of a workspace whose lock names `log` or
-//! `tracing`; as one run beside the parse it mostly is not.
+//! `tracing`; as one run beside the parse it mostly is not, but on two cores it still took
+//! a core from cargo's start and the runtime's replays. So a successful answer is kept in the
+//! machine-wide cache ([`Resolve::start_or_recall`]) with what it was resolved from: the
+//! lock, every path package's manifest (the members and the path dependencies), cargo's
+//! configuration files, its executable and environment; a later build whose inputs are all
+//! the same takes the kept answer and runs no cargo (cargo resolves a lock it was given, so
+//! the same inputs give the same answer). A failure is never kept.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::thread::JoinHandle;
 
@@ -20,8 +26,17 @@ use crate::build::bridge::feature_args;
 pub struct Resolve {
     /// The thread running cargo, until its answer is taken.
     running: Option<JoinHandle<std::io::Result<Output>>>,
-    /// Cargo's output, or why it did not run.
-    answer: Option<Result<Output, String>>,
+    /// Cargo's answer, or why it did not run.
+    answer: Option<Result<Answer, String>>,
+    /// Where a successful answer is kept, and the inputs besides the files it names.
+    keep: Option<(PathBuf, String)>,
+}
+
+/// What cargo said: whether it succeeded, its output and its messages.
+struct Answer {
+    success: bool,
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
 }
 
 impl Resolve {
@@ -51,26 +66,66 @@ impl Resolve {
             Ok(thread) => Resolve {
                 running: Some(thread),
                 answer: None,
+                keep: None,
             },
             Err(e) => Resolve {
                 running: None,
                 answer: Some(Err(format!("starting a thread: {e}"))),
+                keep: None,
             },
         }
     }
 
+    /// [`Resolve::start`], unless the answer kept by an earlier build was resolved from the
+    /// same inputs (`members`: the workspace's member manifests now, which must all be among
+    /// them); then that answer, and no cargo runs. A new successful answer is kept.
+    pub fn start_or_recall(
+        manifest: Option<&Path>,
+        cwd: &Path,
+        cargo_args: &[String],
+        members: &[PathBuf],
+    ) -> Resolve {
+        let Some(slot) = kept::slot(manifest, cwd, cargo_args) else {
+            return Resolve::start(manifest, cwd, cargo_args);
+        };
+        let fixed = kept::fixed_inputs(cwd, cargo_args);
+        if let Some(stdout) = kept::recall(&slot, &fixed, members) {
+            return Resolve {
+                running: None,
+                answer: Some(Ok(Answer {
+                    success: true,
+                    stdout,
+                    stderr: Vec::new(),
+                })),
+                keep: None,
+            };
+        }
+        let mut r = Resolve::start(manifest, cwd, cargo_args);
+        r.keep = Some((slot, fixed));
+        r
+    }
+
     /// Cargo's output when it resolved the graph; else its message (its stderr) or why it
     /// did not run. Waits for cargo the first time.
-    fn output(&mut self) -> Result<&Output, String> {
+    fn output(&mut self) -> Result<&Answer, String> {
         if let Some(thread) = self.running.take() {
             self.answer = Some(match thread.join() {
-                Ok(Ok(out)) => Ok(out),
+                Ok(Ok(out)) => Ok(Answer {
+                    success: out.status.success(),
+                    stdout: out.stdout,
+                    stderr: out.stderr,
+                }),
                 Ok(Err(e)) => Err(format!("running 'cargo metadata': {e}")),
                 Err(_) => Err("its thread panicked".into()),
             });
+            if let (Some((slot, fixed)), Some(Ok(out))) = (self.keep.take(), &self.answer) {
+                if out.success {
+                    kept::keep(&slot, &fixed, &out.stdout);
+                }
+            }
         }
         match &self.answer {
-            Some(Ok(out)) if out.status.success() => Ok(out),
+            Some(Ok(out)) if out.success => Ok(out),
             Some(Ok(out)) => Err(String::from_utf8_lossy(&out.stderr).into_owned()),
             Some(Err(why)) => Err(format!("'cargo metadata --locked' did not run: {why}")),
             None => Err("'cargo metadata --locked' was not started".into()),
@@ -108,6 +163,139 @@ fn first_error_line(text: &str) -> String {
     line.trim().to_owned()
 }
 
+/// The kept answers: one file per workspace, command line and directory
+/// (`<cache>/resolved-<hash>`), holding the fingerprint of the inputs, the input files, and
+/// cargo's output.
+mod kept {
+    use std::path::{Path, PathBuf};
+
+    use crate::build::repair::content_hash;
+
+    /// The file for a run of `cargo metadata` with these arguments, or `None` without a cache
+    /// directory (`LPROBE_CACHE_DIR=off`).
+    pub fn slot(manifest: Option<&Path>, cwd: &Path, cargo_args: &[String]) -> Option<PathBuf> {
+        let dir = crate::build::runtime_cache::cache_dir()?;
+        let what = format!(
+            "{}\0{}\0{}",
+            cwd.display(),
+            manifest
+                .map(|m| m.display().to_string())
+                .unwrap_or_default(),
+            cargo_args.join("\0")
+        );
+        Some(dir.join(format!("resolved-{}", content_hash(what.as_bytes()))))
+    }
+
+    /// The inputs that are not files of the workspace: cargo's executable, its environment,
+    /// its configuration files (from the directory up, and in cargo's home) and the
+    /// arguments.
+    pub fn fixed_inputs(cwd: &Path, cargo_args: &[String]) -> String {
+        let mut s = String::new();
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let stat = std::fs::metadata(&cargo)
+            .ok()
+            .map(|m| format!("{} {:?}", m.len(), m.modified().ok()))
+            .unwrap_or_default();
+        s.push_str(&format!("cargo {cargo} {stat}\n"));
+        let mut env: Vec<(String, String)> = std::env::vars()
+            .filter(|(k, _)| {
+                (k.starts_with("CARGO") || k == "RUSTC" || k == "RUSTUP_TOOLCHAIN")
+                    && !k.ends_with("TARGET_DIR")
+                    && k != "CARGO_MAKEFLAGS"
+            })
+            .collect();
+        env.sort();
+        for (k, v) in env {
+            s.push_str(&format!("env {k}={v}\n"));
+        }
+        let home = std::env::var_os("CARGO_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")));
+        let dirs = cwd.ancestors().map(|d| d.join(".cargo")).chain(home);
+        for dir in dirs {
+            for name in ["config.toml", "config"] {
+                let file = dir.join(name);
+                if let Ok(text) = std::fs::read(&file) {
+                    s.push_str(&format!(
+                        "config {} {}\n",
+                        file.display(),
+                        content_hash(&text)
+                    ));
+                }
+            }
+        }
+        s.push_str(&format!("args {}\n", cargo_args.join("\0")));
+        s
+    }
+
+    /// The fingerprint of `fixed` and the contents of `files` (a missing file counts as
+    /// such).
+    fn fingerprint(fixed: &str, files: &[PathBuf]) -> String {
+        let mut s = fixed.to_owned();
+        for f in files {
+            match std::fs::read(f) {
+                Ok(text) => s.push_str(&format!("{} {}\n", f.display(), content_hash(&text))),
+                Err(_) => s.push_str(&format!("{} missing\n", f.display())),
+            }
+        }
+        content_hash(s.as_bytes())
+    }
+
+    /// The files an answer was resolved from: the lock and every path package's manifest
+    /// (members and path dependencies, from cargo's output itself), and the workspace's own
+    /// manifest (a virtual one is no package).
+    fn input_files(stdout: &[u8]) -> Option<Vec<PathBuf>> {
+        let text = std::str::from_utf8(stdout).ok()?;
+        let json = text.lines().find(|l| l.starts_with('{'))?;
+        let meta: serde_json::Value = serde_json::from_str(json).ok()?;
+        let root = PathBuf::from(meta.get("workspace_root")?.as_str()?);
+        let mut files = vec![root.join("Cargo.lock"), root.join("Cargo.toml")];
+        for p in meta.get("packages")?.as_array()? {
+            if p.get("source").is_some_and(|s| s.is_null()) {
+                files.push(PathBuf::from(p.get("manifest_path")?.as_str()?));
+            }
+        }
+        files.sort();
+        files.dedup();
+        Some(files)
+    }
+
+    /// Keeps `stdout` in `slot` (best effort): the fingerprint, the input files (one line,
+    /// tab-separated) and the output.
+    pub fn keep(slot: &Path, fixed: &str, stdout: &[u8]) {
+        let Some(files) = input_files(stdout) else {
+            return;
+        };
+        let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+        if names.iter().any(|n| n.contains('\t') || n.contains('\n')) {
+            return;
+        }
+        let mut text =
+            format!("{}\n{}\n", fingerprint(fixed, &files), names.join("\t")).into_bytes();
+        text.extend_from_slice(stdout);
+        if let Some(dir) = slot.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let _ = crate::build::compiler_info::write_whole(slot, &text);
+    }
+
+    /// The output kept in `slot` if it was resolved from what the inputs are now, and every
+    /// member manifest of the workspace now was one of them (a member added since names
+    /// packages the lock may lack).
+    pub fn recall(slot: &Path, fixed: &str, members: &[PathBuf]) -> Option<Vec<u8>> {
+        let text = std::fs::read(slot).ok()?;
+        let mut parts = text.splitn(3, |b| *b == b'\n');
+        let want = std::str::from_utf8(parts.next()?).ok()?;
+        let names = std::str::from_utf8(parts.next()?).ok()?;
+        let stdout = parts.next()?;
+        let files: Vec<PathBuf> = names.split('\t').map(PathBuf::from).collect();
+        if !members.iter().all(|m| files.contains(m)) {
+            return None;
+        }
+        (fingerprint(fixed, &files) == want).then(|| stdout.to_vec())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -121,6 +309,71 @@ mod tests {
         );
         assert_eq!(first_error_line("warning: x\nnote: y"), "warning: x");
         assert_eq!(first_error_line(""), "");
+    }
+
+    #[test]
+    fn an_answer_is_recalled_only_while_everything_it_was_resolved_from_is_the_same() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().join("ws");
+        std::fs::create_dir_all(root.join("src")).expect("mkdir");
+        let manifest = "[package]\nname = \"solo\"\nversion = \"0.1.0\"\nedition = \"2021\"\n";
+        std::fs::write(root.join("Cargo.toml"), manifest).expect("manifest");
+        std::fs::write(root.join("src/lib.rs"), "").expect("lib");
+        std::fs::write(
+            root.join("Cargo.lock"),
+            "version = 4\n\n[[package]]\nname = \"solo\"\nversion = \"0.1.0\"\n",
+        )
+        .expect("lock");
+        let mut r = Resolve::start(None, &root, &["--offline".to_owned()]);
+        let stdout = r.output().expect("resolved").stdout.clone();
+        let slot = dir.path().join("cache/resolved-x");
+        let fixed = kept::fixed_inputs(&root, &["--offline".to_owned()]);
+        let members = [root.join("Cargo.toml")];
+        assert_eq!(
+            kept::recall(&slot, &fixed, &members),
+            None,
+            "nothing kept yet"
+        );
+        kept::keep(&slot, &fixed, &stdout);
+        assert_eq!(kept::recall(&slot, &fixed, &members), Some(stdout.clone()));
+        // Another command line, cargo or configuration: not this answer.
+        assert_eq!(kept::recall(&slot, &format!("{fixed}x"), &members), None);
+        // A manifest or the lock edited: resolved again; as it was: the same answer.
+        std::fs::write(
+            root.join("Cargo.toml"),
+            format!("{manifest}[features]\nx = []\n"),
+        )
+        .expect("edit");
+        assert_eq!(kept::recall(&slot, &fixed, &members), None);
+        std::fs::write(root.join("Cargo.toml"), manifest).expect("restore");
+        assert_eq!(kept::recall(&slot, &fixed, &members), Some(stdout.clone()));
+        std::fs::write(root.join("Cargo.lock"), "version = 4\n").expect("lock");
+        assert_eq!(kept::recall(&slot, &fixed, &members), None);
+        // A member the answer does not know (a new directory matched by a members glob).
+        let more = [root.join("Cargo.toml"), root.join("new/Cargo.toml")];
+        assert_eq!(kept::recall(&slot, &fixed, &more), None);
+        // A damaged file is no answer.
+        std::fs::write(&slot, "garbage").expect("damage");
+        assert_eq!(kept::recall(&slot, &fixed, &members), None);
+    }
+
+    #[test]
+    fn a_configuration_file_up_the_tree_is_an_input() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ws = dir.path().join("a/ws");
+        std::fs::create_dir_all(&ws).expect("mkdir");
+        let before = kept::fixed_inputs(&ws, &[]);
+        std::fs::create_dir_all(dir.path().join("a/.cargo")).expect("mkdir");
+        std::fs::write(
+            dir.path().join("a/.cargo/config.toml"),
+            "[patch.crates-io]\n",
+        )
+        .expect("config");
+        assert_ne!(kept::fixed_inputs(&ws, &[]), before);
+        assert_ne!(
+            kept::fixed_inputs(&ws, &["--features".into(), "x".into()]),
+            kept::fixed_inputs(&ws, &[])
+        );
     }
 
     #[test]
