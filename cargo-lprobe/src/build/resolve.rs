@@ -49,15 +49,7 @@ impl Resolve {
         if let Some(m) = manifest {
             cmd.manifest_path(cwd.join(m));
         }
-        let mut other = vec!["--locked".to_owned()];
-        other.extend(feature_args(cargo_args));
-        if cargo_args
-            .iter()
-            .any(|a| a == "--offline" || a == "--frozen")
-        {
-            other.push("--offline".into());
-        }
-        cmd.other_options(other);
+        cmd.other_options(metadata_args(cargo_args));
         let mut cmd = cmd.cargo_command();
         match std::thread::Builder::new()
             .name("lprobe-resolve".into())
@@ -85,10 +77,13 @@ impl Resolve {
         cargo_args: &[String],
         members: &[PathBuf],
     ) -> Resolve {
-        let Some(slot) = kept::slot(manifest, cwd, cargo_args) else {
+        // Only what cargo metadata is given names the answer (`build` and `test`, `-q` or
+        // `-v`: the same graph).
+        let args = metadata_args(cargo_args);
+        let Some(slot) = kept::slot(manifest, cwd, &args) else {
             return Resolve::start(manifest, cwd, cargo_args);
         };
-        let fixed = kept::fixed_inputs(cwd, cargo_args);
+        let fixed = kept::fixed_inputs(cwd, &args);
         if let Some(stdout) = kept::recall(&slot, &fixed, members) {
             return Resolve {
                 running: None,
@@ -150,6 +145,20 @@ impl Resolve {
         cargo_metadata::MetadataCommand::parse(json)
             .map_err(|e| format!("reading 'cargo metadata' output: {e}"))
     }
+}
+
+/// What `cargo metadata` is given of the build's arguments: `--locked`, the feature flags and
+/// `--offline` (also for `--frozen`).
+fn metadata_args(cargo_args: &[String]) -> Vec<String> {
+    let mut args = vec!["--locked".to_owned()];
+    args.extend(feature_args(cargo_args));
+    if cargo_args
+        .iter()
+        .any(|a| a == "--offline" || a == "--frozen")
+    {
+        args.push("--offline".into());
+    }
+    args
 }
 
 /// The line of cargo's message that says what failed (`error: …`), else its first line.
@@ -355,6 +364,18 @@ mod tests {
         // A damaged file is no answer.
         std::fs::write(&slot, "garbage").expect("damage");
         assert_eq!(kept::recall(&slot, &fixed, &members), None);
+    }
+
+    #[test]
+    fn only_what_cargo_metadata_is_given_names_an_answer() {
+        let args = |a: &[&str]| metadata_args(&a.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(
+            args(&["-q", "--release", "--features", "x", "--frozen"]),
+            args(&["--verbose", "--features", "x", "--offline", "--lib"])
+        );
+        assert_eq!(args(&[]), ["--locked"]);
+        assert_ne!(args(&["--features", "x"]), args(&["--features", "y"]));
+        assert_ne!(args(&["--offline"]), args(&[]));
     }
 
     #[test]
