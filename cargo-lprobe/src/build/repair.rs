@@ -704,13 +704,13 @@ mod tests {
         // Written once: a line's captures are the cold call's own arguments (each reported on
         // its own without a `cap`), a small copy with `Debug`: then a reference, or the name.
         let src = "fn f<T: Tr>(s: T) {\n    let t = 1;\n    let u = 2;\n    fn g() {}\n}\n";
-        let (fs, rw) = checked(src, "::lprobe_sites::hit_2(2, s, t)");
+        let (fs, rw) = checked(src, "::lprobe_sites::hit_t(2, (s, t,))");
         let mut ex = Exclusions::default();
         judge(&unmet_at_s(not_copy, &rw, 2), &fs, &rw, &mut ex);
         assert_eq!(ex.form(&fs, 2, "s"), Form::Ref);
         let rw = again_listed(src, &fs, &ex, CaptureList::Checked);
         assert!(
-            rw.text.contains("::lprobe_sites::hit_2(2, &s, t)"),
+            rw.text.contains("::lprobe_sites::hit_t(2, (&s, t,))"),
             "{}",
             rw.text
         );
@@ -719,7 +719,7 @@ mod tests {
         let rw = again_listed(src, &fs, &ex, CaptureList::Checked);
         assert!(
             rw.text
-                .contains("::lprobe_sites::hit_2(2, ::lprobe_sites::Opaque::of(&s), t)"),
+                .contains("::lprobe_sites::hit_t(2, (::lprobe_sites::Opaque::of(&s), t,))"),
             "{}",
             rw.text
         );

@@ -9,6 +9,7 @@ use std::ops::Range;
 
 use serde::{Deserialize, Serialize};
 
+use crate::build::sites_crate::BY_VALUE_SUFFIX;
 use crate::build::visit::{FileSites, SiteKind};
 
 /// What the repair loop has taken out of a file. Site and context indices are those of
@@ -221,23 +222,15 @@ pub struct FirstIds {
     pub func: u32,
 }
 
-/// Most captures an entry site passes as arguments (see `rewrite`); the sites crate has
-/// the cold calls for each count (`sites_crate::by_value_calls`).
+/// Most captures an entry site passes by value, as one tuple (see `rewrite`; the cold calls:
+/// `sites_crate::by_value_calls`); more go in an array.
 pub const MAX_BY_VALUE: usize = 6;
 
-/// Most captures a line site outside an instrumented copy passes as arguments (`hit_3(i, a,
-/// &b, c)`); more go in an array (`hit(i, &[…])`). A line of a long function captures every
-/// binding in scope, often a dozen or more.
+/// Most captures a line site outside an instrumented copy passes by value (`hit_t(i, (a,
+/// &b, c,))`); more go in an array (`hit(i, &[…])`). A line of a long function captures
+/// every binding in scope, often a dozen or more. The runtime's `Caps` takes tuples of up to
+/// 24.
 pub const MAX_BY_VALUE_LINE: usize = 24;
-
-/// The most captures a cold call named `name` takes as arguments.
-pub fn max_by_value(name: &str) -> usize {
-    if name == "hit" {
-        MAX_BY_VALUE_LINE
-    } else {
-        MAX_BY_VALUE
-    }
-}
 
 /// The sites crate's name as seen from instrumented code.
 pub const SITES_CRATE: &str = "lprobe_sites";
@@ -553,8 +546,8 @@ impl Writer<'_> {
         let recall = self.recall(site);
         let timed =
             site.kind == SiteKind::Entry && (site.timed || in_cold_copy) && recall.is_none();
-        // An entry's cold call takes up to `MAX_BY_VALUE` captures as arguments (`hit_if_2(i,
-        // a, &b)`, `enter_0(i)`): one argument each, where an array of `&dyn
+        // An entry's cold call takes up to `MAX_BY_VALUE` captures by value, as one tuple
+        // (`hit_if_t(i, (a, &b,))`, `enter_t(i, ())`): one element each, where an array of `&dyn
         // Cap` costs two stores and a temporary per capture, and the inliner counts those in
         // the function's size (measured on the suite; see BENCHMARKS.md). On x86-64 ELF it
         // reaches the runtime through the register-saving trampoline (`sites_crate::saving`).
@@ -563,7 +556,7 @@ impl Writer<'_> {
             .iter()
             .filter(|n| ex.keeps_capture(sites, i, n))
             .count();
-        // A line site outside an instrumented copy does the same (`hit_3(i, a, &b, c)`), up to
+        // A line site outside an instrumented copy does the same (`hit_t(i, (a, &b, c,))`), up to
         // `MAX_BY_VALUE_LINE`: its captures then take one tuple in the function, not a
         // temporary and a two-word array slot each (a function capturing a dozen bindings at
         // each of its lines had a thousand temporaries for the optimizer to take apart: its
@@ -577,10 +570,10 @@ impl Writer<'_> {
             SiteKind::Entry => n_caps <= MAX_BY_VALUE,
             SiteKind::Line => !in_twice && n_caps <= MAX_BY_VALUE_LINE,
         };
-        let (sfx, open, close, amp) = if by_value {
-            (format!("_{n_caps}"), "", "", "")
-        } else {
-            (String::new(), "&[", "]", "&")
+        let (sfx, open, close, amp) = match (by_value, n_caps) {
+            (true, 0) => (BY_VALUE_SUFFIX, "(", ")", ""),
+            (true, _) => (BY_VALUE_SUFFIX, "(", ",)", ""),
+            (false, _) => ("", "&[", "]", "&"),
         };
         // Every entry reads its function's flag into the local its line sites test.
         let fn_local = format!(
@@ -951,7 +944,7 @@ mod tests {
         // The first statement's site is checked in the entry's call (same captures), and
         // placed where the entry is; the instrumented copy times the call with a guard.
         assert!(rw.text.starts_with(
-            "fn f(a: u8) -> u8 { ::lprobe_sites::twice!{ $ ::lprobe_sites::fn_on::<0>(); [ #[allow(unused_mut, unused_variables)] let mut __lprobe_guard = ::lprobe_sites::entry::<10>(true); __lprobe_guard.timed(::lprobe_sites::hit_first_1(10, 11, __lprobe_guard.on(), a)); #[allow(unused_variables, unused_mut)] let a = a; ] u8; \n"
+            "fn f(a: u8) -> u8 { ::lprobe_sites::twice!{ $ ::lprobe_sites::fn_on::<0>(); [ #[allow(unused_mut, unused_variables)] let mut __lprobe_guard = ::lprobe_sites::entry::<10>(true); __lprobe_guard.timed(::lprobe_sites::hit_first_t(10, 11, __lprobe_guard.on(), (a,))); #[allow(unused_variables, unused_mut)] let a = a; ] u8; \n"
         ), "{}", rw.text);
         assert!(at(0).timed && at(0).recall.is_none());
         assert!(!rw.text.contains("on(11)"));
@@ -962,7 +955,7 @@ mod tests {
         let (_, rw) = go(src, &ex);
         let at = |site: usize| rw.placed.iter().find(|p| p.site == site).expect("placed");
         assert!(rw.text.contains(
-            "if __lprobe_fn { let __lprobe_t = ::lprobe_sites::enter_first_1(10, 11, a); if __lprobe_t != 0 { return ::lprobe_sites::again(10, __lprobe_t, move || self::f(a)); } }"
+            "if __lprobe_fn { let __lprobe_t = ::lprobe_sites::enter_first_t(10, 11, (a,)); if __lprobe_t != 0 { return ::lprobe_sites::again(10, __lprobe_t, move || self::f(a)); } }"
         ), "{}", rw.text);
         assert_eq!(
             &rw.text[at(0).recall.clone().expect("recall")],
@@ -989,7 +982,7 @@ mod tests {
         );
         assert!(rw
             .text
-            .contains("hit_first_2(10, 11, __lprobe_guard.on(), a, s)"));
+            .contains("hit_first_t(10, 11, __lprobe_guard.on(), (a, s,))"));
         // The capture's range covers the call, where rustc's error points inside.
         let site = rw.placed.iter().find(|p| p.site == 3).expect("placed");
         assert_eq!(
@@ -1004,7 +997,7 @@ mod tests {
         let rw = checked(&ex);
         assert!(
             rw.text
-                .contains("::lprobe_sites::hit_4(13, a, s, b, ::lprobe_sites::Opaque::of(&n))"),
+                .contains("::lprobe_sites::hit_t(13, (a, s, b, ::lprobe_sites::Opaque::of(&n),))"),
             "{}",
             rw.text
         );
@@ -1055,17 +1048,30 @@ mod tests {
         let src = format!("fn f() -> u32 {{\n{lets}    fn g() {{}}\n    v0\n}}\n");
         let (fs, rw) = go(&src, &Exclusions::default());
         let n = MAX_BY_VALUE_LINE;
-        let by_value = format!("::lprobe_sites::hit_{n}(");
+        // The first line after `let v0` passes one capture, the last by value `n`.
+        assert!(
+            rw.text.contains("::lprobe_sites::hit_t(12, (v0,)) }"),
+            "{}",
+            rw.text
+        );
+        let all: Vec<String> = (0..n).map(|k| format!("v{k}")).collect();
+        let by_value = format!(
+            "::lprobe_sites::hit_t({}, ({},)) }}",
+            12 + n - 1,
+            all.join(", ")
+        );
         assert!(rw.text.contains(&by_value), "{}", rw.text);
         let in_array = format!("&(v{n},).0]) }}");
         assert!(rw.text.contains("::lprobe_sites::hit("), "{}", rw.text);
         assert!(rw.text.contains(&in_array), "{}", rw.text);
         assert!(syn::parse_file(&rw.text).is_ok());
-        // The sites crate defines the by-value call this text makes, and no other.
+        // The sites crate defines the by-value calls this text makes: one for every line.
         let mut calls = crate::build::sites_crate::ByValueCalls::default();
         calls.scan(&rw.text);
-        assert!(calls.used.contains(&("hit", n)), "{:?}", calls.used);
-        assert!(!calls.used.contains(&("hit", n + 1)));
+        assert_eq!(
+            calls.used.iter().copied().collect::<Vec<_>>(),
+            ["enter", "hit", "hit_first"]
+        );
         assert!(fs.sites.len() > n);
     }
 
@@ -1172,7 +1178,7 @@ mod tests {
         assert!(rw
             .text
             .contains("crate::__lprobe_twice!{ $ crate::__lprobe::fn_on::<0>();"));
-        assert!(rw.text.contains("crate::__lprobe::hit_first_1("));
+        assert!(rw.text.contains("crate::__lprobe::hit_first_t("));
         assert!(rw.text.contains("crate::__lprobe::entry::<0>(true)"));
         let m = rw.crate_module.clone().expect("module defined");
         assert!(rw.text[m.clone()].contains("static F: self::Flags<40>"));
@@ -1292,7 +1298,7 @@ mod tests {
         ex.no_recall.insert(0);
         let (_, rw) = go(src, &ex);
         assert!(
-            rw.text.contains("::lprobe_sites::hit_pair_1(10, 11, a)"),
+            rw.text.contains("::lprobe_sites::hit_pair_t(10, 11, (a,))"),
             "{}",
             rw.text
         );
@@ -1475,10 +1481,10 @@ mod tests {
         let few = "fn f(a: u8, b: &str) -> usize {\n    let n = b.len() + usize::from(a);\n    for _ in 0..n {}\n    n\n}\n";
         let (_, rw) = go(few, &Exclusions::default());
         assert!(
-            rw.text.contains("hit_entry_2(10, a, b)")
+            rw.text.contains("hit_entry_t(10, (a, b,))")
                 || rw
                     .text
-                    .contains("hit_first_2(10, 11, __lprobe_guard.on(), a, b)"),
+                    .contains("hit_first_t(10, 11, __lprobe_guard.on(), (a, b,))"),
             "{}",
             rw.text
         );

@@ -452,15 +452,18 @@ const CALLS: &[(&str, &[Param], &str)] = &[
 /// small package's sites crate).
 #[derive(Debug, Default)]
 pub struct ByValueCalls {
-    /// (name, count of captures) of each call made, `("enter", 2)` for `enter_2(…)`.
-    pub used: std::collections::BTreeSet<(&'static str, usize)>,
+    /// The name of each call made, `"enter"` for `enter_t(…)`.
+    pub used: std::collections::BTreeSet<&'static str>,
     /// Through `call_saving_upper` (see [`may_enable_avx512`]).
     pub upper: bool,
 }
 
+/// The suffix of a cold call by value: `hit_if_t(i, (a, &b,))`.
+pub const BY_VALUE_SUFFIX: &str = "_t";
+
 impl ByValueCalls {
-    /// Adds the cold calls by value that rewritten `text` makes (`::lprobe_sites::enter_2(`,
-    /// `crate::__lprobe::enter_2(`).
+    /// Adds the cold calls by value that rewritten `text` makes (`::lprobe_sites::enter_t(`,
+    /// `crate::__lprobe::enter_t(`).
     pub fn scan(&mut self, text: &str) {
         for home in crate::build::rewrite::CALL_HOMES {
             self.scan_calls(text, &format!("{home}::"));
@@ -473,44 +476,39 @@ impl ByValueCalls {
             let ident = rest
                 .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
                 .map_or(rest, |end| &rest[..end]);
-            let Some((name, n)) = ident.rsplit_once('_') else {
+            let Some(name) = ident.strip_suffix(BY_VALUE_SUFFIX) else {
                 continue;
             };
-            let (Some((name, _, _)), Ok(n)) = (
-                CALLS.iter().find(|(c, _, _)| *c == name),
-                n.parse::<usize>(),
-            ) else {
-                continue;
-            };
-            if n <= crate::build::rewrite::max_by_value(name) {
-                self.used.insert((name, n));
+            if let Some((name, _, _)) = CALLS.iter().find(|(c, _, _)| *c == name) {
+                self.used.insert(name);
             }
         }
     }
 }
 
-/// The sites' cold calls with their captures as arguments, one function per count of
-/// captures up to `rewrite::max_by_value` (`hit_if_2(i, a, &b)`, `hit_12(i, …)`). Generic, so
-/// only the shapes a package uses are compiled, in the package's crates.
+/// The sites' cold calls with their captures passed by value as one tuple (`hit_if_t(i, (a,
+/// &b,))`, `enter_t(i, ())`; `probe_runtime::Caps`), one generic function per call a package
+/// makes: only the sets of types it passes are compiled, in the package's crates.
 ///
 /// With [`FlagAccess::Direct`] on its targets, each is an `#[inline(always)]` wrapper that
-/// puts its captures in a tuple and calls a cold function with it through `saving`, an
-/// `asm!` call of the runtime's `call_saving` trampoline, which preserves every
-/// general-purpose register: the function around the site keeps its arguments in the
-/// registers they came in across the call, so it saves no callee-saved register for it on
-/// every call (BENCHMARKS.md, eighth session). Elsewhere each is the cold function itself,
-/// called directly, which puts its arguments in an array and calls the array form.
+/// calls a cold function with the tuple's address through `saving`, an `asm!` call of the
+/// runtime's `call_saving` trampoline, which preserves every general-purpose register: the
+/// function around the site keeps its arguments in the registers they came in across the
+/// call, so it saves no callee-saved register for it on every call (BENCHMARKS.md, eighth
+/// session). Elsewhere each is the cold function itself, called directly, which puts the
+/// captures in an array and calls the array form.
 fn by_value_calls(access: FlagAccess, calls: &ByValueCalls) -> String {
     const COLD: &str = "#[cold] #[inline(never)] #[allow(improper_ctypes_definitions)]";
+    const SFX: &str = BY_VALUE_SUFFIX;
     let direct = access == FlagAccess::Direct;
     let mut s = String::from(
-        "use ::probe_runtime::Cap;\n\n/// Entry calls with their captures as arguments (see cargo-lprobe's `sites_crate::by_value_calls`).\n",
+        "use ::probe_runtime::Caps;\n\n/// Cold calls with their captures as one tuple (see cargo-lprobe's `sites_crate::by_value_calls`).\n",
     );
     let (on, off) = if direct {
         // One `asm!` call per shape: (leading values, whether a result comes back).
         let mut shapes: Vec<(usize, bool)> = CALLS
             .iter()
-            .filter(|(name, _, _)| calls.used.iter().any(|(u, _)| u == name))
+            .filter(|(name, _, _)| calls.used.contains(name))
             .map(|(_, lead, ret)| (lead.len(), !ret.is_empty()))
             .collect();
         shapes.sort_unstable();
@@ -525,78 +523,57 @@ fn by_value_calls(access: FlagAccess, calls: &ByValueCalls) -> String {
     } else {
         (String::new(), String::new())
     };
-    for n in 0..=crate::build::rewrite::MAX_BY_VALUE_LINE {
-        let tys = list(n, |k| format!("C{k}"));
-        let names = list(n, |k| format!("c{k}"));
-        // A one-element tuple needs its comma; `()` takes none.
-        let tuple = |items: &str| match n {
-            0 => "()".to_owned(),
-            1 => format!("({items},)"),
-            _ => format!("({items})"),
-        };
-        for (name, lead, ret) in CALLS {
-            if !calls.used.contains(&(*name, n)) {
-                continue;
-            }
-            let bounds = list(n, |k| format!("C{k}: Cap"));
-            let args: String = (0..n).map(|k| format!(", c{k}: C{k}")).collect();
-            let params = lead
+    for (name, lead, ret) in CALLS {
+        if !calls.used.contains(name) {
+            continue;
+        }
+        let params = lead
+            .iter()
+            .map(|(p, t)| format!("{p}: {t}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let pass = lead.iter().map(|(p, _)| *p).collect::<Vec<_>>().join(", ");
+        if direct {
+            // The leading values travel as `u32`s: a `bool` as 0 or 1.
+            let convert = |to: fn(&str) -> String| {
+                lead.iter()
+                    .map(|(p, t)| if *t == "bool" { to(p) } else { (*p).to_owned() })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let as_u32 = convert(|p| format!("u32::from({p})"));
+            let from_u32 = convert(|p| format!("{p} != 0"));
+            let ids = ["a", "b", "c"]
                 .iter()
-                .map(|(p, t)| format!("{p}: {t}"))
+                .enumerate()
+                .map(|(k, r)| match lead.get(k) {
+                    Some((p, _)) => format!("{p}: u32"),
+                    None => format!("_{r}: u32"),
+                })
                 .collect::<Vec<_>>()
                 .join(", ");
-            let pass = lead.iter().map(|(p, _)| *p).collect::<Vec<_>>().join(", ");
-            if direct {
-                // The leading values travel as `u32`s: a `bool` as 0 or 1.
-                let convert = |to: fn(&str) -> String| {
-                    lead.iter()
-                        .map(|(p, t)| if *t == "bool" { to(p) } else { (*p).to_owned() })
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                };
-                let as_u32 = convert(|p| format!("u32::from({p})"));
-                let from_u32 = convert(|p| format!("{p} != 0"));
-                let ids = ["a", "b", "c"]
-                    .iter()
-                    .enumerate()
-                    .map(|(k, r)| match lead.get(k) {
-                        Some((p, _)) => format!("{p}: u32"),
-                        None => format!("_{r}: u32"),
-                    })
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                let refs = list(n, |k| format!("&v.{k}"));
-                let body = if ret.is_empty() {
-                    format!("{name}({from_u32}, &[{refs}]); 0")
-                } else {
-                    format!("{name}({from_u32}, &[{refs}])")
-                };
-                let shape = format!("{}{}", lead.len(), if ret.is_empty() { "" } else { "r" });
-                let _ = writeln!(
-                    s,
-                    "{on}{COLD} extern \"C\" fn {name}_v{n}<{bounds}>({ids}, v: &{tt}) -> u64 {{ {body} }}",
-                    tt = tuple(&tys),
-                );
-                let _ = writeln!(
-                    s,
-                    "{on}#[inline(always)] pub fn {name}_{n}<{bounds}>({params}{args}){ret} {{ saving_{shape}({as_u32}, &{}, {name}_v{n}::<{tys}>) }}",
-                    tuple(&names),
-                );
-            }
-            let refs = list(n, |k| format!("&c{k}"));
+            let body = if ret.is_empty() {
+                format!("v.with(|a| {name}({from_u32}, a)); 0")
+            } else {
+                format!("v.with(|a| {name}({from_u32}, a))")
+            };
+            let shape = format!("{}{}", lead.len(), if ret.is_empty() { "" } else { "r" });
             let _ = writeln!(
                 s,
-                "{off}{COLD} pub extern \"C\" fn {name}_{n}<{bounds}>({params}{args}){ret} {{ {name}({pass}, &[{refs}]) }}"
+                "{on}{COLD} extern \"C\" fn {name}_v<L: Caps>({ids}, v: &L) -> u64 {{ {body} }}"
+            );
+            let _ = writeln!(
+                s,
+                "{on}#[inline(always)] pub fn {name}{SFX}<L: Caps>({params}, v: L){ret} {{ saving_{shape}({as_u32}, &v, {name}_v::<L>) }}"
             );
         }
+        let _ = writeln!(
+            s,
+            "{off}{COLD} pub extern \"C\" fn {name}{SFX}<L: Caps>({params}, v: L){ret} {{ v.with(|a| {name}({pass}, a)) }}"
+        );
     }
     s.push('\n');
     s
-}
-
-/// `n` items, `item(k)` each, joined by `, `.
-fn list(n: usize, item: impl Fn(usize) -> String) -> String {
-    (0..n).map(item).collect::<Vec<_>>().join(", ")
 }
 
 /// What the trampoline does not preserve, as `asm!` clobbers (besides `rax` and the flags).
@@ -839,35 +816,35 @@ mod tests {
 
     #[test]
     fn entry_calls_save_registers_only_where_checks_name_the_flags_in_asm() {
-        // The calls a package's rewritten code makes (a user's own `hit_if_1` is no call of
-        // the sites crate; `enter_9` is over `MAX_BY_VALUE`).
+        // The calls a package's rewritten code makes (a user's own `hit_if_t` is no call of
+        // the sites crate, nor is the array form `hit`).
         let mut calls = ByValueCalls::default();
-        calls.scan("{ ::lprobe_sites::enter_0(3); ::lprobe_sites::enter_6(4, a, b, c, d, e, f) }");
-        calls.scan("::lprobe_sites::hit_first_2(1, 2, g.on(), x, y) ::lprobe_sites::hit_first_1(1, 2, g.on(), x) ::lprobe_sites::hit_if_1(5, z)");
-        calls.scan("hit_if_2(5, z) ::lprobe_sites::enter_9(1) ::lprobe_sites::hit(7, &[]) ::lprobe_sites::again(1, t, f)");
-        let all: Vec<(&str, usize)> = calls.used.iter().copied().collect();
-        assert_eq!(
-            all,
-            [
-                ("enter", 0),
-                ("enter", 6),
-                ("hit_first", 1),
-                ("hit_first", 2),
-                ("hit_if", 1)
-            ]
+        calls.scan(
+            "{ ::lprobe_sites::enter_t(3, ()); ::lprobe_sites::enter_t(4, (a, b, c, d, e, f,)) }",
         );
+        calls.scan(
+            "::lprobe_sites::hit_first_t(1, 2, g.on(), (x, y,)) crate::__lprobe::hit_if_t(5, (z,))",
+        );
+        calls.scan(
+            "hit_entry_t(5, (z,)) ::lprobe_sites::hit(7, &[]) ::lprobe_sites::again(1, t, f)",
+        );
+        let all: Vec<&str> = calls.used.iter().copied().collect();
+        assert_eq!(all, ["enter", "hit_first", "hit_if"]);
         let direct = by_value_calls(FlagAccess::Direct, &calls);
-        // Only those, both ways under `cfg`.
-        assert!(!direct.contains("fn enter_1<") && !direct.contains("fn hit_entry_"));
+        // Only those, both ways under `cfg`, one function each whatever the count.
+        assert!(!direct.contains("fn hit_entry_") && !direct.contains("fn hit_t<"));
         assert!(!direct.contains("fn saving_2<") && !direct.contains("fn saving_2r<"));
-        for call in ["enter_0", "enter_6", "hit_first_2", "hit_if_1"] {
-            assert!(
-                direct.contains(&format!(
-                    "#[cfg({DIRECT_CFG})] #[inline(always)] pub fn {call}<"
-                )),
+        for call in ["enter_t", "hit_first_t", "hit_if_t"] {
+            assert_eq!(
+                direct
+                    .matches(&format!(
+                        "#[cfg({DIRECT_CFG})] #[inline(always)] pub fn {call}<L: Caps>("
+                    ))
+                    .count(),
+                1,
                 "{call}"
             );
-            assert!(direct.contains(&format!("#[cfg(not({DIRECT_CFG}))] #[cold] #[inline(never)] #[allow(improper_ctypes_definitions)] pub extern \"C\" fn {call}<")), "{call}");
+            assert!(direct.contains(&format!("#[cfg(not({DIRECT_CFG}))] #[cold] #[inline(never)] #[allow(improper_ctypes_definitions)] pub extern \"C\" fn {call}<L: Caps>(")), "{call}");
         }
         assert!(direct.contains("fn saving_1r<T>(i0: u32, v: &T"));
         assert!(direct.contains("fn saving_3r<T>(i0: u32, i1: u32, i2: u32, v: &T"));
@@ -886,11 +863,13 @@ mod tests {
         assert!(may_enable_avx512("#[multiversion(targets = \"simd\")]"));
         assert!(!may_enable_avx512("fn f() { let v = vec![1]; }"));
         // `hit_first` passes its flag as a number and reads it back.
-        assert!(direct.contains("saving_3r(e, l, u32::from(entry_on), &(c0,), hit_first_v1::<C0>)"));
-        assert!(direct.contains("hit_first(e, l, entry_on != 0, &[&v.0])"));
+        assert!(direct.contains("saving_3r(e, l, u32::from(entry_on), &v, hit_first_v::<L>)"));
+        assert!(direct.contains("v.with(|a| hit_first(e, l, entry_on != 0, a))"));
         let load = by_value_calls(FlagAccess::Load, &calls);
         assert!(!load.contains("asm!") && !load.contains("cfg("));
-        assert!(load.contains("pub extern \"C\" fn enter_0<>(i: u32) -> u64 { enter(i, &[]) }"));
+        assert!(load.contains(
+            "pub extern \"C\" fn enter_t<L: Caps>(i: u32, v: L) -> u64 { v.with(|a| enter(i, a)) }"
+        ));
         // The constructor is kept by the flags' reference to it where `asm!` reads them.
         let m = crate_flags_module(3, 2, FlagAccess::Direct, &Host::Own);
         assert!(
