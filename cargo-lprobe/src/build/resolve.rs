@@ -286,6 +286,31 @@ mod kept {
             let _ = std::fs::create_dir_all(dir);
         }
         let _ = crate::build::compiler_info::write_whole(slot, &text);
+        if let Some(dir) = slot.parent() {
+            prune(dir, KEEP);
+        }
+    }
+
+    /// Answers kept (one per workspace and set of feature flags): the most recently used.
+    pub const KEEP: usize = 64;
+
+    /// Removes all but the `keep` most recently used answers in `dir`.
+    pub fn prune(dir: &Path, keep: usize) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        let mut kept: Vec<(std::time::SystemTime, PathBuf)> = entries
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with("resolved-"))
+            .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+            .collect();
+        if kept.len() <= keep {
+            return;
+        }
+        kept.sort();
+        for (_, old) in &kept[..kept.len() - keep] {
+            let _ = std::fs::remove_file(old);
+        }
     }
 
     /// The output kept in `slot` if it was resolved from what the inputs are now, and every
@@ -301,7 +326,15 @@ mod kept {
         if !members.iter().all(|m| files.contains(m)) {
             return None;
         }
-        (fingerprint(fixed, &files) == want).then(|| stdout.to_vec())
+        if fingerprint(fixed, &files) != want {
+            return None;
+        }
+        // Used: pruning keeps the most recently used.
+        let _ = std::fs::File::options()
+            .append(true)
+            .open(slot)
+            .and_then(|f| f.set_modified(std::time::SystemTime::now()));
+        Some(stdout.to_vec())
     }
 }
 
@@ -364,6 +397,25 @@ mod tests {
         // A damaged file is no answer.
         std::fs::write(&slot, "garbage").expect("damage");
         assert_eq!(kept::recall(&slot, &fixed, &members), None);
+        // Past the most kept, the least recently used answers go.
+        let cache = dir.path().join("many");
+        std::fs::create_dir_all(&cache).expect("mkdir");
+        for k in 0..kept::KEEP + 3 {
+            let slot = cache.join(format!("resolved-{k:03}"));
+            std::fs::write(&slot, "x").expect("write");
+            let at = std::time::SystemTime::UNIX_EPOCH
+                + std::time::Duration::from_secs(1_000 + k as u64);
+            std::fs::File::options()
+                .append(true)
+                .open(&slot)
+                .and_then(|f| f.set_modified(at))
+                .expect("mtime");
+        }
+        std::fs::write(cache.join("other"), "x").expect("write");
+        kept::prune(&cache, kept::KEEP);
+        let left = std::fs::read_dir(&cache).expect("list").count();
+        assert_eq!(left, kept::KEEP + 1, "the newest kept, and files of others");
+        assert!(!cache.join("resolved-000").exists() && cache.join("resolved-003").exists());
     }
 
     #[test]
