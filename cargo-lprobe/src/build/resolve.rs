@@ -296,21 +296,7 @@ mod kept {
 
     /// Removes all but the `keep` most recently used answers in `dir`.
     pub fn prune(dir: &Path, keep: usize) {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return;
-        };
-        let mut kept: Vec<(std::time::SystemTime, PathBuf)> = entries
-            .filter_map(|e| e.ok())
-            .filter(|e| e.file_name().to_string_lossy().starts_with("resolved-"))
-            .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
-            .collect();
-        if kept.len() <= keep {
-            return;
-        }
-        kept.sort();
-        for (_, old) in &kept[..kept.len() - keep] {
-            let _ = std::fs::remove_file(old);
-        }
+        crate::build::runtime_cache::keep_newest(dir, "resolved-", keep);
     }
 
     /// The output kept in `slot` if it was resolved from what the inputs are now, and every

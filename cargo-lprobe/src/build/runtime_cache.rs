@@ -372,17 +372,27 @@ fn store(dir: &Path, entry: &Path, call: &Call, stderr: &[u8]) {
 
 /// Keeps the newest [`KEEP`] entries.
 fn prune(dir: &Path) {
+    keep_newest(dir, "runtime-", KEEP);
+}
+
+/// Removes all but the `keep` most recently modified entries of `dir` (files or directories)
+/// whose names start with `prefix` (best effort).
+pub(crate) fn keep_newest(dir: &Path, prefix: &str, keep: usize) {
     let Ok(rd) = std::fs::read_dir(dir) else {
         return;
     };
     let mut entries: Vec<(std::time::SystemTime, PathBuf)> = rd
         .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().starts_with("runtime-"))
+        .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
         .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
         .collect();
     entries.sort_by_key(|e| std::cmp::Reverse(e.0));
-    for (_, p) in entries.into_iter().skip(KEEP) {
-        let _ = std::fs::remove_dir_all(p);
+    for (_, p) in entries.into_iter().skip(keep) {
+        let _ = if p.is_dir() {
+            std::fs::remove_dir_all(p)
+        } else {
+            std::fs::remove_file(p)
+        };
     }
 }
 
