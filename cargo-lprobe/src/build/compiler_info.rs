@@ -90,13 +90,14 @@ fn identity(rustc: &str) -> Option<String> {
     if !path.is_absolute() {
         return None;
     }
-    let meta = std::fs::metadata(path).ok()?;
     let inner = std::env::var(crate::build::runtime_cache::INNER_ENV).unwrap_or_default();
-    Some(format!(
-        "{} {:?} {inner}",
-        meta.len(),
-        meta.modified().ok()?
-    ))
+    Some(format!("{} {inner}", file_stamp(path)?))
+}
+
+/// A file's size and modification time: what changes when an executable is replaced.
+pub(crate) fn file_stamp(path: &Path) -> Option<String> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some(format!("{} {:?}", meta.len(), meta.modified().ok()?))
 }
 
 /// The files a compiler's `-vV` answer is kept in: beside the wrapper's log (this target

@@ -201,10 +201,7 @@ mod kept {
     pub fn fixed_inputs(cwd: &Path, cargo_args: &[String]) -> String {
         let mut s = String::new();
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let stat = std::fs::metadata(&cargo)
-            .ok()
-            .map(|m| format!("{} {:?}", m.len(), m.modified().ok()))
-            .unwrap_or_default();
+        let stat = crate::build::compiler_info::file_stamp(Path::new(&cargo)).unwrap_or_default();
         s.push_str(&format!("cargo {cargo} {stat}\n"));
         let mut env: Vec<(String, String)> = std::env::vars()
             .filter(|(k, _)| {
@@ -282,13 +279,12 @@ mod kept {
         let mut text =
             format!("{}\n{}\n", fingerprint(fixed, &files), names.join("\t")).into_bytes();
         text.extend_from_slice(stdout);
-        if let Some(dir) = slot.parent() {
-            let _ = std::fs::create_dir_all(dir);
-        }
+        let Some(dir) = slot.parent() else {
+            return;
+        };
+        let _ = std::fs::create_dir_all(dir);
         let _ = crate::build::compiler_info::write_whole(slot, &text);
-        if let Some(dir) = slot.parent() {
-            prune(dir, KEEP);
-        }
+        prune(dir, KEEP);
     }
 
     /// Answers kept (one per workspace and set of feature flags): the most recently used.

@@ -499,7 +499,6 @@ impl ByValueCalls {
 /// captures in an array and calls the array form.
 fn by_value_calls(access: FlagAccess, calls: &ByValueCalls) -> String {
     const COLD: &str = "#[cold] #[inline(never)] #[allow(improper_ctypes_definitions)]";
-    const SFX: &str = BY_VALUE_SUFFIX;
     let direct = access == FlagAccess::Direct;
     let mut s = String::from(
         "use ::probe_runtime::Caps;\n\n/// Cold calls with their captures as one tuple (see cargo-lprobe's `sites_crate::by_value_calls`).\n",
@@ -564,12 +563,12 @@ fn by_value_calls(access: FlagAccess, calls: &ByValueCalls) -> String {
             );
             let _ = writeln!(
                 s,
-                "{on}#[inline(always)] pub fn {name}{SFX}<L: Caps>({params}, v: L){ret} {{ saving_{shape}({as_u32}, &v, {name}_v::<L>) }}"
+                "{on}#[inline(always)] pub fn {name}{BY_VALUE_SUFFIX}<L: Caps>({params}, v: L){ret} {{ saving_{shape}({as_u32}, &v, {name}_v::<L>) }}"
             );
         }
         let _ = writeln!(
             s,
-            "{off}{COLD} pub extern \"C\" fn {name}{SFX}<L: Caps>({params}, v: L){ret} {{ v.with(|a| {name}({pass}, a)) }}"
+            "{off}{COLD} pub extern \"C\" fn {name}{BY_VALUE_SUFFIX}<L: Caps>({params}, v: L){ret} {{ v.with(|a| {name}({pass}, a)) }}"
         );
     }
     s.push('\n');
