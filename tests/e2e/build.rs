@@ -1024,3 +1024,43 @@ fn a_package_library_holds_the_table_its_binary_uses_and_a_forbidding_one_keeps_
         }
     }
 }
+
+#[test]
+fn an_entry_with_many_arguments_shows_each_of_them() {
+    // Past six arguments, an entry's captures used to go in an array; they are one tuple now,
+    // up to the runtime's 24 (`rewrite::MAX_BY_VALUE`): copies, references, a type without
+    // `Debug` (its name) and a moved `String`, each shown as it was at entry.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let main = "pub struct Ticket(pub u32);\n\n\
+        #[allow(clippy::too_many_arguments)]\n\
+        fn book(a: u8, b: &str, c: String, d: &[u32], e: i64, f: bool, g: char, h: Ticket, i: Option<u16>) -> usize {\n    \
+            let mut n = usize::from(a) + b.len() + c.len() + h.0 as usize;\n    \
+            for x in d {\n        n += *x as usize;\n    }\n    \
+            if f && e < 0 && g == 'x' {\n        n += usize::from(i.unwrap_or(0));\n    }\n    n\n}\n\n\
+        fn main() {\n    let mut total = 0usize;\n    for k in 0u64.. {\n        \
+            total += book(7, \"seat\", String::from(\"aisle\"), &[1, 2, 3], -5, true, 'x', Ticket(40), Some(9));\n        \
+            if k % 100 == 0 {\n            println!(\"{total}\");\n        }\n        \
+            std::thread::sleep(std::time::Duration::from_millis(2));\n    }\n}\n";
+    let src = small_package(dir.path(), "many", &[("src/main.rs", main)]);
+    let target = dir.path().join("t");
+    let out = cargo_lprobe_in(&src, &target, &["build", "--release"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let copy = std::fs::read_to_string(target.join("lprobe/src/src/main.rs")).expect("copy");
+    assert!(copy.contains("(a, b, &c, d, e, f, g, "), "{copy}");
+    let r = start(&target.join("lprobe/release/many"), &[]);
+    arm(&r, &["fn:many::book", "--snapshot", "--max-hits", "1"]);
+    let snap = wait_records(&r, 1, "the entry's snapshot", |v| v["kind"] == "snapshot");
+    let vars = &snap[0]["vars"];
+    assert_eq!(vars["a"], 7, "{vars}");
+    assert_eq!(vars["b"], "seat", "{vars}");
+    assert_eq!(vars["c"], "aisle", "{vars}");
+    assert_eq!(vars["d"], serde_json::json!([1, 2, 3]), "{vars}");
+    assert_eq!(vars["e"], -5, "{vars}");
+    assert_eq!(vars["f"], true, "{vars}");
+    assert_eq!(vars["g"], "x", "{vars}");
+    assert!(
+        vars["h"].as_str().is_some_and(|s| s.contains("Ticket")),
+        "{vars}"
+    );
+    assert_eq!(vars["i"], 9, "{vars}");
+}

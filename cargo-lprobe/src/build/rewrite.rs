@@ -222,15 +222,12 @@ pub struct FirstIds {
     pub func: u32,
 }
 
-/// Most captures an entry site passes by value, as one tuple (see `rewrite`; the cold calls:
-/// `sites_crate::by_value_calls`); more go in an array.
-pub const MAX_BY_VALUE: usize = 6;
-
-/// Most captures a line site outside an instrumented copy passes by value (`hit_t(i, (a,
-/// &b, c,))`); more go in an array (`hit(i, &[…])`). A line of a long function captures
-/// every binding in scope, often a dozen or more. The runtime's `Caps` takes tuples of up to
-/// 24.
-pub const MAX_BY_VALUE_LINE: usize = 24;
+/// Most captures a site passes by value, as one tuple (`hit_t(i, (a, &b, c,))`: an entry
+/// outside an instrumented copy, or a line site outside one); more go in an array (`hit(i,
+/// &[…])`). A line of a long function captures every binding in scope, often a dozen or more.
+/// The runtime's `Caps` takes tuples of up to 24; the cold calls (`sites_crate::by_value_calls`)
+/// are one generic function per call, whatever the count.
+pub const MAX_BY_VALUE: usize = 24;
 
 /// The sites crate's name as seen from instrumented code.
 pub const SITES_CRATE: &str = "lprobe_sites";
@@ -546,7 +543,7 @@ impl Writer<'_> {
         let recall = self.recall(site);
         let timed =
             site.kind == SiteKind::Entry && (site.timed || in_cold_copy) && recall.is_none();
-        // An entry's cold call takes up to `MAX_BY_VALUE` captures by value, as one tuple
+        // A cold call takes up to `MAX_BY_VALUE` captures by value, as one tuple
         // (`hit_if_t(i, (a, &b,))`, `enter_t(i, ())`): one element each, where an array of `&dyn
         // Cap` costs two stores and a temporary per capture, and the inliner counts those in
         // the function's size (measured on the suite; see BENCHMARKS.md). On x86-64 ELF it
@@ -556,20 +553,16 @@ impl Writer<'_> {
             .iter()
             .filter(|n| ex.keeps_capture(sites, i, n))
             .count();
-        // A line site outside an instrumented copy does the same (`hit_t(i, (a, &b, c,))`), up to
-        // `MAX_BY_VALUE_LINE`: its captures then take one tuple in the function, not a
-        // temporary and a two-word array slot each (a function capturing a dozen bindings at
-        // each of its lines had a thousand temporaries for the optimizer to take apart: its
-        // `--lines all` IR was twenty times the plain one's); the array is built in the cold
-        // call, one per set of captured types. humantime's library at every line: rustc 6.78
+        // A line site outside an instrumented copy does the same (`hit_t(i, (a, &b, c,))`): its
+        // captures then take one tuple in the function, not a temporary and a two-word array
+        // slot each (a function capturing a dozen bindings at each of its lines had a thousand
+        // temporaries for the optimizer to take apart: its `--lines all` IR was twenty times the
+        // plain one's); the array is built in the cold call, one per set of captured types. humantime's library at every line: rustc 6.78
         // -> 5.79 G instructions (callgrind), plain 1.26 G. Not in an instrumented copy: its
         // captures are plain references with no temporary (`hit_ref(i, &[&a, &b])`), and a
         // cold call per set of types there cost more than it saved (ryu: 7.07 -> 7.96 G).
         let in_twice = site.kind == SiteKind::Line && uses_local && twice;
-        let by_value = match site.kind {
-            SiteKind::Entry => n_caps <= MAX_BY_VALUE,
-            SiteKind::Line => !in_twice && n_caps <= MAX_BY_VALUE_LINE,
-        };
+        let by_value = !in_twice && n_caps <= MAX_BY_VALUE;
         let (sfx, open, close, amp) = match (by_value, n_caps) {
             (true, 0) => (BY_VALUE_SUFFIX, "(", ")", ""),
             (true, _) => (BY_VALUE_SUFFIX, "(", ",)", ""),
@@ -1040,14 +1033,14 @@ mod tests {
     #[test]
     fn a_line_passes_its_captures_as_arguments_up_to_the_most_a_call_takes() {
         // One body (an item inside): each line's captures are its cold call's arguments, a
-        // copy as the bare name; past `MAX_BY_VALUE_LINE` they go in an array, as copies of
+        // copy as the bare name; past `MAX_BY_VALUE` they go in an array, as copies of
         // tuple fields.
-        let lets: String = (0..=MAX_BY_VALUE_LINE)
+        let lets: String = (0..=MAX_BY_VALUE)
             .map(|k| format!("    let v{k} = {k}u32;\n"))
             .collect();
         let src = format!("fn f() -> u32 {{\n{lets}    fn g() {{}}\n    v0\n}}\n");
         let (fs, rw) = go(&src, &Exclusions::default());
-        let n = MAX_BY_VALUE_LINE;
+        let n = MAX_BY_VALUE;
         // The first line after `let v0` passes one capture, the last by value `n`.
         assert!(
             rw.text.contains("::lprobe_sites::hit_t(12, (v0,)) }"),
@@ -1488,14 +1481,34 @@ mod tests {
             "{}",
             rw.text
         );
-        let many = "fn f(a: u8, b: u8, c: u8, d: u8, e: u8, f: u8, g: u8) -> u8 {\n    for _ in 0..a {}\n    a + b + c + d + e + f + g\n}\n";
-        let (_, rw) = go(many, &Exclusions::default());
+        // Past `MAX_BY_VALUE` parameters, an array.
+        let params: Vec<String> = (0..=MAX_BY_VALUE).map(|k| format!("p{k}: u8")).collect();
+        let sum: Vec<String> = (0..=MAX_BY_VALUE).map(|k| format!("p{k}")).collect();
+        let many = format!(
+            "fn f({}) -> u8 {{\n    for _ in 0..p0 {{}}\n    {}\n}}\n",
+            params.join(", "),
+            sum.join(" + ")
+        );
+        let (_, rw) = go(&many, &Exclusions::default());
         assert!(
             rw.text
-                .contains("(10, 11, __lprobe_guard.on(), &[&(a,).0, "),
+                .contains("(10, 11, __lprobe_guard.on(), &[&(p0,).0, "),
             "{}",
             rw.text
         );
+        assert!(syn::parse_file(&rw.text).is_ok());
+        // Up to it, one tuple.
+        let params = &params[..MAX_BY_VALUE];
+        let many = format!(
+            "fn f({}) -> u8 {{\n    for _ in 0..p0 {{}}\n    p0\n}}\n",
+            params.join(", ")
+        );
+        let (_, rw) = go(&many, &Exclusions::default());
+        let tuple = format!(
+            "(10, 11, __lprobe_guard.on(), ({},))",
+            sum[..MAX_BY_VALUE].join(", ")
+        );
+        assert!(rw.text.contains(&tuple), "{}", rw.text);
         assert!(syn::parse_file(&rw.text).is_ok());
     }
 
