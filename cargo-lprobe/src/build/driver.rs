@@ -1527,8 +1527,8 @@ fn file_rows(
             // Still listed, so that `fn:` patterns find it.
             segments.push((c.line, c.line));
         }
-        let why = if *why == visit::TINY_REASON {
-            tiny_reason(&c.func, callers)
+        let why = if *why == visit::TINY_REASON || *why == visit::INLINE_ALWAYS_REASON {
+            tiny_reason(why, &c.func, callers)
         } else if *why == visit::ITERATOR_REASON {
             iterator_reason(&c.func, f, &without)
         } else {
@@ -1811,9 +1811,10 @@ fn with_places(why: &str, what: &str, places: &[String]) -> String {
     }
 }
 
-/// A tiny function's reason, with the nearest places to arm instead: up to two functions of
-/// the package with sites that call it, through callers without sites (tiny ones) if need be.
-fn tiny_reason(func: &str, callers: &HashMap<&str, Vec<(&str, bool)>>) -> String {
+/// A tiny (or `#[inline(always)]`) function's reason `why`, with the nearest places to arm
+/// instead: up to two functions of the package with sites that call it, through callers
+/// without sites (tiny ones) if need be.
+fn tiny_reason(why: &str, func: &str, callers: &HashMap<&str, Vec<(&str, bool)>>) -> String {
     let name = |f: &str| f.rsplit("::").next().unwrap_or(f).to_owned();
     let mut found: Vec<String> = Vec::new();
     let mut seen: HashSet<String> = HashSet::from([func.to_owned()]);
@@ -1839,7 +1840,7 @@ fn tiny_reason(func: &str, callers: &HashMap<&str, Vec<(&str, bool)>>) -> String
         level = next;
     }
     found.truncate(2);
-    with_places(visit::TINY_REASON, "callers to arm instead", &found)
+    with_places(why, "callers to arm instead", &found)
 }
 
 /// What one build round produced.
@@ -2847,17 +2848,20 @@ mod tests {
             ("k::c", true),
         ];
         callers.insert("get", get);
-        let why = tiny_reason("k::Vec::get", &callers);
+        let why = tiny_reason(visit::TINY_REASON, "k::Vec::get", &callers);
         assert!(why.starts_with(visit::TINY_REASON), "{why}");
         assert!(
             why.ends_with("; callers to arm instead: fn:k::a, fn:k::b"),
             "{why}"
         );
-        assert_eq!(tiny_reason("k::lonely", &callers), visit::TINY_REASON);
+        assert_eq!(
+            tiny_reason(visit::TINY_REASON, "k::lonely", &callers),
+            visit::TINY_REASON
+        );
         // A tiny caller has no sites either: its callers are named.
         callers.insert("mix", vec![("k::check", false)]);
         callers.insert("check", vec![("k::serve", true)]);
-        let why = tiny_reason("k::mix", &callers);
+        let why = tiny_reason(visit::TINY_REASON, "k::mix", &callers);
         assert!(
             why.ends_with("; callers to arm instead: fn:k::serve"),
             "{why}"
