@@ -32,8 +32,10 @@
 #            http-service (Ir per request over a fixed request count). Per benchmark, plain vs
 #            entry vs every line: callgrind Ir of the workload (dormant: LPROBE_OUTPUT=/dev/null),
 #            clean build wall time, stripped binary size, stdout equal; geomean, worst, targets.
+#            Held-out crates (HELDOUT_CRATES: crates.io crates the rewriter was never tuned on,
+#            pinned in fixtures/suite/heldout.tsv and fixtures/suite/locks/) are rows too.
 #            Not part of `all`. Knobs: BENCH_SUITE (benchmarks, default "bench-mix workload-mix
-#            <SUITE_CRATES> http-service"), BENCH_SUITE_BUILD_REPS (clean builds per variant,
+#            <SUITE_CRATES> <HELDOUT_CRATES> http-service"), BENCH_SUITE_BUILD_REPS (clean builds per variant,
 #            median; default 1), BENCH_SUITE_HTTP_REQS (default 2000), BENCH_SUITE_HTTP_RUNS
 #            (callgrind runs per variant, default 2). Needs curl for http-service.
 #
@@ -998,6 +1000,19 @@ bench_hot() {
 # ---------------------------------------------------------------------------------------------
 # The dormant-cost suite (`suite`): many realistic workloads, plain vs entry vs every line.
 SUITE_CRATES="humantime ryu regex-syntax indexmap smallvec bytes num-traits slab either"
+# Crates from crates.io outside the shared corpus, first measured after the rewriter's design
+# was settled (nineteenth session): the suite's check that its numbers hold on code it was not
+# tuned on. Pinned by fixtures/suite/heldout.tsv and fixtures/suite/locks/.
+HELDOUT_CRATES="httparse base64 semver serde_json memchr lz4_flex strsim unicode-width"
+
+# fetch_heldout NAME…: the held-out crates into the corpus directory, at their pinned locks.
+fetch_heldout() {
+    local corpus=${BENCH_CORPUS:-$W/corpus} shared=${BENCH_SHARED:-$root/../shared}
+    local list="$W/heldout-list-$$.tsv"
+    awk -v want=" $* " 'NR == 1 || index(want, " " $1 " ")' "$root/fixtures/suite/heldout.tsv" >"$list"
+    CORPUS_LIST="$list" CORPUS_LOCKS="$root/fixtures/suite/locks" "$shared/corpus/corpus-fetch" "$corpus" >&2 || true
+    rm -f "$list"
+}
 
 # suite_prepare CRATE: a scratch copy of the fetched corpus crate with fixtures/suite/CRATE.rs
 # installed as examples/lprobe_suite.rs, plus an [[example]] entry (published manifests set
@@ -1220,7 +1235,7 @@ suite_table() {
 }
 
 bench_suite() {
-    local list=${BENCH_SUITE:-bench-mix workload-mix $SUITE_CRATES http-service} b
+    local list=${BENCH_SUITE:-bench-mix workload-mix $SUITE_CRATES $HELDOUT_CRATES http-service} b
     local out="$W/results/suite.md"
     mkdir -p "$W/suite"
     : >"$W/suite/rows.tsv"
@@ -1229,6 +1244,9 @@ bench_suite() {
     local crates=""
     for b in $list; do [[ " $SUITE_CRATES " == *" $b "* ]] && crates+=" $b"; done
     [[ -n $crates ]] && fetch_corpus $crates
+    local heldout=""
+    for b in $list; do [[ " $HELDOUT_CRATES " == *" $b "* ]] && heldout+=" $b"; done
+    [[ -n $heldout ]] && fetch_heldout $heldout
     if [[ " $list " == *" http-service "* ]] && ! command -v curl >/dev/null; then
         log "suite: http-service needs curl: left out"
         list=${list/http-service/}

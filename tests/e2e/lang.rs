@@ -526,6 +526,16 @@ fn arming_a_function_built_without_sites_says_why() {
             "rebuild with --entry all or --lines naming one of its lines",
         ],
     );
+    // An `#[inline(always)]` function (merged into its callers' loops) has none either.
+    says(
+        refused(&["fn:checksum_of", "--count"]),
+        &[
+            "lang_app::checksum_of",
+            "an #[inline(always)] function",
+            "callers to arm instead: fn:lang_app::serve",
+            "rebuild with --entry all or --lines naming one of its lines, or arm a caller",
+        ],
+    );
     let e = refused(&["fn:batch_limit", "--count"]);
     assert!(
         e.contains("const fn") && e.contains("probe its callers"),
