@@ -777,10 +777,18 @@ corpus_bench_run() {
 
 # fetch_corpus CRATE...: the named crates of the shared corpus into ${BENCH_CORPUS:-$W/corpus}.
 fetch_corpus() {
-    local corpus=${BENCH_CORPUS:-$W/corpus} shared=${BENCH_SHARED:-$root/../shared}
+    local shared=${BENCH_SHARED:-$root/../shared}
+    fetch_listed "$shared/corpus/crates.tsv" "$shared/corpus/locks" "$@"
+}
+
+# fetch_listed LIST LOCKS NAME…: those crates of LIST (corpus-fetch's format) into the corpus
+# directory, at their pinned locks in LOCKS.
+fetch_listed() {
+    local from=$1 locks=$2 corpus=${BENCH_CORPUS:-$W/corpus} shared=${BENCH_SHARED:-$root/../shared}
+    shift 2
     local list="$W/corpus-list-$$.tsv"
-    awk -v want=" $* " 'NR == 1 || index(want, " " $1 " ")' "$shared/corpus/crates.tsv" >"$list"
-    CORPUS_LIST="$list" CORPUS_LOCKS="$shared/corpus/locks" "$shared/corpus/corpus-fetch" "$corpus" >&2 || true
+    awk -v want=" $* " 'NR == 1 || index(want, " " $1 " ")' "$from" >"$list"
+    CORPUS_LIST="$list" CORPUS_LOCKS="$locks" "$shared/corpus/corpus-fetch" "$corpus" >&2 || true
     rm -f "$list"
 }
 
@@ -1005,14 +1013,6 @@ SUITE_CRATES="humantime ryu regex-syntax indexmap smallvec bytes num-traits slab
 # tuned on. Pinned by fixtures/suite/heldout.tsv and fixtures/suite/locks/.
 HELDOUT_CRATES="httparse base64 semver serde_json memchr lz4_flex strsim unicode-width"
 
-# fetch_heldout NAME…: the held-out crates into the corpus directory, at their pinned locks.
-fetch_heldout() {
-    local corpus=${BENCH_CORPUS:-$W/corpus} shared=${BENCH_SHARED:-$root/../shared}
-    local list="$W/heldout-list-$$.tsv"
-    awk -v want=" $* " 'NR == 1 || index(want, " " $1 " ")' "$root/fixtures/suite/heldout.tsv" >"$list"
-    CORPUS_LIST="$list" CORPUS_LOCKS="$root/fixtures/suite/locks" "$shared/corpus/corpus-fetch" "$corpus" >&2 || true
-    rm -f "$list"
-}
 
 # suite_prepare CRATE: a scratch copy of the fetched corpus crate with fixtures/suite/CRATE.rs
 # installed as examples/lprobe_suite.rs, plus an [[example]] entry (published manifests set
@@ -1246,7 +1246,7 @@ bench_suite() {
     [[ -n $crates ]] && fetch_corpus $crates
     local heldout=""
     for b in $list; do [[ " $HELDOUT_CRATES " == *" $b "* ]] && heldout+=" $b"; done
-    [[ -n $heldout ]] && fetch_heldout $heldout
+    [[ -n $heldout ]] && fetch_listed "$root/fixtures/suite/heldout.tsv" "$root/fixtures/suite/locks" $heldout
     if [[ " $list " == *" http-service "* ]] && ! command -v curl >/dev/null; then
         log "suite: http-service needs curl: left out"
         list=${list/http-service/}
