@@ -536,6 +536,17 @@ fn arming_a_function_built_without_sites_says_why() {
             "rebuild with --entry all or --lines naming one of its lines, or arm a caller",
         ],
     );
+    // So has an `#[inline]` one without a loop: its author asks for it to be merged into its
+    // callers, and a site would cost it its inlining near the inliner's limit.
+    says(
+        refused(&["fn:label_of", "--log", "x"]),
+        &[
+            "lang_app::label_of",
+            "an #[inline] function without a loop",
+            "callers to arm instead: fn:lang_app::serve",
+            "rebuild with --entry all or --lines naming one of its lines, or arm a caller",
+        ],
+    );
     let e = refused(&["fn:batch_limit", "--count"]);
     assert!(
         e.contains("const fn") && e.contains("probe its callers"),

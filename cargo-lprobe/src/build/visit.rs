@@ -143,6 +143,9 @@ pub struct FnContext {
     /// Calls nothing and has no loop (arithmetic on its arguments, like ryu's `div10`): a
     /// loop that calls it cannot wait on the outside world through it.
     pub leaf: bool,
+    /// Holds a loop of its own: too costly for LLVM to inline for its size, so it is inlined
+    /// where it is called once and nowhere else (see `driver::promote_recalls`).
+    pub has_loop: bool,
     /// Compiled only into tests: under `#[cfg(test)]` (itself or a module around it) or a
     /// `#[test]`. Its calls do not count as call sites of the release build.
     pub test_only: bool,
@@ -644,6 +647,10 @@ pub const TINY_REASON: &str = "a tiny function (no loop, at most 64 tokens, or 1
 /// Why an `#[inline(always)]` function has no sites ([`Visitor::merged_into_callers`]); the
 /// driver adds its callers.
 pub const INLINE_ALWAYS_REASON: &str = "an #[inline(always)] function (its author merges it into every caller, often inside the caller's loop, where a check and its cold call cost as much as the work and keep the loop from being optimized): no sites unless built with --entry all or with one of its lines in --lines";
+
+/// Why an `#[inline]` function without a loop has no sites ([`Visitor::merged_into_callers`]);
+/// the driver adds its callers.
+pub const INLINE_HINT_REASON: &str = "an #[inline] function without a loop (its author asks for it to be merged into its callers; a check and its cold call take 45 to 200 of the 325 units LLVM's inliner allows such a function, so one near that limit would stop being inlined): no sites unless built with --entry all or with one of its lines in --lines";
 
 /// Why an iterator's `next` has no sites ([`Visitor::is_iterator_step`]); the driver adds the
 /// functions that make the iterator.
@@ -1600,23 +1607,45 @@ impl<'a> Visitor<'a> {
             && !(span.start().line as u32..=span.end().line as u32).any(|l| self.lines.wants(l))
     }
 
-    /// An `#[inline(always)]` function, with none of its lines named by `--lines` ranges (not
-    /// `all`): its author asks for it to be merged into every caller, and such helpers sit in
-    /// their callers' hottest loops (memchr's `find_in_chunk`, once per 32 bytes of a search:
-    /// with its entry site the suite's memchr workload ran 12% more instructions, with a site
-    /// at its every line 84% more). Its callers are where to arm.
-    fn merged_into_callers(&self, attrs: &[syn::Attribute], span: Span) -> bool {
-        let always = attrs.iter().any(|a| {
-            a.path().is_ident("inline")
-                && matches!(&a.meta, syn::Meta::List(l) if l.tokens.to_string().trim() == "always")
-        });
+    /// Why a function its author asks to be merged into its callers gets no sites, if it
+    /// gets none: when none of its lines is named by `--lines` ranges (not `all`), an
+    /// `#[inline(always)]` one ([`INLINE_ALWAYS_REASON`]: such helpers sit in their callers'
+    /// hottest loops, memchr's `find_in_chunk`, once per 32 bytes of a search: with its entry
+    /// site the suite's memchr workload ran 12% more instructions, with a site at its every
+    /// line 84% more), and an `#[inline]` one without a loop (nor an iterator-running method
+    /// or an `.await`) of at most
+    /// [`LARGE_FN_TOKENS`] tokens ([`INLINE_HINT_REASON`]: LLVM XRay's rule, no sled in a
+    /// function without a loop and under 200 instructions; a site's check and cold call
+    /// cost 45 to 200 of the inliner's 325 units for a hinted function, measured with
+    /// `-C remark=inline`: lz4_flex's `slice_copy` kept its caller `extend_from_slice_wild`
+    /// out of `compress_internal`, httparse's `offsetnz` kept `match_header_value_vectored`
+    /// out of its three callers). Their callers are where to arm.
+    fn merged_into_callers(
+        &self,
+        attrs: &[syn::Attribute],
+        block: &syn::Block,
+        span: Span,
+    ) -> Option<&'static str> {
         let named = match self.lines {
             LineSel::Some(set) => {
                 (span.start().line as u32..=span.end().line as u32).any(|l| set.contains(&l))
             }
             LineSel::All | LineSel::None => false,
         };
-        always && !named
+        let inline = attrs
+            .iter()
+            .find(|a| a.path().is_ident("inline"))
+            .map(|a| match &a.meta {
+                syn::Meta::List(l) => l.tokens.to_string().trim().to_owned(),
+                _ => String::new(),
+            });
+        match inline.as_deref() {
+            _ if named => None,
+            Some("always") => Some(INLINE_ALWAYS_REASON),
+            // No loop, no iterator-running method, no `.await`, at most LARGE_FN_TOKENS.
+            Some("") if body_within(block, LARGE_FN_TOKENS, Calls::Any) => Some(INLINE_HINT_REASON),
+            _ => None,
+        }
     }
 
     fn visit_function(
@@ -1650,10 +1679,10 @@ impl<'a> Visitor<'a> {
             Some(TINY_REASON.into())
         } else if !self.entry_all && self.is_iterator_step(sig, span) {
             Some(ITERATOR_REASON.into())
-        } else if !self.entry_all && self.merged_into_callers(attrs, span) {
-            Some(INLINE_ALWAYS_REASON.into())
-        } else {
+        } else if self.entry_all {
             None
+        } else {
+            self.merged_into_callers(attrs, block, span).map(Cow::from)
         };
         let (start, end) = (
             self.index.offset(span.start()),
@@ -1689,6 +1718,7 @@ impl<'a> Visitor<'a> {
             exported,
             test_only: self.in_test || has_attr(attrs, "test") || is_cfg_test(attrs),
             leaf: is_leaf(block),
+            has_loop: has_loop(block),
             large: false,
             twice: false,
             is_async: sig.asyncness.is_some(),
@@ -1748,12 +1778,16 @@ impl<'a> Visitor<'a> {
         let entry = self.out.sites.len();
         self.push_site(offset, entry_at, SiteKind::Entry);
         if let Some(s) = self.out.sites.get_mut(entry) {
-            s.timed = !asks_inlining(attrs) && !is_small(block);
             // Functions without a guard time their calls by calling themselves again; those
             // with one only where the driver finds the function called from more than one
             // place (`recall_guarded`): a second call site would cost a function called once
-            // its inlining.
+            // its inlining. An `#[inline]` one that cannot call itself again stays untimed
+            // (its guard would cost its inlining everywhere); one that can is timed like the
+            // others, so that one called from a single place keeps the guard: LLVM inlines it
+            // there whatever its size, unless the recall adds a second call site (lz4_flex's
+            // `count_same_bytes`, httparse's `swar::match_header_value_vectored`).
             let call = crate::build::recall::call(&self.owner, attrs, sig);
+            s.timed = !is_small(block) && (call.is_some() || !asks_inlining(attrs));
             if s.timed {
                 if call.is_some() {
                     if let Some(c) = self.out.contexts.get_mut(ctx_index) {
@@ -2164,6 +2198,11 @@ fn is_arithmetic_method(name: &str) -> bool {
 
 /// Whether a function body calls nothing and has no loop ([`FnContext::leaf`]).
 fn is_leaf(b: &syn::Block) -> bool {
+    !has_loop(b) && calls_in(b, None, true) == LoopCalls::None
+}
+
+/// Whether the body holds a `loop`, `while` or `for` of its own (not of a nested item).
+fn has_loop(b: &syn::Block) -> bool {
     struct Loops(bool);
     impl<'ast> Visit<'ast> for Loops {
         fn visit_expr_loop(&mut self, _: &'ast syn::ExprLoop) {
@@ -2179,7 +2218,7 @@ fn is_leaf(b: &syn::Block) -> bool {
     }
     let mut l = Loops(false);
     l.visit_block(b);
-    !l.0 && calls_in(b, None, true) == LoopCalls::None
+    l.0
 }
 
 /// Whether a `for` loop's iterator is a range with an end (`0..n`, `1..=len`, `(0..n).rev()`,
@@ -2334,6 +2373,7 @@ impl<'ast> Visit<'ast> for Visitor<'_> {
                         exported: true,
                         test_only: self.in_test,
                         leaf: false,
+                        has_loop: false,
                         large: false,
                         twice: false,
                         is_async: false,
@@ -2664,6 +2704,51 @@ mod tests {
     }
 
     #[test]
+    fn an_inline_function_without_a_loop_has_no_sites_unless_its_lines_are_asked_for() {
+        // Not tiny (over 64 tokens, calls), no loop: `#[inline]` keeps its sites out; with a
+        // loop, an iterator-running method, `#[inline(never)]` or no attribute, it has them.
+        let body = "(v: &[u8]) -> usize {\n    let a = weigh(v, 1) + weigh(v, 2) * 3 + weigh(v, 3) * 5 + weigh(v, 4) * 7;\n    let b = if a > 10 { weigh(v, a) } else { weigh(v, a + 1) + weigh(v, 2 * a) };\n    let c = if b % 2 == 0 { weigh(v, b / 2) } else { weigh(v, 3 * b + 1) };\n    a + b + c\n}\n";
+        let src = format!(
+            "#[inline]\nfn hinted{body}\
+             #[inline(never)]\nfn never{body}\
+             fn plain{body}\
+             #[inline]\nfn looping(v: &[u8]) -> usize {{\n    let mut n = 0;\n    for b in v {{\n        n ^= usize::from(*b);\n    }}\n    n\n}}\n\
+             #[inline]\nfn summing(v: &[u8]) -> usize {{\n    v.iter().map(|b| usize::from(*b)).sum()\n}}\n"
+        );
+        let file = syn::parse_file(&src).expect("parses");
+        let none = HashSet::new();
+        let skip = SkipList::default();
+        let opts = Options {
+            entry_all: false,
+            ..Options::new(&none, &skip)
+        };
+        let with_sites = |fs: &FileSites| -> Vec<String> {
+            let mut f: Vec<String> = fs.sites.iter().map(|s| s.func.clone()).collect();
+            f.dedup();
+            f
+        };
+        for sel in [LineSel::None, LineSel::All] {
+            let fs = find_sites_with(&src, &file, "k", &sel, &opts);
+            assert_eq!(
+                with_sites(&fs),
+                ["k::never", "k::plain", "k::looping", "k::summing"]
+            );
+            assert_eq!(fs.contexts[0].skipped.as_deref(), Some(INLINE_HINT_REASON));
+        }
+        // A line of it named by a range, or `--entry all`: sites again.
+        let fs = find_sites_with(&src, &file, "k", &LineSel::Some([3].into()), &opts);
+        assert_eq!(fs.contexts[0].skipped, None);
+        let fs = find_sites_with(
+            &src,
+            &file,
+            "k",
+            &LineSel::None,
+            &Options::new(&none, &skip),
+        );
+        assert_eq!(fs.contexts[0].skipped, None);
+    }
+
+    #[test]
     fn an_inline_always_function_has_no_sites_unless_its_lines_are_asked_for() {
         // A loop, so not tiny: only `#[inline(always)]` keeps its sites out.
         let src = "#[inline(always)]\nfn chunk(v: &[u8]) -> usize {\n    let mut n = 0;\n    for b in v {\n        n += usize::from(*b);\n    }\n    n\n}\n\
@@ -2827,6 +2912,7 @@ mod tests {
              fn formats(n: u64) -> String {{ format!(\"{{n}}\") }}\n\
              fn looping(n: u8) {{ for _ in 0..n {{}} }}\n\
              #[inline]\nfn big_inline() -> usize {{\n{long}}}\n\
+             #[inline]\nfn big_inline_pattern((a, b): (u8, u8)) -> usize {{\n{long}}}\n\
              #[inline(never)]\nfn big_never() -> usize {{\n{long}}}\n\
              fn big() -> usize {{\n{long}}}\n"
         );
@@ -2855,7 +2941,10 @@ mod tests {
                 ("k::iterates".to_owned(), true),
                 ("k::formats".to_owned(), true),
                 ("k::looping".to_owned(), true),
-                ("k::big_inline".to_owned(), false),
+                // Timed by a guard where it is called once, else by calling itself again
+                // (`driver::promote_recalls`); untimed where it cannot call itself.
+                ("k::big_inline".to_owned(), true),
+                ("k::big_inline_pattern".to_owned(), false),
                 ("k::big_never".to_owned(), true),
                 ("k::big".to_owned(), true),
             ]

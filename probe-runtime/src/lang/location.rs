@@ -174,7 +174,9 @@ fn remedy(why: &str) -> &'static str {
         "; to probe it, rebuild without that skip pattern (--skip, --skip-from, or skip / skip-from in [package.metadata.lprobe] or [workspace.metadata.lprobe])"
     } else if why.starts_with("a tiny function") {
         "; to probe it, rebuild with --entry all, or arm a caller"
-    } else if why.starts_with("an #[inline(always)] function") {
+    } else if why.starts_with("an #[inline(always)] function")
+        || why.starts_with("an #[inline] function")
+    {
         "; to probe it, rebuild with --entry all or --lines naming one of its lines, or arm a caller"
     } else if why.starts_with("an iterator's next") {
         "; to probe it, rebuild with --entry all or --lines naming one of its lines, or arm the function whose loop consumes the iterator"
