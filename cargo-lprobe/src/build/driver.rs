@@ -1614,13 +1614,10 @@ fn callers_by_name<'f>(
 /// function with one use keeps the guard: LLVM inlines a local function with a single call
 /// site whatever its size, and the second call would take that away (measured on bench-mix);
 /// a private generic one with two call sites gets `#[inline]` instead
-/// (`visit::Site::inline_hint`). So does a `pub` function that no other crate can reach (in
-/// a private module or `pub(crate)`, not re-exported by a `pub use`) with one call site in
-/// its package, when it is large (ryu's `d2d`) or has a loop (semver's `matches_req`): both
-/// are inlined only where they are called once; small ones are inlined for their size either
-/// way, and the guard would cost them more than the second call (ryu's
-/// `decimal_length17`). A generic function's calls count once per instantiation, at least
-/// two ([`CallCounts::add`]).
+/// (`visit::Site::inline_hint`). So does a large `pub` function that
+/// no other crate can reach (in a private module, not re-exported by a `pub use`) with one
+/// call site in its package (ryu's `d2d`): small ones are inlined for their size either way,
+/// and the guard would cost them more than the second call (ryu's `decimal_length17`).
 fn promote_recalls(files: &mut [FileWork]) {
     let packages: std::collections::BTreeSet<usize> = files.iter().map(|f| f.pkg).collect();
     for pkg in packages {
@@ -1673,15 +1670,9 @@ fn promote_recalls(files: &mut [FileWork]) {
                     most(|k| &k.sites)
                 };
                 let private_once = !c.public && uses == 1;
-                // Inlined only where called once: large, or with a loop.
-                let heavy = c.large || c.has_loop;
-                let crate_own = !c.exported && !reexported;
-                let crate_own_once = heavy && crate_own && most(|k| &k.sites) == 1;
-                // A generic one of this crate: each instantiation is likely called from one
-                // place (serde_json's `parse_str_bytes`, one per closure it is given), where
-                // the second call would take away its inlining.
-                let crate_own_generic = heavy && crate_own && c.generic;
-                let keeps_guard = private_once || crate_own_once || crate_own_generic;
+                let large_crate_own_once =
+                    c.large && !c.exported && !reexported && most(|k| &k.sites) == 1;
+                let keeps_guard = private_once || large_crate_own_once;
                 if !keeps_guard && s.recall_guarded.is_some() {
                     s.recall = s.recall_guarded.take();
                     s.inline_hint = c.generic
@@ -1763,14 +1754,10 @@ impl CallCounts {
             .into_iter()
             .chain(untyped(&c.method_calls, true))
             .chain(c.own_calls.iter().cloned());
-        // A generic caller's calls are made once per instantiation: two call sites in the
-        // build for one in the source (lz4_flex's `compress_internal` calls
-        // `count_same_bytes` once, in each of its two instantiations).
-        let copies = if c.generic { 2 } else { 1 };
         for (key, k) in keyed {
             if k > 0 {
                 *self.callers.entry(key.clone()).or_default() += 1;
-                *self.sites.entry(key).or_default() += k * copies;
+                *self.sites.entry(key).or_default() += k;
             }
         }
     }
@@ -2741,19 +2728,15 @@ mod tests {
             "(v: &[u8]) -> usize {{\n    let mut n = 0;\n    for b in v {{\n        n += usize::from(*b){};\n    }}\n    n\n}}\n",
             " + 1".repeat(visit::LARGE_FN_TOKENS / 2)
         );
-        // Straight-line, calling a function: not small, no loop.
-        let straight = "(v: &[u8]) -> usize {\n    let a = count(v);\n    let b = count(&v[1..]);\n    a * b + a\n}\n";
         let src = format!(
             "fn once{body}fn twice{body}pub fn api{body}fn two_calls{body}\
              fn generic<T: Copy>(v: &[u8], t: T) -> usize {{\n    let _ = t;\n    let mut n = 0;\n    for b in v {{\n        n += usize::from(*b);\n    }}\n    n\n}}\n\
-             mod private {{ pub fn small{straight} pub fn looping{body} pub fn big{large} pub fn big_twice{large} pub fn shown{large} }}\n\
+             mod private {{ pub fn small{body} pub fn big{large} pub fn big_twice{large} pub fn shown{large} }}\n\
              pub use private::shown;\n\
-             fn a(v: &[u8]) -> usize {{\n    once(v) + twice(v) + private::small(v) + private::looping(v) + private::big(v) + private::big_twice(v) + private::big_twice(v)\n}}\n\
-             fn from_generic{body}fn generic_caller<T: Copy>(v: &[u8], t: T) -> usize {{\n    let _ = t;\n    from_generic(v)\n}}\n\
+             fn a(v: &[u8]) -> usize {{\n    once(v) + twice(v) + private::small(v) + private::big(v) + private::big_twice(v) + private::big_twice(v)\n}}\n\
              fn generic2<T: Copy>(v: &[u8], t: T) -> usize {{\n    let _ = t;\n    let mut n = 0;\n    for b in v {{\n        n += usize::from(*b);\n    }}\n    n\n}}\n\
-             fn generic3<T: Copy>(v: &[u8], t: T) -> usize {{\n    let _ = t;\n    let a = count(v);\n    a * 3 + count(&v[1..])\n}}\n\
-             fn c(v: &[u8]) -> usize {{\n    two_calls(v) * two_calls(&v[1..]) + generic(v, 1u8) + generic(v, 1u64) + generic2(v, 1u8) + generic3(v, 1u8)\n}}\n\
-             fn d(v: &[u8]) -> usize {{\n    generic2(v, 2u8) + generic3(v, 2u8)\n}}\n\
+             fn c(v: &[u8]) -> usize {{\n    two_calls(v) * two_calls(&v[1..]) + generic(v, 1u8) + generic(v, 1u64) + generic2(v, 1u8)\n}}\n\
+             fn d(v: &[u8]) -> usize {{\n    generic2(v, 2u8)\n}}\n\
              mod m1 {{ pub struct A; impl A {{ fn step(&self, v: &[u8]) -> usize {{ let _ = self; let mut n = 0; for b in v {{ n += usize::from(*b); }} n }} pub fn run(&self, v: &[u8]) -> usize {{ self.step(v) }} }} }}\n\
              mod m3 {{ pub struct B; impl B {{ fn helper(&self, v: &[u8]) -> usize {{ let _ = self; let mut n = 0; for b in v {{ n += usize::from(*b); }} n }} }}\n\
                  fn helper(v: &[u8]) -> usize {{ let mut n = 0; for b in v {{ n += usize::from(*b); }} n }}\n\
@@ -2796,13 +2779,10 @@ mod tests {
             Some("self::two_calls(v)")
         );
         assert_eq!(recall("k::generic"), None);
-        // Called from two functions, a private generic function with a loop keeps the guard
-        // too: each instantiation is likely called from one of them only, and inlined there
-        // for it in a plain build (a second call would take that away).
-        assert_eq!(recall("k::generic2"), None);
-        // Without a loop it is inlined for its size, where a guard would cost more: a second
-        // call, and `#[inline]` to make up for the single-call bonus it takes away.
-        assert!(recall("k::generic3").is_some());
+        // Called from two functions, a private generic function times by a second call, and
+        // is marked `#[inline]`: each instantiation is likely called from one of them only,
+        // and inlined there for it in a plain build (the second call takes that away).
+        assert!(recall("k::generic2").is_some());
         // A call through `self` is a call of the method of its own type: each `A::step` is
         // called from one place, though two functions call a `step`.
         assert_eq!(recall("k::m1::A::step"), None);
@@ -2812,18 +2792,12 @@ mod tests {
         assert_eq!(recall("k::m3::helper"), None);
         // `B::new_in(v).visit(v)` is a call of `B::visit`; `b.visit(v)` may be one too.
         assert!(recall("k::m3::B::visit").is_some());
-        // `pub` in a private module, called once: the guard only when large or looping.
+        // `pub` in a private module, called once: the guard only when large.
         assert_eq!(
             recall("k::private::small").as_deref(),
             Some("self::small(v)")
         );
-        assert_eq!(recall("k::private::looping"), None);
         assert_eq!(recall("k::private::big"), None);
-        // Called once from a generic function: once per instantiation, so a second call.
-        assert_eq!(
-            recall("k::from_generic").as_deref(),
-            Some("self::from_generic(v)")
-        );
         // Two call sites (from one function), or re-exported: a second call.
         assert_eq!(
             recall("k::private::big_twice").as_deref(),
@@ -2840,11 +2814,11 @@ mod tests {
             .filter(|s| s.inline_hint)
             .map(|s| s.func.as_str())
             .collect();
-        assert_eq!(hinted, ["k::generic3"]);
+        assert_eq!(hinted, ["k::generic2"]);
         files[0].rewrite(rewrite::FlagsHome::SitesCrate);
         let rw = files[0].rewritten.as_ref().expect("rewritten");
         assert!(
-            rw.text.contains("#[inline] fn generic3<T: Copy>"),
+            rw.text.contains("#[inline] fn generic2<T: Copy>"),
             "{}",
             rw.text
         );

@@ -143,9 +143,6 @@ pub struct FnContext {
     /// Calls nothing and has no loop (arithmetic on its arguments, like ryu's `div10`): a
     /// loop that calls it cannot wait on the outside world through it.
     pub leaf: bool,
-    /// Holds a loop of its own: too costly for LLVM to inline for its size, so it is inlined
-    /// where it is called once and nowhere else (see `driver::promote_recalls`).
-    pub has_loop: bool,
     /// Compiled only into tests: under `#[cfg(test)]` (itself or a module around it) or a
     /// `#[test]`. Its calls do not count as call sites of the release build.
     pub test_only: bool,
@@ -1718,7 +1715,6 @@ impl<'a> Visitor<'a> {
             exported,
             test_only: self.in_test || has_attr(attrs, "test") || is_cfg_test(attrs),
             leaf: is_leaf(block),
-            has_loop: has_loop(block),
             large: false,
             twice: false,
             is_async: sig.asyncness.is_some(),
@@ -1778,16 +1774,12 @@ impl<'a> Visitor<'a> {
         let entry = self.out.sites.len();
         self.push_site(offset, entry_at, SiteKind::Entry);
         if let Some(s) = self.out.sites.get_mut(entry) {
+            s.timed = !asks_inlining(attrs) && !is_small(block);
             // Functions without a guard time their calls by calling themselves again; those
             // with one only where the driver finds the function called from more than one
             // place (`recall_guarded`): a second call site would cost a function called once
-            // its inlining. An `#[inline]` one that cannot call itself again stays untimed
-            // (its guard would cost its inlining everywhere); one that can is timed like the
-            // others, so that one called from a single place keeps the guard: LLVM inlines it
-            // there whatever its size, unless the recall adds a second call site (lz4_flex's
-            // `count_same_bytes`, httparse's `swar::match_header_value_vectored`).
+            // its inlining.
             let call = crate::build::recall::call(&self.owner, attrs, sig);
-            s.timed = !is_small(block) && (call.is_some() || !asks_inlining(attrs));
             if s.timed {
                 if call.is_some() {
                     if let Some(c) = self.out.contexts.get_mut(ctx_index) {
@@ -2198,11 +2190,6 @@ fn is_arithmetic_method(name: &str) -> bool {
 
 /// Whether a function body calls nothing and has no loop ([`FnContext::leaf`]).
 fn is_leaf(b: &syn::Block) -> bool {
-    !has_loop(b) && calls_in(b, None, true) == LoopCalls::None
-}
-
-/// Whether the body holds a `loop`, `while` or `for` of its own (not of a nested item).
-fn has_loop(b: &syn::Block) -> bool {
     struct Loops(bool);
     impl<'ast> Visit<'ast> for Loops {
         fn visit_expr_loop(&mut self, _: &'ast syn::ExprLoop) {
@@ -2218,7 +2205,7 @@ fn has_loop(b: &syn::Block) -> bool {
     }
     let mut l = Loops(false);
     l.visit_block(b);
-    l.0
+    !l.0 && calls_in(b, None, true) == LoopCalls::None
 }
 
 /// Whether a `for` loop's iterator is a range with an end (`0..n`, `1..=len`, `(0..n).rev()`,
@@ -2373,7 +2360,6 @@ impl<'ast> Visit<'ast> for Visitor<'_> {
                         exported: true,
                         test_only: self.in_test,
                         leaf: false,
-                        has_loop: false,
                         large: false,
                         twice: false,
                         is_async: false,
@@ -2941,9 +2927,7 @@ mod tests {
                 ("k::iterates".to_owned(), true),
                 ("k::formats".to_owned(), true),
                 ("k::looping".to_owned(), true),
-                // Timed by a guard where it is called once, else by calling itself again
-                // (`driver::promote_recalls`); untimed where it cannot call itself.
-                ("k::big_inline".to_owned(), true),
+                ("k::big_inline".to_owned(), false),
                 ("k::big_inline_pattern".to_owned(), false),
                 ("k::big_never".to_owned(), true),
                 ("k::big".to_owned(), true),
