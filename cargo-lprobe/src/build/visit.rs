@@ -2689,6 +2689,25 @@ mod tests {
         assert!(skipped(&fs).is_empty());
     }
 
+    /// The functions that got sites, in source order.
+    fn funcs_with_sites(fs: &FileSites) -> Vec<String> {
+        let mut f: Vec<String> = fs.sites.iter().map(|s| s.func.clone()).collect();
+        f.dedup();
+        f
+    }
+
+    /// `src`'s sites at `lines`, built with `--entry sized` or `--entry all`.
+    fn sites_entry(src: &str, lines: &LineSel, entry_all: bool) -> FileSites {
+        let file = syn::parse_file(src).expect("parses");
+        let none = HashSet::new();
+        let skip = SkipList::default();
+        let opts = Options {
+            entry_all,
+            ..Options::new(&none, &skip)
+        };
+        find_sites_with(src, &file, "k", lines, &opts)
+    }
+
     #[test]
     fn an_inline_function_without_a_loop_has_no_sites_unless_its_lines_are_asked_for() {
         // Not tiny (over 64 tokens, calls), no loop: `#[inline]` keeps its sites out; with a
@@ -2701,36 +2720,18 @@ mod tests {
              #[inline]\nfn looping(v: &[u8]) -> usize {{\n    let mut n = 0;\n    for b in v {{\n        n ^= usize::from(*b);\n    }}\n    n\n}}\n\
              #[inline]\nfn summing(v: &[u8]) -> usize {{\n    v.iter().map(|b| usize::from(*b)).sum()\n}}\n"
         );
-        let file = syn::parse_file(&src).expect("parses");
-        let none = HashSet::new();
-        let skip = SkipList::default();
-        let opts = Options {
-            entry_all: false,
-            ..Options::new(&none, &skip)
-        };
-        let with_sites = |fs: &FileSites| -> Vec<String> {
-            let mut f: Vec<String> = fs.sites.iter().map(|s| s.func.clone()).collect();
-            f.dedup();
-            f
-        };
         for sel in [LineSel::None, LineSel::All] {
-            let fs = find_sites_with(&src, &file, "k", &sel, &opts);
+            let fs = sites_entry(&src, &sel, false);
             assert_eq!(
-                with_sites(&fs),
+                funcs_with_sites(&fs),
                 ["k::never", "k::plain", "k::looping", "k::summing"]
             );
             assert_eq!(fs.contexts[0].skipped.as_deref(), Some(INLINE_HINT_REASON));
         }
         // A line of it named by a range, or `--entry all`: sites again.
-        let fs = find_sites_with(&src, &file, "k", &LineSel::Some([3].into()), &opts);
+        let fs = sites_entry(&src, &LineSel::Some([3].into()), false);
         assert_eq!(fs.contexts[0].skipped, None);
-        let fs = find_sites_with(
-            &src,
-            &file,
-            "k",
-            &LineSel::None,
-            &Options::new(&none, &skip),
-        );
+        let fs = sites_entry(&src, &LineSel::None, true);
         assert_eq!(fs.contexts[0].skipped, None);
     }
 
@@ -2746,11 +2747,6 @@ mod tests {
         let opts = Options {
             entry_all: false,
             ..Options::new(&none, &skip)
-        };
-        let funcs_with_sites = |fs: &FileSites| -> Vec<String> {
-            let mut f: Vec<String> = fs.sites.iter().map(|s| s.func.clone()).collect();
-            f.dedup();
-            f
         };
         for sel in [LineSel::None, LineSel::All] {
             let fs = find_sites_with(src, &file, "k", &sel, &opts);
