@@ -1069,6 +1069,40 @@ mod tests {
     }
 
     #[test]
+    fn vec_and_string_bindings_are_captured_as_what_they_hold() {
+        // Surely a `Vec` or a `String` (by annotation or constructor): the slice or `str`
+        // (`&*cache` in the by-value tuple of captures), so the local's own address never
+        // escapes; anything else by reference.
+        let src = "fn f(n: usize) -> usize {\n    let cache: Vec<usize> = (0..n).collect();\n    let name = format!(\"{n}\");\n    let mut out = String::new();\n    let list = vec![1u8; n];\n    let other: Option<Vec<u8>> = None;\n    out.push_str(&name);\n    cache.len() + list.len() + out.len() + other.map_or(0, |o| o.len())\n}\n";
+        let mut ex = Exclusions::default();
+        ex.no_twice.insert(0);
+        let (fs, rw) = go(src, &ex);
+        let last = fs
+            .sites
+            .iter()
+            .rposition(|s| s.names.iter().any(|n| n == "other"))
+            .expect("a site sees every binding");
+        let p = rw.placed.iter().find(|p| p.site == last).expect("placed");
+        let texts: Vec<(&str, &str)> = p
+            .captures
+            .iter()
+            .map(|(n, r)| (n.as_str(), &rw.text[r.clone()]))
+            .collect();
+        assert_eq!(
+            texts,
+            [
+                ("n", "n"),
+                ("cache", "&*cache"),
+                ("name", "&*name"),
+                ("out", "&*out"),
+                ("list", "&*list"),
+                ("other", "&other")
+            ]
+        );
+        assert!(syn::parse_file(&rw.text).is_ok());
+    }
+
+    #[test]
     fn mut_ref_bindings_are_captured_through_a_reborrow_of_their_target() {
         let src = "struct S(u8);\nimpl S {\n    fn f(&mut self, v: &mut Vec<u8>, w: &Vec<u8>) -> usize {\n        let e = &mut v[0];\n        let n = w.len();\n        *e = self.0;\n        n\n    }\n}\n";
         let mut ex = Exclusions::default();
