@@ -1341,35 +1341,60 @@ fn owned_buffer_type(ty: &syn::Type) -> bool {
 /// An expression that surely makes a `Vec` or a `String`: `vec![…]`, `format!(…)`,
 /// `Vec::new()`, `Vec::with_capacity(n)`, `String::new()`, `String::from(…)`…
 fn makes_owned_buffer(e: &syn::Expr) -> bool {
+    if let Some(segs) = called_path(e) {
+        let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
+        return matches!(
+            segs.as_slice(),
+            [.., "Vec" | "String", "new" | "with_capacity"] | [.., "String", "from"]
+        );
+    }
+    builds_buffer_by_macro(e)
+}
+
+/// `vec![…]` or `format!(…)`.
+fn builds_buffer_by_macro(e: &syn::Expr) -> bool {
+    matches!(e, syn::Expr::Macro(m) if m.mac.path.get_ident().is_some_and(|i| i == "vec" || i == "format"))
+}
+
+/// The segments of the path a call expression calls (`Vec::with_capacity(n)`: `["Vec",
+/// "with_capacity"]`), if it calls a path.
+fn called_path(e: &syn::Expr) -> Option<Vec<String>> {
     match e {
-        syn::Expr::Macro(m) => m
-            .mac
-            .path
-            .get_ident()
-            .is_some_and(|i| i == "vec" || i == "format"),
         syn::Expr::Call(c) => match &*c.func {
-            syn::Expr::Path(p) if p.qself.is_none() => {
-                let segs: Vec<String> = p
-                    .path
+            syn::Expr::Path(p) if p.qself.is_none() => Some(
+                p.path
                     .segments
                     .iter()
                     .map(|s| s.ident.to_string())
-                    .collect();
-                matches!(
-                    segs.iter()
-                        .map(String::as_str)
-                        .collect::<Vec<_>>()
-                        .as_slice(),
-                    [.., "Vec" | "String", "new" | "with_capacity"] | [.., "String", "from"]
-                )
-            }
-            _ => false,
+                    .collect(),
+            ),
+            _ => None,
         },
-        _ => false,
+        _ => None,
     }
 }
 
 fn not_a_small_copy(e: &syn::Expr) -> bool {
+    if let Some(segs) = called_path(e) {
+        let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
+        return matches!(
+            segs.as_slice(),
+            [
+                ..,
+                "String"
+                    | "Vec"
+                    | "HashMap"
+                    | "HashSet"
+                    | "BTreeMap"
+                    | "BTreeSet"
+                    | "VecDeque"
+                    | "Box"
+                    | "Rc"
+                    | "Arc",
+                "new" | "from" | "with_capacity" | "default"
+            ]
+        );
+    }
     match e {
         syn::Expr::Struct(_)
         | syn::Expr::Tuple(_)
@@ -1377,42 +1402,7 @@ fn not_a_small_copy(e: &syn::Expr) -> bool {
         | syn::Expr::Repeat(_)
         | syn::Expr::Closure(_)
         | syn::Expr::Async(_) => true,
-        syn::Expr::Macro(m) => m
-            .mac
-            .path
-            .get_ident()
-            .is_some_and(|i| i == "vec" || i == "format"),
-        syn::Expr::Call(c) => match &*c.func {
-            syn::Expr::Path(p) => {
-                let segs: Vec<String> = p
-                    .path
-                    .segments
-                    .iter()
-                    .map(|s| s.ident.to_string())
-                    .collect();
-                matches!(
-                    segs.iter()
-                        .map(String::as_str)
-                        .collect::<Vec<_>>()
-                        .as_slice(),
-                    [
-                        ..,
-                        "String"
-                            | "Vec"
-                            | "HashMap"
-                            | "HashSet"
-                            | "BTreeMap"
-                            | "BTreeSet"
-                            | "VecDeque"
-                            | "Box"
-                            | "Rc"
-                            | "Arc",
-                        "new" | "from" | "with_capacity" | "default"
-                    ]
-                )
-            }
-            _ => false,
-        },
+        syn::Expr::Macro(_) => builds_buffer_by_macro(e),
         // Owned collections, and iterators (std's iterators are never `Copy`); not adaptors
         // that also exist on `Option` (`map`, `filter`, `take`…), which may well be copies.
         syn::Expr::MethodCall(m) => {
