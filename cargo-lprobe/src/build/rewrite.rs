@@ -700,10 +700,12 @@ impl Writer<'_> {
                 Form::Copy if in_twice => Form::Ref,
                 f => f,
             };
-            // A `&mut` binding is captured through a shared reborrow of its target, held in
-            // a temporary of the armed branch: its own address never escapes.
-            let mut_ref = binding_of(sites, i, name).is_some_and(|b| sites.mut_refs.contains(&b));
-            let target = if mut_ref {
+            // A `&mut` binding (or a `Vec` or `String`: `FileSites::reborrowed`) is captured
+            // through a shared reborrow of its target, held in a temporary of the armed
+            // branch: its own address never escapes.
+            let reborrow =
+                binding_of(sites, i, name).is_some_and(|b| sites.reborrowed.contains(&b));
+            let target = if reborrow {
                 format!("&*{name}")
             } else {
                 format!("&{name}")
@@ -722,7 +724,7 @@ impl Writer<'_> {
                 Form::Copy => format!("&({name},).0"),
                 // `CapRef` is met by the binding itself: no temporary holding a reference
                 // (the target of a `&mut` may be unsized, so it goes in a `ByRef`).
-                Form::Ref if in_twice && mut_ref => format!("&{chk}::ByRef({target})"),
+                Form::Ref if in_twice && reborrow => format!("&{chk}::ByRef({target})"),
                 Form::Ref if in_twice => target,
                 Form::Ref => format!("{amp}{target}"),
                 Form::Opaque => format!("{amp}{chk}::Opaque::of({target})"),

@@ -201,7 +201,7 @@ pub struct FileSites {
     /// `&mut` references (`&mut self`, `v: &mut Vec<u8>`, `let e = &mut self.entries[k];`),
     /// and `let`s that are surely a `Vec` or a `String` (`let v: Vec<u8> = …`, `let s =
     /// format!(…)`: captured as the slice or `str` they hold).
-    pub mut_refs: HashSet<u32>,
+    pub reborrowed: HashSet<u32>,
 }
 
 /// Finds the sites of `file` (parsed from `text`); `module` is the file's module path
@@ -1435,10 +1435,19 @@ fn not_a_small_copy(e: &syn::Expr) -> bool {
 
 /// `#[inline]` or `#[inline(always)]` (not `#[inline(never)]`).
 fn asks_inlining(attrs: &[syn::Attribute]) -> bool {
-    attrs.iter().any(|a| {
-        a.path().is_ident("inline")
-            && !matches!(&a.meta, syn::Meta::List(l) if l.tokens.to_string().trim() == "never")
-    })
+    inline_argument(attrs).is_some_and(|a| a != "never")
+}
+
+/// The argument of the function's `inline` attribute: `""` for `#[inline]`, `"always"`,
+/// `"never"`; `None` without one.
+fn inline_argument(attrs: &[syn::Attribute]) -> Option<String> {
+    attrs
+        .iter()
+        .find(|a| a.path().is_ident("inline"))
+        .map(|a| match &a.meta {
+            syn::Meta::List(l) => l.tokens.to_string().trim().to_owned(),
+            _ => String::new(),
+        })
 }
 
 /// Whether an attribute `name` is present, bare or inside `#[unsafe(…)]`.
@@ -1666,14 +1675,7 @@ impl<'a> Visitor<'a> {
             }
             LineSel::All | LineSel::None => false,
         };
-        let inline = attrs
-            .iter()
-            .find(|a| a.path().is_ident("inline"))
-            .map(|a| match &a.meta {
-                syn::Meta::List(l) => l.tokens.to_string().trim().to_owned(),
-                _ => String::new(),
-            });
-        match inline.as_deref() {
+        match inline_argument(attrs).as_deref() {
             _ if named => None,
             Some("always") => Some(INLINE_ALWAYS_REASON),
             // No loop, no iterator-running method, no `.await`, at most LARGE_FN_TOKENS.
@@ -1800,7 +1802,7 @@ impl<'a> Visitor<'a> {
                 self.out.opaque_first.insert(*b);
             }
             if names.mut_refs.contains(name) {
-                self.out.mut_refs.insert(*b);
+                self.out.reborrowed.insert(*b);
             }
         }
         self.scopes.push(params);
@@ -1943,7 +1945,7 @@ impl<'a> Visitor<'a> {
                         });
                         if single && (typed_unique || init_unique) {
                             for (_, b) in &names {
-                                self.out.mut_refs.insert(*b);
+                                self.out.reborrowed.insert(*b);
                                 self.out.by_ref_first.insert(*b);
                             }
                         }
@@ -1962,7 +1964,7 @@ impl<'a> Visitor<'a> {
                             .is_some_and(|i| makes_owned_buffer(&i.expr));
                         if single && (typed_buffer || init_buffer) {
                             for (_, b) in &names {
-                                self.out.mut_refs.insert(*b);
+                                self.out.reborrowed.insert(*b);
                             }
                         }
                         if let Some(frame) = self.scopes.last_mut() {
