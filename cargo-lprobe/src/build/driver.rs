@@ -24,6 +24,7 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::build::cargo::{Invocation, Report, Sub};
+use crate::build::cfg;
 use crate::build::copy_tree::{mirror, write_if_changed};
 use crate::build::progress;
 use crate::build::repair::{self, Action, Cache, FileError};
@@ -617,10 +618,14 @@ fn find_sites(inv: &Invocation, setup: &Setup) -> Result<Found> {
         t_parse: std::time::Duration::ZERO,
     };
     let mut parse_failures = Vec::new();
+    // The target's cfgs, asked while the sources are parsed (a compiler start, ~30 ms).
+    let target = build_target(inv);
+    let target = std::thread::spawn(move || cfg::Target::query(&rustc(), target.as_deref()));
     for (pi, pkg) in packages.iter().enumerate() {
         find_package_sites(inv, setup, pi, pkg, &mut found, &mut parse_failures)?;
     }
-    promote_recalls(&mut found.files);
+    let target = target.join().unwrap_or_default();
+    promote_recalls(&mut found.files, &target);
     drop_leaf_loop_rereads(&mut found.files);
     found.t_parse = t_find.elapsed();
     found.warnings = parse_failures
@@ -740,6 +745,7 @@ fn find_package_sites(
             skip_file: skip.file(&rel, &pkg_rel).map(skip::Pattern::reason),
             module_exported: src.exported,
             module_test: src.test_only,
+            module_cfg: src.cfg.clone(),
         };
         let sites = visit::find_sites_with(&text, &file, &src.module, &sel, &opts);
         let includes = visit::find_includes(&text, &file);
@@ -1588,6 +1594,29 @@ fn file_rows(
     }
 }
 
+/// The compiler cargo runs.
+fn rustc() -> String {
+    std::env::var("RUSTC")
+        .ok()
+        .filter(|r| !r.is_empty())
+        .unwrap_or_else(|| "rustc".to_owned())
+}
+
+/// The build's one `--target` (or `CARGO_BUILD_TARGET`), if it names one; with several, a
+/// target no one has (`rustc` fails to answer, so no target cfg is decided).
+fn build_target(inv: &Invocation) -> Option<String> {
+    let given: Vec<&str> = cargo_args(&inv.cargo_args)
+        .into_iter()
+        .filter(|a| a.name == "--target")
+        .filter_map(|a| a.value)
+        .collect();
+    match given.as_slice() {
+        [] => std::env::var("CARGO_BUILD_TARGET").ok(),
+        [one] => Some((*one).to_owned()),
+        _ => Some(String::new()),
+    }
+}
+
 /// For each called name, the functions that call it (by name: a method call `.len()` names
 /// every `len`), in source order, each with whether it has sites.
 fn callers_by_name<'f>(
@@ -1618,7 +1647,11 @@ fn callers_by_name<'f>(
 /// no other crate can reach (in a private module, not re-exported by a `pub use`) with one
 /// call site in its package (ryu's `d2d`): small ones are inlined for their size either way,
 /// and the guard would cost them more than the second call (ryu's `decimal_length17`).
-fn promote_recalls(files: &mut [FileWork]) {
+///
+/// Calls in code the build leaves out do not count: each caller's `#[cfg]`s are decided for
+/// `target`, and of calls under cfgs it leaves open, the most any one build compiles count
+/// (`cfg::most`).
+fn promote_recalls(files: &mut [FileWork], target: &cfg::Target) {
     let packages: std::collections::BTreeSet<usize> = files.iter().map(|f| f.pkg).collect();
     for pkg in packages {
         // Calls are counted per target (crate): a function that is not `pub` outside its
@@ -1627,11 +1660,24 @@ fn promote_recalls(files: &mut [FileWork]) {
         // into tests do not count either: they are not in the release build.
         let mut by_target: HashMap<usize, CallCounts> = HashMap::new();
         let mut reexports: HashSet<String> = HashSet::new();
+        let mut names: HashMap<usize, CrateNames> = HashMap::new();
+        for f in files.iter().filter(|f| f.pkg == pkg) {
+            for &t in &f.targets {
+                let n = names.entry(t).or_default();
+                n.defined
+                    .extend(f.sites.contexts.iter().map(|c| c.func.as_str()));
+                for u in &f.sites.uses {
+                    n.uses.entry(u.module.as_str()).or_default().push(u);
+                }
+            }
+        }
+        let none = CrateNames::default();
         for f in files.iter().filter(|f| f.pkg == pkg) {
             for &t in &f.targets {
                 let counts = by_target.entry(t).or_default();
+                let names = names.get(&t).unwrap_or(&none);
                 for c in f.sites.contexts.iter().filter(|c| !c.test_only) {
-                    counts.add(c);
+                    counts.add(c, names, target);
                 }
             }
             reexports.extend(f.sites.reexports.iter().cloned());
@@ -1647,7 +1693,7 @@ fn promote_recalls(files: &mut [FileWork]) {
                 };
                 let segs: Vec<&str> = c.func.split("::").collect();
                 // The most any crate this file is compiled into calls it.
-                let most = |count: fn(&CallCounts) -> &HashMap<String, u32>| {
+                let most = |count: fn(&CallCounts) -> &Calls| {
                     targets
                         .iter()
                         .filter_map(|t| by_target.get(t))
@@ -1717,66 +1763,140 @@ fn drop_leaf_loop_rereads(files: &mut [FileWork]) {
     }
 }
 
+/// One crate's functions by path, and the `use` items of each module: what a call through a
+/// path names.
+#[derive(Default)]
+struct CrateNames<'f> {
+    defined: HashSet<&'f str>,
+    uses: HashMap<&'f str, Vec<&'f visit::UseItem>>,
+}
+
+impl CrateNames<'_> {
+    /// The crate's functions a call of `path` (`FnContext::path_calls`) may be, each with
+    /// the `#[cfg]`s of the `use` it goes through: the function at `path`, else the ones
+    /// the `use` items of its module bring in by that name (`simd::f(…)` with `pub use
+    /// self::swar::*;` and `pub use self::runtime::*;` in `simd`, under their cfgs). Empty
+    /// when none is the crate's (a function of another crate, or through more than one
+    /// `use`): the call is then counted by its name.
+    fn resolve(&self, path: &str) -> Vec<(String, Option<&cfg::Pred>)> {
+        if self.defined.contains(path) {
+            return vec![(path.to_owned(), None)];
+        }
+        let Some((module, name)) = path.rsplit_once("::") else {
+            return Vec::new();
+        };
+        self.uses
+            .get(module)
+            .into_iter()
+            .flatten()
+            .filter_map(|u| match &u.name {
+                Some(n) if n == name => Some((u.target.clone(), Some(&u.cfg))),
+                Some(_) => None,
+                None => Some((format!("{}::{name}", u.target), Some(&u.cfg))),
+            })
+            .filter(|(p, _)| self.defined.contains(p.as_str()))
+            .collect()
+    }
+}
+
 /// How one crate calls functions, by name: the functions that call each name, and the call
-/// expressions.
+/// expressions, each under its caller's `#[cfg]`s.
 #[derive(Default)]
 struct CallCounts {
-    /// Keyed by a function's name (any call, see `of`), by `.name` (calls that may be of a
-    /// method), or by a path (calls whose callee the syntax names: `FnContext::own_calls`).
-    callers: HashMap<String, u32>,
-    sites: HashMap<String, u32>,
+    /// Keyed by a function's name (a call by a bare name or a module path that is not of a
+    /// function the crate has there), by `.name` (calls that may be of a method), or by a
+    /// path (calls whose callee the syntax names: `FnContext::own_calls`, and
+    /// `FnContext::path_calls` of a function the crate has). Each count is under the
+    /// predicate `preds[i]` of its caller.
+    callers: Calls,
+    sites: Calls,
+    preds: Vec<cfg::Pred>,
 }
+
+/// Counts by key, each `(index into CallCounts::preds, count)`.
+type Calls = HashMap<String, Vec<(usize, u32)>>;
 
 impl CallCounts {
     /// Counts `c`'s calls: a call whose callee the syntax names under that function's path
-    /// (`FnContext::own_calls`: `m::T::f`), any other by its name alone.
-    fn add(&mut self, c: &visit::FnContext) {
-        let mut typed: HashMap<&str, u32> = HashMap::new();
+    /// (`FnContext::own_calls`: `m::T::f`; `FnContext::path_calls` when `defined` says the
+    /// crate has a function there), any other by its name alone.
+    fn add(&mut self, c: &visit::FnContext, names: &CrateNames<'_>, target: &cfg::Target) {
+        let last = |path: &str| path.rsplit("::").next().unwrap_or(path).to_owned();
+        let mut typed: HashMap<String, u32> = HashMap::new();
         for (path, k) in &c.own_calls {
-            let name = path.rsplit("::").next().unwrap_or(path);
-            *typed.entry(name).or_default() += k;
+            *typed.entry(last(path)).or_default() += k;
         }
-        let untyped = |calls: &[(String, u32)], dot: bool| -> Vec<(String, u32)> {
-            calls
-                .iter()
-                .map(|(name, n)| {
-                    let t = typed.get(name.as_str()).copied().unwrap_or(0);
-                    let key = if dot {
-                        format!(".{name}")
-                    } else {
-                        name.clone()
-                    };
-                    (key, n.saturating_sub(t))
-                })
-                .collect()
-        };
-        let keyed = untyped(&c.calls, false)
-            .into_iter()
-            .chain(untyped(&c.method_calls, true))
-            .chain(c.own_calls.iter().cloned());
-        for (key, k) in keyed {
+        let pred = self.preds.len();
+        self.preds.push(c.cfg.decide(target));
+        // Calls by path, each under the caller's cfgs and those of the `use` it goes
+        // through; the names they are called by.
+        let mut resolved: Vec<(String, u32, usize)> = Vec::new();
+        let mut by_path: HashMap<String, u32> = HashMap::new();
+        for (path, k) in &c.path_calls {
+            let found = names.resolve(path);
+            if found.is_empty() {
+                continue;
+            }
+            *by_path.entry(last(path)).or_default() += k;
+            for (callee, via) in found {
+                let p = match via {
+                    None => pred,
+                    Some(u) => {
+                        self.preds.push(c.cfg.clone().and(u.clone()).decide(target));
+                        self.preds.len() - 1
+                    }
+                };
+                resolved.push((callee, *k, p));
+            }
+        }
+        let methods: HashMap<&str, u32> = c
+            .method_calls
+            .iter()
+            .map(|(n, k)| (n.as_str(), *k))
+            .collect();
+        // A bare name or a module path: every call of the name but those that may be of a
+        // method and those counted by their path.
+        let functions = c.calls.iter().map(|(name, n)| {
+            let m = methods.get(name.as_str()).copied().unwrap_or(0);
+            let p = by_path.get(name).copied().unwrap_or(0);
+            (name.clone(), n.saturating_sub(m).saturating_sub(p))
+        });
+        let methods = c.method_calls.iter().map(|(name, n)| {
+            let t = typed.get(name).copied().unwrap_or(0);
+            (format!(".{name}"), n.saturating_sub(t))
+        });
+        let keyed = functions
+            .chain(methods)
+            .chain(c.own_calls.iter().cloned())
+            .map(|(key, k)| (key, k, pred))
+            .chain(resolved);
+        for (key, k, p) in keyed {
             if k > 0 {
-                *self.callers.entry(key.clone()).or_default() += 1;
-                *self.sites.entry(key).or_default() += k;
+                self.callers.entry(key.clone()).or_default().push((p, 1));
+                self.sites.entry(key).or_default().push((p, k));
             }
         }
     }
 
-    /// The calls of the function `func` (a path), `count` of them (callers or sites): by its
-    /// name, and by its path.
-    fn of(&self, c: &visit::FnContext, count: fn(&CallCounts) -> &HashMap<String, u32>) -> u32 {
+    /// The calls of the function `func` (a path), `count` of them (callers or sites), the
+    /// most one build compiles: by its name, and by its path.
+    fn of(&self, c: &visit::FnContext, count: fn(&CallCounts) -> &Calls) -> u32 {
         let func = c.func.as_str();
         let name = func.rsplit("::").next().unwrap_or(func);
         let map = count(self);
-        let get = |k: &str| map.get(k).copied().unwrap_or(0);
         // A method is called by method syntax or through a type; a function of a module by a
-        // path (any call of its name, less those that can only be of a method).
+        // path or its bare name.
         let by_name = if c.method {
-            get(&format!(".{name}"))
+            format!(".{name}")
         } else {
-            get(name).saturating_sub(get(&format!(".{name}")))
+            name.to_owned()
         };
-        by_name + get(func)
+        let calls = [by_name.as_str(), func]
+            .into_iter()
+            .filter_map(|k| map.get(k))
+            .flatten()
+            .map(|&(p, n)| (&self.preds[p], n));
+        cfg::most(calls)
     }
 }
 
@@ -2721,6 +2841,53 @@ mod tests {
     }
 
     #[test]
+    fn calls_the_build_leaves_out_or_of_another_function_do_not_count() {
+        // httparse's shape: `swar::scan` is called from a module for aarch64, from a module
+        // for runtime detection and from two compile-time alternatives (a build script's
+        // cfgs, unknown here); `runtime::scan` shares the name, and is called once.
+        let big = (0..80)
+            .map(|i| format!("n += {i};"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let src = format!(
+            "mod simd {{\n\
+             mod swar {{ pub fn scan(v: &[u8]) -> usize {{ let mut n = 0; for b in v {{ n += usize::from(*b); }} {big} n }} }}\n\
+             #[cfg(all(simd, not(any(sse, avx)), target_arch = \"x86_64\"))]\n\
+             mod runtime {{ pub fn scan(v: &[u8]) -> usize {{ let mut n = v.len(); {big} n }} pub fn other(v: &[u8]) -> usize {{ super::swar::scan(v) }} }}\n\
+             #[cfg(all(simd, sse, not(avx), target_arch = \"x86_64\"))]\n\
+             mod sse {{ pub fn other(v: &[u8]) -> usize {{ super::swar::scan(v) }} }}\n\
+             #[cfg(all(simd, avx, target_arch = \"x86_64\"))]\n\
+             mod avx {{ pub fn other(v: &[u8]) -> usize {{ crate::simd::swar::scan(v) }} }}\n\
+             #[cfg(target_arch = \"aarch64\")]\n\
+             mod neon {{ pub fn other(v: &[u8]) -> usize {{ self::super::swar::scan(v) }} }}\n\
+             #[cfg(not(all(simd, target_arch = \"x86_64\")))] pub use self::swar::*;\n\
+             #[cfg(all(simd, not(any(sse, avx)), target_arch = \"x86_64\"))] pub use self::runtime::*;\n\
+             }}\n\
+             pub fn parse(v: &[u8]) -> usize {{ simd::scan(v) }}\n"
+        );
+        let recalls = |target: &cfg::Target| {
+            let mut files = vec![file_work("src/lib.rs", &src, ("k", 0), &LineSel::None)];
+            promote_recalls(&mut files, target);
+            let recall = |f: &str| {
+                let s = files[0].sites.sites.iter().find(|s| s.func == f);
+                s.expect("entry site").recall.is_some()
+            };
+            (
+                recall("k::simd::swar::scan"),
+                recall("k::simd::runtime::scan"),
+            )
+        };
+        let x86 = cfg::Target::parse("target_arch=\"x86_64\"\nunix\n");
+        // On x86-64 one of the three alternatives is compiled: `swar::scan` (large, reached
+        // only inside the crate) has one call and keeps its guard, and so does
+        // `runtime::scan`: the calls of `swar::scan` are not its. `parse`'s call goes to one
+        // of them through a `use` each, which exclude each other and the alternatives.
+        assert_eq!(recalls(&x86), (false, false));
+        // Where the target is unknown, the aarch64 module may be compiled beside one of them.
+        assert_eq!(recalls(&cfg::Target::default()), (true, false));
+    }
+
+    #[test]
     fn guarded_functions_called_from_several_places_time_by_calling_themselves() {
         let body = "(v: &[u8]) -> usize {\n    let mut n = 0;\n    for b in v {\n        n += usize::from(*b);\n    }\n    n\n}\n";
         // Over `LARGE_FN_TOKENS`: a body LLVM inlines only where it is called once.
@@ -2758,7 +2925,7 @@ mod tests {
             file_work("src/lib.rs", &src, ("k", 0), &LineSel::None),
             file_work("examples/x.rs", example, ("x", 1), &LineSel::None),
         ];
-        promote_recalls(&mut files);
+        promote_recalls(&mut files, &cfg::Target::default());
         let recall = |f: &str| {
             files[0]
                 .sites

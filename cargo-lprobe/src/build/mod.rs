@@ -1,12 +1,13 @@
 //! The instrumented build, as a pipeline (`driver`): find the workspace (`workspace`, `cargo`),
 //! copy it aside (`copy_tree`, `manifest`), find the sites of each file (`visit`, `skip`,
-//! `recall`), write the probes into the copy (`rewrite`, `sites_crate`, with the `tracing`/`log`
+//! `recall`, `cfg`), write the probes into the copy (`rewrite`, `sites_crate`, with the `tracing`/`log`
 //! output bridges of `bridge`), build it and repair
 //! what did not compile (`repair`), skip it all when nothing changed (`stamp`), and compile the
 //! runtime once per machine (`runtime_src`, `runtime_cache`).
 
 pub mod bridge;
 pub mod cargo;
+pub mod cfg;
 pub mod cli_spec;
 pub mod compiler_info;
 pub mod copy_tree;

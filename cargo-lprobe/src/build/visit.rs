@@ -16,6 +16,7 @@ use proc_macro2::{LineColumn, Span};
 use syn::spanned::Spanned;
 use syn::visit::Visit;
 
+use crate::build::cfg::Pred;
 use crate::build::recall::Owner;
 use crate::build::skip::SkipList;
 
@@ -133,6 +134,14 @@ pub struct FnContext {
     /// `self.induct(…)`), and of a method of a value a type of this module just made
     /// (`HeapVisitor::new().visit(…)`: `m::HeapVisitor::visit`).
     pub own_calls: Vec<(String, u32)>,
+    /// Calls through a module path or of a bare name, as the path of the function they
+    /// would be if it is one of this crate's (`super::swar::f(…)` in `k::simd::runtime`:
+    /// `k::simd::swar::f`; `f(…)`: `k::simd::runtime::f`). The driver counts one by that
+    /// path when the crate has a function there, else by its name.
+    pub path_calls: Vec<(String, u32)>,
+    /// The `#[cfg]`s it is compiled under: its file's `mod` declarations, inline modules,
+    /// its `impl` or trait, and its own.
+    pub cfg: Pred,
     /// Visible outside its module (`pub` in any form), or a trait method: it may be called
     /// from anywhere, not only from the calls this package's sources show.
     pub public: bool,
@@ -176,6 +185,20 @@ pub struct FnContext {
     pub body_end: usize,
 }
 
+/// One name a `use` item brings into a module, or one glob of it.
+#[derive(Clone, Debug)]
+pub struct UseItem {
+    /// The module the item is in (`k::simd`).
+    pub module: String,
+    /// The name it brings in (`f`, or `g` for `use m::f as g`); `None` for a glob.
+    pub name: Option<String>,
+    /// The path it names, resolved like a call's path (`Visitor::resolve_path`): the item's
+    /// (`k::simd::swar::f`), or the glob's module (`k::simd::swar`).
+    pub target: String,
+    /// The `#[cfg]`s it is under.
+    pub cfg: Pred,
+}
+
 /// Everything found in one file.
 #[derive(Clone, Debug, Default)]
 pub struct FileSites {
@@ -196,6 +219,9 @@ pub struct FileSites {
     /// The names `pub use` items of this file re-export (their last segments; `name::*` for a
     /// glob of `name`): a function or type named there may be reached from outside the crate.
     pub reexports: Vec<String>,
+    /// The `use` items of this file: where a call of a bare name or through a module that
+    /// has no function of that name goes (`driver::CallCounts`).
+    pub uses: Vec<UseItem>,
     /// Bindings captured through a shared reborrow of what they point to (`&&*v`), so the
     /// binding's own address is never taken and it stays in registers: those that are surely
     /// `&mut` references (`&mut self`, `v: &mut Vec<u8>`, `let e = &mut self.entries[k];`),
@@ -229,6 +255,8 @@ pub struct Options<'a> {
     pub module_exported: bool,
     /// The file's module is compiled only for tests (declared under `#[cfg(test)]`).
     pub module_test: bool,
+    /// The `#[cfg]`s of the `mod` declarations on the way to the file.
+    pub module_cfg: Pred,
 }
 
 impl<'a> Options<'a> {
@@ -242,6 +270,7 @@ impl<'a> Options<'a> {
             skip_file: None,
             module_exported: true,
             module_test: false,
+            module_cfg: Pred::True,
         }
     }
 }
@@ -276,6 +305,7 @@ pub fn find_sites_with(
         trait_names: trait_names(file, opts.package_traits),
         exported: opts.module_exported,
         in_test: opts.module_test,
+        cfg: opts.module_cfg.clone(),
     };
     v.visit_file(file);
     v.out
@@ -634,6 +664,8 @@ struct Visitor<'a> {
     exported: bool,
     /// The module being visited is compiled only for tests (`#[cfg(test)] mod tests`).
     in_test: bool,
+    /// The `#[cfg]`s around the item being visited.
+    cfg: Pred,
 }
 
 fn start_of(span: Span) -> LineColumn {
@@ -1014,6 +1046,8 @@ struct CallNames {
     /// (`self.f(…)`, `Self::f(…)`: type `Self`), or a method of a value a type's associated
     /// function just made (`T::new().f(…)`: type `T`).
     typed: std::collections::BTreeMap<(String, String), u32>,
+    /// Calls of a bare name or through modules (`f(…)`, `super::m::f(…)`), by segments.
+    paths: std::collections::BTreeMap<Vec<String>, u32>,
 }
 
 impl<'ast> Visit<'ast> for CallNames {
@@ -1025,6 +1059,14 @@ impl<'ast> Visit<'ast> for CallNames {
                 let owner = segs.len().checked_sub(2).map(|i| segs[i].ident.to_string());
                 if p.qself.is_some() || owner.as_deref().is_some_and(is_type_name) {
                     *self.methods.entry(name.clone()).or_default() += 1;
+                } else if p.qself.is_none()
+                    && p.path.leading_colon.is_none()
+                    && segs
+                        .iter()
+                        .all(|s| s.arguments.is_none() || s.ident == name)
+                {
+                    let segs = segs.iter().map(|s| s.ident.to_string()).collect();
+                    *self.paths.entry(segs).or_default() += 1;
                 }
                 if segs.len() == 2 && owner.as_deref() == Some("Self") {
                     *self
@@ -1059,6 +1101,35 @@ impl<'ast> Visit<'ast> for CallNames {
         *self.all.entry(name.clone()).or_default() += 1;
         *self.methods.entry(name).or_default() += 1;
         syn::visit::visit_expr_method_call(self, m);
+    }
+}
+
+/// The paths a `use` tree names, each with the name it brings in (`None`: a glob of the
+/// path).
+fn use_paths(
+    t: &syn::UseTree,
+    prefix: &mut Vec<String>,
+    out: &mut Vec<(Vec<String>, Option<String>)>,
+) {
+    match t {
+        syn::UseTree::Path(p) => {
+            prefix.push(p.ident.to_string());
+            use_paths(&p.tree, prefix, out);
+            prefix.pop();
+        }
+        syn::UseTree::Name(n) if n.ident != "self" => {
+            let mut segs = prefix.clone();
+            segs.push(n.ident.to_string());
+            out.push((segs, Some(n.ident.to_string())));
+        }
+        syn::UseTree::Name(_) => {}
+        syn::UseTree::Rename(r) => {
+            let mut segs = prefix.clone();
+            segs.push(r.ident.to_string());
+            out.push((segs, Some(r.rename.to_string())));
+        }
+        syn::UseTree::Glob(_) => out.push((prefix.clone(), None)),
+        syn::UseTree::Group(g) => g.items.iter().for_each(|t| use_paths(t, prefix, out)),
     }
 }
 
@@ -1650,6 +1721,40 @@ impl<'a> Visitor<'a> {
             && !(span.start().line as u32..=span.end().line as u32).any(|l| self.lines.wants(l))
     }
 
+    /// Adds the `#[cfg]`s among `attrs` to those around what is visited next; returns the
+    /// ones before, to put back after.
+    fn enter_cfg(&mut self, attrs: &[syn::Attribute]) -> Pred {
+        let inner = self.cfg.clone().and(Pred::of_attrs(attrs));
+        std::mem::replace(&mut self.cfg, inner)
+    }
+
+    /// The path of the function a call of `segs` (a bare name or a path through modules)
+    /// names, if it is one of this crate's: relative to the module visited (`m::f`, `f`),
+    /// or through `self`, `super` or `crate`. `None` when `super` goes above the crate.
+    fn resolve_path(&self, segs: &[String]) -> Option<String> {
+        let mut module: Vec<&str> = self.module.iter().map(String::as_str).collect();
+        let mut rest = segs.iter().map(String::as_str).peekable();
+        match rest.peek() {
+            Some(&"crate") => {
+                module.truncate(1);
+                rest.next();
+            }
+            Some(&"self") => {
+                rest.next();
+            }
+            _ => {}
+        }
+        while rest.peek() == Some(&"super") {
+            rest.next();
+            if module.len() < 2 {
+                return None;
+            }
+            module.pop();
+        }
+        module.extend(rest);
+        Some(module.join("::"))
+    }
+
     /// Why a function its author asks to be merged into its callers gets no sites, if it
     /// gets none: when none of its lines is named by `--lines` ranges (not `all`), an
     /// `#[inline(always)]` one ([`INLINE_ALWAYS_REASON`]: such helpers sit in their callers'
@@ -1750,6 +1855,12 @@ impl<'a> Visitor<'a> {
             } else {
                 Vec::new()
             },
+            path_calls: names
+                .paths
+                .iter()
+                .filter_map(|(segs, n)| Some((self.resolve_path(segs)?, *n)))
+                .collect(),
+            cfg: self.cfg.clone().and(Pred::of_attrs(attrs)),
             public,
             exported,
             test_only: self.in_test || has_attr(attrs, "test") || is_cfg_test(attrs),
@@ -2411,6 +2522,8 @@ impl<'ast> Visit<'ast> for Visitor<'_> {
                         skipped: Some("allocator method".into()),
                         calls: Vec::new(),
                         own_calls: Vec::new(),
+                        path_calls: Vec::new(),
+                        cfg: self.cfg.clone(),
                         method_calls: Vec::new(),
                         method: true,
                         public: true,
@@ -2442,9 +2555,11 @@ impl<'ast> Visit<'ast> for Visitor<'_> {
                 && self.trait_names.is_std(path)
         });
         let saved_iterator = std::mem::replace(&mut self.iterator_impl, iterator);
+        let saved_cfg = self.enter_cfg(&i.attrs);
         for item in &i.items {
             self.visit_impl_item(item);
         }
+        self.cfg = saved_cfg;
         self.iterator_impl = saved_iterator;
         self.owner = saved_owner;
         self.impl_generics = saved_generics;
@@ -2454,9 +2569,11 @@ impl<'ast> Visit<'ast> for Visitor<'_> {
     fn visit_item_trait(&mut self, t: &'ast syn::ItemTrait) {
         let saved = self.self_ty.replace(t.ident.to_string());
         let saved_owner = std::mem::replace(&mut self.owner, Owner::of_trait(t));
+        let saved_cfg = self.enter_cfg(&t.attrs);
         for item in &t.items {
             self.visit_trait_item(item);
         }
+        self.cfg = saved_cfg;
         self.owner = saved_owner;
         self.self_ty = saved;
     }
@@ -2470,9 +2587,11 @@ impl<'ast> Visit<'ast> for Visitor<'_> {
             self.exported &= matches!(m.vis, syn::Visibility::Public(_));
             let saved_test = self.in_test;
             self.in_test |= is_cfg_test(&m.attrs);
+            let saved_cfg = self.enter_cfg(&m.attrs);
             for item in items {
                 self.visit_item(item);
             }
+            self.cfg = saved_cfg;
             self.in_test = saved_test;
             self.exported = saved_exported;
             self.owner = saved_owner;
@@ -2494,8 +2613,25 @@ impl<'ast> Visit<'ast> for Visitor<'_> {
                 syn::UseTree::Group(g) => g.items.iter().for_each(|t| names(t, parent, out)),
             }
         }
-        if matches!(u.vis, syn::Visibility::Public(_)) {
+        // A `pub use` in a module other crates cannot reach re-exports nothing (unless the
+        // module itself is re-exported: the driver looks for the module's name too).
+        if matches!(u.vis, syn::Visibility::Public(_)) && self.exported {
             names(&u.tree, None, &mut self.out.reexports);
+        }
+        if self.ctx.is_none() {
+            let cfg = self.cfg.clone().and(Pred::of_attrs(&u.attrs));
+            let mut found = Vec::new();
+            use_paths(&u.tree, &mut Vec::new(), &mut found);
+            for (segs, name) in found {
+                if let Some(target) = self.resolve_path(&segs) {
+                    self.out.uses.push(UseItem {
+                        module: self.module.join("::"),
+                        name,
+                        target,
+                        cfg: cfg.clone(),
+                    });
+                }
+            }
         }
     }
 

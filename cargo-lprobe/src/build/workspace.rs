@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
+use crate::build::cfg::Pred;
 use crate::build::sites_crate::FlagAccess;
 
 /// One target (lib, bin, test, example, bench) of a package.
@@ -271,6 +272,8 @@ pub struct SourceFile {
     pub exported: bool,
     /// Declared under `#[cfg(test)]` on every way to it: compiled only for tests.
     pub test_only: bool,
+    /// The `#[cfg]`s of the `mod` declarations on the way to it (any of the ways).
+    pub cfg: Pred,
     /// The targets of its package (indices into `Package::targets`) whose crates include it.
     pub targets: Vec<usize>,
     pub edition: String,
@@ -298,9 +301,25 @@ pub fn module_files(pkg: &Package) -> Vec<SourceFile> {
             target: ti,
             found: &mut found,
         };
-        w.file(&t.src_path, &crate_name, true, (lib, false), 0);
+        let way = Way {
+            exported: lib,
+            test: false,
+            cfg: Pred::True,
+        };
+        w.file(&t.src_path, &crate_name, true, way, 0);
     }
     found.into_values().collect()
+}
+
+/// What the `mod` declarations on the way to a module say about it.
+#[derive(Clone)]
+struct Way {
+    /// Other crates can reach it.
+    exported: bool,
+    /// Declared under `#[cfg(test)]`.
+    test: bool,
+    /// Their `#[cfg]`s.
+    cfg: Pred,
 }
 
 /// One target's walk of its module tree: the files found so far (of every target).
@@ -312,22 +331,16 @@ struct Walk<'a> {
 }
 
 impl Walk<'_> {
-    /// The file at `path`, module `module` (`exported`: other crates can reach it; `test`:
-    /// declared under `#[cfg(test)]`), and the files its `mod` declarations name.
-    fn file(
-        &mut self,
-        path: &Path,
-        module: &str,
-        root: bool,
-        (exported, test): (bool, bool),
-        depth: usize,
-    ) {
+    /// The file at `path`, module `module`, reached by `way`, and the files its `mod`
+    /// declarations name.
+    fn file(&mut self, path: &Path, module: &str, root: bool, way: Way, depth: usize) {
         if depth > 64 {
             return;
         }
         if let Some(f) = self.found.get_mut(path) {
-            f.exported |= exported;
-            f.test_only &= test;
+            f.exported |= way.exported;
+            f.test_only &= way.test;
+            f.cfg = std::mem::replace(&mut f.cfg, Pred::True).or(way.cfg);
             if !f.targets.contains(&self.target) {
                 f.targets.push(self.target);
             }
@@ -339,8 +352,9 @@ impl Walk<'_> {
                 path: path.to_path_buf(),
                 module: module.to_owned(),
                 crate_root: root,
-                exported,
-                test_only: test,
+                exported: way.exported,
+                test_only: way.test,
+                cfg: way.cfg.clone(),
                 targets: vec![self.target],
                 edition: self.edition.to_owned(),
                 source: None,
@@ -367,14 +381,7 @@ impl Walk<'_> {
         } else {
             dir.join(name)
         };
-        self.items(
-            &file.items,
-            &child_dir,
-            dir,
-            module,
-            (exported, test),
-            depth,
-        );
+        self.items(&file.items, &child_dir, dir, module, &way, depth);
         if let Some(f) = self.found.get_mut(path) {
             f.source = Some((text, Ok(file)));
         }
@@ -387,7 +394,7 @@ impl Walk<'_> {
         child_dir: &Path,
         file_dir: &Path,
         module: &str,
-        (exported, test): (bool, bool),
+        way: &Way,
         depth: usize,
     ) {
         for item in items {
@@ -396,15 +403,18 @@ impl Walk<'_> {
             };
             let name = m.ident.to_string();
             let sub = format!("{module}::{name}");
-            let exported = exported && matches!(m.vis, syn::Visibility::Public(_));
-            let test = test || crate::build::visit::is_cfg_test(&m.attrs);
+            let way = Way {
+                exported: way.exported && matches!(m.vis, syn::Visibility::Public(_)),
+                test: way.test || crate::build::visit::is_cfg_test(&m.attrs),
+                cfg: way.cfg.clone().and(Pred::of_attrs(&m.attrs)),
+            };
             match &m.content {
                 Some((_, inner)) => {
                     let dir = match path_attr(&m.attrs) {
                         Some(p) => file_dir.join(p),
                         None => child_dir.join(&name),
                     };
-                    self.items(inner, &dir, &dir, &sub, (exported, test), depth + 1);
+                    self.items(inner, &dir, &dir, &sub, &way, depth + 1);
                 }
                 None => {
                     let candidates = match path_attr(&m.attrs) {
@@ -415,7 +425,7 @@ impl Walk<'_> {
                         ],
                     };
                     if let Some(p) = candidates.into_iter().find(|p| p.is_file()) {
-                        self.file(&p, &sub, false, (exported, test), depth + 1);
+                        self.file(&p, &sub, false, way, depth + 1);
                     }
                 }
             }
