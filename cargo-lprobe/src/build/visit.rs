@@ -1133,6 +1133,55 @@ fn use_paths(
     }
 }
 
+/// The tokens beyond one each of the `match` arms in `block` that map constants to constants
+/// (`'\u{A}' => (1, WidthInfo::LINE_FEED),`, `3..=7 => Kind::Small,`): such an arm is an
+/// entry of a jump table or a compare, whatever its length in tokens, so a function of
+/// them is as small as its other code (unicode-width's `lookup_width`: 17 such arms, 300
+/// tokens, a dozen instructions).
+fn table_arm_tokens(block: &syn::Block) -> usize {
+    fn constant_pat(p: &syn::Pat) -> bool {
+        match p {
+            syn::Pat::Lit(_) | syn::Pat::Range(_) | syn::Pat::Path(_) | syn::Pat::Wild(_) => true,
+            syn::Pat::Or(o) => o.cases.iter().all(constant_pat),
+            syn::Pat::Paren(p) => constant_pat(&p.pat),
+            _ => false,
+        }
+    }
+    fn constant_expr(e: &syn::Expr) -> bool {
+        match e {
+            syn::Expr::Lit(_) | syn::Expr::Path(_) => true,
+            syn::Expr::Unary(u) => matches!(u.op, syn::UnOp::Neg(_)) && constant_expr(&u.expr),
+            syn::Expr::Tuple(t) => t.elems.iter().all(constant_expr),
+            syn::Expr::Array(a) => a.elems.iter().all(constant_expr),
+            syn::Expr::Paren(p) => constant_expr(&p.expr),
+            syn::Expr::Group(g) => constant_expr(&g.expr),
+            syn::Expr::Cast(c) => constant_expr(&c.expr),
+            syn::Expr::Reference(r) => constant_expr(&r.expr),
+            // A variant or tuple struct of constants (`Some(3)`, `Width(2)`).
+            syn::Expr::Call(c) => {
+                matches!(&*c.func, syn::Expr::Path(p) if p.path.segments.last().is_some_and(|s| is_type_name(&s.ident.to_string())))
+                    && c.args.iter().all(constant_expr)
+            }
+            _ => false,
+        }
+    }
+    struct Arms(usize);
+    impl<'ast> Visit<'ast> for Arms {
+        fn visit_arm(&mut self, a: &'ast syn::Arm) {
+            if a.guard.is_none() && constant_pat(&a.pat) && constant_expr(&a.body) {
+                let n = token_count(quote::ToTokens::to_token_stream(a));
+                self.0 += n.saturating_sub(1);
+            } else {
+                syn::visit::visit_arm(self, a);
+            }
+        }
+        fn visit_item(&mut self, _: &'ast syn::Item) {}
+    }
+    let mut arms = Arms(0);
+    arms.visit_block(block);
+    arms.0
+}
+
 /// Std's primitive number, `bool` and `char` types.
 const PRIMITIVES: &[&str] = &[
     "u8", "u16", "u32", "u64", "u128", "usize", "i8", "i16", "i32", "i64", "i128", "isize", "f32",
@@ -1762,7 +1811,8 @@ impl<'a> Visitor<'a> {
     /// site the suite's memchr workload ran 12% more instructions, with a site at its every
     /// line 84% more), and an `#[inline]` one without a loop (nor an iterator-running method
     /// or an `.await`) of at most
-    /// [`LARGE_FN_TOKENS`] tokens ([`INLINE_HINT_REASON`]: LLVM XRay's rule, no sled in a
+    /// [`LARGE_FN_TOKENS`] tokens, constant `match` arms counted one each ([`table_arm_tokens`])
+    /// ([`INLINE_HINT_REASON`]: LLVM XRay's rule, no sled in a
     /// function without a loop and under 200 instructions; a site's check and cold call
     /// cost 45 to 200 of the inliner's 325 units for a hinted function, measured with
     /// `-C remark=inline`: lz4_flex's `slice_copy` kept its caller `extend_from_slice_wild`
@@ -1783,8 +1833,13 @@ impl<'a> Visitor<'a> {
         match inline_argument(attrs).as_deref() {
             _ if named => None,
             Some("always") => Some(INLINE_ALWAYS_REASON),
-            // No loop, no iterator-running method, no `.await`, at most LARGE_FN_TOKENS.
-            Some("") if body_within(block, LARGE_FN_TOKENS, Calls::Any) => Some(INLINE_HINT_REASON),
+            // No loop, no iterator-running method, no `.await`, at most LARGE_FN_TOKENS
+            // (a table's arms counted as one token each).
+            Some("")
+                if body_within(block, LARGE_FN_TOKENS + table_arm_tokens(block), Calls::Any) =>
+            {
+                Some(INLINE_HINT_REASON)
+            }
             _ => None,
         }
     }
@@ -2926,6 +2981,26 @@ mod tests {
         assert_eq!(fs.contexts[0].skipped, None);
         let fs = sites_entry(&src, &LineSel::None, true);
         assert_eq!(fs.contexts[0].skipped, None);
+    }
+
+    #[test]
+    fn a_table_of_constant_arms_counts_as_small() {
+        // Forty arms mapping constants to constants (over 300 tokens): a jump table; the same
+        // arms computing their values are code.
+        let arms = |value: &dyn Fn(usize) -> String| {
+            (0..40)
+                .map(|i| format!("        '\\u{{{:X}}}' => {},\n", 0x100 + i, value(i)))
+                .collect::<String>()
+        };
+        let table = arms(&|i| format!("({}, Kind::K{i})", i % 3));
+        let code = arms(&|i| format!("(weigh(c, {i}), Kind::K{i})"));
+        let src = format!(
+            "#[inline]\nfn table(c: char) -> (u8, Kind) {{\n    match c {{\n{table}        _ => (2, Kind::Other),\n    }}\n}}\n\
+             #[inline]\nfn code(c: char) -> (u8, Kind) {{\n    match c {{\n{code}        _ => (2, Kind::Other),\n    }}\n}}\n"
+        );
+        let fs = sites_entry(&src, &LineSel::None, false);
+        assert_eq!(funcs_with_sites(&fs), ["k::code"]);
+        assert_eq!(fs.contexts[0].skipped.as_deref(), Some(INLINE_HINT_REASON));
     }
 
     #[test]
