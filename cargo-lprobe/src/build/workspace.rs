@@ -544,11 +544,11 @@ mod tests {
         std::fs::create_dir_all(src.join("a")).expect("mkdir");
         std::fs::write(
             src.join("lib.rs"),
-            "pub mod a; #[path = \"x.rs\"] mod renamed; pub mod inline { mod deep; }\n\
+            "#[cfg(unix)] pub mod a; #[path = \"x.rs\"] mod renamed; pub mod inline { mod deep; }\n\
              #[cfg(test)] mod tests { mod helpers; }",
         )
         .expect("w");
-        std::fs::write(src.join("a.rs"), "mod b;").expect("w");
+        std::fs::write(src.join("a.rs"), "#[cfg(feature = \"b\")] mod b;").expect("w");
         std::fs::write(src.join("a/b.rs"), "").expect("w");
         std::fs::write(src.join("x.rs"), "").expect("w");
         std::fs::create_dir_all(src.join("inline")).expect("mkdir");
@@ -556,7 +556,7 @@ mod tests {
         std::fs::create_dir_all(src.join("tests")).expect("mkdir");
         std::fs::write(src.join("tests/helpers.rs"), "").expect("w");
         // A binary that declares one of the library's files as its own module too.
-        std::fs::write(src.join("main.rs"), "mod x; fn main() {}").expect("w");
+        std::fs::write(src.join("main.rs"), "#[cfg(windows)] mod x; fn main() {}").expect("w");
         let pkg = Package {
             name: "k".into(),
             dir: d.path().to_path_buf(),
@@ -581,7 +581,20 @@ mod tests {
             skips: Skips::default(),
             normal_deps: Vec::new(),
         };
-        let mut mods: Vec<String> = module_files(&pkg)
+        let files = module_files(&pkg);
+        // The `#[cfg]`s on the way to each file; of two ways, either.
+        let cfg_of = |name: &str| {
+            let f = files.iter().find(|f| f.path.ends_with(name));
+            f.map(|f| f.cfg.clone()).expect("found")
+        };
+        let atom = |k: &str, v: Option<&str>| Pred::Atom(k.into(), v.map(Into::into));
+        assert_eq!(cfg_of("a.rs"), atom("unix", None));
+        assert_eq!(
+            cfg_of("a/b.rs"),
+            Pred::All(vec![atom("unix", None), atom("feature", Some("b"))])
+        );
+        assert_eq!(cfg_of("x.rs"), Pred::True);
+        let mut mods: Vec<String> = files
             .into_iter()
             .map(|f| {
                 format!(
