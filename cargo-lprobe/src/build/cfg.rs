@@ -120,36 +120,35 @@ impl Pred {
                 Pred::False => Pred::True,
                 p => Pred::Not(Box::new(p)),
             },
-            Pred::All(ps) => {
-                let mut left = Vec::new();
-                for p in ps {
-                    match p.decide_with(known) {
-                        Pred::False => return Pred::False,
-                        Pred::True => {}
-                        p => left.push(p),
-                    }
-                }
-                if left.is_empty() {
-                    Pred::True
-                } else {
-                    Pred::All(left)
-                }
+            Pred::All(ps) => Pred::decide_list(ps, known, false),
+            Pred::Any(ps) => Pred::decide_list(ps, known, true),
+        }
+    }
+
+    /// `all(ps)` (or `any(ps)`) with what `known` knows decided: one false (true) decides
+    /// it, the true (false) ones drop out.
+    fn decide_list(
+        ps: &[Pred],
+        known: &dyn Fn(&str, Option<&str>) -> Option<bool>,
+        any: bool,
+    ) -> Pred {
+        let (decides, drops) = if any {
+            (Pred::True, Pred::False)
+        } else {
+            (Pred::False, Pred::True)
+        };
+        let mut left = Vec::new();
+        for p in ps {
+            match p.decide_with(known) {
+                p if p == decides => return decides,
+                p if p == drops => {}
+                p => left.push(p),
             }
-            Pred::Any(ps) => {
-                let mut left = Vec::new();
-                for p in ps {
-                    match p.decide_with(known) {
-                        Pred::True => return Pred::True,
-                        Pred::False => {}
-                        p => left.push(p),
-                    }
-                }
-                if left.is_empty() {
-                    Pred::False
-                } else {
-                    Pred::Any(left)
-                }
-            }
+        }
+        match (left.is_empty(), any) {
+            (true, _) => drops,
+            (false, true) => Pred::Any(left),
+            (false, false) => Pred::All(left),
         }
     }
 
