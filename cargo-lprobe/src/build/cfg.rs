@@ -240,7 +240,7 @@ impl Target {
 
 /// More unknown cfgs than this among one function's calls are not enumerated: every call
 /// that the target does not rule out counts.
-const MAX_UNKNOWN: usize = 10;
+const MAX_UNKNOWN: usize = 8;
 
 /// The most calls any build for `target` can compile, of `calls` (each under a predicate,
 /// already [`Pred::decide`]d).

@@ -1811,6 +1811,8 @@ struct CallCounts {
     callers: Calls,
     sites: Calls,
     preds: Vec<cfg::Pred>,
+    /// `of`'s answers per (counting callers, key).
+    memo: std::cell::RefCell<HashMap<(bool, String), u32>>,
 }
 
 /// Counts by key, each `(index into CallCounts::preds, count)`.
@@ -1891,12 +1893,20 @@ impl CallCounts {
         } else {
             name.to_owned()
         };
-        let calls = [by_name.as_str(), func]
+        // Each key's most, once: many functions share a name (`new`), and `most` of calls
+        // under open cfgs tries every assignment of them. (Summed over the two keys: a
+        // function called both by its bare name and by its path is rare.)
+        let mut memo = self.memo.borrow_mut();
+        [by_name.as_str(), func]
             .into_iter()
-            .filter_map(|k| map.get(k))
-            .flatten()
-            .map(|&(p, n)| (&self.preds[p], n));
-        cfg::most(calls)
+            .map(|k| {
+                let key = (std::ptr::eq(map, &self.callers), k.to_owned());
+                *memo.entry(key).or_insert_with(|| {
+                    let calls = map.get(k).into_iter().flatten();
+                    cfg::most(calls.map(|&(p, n)| (&self.preds[p], n)))
+                })
+            })
+            .sum()
     }
 }
 
