@@ -7,7 +7,8 @@
 # plain cargo for that: lprobe reads cargo's messages and keeps LLVM's remarks to itself), and
 # prints the calls LLVM inlines in the plain build but not in the instrumented one, with the
 # inline cost and threshold of each (a callee with one call site left gets about -15,000: the
-# bonus a second call takes away). Only pairs where the callee or the caller is in CRATE (a
+# bonus a second call takes away), or `unavailable` where the callee's body is not in the
+# caller's codegen unit. Only pairs where the callee or the caller is in CRATE (a
 # path prefix: `lz4_flex`, `serde_json::de`).
 #
 #   scripts/inline-diff.sh /tmp/bench-lprobe/suite/src/lz4_flex-0.14.2 lz4_flex --example lprobe_suite
@@ -40,10 +41,24 @@ import collections, re, subprocess, sys
 REMARK = re.compile(
     r"inline \((success|missed)\): '([^']+)' (?:not )?inlined into '([^']+)'"
     r"(?: because (.*?))?.*?\(cost=([-\d]+|never|always)(?:, threshold=([-\d]+))?")
+# A call LLVM cannot even weigh: the callee's body is in another codegen unit (rustc
+# partitions by module, and instrumented modules are bigger), or it is only declared.
+UNAVAILABLE = re.compile(
+    r"inline \((missed)\): (\S+) will not be inlined into (\S+) because (its definition is unavailable)")
+
+
+def parse(line):
+    m = REMARK.search(line)
+    if m:
+        return m.groups()
+    m = UNAVAILABLE.search(line)
+    if m:
+        return m.groups() + ("unavailable", None)
+    return None
 
 
 def load(path):
-    rows = [m.groups() for m in map(REMARK.search, open(path, errors="replace")) if m]
+    rows = [r for r in map(parse, open(path, errors="replace")) if r]
     names = sorted({r[1] for r in rows} | {r[2] for r in rows})
     out = subprocess.run(["c++filt"], input="\n".join(names), capture_output=True, text=True)
     plain = {n: re.sub(r"::h[0-9a-f]{16}$", "", d) for n, d in zip(names, out.stdout.splitlines())}
