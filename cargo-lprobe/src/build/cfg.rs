@@ -9,6 +9,10 @@
 //! a build script's `cargo:rustc-cfg`) is unknown until cargo runs, so [`most`] takes the
 //! largest count any assignment of the unknown ones gives: calls in two modules that exclude
 //! each other count once.
+//!
+//! The target is the one `--target` names (or `CARGO_BUILD_TARGET`), else the host's; one set
+//! in `.cargo/config.toml` is not seen. A wrong answer costs only a choice between timing by
+//! a guard and by a second call (what the count decides), never what the program computes.
 
 use std::collections::{BTreeSet, HashSet};
 
