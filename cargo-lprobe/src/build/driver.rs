@@ -1693,7 +1693,7 @@ fn promote_recalls(files: &mut [FileWork], target: &cfg::Target) {
                 };
                 let segs: Vec<&str> = c.func.split("::").collect();
                 // The most any crate this file is compiled into calls it.
-                let most = |count: fn(&CallCounts) -> &Calls| {
+                let most = |count: Count| {
                     targets
                         .iter()
                         .filter_map(|t| by_target.get(t))
@@ -1711,13 +1711,13 @@ fn promote_recalls(files: &mut [FileWork], target: &cfg::Target) {
                 // called from one function (its calls there may be of several instantiations,
                 // each of them called once).
                 let uses = if c.generic {
-                    most(|k| &k.callers)
+                    most(Count::Callers)
                 } else {
-                    most(|k| &k.sites)
+                    most(Count::Sites)
                 };
                 let private_once = !c.public && uses == 1;
                 let large_crate_own_once =
-                    c.large && !c.exported && !reexported && most(|k| &k.sites) == 1;
+                    c.large && !c.exported && !reexported && most(Count::Sites) == 1;
                 let keeps_guard = private_once || large_crate_own_once;
                 if !keeps_guard && s.recall_guarded.is_some() {
                     s.recall = s.recall_guarded.take();
@@ -1725,7 +1725,7 @@ fn promote_recalls(files: &mut [FileWork], target: &cfg::Target) {
                         && !c.public
                         && !c.large
                         && !c.inline_said
-                        && most(|k| &k.sites) == 2;
+                        && most(Count::Sites) == 2;
                 }
             }
         }
@@ -1807,24 +1807,30 @@ struct CallCounts {
     /// function the crate has there), by `.name` (calls that may be of a method), or by a
     /// path (calls whose callee the syntax names: `FnContext::own_calls`, and
     /// `FnContext::path_calls` of a function the crate has). Each count is under the
-    /// predicate `preds[i]` of its caller.
-    callers: Calls,
-    sites: Calls,
+    /// predicate `preds[i]` of its caller (or of the caller and the `use` the call goes
+    /// through): `(i, calls)`, one entry per calling function.
+    sites: HashMap<String, Vec<(usize, u32)>>,
     preds: Vec<cfg::Pred>,
-    /// `of`'s answers per (counting callers, key).
-    memo: std::cell::RefCell<HashMap<(bool, String), u32>>,
+    /// `of`'s answers per (what is counted, key).
+    memo: std::cell::RefCell<HashMap<(Count, String), u32>>,
 }
 
-/// Counts by key, each `(index into CallCounts::preds, count)`.
-type Calls = HashMap<String, Vec<(usize, u32)>>;
+/// What [`CallCounts::of`] counts.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+enum Count {
+    /// Call expressions.
+    Sites,
+    /// Calling functions (one per caller, however many calls it makes).
+    Callers,
+}
 
 impl CallCounts {
     /// Counts `c`'s calls: a call whose callee the syntax names under that function's path
     /// (`FnContext::own_calls`: `m::T::f`; `FnContext::path_calls` when `defined` says the
     /// crate has a function there), any other by its name alone.
-    fn add(&mut self, c: &visit::FnContext, names: &CrateNames<'_>, target: &cfg::Target) {
-        let last = |path: &str| path.rsplit("::").next().unwrap_or(path).to_owned();
-        let mut typed: HashMap<String, u32> = HashMap::new();
+    fn add<'c>(&mut self, c: &'c visit::FnContext, names: &CrateNames<'_>, target: &cfg::Target) {
+        let last = |path: &'c str| path.rsplit("::").next().unwrap_or(path);
+        let mut typed: HashMap<&str, u32> = HashMap::new();
         for (path, k) in &c.own_calls {
             *typed.entry(last(path)).or_default() += k;
         }
@@ -1833,7 +1839,7 @@ impl CallCounts {
         // Calls by path, each under the caller's cfgs and those of the `use` it goes
         // through; the names they are called by.
         let mut resolved: Vec<(String, u32, usize)> = Vec::new();
-        let mut by_path: HashMap<String, u32> = HashMap::new();
+        let mut by_path: HashMap<&str, u32> = HashMap::new();
         for (path, k) in &c.path_calls {
             let found = names.resolve(path);
             if found.is_empty() {
@@ -1860,11 +1866,11 @@ impl CallCounts {
         // method and those counted by their path.
         let functions = c.calls.iter().map(|(name, n)| {
             let m = methods.get(name.as_str()).copied().unwrap_or(0);
-            let p = by_path.get(name).copied().unwrap_or(0);
+            let p = by_path.get(name.as_str()).copied().unwrap_or(0);
             (name.clone(), n.saturating_sub(m).saturating_sub(p))
         });
         let methods = c.method_calls.iter().map(|(name, n)| {
-            let t = typed.get(name).copied().unwrap_or(0);
+            let t = typed.get(name.as_str()).copied().unwrap_or(0);
             (format!(".{name}"), n.saturating_sub(t))
         });
         let keyed = functions
@@ -1874,7 +1880,6 @@ impl CallCounts {
             .chain(resolved);
         for (key, k, p) in keyed {
             if k > 0 {
-                self.callers.entry(key.clone()).or_default().push((p, 1));
                 self.sites.entry(key).or_default().push((p, k));
             }
         }
@@ -1882,10 +1887,9 @@ impl CallCounts {
 
     /// The calls of the function `func` (a path), `count` of them (callers or sites), the
     /// most one build compiles: by its name, and by its path.
-    fn of(&self, c: &visit::FnContext, count: fn(&CallCounts) -> &Calls) -> u32 {
+    fn of(&self, c: &visit::FnContext, count: Count) -> u32 {
         let func = c.func.as_str();
         let name = func.rsplit("::").next().unwrap_or(func);
-        let map = count(self);
         // A method is called by method syntax or through a type; a function of a module by a
         // path or its bare name.
         let by_name = if c.method {
@@ -1900,10 +1904,10 @@ impl CallCounts {
         [by_name.as_str(), func]
             .into_iter()
             .map(|k| {
-                let key = (std::ptr::eq(map, &self.callers), k.to_owned());
-                *memo.entry(key).or_insert_with(|| {
-                    let calls = map.get(k).into_iter().flatten();
-                    cfg::most(calls.map(|&(p, n)| (&self.preds[p], n)))
+                *memo.entry((count, k.to_owned())).or_insert_with(|| {
+                    let calls = self.sites.get(k).into_iter().flatten();
+                    let n = |k: u32| if count == Count::Callers { 1 } else { k };
+                    cfg::most(calls.map(|&(p, k)| (&self.preds[p], n(k))))
                 })
             })
             .sum()

@@ -865,6 +865,15 @@ mod tests {
         );
     }
 
+    /// Site `site`'s captures as written: (name, text).
+    fn captured(rw: &Rewritten, site: usize) -> Vec<(&str, &str)> {
+        let p = rw.placed.iter().find(|p| p.site == site).expect("placed");
+        p.captures
+            .iter()
+            .map(|(n, r)| (n.as_str(), &rw.text[r.clone()]))
+            .collect()
+    }
+
     fn go(src: &str, ex: &Exclusions) -> (FileSites, Rewritten) {
         go_lines(src, ex, &LineSel::All)
     }
@@ -1084,14 +1093,8 @@ mod tests {
             .iter()
             .rposition(|s| s.names.iter().any(|n| n == "other"))
             .expect("a site sees every binding");
-        let p = rw.placed.iter().find(|p| p.site == last).expect("placed");
-        let texts: Vec<(&str, &str)> = p
-            .captures
-            .iter()
-            .map(|(n, r)| (n.as_str(), &rw.text[r.clone()]))
-            .collect();
         assert_eq!(
-            texts,
+            captured(&rw, last),
             [
                 ("n", "n"),
                 ("cache", "&*cache"),
@@ -1115,14 +1118,10 @@ mod tests {
             .iter()
             .position(|s| s.names.iter().any(|n| n == "e"))
             .expect("a site sees e");
-        let p = rw.placed.iter().find(|p| p.site == site).expect("placed");
+        let caps = captured(&rw, site);
         let text = |name: &str| {
-            let (_, r) = p
-                .captures
-                .iter()
-                .find(|(n, _)| n == name)
-                .expect("captured");
-            rw.text[r.clone()].to_owned()
+            let (_, t) = caps.iter().find(|(n, _)| *n == name).expect("captured");
+            *t
         };
         assert_eq!(text("self"), "&*self");
         assert_eq!(text("v"), "&*v");
@@ -1147,15 +1146,9 @@ mod tests {
             .iter()
             .position(|s| s.names.iter().any(|n| n == "n"))
             .expect("a site sees n");
-        let p = rw
-            .placed
-            .iter()
-            .find(|p| p.site == twice_site)
-            .expect("placed");
-        let texts: Vec<&str> = p
-            .captures
-            .iter()
-            .map(|(_, r)| &rw.text[r.clone()])
+        let texts: Vec<&str> = captured(&rw, twice_site)
+            .into_iter()
+            .map(|(_, t)| t)
             .collect();
         assert_eq!(
             texts,

@@ -1117,12 +1117,17 @@ fn use_paths(
             use_paths(&p.tree, prefix, out);
             prefix.pop();
         }
-        syn::UseTree::Name(n) if n.ident != "self" => {
+        // `m::{self}`: the module itself, by its name.
+        syn::UseTree::Name(n) if n.ident == "self" => {
+            if let Some(last) = prefix.last() {
+                out.push((prefix.clone(), Some(last.clone())));
+            }
+        }
+        syn::UseTree::Name(n) => {
             let mut segs = prefix.clone();
             segs.push(n.ident.to_string());
             out.push((segs, Some(n.ident.to_string())));
         }
-        syn::UseTree::Name(_) => {}
         syn::UseTree::Rename(r) => {
             let mut segs = prefix.clone();
             segs.push(r.ident.to_string());
@@ -1461,14 +1466,13 @@ fn owned_buffer_type(ty: &syn::Type) -> bool {
 /// An expression that surely makes a `Vec` or a `String`: `vec![…]`, `format!(…)`,
 /// `Vec::new()`, `Vec::with_capacity(n)`, `String::new()`, `String::from(…)`…
 fn makes_owned_buffer(e: &syn::Expr) -> bool {
-    if let Some(segs) = called_path(e) {
-        let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
-        return matches!(
-            segs.as_slice(),
+    calls_path(e, |segs| {
+        matches!(
+            segs,
             [.., "Vec" | "String", "new" | "with_capacity"] | [.., "String", "from"]
-        );
-    }
-    builds_buffer_by_macro(e)
+        )
+    })
+    .unwrap_or_else(|| builds_buffer_by_macro(e))
 }
 
 /// `vec![…]` or `format!(…)`.
@@ -1476,29 +1480,32 @@ fn builds_buffer_by_macro(e: &syn::Expr) -> bool {
     matches!(e, syn::Expr::Macro(m) if m.mac.path.get_ident().is_some_and(|i| i == "vec" || i == "format"))
 }
 
-/// The segments of the path a call expression calls (`Vec::with_capacity(n)`: `["Vec",
-/// "with_capacity"]`), if it calls a path.
-fn called_path(e: &syn::Expr) -> Option<Vec<String>> {
-    match e {
-        syn::Expr::Call(c) => match &*c.func {
-            syn::Expr::Path(p) if p.qself.is_none() => Some(
-                p.path
-                    .segments
-                    .iter()
-                    .map(|s| s.ident.to_string())
-                    .collect(),
-            ),
-            _ => None,
-        },
-        _ => None,
+/// What `is` says of the segments of the path a call expression calls
+/// (`Vec::with_capacity(n)`: `["Vec", "with_capacity"]`); `None` if it calls no path.
+fn calls_path(e: &syn::Expr, is: impl Fn(&[&str]) -> bool) -> Option<bool> {
+    let syn::Expr::Call(c) = e else {
+        return None;
+    };
+    let syn::Expr::Path(p) = &*c.func else {
+        return None;
+    };
+    if p.qself.is_some() {
+        return None;
     }
+    let segs: Vec<String> = p
+        .path
+        .segments
+        .iter()
+        .map(|s| s.ident.to_string())
+        .collect();
+    let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
+    Some(is(&segs))
 }
 
 fn not_a_small_copy(e: &syn::Expr) -> bool {
-    if let Some(segs) = called_path(e) {
-        let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
-        return matches!(
-            segs.as_slice(),
+    if let Some(owned) = calls_path(e, |segs| {
+        matches!(
+            segs,
             [
                 ..,
                 "String"
@@ -1513,7 +1520,9 @@ fn not_a_small_copy(e: &syn::Expr) -> bool {
                     | "Arc",
                 "new" | "from" | "with_capacity" | "default"
             ]
-        );
+        )
+    }) {
+        return owned;
     }
     match e {
         syn::Expr::Struct(_)
@@ -2080,15 +2089,12 @@ impl<'a> Visitor<'a> {
                         let names = self.bind(names);
                         // `let v = Vec::new();` and the like: surely not a small copy.
                         let single = matches!(&local.pat, syn::Pat::Ident(_) | syn::Pat::Type(_));
-                        let typed_not_copy = match &local.pat {
-                            syn::Pat::Type(t) => !small_copy_type(&t.ty),
-                            _ => false,
+                        // One binding whose annotated type, or initializer, says so.
+                        let surely = |ty: fn(&syn::Type) -> bool, init: fn(&syn::Expr) -> bool| {
+                            let typed = matches!(&local.pat, syn::Pat::Type(t) if ty(&t.ty));
+                            single && (typed || local.init.as_ref().is_some_and(|i| init(&i.expr)))
                         };
-                        let init_not_copy = local
-                            .init
-                            .as_ref()
-                            .is_some_and(|i| not_a_small_copy(&i.expr));
-                        if single && (typed_not_copy || init_not_copy) {
+                        if surely(|t| !small_copy_type(t), not_a_small_copy) {
                             for (_, b) in &names {
                                 self.out.by_ref_first.insert(*b);
                             }
@@ -2102,14 +2108,8 @@ impl<'a> Visitor<'a> {
                                 self.out.opaque_first.insert(*b);
                             }
                         }
-                        let typed_unique = match &local.pat {
-                            syn::Pat::Type(t) => unique_ref_type(&t.ty),
-                            _ => false,
-                        };
-                        let init_unique = local.init.as_ref().is_some_and(|i| {
-                            matches!(&*i.expr, syn::Expr::Reference(r) if r.mutability.is_some())
-                        });
-                        if single && (typed_unique || init_unique) {
+                        let mut_reference = |e: &syn::Expr| matches!(e, syn::Expr::Reference(r) if r.mutability.is_some());
+                        if surely(unique_ref_type, mut_reference) {
                             for (_, b) in &names {
                                 self.out.reborrowed.insert(*b);
                                 self.out.by_ref_first.insert(*b);
@@ -2120,15 +2120,7 @@ impl<'a> Visitor<'a> {
                         // words on the stack across every loop the site is in (strsim's
                         // `generic_levenshtein`, `&cache` at 11 sites: 1.309x -> 1.242x at
                         // every line).
-                        let typed_buffer = match &local.pat {
-                            syn::Pat::Type(t) => owned_buffer_type(&t.ty),
-                            _ => false,
-                        };
-                        let init_buffer = local
-                            .init
-                            .as_ref()
-                            .is_some_and(|i| makes_owned_buffer(&i.expr));
-                        if single && (typed_buffer || init_buffer) {
+                        if surely(owned_buffer_type, makes_owned_buffer) {
                             for (_, b) in &names {
                                 self.out.reborrowed.insert(*b);
                             }
@@ -2656,27 +2648,22 @@ impl<'ast> Visit<'ast> for Visitor<'_> {
     }
 
     fn visit_item_use(&mut self, u: &'ast syn::ItemUse) {
-        fn names(t: &syn::UseTree, parent: Option<&syn::Ident>, out: &mut Vec<String>) {
-            match t {
-                syn::UseTree::Path(p) => names(&p.tree, Some(&p.ident), out),
-                syn::UseTree::Name(n) => out.push(n.ident.to_string()),
-                syn::UseTree::Rename(r) => out.push(r.ident.to_string()),
-                syn::UseTree::Glob(_) => out.push(format!(
-                    "{}::*",
-                    parent.map(ToString::to_string).unwrap_or_default()
-                )),
-                syn::UseTree::Group(g) => g.items.iter().for_each(|t| names(t, parent, out)),
-            }
-        }
+        let mut found = Vec::new();
+        use_paths(&u.tree, &mut Vec::new(), &mut found);
         // A `pub use` in a module other crates cannot reach re-exports nothing (unless the
-        // module itself is re-exported: the driver looks for the module's name too).
+        // module itself is re-exported: the driver looks for the module's name too). What
+        // it re-exports is named by the path's last segment (`name::*` for a glob of `name`).
         if matches!(u.vis, syn::Visibility::Public(_)) && self.exported {
-            names(&u.tree, None, &mut self.out.reexports);
+            self.out.reexports.extend(found.iter().map(|(segs, name)| {
+                let last = segs.last().map(String::as_str).unwrap_or_default();
+                match name {
+                    Some(_) => last.to_owned(),
+                    None => format!("{last}::*"),
+                }
+            }));
         }
         if self.ctx.is_none() {
             let cfg = self.cfg.clone().and(Pred::of_attrs(&u.attrs));
-            let mut found = Vec::new();
-            use_paths(&u.tree, &mut Vec::new(), &mut found);
             for (segs, name) in found {
                 if let Some(target) = self.resolve_path(&segs) {
                     self.out.uses.push(UseItem {
