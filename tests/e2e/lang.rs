@@ -35,6 +35,48 @@ fn of(recs: &[Value], probe: &str) -> Vec<Value> {
 }
 
 #[test]
+fn lines_of_a_loop_that_never_returns_fire_from_its_next_iteration() {
+    // `main`'s loop runs from the start and never returns; at every line its body, and the
+    // body of the loop nested in it, are written twice (dormant, instrumented): armed while
+    // it runs, each line fires from its loop's next iteration, with the iteration's values.
+    let r = app(&[("LANG_INTERVAL_MS", "3")]);
+    let rate = ["--rate", "100000/s"];
+    let outer = arm(&r, &[&site("main_loop"), "--log", "n={n}", rate[0], rate[1]]);
+    let inner = arm(
+        &r,
+        &[&site("nested_loop"), "--log", "n={n} half={half}", rate[0], rate[1]],
+    );
+    let recs = wait_for(std::time::Duration::from_secs(20), "loop logs", || {
+        let recs = records(&r);
+        (of(&recs, &outer).len() >= 4 && of(&recs, &inner).len() >= 8).then_some(recs)
+    });
+    let ns: Vec<u64> = of(&recs, &outer)
+        .iter()
+        .filter_map(|v| v["msg"].as_str()?.strip_prefix("n=")?.parse().ok())
+        .collect();
+    assert!(ns.len() >= 4, "{recs:?}");
+    assert!(ns.windows(2).all(|w| w[1] == w[0] + 1), "every iteration: {ns:?}");
+    // The nested loop's two iterations per outer one, each with its own value.
+    let inner_msgs: Vec<String> = of(&recs, &inner)
+        .iter()
+        .filter_map(|v| Some(v["msg"].as_str()?.to_owned()))
+        .collect();
+    let first = inner_msgs
+        .iter()
+        .filter_map(|m| m.strip_prefix("n=")?.split(' ').next()?.parse::<u64>().ok())
+        .min()
+        .expect("inner logs");
+    // (The iteration the probe was armed in may have logged its second half only.)
+    let n = first + 1;
+    for half in ["1", "2"] {
+        assert!(
+            inner_msgs.contains(&format!("n={n} half={half}")),
+            "{inner_msgs:?}"
+        );
+    }
+}
+
+#[test]
 fn conditional_log_with_paths_indexes_and_len() {
     let r = app(&[]);
     let p = arm(

@@ -1682,6 +1682,8 @@ fn promote_recalls(files: &mut [FileWork], target: &cfg::Target) {
             }
             reexports.extend(f.sites.reexports.iter().cloned());
         }
+        // The names of the package's functions called from one place.
+        let mut once: HashSet<String> = HashSet::new();
         for f in files.iter_mut().filter(|f| f.pkg == pkg) {
             let targets = &f.targets;
             let visit::FileSites {
@@ -1719,6 +1721,9 @@ fn promote_recalls(files: &mut [FileWork], target: &cfg::Target) {
                 let large_crate_own_once =
                     c.large && !c.exported && !reexported && most(Count::Sites) == 1;
                 let keeps_guard = private_once || large_crate_own_once;
+                if s.kind == visit::SiteKind::Entry && keeps_guard {
+                    once.insert(segs.last().copied().unwrap_or_default().to_owned());
+                }
                 if !keeps_guard && s.recall_guarded.is_some() {
                     s.recall = s.recall_guarded.take();
                     s.inline_hint = c.generic
@@ -1727,6 +1732,12 @@ fn promote_recalls(files: &mut [FileWork], target: &cfg::Target) {
                         && !c.inline_said
                         && most(Count::Sites) == 2;
                 }
+            }
+        }
+        // A loop body calling one of them is written once (`rewrite`'s loop bodies).
+        for f in files.iter_mut().filter(|f| f.pkg == pkg) {
+            for b in &mut f.sites.loop_bodies {
+                b.calls_once = b.calls.iter().any(|n| once.contains(n));
             }
         }
     }
@@ -2899,6 +2910,24 @@ mod tests {
         assert_eq!(recalls(&x86), (false, false));
         // Where the target is unknown, the aarch64 module may be compiled beside one of them.
         assert_eq!(recalls(&cfg::Target::default()), (true, false));
+    }
+
+    #[test]
+    fn a_loop_calling_a_function_called_from_one_place_is_not_copied() {
+        let src = "fn helper(v: u64) -> u64 {\n    v.rotate_left(3) ^ v\n}\n\
+                   pub fn api(v: u64) -> u64 {\n    v ^ 1\n}\n\
+                   fn work(rx: &R) -> u64 {\n    let mut a = 0;\n    while let Some(x) = rx.recv() {\n        a += x;\n        a += helper(a);\n    }\n    a\n}\n\
+                   fn other(rx: &R) -> u64 {\n    let mut a = 0;\n    while let Some(x) = rx.recv() {\n        a += x;\n        a += api(a) + other(rx) * other(rx);\n    }\n    a\n}\n";
+        let mut files = vec![file_work("src/lib.rs", src, ("k", 0), &LineSel::All)];
+        promote_recalls(&mut files, &cfg::Target::default());
+        let once: Vec<bool> = files[0]
+            .sites
+            .loop_bodies
+            .iter()
+            .map(|b| b.calls_once)
+            .collect();
+        // `helper` is private and called once; `api` is public, `other` called twice.
+        assert_eq!(once, [true, false]);
     }
 
     #[test]

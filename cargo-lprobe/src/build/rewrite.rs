@@ -199,6 +199,8 @@ struct Piece {
     captures: Vec<(String, Range<usize>)>,
     recall: Option<Range<usize>>,
     timed: bool,
+    /// Opens or closes a loop body written twice, of this context.
+    twice_of: Option<usize>,
 }
 
 impl Piece {
@@ -211,6 +213,7 @@ impl Piece {
             captures: Vec::new(),
             recall: None,
             timed: false,
+            twice_of: None,
         }
     }
 }
@@ -334,6 +337,7 @@ pub fn rewrite(
         ));
     }
     pieces.extend(w.loop_heads());
+    pieces.extend(w.loop_bodies());
     // A function that times by calling itself again and was found to need the hint
     // (`Site::inline_hint`) is marked `#[inline]`.
     for (i, site) in sites.sites.iter().enumerate() {
@@ -362,6 +366,12 @@ struct Plan {
     reads_local: Vec<bool>,
     /// Per context: the body is written twice (see `twice`).
     twice: Vec<bool>,
+    /// Loop bodies written twice (indices in `FileSites::loop_bodies`), each with whether it
+    /// is nested in another one (its copies are then made by `__lprobe_loop!`).
+    loops: Vec<(usize, bool)>,
+    /// The line sites in those bodies (`__lprobe_at!{ … }`: only the instrumented copy keeps
+    /// them).
+    loop_sites: HashSet<usize>,
     /// Entry site -> the first statement's line site checked in the same call.
     merged: HashMap<usize, usize>,
     merged_lines: HashSet<usize>,
@@ -437,6 +447,68 @@ impl Plan {
             })
             .collect();
 
+        // A function written once whose line sites test the local writes each loop body
+        // holding such sites twice: `loop { refresh; twice_loop!{ $ __lprobe_fn; BODY } }`,
+        // which is `if __lprobe_fn { BODY with its sites } else { BODY }`. A dormant iteration
+        // then costs the head's re-read and one branch, not a check per statement, and the
+        // sites' captures are out of the original copy's way. In the same frame (not a
+        // closure, which would change what `break`, `continue` and `return` mean), so the
+        // captures keep their forms: an address taken in the instrumented copy still escapes
+        // for the whole function. Not for bodies that declare items or invoke macros that may
+        // (`visit::duplicable`), or await.
+        let keeps_line = |i: usize, s: &crate::build::visit::Site| {
+            s.kind == SiteKind::Line && !s.in_closure && ex.keeps_site(i, s.context)
+        };
+        let bodies = &sites.loop_bodies;
+        // Loop `m` holds loop `l`.
+        let inside = |l: usize, m: usize| {
+            let (a, b) = (&bodies[l], &bodies[m]);
+            l != m && a.context == b.context && b.open < a.open && a.close < b.close
+        };
+        // Each kept line site of a loop, by its innermost loop body.
+        let mut direct: Vec<Vec<usize>> = vec![Vec::new(); bodies.len()];
+        for (i, s) in sites.sites.iter().enumerate() {
+            if !keeps_line(i, s) {
+                continue;
+            }
+            let innermost = (0..bodies.len())
+                .filter(|&l| {
+                    bodies[l].context == s.context
+                        && (bodies[l].open..bodies[l].close).contains(&s.offset)
+                })
+                .min_by_key(|&l| bodies[l].close - bodies[l].open);
+            if let Some(l) = innermost {
+                direct[l].push(i);
+            }
+        }
+        // A body with one site of its own gains nothing from a copy (its one check becomes the
+        // copy's). Nor is a body copied that calls a function called from one place only
+        // (`LoopBody::calls_once`): two calls would cost it the optimizer's bonus for a
+        // function's last call, and its inlining (bytes' example: `decode`, called in a loop
+        // of `workload`, was no longer inlined: +2%).
+        let chosen: Vec<usize> = (0..bodies.len())
+            .filter(|&l| {
+                let c = bodies[l].context;
+                bodies[l].duplicable
+                    && !bodies[l].calls_once
+                    && direct[l].len() >= 2
+                    && reads_local.get(c).copied().unwrap_or(false)
+                    && !twice.get(c).copied().unwrap_or(false)
+                    && !ex.no_twice.contains(&c)
+            })
+            .collect();
+        let loops: Vec<(usize, bool)> = chosen
+            .iter()
+            .map(|&l| (l, chosen.iter().any(|&m| inside(l, m))))
+            .collect();
+        // A site is dropped from a dormant copy only if its innermost loop is written twice: a
+        // loop written once inside one written twice keeps its checks in both copies, so it
+        // still sees arming while it runs.
+        let loop_sites: HashSet<usize> = chosen
+            .iter()
+            .flat_map(|&l| direct[l].iter().copied())
+            .collect();
+
         // The site before a function's first statement is checked in the entry site's cold call
         // when both capture the same names (they see the same bindings, and nothing runs between
         // them): one call in the function body instead of two keeps small functions inlinable.
@@ -468,6 +540,8 @@ impl Plan {
             local,
             reads_local,
             twice,
+            loops,
+            loop_sites,
             merged,
             merged_lines,
         }
@@ -504,6 +578,31 @@ impl Writer<'_> {
                     head.offset,
                     format!(" {chk}::refresh::<{k}>(&mut __lprobe_fn); "),
                 ));
+            }
+        }
+        pieces
+    }
+
+    /// The text that writes loop bodies twice (`Plan::loops`): each opens after its head's
+    /// re-read (pushed after `loop_heads`, so first at one offset) and closes before its `}`.
+    fn loop_bodies(&self) -> Vec<Piece> {
+        let sites = self.sites;
+        let outer = match self.chk.as_str() {
+            CRATE_MODULE => format!("crate::{}", crate::build::sites_crate::CRATE_TWICE_LOOP),
+            _ => format!("::{SITES_CRATE}::twice_loop"),
+        };
+        let mut pieces = Vec::new();
+        for &(l, nested) in &self.plan.loops {
+            let b = &sites.loop_bodies[l];
+            let name = if nested { "__lprobe_loop" } else { &outer };
+            for (at, code) in [
+                (b.open, format!(" {name}!{{ $ __lprobe_fn; ")),
+                (b.close, " } ".to_owned()),
+            ] {
+                pieces.push(Piece {
+                    twice_of: Some(b.context),
+                    ..Piece::text(at, code)
+                });
             }
         }
         pieces
@@ -562,6 +661,7 @@ impl Writer<'_> {
         // captures are plain references with no temporary (`hit_ref(i, &[&a, &b])`), and a
         // cold call per set of types there cost more than it saved (ryu: 7.07 -> 7.96 G).
         let in_twice = site.kind == SiteKind::Line && uses_local && twice;
+        let in_loop_twice = plan.loop_sites.contains(&i);
         let by_value = !in_twice && n_caps <= MAX_BY_VALUE;
         let (sfx, open, close, amp) = match (by_value, n_caps) {
             (true, 0) => (BY_VALUE_SUFFIX, "(", ")", ""),
@@ -633,8 +733,10 @@ impl Writer<'_> {
                 " __lprobe_at!{{ #[allow(unreachable_code)] if {chk}::on::<{id}>() {{ {chk}::hit_ref({id}, &["
             )
         } else if uses_local {
+            // In a loop body written twice, only the instrumented copy keeps it.
+            let at = if in_loop_twice { " __lprobe_at!{" } else { "" };
             format!(
-                " #[allow(unreachable_code)] if __lprobe_fn && {chk}::on::<{id}>() {{ {chk}::hit{sfx}({id}, {open}"
+                "{at} #[allow(unreachable_code)] if __lprobe_fn && {chk}::on::<{id}>() {{ {chk}::hit{sfx}({id}, {open}"
             )
         } else {
             format!(" #[allow(unreachable_code)] if {chk}::on::<{id}>() {{ {chk}::hit{sfx}({id}, {open}")
@@ -659,6 +761,9 @@ impl Writer<'_> {
             } else {
                 format!("{close}) }} ")
             });
+            if in_loop_twice && uses_local {
+                code.push_str("} ");
+            }
         }
         Some(Piece {
             at: site.offset,
@@ -668,6 +773,7 @@ impl Writer<'_> {
             captures: caps,
             recall: recall_range,
             timed: site.kind == SiteKind::Entry && (timed || recall.is_some()),
+            twice_of: None,
         })
     }
 
@@ -751,6 +857,9 @@ impl Writer<'_> {
         // The two bodies open in the entry site's text and close before the body's closing brace.
         let mut twice_of_piece: Vec<(usize, usize)> = Vec::new();
         for (n, p) in pieces.iter().enumerate() {
+            if let Some(c) = p.twice_of {
+                twice_of_piece.push((n, c));
+            }
             let Some(i) = p.site else { continue };
             let s = &sites.sites[i];
             if s.kind == SiteKind::Entry && twice.get(s.context).copied().unwrap_or(false) {
@@ -1462,6 +1571,94 @@ mod tests {
             let (fs, _) = go(&src, &Exclusions::default());
             assert_eq!(fs.loops.len(), 1, "{iter}");
         }
+    }
+
+    #[test]
+    fn a_loop_that_waits_writes_each_iteration_twice_and_nested_loops_once_more() {
+        let src = "fn f(rx: &R) -> u32 {\n    let mut a = 0;\n    'outer: while let Some(x) = rx.recv() {\n        a += x;\n        for y in rx.batch() {\n            if y == 0 {\n                continue 'outer;\n            }\n            a += work(y);\n        }\n        let c = |z: u32| z + 1;\n        a = c(a);\n    }\n    a\n}\n";
+        let (fs, rw) = go(src, &Exclusions::default());
+        assert_eq!(fs.loop_bodies.len(), 2);
+        assert_eq!(rw.text.lines().count(), src.lines().count());
+        assert!(syn::parse_file(&rw.text).is_ok(), "{}", rw.text);
+        let line = |n: usize| rw.text.lines().nth(n).unwrap_or_default();
+        // Each head re-reads the flag, then opens the two bodies: the outer loop with the
+        // sites crate's macro, the inner one with the macro each outer copy defines.
+        assert!(
+            line(2).contains("refresh::<0>(&mut __lprobe_fn);  ::lprobe_sites::twice_loop!{ $ __lprobe_fn; "),
+            "{}",
+            rw.text
+        );
+        assert!(
+            line(4).contains("refresh::<0>(&mut __lprobe_fn);  __lprobe_loop!{ $ __lprobe_fn; "),
+            "{}",
+            rw.text
+        );
+        // Line sites in loops: only the instrumented copy keeps them; outside loops they test
+        // the local as before.
+        for n in [3, 4, 5, 6, 8, 10, 11] {
+            assert!(
+                line(n)
+                    .trim_start()
+                    .starts_with("__lprobe_at!{ #[allow(unreachable_code)] if __lprobe_fn && "),
+                "line {n}: {}",
+                rw.text
+            );
+        }
+        assert!(line(13).starts_with("     #[allow(unreachable_code)] if __lprobe_fn && "));
+        // Both bodies close before their braces; the repair loop knows the text as the
+        // function's (four pieces: two opening, two closing).
+        assert!(line(9).ends_with(" } }") && line(12).ends_with(" } }"), "{}", rw.text);
+        assert_eq!(rw.twice.iter().filter(|(c, _)| *c == 0).count(), 4);
+        // Where that does not compile: one body, a check per statement.
+        let mut ex = Exclusions::default();
+        ex.no_twice.insert(0);
+        let (_, rw) = go(src, &ex);
+        assert!(!rw.text.contains("twice_loop!") && !rw.text.contains("__lprobe_at!"));
+        // A body declaring an item or invoking a macro that may declare one, or awaiting, is
+        // written once (its loop still re-reads the flag); so is a body without line sites.
+        for body in [
+            "static N: u32 = 1;\n        a += N + x;",
+            "log::info!(\"{x}\");\n        a += x;",
+            "a += x;\n        tick().await;",
+        ] {
+            let src = format!("async fn f(rx: &R) -> u32 {{\n    let mut a = 0;\n    while let Some(x) = rx.recv() {{\n        {body}\n    }}\n    a\n}}\n");
+            let (_, rw) = go(&src, &Exclusions::default());
+            assert!(
+                rw.text.contains("refresh") && !rw.text.contains("twice_loop!"),
+                "{}",
+                rw.text
+            );
+        }
+        let (_, rw) = go_lines(src, &Exclusions::default(), &LineSel::None);
+        assert!(!rw.text.contains("twice_loop!") && !rw.text.contains("refresh"));
+        // One statement of its own: nothing to save, written once.
+        let one = "fn f(rx: &R) -> u32 {\n    let mut a = 0;\n    while let Some(x) = rx.recv() {\n        a += x;\n    }\n    a\n}\n";
+        let (_, rw) = go(one, &Exclusions::default());
+        assert!(rw.text.contains("refresh") && !rw.text.contains("twice_loop!"));
+        // A loop written once inside one written twice keeps its checks in both copies of the
+        // outer body (it may run for long in the dormant one), and its own re-read.
+        let src = "fn f(rx: &R) -> u32 {\n    let mut a = 0;\n    while let Some(x) = rx.recv() {\n        a += x;\n        for y in rx.batch() {\n            a += work(y);\n        }\n        a += 1;\n    }\n    a\n}\n";
+        let (_, rw) = go(src, &Exclusions::default());
+        assert!(syn::parse_file(&rw.text).is_ok(), "{}", rw.text);
+        let lines: Vec<&str> = rw.text.lines().collect();
+        assert!(lines[2].contains("::lprobe_sites::twice_loop!{ $ __lprobe_fn; "));
+        assert!(lines[3].trim_start().starts_with("__lprobe_at!{"));
+        assert!(lines[4].trim_start().starts_with("__lprobe_at!{"));
+        assert!(!lines[4].contains("__lprobe_loop!") && lines[4].contains("refresh"));
+        assert!(
+            lines[5]
+                .trim_start()
+                .starts_with("#[allow(unreachable_code)] if __lprobe_fn && "),
+            "{}",
+            rw.text
+        );
+        assert!(lines[7].trim_start().starts_with("__lprobe_at!{"));
+        // Nor is a body that may declare an item copied with the outer body around it.
+        let (_, rw) = go(
+            &src.replace("a += work(y);", "log::info!(\"{y}\");\n            a += y;"),
+            &Exclusions::default(),
+        );
+        assert!(!rw.text.contains("twice_loop!"), "{}", rw.text);
     }
 
     #[test]

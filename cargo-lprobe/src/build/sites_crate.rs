@@ -319,6 +319,26 @@ fn twice_macro(name: &str, cold: &str) -> String {
 /// The name of a crate's own `twice!` (`crate::__lprobe_twice!`), defined by its flags module.
 pub const CRATE_TWICE: &str = "__lprobe_twice";
 
+/// A loop body written twice (`rewrite`'s loop bodies): `$on` (the function's armed flag,
+/// re-read at the loop head or at function entry) picks, for this iteration, the instrumented
+/// copy, which keeps its `__lprobe_at!{ … }` line sites, or the dormant one, which drops them.
+/// Same function, same loop: `break`, `continue`, `return`, `?` and labels mean what they did,
+/// and a loop that never returns sees a probe armed while it runs at its next iteration. A
+/// loop nested in one written twice says `__lprobe_loop!`, which each copy of the outer body
+/// defines for itself: the instrumented copy runs the inner body once, instrumented (its sites
+/// test the flag, as in a body written once); the dormant copy writes it twice again. So a
+/// loop at depth `d` is written `d + 1` times, not `2^d`. `$d` is a `$` passed in; the tokens
+/// keep their spans, so both copies keep the original lines.
+const TWICE_LOOP: &str = "#[doc(hidden)] #[macro_export] macro_rules! NAME { ($d:tt $on:expr; $($body:tt)*) => { if $on { #[allow(unused_macros)] macro_rules! __lprobe_at { ($d($d site:tt)*) => { $d($d site)* } } #[allow(unused_macros)] macro_rules! __lprobe_loop { ($d e:tt $d o:expr; $d($d b:tt)*) => { $d($d b)* } } $($body)* } else { #[allow(unused_macros)] macro_rules! __lprobe_at { ($d($d site:tt)*) => {} } #[allow(unused_macros)] macro_rules! __lprobe_loop { ($d e:tt $d o:expr; $d($d b:tt)*) => { $crate::NAME!{ $d e $d o; $d($d b)* } } } $($body)* } }; }";
+
+/// [`TWICE_LOOP`] named `name`.
+fn twice_loop_macro(name: &str) -> String {
+    TWICE_LOOP.replace("NAME", name)
+}
+
+/// The name of a crate's own `twice_loop!` (`crate::__lprobe_twice_loop!`).
+pub const CRATE_TWICE_LOOP: &str = "__lprobe_twice_loop";
+
 /// What a package's table and cold calls are made of.
 pub struct Contents<'a> {
     pub package: &'a str,
@@ -392,6 +412,8 @@ pub fn source(c: &Contents<'_>, bridges: &[BridgeDep]) -> String {
     s.push_str(&c.items());
     s.push_str(&bridge::source(bridges));
     s.push_str(&twice_macro("twice", "$crate::cold"));
+    s.push('\n');
+    s.push_str(&twice_loop_macro("twice_loop"));
     s.push('\n');
     s
 }
@@ -748,6 +770,7 @@ pub fn crate_flags_module(sites: u32, fns: u32, access: FlagAccess, host: &Host)
         ),
     };
     let twice = twice_macro(CRATE_TWICE, "crate::__lprobe::cold");
+    let twice_loop = twice_loop_macro(CRATE_TWICE_LOOP);
     format!(
         "#[doc(hidden)] #[allow({HOST_ALLOWS})] pub(crate) mod __lprobe {{ \
 {import} \
@@ -755,6 +778,7 @@ pub(crate) static F: self::Flags<{sites}> = self::Flags {{ f: [const {{ self::At
 pub(crate) static FNF: self::Flags<{fns}> = self::Flags {{ f: [const {{ self::AtomicU8::new(0) }}; {fns}], keep: &INIT }}; \
 {checks} \
 {twice} \
+{twice_loop} \
 {used} \
 #[cfg_attr(any(target_os = \"linux\", target_os = \"android\", target_os = \"freebsd\"), unsafe(link_section = \".init_array\"))] \
 #[cfg_attr(any(target_os = \"macos\", target_os = \"ios\"), unsafe(link_section = \"__DATA,__mod_init_func\"))] \

@@ -107,6 +107,27 @@ pub struct LoopHead {
     pub calls: Option<Vec<String>>,
 }
 
+/// A loop body in a function (outside closures and async blocks): where the rewrite may write
+/// an iteration twice, dormant and instrumented (`rewrite`'s loop bodies).
+#[derive(Clone, Debug)]
+pub struct LoopBody {
+    /// Byte offset just inside the body's `{` (after its inner attributes).
+    pub open: usize,
+    /// Byte offset of the body's `}`.
+    pub close: usize,
+    pub context: usize,
+    /// It declares no item, invokes no macro but [`PLAIN_MACROS`] and awaits nothing
+    /// ([`duplicable`]).
+    pub duplicable: bool,
+    /// The names it calls (last segments of call paths, and method names), nested loops and
+    /// closures included: written twice, it would call each of them from two places.
+    pub calls: Vec<String>,
+    /// It calls a function of its crate that is called from one place only (set by the
+    /// driver): written twice, that function would lose the optimizer's bonus for inlining a
+    /// function's one call.
+    pub calls_once: bool,
+}
+
 /// A function item with a body, whether instrumented or not.
 #[derive(Clone, Debug)]
 pub struct FnContext {
@@ -205,6 +226,8 @@ pub struct FileSites {
     pub sites: Vec<Site>,
     pub contexts: Vec<FnContext>,
     pub loops: Vec<LoopHead>,
+    /// Every loop body of a function, outside closures (whether or not it has a head).
+    pub loop_bodies: Vec<LoopBody>,
     /// Bindings whose declared type is not small and `Copy` (parameters: `&mut self`,
     /// `s: String`, `v: &mut Vec<u8>`…): captured by reference from the first build on (see
     /// `rewrite::Form`; the others start as copies and the repair loop corrects wrong guesses).
@@ -2138,11 +2161,22 @@ impl<'a> Visitor<'a> {
         self.scopes.pop();
     }
 
-    /// Records a loop head (in a function body, outside closures) if it may wait (`calls`).
+    /// Records a loop body (in a function body, outside closures), and its head if it may wait
+    /// (`calls`).
     fn loop_head(&mut self, attrs: &[syn::Attribute], body: &syn::Block, calls: LoopCalls) {
         let Some((ctx, _)) = &self.ctx else {
             return;
         };
+        if self.in_closure == 0 {
+            self.out.loop_bodies.push(LoopBody {
+                open: self.index.offset(inside_block(attrs, body)),
+                close: self.index.offset(body.brace_token.span.close().start()),
+                context: *ctx,
+                duplicable: duplicable(body) && !awaits(body),
+                calls: called_names(body),
+                calls_once: false,
+            });
+        }
         let calls = match calls {
             LoopCalls::None => return,
             LoopCalls::Paths(names) => Some(names),
@@ -2496,6 +2530,50 @@ fn duplicable(block: &syn::Block) -> bool {
     let mut d = Dup(true);
     d.visit_block(block);
     d.0
+}
+
+/// The names `block` calls: last segments of call paths, and method names, each once.
+fn called_names(block: &syn::Block) -> Vec<String> {
+    struct Names(Vec<String>);
+    impl Names {
+        fn add(&mut self, name: String) {
+            if !self.0.contains(&name) {
+                self.0.push(name);
+            }
+        }
+    }
+    impl<'ast> Visit<'ast> for Names {
+        fn visit_expr_call(&mut self, c: &'ast syn::ExprCall) {
+            if let syn::Expr::Path(p) = &*c.func {
+                if let Some(last) = p.path.segments.last() {
+                    self.add(last.ident.to_string());
+                }
+            }
+            syn::visit::visit_expr_call(self, c);
+        }
+        fn visit_expr_method_call(&mut self, m: &'ast syn::ExprMethodCall) {
+            self.add(m.method.to_string());
+            syn::visit::visit_expr_method_call(self, m);
+        }
+    }
+    let mut n = Names(Vec::new());
+    n.visit_block(block);
+    n.0
+}
+
+/// Whether `block` has an `.await` (outside closures and async blocks it holds).
+fn awaits(block: &syn::Block) -> bool {
+    struct Awaits(bool);
+    impl<'ast> Visit<'ast> for Awaits {
+        fn visit_expr_await(&mut self, _: &'ast syn::ExprAwait) {
+            self.0 = true;
+        }
+        fn visit_expr_closure(&mut self, _: &'ast syn::ExprClosure) {}
+        fn visit_expr_async(&mut self, _: &'ast syn::ExprAsync) {}
+    }
+    let mut a = Awaits(false);
+    a.visit_block(block);
+    a.0
 }
 
 fn expr_attrs(e: &syn::Expr) -> &[syn::Attribute] {
