@@ -41,10 +41,19 @@ fn lines_of_a_loop_that_never_returns_fire_from_its_next_iteration() {
     // it runs, each line fires from its loop's next iteration, with the iteration's values.
     let r = app(&[("LANG_INTERVAL_MS", "3")]);
     let rate = ["--rate", "100000/s"];
-    let outer = arm(&r, &[&site("main_loop"), "--log", "n={n}", rate[0], rate[1]]);
+    let outer = arm(
+        &r,
+        &[&site("main_loop"), "--log", "n={n}", rate[0], rate[1]],
+    );
     let inner = arm(
         &r,
-        &[&site("nested_loop"), "--log", "n={n} half={half}", rate[0], rate[1]],
+        &[
+            &site("nested_loop"),
+            "--log",
+            "n={n} half={half}",
+            rate[0],
+            rate[1],
+        ],
     );
     let recs = wait_for(std::time::Duration::from_secs(20), "loop logs", || {
         let recs = records(&r);
@@ -55,7 +64,10 @@ fn lines_of_a_loop_that_never_returns_fire_from_its_next_iteration() {
         .filter_map(|v| v["msg"].as_str()?.strip_prefix("n=")?.parse().ok())
         .collect();
     assert!(ns.len() >= 4, "{recs:?}");
-    assert!(ns.windows(2).all(|w| w[1] == w[0] + 1), "every iteration: {ns:?}");
+    assert!(
+        ns.windows(2).all(|w| w[1] == w[0] + 1),
+        "every iteration: {ns:?}"
+    );
     // The nested loop's two iterations per outer one, each with its own value.
     let inner_msgs: Vec<String> = of(&recs, &inner)
         .iter()

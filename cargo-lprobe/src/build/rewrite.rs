@@ -1584,7 +1584,9 @@ mod tests {
         // Each head re-reads the flag, then opens the two bodies: the outer loop with the
         // sites crate's macro, the inner one with the macro each outer copy defines.
         assert!(
-            line(2).contains("refresh::<0>(&mut __lprobe_fn);  ::lprobe_sites::twice_loop!{ $ __lprobe_fn; "),
+            line(2).contains(
+                "refresh::<0>(&mut __lprobe_fn);  ::lprobe_sites::twice_loop!{ $ __lprobe_fn; "
+            ),
             "{}",
             rw.text
         );
@@ -1607,7 +1609,11 @@ mod tests {
         assert!(line(13).starts_with("     #[allow(unreachable_code)] if __lprobe_fn && "));
         // Both bodies close before their braces; the repair loop knows the text as the
         // function's (four pieces: two opening, two closing).
-        assert!(line(9).ends_with(" } }") && line(12).ends_with(" } }"), "{}", rw.text);
+        assert!(
+            line(9).ends_with(" } }") && line(12).ends_with(" } }"),
+            "{}",
+            rw.text
+        );
         assert_eq!(rw.twice.iter().filter(|(c, _)| *c == 0).count(), 4);
         // Where that does not compile: one body, a check per statement.
         let mut ex = Exclusions::default();
