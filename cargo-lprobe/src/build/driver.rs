@@ -1723,6 +1723,17 @@ fn promote_recalls(files: &mut [FileWork], target: &cfg::Target) {
                 let keeps_guard = private_once || large_crate_own_once;
                 if s.kind == visit::SiteKind::Entry && keeps_guard {
                     once.insert(segs.last().copied().unwrap_or_default().to_owned());
+                    // An `#[inline]` or small function called from one place is inlined there
+                    // whatever a guard adds (LLVM's last-call bonus), and a guard passes no
+                    // argument out of line: where it times its calls by calling itself again,
+                    // the second call would cost it that bonus, and the call's closure takes
+                    // the addresses its `&mut` arguments hold, which keeps the caller's locals
+                    // in memory after inlining (lz4_flex's `count_same_bytes(input, &mut cur,
+                    // …)` in the compressor's match loop).
+                    if !s.timed && s.recall.is_some() {
+                        s.timed = true;
+                        s.recall_guarded = s.recall.take();
+                    }
                 }
                 if !keeps_guard && s.recall_guarded.is_some() {
                     s.recall = s.recall_guarded.take();
@@ -2913,8 +2924,8 @@ mod tests {
     }
 
     #[test]
-    fn a_loop_calling_a_function_called_from_one_place_is_not_copied() {
-        let src = "fn helper(v: u64) -> u64 {\n    v.rotate_left(3) ^ v\n}\n\
+    fn a_function_called_from_one_place_keeps_its_one_call() {
+        let src = "#[inline]\nfn helper(v: u64) -> u64 {\n    v.rotate_left(3) ^ v\n}\n\
                    pub fn api(v: u64) -> u64 {\n    v ^ 1\n}\n\
                    fn work(rx: &R) -> u64 {\n    let mut a = 0;\n    while let Some(x) = rx.recv() {\n        a += x;\n        a += helper(a);\n    }\n    a\n}\n\
                    fn other(rx: &R) -> u64 {\n    let mut a = 0;\n    while let Some(x) = rx.recv() {\n        a += x;\n        a += api(a) + other(rx) * other(rx);\n    }\n    a\n}\n";
@@ -2928,6 +2939,18 @@ mod tests {
             .collect();
         // `helper` is private and called once; `api` is public, `other` called twice.
         assert_eq!(once, [true, false]);
+        // Called once, the `#[inline]` `helper` keeps a guard (it is inlined there whatever
+        // the guard adds) rather than calling itself again; the public `api` calls itself.
+        let entry = |f: &str| {
+            let s = files[0]
+                .sites
+                .sites
+                .iter()
+                .find(|s| s.func == f && s.kind == visit::SiteKind::Entry);
+            s.map(|s| (s.timed, s.recall.is_some()))
+        };
+        assert_eq!(entry("k::helper"), Some((true, false)));
+        assert_eq!(entry("k::api"), Some((false, true)));
     }
 
     #[test]

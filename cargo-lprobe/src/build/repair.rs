@@ -579,7 +579,7 @@ mod tests {
     fn an_unsatisfied_bound_steps_the_binding_down_a_form_then_drops_it() {
         // (A generic parameter bounded by a trait that may imply `Debug` starts as a copy, like a
         // `let` of unknown type; the body declares an item, so it is written once.)
-        let src = "fn f<T: Tr>(s: T) {\n    let t = 1;\n    let u = 2;\n    fn g() {}\n}\n";
+        let src = "fn f<T: Tr>(s: T) {\n    let t = 1;\n    let u = 2;\n    struct G;\n}\n";
         let (fs, rw) = setup(src);
         let again = |ex: &Exclusions| again(src, &fs, ex);
         let bound = unmet_at_s;
@@ -703,7 +703,7 @@ mod tests {
         assert_eq!(action, s_to_opaque(2));
         // Written once: a line's captures are the cold call's own arguments (each reported on
         // its own without a `cap`), a small copy with `Debug`: then a reference, or the name.
-        let src = "fn f<T: Tr>(s: T) {\n    let t = 1;\n    let u = 2;\n    fn g() {}\n}\n";
+        let src = "fn f<T: Tr>(s: T) {\n    let t = 1;\n    let u = 2;\n    struct G;\n}\n";
         let (fs, rw) = checked(src, "::lprobe_sites::hit_t(2, (s, t,))");
         let mut ex = Exclusions::default();
         judge(&unmet_at_s(not_copy, &rw, 2), &fs, &rw, &mut ex);
@@ -729,7 +729,7 @@ mod tests {
     /// unmet bound is `Cap` itself, on the captured type.
     #[test]
     fn an_unmet_cap_steps_a_copy_to_a_reference_and_a_reference_to_the_type_name() {
-        let src = "fn f<T: Tr>(s: T) {\n    let t = 1;\n    let u = 2;\n    fn g() {}\n}\n";
+        let src = "fn f<T: Tr>(s: T) {\n    let t = 1;\n    let u = 2;\n    struct G;\n}\n";
         let (fs, rw) = setup(src);
         let bound = unmet_at_s;
         let mut ex = Exclusions::default();

@@ -809,8 +809,11 @@ impl Writer<'_> {
             // A `&mut` binding (or a `Vec` or `String`: `FileSites::reborrowed`) is captured
             // through a shared reborrow of its target, held in a temporary of the armed
             // branch: its own address never escapes.
-            let reborrow =
-                binding_of(sites, i, name).is_some_and(|b| sites.reborrowed.contains(&b));
+            let binding = binding_of(sites, i, name);
+            let reborrow = binding.is_some_and(|b| sites.reborrowed.contains(&b));
+            // A `&mut` to a small copy is captured as the value it points at (outside an
+            // instrumented copy, whose addresses do not matter): `*cur`.
+            let deref = !in_twice && binding.is_some_and(|b| sites.deref_copied.contains(&b));
             let target = if reborrow {
                 format!("&*{name}")
             } else {
@@ -826,6 +829,8 @@ impl Writer<'_> {
             // is still open there (a closure's parameter, `let v = Default::default()`) is
             // inferred to be `dyn Cap`; a tuple's field takes no expectation.
             let capture = match form {
+                Form::Copy | Form::Ref if deref && amp.is_empty() => format!("*{name}"),
+                Form::Copy | Form::Ref if deref => format!("&(*{name},).0"),
                 Form::Copy if amp.is_empty() => name.clone(),
                 Form::Copy => format!("&({name},).0"),
                 // `CapRef` is met by the binding itself: no temporary holding a reference
@@ -1158,7 +1163,7 @@ mod tests {
         let lets: String = (0..=MAX_BY_VALUE)
             .map(|k| format!("    let v{k} = {k}u32;\n"))
             .collect();
-        let src = format!("fn f() -> u32 {{\n{lets}    fn g() {{}}\n    v0\n}}\n");
+        let src = format!("fn f() -> u32 {{\n{lets}    struct G;\n    v0\n}}\n");
         let (fs, rw) = go(&src, &Exclusions::default());
         let n = MAX_BY_VALUE;
         // The first line after `let v0` passes one capture, the last by value `n`.
@@ -1183,7 +1188,7 @@ mod tests {
         calls.scan(&rw.text);
         assert_eq!(
             calls.used.iter().copied().collect::<Vec<_>>(),
-            ["enter", "hit", "hit_first"]
+            ["hit", "hit_first"]
         );
         assert!(fs.sites.len() > n);
     }
@@ -1275,6 +1280,38 @@ mod tests {
             rw.text
         );
         assert!(syn::parse_file(&rw.text).is_ok());
+    }
+
+    #[test]
+    fn mut_refs_to_small_copies_are_captured_as_their_value() {
+        // `cur: &mut usize` (a caller's local, once the function is inlined): the value it
+        // points at, never its address; the same for a `let` that says so. In a body written
+        // twice the instrumented copy's references cost nothing and stay.
+        let src = "fn f(input: &[u8], cur: &mut usize, o: &mut Option<u32>, v: &mut Vec<u8>) -> usize {\n    let n: &mut u64 = &mut 0;\n    *n += 1;\n    *cur += input.len();\n    *cur\n}\n";
+        let mut ex = Exclusions::default();
+        ex.no_twice.insert(0);
+        let (fs, rw) = go(src, &ex);
+        let entry = captured(&rw, 0);
+        assert_eq!(
+            entry,
+            [
+                ("input", "input"),
+                ("cur", "*cur"),
+                ("o", "*o"),
+                ("v", "&*v")
+            ]
+        );
+        let last = fs.sites.len() - 1;
+        let line: Vec<(&str, &str)> = captured(&rw, last);
+        assert!(line.contains(&("n", "*n")), "{line:?}");
+        assert!(syn::parse_file(&rw.text).is_ok());
+        // Written twice, the instrumented copy's lines capture the reference.
+        let (_, rw) = go(src, &Exclusions::default());
+        assert!(
+            rw.text.contains("twice!") && rw.text.contains("ByRef(&*cur)"),
+            "{}",
+            rw.text
+        );
     }
 
     #[test]
@@ -1476,6 +1513,9 @@ mod tests {
     fn bodies_with_items_macros_or_waiting_loops_are_written_once() {
         for src in [
             "fn f() -> u32 {\n    static N: u32 = 1;\n    let a = N;\n    a\n}\n",
+            "fn f() -> u32 {\n    #[no_mangle]\n    fn g() -> u32 { 1 }\n    let a = g();\n    a\n}\n",
+            "fn f() -> u32 {\n    fn g() -> u32 { static N: u32 = 1; N }\n    let a = g();\n    a\n}\n",
+            "fn f() -> u32 {\n    impl T for u8 {}\n    let a = 1;\n    a\n}\n",
             "fn f() -> u32 {\n    let a = 1;\n    log::info!(\"{a}\");\n    a\n}\n",
             "fn f(v: &[u8]) -> impl Iterator<Item = &u8> + '_ {\n    let w = v;\n    w.iter().filter(|x| **x > 0)\n}\n",
             "#[track_caller]\nfn f(v: &[u8]) -> u8 {\n    let w = v[0];\n    w\n}\n",
@@ -1483,6 +1523,16 @@ mod tests {
             let (fs, rw) = go(src, &Exclusions::default());
             assert!(!fs.contexts[0].twice && !rw.text.contains("twice!"), "{src}");
         }
+        // A nested function (with nothing but plain items and macros in it), a `const` and a
+        // `use` may be written twice: two copies of a function that do the same.
+        let src = "fn f(v: &[u8]) -> usize {\n    use std::cmp;\n    const K: usize = 2;\n    #[cold]\n    fn tail(v: &[u8]) -> usize { v.iter().take_while(|b| **b == 0).count() }\n    let n = cmp::min(v.len(), K);\n    n + tail(v)\n}\n";
+        let (fs, rw) = go(src, &Exclusions::default());
+        assert!(
+            fs.contexts[0].twice && rw.text.contains("twice!"),
+            "{}",
+            rw.text
+        );
+        assert!(syn::parse_file(&rw.text).is_ok());
         // A loop that waits keeps its line sites live in the one body (it re-reads the
         // flag); with entry sites only, its body is written twice.
         let src = "fn f(rx: &R) -> u32 {\n    let mut a = 0;\n    while let Some(x) = rx.recv() {\n        a += x;\n    }\n    a\n}\n";

@@ -251,6 +251,12 @@ pub struct FileSites {
     /// and `let`s that are surely a `Vec` or a `String` (`let v: Vec<u8> = …`, `let s =
     /// format!(…)`: captured as the slice or `str` they hold).
     pub reborrowed: HashSet<u32>,
+    /// `&mut` bindings to a small `Copy` value (`cur: &mut usize`, `let n: &mut u64 = …`):
+    /// captured as that value (`*cur`), so no address leaves the function. The reference
+    /// often points at a caller's local (`count_same_bytes(input, &mut cur, …)`): once the
+    /// function is inlined, an address taken for a capture kept that local in memory across
+    /// the caller's loops.
+    pub deref_copied: HashSet<u32>,
 }
 
 /// Finds the sites of `file` (parsed from `text`); `module` is the file's module path
@@ -1393,12 +1399,28 @@ fn unique_ref_type(ty: &syn::Type) -> bool {
     }
 }
 
+/// `&mut T` for a small `Copy` `T` that is not a reference (`&mut usize`, `&mut
+/// Option<u32>`): a copy of the target is what a capture shows.
+fn mut_ref_to_copy(ty: &syn::Type) -> bool {
+    match ty {
+        syn::Type::Reference(r) => {
+            r.mutability.is_some()
+                && !matches!(*r.elem, syn::Type::Reference(_) | syn::Type::Ptr(_))
+                && small_copy_type(&r.elem)
+        }
+        syn::Type::Paren(p) => mut_ref_to_copy(&p.elem),
+        _ => false,
+    }
+}
+
 /// A function's parameters by name ([`Visitor::param_names`]).
 struct ParamNames {
     params: Vec<String>,
     not_copy: HashSet<String>,
     not_debug: HashSet<String>,
     mut_refs: HashSet<String>,
+    /// Of `mut_refs`, those to a small `Copy` type ([`mut_ref_to_copy`]).
+    mut_copies: HashSet<String>,
 }
 
 /// A type that is a generic parameter (or `impl Trait`), possibly behind references, whose
@@ -1746,6 +1768,7 @@ impl<'a> Visitor<'a> {
         let mut not_copy = HashSet::new();
         let mut not_debug = HashSet::new();
         let mut mut_refs = HashSet::new();
+        let mut mut_copies = HashSet::new();
         let generics: Vec<&syn::Generics> = std::iter::once(&sig.generics)
             .chain(self.impl_generics.as_ref())
             .collect();
@@ -1772,6 +1795,9 @@ impl<'a> Visitor<'a> {
                     if matches!(*t.pat, syn::Pat::Ident(_)) && unique_ref_type(&t.ty) {
                         mut_refs.extend(params[first..].iter().cloned());
                     }
+                    if matches!(*t.pat, syn::Pat::Ident(_)) && mut_ref_to_copy(&t.ty) {
+                        mut_copies.extend(params[first..].iter().cloned());
+                    }
                     if matches!(*t.pat, syn::Pat::Ident(_))
                         && not_debug_generic(&t.ty, &generics, &self.trait_names)
                     {
@@ -1785,6 +1811,7 @@ impl<'a> Visitor<'a> {
             not_copy,
             not_debug,
             mut_refs,
+            mut_copies,
         }
     }
 
@@ -2002,6 +2029,9 @@ impl<'a> Visitor<'a> {
             if names.mut_refs.contains(name) {
                 self.out.reborrowed.insert(*b);
             }
+            if names.mut_copies.contains(name) {
+                self.out.deref_copied.insert(*b);
+            }
         }
         self.scopes.push(params);
 
@@ -2136,6 +2166,11 @@ impl<'a> Visitor<'a> {
                             for (_, b) in &names {
                                 self.out.reborrowed.insert(*b);
                                 self.out.by_ref_first.insert(*b);
+                            }
+                        }
+                        if surely(mut_ref_to_copy, |_| false) {
+                            for (_, b) in &names {
+                                self.out.deref_copied.insert(*b);
                             }
                         }
                         // A `Vec` or a `String` is captured as the slice or `str` it holds
@@ -2509,13 +2544,30 @@ const PLAIN_MACROS: &[&str] = &[
 ];
 
 /// Whether a function body can be written twice (see `rewrite`'s two bodies): it declares no
-/// item (a `static` would become two, a nested `fn` two copies) and invokes no macro but
+/// item but `use`s, `const`s and plain nested `fn`s (a `static` would become two, two `impl`s
+/// of a trait for one type conflict; two copies of a nested function are two functions that
+/// do the same, unless an attribute exports it by name), and invokes no macro but
 /// [`PLAIN_MACROS`] (a macro may declare a `static`: `thread_local!`, a logging callsite).
+/// What the items it allows hold is held to the same rule (lz4_flex's `count_same_bytes`, with
+/// a `#[cold] fn` for its tail inside).
 fn duplicable(block: &syn::Block) -> bool {
     struct Dup(bool);
     impl<'ast> Visit<'ast> for Dup {
-        fn visit_item(&mut self, _: &'ast syn::Item) {
-            self.0 = false;
+        fn visit_item(&mut self, item: &'ast syn::Item) {
+            const PLAIN_ATTRS: &[&str] = &["allow", "cold", "doc", "inline", "must_use"];
+            let plain = |attrs: &[syn::Attribute]| {
+                attrs.iter().all(|a| {
+                    a.path()
+                        .get_ident()
+                        .is_some_and(|i| PLAIN_ATTRS.contains(&i.to_string().as_str()))
+                })
+            };
+            match item {
+                syn::Item::Fn(f) if plain(&f.attrs) => syn::visit::visit_item_fn(self, f),
+                syn::Item::Const(c) if plain(&c.attrs) => syn::visit::visit_item_const(self, c),
+                syn::Item::Use(_) => {}
+                _ => self.0 = false,
+            }
         }
         fn visit_macro(&mut self, m: &'ast syn::Macro) {
             let plain = m.path.segments.len() == 1
