@@ -191,6 +191,9 @@ pub struct FnContext {
     /// Says how to inline it: an `inline` attribute of any form (`#[inline(never)]` too), or
     /// `#[cold]`.
     pub inline_said: bool,
+    /// Has `#[target_feature]`: it is inlined only into callers with the same features, so
+    /// usually never (memchr's `find_impl`s, called through a dispatch).
+    pub target_feature: bool,
     /// An `async fn`: its entry site runs at the future's first poll and its guard drops when
     /// the future completes, maybe on another thread, so it is never a `--frames` frame.
     pub is_async: bool,
@@ -1985,6 +1988,7 @@ impl<'a> Visitor<'a> {
             inline_said: attrs
                 .iter()
                 .any(|a| a.path().is_ident("inline") || a.path().is_ident("cold")),
+            target_feature: has_attr(attrs, "target_feature"),
             generic: std::iter::once(&sig.generics)
                 .chain(self.impl_generics.as_ref())
                 .any(|g| g.type_params().next().is_some() || g.const_params().next().is_some())
@@ -2712,6 +2716,7 @@ impl<'ast> Visit<'ast> for Visitor<'_> {
                         is_async: false,
                         generic: false,
                         inline_said: false,
+                        target_feature: false,
                         ret: String::new(),
                         rebind: String::new(),
                         body_end: 0,
