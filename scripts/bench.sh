@@ -56,6 +56,8 @@ fi
 # Snapshot the binaries so a concurrent rebuild of target/release cannot change them mid-run.
 mkdir -p "$W/bin"
 cp "$bin/cargo-lprobe" "$bin/lprobe" "$W/bin/"
+# The checkout's commit when the binaries were copied (a long run must not report a later one).
+bin_commit=$(git -C "$bin" log -1 --format='%h' 2>/dev/null || true)
 export PATH="$W/bin:$PATH"
 LPROBE="$W/bin/lprobe"
 
@@ -1263,7 +1265,7 @@ bench_suite() {
     {
         echo "## Dormant cost across a suite of workloads (plain vs entry sites vs every line)"
         echo
-        echo "Machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(rustc --version), $(valgrind --version), load average at start $loadavg. lprobe binaries: $bin$(git -C "$bin" log -1 --format=' (in a checkout at commit %h)' 2>/dev/null || true)."
+        echo "Machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(rustc --version), $(valgrind --version), load average at start $loadavg. lprobe binaries: $bin${bin_commit:+ (copied at the start of the run from a checkout at commit $bin_commit)}."
         echo
         suite_table "$W/suite/rows.tsv"
         echo
