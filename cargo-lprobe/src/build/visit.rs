@@ -2212,7 +2212,11 @@ impl<'a> Visitor<'a> {
                 close: self.index.offset(body.brace_token.span.close().start()),
                 context: *ctx,
                 duplicable: duplicable(body) && !awaits(body),
-                calls: called_names(body),
+                calls: {
+                    let mut names = CallNames::default();
+                    names.visit_block(body);
+                    names.all.into_keys().collect()
+                },
                 calls_once: false,
             });
         }
@@ -2586,35 +2590,6 @@ fn duplicable(block: &syn::Block) -> bool {
     let mut d = Dup(true);
     d.visit_block(block);
     d.0
-}
-
-/// The names `block` calls: last segments of call paths, and method names, each once.
-fn called_names(block: &syn::Block) -> Vec<String> {
-    struct Names(Vec<String>);
-    impl Names {
-        fn add(&mut self, name: String) {
-            if !self.0.contains(&name) {
-                self.0.push(name);
-            }
-        }
-    }
-    impl<'ast> Visit<'ast> for Names {
-        fn visit_expr_call(&mut self, c: &'ast syn::ExprCall) {
-            if let syn::Expr::Path(p) = &*c.func {
-                if let Some(last) = p.path.segments.last() {
-                    self.add(last.ident.to_string());
-                }
-            }
-            syn::visit::visit_expr_call(self, c);
-        }
-        fn visit_expr_method_call(&mut self, m: &'ast syn::ExprMethodCall) {
-            self.add(m.method.to_string());
-            syn::visit::visit_expr_method_call(self, m);
-        }
-    }
-    let mut n = Names(Vec::new());
-    n.visit_block(block);
-    n.0
 }
 
 /// Whether `block` has an `.await` (outside closures and async blocks it holds).
