@@ -1,6 +1,6 @@
 //! The instrumented build, as a pipeline (`driver`): find the workspace (`workspace`, `cargo`),
 //! copy it aside (`copy_tree`, `manifest`), find the sites of each file (`visit`, `skip`,
-//! `recall`, `cfg`), write the probes into the copy (`rewrite`, `sites_crate`, with the `tracing`/`log`
+//! `recall`, `cfg`; data files parsed shallowly by `parse`), write the probes into the copy (`rewrite`, `sites_crate`, with the `tracing`/`log`
 //! output bridges of `bridge`), build it and repair
 //! what did not compile (`repair`), skip it all when nothing changed (`stamp`), and compile the
 //! runtime once per machine (`runtime_src`, `runtime_cache`).
@@ -13,6 +13,7 @@ pub mod compiler_info;
 pub mod copy_tree;
 pub mod driver;
 pub mod manifest;
+pub mod parse;
 pub mod progress;
 pub mod recall;
 pub mod repair;

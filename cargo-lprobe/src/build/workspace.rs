@@ -363,7 +363,7 @@ impl Walk<'_> {
         let Ok(text) = std::fs::read_to_string(path) else {
             return;
         };
-        let file = match syn::parse_file(&text) {
+        let file = match crate::build::parse::file(&text) {
             Ok(file) => file,
             Err(e) => {
                 if let Some(f) = self.found.get_mut(path) {
