@@ -1717,7 +1717,11 @@ fn promote_recalls(files: &mut [FileWork], target: &cfg::Target) {
                 // One use in the build: a function called from one place, or a generic one
                 // called from one function (its calls there may be of several instantiations,
                 // each of them called once).
-                let uses = if c.generic {
+                // A private function taking a closure is instantiated once per call site that
+                // passes one: each instantiation is used once, as with one call.
+                let uses = if c.takes_closure && !c.public {
+                    most(Count::Sites).min(1)
+                } else if c.generic {
                     most(Count::Callers)
                 } else {
                     most(Count::Sites)
@@ -3062,7 +3066,18 @@ mod tests {
             "{}",
             rw.text
         );
-        assert_eq!(rw.text.matches("#[inline]").count(), 1);
+        // Besides, the bodies rustc copies into their callers as written (method calls
+        // alone: `visit::copied_into_callers`) keep that with `#[inline]`.
+        let marked: Vec<&str> = rw
+            .text
+            .match_indices("#[inline] ")
+            .map(|(at, m)| {
+                let rest = &rw.text[at + m.len()..];
+                let name = rest.split("fn ").nth(1).unwrap_or("");
+                &name[..name.find(['(', '<']).unwrap_or(name.len())]
+            })
+            .collect();
+        assert_eq!(marked, ["generic2", "run", "new_in", "run3"]);
     }
 
     #[test]

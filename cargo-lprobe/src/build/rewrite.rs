@@ -339,12 +339,16 @@ pub fn rewrite(
     pieces.extend(w.loop_heads());
     pieces.extend(w.loop_bodies());
     // A function that times by calling itself again and was found to need the hint
-    // (`Site::inline_hint`) is marked `#[inline]`.
+    // (`Site::inline_hint`) is marked `#[inline]`, and so is one rustc would have copied into
+    // its callers as written (`FnContext::copied`): its entry site's cold call would end that.
     for (i, site) in sites.sites.iter().enumerate() {
-        if site.inline_hint && ex.keeps_site(i, site.context) && w.recall(site).is_some() {
-            if let Some(c) = sites.contexts.get(site.context) {
-                pieces.push(Piece::text(c.start, "#[inline] ".to_owned()));
-            }
+        let Some(c) = sites.contexts.get(site.context) else {
+            continue;
+        };
+        let hinted = site.inline_hint && w.recall(site).is_some();
+        let copied = c.copied && site.kind == SiteKind::Entry;
+        if (hinted || copied) && ex.keeps_site(i, site.context) {
+            pieces.push(Piece::text(c.start, "#[inline] ".to_owned()));
         }
     }
     pieces.extend(
@@ -1061,8 +1065,9 @@ mod tests {
         assert!(syn::parse_file(&rw.text).is_ok());
         // The first statement's site is checked in the entry's call (same captures), and
         // placed where the entry is; the instrumented copy times the call with a guard.
+        // A body rustc copies into its callers stays one it copies (`#[inline]`).
         assert!(rw.text.starts_with(
-            "fn f(a: u8) -> u8 { ::lprobe_sites::twice!{ $ ::lprobe_sites::fn_on::<0>(); [ #[allow(unused_mut, unused_variables)] let mut __lprobe_guard = ::lprobe_sites::entry::<10>(true); __lprobe_guard.timed(::lprobe_sites::hit_first_t(10, 11, __lprobe_guard.on(), (a,))); #[allow(unused_variables, unused_mut)] let a = a; ] u8; \n"
+            "#[inline] fn f(a: u8) -> u8 { ::lprobe_sites::twice!{ $ ::lprobe_sites::fn_on::<0>(); [ #[allow(unused_mut, unused_variables)] let mut __lprobe_guard = ::lprobe_sites::entry::<10>(true); __lprobe_guard.timed(::lprobe_sites::hit_first_t(10, 11, __lprobe_guard.on(), (a,))); #[allow(unused_variables, unused_mut)] let a = a; ] u8; \n"
         ), "{}", rw.text);
         assert!(at(0).timed && at(0).recall.is_none());
         assert!(!rw.text.contains("on(11)"));
@@ -1819,6 +1824,50 @@ mod tests {
         ] {
             assert!(rw.text.contains(call), "{call} in {}", rw.text);
         }
+        assert!(syn::parse_file(&rw.text).is_ok());
+    }
+
+    #[test]
+    fn functions_rustc_would_copy_into_their_callers_keep_that_with_a_site() {
+        // A `match` of field reads (more than a tiny function's 64 tokens, so it has a site)
+        // calls nothing: rustc copies it into every unit that calls it; a site's cold call
+        // would end that, so it is marked `#[inline]`.
+        let arms: String = (0..8)
+            .map(|i| format!("            Shape::V{i}(ref x) => &x.span,\n"))
+            .collect();
+        let span = format!("    pub fn span(&self) -> &Span {{\n        match *self {{\n{arms}        }}\n    }}\n");
+        let src = format!(
+            "impl Shape {{\n{span}\
+             \x20   #[inline(never)]\n    pub fn kept(&self) -> &Span {{\n        match *self {{\n{arms}        }}\n    }}\n\
+             \x20   #[cfg_attr(feature = \"fast\", inline)]\n    pub fn cfg(&self) -> &Span {{\n        match *self {{\n{arms}        }}\n    }}\n\
+             \x20   #[unsafe(no_mangle)]\n    pub fn exported(&self) -> &Span {{\n        match *self {{\n{arms}        }}\n    }}\n\
+             \x20   pub fn calls(&self) -> &Span {{\n        log(self);\n        match *self {{\n{arms}        }}\n    }}\n\
+             \x20   pub fn loops(&self, n: usize) -> usize {{\n        let mut s = 0;\n        for i in 0..n {{\n            s += i;\n        }}\n        s\n    }}\n\
+             }}\n"
+        );
+        let (fs, rw) = go_lines(&src, &Exclusions::default(), &LineSel::None);
+        let entries = fs
+            .sites
+            .iter()
+            .filter(|s| s.kind == SiteKind::Entry)
+            .count();
+        assert_eq!(entries, 6, "every function has an entry site");
+        assert_eq!(rw.text.matches("#[inline]").count(), 1, "{}", rw.text);
+        assert!(
+            rw.text.contains("#[inline] pub fn span(&self)"),
+            "{}",
+            rw.text
+        );
+        // Its site dropped (repair), the function is left as written.
+        let mut ex = Exclusions::default();
+        let span_site = fs
+            .sites
+            .iter()
+            .position(|s| s.func.ends_with("::span"))
+            .expect("span's site");
+        ex.drop_site.insert(span_site);
+        let rw = go_again(&src, &fs, &ex, CaptureList::Plain);
+        assert!(!rw.text.contains("#[inline]"), "{}", rw.text);
         assert!(syn::parse_file(&rw.text).is_ok());
     }
 }

@@ -188,9 +188,16 @@ pub struct FnContext {
     /// it may be of two instantiations, each called once (`stats::<f32>(…)`,
     /// `stats::<f64>(…)`), so its call sites do not count its uses.
     pub generic: bool,
+    /// Has a type parameter of its own bounded by `Fn`, `FnMut` or `FnOnce` (or an `impl Fn…`
+    /// argument): called with a closure, each call site is an instantiation of its own, called
+    /// once (serde_json's `parse_str_bytes(…, |_, bytes| …)` from three places).
+    pub takes_closure: bool,
     /// Says how to inline it: an `inline` attribute of any form (`#[inline(never)]` too), or
     /// `#[cold]`.
     pub inline_said: bool,
+    /// rustc would copy it, as written, into each codegen unit and crate that calls it
+    /// ([`copied_into_callers`]): with an entry site, the rewrite marks it `#[inline]`.
+    pub copied: bool,
     /// Has `#[target_feature]`: it is inlined only into callers with the same features, so
     /// usually never (memchr's `find_impl`s, called through a dispatch).
     pub target_feature: bool,
@@ -1615,6 +1622,67 @@ fn asks_inlining(attrs: &[syn::Attribute]) -> bool {
     inline_argument(attrs).is_some_and(|a| a != "never")
 }
 
+/// Whether rustc would have copied the function, as written, into every codegen unit and
+/// crate that calls it: without an `inline` attribute, rustc does that for a small body that
+/// calls nothing once MIR is optimized ("cross-crate inlinable": at most 100 MIR statements,
+/// no call, no drop, no assertion), which is what lets LLVM inline it anywhere. A site's cold
+/// call ends that, so the function would live in one codegen unit, where callers in other
+/// units and crates cannot inline it (`-C remark=inline`: "definition is unavailable";
+/// regex-syntax's `Ast::span`, a `match` of twenty arms). Such a function gets `#[inline]`
+/// with its entry site (`FnContext::copied`): what rustc did for the original. Judged from
+/// the syntax: up to [`COPIED_FN_TOKENS`] tokens of methods, constructors and operator-like
+/// calls only (small methods are inlined in MIR before rustc counts), no loop, no macro, as
+/// [`is_small`] bodies are (a `match` of many arms is a few MIR statements per arm, so the
+/// limit is in tokens, several per statement). Only with plain attributes (`doc`, `allow`,
+/// `cfg`…; no `inline` of any kind, in a `cfg_attr` either): not where the symbol is fixed
+/// (`#[no_mangle]`, `#[export_name]`: rustc never copies those), nor with `#[target_feature]`,
+/// a test's or a proc macro's attribute; nor `async fn`s.
+fn copied_into_callers(attrs: &[syn::Attribute], sig: &syn::Signature, block: &syn::Block) -> bool {
+    const PLAIN: &[&str] = &[
+        "allow",
+        "clippy",
+        "cfg",
+        "deny",
+        "deprecated",
+        "doc",
+        "expect",
+        "forbid",
+        "must_use",
+        "rustfmt",
+        "track_caller",
+        "warn",
+    ];
+    let plain = attrs.iter().all(|a| {
+        let first = a.path().segments.first().map(|s| s.ident.to_string());
+        first.is_some_and(|f| PLAIN.contains(&f.as_str()))
+            || (a.path().is_ident("cfg_attr")
+                && !a.meta.to_token_stream_string().contains("inline"))
+    });
+    plain && sig.asyncness.is_none() && body_within(block, COPIED_FN_TOKENS, Calls::Methods)
+}
+
+/// Whether one of the function's own type parameters (or an `impl Trait` argument) is bounded
+/// by `Fn`, `FnMut` or `FnOnce` ([`FnContext::takes_closure`]).
+fn takes_closure(sig: &syn::Signature) -> bool {
+    let closure_bound = |b: &syn::TypeParamBound| {
+        matches!(b, syn::TypeParamBound::Trait(t)
+            if t.path.segments.last().is_some_and(|s| ["Fn", "FnMut", "FnOnce"].contains(&s.ident.to_string().as_str())))
+    };
+    let own = sig.generics.type_params().any(|p| p.bounds.iter().any(closure_bound))
+        || sig.generics.where_clause.iter().flat_map(|w| &w.predicates).any(|p| {
+            matches!(p, syn::WherePredicate::Type(t)
+                if sig.generics.type_params().any(|tp| matches!(&t.bounded_ty, syn::Type::Path(tp2) if tp2.path.is_ident(&tp.ident)))
+                    && t.bounds.iter().any(closure_bound))
+        });
+    own || sig.inputs.iter().any(|a| {
+        matches!(a, syn::FnArg::Typed(t)
+            if matches!(&*t.ty, syn::Type::ImplTrait(i) if i.bounds.iter().any(closure_bound)))
+    })
+}
+
+/// The token limit of a body rustc copies into its callers ([`copied_into_callers`]).
+pub const COPIED_FN_TOKENS: usize = 400;
+
 /// The argument of the function's `inline` attribute: `""` for `#[inline]`, `"always"`,
 /// `"never"`; `None` without one.
 fn inline_argument(attrs: &[syn::Attribute]) -> Option<String> {
@@ -1989,6 +2057,8 @@ impl<'a> Visitor<'a> {
                 .iter()
                 .any(|a| a.path().is_ident("inline") || a.path().is_ident("cold")),
             target_feature: has_attr(attrs, "target_feature"),
+            copied: copied_into_callers(attrs, sig, block),
+            takes_closure: takes_closure(sig),
             generic: std::iter::once(&sig.generics)
                 .chain(self.impl_generics.as_ref())
                 .any(|g| g.type_params().next().is_some() || g.const_params().next().is_some())
@@ -2691,6 +2761,8 @@ impl<'ast> Visit<'ast> for Visitor<'_> {
                         is_async: false,
                         generic: false,
                         inline_said: false,
+                        copied: false,
+                        takes_closure: false,
                         target_feature: false,
                         ret: String::new(),
                         rebind: String::new(),
@@ -3584,5 +3656,28 @@ mod tests {
         let src = "fn f() {\n    #![allow(unused)]\n    let a = 1;\n}\n";
         let fs = sites(src, LineSel::None);
         assert!(src[..fs.sites[0].offset].ends_with("#![allow(unused)]"));
+    }
+
+    #[test]
+    fn functions_taking_a_closure_are_told_apart() {
+        let sig = |src: &str| -> syn::Signature {
+            syn::parse_str::<syn::ItemFn>(src).expect("parses").sig
+        };
+        for yes in [
+            "fn f<F: FnOnce() -> u8>(f: F) {}",
+            "fn f<T, F>(t: T, f: F) where F: for<'a> FnMut(&'a T) {}",
+            "fn f(f: impl Fn(u8) -> bool) {}",
+            "fn f<F: Copy + core::ops::Fn()>(f: F) {}",
+        ] {
+            assert!(takes_closure(&sig(yes)), "{yes}");
+        }
+        for no in [
+            "fn f<T: Clone>(t: T) {}",
+            "fn f(f: fn(u8) -> u8) {}",
+            "fn f(f: &dyn Fn()) {}",
+            "fn f<T>(t: T) where Vec<T>: Clone {}",
+        ] {
+            assert!(!takes_closure(&sig(no)), "{no}");
+        }
     }
 }
