@@ -1664,20 +1664,42 @@ fn copied_into_callers(attrs: &[syn::Attribute], sig: &syn::Signature, block: &s
 /// Whether one of the function's own type parameters (or an `impl Trait` argument) is bounded
 /// by `Fn`, `FnMut` or `FnOnce` ([`FnContext::takes_closure`]).
 fn takes_closure(sig: &syn::Signature) -> bool {
-    let closure_bound = |b: &syn::TypeParamBound| {
-        matches!(b, syn::TypeParamBound::Trait(t)
-            if t.path.segments.last().is_some_and(|s| ["Fn", "FnMut", "FnOnce"].contains(&s.ident.to_string().as_str())))
+    type Bounds = syn::punctuated::Punctuated<syn::TypeParamBound, syn::Token![+]>;
+    let closure = |bounds: &Bounds| {
+        bounds.iter().any(|b| match b {
+            syn::TypeParamBound::Trait(t) => t
+                .path
+                .segments
+                .last()
+                .is_some_and(|s| s.ident == "Fn" || s.ident == "FnMut" || s.ident == "FnOnce"),
+            _ => false,
+        })
     };
-    let own = sig.generics.type_params().any(|p| p.bounds.iter().any(closure_bound))
-        || sig.generics.where_clause.iter().flat_map(|w| &w.predicates).any(|p| {
-            matches!(p, syn::WherePredicate::Type(t)
-                if sig.generics.type_params().any(|tp| matches!(&t.bounded_ty, syn::Type::Path(tp2) if tp2.path.is_ident(&tp.ident)))
-                    && t.bounds.iter().any(closure_bound))
+    let own_param = |ty: &syn::Type| match ty {
+        syn::Type::Path(p) => sig
+            .generics
+            .type_params()
+            .any(|tp| p.path.is_ident(&tp.ident)),
+        _ => false,
+    };
+    let in_params = sig.generics.type_params().any(|p| closure(&p.bounds));
+    let in_where = sig
+        .generics
+        .where_clause
+        .iter()
+        .flat_map(|w| &w.predicates)
+        .any(|p| match p {
+            syn::WherePredicate::Type(t) => own_param(&t.bounded_ty) && closure(&t.bounds),
+            _ => false,
         });
-    own || sig.inputs.iter().any(|a| {
-        matches!(a, syn::FnArg::Typed(t)
-            if matches!(&*t.ty, syn::Type::ImplTrait(i) if i.bounds.iter().any(closure_bound)))
-    })
+    let in_args = sig.inputs.iter().any(|a| match a {
+        syn::FnArg::Typed(t) => match &*t.ty {
+            syn::Type::ImplTrait(i) => closure(&i.bounds),
+            _ => false,
+        },
+        syn::FnArg::Receiver(_) => false,
+    });
+    in_params || in_where || in_args
 }
 
 /// The token limit of a body rustc copies into its callers ([`copied_into_callers`]).
