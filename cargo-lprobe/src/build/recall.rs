@@ -77,7 +77,7 @@ impl Owner {
 /// Attributes that do not change what a call of the function does (`cfg_attr` counts when
 /// everything it adds is one of these). Any other attribute may be a proc macro that rewrites
 /// the function, so the function keeps the guard.
-const PLAIN_ATTRS: &[&str] = &[
+pub(crate) const PLAIN_ATTRS: &[&str] = &[
     "allow",
     "automatically_derived",
     "bench",
@@ -114,6 +114,13 @@ fn tool_attr(path: &syn::Path) -> bool {
 }
 
 fn plain_attr(a: &syn::Attribute) -> bool {
+    attr_within(a, |name| PLAIN_ATTRS.contains(&name))
+}
+
+/// Whether every attribute `a` applies is a tool's (`#[rustfmt::skip]`) or one whose name
+/// `allowed` accepts: `a` itself, or each `A, B…` of `cfg_attr(PREDICATE, A, B…)` (a
+/// `cfg_attr` that does not parse is not).
+pub(crate) fn attr_within(a: &syn::Attribute, allowed: impl Fn(&str) -> bool) -> bool {
     let path = a.path();
     if tool_attr(path) {
         return true;
@@ -122,9 +129,8 @@ fn plain_attr(a: &syn::Attribute) -> bool {
         return false;
     };
     if name != "cfg_attr" {
-        return PLAIN_ATTRS.contains(&name.as_str());
+        return allowed(&name);
     }
-    // `cfg_attr(PREDICATE, A, B…)`: every A, B… must be plain.
     let syn::Meta::List(list) = &a.meta else {
         return false;
     };
@@ -138,7 +144,7 @@ fn plain_attr(a: &syn::Attribute) -> bool {
         tool_attr(m.path())
             || m.path()
                 .get_ident()
-                .is_some_and(|i| PLAIN_ATTRS.contains(&i.to_string().as_str()))
+                .is_some_and(|i| allowed(&i.to_string()))
     })
 }
 

@@ -1638,25 +1638,35 @@ fn asks_inlining(attrs: &[syn::Attribute]) -> bool {
 /// (`#[no_mangle]`, `#[export_name]`: rustc never copies those), nor with `#[target_feature]`,
 /// a test's or a proc macro's attribute; nor `async fn`s.
 fn copied_into_callers(attrs: &[syn::Attribute], sig: &syn::Signature, block: &syn::Block) -> bool {
-    const PLAIN: &[&str] = &[
-        "allow",
-        "clippy",
-        "cfg",
-        "deny",
-        "deprecated",
-        "doc",
-        "expect",
-        "forbid",
-        "must_use",
-        "rustfmt",
-        "track_caller",
-        "warn",
+    // Attributes under which rustc does not copy the function, or a test harness owns it.
+    const NOT_COPIED: &[&str] = &[
+        "automatically_derived",
+        "bench",
+        "cold",
+        "coverage",
+        "export_name",
+        "ignore",
+        "inline",
+        "link_section",
+        "no_mangle",
+        "optimize",
+        "should_panic",
+        "target_feature",
+        "test",
+        "unsafe",
     ];
+    use crate::build::recall::{attr_within, PLAIN_ATTRS};
     let plain = attrs.iter().all(|a| {
-        let first = a.path().segments.first().map(|s| s.ident.to_string());
-        first.is_some_and(|f| PLAIN.contains(&f.as_str()))
-            || (a.path().is_ident("cfg_attr")
-                && !a.meta.to_token_stream_string().contains("inline"))
+        if a.path().is_ident("cfg_attr") {
+            // Off in a default build (ryu's `cfg_attr(feature = "no-panic", no_panic)`), when
+            // rustc copies the function as if it were not there: only what rustc never copies
+            // under counts.
+            attr_within(a, |name| !NOT_COPIED.contains(&name))
+        } else {
+            attr_within(a, |name| {
+                PLAIN_ATTRS.contains(&name) && !NOT_COPIED.contains(&name)
+            })
+        }
     });
     plain && sig.asyncness.is_none() && body_within(block, COPIED_FN_TOKENS, Calls::Methods)
 }
