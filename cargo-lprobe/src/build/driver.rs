@@ -1341,6 +1341,7 @@ fn describe(a: &Action, sites: &FileSites) -> String {
         Action::FnNoProbes { context } => format!("{}: no probes", func(context)),
         Action::NoRecall { context } => format!("{}: timed by a guard", func(context)),
         Action::NoTwice { context } => format!("{}: one body", func(context)),
+        Action::NoOneCall { context } => format!("{}: two entry calls", func(context)),
         Action::Demote { site, name, to } => {
             format!("{}: '{name}' captured as {to:?}", at(site))
         }

@@ -10,6 +10,9 @@
 //! fn f(&self, n: u32) -> u8 { … if __lprobe_fn { let t = enter(3, &[…]); if t != 0 { return again(3, t, move || Self::f(self, n)); } } BODY }
 //! ```
 //!
+//! Where the arguments allow it, the two calls are one ([`OneCall`]): `recall(move |p| if
+//! p.on(3, enter(…)) { Some(Self::f(self, n)) } else { None })`.
+//!
 //! The second call finds itself announced (`probe_runtime::enter`) and runs the body. Only
 //! functions whose body is written once get this (a body written twice is timed in its
 //! instrumented copy, see `rewrite`), and of those only the ones without a timing guard: small
@@ -151,6 +154,121 @@ pub(crate) fn attr_within(a: &syn::Attribute, allowed: impl Fn(&str) -> bool) ->
 /// The call of the function `sig` (with `attrs`, owned by `owner`) with its own arguments,
 /// as an expression, or `None` when it has none (see the module docs).
 pub fn call(owner: &Owner, attrs: &[syn::Attribute], sig: &syn::Signature) -> Option<String> {
+    call_as(owner, attrs, sig, "self")
+}
+
+/// The name a `&mut self` receiver is reborrowed as in the one-call form ([`OneCall`]).
+pub const SELF_ALIAS: &str = "__lprobe_self";
+
+/// An entry site's one cold call (x86-64: `extern "win64-unwind"`, which preserves `rdi` and
+/// `rsi` as well, so the arguments of most small functions stay in the registers they came
+/// in): the flag is checked, then
+///
+/// ```text
+/// if let Some(r) = recall(move |p| if p.on(3, enter_t(3, (n,))) { Some(Self::f(self, n)) } else { None }) { return r }
+/// ```
+///
+/// runs the entry's probes and, when a `--duration` probe times the call, calls the function
+/// again inside the same cold call. Against the two-call form (`enter_t`, then `again` when
+/// timed) the dormant function holds one call where it held two and a branch between them,
+/// which LLVM's inliner counts (`scripts/site-cost.sh`; BENCHMARKS.md, twenty-fourth and
+/// twenty-fifth sessions). The closure moves its captures, so it takes only what can be moved
+/// and used again after it: shared references, raw pointers and primitives are copied, a
+/// `&mut` is reborrowed first (`let v = &mut *v;`, `self` as [`SELF_ALIAS`]). A `&mut`
+/// argument and a borrowed return would make the return conditional on a borrow that the
+/// body goes on to use, which the borrow checker rejects: such functions keep the two calls
+/// (and so does any function where the one call does not compile: `repair`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OneCall {
+    /// Reborrows of `&mut` arguments, each `let … ;`, ahead of the call (may be empty).
+    pub lets: String,
+    /// The call of the function again, through the reborrows.
+    pub call: String,
+    /// `self` is reborrowed as [`SELF_ALIAS`]: captures of `self` name that.
+    pub self_alias: bool,
+}
+
+/// Types passed by copy into the one call's closure.
+const PRIMITIVES: &[&str] = &[
+    "u8", "u16", "u32", "u64", "u128", "usize", "i8", "i16", "i32", "i64", "i128", "isize", "f32",
+    "f64", "bool", "char",
+];
+
+/// The one-call form of `sig`'s entry site, or `None` when it keeps two calls (see
+/// [`OneCall`]); only for a function that has a [`call`].
+pub fn one_call(owner: &Owner, attrs: &[syn::Attribute], sig: &syn::Signature) -> Option<OneCall> {
+    let mut lets = String::new();
+    let mut self_alias = false;
+    let mut mut_arg = false;
+    for input in &sig.inputs {
+        match input {
+            syn::FnArg::Receiver(r) => match (&r.reference, r.colon_token) {
+                (Some(_), None) if r.mutability.is_some() => {
+                    self_alias = true;
+                    mut_arg = true;
+                    lets.push_str(&format!("let {SELF_ALIAS} = &mut *self; "));
+                }
+                (Some(_), None) => {}
+                _ => return None,
+            },
+            syn::FnArg::Typed(t) => {
+                let syn::Pat::Ident(p) = &*t.pat else {
+                    return None;
+                };
+                match &*t.ty {
+                    syn::Type::Reference(r) if r.mutability.is_some() => {
+                        mut_arg = true;
+                        let name = &p.ident;
+                        lets.push_str(&format!("let {name} = &mut *{name}; "));
+                    }
+                    syn::Type::Reference(_) | syn::Type::Ptr(_) => {}
+                    syn::Type::Path(tp)
+                        if tp.qself.is_none()
+                            && tp
+                                .path
+                                .get_ident()
+                                .is_some_and(|i| PRIMITIVES.contains(&i.to_string().as_str())) => {}
+                    _ => return None,
+                }
+            }
+        }
+    }
+    if mut_arg {
+        if let syn::ReturnType::Type(_, t) = &sig.output {
+            if borrows(t.to_token_stream()) {
+                return None;
+            }
+        }
+    }
+    let call = call_as(
+        owner,
+        attrs,
+        sig,
+        if self_alias { SELF_ALIAS } else { "self" },
+    )?;
+    Some(OneCall {
+        lets: lets.trim_end().to_owned(),
+        call,
+        self_alias,
+    })
+}
+
+/// Whether a type names a lifetime or a reference (at any depth).
+fn borrows(ts: proc_macro2::TokenStream) -> bool {
+    ts.into_iter().any(|tt| match tt {
+        proc_macro2::TokenTree::Punct(p) => p.as_char() == '&' || p.as_char() == '\'',
+        proc_macro2::TokenTree::Group(g) => borrows(g.stream()),
+        _ => false,
+    })
+}
+
+/// [`call`] with the receiver passed as `receiver`.
+fn call_as(
+    owner: &Owner,
+    attrs: &[syn::Attribute],
+    sig: &syn::Signature,
+    receiver: &str,
+) -> Option<String> {
     // A closure returning `!` does not coerce to the function's `!`.
     let never =
         matches!(&sig.output, syn::ReturnType::Type(_, t) if matches!(**t, syn::Type::Never(_)));
@@ -161,7 +279,7 @@ pub fn call(owner: &Owner, attrs: &[syn::Attribute], sig: &syn::Signature) -> Op
     let mut impl_trait_arg = false;
     for input in &sig.inputs {
         match input {
-            syn::FnArg::Receiver(_) => args.push("self".to_owned()),
+            syn::FnArg::Receiver(_) => args.push(receiver.to_owned()),
             syn::FnArg::Typed(t) => {
                 let syn::Pat::Ident(p) = &*t.pat else {
                     return None;
@@ -278,6 +396,44 @@ mod tests {
             call_of(&m, "unsafe fn f(p: *const u8) -> u8 { *p }").as_deref(),
             Some("unsafe { self::f(p) }")
         );
+    }
+
+    fn one_call_of(owner: &Owner, src: &str) -> Option<OneCall> {
+        let f: syn::ItemFn = syn::parse_str(src).expect("test source parses");
+        one_call(owner, &f.attrs, &f.sig)
+    }
+
+    #[test]
+    fn the_one_call_moves_copies_and_reborrows_of_the_arguments() {
+        let m = Owner::Inherent;
+        let one = one_call_of(&m, "fn f(&mut self, s: &mut [u8], t: &str, p: *const u8, n: usize, c: char) -> bool { true }")
+            .expect("eligible");
+        assert_eq!(one.lets, "let __lprobe_self = &mut *self; let s = &mut *s;");
+        assert_eq!(one.call, "Self::f(__lprobe_self, s, t, p, n, c)");
+        assert!(one.self_alias);
+        let one = one_call_of(&m, "fn len(&self) -> usize { 0 }").expect("eligible");
+        assert_eq!(
+            (one.lets.as_str(), one.call.as_str(), one.self_alias),
+            ("", "Self::len(self)", false)
+        );
+        // A shared borrow may be returned; a `&mut` argument's may not (a conditional return
+        // of a borrow the body goes on to use).
+        assert!(one_call_of(&m, "fn get<'a>(&'a self, k: &str) -> &'a u8 { &0 }").is_some());
+        for src in [
+            "fn get(&mut self) -> &u8 { &0 }",
+            "fn get<'a>(v: &'a mut Vec<u8>) -> Option<Iter<'a, u8>> { None }",
+            // Moved by value, maybe not `Copy`.
+            "fn f(self) -> u8 { 0 }",
+            "fn f(self: Box<Self>) -> u8 { 0 }",
+            "fn f(s: String) -> u8 { 0 }",
+            "fn f<T>(t: T) -> u8 { 0 }",
+            "fn f(t: impl Copy) -> u8 { 0 }",
+            "fn f(t: Size) -> u8 { 0 }",
+            // No call at all.
+            "async fn f(a: u8) {}",
+        ] {
+            assert_eq!(one_call_of(&m, src), None, "{src}");
+        }
     }
 
     #[test]

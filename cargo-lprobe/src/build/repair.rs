@@ -64,6 +64,10 @@ pub enum Action {
     NoRecall {
         context: usize,
     },
+    /// The function's entry makes two cold calls: its one call did not compile.
+    NoOneCall {
+        context: usize,
+    },
     /// The function's body is written once: writing it twice did not compile.
     NoTwice {
         context: usize,
@@ -204,6 +208,25 @@ pub fn judge(
             demote(err, sites, p.site, capture, ex, not_debug)
         }) {
             return a;
+        }
+    }
+    // An error in an entry site's one cold call, captures aside, or a borrow error it takes
+    // part in (a reborrowed `&mut` that the body goes on to use after a conditional return):
+    // the two calls, which move nothing the body uses.
+    let borrowish = err
+        .code
+        .as_deref()
+        .is_none_or(|c| BORROW_CODES.contains(&c));
+    let mut spans = std::iter::once(err.byte).chain(err.also.iter().copied().filter(|_| borrowish));
+    let in_one_call = |b: usize| {
+        rw.placed.iter().find(|p| {
+            p.one_call && p.range.contains(&b) && !p.captures.iter().any(|(_, r)| r.contains(&b))
+        })
+    };
+    if let Some(p) = spans.find_map(in_one_call) {
+        let ctx = sites.sites.get(p.site).map_or(0, |s| s.context);
+        if ex.no_one_call.insert(ctx) {
+            return Action::NoOneCall { context: ctx };
         }
     }
     // A borrow error at a capture: that capture's borrow is the conflict (dropping another
@@ -838,6 +861,56 @@ mod tests {
                 site: last,
                 name: "s".into()
             }
+        );
+    }
+
+    #[test]
+    fn a_one_call_entry_that_does_not_borrow_check_goes_back_to_two_calls_then_to_none() {
+        // A `&mut self` method returning what borrows it through a lifetime the signature
+        // hides (`Iter<u8>`): the reborrow taken for the one call stays borrowed by the
+        // conditional return, and the body's own use of `self` then conflicts with it.
+        let src = "struct S { v: Vec<u8> }\nimpl S {\n    #[inline]\n    fn all(&mut self) -> Iter<u8> {\n        struct G;\n        self.v.iter()\n    }\n}\n";
+        let (fs, rw) = setup(src);
+        let p = rw.placed.iter().find(|p| p.one_call).expect("one call");
+        let ctx = fs.sites[p.site].context;
+        let reborrow = rw.text.find("&mut *self").expect("reborrowed");
+        assert!(p.range.contains(&reborrow));
+        let err = FileError {
+            code: Some("E0502".into()),
+            message: "cannot borrow `self.v` as immutable because it is also borrowed as mutable"
+                .into(),
+            label: String::new(),
+            byte: rw.text.find("self.v.iter()").expect("body"),
+            also: vec![reborrow],
+            moved_at: None,
+        };
+        let mut ex = Exclusions::default();
+        assert_eq!(
+            judge(&err, &fs, &rw, &mut ex),
+            Action::NoOneCall { context: ctx }
+        );
+        let rw = again(src, &fs, &ex);
+        let p = rw
+            .placed
+            .iter()
+            .find(|p| p.recall.is_some())
+            .expect("recall");
+        assert!(!p.one_call);
+        assert!(
+            rw.text.contains("return ::lprobe_sites::again("),
+            "{}",
+            rw.text
+        );
+        // An error in the call itself, from there on: timed by a guard.
+        let err = FileError {
+            byte: p.recall.clone().expect("recall").start,
+            code: Some("E0308".into()),
+            also: vec![],
+            ..err
+        };
+        assert_eq!(
+            judge(&err, &fs, &rw, &mut ex),
+            Action::NoRecall { context: ctx }
         );
     }
 

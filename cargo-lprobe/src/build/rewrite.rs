@@ -39,6 +39,10 @@ pub struct Exclusions {
     /// (the call did not compile: an argument type it could not infer, a name shadowed).
     #[serde(default)]
     pub no_recall: BTreeSet<usize>,
+    /// Contexts whose entry site makes its two cold calls (`enter`, then `again`), not one
+    /// (`recall::OneCall`: the one call did not compile, e.g. a borrow the body goes on to use).
+    #[serde(default)]
+    pub no_one_call: BTreeSet<usize>,
     /// Contexts whose body is not written twice (the two bodies did not compile).
     #[serde(default)]
     pub no_twice: BTreeSet<usize>,
@@ -110,8 +114,11 @@ pub struct Placed {
     pub range: Range<usize>,
     /// Captured names (what the site table lists) with their output byte ranges.
     pub captures: Vec<(String, Range<usize>)>,
-    /// At an entry site that times by calling its function again: that call's output range.
+    /// At an entry site that times by calling its function again: that call's output range
+    /// (in the one-call form, the reborrows, the closure and the call, captures aside).
     pub recall: Option<Range<usize>>,
+    /// The entry site is one cold call (`recall::OneCall`).
+    pub one_call: bool,
     /// An entry site whose calls `--duration` can time.
     pub timed: bool,
 }
@@ -198,6 +205,7 @@ struct Piece {
     site: Option<usize>,
     captures: Vec<(String, Range<usize>)>,
     recall: Option<Range<usize>>,
+    one_call: bool,
     timed: bool,
     /// Opens or closes a loop body written twice, of this context.
     twice_of: Option<usize>,
@@ -212,6 +220,7 @@ impl Piece {
             site: None,
             captures: Vec::new(),
             recall: None,
+            one_call: false,
             timed: false,
             twice_of: None,
         }
@@ -644,6 +653,9 @@ impl Writer<'_> {
         // `#[inline]`. A line site is a plain check.
         let in_cold_copy = site.kind == SiteKind::Entry && twice;
         let recall = self.recall(site);
+        let one_call = recall
+            .and(site.one_call.as_ref())
+            .filter(|_| !ex.no_one_call.contains(&site.context));
         let timed =
             site.kind == SiteKind::Entry && (site.timed || in_cold_copy) && recall.is_none();
         // A cold call takes up to `MAX_BY_VALUE` captures by value, as one tuple
@@ -700,6 +712,30 @@ impl Writer<'_> {
                     "{cold_open}if __lprobe_guard.on() {{ __lprobe_guard.timed({chk}::hit_entry{sfx}({id}, {open}"
                 ),
             }
+        } else if let Some(one) = one_call {
+            let enter = match plan.merged.get(&i) {
+                Some(j) => format!("enter_first{sfx}({id}, {}, ", first.site + *j as u32),
+                None => format!("enter{sfx}({id}, "),
+            };
+            // One cold call (`recall::OneCall`): the entry's probes, and the timed call when
+            // a `--duration` probe asks. The captures go in the middle.
+            let before = format!("{close})) {{ Some(");
+            let at = before.len()..before.len() + one.call.len();
+            recall_tail = (
+                format!(
+                    "{before}{}) }} else {{ None }}) {{ return __lprobe_r; }} }} ",
+                    one.call
+                ),
+                at,
+            );
+            let lets = if one.lets.is_empty() {
+                String::new()
+            } else {
+                format!("{} ", one.lets)
+            };
+            format!(
+                "{fn_local} #[allow(unreachable_code, unused_unsafe)] if __lprobe_fn {{ {lets}if let Some(__lprobe_r) = {chk}::recall(move |__lprobe_p: &mut {chk}::Phase| if __lprobe_p.on({id}, {chk}::{enter}{open}"
+            )
         } else if let Some(call) = recall {
             let enter = match plan.merged.get(&i) {
                 Some(j) => format!("enter_first{sfx}({id}, {}, ", first.site + *j as u32),
@@ -745,7 +781,11 @@ impl Writer<'_> {
         } else {
             format!(" #[allow(unreachable_code)] if {chk}::on::<{id}>() {{ {chk}::hit{sfx}({id}, {open}")
         };
-        let caps = self.captures(i, site, in_twice, amp, &mut code);
+        let receiver = match one_call {
+            Some(one) if one.self_alias => crate::build::recall::SELF_ALIAS,
+            _ => "self",
+        };
+        let caps = self.captures(i, site, (in_twice, receiver), amp, &mut code);
         // Entry sites pass the call's start time (0: not timed) back to the guard.
         let mut recall_range = None;
         if recall.is_some() {
@@ -776,18 +816,19 @@ impl Writer<'_> {
             site: Some(i),
             captures: caps,
             recall: recall_range,
+            one_call: one_call.is_some(),
             timed: site.kind == SiteKind::Entry && (timed || recall.is_some()),
             twice_of: None,
         })
     }
 
-    /// Appends site `i`'s captures to `code` (`amp`: `&` when they go in an array); each
-    /// name with its range in `code`.
+    /// Appends site `i`'s captures to `code` (`amp`: `&` when they go in an array; `self`
+    /// through `receiver`); each name with its range in `code`.
     fn captures(
         &self,
         i: usize,
         site: &crate::build::visit::Site,
-        in_twice: bool,
+        (in_twice, receiver): (bool, &str),
         amp: &str,
         code: &mut String,
     ) -> Vec<(String, Range<usize>)> {
@@ -815,13 +856,18 @@ impl Writer<'_> {
             // branch: its own address never escapes.
             let binding = binding_of(sites, i, name);
             let reborrow = binding.is_some_and(|b| sites.reborrowed.contains(&b));
+            let expr = if name == "self" {
+                receiver
+            } else {
+                name.as_str()
+            };
             // A `&mut` to a small copy is captured as the value it points at (outside an
             // instrumented copy, whose addresses do not matter): `*cur`.
             let deref = !in_twice && binding.is_some_and(|b| sites.deref_copied.contains(&b));
             let target = if reborrow {
-                format!("&*{name}")
+                format!("&*{expr}")
             } else {
-                format!("&{name}")
+                format!("&{expr}")
             };
             // Plain expressions, no constructor per capture: the runtime's `Cap` is
             // implemented for every small `Copy` type with `Debug`, and a shared reference is
@@ -833,10 +879,10 @@ impl Writer<'_> {
             // is still open there (a closure's parameter, `let v = Default::default()`) is
             // inferred to be `dyn Cap`; a tuple's field takes no expectation.
             let capture = match form {
-                Form::Copy | Form::Ref if deref && amp.is_empty() => format!("*{name}"),
-                Form::Copy | Form::Ref if deref => format!("&(*{name},).0"),
-                Form::Copy if amp.is_empty() => name.clone(),
-                Form::Copy => format!("&({name},).0"),
+                Form::Copy | Form::Ref if deref && amp.is_empty() => format!("*{expr}"),
+                Form::Copy | Form::Ref if deref => format!("&(*{expr},).0"),
+                Form::Copy if amp.is_empty() => expr.to_owned(),
+                Form::Copy => format!("&({expr},).0"),
                 // `CapRef` is met by the binding itself: no temporary holding a reference
                 // (the target of a `&mut` may be unsized, so it goes in a `ByRef`).
                 Form::Ref if in_twice && reborrow => format!("&{chk}::ByRef({target})"),
@@ -925,6 +971,7 @@ fn assemble(
                 range: base..out.len(),
                 captures: p.captures.into_iter().map(|(n, r)| (n, shift(r))).collect(),
                 recall: p.recall.map(shift),
+                one_call: p.one_call,
                 timed: p.timed,
             });
         }
@@ -1072,9 +1119,22 @@ mod tests {
         assert!(at(0).timed && at(0).recall.is_none());
         assert!(!rw.text.contains("on(11)"));
         assert_eq!(at(1).range, at(0).range);
-        // Written once, a timed call calls the function again.
+        // Written once, a timed call calls the function again, in the entry's one cold call.
         let mut ex = Exclusions::default();
         ex.no_twice.insert(0);
+        let (_, rw) = go(src, &ex);
+        let at = |site: usize| rw.placed.iter().find(|p| p.site == site).expect("placed");
+        assert!(rw.text.contains(
+            "if __lprobe_fn { if let Some(__lprobe_r) = ::lprobe_sites::recall(move |__lprobe_p: &mut ::lprobe_sites::Phase| if __lprobe_p.on(10, ::lprobe_sites::enter_first_t(10, 11, (a,))) { Some(self::f(a)) } else { None }) { return __lprobe_r; } }"
+        ), "{}", rw.text);
+        assert_eq!(
+            &rw.text[at(0).recall.clone().expect("recall")],
+            "self::f(a)"
+        );
+        assert!(at(0).timed && at(0).one_call && !rw.text.contains("__lprobe_guard"));
+        assert_eq!(rw.text.lines().count(), src.lines().count());
+        // Where the one call does not compile: two, `enter`, then `again` when timed.
+        ex.no_one_call.insert(0);
         let (_, rw) = go(src, &ex);
         let at = |site: usize| rw.placed.iter().find(|p| p.site == site).expect("placed");
         assert!(rw.text.contains(
@@ -1084,8 +1144,7 @@ mod tests {
             &rw.text[at(0).recall.clone().expect("recall")],
             "self::f(a)"
         );
-        assert!(at(0).timed && !rw.text.contains("__lprobe_guard"));
-        assert_eq!(rw.text.lines().count(), src.lines().count());
+        assert!(at(0).timed && !at(0).one_call);
     }
 
     #[test]
@@ -1465,9 +1524,10 @@ mod tests {
         ex.no_twice.insert(0);
         let (_, rw) = go(src, &ex);
         assert!(!rw.text.contains("__lprobe_guard"), "{}", rw.text);
-        assert!(rw.text.contains("move || self::f(a));"), "{}", rw.text);
+        assert!(rw.text.contains("{ Some(self::f(a)) }"), "{}", rw.text);
         assert!(rw.placed[0].timed);
         // If the call does not compile, the function is built untimed, as before.
+        ex.no_one_call.insert(0);
         ex.no_recall.insert(0);
         let (_, rw) = go(src, &ex);
         assert!(
@@ -1818,8 +1878,11 @@ mod tests {
         };
         let (_, rw) = go(src, &ex);
         for call in [
-            "move || Self::get(self, n));",
-            "move || <Self as Iterator>::next(self));",
+            "{ Some(Self::get(self, n)) }",
+            // A `&mut self` is reborrowed for the one call, and its capture reads that.
+            "let __lprobe_self = &mut *self; if let Some(__lprobe_r) = ::lprobe_sites::recall(",
+            "{ Some(<Self as Iterator>::next(__lprobe_self)) }",
+            // An argument of a type parameter may not be `Copy`: two calls, `self` moved.
             "move || <Self as T<A>>::d(self, a));",
         ] {
             assert!(rw.text.contains(call), "{call} in {}", rw.text);

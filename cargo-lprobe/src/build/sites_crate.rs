@@ -255,6 +255,57 @@ pub fn again<R>(i: u32, start: u64, f: impl FnOnce() -> R) -> R {
     f()
 }
 
+/// What an entry site's one cold call (`recall`) learned from `enter`: the start time of a
+/// call a `--duration` probe times (0: none), and the entry's id. Its drop ends the timing,
+/// also when the timed call unwinds.
+pub struct Phase {
+    i: u32,
+    start: u64,
+}
+
+impl Phase {
+    /// Takes entry `i`'s `enter` result; whether the call is timed (and so made again).
+    #[inline(always)]
+    pub fn on(&mut self, i: u32, start: u64) -> bool {
+        self.i = i;
+        self.start = start;
+        start != 0
+    }
+}
+
+impl Drop for Phase {
+    #[inline(always)]
+    fn drop(&mut self) {
+        if self.start != 0 {
+            let _t = ::probe_runtime::Timer::new(&T, self.i, self.start);
+        }
+    }
+}
+
+/// An entry site as one cold call (cargo-lprobe's `recall::OneCall`): `f` runs the entry's
+/// probes and, when timed, the function again; `Some` of that call's result, which the
+/// function returns. On x86-64 through the `win64` convention, which also preserves `rdi` and
+/// `rsi`: a small function keeps its first two arguments where they came in across the call,
+/// with no register saved for it on the dormant path. Not inlined: the function must not
+/// call itself directly (see `again`).
+#[cfg(target_arch = "x86_64")]
+#[cold]
+#[inline(never)]
+#[allow(improper_ctypes_definitions)]
+pub extern "win64-unwind" fn recall<R, C: FnOnce(&mut Phase) -> Option<R>>(f: C) -> Option<R> {
+    let mut p = Phase { i: 0, start: 0 };
+    f(&mut p)
+}
+
+/// [`recall`] on other targets: an ordinary call.
+#[cfg(not(target_arch = "x86_64"))]
+#[cold]
+#[inline(never)]
+pub fn recall<R, C: FnOnce(&mut Phase) -> Option<R>>(f: C) -> Option<R> {
+    let mut p = Phase { i: 0, start: 0 };
+    f(&mut p)
+}
+
 /// Runs the instrumented copy of a body written twice (see `twice!`). Out of line and cold:
 /// the dormant function keeps one check and this call, so it stays as small as it was.
 #[cold]

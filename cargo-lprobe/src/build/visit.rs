@@ -87,6 +87,9 @@ pub struct Site {
     /// The same call for a function that would keep a guard: the driver moves it to
     /// `recall` when the function is public or called from several functions.
     pub recall_guarded: Option<String>,
+    /// At an entry site with a `recall`: the site as one cold call, where the arguments allow
+    /// it ([`crate::build::recall::OneCall`]).
+    pub one_call: Option<crate::build::recall::OneCall>,
     /// The driver moved `recall_guarded` to `recall` for a private generic function without an
     /// `inline` attribute: the rewrite marks it `#[inline]` (see `driver::promote_recalls`).
     pub inline_hint: bool,
@@ -1858,6 +1861,7 @@ impl<'a> Visitor<'a> {
             timed: false,
             recall: None,
             recall_guarded: None,
+            one_call: None,
             inline_hint: false,
         });
     }
@@ -2153,6 +2157,9 @@ impl<'a> Visitor<'a> {
             // place (`recall_guarded`): a second call site would cost a function called once
             // its inlining.
             let call = crate::build::recall::call(&self.owner, attrs, sig);
+            if call.is_some() {
+                s.one_call = crate::build::recall::one_call(&self.owner, attrs, sig);
+            }
             if s.timed {
                 if call.is_some() {
                     if let Some(c) = self.out.contexts.get_mut(ctx_index) {
