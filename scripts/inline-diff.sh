@@ -13,7 +13,8 @@
 #
 #   scripts/inline-diff.sh /tmp/bench-lprobe/suite/src/lz4_flex-0.14.2 lz4_flex --example lprobe_suite
 #
-# Builds go to $INLINE_DIFF_DIR (default /tmp/inline-diff). Needs python3 and c++filt.
+# Builds go to $INLINE_DIFF_DIR (default /tmp/inline-diff); lprobe is $LPROBE_BIN_DIR's
+# (default: this checkout's target/release). Needs python3 and c++filt.
 set -euo pipefail
 [[ $# -ge 2 ]] || {
     sed -n '2,15p' "$0" >&2
@@ -24,13 +25,17 @@ crate=$2
 shift 2
 work=${INLINE_DIFF_DIR:-/tmp/inline-diff}
 mkdir -p "$work"
+# This checkout's lprobe, not one installed on PATH (which may be another version).
+root=$(cd "$(dirname "$0")/.." && pwd)
+bin=${LPROBE_BIN_DIR:-$root/target/release}
+[[ -x $bin/cargo-lprobe ]] || (cd "$root" && cargo build --release -p cargo-lprobe --quiet)
 export RUSTFLAGS="${RUSTFLAGS:-} -C remark=inline"
 
 echo "plain build (remarks to $work/plain.rem)" >&2
 (cd "$dir" && CARGO_TARGET_DIR="$work/plain" cargo build --release "$@") >"$work/plain.rem" 2>&1
 echo "instrumented build" >&2
 # shellcheck disable=SC2086 # LPROBE_ARGS is a list of options
-(cd "$dir" && CARGO_TARGET_DIR="$work/lprobe" cargo lprobe build --release ${LPROBE_ARGS:-} "$@") >"$work/lprobe.log" 2>&1 ||
+(cd "$dir" && CARGO_TARGET_DIR="$work/lprobe" "$bin/cargo-lprobe" lprobe build --release ${LPROBE_ARGS:-} "$@") >"$work/lprobe.log" 2>&1 ||
     { tail -20 "$work/lprobe.log" >&2; exit 1; }
 echo "instrumented copy rebuilt (remarks to $work/lprobe.rem)" >&2
 (cd "$work/lprobe/lprobe/src" && CARGO_TARGET_DIR="$work/lprobe-remarks" cargo build --release "$@") >"$work/lprobe.rem" 2>&1

@@ -39,7 +39,9 @@
 #
 # Environment: CORPUS_DIR (default ../shared/corpus beside the checkout), CORPUS_TIMEOUT (s per step, default
 # 900), CORPUS_MODES (armed modes to run, default "snapshot log count duration"; a mode left out shows
-# as "-"), CARGO_NET_OFFLINE (passed on to corpus-run).
+# as "-"), CORPUS_DENSITY (the sites, default "--lines all --entry all"; "--entry all" checks
+# functions written once, whose entries call themselves again to be timed), CARGO_NET_OFFLINE
+# (passed on to corpus-run).
 set -uo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -118,7 +120,8 @@ step() {
 
 # The binary itself, not `cargo lprobe`: cargo looks in $CARGO_HOME/bin before PATH, where an
 # older `cargo install`ed cargo-lprobe may sit.
-lp=("$dest/_bin/cargo-lprobe" lprobe test --lines all --entry all --report json --locked)
+read -r -a density <<<"${CORPUS_DENSITY:---lines all --entry all}"
+lp=("$dest/_bin/cargo-lprobe" lprobe test "${density[@]}" --report json --locked)
 npass=0 nfail=0
 t_fns=0 t_inst=0 t_caps=0 t_kept=0 t_sites=0 t_placed=0 t_skipped=0 t_const=0
 for id in "${ids[@]}"; do
@@ -127,7 +130,7 @@ for id in "${ids[@]}"; do
     declare -A P=() S=()
     step "$id" build cargo build --tests;                 S[build]=$st; bplain=$secs
     tstep "$id" plain cargo test;                         S[plain]=$st; P[plain]=$np
-    step "$id" lbuild "$dest/_bin/cargo-lprobe" lprobe build --tests --lines all --entry all --report json --locked
+    step "$id" lbuild "$dest/_bin/cargo-lprobe" lprobe build --tests "${density[@]}" --report json --locked
     S[lbuild]=$st; blp=$secs
     tstep "$id" lprobe "${lp[@]}";                        S[lprobe]=$st; P[lprobe]=$np
     recs=()

@@ -538,12 +538,32 @@ fn expected_check(n: u64) -> u64 {
 
 #[test]
 fn small_functions_taking_mut_are_timed_through_one_call_and_compute_the_same() {
-    // Entry sites only (every function): a body written once, so a small function's entry
-    // is one cold call that, when timed, calls the function again through a reborrow of its
-    // `&mut` argument (`xorshift(state: &mut u64)`) or receiver (`Tally::add(&mut self, …)`).
-    let t = build_once("lang-app", &["--release", "--entry", "all"]);
+    // Entry sites only (every function): bodies written once, so a small function's entry
+    // times it by calling it again: from the branch that returns when its `&mut` argument is
+    // captured as a value (`xorshift(state: &mut u64)`), else inside the entry's one cold call,
+    // through a reborrow of its `&mut self` (`Tally::add`).
+    // Built its own way, from a private copy (`build_once` builds every line here).
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (src, target) = (dir.path().join("app"), dir.path().join("target"));
+    private_copy("lang-app", &src);
+    let out = cargo_lprobe_in(&src, &target, &["build", "--release", "--entry", "all"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Each timing form is there: the two calls, and the one call with its reborrow.
+    let text = std::fs::read_to_string(target.join("lprobe/src/src/main.rs")).expect("copy");
+    let body = |f: &str| {
+        text.split(f)
+            .nth(1)
+            .map(|b| b.lines().next().unwrap_or("").to_owned())
+    };
+    let xorshift = body("fn xorshift(").expect("xorshift");
+    assert!(xorshift.contains("::again("), "{xorshift}");
+    let add = body("fn add(").expect("add");
+    assert!(
+        add.contains("let __lprobe_self = &mut *self;") && add.contains("::recall("),
+        "{add}"
+    );
     let r = start(
-        &t.join("lprobe/release/lang-app"),
+        &target.join("lprobe/release/lang-app"),
         &[("LANG_INTERVAL_MS", "1")],
     );
     let timed: Vec<String> = ["fn:lang_app::xorshift", "fn:lang_app::Tally::add"]

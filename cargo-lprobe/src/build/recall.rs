@@ -186,6 +186,9 @@ pub struct OneCall {
     pub call: String,
     /// `self` is reborrowed as [`SELF_ALIAS`]: captures of `self` name that.
     pub self_alias: bool,
+    /// The arguments that are references or raw pointers (`self` too): the closure holds
+    /// each, so its target is an address that escapes in the cold call (see `rewrite`).
+    pub pointers: Vec<String>,
 }
 
 /// Types passed by copy into the one call's closure.
@@ -200,15 +203,17 @@ pub fn one_call(owner: &Owner, attrs: &[syn::Attribute], sig: &syn::Signature) -
     let mut lets = String::new();
     let mut self_alias = false;
     let mut mut_arg = false;
+    let mut pointers = Vec::new();
     for input in &sig.inputs {
         match input {
             syn::FnArg::Receiver(r) => match (&r.reference, r.colon_token) {
                 (Some(_), None) if r.mutability.is_some() => {
+                    pointers.push("self".to_owned());
                     self_alias = true;
                     mut_arg = true;
                     lets.push_str(&format!("let {SELF_ALIAS} = &mut *self; "));
                 }
-                (Some(_), None) => {}
+                (Some(_), None) => pointers.push("self".to_owned()),
                 _ => return None,
             },
             syn::FnArg::Typed(t) => {
@@ -220,8 +225,11 @@ pub fn one_call(owner: &Owner, attrs: &[syn::Attribute], sig: &syn::Signature) -
                         mut_arg = true;
                         let name = &p.ident;
                         lets.push_str(&format!("let {name} = &mut *{name}; "));
+                        pointers.push(name.to_string());
                     }
-                    syn::Type::Reference(_) | syn::Type::Ptr(_) => {}
+                    syn::Type::Reference(_) | syn::Type::Ptr(_) => {
+                        pointers.push(p.ident.to_string())
+                    }
                     syn::Type::Path(tp)
                         if tp.qself.is_none()
                             && tp
@@ -250,6 +258,7 @@ pub fn one_call(owner: &Owner, attrs: &[syn::Attribute], sig: &syn::Signature) -
         lets: lets.trim_end().to_owned(),
         call,
         self_alias,
+        pointers,
     })
 }
 

@@ -637,6 +637,22 @@ impl Writer<'_> {
         }
     }
 
+    /// Whether the entry's two-call form (site `i`) already passes every pointer argument of
+    /// its function to its cold call: a capture of the reference itself, not of the value it
+    /// points at (`*cur`), nor of its type (`Opaque`), nor left out. Only then may the one
+    /// call's closure hold them all: once the function is inlined, an address passed to a
+    /// call that returns to the dormant path keeps the caller's variable in memory there
+    /// (a `rng(&mut seed)` in a loop: a load of `seed` every iteration, where the two calls
+    /// passed `*seed`, a copy, and the pointer only in the branch that returns).
+    fn escape_anyway(&self, i: usize, one: &crate::build::recall::OneCall) -> bool {
+        let (sites, ex) = (self.sites, self.ex);
+        one.pointers.iter().all(|name| {
+            ex.keeps_capture(sites, i, name)
+                && ex.form(sites, i, name) != Form::Opaque
+                && !binding_of(sites, i, name).is_some_and(|b| sites.deref_copied.contains(&b))
+        })
+    }
+
     fn site_piece(&self, i: usize, site: &crate::build::visit::Site) -> Option<Piece> {
         let (sites, ex, chk, plan, first) =
             (self.sites, self.ex, &self.chk, &self.plan, self.first);
@@ -655,7 +671,7 @@ impl Writer<'_> {
         let recall = self.recall(site);
         let one_call = recall
             .and(site.one_call.as_ref())
-            .filter(|_| !ex.no_one_call.contains(&site.context));
+            .filter(|one| !ex.no_one_call.contains(&site.context) && self.escape_anyway(i, one));
         let timed =
             site.kind == SiteKind::Entry && (site.timed || in_cold_copy) && recall.is_none();
         // A cold call takes up to `MAX_BY_VALUE` captures by value, as one tuple
@@ -1857,6 +1873,36 @@ mod tests {
         );
         assert!(rw.text.contains(&tuple), "{}", rw.text);
         assert!(syn::parse_file(&rw.text).is_ok());
+    }
+
+    #[test]
+    fn the_one_call_holds_only_pointers_the_two_calls_pass_anyway() {
+        let ex = Exclusions {
+            no_twice: [0, 1, 2].into(),
+            ..Default::default()
+        };
+        // `s` is captured as the reference it is: its address reaches the cold call either way.
+        let src = "#[inline]\nfn f(a: u8, s: &str) -> usize {\n    s.len() + a as usize\n}\n";
+        let (_, rw) = go(src, &ex);
+        assert!(rw.placed[0].one_call, "{}", rw.text);
+        // A `&mut u64` is captured as its value (`*state`): the two calls pass its address
+        // only when timed, so it stays out of the dormant path's calls.
+        let src = "#[inline]\nfn rng(state: &mut u64) -> u64 {\n    *state ^= *state << 13;\n    *state\n}\n";
+        let (_, rw) = go(src, &ex);
+        assert!(!rw.placed[0].one_call, "{}", rw.text);
+        assert!(rw.text.contains("enter_first_t(10, 11, (*state,)); if __lprobe_t != 0 { return ::lprobe_sites::again(10, __lprobe_t, move || self::rng(state)); }"), "{}", rw.text);
+        // So is a receiver captured as its type name only.
+        let src =
+            "struct S;\nimpl S {\n    #[inline]\n    fn get(&self) -> u8 {\n        0\n    }\n}\n";
+        let (fs, _) = go(src, &ex);
+        let b = binding_of(&fs, 0, "self").expect("self captured");
+        let opaque = Exclusions {
+            opaque: [b].into(),
+            ..ex.clone()
+        };
+        let (_, rw) = go(src, &opaque);
+        assert!(!rw.placed[0].one_call, "{}", rw.text);
+        assert!(rw.text.contains("Opaque::of(&self)"), "{}", rw.text);
     }
 
     #[test]
