@@ -177,7 +177,8 @@ pub const SELF_ALIAS: &str = "__lprobe_self";
 /// `&mut` is reborrowed first (`let v = &mut *v;`, `self` as [`SELF_ALIAS`]). A `&mut`
 /// argument and a borrowed return would make the return conditional on a borrow that the
 /// body goes on to use, which the borrow checker rejects: such functions keep the two calls
-/// (and so does any function where the one call does not compile: `repair`).
+/// (and so does any function where the one call does not compile: `repair`, and one whose
+/// `&mut` argument the entry captures as a copy of its target: `rewrite`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OneCall {
     /// Reborrows of `&mut` arguments, each `let … ;`, ahead of the call (may be empty).
