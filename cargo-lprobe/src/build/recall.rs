@@ -352,9 +352,18 @@ fn one_line(ts: proc_macro2::TokenStream) -> String {
 mod tests {
     use super::*;
 
-    fn call_of(owner: &Owner, src: &str) -> Option<String> {
+    /// `what` of the function `src`, as if owned by `owner`.
+    fn of<T>(
+        what: fn(&Owner, &[syn::Attribute], &syn::Signature) -> Option<T>,
+        owner: &Owner,
+        src: &str,
+    ) -> Option<T> {
         let f: syn::ItemFn = syn::parse_str(src).expect("test source parses");
-        call(owner, &f.attrs, &f.sig)
+        what(owner, &f.attrs, &f.sig)
+    }
+
+    fn call_of(owner: &Owner, src: &str) -> Option<String> {
+        of(call, owner, src)
     }
 
     #[test]
@@ -409,8 +418,7 @@ mod tests {
     }
 
     fn one_call_of(owner: &Owner, src: &str) -> Option<OneCall> {
-        let f: syn::ItemFn = syn::parse_str(src).expect("test source parses");
-        one_call(owner, &f.attrs, &f.sig)
+        of(one_call, owner, src)
     }
 
     #[test]

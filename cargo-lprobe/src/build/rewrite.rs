@@ -1136,32 +1136,25 @@ mod tests {
         assert!(at(0).timed && at(0).recall.is_none());
         assert!(!rw.text.contains("on(11)"));
         assert_eq!(at(1).range, at(0).range);
-        // Written once, a timed call calls the function again, in the entry's one cold call.
+        // Written once, a timed call calls the function again: in the entry's one cold call,
+        // or, where that does not compile, after it (`enter`, then `again` when timed).
+        let one = "if __lprobe_fn { if let Some(__lprobe_r) = ::lprobe_sites::recall(move |__lprobe_p: &mut ::lprobe_sites::Phase| if __lprobe_p.on(10, ::lprobe_sites::enter_first_t(10, 11, (a,))) { Some(self::f(a)) } else { None }) { return __lprobe_r; } }";
+        let two = "if __lprobe_fn { let __lprobe_t = ::lprobe_sites::enter_first_t(10, 11, (a,)); if __lprobe_t != 0 { return ::lprobe_sites::again(10, __lprobe_t, move || self::f(a)); } }";
         let mut ex = Exclusions::default();
         ex.no_twice.insert(0);
-        let (_, rw) = go(src, &ex);
-        let at = |site: usize| rw.placed.iter().find(|p| p.site == site).expect("placed");
-        assert!(rw.text.contains(
-            "if __lprobe_fn { if let Some(__lprobe_r) = ::lprobe_sites::recall(move |__lprobe_p: &mut ::lprobe_sites::Phase| if __lprobe_p.on(10, ::lprobe_sites::enter_first_t(10, 11, (a,))) { Some(self::f(a)) } else { None }) { return __lprobe_r; } }"
-        ), "{}", rw.text);
-        assert_eq!(
-            &rw.text[at(0).recall.clone().expect("recall")],
-            "self::f(a)"
-        );
-        assert!(at(0).timed && at(0).one_call && !rw.text.contains("__lprobe_guard"));
-        assert_eq!(rw.text.lines().count(), src.lines().count());
-        // Where the one call does not compile: two, `enter`, then `again` when timed.
-        ex.no_one_call.insert(0);
-        let (_, rw) = go(src, &ex);
-        let at = |site: usize| rw.placed.iter().find(|p| p.site == site).expect("placed");
-        assert!(rw.text.contains(
-            "if __lprobe_fn { let __lprobe_t = ::lprobe_sites::enter_first_t(10, 11, (a,)); if __lprobe_t != 0 { return ::lprobe_sites::again(10, __lprobe_t, move || self::f(a)); } }"
-        ), "{}", rw.text);
-        assert_eq!(
-            &rw.text[at(0).recall.clone().expect("recall")],
-            "self::f(a)"
-        );
-        assert!(at(0).timed && !at(0).one_call);
+        for (no_one_call, site) in [(false, one), (true, two)] {
+            if no_one_call {
+                ex.no_one_call.insert(0);
+            }
+            let (_, rw) = go(src, &ex);
+            let at = |site: usize| rw.placed.iter().find(|p| p.site == site).expect("placed");
+            assert!(rw.text.contains(site), "{}", rw.text);
+            let call = at(0).recall.clone().expect("recall");
+            assert_eq!(&rw.text[call], "self::f(a)");
+            assert!(at(0).timed && at(0).one_call != no_one_call);
+            assert!(!rw.text.contains("__lprobe_guard"));
+            assert_eq!(rw.text.lines().count(), src.lines().count());
+        }
     }
 
     #[test]
