@@ -711,6 +711,11 @@ impl Writer<'_> {
             .contexts
             .get(site.context)
             .map_or(("()", ""), |c| (c.ret.as_str(), c.rebind.as_str()));
+        // A recalling entry's cold call, up to its captures (merged with the first line's).
+        let enter = match plan.merged.get(&i) {
+            Some(j) => format!("enter_first{sfx}({id}, {}, ", first.site + *j as u32),
+            None => format!("enter{sfx}({id}, "),
+        };
         let mut code = if in_cold_copy {
             let twice_macro = match chk.as_str() {
                 CRATE_MODULE => format!("crate::{}", crate::build::sites_crate::CRATE_TWICE),
@@ -730,10 +735,6 @@ impl Writer<'_> {
                 ),
             }
         } else if let Some(one) = one_call {
-            let enter = match plan.merged.get(&i) {
-                Some(j) => format!("enter_first{sfx}({id}, {}, ", first.site + *j as u32),
-                None => format!("enter{sfx}({id}, "),
-            };
             // One cold call (`recall::OneCall`): the entry's probes, and the timed call when
             // a `--duration` probe asks. The captures go in the middle.
             let before = format!("{close})) {{ Some(");
@@ -754,10 +755,6 @@ impl Writer<'_> {
                 "{fn_local} #[allow(unreachable_code, unused_unsafe)] if __lprobe_fn {{ {lets}if let Some(__lprobe_r) = {chk}::recall(move |__lprobe_p: &mut {chk}::Phase| if __lprobe_p.on({id}, {chk}::{enter}{open}"
             )
         } else if let Some(call) = recall {
-            let enter = match plan.merged.get(&i) {
-                Some(j) => format!("enter_first{sfx}({id}, {}, ", first.site + *j as u32),
-                None => format!("enter{sfx}({id}, "),
-            };
             // The captures go in the middle; the rest is written after them.
             let before = format!(
                 "{close}); if __lprobe_t != 0 {{ return {chk}::again({id}, __lprobe_t, move || "
