@@ -31,7 +31,9 @@
 #            (fixtures/suite/<crate>.rs, built as an example of the crate itself) and
 #            http-service (Ir per request over a fixed request count). Per benchmark, plain vs
 #            entry vs every line: callgrind Ir of the workload (dormant: LPROBE_OUTPUT=/dev/null),
-#            clean build wall time, stripped binary size, stdout equal; geomean, worst, targets.
+#            clean build wall time, stripped binary size, stdout equal; geomean, worst, targets;
+#            and the plain binary with one idle thread preloaded (scripts/idle-thread.c, when a C
+#            compiler is there): what of the entry ratio is the runtime's thread, not its sites.
 #            Held-out crates (HELDOUT_CRATES: crates.io crates the rewriter was never tuned on,
 #            pinned in fixtures/suite/heldout.tsv and fixtures/suite/locks/) are rows too.
 #            Not part of `all`. Knobs: BENCH_SUITE (benchmarks, default "bench-mix workload-mix
@@ -1185,11 +1187,15 @@ suite_bench() {
             log "suite: $name: callgrind $v"
             IR[$v]=$(callgrind_ir "$toggle" "${SB_EXE[$v]}" "${args[@]}")
         done
+        if [[ -n $IDLE_THREAD_LIB ]]; then
+            log "suite: $name: callgrind plain with an idle thread"
+            IR[thread]=$(LD_PRELOAD=$IDLE_THREAD_LIB callgrind_ir "$toggle" "${SB_EXE[plain]}" "${args[@]}")
+        fi
         echo "$name: $(LPROBE_OUTPUT=/dev/null "${SB_EXE[plain]}" "${args[@]}" 2>/dev/null | head -1)" >>"$W/suite/outputs"
     fi
     local eq=yes
     [[ -n ${OUT[plain]} && ${OUT[entry]} == "${OUT[plain]}" && ${OUT[all]} == "${OUT[plain]}" ]] || eq=no
-    echo "$name ${IR[plain]:-nan} ${IR[entry]:-nan} ${IR[all]:-nan} ${SB_WALL[plain]} ${SB_WALL[entry]} ${SB_WALL[all]} ${SB_SIZE[plain]} ${SB_SIZE[entry]} ${SB_SIZE[all]} $eq" >>"$W/suite/rows.tsv"
+    echo "$name ${IR[plain]:-nan} ${IR[entry]:-nan} ${IR[all]:-nan} ${SB_WALL[plain]} ${SB_WALL[entry]} ${SB_WALL[all]} ${SB_SIZE[plain]} ${SB_SIZE[entry]} ${SB_SIZE[all]} $eq ${IR[thread]:-nan}" >>"$W/suite/rows.tsv"
 }
 
 # suite_table ROWS: the markdown table (rows, geomean, worst) and the targets.
@@ -1204,6 +1210,7 @@ suite_table() {
             for (c = 2; c <= 10; c++) v[n, c] = $c
             eq[n] = $11
             ie[n] = r($3, $2); ia[n] = r($4, $2); be[n] = r($6, $5); ba[n] = r($7, $5); se[n] = r($9, $8); sa[n] = r($10, $8)
+            th[n] = r($12, $2); te[n] = r($3, $12); ta[n] = r($4, $12)
         }
         function geo(a,   i, s, k) { s = 0; k = 0; for (i = 1; i <= n; i++) if (a[i] > 0) { s += log(a[i]); k++ } return k ? exp(s / k) : 0 }
         function worst(a,   i, w) { w = 0; for (i = 1; i <= n; i++) if (a[i] > a[w] || w == 0) w = i; return w }
@@ -1233,6 +1240,15 @@ suite_table() {
             printf "| clean build, every line ≤ 2.0x | geomean %s; worst %s (%s) | %s (geomean); %s (every benchmark) |\n", f(g4), f(ba[w4]), name[w4], met(g4, 2.0), met(ba[w4], 2.0)
             printf "| stripped binary ≤ 1.5x, binaries over 1 MB plain (%d) | worst %s (%s) | %s |\n", bk, f(bw), bn, bk ? met(bw, 1.5) : "-"
             printf "| stdout identical across the three builds | %s | %s |\n", alleq, alleq == "yes" ? "yes" : "**no**"
+            # What of the entry ratio is the runtime having a thread at all (see `idle-thread.c`).
+            k = 0; for (i = 1; i <= n; i++) if (th[i] > 0) k++
+            if (k) {
+                print ""
+                print "| benchmark | plain with one idle thread / plain | entry / plain with one idle thread | every line / plain with one idle thread |"
+                print "|---|---|---|---|"
+                for (i = 1; i <= n; i++) if (th[i] > 0) printf "| %s | %s | %s | %s |\n", name[i], f(th[i]), f(te[i]), f(ta[i])
+                printf "| **geomean** (%d) | %s | %s | %s |\n", k, f(geo(th)), f(geo(te)), f(geo(ta))
+            }
         }' "$1"
 }
 
@@ -1257,6 +1273,13 @@ bench_suite() {
     # build compiles the runtime: as on any machine after its first instrumented build.
     log "suite: warming the runtime cache"
     (cd "$root/fixtures/bench-mix" && CARGO_TARGET_DIR="$W/t/suite-warm" cargo-lprobe lprobe build --release --quiet >/dev/null 2>&1) || true
+    # One idle thread preloaded into the plain binaries (needs a C compiler; else left out).
+    IDLE_THREAD_LIB=""
+    if command -v cc >/dev/null && cc -shared -fPIC -O2 -o "$W/idle-thread.so" "$root/scripts/idle-thread.c" -lpthread 2>/dev/null; then
+        IDLE_THREAD_LIB="$W/idle-thread.so"
+    else
+        log "suite: no C compiler: the idle-thread baseline is left out"
+    fi
     local loadavg
     loadavg=$(cut -d' ' -f1-3 /proc/loadavg)
     for b in $list; do
@@ -1270,6 +1293,8 @@ bench_suite() {
         suite_table "$W/suite/rows.tsv"
         echo
         echo "Ir: callgrind instructions of the workload, the instrumented builds dormant (nothing armed, \`LPROBE_OUTPUT=/dev/null\`, runtime started: not LPROBE_DISABLE). bench-mix: \`bench-mix mix 100\`, collected inside \`bench_mix::workload_mix\` (\`--toggle-collect\`, inclusive); workload-mix: \`workload-mix 100\` inside \`workload_mix::workload\`; corpus crates: \`examples/lprobe_suite\` (fixtures/suite/<crate>.rs, its default size) inside \`lprobe_suite::workload\`, the crate (lib and example) instrumented; http-service: the whole server process (every thread) while one curl fetches /orders/1 … /orders/${BENCH_SUITE_HTTP_REQS:-2000} over one keep-alive connection, after 200 warm-up requests, divided by the requests (Ir per request; median of ${BENCH_SUITE_HTTP_RUNS:-2} runs, each run: $(awk '{printf "%s%s %s", (NR > 1 ? "; " : ""), $1, substr($0, length($1) + 2)}' "$W/suite/http-runs"))."
+        echo
+        echo "Idle thread: the plain binary run again with \`scripts/idle-thread.c\` preloaded (\`LD_PRELOAD\`), which starts one thread that only waits, before \`main\`, as the runtime starts its control thread: a single-threaded program's allocator (glibc's) leaves its single-thread fast path once any thread exists. The last table splits each entry ratio into that and the rest (the sites). http-service is multi-threaded anyway (no row)."
         echo
         echo "Build: wall seconds of one clean build per variant (median of ${BENCH_SUITE_BUILD_REPS:-1}; empty CARGO_TARGET_DIR, dependencies included), \`cargo build --release\` vs \`cargo lprobe build --release [--lines all]\`, with the machine-wide runtime cache warm (one throwaway instrumented build first) and the benchmark's repair cache warm (a throwaway instrumented build of each density in another target dir just before): as on a machine where the workspace was built with lprobe before. Fixtures: the binary; corpus crates: the lib (\`--lib --locked --offline\`, plain profile without line tables, as \`build\` measures them), the example then built untimed in the same directory. Wall times on this shared machine move by ±20%. Binary: stripped size of the measured binary. Output: stdout (the checksum; http-service: md5 of the responses to /orders/1 … /orders/50) of each build equal to plain's."
         echo

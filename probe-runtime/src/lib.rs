@@ -348,13 +348,13 @@ impl<T: ?Sized> Opaque<T> {
 /// reference instead. The type name of a reference capture is `&T`.
 impl<T: SmallCopy + fmt::Debug> Cap for T {
     fn parts(&self) -> (Option<&dyn fmt::Debug>, &'static str) {
-        (Some(self), std::any::type_name::<T>())
+        (Some(self.shown()), std::any::type_name::<T>())
     }
 }
 
 impl<T: SmallCopy + fmt::Debug> Cap for ByCopy<T> {
     fn parts(&self) -> (Option<&dyn fmt::Debug>, &'static str) {
-        (Some(&self.0), std::any::type_name::<T>())
+        (Some(self.0.shown()), std::any::type_name::<T>())
     }
 }
 
@@ -476,20 +476,94 @@ impl Cap for RefVal<'_> {
 /// array). Each type here is one less binding pinned to the stack by a reference capture, and
 /// one less repair step: `Option<&T>` (`map.get(k)`, `iter.next()`) and raw pointers were the
 /// commonest bindings stepped down to [`ByRef`].
-pub trait SmallCopy: Copy {}
+///
+/// Its one method keeps the code a capture's type instantiates in the capturing crate small
+/// (every instrumented crate compiles it once per captured type; enough of it splits a small
+/// crate's codegen units, and so its inlining, differently from the plain build: ryu's did).
+pub trait SmallCopy: Copy {
+    /// The value as a `Debug` view, the same address as `self` (the runtime reads primitives
+    /// in place through it, by their type name). The primitives' views are made here, once,
+    /// so a capturing crate instantiates none of std's formatting for them; raw pointers are
+    /// shown by their address, formatted here too (std's `Debug` of a raw pointer is generic
+    /// over its target and, with the metadata of an unsized one, about 300 MIR statements in
+    /// each crate that captures one).
+    fn shown(&self) -> &dyn fmt::Debug
+    where
+        Self: fmt::Debug,
+    {
+        self
+    }
+}
 
+/// [`SmallCopy`] for types whose `Debug` is not generic: their views (and the vtables they
+/// point at) are compiled in this crate, never in a capturing one (`inline(never)` keeps
+/// rustc from making such a tiny function available to other crates).
 macro_rules! small_copy {
-    ($($t:ty)*) => { $(impl SmallCopy for $t {})* };
+    ($($t:ty)*) => { $(impl SmallCopy for $t {
+        #[inline(never)]
+        fn shown(&self) -> &dyn fmt::Debug {
+            self
+        }
+    })* };
 }
 small_copy!(u8 u16 u32 u64 u128 usize i8 i16 i32 i64 i128 isize f32 f64 bool char);
 small_copy!(std::cmp::Ordering std::sync::atomic::Ordering std::time::Duration);
-impl SmallCopy for () {}
+small_copy!(());
 impl<U: ?Sized> SmallCopy for &U {}
-impl<U: ?Sized> SmallCopy for *const U {}
-impl<U: ?Sized> SmallCopy for *mut U {}
-impl<U: ?Sized> SmallCopy for std::ptr::NonNull<U> {}
 impl<T: SmallCopy> SmallCopy for Option<T> {}
 impl<A: SmallCopy, B: SmallCopy> SmallCopy for (A, B) {}
+
+/// A raw pointer's `Debug` view: its address (`0x…`), the metadata of a wide pointer left
+/// out. `repr(transparent)`, so a reference to the pointer is one to its view.
+#[repr(transparent)]
+pub struct Addr<P>(P);
+
+impl<P> Addr<P> {
+    /// The view of the pointer `p` points at.
+    #[inline(always)]
+    fn of(p: &P) -> &Addr<P> {
+        // SAFETY: `Addr<P>` is `repr(transparent)` over `P`: same layout, same validity.
+        unsafe { &*(p as *const P as *const Addr<P>) }
+    }
+}
+
+/// Writes an address as std's `{:p}` does (`0x` and lowercase hex), honouring width and fill.
+#[inline(never)]
+fn write_addr(addr: usize, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    fmt::Pointer::fmt(&(addr as *const ()), f)
+}
+
+macro_rules! raw_pointers {
+    ($($p:ident $addr:ident)*) => { $(
+        impl<U: ?Sized> SmallCopy for $p<U> {
+            #[inline(always)]
+            fn shown(&self) -> &dyn fmt::Debug {
+                Addr::of(self)
+            }
+        }
+
+        impl<U: ?Sized> fmt::Debug for Addr<$p<U>> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write_addr(self.0.$addr(), f)
+            }
+        }
+    )* };
+}
+
+type ConstPtr<U> = *const U;
+type MutPtr<U> = *mut U;
+/// The address of a non-null pointer as a `usize` (as `addr` of the others).
+trait NonNullAddr {
+    fn address(self) -> usize;
+}
+impl<U: ?Sized> NonNullAddr for std::ptr::NonNull<U> {
+    #[inline(always)]
+    fn address(self) -> usize {
+        self.addr().get()
+    }
+}
+use std::ptr::NonNull;
+raw_pointers!(ConstPtr addr MutPtr addr NonNull address);
 
 /// Registers a package's site table and starts the control thread (once per process).
 /// Called from the sites crate's constructor, before `main`.
@@ -992,6 +1066,48 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn raw_pointers_show_their_address_and_primitives_read_in_place() {
+        let (n, words) = (41u64, [1u32, 2, 3]);
+        let thin: *const u64 = &n;
+        let wide: *const [u32] = &words[..];
+        let mutable = thin as *mut u64;
+        let non_null = std::ptr::NonNull::from(&words[..]);
+        let copy = ByCopy(n);
+        let vals: [Val<'_>; 5] = [&thin, &wide, &mutable, &non_null, &copy];
+        let shown: Vec<(String, &str)> = vals
+            .iter()
+            .map(|v| {
+                let (dbg, name) = v.parts();
+                (dbg.map(|d| format!("{d:?}")).unwrap_or_default(), name)
+            })
+            .collect();
+        // The address as `{:p}` writes it (a wide pointer's length left out), with the type.
+        assert_eq!(shown[0], (format!("{thin:p}"), "*const u64"));
+        assert_eq!(
+            shown[1],
+            (format!("{:p}", wide as *const u32), "*const [u32]")
+        );
+        assert_eq!(shown[2], (format!("{mutable:p}"), "*mut u64"));
+        assert_eq!(shown[3].0, format!("{:p}", words.as_ptr()));
+        assert!(shown[3].1.ends_with("NonNull<[u32]>"), "{}", shown[3].1);
+        assert!(shown[0].0.starts_with("0x"), "{}", shown[0].0);
+        // A view is the value's own address: primitives are read in place through it.
+        let (dbg, _) = vals[4].parts();
+        let dbg = dbg.expect("u64 is Debug");
+        assert_eq!(
+            dbg as *const dyn fmt::Debug as *const u64,
+            &copy.0 as *const u64
+        );
+        assert_eq!(format!("{dbg:?}"), "41");
+        // Formatting flags pass through.
+        let (dbg, _) = vals[0].parts();
+        assert_eq!(
+            format!("{:>40?}", dbg.expect("shown")),
+            format!("{:>40p}", thin)
+        );
+    }
 
     #[test]
     fn each_capture_form_shows_its_value_and_type() {
