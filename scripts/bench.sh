@@ -34,6 +34,8 @@
 #            clean build wall time, stripped binary size, stdout equal; geomean, worst, targets;
 #            and the plain binary with one idle thread preloaded (scripts/idle-thread.c, when a C
 #            compiler is there): what of the entry ratio is the runtime's thread, not its sites.
+#            BENCH_KEEP_CG=1 keeps each callgrind file ($BENCH_DIR/cg/<benchmark>-<variant>.out)
+#            for scripts/fn-diff.py (per function, plain vs instrumented).
 #            Held-out crates (HELDOUT_CRATES: crates.io crates the rewriter was never tuned on,
 #            pinned in fixtures/suite/heldout.tsv and fixtures/suite/locks/) are rows too.
 #            Not part of `all`. Knobs: BENCH_SUITE (benchmarks, default "bench-mix workload-mix
@@ -90,7 +92,7 @@ build_variant() {
 callgrind_ir() {
     local fn=$1
     shift
-    LPROBE_OUTPUT=/dev/null valgrind --tool=callgrind --callgrind-out-file=/dev/null \
+    LPROBE_OUTPUT=/dev/null valgrind --tool=callgrind --callgrind-out-file="${CG_OUT:-/dev/null}" \
         --toggle-collect="$fn" "$@" 2>&1 >/dev/null | sed -n 's/.*Collected : \([0-9]*\).*/\1/p' | tail -1
 }
 
@@ -1185,7 +1187,9 @@ suite_bench() {
         for v in plain entry all; do
             OUT[$v]=$(LPROBE_OUTPUT=/dev/null "${SB_EXE[$v]}" "${args[@]}" 2>/dev/null | md5sum | cut -d' ' -f1)
             log "suite: $name: callgrind $v"
-            IR[$v]=$(callgrind_ir "$toggle" "${SB_EXE[$v]}" "${args[@]}")
+            local keep=/dev/null
+            [[ -n ${BENCH_KEEP_CG:-} ]] && mkdir -p "$W/cg" && keep="$W/cg/$name-$v.out"
+            IR[$v]=$(CG_OUT=$keep callgrind_ir "$toggle" "${SB_EXE[$v]}" "${args[@]}")
         done
         if [[ -n $IDLE_THREAD_LIB ]]; then
             log "suite: $name: callgrind plain with an idle thread"
