@@ -516,14 +516,20 @@ impl<A: SmallCopy, B: SmallCopy> SmallCopy for (A, B) {}
 /// A raw pointer's `Debug` view: its address (`0x…`), the metadata of a wide pointer left
 /// out. `repr(transparent)`, so a reference to the pointer is one to its view.
 #[repr(transparent)]
-pub struct Addr<P>(P);
+struct Addr<P>(P);
 
-impl<P> Addr<P> {
+impl<P: RawPointer> Addr<P> {
     /// The view of the pointer `p` points at.
     #[inline(always)]
     fn of(p: &P) -> &Addr<P> {
         // SAFETY: `Addr<P>` is `repr(transparent)` over `P`: same layout, same validity.
         unsafe { &*(p as *const P as *const Addr<P>) }
+    }
+}
+
+impl<P: RawPointer> fmt::Debug for Addr<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_addr(self.0.address(), f)
     }
 }
 
@@ -533,37 +539,38 @@ fn write_addr(addr: usize, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     fmt::Pointer::fmt(&(addr as *const ()), f)
 }
 
-macro_rules! raw_pointers {
-    ($($p:ident $addr:ident)*) => { $(
-        impl<U: ?Sized> SmallCopy for $p<U> {
-            #[inline(always)]
-            fn shown(&self) -> &dyn fmt::Debug {
-                Addr::of(self)
-            }
-        }
-
-        impl<U: ?Sized> fmt::Debug for Addr<$p<U>> {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                write_addr(self.0.$addr(), f)
-            }
-        }
-    )* };
+/// The raw pointers captured by copy, shown through [`Addr`].
+trait RawPointer: SmallCopy {
+    fn address(&self) -> usize;
 }
 
-type ConstPtr<U> = *const U;
-type MutPtr<U> = *mut U;
-/// The address of a non-null pointer as a `usize` (as `addr` of the others).
-trait NonNullAddr {
-    fn address(self) -> usize;
+impl<U: ?Sized> RawPointer for *const U {
+    fn address(&self) -> usize {
+        self.addr()
+    }
 }
-impl<U: ?Sized> NonNullAddr for std::ptr::NonNull<U> {
-    #[inline(always)]
-    fn address(self) -> usize {
+
+impl<U: ?Sized> RawPointer for *mut U {
+    fn address(&self) -> usize {
+        self.addr()
+    }
+}
+
+impl<U: ?Sized> RawPointer for std::ptr::NonNull<U> {
+    fn address(&self) -> usize {
         self.addr().get()
     }
 }
-use std::ptr::NonNull;
-raw_pointers!(ConstPtr addr MutPtr addr NonNull address);
+
+macro_rules! raw_pointer_views {
+    ($($p:ty)*) => { $(impl<U: ?Sized> SmallCopy for $p {
+        #[inline(always)]
+        fn shown(&self) -> &dyn fmt::Debug {
+            Addr::of(self)
+        }
+    })* };
+}
+raw_pointer_views!(*const U *mut U std::ptr::NonNull<U>);
 
 /// Registers a package's site table and starts the control thread (once per process).
 /// Called from the sites crate's constructor, before `main`.
