@@ -285,6 +285,12 @@ pub(crate) fn thousands(n: impl std::fmt::Display) -> String {
 
 pub fn run(inv: &Invocation) -> Result<i32> {
     let t0 = Instant::now();
+    // The target's cfgs (a compiler start, ~30 ms), asked while cargo reads the metadata and
+    // the sources are parsed; a build whose copy is current does not wait for the answer.
+    let target = {
+        let triple = build_target(inv);
+        std::thread::spawn(move || cfg::Target::query(&rustc(), triple.as_deref()))
+    };
     let mut setup = Setup::load(inv)?;
     let fresh = Freshness::of(inv, &setup)?;
     // Nothing changed since the last successful build: build the copy as it is.
@@ -301,7 +307,7 @@ pub fn run(inv: &Invocation) -> Result<i32> {
     }
     let t_metadata = t0.elapsed();
     progress::stage("Rewriting", "the workspace's sources");
-    let mut found = find_sites(inv, &setup)?;
+    let mut found = find_sites(inv, &setup, target)?;
     find_bridges(&mut setup, &mut found, bridges_possible);
     found.t_metadata = t_metadata;
     let built = match build_until_it_compiles(inv, &setup, &mut found)? {
@@ -598,7 +604,11 @@ impl Caches {
     }
 }
 
-fn find_sites(inv: &Invocation, setup: &Setup) -> Result<Found> {
+fn find_sites(
+    inv: &Invocation,
+    setup: &Setup,
+    target: std::thread::JoinHandle<cfg::Target>,
+) -> Result<Found> {
     let t_find = Instant::now();
     let packages = setup.packages();
     let caches = Caches::load(inv, setup);
@@ -618,9 +628,6 @@ fn find_sites(inv: &Invocation, setup: &Setup) -> Result<Found> {
         t_parse: std::time::Duration::ZERO,
     };
     let mut parse_failures = Vec::new();
-    // The target's cfgs, asked while the sources are parsed (a compiler start, ~30 ms).
-    let target = build_target(inv);
-    let target = std::thread::spawn(move || cfg::Target::query(&rustc(), target.as_deref()));
     for (pi, pkg) in packages.iter().enumerate() {
         find_package_sites(inv, setup, pi, pkg, &mut found, &mut parse_failures)?;
     }
