@@ -981,6 +981,28 @@ fn a_package_library_holds_the_table_its_binary_uses_and_a_forbidding_one_keeps_
         let err = stderr(&out);
         assert!(out.status.success(), "{err}");
         assert_eq!(repair_rounds(&err), Some(usize::from(forbid)), "{err}");
+        // A clean build: cargo was started beside the rewrite, its manifests guessed right.
+        assert!(
+            err.contains("the first round was started beside the rewrite"),
+            "{err}"
+        );
+        let target = if forbid {
+            // In a fresh target directory the remembered repair puts the table in a sites
+            // crate from the first round: not the manifests the early round was started
+            // with, so that round is dropped and run again, and nothing is repaired.
+            let again = dir.path().join("t2");
+            let out = cargo_lprobe_in(&src, &again, &["build", "--release", "-v"]);
+            let err = stderr(&out);
+            assert!(out.status.success(), "{err}");
+            assert_eq!(repair_rounds(&err), Some(0), "{err}");
+            assert!(
+                err.contains("changed the manifests the early first round"),
+                "{err}"
+            );
+            again
+        } else {
+            target
+        };
         let copy = |p: &str| std::fs::read_to_string(target.join("lprobe/src").join(p)).expect(p);
         let (lib_copy, main_copy, manifest) =
             (copy("src/lib.rs"), copy("src/main.rs"), copy("Cargo.toml"));

@@ -306,19 +306,107 @@ pub fn run(inv: &Invocation) -> Result<i32> {
         setup.resolve = Some(resolve_graph(inv, &setup.cwd, &setup.ws));
     }
     let t_metadata = t0.elapsed();
-    progress::stage("Rewriting", "the workspace's sources");
-    let mut found = find_sites(inv, &setup, target)?;
-    find_bridges(&mut setup, &mut found, bridges_possible);
-    found.t_metadata = t_metadata;
-    let built = match build_until_it_compiles(inv, &setup, &mut found)? {
-        Built::Compiled(b) => b,
-        Built::Failed(code) => {
-            // A stale lock file may be why.
-            setup.confirm_locked()?;
-            return Ok(code);
+    std::thread::scope(|scope| {
+        let early = (!bridges_possible)
+            .then(|| EarlyRound::start(scope, inv, &setup))
+            .flatten();
+        progress::stage("Rewriting", "the workspace's sources");
+        let mut found = find_sites(inv, &setup, target)?;
+        find_bridges(&mut setup, &mut found, bridges_possible);
+        found.t_metadata = t_metadata;
+        let built = match build_until_it_compiles(inv, &setup, &mut found, early)? {
+            Built::Compiled(b) => b,
+            Built::Failed(code) => {
+                // A stale lock file may be why.
+                setup.confirm_locked()?;
+                return Ok(code);
+            }
+        };
+        finish(inv, setup, fresh, found, built, t0)
+    })
+}
+
+/// A clean build's first round, started before the rewrite (see `early`): cargo runs in a
+/// thread of its own while the sources are parsed and rewritten.
+struct EarlyRound<'scope> {
+    gate: crate::build::early::Gate,
+    round: std::thread::ScopedJoinHandle<'scope, Result<Outcome>>,
+}
+
+impl<'scope> EarlyRound<'scope> {
+    /// Writes the copy with the manifests a rewrite most often leaves (every package's table
+    /// in its own crates), shuts the gate and starts cargo. `None` (no early start) for a
+    /// build whose copy exists (its files would change twice, and crates that did not change
+    /// be rebuilt), without the compiler wrapper (which holds the compiles back), or when
+    /// anything of it fails.
+    fn start<'env>(
+        scope: &'scope std::thread::Scope<'scope, 'env>,
+        inv: &'env Invocation,
+        setup: &Setup,
+    ) -> Option<EarlyRound<'scope>> {
+        if setup.copy.exists() || !wrapper_wanted() {
+            return None;
         }
-    };
-    finish(inv, setup, fresh, found, built, t0)
+        let packages = setup.packages();
+        let runtime_dir = setup.lp.join("runtime");
+        let hot_dir = runtime_dir.join(crate::build::runtime_src::HOT_DIR);
+        let in_crate = vec![true; packages.len()];
+        let manifests =
+            manifest_overrides(&setup.ws, &packages, &in_crate, &setup.lp, &hot_dir).ok()?;
+        let gate = crate::build::early::Gate::shut(&setup.lp, manifests.clone())?;
+        let skip = [setup.ws.target_dir.clone(), setup.lp.clone()];
+        mirror(&setup.ws.root, &setup.copy, &skip, &manifests).ok()?;
+        write_runtime(&runtime_dir).ok()?;
+        let (ws, cwd, copy, lp) = (
+            setup.ws.clone(),
+            setup.cwd.clone(),
+            setup.copy.clone(),
+            setup.lp.clone(),
+        );
+        let gate_path = gate.path().to_path_buf();
+        let round = scope.spawn(move || {
+            build_round(
+                inv,
+                &ws,
+                &cwd,
+                &copy,
+                &lp,
+                Round {
+                    kind: RoundKind::Build,
+                    incremental: None,
+                    gate: Some(&gate_path),
+                },
+            )
+        });
+        Some(EarlyRound { gate, round })
+    }
+
+    /// Opens the gate once the rewrite has written the copy (`manifests`: its manifests) and
+    /// waits for the round: its outcome, or `None` when the manifests are not those it
+    /// started with (the held compiles then fail at once and the round is run again).
+    fn finish(
+        self,
+        manifests: &HashMap<PathBuf, Vec<u8>>,
+        verbose: bool,
+    ) -> Option<Result<Outcome>> {
+        let keep = self.gate.matches(manifests);
+        self.gate.open(keep);
+        let out = self
+            .round
+            .join()
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("the early build round panicked")));
+        if verbose {
+            eprintln!(
+                "{}",
+                if keep {
+                    "lprobe: the first round was started beside the rewrite"
+                } else {
+                    "lprobe: the rewrite changed the manifests the early first round started with; building again"
+                }
+            );
+        }
+        keep.then_some(out)
+    }
 }
 
 /// The user's dependency graph for this build's flags: resolved beside the rewrite, or the
@@ -498,15 +586,7 @@ fn reuse_copy(
         return Ok(None);
     }
     let t_check = t0.elapsed();
-    let out = build_round(
-        inv,
-        &setup.ws,
-        &setup.cwd,
-        &setup.copy,
-        lp,
-        RoundKind::Build,
-        None,
-    )?;
+    let out = build_round(inv, &setup.ws, &setup.cwd, &setup.copy, lp, Round::build())?;
     if !out.success {
         if inv.verbose {
             eprintln!("lprobe: building the unchanged copy failed; rewriting and repairing");
@@ -834,7 +914,12 @@ struct Compiled {
 
 /// Stages 3-4: write the copy and build it; on errors in rewritten code, take out what caused
 /// them and go again.
-fn build_until_it_compiles(inv: &Invocation, setup: &Setup, found: &mut Found) -> Result<Built> {
+fn build_until_it_compiles(
+    inv: &Invocation,
+    setup: &Setup,
+    found: &mut Found,
+    mut early: Option<EarlyRound<'_>>,
+) -> Result<Built> {
     let packages = setup.packages();
     let runtime_dir = setup.lp.join("runtime");
     let mut round = 0;
@@ -849,7 +934,7 @@ fn build_until_it_compiles(inv: &Invocation, setup: &Setup, found: &mut Found) -
         let round_start = Instant::now();
         rewrite_files(found);
         redirect_includes(&mut found.files, &setup.ws.root, &setup.lp)?;
-        write_copy(
+        let manifests = write_copy(
             &setup.ws,
             &packages,
             found,
@@ -857,15 +942,22 @@ fn build_until_it_compiles(inv: &Invocation, setup: &Setup, found: &mut Found) -
             &setup.copy,
             &runtime_dir,
         )?;
-        let out = build_round(
-            inv,
-            &setup.ws,
-            &setup.cwd,
-            &setup.copy,
-            &setup.lp,
-            kind,
-            incremental.as_deref(),
-        )?;
+        let early_out = early.take().and_then(|e| e.finish(&manifests, inv.verbose));
+        let out = match early_out {
+            Some(out) => out?,
+            None => build_round(
+                inv,
+                &setup.ws,
+                &setup.cwd,
+                &setup.copy,
+                &setup.lp,
+                Round {
+                    kind,
+                    incremental: incremental.as_deref(),
+                    gate: None,
+                },
+            )?,
+        };
         if out.success && kind == RoundKind::Check {
             // It type-checks: now the user's command, with code generation.
             checked = true;
@@ -1366,7 +1458,7 @@ fn write_copy(
     lp: &Path,
     copy: &Path,
     runtime_dir: &Path,
-) -> Result<()> {
+) -> Result<HashMap<PathBuf, Vec<u8>>> {
     let (files, bridges) = (&found.files, &found.bridges);
     let hot_dir = runtime_dir.join(crate::build::runtime_src::HOT_DIR);
     // Each package's table and cold calls: in the crates that hold them (`host_module`), or
@@ -1446,6 +1538,30 @@ fn write_copy(
             overrides.insert(PathBuf::from(&f.rel), text.into_bytes());
         }
     }
+    let in_crate: Vec<bool> = hosts.iter().map(Option::is_some).collect();
+    let manifests = manifest_overrides(ws, packages, &in_crate, lp, &hot_dir)?;
+    overrides.extend(manifests.iter().map(|(k, v)| (k.clone(), v.clone())));
+    mirror(
+        &ws.root,
+        copy,
+        &[ws.target_dir.clone(), lp.to_path_buf()],
+        &overrides,
+    )?;
+    write_runtime(runtime_dir)?;
+    Ok(manifests)
+}
+
+/// The copy's manifests (relative path to text): every member's (paths, and the crate its
+/// generated code names: the runtime's hot path when its crates hold its table, `in_crate`,
+/// else its sites crate), and the root's.
+fn manifest_overrides(
+    ws: &Workspace,
+    packages: &[&Package],
+    in_crate: &[bool],
+    lp: &Path,
+    hot_dir: &Path,
+) -> Result<HashMap<PathBuf, Vec<u8>>> {
+    let mut overrides = HashMap::new();
     // Manifests: every member's (paths), and the root's.
     let mut manifests: Vec<(PathBuf, Option<usize>)> = ws
         .members
@@ -1465,17 +1581,20 @@ fn write_copy(
         let dir = m.parent().unwrap_or(&ws.root);
         // The crate the package's generated code names: its sites crate, or the runtime's
         // hot path when its crates hold the table.
-        let dep = pi.map(|pi| match hosts[pi] {
-            Some(_) => crate::build::manifest::Dep {
-                name: rewrite::RUNTIME_DEP,
-                package: crate::build::runtime_src::HOT_PACKAGE.to_owned(),
-                path: hot_dir.clone(),
-            },
-            None => crate::build::manifest::Dep {
-                name: rewrite::SITES_CRATE,
-                package: sites_crate::package_name(&packages[pi].name),
-                path: lp.join("sites").join(&packages[pi].name),
-            },
+        let dep = pi.map(|pi| {
+            if in_crate.get(pi).copied().unwrap_or(false) {
+                crate::build::manifest::Dep {
+                    name: rewrite::RUNTIME_DEP,
+                    package: crate::build::runtime_src::HOT_PACKAGE.to_owned(),
+                    path: hot_dir.to_path_buf(),
+                }
+            } else {
+                crate::build::manifest::Dep {
+                    name: rewrite::SITES_CRATE,
+                    package: sites_crate::package_name(&packages[pi].name),
+                    path: lp.join("sites").join(&packages[pi].name),
+                }
+            }
         });
         let edited = crate::build::manifest::edit(
             &text,
@@ -1488,14 +1607,12 @@ fn write_copy(
             overrides.insert(rel.to_path_buf(), edited.into_bytes());
         }
     }
-    mirror(
-        &ws.root,
-        copy,
-        &[ws.target_dir.clone(), lp.to_path_buf()],
-        &overrides,
-    )?;
+    Ok(overrides)
+}
 
-    // The runtime.
+/// The runtime's sources, and its hot path's, in `runtime_dir`.
+fn write_runtime(runtime_dir: &Path) -> Result<()> {
+    let hot_dir = runtime_dir.join(crate::build::runtime_src::HOT_DIR);
     for (name, content) in crate::build::runtime_src::FILES {
         write_if_changed(&runtime_dir.join("src").join(name), content.as_bytes())?;
     }
@@ -2241,6 +2358,11 @@ fn check_args(inv: &Invocation) -> Option<Vec<String>> {
 }
 
 /// The cargo command for `sub`, run in the copy.
+/// Whether cargo runs lprobe as its compiler wrapper (`LPROBE_CACHE_DIR=off`: not).
+fn wrapper_wanted() -> bool {
+    std::env::var_os("LPROBE_CACHE_DIR").is_none_or(|d| d != "off")
+}
+
 fn cargo_command(
     inv: &Invocation,
     ws: &Workspace,
@@ -2275,7 +2397,7 @@ fn cargo_command(
     // runtime_cache), and keeps the target probe's command line the same in every workspace
     // (see compiler_info); as a rustflag when there is no wrapper.
     let remap = format!("{}={}", copy.display(), ws.root.display());
-    let wrapper = if std::env::var_os("LPROBE_CACHE_DIR").is_none_or(|d| d != "off") {
+    let wrapper = if wrapper_wanted() {
         crate::build::runtime_cache::wrapper_env(&lp.join("runtime-cache.log"), &remap)
     } else {
         Vec::new()
@@ -2327,17 +2449,40 @@ fn cargo_command(
     cmd
 }
 
+/// What kind of round [`build_round`] runs, and how.
+struct Round<'a> {
+    kind: RoundKind,
+    /// The variable that makes a check round incremental (`incremental_checks`).
+    incremental: Option<&'a str>,
+    /// An early round's gate (`early::GATE_ENV`).
+    gate: Option<&'a Path>,
+}
+
+impl Round<'_> {
+    /// A plain build round.
+    fn build() -> Round<'static> {
+        Round {
+            kind: RoundKind::Build,
+            incremental: None,
+            gate: None,
+        }
+    }
+}
+
 /// Runs one build with JSON diagnostics and collects what it said.
-/// `incremental`: the variable that makes a check round incremental (`incremental_checks`).
 fn build_round(
     inv: &Invocation,
     ws: &Workspace,
     cwd: &Path,
     copy: &Path,
     lp: &Path,
-    kind: RoundKind,
-    incremental: Option<&str>,
+    round: Round<'_>,
 ) -> Result<Outcome> {
+    let Round {
+        kind,
+        incremental,
+        gate,
+    } = round;
     let (sub, no_run) = match inv.sub {
         _ if kind == RoundKind::Check => ("check", false),
         Sub::Build | Sub::Run => ("build", false),
@@ -2352,6 +2497,9 @@ fn build_round(
     let mut cmd = cargo_command(inv, ws, cwd, copy, lp, sub, &args);
     if let Some(var) = incremental.filter(|_| kind == RoundKind::Check) {
         cmd.env(var, "true");
+    }
+    if let Some(gate) = gate {
+        cmd.env(crate::build::early::GATE_ENV, gate);
     }
     if no_run && !inv.no_run() {
         cmd.arg("--no-run");

@@ -83,6 +83,10 @@ pub fn main(args: &[String]) -> i32 {
     {
         note("asked", "target");
     }
+    // A crate of the copy in a round started before the rewrite was done: not before it is.
+    if let Err(code) = crate::build::early::wait() {
+        return code;
+    }
     let rest = &crate::build::compiler_info::with_remap(rest);
     let call = Call::parse(rest);
     let cache = cache_dir();
