@@ -104,7 +104,7 @@ pub fn wait() -> Result<(), i32> {
     let Some(dir) = std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from) else {
         return Ok(());
     };
-    if !dir.starts_with(lp.join("src")) && !dir.starts_with(lp.join("sites")) {
+    if !held(lp, &dir) {
         return Ok(());
     }
     if let Ok(file) = File::open(&gate) {
@@ -118,9 +118,43 @@ pub fn wait() -> Result<(), i32> {
     Ok(())
 }
 
+/// Whether a compile of the package in `manifest_dir` waits for the gate of `lp` (lprobe's
+/// target directory): a package of the copy or a sites crate. Cargo names the package by the
+/// directory it ran in, which the system resolved (a target directory reached through a
+/// symbolic link has another spelling there): both are compared resolved too, since a compile
+/// let through the gate by a spelling would build the sources before the rewrite.
+fn held(lp: &Path, manifest_dir: &Path) -> bool {
+    let resolved = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    let (lp, dir) = (resolved(lp), resolved(manifest_dir));
+    dir.starts_with(lp.join("src")) || dir.starts_with(lp.join("sites"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_copys_packages_are_held_under_any_spelling_of_the_target_directory() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let lp = dir.path().join("t/lprobe");
+        for sub in ["src/member", "sites/pkg", "runtime/hot"] {
+            std::fs::create_dir_all(lp.join(sub)).expect("mkdir");
+        }
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(dir.path().join("t"), &link).expect("symlink");
+        let via_link = link.join("lprobe");
+        for lp_spelling in [&lp, &via_link] {
+            for pkg_spelling in [&lp, &via_link] {
+                assert!(held(lp_spelling, &pkg_spelling.join("src/member")));
+                assert!(held(lp_spelling, &pkg_spelling.join("sites/pkg")));
+                assert!(!held(lp_spelling, &pkg_spelling.join("runtime/hot")));
+            }
+        }
+        assert!(!held(
+            &lp,
+            Path::new("/root/.cargo/registry/src/serde-1.0.0")
+        ));
+    }
 
     #[test]
     fn a_shut_gate_is_held_until_opened_and_an_aborted_one_says_so() {
