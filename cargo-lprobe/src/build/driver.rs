@@ -372,9 +372,8 @@ impl<'scope> EarlyRound<'scope> {
                 &copy,
                 &lp,
                 Round {
-                    kind: RoundKind::Build,
-                    incremental: None,
                     gate: Some(&gate_path),
+                    ..Round::build()
                 },
             )
         });
