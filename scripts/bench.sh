@@ -1037,20 +1037,21 @@ suite_prepare() {
     echo "$d"
 }
 
-# suite_build DIR KIND MODE TD: one clean build of a variant (plain|entry|all) into TD, emptied
-# first; prints its wall seconds. KIND bin: a fixture, its binary. KIND example: a corpus crate;
-# the crate's lib is the timed build (as in `build`), then the example is built untimed in the
-# same target dir (an example pulls the crate's dev-dependencies, which lprobe leaves alone, and
-# which would dilute the ratio). Corpus crates build --locked --offline (corpus-fetch fetched
-# every locked dependency).
+# suite_build DIR KIND MODE TD LAST: one clean build of a variant (plain|entry|all) into TD,
+# emptied first; prints its wall seconds. KIND bin: a fixture, its binary. KIND example: a corpus
+# crate; the crate's lib is the timed build (as in `build`), then, on the LAST repetition only
+# (LAST=1: the build whose binary is measured), the example is built untimed in the same target
+# dir (an example pulls the crate's dev-dependencies, which lprobe leaves alone, and which would
+# dilute the ratio; building them on every repetition tripled the suite's time). Corpus crates
+# build --locked --offline (corpus-fetch fetched every locked dependency).
 suite_build() {
-    local dir=$1 kind=$2 mode=$3 td=$4 wall cpu
+    local dir=$1 kind=$2 mode=$3 td=$4 last=$5 wall cpu
     local flags=(--locked)
     [[ $kind == example ]] && flags+=(--offline --lib)
     rm -rf "$td"
     # shellcheck disable=SC2046 # build_cmd is words on purpose
     read -r wall cpu < <(cd "$dir" && CARGO_TARGET_DIR=$td timed $(build_cmd "$mode") "${flags[@]}")
-    if [[ $kind == example ]]; then
+    if [[ $kind == example && $last == 1 ]]; then
         # shellcheck disable=SC2046
         (cd "$dir" && CARGO_TARGET_DIR=$td $(build_cmd "$mode") --locked --offline --quiet --example lprobe_suite >&2) ||
             log "suite: example build failed: $dir $mode"
@@ -1083,7 +1084,7 @@ suite_builds() {
     for r in $(seq "$reps"); do
         for v in plain entry all; do
             log "suite: $name: clean build $v #$r"
-            suite_build "$dir" "$kind" "$v" "$W/t/suite-$name-$v" >>"$W/suite/bw-$v"
+            suite_build "$dir" "$kind" "$v" "$W/t/suite-$name-$v" "$((r == reps))" >>"$W/suite/bw-$v"
         done
     done
     for v in plain entry all; do
