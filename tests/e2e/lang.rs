@@ -659,13 +659,13 @@ fn arming_a_function_built_without_sites_says_why() {
             "rebuild with --entry all or --lines naming one of its lines, or arm a caller",
         ],
     );
-    // So has an `#[inline]` one without a loop: its author asks for it to be merged into its
-    // callers, and a site would cost it its inlining near the inliner's limit.
+    // So has a small `#[inline]` one: its author asks for it to be merged into its callers,
+    // and a site would cost it its inlining near the inliner's limit.
     says(
         refused(&["fn:label_of", "--log", "x"]),
         &[
             "lang_app::label_of",
-            "an #[inline] function without a loop",
+            "an #[inline] function of at most 300 tokens",
             "callers to arm instead: fn:lang_app::serve",
             "rebuild with --entry all or --lines naming one of its lines, or arm a caller",
         ],

@@ -721,9 +721,9 @@ pub const TINY_REASON: &str = "a tiny function (no loop, at most 64 tokens, or 1
 /// driver adds its callers.
 pub const INLINE_ALWAYS_REASON: &str = "an #[inline(always)] function (its author merges it into every caller, often inside the caller's loop, where a check and its cold call cost as much as the work and keep the loop from being optimized): no sites unless built with --entry all or with one of its lines in --lines";
 
-/// Why an `#[inline]` function without a loop has no sites ([`Visitor::merged_into_callers`]);
+/// Why a small `#[inline]` function has no sites ([`Visitor::merged_into_callers`]);
 /// the driver adds its callers.
-pub const INLINE_HINT_REASON: &str = "an #[inline] function without a loop (its author asks for it to be merged into its callers; a check and its cold call take 45 to 200 of the 325 units LLVM's inliner allows such a function, so one near that limit would stop being inlined): no sites unless built with --entry all or with one of its lines in --lines";
+pub const INLINE_HINT_REASON: &str = "an #[inline] function of at most 300 tokens (its author asks for it to be merged into its callers; a check and its cold call take 45 to 200 of the 325 units LLVM's inliner allows such a function, so one near that limit would stop being inlined, a loop or not): no sites unless built with --entry all or with one of its lines in --lines";
 
 /// Why an iterator's `next` has no sites ([`Visitor::is_iterator_step`]); the driver adds the
 /// functions that make the iterator.
@@ -743,7 +743,7 @@ pub const SMALL_FN_TOKENS: usize = 64;
 /// reason. A short function that calls a free function or a macro (`fn handle(r: &Req) { work(r) }`)
 /// is where the time goes, so it keeps its guard.
 fn is_small(block: &syn::Block) -> bool {
-    body_within(block, SMALL_FN_TOKENS, Calls::Methods)
+    body_within(block, SMALL_FN_TOKENS, Calls::Methods, Loops::Refused)
 }
 
 /// Bodies of at most this many tokens, with no loop, get no sites unless `--entry all` asks
@@ -762,8 +762,13 @@ pub const TINY_FN_TOKENS: usize = 64;
 /// tokens are mostly operators and casts, each an instruction or none (ryu's `mul_shift_32`,
 /// 66 tokens, compiles to 8 instructions; `decimal_length9`'s chain of comparisons to 17).
 pub fn is_tiny(block: &syn::Block) -> bool {
-    body_within(block, TINY_FN_TOKENS, Calls::Any)
-        || body_within(block, ARITHMETIC_FN_TOKENS, Calls::Arithmetic)
+    body_within(block, TINY_FN_TOKENS, Calls::Any, Loops::Refused)
+        || body_within(
+            block,
+            ARITHMETIC_FN_TOKENS,
+            Calls::Arithmetic,
+            Loops::Refused,
+        )
 }
 
 /// The token limit of a tiny body of arithmetic alone ([`is_tiny`]).
@@ -810,6 +815,14 @@ enum Calls {
     /// As `Methods`, but of methods only std's integer and pointer arithmetic
     /// ([`is_arithmetic_method`]).
     Arithmetic,
+}
+
+/// Whether a body within [`body_within`]'s limit may hold a loop (`loop`, `while`, `for`, or a
+/// method that runs an iterator: [`LOOPING_METHODS`]).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Loops {
+    Refused,
+    Allowed,
 }
 
 /// `let [mut] NAME = NAME;` for each parameter bound by a plain name (see
@@ -904,16 +917,16 @@ fn asserts_on_types_alone(args: proc_macro2::TokenStream) -> bool {
         })
 }
 
-/// At most `limit` tokens, no loop (nor a method that runs an iterator), no `.await`, and
-/// only the calls `calls` allows.
+/// At most `limit` tokens, no `.await`, only the calls `calls` allows, and a loop (or a method
+/// that runs an iterator) only where `loops` allows one.
 ///
 /// Only tokens a release build compiles count: not a `debug_assert!` (nor its arguments), not
 /// a statement under `#[cfg(test)]` or `#[cfg(debug_assertions)]`, and of consecutive
 /// statements each under its own `#[cfg(…)]` (`#[cfg(feature = "small")] {…}
 /// #[cfg(not(feature = "small"))] {…}`: alternatives) only the largest.
-fn body_within(block: &syn::Block, limit: usize, calls: Calls) -> bool {
+fn body_within(block: &syn::Block, limit: usize, calls: Calls, loops: Loops) -> bool {
     use proc_macro2::{Delimiter, TokenTree};
-    fn scan(ts: proc_macro2::TokenStream, budget: &mut usize, calls: Calls) -> bool {
+    fn scan(ts: proc_macro2::TokenStream, budget: &mut usize, calls: Calls, loops: Loops) -> bool {
         // The tokens seen at this level: a call's path is read back from them.
         let mut seen: Vec<TokenTree> = Vec::new();
         for tt in ts {
@@ -958,18 +971,20 @@ fn body_within(block: &syn::Block, limit: usize, calls: Calls) -> bool {
                         Calls::Methods => called || turbofish || macro_call,
                         Calls::Arithmetic => called || turbofish || macro_call || other_method,
                     };
-                    if refused || !scan(g.stream(), budget, calls) {
+                    if refused || !scan(g.stream(), budget, calls, loops) {
                         return false;
                     }
                 }
+                TokenTree::Ident(i) if i == "await" => return false,
                 TokenTree::Ident(i)
-                    if i == "loop" || i == "while" || i == "for" || i == "await" =>
+                    if loops == Loops::Refused && (i == "loop" || i == "while" || i == "for") =>
                 {
                     return false
                 }
                 // `.sum()`, `.fold(..)`, `.collect()`…: a loop all the same.
                 TokenTree::Ident(i)
-                    if matches!(seen.last(), Some(TokenTree::Punct(p)) if p.as_char() == '.')
+                    if loops == Loops::Refused
+                        && matches!(seen.last(), Some(TokenTree::Punct(p)) if p.as_char() == '.')
                         && LOOPING_METHODS.contains(&i.to_string().as_str()) =>
                 {
                     return false
@@ -1007,7 +1022,7 @@ fn body_within(block: &syn::Block, limit: usize, calls: Calls) -> bool {
             syn::Stmt::Item(_) => return Some(0),
             s => quote::ToTokens::to_token_stream(s),
         };
-        scan(ts, &mut budget, calls).then(|| limit - budget)
+        scan(ts, &mut budget, calls, loops).then(|| limit - budget)
     };
     let mut total = 0usize;
     // The largest of the current run of `#[cfg(…)]` alternatives.
@@ -1671,7 +1686,9 @@ fn copied_into_callers(attrs: &[syn::Attribute], sig: &syn::Signature, block: &s
             })
         }
     });
-    plain && sig.asyncness.is_none() && body_within(block, COPIED_FN_TOKENS, Calls::Methods)
+    plain
+        && sig.asyncness.is_none()
+        && body_within(block, COPIED_FN_TOKENS, Calls::Methods, Loops::Refused)
 }
 
 /// Whether one of the function's own type parameters (or an `impl Trait` argument) is bounded
@@ -1975,15 +1992,18 @@ impl<'a> Visitor<'a> {
     /// `#[inline(always)]` one ([`INLINE_ALWAYS_REASON`]: such helpers sit in their callers'
     /// hottest loops, memchr's `find_in_chunk`, once per 32 bytes of a search: with its entry
     /// site the suite's memchr workload ran 12% more instructions, with a site at its every
-    /// line 84% more), and an `#[inline]` one without a loop (nor an iterator-running method
-    /// or an `.await`) of at most
-    /// [`LARGE_FN_TOKENS`] tokens, constant `match` arms counted one each ([`table_arm_tokens`])
-    /// ([`INLINE_HINT_REASON`]: LLVM XRay's rule, no sled in a
-    /// function without a loop and under 200 instructions; a site's check and cold call
-    /// cost 45 to 200 of the inliner's 325 units for a hinted function, measured with
-    /// `-C remark=inline`: lz4_flex's `slice_copy` kept its caller `extend_from_slice_wild`
-    /// out of `compress_internal`, httparse's `offsetnz` kept `match_header_value_vectored`
-    /// out of its three callers). Their callers are where to arm.
+    /// line 84% more), and an `#[inline]` one (no `.await`) of at most [`LARGE_FN_TOKENS`]
+    /// tokens, constant `match` arms counted one each ([`table_arm_tokens`])
+    /// ([`INLINE_HINT_REASON`]: a site's check and cold call cost 45 to 200 of the inliner's
+    /// 325 units for a hinted function, measured with `-C remark=inline`: lz4_flex's
+    /// `slice_copy` kept its caller `extend_from_slice_wild` out of `compress_internal`,
+    /// httparse's `offsetnz` kept `match_header_value_vectored` out of its three callers).
+    /// A loop does not change that arithmetic: lz4_flex's `count_same_bytes` (a `for` over
+    /// 8-byte chunks, 285 units plain, 435 with its site and guard) stopped being inlined
+    /// into `compress_internal`'s match loop, 1.106x the crate's instructions at entry sites
+    /// (1.016x without its site). XRay, which keeps a sled for any function with a loop,
+    /// places it after inlining, so an inlined copy has none either. Their callers are where
+    /// to arm.
     fn merged_into_callers(
         &self,
         attrs: &[syn::Attribute],
@@ -1999,10 +2019,15 @@ impl<'a> Visitor<'a> {
         match inline_argument(attrs).as_deref() {
             _ if named => None,
             Some("always") => Some(INLINE_ALWAYS_REASON),
-            // No loop, no iterator-running method, no `.await`, at most LARGE_FN_TOKENS
-            // (a table's arms counted as one token each).
+            // No `.await`, at most LARGE_FN_TOKENS (a table's arms counted as one token each);
+            // loops allowed.
             Some("")
-                if body_within(block, LARGE_FN_TOKENS + table_arm_tokens(block), Calls::Any) =>
+                if body_within(
+                    block,
+                    LARGE_FN_TOKENS + table_arm_tokens(block),
+                    Calls::Any,
+                    Loops::Allowed,
+                ) =>
             {
                 Some(INLINE_HINT_REASON)
             }
@@ -3165,24 +3190,33 @@ mod tests {
     }
 
     #[test]
-    fn an_inline_function_without_a_loop_has_no_sites_unless_its_lines_are_asked_for() {
-        // Not tiny (over 64 tokens, calls), no loop: `#[inline]` keeps its sites out; with a
-        // loop, an iterator-running method, `#[inline(never)]` or no attribute, it has them.
+    fn a_small_inline_function_has_no_sites_unless_its_lines_are_asked_for() {
+        // Not tiny (over 64 tokens, calls): `#[inline]` keeps its sites out, with a loop or an
+        // iterator-running method too; with `#[inline(never)]`, no attribute, over 300 tokens
+        // or an `.await`, it has them.
         let body = "(v: &[u8]) -> usize {\n    let a = weigh(v, 1) + weigh(v, 2) * 3 + weigh(v, 3) * 5 + weigh(v, 4) * 7;\n    let b = if a > 10 { weigh(v, a) } else { weigh(v, a + 1) + weigh(v, 2 * a) };\n    let c = if b % 2 == 0 { weigh(v, b / 2) } else { weigh(v, 3 * b + 1) };\n    a + b + c\n}\n";
         let src = format!(
             "#[inline]\nfn hinted{body}\
              #[inline(never)]\nfn never{body}\
              fn plain{body}\
              #[inline]\nfn looping(v: &[u8]) -> usize {{\n    let mut n = 0;\n    for b in v {{\n        n ^= usize::from(*b);\n    }}\n    n\n}}\n\
-             #[inline]\nfn summing(v: &[u8]) -> usize {{\n    v.iter().map(|b| usize::from(*b)).sum()\n}}\n"
+             #[inline]\nfn summing(v: &[u8]) -> usize {{\n    v.iter().map(|b| usize::from(*b)).sum()\n}}\n\
+             #[inline]\nfn long(v: &[u8]) -> usize {{\n    let mut n = 0;\n    for b in v {{\n        n ^= {};\n    }}\n    n\n}}\n\
+             #[inline]\nasync fn waiting(v: &[u8]) -> usize {{\n    ready(v).await\n}}\n",
+            ["usize::from(*b)"; 50].join(" + ")
         );
         for sel in [LineSel::None, LineSel::All] {
             let fs = sites_entry(&src, &sel, false);
             assert_eq!(
                 funcs_with_sites(&fs),
-                ["k::never", "k::plain", "k::looping", "k::summing"]
+                ["k::never", "k::plain", "k::long", "k::waiting"]
             );
-            assert_eq!(fs.contexts[0].skipped.as_deref(), Some(INLINE_HINT_REASON));
+            for hinted in [0, 3, 4] {
+                assert_eq!(
+                    fs.contexts[hinted].skipped.as_deref(),
+                    Some(INLINE_HINT_REASON)
+                );
+            }
         }
         // A line of it named by a range, or `--entry all`: sites again.
         let fs = sites_entry(&src, &LineSel::Some([3].into()), false);
@@ -3213,7 +3247,8 @@ mod tests {
 
     #[test]
     fn an_inline_always_function_has_no_sites_unless_its_lines_are_asked_for() {
-        // A loop, so not tiny: only `#[inline(always)]` keeps its sites out.
+        // A loop, so not tiny: `#[inline(always)]` keeps its sites out (and `#[inline]` at this
+        // size, for its own reason).
         let src = "#[inline(always)]\nfn chunk(v: &[u8]) -> usize {\n    let mut n = 0;\n    for b in v {\n        n += usize::from(*b);\n    }\n    n\n}\n\
                    #[inline]\nfn hinted(v: &[u8]) -> usize {\n    let mut n = 0;\n    for b in v {\n        n ^= usize::from(*b);\n    }\n    n\n}\n\
                    pub fn search(v: &[u8]) -> usize {\n    let mut t = 0;\n    for w in v.chunks(4) {\n        t += chunk(w) + hinted(w);\n    }\n    t\n}\n";
@@ -3226,11 +3261,12 @@ mod tests {
         };
         for sel in [LineSel::None, LineSel::All] {
             let fs = find_sites_with(src, &file, "k", &sel, &opts);
-            assert_eq!(funcs_with_sites(&fs), ["k::hinted", "k::search"]);
+            assert_eq!(funcs_with_sites(&fs), ["k::search"]);
             assert_eq!(
                 fs.contexts[0].skipped.as_deref(),
                 Some(INLINE_ALWAYS_REASON)
             );
+            assert_eq!(fs.contexts[1].skipped.as_deref(), Some(INLINE_HINT_REASON));
         }
         // A line of it named by a range, or `--entry all`: sites again.
         let fs = find_sites_with(src, &file, "k", &LineSel::Some([5].into()), &opts);
