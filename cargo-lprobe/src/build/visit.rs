@@ -996,7 +996,8 @@ fn body_within(block: &syn::Block, limit: usize, calls: Calls, loops: Loops) -> 
         true
     }
     // The tokens one statement costs (without its attributes), or `None` if it disqualifies
-    // the body (a loop, a call when `calls` is off, or more than `limit`).
+    // the body (a loop where `loops` refuses one, a call `calls` refuses, an `.await`, or
+    // more than `limit`).
     let cost = |s: &syn::Stmt| -> Option<usize> {
         let mut budget = limit;
         let ts = match s {
@@ -3191,6 +3192,8 @@ mod tests {
 
     #[test]
     fn a_small_inline_function_has_no_sites_unless_its_lines_are_asked_for() {
+        // The reason names the limit the rule applies.
+        assert!(INLINE_HINT_REASON.contains(&format!("at most {LARGE_FN_TOKENS} tokens")));
         // Not tiny (over 64 tokens, calls): `#[inline]` keeps its sites out, with a loop or an
         // iterator-running method too; with `#[inline(never)]`, no attribute, over 300 tokens
         // or an `.await`, it has them.
