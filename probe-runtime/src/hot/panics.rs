@@ -252,6 +252,41 @@ mod tests {
     /// One test: both change the process-wide hook.
     #[test]
     fn the_hook_is_rewrapped_after_the_program_replaces_it_and_runtime_loops_restart() {
+        in_a_process_of_its_own(
+            "the_hook_is_rewrapped_after_the_program_replaces_it_and_runtime_loops_restart",
+            hook_replacements,
+        );
+    }
+
+    /// Runs `body` in a child process of this test binary that runs this test alone: the
+    /// panic hook is process-wide, and the other tests of this binary (running in parallel)
+    /// take it, check it and panic under it, which this module's test cannot tell from a
+    /// program's doing.
+    fn in_a_process_of_its_own(test: &str, body: fn()) {
+        const ALONE: &str = "LPROBE_RUNTIME_TEST_ALONE";
+        if std::env::var_os(ALONE).is_some() {
+            body();
+            return;
+        }
+        let module = module_path!();
+        let path = module.split_once("::").map_or(module, |(_, rest)| rest);
+        let test = format!("{path}::{test}");
+        let exe = std::env::current_exe().expect("the test binary's path");
+        let out = std::process::Command::new(exe)
+            .args([test.as_str(), "--exact", "--test-threads=1"])
+            .env(ALONE, "1")
+            .output()
+            .expect("run the test binary again");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && stdout.contains("1 passed"),
+            "{test} alone: {}\n{stdout}\n{stderr}",
+            out.status
+        );
+    }
+
+    fn hook_replacements() {
         static PROGRAM_HOOK_SAW_OURS: AtomicBool = AtomicBool::new(false);
         let outermost = || {
             let h = std::panic::take_hook();

@@ -883,9 +883,22 @@ impl Probe {
         verify: bool,
         before: Option<crate::hot::timing::ThreadUsage>,
     ) -> u64 {
+        self.hit_took_at(start, verify, before, crate::hot::timing::now_ns)
+    }
+
+    /// [`Probe::hit_took`] with the clock passed in (`now` is read only when the hit is
+    /// measured), so that its decisions can be tested without depending on the scheduler.
+    #[inline]
+    fn hit_took_at(
+        &self,
+        start: u64,
+        verify: bool,
+        before: Option<crate::hot::timing::ThreadUsage>,
+        now: impl Fn() -> u64,
+    ) -> u64 {
         use crate::hot::timing;
         if verify {
-            let wall = timing::now_ns().saturating_sub(start);
+            let wall = now().saturating_sub(start);
             let took = timing::hit_cost(wall, before, timing::thread_usage());
             if took < SUSPECT_NS {
                 self.verify.store(false, Ordering::Relaxed);
@@ -896,7 +909,7 @@ impl Probe {
         if !measure_this_hit() {
             return self.last_hit_ns.load(Ordering::Relaxed);
         }
-        let took = timing::now_ns().saturating_sub(start);
+        let took = now().saturating_sub(start);
         if took >= SUSPECT_NS {
             self.verify.store(true, Ordering::Relaxed);
             return self.last_hit_ns.load(Ordering::Relaxed);
@@ -1411,29 +1424,34 @@ mod tests {
 
     #[test]
     fn a_long_measured_hit_is_verified_before_it_is_charged() {
-        // On a thread of its own, so that its first hit is a measured one.
+        // On a thread of its own, so that its first hit is a measured one. The clock is
+        // passed in: a preemption of the test thread cannot change what it checks.
         std::thread::spawn(|| {
             let p = probe("src/main.rs:1 --log x");
-            let now = crate::hot::timing::now_ns();
+            let now = 1_000_000_000_u64;
+            let clock = || now;
             let ms = 1_000_000;
             // A short measured hit is trusted, and stands for the next 7.
-            assert!(p.hit_took(now - 10_000, false, None) >= 10_000);
-            let trusted = p.last_hit_ns.load(Ordering::Relaxed);
+            assert_eq!(p.hit_took_at(now - 10_000, false, None, clock), 10_000);
+            assert_eq!(p.last_hit_ns.load(Ordering::Relaxed), 10_000);
             for _ in 0..7 {
-                assert_eq!(p.hit_took(now - 5 * ms, false, None), trusted);
+                assert_eq!(p.hit_took_at(now - 5 * ms, false, None, clock), 10_000);
             }
+            assert!(
+                !p.verify.load(Ordering::Relaxed),
+                "unmeasured hits raise no suspicion"
+            );
             // A measured hit of 5 ms (preempted, or really slow) is charged what the last
             // trusted one took, and the probe's next hits are verified.
-            assert_eq!(p.hit_took(now - 5 * ms, false, None), trusted);
+            assert_eq!(p.hit_took_at(now - 5 * ms, false, None, clock), 10_000);
             assert!(p.verify.load(Ordering::Relaxed));
             // A verified hit that really took 5 ms (not preempted) is charged 5 ms, and the
             // probe stays verified.
-            let now = crate::hot::timing::now_ns();
-            assert!(p.hit_took(now - 5 * ms, true, None) >= 5 * ms);
+            assert_eq!(p.hit_took_at(now - 5 * ms, true, None, clock), 5 * ms);
             assert!(p.verify.load(Ordering::Relaxed));
+            assert_eq!(p.last_hit_ns.load(Ordering::Relaxed), 5 * ms);
             // A short verified hit ends the verification.
-            let now = crate::hot::timing::now_ns();
-            assert!(p.hit_took(now, true, None) < SUSPECT_NS);
+            assert_eq!(p.hit_took_at(now - 3_000, true, None, clock), 3_000);
             assert!(!p.verify.load(Ordering::Relaxed));
         })
         .join()
