@@ -802,6 +802,58 @@ fn a_first_build_learns_every_capture_of_one_type_in_one_round() {
 }
 
 #[test]
+fn bindings_of_one_type_captured_together_are_learned_in_one_round() {
+    // Two bindings of a type that is neither a small copy nor `Debug`, bound by one pattern
+    // and captured together at every line after it, by value in one tuple (`hit_t(i, (k, a,
+    // b))`: the body declares an item, so it is written once, and `--entry all` keeps sites
+    // in so small a function). rustc names an unmet bound once per tuple and predicate, so
+    // `b` was named a round after `a`; a first build checks each capture through a call of
+    // its own (`cap_t(b)`), and the first round names both.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let blob = format!("{BLOB}\npub fn pair() -> (Blob, Blob) {{\n    (make(1), make(2))\n}}\n");
+    let main = "mod blob;\n\npub fn total(k: usize) -> usize {\n    struct Step;\n    let (a, b) = blob::pair();\n    let n = a.0.len() + k;\n    let m = b.0.len() + n;\n    let _ = Step;\n    m + k\n}\n\nfn main() {\n    println!(\"{}\", total(1));\n}\n";
+    let src = small_package(
+        dir.path(),
+        "pairs",
+        &[("src/blob.rs", blob.as_str()), ("src/main.rs", main)],
+    );
+    let log = dir.path().join("repairs.jsonl");
+    let out = cargo_lprobe_in_env(
+        &src,
+        &dir.path().join("t"),
+        &[
+            "build",
+            "--release",
+            "--lines",
+            "all",
+            "--entry",
+            "all",
+            "-v",
+        ],
+        &[("LPROBE_REPAIR_LOG", log.to_str().expect("utf-8 path"))],
+    );
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    let text = std::fs::read_to_string(&log).expect("repair log");
+    assert_eq!(repair_rounds(&err), Some(1), "{err}\n{text}");
+    // The round named both, each where it is captured.
+    let named = |name: &str| {
+        text.lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("a JSON line"))
+            .any(|e| {
+                e["at"]
+                    .as_str()
+                    .is_some_and(|at| at.contains(&format!("cap_t(⟦{name})")))
+            })
+    };
+    assert!(named("a") && named("b"), "{text}");
+    assert_eq!(
+        dormant_stdout(&dir.path().join("t/lprobe/release/pairs")),
+        "8\n"
+    );
+}
+
+#[test]
 fn committed_repair_outcomes_spare_a_fresh_machine_the_repair_rounds() {
     // Three copies of one workspace at different paths: each has its own machine-wide repair
     // cache entry (keyed by the workspace's path) and its own target directory, like fresh

@@ -377,9 +377,9 @@ fn demote(
 }
 
 /// A capture of a checked list (`rewrite::CaptureList::Checked`): the function it goes through
-/// (`cap`, `cap_ref`) and the capture inside; a plain capture as it is.
+/// (`cap`, `cap_ref`, `cap_t`) and the capture inside; a plain capture as it is.
 fn checked_capture(t: &str) -> (Option<&str>, &str) {
-    for f in ["cap_ref", "cap"] {
+    for f in ["cap_ref", "cap_t", "cap"] {
         for home in crate::build::rewrite::CALL_HOMES {
             let call = format!("{home}::{f}(");
             if let Some(inner) = t.strip_prefix(&call).and_then(|r| r.strip_suffix(')')) {
@@ -724,16 +724,21 @@ mod tests {
         let mut ex = Exclusions::default();
         let action = judge(&unmet_at_s(not_copy, &rw, 2), &fs, &rw, &mut ex);
         assert_eq!(action, s_to_opaque(2));
-        // Written once: a line's captures are the cold call's own arguments (each reported on
-        // its own without a `cap`), a small copy with `Debug`: then a reference, or the name.
+        // Written once: a line's captures are a tuple, each through `cap_t`, a small copy
+        // with `Debug`: then a reference, or the name.
         let src = "fn f<T: Tr>(s: T) {\n    let t = 1;\n    let u = 2;\n    struct G;\n}\n";
-        let (fs, rw) = checked(src, "::lprobe_sites::hit_t(2, (s, t,))");
+        let (fs, rw) = checked(
+            src,
+            "::lprobe_sites::hit_t(2, (::lprobe_sites::cap_t(s), ::lprobe_sites::cap_t(t),))",
+        );
         let mut ex = Exclusions::default();
         judge(&unmet_at_s(not_copy, &rw, 2), &fs, &rw, &mut ex);
         assert_eq!(ex.form(&fs, 2, "s"), Form::Ref);
         let rw = again_listed(src, &fs, &ex, CaptureList::Checked);
         assert!(
-            rw.text.contains("::lprobe_sites::hit_t(2, (&s, t,))"),
+            rw.text.contains(
+                "::lprobe_sites::hit_t(2, (::lprobe_sites::cap_t(&s), ::lprobe_sites::cap_t(t),))"
+            ),
             "{}",
             rw.text
         );
@@ -742,7 +747,7 @@ mod tests {
         let rw = again_listed(src, &fs, &ex, CaptureList::Checked);
         assert!(
             rw.text
-                .contains("::lprobe_sites::hit_t(2, (::lprobe_sites::Opaque::of(&s), t,))"),
+                .contains("::lprobe_sites::hit_t(2, (::lprobe_sites::Opaque::of(&s), ::lprobe_sites::cap_t(t),))"),
             "{}",
             rw.text
         );

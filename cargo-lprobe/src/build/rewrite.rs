@@ -288,10 +288,11 @@ pub enum Host {
 pub enum CaptureList {
     /// Plain expressions in an array (`&[&(a,).0, &&b]`): the least work for the compiler.
     Plain,
-    /// Each through a call of its own (`&[cap(&(a,).0), cap(&&b)]`), for a file whose repair
-    /// outcome is not known yet: rustc reports an unmet bound once per statement and type in
-    /// a plain list (six bindings of one type without `Debug` at a site were six repair
-    /// rounds), and once per call here. The same code once inlined; about 2% more compile
+    /// Each through a call of its own (`&[cap(&(a,).0), cap(&&b)]`, `(cap_t(a), cap_t(&b))`
+    /// in a tuple), for a file whose repair outcome is not known yet: rustc reports an unmet
+    /// bound once per statement and type in a plain list (six bindings of one type without
+    /// `Debug` at a site were six repair rounds), and once per tuple and predicate in a plain
+    /// tuple (`just` at every line: a round in three), and once per call here. The same code once inlined; about 2% more compile
     /// time at every line (regex-syntax's tests), paid until the outcome is remembered.
     Checked,
 }
@@ -904,12 +905,14 @@ impl Writer<'_> {
                 Form::Ref => format!("{amp}{target}"),
                 Form::Opaque => format!("{amp}{chk}::Opaque::of({target})"),
             };
-            // A type name always compiles; a capture passed by value (an entry's argument)
-            // is already a call's own argument.
-            let checked =
-                self.list == CaptureList::Checked && form != Form::Opaque && !amp.is_empty();
+            // A type name always compiles.
+            let checked = self.list == CaptureList::Checked && form != Form::Opaque;
             if checked {
-                let f = if in_twice { "cap_ref" } else { "cap" };
+                let f = match (in_twice, amp.is_empty()) {
+                    (true, _) => "cap_ref",
+                    (false, false) => "cap",
+                    (false, true) => "cap_t",
+                };
                 code.push_str(&format!("{chk}::{f}({capture})"));
             } else {
                 code.push_str(&capture);
@@ -1160,8 +1163,8 @@ mod tests {
         let (fs, _) = go(src, &Exclusions::default());
         let checked = |ex: &Exclusions| go_again(src, &fs, ex, CaptureList::Checked);
         let rw = checked(&Exclusions::default());
-        // Written twice: the instrumented copy's captures through `cap_ref`; the entry's,
-        // arguments of its own call, as they were.
+        // Written twice: the instrumented copy's captures through `cap_ref`; the entry's, in
+        // its tuple, through `cap_t`.
         assert!(
             rw.text.contains(
                 "::lprobe_sites::hit_ref(13, &[::lprobe_sites::cap_ref(&a), ::lprobe_sites::cap_ref(&s), ::lprobe_sites::cap_ref(&b), ::lprobe_sites::cap_ref(&n)])"
@@ -1171,22 +1174,22 @@ mod tests {
         );
         assert!(rw
             .text
-            .contains("hit_first_t(10, 11, __lprobe_guard.on(), (a, s,))"));
+            .contains("hit_first_t(10, 11, __lprobe_guard.on(), (::lprobe_sites::cap_t(a), ::lprobe_sites::cap_t(s),))"));
         // The capture's range covers the call, where rustc's error points inside.
         let site = rw.placed.iter().find(|p| p.site == 3).expect("placed");
         assert_eq!(
             &rw.text[site.captures[2].1.clone()],
             "::lprobe_sites::cap_ref(&b)"
         );
-        // Written once: the captures are the cold call's own arguments, each reported on its
-        // own without a `cap`; a type name as it was.
+        // Written once: the captures are a tuple, each through `cap_t` (rustc names an unmet
+        // bound once per tuple and predicate); a type name as it was.
         let mut ex = Exclusions::default();
         ex.no_twice.insert(0);
         ex.opaque.insert(binding_of(&fs, 3, "n").expect("bound"));
         let rw = checked(&ex);
         assert!(
             rw.text
-                .contains("::lprobe_sites::hit_t(13, (a, s, b, ::lprobe_sites::Opaque::of(&n),))"),
+                .contains("::lprobe_sites::hit_t(13, (::lprobe_sites::cap_t(a), ::lprobe_sites::cap_t(s), ::lprobe_sites::cap_t(b), ::lprobe_sites::Opaque::of(&n),))"),
             "{}",
             rw.text
         );

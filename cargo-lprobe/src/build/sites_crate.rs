@@ -188,6 +188,18 @@ pub fn cap<'a, V: ::probe_runtime::Cap + 'a>(v: &'a V) -> Val<'a> {
     v
 }
 
+/// [`cap`] for a site's tuple of captures (`hit_t(i, (cap_t(a), cap_t(&b)))`): rustc reports
+/// an unmet bound once per tuple and predicate, so of two bindings of one type that is not a
+/// small copy (`let (read, write) = pipe()?`), or two references whose targets lack `Debug`
+/// for one reason (`&Option<T>`, `T: Debug`), only the first was named, and the second cost
+/// the repair loop a compile (`just` at every line: one round in three). The same value, by
+/// value: a copy stays a copy, and a type that is not one fails the bound before anything is
+/// moved.
+#[inline(always)]
+pub fn cap_t<V: ::probe_runtime::Cap>(v: V) -> V {
+    v
+}
+
 /// [`cap`] for a capture of the instrumented copy of a body written twice.
 #[inline(always)]
 pub fn cap_ref<'a, V: ::probe_runtime::CapRef + 'a>(v: &'a V) -> RefVal<'a> {
