@@ -680,6 +680,17 @@ fn repairs_that_a_compiled_library_would_pay_for_again_are_checked_not_built() {
         "{}",
         stdout(&out)
     );
+    // Once the check passed, the outcome is known: the build lists the captures plainly, as
+    // the next build would (the check rounds passed each through a call of its own).
+    let copy = std::fs::read_to_string(dir.path().join("t/lprobe/src/tests/sizes.rs"))
+        .expect("the copy of the test");
+    assert!(copy.contains("__lprobe::hit"), "{copy}");
+    assert!(
+        !["::cap(", "::cap_t(", "::cap_ref("]
+            .iter()
+            .any(|c| copy.contains(c)),
+        "{copy}"
+    );
     // The check rounds were incremental; what they kept is gone once the build succeeded
     // (cargo makes the directory itself, empty).
     let incremental = std::fs::read_dir(dir.path().join("t/lprobe/release/incremental"));
@@ -1120,7 +1131,18 @@ fn an_entry_with_many_arguments_shows_each_of_them() {
     let out = cargo_lprobe_in(&src, &target, &["build", "--release"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let copy = std::fs::read_to_string(target.join("lprobe/src/src/main.rs")).expect("copy");
-    assert!(copy.contains("(a, b, &c, d, e, f, g, "), "{copy}");
+    // (A first build: each capture of the tuple through `cap_t`, checked on its own.)
+    let by = |forms: &[&str]| {
+        forms
+            .iter()
+            .map(|f| format!("crate::__lprobe::cap_t({f})"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    assert!(
+        copy.contains(&format!("({}, ", by(&["a", "b", "&c", "d", "e", "f", "g"]))),
+        "{copy}"
+    );
     let r = start(&target.join("lprobe/release/many"), &[]);
     arm(&r, &["fn:many::book", "--snapshot", "--max-hits", "1"]);
     let snap = wait_records(&r, 1, "the entry's snapshot", |v| v["kind"] == "snapshot");
