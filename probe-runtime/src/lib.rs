@@ -20,6 +20,7 @@ pub mod hot;
 pub mod lang;
 pub mod packed;
 mod plane;
+mod small;
 
 // The modules other crates name (cargo-lprobe's skip patterns, the fuzz targets, tests).
 pub use hot::{probe, timing};

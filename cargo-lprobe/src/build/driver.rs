@@ -2404,7 +2404,15 @@ fn cargo_command(
     // (see compiler_info); as a rustflag when there is no wrapper.
     let remap = format!("{}={}", copy.display(), ws.root.display());
     let wrapper = if wrapper_wanted() {
-        crate::build::runtime_cache::wrapper_env(&lp.join("runtime-cache.log"), &remap)
+        let mut env =
+            crate::build::runtime_cache::wrapper_env(&lp.join("runtime-cache.log"), &remap);
+        if !env.is_empty() && ws.links_executables_only() {
+            env.push((
+                crate::build::runtime_cache::EXECUTABLES_ENV.to_owned(),
+                "1".to_owned(),
+            ));
+        }
+        env
     } else {
         Vec::new()
     };

@@ -28,6 +28,9 @@ pub const INNER_ENV: &str = "LPROBE_INNER_WRAPPER";
 /// When set, the wrapper appends what it did to this file ([`note`]; the driver reports the
 /// runtime's outcome with `-v`).
 pub const LOG_ENV: &str = "LPROBE_WRAPPER_LOG";
+/// Set (to `1`) by the driver when every artifact the runtime can be linked into is an
+/// executable (see [`for_executables`]).
+pub const EXECUTABLES_ENV: &str = "LPROBE_RUNTIME_EXECUTABLES";
 /// The crates the cache keeps: the runtime, and its hot path (`runtime_src::HOT_LIB`), which
 /// depends on it only.
 const CRATES: [&str; 2] = ["probe_runtime", "probe_runtime_hot"];
@@ -87,13 +90,46 @@ pub fn main(args: &[String]) -> i32 {
     if let Err(code) = crate::build::early::wait() {
         return code;
     }
-    let rest = &crate::build::compiler_info::with_remap(rest);
-    let call = Call::parse(rest);
+    let rest = crate::build::compiler_info::with_remap(rest);
+    let call = Call::parse(&rest);
+    let rest = &match call {
+        Some(_) if std::env::var_os(EXECUTABLES_ENV).is_some() => for_executables(rest),
+        _ => rest,
+    };
     let cache = cache_dir();
     match (&call, cache) {
         (Some(call), Some(dir)) => cached(rustc, rest, call, &dir),
         _ => passthrough(rustc, rest),
     }
+}
+
+/// The runtime's compile arguments for a build that links it into executables only (no
+/// `cdylib`, `dylib`, `staticlib` or proc macro in the workspace): code generated for a
+/// position-independent *executable* (`-C relocation-model=pie`), on Linux. A library
+/// compiled as position-independent code assumes any of its global functions may be replaced
+/// when it ends up in a shared object, so it calls them, and reads its statics' addresses,
+/// through the global offset table: a table entry and a dynamic relocation (8 + 24 bytes) per
+/// function called and an indirect call each time. In an executable nothing is replaced; the
+/// calls are direct. On a program that is nothing but the runtime, 25 KB less (BENCHMARKS.md,
+/// thirtieth session). Kept as they are when the user chose a relocation model, or the target
+/// is not Linux.
+fn for_executables(mut args: Vec<String>) -> Vec<String> {
+    let target = args
+        .iter()
+        .position(|a| a == "--target")
+        .and_then(|i| args.get(i + 1))
+        .map(String::as_str)
+        .or_else(|| args.iter().find_map(|a| a.strip_prefix("--target=")));
+    let linux = match target {
+        Some(t) => t.contains("-linux-"),
+        None => cfg!(target_os = "linux"),
+    };
+    let chosen = args.iter().any(|a| a.contains("relocation-model"));
+    if linux && !chosen {
+        args.push("-C".to_owned());
+        args.push("relocation-model=pie".to_owned());
+    }
+    args
 }
 
 /// `rustc -vV` for cargo, its answer kept for the runtime's cache key
@@ -454,6 +490,23 @@ fn rewrite_paths(text: &str, from: &Call, to: &Call) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_runtime_for_executables_is_compiled_as_executable_code_on_linux_only() {
+        let pie = |a: &str| {
+            let out = for_executables(args(a));
+            out.ends_with(&["-C".to_owned(), "relocation-model=pie".to_owned()])
+        };
+        let base = "--crate-name probe_runtime /a/rt/src/lib.rs -C opt-level=z --out-dir /a/deps";
+        assert_eq!(pie(base), cfg!(target_os = "linux"));
+        assert!(pie(&format!("{base} --target x86_64-unknown-linux-gnu")));
+        assert!(pie(&format!("{base} --target=aarch64-unknown-linux-musl")));
+        assert!(!pie(&format!("{base} --target x86_64-apple-darwin")));
+        assert!(!pie(&format!("{base} --target x86_64-pc-windows-msvc")));
+        // The user's choice stands.
+        let theirs = for_executables(args(&format!("{base} -C relocation-model=static")));
+        assert_eq!(theirs, args(&format!("{base} -C relocation-model=static")));
+    }
 
     fn args(s: &str) -> Vec<String> {
         s.split_whitespace().map(str::to_owned).collect()

@@ -66,6 +66,25 @@ pub struct Workspace {
 }
 
 impl Workspace {
+    /// Whether every artifact this workspace links the runtime into is an executable (the
+    /// runtime can then be compiled as executable code, `runtime_cache::for_executables`): no
+    /// member builds a `cdylib`, `dylib` or `staticlib` (a shared object, or an archive that
+    /// may become one), no member is a proc macro (a shared object that may link the members
+    /// it depends on) and the flags do not ask for `prefer-dynamic`.
+    pub fn links_executables_only(&self) -> bool {
+        let shared = self
+            .members
+            .iter()
+            .flat_map(|p| &p.targets)
+            .flat_map(|t| &t.kinds)
+            .any(|k| matches!(k.as_str(), "cdylib" | "dylib" | "staticlib" | "proc-macro"));
+        let env = |v: &str| std::env::var(v).unwrap_or_default();
+        let dynamic = [env("RUSTFLAGS"), env("CARGO_ENCODED_RUSTFLAGS")]
+            .iter()
+            .any(|f| f.contains("prefer-dynamic"));
+        !shared && !dynamic
+    }
+
     /// How dormant checks read their flags in this build ([`FlagAccess`]): directly unless a
     /// member builds a Rust `dylib` or the flags ask for `prefer-dynamic` (a `dylib`'s statics
     /// cannot be addressed relative to the instruction pointer from another object), or

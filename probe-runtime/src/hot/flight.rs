@@ -245,8 +245,7 @@ fn write_record(info: &PanicHookInfo<'_>) {
         .iter()
         .filter_map(|(s, _, _)| s.map(|s| s.path()))
         .collect();
-    known.sort_unstable();
-    known.dedup();
+    crate::small::sort_unique(&mut known);
     let bt = std::backtrace::Backtrace::force_capture();
     let text = crate::hot::stack::symbolize(&bt);
     let (frames, caught) = crate::hot::stack::panic_frames(&text, &known);

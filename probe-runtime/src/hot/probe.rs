@@ -312,8 +312,7 @@ impl Spec {
         if let Some((_, p)) = &self.actions.metric {
             names.push(p.root.as_str());
         }
-        names.sort_unstable();
-        names.dedup();
+        crate::small::sort_unique(&mut names);
         names
     }
 

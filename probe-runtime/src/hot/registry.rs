@@ -49,7 +49,7 @@ impl ArmedMap {
     /// Builds the map from `(site key, entry)` pairs, in any order (entries of one site keep
     /// their order).
     fn build(tables: &[&'static Table], mut armed: Vec<(SiteKey, Armed)>) -> ArmedMap {
-        armed.sort_by_key(|(k, _)| *k);
+        crate::small::sort_by(&mut armed, |a, b| a.0 < b.0);
         let mut map = ArmedMap::default();
         let mut it = armed.into_iter().peekable();
         while let Some(&((key, _), _)) = it.peek() {

@@ -89,8 +89,7 @@ pub fn resolve(
             .filter(|(t, path)| file_matches(file, t.dir, path))
             .map(|(_, path)| path)
             .collect();
-        found.sort_unstable();
-        found.dedup();
+        crate::small::sort_unique(&mut found);
         found
     };
     let mut files = matching(&mut sites.iter().map(|(t, _, s)| (*t, s.path())));
@@ -101,8 +100,7 @@ pub fn resolve(
         [one] => *one,
         [] => {
             let mut all: Vec<&str> = sites.iter().map(|(_, _, s)| s.path()).collect();
-            all.sort_unstable();
-            all.dedup();
+            crate::small::sort_unique(&mut all);
             let shown: Vec<&str> = all.iter().take(10).copied().collect();
             return Err(format!(
                 "no instrumented file matches '{file}' (files with sites: {}{})",

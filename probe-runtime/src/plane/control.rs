@@ -121,18 +121,20 @@ fn start_threads() {
     match bind() {
         Ok((listener, path)) => {
             let _ = SOCKET.set(path);
-            let spawned = std::thread::Builder::new()
-                .name("lprobe-socket".into())
-                .spawn(move || crate::hot::panics::supervise(|| serve(&listener)));
+            let spawned = crate::small::spawn(
+                "lprobe-socket",
+                Box::new(move || crate::hot::panics::supervise(|| serve(&listener))),
+            );
             if let Err(e) = spawned {
                 warn(&format!("cannot start the socket thread: {e}"));
             }
         }
         Err(e) => warn(&e),
     }
-    let _ = std::thread::Builder::new()
-        .name("lprobe-control".into())
-        .spawn(|| crate::hot::panics::supervise(ticker));
+    let _ = crate::small::spawn(
+        "lprobe-control",
+        Box::new(|| crate::hot::panics::supervise(ticker)),
+    );
 }
 
 fn warn(msg: &str) {
@@ -210,15 +212,16 @@ fn serve(listener: &UnixListener) {
             let _ = s.write_all(err_line("too many connections; try again").as_bytes());
             continue;
         }
-        let spawned = std::thread::Builder::new()
-            .name("lprobe-conn".into())
-            .spawn(move || {
+        let spawned = crate::small::spawn(
+            "lprobe-conn",
+            Box::new(move || {
                 crate::hot::panics::runtime_thread();
                 // A panic here must not reach a hook the program installed since.
                 crate::hot::panics::ensure();
                 let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handle(stream)));
                 ACTIVE.fetch_sub(1, Ordering::Relaxed);
-            });
+            }),
+        );
         if spawned.is_err() {
             ACTIVE.fetch_sub(1, Ordering::Relaxed);
         }
@@ -398,7 +401,7 @@ fn counts(words: &[String]) -> Result<String, String> {
         .filter(|(n, _)| *n > 0)
         .filter_map(|(n, (t, i))| Some((n, t.sites.get(*i as usize)?)))
         .collect();
-    hit.sort_by_key(|h| std::cmp::Reverse(h.0));
+    crate::small::sort_by(&mut hit, |a, b| a.0 > b.0);
     let total: u64 = hit.iter().map(|(n, _)| n).sum();
     let mut s = String::from("{\"ok\":true,\"probe\":");
     json::push_str(&mut s, &probe.id);
@@ -473,21 +476,22 @@ fn files(filter: Option<&str>) -> String {
     let mut s = format!("{{\"ok\":true,\"pid\":{},\"files\":[", std::process::id());
     let mut first = true;
     for t in tables {
-        let mut lines: std::collections::BTreeMap<&str, std::collections::BTreeMap<u32, &str>> = t
-            .files
+        // Each line once (its first site's text), by file and line.
+        let mut lines: Vec<(&str, u32, &str)> = t
+            .sites
             .iter()
-            .filter(|(p, _)| filter.is_none_or(|f| p.contains(f)))
-            .map(|(p, _)| (*p, Default::default()))
+            .filter(|site| filter.is_none_or(|f| site.path().contains(f)))
+            .map(|site| (site.path(), site.line, site.text()))
             .collect();
-        for site in t.sites.iter() {
-            if let Some(file) = lines.get_mut(site.path()) {
-                file.entry(site.line).or_insert(site.text());
-            }
-        }
+        crate::small::sort_by(&mut lines, |a, b| (a.0, a.1) < (b.0, b.1));
+        lines.dedup_by(|b, a| (a.0, a.1) == (b.0, b.1));
         for (path, hash) in t.files {
-            let Some(file) = lines.get(path) else {
+            if filter.is_some_and(|f| !path.contains(f)) {
                 continue;
-            };
+            }
+            let from = lines.partition_point(|l| l.0 < *path);
+            let to = lines.partition_point(|l| l.0 <= *path);
+            let file = lines[from..to].iter().map(|(_, line, text)| (line, text));
             if !first {
                 s.push(',');
             }
@@ -499,7 +503,7 @@ fn files(filter: Option<&str>) -> String {
             s.push_str(",\"hash\":");
             json::push_str(&mut s, hash);
             s.push_str(",\"lines\":[");
-            for (i, (line, text)) in file.iter().enumerate() {
+            for (i, (line, text)) in file.enumerate() {
                 if i > 0 {
                     s.push(',');
                 }

@@ -450,10 +450,10 @@ pub(crate) fn start() -> std::io::Result<()> {
     if !queue::install(tx, cap) {
         return Ok(());
     }
-    std::thread::Builder::new()
-        .name("lprobe-output".into())
-        .spawn(move || crate::hot::panics::supervise(|| writer(&rx)))
-        .map(|_| ())
+    crate::small::spawn(
+        "lprobe-output",
+        Box::new(move || crate::hot::panics::supervise(|| writer(&rx))),
+    )
 }
 
 /// The writer's pause when the queue is empty and probes are armed: short after a record,
