@@ -645,6 +645,39 @@ fn small_package(parent: &Path, name: &str, files: &[(&str, &str)]) -> PathBuf {
 }
 
 #[test]
+fn a_library_built_as_a_shared_object_links_the_runtime() {
+    // A workspace of executables gets the runtime compiled as an executable's code; a
+    // `cdylib` links it into a shared object, where such code cannot go (its thread-locals
+    // are addressed as an executable's: `R_X86_64_TPOFF32 ... cannot be used with -shared`).
+    let dir = tempfile::tempdir().expect("tempdir");
+    let manifest = "[package]\nname = \"plugin\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[lib]\ncrate-type = [\"cdylib\", \"rlib\"]\n\n[workspace]\n";
+    let lib = "/// Sums the first `n` odd numbers.\n#[no_mangle]\npub extern \"C\" fn plugin_sum(n: u64) -> u64 {\n    let mut total = 0;\n    for i in 0..n {\n        total += 2 * i + 1;\n    }\n    total\n}\n";
+    let main = "fn main() {\n    println!(\"{}\", plugin::plugin_sum(12));\n}\n";
+    let src = small_package(
+        dir.path(),
+        "plugin",
+        &[
+            ("Cargo.toml", manifest),
+            ("src/lib.rs", lib),
+            ("src/main.rs", main),
+        ],
+    );
+    let target = dir.path().join("t");
+    let out = cargo_lprobe_in(
+        &src,
+        &target,
+        &["build", "--release", "--entry", "all", "--lines", "all"],
+    );
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("Instrumented 1 crate: 2 sites"), "{err}");
+    let release = target.join("lprobe/release");
+    assert!(release.join("libplugin.so").is_file(), "{err}");
+    let run = Command::new(release.join("plugin")).output().expect("runs");
+    assert_eq!(stdout(&run).trim(), "144");
+}
+
+#[test]
 fn repairs_that_a_compiled_library_would_pay_for_again_are_checked_not_built() {
     // The library compiles at once; its integration test binds a type without `Debug` (a
     // first build cannot know). A second build round would compile the library again (the

@@ -72,17 +72,7 @@ impl Workspace {
     /// may become one), no member is a proc macro (a shared object that may link the members
     /// it depends on) and the flags do not ask for `prefer-dynamic`.
     pub fn links_executables_only(&self) -> bool {
-        let shared = self
-            .members
-            .iter()
-            .flat_map(|p| &p.targets)
-            .flat_map(|t| &t.kinds)
-            .any(|k| matches!(k.as_str(), "cdylib" | "dylib" | "staticlib" | "proc-macro"));
-        let env = |v: &str| std::env::var(v).unwrap_or_default();
-        let dynamic = [env("RUSTFLAGS"), env("CARGO_ENCODED_RUSTFLAGS")]
-            .iter()
-            .any(|f| f.contains("prefer-dynamic"));
-        !shared && !dynamic
+        executables_only(self.target_kinds(), &rustflags())
     }
 
     /// How dormant checks read their flags in this build ([`FlagAccess`]): directly unless a
@@ -90,15 +80,32 @@ impl Workspace {
     /// cannot be addressed relative to the instruction pointer from another object), or
     /// `LPROBE_FLAG_ACCESS=load` asks for the plain atomic load.
     pub fn flag_access(&self) -> FlagAccess {
-        let kinds = self
-            .members
+        let asked = std::env::var("LPROBE_FLAG_ACCESS").unwrap_or_default();
+        flag_access(self.target_kinds(), &rustflags(), &asked)
+    }
+
+    /// Every target kind of every member (`lib`, `bin`, `cdylib`, `proc-macro`…).
+    fn target_kinds(&self) -> impl Iterator<Item = &String> {
+        self.members
             .iter()
             .flat_map(|p| &p.targets)
-            .flat_map(|t| &t.kinds);
-        let env = |v: &str| std::env::var(v).unwrap_or_default();
-        let rustflags = [env("RUSTFLAGS"), env("CARGO_ENCODED_RUSTFLAGS")];
-        flag_access(kinds, &rustflags, &env("LPROBE_FLAG_ACCESS"))
+            .flat_map(|t| &t.kinds)
     }
+}
+
+/// `RUSTFLAGS` and `CARGO_ENCODED_RUSTFLAGS` (empty when unset).
+fn rustflags() -> [String; 2] {
+    let env = |v: &str| std::env::var(v).unwrap_or_default();
+    [env("RUSTFLAGS"), env("CARGO_ENCODED_RUSTFLAGS")]
+}
+
+/// [`Workspace::links_executables_only`] from the members' target kinds and the rustflags
+/// variables.
+fn executables_only<'k>(mut kinds: impl Iterator<Item = &'k String>, rustflags: &[String]) -> bool {
+    let shared =
+        kinds.any(|k| matches!(k.as_str(), "cdylib" | "dylib" | "staticlib" | "proc-macro"));
+    let dynamic = rustflags.iter().any(|f| f.contains("prefer-dynamic"));
+    !shared && !dynamic
 }
 
 /// [`Workspace::flag_access`] from the members' target kinds, the rustflags variables and
@@ -485,6 +492,24 @@ mod tests {
         assert_eq!(flag_access(dylib.iter(), &none, ""), FlagAccess::Load);
         let flags = ["-C prefer-dynamic".to_owned(), String::new()];
         assert_eq!(flag_access(lib.iter(), &flags, ""), FlagAccess::Load);
+    }
+
+    #[test]
+    fn only_a_workspace_of_executables_gets_a_runtime_compiled_as_executable_code() {
+        let kinds = |k: &[&str]| k.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let none = [String::new(), String::new()];
+        assert!(executables_only(
+            kinds(&["lib", "bin", "test", "example", "custom-build"]).iter(),
+            &none
+        ));
+        for shared in ["cdylib", "dylib", "staticlib", "proc-macro"] {
+            assert!(
+                !executables_only(kinds(&["lib", shared]).iter(), &none),
+                "{shared}"
+            );
+        }
+        let dynamic = ["-C prefer-dynamic".to_owned(), String::new()];
+        assert!(!executables_only(kinds(&["bin"]).iter(), &dynamic));
     }
 
     #[test]
