@@ -645,6 +645,24 @@ fn small_package(parent: &Path, name: &str, files: &[(&str, &str)]) -> PathBuf {
 }
 
 #[test]
+fn a_link_failure_is_not_said_to_be_in_the_users_code() {
+    // The linker names no line: lprobe cannot tell the program's fault from its own, and
+    // says how to tell (here it is the program's: a symbol nothing defines).
+    let dir = tempfile::tempdir().expect("tempdir");
+    let main = "extern \"C\" {\n    fn lprobe_test_nowhere(n: u32) -> u32;\n}\n\nfn main() {\n    let n = std::env::args().count() as u32;\n    println!(\"{}\", unsafe { lprobe_test_nowhere(n) });\n}\n";
+    let src = small_package(dir.path(), "unlinked", &[("src/main.rs", main)]);
+    let out = cargo_lprobe_in(&src, &dir.path().join("t"), &["build", "--release"]);
+    let err = stderr(&out);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("lprobe_test_nowhere"), "{err}");
+    assert!(
+        err.contains("names no line of code") && err.contains("without lprobe succeeds"),
+        "{err}"
+    );
+    assert!(!err.contains("in your code"), "{err}");
+}
+
+#[test]
 fn a_library_built_as_a_shared_object_links_the_runtime() {
     // A workspace of executables gets the runtime compiled as an executable's code; a
     // `cdylib` links it into a shared object, where such code cannot go (its thread-locals

@@ -1156,12 +1156,30 @@ fn give_up(out: &Outcome, progress: bool, copy: &Path) -> Result<i32> {
     if progress {
         bail!("the instrumented build still fails after {MAX_ROUNDS} repair rounds; the errors above are from the rewritten copy in {}", copy.display());
     }
-    if out.rendered_errors.is_empty() {
-        progress::message("error: cargo failed before compiling (see its message above)");
-    } else {
-        progress::message("error: the build failed; the errors above are in your code (lprobe's probes were not the cause)");
-    }
+    progress::message(failure(out));
     Ok(101)
+}
+
+/// What [`give_up`] says of a failed build that repair could not help.
+fn failure(out: &Outcome) -> &'static str {
+    if out.rendered_errors.is_empty() {
+        "error: cargo failed before compiling (see its message above)"
+    } else if out.errors.is_empty() && out.spanless {
+        "error: the build failed at a step that names no line of code (above: the linker, or the compiler about a whole crate); if the same `cargo` command without lprobe succeeds, lprobe caused it: please report it with the messages above"
+    } else {
+        "error: the build failed; the errors above are in your code (lprobe's probes were not the cause)"
+    }
+}
+
+/// Whether a compiler message names no line of code: no span, and not rustc's closing
+/// "aborting due to …" summary.
+fn names_no_line(m: &serde_json::Value) -> bool {
+    let no_span = m
+        .get("spans")
+        .and_then(|s| s.as_array())
+        .is_none_or(|s| s.is_empty());
+    let text = m.get("message").and_then(|t| t.as_str()).unwrap_or("");
+    no_span && !text.starts_with("aborting due to")
 }
 
 /// Stage 5: remember what each file needed, stamp the copy, report, hand over to cargo.
@@ -2154,6 +2172,9 @@ struct Outcome {
     stderr: Vec<String>,
     /// An error in lprobe's own generated crates (a bug in lprobe, not in the user's code).
     internal: bool,
+    /// An error that names no line of code (the linker's, or one the compiler gives about
+    /// the crate as a whole), besides the "aborting due to …" summaries.
+    spanless: bool,
     /// A crate of the copy (a member's, not its build script) compiled in this round.
     member_compiled: bool,
     /// Members whose library failed to compile in this round (`failed_libs`).
@@ -2575,6 +2596,7 @@ fn build_round(
         stdout_lines: Vec::new(),
         stderr: Vec::new(),
         internal: false,
+        spanless: false,
         member_compiled: false,
         failed_libs: Vec::new(),
     };
@@ -2602,6 +2624,7 @@ fn build_round(
                     .to_owned();
                 if level == "error" {
                     out.internal |= ours;
+                    out.spanless |= names_no_line(m);
                     out.rendered_errors.push(rendered);
                     if let Some(e) = locate(m, &copy_str, &root_str) {
                         out.errors.push(e);
@@ -2981,6 +3004,47 @@ fn print_summary(reports: &[PkgReport], notes: &[String], verbose: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failure_that_names_no_line_is_not_blamed_on_the_users_code() {
+        let json = |t: &str| serde_json::from_str::<serde_json::Value>(t).expect("json");
+        let linker = json(
+            r#"{"message":"linking with `cc` failed: exit status: 1","spans":[],"level":"error"}"#,
+        );
+        let summary =
+            json(r#"{"message":"aborting due to 1 previous error","spans":[],"level":"error"}"#);
+        let typo = json(
+            r#"{"message":"cannot find value `x` in this scope","spans":[{"file_name":"src/main.rs","line_start":2}],"level":"error"}"#,
+        );
+        assert!(names_no_line(&linker));
+        assert!(!names_no_line(&summary));
+        assert!(!names_no_line(&typo));
+        let mut out = Outcome {
+            success: false,
+            errors: Vec::new(),
+            rendered_errors: vec!["error: linking with `cc` failed".to_owned()],
+            rendered_warnings: Vec::new(),
+            stdout_lines: Vec::new(),
+            stderr: Vec::new(),
+            internal: false,
+            spanless: true,
+            member_compiled: true,
+            failed_libs: Vec::new(),
+        };
+        assert!(
+            failure(&out).contains("names no line of code"),
+            "{}",
+            failure(&out)
+        );
+        out.spanless = false;
+        assert!(failure(&out).contains("in your code"), "{}", failure(&out));
+        out.rendered_errors.clear();
+        assert!(
+            failure(&out).contains("before compiling"),
+            "{}",
+            failure(&out)
+        );
+    }
 
     #[test]
     fn the_wrapper_log_is_summed_up_per_runtime_crate() {
