@@ -318,12 +318,32 @@ pub fn recall<R, C: FnOnce(&mut Phase) -> Option<R>>(f: C) -> Option<R> {
     f(&mut p)
 }
 
-/// Runs the instrumented copy of a body written twice (see `twice!`). Out of line and cold:
-/// the dormant function keeps one check and this call, so it stays as small as it was.
-#[cold]
-#[inline(never)]
+/// [`cold`]'s closures, the instrumented copies of bodies written twice: its call is a method
+/// of theirs. rustc compiles a generic function's instances in the codegen unit of the module
+/// that defines the function, and a method's with the type it is called on: here the copy,
+/// so it is compiled in its function's unit, beside the functions it calls. As instances of a
+/// function of this module, every copy of a crate gathered in one unit of their own, which
+/// moved the rest of the crate's partition, and each function a copy called was then called
+/// from another unit (BENCHMARKS.md, thirtieth session: slab at every line 1.240 → 1.192,
+/// regex-syntax's example 170 KB smaller at every line). `again` and `recall` stay functions:
+/// the same move for them cost entry sites (slab 1.017 → 1.107).
+pub trait ColdCall<R>: FnOnce() -> R + Sized {
+    /// See [`cold`].
+    #[cold]
+    #[inline(never)]
+    fn cold_call(self) -> R {
+        self()
+    }
+}
+
+impl<R, F: FnOnce() -> R> ColdCall<R> for F {}
+
+/// Runs the instrumented copy of a body written twice (see `twice!`). Out of line and cold
+/// ([`ColdCall::cold_call`]): the dormant function keeps one check and this call, so it stays
+/// as small as it was.
+#[inline(always)]
 pub fn cold<R>(f: impl FnOnce() -> R) -> R {
-    f()
+    f.cold_call()
 }
 
 /// Adds a crate's own copy of the flags (see `crate_flags_module` in cargo-lprobe).
