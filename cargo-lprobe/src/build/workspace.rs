@@ -104,8 +104,12 @@ fn rustflags() -> [String; 2] {
 fn executables_only<'k>(mut kinds: impl Iterator<Item = &'k String>, rustflags: &[String]) -> bool {
     let shared =
         kinds.any(|k| matches!(k.as_str(), "cdylib" | "dylib" | "staticlib" | "proc-macro"));
-    let dynamic = rustflags.iter().any(|f| f.contains("prefer-dynamic"));
-    !shared && !dynamic
+    !shared && !prefers_dynamic(rustflags)
+}
+
+/// Whether the rustflags ask for std and the crates to be linked dynamically.
+fn prefers_dynamic(rustflags: &[String]) -> bool {
+    rustflags.iter().any(|f| f.contains("prefer-dynamic"))
 }
 
 /// [`Workspace::flag_access`] from the members' target kinds, the rustflags variables and
@@ -116,8 +120,7 @@ fn flag_access<'k>(
     asked: &str,
 ) -> FlagAccess {
     let dylib = kinds.any(|k| k == "dylib");
-    let dynamic = rustflags.iter().any(|f| f.contains("prefer-dynamic"));
-    if dylib || dynamic || asked == "load" {
+    if dylib || prefers_dynamic(rustflags) || asked == "load" {
         FlagAccess::Load
     } else {
         FlagAccess::Direct
