@@ -670,6 +670,18 @@ fn arming_a_function_built_without_sites_says_why() {
             "rebuild with --entry all or --lines naming one of its lines, or arm a caller",
         ],
     );
+    // So has a small function taking a reference to a value (`&mut self`): its site's cold
+    // call would take the reference, and once inlined, the caller's value could no longer
+    // live in registers.
+    says(
+        refused(&["fn:Tally::record", "--count"]),
+        &[
+            "lang_app::Tally::record",
+            "a small function taking a reference",
+            "callers to arm instead: fn:lang_app::check",
+            "rebuild with --entry all",
+        ],
+    );
     let e = refused(&["fn:batch_limit", "--count"]);
     assert!(
         e.contains("const fn") && e.contains("probe its callers"),

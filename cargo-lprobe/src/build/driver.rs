@@ -1684,6 +1684,7 @@ fn file_rows(
         }
         let why = if [
             visit::TINY_REASON,
+            visit::REF_REASON,
             visit::INLINE_ALWAYS_REASON,
             visit::INLINE_HINT_REASON,
         ]

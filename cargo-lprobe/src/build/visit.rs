@@ -729,6 +729,48 @@ pub const INLINE_HINT_REASON: &str = "an #[inline] function of at most 300 token
 /// functions that make the iterator.
 pub const ITERATOR_REASON: &str = "an iterator's next (it runs once per item inside every loop that consumes the iterator, where a check keeps the loop from being optimized): no sites unless built with --entry all or with one of its lines in --lines";
 
+/// Why a small function taking a reference has no sites by default ([`is_small_with_ref`]).
+pub const REF_REASON: &str = "a small function taking a reference (no loop, at most 128 tokens): no sites unless built with --entry all, since its site's out-of-line call would take the reference, and once the function is inlined, the caller's value it points to could no longer be kept in registers";
+
+/// Bodies of at most this many tokens, with no loop, in functions taking a reference to
+/// something that may be a caller's local ([`takes_place_ref`]), get no sites by default.
+pub const REF_FN_TOKENS: usize = 128;
+
+/// A body small enough to be inlined ([`REF_FN_TOKENS`] tokens, no loop), in a function
+/// taking a reference ([`takes_place_ref`]). An entry site's cold path passes its captures
+/// and, to time the call, the arguments out of line: the reference escapes there, and LLVM
+/// keeps any local whose address escapes in memory on every path, not only that one. Inlined
+/// into a loop over a local (`s.try_push(c)` on an `ArrayString` of the caller's), the value
+/// is then loaded and stored at each call instead of living in registers: arrayvec's suite
+/// workload, its entry sites 1.318x, 39 M of the 71 M instructions the one site of
+/// `ArrayString::try_push` (70 tokens), 27 M of them the escape alone (BENCHMARKS.md,
+/// thirty-first session).
+fn is_small_with_ref(block: &syn::Block) -> bool {
+    body_within(block, REF_FN_TOKENS, Calls::Any, Loops::Refused)
+}
+
+/// Whether a function takes a reference that may point at a caller's local: `&self`,
+/// `&mut self`, or a parameter of type `&T` / `&mut T` for a sized `T` (not `str`, a slice, a
+/// trait object or `Path`, whose targets are not values a caller keeps in registers).
+fn takes_place_ref(sig: &syn::Signature) -> bool {
+    fn sized_target(t: &syn::Type) -> bool {
+        match t {
+            syn::Type::Slice(_) | syn::Type::TraitObject(_) | syn::Type::ImplTrait(_) => false,
+            syn::Type::Path(p) => !p
+                .path
+                .segments
+                .last()
+                .is_some_and(|s| s.ident == "str" || s.ident == "Path" || s.ident == "OsStr"),
+            syn::Type::Paren(p) => sized_target(&p.elem),
+            _ => true,
+        }
+    }
+    sig.inputs.iter().any(|a| match a {
+        syn::FnArg::Receiver(r) => r.reference.is_some(),
+        syn::FnArg::Typed(t) => matches!(&*t.ty, syn::Type::Reference(r) if sized_target(&r.elem)),
+    })
+}
+
 /// Bodies of at most this many tokens can be "small" (see [`is_small`]).
 pub const SMALL_FN_TOKENS: usize = 64;
 
@@ -929,7 +971,8 @@ fn body_within(block: &syn::Block, limit: usize, calls: Calls, loops: Loops) -> 
     fn scan(ts: proc_macro2::TokenStream, budget: &mut usize, calls: Calls, loops: Loops) -> bool {
         // The tokens seen at this level: a call's path is read back from them.
         let mut seen: Vec<TokenTree> = Vec::new();
-        for tt in ts {
+        let mut ts = ts.into_iter().peekable();
+        while let Some(tt) = ts.next() {
             if *budget == 0 {
                 return false;
             }
@@ -981,10 +1024,16 @@ fn body_within(block: &syn::Block, limit: usize, calls: Calls, loops: Loops) -> 
                 {
                     return false
                 }
-                // `.sum()`, `.fold(..)`, `.collect()`…: a loop all the same.
+                // `.sum()`, `.fold(..)`, `.collect::<…>()`…: a loop all the same; not a field of
+                // that name (`self.sum += v`, `self.count`).
                 TokenTree::Ident(i)
                     if loops == Loops::Refused
                         && matches!(seen.last(), Some(TokenTree::Punct(p)) if p.as_char() == '.')
+                        && match ts.peek() {
+                            Some(TokenTree::Group(g)) => g.delimiter() == Delimiter::Parenthesis,
+                            Some(TokenTree::Punct(p)) => p.as_char() == ':',
+                            _ => false,
+                        }
                         && LOOPING_METHODS.contains(&i.to_string().as_str()) =>
                 {
                     return false
@@ -2069,8 +2118,12 @@ impl<'a> Visitor<'a> {
             Some(ITERATOR_REASON.into())
         } else if self.entry_all {
             None
+        } else if let Some(why) = self.merged_into_callers(attrs, block, span) {
+            Some(why.into())
+        } else if takes_place_ref(sig) && is_small_with_ref(block) {
+            Some(REF_REASON.into())
         } else {
-            self.merged_into_callers(attrs, block, span).map(Cow::from)
+            None
         };
         let (start, end) = (
             self.index.offset(span.start()),
@@ -3107,6 +3160,86 @@ mod tests {
         let fs = find_sites_with(src, &file, "k", &LineSel::None, &Options::new(&none, &skip));
         assert_eq!(fs.sites.len(), 5);
         assert!(fs.contexts.iter().all(|c| c.skipped.is_none()));
+    }
+
+    #[test]
+    fn a_field_named_like_a_looping_method_is_not_a_loop() {
+        let block = |b: &str| syn::parse_str::<syn::Block>(b).expect("block");
+        // Fields named `sum`, `count`, `last`: a few tokens, tiny.
+        assert!(is_tiny(&block(
+            "{ self.sum = self.sum.wrapping_add(v); self.count += 1; self.last = v; self.sum }"
+        )));
+        // The methods: each runs an iterator, a loop.
+        for b in [
+            "{ self.v.iter().sum() }",
+            "{ self.v.iter().count() }",
+            "{ self.v.iter().copied().sum::<u64>() }",
+        ] {
+            assert!(!is_tiny(&block(b)), "{b}");
+        }
+    }
+
+    #[test]
+    fn small_functions_taking_a_reference_to_a_value_get_sites_only_with_entry_all() {
+        // Each body is over the tiny limit and within the reference limit, but for `big`.
+        let body = |extra: usize| {
+            format!(
+                "{{ let a = x{}; let b = helper(a ^ (a >> 3)); if b > 7 {{ b - 1 }} else {{ b + 2 }} }}",
+                " + 1".repeat(extra)
+            )
+        };
+        let mid = body(TINY_FN_TOKENS / 2);
+        let src = format!(
+            "struct S {{ n: u64 }}\n\
+             impl S {{\n\
+             fn by_mut(&mut self, x: u64) -> u64 {mid}\n\
+             fn by_ref(&self, x: u64) -> u64 {mid}\n\
+             fn by_value(self, x: u64) -> u64 {mid}\n\
+             }}\n\
+             fn state(s: &mut u64, x: u64) -> u64 {mid}\n\
+             fn text(s: &str, x: u64) -> u64 {mid}\n\
+             fn slice(s: &[u8], x: u64) -> u64 {mid}\n\
+             fn plain(s: u64, x: u64) -> u64 {mid}\n\
+             fn big(s: &mut u64, x: u64) -> u64 {}\n\
+             fn looped(s: &mut u64, mut x: u64) -> u64 {{ while x > 9 {{ x /= 10; }} x }}\n",
+            body(REF_FN_TOKENS / 2)
+        );
+        let file = syn::parse_file(&src).expect("parses");
+        let none = HashSet::new();
+        let skip = SkipList::default();
+        let sized = Options {
+            entry_all: false,
+            ..Options::new(&none, &skip)
+        };
+        let fs = find_sites_with(&src, &file, "k", &LineSel::None, &sized);
+        let skipped: Vec<(&str, Option<&str>)> = fs
+            .contexts
+            .iter()
+            .map(|c| (c.func.as_str(), c.skipped.as_deref()))
+            .collect();
+        assert_eq!(
+            skipped,
+            [
+                ("k::S::by_mut", Some(REF_REASON)),
+                ("k::S::by_ref", Some(REF_REASON)),
+                ("k::S::by_value", None),
+                ("k::state", Some(REF_REASON)),
+                ("k::text", None),
+                ("k::slice", None),
+                ("k::plain", None),
+                ("k::big", None),
+                ("k::looped", None),
+            ]
+        );
+        // --entry all: every function has its entry site.
+        let fs = find_sites_with(
+            &src,
+            &file,
+            "k",
+            &LineSel::None,
+            &Options::new(&none, &skip),
+        );
+        assert_eq!(fs.sites.len(), 9);
     }
 
     #[test]
