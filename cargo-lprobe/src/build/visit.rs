@@ -766,7 +766,8 @@ fn takes_place_ref(sig: &syn::Signature) -> bool {
         }
     }
     sig.inputs.iter().any(|a| match a {
-        syn::FnArg::Receiver(r) => r.reference.is_some(),
+        // `&self`, `&mut self`, `self: &Self`: syn gives each its type.
+        syn::FnArg::Receiver(r) => matches!(&*r.ty, syn::Type::Reference(_)),
         syn::FnArg::Typed(t) => matches!(&*t.ty, syn::Type::Reference(r) if sized_target(&r.elem)),
     })
 }
@@ -3195,6 +3196,7 @@ mod tests {
              fn by_mut(&mut self, x: u64) -> u64 {mid}\n\
              fn by_ref(&self, x: u64) -> u64 {mid}\n\
              fn by_value(self, x: u64) -> u64 {mid}\n\
+             fn typed(self: &Self, x: u64) -> u64 {mid}\n\
              }}\n\
              fn state(s: &mut u64, x: u64) -> u64 {mid}\n\
              fn text(s: &str, x: u64) -> u64 {mid}\n\
@@ -3223,6 +3225,7 @@ mod tests {
                 ("k::S::by_mut", Some(REF_REASON)),
                 ("k::S::by_ref", Some(REF_REASON)),
                 ("k::S::by_value", None),
+                ("k::S::typed", Some(REF_REASON)),
                 ("k::state", Some(REF_REASON)),
                 ("k::text", None),
                 ("k::slice", None),
@@ -3239,7 +3242,7 @@ mod tests {
             &LineSel::None,
             &Options::new(&none, &skip),
         );
-        assert_eq!(fs.sites.len(), 9);
+        assert_eq!(fs.sites.len(), 10);
     }
 
     #[test]
