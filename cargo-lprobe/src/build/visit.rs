@@ -730,7 +730,7 @@ pub const INLINE_HINT_REASON: &str = "an #[inline] function of at most 300 token
 pub const ITERATOR_REASON: &str = "an iterator's next (it runs once per item inside every loop that consumes the iterator, where a check keeps the loop from being optimized): no sites unless built with --entry all or with one of its lines in --lines";
 
 /// Why a small function taking a reference has no sites by default ([`is_small_with_ref`]).
-pub const REF_REASON: &str = "a small function taking a reference (no loop, at most 128 tokens): no sites unless built with --entry all, since its site's out-of-line call would take the reference, and once the function is inlined, the caller's value it points to could no longer be kept in registers";
+pub const REF_REASON: &str = "a small function taking a reference (no loop, at most 128 tokens): no sites unless built with --entry all or with --lines naming one of its lines, since its site's out-of-line call would take the reference, and once the function is inlined, the caller's value it points to could no longer be kept in registers";
 
 /// Bodies of at most this many tokens, with no loop, in functions taking a reference to
 /// something that may be a caller's local ([`takes_place_ref`]), get no sites by default.
@@ -1997,6 +1997,17 @@ impl<'a> Visitor<'a> {
     /// keeping the iterator in registers, fusing the loops or vectorizing the consumer (slab's
     /// `Iter::next`: 15 M of the 32 M instructions its entry sites added to the suite's
     /// workload). The loop's own function, or whoever made the iterator, is where to arm.
+    /// Whether `--lines` names one of the lines of `span` in a set (not `all`): a function
+    /// left without sites for its size gets them then.
+    fn names_a_line(&self, span: Span) -> bool {
+        match self.lines {
+            LineSel::Some(set) => {
+                (span.start().line as u32..=span.end().line as u32).any(|l| set.contains(&l))
+            }
+            LineSel::All | LineSel::None => false,
+        }
+    }
+
     fn is_iterator_step(&self, sig: &syn::Signature, span: Span) -> bool {
         self.iterator_impl
             && self.ctx.is_none()
@@ -2061,14 +2072,8 @@ impl<'a> Visitor<'a> {
         block: &syn::Block,
         span: Span,
     ) -> Option<&'static str> {
-        let named = match self.lines {
-            LineSel::Some(set) => {
-                (span.start().line as u32..=span.end().line as u32).any(|l| set.contains(&l))
-            }
-            LineSel::All | LineSel::None => false,
-        };
         match inline_argument(attrs).as_deref() {
-            _ if named => None,
+            _ if self.names_a_line(span) => None,
             Some("always") => Some(INLINE_ALWAYS_REASON),
             // No `.await`, at most LARGE_FN_TOKENS (a table's arms counted as one token each);
             // loops allowed.
@@ -2121,7 +2126,7 @@ impl<'a> Visitor<'a> {
             None
         } else if let Some(why) = self.merged_into_callers(attrs, block, span) {
             Some(why.into())
-        } else if takes_place_ref(sig) && is_small_with_ref(block) {
+        } else if takes_place_ref(sig) && is_small_with_ref(block) && !self.names_a_line(span) {
             Some(REF_REASON.into())
         } else {
             None
@@ -3234,6 +3239,12 @@ mod tests {
                 ("k::looped", None),
             ]
         );
+        // --lines naming one of its lines (line 3: `by_mut`) gives that function its sites.
+        let line3: HashSet<u32> = [3].into_iter().collect();
+        let fs = find_sites_with(&src, &file, "k", &LineSel::Some(line3), &sized);
+        let with_sites: HashSet<&str> = fs.sites.iter().map(|s| s.func.as_str()).collect();
+        assert!(with_sites.contains("k::S::by_mut"), "{with_sites:?}");
+        assert!(!with_sites.contains("k::S::by_ref"), "{with_sites:?}");
         // --entry all: every function has its entry site.
         let fs = find_sites_with(
             &src,

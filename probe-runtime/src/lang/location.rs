@@ -170,10 +170,11 @@ fn remedy(why: &str) -> &'static str {
         "; to probe it, rebuild without --skip-accessors (and without skip-accessors = true in [package.metadata.lprobe] or [workspace.metadata.lprobe])"
     } else if why.starts_with("skipped by ") {
         "; to probe it, rebuild without that skip pattern (--skip, --skip-from, or skip / skip-from in [package.metadata.lprobe] or [workspace.metadata.lprobe])"
-    } else if why.starts_with("a tiny function") || why.starts_with("a small function taking") {
+    } else if why.starts_with("a tiny function") {
         "; to probe it, rebuild with --entry all, or arm a caller"
     } else if why.starts_with("an #[inline(always)] function")
         || why.starts_with("an #[inline] function")
+        || why.starts_with("a small function taking")
     {
         "; to probe it, rebuild with --entry all or --lines naming one of its lines, or arm a caller"
     } else if why.starts_with("an iterator's next") {
@@ -368,10 +369,11 @@ mod tests {
         // A skip pattern names itself and how to undo it.
         assert!(remedy("skipped by fn:app::peek (lprobe.skip:3)")
             .contains("rebuild without that skip pattern"));
-        // A small function taking a reference is a tiny one's case: --entry all, or a caller.
+        // A small function taking a reference: --entry all, --lines naming one of its lines,
+        // or a caller.
         assert!(
             remedy("a small function taking a reference (no loop, at most 128 tokens): …")
-                .contains("rebuild with --entry all, or arm a caller")
+                .contains("--entry all or --lines naming one of its lines, or arm a caller")
         );
         // Outside any of them: the nearest sites, as before.
         let e = resolve(&all(), "billing.rs:30").unwrap_err();
