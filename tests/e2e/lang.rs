@@ -522,6 +522,38 @@ fn small_inline_and_recursive_functions_are_timed_and_compute_the_same() {
     );
 }
 
+/// The refusal's advice works: built with `--lines` naming one of its lines, a small function
+/// taking a reference (`Tally::record(&mut self, …)`, left without sites by default) has its
+/// sites, and a count on it counts its calls (one per `check`).
+#[test]
+fn a_small_function_taking_a_reference_has_sites_when_lines_name_one_of_its_lines() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (src, target) = (dir.path().join("app"), dir.path().join("target"));
+    private_copy("lang-app", &src);
+    let line = site("record");
+    let out = cargo_lprobe_in(&src, &target, &["build", "--release", "--lines", &line]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let r = start(
+        &target.join("lprobe/release/lang-app"),
+        &[("LANG_INTERVAL_MS", "1")],
+    );
+    let entry = arm(
+        &r,
+        &["fn:lang_app::Tally::record", "--count", "--every", "1s"],
+    );
+    let at_line = arm(&r, &[&line, "--log", "scaled by {weight}"]);
+    let counted = wait_records(&r, 1, "a count", |v| {
+        v["probe"] == entry.as_str() && v["kind"] == "count"
+    });
+    assert!(
+        counted[0]["count"].as_u64().is_some_and(|c| c > 0),
+        "{}",
+        counted[0]
+    );
+    let logged = wait_records(&r, 1, "a log line", |v| v["probe"] == at_line.as_str());
+    assert_eq!(logged[0]["msg"], "scaled by 3", "{}", logged[0]);
+}
+
 /// What the fixture's `check(n)` returns.
 fn expected_check(n: u64) -> u64 {
     let depth = n % 5 + 1;
