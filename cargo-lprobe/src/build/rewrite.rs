@@ -350,6 +350,7 @@ pub fn rewrite(
     }
     pieces.extend(w.loop_heads());
     pieces.extend(w.loop_bodies());
+    pieces.extend(w.closure_bodies());
     // A function that times by calling itself again and was found to need the hint
     // (`Site::inline_hint`) is marked `#[inline]`, and so is one rustc would have copied into
     // its callers as written (`FnContext::copied`): its entry site's cold call would end that.
@@ -388,6 +389,10 @@ struct Plan {
     /// The line sites in those bodies (`__lprobe_at!{ … }`: only the instrumented copy keeps
     /// them).
     loop_sites: HashSet<usize>,
+    /// Closure bodies written twice under their function's flag (indices in
+    /// `FileSites::closure_bodies`), and the line sites in them (`__lprobe_at!{ … }`).
+    closures: Vec<usize>,
+    closure_sites: HashSet<usize>,
     /// Entry site -> the first statement's line site checked in the same call.
     merged: HashMap<usize, usize>,
     merged_lines: HashSet<usize>,
@@ -552,12 +557,51 @@ impl Plan {
             .collect();
         let merged_lines: HashSet<usize> = merged.values().copied().collect();
 
+        // A closure's line sites check their own flags at each call of it (a closure may
+        // outlive its function's call, so they cannot test the function's local): inside a
+        // comparator or predicate run in a tight loop (`binary_search_by(|&(lo, hi, _)| …)`),
+        // those checks turn the closure's branchless code into branches. A closure body
+        // without loop that holds two or more of them is written twice under its function's
+        // flag instead: `|…| { twice_loop!{ $ fn_on::<K>(); BODY } }`, each site in
+        // `__lprobe_at!` (only the instrumented copy keeps it). One check per call, and the
+        // closure still sees arming at its next call (unicode-segmentation at every line,
+        // with its four comparators written so by hand: 1.273 -> 1.234; BENCHMARKS.md).
+        let bodies = &sites.closure_bodies;
+        let mut in_closure: Vec<Vec<usize>> = vec![Vec::new(); bodies.len()];
+        for (i, s) in sites.sites.iter().enumerate() {
+            if s.kind != SiteKind::Line || !s.in_closure || !ex.keeps_site(i, s.context) {
+                continue;
+            }
+            let innermost = (0..bodies.len())
+                .filter(|&b| {
+                    bodies[b].context == s.context
+                        && (bodies[b].open..bodies[b].close).contains(&s.offset)
+                })
+                .min_by_key(|&b| bodies[b].close - bodies[b].open);
+            if let Some(b) = innermost {
+                in_closure[b].push(i);
+            }
+        }
+        let closures: Vec<usize> = (0..bodies.len())
+            .filter(|&b| {
+                bodies[b].duplicable
+                    && in_closure[b].len() >= 2
+                    && !ex.no_twice.contains(&bodies[b].context)
+            })
+            .collect();
+        let closure_sites: HashSet<usize> = closures
+            .iter()
+            .flat_map(|&b| in_closure[b].iter().copied())
+            .collect();
+
         Plan {
             local,
             reads_local,
             twice,
             loops,
             loop_sites,
+            closures,
+            closure_sites,
             merged,
             merged_lines,
         }
@@ -617,6 +661,31 @@ impl Writer<'_> {
             ] {
                 pieces.push(Piece {
                     twice_of: Some(b.context),
+                    ..Piece::text(at, code)
+                });
+            }
+        }
+        pieces
+    }
+
+    /// The closure bodies written twice: `{ twice_loop!{ $ fn_on::<K>(); BODY } }`.
+    fn closure_bodies(&self) -> Vec<Piece> {
+        let sites = self.sites;
+        let name = match self.chk.as_str() {
+            CRATE_MODULE => format!("crate::{}", crate::build::sites_crate::CRATE_TWICE_LOOP),
+            _ => format!("::{SITES_CRATE}::twice_loop"),
+        };
+        let chk = &self.chk;
+        let mut pieces = Vec::new();
+        for &b in &self.plan.closures {
+            let body = &sites.closure_bodies[b];
+            let k = self.first.func + body.context as u32;
+            for (at, code) in [
+                (body.open, format!(" {name}!{{ $ {chk}::fn_on::<{k}>(); ")),
+                (body.close, " } ".to_owned()),
+            ] {
+                pieces.push(Piece {
+                    twice_of: Some(body.context),
                     ..Piece::text(at, code)
                 });
             }
@@ -796,7 +865,13 @@ impl Writer<'_> {
                 "{at} #[allow(unreachable_code)] if __lprobe_fn && {chk}::on::<{id}>() {{ {chk}::hit{sfx}({id}, {open}"
             )
         } else {
-            format!(" #[allow(unreachable_code)] if {chk}::on::<{id}>() {{ {chk}::hit{sfx}({id}, {open}")
+            // In a closure body written twice, only the instrumented copy keeps it.
+            let at = if plan.closure_sites.contains(&i) {
+                " __lprobe_at!{"
+            } else {
+                ""
+            };
+            format!("{at} #[allow(unreachable_code)] if {chk}::on::<{id}>() {{ {chk}::hit{sfx}({id}, {open}")
         };
         let receiver = match one_call {
             Some(one) if one.self_alias => crate::build::recall::SELF_ALIAS,
@@ -822,7 +897,7 @@ impl Writer<'_> {
             } else {
                 format!("{close}) }} ")
             });
-            if in_loop_twice && uses_local {
+            if (in_loop_twice && uses_local) || plan.closure_sites.contains(&i) {
                 code.push_str("} ");
             }
         }

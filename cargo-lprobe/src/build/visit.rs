@@ -131,6 +131,21 @@ pub struct LoopBody {
     pub calls_once: bool,
 }
 
+/// A closure's block body in a function (not `async`): where the rewrite may write the body
+/// twice under its function's flag (`rewrite`'s closure bodies).
+#[derive(Clone, Debug)]
+pub struct ClosureBody {
+    /// Byte offset just inside the body's `{` (after its inner attributes).
+    pub open: usize,
+    /// Byte offset of the body's `}`.
+    pub close: usize,
+    pub context: usize,
+    /// It declares no item, invokes no macro but [`PLAIN_MACROS`], awaits nothing and has no
+    /// loop (nor an iterator-running method): each call of it is over soon, so checking the
+    /// flag once per call is as prompt as a check at each of its sites.
+    pub duplicable: bool,
+}
+
 /// A function item with a body, whether instrumented or not.
 #[derive(Clone, Debug)]
 pub struct FnContext {
@@ -241,6 +256,7 @@ pub struct FileSites {
     pub loops: Vec<LoopHead>,
     /// Every loop body of a function, outside closures (whether or not it has a head).
     pub loop_bodies: Vec<LoopBody>,
+    pub closure_bodies: Vec<ClosureBody>,
     /// Bindings whose declared type is not small and `Copy` (parameters: `&mut self`,
     /// `s: String`, `v: &mut Vec<u8>`…): captured by reference from the first build on (see
     /// `rewrite::Form`; the others start as copies and the repair loop corrects wrong guesses).
@@ -3011,6 +3027,18 @@ impl<'ast> Visit<'ast> for Visitor<'_> {
     }
 
     fn visit_expr_closure(&mut self, c: &'ast syn::ExprClosure) {
+        if let (Some((ctx, _)), syn::Expr::Block(b), None) = (&self.ctx, &*c.body, &c.asyncness) {
+            if b.label.is_none() {
+                let block = &b.block;
+                self.out.closure_bodies.push(ClosureBody {
+                    open: self.index.offset(inside_block(&b.attrs, block)),
+                    close: self.index.offset(block.brace_token.span.close().start()),
+                    context: *ctx,
+                    duplicable: duplicable(block)
+                        && body_within(block, usize::MAX, Calls::Any, Loops::Refused),
+                });
+            }
+        }
         let mut names = Vec::new();
         for p in &c.inputs {
             pat_bindings(p, &mut names);
