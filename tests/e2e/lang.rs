@@ -554,6 +554,23 @@ fn a_small_function_taking_a_reference_has_sites_when_lines_name_one_of_its_line
     assert_eq!(logged[0]["msg"], "scaled by 3", "{}", logged[0]);
 }
 
+/// A closure body written twice under its function's flag (no loop, two sites): armed while
+/// the program runs, its line logs at the closure's next call, with its values.
+#[test]
+fn a_closure_written_twice_sees_arming_at_its_next_call() {
+    let r = app(&[("LANG_INTERVAL_MS", "1")]);
+    let p = arm(&r, &[&site("closure"), "--log", "x={x}"]);
+    let recs = wait_records(&r, 3, "closure logs", |v| v["probe"] == p.as_str());
+    for rec in &recs {
+        let msg = rec["msg"].as_str().expect("msg");
+        let x: u64 = msg
+            .strip_prefix("x=")
+            .and_then(|x| x.parse().ok())
+            .unwrap_or_else(|| panic!("{msg}"));
+        assert!(x > 0, "{msg}");
+    }
+}
+
 /// What the fixture's `check(n)` returns.
 fn expected_check(n: u64) -> u64 {
     let depth = n % 5 + 1;

@@ -1564,6 +1564,53 @@ mod tests {
     }
 
     #[test]
+    fn a_closure_without_loop_and_with_two_sites_is_written_twice_under_its_function_flag() {
+        let src = "pub fn f(v: &mut [u32], t: u32) -> usize {\n    \
+                   v.sort_by(|a, b| {\n        let x = a ^ t;\n        x.cmp(&(b ^ t))\n    });\n    \
+                   v.iter().filter(|&&a| {\n        for _ in 0..a {}\n        a > t\n    }).count()\n}\n";
+        let (fs, rw) = go(src, &Exclusions::default());
+        assert_eq!(fs.closure_bodies.len(), 2);
+        // The comparator (no loop, two sites): its body in the macro, each site in
+        // `__lprobe_at!`, under the function's flag.
+        assert!(
+            rw.text.contains(
+                "v.sort_by(|a, b| { ::lprobe_sites::twice_loop!{ $ ::lprobe_sites::fn_on::<0>(); "
+            ),
+            "{}",
+            rw.text
+        );
+        let comparator = rw
+            .text
+            .split("sort_by")
+            .nth(1)
+            .and_then(|t| t.split("filter").next());
+        let comparator = comparator.expect("the comparator's text");
+        for id in [12, 13] {
+            let wrapped = format!(
+                "__lprobe_at!{{ #[allow(unreachable_code)] if ::lprobe_sites::on::<{id}>() {{ ::lprobe_sites::hit_t({id}, "
+            );
+            assert!(comparator.contains(&wrapped), "{comparator}");
+        }
+        // The predicate has a loop: its sites check their flags as before.
+        let predicate = rw
+            .text
+            .split("filter")
+            .nth(1)
+            .expect("the predicate's text");
+        assert!(!predicate.contains("twice_loop!"), "{predicate}");
+        assert!(!predicate.contains("__lprobe_at!"), "{predicate}");
+        // Repair can take the copies out (as it does a body written twice).
+        let mut ex = Exclusions::default();
+        ex.no_twice.insert(0);
+        let (_, once) = go(src, &ex);
+        assert!(
+            !once.text.contains("twice_loop!{ $ ::lprobe_sites::fn_on"),
+            "{}",
+            once.text
+        );
+    }
+
+    #[test]
     fn loop_heads_refresh_the_function_flag_only_for_line_sites() {
         let src = "fn f(n: u64) -> u64 {\n    let mut h = 0;\n    loop {\n        h = g(h);\n        if h > n { return h; }\n    }\n}\n";
         let (_, every) = go(src, &Exclusions::default());
