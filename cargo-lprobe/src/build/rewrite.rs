@@ -487,21 +487,11 @@ impl Plan {
             l != m && a.context == b.context && b.open < a.open && a.close < b.close
         };
         // Each kept line site of a loop, by its innermost loop body.
-        let mut direct: Vec<Vec<usize>> = vec![Vec::new(); bodies.len()];
-        for (i, s) in sites.sites.iter().enumerate() {
-            if !keeps_line(i, s) {
-                continue;
-            }
-            let innermost = (0..bodies.len())
-                .filter(|&l| {
-                    bodies[l].context == s.context
-                        && (bodies[l].open..bodies[l].close).contains(&s.offset)
-                })
-                .min_by_key(|&l| bodies[l].close - bodies[l].open);
-            if let Some(l) = innermost {
-                direct[l].push(i);
-            }
-        }
+        let spans: Vec<(usize, usize, usize)> = bodies
+            .iter()
+            .map(|b| (b.context, b.open, b.close))
+            .collect();
+        let direct = by_innermost(sites, &spans, |i, s| keeps_line(i, s));
         // A body with one site of its own gains nothing from a copy (its one check becomes the
         // copy's). Nor is a body copied that calls a function called from one place only
         // (`LoopBody::calls_once`): two calls would cost it the optimizer's bonus for a
@@ -567,21 +557,13 @@ impl Plan {
         // closure still sees arming at its next call (unicode-segmentation at every line,
         // with its four comparators written so by hand: 1.273 -> 1.234; BENCHMARKS.md).
         let bodies = &sites.closure_bodies;
-        let mut in_closure: Vec<Vec<usize>> = vec![Vec::new(); bodies.len()];
-        for (i, s) in sites.sites.iter().enumerate() {
-            if s.kind != SiteKind::Line || !s.in_closure || !ex.keeps_site(i, s.context) {
-                continue;
-            }
-            let innermost = (0..bodies.len())
-                .filter(|&b| {
-                    bodies[b].context == s.context
-                        && (bodies[b].open..bodies[b].close).contains(&s.offset)
-                })
-                .min_by_key(|&b| bodies[b].close - bodies[b].open);
-            if let Some(b) = innermost {
-                in_closure[b].push(i);
-            }
-        }
+        let spans: Vec<(usize, usize, usize)> = bodies
+            .iter()
+            .map(|b| (b.context, b.open, b.close))
+            .collect();
+        let in_closure = by_innermost(sites, &spans, |i, s| {
+            s.kind == SiteKind::Line && s.in_closure && ex.keeps_site(i, s.context)
+        });
         let closures: Vec<usize> = (0..bodies.len())
             .filter(|&b| {
                 bodies[b].duplicable
@@ -606,6 +588,31 @@ impl Plan {
             merged_lines,
         }
     }
+}
+
+/// The sites `wanted` picks, by the innermost of `spans` (each a body's context and byte
+/// range, `open..close`) in their function that holds them.
+fn by_innermost(
+    sites: &FileSites,
+    spans: &[(usize, usize, usize)],
+    wanted: impl Fn(usize, &crate::build::visit::Site) -> bool,
+) -> Vec<Vec<usize>> {
+    let mut by: Vec<Vec<usize>> = vec![Vec::new(); spans.len()];
+    for (i, s) in sites.sites.iter().enumerate() {
+        if !wanted(i, s) {
+            continue;
+        }
+        let innermost = (0..spans.len())
+            .filter(|&b| {
+                let (context, open, close) = spans[b];
+                context == s.context && (open..close).contains(&s.offset)
+            })
+            .min_by_key(|&b| spans[b].2 - spans[b].1);
+        if let Some(b) = innermost {
+            by[b].push(i);
+        }
+    }
+    by
 }
 
 /// The rewrite of one file: its sites, what repair took out, its ids and where its checks
