@@ -554,8 +554,8 @@ impl Plan {
         // without loop that holds two or more of them is written twice under its function's
         // flag instead: `|…| { twice_loop!{ $ fn_on::<K>(); BODY } }`, each site in
         // `__lprobe_at!` (only the instrumented copy keeps it). One check per call, and the
-        // closure still sees arming at its next call (unicode-segmentation at every line,
-        // with its four comparators written so by hand: 1.273 -> 1.234; BENCHMARKS.md).
+        // closure still sees arming at its next call (unicode-segmentation at every line
+        // 1.281 -> 1.242; BENCHMARKS.md).
         let bodies = &sites.closure_bodies;
         let spans: Vec<(usize, usize, usize)> = bodies
             .iter()
@@ -652,50 +652,51 @@ impl Writer<'_> {
 
     /// The text that writes loop bodies twice (`Plan::loops`): each opens after its head's
     /// re-read (pushed after `loop_heads`, so first at one offset) and closes before its `}`.
-    fn loop_bodies(&self) -> Vec<Piece> {
-        let sites = self.sites;
-        let outer = match self.chk.as_str() {
+    /// The sites crate's `twice_loop!` as this file names it.
+    fn twice_loop_macro(&self) -> String {
+        match self.chk.as_str() {
             CRATE_MODULE => format!("crate::{}", crate::build::sites_crate::CRATE_TWICE_LOOP),
             _ => format!("::{SITES_CRATE}::twice_loop"),
-        };
+        }
+    }
+
+    /// A body (`open..close`) of `context` written twice: `{ MACRO!{ $ FLAG; BODY } }`, its
+    /// pieces marked as the function's copies (repair's `no_twice` takes them out).
+    fn twice_pieces(open: usize, close: usize, context: usize, head: String) -> [Piece; 2] {
+        [(open, head), (close, " } ".to_owned())].map(|(at, code)| Piece {
+            twice_of: Some(context),
+            ..Piece::text(at, code)
+        })
+    }
+
+    fn loop_bodies(&self) -> Vec<Piece> {
+        let sites = self.sites;
+        let outer = self.twice_loop_macro();
         let mut pieces = Vec::new();
         for &(l, nested) in &self.plan.loops {
             let b = &sites.loop_bodies[l];
             let name = if nested { "__lprobe_loop" } else { &outer };
-            for (at, code) in [
-                (b.open, format!(" {name}!{{ $ __lprobe_fn; ")),
-                (b.close, " } ".to_owned()),
-            ] {
-                pieces.push(Piece {
-                    twice_of: Some(b.context),
-                    ..Piece::text(at, code)
-                });
-            }
+            let head = format!(" {name}!{{ $ __lprobe_fn; ");
+            pieces.extend(Self::twice_pieces(b.open, b.close, b.context, head));
         }
         pieces
     }
 
     /// The closure bodies written twice: `{ twice_loop!{ $ fn_on::<K>(); BODY } }`.
     fn closure_bodies(&self) -> Vec<Piece> {
-        let sites = self.sites;
-        let name = match self.chk.as_str() {
-            CRATE_MODULE => format!("crate::{}", crate::build::sites_crate::CRATE_TWICE_LOOP),
-            _ => format!("::{SITES_CRATE}::twice_loop"),
-        };
-        let chk = &self.chk;
+        let (sites, chk) = (self.sites, &self.chk);
+        let name = self.twice_loop_macro();
         let mut pieces = Vec::new();
         for &b in &self.plan.closures {
             let body = &sites.closure_bodies[b];
             let k = self.first.func + body.context as u32;
-            for (at, code) in [
-                (body.open, format!(" {name}!{{ $ {chk}::fn_on::<{k}>(); ")),
-                (body.close, " } ".to_owned()),
-            ] {
-                pieces.push(Piece {
-                    twice_of: Some(body.context),
-                    ..Piece::text(at, code)
-                });
-            }
+            let head = format!(" {name}!{{ $ {chk}::fn_on::<{k}>(); ");
+            pieces.extend(Self::twice_pieces(
+                body.open,
+                body.close,
+                body.context,
+                head,
+            ));
         }
         pieces
     }
