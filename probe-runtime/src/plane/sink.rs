@@ -126,30 +126,52 @@ pub(crate) fn subscribe(s: Subscriber) {
 /// once the records it queued before are written. Runs on the control thread, every tick:
 /// a client that leaves before its probe writes anything must not keep a descriptor open.
 pub(crate) fn prune(live: &dyn Fn(&str) -> bool) {
-    let mut subs = SUBSCRIBERS.lock().unwrap_or_else(|e| e.into_inner());
-    let before = subs.len();
-    subs.retain_mut(|s| {
-        if peer_closed(&s.stream) {
-            return false;
+    let subs = SUBSCRIBERS.lock().unwrap_or_else(|e| e.into_inner());
+    remove_unkept(
+        subs,
+        |s| {
+            if peer_closed(&s.stream) {
+                return false;
+            }
+            let Some(p) = &s.probe else {
+                return true;
+            };
+            if live(p) {
+                return true;
+            }
+            // Read after the probe was seen dead: what is pending now includes every record it
+            // made, so they are all written once `WRITTEN` reaches this (or nothing is pending).
+            let pending = queue::pending();
+            let written = WRITTEN.load(Ordering::Relaxed);
+            let at = *s.ended_at.get_or_insert(written + pending as u64);
+            pending != 0 && written < at
+        },
+        release,
+    );
+}
+
+/// Takes the subscribers `keep` refuses out of `subs`, gives their places back, and only then
+/// closes their connections: a client that sees its connection closed (or a descriptor count
+/// back down) finds the place free when it connects again.
+fn remove_unkept(
+    mut subs: std::sync::MutexGuard<'_, Vec<Subscriber>>,
+    mut keep: impl FnMut(&mut Subscriber) -> bool,
+    mut release: impl FnMut(),
+) {
+    let mut gone = Vec::new();
+    let mut i = 0;
+    while i < subs.len() {
+        if keep(&mut subs[i]) {
+            i += 1;
+        } else {
+            gone.push(subs.remove(i));
         }
-        let Some(p) = &s.probe else {
-            return true;
-        };
-        if live(p) {
-            return true;
-        }
-        // Read after the probe was seen dead: what is pending now includes every record it
-        // made, so they are all written once `WRITTEN` reaches this (or nothing is pending).
-        let pending = queue::pending();
-        let written = WRITTEN.load(Ordering::Relaxed);
-        let at = *s.ended_at.get_or_insert(written + pending as u64);
-        pending != 0 && written < at
-    });
-    let gone = before - subs.len();
+    }
     drop(subs);
-    for _ in 0..gone {
+    for _ in &gone {
         release();
     }
+    drop(gone);
 }
 
 /// Whether the other end of `s` is closed (poll without waiting; off Linux, then a peek: end
@@ -668,30 +690,28 @@ fn finish(r: &mut Record) -> String {
 
 /// Sends a finished line to subscribers; drops the ones that are gone, slow, or done.
 fn publish(probe: &str, line: &[u8]) {
-    let mut subs = SUBSCRIBERS.lock().unwrap_or_else(|e| e.into_inner());
-    let before = subs.len();
-    subs.retain_mut(|s| {
-        if let Some(p) = &s.probe {
-            if p != probe {
-                return true;
+    let subs = SUBSCRIBERS.lock().unwrap_or_else(|e| e.into_inner());
+    remove_unkept(
+        subs,
+        |s| {
+            if let Some(p) = &s.probe {
+                if p != probe {
+                    return true;
+                }
             }
-        }
-        if s.stream.write_all(line).is_err() {
-            return false;
-        }
-        match &mut s.remaining {
-            Some(n) => {
-                *n = n.saturating_sub(1);
-                *n > 0
+            if s.stream.write_all(line).is_err() {
+                return false;
             }
-            None => true,
-        }
-    });
-    let gone = before - subs.len();
-    drop(subs);
-    for _ in 0..gone {
-        release();
-    }
+            match &mut s.remaining {
+                Some(n) => {
+                    *n = n.saturating_sub(1);
+                    *n > 0
+                }
+                None => true,
+            }
+        },
+        release,
+    );
 }
 
 /// Waits (at most `limit`) for queued records to be written; used at exit.
@@ -706,6 +726,39 @@ pub(crate) fn drain(limit: Duration) {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_place_is_given_back_before_its_connection_closes() {
+        use std::io::Read as _;
+        let (gone, gone_peer) = UnixStream::pair().expect("pair");
+        let (kept, kept_peer) = UnixStream::pair().expect("pair");
+        let subs = Mutex::new(vec![
+            Subscriber::new(gone, Some("1".into()), None),
+            Subscriber::new(kept, Some("2".into()), None),
+        ]);
+        gone_peer.set_nonblocking(true).expect("nonblocking");
+        let mut buf = [0u8; 1];
+        let mut released = 0;
+        remove_unkept(
+            subs.lock().expect("lock"),
+            |s| s.probe.as_deref() == Some("2"),
+            || {
+                // Still open: a client that sees it closed must find the place free.
+                let open = (&gone_peer).read(&mut buf);
+                assert!(
+                    matches!(&open, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+                    "{open:?}"
+                );
+                released += 1;
+            },
+        );
+        assert_eq!(released, 1);
+        assert_eq!((&gone_peer).read(&mut buf).expect("read"), 0, "closed now");
+        let left = subs.lock().expect("lock");
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].probe.as_deref(), Some("2"));
+        drop(kept_peer);
+    }
 
     fn tempdir(name: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("lprobe-sink-{name}-{}", std::process::id()));
