@@ -95,12 +95,12 @@ fn a_control_file_anyone_may_write_is_refused_whole_and_changes_nothing() {
     );
     // Made writable by every user, with a new line: refused as a whole, reported once, and
     // the probe it armed before stays.
-    std::fs::write(
-        &control,
-        "src/main.rs:42 --count\nsrc/main.rs:57 --snapshot\n",
-    )
-    .expect("write");
-    std::fs::set_permissions(&control, std::fs::Permissions::from_mode(0o666)).expect("chmod");
+    // Written beside it with its new mode, then renamed over it: the program sees the old
+    // file or the new one, never the new lines under the old mode.
+    let next = dir.path().join("probes.conf.new");
+    std::fs::write(&next, "src/main.rs:42 --count\nsrc/main.rs:57 --snapshot\n").expect("write");
+    std::fs::set_permissions(&next, std::fs::Permissions::from_mode(0o666)).expect("chmod");
+    std::fs::rename(&next, &control).expect("rename");
     let recs = wait_records(&r, 1, "the refusal", |v| {
         v["kind"] == "error"
             && v["error"]

@@ -107,10 +107,14 @@ fn a_probe_over_its_time_budget_is_disabled_with_a_state_and_an_error() {
             .contains("budget of 20 ms"),
         "{err}"
     );
-    let st = status(&r);
+    // The limit is noted just after the error record is queued (its own drop would name
+    // another): wait for it rather than read it once.
+    let st = wait_for(Duration::from_secs(10), "the time limit in status", || {
+        let st = status(&r);
+        (st["probes"][0]["limit"] == "time").then_some(st)
+    });
     let p = &st["probes"][0];
     assert_eq!(p["state"], "over-budget", "{st}");
-    assert_eq!(p["limit"], "time", "{st}");
     // Its sites go dormant: no more logs after a moment.
     std::thread::sleep(Duration::from_millis(500));
     let n = records(&r).iter().filter(|v| v["kind"] == "log").count();
@@ -145,7 +149,8 @@ fn a_forked_child_is_dormant_and_exits_promptly() {
     let child: u64 = words[1].parse().expect("pid");
     let ms: u64 = words[5].parse().expect("ms");
     assert_eq!(words[3], "0", "the child exited normally: {text}");
-    assert!(ms < 250, "the child's exit waited: {text}");
+    // Under the runtime's exit budget (500 ms), with room for a loaded machine.
+    assert!(ms < 450, "the child's exit waited: {text}");
     // The parent exits by itself, promptly.
     let start = Instant::now();
     while r.child.try_wait().expect("try_wait").is_none() {

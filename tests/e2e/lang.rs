@@ -274,6 +274,8 @@ fn duration_and_tictoc_report_stats() {
 fn limits_max_hits_rate_and_ttl() {
     let r = app(&[("LANG_INTERVAL_MS", "1")]);
     let max = arm(&r, &[&site("served"), "--log", "m", "--max-hits", "3"]);
+    // From before the rate probe exists to after its records are read: how long it can run.
+    let armed_at = std::time::Instant::now();
     let rate = arm(&r, &[&site("mid"), "--log", "r", "--rate", "5/s"]);
     let ttl = arm(&r, &[&site("toc"), "--log", "t", "--ttl", "1s"]);
     wait_for(
@@ -283,6 +285,7 @@ fn limits_max_hits_rate_and_ttl() {
     );
     std::thread::sleep(std::time::Duration::from_millis(1200)); // let the rate window fill
     let recs = records(&r);
+    let ran = armed_at.elapsed().as_secs_f64();
     assert_eq!(of(&recs, &max).len(), 3);
     let m = probe_status(&r, &max);
     assert_eq!(m["state"], "exhausted");
@@ -290,10 +293,11 @@ fn limits_max_hits_rate_and_ttl() {
     let rs = probe_status(&r, &rate);
     assert!(rs["dropped"].as_u64().is_some_and(|d| d > 0), "{rs}");
     assert_eq!(rs["limit"], "rate");
-    let secs = 2.5; // generous bound on how long the rate probe has run
+    // The rate counts whole seconds of the runtime's clock: a probe alive for `ran` seconds
+    // touches at most floor(ran) + 2 of them, 5 records each.
     assert!(
-        (of(&recs, &rate).len() as f64) <= 5.0 * (secs + 1.0),
-        "{}",
+        (of(&recs, &rate).len() as f64) <= 5.0 * (ran.floor() + 2.0),
+        "{} records in {ran:.2} s",
         of(&recs, &rate).len()
     );
     let before = of(&recs, &ttl).len();
@@ -328,8 +332,10 @@ fn a_condition_that_cannot_be_evaluated_reports_once() {
         &r,
         &[&site("served"), "--log", "x", "--if", "user.name > 3"],
     );
+    // The count is the hit's, the record the output thread's: wait for both.
     wait_for(std::time::Duration::from_secs(10), "errors", || {
-        (probe_status(&r, &p)["errors"].as_u64()? >= 3).then_some(())
+        let written = of(&records(&r), &p).iter().any(|v| v["kind"] == "error");
+        (written && probe_status(&r, &p)["errors"].as_u64()? >= 3).then_some(())
     });
     let errs: Vec<Value> = of(&records(&r), &p)
         .into_iter()

@@ -27,6 +27,22 @@ fn fds(pid: u32) -> Vec<String> {
         .collect()
 }
 
+/// The process's descriptors once two reads 300 ms apart agree (10 s at most): the
+/// connection of the last `lprobe` command may still be open in the program when the command
+/// has its answer, and a baseline with it would let a leak of one go unseen.
+fn settled_fds(pid: u32) -> Vec<String> {
+    let start = std::time::Instant::now();
+    let mut last = fds(pid);
+    loop {
+        std::thread::sleep(Duration::from_millis(300));
+        let now = fds(pid);
+        if now.len() == last.len() || start.elapsed() > Duration::from_secs(10) {
+            return now;
+        }
+        last = now;
+    }
+}
+
 /// Waits (10 s at most) until the process holds no more descriptors than `base`; a timeout
 /// names the ones beyond it, so a leak says what leaked (a socket, a file, a pipe).
 fn wait_for_descriptors(pid: u32, base: &[String], what: &str) {
@@ -77,7 +93,7 @@ fn status(r: &Running) -> Value {
 fn watch_clients_that_leave_give_their_descriptors_back() {
     let r = demo(&[]);
     let pid = r.child.id();
-    let base = fds(pid);
+    let base = settled_fds(pid);
     // Snapshots that time out: the CLI disarms the probe and leaves.
     for _ in 0..20 {
         let out = lprobe(

@@ -102,8 +102,6 @@ pub(crate) const LIMIT_RATE: u8 = 1;
 pub(crate) const LIMIT_BUDGET: u8 = 2;
 pub(crate) const LIMIT_QUEUE: u8 = 3;
 
-/// Records lost anywhere (queue full, contention, re-entrancy), reported in `status`.
-pub(crate) static DROPPED_TOTAL: AtomicU64 = AtomicU64::new(0);
 /// Records accepted into the queue (each is then written or counted as a `write` loss).
 pub(crate) static QUEUED: AtomicU64 = AtomicU64::new(0);
 
@@ -139,7 +137,6 @@ pub(crate) fn count_lost(why: Lost, n: u64) {
     if let Some(c) = LOST.get(why as usize) {
         c.fetch_add(n, Ordering::Relaxed);
     }
-    DROPPED_TOTAL.fetch_add(n, Ordering::Relaxed);
 }
 
 /// Records not written so far for `why`.
@@ -149,15 +146,21 @@ pub(crate) fn lost(why: Lost) -> u64 {
 }
 
 /// `{"rate":N,"budget":N,…}`: the records not written, per reason (for `status`).
-pub(crate) fn write_lost_json(out: &mut String) {
+/// Returns their sum, the records lost anywhere (`status`'s `dropped_total`): the sum of the
+/// values written, so the two agree while records are being lost.
+pub(crate) fn write_lost_json(out: &mut String) -> u64 {
     out.push('{');
+    let mut total = 0u64;
     for (i, (name, c)) in LOST_NAMES.iter().zip(&LOST).enumerate() {
         if i > 0 {
             out.push(',');
         }
-        let _ = write!(out, "\"{name}\":{}", c.load(Ordering::Relaxed));
+        let n = c.load(Ordering::Relaxed);
+        total = total.saturating_add(n);
+        let _ = write!(out, "\"{name}\":{n}");
     }
     out.push('}');
+    total
 }
 
 /// Output budget: bytes per second across all probes (`LPROBE_BUDGET`, default 1 MiB/s).

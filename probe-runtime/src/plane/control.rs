@@ -14,7 +14,6 @@ use std::time::Duration;
 
 use crate::hot::probe::{self, Origin, Probe, NEEDS_REBUILD};
 use crate::hot::queue;
-use crate::hot::queue::DROPPED_TOTAL;
 use crate::hot::registry::{self, State};
 use crate::lang::json;
 use crate::plane::access;
@@ -186,18 +185,34 @@ fn bind() -> Result<(UnixListener, PathBuf), String> {
             let _ = std::fs::remove_file(&path);
         }
     }
-    let listener = UnixListener::bind(&path).map_err(|e| {
+    let cannot = |e: std::io::Error| {
         format!(
             "cannot listen on {}: {e}; set LPROBE_SOCKET to another path",
             path.display()
         )
-    })?;
-    if let Err(e) = access::restrict_socket(&path) {
-        // Not served with looser rights than wanted: the listener closes here.
-        let _ = std::fs::remove_file(&path);
-        return Err(e);
+    };
+    // Bound under a name of its own, restricted, then linked to its name: the socket appears
+    // there with its final owner group and mode, never with the umask's for a moment (a
+    // client that finds it may connect at once). A link, not a rename, so that a live
+    // socket already there is not replaced: that fails as a bind would.
+    let hidden = path.with_file_name(format!(".lp{}", std::process::id()));
+    let short_enough = hidden.as_os_str().len() <= path.as_os_str().len();
+    if !short_enough {
+        // A socket path has a length limit: bind the name itself.
+        let listener = UnixListener::bind(&path).map_err(cannot)?;
+        if let Err(e) = access::restrict_socket(&path) {
+            // Not served with looser rights than wanted: the listener closes here.
+            let _ = std::fs::remove_file(&path);
+            return Err(e);
+        }
+        return Ok((listener, path));
     }
-    Ok((listener, path))
+    let _ = std::fs::remove_file(&hidden);
+    let listener = UnixListener::bind(&hidden).map_err(cannot)?;
+    let linked = access::restrict_socket(&hidden)
+        .and_then(|()| std::fs::hard_link(&hidden, &path).map_err(cannot));
+    let _ = std::fs::remove_file(&hidden);
+    linked.map(|()| (listener, path))
 }
 
 fn serve(listener: &UnixListener) {
@@ -736,6 +751,10 @@ fn status() -> String {
         json::push_str(&mut s, &p.spec.text);
         s.push_str(",\"state\":");
         json::push_str(&mut s, p.state_name());
+        // Timings before hits: a call is counted at entry and timed at return, so read in
+        // this order the timed calls never outnumber the hits.
+        let mut stats = String::new();
+        p.write_stats_json(&mut stats);
         s.push_str(&format!(
             ",\"hits\":{},\"emitted\":{},\"dropped\":{},\"errors\":{},\"ttl_left_s\":{}",
             p.hits(),
@@ -749,14 +768,13 @@ fn status() -> String {
             "" => s.push_str("null"),
             l => json::push_str(&mut s, l),
         }
-        p.write_stats_json(&mut s);
+        s.push_str(&stats);
         s.push('}');
     }
-    s.push_str(&format!(
-        "],\"dropped_total\":{},\"dropped_by\":",
-        DROPPED_TOTAL.load(Ordering::Relaxed)
-    ));
-    queue::write_lost_json(&mut s);
+    let mut by_reason = String::new();
+    let total = queue::write_lost_json(&mut by_reason);
+    s.push_str(&format!("],\"dropped_total\":{total},\"dropped_by\":"));
+    s.push_str(&by_reason);
     // Panics of the runtime's own threads (each restarted its loop) and the last one.
     s.push_str(&format!(
         ",\"runtime_panics\":{},\"last_runtime_panic\":",
