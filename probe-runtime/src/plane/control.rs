@@ -209,8 +209,19 @@ fn bind() -> Result<(UnixListener, PathBuf), String> {
     }
     let _ = std::fs::remove_file(&hidden);
     let listener = UnixListener::bind(&hidden).map_err(cannot)?;
-    let linked = access::restrict_socket(&hidden)
-        .and_then(|()| std::fs::hard_link(&hidden, &path).map_err(cannot));
+    let linked = access::restrict_socket(&hidden).and_then(|()| {
+        match std::fs::hard_link(&hidden, &path) {
+            Ok(()) => Ok(()),
+            // A file system without hard links: renamed instead, where nothing is in the way.
+            Err(e)
+                if e.kind() != std::io::ErrorKind::AlreadyExists
+                    && std::fs::symlink_metadata(&path).is_err() =>
+            {
+                std::fs::rename(&hidden, &path).map_err(cannot)
+            }
+            Err(e) => Err(cannot(e)),
+        }
+    });
     let _ = std::fs::remove_file(&hidden);
     linked.map(|()| (listener, path))
 }
