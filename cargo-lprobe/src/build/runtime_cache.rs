@@ -4,9 +4,10 @@
 //! ([`WRAPPER_ENV`] set). For every crate but the runtime, the wrapper runs the compiler (or
 //! the user's own `RUSTC_WRAPPER`, kept in [`INNER_ENV`]) unchanged. For the runtime, it looks
 //! its outputs up in a cache keyed by the compiler's version, the runtime's source and the
-//! compile arguments with the paths that name one workspace left out; on a hit it copies the
-//! `.rlib`, `.rmeta` and dep-info where cargo expects them (paths inside rewritten) and
-//! replays what the compiler printed; on a miss it compiles and stores the outputs.
+//! compile arguments with the paths that name one workspace left out; on a hit it links (or
+//! copies) the `.rlib` and `.rmeta` and writes the dep-info where cargo expects them (paths
+//! inside rewritten) and replays what the compiler printed; on a miss it compiles and stores
+//! the outputs.
 //!
 //! The runtime is the same code for every instrumented crate and costs about 6 s of CPU to
 //! compile for release (for size; its hot path, `runtime_src::HOT_LIB`, is a second, small
@@ -457,16 +458,29 @@ fn replay(entry: &Path, call: &Call) -> Option<i32> {
             let text = std::fs::read_to_string(entry.join(old)).ok()?;
             std::fs::write(&dest, rewrite_paths(&text, &from, call)).ok()?;
         } else {
-            // Copy, then rename: a concurrent reader never sees half a file.
-            let tmp = dest.with_extension(format!("lprobe-{}", std::process::id()));
-            std::fs::copy(entry.join(old), &tmp).ok()?;
-            std::fs::rename(&tmp, &dest).ok()?;
+            place(&entry.join(old), &dest)?;
         }
     }
     // Touch the entry: pruning keeps the most recently used.
     let _ = std::fs::File::open(entry).and_then(|f| f.set_modified(std::time::SystemTime::now()));
     let _ = std::io::stderr().write_all(rewrite_paths(&stderr, &from, call).as_bytes());
     Some(0)
+}
+
+/// Puts the cached file `from` at `to`: a hard link (the runtime's `.rlib` and `.rmeta` are
+/// 4.5 MB, copied on every clean build before anything of the user's could compile), else a
+/// copy; then renamed into place, so a concurrent reader never sees half a file. Nothing
+/// writes into an output in place (the compiler and this wrapper replace them by a rename),
+/// so the cache's file is never changed through the link. Its modification time is made
+/// now, as a copy's is: cargo compares the times of a unit's outputs with its inputs'.
+fn place(from: &Path, to: &Path) -> Option<()> {
+    let tmp = to.with_extension(format!("lprobe-{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    if std::fs::hard_link(from, &tmp).is_err() {
+        std::fs::copy(from, &tmp).ok()?;
+    }
+    let _ = std::fs::File::open(&tmp).and_then(|f| f.set_modified(std::time::SystemTime::now()));
+    std::fs::rename(&tmp, to).ok()
 }
 
 /// Rewrites paths of one compile (`from`) into another's (`to`): output files (directory and
@@ -557,6 +571,38 @@ mod tests {
         // Another runtime (compiled anew): another entry.
         std::fs::write(&b, b"runtime two").expect("write");
         assert_ne!(key_args(&hot(&a, "a")), key_args(&hot(&b, "b")));
+    }
+
+    #[test]
+    fn a_cached_output_is_linked_with_a_fresh_time_and_never_changed_through_the_link() {
+        use std::os::unix::fs::MetadataExt as _;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cached = dir.path().join("cached.rlib");
+        std::fs::write(&cached, b"runtime").expect("write");
+        let old = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
+        std::fs::File::open(&cached)
+            .and_then(|f| f.set_modified(old))
+            .expect("age the cached file");
+        let out = dir.path().join("deps/librt.rlib");
+        std::fs::create_dir_all(out.parent().expect("parent")).expect("mkdir");
+        place(&cached, &out).expect("placed");
+        let (c, o) = (
+            std::fs::metadata(&cached).expect("cached"),
+            std::fs::metadata(&out).expect("out"),
+        );
+        assert_eq!(c.ino(), o.ino(), "linked, not copied");
+        assert!(
+            o.modified().expect("mtime") > old,
+            "a fresh time, as a copy has"
+        );
+        // A later compile replaces the output by a rename, as rustc does: the cache keeps its bytes.
+        let next = dir.path().join("deps/new.rlib");
+        std::fs::write(&next, b"other").expect("write");
+        std::fs::rename(&next, &out).expect("rename");
+        assert_eq!(std::fs::read(&cached).expect("read"), b"runtime");
+        // Placed again over an existing output.
+        place(&cached, &out).expect("placed again");
+        assert_eq!(std::fs::read(&out).expect("read"), b"runtime");
     }
 
     #[test]
