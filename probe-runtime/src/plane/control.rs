@@ -194,36 +194,38 @@ fn bind() -> Result<(UnixListener, PathBuf), String> {
     // Bound under a name of its own, restricted, then linked to its name: the socket appears
     // there with its final owner group and mode, never with the umask's for a moment (a
     // client that finds it may connect at once). A link, not a rename, so that a live
-    // socket already there is not replaced: that fails as a bind would.
+    // socket already there is not replaced: that fails as a bind would. A socket path has a
+    // length limit: where the hidden name would be the longer, the name itself is bound.
     let hidden = path.with_file_name(format!(".lp{}", std::process::id()));
-    let short_enough = hidden.as_os_str().len() <= path.as_os_str().len();
-    if !short_enough {
-        // A socket path has a length limit: bind the name itself.
-        let listener = UnixListener::bind(&path).map_err(cannot)?;
-        if let Err(e) = access::restrict_socket(&path) {
-            // Not served with looser rights than wanted: the listener closes here.
-            let _ = std::fs::remove_file(&path);
-            return Err(e);
+    let at = if hidden.as_os_str().len() <= path.as_os_str().len() {
+        let _ = std::fs::remove_file(&hidden);
+        hidden
+    } else {
+        path.clone()
+    };
+    let listener = UnixListener::bind(&at).map_err(cannot)?;
+    let placed = access::restrict_socket(&at).and_then(|()| {
+        if at == path {
+            return Ok(());
         }
-        return Ok((listener, path));
-    }
-    let _ = std::fs::remove_file(&hidden);
-    let listener = UnixListener::bind(&hidden).map_err(cannot)?;
-    let linked = access::restrict_socket(&hidden).and_then(|()| {
-        match std::fs::hard_link(&hidden, &path) {
+        match std::fs::hard_link(&at, &path) {
             Ok(()) => Ok(()),
             // A file system without hard links: renamed instead, where nothing is in the way.
             Err(e)
                 if e.kind() != std::io::ErrorKind::AlreadyExists
                     && std::fs::symlink_metadata(&path).is_err() =>
             {
-                std::fs::rename(&hidden, &path).map_err(cannot)
+                std::fs::rename(&at, &path).map_err(cannot)
             }
             Err(e) => Err(cannot(e)),
         }
     });
-    let _ = std::fs::remove_file(&hidden);
-    linked.map(|()| (listener, path))
+    // The hidden name always goes; the socket's own name only when it is not served with the
+    // rights wanted (the listener closes here).
+    if at != path || placed.is_err() {
+        let _ = std::fs::remove_file(&at);
+    }
+    placed.map(|()| (listener, path))
 }
 
 fn serve(listener: &UnixListener) {

@@ -126,9 +126,8 @@ pub(crate) fn subscribe(s: Subscriber) {
 /// once the records it queued before are written. Runs on the control thread, every tick:
 /// a client that leaves before its probe writes anything must not keep a descriptor open.
 pub(crate) fn prune(live: &dyn Fn(&str) -> bool) {
-    let subs = SUBSCRIBERS.lock().unwrap_or_else(|e| e.into_inner());
     remove_unkept(
-        subs,
+        &SUBSCRIBERS,
         |s| {
             if peer_closed(&s.stream) {
                 return false;
@@ -154,20 +153,15 @@ pub(crate) fn prune(live: &dyn Fn(&str) -> bool) {
 /// closes their connections: a client that sees its connection closed (or a descriptor count
 /// back down) finds the place free when it connects again.
 fn remove_unkept(
-    mut subs: std::sync::MutexGuard<'_, Vec<Subscriber>>,
+    subs: &Mutex<Vec<Subscriber>>,
     mut keep: impl FnMut(&mut Subscriber) -> bool,
     mut release: impl FnMut(),
 ) {
-    let mut gone = Vec::new();
-    let mut i = 0;
-    while i < subs.len() {
-        if keep(&mut subs[i]) {
-            i += 1;
-        } else {
-            gone.push(subs.remove(i));
-        }
-    }
-    drop(subs);
+    let gone: Vec<Subscriber> = subs
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .extract_if(.., |s| !keep(s))
+        .collect();
     for _ in &gone {
         release();
     }
@@ -690,9 +684,8 @@ fn finish(r: &mut Record) -> String {
 
 /// Sends a finished line to subscribers; drops the ones that are gone, slow, or done.
 fn publish(probe: &str, line: &[u8]) {
-    let subs = SUBSCRIBERS.lock().unwrap_or_else(|e| e.into_inner());
     remove_unkept(
-        subs,
+        &SUBSCRIBERS,
         |s| {
             if let Some(p) = &s.probe {
                 if p != probe {
@@ -740,7 +733,7 @@ mod tests {
         let mut buf = [0u8; 1];
         let mut released = 0;
         remove_unkept(
-            subs.lock().expect("lock"),
+            &subs,
             |s| s.probe.as_deref() == Some("2"),
             || {
                 // Still open: a client that sees it closed must find the place free.
